@@ -1,0 +1,274 @@
+//! Master keys (KEKs) and the keyring that holds them.
+
+use std::fmt;
+
+use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
+use aes_gcm_siv::{Aes256GcmSiv, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use crate::envelope::DataKey;
+use crate::{CryptoError, FORMAT_VERSION, KEY_LEN, fill_random};
+
+const NONCE_LEN: usize = 12;
+
+/// The id of a master key: 1 to 32 ASCII letters, digits, `_`, `-` or `.`.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(String);
+
+impl KeyId {
+    /// Parses a key id, refusing anything outside the allowed alphabet or length.
+    pub fn new(s: &str) -> Result<Self, CryptoError> {
+        let ok = !s.is_empty()
+            && s.len() <= 32
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(CryptoError::Config(format!(
+                "invalid master key id {s:?}: use 1 to 32 ASCII letters, digits, '_', '-' or '.'"
+            )))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({})", self.0)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One 256-bit master key with its id. The key bytes are zeroized on drop and never printed.
+pub struct MasterKey {
+    kid: KeyId,
+    cipher: Aes256GcmSiv,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MasterKey {
+    /// Builds a master key from raw bytes.
+    pub fn from_bytes(kid: KeyId, bytes: &[u8; KEY_LEN]) -> Self {
+        let cipher = Aes256GcmSiv::new(bytes.into());
+        Self { kid, cipher }
+    }
+
+    /// Decodes a base64 master key. `source` names where the value came from (an environment
+    /// variable or a file) and is the only thing error messages say about it: neither the value
+    /// nor the decoder's complaint (which can quote a byte of it) is ever echoed.
+    pub fn from_base64(kid: KeyId, b64: &str, source: &str) -> Result<Self, CryptoError> {
+        let bytes = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| {
+            CryptoError::Config(format!(
+                "{source}: master key '{kid}' is not valid base64 (generate one with `keyward keygen`)"
+            ))
+        })?);
+        let array: &[u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+            CryptoError::Config(format!(
+                "{source}: master key '{kid}' must decode to {KEY_LEN} bytes, got {} (generate one with `keyward keygen`)",
+                bytes.len()
+            ))
+        })?;
+        Ok(Self::from_bytes(kid, array))
+    }
+
+    /// This key's id.
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+}
+
+/// Prints a new random 256-bit master key as standard base64.
+pub fn generate_master_key_base64() -> Result<String, CryptoError> {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    fill_random(bytes.as_mut())?;
+    Ok(STANDARD.encode(bytes.as_ref()))
+}
+
+/// The configured master keys. The first is primary: it wraps every new data key. The others
+/// only unwrap data keys that were wrapped under them, until a rotation rewraps those.
+#[derive(Debug)]
+pub struct Keyring {
+    keys: Vec<MasterKey>,
+}
+
+impl Keyring {
+    /// Builds a keyring; refuses an empty list and duplicate key ids.
+    pub fn new(keys: Vec<MasterKey>, source: &str) -> Result<Self, CryptoError> {
+        if keys.is_empty() {
+            return Err(CryptoError::Config(format!(
+                "{source}: no master key given"
+            )));
+        }
+        for (i, k) in keys.iter().enumerate() {
+            if keys[..i].iter().any(|o| o.kid == k.kid) {
+                return Err(CryptoError::Config(format!(
+                    "{source}: master key id '{}' appears twice",
+                    k.kid
+                )));
+            }
+        }
+        Ok(Self { keys })
+    }
+
+    /// Parses the `KEYWARD_MASTER_KEYS` form: `kid2:BASE64,kid1:BASE64`, the first primary.
+    pub fn parse_list(spec: &str, source: &str) -> Result<Self, CryptoError> {
+        let mut keys = Vec::new();
+        for (i, item) in spec.split(',').enumerate() {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let Some((kid, b64)) = item.split_once(':') else {
+                return Err(CryptoError::Config(format!(
+                    "{source}: entry {} must have the form KID:BASE64",
+                    i + 1
+                )));
+            };
+            let kid = KeyId::new(kid.trim())
+                .map_err(|e| CryptoError::Config(format!("{source}: {e}")))?;
+            keys.push(MasterKey::from_base64(kid, b64, source)?);
+        }
+        Self::new(keys, source)
+    }
+
+    /// The primary key's id: the one new data keys are wrapped under.
+    pub fn primary_kid(&self) -> &KeyId {
+        &self.primary().kid
+    }
+
+    fn primary(&self) -> &MasterKey {
+        // `new` refuses an empty list, so there is always a first key.
+        &self.keys[0]
+    }
+
+    /// All configured key ids, primary first.
+    pub fn kids(&self) -> impl Iterator<Item = &KeyId> {
+        self.keys.iter().map(|k| &k.kid)
+    }
+
+    /// Whether `kid` is configured.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.iter().any(|k| k.kid.as_str() == kid)
+    }
+
+    fn get(&self, kid: &str) -> Result<&MasterKey, CryptoError> {
+        self.keys
+            .iter()
+            .find(|k| k.kid.as_str() == kid)
+            .ok_or_else(|| CryptoError::UnknownKeyId(kid.to_owned()))
+    }
+
+    /// Wraps `dek` for the record `record_id` under the primary key.
+    pub fn wrap(&self, dek: &DataKey, record_id: &str) -> Result<Vec<u8>, CryptoError> {
+        let key = self.primary();
+        let kid = key.kid.as_str().as_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let aad = wrap_aad(kid, record_id);
+        let ct = key
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: dek.bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| CryptoError::Decrypt)?;
+        let mut out = Vec::with_capacity(2 + kid.len() + NONCE_LEN + ct.len());
+        out.push(FORMAT_VERSION);
+        // KeyId::new caps ids at 32 bytes, so the length fits a byte.
+        out.push(kid.len() as u8);
+        out.extend_from_slice(kid);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Unwraps the data key of `record_id` with whichever configured key wrapped it.
+    pub fn unwrap(&self, wrapped: &[u8], record_id: &str) -> Result<DataKey, CryptoError> {
+        let parts = WrappedParts::parse(wrapped)?;
+        let key = self.get(parts.kid)?;
+        let aad = wrap_aad(parts.kid.as_bytes(), record_id);
+        let pt = Zeroizing::new(
+            key.cipher
+                .decrypt(
+                    &Nonce::from(parts.nonce),
+                    Payload {
+                        msg: parts.ciphertext,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| CryptoError::Decrypt)?,
+        );
+        let bytes: &[u8; KEY_LEN] = pt
+            .as_slice()
+            .try_into()
+            .map_err(|_| CryptoError::Malformed)?;
+        Ok(DataKey::from_bytes(bytes))
+    }
+
+    /// Reads the key id out of a wrapped data key without decrypting anything.
+    pub fn wrapped_kid(wrapped: &[u8]) -> Result<&str, CryptoError> {
+        WrappedParts::parse(wrapped).map(|p| p.kid)
+    }
+}
+
+struct WrappedParts<'a> {
+    kid: &'a str,
+    nonce: [u8; NONCE_LEN],
+    ciphertext: &'a [u8],
+}
+
+impl<'a> WrappedParts<'a> {
+    fn parse(b: &'a [u8]) -> Result<Self, CryptoError> {
+        let (&version, rest) = b.split_first().ok_or(CryptoError::Malformed)?;
+        if version != FORMAT_VERSION {
+            return Err(CryptoError::UnsupportedVersion(version));
+        }
+        let (&kid_len, rest) = rest.split_first().ok_or(CryptoError::Malformed)?;
+        let kid_len = usize::from(kid_len);
+        if rest.len() != kid_len + NONCE_LEN + KEY_LEN + 16 {
+            return Err(CryptoError::Malformed);
+        }
+        let (kid, rest) = rest.split_at(kid_len);
+        let kid = std::str::from_utf8(kid).map_err(|_| CryptoError::Malformed)?;
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed)?;
+        Ok(Self {
+            kid,
+            nonce,
+            ciphertext,
+        })
+    }
+}
+
+/// Associated data of a wrapped data key: format version, key id, record id, each
+/// length-prefixed so that no two distinct triples encode alike.
+fn wrap_aad(kid: &[u8], record_id: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(16 + kid.len() + record_id.len());
+    aad.extend_from_slice(b"keyward-wrap");
+    aad.push(FORMAT_VERSION);
+    crate::envelope::push_field(&mut aad, kid);
+    crate::envelope::push_field(&mut aad, record_id.as_bytes());
+    aad
+}
