@@ -1,1 +1,54 @@
-//! placeholder
+//! Keyward's domain, free of I/O: identifiers, the provider registry, credentials and config
+//! variables, the resolution rules, and audit events.
+//!
+//! - [`ids`]: newtypes whose constructors enforce the naming rules.
+//! - [`provider`]: the registry, one static table.
+//! - [`credential`]: key checks, key hints, and the shapes of credentials.
+//! - [`var`]: config variables.
+//! - [`resolve`]: ordering of candidates and the not-found error.
+//! - [`audit`]: events and the bytes their HMAC chain covers.
+//!
+//! The store crate runs these rules against a database; this crate never touches one.
+
+pub mod audit;
+pub mod credential;
+pub mod ids;
+pub mod provider;
+pub mod resolve;
+pub mod var;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use ids::{CredentialId, CredentialName, OrgId, VarName};
+pub use provider::{PROVIDERS, Provider};
+
+/// Errors of the domain rules.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CoreError {
+    /// A value broke a rule; the message says which and what was expected, never quoting a
+    /// secret.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+/// A point in time: milliseconds since the Unix epoch, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    /// The current time.
+    pub fn now() -> Self {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Self(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// As a `SystemTime`.
+    pub fn to_system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
+}

@@ -1,0 +1,197 @@
+//! Audit events: who did what to which secret, when, with what outcome. Never a secret value.
+//!
+//! Events are chained: each stores `link = HMAC(chain_key, prev_link || payload)`, where
+//! `payload` is [`AuditEvent::payload`]. Editing, inserting or deleting an event in the middle
+//! breaks every later link; `keyward events verify` recomputes them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, Millis};
+
+/// Broad kind of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Creating, changing or deleting credentials, variables and organizations.
+    SecretManagement,
+    /// Handing a secret out: resolution, reveal.
+    SecretAccess,
+    /// Master-key operations.
+    KeyManagement,
+}
+
+impl Category {
+    /// The category's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::SecretManagement => "secret_management",
+            Category::SecretAccess => "secret_access",
+            Category::KeyManagement => "key_management",
+        }
+    }
+}
+
+impl FromStr for Category {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        [
+            Category::SecretManagement,
+            Category::SecretAccess,
+            Category::KeyManagement,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| {
+            CoreError::InvalidInput(format!(
+                "unknown category {s:?}; use secret_management, secret_access or key_management"
+            ))
+        })
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the operation succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It did.
+    Success,
+    /// It did not; `details` says why.
+    Failure,
+}
+
+impl Outcome {
+    /// The outcome's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+        }
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "success" => Ok(Outcome::Success),
+            "failure" => Ok(Outcome::Failure),
+            _ => Err(CoreError::InvalidInput(format!("unknown outcome {s:?}"))),
+        }
+    }
+}
+
+/// An event about to be written.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Who did it (`cli:alice`, `token:ci-deploy`, ...).
+    pub actor: String,
+    /// The organization concerned, if any.
+    pub org: Option<String>,
+    /// Broad kind.
+    pub category: Category,
+    /// What was done: `create`, `update`, `delete`, `activate`, `deactivate`, `resolve`,
+    /// `reveal`, `rotate`, ...
+    pub action: String,
+    /// What it was done to (`credential:ID`, `var:NAME`, `org:SLUG`, `master_key`).
+    pub target: String,
+    /// Whether it worked.
+    pub outcome: Outcome,
+    /// Further facts (never a secret): names, kids, counts, error messages.
+    pub details: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub actor: String,
+    /// Which organization.
+    pub org: Option<String>,
+    /// Broad kind.
+    pub category: Category,
+    /// What.
+    pub action: String,
+    /// To what.
+    pub target: String,
+    /// With what outcome.
+    pub outcome: Outcome,
+    /// Further facts.
+    pub details: serde_json::Value,
+}
+
+impl AuditEvent {
+    /// The bytes the chain authenticates: every field, in a fixed order, length-prefixed.
+    pub fn payload(&self) -> Vec<u8> {
+        let details = self.details.to_string();
+        let parts: [&[u8]; 8] = [
+            &self.seq.to_be_bytes(),
+            &self.at.0.to_be_bytes(),
+            self.actor.as_bytes(),
+            self.org.as_deref().unwrap_or("\u{0}").as_bytes(),
+            self.category.as_str().as_bytes(),
+            self.action.as_bytes(),
+            self.target.as_bytes(),
+            self.outcome.as_str().as_bytes(),
+        ];
+        let mut out = Vec::with_capacity(128 + details.len());
+        for p in parts.into_iter().chain(std::iter::once(details.as_bytes())) {
+            out.extend_from_slice(&(p.len() as u64).to_be_bytes());
+            out.extend_from_slice(p);
+        }
+        out
+    }
+}
+
+/// A filter for listing events: `category=secret_management,org=acme,action=resolve`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this category.
+    pub category: Option<Category>,
+    /// Only this organization.
+    pub org: Option<String>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this outcome.
+    pub outcome: Option<Outcome>,
+    /// Only this actor.
+    pub actor: Option<String>,
+}
+
+impl FromStr for EventFilter {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        let mut f = EventFilter::default();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                CoreError::InvalidInput(format!("filter {part:?} must have the form KEY=VALUE"))
+            })?;
+            let v = v.trim();
+            match k.trim() {
+                "category" => f.category = Some(v.parse()?),
+                "org" => f.org = Some(v.to_owned()),
+                "action" => f.action = Some(v.to_owned()),
+                "outcome" => f.outcome = Some(v.parse()?),
+                "actor" => f.actor = Some(v.to_owned()),
+                other => {
+                    return Err(CoreError::InvalidInput(format!(
+                        "unknown filter key {other:?}; use category, org, action, outcome or actor"
+                    )));
+                }
+            }
+        }
+        Ok(f)
+    }
+}

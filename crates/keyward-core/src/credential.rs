@@ -1,0 +1,384 @@
+//! Credentials: what is stored for one provider key, how a key is checked, and how it is shown.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CredentialId, CredentialName, OrgId};
+use crate::provider::{Provider, SecretKind};
+use crate::{CoreError, Millis};
+
+/// What a credential may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Modality {
+    /// Chat and text generation.
+    Chat,
+    /// Legacy completions.
+    Completions,
+    /// Embeddings.
+    Embeddings,
+    /// Image generation and vision.
+    Images,
+    /// Speech and transcription.
+    Audio,
+    /// Reranking.
+    Rerank,
+    /// Moderation.
+    Moderation,
+}
+
+impl Modality {
+    /// All modalities.
+    pub const ALL: [Modality; 7] = [
+        Modality::Chat,
+        Modality::Completions,
+        Modality::Embeddings,
+        Modality::Images,
+        Modality::Audio,
+        Modality::Rerank,
+        Modality::Moderation,
+    ];
+
+    /// The modality's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Chat => "chat",
+            Modality::Completions => "completions",
+            Modality::Embeddings => "embeddings",
+            Modality::Images => "images",
+            Modality::Audio => "audio",
+            Modality::Rerank => "rerank",
+            Modality::Moderation => "moderation",
+        }
+    }
+
+    /// Parses a comma-separated list such as `chat,embeddings`.
+    pub fn parse_list(s: &str) -> Result<Vec<Modality>, CoreError> {
+        let mut out: Vec<Modality> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Modality::from_str)
+            .collect::<Result<_, _>>()?;
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+impl FromStr for Modality {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        Modality::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                CoreError::InvalidInput(format!(
+                    "unknown modality {s:?}; use one of {}",
+                    Modality::ALL.map(Modality::as_str).join(", ")
+                ))
+            })
+    }
+}
+
+impl fmt::Display for Modality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the format check of a key runs. Skipping it is an explicit, visible choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatCheck {
+    /// Refuse keys that do not look like the provider's.
+    Enforce,
+    /// Accept any key shape (still trimmed; control characters still refused).
+    Skip,
+}
+
+/// Checks and normalises the secret of a credential of `provider`: trims surrounding whitespace,
+/// refuses embedded whitespace or control characters, checks the provider's key format (unless
+/// skipped), and for Vertex that the value is a service-account JSON document.
+///
+/// Error messages say what was expected and never quote the key.
+pub fn normalize_secret(
+    provider: &Provider,
+    raw: &SecretString,
+    check: FormatCheck,
+) -> Result<SecretString, CoreError> {
+    let value = raw.expose_secret().trim();
+    if value.is_empty() {
+        return Err(CoreError::InvalidInput(format!(
+            "the {} is empty",
+            secret_label(provider)
+        )));
+    }
+    if provider.secret == SecretKind::ServiceAccountJson {
+        check_service_account(value)?;
+        return Ok(SecretString::from(value));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(CoreError::InvalidInput(format!(
+            "the {} contains whitespace or control characters; paste the key alone",
+            secret_label(provider)
+        )));
+    }
+    if check == FormatCheck::Enforce
+        && !provider.key_prefixes.is_empty()
+        && !provider.key_prefixes.iter().any(|p| value.starts_with(p))
+    {
+        return Err(CoreError::InvalidInput(format!(
+            "this does not look like a {} key: {} (skip this check with --no-format-check)",
+            provider.display_name,
+            provider.expected_format()
+        )));
+    }
+    Ok(SecretString::from(value))
+}
+
+fn secret_label(provider: &Provider) -> &'static str {
+    match provider.secret {
+        SecretKind::ServiceAccountJson => "service-account JSON",
+        SecretKind::AwsSecretAccessKey => "AWS secret access key",
+        SecretKind::ApiKey | SecretKind::Optional => "API key",
+    }
+}
+
+/// The fields a Google service-account key file has.
+const SERVICE_ACCOUNT_FIELDS: [&str; 4] = ["type", "project_id", "private_key", "client_email"];
+
+fn check_service_account(value: &str) -> Result<(), CoreError> {
+    // serde_json's errors quote positions, never content, so the cause is safe to keep out.
+    let doc: serde_json::Value = serde_json::from_str(value).map_err(|_| {
+        CoreError::InvalidInput("the service-account JSON is not valid JSON".into())
+    })?;
+    let obj = doc.as_object().ok_or_else(|| {
+        CoreError::InvalidInput("the service-account JSON must be an object".into())
+    })?;
+    let missing: Vec<&str> = SERVICE_ACCOUNT_FIELDS
+        .into_iter()
+        .filter(|f| !obj.get(*f).is_some_and(serde_json::Value::is_string))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CoreError::InvalidInput(format!(
+            "the service-account JSON lacks {}",
+            missing.join(", ")
+        )));
+    }
+    if obj.get("type").and_then(|v| v.as_str()) != Some("service_account") {
+        return Err(CoreError::InvalidInput(
+            "the service-account JSON must have \"type\": \"service_account\"".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The masked form of a secret, computed when it is written so that listing never decrypts:
+/// a recognisable prefix and the last four characters (`sk-...wxyz`). Shorter keys reveal less.
+pub fn key_hint(provider: &Provider, secret: &SecretString) -> String {
+    let value = secret.expose_secret();
+    if provider.secret == SecretKind::ServiceAccountJson {
+        // The client e-mail is public: it names the account, not its key.
+        return serde_json::from_str::<serde_json::Value>(value)
+            .ok()
+            .and_then(|v| v.get("client_email")?.as_str().map(str::to_owned))
+            .map_or_else(|| "service account".to_owned(), |e| format!("sa:{e}"));
+    }
+    let chars: Vec<char> = value.chars().collect();
+    let n = chars.len();
+    let tail = |k: usize| chars[n - k..].iter().collect::<String>();
+    if n < 8 {
+        return "***".to_owned();
+    }
+    if n < 16 {
+        return format!("...{}", tail(2));
+    }
+    let prefix = provider
+        .key_prefixes
+        .iter()
+        .filter(|p| value.starts_with(*p))
+        .max_by_key(|p| p.len())
+        .map_or_else(
+            || chars[..3].iter().collect::<String>(),
+            |p| (*p).to_owned(),
+        );
+    // Never reveal more than a quarter of the key in total.
+    let prefix: String = prefix.chars().take(n / 4).collect();
+    format!("{prefix}...{}", tail(4))
+}
+
+/// Whether a stored credential can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    /// Its data key unwraps and its secret opens under the configured master keys.
+    Ok,
+    /// It cannot be opened: unknown master key id, wrong key, or tampered data.
+    Undecryptable,
+}
+
+impl fmt::Display for CredentialStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CredentialStatus::Ok => "ok",
+            CredentialStatus::Undecryptable => "undecryptable",
+        })
+    }
+}
+
+/// A credential as listings show it: every public field, the key hint, never the secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialView {
+    /// Id.
+    pub id: CredentialId,
+    /// Owning organization.
+    pub org: OrgId,
+    /// Human name, unique per organization and provider.
+    pub name: CredentialName,
+    /// Provider id.
+    pub provider: String,
+    /// What it may be used for; empty means all.
+    pub modalities: Vec<Modality>,
+    /// Public fields (`base_url`, `endpoint`, `api_version`, `region`, ...).
+    pub fields: BTreeMap<String, String>,
+    /// Whether resolution may hand it out.
+    pub active: bool,
+    /// Lower numbers are tried first.
+    pub priority: i64,
+    /// Share under the `weighted` strategy.
+    pub weight: i64,
+    /// Masked key (`sk-...wxyz`).
+    pub key_hint: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Who created it.
+    pub created_by: String,
+    /// Last update time.
+    pub updated_at: Millis,
+    /// Who last updated it.
+    pub updated_by: String,
+    /// Last time resolution handed it out.
+    pub last_used_at: Option<Millis>,
+    /// Incremented by every update; updates compare and set it.
+    pub version: i64,
+    /// The master key id that wraps its data key.
+    pub kid: String,
+    /// Whether it can be opened with the configured keys.
+    pub status: CredentialStatus,
+}
+
+/// The fields of a new credential.
+#[derive(Debug)]
+pub struct NewCredential {
+    /// Owning organization.
+    pub org: OrgId,
+    /// Provider.
+    pub provider: &'static Provider,
+    /// Human name.
+    pub name: CredentialName,
+    /// The secret, already normalised by [`normalize_secret`] (None only for providers whose
+    /// secret is optional).
+    pub secret: Option<SecretString>,
+    /// Public fields.
+    pub fields: BTreeMap<String, String>,
+    /// Modalities; empty means all.
+    pub modalities: Vec<Modality>,
+    /// Whether it starts active.
+    pub active: bool,
+    /// Priority (lower first).
+    pub priority: i64,
+    /// Weight for the weighted strategy.
+    pub weight: i64,
+}
+
+/// A change to a credential; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct CredentialUpdate {
+    /// New name.
+    pub name: Option<CredentialName>,
+    /// New secret (a key rotation), already normalised.
+    pub secret: Option<SecretString>,
+    /// Public fields to set; an empty value removes the field.
+    pub fields: BTreeMap<String, String>,
+    /// New modalities.
+    pub modalities: Option<Vec<Modality>>,
+    /// Activate or deactivate.
+    pub active: Option<bool>,
+    /// New priority.
+    pub priority: Option<i64>,
+    /// New weight.
+    pub weight: Option<i64>,
+}
+
+impl CredentialUpdate {
+    /// Whether the update changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.secret.is_none()
+            && self.fields.is_empty()
+            && self.modalities.is_none()
+            && self.active.is_none()
+            && self.priority.is_none()
+            && self.weight.is_none()
+    }
+}
+
+/// Checks public fields against the provider: unknown names are refused, values must be
+/// printable, URLs must be http(s).
+pub fn check_public_fields(
+    provider: &Provider,
+    fields: &BTreeMap<String, String>,
+) -> Result<(), CoreError> {
+    for (name, value) in fields {
+        if !provider.takes_public_field(name) {
+            let known: Vec<&str> = std::iter::once("base_url")
+                .chain(provider.public_fields.iter().map(|f| f.name))
+                .collect();
+            return Err(CoreError::InvalidInput(format!(
+                "provider {} has no field {name:?}; its fields are {}",
+                provider.id,
+                known.join(", ")
+            )));
+        }
+        if value.chars().any(char::is_control) || value.len() > 2048 {
+            return Err(CoreError::InvalidInput(format!(
+                "field {name:?} must be at most 2048 printable characters"
+            )));
+        }
+        if (name == "base_url" || name == "endpoint")
+            && !value.is_empty()
+            && !(value.starts_with("https://") || value.starts_with("http://"))
+        {
+            return Err(CoreError::InvalidInput(format!(
+                "field {name:?} must be an http:// or https:// URL"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the provider's required public fields are present.
+pub fn check_required_fields(
+    provider: &Provider,
+    fields: &BTreeMap<String, String>,
+) -> Result<(), CoreError> {
+    let missing: Vec<&str> = provider
+        .public_fields
+        .iter()
+        .filter(|f| f.required && fields.get(f.name).is_none_or(|v| v.is_empty()))
+        .map(|f| f.name)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidInput(format!(
+            "provider {} needs {} (set with --set FIELD=VALUE)",
+            provider.id,
+            missing.join(", ")
+        )))
+    }
+}

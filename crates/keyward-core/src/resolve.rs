@@ -1,0 +1,209 @@
+//! Resolution rules (DESIGN §4): which credential answers, in what order, and what the error
+//! says when none does. The store crate runs these rules against its data.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::CoreError;
+use crate::credential::Modality;
+use crate::ids::{CredentialId, CredentialName, OrgId};
+use crate::provider::Provider;
+
+/// How to choose among several active credentials of one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Always the lowest `priority` number (ties: the oldest); the others are failovers.
+    #[default]
+    Priority,
+    /// Take turns, in priority order.
+    RoundRobin,
+    /// Random, in proportion to `weight`.
+    Weighted,
+}
+
+impl FromStr for Strategy {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        match s {
+            "priority" => Ok(Strategy::Priority),
+            "round_robin" | "round-robin" => Ok(Strategy::RoundRobin),
+            "weighted" => Ok(Strategy::Weighted),
+            _ => Err(CoreError::InvalidInput(format!(
+                "unknown strategy {s:?}; use priority, round_robin or weighted"
+            ))),
+        }
+    }
+}
+
+/// What to resolve.
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    /// The organization.
+    pub org: OrgId,
+    /// The provider.
+    pub provider: &'static Provider,
+    /// Only the credential with this name.
+    pub name: Option<CredentialName>,
+    /// Only credentials usable for this modality.
+    pub modality: Option<Modality>,
+    /// How to pick among several.
+    pub strategy: Strategy,
+    /// Whether the process environment is the fallback (on by default).
+    pub env_fallback: bool,
+}
+
+impl ResolveRequest {
+    /// A request with the defaults: any name and modality, priority order, env fallback on.
+    pub fn new(org: OrgId, provider: &'static Provider) -> Self {
+        Self {
+            org,
+            provider,
+            name: None,
+            modality: None,
+            strategy: Strategy::Priority,
+            env_fallback: true,
+        }
+    }
+}
+
+/// Where a resolved secret came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// A stored credential.
+    Vault {
+        /// Its id.
+        id: CredentialId,
+        /// Its name.
+        name: CredentialName,
+    },
+    /// The Keyward process's own environment.
+    Environment {
+        /// The variable read.
+        variable: String,
+    },
+}
+
+/// A resolved credential: the secret and the public fields a client needs.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The provider.
+    pub provider: &'static Provider,
+    /// Where it came from.
+    pub source: Source,
+    /// The secret (absent for providers that need none, such as a local Ollama).
+    pub secret: Option<SecretString>,
+    /// Public fields, with the provider's default base URL filled in.
+    pub fields: BTreeMap<String, String>,
+}
+
+/// A resolution candidate as the ordering rules see it.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    /// Lower first.
+    pub priority: i64,
+    /// Share under `weighted`.
+    pub weight: i64,
+    /// Creation time: the tie-breaker.
+    pub created_at: i64,
+}
+
+/// Orders candidate indexes for `strategy`: the first is the one to use, the rest are the
+/// failover order. `turn` is a counter for round robin; `random` a uniform random number for the
+/// weighted draw. Both are passed in so that the rule itself is deterministic and testable.
+pub fn order(candidates: &[Candidate], strategy: Strategy, turn: u64, random: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..candidates.len()).collect();
+    idx.sort_by_key(|&i| (candidates[i].priority, candidates[i].created_at, i));
+    if idx.is_empty() {
+        return idx;
+    }
+    match strategy {
+        Strategy::Priority => {}
+        Strategy::RoundRobin => {
+            let n = idx.len() as u64;
+            // `turn % n` is below n, which came from a usize.
+            idx.rotate_left((turn % n) as usize);
+        }
+        Strategy::Weighted => {
+            let total: u64 = idx
+                .iter()
+                .map(|&i| candidates[i].weight.max(0) as u64)
+                .sum();
+            if total > 0 {
+                let mut point = random % total;
+                let pos = idx
+                    .iter()
+                    .position(|&i| {
+                        let w = candidates[i].weight.max(0) as u64;
+                        if point < w {
+                            true
+                        } else {
+                            point -= w;
+                            false
+                        }
+                    })
+                    .unwrap_or(0);
+                let chosen = idx.remove(pos);
+                idx.insert(0, chosen);
+            }
+        }
+    }
+    idx
+}
+
+/// The error when nothing answers a resolution: names the provider, the organization and the
+/// variable it looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotFound {
+    /// Provider id.
+    pub provider: String,
+    /// Organization.
+    pub org: String,
+    /// The credential name asked for, if any.
+    pub name: Option<String>,
+    /// The environment variable looked for, when the fallback was on.
+    pub env_var: Option<String>,
+    /// Whether the fallback was turned off.
+    pub env_fallback: bool,
+    /// How many matching credentials were skipped because they could not be decrypted.
+    pub undecryptable: usize,
+}
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => write!(
+                f,
+                "no active credential named '{name}' for provider '{}' in organization '{}'",
+                self.provider, self.org
+            )?,
+            None => write!(
+                f,
+                "no active credential for provider '{}' in organization '{}'",
+                self.provider, self.org
+            )?,
+        }
+        if self.undecryptable > 0 {
+            write!(
+                f,
+                " ({} could not be decrypted with the configured master keys)",
+                self.undecryptable
+            )?;
+        }
+        match (&self.env_var, self.env_fallback) {
+            (Some(var), true) => write!(f, ", and {var} is not set"),
+            (None, true) => write!(
+                f,
+                ", and the provider has no environment variable to fall back to"
+            ),
+            (_, false) => write!(f, ", and the environment fallback is off"),
+        }
+    }
+}
+
+impl std::error::Error for NotFound {}

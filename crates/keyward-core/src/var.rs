@@ -1,0 +1,41 @@
+//! Config variables: named values, global or per organization, optionally sensitive.
+
+use serde::Serialize;
+
+use crate::Millis;
+use crate::ids::{OrgId, VarName};
+
+/// What listings show of a variable. A sensitive value is never in here.
+#[derive(Debug, Clone, Serialize)]
+pub struct VarView {
+    /// Name.
+    pub name: VarName,
+    /// Owning organization; `None` for a global variable.
+    pub org: Option<OrgId>,
+    /// Whether the value is encrypted and redacted.
+    pub sensitive: bool,
+    /// The value of a non-sensitive variable; `None` for a sensitive one.
+    pub value: Option<String>,
+    /// Free text.
+    pub description: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Who created it.
+    pub created_by: String,
+    /// Last update time.
+    pub updated_at: Millis,
+    /// Who last updated it.
+    pub updated_by: String,
+    /// Incremented by every update.
+    pub version: i64,
+}
+
+impl VarView {
+    /// The value as listings print it: as it is, or `***` when sensitive.
+    pub fn shown_value(&self) -> &str {
+        match &self.value {
+            Some(v) if !self.sensitive => v,
+            _ => "***",
+        }
+    }
+}
