@@ -280,9 +280,11 @@ pub struct NewCredential {
     pub provider: &'static Provider,
     /// Human name.
     pub name: CredentialName,
-    /// The secret, already normalised by [`normalize_secret`] (None only for providers whose
-    /// secret is optional).
+    /// The secret as given; the vault normalises and checks it with [`normalize_secret`]
+    /// (None only for providers whose secret is optional).
     pub secret: Option<SecretString>,
+    /// Whether the key's format is checked.
+    pub format_check: FormatCheck,
     /// Public fields.
     pub fields: BTreeMap<String, String>,
     /// Modalities; empty means all.
@@ -300,8 +302,10 @@ pub struct NewCredential {
 pub struct CredentialUpdate {
     /// New name.
     pub name: Option<CredentialName>,
-    /// New secret (a key rotation), already normalised.
+    /// New secret (a key rotation) as given; the vault normalises and checks it.
     pub secret: Option<SecretString>,
+    /// Whether the new key's format is checked.
+    pub format_check: Option<FormatCheck>,
     /// Public fields to set; an empty value removes the field.
     pub fields: BTreeMap<String, String>,
     /// New modalities.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::Millis;
+use crate::credential::CredentialStatus;
 use crate::ids::{OrgId, VarName};
 
 /// What listings show of a variable. A sensitive value is never in here.
@@ -28,6 +29,10 @@ pub struct VarView {
     pub updated_by: String,
     /// Incremented by every update.
     pub version: i64,
+    /// The master key id wrapping a sensitive value's data key.
+    pub kid: Option<String>,
+    /// Whether a sensitive value opens with the configured master keys.
+    pub status: CredentialStatus,
 }
 
 impl VarView {

@@ -1,1 +1,191 @@
-//! placeholder
+//! Keyward's vault on `sqlx`: SQLite (embedded, the default) or PostgreSQL.
+//!
+//! [`Vault`] is the one entry point. It owns the connection pool, the master keyring and the
+//! audit chain key, and runs the domain rules of `keyward-core` against the database:
+//!
+//! - `orgs`: organizations.
+//! - `creds`: credentials (create, list, update with compare-and-set, delete).
+//! - `vars`: config variables.
+//! - `resolve`: resolution with its in-process cache (`cache`).
+//! - `audit`: the append-only, HMAC-chained event log; every write of a secret appends its
+//!   event in the same transaction, so a write whose event cannot be stored does not happen.
+//! - `keys`: master-key status, start-up checks, and resumable rotation.
+//!
+//! Every table and statement works on both databases; see `migrations/`.
+
+mod audit;
+mod cache;
+mod creds;
+mod db;
+mod keys;
+mod orgs;
+mod resolve;
+mod vars;
+
+use std::sync::Arc;
+
+use keyward_core::CoreError;
+use keyward_core::resolve::NotFound;
+use keyward_crypto::{ChainKey, CryptoError, Keyring};
+use sqlx::AnyPool;
+
+pub use audit::VerifyReport;
+pub use db::{Backend, Location};
+pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};
+pub use orgs::Organization;
+pub use resolve::EnvSource;
+pub use vars::VarValue;
+
+/// Everything the vault can refuse or fail with. No variant ever holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// Bad input; the message says what was expected.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The thing named does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The thing named exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// A compare-and-set update lost: the record changed since it was read.
+    #[error(
+        "credential {id} was changed concurrently (expected version {expected}, found {found}); read it again and retry"
+    )]
+    Conflict {
+        /// The record.
+        id: String,
+        /// The version the caller based its change on.
+        expected: i64,
+        /// The version now stored (0 if it was deleted).
+        found: i64,
+    },
+    /// Resolution found nothing.
+    #[error(transparent)]
+    NoCredential(#[from] NotFound),
+    /// The record cannot be opened with the configured master keys.
+    #[error("{0} cannot be decrypted with the configured master keys")]
+    Undecryptable(String),
+    /// The audit log cannot be written, so the operation was refused (fail closed).
+    #[error("the audit log cannot be written, so the operation was refused: {0}")]
+    AuditUnavailable(String),
+    /// A cryptographic operation failed.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The database could not be reached.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// A database statement failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A file-system operation failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+impl From<CoreError> for VaultError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::InvalidInput(m) => VaultError::InvalidInput(m),
+        }
+    }
+}
+
+/// Tuning knobs of a vault.
+#[derive(Debug, Clone)]
+pub struct VaultOptions {
+    /// How many (organization, provider) pairs the resolution cache holds; 0 turns it off.
+    pub cache_capacity: usize,
+    /// Where the environment fallback of resolution reads from.
+    pub env: EnvSource,
+}
+
+impl Default for VaultOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 10_000,
+            env: EnvSource::Process,
+        }
+    }
+}
+
+/// The vault: storage, keys, audit chain and resolution cache. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    keyring: Keyring,
+    /// `None` when the stored chain key cannot be unwrapped with the configured keys: every
+    /// audited operation is then refused.
+    chain: Option<ChainKey>,
+    cache: cache::ResolveCache,
+    env: EnvSource,
+}
+
+impl Vault {
+    /// Opens (creating if needed) the vault at `location`, runs migrations, and makes sure the
+    /// audit chain key exists.
+    pub async fn open(
+        location: &Location,
+        keyring: Keyring,
+        options: VaultOptions,
+    ) -> Result<Self, VaultError> {
+        let (pool, backend) = db::connect(location).await?;
+        let chain = audit::load_or_create_chain_key(&pool, &keyring).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                keyring,
+                chain,
+                cache: cache::ResolveCache::new(options.cache_capacity),
+                env: options.env,
+            }),
+        })
+    }
+
+    /// Which database this vault runs on.
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The configured master keys.
+    pub fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
+    }
+
+    /// The connection pool, for tests and tools that need to look at the raw data.
+    pub fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// Closes the connection pool.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+}
+
+/// Maps a unique-constraint violation to [`VaultError::AlreadyExists`].
+fn map_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> VaultError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => VaultError::AlreadyExists(what()),
+        _ => VaultError::Database(e),
+    }
+}
+
+/// A new random record id: a UUIDv7, so ids sort by creation time.
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn bool_to_db(b: bool) -> i64 {
+    i64::from(b)
+}

@@ -1,0 +1,263 @@
+//! The audit log: append-only events, each chained to the one before with an HMAC.
+
+use keyward_core::Millis;
+use keyward_core::audit::{AuditEvent, Category, EventFilter, NewEvent, Outcome};
+use keyward_crypto::{ChainKey, DataKey, Keyring};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+
+use crate::{Vault, VaultError};
+
+const CHAIN_KEY_NAME: &str = "audit_chain";
+/// The record id the chain key's wrap is bound to.
+pub(crate) const CHAIN_KEY_RECORD: &str = "vault_key:audit_chain";
+const GENESIS: [u8; 32] = [0; 32];
+
+/// Loads the chain key, creating it on first use. Returns `None` (and the vault refuses audited
+/// writes) when the stored key cannot be unwrapped with the configured master keys.
+pub(crate) async fn load_or_create_chain_key(
+    pool: &AnyPool,
+    keyring: &Keyring,
+) -> Result<Option<ChainKey>, VaultError> {
+    sqlx::query(
+        "INSERT INTO audit_head (id, seq, link) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(GENESIS.to_vec())
+    .execute(pool)
+    .await?;
+    let existing = sqlx::query("SELECT wrapped FROM vault_keys WHERE name = $1")
+        .bind(CHAIN_KEY_NAME)
+        .fetch_optional(pool)
+        .await?;
+    let wrapped: Vec<u8> = match existing {
+        Some(row) => row.try_get("wrapped")?,
+        None => {
+            let dek = DataKey::generate()?;
+            let wrapped = keyring.wrap(&dek, CHAIN_KEY_RECORD)?;
+            // Two processes may race to create it: the first insert wins, and both read it back.
+            sqlx::query(
+                "INSERT INTO vault_keys (name, kid, wrapped, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(CHAIN_KEY_NAME)
+            .bind(keyring.primary_kid().as_str())
+            .bind(wrapped)
+            .bind(Millis::now().0)
+            .execute(pool)
+            .await?;
+            sqlx::query("SELECT wrapped FROM vault_keys WHERE name = $1")
+                .bind(CHAIN_KEY_NAME)
+                .fetch_one(pool)
+                .await?
+                .try_get("wrapped")?
+        }
+    };
+    Ok(keyring
+        .unwrap(&wrapped, CHAIN_KEY_RECORD)
+        .ok()
+        .map(|dek| ChainKey::from_data_key(&dek)))
+}
+
+/// What `events verify` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// Events checked.
+    pub checked: u64,
+    /// The sequence number recorded as the head of the chain.
+    pub head_seq: i64,
+    /// The first problem, if any: sequence number and what is wrong.
+    pub problem: Option<(i64, String)>,
+}
+
+impl VerifyReport {
+    /// Whether the chain is intact.
+    pub fn ok(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+impl Vault {
+    pub(crate) fn chain(&self) -> Result<&ChainKey, VaultError> {
+        self.inner.chain.as_ref().ok_or_else(|| {
+            VaultError::AuditUnavailable(
+                "the audit chain key cannot be opened with the configured master keys".into(),
+            )
+        })
+    }
+
+    /// Appends `event` inside `tx`: if the append fails, the caller's transaction fails with it.
+    pub(crate) async fn append_event(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        event: NewEvent,
+    ) -> Result<(), VaultError> {
+        let chain = self.chain()?;
+        let audit_err = |e: sqlx::Error| VaultError::AuditUnavailable(e.to_string());
+        // Updating the head first takes the write lock (SQLite) or the row lock (PostgreSQL),
+        // so appends are serialised and each sees the link before it.
+        let head =
+            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, link")
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(audit_err)?;
+        let seq: i64 = head.try_get("seq").map_err(audit_err)?;
+        let prev: Vec<u8> = head.try_get("link").map_err(audit_err)?;
+        let event = AuditEvent {
+            seq,
+            at: Millis::now(),
+            actor: event.actor,
+            org: event.org,
+            category: event.category,
+            action: event.action,
+            target: event.target,
+            outcome: event.outcome,
+            details: event.details,
+        };
+        let link = chain.link(&prev, &event.payload());
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor, org, category, action, target, outcome, details, link) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(event.seq)
+        .bind(event.at.0)
+        .bind(&event.actor)
+        .bind(event.org.as_deref())
+        .bind(event.category.as_str())
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(event.outcome.as_str())
+        .bind(event.details.to_string())
+        .bind(link.to_vec())
+        .execute(&mut **tx)
+        .await
+        .map_err(audit_err)?;
+        sqlx::query("UPDATE audit_head SET link = $1 WHERE id = 1")
+            .bind(link.to_vec())
+            .execute(&mut **tx)
+            .await
+            .map_err(audit_err)?;
+        Ok(())
+    }
+
+    /// Writes one event in a transaction of its own.
+    pub(crate) async fn record(&self, event: NewEvent) -> Result<(), VaultError> {
+        let mut tx = self.inner.pool.begin().await?;
+        self.append_event(&mut tx, event).await?;
+        tx.commit()
+            .await
+            .map_err(|e| VaultError::AuditUnavailable(e.to_string()))
+    }
+
+    /// The newest events matching `filter`, newest first, at most `limit`.
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, VaultError> {
+        let mut sql = String::from(
+            "SELECT seq, at, actor, org, category, action, target, outcome, details FROM audit_events WHERE 1 = 1",
+        );
+        let mut binds: Vec<String> = Vec::new();
+        let mut add = |col: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                binds.push(v.to_owned());
+                sql.push_str(&format!(" AND {col} = ${}", binds.len()));
+            }
+        };
+        add("category", filter.category.map(Category::as_str));
+        add("org", filter.org.as_deref());
+        add("action", filter.action.as_deref());
+        add("outcome", filter.outcome.map(Outcome::as_str));
+        add("actor", filter.actor.as_deref());
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", binds.len() + 1));
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.bind(limit.max(0)).fetch_all(&self.inner.pool).await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    /// Recomputes the whole chain. Finds edited, inserted, reordered or deleted events, and a
+    /// truncated tail (the head records the last sequence number and link).
+    pub async fn verify_events(&self) -> Result<VerifyReport, VaultError> {
+        let chain = self.chain()?;
+        let head = sqlx::query("SELECT seq, link FROM audit_head WHERE id = 1")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_link: Vec<u8> = head.try_get("link")?;
+        let mut report = VerifyReport {
+            checked: 0,
+            head_seq,
+            problem: None,
+        };
+        let mut prev = GENESIS.to_vec();
+        let mut expected_seq = 1i64;
+        let mut last_seq = 0i64;
+        // Page through the log so memory stays flat however long it is.
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at, actor, org, category, action, target, outcome, details, link \
+                 FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 1000",
+            )
+            .bind(last_seq)
+            .fetch_all(&self.inner.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let seq: i64 = row.try_get("seq")?;
+                let link: Vec<u8> = row.try_get("link")?;
+                last_seq = seq;
+                if seq != expected_seq {
+                    report.problem = Some((
+                        expected_seq,
+                        format!("event {expected_seq} is missing (next is {seq})"),
+                    ));
+                    return Ok(report);
+                }
+                let ok = match event_from_row(row) {
+                    Ok(event) => chain.verify(&prev, &event.payload(), &link),
+                    Err(_) => false,
+                };
+                if !ok {
+                    report.problem = Some((seq, format!("event {seq} was altered")));
+                    return Ok(report);
+                }
+                report.checked += 1;
+                prev = link;
+                expected_seq += 1;
+            }
+        }
+        if last_seq != head_seq || prev != head_link {
+            report.problem = Some((
+                last_seq + 1,
+                format!(
+                    "the log ends at event {last_seq} but its head says {head_seq}: events were removed"
+                ),
+            ));
+        }
+        Ok(report)
+    }
+}
+
+fn event_from_row(row: &AnyRow) -> Result<AuditEvent, VaultError> {
+    let bad = |what: &str| VaultError::InvalidInput(format!("stored audit event has a bad {what}"));
+    let category: String = row.try_get("category")?;
+    let outcome: String = row.try_get("outcome")?;
+    let details: String = row.try_get("details")?;
+    Ok(AuditEvent {
+        seq: row.try_get("seq")?,
+        at: Millis(row.try_get("at")?),
+        actor: row.try_get("actor")?,
+        org: row.try_get("org")?,
+        category: category.parse().map_err(|_| bad("category"))?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        outcome: outcome.parse().map_err(|_| bad("outcome"))?,
+        details: serde_json::from_str(&details).map_err(|_| bad("details"))?,
+    })
+}

@@ -1,0 +1,109 @@
+//! The in-process resolution cache: decrypted credentials per (organization, provider).
+//!
+//! Bounded by the number of pairs it holds; when full it starts over (a cheap, predictable
+//! policy for a working set that is normally far below the bound). Every write to the vault
+//! clears it, so a read after a write never sees stale data in this process.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
+
+use keyward_core::credential::Modality;
+use keyward_core::{CredentialId, CredentialName, Millis};
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+
+/// A decrypted, active credential.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) id: CredentialId,
+    pub(crate) name: CredentialName,
+    pub(crate) modalities: Vec<Modality>,
+    pub(crate) fields: BTreeMap<String, String>,
+    pub(crate) priority: i64,
+    pub(crate) weight: i64,
+    pub(crate) created_at: Millis,
+    pub(crate) secret: Option<SecretString>,
+}
+
+/// The active credentials of one (organization, provider), and the round-robin turn counter.
+#[derive(Debug, Default)]
+pub(crate) struct Entry {
+    pub(crate) live: Vec<Live>,
+    /// Active credentials skipped because they could not be decrypted.
+    pub(crate) undecryptable: usize,
+    pub(crate) turn: AtomicU64,
+}
+
+#[derive(Debug)]
+pub(crate) struct ResolveCache {
+    capacity: usize,
+    map: RwLock<HashMap<String, HashMap<&'static str, Arc<Entry>>>>,
+    len: AtomicU64,
+    /// Bumped by every invalidation. A loader notes it before reading the database and its
+    /// result is only cached if no write happened meanwhile, so a stale read never sticks.
+    generation: AtomicU64,
+}
+
+impl ResolveCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            map: RwLock::new(HashMap::new()),
+            len: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn get(&self, org: &str, provider: &'static str) -> Option<Arc<Entry>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        // A poisoned lock only means another thread panicked while holding it; the map itself
+        // is always in a consistent state, so keep using it.
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(org)?.get(provider).cloned()
+    }
+
+    /// The generation to pass to [`ResolveCache::insert`]; read it before loading.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn insert(
+        &self,
+        org: &str,
+        provider: &'static str,
+        entry: Arc<Entry>,
+        loaded_at: u64,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.capacity == 0 {
+            return;
+        }
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != loaded_at {
+            return;
+        }
+        if self.len.load(Relaxed) as usize >= self.capacity {
+            map.clear();
+            self.len.store(0, Relaxed);
+        }
+        if map
+            .entry(org.to_owned())
+            .or_default()
+            .insert(provider, entry)
+            .is_none()
+        {
+            self.len.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn invalidate(&self) {
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        map.clear();
+        self.len.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+}

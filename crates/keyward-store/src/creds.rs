@@ -1,0 +1,540 @@
+//! Credentials: sealed on write, masked on read, updated with compare-and-set.
+
+use std::collections::BTreeMap;
+
+use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::credential::{
+    CredentialStatus, CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
+    check_public_fields, check_required_fields, key_hint, normalize_secret,
+};
+use keyward_core::provider::SecretKind;
+use keyward_core::{CredentialId, CredentialName, Millis, OrgId, Provider};
+use keyward_crypto::{CryptoError, DataKey, FieldContext, Keyring};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::{Vault, VaultError, bool_to_db, map_unique, new_id};
+
+/// The record kind credentials' ciphertexts are bound to.
+pub(crate) const KIND: &str = "credential";
+
+pub(crate) const COLUMNS: &str = "id, org_id, provider, name, modalities, fields, active, priority, weight, \
+     key_hint, kid, wrapped_dek, sealed_secret, created_at, created_by, updated_at, updated_by, \
+     last_used_at, version";
+
+/// A credential row as stored.
+#[derive(Debug)]
+pub(crate) struct CredRow {
+    pub(crate) id: CredentialId,
+    pub(crate) org: OrgId,
+    pub(crate) provider: &'static Provider,
+    pub(crate) name: CredentialName,
+    pub(crate) modalities: Vec<Modality>,
+    pub(crate) fields: BTreeMap<String, String>,
+    pub(crate) active: bool,
+    pub(crate) priority: i64,
+    pub(crate) weight: i64,
+    pub(crate) key_hint: String,
+    pub(crate) kid: String,
+    pub(crate) wrapped_dek: Vec<u8>,
+    pub(crate) sealed_secret: Option<Vec<u8>>,
+    pub(crate) created_at: Millis,
+    pub(crate) created_by: String,
+    pub(crate) updated_at: Millis,
+    pub(crate) updated_by: String,
+    pub(crate) last_used_at: Option<Millis>,
+    pub(crate) version: i64,
+}
+
+impl CredRow {
+    pub(crate) fn from_row(row: &AnyRow) -> Result<Self, VaultError> {
+        let id: String = row.try_get("id")?;
+        let org: String = row.try_get("org_id")?;
+        let provider: String = row.try_get("provider")?;
+        let name: String = row.try_get("name")?;
+        let modalities: String = row.try_get("modalities")?;
+        let fields: String = row.try_get("fields")?;
+        Ok(Self {
+            id: CredentialId::new(&id)?,
+            org: OrgId::new(&org)?,
+            provider: Provider::get(&provider)?,
+            name: CredentialName::new(&name)?,
+            modalities: Modality::parse_list(&modalities)?,
+            fields: serde_json::from_str(&fields).map_err(|_| {
+                VaultError::InvalidInput(format!("credential {id} has malformed fields"))
+            })?,
+            active: row.try_get::<i64, _>("active")? != 0,
+            priority: row.try_get("priority")?,
+            weight: row.try_get("weight")?,
+            key_hint: row.try_get("key_hint")?,
+            kid: row.try_get("kid")?,
+            wrapped_dek: row.try_get("wrapped_dek")?,
+            sealed_secret: row.try_get("sealed_secret")?,
+            created_at: Millis(row.try_get("created_at")?),
+            created_by: row.try_get("created_by")?,
+            updated_at: Millis(row.try_get("updated_at")?),
+            updated_by: row.try_get("updated_by")?,
+            last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Millis),
+            version: row.try_get("version")?,
+        })
+    }
+
+    fn ctx(&self) -> FieldContext<'_> {
+        FieldContext {
+            kind: KIND,
+            record_id: self.id.as_str(),
+            org: self.org.as_str(),
+            field: self.provider.secret_field,
+        }
+    }
+
+    /// Unwraps the data key and opens the secret.
+    pub(crate) fn open_secret(
+        &self,
+        keyring: &Keyring,
+    ) -> Result<Option<SecretString>, CryptoError> {
+        let dek = keyring.unwrap(&self.wrapped_dek, self.id.as_str())?;
+        self.sealed_secret
+            .as_deref()
+            .map(|sealed| dek.open_string(&self.ctx(), sealed))
+            .transpose()
+    }
+
+    pub(crate) fn view(&self, keyring: &Keyring) -> CredentialView {
+        let status = match self.open_secret(keyring) {
+            Ok(_) => CredentialStatus::Ok,
+            Err(_) => CredentialStatus::Undecryptable,
+        };
+        CredentialView {
+            id: self.id.clone(),
+            org: self.org.clone(),
+            name: self.name.clone(),
+            provider: self.provider.id.to_owned(),
+            modalities: self.modalities.clone(),
+            fields: self.fields.clone(),
+            active: self.active,
+            priority: self.priority,
+            weight: self.weight,
+            key_hint: self.key_hint.clone(),
+            created_at: self.created_at,
+            created_by: self.created_by.clone(),
+            updated_at: self.updated_at,
+            updated_by: self.updated_by.clone(),
+            last_used_at: self.last_used_at,
+            version: self.version,
+            kid: self.kid.clone(),
+            status,
+        }
+    }
+}
+
+fn modalities_to_db(m: &[Modality]) -> String {
+    m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+}
+
+fn fields_to_db(f: &BTreeMap<String, String>) -> String {
+    serde_json::Value::Object(
+        f.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
+    .to_string()
+}
+
+/// A sealed secret: wrapped data key, ciphertext, and the hint shown instead of the secret.
+struct Sealed {
+    kid: String,
+    wrapped_dek: Vec<u8>,
+    sealed_secret: Option<Vec<u8>>,
+    key_hint: String,
+}
+
+fn seal_secret(
+    keyring: &Keyring,
+    id: &str,
+    org: &OrgId,
+    provider: &'static Provider,
+    raw: Option<&SecretString>,
+    check: FormatCheck,
+) -> Result<Sealed, VaultError> {
+    let secret = match raw {
+        Some(raw) => Some(normalize_secret(provider, raw, check)?),
+        None if provider.secret == SecretKind::Optional => None,
+        None => {
+            return Err(VaultError::InvalidInput(format!(
+                "a {} credential needs its secret",
+                provider.display_name
+            )));
+        }
+    };
+    let dek = DataKey::generate()?;
+    let ctx = FieldContext {
+        kind: KIND,
+        record_id: id,
+        org: org.as_str(),
+        field: provider.secret_field,
+    };
+    let sealed_secret = secret
+        .as_ref()
+        .map(|s| dek.seal(&ctx, s.expose_secret().as_bytes()))
+        .transpose()?;
+    Ok(Sealed {
+        kid: keyring.primary_kid().to_string(),
+        wrapped_dek: keyring.wrap(&dek, id)?,
+        sealed_secret,
+        key_hint: secret
+            .as_ref()
+            .map_or_else(|| "(no key)".to_owned(), |s| key_hint(provider, s)),
+    })
+}
+
+impl Vault {
+    /// Stores a new credential; its secret is checked, sealed, and never returned again.
+    pub async fn add_credential(
+        &self,
+        new: NewCredential,
+        actor: &str,
+    ) -> Result<CredentialView, VaultError> {
+        let provider = new.provider;
+        check_public_fields(provider, &new.fields)?;
+        check_required_fields(provider, &new.fields)?;
+        check_weight(new.weight)?;
+        self.require_org(&new.org).await?;
+        let id = new_id();
+        let sealed = seal_secret(
+            &self.inner.keyring,
+            &id,
+            &new.org,
+            provider,
+            new.secret.as_ref(),
+            new.format_check,
+        )?;
+        let now = Millis::now();
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO credentials ({COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        )))
+        .bind(&id)
+        .bind(new.org.as_str())
+        .bind(provider.id)
+        .bind(new.name.as_str())
+        .bind(modalities_to_db(&new.modalities))
+        .bind(fields_to_db(&new.fields))
+        .bind(bool_to_db(new.active))
+        .bind(new.priority)
+        .bind(new.weight)
+        .bind(&sealed.key_hint)
+        .bind(&sealed.kid)
+        .bind(sealed.wrapped_dek)
+        .bind(sealed.sealed_secret)
+        .bind(now.0)
+        .bind(actor)
+        .bind(now.0)
+        .bind(actor)
+        .bind(None::<i64>)
+        .bind(1i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            map_unique(e, || {
+                format!(
+                    "a {} credential named '{}' in organization '{}'",
+                    provider.id, new.name, new.org
+                )
+            })
+        })?;
+        self.append_event(
+            &mut tx,
+            NewEvent {
+                actor: actor.to_owned(),
+                org: Some(new.org.to_string()),
+                category: Category::SecretManagement,
+                action: "create".into(),
+                target: format!("credential:{id}"),
+                outcome: Outcome::Success,
+                details: json!({
+                    "provider": provider.id,
+                    "name": new.name,
+                    "key_hint": sealed.key_hint,
+                    "active": new.active,
+                    "kid": sealed.kid,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.cache.invalidate();
+        self.get_credential(&CredentialId::new(&id)?).await
+    }
+
+    pub(crate) async fn load_credential(&self, id: &CredentialId) -> Result<CredRow, VaultError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM credentials WHERE id = $1"
+        )))
+        .bind(id.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?
+        .ok_or_else(|| VaultError::NotFound(format!("credential {id}")))?;
+        CredRow::from_row(&row)
+    }
+
+    /// One credential, masked.
+    pub async fn get_credential(&self, id: &CredentialId) -> Result<CredentialView, VaultError> {
+        Ok(self.load_credential(id).await?.view(&self.inner.keyring))
+    }
+
+    /// Credentials, masked, optionally of one organization and provider. A record that cannot
+    /// be decrypted is listed with status `undecryptable`; it never fails the list.
+    pub async fn list_credentials(
+        &self,
+        org: Option<&OrgId>,
+        provider: Option<&Provider>,
+    ) -> Result<Vec<CredentialView>, VaultError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM credentials \
+             WHERE ($1 = '' OR org_id = $1) AND ($2 = '' OR provider = $2) \
+             ORDER BY org_id, provider, priority, created_at, id"
+        )))
+        .bind(org.map_or("", OrgId::as_str))
+        .bind(provider.map_or("", |p| p.id))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(CredRow::from_row(r)?.view(&self.inner.keyring)))
+            .collect()
+    }
+
+    /// Applies `update` if the credential is still at `expected_version` (or, when `None`, at
+    /// the version read just before writing). A concurrent change makes this fail with
+    /// [`VaultError::Conflict`]; it never silently overwrites.
+    pub async fn update_credential(
+        &self,
+        id: &CredentialId,
+        expected_version: Option<i64>,
+        update: CredentialUpdate,
+        actor: &str,
+    ) -> Result<CredentialView, VaultError> {
+        if update.is_empty() {
+            return Err(VaultError::InvalidInput("nothing to update".into()));
+        }
+        let current = self.load_credential(id).await?;
+        let expected = expected_version.unwrap_or(current.version);
+        if current.version != expected {
+            return Err(VaultError::Conflict {
+                id: id.to_string(),
+                expected,
+                found: current.version,
+            });
+        }
+        let provider = current.provider;
+        let mut fields = current.fields.clone();
+        for (k, v) in &update.fields {
+            if v.is_empty() {
+                fields.remove(k);
+            } else {
+                fields.insert(k.clone(), v.clone());
+            }
+        }
+        check_public_fields(provider, &update.fields)?;
+        check_required_fields(provider, &fields)?;
+        if let Some(w) = update.weight {
+            check_weight(w)?;
+        }
+
+        let mut changed: Vec<&str> = Vec::new();
+        let name = update.name.clone().unwrap_or_else(|| current.name.clone());
+        if name != current.name {
+            changed.push("name");
+        }
+        if fields != current.fields {
+            changed.push("fields");
+        }
+        let modalities = update
+            .modalities
+            .clone()
+            .unwrap_or_else(|| current.modalities.clone());
+        if modalities != current.modalities {
+            changed.push("modalities");
+        }
+        let active = update.active.unwrap_or(current.active);
+        if active != current.active {
+            changed.push("active");
+        }
+        let priority = update.priority.unwrap_or(current.priority);
+        if priority != current.priority {
+            changed.push("priority");
+        }
+        let weight = update.weight.unwrap_or(current.weight);
+        if weight != current.weight {
+            changed.push("weight");
+        }
+        let sealed = match &update.secret {
+            Some(raw) => {
+                changed.push("secret");
+                Some(seal_secret(
+                    &self.inner.keyring,
+                    id.as_str(),
+                    &current.org,
+                    provider,
+                    Some(raw),
+                    update.format_check.unwrap_or(FormatCheck::Enforce),
+                )?)
+            }
+            None => None,
+        };
+        let (kid, wrapped_dek, sealed_secret, hint) = match sealed {
+            Some(s) => (s.kid, s.wrapped_dek, s.sealed_secret, s.key_hint),
+            None => (
+                current.kid.clone(),
+                current.wrapped_dek.clone(),
+                current.sealed_secret.clone(),
+                current.key_hint.clone(),
+            ),
+        };
+
+        let action = match (changed.as_slice(), active) {
+            (["active"], true) => "activate",
+            (["active"], false) => "deactivate",
+            _ => "update",
+        };
+        let now = Millis::now();
+        let mut tx = self.inner.pool.begin().await?;
+        let result = sqlx::query(
+            "UPDATE credentials SET name = $1, modalities = $2, fields = $3, active = $4, \
+             priority = $5, weight = $6, key_hint = $7, kid = $8, wrapped_dek = $9, \
+             sealed_secret = $10, updated_at = $11, updated_by = $12, version = version + 1 \
+             WHERE id = $13 AND version = $14",
+        )
+        .bind(name.as_str())
+        .bind(modalities_to_db(&modalities))
+        .bind(fields_to_db(&fields))
+        .bind(bool_to_db(active))
+        .bind(priority)
+        .bind(weight)
+        .bind(&hint)
+        .bind(&kid)
+        .bind(wrapped_dek)
+        .bind(sealed_secret)
+        .bind(now.0)
+        .bind(actor)
+        .bind(id.as_str())
+        .bind(expected)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            map_unique(e, || {
+                format!(
+                    "a {} credential named '{name}' in organization '{}'",
+                    provider.id, current.org
+                )
+            })
+        })?;
+        if result.rows_affected() != 1 {
+            drop(tx);
+            let found = match self.load_credential(id).await {
+                Ok(row) => row.version,
+                Err(VaultError::NotFound(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            return Err(VaultError::Conflict {
+                id: id.to_string(),
+                expected,
+                found,
+            });
+        }
+        let mut details = json!({
+            "provider": provider.id,
+            "name": name,
+            "changed": changed,
+            "version": expected + 1,
+        });
+        if changed.contains(&"secret") {
+            details["key_hint"] = json!(hint);
+        }
+        self.append_event(
+            &mut tx,
+            NewEvent {
+                actor: actor.to_owned(),
+                org: Some(current.org.to_string()),
+                category: Category::SecretManagement,
+                action: action.into(),
+                target: format!("credential:{id}"),
+                outcome: Outcome::Success,
+                details,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.cache.invalidate();
+        self.get_credential(id).await
+    }
+
+    /// Activates or deactivates a credential.
+    pub async fn set_credential_active(
+        &self,
+        id: &CredentialId,
+        active: bool,
+        actor: &str,
+    ) -> Result<CredentialView, VaultError> {
+        let current = self.load_credential(id).await?;
+        if current.active == active {
+            return Ok(current.view(&self.inner.keyring));
+        }
+        let update = CredentialUpdate {
+            active: Some(active),
+            ..CredentialUpdate::default()
+        };
+        self.update_credential(id, Some(current.version), update, actor)
+            .await
+    }
+
+    /// Deletes a credential (and with it, its sealed secret).
+    pub async fn delete_credential(
+        &self,
+        id: &CredentialId,
+        actor: &str,
+    ) -> Result<(), VaultError> {
+        let current = self.load_credential(id).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let result = sqlx::query("DELETE FROM credentials WHERE id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if result.rows_affected() != 1 {
+            return Err(VaultError::NotFound(format!("credential {id}")));
+        }
+        self.append_event(
+            &mut tx,
+            NewEvent {
+                actor: actor.to_owned(),
+                org: Some(current.org.to_string()),
+                category: Category::SecretManagement,
+                action: "delete".into(),
+                target: format!("credential:{id}"),
+                outcome: Outcome::Success,
+                details: json!({
+                    "provider": current.provider.id,
+                    "name": current.name,
+                    "key_hint": current.key_hint,
+                }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        self.inner.cache.invalidate();
+        Ok(())
+    }
+}
+
+fn check_weight(w: i64) -> Result<(), VaultError> {
+    if (0..=1_000_000).contains(&w) {
+        Ok(())
+    } else {
+        Err(VaultError::InvalidInput(
+            "weight must be between 0 and 1000000".into(),
+        ))
+    }
+}

@@ -1,0 +1,113 @@
+//! Connecting to SQLite or PostgreSQL and running the embedded migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, SqlSafeStr};
+
+use crate::VaultError;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite, one file, WAL.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The migrations, embedded in the binary. Each file serves both databases.
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "vault".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/0001_vault.sql").into_sql_str(),
+        false,
+    )])
+}
+
+/// Where the vault's data lives.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// A SQLite database file (created with its directory if missing).
+    SqliteFile(std::path::PathBuf),
+    /// A database URL: `postgres://...` or `sqlite://...`.
+    Url(String),
+}
+
+impl Location {
+    /// The default SQLite file inside a data directory.
+    pub fn in_data_dir(dir: &Path) -> Self {
+        Location::SqliteFile(dir.join("keyward.db"))
+    }
+}
+
+pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), VaultError> {
+    install_default_drivers();
+    let (url, backend) = match location {
+        Location::SqliteFile(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    VaultError::Io(format!(
+                        "cannot create data directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            let path = path.to_str().ok_or_else(|| {
+                VaultError::Io(format!("data path {} is not valid UTF-8", path.display()))
+            })?;
+            (format!("sqlite://{path}?mode=rwc"), Backend::Sqlite)
+        }
+        Location::Url(url)
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+        {
+            (url.clone(), Backend::Postgres)
+        }
+        Location::Url(url) if url.starts_with("sqlite:") => (url.clone(), Backend::Sqlite),
+        Location::Url(_) => {
+            return Err(VaultError::InvalidInput(
+                "the database URL must start with postgres:// or sqlite:".into(),
+            ));
+        }
+    };
+    let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+    if backend == Backend::Sqlite {
+        // WAL lets readers run beside the one writer; a busy timeout makes concurrent writers
+        // (the CLI beside a server) wait instead of failing; synchronous=FULL keeps every
+        // acknowledged write across a power loss, not only across a crash.
+        options = options.max_connections(8).after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                )
+                .await?;
+                Ok(())
+            })
+        });
+    } else {
+        options = options.max_connections(16);
+    }
+    let pool = options
+        .connect(&url)
+        .await
+        .map_err(|e| VaultError::Connect(redact_url_error(&e)))?;
+    migrator().run(&pool).await?;
+    Ok((pool, backend))
+}
+
+/// Connection errors may quote the URL, and a URL may hold a password: say only what failed.
+fn redact_url_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => format!("I/O error: {io}"),
+        sqlx::Error::Tls(_) => "TLS error".into(),
+        sqlx::Error::PoolTimedOut => "timed out connecting to the database".into(),
+        sqlx::Error::Configuration(_) => "invalid database URL".into(),
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,330 @@
+//! Master keys: how many records each key id wraps, what start-up must warn about, and the
+//! resumable rotation that rewraps data keys under the primary key.
+//!
+//! Rotation only rewraps data keys; sealed values are never re-encrypted. Each row records the
+//! kid that wraps it and every configured key can unwrap, so a rotation stopped at any point
+//! (even by `kill -9`) leaves every row readable, and running it again carries on.
+
+use std::collections::BTreeMap;
+
+use keyward_core::audit::{Category, NewEvent, Outcome};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::audit::CHAIN_KEY_RECORD;
+use crate::{Vault, VaultError};
+
+/// Rows wrapped by one key id.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KidCount {
+    /// The key id.
+    pub kid: String,
+    /// Whether it is configured.
+    pub configured: bool,
+    /// Whether it is the primary key.
+    pub primary: bool,
+    /// Credentials whose data key it wraps.
+    pub credentials: u64,
+    /// Sensitive variables whose data key it wraps.
+    pub variables: u64,
+    /// Keys of the vault itself (the audit chain key).
+    pub vault_keys: u64,
+}
+
+impl KidCount {
+    /// All rows it wraps.
+    pub fn total(&self) -> u64 {
+        self.credentials + self.variables + self.vault_keys
+    }
+}
+
+/// What `master-key status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    /// The primary key id.
+    pub primary: String,
+    /// Every key id that is configured or wraps rows, primary first.
+    pub kids: Vec<KidCount>,
+    /// Whether the audit chain key opens with the configured keys.
+    pub audit_chain_ok: bool,
+}
+
+impl KeyStatus {
+    /// Rows still wrapped by a configured key other than the primary.
+    pub fn pending_rotation(&self) -> u64 {
+        self.kids
+            .iter()
+            .filter(|k| k.configured && !k.primary)
+            .map(KidCount::total)
+            .sum()
+    }
+
+    /// What start-up reports: key ids that wrap rows but are not configured, a key that does
+    /// not open the vault, and a pending rotation.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for k in self.kids.iter().filter(|k| !k.configured && k.total() > 0) {
+            out.push(format!(
+                "master key '{}' is not configured but wraps {} credential(s), {} variable(s) and {} vault key(s): \
+                 they cannot be decrypted until it is added back to KEYWARD_MASTER_KEYS",
+                k.kid, k.credentials, k.variables, k.vault_keys
+            ));
+        }
+        if !self.audit_chain_ok && self.kids.iter().any(|k| k.configured && k.vault_keys > 0) {
+            out.push(
+                "the configured master key does not open this vault's data (wrong key for its id?): \
+                 records are undecryptable and audited operations are refused"
+                    .to_owned(),
+            );
+        }
+        let pending = self.pending_rotation();
+        if pending > 0 {
+            out.push(format!(
+                "{pending} record(s) are still wrapped by a non-primary master key; run `keyward master-key rotate`"
+            ));
+        }
+        out
+    }
+}
+
+/// Progress of a rotation, for a progress bar.
+#[derive(Debug, Clone, Copy)]
+pub struct RotationProgress {
+    /// Rows rewrapped so far.
+    pub done: u64,
+    /// Rows to rewrap in all.
+    pub total: u64,
+}
+
+/// What a rotation did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RotationReport {
+    /// The primary key everything was rewrapped under.
+    pub primary: String,
+    /// Rows rewrapped.
+    pub rewrapped: u64,
+    /// Rows whose data key could not be unwrapped (tampered or wrong key); left as they are.
+    pub failed: u64,
+    /// Rows that changed while being rotated and were already rewrapped by that change.
+    pub raced: u64,
+}
+
+/// The tables holding wrapped data keys: table, id column, how a row's wrap is bound.
+struct Wrapped {
+    table: &'static str,
+    key_col: &'static str,
+    wrapped_col: &'static str,
+    has_version: bool,
+}
+
+const TABLES: [Wrapped; 3] = [
+    Wrapped {
+        table: "credentials",
+        key_col: "id",
+        wrapped_col: "wrapped_dek",
+        has_version: true,
+    },
+    Wrapped {
+        table: "config_vars",
+        key_col: "id",
+        wrapped_col: "wrapped_dek",
+        has_version: true,
+    },
+    Wrapped {
+        table: "vault_keys",
+        key_col: "name",
+        wrapped_col: "wrapped",
+        has_version: false,
+    },
+];
+
+impl Wrapped {
+    /// The record id the wrap's associated data names.
+    fn record_id(&self, key: &str) -> String {
+        if self.table == "vault_keys" {
+            debug_assert_eq!(key, "audit_chain");
+            CHAIN_KEY_RECORD.to_owned()
+        } else {
+            key.to_owned()
+        }
+    }
+}
+
+impl Vault {
+    /// Counts rows per key id.
+    pub async fn key_status(&self) -> Result<KeyStatus, VaultError> {
+        let keyring = &self.inner.keyring;
+        let primary = keyring.primary_kid().to_string();
+        let mut by_kid: BTreeMap<String, KidCount> = BTreeMap::new();
+        for kid in keyring.kids() {
+            by_kid.insert(kid.to_string(), self.kid_count(kid.as_str()));
+        }
+        for (i, t) in TABLES.iter().enumerate() {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT kid, COUNT(*) AS n FROM {} WHERE kid IS NOT NULL GROUP BY kid",
+                t.table
+            )))
+            .fetch_all(&self.inner.pool)
+            .await?;
+            for row in rows {
+                let kid: String = row.try_get("kid")?;
+                let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0);
+                let entry = by_kid
+                    .entry(kid.clone())
+                    .or_insert_with(|| self.kid_count(&kid));
+                match i {
+                    0 => entry.credentials = n,
+                    1 => entry.variables = n,
+                    _ => entry.vault_keys = n,
+                }
+            }
+        }
+        let mut kids: Vec<KidCount> = by_kid.into_values().collect();
+        kids.sort_by_key(|k| (!k.primary, !k.configured, k.kid.clone()));
+        Ok(KeyStatus {
+            primary,
+            kids,
+            audit_chain_ok: self.inner.chain.is_some(),
+        })
+    }
+
+    fn kid_count(&self, kid: &str) -> KidCount {
+        KidCount {
+            kid: kid.to_owned(),
+            configured: self.inner.keyring.contains(kid),
+            primary: self.inner.keyring.primary_kid().as_str() == kid,
+            credentials: 0,
+            variables: 0,
+            vault_keys: 0,
+        }
+    }
+
+    /// Rewraps every data key wrapped by a configured non-primary key under the primary key, in
+    /// batches of `batch_size` rows, each batch one transaction. Safe to stop at any point and
+    /// to run again; safe beside concurrent writes (a row changed meanwhile is left to that
+    /// change, which already wrapped under the primary key).
+    pub async fn rotate_master_key(
+        &self,
+        batch_size: usize,
+        actor: &str,
+        mut progress: impl FnMut(RotationProgress),
+    ) -> Result<RotationReport, VaultError> {
+        let keyring = &self.inner.keyring;
+        let primary = keyring.primary_kid().to_string();
+        let old_kids: Vec<String> = keyring
+            .kids()
+            .filter(|k| k.as_str() != primary)
+            .map(ToString::to_string)
+            .collect();
+        let status = self.key_status().await?;
+        let total = status.pending_rotation();
+        let mut report = RotationReport {
+            primary: primary.clone(),
+            ..RotationReport::default()
+        };
+        self.record(NewEvent {
+            actor: actor.to_owned(),
+            org: None,
+            category: Category::KeyManagement,
+            action: "rotate_start".into(),
+            target: "master_key".into(),
+            outcome: Outcome::Success,
+            details: json!({ "primary": primary, "pending": total, "from": old_kids }),
+        })
+        .await?;
+        progress(RotationProgress { done: 0, total });
+        let batch = i64::try_from(batch_size.max(1)).unwrap_or(1000);
+        for t in &TABLES {
+            for kid in &old_kids {
+                let mut cursor = String::new();
+                loop {
+                    let version_col = if t.has_version {
+                        "version"
+                    } else {
+                        "0 AS version"
+                    };
+                    let rows = sqlx::query(AssertSqlSafe(format!(
+                        "SELECT {key} AS k, {wrapped} AS w, {version_col} FROM {table} \
+                         WHERE kid = $1 AND {key} > $2 ORDER BY {key} LIMIT $3",
+                        key = t.key_col,
+                        wrapped = t.wrapped_col,
+                        table = t.table,
+                    )))
+                    .bind(kid)
+                    .bind(&cursor)
+                    .bind(batch)
+                    .fetch_all(&self.inner.pool)
+                    .await?;
+                    let Some(last) = rows.last() else { break };
+                    cursor = last.try_get("k")?;
+                    let mut tx = self.inner.pool.begin().await?;
+                    let update = format!(
+                        "UPDATE {table} SET kid = $1, {wrapped} = $2 WHERE {key} = $3 AND kid = $4{cas}",
+                        table = t.table,
+                        wrapped = t.wrapped_col,
+                        key = t.key_col,
+                        cas = if t.has_version {
+                            " AND version = $5"
+                        } else {
+                            ""
+                        },
+                    );
+                    for row in &rows {
+                        let key: String = row.try_get("k")?;
+                        let wrapped: Vec<u8> = row.try_get("w")?;
+                        let version: i64 = row.try_get("version")?;
+                        let record_id = t.record_id(&key);
+                        let rewrapped = match keyring.unwrap(&wrapped, &record_id) {
+                            Ok(dek) => keyring.wrap(&dek, &record_id)?,
+                            Err(e) => {
+                                tracing::warn!(table = t.table, record = %key, error = %e, "cannot rewrap a data key");
+                                report.failed += 1;
+                                continue;
+                            }
+                        };
+                        let mut q = sqlx::query(AssertSqlSafe(update.as_str()))
+                            .bind(&primary)
+                            .bind(rewrapped)
+                            .bind(&key)
+                            .bind(kid);
+                        if t.has_version {
+                            q = q.bind(version);
+                        }
+                        if q.execute(&mut *tx).await?.rows_affected() == 1 {
+                            report.rewrapped += 1;
+                        } else {
+                            report.raced += 1;
+                        }
+                    }
+                    tx.commit().await?;
+                    progress(RotationProgress {
+                        done: report.rewrapped + report.failed + report.raced,
+                        total,
+                    });
+                }
+            }
+        }
+        self.inner.cache.invalidate();
+        self.record(NewEvent {
+            actor: actor.to_owned(),
+            org: None,
+            category: Category::KeyManagement,
+            action: "rotate".into(),
+            target: "master_key".into(),
+            outcome: if report.failed == 0 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            },
+            details: json!({
+                "primary": primary,
+                "rewrapped": report.rewrapped,
+                "failed": report.failed,
+                "raced": report.raced,
+            }),
+        })
+        .await?;
+        Ok(report)
+    }
+}

@@ -1,0 +1,102 @@
+//! Organizations.
+
+use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::{Millis, OrgId};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Row;
+
+use crate::{Vault, VaultError, map_unique};
+
+/// An organization.
+#[derive(Debug, Clone, Serialize)]
+pub struct Organization {
+    /// Slug.
+    pub id: OrgId,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Who created it.
+    pub created_by: String,
+}
+
+impl Vault {
+    /// Creates an organization.
+    pub async fn create_org(
+        &self,
+        id: &OrgId,
+        name: Option<&str>,
+        actor: &str,
+    ) -> Result<Organization, VaultError> {
+        let name = name.unwrap_or(id.as_str()).trim();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(VaultError::InvalidInput(
+                "an organization name has 1 to 200 printable characters".into(),
+            ));
+        }
+        let org = Organization {
+            id: id.clone(),
+            name: name.to_owned(),
+            created_at: Millis::now(),
+            created_by: actor.to_owned(),
+        };
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO organizations (id, name, created_at, created_by) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(org.id.as_str())
+        .bind(&org.name)
+        .bind(org.created_at.0)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_unique(e, || format!("organization '{id}'")))?;
+        self.append_event(
+            &mut tx,
+            NewEvent {
+                actor: actor.to_owned(),
+                org: Some(id.to_string()),
+                category: Category::SecretManagement,
+                action: "create".into(),
+                target: format!("org:{id}"),
+                outcome: Outcome::Success,
+                details: json!({ "name": org.name }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    /// All organizations, by id.
+    pub async fn list_orgs(&self) -> Result<Vec<Organization>, VaultError> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at, created_by FROM organizations ORDER BY id")
+                .fetch_all(&self.inner.pool)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok(Organization {
+                    id: OrgId::new(&id)?,
+                    name: r.try_get("name")?,
+                    created_at: Millis(r.try_get("created_at")?),
+                    created_by: r.try_get("created_by")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Fails with `NotFound` unless the organization exists.
+    pub async fn require_org(&self, id: &OrgId) -> Result<(), VaultError> {
+        let found = sqlx::query("SELECT 1 AS one FROM organizations WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(VaultError::NotFound(format!("organization '{id}'"))),
+        }
+    }
+}

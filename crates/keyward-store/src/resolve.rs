@@ -1,0 +1,264 @@
+//! Resolution (DESIGN §4): the organization's active credentials for a provider, in the order
+//! the strategy gives, then the process environment, then a clear error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::provider::SecretKind;
+use keyward_core::resolve::{Candidate, NotFound, ResolveRequest, Resolved, Source, order};
+use keyward_core::{Millis, OrgId, Provider};
+use secrecy::SecretString;
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+
+use crate::cache::{Entry, Live};
+use crate::creds::{COLUMNS, CredRow};
+use crate::{Vault, VaultError};
+
+/// Where the environment fallback reads variables from.
+#[derive(Clone, Default)]
+pub enum EnvSource {
+    /// The Keyward process's own environment.
+    #[default]
+    Process,
+    /// A fixed map (for tests and embedders that pass configuration explicitly).
+    Map(Arc<HashMap<String, String>>),
+}
+
+impl fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvSource::Process => f.write_str("EnvSource::Process"),
+            // Values may be keys: show only the names.
+            EnvSource::Map(m) => f.debug_set().entries(m.keys()).finish(),
+        }
+    }
+}
+
+impl EnvSource {
+    fn get(&self, name: &str) -> Option<String> {
+        let v = match self {
+            EnvSource::Process => std::env::var(name).ok(),
+            EnvSource::Map(m) => m.get(name).cloned(),
+        };
+        v.filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl Vault {
+    /// Resolves a credential and records the resolution (success or failure) in the audit log;
+    /// if the event cannot be written, nothing is handed out.
+    pub async fn resolve(&self, req: &ResolveRequest, actor: &str) -> Result<Resolved, VaultError> {
+        let result = self.resolve_unaudited(req).await;
+        let (outcome, details) = match &result {
+            Ok(r) => (Outcome::Success, resolved_details(r)),
+            Err(e) => (
+                Outcome::Failure,
+                json!({ "provider": req.provider.id, "error": e.to_string() }),
+            ),
+        };
+        let mut tx = self.inner.pool.begin().await?;
+        self.append_event(
+            &mut tx,
+            NewEvent {
+                actor: actor.to_owned(),
+                org: Some(req.org.to_string()),
+                category: Category::SecretAccess,
+                action: "resolve".into(),
+                target: match &result {
+                    Ok(Resolved {
+                        source: Source::Vault { id, .. },
+                        ..
+                    }) => format!("credential:{id}"),
+                    _ => format!("provider:{}", req.provider.id),
+                },
+                outcome,
+                details,
+            },
+        )
+        .await?;
+        if let Ok(Resolved {
+            source: Source::Vault { id, .. },
+            ..
+        }) = &result
+        {
+            // Not a logical change: the version stays, and the cache need not be cleared.
+            sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
+                .bind(Millis::now().0)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        result
+    }
+
+    /// Resolution without an audit event per call, served from the in-process cache. For
+    /// callers on a hot path that account for use in aggregate (the gateway); everything else
+    /// calls [`Vault::resolve`].
+    pub async fn resolve_unaudited(&self, req: &ResolveRequest) -> Result<Resolved, VaultError> {
+        let entry = self.entry(&req.org, req.provider).await?;
+        let matching: Vec<&Live> = entry
+            .live
+            .iter()
+            .filter(|c| req.name.as_ref().is_none_or(|n| *n == c.name))
+            .filter(|c| {
+                req.modality
+                    .is_none_or(|m| c.modalities.is_empty() || c.modalities.contains(&m))
+            })
+            .collect();
+        if !matching.is_empty() {
+            let candidates: Vec<Candidate> = matching
+                .iter()
+                .map(|c| Candidate {
+                    priority: c.priority,
+                    weight: c.weight,
+                    created_at: c.created_at.0,
+                })
+                .collect();
+            let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
+            let first = order(&candidates, req.strategy, turn, fastrand::u64(..))[0];
+            let chosen = matching[first];
+            let mut fields = chosen.fields.clone();
+            fill_default_base_url(req.provider, &mut fields);
+            return Ok(Resolved {
+                provider: req.provider,
+                source: Source::Vault {
+                    id: chosen.id.clone(),
+                    name: chosen.name.clone(),
+                },
+                secret: chosen.secret.clone(),
+                fields,
+            });
+        }
+        if req.env_fallback && req.name.is_none() {
+            if let Some(found) = self.from_env(req.provider) {
+                return Ok(found);
+            }
+        }
+        Err(NotFound {
+            provider: req.provider.id.to_owned(),
+            org: req.org.to_string(),
+            name: req.name.as_ref().map(ToString::to_string),
+            env_var: req
+                .provider
+                .secret_env
+                .or(req.provider.base_url_env)
+                .map(str::to_owned),
+            env_fallback: req.env_fallback && req.name.is_none(),
+            undecryptable: entry.undecryptable,
+        }
+        .into())
+    }
+
+    /// The decrypted active credentials of (org, provider), from the cache or the database.
+    async fn entry(
+        &self,
+        org: &OrgId,
+        provider: &'static Provider,
+    ) -> Result<Arc<Entry>, VaultError> {
+        let cache = &self.inner.cache;
+        if let Some(hit) = cache.get(org.as_str(), provider.id) {
+            return Ok(hit);
+        }
+        let generation = cache.generation();
+        self.require_org(org).await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1"
+        )))
+        .bind(org.as_str())
+        .bind(provider.id)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        let mut entry = Entry::default();
+        for row in &rows {
+            let row = CredRow::from_row(row)?;
+            match row.open_secret(&self.inner.keyring) {
+                Ok(secret) => entry.live.push(Live {
+                    id: row.id,
+                    name: row.name,
+                    modalities: row.modalities,
+                    fields: row.fields,
+                    priority: row.priority,
+                    weight: row.weight,
+                    created_at: row.created_at,
+                    secret,
+                }),
+                Err(e) => {
+                    tracing::warn!(credential = %row.id, org = %org, error = %e, "skipping a credential that cannot be decrypted");
+                    entry.undecryptable += 1;
+                }
+            }
+        }
+        let entry = Arc::new(entry);
+        cache.insert(org.as_str(), provider.id, entry.clone(), generation);
+        Ok(entry)
+    }
+
+    fn from_env(&self, provider: &'static Provider) -> Option<Resolved> {
+        let env = &self.inner.env;
+        let mut fields = BTreeMap::new();
+        for f in provider.public_fields {
+            if let Some(v) = f.env.and_then(|name| env.get(name)) {
+                fields.insert(f.name.to_owned(), v);
+            }
+        }
+        let base_url = provider.base_url_env.and_then(|name| env.get(name));
+        if let Some(url) = &base_url {
+            fields.insert("base_url".to_owned(), url.clone());
+        }
+        let (var, secret) = match provider.secret {
+            // No key needed (a local Ollama): the base URL variable is what answers.
+            SecretKind::Optional => {
+                base_url.as_ref()?;
+                (provider.base_url_env?, None)
+            }
+            // The variable names a key file; pass its path on rather than a secret.
+            SecretKind::ServiceAccountJson => {
+                let var = provider.secret_env?;
+                fields.insert("credentials_file".to_owned(), env.get(var)?);
+                (var, None)
+            }
+            SecretKind::ApiKey | SecretKind::AwsSecretAccessKey => {
+                let var = provider.secret_env?;
+                (var, Some(SecretString::from(env.get(var)?)))
+            }
+        };
+        fill_default_base_url(provider, &mut fields);
+        Some(Resolved {
+            provider,
+            source: Source::Environment {
+                variable: var.to_owned(),
+            },
+            secret,
+            fields,
+        })
+    }
+}
+
+fn fill_default_base_url(provider: &Provider, fields: &mut BTreeMap<String, String>) {
+    if let Some(url) = provider.default_base_url {
+        fields
+            .entry("base_url".to_owned())
+            .or_insert_with(|| url.to_owned());
+    }
+}
+
+fn resolved_details(r: &Resolved) -> serde_json::Value {
+    match &r.source {
+        Source::Vault { id, name } => json!({
+            "provider": r.provider.id,
+            "source": "vault",
+            "credential": id,
+            "name": name,
+        }),
+        Source::Environment { variable } => json!({
+            "provider": r.provider.id,
+            "source": "environment",
+            "variable": variable,
+        }),
+    }
+}
