@@ -132,7 +132,7 @@ pub fn normalize_secret(
         && !provider.key_prefixes.iter().any(|p| value.starts_with(p))
     {
         return Err(CoreError::InvalidInput(format!(
-            "this does not look like a {} key: {} (skip this check with --no-format-check)",
+            "the key does not match the {} key format: {} (skip this check with --no-format-check)",
             provider.display_name,
             provider.expected_format()
         )));

@@ -189,6 +189,28 @@ impl Vault {
         })
     }
 
+    /// What start-up should report (see [`KeyStatus::warnings`]). Cheap when all is well: it
+    /// only lists the distinct key ids in use, and counts rows only when one is not primary.
+    pub async fn startup_warnings(&self) -> Result<Vec<String>, VaultError> {
+        let primary = self.inner.keyring.primary_kid().as_str();
+        let mut all_primary = self.inner.chain.is_some();
+        for t in &TABLES {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT DISTINCT kid FROM {} WHERE kid IS NOT NULL",
+                t.table
+            )))
+            .fetch_all(&self.inner.pool)
+            .await?;
+            for row in rows {
+                all_primary &= row.try_get::<String, _>("kid")? == primary;
+            }
+        }
+        if all_primary {
+            return Ok(Vec::new());
+        }
+        Ok(self.key_status().await?.warnings())
+    }
+
     fn kid_count(&self, kid: &str) -> KidCount {
         KidCount {
             kid: kid.to_owned(),

@@ -1,1 +1,681 @@
-fn main() {}
+//! `keyward`: the command line. Thin glue over `keyward-store`: parse, configure, open the
+//! vault, run one command, print.
+
+mod cli;
+mod config;
+mod output;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Read as _};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::Parser as _;
+use keyward_core::audit::EventFilter;
+use keyward_core::credential::{CredentialUpdate, FormatCheck, Modality, NewCredential};
+use keyward_core::resolve::{ResolveRequest, Source};
+use keyward_core::{CredentialId, CredentialName, OrgId, PROVIDERS, Provider, VarName};
+use keyward_store::{Vault, VaultOptions};
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::cli::{
+    Cli, Command, CredCommand, EventsCommand, MasterKeyCommand, OrgCommand, ResolveArgs,
+    SecretSource, VarCommand,
+};
+use crate::config::Config;
+use crate::output::{Table, print_json, time};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Who the audit log says did it.
+fn actor() -> String {
+    let user = std::env::var("KEYWARD_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Keygen => {
+            println!("{}", keyward_crypto::generate_master_key_base64()?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Providers { json } => {
+            providers(json)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
+    let config = Config::from_global(&cli.global)?;
+    let vault = Vault::open(&config.location, config.keyring, VaultOptions::default())
+        .await
+        .context("cannot open the vault")?;
+    for warning in vault.startup_warnings().await? {
+        tracing::warn!("{warning}");
+    }
+    let actor = actor();
+    let code = match cli.command {
+        Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
+        Command::Org(cmd) => org(&vault, cmd, &actor).await?,
+        Command::Cred(cmd) => cred(&vault, cmd, &actor).await?,
+        Command::Var(cmd) => var(&vault, cmd, &actor).await?,
+        Command::Resolve(args) => resolve(&vault, args, &actor).await?,
+        Command::MasterKey(cmd) => master_key(&vault, cmd, &actor).await?,
+        Command::Events(cmd) => events(&vault, cmd).await?,
+    };
+    vault.close().await;
+    Ok(code)
+}
+
+fn providers(json: bool) -> Result<()> {
+    if json {
+        return print_json(&PROVIDERS);
+    }
+    let mut t = Table::new(["ID", "NAME", "KEY ENV", "BASE URL ENV", "KEY FORMAT"]);
+    for p in PROVIDERS {
+        t.row([
+            p.id.to_owned(),
+            p.display_name.to_owned(),
+            p.secret_env.unwrap_or("-").to_owned(),
+            p.base_url_env.unwrap_or("-").to_owned(),
+            if p.key_prefixes.is_empty() {
+                "any".to_owned()
+            } else {
+                p.key_prefixes.join(" | ") + "..."
+            },
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
+async fn org(vault: &Vault, cmd: OrgCommand, actor: &str) -> Result<ExitCode> {
+    match cmd {
+        OrgCommand::Create { slug, name } => {
+            let id = OrgId::new(&slug)?;
+            let org = vault.create_org(&id, name.as_deref(), actor).await?;
+            println!("created organization {} ({})", org.id, org.name);
+        }
+        OrgCommand::List { json } => {
+            let orgs = vault.list_orgs().await?;
+            if json {
+                print_json(&orgs)?;
+            } else {
+                let mut t = Table::new(["ID", "NAME", "CREATED", "BY"]);
+                for o in orgs {
+                    t.row([o.id.to_string(), o.name, time(o.created_at), o.created_by]);
+                }
+                t.print();
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a secret from the named variable, or standard input (a hidden prompt on a terminal).
+fn read_secret(env_var: Option<&str>, what: &str) -> Result<SecretString> {
+    if let Some(var) = env_var {
+        let value = std::env::var(var).map_err(|_| anyhow!("{var} is not set"))?;
+        return Ok(SecretString::from(value));
+    }
+    if std::io::stdin().is_terminal() {
+        let value = rpassword::prompt_password(format!("{what}: "))
+            .context("cannot read from the terminal")?;
+        return Ok(SecretString::from(value));
+    }
+    let mut value = String::new();
+    std::io::stdin()
+        .read_to_string(&mut value)
+        .context("cannot read the secret from standard input")?;
+    Ok(SecretString::from(value))
+}
+
+fn secret_prompt(provider: &Provider) -> String {
+    format!(
+        "{} {} (input hidden)",
+        provider.display_name,
+        provider.secret_field.replace('_', " ")
+    )
+}
+
+fn format_check(s: &SecretSource) -> FormatCheck {
+    if s.no_format_check {
+        FormatCheck::Skip
+    } else {
+        FormatCheck::Enforce
+    }
+}
+
+fn parse_sets(sets: &[String], base_url: Option<String>) -> Result<BTreeMap<String, String>> {
+    let mut fields = BTreeMap::new();
+    for s in sets {
+        let (k, v) = s
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--set {s:?} must have the form FIELD=VALUE"))?;
+        fields.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    if let Some(url) = base_url {
+        fields.insert("base_url".to_owned(), url.trim().to_owned());
+    }
+    Ok(fields)
+}
+
+fn parse_modalities(list: &[String]) -> Result<Vec<Modality>> {
+    Ok(Modality::parse_list(&list.join(","))?)
+}
+
+fn print_cred(c: &keyward_core::credential::CredentialView, json: bool) -> Result<()> {
+    if json {
+        return print_json(c);
+    }
+    let mut t = Table::new(["FIELD", "VALUE"]);
+    t.row(["id".into(), c.id.to_string()]);
+    t.row(["org".into(), c.org.to_string()]);
+    t.row(["provider".into(), c.provider.clone()]);
+    t.row(["name".into(), c.name.to_string()]);
+    t.row(["key".into(), c.key_hint.clone()]);
+    t.row(["status".into(), c.status.to_string()]);
+    t.row(["active".into(), if c.active { "yes" } else { "no" }.into()]);
+    t.row(["priority".into(), c.priority.to_string()]);
+    t.row(["weight".into(), c.weight.to_string()]);
+    let modalities = if c.modalities.is_empty() {
+        "all".to_owned()
+    } else {
+        c.modalities
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    t.row(["modalities".into(), modalities]);
+    for (k, v) in &c.fields {
+        t.row([k.clone(), v.clone()]);
+    }
+    t.row([
+        "created".into(),
+        format!("{} by {}", time(c.created_at), c.created_by),
+    ]);
+    t.row([
+        "updated".into(),
+        format!("{} by {}", time(c.updated_at), c.updated_by),
+    ]);
+    t.row([
+        "last used".into(),
+        c.last_used_at.map_or_else(|| "never".into(), time),
+    ]);
+    t.row(["version".into(), c.version.to_string()]);
+    t.row(["master key".into(), c.kid.clone()]);
+    t.print();
+    Ok(())
+}
+
+async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> {
+    match cmd {
+        CredCommand::Add {
+            org,
+            provider,
+            name,
+            secret,
+            base_url,
+            modalities,
+            set,
+            priority,
+            weight,
+            inactive,
+            json,
+        } => {
+            let org = OrgId::new(&org)?;
+            let provider = Provider::get(&provider)?;
+            let name = CredentialName::new(&name)?;
+            let fields = parse_sets(&set, base_url)?;
+            let modalities = parse_modalities(&modalities)?;
+            // Check the organization before asking for a secret that would then be refused.
+            vault.require_org(&org).await?;
+            let value = if secret.api_key_env.is_none()
+                && provider.secret == keyward_core::provider::SecretKind::Optional
+                && std::io::stdin().is_terminal()
+            {
+                None
+            } else {
+                Some(read_secret(
+                    secret.api_key_env.as_deref(),
+                    &secret_prompt(provider),
+                )?)
+            }
+            .filter(|s| {
+                !(provider.secret == keyward_core::provider::SecretKind::Optional
+                    && s.expose_secret().trim().is_empty())
+            });
+            let view = vault
+                .add_credential(
+                    NewCredential {
+                        org,
+                        provider,
+                        name,
+                        secret: value,
+                        format_check: format_check(&secret),
+                        fields,
+                        modalities,
+                        active: !inactive,
+                        priority,
+                        weight,
+                    },
+                    actor,
+                )
+                .await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                println!(
+                    "added {} credential '{}' ({}) to {}: {}",
+                    view.provider, view.name, view.key_hint, view.org, view.id
+                );
+            }
+        }
+        CredCommand::List {
+            org,
+            provider,
+            json,
+        } => {
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let provider = provider.as_deref().map(Provider::get).transpose()?;
+            let creds = vault.list_credentials(org.as_ref(), provider).await?;
+            if json {
+                print_json(&creds)?;
+            } else {
+                let mut t = Table::new([
+                    "ID", "ORG", "PROVIDER", "NAME", "KEY", "ACTIVE", "PRIO", "STATUS", "UPDATED",
+                ]);
+                for c in creds {
+                    t.row([
+                        c.id.to_string(),
+                        c.org.to_string(),
+                        c.provider,
+                        c.name.to_string(),
+                        c.key_hint,
+                        if c.active { "yes" } else { "no" }.into(),
+                        c.priority.to_string(),
+                        c.status.to_string(),
+                        time(c.updated_at),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        CredCommand::Show { id, json } => {
+            let view = vault.get_credential(&CredentialId::new(&id)?).await?;
+            print_cred(&view, json)?;
+        }
+        CredCommand::Update {
+            id,
+            name,
+            rotate_key,
+            secret,
+            base_url,
+            modalities,
+            set,
+            priority,
+            weight,
+            if_version,
+            json,
+        } => {
+            let id = CredentialId::new(&id)?;
+            let current = vault.get_credential(&id).await?;
+            let provider = Provider::get(&current.provider)?;
+            if secret.api_key_env.is_some() && !rotate_key {
+                bail!("--api-key-env replaces the key only together with --rotate-key");
+            }
+            let update = CredentialUpdate {
+                name: name.as_deref().map(CredentialName::new).transpose()?,
+                secret: if rotate_key {
+                    Some(read_secret(
+                        secret.api_key_env.as_deref(),
+                        &format!("new {}", secret_prompt(provider)),
+                    )?)
+                } else {
+                    None
+                },
+                format_check: Some(format_check(&secret)),
+                fields: parse_sets(&set, base_url)?,
+                modalities: modalities.as_deref().map(parse_modalities).transpose()?,
+                active: None,
+                priority,
+                weight,
+            };
+            let view = vault
+                .update_credential(&id, if_version, update, actor)
+                .await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                println!(
+                    "updated credential {} (version {}, key {})",
+                    view.id, view.version, view.key_hint
+                );
+            }
+        }
+        CredCommand::Activate { id } => {
+            let view = vault
+                .set_credential_active(&CredentialId::new(&id)?, true, actor)
+                .await?;
+            println!("activated credential {} ({})", view.id, view.name);
+        }
+        CredCommand::Deactivate { id } => {
+            let view = vault
+                .set_credential_active(&CredentialId::new(&id)?, false, actor)
+                .await?;
+            println!("deactivated credential {} ({})", view.id, view.name);
+        }
+        CredCommand::Delete { id, yes } => {
+            let id = CredentialId::new(&id)?;
+            let view = vault.get_credential(&id).await?;
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!("refusing to delete without confirmation: pass --yes");
+                }
+                eprint!(
+                    "delete {} credential '{}' ({}) of {}? [y/N] ",
+                    view.provider, view.name, view.key_hint, view.org
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                    eprintln!("not deleted");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            vault.delete_credential(&id, actor).await?;
+            println!("deleted credential {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn var(vault: &Vault, cmd: VarCommand, actor: &str) -> Result<ExitCode> {
+    match cmd {
+        VarCommand::Set {
+            name,
+            org,
+            sensitive,
+            description,
+            value_env,
+        } => {
+            let name = VarName::new(&name)?;
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let raw = read_secret(value_env.as_deref(), &format!("value of {name}"))?;
+            // A value piped in usually ends with a newline that is not part of it.
+            let value = SecretString::from(raw.expose_secret().trim_end_matches(['\r', '\n']));
+            let view = vault
+                .set_var(
+                    &name,
+                    org.as_ref(),
+                    &value,
+                    sensitive,
+                    description.as_deref(),
+                    actor,
+                )
+                .await?;
+            println!(
+                "set {}variable {}{} (version {})",
+                if view.sensitive { "sensitive " } else { "" },
+                view.org.map(|o| format!("{o}/")).unwrap_or_default(),
+                view.name,
+                view.version
+            );
+        }
+        VarCommand::Get {
+            name,
+            org,
+            reveal,
+            json,
+        } => {
+            let name = VarName::new(&name)?;
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let got = vault.get_var(&name, org.as_ref(), reveal, actor).await?;
+            if json {
+                let mut v = serde_json::to_value(&got.view)?;
+                if let Some(value) = &got.value {
+                    v["value"] = serde_json::Value::String(value.expose_secret().to_owned());
+                }
+                print_json(&v)?;
+            } else {
+                match &got.value {
+                    Some(value) => println!("{}", value.expose_secret()),
+                    None => {
+                        eprintln!("{name} is sensitive; pass --reveal to print it (audited)");
+                        println!("***");
+                    }
+                }
+            }
+        }
+        VarCommand::List { org, json } => {
+            let org = match org.as_deref() {
+                None => None,
+                Some("") => Some(None),
+                Some(o) => Some(Some(OrgId::new(o)?)),
+            };
+            let mut vars = vault
+                .list_vars(org.as_ref().and_then(Option::as_ref))
+                .await?;
+            if let Some(None) = org {
+                vars.retain(|v| v.org.is_none());
+            }
+            if json {
+                print_json(&vars)?;
+            } else {
+                let mut t = Table::new(["SCOPE", "NAME", "VALUE", "SENSITIVE", "DESCRIPTION"]);
+                for v in &vars {
+                    t.row([
+                        v.org
+                            .as_ref()
+                            .map_or_else(|| "(global)".to_owned(), ToString::to_string),
+                        v.name.to_string(),
+                        v.shown_value().to_owned(),
+                        if v.sensitive { "yes" } else { "no" }.into(),
+                        v.description.clone(),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        VarCommand::Delete { name, org } => {
+            let name = VarName::new(&name)?;
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            vault.delete_var(&name, org.as_ref(), actor).await?;
+            println!("deleted variable {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn resolve(vault: &Vault, args: ResolveArgs, actor: &str) -> Result<ExitCode> {
+    let mut req = ResolveRequest::new(OrgId::new(&args.org)?, Provider::get(&args.provider)?);
+    req.name = args.name.as_deref().map(CredentialName::new).transpose()?;
+    req.modality = args.modality.as_deref().map(str::parse).transpose()?;
+    req.strategy = args.strategy.parse()?;
+    req.env_fallback = !args.no_env_fallback;
+    let resolved = vault.resolve(&req, actor).await?;
+    if args.json {
+        let source = match &resolved.source {
+            Source::Vault { id, name } => {
+                serde_json::json!({ "kind": "vault", "id": id, "name": name })
+            }
+            Source::Environment { variable } => {
+                serde_json::json!({ "kind": "environment", "variable": variable })
+            }
+        };
+        print_json(&serde_json::json!({
+            "provider": resolved.provider.id,
+            "secret_field": resolved.provider.secret_field,
+            "secret": resolved.secret.as_ref().map(|s| s.expose_secret()),
+            "fields": resolved.fields,
+            "source": source,
+        }))?;
+    } else {
+        match &resolved.secret {
+            Some(s) => println!("{}", s.expose_secret()),
+            None => {
+                // Providers without a key (a local Ollama) answer with their base URL.
+                let url = resolved.fields.get("base_url").cloned().unwrap_or_default();
+                println!("{url}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn master_key(vault: &Vault, cmd: MasterKeyCommand, actor: &str) -> Result<ExitCode> {
+    match cmd {
+        MasterKeyCommand::Status { json } => {
+            let status = vault.key_status().await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                let mut t = Table::new(["KID", "ROLE", "CREDENTIALS", "VARIABLES", "VAULT KEYS"]);
+                for k in &status.kids {
+                    let role = match (k.primary, k.configured) {
+                        (true, _) => "primary",
+                        (false, true) => "secondary",
+                        (false, false) => "MISSING",
+                    };
+                    t.row([
+                        k.kid.clone(),
+                        role.into(),
+                        k.credentials.to_string(),
+                        k.variables.to_string(),
+                        k.vault_keys.to_string(),
+                    ]);
+                }
+                t.print();
+                let pending = status.pending_rotation();
+                if pending > 0 {
+                    println!("{pending} record(s) await `keyward master-key rotate`");
+                }
+            }
+        }
+        MasterKeyCommand::Rotate { batch_size } => {
+            let bar = if std::io::stderr().is_terminal() {
+                let bar = indicatif::ProgressBar::new(0);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{spinner} rewrapping [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+                    )
+                    .map_err(|e| anyhow!("progress bar template: {e}"))?
+                    .progress_chars("=> "),
+                );
+                Some(bar)
+            } else {
+                None
+            };
+            let report = vault
+                .rotate_master_key(batch_size, actor, |p| {
+                    if let Some(bar) = &bar {
+                        bar.set_length(p.total);
+                        bar.set_position(p.done);
+                    }
+                })
+                .await?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            println!(
+                "rewrapped {} record(s) under master key '{}'",
+                report.rewrapped, report.primary
+            );
+            if report.raced > 0 {
+                println!(
+                    "{} record(s) changed during the rotation and were already under the primary key",
+                    report.raced
+                );
+            }
+            if report.failed > 0 {
+                eprintln!(
+                    "{} record(s) could not be unwrapped and were left as they are (see `keyward cred list`)",
+                    report.failed
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn events(vault: &Vault, cmd: EventsCommand) -> Result<ExitCode> {
+    match cmd {
+        EventsCommand::List {
+            filter,
+            limit,
+            json,
+        } => {
+            let filter: EventFilter = filter.parse()?;
+            let events = vault.list_events(&filter, limit).await?;
+            if json {
+                print_json(&events)?;
+            } else {
+                let mut t = Table::new([
+                    "SEQ", "TIME", "ACTOR", "ORG", "CATEGORY", "ACTION", "TARGET", "OUTCOME",
+                ]);
+                for e in events {
+                    t.row([
+                        e.seq.to_string(),
+                        time(e.at),
+                        e.actor,
+                        e.org.unwrap_or_else(|| "-".into()),
+                        e.category.to_string(),
+                        e.action,
+                        e.target,
+                        e.outcome.as_str().into(),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        EventsCommand::Verify { json } => {
+            let report = vault.verify_events().await?;
+            if json {
+                print_json(&report)?;
+            } else if let Some((seq, problem)) = &report.problem {
+                println!(
+                    "audit chain BROKEN at event {seq}: {problem} ({} event(s) verified before it)",
+                    report.checked
+                );
+            } else {
+                println!("audit chain intact: {} event(s) verified", report.checked);
+            }
+            if !report.ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,327 @@
+//! The command line, as clap types. Parsing only; `main.rs` runs the commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keyward: a vault for LLM provider API keys.
+///
+/// Works on the local data directory (SQLite by default, or PostgreSQL with --database-url).
+/// Secrets are never taken as arguments: they come from standard input (a hidden prompt on a
+/// terminal) or from an environment variable you name.
+#[derive(Debug, Parser)]
+#[command(name = "keyward", version, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Data directory: the SQLite database and, without a configured master key, the
+    /// development key.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATA_DIR",
+        default_value = "keyward-data"
+    )]
+    pub(crate) data_dir: PathBuf,
+    /// Database URL (postgres://... or sqlite:...); overrides the SQLite file in --data-dir.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: Option<String>,
+    /// Refuse to run without a configured master key (no development key).
+    #[arg(long, global = true, env = "KEYWARD_PRODUCTION")]
+    pub(crate) production: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Print a new random 256-bit master key (base64).
+    Keygen,
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Provider credentials.
+    #[command(subcommand)]
+    Cred(CredCommand),
+    /// Config variables.
+    #[command(subcommand)]
+    Var(VarCommand),
+    /// Print an organization's key for a provider (audited).
+    Resolve(ResolveArgs),
+    /// Master keys: status and rotation.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// The providers Keyward knows.
+    Providers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OrgCommand {
+    /// Create an organization.
+    Create {
+        /// Slug: lowercase letters, digits, '.', '_', '-'.
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List organizations.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SecretSource {
+    /// Read the secret from this environment variable instead of standard input. For Vertex
+    /// the secret is the service-account JSON.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) api_key_env: Option<String>,
+    /// Accept a key that does not look like the provider's.
+    #[arg(long)]
+    pub(crate) no_format_check: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CredCommand {
+    /// Add a credential; the secret is read from standard input or --api-key-env.
+    Add {
+        /// Organization.
+        #[arg(long)]
+        org: String,
+        /// Provider id (see `keyward providers`).
+        #[arg(long)]
+        provider: String,
+        /// Name, unique per organization and provider.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        secret: SecretSource,
+        /// API base URL.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// What it may be used for: chat,completions,embeddings,images,audio,rerank,moderation.
+        #[arg(long, value_delimiter = ',')]
+        modalities: Vec<String>,
+        /// A provider field, e.g. --set endpoint=https://x.openai.azure.com (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+        /// Lower is tried first.
+        #[arg(long, default_value_t = 100)]
+        priority: i64,
+        /// Share under the weighted strategy.
+        #[arg(long, default_value_t = 1)]
+        weight: i64,
+        /// Store it deactivated.
+        #[arg(long)]
+        inactive: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List credentials, masked.
+    List {
+        /// Only this organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one credential, masked.
+    Show {
+        /// Credential id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a credential. With --rotate-key, the new secret is read like `cred add` reads it.
+    Update {
+        /// Credential id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Replace the secret.
+        #[arg(long)]
+        rotate_key: bool,
+        #[command(flatten)]
+        secret: SecretSource,
+        /// New base URL (empty removes it).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// New modalities.
+        #[arg(long, value_delimiter = ',')]
+        modalities: Option<Vec<String>>,
+        /// Set a provider field; an empty value removes it (repeatable).
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+        /// New priority.
+        #[arg(long)]
+        priority: Option<i64>,
+        /// New weight.
+        #[arg(long)]
+        weight: Option<i64>,
+        /// Only apply if the credential is still at this version.
+        #[arg(long)]
+        if_version: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let resolution use a credential.
+    Activate {
+        /// Credential id.
+        id: String,
+    },
+    /// Stop resolution from using a credential.
+    Deactivate {
+        /// Credential id.
+        id: String,
+    },
+    /// Delete a credential.
+    Delete {
+        /// Credential id.
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum VarCommand {
+    /// Create or replace a variable; the value is read from standard input or --value-env.
+    Set {
+        /// Name: ASCII letters, digits, '_', '-', '.'.
+        name: String,
+        /// The organization it belongs to (global without).
+        #[arg(long)]
+        org: Option<String>,
+        /// Encrypt the value and redact it everywhere.
+        #[arg(long)]
+        sensitive: bool,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+        /// Read the value from this environment variable.
+        #[arg(long, value_name = "VAR")]
+        value_env: Option<String>,
+    },
+    /// Print a variable (the organization's own, else the global one).
+    Get {
+        /// Name.
+        name: String,
+        /// Organization.
+        #[arg(long)]
+        org: Option<String>,
+        /// Print a sensitive value (audited).
+        #[arg(long)]
+        reveal: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List variables, sensitive values redacted.
+    List {
+        /// Only this organization's (global ones with --org '').
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a variable.
+    Delete {
+        /// Name.
+        name: String,
+        /// Organization (global without).
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResolveArgs {
+    /// Organization.
+    #[arg(long)]
+    pub(crate) org: String,
+    /// Provider id.
+    #[arg(long)]
+    pub(crate) provider: String,
+    /// Only the credential with this name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Only credentials usable for this modality.
+    #[arg(long)]
+    pub(crate) modality: Option<String>,
+    /// priority, round_robin or weighted.
+    #[arg(long, default_value = "priority")]
+    pub(crate) strategy: String,
+    /// Do not fall back to this process's environment variables.
+    #[arg(long)]
+    pub(crate) no_env_fallback: bool,
+    /// Print JSON with the key, its fields and where it came from.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MasterKeyCommand {
+    /// How many records each master key id wraps.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrap every data key under the primary master key (resumable).
+    Rotate {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// The newest audit events.
+    List {
+        /// KEY=VALUE[,KEY=VALUE]: category, org, action, outcome, actor.
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the HMAC chain of the whole log.
+    Verify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
