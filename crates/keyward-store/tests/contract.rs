@@ -1,0 +1,1121 @@
+//! The store contract: one suite, run against SQLite and PostgreSQL.
+//!
+//! PostgreSQL tests use `KEYWARD_TEST_DATABASE_URL` (each test gets a schema of its own). When it
+//! is unset they are skipped, unless `KEYWARD_TEST_REQUIRE_POSTGRES=1`, which makes a missing
+//! server a failure (CI sets it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use keyward_core::audit::{Category, EventFilter, Outcome};
+use keyward_core::credential::{
+    CredentialStatus, CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
+};
+use keyward_core::resolve::{ResolveRequest, Source, Strategy};
+use keyward_core::{CredentialName, OrgId, Provider, VarName};
+use keyward_crypto::{KeyId, Keyring, MasterKey};
+use keyward_store::{Backend, EnvSource, Location, Vault, VaultError, VaultOptions};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{Executor, Row};
+
+const ACTOR: &str = "test:contract";
+const CANARY_OPENAI: &str = "sk-proj-CANARY7f3a9c1e5b2d8f4a6c0e9b7d";
+const CANARY_ANTHROPIC: &str = "sk-ant-api03-CANARY2b4d6f8a0c1e3f5a7b9c";
+
+/// One database to run a contract test on.
+struct Db {
+    location: Location,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<(String, String)>,
+}
+
+impl Db {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self {
+            location: Location::in_data_dir(dir.path()),
+            backend: Backend::Sqlite,
+            _dir: Some(dir),
+            schema: None,
+        }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let Ok(base) = std::env::var("KEYWARD_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("KEYWARD_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "KEYWARD_TEST_REQUIRE_POSTGRES=1 but KEYWARD_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("skipping: KEYWARD_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let schema = format!("kw_test_{}", uuid_like());
+        let conn = sqlx::AnyPool::connect(&base)
+            .await
+            .expect("KEYWARD_TEST_DATABASE_URL must point at a running PostgreSQL");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .unwrap();
+        conn.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(Self {
+            location: Location::Url(format!("{base}{sep}options[search_path]={schema}")),
+            backend: Backend::Postgres,
+            _dir: None,
+            schema: Some((base, schema)),
+        })
+    }
+
+    async fn open(&self, keyring: Keyring) -> Vault {
+        self.open_with(keyring, HashMap::new()).await
+    }
+
+    async fn open_with(&self, keyring: Keyring, env: HashMap<String, String>) -> Vault {
+        let vault = Vault::open(
+            &self.location,
+            keyring,
+            VaultOptions {
+                env: EnvSource::Map(Arc::new(env)),
+                ..VaultOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(vault.backend(), self.backend);
+        vault
+    }
+
+    async fn cleanup(self) {
+        if let Some((base, schema)) = &self.schema {
+            let conn = sqlx::AnyPool::connect(base).await.unwrap();
+            conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .await
+                .unwrap();
+            conn.close().await;
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn ring(keys: &[(&str, u8)]) -> Keyring {
+    Keyring::new(
+        keys.iter()
+            .map(|(kid, b)| MasterKey::from_bytes(KeyId::new(kid).unwrap(), &[*b; 32]))
+            .collect(),
+        "test",
+    )
+    .unwrap()
+}
+
+fn k1() -> Keyring {
+    ring(&[("k1", 1)])
+}
+
+fn org(s: &str) -> OrgId {
+    OrgId::new(s).unwrap()
+}
+
+fn new_cred(org_id: &str, provider: &str, name: &str, key: &str) -> NewCredential {
+    NewCredential {
+        org: org(org_id),
+        provider: Provider::get(provider).unwrap(),
+        name: CredentialName::new(name).unwrap(),
+        secret: Some(SecretString::from(key)),
+        format_check: FormatCheck::Enforce,
+        fields: BTreeMap::new(),
+        modalities: Vec::new(),
+        active: true,
+        priority: 100,
+        weight: 1,
+    }
+}
+
+async fn setup_orgs(v: &Vault) {
+    v.create_org(&org("acme"), Some("Acme"), ACTOR)
+        .await
+        .unwrap();
+    v.create_org(&org("globex"), None, ACTOR).await.unwrap();
+}
+
+fn req(org_id: &str, provider: &str) -> ResolveRequest {
+    ResolveRequest::new(org(org_id), Provider::get(provider).unwrap())
+}
+
+async fn resolve_key(v: &Vault, r: &ResolveRequest) -> Result<String, VaultError> {
+    let got = v.resolve(r, ACTOR).await?;
+    Ok(got
+        .secret
+        .map(|s| s.expose_secret().to_owned())
+        .unwrap_or_default())
+}
+
+/// Every byte the database holds, as text: table rows (and on SQLite, the raw files too).
+async fn everything_stored(db: &Db, v: &Vault) -> Vec<u8> {
+    let mut out = Vec::new();
+    for table in [
+        "organizations",
+        "credentials",
+        "config_vars",
+        "vault_keys",
+        "audit_events",
+        "audit_head",
+    ] {
+        let sql = match db.backend {
+            Backend::Postgres => format!("SELECT CAST(t.* AS TEXT) AS r FROM {table} t"),
+            Backend::Sqlite => format!("SELECT * FROM {table}"),
+        };
+        let rows = v.pool().fetch_all(sqlx::AssertSqlSafe(sql)).await.unwrap();
+        for row in rows {
+            use sqlx::Column as _;
+            for col in row.columns() {
+                let i = col.ordinal();
+                if let Ok(Some(s)) = row.try_get::<Option<String>, _>(i) {
+                    out.extend_from_slice(s.as_bytes());
+                } else if let Ok(Some(b)) = row.try_get::<Option<Vec<u8>>, _>(i) {
+                    out.extend_from_slice(&b);
+                }
+                out.push(b'\n');
+            }
+        }
+    }
+    if let Location::SqliteFile(path) = &db.location {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            if let Ok(bytes) = std::fs::read(&p) {
+                out.extend_from_slice(&bytes);
+            }
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn organizations_are_created_listed_and_unique(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let orgs = v.list_orgs().await.unwrap();
+    assert_eq!(
+        orgs.iter()
+            .map(|o| (o.id.as_str(), o.name.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("acme", "Acme"), ("globex", "globex")]
+    );
+    let err = v.create_org(&org("acme"), None, ACTOR).await.unwrap_err();
+    assert!(matches!(err, VaultError::AlreadyExists(_)), "{err}");
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn credentials_are_stored_sealed_and_listed_masked(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let a = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    let b = v
+        .add_credential(
+            new_cred("acme", "anthropic", "main", CANARY_ANTHROPIC),
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.key_hint, "sk-...9b7d");
+    assert_eq!(b.key_hint, "sk-ant-...7b9c");
+    assert_eq!(
+        (a.version, a.status, a.kid.as_str()),
+        (1, CredentialStatus::Ok, "k1")
+    );
+    let listed = v.list_credentials(Some(&org("acme")), None).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let json = serde_json::to_string(&listed).unwrap();
+    assert!(!json.contains("CANARY"), "a listing holds a secret: {json}");
+    assert_eq!(
+        v.list_credentials(None, Some(Provider::get("openai").unwrap()))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        v.list_credentials(Some(&org("globex")), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        resolve_key(&v, &req("acme", "openai")).await.unwrap(),
+        CANARY_OPENAI
+    );
+
+    let stored = everything_stored(&db, &v).await;
+    assert!(stored.len() > 1000, "the scan read nothing");
+    assert!(
+        contains(&stored, "sk-...9b7d"),
+        "the scan misses stored text"
+    );
+    assert!(
+        !contains(&stored, "CANARY"),
+        "a secret is stored in plain text"
+    );
+
+    let dup = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, VaultError::AlreadyExists(_)), "{dup}");
+    let no_org = v
+        .add_credential(new_cred("nope", "openai", "x", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(matches!(no_org, VaultError::NotFound(_)), "{no_org}");
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn bad_keys_are_refused_unless_the_check_is_skipped(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let err = v
+        .add_credential(
+            new_cred("acme", "anthropic", "x", "sk-proj-not-anthropic-CANARY"),
+            ACTOR,
+        )
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("'sk-ant-'") && !msg.contains("CANARY"),
+        "{msg}"
+    );
+    let err = v
+        .add_credential(
+            new_cred("acme", "openai", "x", "sk-with space CANARY"),
+            ACTOR,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("whitespace"), "{err}");
+    let mut skipped = new_cred("acme", "anthropic", "x", "  legacy-key-format-0123456789  ");
+    skipped.format_check = FormatCheck::Skip;
+    let view = v.add_credential(skipped, ACTOR).await.unwrap();
+    assert_eq!(
+        resolve_key(&v, &req("acme", "anthropic")).await.unwrap(),
+        "legacy-key-format-0123456789"
+    );
+    assert_eq!(view.key_hint, "leg...6789");
+    // Nothing was half-written by the refusals: one credential, one create event for it.
+    assert_eq!(v.list_credentials(None, None).await.unwrap().len(), 1);
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn provider_fields_are_checked(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let mut azure = new_cred(
+        "acme",
+        "azure_openai",
+        "eu",
+        "0123456789abcdef0123456789abcdef",
+    );
+    let err = v
+        .add_credential(azure_clone(&azure), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("endpoint"), "{err}");
+    azure
+        .fields
+        .insert("endpoint".into(), "https://eu.openai.azure.com".into());
+    azure
+        .fields
+        .insert("api_version".into(), "2024-10-21".into());
+    let view = v.add_credential(azure, ACTOR).await.unwrap();
+    assert_eq!(view.fields["endpoint"], "https://eu.openai.azure.com");
+    let got = v
+        .resolve(&req("acme", "azure_openai"), ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(got.fields["api_version"], "2024-10-21");
+    let mut bad = new_cred("acme", "openai", "x", CANARY_OPENAI);
+    bad.fields.insert("region".into(), "eu".into());
+    assert!(v.add_credential(bad, ACTOR).await.is_err());
+    v.close().await;
+    db.cleanup().await;
+}
+
+fn azure_clone(c: &NewCredential) -> NewCredential {
+    NewCredential {
+        org: c.org.clone(),
+        provider: c.provider,
+        name: c.name.clone(),
+        secret: c.secret.clone(),
+        format_check: c.format_check,
+        fields: c.fields.clone(),
+        modalities: c.modalities.clone(),
+        active: c.active,
+        priority: c.priority,
+        weight: c.weight,
+    }
+}
+
+async fn resolution_follows_activity_env_fallback_and_names_what_it_looked_for(db: Db) {
+    let env = HashMap::from([(
+        "ANTHROPIC_API_KEY".to_string(),
+        "sk-ant-from-env".to_string(),
+    )]);
+    let v = db.open_with(k1(), env).await;
+    setup_orgs(&v).await;
+    let a = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+
+    // Organizations are isolated.
+    let err = resolve_key(&v, &req("globex", "openai")).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no active credential for provider 'openai' in organization 'globex', and OPENAI_API_KEY is not set"
+    );
+    // A deactivated credential is skipped; reactivated, it answers again.
+    v.set_credential_active(&a.id, false, ACTOR).await.unwrap();
+    assert!(resolve_key(&v, &req("acme", "openai")).await.is_err());
+    v.set_credential_active(&a.id, true, ACTOR).await.unwrap();
+    assert_eq!(
+        resolve_key(&v, &req("acme", "openai")).await.unwrap(),
+        CANARY_OPENAI
+    );
+
+    // The environment answers when the vault has nothing, unless turned off.
+    let got = v.resolve(&req("acme", "anthropic"), ACTOR).await.unwrap();
+    assert_eq!(got.secret.unwrap().expose_secret(), "sk-ant-from-env");
+    assert_eq!(
+        got.source,
+        Source::Environment {
+            variable: "ANTHROPIC_API_KEY".into()
+        }
+    );
+    assert_eq!(got.fields["base_url"], "https://api.anthropic.com");
+    let mut off = req("acme", "anthropic");
+    off.env_fallback = false;
+    let err = resolve_key(&v, &off).await.unwrap_err();
+    assert!(
+        err.to_string().ends_with("the environment fallback is off"),
+        "{err}"
+    );
+
+    // An unknown organization is an error, not a silent fallback.
+    let err = resolve_key(&v, &req("nope", "anthropic"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VaultError::NotFound(_)), "{err}");
+
+    // Resolution by name and modality.
+    let mut emb = new_cred(
+        "acme",
+        "openai",
+        "embeddings-only",
+        "sk-embeddings-0123456789abcd",
+    );
+    emb.modalities = vec![Modality::Embeddings];
+    emb.priority = 1;
+    v.add_credential(emb, ACTOR).await.unwrap();
+    let mut chat = req("acme", "openai");
+    chat.modality = Some(Modality::Chat);
+    assert_eq!(resolve_key(&v, &chat).await.unwrap(), CANARY_OPENAI);
+    let mut named = req("acme", "openai");
+    named.name = Some(CredentialName::new("embeddings-only").unwrap());
+    assert_eq!(
+        resolve_key(&v, &named).await.unwrap(),
+        "sk-embeddings-0123456789abcd"
+    );
+
+    // Every resolution is audited, failures too, and no event holds a secret.
+    let events = v
+        .list_events(
+            &EventFilter {
+                action: Some("resolve".into()),
+                ..EventFilter::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e.outcome == Outcome::Failure));
+    assert!(events.iter().all(|e| e.category == Category::SecretAccess));
+    assert_eq!(events.len(), 8);
+    let json = serde_json::to_string(&events).unwrap();
+    assert!(
+        !json.contains("CANARY") && !json.contains("sk-ant-from-env"),
+        "{json}"
+    );
+    // Resolution records when a credential was last used.
+    let used = v.get_credential(&a.id).await.unwrap();
+    assert!(used.last_used_at.is_some());
+    assert_eq!(
+        used.version, 3,
+        "last-used bookkeeping must not bump the version"
+    );
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn strategies_pick_by_priority_turns_and_weight(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    for (name, prio, weight) in [("a", 1, 0), ("b", 2, 3), ("c", 3, 1)] {
+        let mut c = new_cred(
+            "acme",
+            "openai",
+            name,
+            &format!("sk-key-{name}-0123456789abcdef"),
+        );
+        c.priority = prio;
+        c.weight = weight;
+        v.add_credential(c, ACTOR).await.unwrap();
+    }
+    let name_of = |s: &Source| match s {
+        Source::Vault { name, .. } => name.to_string(),
+        Source::Environment { .. } => panic!("from env"),
+    };
+    let mut r = req("acme", "openai");
+    for _ in 0..3 {
+        assert_eq!(name_of(&v.resolve_unaudited(&r).await.unwrap().source), "a");
+    }
+    r.strategy = Strategy::RoundRobin;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(name_of(&v.resolve_unaudited(&r).await.unwrap().source));
+    }
+    seen.sort();
+    assert_eq!(seen, ["a", "a", "b", "b", "c", "c"]);
+    r.strategy = Strategy::Weighted;
+    let mut counts = HashMap::new();
+    for _ in 0..400 {
+        *counts
+            .entry(name_of(&v.resolve_unaudited(&r).await.unwrap().source))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("a"), None, "weight 0 is never drawn");
+    let (b, c) = (counts["b"], counts["c"]);
+    assert!(b > 2 * c, "weights 3:1 drew b={b} c={c}");
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn concurrent_updates_never_lose_a_write(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let c = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+
+    // Eight writers race from the same version: exactly one wins, the rest are told.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (v, id) = (v.clone(), c.id.clone());
+        tasks.push(tokio::spawn(async move {
+            let u = CredentialUpdate {
+                priority: Some(i),
+                ..CredentialUpdate::default()
+            };
+            v.update_credential(&id, Some(1), u, ACTOR).await
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(view) => {
+                won += 1;
+                assert_eq!(view.version, 2);
+            }
+            Err(VaultError::Conflict { expected: 1, .. }) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(won, 1);
+
+    // Eight read-modify-write loops that retry on conflict: every increment survives.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (v, id) = (v.clone(), c.id.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let cur = v.get_credential(&id).await.unwrap();
+                let u = CredentialUpdate {
+                    weight: Some(cur.weight + 1),
+                    ..CredentialUpdate::default()
+                };
+                match v.update_credential(&id, Some(cur.version), u, ACTOR).await {
+                    Ok(_) => break,
+                    Err(VaultError::Conflict { .. }) => tokio::task::yield_now().await,
+                    Err(e) => panic!("unexpected error: {e}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let end = v.get_credential(&c.id).await.unwrap();
+    assert_eq!(end.weight, 1 + 8);
+    assert_eq!(end.version, 2 + 8);
+    assert!(v.verify_events().await.unwrap().ok());
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn key_rotation_of_a_credential_is_seen_by_the_next_resolution(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let c = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        resolve_key(&v, &req("acme", "openai")).await.unwrap(),
+        CANARY_OPENAI
+    );
+    let u = CredentialUpdate {
+        secret: Some(SecretString::from("sk-rotated-0123456789abcdefwxyz")),
+        name: Some(CredentialName::new("prod-2").unwrap()),
+        ..CredentialUpdate::default()
+    };
+    let view = v.update_credential(&c.id, None, u, ACTOR).await.unwrap();
+    assert_eq!(
+        (view.key_hint.as_str(), view.name.as_str()),
+        ("sk-...wxyz", "prod-2")
+    );
+    assert_eq!(
+        resolve_key(&v, &req("acme", "openai")).await.unwrap(),
+        "sk-rotated-0123456789abcdefwxyz"
+    );
+    let stale = v
+        .update_credential(
+            &c.id,
+            Some(1),
+            CredentialUpdate {
+                priority: Some(5),
+                ..CredentialUpdate::default()
+            },
+            ACTOR,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            VaultError::Conflict {
+                expected: 1,
+                found: 2,
+                ..
+            }
+        ),
+        "{stale}"
+    );
+    v.delete_credential(&c.id, ACTOR).await.unwrap();
+    assert!(resolve_key(&v, &req("acme", "openai")).await.is_err());
+    assert!(matches!(
+        v.get_credential(&c.id).await.unwrap_err(),
+        VaultError::NotFound(_)
+    ));
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn undecryptable_records_are_listed_and_skipped_never_fatal(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let a = v
+        .add_credential(new_cred("acme", "openai", "a", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    let mut b = new_cred("acme", "openai", "b", "sk-second-0123456789abcdef");
+    b.priority = 200;
+    let b = v.add_credential(b, ACTOR).await.unwrap();
+    let g = v
+        .add_credential(
+            new_cred("globex", "openai", "g", "sk-globex-0123456789abcdef"),
+            ACTOR,
+        )
+        .await
+        .unwrap();
+
+    // Tamper with a's ciphertext: it becomes undecryptable and resolution falls over to b.
+    let sql = "UPDATE credentials SET sealed_secret = $1 WHERE id = $2";
+    let row = sqlx::query("SELECT sealed_secret FROM credentials WHERE id = $1")
+        .bind(a.id.as_str())
+        .fetch_one(v.pool())
+        .await
+        .unwrap();
+    let mut sealed: Vec<u8> = row.try_get("sealed_secret").unwrap();
+    let last = sealed.len() - 1;
+    sealed[last] ^= 1;
+    sqlx::query(sql)
+        .bind(sealed)
+        .bind(a.id.as_str())
+        .execute(v.pool())
+        .await
+        .unwrap();
+    // Move globex's ciphertext and data key onto b: it must not open as b.
+    let row = sqlx::query("SELECT wrapped_dek, sealed_secret FROM credentials WHERE id = $1")
+        .bind(g.id.as_str())
+        .fetch_one(v.pool())
+        .await
+        .unwrap();
+    let (w, s): (Vec<u8>, Vec<u8>) = (row.try_get(0).unwrap(), row.try_get(1).unwrap());
+    v.close().await;
+
+    let v = db.open(k1()).await;
+    let status = |list: &[CredentialView], id: &keyward_core::CredentialId| {
+        list.iter().find(|c| &c.id == id).unwrap().status
+    };
+    let list = v.list_credentials(None, None).await.unwrap();
+    assert_eq!(status(&list, &a.id), CredentialStatus::Undecryptable);
+    assert_eq!(status(&list, &b.id), CredentialStatus::Ok);
+    assert_eq!(
+        resolve_key(&v, &req("acme", "openai")).await.unwrap(),
+        "sk-second-0123456789abcdef"
+    );
+
+    sqlx::query("UPDATE credentials SET wrapped_dek = $1, sealed_secret = $2 WHERE id = $3")
+        .bind(w)
+        .bind(s)
+        .bind(b.id.as_str())
+        .execute(v.pool())
+        .await
+        .unwrap();
+    v.close().await;
+    let v = db.open(k1()).await;
+    let list = v.list_credentials(None, None).await.unwrap();
+    assert_eq!(status(&list, &b.id), CredentialStatus::Undecryptable);
+    assert_eq!(status(&list, &g.id), CredentialStatus::Ok);
+    let err = resolve_key(&v, &req("acme", "openai")).await.unwrap_err();
+    assert!(
+        err.to_string().contains("2 could not be decrypted"),
+        "{err}"
+    );
+    v.close().await;
+
+    // Opened with the wrong master key: every row is listed as undecryptable, start-up says
+    // which key is missing, and audited writes are refused.
+    let wrong = db.open(ring(&[("other", 9)])).await;
+    let list = wrong.list_credentials(None, None).await.unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(
+        list.iter()
+            .all(|c| c.status == CredentialStatus::Undecryptable)
+    );
+    let warnings = wrong.startup_warnings().await.unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'k1'") && w.contains("3 credential(s)")),
+        "{warnings:?}"
+    );
+    let err = wrong
+        .create_org(&org("initech"), None, ACTOR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err}");
+    assert_eq!(
+        wrong.list_orgs().await.unwrap().len(),
+        2,
+        "the refused write left no trace"
+    );
+    wrong.close().await;
+
+    // Same kid, wrong bytes.
+    let same_kid = db.open(ring(&[("k1", 9)])).await;
+    let warnings = same_kid.startup_warnings().await.unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("does not open")),
+        "{warnings:?}"
+    );
+    same_kid.close().await;
+    db.cleanup().await;
+}
+
+async fn config_variables_plain_and_sensitive(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let name = VarName::new("anthropic.production.key").unwrap();
+    let plain = VarName::new("LOG_LEVEL").unwrap();
+    v.set_var(
+        &plain,
+        None,
+        &SecretString::from("debug"),
+        false,
+        Some("verbosity"),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    v.set_var(
+        &name,
+        None,
+        &SecretString::from("CANARY-global"),
+        true,
+        None,
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    v.set_var(
+        &name,
+        Some(&org("acme")),
+        &SecretString::from("CANARY-acme"),
+        true,
+        None,
+        ACTOR,
+    )
+    .await
+    .unwrap();
+
+    let list = v.list_vars(None).await.unwrap();
+    assert_eq!(list.len(), 3);
+    let json = serde_json::to_string(&list).unwrap();
+    assert!(!json.contains("CANARY"), "{json}");
+    assert!(json.contains("debug"));
+    assert!(
+        list.iter()
+            .filter(|x| x.sensitive)
+            .all(|x| x.shown_value() == "***")
+    );
+
+    let got = v
+        .get_var(&plain, Some(&org("acme")), false, ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(got.value.unwrap().expose_secret(), "debug");
+    let hidden = v
+        .get_var(&name, Some(&org("acme")), false, ACTOR)
+        .await
+        .unwrap();
+    assert!(hidden.value.is_none());
+    let acme = v
+        .get_var(&name, Some(&org("acme")), true, ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(acme.value.unwrap().expose_secret(), "CANARY-acme");
+    let globex = v
+        .get_var(&name, Some(&org("globex")), true, ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        globex.value.unwrap().expose_secret(),
+        "CANARY-global",
+        "falls back to global"
+    );
+    let reveals = v
+        .list_events(
+            &EventFilter {
+                action: Some("reveal".into()),
+                ..EventFilter::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reveals.len(), 2);
+
+    // Setting a sensitive variable again without the flag keeps it sensitive.
+    let again = v
+        .set_var(
+            &name,
+            None,
+            &SecretString::from("CANARY-2"),
+            false,
+            None,
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    assert!(again.sensitive && again.version == 2);
+    assert!(!contains(&everything_stored(&db, &v).await, "CANARY"));
+
+    v.delete_var(&name, Some(&org("acme")), ACTOR)
+        .await
+        .unwrap();
+    assert!(matches!(
+        v.delete_var(&name, Some(&org("acme")), ACTOR)
+            .await
+            .unwrap_err(),
+        VaultError::NotFound(_)
+    ));
+    assert_eq!(v.list_vars(Some(&org("acme"))).await.unwrap().len(), 0);
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn audit_chain_detects_edits_deletions_and_truncation(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let c = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    v.set_credential_active(&c.id, false, ACTOR).await.unwrap();
+    v.set_credential_active(&c.id, true, ACTOR).await.unwrap();
+    resolve_key(&v, &req("acme", "openai")).await.unwrap();
+    v.delete_credential(&c.id, ACTOR).await.unwrap();
+    let report = v.verify_events().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked, 7);
+    let actions: Vec<String> = v
+        .list_events(&EventFilter::default(), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "create",
+            "create",
+            "create",
+            "deactivate",
+            "activate",
+            "resolve",
+            "delete"
+        ]
+    );
+    let only_acme = v
+        .list_events(&"org=acme,category=secret_management".parse().unwrap(), 50)
+        .await
+        .unwrap();
+    assert_eq!(only_acme.len(), 5);
+
+    // Edit the middle event.
+    sqlx::query("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 4")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let report = v.verify_events().await.unwrap();
+    assert_eq!(report.problem.as_ref().map(|p| p.0), Some(4), "{report:?}");
+    sqlx::query("UPDATE audit_events SET actor = 'test:contract' WHERE seq = 4")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    assert!(
+        v.verify_events().await.unwrap().ok(),
+        "restoring the event restores the chain"
+    );
+
+    // Delete the last event: the head notices.
+    sqlx::query("DELETE FROM audit_events WHERE seq = 7")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let report = v.verify_events().await.unwrap();
+    assert!(
+        report.problem.as_ref().unwrap().1.contains("removed"),
+        "{report:?}"
+    );
+    // Delete one in the middle.
+    sqlx::query("DELETE FROM audit_events WHERE seq = 3")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let report = v.verify_events().await.unwrap();
+    assert_eq!(report.problem.as_ref().map(|p| p.0), Some(3), "{report:?}");
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn an_operation_whose_event_cannot_be_written_does_not_happen(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    v.pool().execute("DROP TABLE audit_events").await.unwrap();
+    let err = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err}");
+    assert!(!err.to_string().contains("CANARY"));
+    assert!(v.list_credentials(None, None).await.unwrap().is_empty());
+    let err = v
+        .set_var(
+            &VarName::new("X").unwrap(),
+            None,
+            &SecretString::from("v"),
+            true,
+            None,
+            ACTOR,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err}");
+    assert!(v.list_vars(None).await.unwrap().is_empty());
+    let err = v.resolve(&req("acme", "openai"), ACTOR).await.unwrap_err();
+    assert!(matches!(err, VaultError::AuditUnavailable(_)), "{err}");
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn master_key_rotation_is_resumable_and_keeps_everything_readable(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let mut keys = Vec::new();
+    for i in 0..7 {
+        let key = format!("sk-rotation-{i:02}-0123456789abcdef");
+        let o = if i % 2 == 0 { "acme" } else { "globex" };
+        v.add_credential(new_cred(o, "openai", &format!("c{i}"), &key), ACTOR)
+            .await
+            .unwrap();
+        keys.push((o, format!("c{i}"), key));
+    }
+    let secret_var = VarName::new("SECRET").unwrap();
+    v.set_var(
+        &secret_var,
+        None,
+        &SecretString::from("var-secret"),
+        true,
+        None,
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    v.close().await;
+
+    let both = || ring(&[("k2", 2), ("k1", 1)]);
+    let v = db.open(both()).await;
+    let status = v.key_status().await.unwrap();
+    assert_eq!(status.primary, "k2");
+    assert_eq!(
+        status.pending_rotation(),
+        9,
+        "7 credentials, 1 variable, 1 chain key"
+    );
+    assert!(
+        v.startup_warnings()
+            .await
+            .unwrap()
+            .iter()
+            .any(|w| w.contains("master-key rotate"))
+    );
+
+    // A rotation that dies after its first batch (here: a panic in the progress callback).
+    let dying = v.clone();
+    let crash = tokio::spawn(async move {
+        dying
+            .rotate_master_key(3, ACTOR, |p| assert!(p.done < 3, "simulated crash"))
+            .await
+    })
+    .await;
+    assert!(crash.unwrap_err().is_panic());
+    let mid = v.key_status().await.unwrap();
+    let on = |kid: &str| mid.kids.iter().find(|k| k.kid == kid).unwrap().total();
+    assert_eq!((on("k2"), on("k1")), (3, 6), "{mid:?}");
+    // Mid-rotation, everything still opens.
+    assert!(
+        v.list_credentials(None, None)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.status == CredentialStatus::Ok)
+    );
+    for (o, name, key) in &keys {
+        let mut r = req(o, "openai");
+        r.name = Some(CredentialName::new(name).unwrap());
+        assert_eq!(&resolve_key(&v, &r).await.unwrap(), key);
+    }
+
+    // Running it again finishes the job.
+    let report = v.rotate_master_key(1000, ACTOR, |_| {}).await.unwrap();
+    assert_eq!((report.rewrapped, report.failed), (6, 0));
+    assert_eq!(v.key_status().await.unwrap().pending_rotation(), 0);
+    v.close().await;
+
+    // The old key can go now: everything opens with k2 alone, and the audit chain verifies.
+    let v = db.open(ring(&[("k2", 2)])).await;
+    assert!(v.startup_warnings().await.unwrap().is_empty());
+    for (o, name, key) in &keys {
+        let mut r = req(o, "openai");
+        r.name = Some(CredentialName::new(name).unwrap());
+        assert_eq!(&resolve_key(&v, &r).await.unwrap(), key);
+    }
+    let var = v.get_var(&secret_var, None, true, ACTOR).await.unwrap();
+    assert_eq!(var.value.unwrap().expose_secret(), "var-secret");
+    let report = v.verify_events().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let rotations = v
+        .list_events(&"category=key_management".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rotations
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        ["rotate", "rotate_start", "rotate_start"]
+    );
+    v.close().await;
+
+    // Had k1 been dropped before the rotation finished, start-up would name it and count.
+    let v = db.open(k1()).await;
+    let warnings = v.startup_warnings().await.unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("'k2'") && w.contains("7 credential(s)")),
+        "{warnings:?}"
+    );
+    v.close().await;
+    db.cleanup().await;
+}
+
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Db::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::Db::postgres().await {
+                        super::$name(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    organizations_are_created_listed_and_unique,
+    credentials_are_stored_sealed_and_listed_masked,
+    bad_keys_are_refused_unless_the_check_is_skipped,
+    provider_fields_are_checked,
+    resolution_follows_activity_env_fallback_and_names_what_it_looked_for,
+    strategies_pick_by_priority_turns_and_weight,
+    concurrent_updates_never_lose_a_write,
+    key_rotation_of_a_credential_is_seen_by_the_next_resolution,
+    undecryptable_records_are_listed_and_skipped_never_fatal,
+    config_variables_plain_and_sensitive,
+    audit_chain_detects_edits_deletions_and_truncation,
+    an_operation_whose_event_cannot_be_written_does_not_happen,
+    master_key_rotation_is_resumable_and_keeps_everything_readable,
+);
