@@ -13,7 +13,7 @@ use keyward_crypto::{CryptoError, DataKey, FieldContext, Keyring};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{Any, AssertSqlSafe, Row, Transaction};
 
 use crate::{Vault, VaultError, bool_to_db, map_unique, new_id};
 
@@ -197,27 +197,58 @@ impl Vault {
         new: NewCredential,
         actor: &str,
     ) -> Result<CredentialView, VaultError> {
+        self.require_org(&new.org).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let id = self.insert_credential(&mut tx, new, actor).await?;
+        tx.commit().await?;
+        self.inner.cache.invalidate();
+        self.get_credential(&id).await
+    }
+
+    /// Stores many credentials in one transaction: all of them or, on the first refusal, none.
+    /// Each still gets its own audit event. For imports and for filling benchmark stores.
+    pub async fn add_credentials(
+        &self,
+        batch: Vec<NewCredential>,
+        actor: &str,
+    ) -> Result<Vec<CredentialId>, VaultError> {
+        let mut tx = self.inner.pool.begin().await?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for new in batch {
+            ids.push(self.insert_credential(&mut tx, new, actor).await?);
+        }
+        tx.commit().await?;
+        self.inner.cache.invalidate();
+        Ok(ids)
+    }
+
+    async fn insert_credential(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        new: NewCredential,
+        actor: &str,
+    ) -> Result<CredentialId, VaultError> {
         let provider = new.provider;
         check_public_fields(provider, &new.fields)?;
         check_required_fields(provider, &new.fields)?;
         check_weight(new.weight)?;
-        self.require_org(&new.org).await?;
-        let id = new_id();
+        let id = CredentialId::new(&new_id())?;
         let sealed = seal_secret(
             &self.inner.keyring,
-            &id,
+            id.as_str(),
             &new.org,
             provider,
             new.secret.as_ref(),
             new.format_check,
         )?;
         let now = Millis::now();
-        let mut tx = self.inner.pool.begin().await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO credentials ({COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-        )))
-        .bind(&id)
+        sqlx::query(
+            "INSERT INTO credentials (id, org_id, provider, name, modalities, fields, active, priority, weight, \
+             key_hint, kid, wrapped_dek, sealed_secret, created_at, created_by, updated_at, updated_by, \
+             last_used_at, version) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $14, $15, NULL, 1)",
+        )
+        .bind(id.as_str())
         .bind(new.org.as_str())
         .bind(provider.id)
         .bind(new.name.as_str())
@@ -232,22 +263,21 @@ impl Vault {
         .bind(sealed.sealed_secret)
         .bind(now.0)
         .bind(actor)
-        .bind(now.0)
-        .bind(actor)
-        .bind(None::<i64>)
-        .bind(1i64)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
-        .map_err(|e| {
-            map_unique(e, || {
+        .map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                VaultError::NotFound(format!("organization '{}'", new.org))
+            }
+            _ => map_unique(e, || {
                 format!(
                     "a {} credential named '{}' in organization '{}'",
                     provider.id, new.name, new.org
                 )
-            })
+            }),
         })?;
         self.append_event(
-            &mut tx,
+            tx,
             NewEvent {
                 actor: actor.to_owned(),
                 org: Some(new.org.to_string()),
@@ -265,9 +295,7 @@ impl Vault {
             },
         )
         .await?;
-        tx.commit().await?;
-        self.inner.cache.invalidate();
-        self.get_credential(&CredentialId::new(&id)?).await
+        Ok(id)
     }
 
     pub(crate) async fn load_credential(&self, id: &CredentialId) -> Result<CredRow, VaultError> {

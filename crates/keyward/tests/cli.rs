@@ -1,0 +1,688 @@
+//! The `keyward` binary end to end, as a user runs it, on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL runs need `KEYWARD_TEST_DATABASE_URL`; without it they are skipped unless
+//! `KEYWARD_TEST_REQUIRE_POSTGRES=1`.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::{Executor as _, Row as _};
+
+const CANARY_OPENAI_ACME: &str = "sk-proj-CANARYacme0penai7f3a9c1e5b2d8f4a";
+const CANARY_ANTHROPIC_ACME: &str = "sk-ant-api03-CANARYacmeAnthr0pic2b4d6f8a0";
+const CANARY_OPENAI_GLOBEX: &str = "sk-proj-CANARYgl0bex0penai9e8d7c6b5a4f3e";
+const CANARY_ANTHROPIC_GLOBEX: &str = "sk-ant-api03-CANARYgl0bexAnthr0pic1a2b3c";
+
+/// A sandbox: a data directory, a database, and the environment every command runs with.
+struct Sandbox {
+    _dir: tempfile::TempDir,
+    env: HashMap<String, String>,
+    pg: Option<(String, String)>,
+    /// Everything every command printed, to scan for canaries at the end.
+    transcript: Vec<u8>,
+}
+
+impl Sandbox {
+    fn sqlite() -> Self {
+        Self::new(None)
+    }
+
+    async fn postgres() -> Option<Self> {
+        let Ok(base) = std::env::var("KEYWARD_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("KEYWARD_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "KEYWARD_TEST_REQUIRE_POSTGRES=1 but KEYWARD_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("skipping: KEYWARD_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        sqlx::any::install_default_drivers();
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).unwrap();
+        let schema = format!(
+            "kw_cli_{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        );
+        let pool = sqlx::AnyPool::connect(&base).await.unwrap();
+        pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .unwrap();
+        pool.close().await;
+        Some(Self::new(Some((base, schema))))
+    }
+
+    fn new(pg: Option<(String, String)>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = HashMap::new();
+        env.insert(
+            "KEYWARD_DATA_DIR".to_string(),
+            dir.path().join("data").display().to_string(),
+        );
+        env.insert("KEYWARD_ACTOR".into(), "tester".into());
+        if let Some((base, schema)) = &pg {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            env.insert(
+                "KEYWARD_DATABASE_URL".into(),
+                format!("{base}{sep}options[search_path]={schema}"),
+            );
+        }
+        Self {
+            _dir: dir,
+            env,
+            pg,
+            transcript: Vec::new(),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        PathBuf::from(&self.env["KEYWARD_DATA_DIR"])
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(&self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs `keyward ARGS` with `stdin` and extra variables; returns the output.
+    fn run_with(&mut self, args: &[&str], stdin: &str, extra: &[(&str, &str)]) -> Output {
+        let mut cmd = self.command(args);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        self.transcript.extend_from_slice(&out.stdout);
+        self.transcript.extend_from_slice(&out.stderr);
+        out
+    }
+
+    /// Runs and expects success; returns standard output.
+    fn ok(&mut self, args: &[&str]) -> String {
+        self.ok_with(args, "", &[])
+    }
+
+    fn ok_with(&mut self, args: &[&str], stdin: &str, extra: &[(&str, &str)]) -> String {
+        let out = self.run_with(args, stdin, extra);
+        assert!(
+            out.status.success(),
+            "keyward {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure; returns standard error.
+    fn fails(&mut self, args: &[&str], extra: &[(&str, &str)]) -> String {
+        let out = self.run_with(args, "", extra);
+        assert!(!out.status.success(), "keyward {args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn json(&mut self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// Every byte of stored data: the SQLite files, or a text dump of the PostgreSQL schema.
+    async fn stored_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match &self.pg {
+            None => {
+                for entry in std::fs::read_dir(self.data_dir()).unwrap() {
+                    let path = entry.unwrap().path();
+                    if path.file_name().unwrap() != "master.key" {
+                        out.extend(std::fs::read(&path).unwrap());
+                    }
+                }
+            }
+            Some((base, schema)) => {
+                let pool = sqlx::AnyPool::connect(base).await.unwrap();
+                for table in [
+                    "organizations",
+                    "credentials",
+                    "config_vars",
+                    "vault_keys",
+                    "audit_events",
+                ] {
+                    let rows = pool
+                        .fetch_all(sqlx::AssertSqlSafe(format!(
+                            "SELECT CAST(t.* AS TEXT) AS r FROM {schema}.{table} t"
+                        )))
+                        .await
+                        .unwrap();
+                    for row in rows {
+                        out.extend(row.get::<String, _>("r").into_bytes());
+                    }
+                }
+                pool.close().await;
+            }
+        }
+        out
+    }
+
+    async fn cleanup(self) {
+        if let Some((base, schema)) = &self.pg {
+            let pool = sqlx::AnyPool::connect(base).await.unwrap();
+            pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn id_of(list: &serde_json::Value, org: &str, provider: &str) -> String {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["org"] == org && c["provider"] == provider)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The "done when" of the core vault: the README's tour, checked.
+async fn readme_tour(mut s: Sandbox) {
+    let first_key = s.ok(&["keygen"]).trim().to_owned();
+    assert_eq!(first_key.len(), 44, "a base64 256-bit key");
+    s.env.insert("KEYWARD_MASTER_KEY".into(), first_key.clone());
+
+    s.ok(&["org", "create", "acme", "--name", "Acme Inc"]);
+    s.ok(&["org", "create", "globex"]);
+    let orgs = s.json(&["org", "list", "--json"]);
+    assert_eq!(orgs.as_array().unwrap().len(), 2);
+
+    // Keys from standard input and from a named variable; never as arguments.
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "prod",
+        ],
+        &format!("{CANARY_OPENAI_ACME}\n"),
+        &[],
+    );
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "anthropic",
+            "--name",
+            "main",
+            "--api-key-env",
+            "MY_KEY",
+        ],
+        "",
+        &[("MY_KEY", CANARY_ANTHROPIC_ACME)],
+    );
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "globex",
+            "--provider",
+            "openai",
+            "--name",
+            "prod",
+            "--priority",
+            "5",
+        ],
+        CANARY_OPENAI_GLOBEX,
+        &[],
+    );
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "globex",
+            "--provider",
+            "anthropic",
+            "--name",
+            "main",
+        ],
+        CANARY_ANTHROPIC_GLOBEX,
+        &[],
+    );
+    // A key of the wrong shape is refused, saying what was expected, unless told otherwise.
+    let out = s.run_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "bad",
+        ],
+        "not-an-openai-key-CANARYbad",
+        &[],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("'sk-'"), "{err}");
+
+    // Listed masked.
+    let table = s.ok(&["cred", "list"]);
+    assert!(
+        table.contains("sk-...8f4a") && table.contains("sk-ant-...f8a0"),
+        "{table}"
+    );
+    let list = s.json(&["cred", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    assert!(list.as_array().unwrap().iter().all(|c| c["status"] == "ok"));
+
+    // Deactivate one; resolve another.
+    let acme_openai = id_of(&list, "acme", "openai");
+    s.ok(&["cred", "deactivate", &acme_openai]);
+    let err = s.fails(
+        &[
+            "resolve",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--no-env-fallback",
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("no active credential for provider 'openai' in organization 'acme'"),
+        "{err}"
+    );
+    let err = s.fails(&["resolve", "--org", "acme", "--provider", "openai"], &[]);
+    assert!(err.contains("OPENAI_API_KEY is not set"), "{err}");
+    assert_eq!(
+        s.ok(&["resolve", "--org", "globex", "--provider", "openai"])
+            .trim(),
+        CANARY_OPENAI_GLOBEX
+    );
+    let resolved = s.json(&[
+        "resolve",
+        "--org",
+        "acme",
+        "--provider",
+        "anthropic",
+        "--json",
+    ]);
+    assert_eq!(resolved["secret"], CANARY_ANTHROPIC_ACME);
+    assert_eq!(resolved["source"]["kind"], "vault");
+    s.ok(&["cred", "activate", &acme_openai]);
+    s.ok(&["cred", "show", &acme_openai]);
+
+    // Variables.
+    s.ok_with(
+        &["var", "set", "LOG_LEVEL", "--description", "verbosity"],
+        "debug\n",
+        &[],
+    );
+    s.ok_with(
+        &[
+            "var",
+            "set",
+            "anthropic.production.key",
+            "--org",
+            "acme",
+            "--sensitive",
+        ],
+        "CANARYvariable\n",
+        &[],
+    );
+    let vars = s.ok(&["var", "list"]);
+    assert!(vars.contains("debug") && vars.contains("***"), "{vars}");
+    assert_eq!(s.ok(&["var", "get", "LOG_LEVEL"]).trim(), "debug");
+    assert_eq!(
+        s.ok(&["var", "get", "anthropic.production.key", "--org", "acme"])
+            .trim(),
+        "***"
+    );
+    assert_eq!(
+        s.ok(&[
+            "var",
+            "get",
+            "anthropic.production.key",
+            "--org",
+            "acme",
+            "--reveal"
+        ])
+        .trim(),
+        "CANARYvariable"
+    );
+
+    // No key in plain text in the database.
+    let stored = s.stored_bytes().await;
+    assert!(stored.len() > 1000);
+    assert!(
+        !contains(&stored, "CANARY"),
+        "a secret is stored in plain text"
+    );
+
+    // Rotate the master key, then drop the old one: every key still resolves.
+    let second_key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.remove("KEYWARD_MASTER_KEY");
+    s.env.insert(
+        "KEYWARD_MASTER_KEYS".into(),
+        format!("k2:{second_key},default:{first_key}"),
+    );
+    let status = s.json(&["master-key", "status", "--json"]);
+    assert_eq!(status["primary"], "k2");
+    let rotate = s.run_with(&["master-key", "rotate"], "", &[]);
+    let stderr = String::from_utf8_lossy(&rotate.stderr);
+    assert!(rotate.status.success(), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&rotate.stdout).contains("rewrapped 6 record(s)"),
+        "4 credentials, 1 variable, 1 chain key"
+    );
+    s.env
+        .insert("KEYWARD_MASTER_KEYS".into(), format!("k2:{second_key}"));
+    for (org, provider, key) in [
+        ("acme", "openai", CANARY_OPENAI_ACME),
+        ("acme", "anthropic", CANARY_ANTHROPIC_ACME),
+        ("globex", "openai", CANARY_OPENAI_GLOBEX),
+        ("globex", "anthropic", CANARY_ANTHROPIC_GLOBEX),
+    ] {
+        assert_eq!(
+            s.ok(&["resolve", "--org", org, "--provider", provider])
+                .trim(),
+            key
+        );
+    }
+    let status = s.json(&["master-key", "status", "--json"]);
+    assert_eq!(status["kids"][0]["credentials"], 4);
+
+    // The wrong master key: undecryptable rows, a warning naming the missing key, no crash.
+    let wrong = s.ok(&["keygen"]).trim().to_owned();
+    let out = s.run_with(
+        &["cred", "list", "--json"],
+        "",
+        &[("KEYWARD_MASTER_KEYS", &format!("k3:{wrong}"))],
+    );
+    assert!(out.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "undecryptable")
+    );
+    let warn = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warn.contains("master key 'k2' is not configured but wraps 4 credential(s)"),
+        "{warn}"
+    );
+    let err = s.fails(
+        &[
+            "resolve",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--no-env-fallback",
+        ],
+        &[("KEYWARD_MASTER_KEYS", &format!("k3:{wrong}"))],
+    );
+    assert!(err.contains("audit log cannot be written"), "{err}");
+
+    // The audit trail of all of it, and its chain intact.
+    let events = s.json(&["events", "list", "--limit", "1000", "--json"]);
+    let actions: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "create",
+        "deactivate",
+        "activate",
+        "resolve",
+        "reveal",
+        "rotate_start",
+        "rotate",
+    ] {
+        assert!(
+            actions.contains(&expected),
+            "no {expected} event in {actions:?}"
+        );
+    }
+    assert!(
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == "cli:tester")
+    );
+    let filtered = s.json(&[
+        "events",
+        "list",
+        "--filter",
+        "category=key_management",
+        "--json",
+    ]);
+    assert_eq!(filtered.as_array().unwrap().len(), 2);
+    assert!(s.ok(&["events", "verify"]).contains("audit chain intact"));
+
+    // Delete asks for --yes when it cannot ask.
+    let err = s.fails(&["cred", "delete", &acme_openai], &[]);
+    assert!(err.contains("--yes"), "{err}");
+    s.ok(&["cred", "delete", &acme_openai, "--yes"]);
+
+    // Not one byte of a secret in anything any command printed, except where asked for:
+    // the resolve and reveal outputs, which are excluded by construction below.
+    let printed = String::from_utf8_lossy(&s.transcript).to_string();
+    let allowed = [
+        CANARY_OPENAI_ACME,
+        CANARY_ANTHROPIC_ACME,
+        CANARY_OPENAI_GLOBEX,
+        CANARY_ANTHROPIC_GLOBEX,
+        "CANARYvariable",
+    ];
+    let mut scrubbed = printed.clone();
+    for key in allowed {
+        // Resolution printed these on purpose; count them, then look for any other trace.
+        scrubbed = scrubbed.replace(key, "<resolved>");
+    }
+    assert!(!scrubbed.contains("CANARY"), "a secret leaked: {scrubbed}");
+    assert!(!printed.contains("CANARYbad"), "a refused key was echoed");
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_tour_on_sqlite() {
+    readme_tour(Sandbox::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_tour_on_postgres() {
+    if let Some(s) = Sandbox::postgres().await {
+        readme_tour(s).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_master_keys_are_refused_naming_the_variable_never_the_key() {
+    let mut s = Sandbox::sqlite();
+    let canary = "Q0FOQVJZLWtleS1tYXRlcmlhbC0wMTIzNDU2Nzg5";
+    for (var, value) in [
+        ("KEYWARD_MASTER_KEY", canary.to_string()),
+        ("KEYWARD_MASTER_KEY", format!("{canary}!!")),
+        ("KEYWARD_MASTER_KEYS", format!("a:{canary}")),
+        (
+            "KEYWARD_MASTER_KEYS",
+            format!("a:{0}=,a:{0}=", "A".repeat(43)),
+        ),
+    ] {
+        let err = s.fails(&["org", "list"], &[(var, &value)]);
+        assert!(err.contains(var), "{err}");
+        assert!(!err.contains(&canary[..16]), "{err}");
+    }
+    let err = s.fails(&["org", "list", "--production"], &[]);
+    assert!(err.contains("no master key configured"), "{err}");
+    assert!(!s.data_dir().join("master.key").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_key_is_created_private_with_a_warning() {
+    let mut s = Sandbox::sqlite();
+    let out = s.run_with(&["org", "create", "acme"], "", &[]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DEVELOPMENT key"));
+    let key = s.data_dir().join("master.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(s.data_dir())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+    }
+    // The same key is used next time.
+    assert!(s.ok(&["org", "list"]).contains("acme"));
+    assert!(s.ok(&["events", "verify"]).contains("intact"));
+}
+
+/// `kill -9` in the middle of a rotation loses nothing: every record stays decryptable, and
+/// running the rotation again finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_killed_mid_way_leaves_every_record_decryptable() {
+    use keyward_core::credential::{FormatCheck, NewCredential};
+    use keyward_core::{CredentialName, OrgId, Provider};
+    use keyward_crypto::Keyring;
+    use keyward_store::{Location, Vault, VaultOptions};
+
+    let mut s = Sandbox::sqlite();
+    let k1 = s.ok(&["keygen"]).trim().to_owned();
+    let k2 = s.ok(&["keygen"]).trim().to_owned();
+    let db_path = s.data_dir().join("keyward.db");
+    let location = Location::SqliteFile(db_path.clone());
+    const N: usize = 4000;
+    {
+        let ring = Keyring::parse_list(&format!("k1:{k1}"), "test").unwrap();
+        let vault = Vault::open(&location, ring, VaultOptions::default())
+            .await
+            .unwrap();
+        vault
+            .create_org(&OrgId::new("acme").unwrap(), None, "test")
+            .await
+            .unwrap();
+        let batch: Vec<NewCredential> = (0..N)
+            .map(|i| NewCredential {
+                org: OrgId::new("acme").unwrap(),
+                provider: Provider::get("openai").unwrap(),
+                name: CredentialName::new(&format!("key-{i:05}")).unwrap(),
+                secret: Some(format!("sk-bulk-{i:05}-0123456789abcdef").into()),
+                format_check: FormatCheck::Enforce,
+                fields: Default::default(),
+                modalities: Vec::new(),
+                active: true,
+                priority: 100,
+                weight: 1,
+            })
+            .collect();
+        vault.add_credentials(batch, "test").await.unwrap();
+        vault.close().await;
+    }
+
+    s.env
+        .insert("KEYWARD_MASTER_KEYS".into(), format!("k2:{k2},k1:{k1}"));
+    let mut child = s
+        .command(&["master-key", "rotate", "--batch-size", "10"])
+        .spawn()
+        .unwrap();
+    // Watch the database until the rotation is part-way, then kill it without warning.
+    let watcher = sqlx::AnyPool::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed_mid_way = false;
+    while Instant::now() < deadline {
+        let on_k2: i64 = sqlx::query("SELECT COUNT(*) AS n FROM credentials WHERE kid = 'k2'")
+            .fetch_one(&watcher)
+            .await
+            .unwrap()
+            .get("n");
+        if on_k2 > 0 {
+            killed_mid_way = (on_k2 as usize) < N;
+            child.kill().unwrap();
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ = child.wait();
+    watcher.close().await;
+    assert!(killed_mid_way, "the rotation was not caught part-way");
+
+    let status = s.json(&["master-key", "status", "--json"]);
+    let count = |kid: &str| {
+        status["kids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid)
+            .map_or(0, |k| k["credentials"].as_u64().unwrap())
+    };
+    assert!(count("k1") > 0 && count("k2") > 0 && count("k1") + count("k2") == N as u64);
+    let list = s.json(&["cred", "list", "--json"]);
+    assert!(list.as_array().unwrap().iter().all(|c| c["status"] == "ok"));
+
+    s.ok(&["master-key", "rotate"]);
+    s.env
+        .insert("KEYWARD_MASTER_KEYS".into(), format!("k2:{k2}"));
+    let list = s.json(&["cred", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), N);
+    assert!(list.as_array().unwrap().iter().all(|c| c["status"] == "ok"));
+    assert_eq!(
+        s.ok(&[
+            "resolve",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "key-00042"
+        ])
+        .trim(),
+        "sk-bulk-00042-0123456789abcdef"
+    );
+    assert!(s.ok(&["events", "verify"]).contains("intact"));
+}
