@@ -1,5 +1,8 @@
 //! Domain rules: ids, key checks, hints, public fields, ordering, not-found messages, filters.
 
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use keyward_core::audit::{Category, EventFilter};

@@ -1,5 +1,8 @@
 //! Envelope encryption: round trips, tampering, misplaced ciphertexts, key ids and key parsing.
 
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use keyward_crypto::{
     ChainKey, CryptoError, DataKey, FieldContext, KeyId, Keyring, MasterKey,
     generate_master_key_base64,

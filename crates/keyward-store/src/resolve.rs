@@ -134,10 +134,11 @@ impl Vault {
                 fields,
             });
         }
-        if req.env_fallback && req.name.is_none() {
-            if let Some(found) = self.from_env(req.provider) {
-                return Ok(found);
-            }
+        if req.env_fallback
+            && req.name.is_none()
+            && let Some(found) = self.resolve_from_env(req.provider)
+        {
+            return Ok(found);
         }
         Err(NotFound {
             provider: req.provider.id.to_owned(),
@@ -198,7 +199,7 @@ impl Vault {
         Ok(entry)
     }
 
-    fn from_env(&self, provider: &'static Provider) -> Option<Resolved> {
+    fn resolve_from_env(&self, provider: &'static Provider) -> Option<Resolved> {
         let env = &self.inner.env;
         let mut fields = BTreeMap::new();
         for f in provider.public_fields {

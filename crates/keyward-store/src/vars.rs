@@ -134,12 +134,12 @@ impl Vault {
                 "a variable's value is at most {MAX_VALUE_LEN} bytes"
             )));
         }
-        if let Some(d) = description {
-            if d.chars().count() > 500 || d.chars().any(char::is_control) {
-                return Err(VaultError::InvalidInput(
-                    "a description has at most 500 printable characters".into(),
-                ));
-            }
+        if let Some(d) = description
+            && (d.chars().count() > 500 || d.chars().any(char::is_control))
+        {
+            return Err(VaultError::InvalidInput(
+                "a description has at most 500 printable characters".into(),
+            ));
         }
         if let Some(o) = org {
             self.require_org(o).await?;

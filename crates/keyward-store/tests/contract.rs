@@ -4,6 +4,9 @@
 //! is unset they are skipped, unless `KEYWARD_TEST_REQUIRE_POSTGRES=1`, which makes a missing
 //! server a failure (CI sets it).
 
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 

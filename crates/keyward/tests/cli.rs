@@ -3,6 +3,9 @@
 //! PostgreSQL runs need `KEYWARD_TEST_DATABASE_URL`; without it they are skipped unless
 //! `KEYWARD_TEST_REQUIRE_POSTGRES=1`.
 
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
