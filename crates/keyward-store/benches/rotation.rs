@@ -55,17 +55,28 @@ async fn run(n: usize) {
     let fill = started.elapsed();
     vault.close().await;
 
-    let vault = Vault::open(&location, ring(&[("k2", 2), ("k1", 1)]), VaultOptions::default())
-        .await
-        .expect("open");
+    let vault = Vault::open(
+        &location,
+        ring(&[("k2", 2), ("k1", 1)]),
+        VaultOptions::default(),
+    )
+    .await
+    .expect("open");
     let started = Instant::now();
     let report = vault
         .rotate_master_key(1000, "bench", |_| {})
         .await
         .expect("rotate");
     let rotate = started.elapsed();
-    assert_eq!(report.rewrapped as usize, n + 1, "every credential and the chain key");
-    assert_eq!(vault.key_status().await.expect("status").pending_rotation(), 0);
+    assert_eq!(
+        report.rewrapped as usize,
+        n + 1,
+        "every credential and the chain key"
+    );
+    assert_eq!(
+        vault.key_status().await.expect("status").pending_rotation(),
+        0
+    );
     let db_size: u64 = std::fs::read_dir(dir.path())
         .expect("data dir")
         .filter_map(|e| e.ok()?.metadata().ok())

@@ -79,16 +79,21 @@ pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), V
         // WAL lets readers run beside the one writer; a busy timeout makes concurrent writers
         // (the CLI beside a server) wait instead of failing; synchronous=FULL keeps every
         // acknowledged write across a power loss, not only across a crash.
-        options = options.max_connections(8).after_connect(|conn, _meta| {
-            Box::pin(async move {
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+        // An embedded connection cannot go away behind our back: skip the ping that would
+        // otherwise double the latency of every query.
+        options = options
+            .max_connections(8)
+            .test_before_acquire(false)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
                      PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-                )
-                .await?;
-                Ok(())
-            })
-        });
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
     } else {
         options = options.max_connections(16);
     }

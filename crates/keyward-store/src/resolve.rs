@@ -166,7 +166,6 @@ impl Vault {
             return Ok(hit);
         }
         let generation = cache.generation();
-        self.require_org(org).await?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1"
         )))
@@ -174,6 +173,11 @@ impl Vault {
         .bind(provider.id)
         .fetch_all(&self.inner.pool)
         .await?;
+        if rows.is_empty() {
+            // Only now is it worth a second query: an unknown organization is an error, not a
+            // reason to fall back to the environment.
+            self.require_org(org).await?;
+        }
         let mut entry = Entry::default();
         for row in &rows {
             let row = CredRow::from_row(row)?;
