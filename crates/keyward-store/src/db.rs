@@ -30,12 +30,30 @@ fn migrator() -> Migrator {
 }
 
 /// Where the vault's data lives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Location {
     /// A SQLite database file (created with its directory if missing).
     SqliteFile(std::path::PathBuf),
     /// A database URL: `postgres://...` or `sqlite://...`.
     Url(String),
+}
+
+impl std::fmt::Debug for Location {
+    /// Never prints a URL's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::SqliteFile(p) => f.debug_tuple("SqliteFile").field(p).finish(),
+            Location::Url(url) => {
+                let shown = match (url.find("://"), url.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        format!("{}://***{}", &url[..scheme], &url[at..])
+                    }
+                    _ => url.clone(),
+                };
+                f.debug_tuple("Url").field(&shown).finish()
+            }
+        }
+    }
 }
 
 impl Location {
