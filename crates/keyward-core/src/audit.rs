@@ -109,6 +109,42 @@ pub struct NewEvent {
     pub details: serde_json::Value,
 }
 
+impl NewEvent {
+    /// A successful event with no organization and no details; the builders below add them.
+    pub fn new(actor: &str, category: Category, action: &str, target: String) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            org: None,
+            category,
+            action: action.to_owned(),
+            target,
+            outcome: Outcome::Success,
+            details: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// The organization concerned.
+    #[must_use]
+    pub fn org(mut self, org: Option<&str>) -> Self {
+        self.org = org.map(str::to_owned);
+        self
+    }
+
+    /// Further facts (never a secret).
+    #[must_use]
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The outcome, when it is not a success.
+    #[must_use]
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+}
+
 /// A stored event.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEvent {

@@ -272,7 +272,7 @@ pub struct CredentialView {
 }
 
 /// The fields of a new credential.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct NewCredential {
     /// Owning organization.
     pub org: OrgId,
@@ -295,6 +295,30 @@ pub struct NewCredential {
     pub priority: i64,
     /// Weight for the weighted strategy.
     pub weight: i64,
+}
+
+impl NewCredential {
+    /// A new active credential with the defaults: format checked, no public fields, every
+    /// modality, priority 100, weight 1. Change the rest with struct update syntax.
+    pub fn new(
+        org: OrgId,
+        provider: &'static Provider,
+        name: CredentialName,
+        secret: Option<SecretString>,
+    ) -> Self {
+        Self {
+            org,
+            provider,
+            name,
+            secret,
+            format_check: FormatCheck::Enforce,
+            fields: BTreeMap::new(),
+            modalities: Vec::new(),
+            active: true,
+            priority: 100,
+            weight: 1,
+        }
+    }
 }
 
 /// A change to a credential; `None` leaves a field as it is.

@@ -32,16 +32,13 @@ async fn fill(location: &Location) {
         vault.create_org(&org, None, "bench").await.expect("org");
         for p in PROVIDERS.iter().filter(|p| p.public_fields.is_empty()) {
             batch.push(NewCredential {
-                org: org.clone(),
-                provider: p,
-                name: CredentialName::new("main").expect("valid name"),
-                secret: Some(format!("key-{o}-{}-0123456789abcdefghijklmnop", p.id).into()),
                 format_check: FormatCheck::Skip,
-                fields: Default::default(),
-                modalities: Vec::new(),
-                active: true,
-                priority: 100,
-                weight: 1,
+                ..NewCredential::new(
+                    org.clone(),
+                    p,
+                    CredentialName::new("main").expect("valid name"),
+                    Some(format!("key-{o}-{}-0123456789abcdefghijklmnop", p.id).into()),
+                )
             });
         }
     }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use keyward_core::credential::{FormatCheck, NewCredential};
+use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
 use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultOptions};
@@ -36,17 +36,13 @@ async fn run(n: usize) {
     let mut i = 0;
     while i < n {
         let batch: Vec<NewCredential> = (i..(i + 10_000).min(n))
-            .map(|j| NewCredential {
-                org: orgs[j % orgs.len()].clone(),
-                provider: openai,
-                name: CredentialName::new(&format!("key-{j}")).expect("valid name"),
-                secret: Some(format!("sk-bench-{j:08}-0123456789abcdefghijkl").into()),
-                format_check: FormatCheck::Enforce,
-                fields: Default::default(),
-                modalities: Vec::new(),
-                active: true,
-                priority: 100,
-                weight: 1,
+            .map(|j| {
+                NewCredential::new(
+                    orgs[j % orgs.len()].clone(),
+                    openai,
+                    CredentialName::new(&format!("key-{j}")).expect("valid name"),
+                    Some(format!("sk-bench-{j:08}-0123456789abcdefghijkl").into()),
+                )
             })
             .collect();
         i += batch.len();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::audit::{Category, NewEvent};
 use keyward_core::credential::{
     CredentialStatus, CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
     check_public_fields, check_required_fields, key_hint, normalize_secret,
@@ -278,21 +278,20 @@ impl Vault {
         })?;
         self.append_event(
             tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: Some(new.org.to_string()),
-                category: Category::SecretManagement,
-                action: "create".into(),
-                target: format!("credential:{id}"),
-                outcome: Outcome::Success,
-                details: json!({
-                    "provider": provider.id,
-                    "name": new.name,
-                    "key_hint": sealed.key_hint,
-                    "active": new.active,
-                    "kid": sealed.kid,
-                }),
-            },
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "create",
+                format!("credential:{id}"),
+            )
+            .org(Some(new.org.as_str()))
+            .details(json!({
+                "provider": provider.id,
+                "name": new.name,
+                "key_hint": sealed.key_hint,
+                "active": new.active,
+                "kid": sealed.kid,
+            })),
         )
         .await?;
         Ok(id)
@@ -484,15 +483,14 @@ impl Vault {
         }
         self.append_event(
             &mut tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: Some(current.org.to_string()),
-                category: Category::SecretManagement,
-                action: action.into(),
-                target: format!("credential:{id}"),
-                outcome: Outcome::Success,
-                details,
-            },
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                action,
+                format!("credential:{id}"),
+            )
+            .org(Some(current.org.as_str()))
+            .details(details),
         )
         .await?;
         tx.commit().await?;
@@ -536,19 +534,18 @@ impl Vault {
         }
         self.append_event(
             &mut tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: Some(current.org.to_string()),
-                category: Category::SecretManagement,
-                action: "delete".into(),
-                target: format!("credential:{id}"),
-                outcome: Outcome::Success,
-                details: json!({
-                    "provider": current.provider.id,
-                    "name": current.name,
-                    "key_hint": current.key_hint,
-                }),
-            },
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "delete",
+                format!("credential:{id}"),
+            )
+            .org(Some(current.org.as_str()))
+            .details(json!({
+                "provider": current.provider.id,
+                "name": current.name,
+                "key_hint": current.key_hint,
+            })),
         )
         .await?;
         tx.commit().await?;

@@ -245,15 +245,15 @@ impl Vault {
             primary: primary.clone(),
             ..RotationReport::default()
         };
-        self.record(NewEvent {
-            actor: actor.to_owned(),
-            org: None,
-            category: Category::KeyManagement,
-            action: "rotate_start".into(),
-            target: "master_key".into(),
-            outcome: Outcome::Success,
-            details: json!({ "primary": primary, "pending": total, "from": old_kids }),
-        })
+        self.record(
+            NewEvent::new(
+                actor,
+                Category::KeyManagement,
+                "rotate_start",
+                "master_key".into(),
+            )
+            .details(json!({ "primary": primary, "pending": total, "from": old_kids })),
+        )
         .await?;
         progress(RotationProgress { done: 0, total });
         let batch = i64::try_from(batch_size.max(1)).unwrap_or(1000);
@@ -328,24 +328,25 @@ impl Vault {
             }
         }
         self.inner.cache.invalidate();
-        self.record(NewEvent {
-            actor: actor.to_owned(),
-            org: None,
-            category: Category::KeyManagement,
-            action: "rotate".into(),
-            target: "master_key".into(),
-            outcome: if report.failed == 0 {
+        self.record(
+            NewEvent::new(
+                actor,
+                Category::KeyManagement,
+                "rotate",
+                "master_key".into(),
+            )
+            .outcome(if report.failed == 0 {
                 Outcome::Success
             } else {
                 Outcome::Failure
-            },
-            details: json!({
+            })
+            .details(json!({
                 "primary": primary,
                 "rewrapped": report.rewrapped,
                 "failed": report.failed,
                 "raced": report.raced,
-            }),
-        })
+            })),
+        )
         .await?;
         Ok(report)
     }

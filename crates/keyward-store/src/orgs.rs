@@ -1,6 +1,6 @@
 //! Organizations.
 
-use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::audit::{Category, NewEvent};
 use keyward_core::{Millis, OrgId};
 use serde::Serialize;
 use serde_json::json;
@@ -54,15 +54,14 @@ impl Vault {
         .map_err(|e| map_unique(e, || format!("organization '{id}'")))?;
         self.append_event(
             &mut tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: Some(id.to_string()),
-                category: Category::SecretManagement,
-                action: "create".into(),
-                target: format!("org:{id}"),
-                outcome: Outcome::Success,
-                details: json!({ "name": org.name }),
-            },
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "create",
+                format!("org:{id}"),
+            )
+            .org(Some(id.as_str()))
+            .details(json!({ "name": org.name })),
         )
         .await?;
         tx.commit().await?;

@@ -63,21 +63,21 @@ impl Vault {
         let mut tx = self.inner.pool.begin().await?;
         self.append_event(
             &mut tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: Some(req.org.to_string()),
-                category: Category::SecretAccess,
-                action: "resolve".into(),
-                target: match &result {
+            NewEvent::new(
+                actor,
+                Category::SecretAccess,
+                "resolve",
+                match &result {
                     Ok(Resolved {
                         source: Source::Vault { id, .. },
                         ..
                     }) => format!("credential:{id}"),
                     _ => format!("provider:{}", req.provider.id),
                 },
-                outcome,
-                details,
-            },
+            )
+            .org(Some(req.org.as_str()))
+            .outcome(outcome)
+            .details(details),
         )
         .await?;
         if let Ok(Resolved {

@@ -220,15 +220,9 @@ impl Vault {
         };
         self.append_event(
             &mut tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: org.map(ToString::to_string),
-                category: Category::SecretManagement,
-                action: action.into(),
-                target: target(name, org),
-                outcome: Outcome::Success,
-                details: json!({ "sensitive": sensitive }),
-            },
+            NewEvent::new(actor, Category::SecretManagement, action, target(name, org))
+                .org(org.map(OrgId::as_str))
+                .details(json!({ "sensitive": sensitive })),
         )
         .await?;
         tx.commit().await?;
@@ -269,22 +263,22 @@ impl Vault {
             });
         }
         let opened = row.open(&self.inner.keyring);
-        let event = NewEvent {
-            actor: actor.to_owned(),
-            org: row.view.org.as_ref().map(ToString::to_string),
-            category: Category::SecretAccess,
-            action: "reveal".into(),
-            target: target(name, row.view.org.as_ref()),
-            outcome: if opened.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            },
-            details: match &opened {
-                Ok(_) => json!({}),
-                Err(e) => json!({ "error": e.to_string() }),
-            },
-        };
+        let event = NewEvent::new(
+            actor,
+            Category::SecretAccess,
+            "reveal",
+            target(name, row.view.org.as_ref()),
+        )
+        .org(row.view.org.as_ref().map(OrgId::as_str))
+        .outcome(if opened.is_ok() {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        })
+        .details(match &opened {
+            Ok(_) => json!({}),
+            Err(e) => json!({ "error": e.to_string() }),
+        });
         self.record(event).await?;
         Ok(VarValue {
             view: row.view,
@@ -324,15 +318,13 @@ impl Vault {
         }
         self.append_event(
             &mut tx,
-            NewEvent {
-                actor: actor.to_owned(),
-                org: org.map(ToString::to_string),
-                category: Category::SecretManagement,
-                action: "delete".into(),
-                target: target(name, org),
-                outcome: Outcome::Success,
-                details: json!({}),
-            },
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "delete",
+                target(name, org),
+            )
+            .org(org.map(OrgId::as_str)),
         )
         .await?;
         tx.commit().await?;

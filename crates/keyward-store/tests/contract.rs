@@ -7,7 +7,7 @@
 // Helpers here panic on purpose: a failed step is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use keyward_core::audit::{Category, EventFilter, Outcome};
@@ -18,6 +18,7 @@ use keyward_core::resolve::{ResolveRequest, Source, Strategy};
 use keyward_core::{CredentialName, OrgId, Provider, VarName};
 use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Backend, EnvSource, Location, Vault, VaultError, VaultOptions};
+use keyward_testkit::{PgSchema, contains};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Executor, Row};
 
@@ -30,7 +31,7 @@ struct Db {
     location: Location,
     backend: Backend,
     _dir: Option<tempfile::TempDir>,
-    schema: Option<(String, String)>,
+    schema: Option<PgSchema>,
 }
 
 impl Db {
@@ -45,29 +46,12 @@ impl Db {
     }
 
     async fn postgres() -> Option<Self> {
-        let Ok(base) = std::env::var("KEYWARD_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("KEYWARD_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "KEYWARD_TEST_REQUIRE_POSTGRES=1 but KEYWARD_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipping: KEYWARD_TEST_DATABASE_URL is not set");
-            return None;
-        };
-        sqlx::any::install_default_drivers();
-        let schema = format!("kw_test_{}", uuid_like());
-        let conn = sqlx::AnyPool::connect(&base)
-            .await
-            .expect("KEYWARD_TEST_DATABASE_URL must point at a running PostgreSQL");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .await
-            .unwrap();
-        conn.close().await;
-        let sep = if base.contains('?') { '&' } else { '?' };
+        let schema = PgSchema::create("kw_test").await?;
         Some(Self {
-            location: Location::Url(format!("{base}{sep}options[search_path]={schema}")),
+            location: Location::Url(schema.url()),
             backend: Backend::Postgres,
             _dir: None,
-            schema: Some((base, schema)),
+            schema: Some(schema),
         })
     }
 
@@ -91,20 +75,10 @@ impl Db {
     }
 
     async fn cleanup(self) {
-        if let Some((base, schema)) = &self.schema {
-            let conn = sqlx::AnyPool::connect(base).await.unwrap();
-            conn.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .await
-                .unwrap();
-            conn.close().await;
+        if let Some(schema) = self.schema {
+            schema.drop_schema().await;
         }
     }
-}
-
-fn uuid_like() -> String {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).unwrap();
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn ring(keys: &[(&str, u8)]) -> Keyring {
@@ -126,18 +100,12 @@ fn org(s: &str) -> OrgId {
 }
 
 fn new_cred(org_id: &str, provider: &str, name: &str, key: &str) -> NewCredential {
-    NewCredential {
-        org: org(org_id),
-        provider: Provider::get(provider).unwrap(),
-        name: CredentialName::new(name).unwrap(),
-        secret: Some(SecretString::from(key)),
-        format_check: FormatCheck::Enforce,
-        fields: BTreeMap::new(),
-        modalities: Vec::new(),
-        active: true,
-        priority: 100,
-        weight: 1,
-    }
+    NewCredential::new(
+        org(org_id),
+        Provider::get(provider).unwrap(),
+        CredentialName::new(name).unwrap(),
+        Some(SecretString::from(key)),
+    )
 }
 
 async fn setup_orgs(v: &Vault) {
@@ -198,10 +166,6 @@ async fn everything_stored(db: &Db, v: &Vault) -> Vec<u8> {
         }
     }
     out
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,10 +299,7 @@ async fn provider_fields_are_checked(db: Db) {
         "eu",
         "0123456789abcdef0123456789abcdef",
     );
-    let err = v
-        .add_credential(azure_clone(&azure), ACTOR)
-        .await
-        .unwrap_err();
+    let err = v.add_credential(azure.clone(), ACTOR).await.unwrap_err();
     assert!(err.to_string().contains("endpoint"), "{err}");
     azure
         .fields
@@ -360,19 +321,62 @@ async fn provider_fields_are_checked(db: Db) {
     db.cleanup().await;
 }
 
-fn azure_clone(c: &NewCredential) -> NewCredential {
-    NewCredential {
-        org: c.org.clone(),
-        provider: c.provider,
-        name: c.name.clone(),
-        secret: c.secret.clone(),
-        format_check: c.format_check,
-        fields: c.fields.clone(),
-        modalities: c.modalities.clone(),
-        active: c.active,
-        priority: c.priority,
-        weight: c.weight,
-    }
+async fn keyless_and_key_file_providers_resolve_sensibly(db: Db) {
+    let env = HashMap::from([
+        (
+            "OLLAMA_API_BASE".to_string(),
+            "http://127.0.0.1:11434".to_string(),
+        ),
+        (
+            "GOOGLE_APPLICATION_CREDENTIALS".to_string(),
+            "/etc/sa.json".to_string(),
+        ),
+        ("VERTEX_PROJECT".to_string(), "proj-1".to_string()),
+    ]);
+    let v = db.open_with(k1(), env).await;
+    setup_orgs(&v).await;
+    // From the environment: Ollama by its base URL, Vertex by its key file's path.
+    let ollama = v.resolve(&req("acme", "ollama"), ACTOR).await.unwrap();
+    assert!(ollama.secret.is_none());
+    assert_eq!(ollama.fields["base_url"], "http://127.0.0.1:11434");
+    let vertex = v.resolve(&req("acme", "vertex"), ACTOR).await.unwrap();
+    assert!(vertex.secret.is_none());
+    assert_eq!(vertex.fields["credentials_file"], "/etc/sa.json");
+    assert_eq!(vertex.fields["project"], "proj-1");
+
+    // Stored: an Ollama credential needs no key; a Vertex one holds the service-account JSON.
+    let mut local = NewCredential::new(
+        org("globex"),
+        Provider::get("ollama").unwrap(),
+        CredentialName::new("gpu-box").unwrap(),
+        None,
+    );
+    local
+        .fields
+        .insert("base_url".into(), "http://127.0.0.1:9999".into());
+    let view = v.add_credential(local, ACTOR).await.unwrap();
+    assert_eq!(view.key_hint, "(no key)");
+    let got = v.resolve(&req("globex", "ollama"), ACTOR).await.unwrap();
+    assert_eq!(
+        (got.secret.is_none(), got.fields["base_url"].as_str()),
+        (true, "http://127.0.0.1:9999")
+    );
+    let sa = r#"{"type":"service_account","project_id":"p","private_key":"-----BEGIN PRIVATE KEY-----\nCANARYpem\n-----END PRIVATE KEY-----\n","client_email":"sa@p.iam.gserviceaccount.com"}"#;
+    let view = v
+        .add_credential(new_cred("globex", "vertex", "sa", sa), ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(view.key_hint, "sa:sa@p.iam.gserviceaccount.com");
+    let got = v.resolve(&req("globex", "vertex"), ACTOR).await.unwrap();
+    assert_eq!(got.secret.unwrap().expose_secret(), sa);
+    let err = v
+        .add_credential(new_cred("globex", "openai", "none", ""), ACTOR)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert!(!contains(&everything_stored(&db, &v).await, "CANARY"));
+    v.close().await;
+    db.cleanup().await;
 }
 
 async fn resolution_follows_activity_env_fallback_and_names_what_it_looked_for(db: Db) {
@@ -1112,6 +1116,7 @@ contract!(
     credentials_are_stored_sealed_and_listed_masked,
     bad_keys_are_refused_unless_the_check_is_skipped,
     provider_fields_are_checked,
+    keyless_and_key_file_providers_resolve_sensibly,
     resolution_follows_activity_env_fallback_and_names_what_it_looked_for,
     strategies_pick_by_priority_turns_and_weight,
     concurrent_updates_never_lose_a_write,

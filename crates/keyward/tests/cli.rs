@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use keyward_testkit::{PgSchema, contains};
 use sqlx::{Executor as _, Row as _};
 
 const CANARY_OPENAI_ACME: &str = "sk-proj-CANARYacme0penai7f3a9c1e5b2d8f4a";
@@ -23,7 +24,7 @@ const CANARY_ANTHROPIC_GLOBEX: &str = "sk-ant-api03-CANARYgl0bexAnthr0pic1a2b3c"
 struct Sandbox {
     _dir: tempfile::TempDir,
     env: HashMap<String, String>,
-    pg: Option<(String, String)>,
+    pg: Option<PgSchema>,
     /// Everything every command printed, to scan for canaries at the end.
     transcript: Vec<u8>,
 }
@@ -34,30 +35,10 @@ impl Sandbox {
     }
 
     async fn postgres() -> Option<Self> {
-        let Ok(base) = std::env::var("KEYWARD_TEST_DATABASE_URL") else {
-            assert!(
-                std::env::var("KEYWARD_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-                "KEYWARD_TEST_REQUIRE_POSTGRES=1 but KEYWARD_TEST_DATABASE_URL is not set"
-            );
-            eprintln!("skipping: KEYWARD_TEST_DATABASE_URL is not set");
-            return None;
-        };
-        sqlx::any::install_default_drivers();
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).unwrap();
-        let schema = format!(
-            "kw_cli_{}",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        );
-        let pool = sqlx::AnyPool::connect(&base).await.unwrap();
-        pool.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .await
-            .unwrap();
-        pool.close().await;
-        Some(Self::new(Some((base, schema))))
+        Some(Self::new(Some(PgSchema::create("kw_cli").await?)))
     }
 
-    fn new(pg: Option<(String, String)>) -> Self {
+    fn new(pg: Option<PgSchema>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut env = HashMap::new();
         env.insert(
@@ -65,12 +46,8 @@ impl Sandbox {
             dir.path().join("data").display().to_string(),
         );
         env.insert("KEYWARD_ACTOR".into(), "tester".into());
-        if let Some((base, schema)) = &pg {
-            let sep = if base.contains('?') { '&' } else { '?' };
-            env.insert(
-                "KEYWARD_DATABASE_URL".into(),
-                format!("{base}{sep}options[search_path]={schema}"),
-            );
+        if let Some(schema) = &pg {
+            env.insert("KEYWARD_DATABASE_URL".into(), schema.url());
         }
         Self {
             _dir: dir,
@@ -153,8 +130,8 @@ impl Sandbox {
                     }
                 }
             }
-            Some((base, schema)) => {
-                let pool = sqlx::AnyPool::connect(base).await.unwrap();
+            Some(schema) => {
+                let pool = schema.admin_pool().await;
                 for table in [
                     "organizations",
                     "credentials",
@@ -164,7 +141,8 @@ impl Sandbox {
                 ] {
                     let rows = pool
                         .fetch_all(sqlx::AssertSqlSafe(format!(
-                            "SELECT CAST(t.* AS TEXT) AS r FROM {schema}.{table} t"
+                            "SELECT CAST(t.* AS TEXT) AS r FROM {}.{table} t",
+                            schema.name()
                         )))
                         .await
                         .unwrap();
@@ -179,18 +157,10 @@ impl Sandbox {
     }
 
     async fn cleanup(self) {
-        if let Some((base, schema)) = &self.pg {
-            let pool = sqlx::AnyPool::connect(base).await.unwrap();
-            pool.execute(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .await
-                .unwrap();
-            pool.close().await;
+        if let Some(schema) = self.pg {
+            schema.drop_schema().await;
         }
     }
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 fn id_of(list: &serde_json::Value, org: &str, provider: &str) -> String {
@@ -585,7 +555,7 @@ async fn development_key_is_created_private_with_a_warning() {
 /// running the rotation again finishes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_killed_mid_way_leaves_every_record_decryptable() {
-    use keyward_core::credential::{FormatCheck, NewCredential};
+    use keyward_core::credential::NewCredential;
     use keyward_core::{CredentialName, OrgId, Provider};
     use keyward_crypto::Keyring;
     use keyward_store::{Location, Vault, VaultOptions};
@@ -606,17 +576,13 @@ async fn rotation_killed_mid_way_leaves_every_record_decryptable() {
             .await
             .unwrap();
         let batch: Vec<NewCredential> = (0..N)
-            .map(|i| NewCredential {
-                org: OrgId::new("acme").unwrap(),
-                provider: Provider::get("openai").unwrap(),
-                name: CredentialName::new(&format!("key-{i:05}")).unwrap(),
-                secret: Some(format!("sk-bulk-{i:05}-0123456789abcdef").into()),
-                format_check: FormatCheck::Enforce,
-                fields: Default::default(),
-                modalities: Vec::new(),
-                active: true,
-                priority: 100,
-                weight: 1,
+            .map(|i| {
+                NewCredential::new(
+                    OrgId::new("acme").unwrap(),
+                    Provider::get("openai").unwrap(),
+                    CredentialName::new(&format!("key-{i:05}")).unwrap(),
+                    Some(format!("sk-bulk-{i:05}-0123456789abcdef").into()),
+                )
             })
             .collect();
         vault.add_credentials(batch, "test").await.unwrap();

@@ -1,0 +1,85 @@
+//! Helpers shared by Keyward's test suites (a dev-dependency only).
+//!
+//! - [`PgSchema`]: a fresh PostgreSQL schema per test on the server named by
+//!   `KEYWARD_TEST_DATABASE_URL`, so tests run in parallel on one database. Without that
+//!   variable the PostgreSQL half of a suite is skipped, unless `KEYWARD_TEST_REQUIRE_POSTGRES=1`
+//!   (CI) makes the missing server a failure.
+//! - [`contains`]: the canary scan.
+
+use sqlx::{AnyPool, AssertSqlSafe, Executor as _};
+
+/// A schema of its own on the test PostgreSQL server.
+#[derive(Debug)]
+pub struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// Creates `PREFIX_<random>`; `None` means "skip" (no server configured).
+    ///
+    /// # Panics
+    ///
+    /// When PostgreSQL is required but not configured or not reachable: a test environment
+    /// that cannot run the suite must fail, not pass quietly.
+    pub async fn create(prefix: &str) -> Option<Self> {
+        let Ok(base) = std::env::var("KEYWARD_TEST_DATABASE_URL") else {
+            assert!(
+                std::env::var("KEYWARD_TEST_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "KEYWARD_TEST_REQUIRE_POSTGRES=1 but KEYWARD_TEST_DATABASE_URL is not set"
+            );
+            eprintln!("skipping the PostgreSQL run: KEYWARD_TEST_DATABASE_URL is not set");
+            return None;
+        };
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).expect("the system RNG works");
+        let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let schema = Self {
+            base,
+            name: format!("{prefix}_{suffix}"),
+        };
+        schema
+            .execute(&format!("CREATE SCHEMA {}", schema.name))
+            .await;
+        Some(schema)
+    }
+
+    /// The database URL with this schema as the search path.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options[search_path]={}", self.base, self.name)
+    }
+
+    /// The schema's name, to qualify tables in raw queries.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A pool on the server (not bound to this schema), for raw inspection.
+    pub async fn admin_pool(&self) -> AnyPool {
+        sqlx::any::install_default_drivers();
+        AnyPool::connect(&self.base)
+            .await
+            .expect("KEYWARD_TEST_DATABASE_URL must point at a running PostgreSQL")
+    }
+
+    async fn execute(&self, sql: &str) {
+        let pool = self.admin_pool().await;
+        pool.execute(AssertSqlSafe(sql.to_owned()))
+            .await
+            .expect("schema statement");
+        pool.close().await;
+    }
+
+    /// Drops the schema and everything in it. A test that fails before this leaves its schema
+    /// behind, to be looked at.
+    pub async fn drop_schema(self) {
+        self.execute(&format!("DROP SCHEMA {} CASCADE", self.name))
+            .await;
+    }
+}
+
+/// Whether `needle` occurs anywhere in `hay`.
+pub fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
