@@ -120,11 +120,15 @@ impl DataKey {
         let (nonce, ct) = rest.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| CryptoError::Malformed)?;
         let aad = ctx.aad();
-        let pt = self
-            .cipher
-            .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
-            .map_err(|_| CryptoError::Decrypt)?;
-        Ok(SecretSlice::from(pt))
+        let pt = Zeroizing::new(
+            self.cipher
+                .decrypt(&Nonce::from(nonce), Payload { msg: ct, aad: &aad })
+                .map_err(|_| CryptoError::Decrypt)?,
+        );
+        // The decrypted buffer has spare capacity (it held the tag), and turning it into a boxed
+        // slice could reallocate and leave a copy behind. Copy into an exact-size buffer and let
+        // `Zeroizing` wipe the original.
+        Ok(SecretSlice::from(pt.to_vec()))
     }
 
     /// Opens a sealed UTF-8 value.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result, bail};
 use keyward_crypto::{KeyId, Keyring, MasterKey, generate_master_key_base64};
 use keyward_store::Location;
+use zeroize::Zeroizing;
 
 use crate::cli::Global;
 
@@ -37,8 +38,12 @@ impl Config {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// A non-empty variable; the copy is wiped when dropped (key material passes through here).
+fn env(name: &str) -> Option<Zeroizing<String>> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map(Zeroizing::new)
 }
 
 fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring> {
@@ -63,9 +68,12 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring> {
         return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY")?);
     }
     if let Some(path) = file {
-        let text = std::fs::read_to_string(&path).with_context(|| {
+        // A path is not secret; keep a plain copy for messages.
+        let path: String = path.as_str().to_owned();
+        let text = Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
             format!("KEYWARD_MASTER_KEY_FILE: cannot read the master key file {path}")
-        })?;
+        })?);
+        warn_if_shared(Path::new(&path));
         let key = MasterKey::from_base64(default_kid()?, &text, "KEYWARD_MASTER_KEY_FILE")?;
         return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY_FILE")?);
     }
@@ -87,8 +95,10 @@ fn dev_keyring(data_dir: &Path) -> Result<Keyring> {
         let key = generate_master_key_base64()?;
         write_private(&path, key.as_bytes())?;
     }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read the development key {}", path.display()))?;
+    let text = Zeroizing::new(
+        std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the development key {}", path.display()))?,
+    );
     tracing::warn!(
         path = %path.display(),
         "no master key configured: using a DEVELOPMENT key stored beside the data. \
@@ -97,6 +107,22 @@ fn dev_keyring(data_dir: &Path) -> Result<Keyring> {
     let source = format!("development key file {}", path.display());
     let key = MasterKey::from_base64(KeyId::new(DEV_KID)?, &text, &source)?;
     Ok(Keyring::new(vec![key], &source)?)
+}
+
+/// Warns when a key file can be read by anyone but its owner.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the master key file is readable by other users; `chmod 600` it"
+            );
+        }
+    }
 }
 
 /// Creates the data directory, readable by its owner only (it holds the database and maybe the

@@ -17,6 +17,7 @@ use keyward_core::resolve::{ResolveRequest, Source};
 use keyward_core::{CredentialId, CredentialName, OrgId, PROVIDERS, Provider, VarName};
 use keyward_store::{Vault, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
+use zeroize::Zeroizing;
 
 use crate::cli::{
     Cli, Command, CredCommand, EventsCommand, MasterKeyCommand, OrgCommand, ResolveArgs,
@@ -143,21 +144,23 @@ async fn org(vault: &Vault, cmd: OrgCommand, actor: &str) -> Result<ExitCode> {
 }
 
 /// Reads a secret from the named variable, or standard input (a hidden prompt on a terminal).
+/// The buffers it passes through are wiped when dropped.
 fn read_secret(env_var: Option<&str>, what: &str) -> Result<SecretString> {
-    if let Some(var) = env_var {
-        let value = std::env::var(var).map_err(|_| anyhow!("{var} is not set"))?;
-        return Ok(SecretString::from(value));
-    }
-    if std::io::stdin().is_terminal() {
-        let value = rpassword::prompt_password(format!("{what}: "))
-            .context("cannot read from the terminal")?;
-        return Ok(SecretString::from(value));
-    }
-    let mut value = String::new();
-    std::io::stdin()
-        .read_to_string(&mut value)
-        .context("cannot read the secret from standard input")?;
-    Ok(SecretString::from(value))
+    let value = if let Some(var) = env_var {
+        Zeroizing::new(std::env::var(var).map_err(|_| anyhow!("{var} is not set"))?)
+    } else if std::io::stdin().is_terminal() {
+        Zeroizing::new(
+            rpassword::prompt_password(format!("{what}: "))
+                .context("cannot read from the terminal")?,
+        )
+    } else {
+        let mut value = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_to_string(&mut value)
+            .context("cannot read the secret from standard input")?;
+        value
+    };
+    Ok(SecretString::from(value.as_str()))
 }
 
 fn secret_prompt(provider: &Provider) -> String {

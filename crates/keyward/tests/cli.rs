@@ -524,6 +524,55 @@ async fn malformed_master_keys_are_refused_naming_the_variable_never_the_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_key_file_is_used_and_a_shared_one_is_warned_about() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]);
+    let file = s.data_dir().with_file_name("master.b64");
+    std::fs::write(&file, &key).unwrap();
+    let file = file.display().to_string();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = s.run_with(
+            &["org", "create", "acme"],
+            "",
+            &[("KEYWARD_MASTER_KEY_FILE", &file)],
+        );
+        assert!(out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("readable by other users"), "{err}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = s.run_with(
+        &["events", "verify"],
+        "",
+        &[("KEYWARD_MASTER_KEY_FILE", &file)],
+    );
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "no warning for a private key file"
+    );
+    // The same key given directly is the same key (id `default`).
+    let same = s.ok_with(
+        &["master-key", "status", "--json"],
+        "",
+        &[("KEYWARD_MASTER_KEY", key.trim())],
+    );
+    assert!(same.contains("\"default\""), "{same}");
+    // Two sources at once are ambiguous.
+    let err = s.fails(
+        &["org", "list"],
+        &[
+            ("KEYWARD_MASTER_KEY_FILE", &file),
+            ("KEYWARD_MASTER_KEY", key.trim()),
+        ],
+    );
+    assert!(err.contains("set only one of"), "{err}");
+    assert!(!err.contains(key.trim()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn development_key_is_created_private_with_a_warning() {
     let mut s = Sandbox::sqlite();
     let out = s.run_with(&["org", "create", "acme"], "", &[]);
