@@ -269,6 +269,10 @@ pub struct CredentialView {
     pub kid: String,
     /// Whether it can be opened with the configured keys.
     pub status: CredentialStatus,
+    /// When `keyward cred test` last checked it against the provider.
+    pub last_tested_at: Option<Millis>,
+    /// What that check found (`ok`, `rejected (HTTP 401)`, `rate limited`, `unreachable: ...`).
+    pub last_test_result: Option<String>,
 }
 
 /// The fields of a new credential.
@@ -377,6 +381,17 @@ pub fn check_public_fields(
                 "field {name:?} must be at most 2048 printable characters"
             )));
         }
+        if name == "env_prefix"
+            && !(value.is_empty()
+                || (value.starts_with(|c: char| c.is_ascii_uppercase())
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')))
+        {
+            return Err(CoreError::InvalidInput(
+                "field \"env_prefix\" must be uppercase ASCII letters, digits and '_', starting with a letter (e.g. LOCALAI)".into(),
+            ));
+        }
         if (name == "base_url" || name == "endpoint")
             && !value.is_empty()
             && !(value.starts_with("https://") || value.starts_with("http://"))
@@ -394,12 +409,16 @@ pub fn check_required_fields(
     provider: &Provider,
     fields: &BTreeMap<String, String>,
 ) -> Result<(), CoreError> {
-    let missing: Vec<&str> = provider
+    let absent = |name: &str| fields.get(name).is_none_or(|v| v.is_empty());
+    let mut missing: Vec<&str> = provider
         .public_fields
         .iter()
-        .filter(|f| f.required && fields.get(f.name).is_none_or(|v| v.is_empty()))
+        .filter(|f| f.required && absent(f.name))
         .map(|f| f.name)
         .collect();
+    if provider.is_compatible() && absent("base_url") {
+        missing.insert(0, "base_url");
+    }
     if missing.is_empty() {
         Ok(())
     } else {

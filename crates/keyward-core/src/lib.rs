@@ -6,12 +6,14 @@
 //! - [`credential`]: key checks, key hints, and the shapes of credentials.
 //! - [`var`]: config variables.
 //! - [`resolve`]: ordering of candidates and the not-found error.
+//! - [`env`]: the environment variables a resolved credential becomes.
 //! - [`audit`]: events and the bytes their HMAC chain covers.
 //!
 //! The store crate runs these rules against a database; this crate never touches one.
 
 pub mod audit;
 pub mod credential;
+pub mod env;
 pub mod ids;
 pub mod provider;
 pub mod resolve;

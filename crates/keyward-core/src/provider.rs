@@ -33,8 +33,9 @@ pub enum AuthStyle {
 pub struct PublicField {
     /// Field name as stored and as given to `--set FIELD=VALUE`.
     pub name: &'static str,
-    /// Environment variable client libraries read it from, if any.
-    pub env: Option<&'static str>,
+    /// Environment variables client libraries read it from (`keyward run` sets them all; the
+    /// environment fallback of resolution reads the first).
+    pub env: &'static [&'static str],
     /// Whether a credential of this provider must have it.
     pub required: bool,
 }
@@ -78,7 +79,7 @@ pub struct Provider {
     pub auth: AuthStyle,
 }
 
-const fn field(name: &'static str, env: Option<&'static str>, required: bool) -> PublicField {
+const fn field(name: &'static str, env: &'static [&'static str], required: bool) -> PublicField {
     PublicField {
         name,
         env,
@@ -148,9 +149,13 @@ pub static PROVIDERS: &[Provider] = &[
         default_base_url: None,
         base_url_env: None,
         public_fields: &[
-            field("endpoint", Some("AZURE_OPENAI_ENDPOINT"), true),
-            field("api_version", Some("OPENAI_API_VERSION"), false),
-            field("deployment", Some("AZURE_OPENAI_DEPLOYMENT"), false),
+            field("endpoint", &["AZURE_OPENAI_ENDPOINT"], true),
+            field(
+                "api_version",
+                &["OPENAI_API_VERSION", "AZURE_OPENAI_API_VERSION"],
+                false,
+            ),
+            field("deployment", &["AZURE_OPENAI_DEPLOYMENT"], false),
         ],
         auth: AuthStyle::ApiKeyHeader,
     },
@@ -164,8 +169,8 @@ pub static PROVIDERS: &[Provider] = &[
         default_base_url: None,
         base_url_env: None,
         public_fields: &[
-            field("project", Some("VERTEX_PROJECT"), false),
-            field("location", Some("VERTEX_LOCATION"), false),
+            field("project", &["VERTEX_PROJECT"], false),
+            field("location", &["VERTEX_LOCATION"], false),
         ],
         auth: AuthStyle::ServiceAccount,
     },
@@ -263,8 +268,8 @@ pub static PROVIDERS: &[Provider] = &[
         default_base_url: None,
         base_url_env: None,
         public_fields: &[
-            field("access_key_id", Some("AWS_ACCESS_KEY_ID"), true),
-            field("region", Some("AWS_REGION"), true),
+            field("access_key_id", &["AWS_ACCESS_KEY_ID"], true),
+            field("region", &["AWS_REGION", "AWS_DEFAULT_REGION"], true),
         ],
         auth: AuthStyle::AwsSigV4,
     },
@@ -277,8 +282,20 @@ pub static PROVIDERS: &[Provider] = &[
         secret_env: None,
         default_base_url: None,
         base_url_env: None,
-        public_fields: &[field("env_prefix", None, false)],
+        public_fields: &[field("env_prefix", &[], false)],
         auth: AuthStyle::Bearer,
+    },
+    Provider {
+        id: "anthropic_compatible",
+        display_name: "Anthropic-compatible",
+        secret: SecretKind::ApiKey,
+        secret_field: "api_key",
+        key_prefixes: &[],
+        secret_env: None,
+        default_base_url: None,
+        base_url_env: None,
+        public_fields: &[field("env_prefix", &[], false)],
+        auth: AuthStyle::XApiKey,
     },
 ];
 
@@ -297,6 +314,22 @@ impl Provider {
         })
     }
 
+    /// Whether this provider talks to a server the user names (the `*_compatible` ones): its
+    /// variables are `{PREFIX}_API_KEY` and `{PREFIX}_BASE_URL`, and it needs a base URL.
+    pub fn is_compatible(&self) -> bool {
+        self.id.ends_with("_compatible")
+    }
+
+    /// The variable prefix of a compatible provider when the credential sets none: the SDK it
+    /// is compatible with (`OPENAI`, `ANTHROPIC`), so that SDK works unchanged.
+    pub fn default_env_prefix(&self) -> Option<&'static str> {
+        match self.id {
+            "openai_compatible" => Some("OPENAI"),
+            "anthropic_compatible" => Some("ANTHROPIC"),
+            _ => None,
+        }
+    }
+
     /// Whether `name` is a public field this provider takes (`base_url` always is).
     pub fn takes_public_field(&self, name: &str) -> bool {
         name == "base_url" || self.public_fields.iter().any(|f| f.name == name)
@@ -312,6 +345,15 @@ impl Provider {
         )
     }
 }
+
+/// Providers are equal when their ids are: the registry has one entry per id.
+impl PartialEq for Provider {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for Provider {}
 
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

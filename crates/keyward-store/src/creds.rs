@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use keyward_core::audit::{Category, NewEvent};
+use keyward_core::audit::{Category, NewEvent, Outcome};
 use keyward_core::credential::{
     CredentialStatus, CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
     check_public_fields, check_required_fields, key_hint, normalize_secret,
@@ -22,7 +22,7 @@ pub(crate) const KIND: &str = "credential";
 
 pub(crate) const COLUMNS: &str = "id, org_id, provider, name, modalities, fields, active, priority, weight, \
      key_hint, kid, wrapped_dek, sealed_secret, created_at, created_by, updated_at, updated_by, \
-     last_used_at, version";
+     last_used_at, version, last_tested_at, last_test_result";
 
 /// A credential row as stored.
 #[derive(Debug)]
@@ -46,6 +46,8 @@ pub(crate) struct CredRow {
     pub(crate) updated_by: String,
     pub(crate) last_used_at: Option<Millis>,
     pub(crate) version: i64,
+    pub(crate) last_tested_at: Option<Millis>,
+    pub(crate) last_test_result: Option<String>,
 }
 
 impl CredRow {
@@ -78,6 +80,8 @@ impl CredRow {
             updated_by: row.try_get("updated_by")?,
             last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Millis),
             version: row.try_get("version")?,
+            last_tested_at: row.try_get::<Option<i64>, _>("last_tested_at")?.map(Millis),
+            last_test_result: row.try_get("last_test_result")?,
         })
     }
 
@@ -126,6 +130,8 @@ impl CredRow {
             version: self.version,
             kid: self.kid.clone(),
             status,
+            last_tested_at: self.last_tested_at,
+            last_test_result: self.last_test_result.clone(),
         }
     }
 }
@@ -495,6 +501,66 @@ impl Vault {
         .await?;
         tx.commit().await?;
         self.inner.cache.invalidate();
+        self.get_credential(id).await
+    }
+
+    /// Opens a credential for a key test: its provider, fields and secret. Audited with the
+    /// outcome by [`Vault::record_key_test`].
+    pub async fn open_credential(
+        &self,
+        id: &CredentialId,
+    ) -> Result<(CredentialView, Option<SecretString>), VaultError> {
+        let row = self.load_credential(id).await?;
+        let secret = row
+            .open_secret(&self.inner.keyring)
+            .map_err(|_| VaultError::Undecryptable(format!("credential {id}")))?;
+        Ok((row.view(&self.inner.keyring), secret))
+    }
+
+    /// Stores the outcome of a key test on the credential and audits it, in one transaction.
+    /// Like last-used bookkeeping, it does not change the credential's version.
+    pub async fn record_key_test(
+        &self,
+        id: &CredentialId,
+        ok: bool,
+        result: &str,
+        actor: &str,
+    ) -> Result<CredentialView, VaultError> {
+        let current = self.load_credential(id).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE credentials SET last_tested_at = $1, last_test_result = $2 WHERE id = $3",
+        )
+        .bind(Millis::now().0)
+        .bind(result)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(VaultError::NotFound(format!("credential {id}")));
+        }
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretAccess,
+                "test",
+                format!("credential:{id}"),
+            )
+            .org(Some(current.org.as_str()))
+            .outcome(if ok {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            })
+            .details(json!({
+                "provider": current.provider.id,
+                "name": current.name,
+                "result": result,
+            })),
+        )
+        .await?;
+        tx.commit().await?;
         self.get_credential(id).await
     }
 

@@ -20,13 +20,23 @@ pub enum Backend {
 
 /// The migrations, embedded in the binary. Each file serves both databases.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "vault".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_vault.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, description: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            description.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "vault", include_str!("../migrations/0001_vault.sql")),
+        migration(
+            2,
+            "key tests",
+            include_str!("../migrations/0002_key_tests.sql"),
+        ),
+    ])
 }
 
 /// Where the vault's data lives.

@@ -207,7 +207,7 @@ impl Vault {
         let env = &self.inner.env;
         let mut fields = BTreeMap::new();
         for f in provider.public_fields {
-            if let Some(v) = f.env.and_then(|name| env.get(name)) {
+            if let Some(v) = f.env.first().and_then(|name| env.get(name)) {
                 fields.insert(f.name.to_owned(), v);
             }
         }

@@ -57,6 +57,12 @@ pub(crate) enum Command {
     Var(VarCommand),
     /// Print an organization's key for a provider (audited).
     Resolve(ResolveArgs),
+    /// Print the provider variables of an organization, for tooling that needs them once
+    /// (audited like a resolution).
+    Env(EnvArgs),
+    /// Run a command with the organization's provider variables and resolved `keyward://`
+    /// references in its environment, masking the secrets in its output.
+    Run(RunArgs),
     /// Master keys: status and rotation.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
@@ -209,6 +215,18 @@ pub(crate) enum CredCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Check a key against its provider's cheap authenticated endpoint (audited; the result
+    /// is stored on the credential).
+    Test {
+        /// Credential id.
+        id: String,
+        /// Seconds to wait for the provider.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +304,52 @@ pub(crate) struct ResolveArgs {
     /// Print JSON with the key, its fields and where it came from.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// Output formats of `keyward env`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum EnvFormat {
+    /// `NAME="value"` lines, as `.env` files hold them.
+    Dotenv,
+    /// `export NAME='value'` lines, for `eval`.
+    Shell,
+    /// One JSON object.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EnvArgs {
+    /// Organization.
+    #[arg(long)]
+    pub(crate) org: String,
+    /// Only these providers (default: every provider with an active credential).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) provider: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dotenv")]
+    pub(crate) format: EnvFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Organization whose provider variables to add.
+    #[arg(long)]
+    pub(crate) org: Option<String>,
+    /// Only these providers (default: every provider with an active credential).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) provider: Vec<String>,
+    /// Read variables (and `keyward://` references) from this file too (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Vec<std::path::PathBuf>,
+    /// Do not mask secrets in the command's output (its terminal stays a terminal).
+    #[arg(long)]
+    pub(crate) no_masking: bool,
+    /// Variables already set (in the environment or an env file) win over Keyward's.
+    #[arg(long)]
+    pub(crate) no_override: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub(crate) command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Subcommand)]

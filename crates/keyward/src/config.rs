@@ -1,21 +1,50 @@
-//! Configuration in two stages: raw values (flags and `KEYWARD_*` variables, read by clap) are
-//! turned once into a validated [`Config`].
+//! Configuration in two stages: raw values (flags and `KEYWARD_*` variables) in
+//! [`ConfigInputs`] are turned once into a validated [`Config`].
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
 use keyward_crypto::{KeyId, Keyring, MasterKey, generate_master_key_base64};
 use keyward_store::Location;
 use zeroize::Zeroizing;
 
-use crate::cli::Global;
+use crate::Error;
+
+/// The raw inputs: where the data lives, and whether the development key is refused. Master
+/// keys are read from `KEYWARD_MASTER_KEYS`, `KEYWARD_MASTER_KEY` or `KEYWARD_MASTER_KEY_FILE`.
+#[derive(Debug, Clone)]
+pub struct ConfigInputs {
+    /// The data directory (SQLite database, development key).
+    pub data_dir: PathBuf,
+    /// A database URL overriding the SQLite file.
+    pub database_url: Option<String>,
+    /// Refuse the development key.
+    pub production: bool,
+}
+
+impl ConfigInputs {
+    /// The inputs from `KEYWARD_DATA_DIR`, `KEYWARD_DATABASE_URL` and `KEYWARD_PRODUCTION`,
+    /// with the CLI's defaults.
+    pub fn from_env() -> Self {
+        Self {
+            data_dir: std::env::var_os("KEYWARD_DATA_DIR")
+                .map_or_else(|| PathBuf::from("keyward-data"), PathBuf::from),
+            database_url: std::env::var("KEYWARD_DATABASE_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
+            production: std::env::var("KEYWARD_PRODUCTION")
+                .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+        }
+    }
+}
 
 /// Validated configuration.
 #[derive(Debug)]
-pub(crate) struct Config {
-    pub(crate) location: Location,
-    pub(crate) keyring: Keyring,
+pub struct Config {
+    /// Where the vault's data lives.
+    pub location: Location,
+    /// The master keys.
+    pub keyring: Keyring,
 }
 
 /// The key id of a key given by `KEYWARD_MASTER_KEY` or `KEYWARD_MASTER_KEY_FILE`.
@@ -25,17 +54,22 @@ const DEV_KID: &str = "dev";
 const DEV_KEY_FILE: &str = "master.key";
 
 impl Config {
-    pub(crate) fn from_global(g: &Global) -> Result<Self> {
-        let location = match &g.database_url {
+    /// Validates `inputs` and loads the master keys.
+    pub fn load(inputs: &ConfigInputs) -> Result<Self, Error> {
+        let location = match &inputs.database_url {
             Some(url) if !url.is_empty() => Location::Url(url.clone()),
-            _ => Location::in_data_dir(&g.data_dir),
+            _ => Location::in_data_dir(&inputs.data_dir),
         };
         if matches!(location, Location::SqliteFile(_)) {
-            create_private_dir(&g.data_dir)?;
+            create_private_dir(&inputs.data_dir)?;
         }
-        let keyring = load_keyring(&g.data_dir, g.production)?;
+        let keyring = load_keyring(&inputs.data_dir, inputs.production)?;
         Ok(Self { location, keyring })
     }
+}
+
+fn config_err(msg: impl Into<String>) -> Error {
+    Error::Config(msg.into())
 }
 
 /// A non-empty variable; the copy is wiped when dropped (key material passes through here).
@@ -46,7 +80,7 @@ fn env(name: &str) -> Option<Zeroizing<String>> {
         .map(Zeroizing::new)
 }
 
-fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring> {
+fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
     let list = env("KEYWARD_MASTER_KEYS");
     let single = env("KEYWARD_MASTER_KEY");
     let file = env("KEYWARD_MASTER_KEY_FILE");
@@ -55,11 +89,11 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring> {
         .filter(|x| **x)
         .count();
     if given > 1 {
-        bail!(
-            "set only one of KEYWARD_MASTER_KEYS, KEYWARD_MASTER_KEY and KEYWARD_MASTER_KEY_FILE"
-        );
+        return Err(config_err(
+            "set only one of KEYWARD_MASTER_KEYS, KEYWARD_MASTER_KEY and KEYWARD_MASTER_KEY_FILE",
+        ));
     }
-    let default_kid = || KeyId::new(SINGLE_KID).context("the built-in key id is valid");
+    let default_kid = || KeyId::new(SINGLE_KID);
     if let Some(list) = list {
         return Ok(Keyring::parse_list(&list, "KEYWARD_MASTER_KEYS")?);
     }
@@ -70,35 +104,39 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring> {
     if let Some(path) = file {
         // A path is not secret; keep a plain copy for messages.
         let path: String = path.as_str().to_owned();
-        let text = Zeroizing::new(std::fs::read_to_string(&path).with_context(|| {
-            format!("KEYWARD_MASTER_KEY_FILE: cannot read the master key file {path}")
+        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+            config_err(format!(
+                "KEYWARD_MASTER_KEY_FILE: cannot read the master key file {path}: {e}"
+            ))
         })?);
         warn_if_shared(Path::new(&path));
         let key = MasterKey::from_base64(default_kid()?, &text, "KEYWARD_MASTER_KEY_FILE")?;
         return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY_FILE")?);
     }
     if production {
-        bail!(
+        return Err(config_err(
             "no master key configured: set KEYWARD_MASTER_KEYS, KEYWARD_MASTER_KEY or KEYWARD_MASTER_KEY_FILE \
-             (--production refuses the development key)"
-        );
+             (--production refuses the development key)",
+        ));
     }
     dev_keyring(data_dir)
 }
 
 /// The development key: created on first use in the data directory, mode 0600, with a warning
 /// every time it is used (as Vault's dev mode does).
-fn dev_keyring(data_dir: &Path) -> Result<Keyring> {
+fn dev_keyring(data_dir: &Path) -> Result<Keyring, Error> {
     let path: PathBuf = data_dir.join(DEV_KEY_FILE);
     if !path.exists() {
         create_private_dir(data_dir)?;
-        let key = generate_master_key_base64()?;
+        let key = Zeroizing::new(generate_master_key_base64()?);
         write_private(&path, key.as_bytes())?;
     }
-    let text = Zeroizing::new(
-        std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read the development key {}", path.display()))?,
-    );
+    let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+        config_err(format!(
+            "cannot read the development key {}: {e}",
+            path.display()
+        ))
+    })?);
     tracing::warn!(
         path = %path.display(),
         "no master key configured: using a DEVELOPMENT key stored beside the data. \
@@ -127,7 +165,7 @@ fn warn_if_shared(path: &Path) {
 
 /// Creates the data directory, readable by its owner only (it holds the database and maybe the
 /// development key). An existing directory is left as it is.
-fn create_private_dir(dir: &Path) -> Result<()> {
+fn create_private_dir(dir: &Path) -> Result<(), Error> {
     if dir.exists() {
         return Ok(());
     }
@@ -138,13 +176,16 @@ fn create_private_dir(dir: &Path) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt as _;
         builder.mode(0o700);
     }
-    builder
-        .create(dir)
-        .with_context(|| format!("cannot create data directory {}", dir.display()))
+    builder.create(dir).map_err(|e| {
+        config_err(format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Creates `path` readable by its owner only, refusing to overwrite.
-fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -152,10 +193,8 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    Ok(())
+    let fail = |e: std::io::Error| config_err(format!("cannot create {}: {e}", path.display()));
+    let mut f = opts.open(path).map_err(fail)?;
+    f.write_all(contents).map_err(fail)?;
+    f.sync_all().map_err(fail)
 }

@@ -2,8 +2,8 @@
 //! vault, run one command, print.
 
 mod cli;
-mod config;
 mod output;
+mod run;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _};
@@ -23,8 +23,8 @@ use crate::cli::{
     Cli, Command, CredCommand, EventsCommand, MasterKeyCommand, OrgCommand, ResolveArgs,
     SecretSource, VarCommand,
 };
-use crate::config::Config;
 use crate::output::{Table, print_json, time};
+use keyward::{Config, ConfigInputs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,7 +77,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let config = Config::from_global(&cli.global)?;
+    let config = Config::load(&ConfigInputs {
+        data_dir: cli.global.data_dir.clone(),
+        database_url: cli.global.database_url.clone(),
+        production: cli.global.production,
+    })?;
     let vault = Vault::open(&config.location, config.keyring, VaultOptions::default())
         .await
         .context("cannot open the vault")?;
@@ -91,11 +95,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cred(cmd) => cred(&vault, cmd, &actor).await?,
         Command::Var(cmd) => var(&vault, cmd, &actor).await?,
         Command::Resolve(args) => resolve(&vault, args, &actor).await?,
+        Command::Env(args) => run::env(&key_provider(&vault, &actor), args).await?,
+        Command::Run(args) => run::run(&key_provider(&vault, &actor), args).await?,
         Command::MasterKey(cmd) => master_key(&vault, cmd, &actor).await?,
         Command::Events(cmd) => events(&vault, cmd).await?,
     };
     vault.close().await;
     Ok(code)
+}
+
+/// The library's provider over this vault, for env and run. The vault is the only source
+/// there: the environment fallback would only copy the caller's own variables.
+fn key_provider(vault: &Vault, actor: &str) -> keyward::KeyProvider {
+    keyward::KeyProvider::from_vault(vault.clone())
+        .with_actor(actor)
+        .with_env_fallback(false)
 }
 
 fn providers(json: bool) -> Result<()> {
@@ -235,6 +249,13 @@ fn print_cred(c: &keyward_core::credential::CredentialView, json: bool) -> Resul
     t.row([
         "last used".into(),
         c.last_used_at.map_or_else(|| "never".into(), time),
+    ]);
+    t.row([
+        "last tested".into(),
+        match (&c.last_tested_at, &c.last_test_result) {
+            (Some(at), Some(result)) => format!("{} ({result})", time(*at)),
+            _ => "never".into(),
+        },
     ]);
     t.row(["version".into(), c.version.to_string()]);
     t.row(["master key".into(), c.kid.clone()]);
@@ -398,6 +419,32 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
                 .set_credential_active(&CredentialId::new(&id)?, false, actor)
                 .await?;
             println!("deactivated credential {} ({})", view.id, view.name);
+        }
+        CredCommand::Test { id, timeout, json } => {
+            let id = CredentialId::new(&id)?;
+            let (view, secret) = vault.open_credential(&id).await?;
+            let provider = Provider::get(&view.provider)?;
+            let outcome = keyward::probe::test_key(
+                provider,
+                &view.fields,
+                secret.as_ref(),
+                std::time::Duration::from_secs(timeout),
+            )
+            .await;
+            let view = vault
+                .record_key_test(&id, outcome.is_ok(), &outcome.to_string(), actor)
+                .await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                println!(
+                    "{} credential '{}' ({}): {outcome}",
+                    view.provider, view.name, view.key_hint
+                );
+            }
+            if !outcome.is_ok() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         CredCommand::Delete { id, yes } => {
             let id = CredentialId::new(&id)?;

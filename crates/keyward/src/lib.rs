@@ -1,0 +1,317 @@
+//! The `keyward` library: LLM provider keys from a Keyward vault, for Rust programs.
+//!
+//! [`KeyProvider`] opens the vault the way the `keyward` command does (same `KEYWARD_*`
+//! variables) and hands out keys in three shapes:
+//!
+//! - [`KeyProvider::resolve`]: the resolved credential (secret, fields, where it came from);
+//! - [`KeyProvider::provider_config`]: a [`ProviderConfig`] (`api_key`, `base_url`, `endpoint`,
+//!   `api_version`, ...) to configure an SDK client with;
+//! - [`KeyProvider::env_map`]: the environment variables that provider's client libraries read,
+//!   to apply to a child [`std::process::Command`] with [`EnvMap::apply`].
+//!
+//! Why a `Command` and never this process's environment: `std::env::set_var` races with every
+//! thread that reads the environment (which is why Rust 2024 made it `unsafe`), and a key put
+//! there would reach every other child process and library of the program too.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), keyward::Error> {
+//! let keys = keyward::KeyProvider::from_env().await?;
+//! let openai = keys.provider_config("acme", "openai").await?;
+//! println!("base URL: {:?}", openai.base_url);
+//!
+//! let env = keys.env_map("acme", "openai").await?;
+//! let mut cmd = std::process::Command::new("python3");
+//! cmd.arg("app.py");
+//! let _files = env.apply(&mut cmd)?; // keep until the child exits
+//! cmd.status()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Every resolution is recorded in the vault's audit log, attributed to the actor set with
+//! [`KeyProvider::with_actor`].
+//!
+//! The crate also holds the pieces `keyward run` is made of: [`reference`] (`keyward://`
+//! secret references), [`mask`] (masking secrets in a stream) and [`probe`] (key tests).
+
+pub mod config;
+pub mod envmap;
+pub mod mask;
+pub mod probe;
+pub mod reference;
+
+use std::collections::BTreeMap;
+
+use keyward_core::credential::key_hint;
+use keyward_core::resolve::{ResolveRequest, Resolved};
+use keyward_core::{OrgId, Provider};
+use keyward_store::{Vault, VaultError, VaultOptions};
+use secrecy::SecretString;
+
+pub use config::{Config, ConfigInputs};
+pub use envmap::{EnvGuard, EnvMap};
+pub use keyward_core::resolve::Source;
+pub use reference::Reference;
+
+/// Errors of the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration was refused; the message names the setting.
+    #[error("{0}")]
+    Config(String),
+    /// A `keyward://` reference is malformed or cannot be resolved.
+    #[error("cannot resolve {reference}: {why}")]
+    Reference {
+        /// The reference as written.
+        reference: String,
+        /// Why.
+        why: String,
+    },
+    /// The vault refused or failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// A file operation failed (writing a key file for a child process).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<keyward_core::CoreError> for Error {
+    fn from(e: keyward_core::CoreError) -> Self {
+        Error::Vault(e.into())
+    }
+}
+
+impl From<keyward_crypto::CryptoError> for Error {
+    fn from(e: keyward_crypto::CryptoError) -> Self {
+        match e {
+            keyward_crypto::CryptoError::Config(m) => Error::Config(m),
+            other => Error::Vault(other.into()),
+        }
+    }
+}
+
+/// A provider's settings, ready for an SDK client. Fields the credential does not have are
+/// `None`; `extra` holds any others.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// Provider id.
+    pub provider: &'static str,
+    /// The key (for Vertex, the service-account JSON; for Bedrock, the secret access key).
+    pub api_key: Option<SecretString>,
+    /// API base URL (the provider's default when the credential sets none).
+    pub base_url: Option<String>,
+    /// Azure endpoint.
+    pub endpoint: Option<String>,
+    /// Azure API version.
+    pub api_version: Option<String>,
+    /// Azure deployment.
+    pub deployment: Option<String>,
+    /// Vertex project.
+    pub project: Option<String>,
+    /// Vertex location.
+    pub location: Option<String>,
+    /// AWS region.
+    pub region: Option<String>,
+    /// AWS access key id.
+    pub access_key_id: Option<String>,
+    /// Other public fields.
+    pub extra: BTreeMap<String, String>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl From<Resolved> for ProviderConfig {
+    fn from(r: Resolved) -> Self {
+        let mut fields = r.fields;
+        let mut take = |k: &str| fields.remove(k);
+        Self {
+            provider: r.provider.id,
+            api_key: r.secret,
+            base_url: take("base_url"),
+            endpoint: take("endpoint"),
+            api_version: take("api_version"),
+            deployment: take("deployment"),
+            project: take("project"),
+            location: take("location"),
+            region: take("region"),
+            access_key_id: take("access_key_id"),
+            extra: fields,
+            source: r.source,
+        }
+    }
+}
+
+/// A resolved reference: the value and, for a secret, how it is shown when masked.
+#[derive(Debug, Clone)]
+pub struct ReferenceValue {
+    /// The value.
+    pub value: SecretString,
+    /// `Some(mask)` when the value is a secret, `None` for a public field.
+    pub mask: Option<String>,
+}
+
+/// Hands out keys from a Keyward vault. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct KeyProvider {
+    vault: Vault,
+    actor: String,
+    env_fallback: bool,
+}
+
+impl KeyProvider {
+    /// Opens the vault configured by `KEYWARD_DATA_DIR`, `KEYWARD_DATABASE_URL` and the master
+    /// key variables, as the `keyward` command does.
+    pub async fn from_env() -> Result<Self, Error> {
+        Self::open(Config::load(&ConfigInputs::from_env())?).await
+    }
+
+    /// Opens the vault of a validated configuration.
+    pub async fn open(config: Config) -> Result<Self, Error> {
+        let vault = Vault::open(&config.location, config.keyring, VaultOptions::default()).await?;
+        for warning in vault.startup_warnings().await? {
+            tracing::warn!("{warning}");
+        }
+        Ok(Self::from_vault(vault))
+    }
+
+    /// Wraps an open vault.
+    pub fn from_vault(vault: Vault) -> Self {
+        Self {
+            vault,
+            actor: "lib".to_owned(),
+            env_fallback: true,
+        }
+    }
+
+    /// Sets who the audit log says asked (default `lib`).
+    #[must_use]
+    pub fn with_actor(mut self, actor: &str) -> Self {
+        self.actor = actor.to_owned();
+        self
+    }
+
+    /// Turns the fallback to this process's environment variables off or on (default on).
+    #[must_use]
+    pub fn with_env_fallback(mut self, on: bool) -> Self {
+        self.env_fallback = on;
+        self
+    }
+
+    /// The vault underneath.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    fn request(&self, org: &str, provider: &str) -> Result<ResolveRequest, Error> {
+        let mut req = ResolveRequest::new(OrgId::new(org)?, Provider::get(provider)?);
+        req.env_fallback = self.env_fallback;
+        Ok(req)
+    }
+
+    /// Resolves the organization's key for a provider (audited).
+    pub async fn resolve(&self, org: &str, provider: &str) -> Result<Resolved, Error> {
+        let req = self.request(org, provider)?;
+        Ok(self.vault.resolve(&req, &self.actor).await?)
+    }
+
+    /// Resolves with full control over the request (name, modality, strategy).
+    pub async fn resolve_request(&self, req: &ResolveRequest) -> Result<Resolved, Error> {
+        Ok(self.vault.resolve(req, &self.actor).await?)
+    }
+
+    /// The provider settings for an SDK client.
+    pub async fn provider_config(
+        &self,
+        org: &str,
+        provider: &str,
+    ) -> Result<ProviderConfig, Error> {
+        Ok(self.resolve(org, provider).await?.into())
+    }
+
+    /// The environment variables for a provider, to apply to a child process.
+    pub async fn env_map(&self, org: &str, provider: &str) -> Result<EnvMap, Error> {
+        Ok(EnvMap::from_resolved(&self.resolve(org, provider).await?))
+    }
+
+    /// Resolves a `keyward://` reference (audited like a resolution, or a reveal for a
+    /// variable). References name the vault explicitly, so they never fall back to the
+    /// environment.
+    pub async fn resolve_reference(&self, reference: &Reference) -> Result<ReferenceValue, Error> {
+        let fail = |e: &dyn std::fmt::Display| Error::Reference {
+            reference: reference.to_string(),
+            why: e.to_string(),
+        };
+        match reference {
+            Reference::Var { org, name } => {
+                let got = self
+                    .vault
+                    .get_var(name, Some(org), true, &self.actor)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                let value = got
+                    .value
+                    .ok_or_else(|| fail(&"the variable has no value"))?;
+                Ok(ReferenceValue {
+                    mask: got.view.sensitive.then(|| "***".to_owned()),
+                    value,
+                })
+            }
+            Reference::Credential {
+                org,
+                provider,
+                name,
+                field,
+            } => {
+                let mut req = ResolveRequest::new(org.clone(), provider);
+                req.name = name.clone();
+                req.env_fallback = false;
+                let resolved = self
+                    .vault
+                    .resolve(&req, &self.actor)
+                    .await
+                    .map_err(|e| fail(&e))?;
+                match field.as_deref() {
+                    None => secret_value(&resolved).map_err(|e| fail(&e)),
+                    Some(f) if f == provider.secret_field => {
+                        secret_value(&resolved).map_err(|e| fail(&e))
+                    }
+                    Some(f) => {
+                        let value = resolved
+                            .fields
+                            .get(f)
+                            .ok_or_else(|| fail(&format!("the credential has no field {f:?}")))?;
+                        Ok(ReferenceValue {
+                            value: SecretString::from(value.as_str()),
+                            mask: None,
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn secret_value(resolved: &Resolved) -> Result<ReferenceValue, String> {
+    let secret = resolved
+        .secret
+        .clone()
+        .ok_or("the credential has no secret")?;
+    Ok(ReferenceValue {
+        mask: Some(key_hint(resolved.provider, &secret)),
+        value: secret,
+    })
+}
+
+/// Parses a comma-separated provider list such as `openai,anthropic`.
+pub fn parse_providers(list: &[String]) -> Result<Vec<&'static Provider>, Error> {
+    let mut out: Vec<&'static Provider> = Vec::new();
+    for id in list.iter().flat_map(|s| s.split(',')).map(str::trim) {
+        if id.is_empty() {
+            continue;
+        }
+        let p = Provider::get(id)?;
+        if !out.iter().any(|q| q.id == p.id) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
