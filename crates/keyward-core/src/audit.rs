@@ -169,21 +169,28 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
-    /// The bytes the chain authenticates: every field, in a fixed order, length-prefixed.
-    pub fn payload(&self) -> Vec<u8> {
-        let details = self.details.to_string();
-        let parts: [&[u8]; 8] = [
+    /// The bytes the chain authenticates: every field, in a fixed order, length-prefixed, with
+    /// `details` exactly as stored (`details_text`), so that verification never depends on how
+    /// JSON is re-serialised.
+    pub fn payload(&self, details_text: &str) -> Vec<u8> {
+        // A missing organization and any organization string encode differently.
+        let org = match &self.org {
+            None => vec![0u8],
+            Some(o) => [&[1u8][..], o.as_bytes()].concat(),
+        };
+        let parts: [&[u8]; 9] = [
             &self.seq.to_be_bytes(),
             &self.at.0.to_be_bytes(),
             self.actor.as_bytes(),
-            self.org.as_deref().unwrap_or("\u{0}").as_bytes(),
+            &org,
             self.category.as_str().as_bytes(),
             self.action.as_bytes(),
             self.target.as_bytes(),
             self.outcome.as_str().as_bytes(),
+            details_text.as_bytes(),
         ];
-        let mut out = Vec::with_capacity(128 + details.len());
-        for p in parts.into_iter().chain(std::iter::once(details.as_bytes())) {
+        let mut out = Vec::with_capacity(128 + details_text.len());
+        for p in parts {
             out.extend_from_slice(&(p.len() as u64).to_be_bytes());
             out.extend_from_slice(p);
         }

@@ -18,7 +18,8 @@ fn bench(c: &mut Criterion) {
         kind: "credential",
         record_id: "0193a0b4-7c1e-7d2a-9f00-0123456789ab",
         org: "acme",
-        field: "api_key",
+        field: "openai/api_key",
+        bound: br#"{"base_url":"https://api.openai.com/v1"}"#,
     };
     let secret = [b'x'; 100];
     let dek = DataKey::generate().expect("rng");

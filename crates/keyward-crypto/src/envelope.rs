@@ -27,20 +27,28 @@ pub struct FieldContext<'a> {
     pub record_id: &'a str,
     /// The owning organization; empty for global records.
     pub org: &'a str,
-    /// The field's name, e.g. `api_key`.
+    /// The field's name, e.g. `openai/api_key`.
     pub field: &'a str,
+    /// Public data the value must stay paired with (a credential's base URL and other fields),
+    /// so that changing it in the database makes the value fail to open. Empty when none.
+    pub bound: &'a [u8],
 }
 
 impl FieldContext<'_> {
     fn aad(&self) -> Vec<u8> {
         let mut aad = Vec::with_capacity(
-            16 + self.kind.len() + self.record_id.len() + self.org.len() + self.field.len(),
+            64 + self.kind.len()
+                + self.record_id.len()
+                + self.org.len()
+                + self.field.len()
+                + self.bound.len(),
         );
         aad.extend_from_slice(b"keyward-field");
         aad.push(FORMAT_VERSION);
         for part in [self.kind, self.record_id, self.org, self.field] {
             push_field(&mut aad, part.as_bytes());
         }
+        push_field(&mut aad, self.bound);
         aad
     }
 }

@@ -27,9 +27,12 @@ impl KeyId {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(CryptoError::Config(format!(
-                "invalid master key id {s:?}: use 1 to 32 ASCII letters, digits, '_', '-' or '.'"
-            )))
+            // The text is not echoed: a key pasted in the wrong place would be printed.
+            Err(CryptoError::Config(
+                "invalid master key id: use 1 to 32 ASCII letters, digits, '_', '-' or '.' \
+                 (entries are KID:BASE64)"
+                    .into(),
+            ))
         }
     }
 

@@ -22,7 +22,8 @@ const CTX: FieldContext<'static> = FieldContext {
     kind: "credential",
     record_id: "cred-1",
     org: "acme",
-    field: "api_key",
+    field: "openai/api_key",
+    bound: b"{}",
 };
 
 /// A sealed record as the store keeps it: wrapped data key and one sealed field.
@@ -111,7 +112,7 @@ fn truncated_or_extended_envelopes_fail() {
 }
 
 #[test]
-fn envelope_moved_to_another_record_org_or_field_fails() {
+fn envelope_moved_to_another_record_org_field_or_binding_fails() {
     let ring = ring(vec![key("k1", 1)]);
     let (wrapped, sealed) = seal_record(&ring, &CTX, b"secret");
     let elsewhere = [
@@ -125,6 +126,16 @@ fn envelope_moved_to_another_record_org_or_field_fails() {
         },
         FieldContext {
             field: "service_account_json",
+            ..CTX
+        },
+        // The same field name under another provider.
+        FieldContext {
+            field: "deepseek/api_key",
+            ..CTX
+        },
+        // The public data it is bound to, changed (a base URL pointed elsewhere).
+        FieldContext {
+            bound: br#"{"base_url":"https://attacker.invalid"}"#,
             ..CTX
         },
         FieldContext {
@@ -220,6 +231,9 @@ fn malformed_master_keys_are_refused_without_echoing_them() {
         format!("k1:{0},k1:{0}", generate_master_key_base64().unwrap()),
         // Missing kid.
         CANARY_KEY.to_string(),
+        // KID and key the wrong way round: the "kid" is the key.
+        format!("{}:k1", generate_master_key_base64().unwrap()),
+        format!("{CANARY_KEY}:k1"),
         // Empty.
         String::new(),
     ];
@@ -294,7 +308,7 @@ proptest! {
         other_org in ident(),
     ) {
         let ring = ring(vec![key("k1", 7)]);
-        let ctx = FieldContext { kind: "credential", record_id: &record, org: &org, field: &field };
+        let ctx = FieldContext { kind: "credential", record_id: &record, org: &org, field: &field, bound: b"" };
         let (wrapped, sealed) = seal_record(&ring, &ctx, &secret);
         prop_assert_eq!(open_record(&ring, &ctx, &wrapped, &sealed).unwrap(), secret.clone());
         let dek = ring.unwrap(&wrapped, &record).unwrap();

@@ -53,10 +53,30 @@ pub(crate) async fn load_or_create_chain_key(
                 .try_get("wrapped")?
         }
     };
-    Ok(keyring
-        .unwrap(&wrapped, CHAIN_KEY_RECORD)
-        .ok()
-        .map(|dek| ChainKey::from_data_key(&dek)))
+    let Ok(dek) = keyring.unwrap(&wrapped, CHAIN_KEY_RECORD) else {
+        return Ok(None);
+    };
+    let chain = ChainKey::from_data_key(&dek);
+    // A head without its MAC is a new log (or one from before the MAC existed): seal it now.
+    let head = sqlx::query("SELECT seq, link FROM audit_head WHERE id = 1 AND mac IS NULL")
+        .fetch_optional(pool)
+        .await?;
+    if let Some(head) = head {
+        let seq: i64 = head.try_get("seq")?;
+        let link: Vec<u8> = head.try_get("link")?;
+        sqlx::query("UPDATE audit_head SET mac = $1 WHERE id = 1 AND mac IS NULL AND seq = $2")
+            .bind(head_mac(&chain, seq, &link).to_vec())
+            .bind(seq)
+            .execute(pool)
+            .await?;
+    }
+    Ok(Some(chain))
+}
+
+/// The MAC of the chain's head. "audit-head" stands where a previous link would, and its length
+/// differs from a link's, so a head MAC never equals an event link.
+fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
+    chain.link(b"audit-head", &[&seq.to_be_bytes()[..], link].concat())
 }
 
 /// What `events verify` found.
@@ -114,7 +134,8 @@ impl Vault {
             outcome: event.outcome,
             details: event.details,
         };
-        let link = chain.link(&prev, &event.payload());
+        let details_text = event.details.to_string();
+        let link = chain.link(&prev, &event.payload(&details_text));
         sqlx::query(
             "INSERT INTO audit_events (seq, at, actor, org, category, action, target, outcome, details, link) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -127,13 +148,14 @@ impl Vault {
         .bind(&event.action)
         .bind(&event.target)
         .bind(event.outcome.as_str())
-        .bind(event.details.to_string())
+        .bind(&details_text)
         .bind(link.to_vec())
         .execute(&mut **tx)
         .await
         .map_err(audit_err)?;
-        sqlx::query("UPDATE audit_head SET link = $1 WHERE id = 1")
+        sqlx::query("UPDATE audit_head SET link = $1, mac = $2 WHERE id = 1")
             .bind(link.to_vec())
+            .bind(head_mac(chain, seq, &link).to_vec())
             .execute(&mut **tx)
             .await
             .map_err(audit_err)?;
@@ -183,26 +205,43 @@ impl Vault {
     /// truncated tail (the head records the last sequence number and link).
     pub async fn verify_events(&self) -> Result<VerifyReport, VaultError> {
         let chain = self.chain()?;
-        let head = sqlx::query("SELECT seq, link FROM audit_head WHERE id = 1")
+        let head = sqlx::query("SELECT seq, link, mac FROM audit_head WHERE id = 1")
             .fetch_one(&self.inner.pool)
             .await?;
         let head_seq: i64 = head.try_get("seq")?;
         let head_link: Vec<u8> = head.try_get("link")?;
+        let mac: Option<Vec<u8>> = head.try_get("mac")?;
         let mut report = VerifyReport {
             checked: 0,
             head_seq,
             problem: None,
         };
+        let head_ok = mac.is_some_and(|mac| {
+            chain.verify(
+                b"audit-head",
+                &[&head_seq.to_be_bytes()[..], &head_link].concat(),
+                &mac,
+            )
+        });
+        if !head_ok {
+            report.problem = Some((
+                head_seq,
+                "the head of the log was altered (events removed from its end?)".into(),
+            ));
+            return Ok(report);
+        }
         let mut prev = GENESIS.to_vec();
         let mut expected_seq = 1i64;
         let mut last_seq = 0i64;
-        // Page through the log so memory stays flat however long it is.
+        // Page through the log up to the head read above, so memory stays flat however long it
+        // is, and events appended meanwhile do not look like tampering.
         loop {
             let rows = sqlx::query(
                 "SELECT seq, at, actor, org, category, action, target, outcome, details, link \
-                 FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT 1000",
+                 FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 1000",
             )
             .bind(last_seq)
+            .bind(head_seq)
             .fetch_all(&self.inner.pool)
             .await?;
             if rows.is_empty() {
@@ -211,6 +250,7 @@ impl Vault {
             for row in &rows {
                 let seq: i64 = row.try_get("seq")?;
                 let link: Vec<u8> = row.try_get("link")?;
+                let details_text: String = row.try_get("details")?;
                 last_seq = seq;
                 if seq != expected_seq {
                     report.problem = Some((
@@ -220,7 +260,7 @@ impl Vault {
                     return Ok(report);
                 }
                 let ok = match event_from_row(row) {
-                    Ok(event) => chain.verify(&prev, &event.payload(), &link),
+                    Ok(event) => chain.verify(&prev, &event.payload(&details_text), &link),
                     Err(_) => false,
                 };
                 if !ok {

@@ -85,25 +85,22 @@ impl CredRow {
         })
     }
 
-    fn ctx(&self) -> FieldContext<'_> {
-        FieldContext {
-            kind: KIND,
-            record_id: self.id.as_str(),
-            org: self.org.as_str(),
-            field: self.provider.secret_field,
-        }
-    }
-
-    /// Unwraps the data key and opens the secret.
+    /// Unwraps the data key and opens the secret (`None` for a keyless provider's empty one).
+    /// A missing ciphertext is an error: every row seals something, so that its public fields
+    /// are bound to it.
     pub(crate) fn open_secret(
         &self,
         keyring: &Keyring,
     ) -> Result<Option<SecretString>, CryptoError> {
         let dek = keyring.unwrap(&self.wrapped_dek, self.id.as_str())?;
-        self.sealed_secret
+        let sealed = self
+            .sealed_secret
             .as_deref()
-            .map(|sealed| dek.open_string(&self.ctx(), sealed))
-            .transpose()
+            .ok_or(CryptoError::Malformed)?;
+        let secret = with_ctx(&self.id, &self.org, self.provider, &self.fields, |ctx| {
+            dek.open_string(ctx, sealed)
+        })?;
+        Ok(Some(secret).filter(|s| !s.expose_secret().is_empty()))
     }
 
     pub(crate) fn view(&self, keyring: &Keyring) -> CredentialView {
@@ -149,19 +146,53 @@ fn fields_to_db(f: &BTreeMap<String, String>) -> String {
     .to_string()
 }
 
+/// Runs `f` with the place a credential's secret is sealed for: its id, organization, provider
+/// and secret field, bound to its public fields (in their canonical JSON form), so that neither
+/// moving the ciphertext nor repointing the base URL in the database goes unnoticed.
+fn with_ctx<R>(
+    id: &CredentialId,
+    org: &OrgId,
+    provider: &Provider,
+    fields: &BTreeMap<String, String>,
+    f: impl FnOnce(&FieldContext<'_>) -> R,
+) -> R {
+    let field = format!("{}/{}", provider.id, provider.secret_field);
+    let bound = fields_to_db(fields);
+    f(&FieldContext {
+        kind: KIND,
+        record_id: id.as_str(),
+        org: org.as_str(),
+        field: &field,
+        bound: bound.as_bytes(),
+    })
+}
+
+/// What an update does to the secret columns.
+enum SecretChange {
+    /// Nothing.
+    Keep,
+    /// The same secret under the same data key, sealed again for new public fields.
+    Reseal(Vec<u8>),
+    /// A new secret under a new data key.
+    New(Sealed),
+}
+
 /// A sealed secret: wrapped data key, ciphertext, and the hint shown instead of the secret.
 struct Sealed {
     kid: String,
     wrapped_dek: Vec<u8>,
-    sealed_secret: Option<Vec<u8>>,
+    sealed_secret: Vec<u8>,
     key_hint: String,
 }
 
+/// Checks and seals a new secret under a new data key. A keyless provider's absent secret is
+/// sealed as the empty string, so its fields are still bound.
 fn seal_secret(
     keyring: &Keyring,
-    id: &str,
+    id: &CredentialId,
     org: &OrgId,
     provider: &'static Provider,
+    fields: &BTreeMap<String, String>,
     raw: Option<&SecretString>,
     check: FormatCheck,
 ) -> Result<Sealed, VaultError> {
@@ -176,19 +207,13 @@ fn seal_secret(
         }
     };
     let dek = DataKey::generate()?;
-    let ctx = FieldContext {
-        kind: KIND,
-        record_id: id,
-        org: org.as_str(),
-        field: provider.secret_field,
-    };
-    let sealed_secret = secret
-        .as_ref()
-        .map(|s| dek.seal(&ctx, s.expose_secret().as_bytes()))
-        .transpose()?;
+    let plaintext = secret.as_ref().map_or("", |s| s.expose_secret());
+    let sealed_secret = with_ctx(id, org, provider, fields, |ctx| {
+        dek.seal(ctx, plaintext.as_bytes())
+    })?;
     Ok(Sealed {
         kid: keyring.primary_kid().to_string(),
-        wrapped_dek: keyring.wrap(&dek, id)?,
+        wrapped_dek: keyring.wrap(&dek, id.as_str())?,
         sealed_secret,
         key_hint: secret
             .as_ref()
@@ -241,9 +266,10 @@ impl Vault {
         let id = CredentialId::new(&new_id())?;
         let sealed = seal_secret(
             &self.inner.keyring,
-            id.as_str(),
+            &id,
             &new.org,
             provider,
+            &new.fields,
             new.secret.as_ref(),
             new.format_check,
         )?;
@@ -404,28 +430,44 @@ impl Vault {
         if weight != current.weight {
             changed.push("weight");
         }
-        let sealed = match &update.secret {
+        // The secret columns are written only when they must change: a master-key rotation
+        // may be rewrapping this row's data key meanwhile, and writing back the wrap read above
+        // would undo it.
+        let change = match &update.secret {
             Some(raw) => {
                 changed.push("secret");
-                Some(seal_secret(
+                SecretChange::New(seal_secret(
                     &self.inner.keyring,
-                    id.as_str(),
+                    id,
                     &current.org,
                     provider,
+                    &fields,
                     Some(raw),
                     update.format_check.unwrap_or(FormatCheck::Enforce),
                 )?)
             }
-            None => None,
+            // The public fields are bound to the sealed secret: seal it again, under the same
+            // data key, for the new fields.
+            None if fields != current.fields => {
+                let undecryptable = || VaultError::Undecryptable(format!("credential {id}"));
+                let dek = self
+                    .inner
+                    .keyring
+                    .unwrap(&current.wrapped_dek, id.as_str())
+                    .map_err(|_| undecryptable())?;
+                let secret = current
+                    .open_secret(&self.inner.keyring)
+                    .map_err(|_| undecryptable())?;
+                let plaintext = secret.as_ref().map_or("", |s| s.expose_secret());
+                SecretChange::Reseal(with_ctx(id, &current.org, provider, &fields, |ctx| {
+                    dek.seal(ctx, plaintext.as_bytes())
+                })?)
+            }
+            None => SecretChange::Keep,
         };
-        let (kid, wrapped_dek, sealed_secret, hint) = match sealed {
-            Some(s) => (s.kid, s.wrapped_dek, s.sealed_secret, s.key_hint),
-            None => (
-                current.kid.clone(),
-                current.wrapped_dek.clone(),
-                current.sealed_secret.clone(),
-                current.key_hint.clone(),
-            ),
+        let hint = match &change {
+            SecretChange::New(s) => s.key_hint.clone(),
+            _ => current.key_hint.clone(),
         };
 
         let action = match (changed.as_slice(), active) {
@@ -435,29 +477,41 @@ impl Vault {
         };
         let now = Millis::now();
         let mut tx = self.inner.pool.begin().await?;
-        let result = sqlx::query(
+        let secret_columns = match &change {
+            SecretChange::New(_) => {
+                ", key_hint = $11, kid = $12, wrapped_dek = $13, sealed_secret = $14"
+            }
+            SecretChange::Reseal(_) => ", sealed_secret = $11",
+            SecretChange::Keep => "",
+        };
+        let sql = format!(
             "UPDATE credentials SET name = $1, modalities = $2, fields = $3, active = $4, \
-             priority = $5, weight = $6, key_hint = $7, kid = $8, wrapped_dek = $9, \
-             sealed_secret = $10, updated_at = $11, updated_by = $12, version = version + 1 \
-             WHERE id = $13 AND version = $14",
-        )
-        .bind(name.as_str())
-        .bind(modalities_to_db(&modalities))
-        .bind(fields_to_db(&fields))
-        .bind(bool_to_db(active))
-        .bind(priority)
-        .bind(weight)
-        .bind(&hint)
-        .bind(&kid)
-        .bind(wrapped_dek)
-        .bind(sealed_secret)
-        .bind(now.0)
-        .bind(actor)
-        .bind(id.as_str())
-        .bind(expected)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
+             priority = $5, weight = $6, updated_at = $7, updated_by = $8, \
+             version = version + 1{secret_columns} WHERE id = $9 AND version = $10"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql))
+            .bind(name.as_str())
+            .bind(modalities_to_db(&modalities))
+            .bind(fields_to_db(&fields))
+            .bind(bool_to_db(active))
+            .bind(priority)
+            .bind(weight)
+            .bind(now.0)
+            .bind(actor)
+            .bind(id.as_str())
+            .bind(expected);
+        match change {
+            SecretChange::New(s) => {
+                query = query
+                    .bind(s.key_hint)
+                    .bind(s.kid)
+                    .bind(s.wrapped_dek)
+                    .bind(s.sealed_secret);
+            }
+            SecretChange::Reseal(sealed) => query = query.bind(sealed),
+            SecretChange::Keep => {}
+        }
+        let result = query.execute(&mut *tx).await.map_err(|e| {
             map_unique(e, || {
                 format!(
                     "a {} credential named '{name}' in organization '{}'",

@@ -36,6 +36,11 @@ fn migrator() -> Migrator {
             "key tests",
             include_str!("../migrations/0002_key_tests.sql"),
         ),
+        migration(
+            3,
+            "audit head mac",
+            include_str!("../migrations/0003_audit_head_mac.sql"),
+        ),
     ])
 }
 
@@ -106,7 +111,8 @@ pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), V
     if backend == Backend::Sqlite {
         // WAL lets readers run beside the one writer; a busy timeout makes concurrent writers
         // (the CLI beside a server) wait instead of failing; synchronous=FULL keeps every
-        // acknowledged write across a power loss, not only across a crash.
+        // acknowledged write across a power loss, not only across a crash; secure_delete
+        // overwrites freed content, so a value made sensitive leaves no plain copy in free pages.
         // An embedded connection cannot go away behind our back: skip the ping that would
         // otherwise double the latency of every query.
         options = options
@@ -116,7 +122,8 @@ pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), V
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                     PRAGMA secure_delete = ON;",
                     )
                     .await?;
                     Ok(())

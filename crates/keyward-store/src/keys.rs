@@ -5,7 +5,7 @@
 //! kid that wraps it and every configured key can unwrap, so a rotation stopped at any point
 //! (even by `kill -9`) leaves every row readable, and running it again carries on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use keyward_core::audit::{Category, NewEvent, Outcome};
 use serde::Serialize;
@@ -106,8 +106,11 @@ pub struct RotationReport {
     pub rewrapped: u64,
     /// Rows whose data key could not be unwrapped (tampered or wrong key); left as they are.
     pub failed: u64,
-    /// Rows that changed while being rotated and were already rewrapped by that change.
-    pub raced: u64,
+    /// Rows that changed while being rotated and were tried again.
+    pub retried: u64,
+    /// Rows still wrapped by a non-primary key afterwards (unopenable, or changing all along);
+    /// zero when the rotation is complete.
+    pub remaining: u64,
 }
 
 /// The tables holding wrapped data keys: table, id column, how a row's wrap is bound.
@@ -211,6 +214,103 @@ impl Vault {
         Ok(self.key_status().await?.warnings())
     }
 
+    /// Rewraps the rows of one table under `kid`. A row changed by a concurrent update between
+    /// the read and the write is retried in another pass (up to a bound); a row whose data key
+    /// does not unwrap is left as it is and counted once.
+    async fn rotate_rows(
+        &self,
+        t: &Wrapped,
+        kid: &str,
+        batch: i64,
+        report: &mut RotationReport,
+        progress: &mut impl FnMut(RotationProgress),
+        total: u64,
+    ) -> Result<(), VaultError> {
+        const MAX_PASSES: usize = 10;
+        let keyring = &self.inner.keyring;
+        let primary = keyring.primary_kid().to_string();
+        let version_col = if t.has_version {
+            "version"
+        } else {
+            "0 AS version"
+        };
+        let select = format!(
+            "SELECT {key} AS k, {wrapped} AS w, {version_col} FROM {table} \
+             WHERE kid = $1 AND {key} > $2 ORDER BY {key} LIMIT $3",
+            key = t.key_col,
+            wrapped = t.wrapped_col,
+            table = t.table,
+        );
+        let update = format!(
+            "UPDATE {table} SET kid = $1, {wrapped} = $2 WHERE {key} = $3 AND kid = $4{cas}",
+            table = t.table,
+            wrapped = t.wrapped_col,
+            key = t.key_col,
+            cas = if t.has_version {
+                " AND version = $5"
+            } else {
+                ""
+            },
+        );
+        let mut unopenable: HashSet<String> = HashSet::new();
+        for _pass in 0..MAX_PASSES {
+            let mut raced = 0u64;
+            let mut cursor = String::new();
+            loop {
+                let rows = sqlx::query(AssertSqlSafe(select.as_str()))
+                    .bind(kid)
+                    .bind(&cursor)
+                    .bind(batch)
+                    .fetch_all(&self.inner.pool)
+                    .await?;
+                let Some(last) = rows.last() else { break };
+                cursor = last.try_get("k")?;
+                let mut tx = self.inner.pool.begin().await?;
+                for row in &rows {
+                    let key: String = row.try_get("k")?;
+                    if unopenable.contains(&key) {
+                        continue;
+                    }
+                    let wrapped: Vec<u8> = row.try_get("w")?;
+                    let version: i64 = row.try_get("version")?;
+                    let record_id = t.record_id(&key);
+                    let rewrapped = match keyring.unwrap(&wrapped, &record_id) {
+                        Ok(dek) => keyring.wrap(&dek, &record_id)?,
+                        Err(e) => {
+                            tracing::warn!(table = t.table, record = %key, error = %e, "cannot rewrap a data key");
+                            unopenable.insert(key);
+                            report.failed += 1;
+                            continue;
+                        }
+                    };
+                    let mut q = sqlx::query(AssertSqlSafe(update.as_str()))
+                        .bind(&primary)
+                        .bind(rewrapped)
+                        .bind(&key)
+                        .bind(kid);
+                    if t.has_version {
+                        q = q.bind(version);
+                    }
+                    if q.execute(&mut *tx).await?.rows_affected() == 1 {
+                        report.rewrapped += 1;
+                    } else {
+                        raced += 1;
+                    }
+                }
+                tx.commit().await?;
+                progress(RotationProgress {
+                    done: report.rewrapped + report.failed,
+                    total,
+                });
+            }
+            if raced == 0 {
+                break;
+            }
+            report.retried += raced;
+        }
+        Ok(())
+    }
+
     fn kid_count(&self, kid: &str) -> KidCount {
         KidCount {
             kid: kid.to_owned(),
@@ -259,74 +359,11 @@ impl Vault {
         let batch = i64::try_from(batch_size.max(1)).unwrap_or(1000);
         for t in &TABLES {
             for kid in &old_kids {
-                let mut cursor = String::new();
-                loop {
-                    let version_col = if t.has_version {
-                        "version"
-                    } else {
-                        "0 AS version"
-                    };
-                    let rows = sqlx::query(AssertSqlSafe(format!(
-                        "SELECT {key} AS k, {wrapped} AS w, {version_col} FROM {table} \
-                         WHERE kid = $1 AND {key} > $2 ORDER BY {key} LIMIT $3",
-                        key = t.key_col,
-                        wrapped = t.wrapped_col,
-                        table = t.table,
-                    )))
-                    .bind(kid)
-                    .bind(&cursor)
-                    .bind(batch)
-                    .fetch_all(&self.inner.pool)
+                self.rotate_rows(t, kid, batch, &mut report, &mut progress, total)
                     .await?;
-                    let Some(last) = rows.last() else { break };
-                    cursor = last.try_get("k")?;
-                    let mut tx = self.inner.pool.begin().await?;
-                    let update = format!(
-                        "UPDATE {table} SET kid = $1, {wrapped} = $2 WHERE {key} = $3 AND kid = $4{cas}",
-                        table = t.table,
-                        wrapped = t.wrapped_col,
-                        key = t.key_col,
-                        cas = if t.has_version {
-                            " AND version = $5"
-                        } else {
-                            ""
-                        },
-                    );
-                    for row in &rows {
-                        let key: String = row.try_get("k")?;
-                        let wrapped: Vec<u8> = row.try_get("w")?;
-                        let version: i64 = row.try_get("version")?;
-                        let record_id = t.record_id(&key);
-                        let rewrapped = match keyring.unwrap(&wrapped, &record_id) {
-                            Ok(dek) => keyring.wrap(&dek, &record_id)?,
-                            Err(e) => {
-                                tracing::warn!(table = t.table, record = %key, error = %e, "cannot rewrap a data key");
-                                report.failed += 1;
-                                continue;
-                            }
-                        };
-                        let mut q = sqlx::query(AssertSqlSafe(update.as_str()))
-                            .bind(&primary)
-                            .bind(rewrapped)
-                            .bind(&key)
-                            .bind(kid);
-                        if t.has_version {
-                            q = q.bind(version);
-                        }
-                        if q.execute(&mut *tx).await?.rows_affected() == 1 {
-                            report.rewrapped += 1;
-                        } else {
-                            report.raced += 1;
-                        }
-                    }
-                    tx.commit().await?;
-                    progress(RotationProgress {
-                        done: report.rewrapped + report.failed + report.raced,
-                        total,
-                    });
-                }
             }
         }
+        report.remaining = self.key_status().await?.pending_rotation();
         self.inner.cache.invalidate();
         self.record(
             NewEvent::new(
@@ -344,7 +381,8 @@ impl Vault {
                 "primary": primary,
                 "rewrapped": report.rewrapped,
                 "failed": report.failed,
-                "raced": report.raced,
+                "retried": report.retried,
+                "remaining": report.remaining,
             })),
         )
         .await?;

@@ -61,6 +61,20 @@ impl Vault {
             ),
         };
         let mut tx = self.inner.pool.begin().await?;
+        // Lock order: the credential row first, the audit head second, as every other writer
+        // does; the opposite order deadlocks against an update on PostgreSQL.
+        if let Ok(Resolved {
+            source: Source::Vault { id, .. },
+            ..
+        }) = &result
+        {
+            // Not a logical change: the version stays, and the cache need not be cleared.
+            sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
+                .bind(Millis::now().0)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         self.append_event(
             &mut tx,
             NewEvent::new(
@@ -80,18 +94,6 @@ impl Vault {
             .details(details),
         )
         .await?;
-        if let Ok(Resolved {
-            source: Source::Vault { id, .. },
-            ..
-        }) = &result
-        {
-            // Not a logical change: the version stays, and the cache need not be cleared.
-            sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
-                .bind(Millis::now().0)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
         result
     }
@@ -167,7 +169,8 @@ impl Vault {
         }
         let generation = cache.generation();
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1"
+            "SELECT {COLUMNS} FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1 \
+             ORDER BY priority, created_at, id"
         )))
         .bind(org.as_str())
         .bind(provider.id)

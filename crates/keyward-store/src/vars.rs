@@ -13,7 +13,6 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::{Vault, VaultError, bool_to_db, new_id};
 
 pub(crate) const KIND: &str = "config_var";
-const FIELD: &str = "value";
 const COLUMNS: &str = "id, scope, name, sensitive, value, kid, wrapped_dek, sealed_value, description, \
      created_at, created_by, updated_at, updated_by, version";
 const MAX_VALUE_LEN: usize = 64 * 1024;
@@ -83,17 +82,20 @@ impl VarRow {
         let dek = keyring
             .unwrap(wrapped, &self.id)
             .map_err(|_| undecryptable())?;
-        dek.open_string(&ctx(&self.id, &self.scope), sealed)
+        dek.open_string(&ctx(&self.id, &self.scope, &self.view.name), sealed)
             .map_err(|_| undecryptable())
     }
 }
 
-fn ctx<'a>(id: &'a str, scope: &'a str) -> FieldContext<'a> {
+/// Where a sensitive value is sealed for: the variable's id, scope and name (so that swapping
+/// names between rows in the database does not hand one variable's value out as another's).
+fn ctx<'a>(id: &'a str, scope: &'a str, name: &'a VarName) -> FieldContext<'a> {
     FieldContext {
         kind: KIND,
         record_id: id,
         org: scope,
-        field: FIELD,
+        field: name.as_str(),
+        bound: b"",
     }
 }
 
@@ -129,6 +131,11 @@ impl Vault {
         actor: &str,
     ) -> Result<VarView, VaultError> {
         let text = value.expose_secret();
+        if text.contains('\0') {
+            return Err(VaultError::InvalidInput(
+                "a variable's value cannot contain a NUL character".into(),
+            ));
+        }
         if text.len() > MAX_VALUE_LEN {
             return Err(VaultError::InvalidInput(format!(
                 "a variable's value is at most {MAX_VALUE_LEN} bytes"
@@ -150,7 +157,7 @@ impl Vault {
         let id = existing.as_ref().map_or_else(new_id, |e| e.id.clone());
         let (plain, kid, wrapped, sealed) = if sensitive {
             let dek = DataKey::generate()?;
-            let sealed = dek.seal(&ctx(&id, scope), text.as_bytes())?;
+            let sealed = dek.seal(&ctx(&id, scope, name), text.as_bytes())?;
             (
                 None,
                 Some(self.inner.keyring.primary_kid().to_string()),

@@ -644,6 +644,160 @@ async fn key_rotation_of_a_credential_is_seen_by_the_next_resolution(db: Db) {
     db.cleanup().await;
 }
 
+async fn stored_ciphertexts_are_bound_to_provider_fields_and_name(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let mut c = new_cred("acme", "openai", "prod", CANARY_OPENAI);
+    c.fields
+        .insert("base_url".into(), "https://api.openai.com/v1".into());
+    let c = v.add_credential(c, ACTOR).await.unwrap();
+    let status = |v: Vault, id: keyward_core::CredentialId| async move {
+        v.get_credential(&id).await.unwrap().status
+    };
+
+    // A legitimate change of a public field re-seals: the credential still opens, with the
+    // new base URL, and keeps its master key and data key.
+    let u = CredentialUpdate {
+        fields: [(
+            "base_url".to_string(),
+            "https://proxy.internal/v1".to_string(),
+        )]
+        .into(),
+        ..CredentialUpdate::default()
+    };
+    let after = v.update_credential(&c.id, None, u, ACTOR).await.unwrap();
+    assert_eq!(after.status, CredentialStatus::Ok);
+    let got = v.resolve(&req("acme", "openai"), ACTOR).await.unwrap();
+    assert_eq!(got.fields["base_url"], "https://proxy.internal/v1");
+    assert_eq!(got.secret.unwrap().expose_secret(), CANARY_OPENAI);
+
+    // The same change made behind the vault's back, in the database: refused.
+    let raw = |sql: &'static str| {
+        let v = v.clone();
+        let id = c.id.clone();
+        async move {
+            sqlx::query(sql)
+                .bind(id.as_str())
+                .execute(v.pool())
+                .await
+                .unwrap();
+        }
+    };
+    raw("UPDATE credentials SET fields = '{\"base_url\":\"https://attacker.invalid\"}' WHERE id = $1").await;
+    assert_eq!(
+        status(v.clone(), c.id.clone()).await,
+        CredentialStatus::Undecryptable
+    );
+    raw("UPDATE credentials SET fields = '{\"base_url\":\"https://proxy.internal/v1\"}' WHERE id = $1").await;
+    assert_eq!(status(v.clone(), c.id.clone()).await, CredentialStatus::Ok);
+    // Another provider with the same secret field name: refused.
+    raw("UPDATE credentials SET provider = 'deepseek' WHERE id = $1").await;
+    assert_eq!(
+        status(v.clone(), c.id.clone()).await,
+        CredentialStatus::Undecryptable
+    );
+    raw("UPDATE credentials SET provider = 'openai' WHERE id = $1").await;
+    // A removed ciphertext: refused, not taken for "no key".
+    raw("UPDATE credentials SET sealed_secret = NULL WHERE id = $1").await;
+    assert_eq!(
+        status(v.clone(), c.id.clone()).await,
+        CredentialStatus::Undecryptable
+    );
+
+    // Two sensitive variables' names swapped: neither opens as the other.
+    let a = VarName::new("A").unwrap();
+    let b = VarName::new("B").unwrap();
+    v.set_var(&a, None, &SecretString::from("value-a"), true, None, ACTOR)
+        .await
+        .unwrap();
+    v.set_var(&b, None, &SecretString::from("value-b"), true, None, ACTOR)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE config_vars SET name = 'tmp' WHERE name = 'A'")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE config_vars SET name = 'A' WHERE name = 'B'")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE config_vars SET name = 'B' WHERE name = 'tmp'")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let err = v.get_var(&a, None, true, ACTOR).await.unwrap_err();
+    assert!(matches!(err, VaultError::Undecryptable(_)), "{err}");
+    let listed = v.list_vars(None).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|x| x.status == CredentialStatus::Undecryptable)
+    );
+    // A value with a NUL byte is refused up front, alike on both databases.
+    let err = v
+        .set_var(
+            &VarName::new("N").unwrap(),
+            None,
+            &SecretString::from("a\0b"),
+            false,
+            None,
+            ACTOR,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VaultError::InvalidInput(_)), "{err}");
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn an_update_after_a_rotation_keeps_the_new_wrap(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let c = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    v.close().await;
+    let v = db.open(ring(&[("k2", 2), ("k1", 1)])).await;
+    let before = v.get_credential(&c.id).await.unwrap();
+    let report = v.rotate_master_key(100, ACTOR, |_| {}).await.unwrap();
+    assert_eq!((report.rewrapped, report.remaining), (2, 0));
+    // An update based on the version read before the rotation: the rotation did not change
+    // the version, so it applies, and it must not put the old wrap back.
+    for u in [
+        CredentialUpdate {
+            priority: Some(7),
+            ..CredentialUpdate::default()
+        },
+        CredentialUpdate {
+            fields: [(
+                "base_url".to_string(),
+                "https://proxy.internal/v1".to_string(),
+            )]
+            .into(),
+            ..CredentialUpdate::default()
+        },
+    ] {
+        let cur = v.get_credential(&c.id).await.unwrap();
+        v.update_credential(&c.id, Some(cur.version), u, ACTOR)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        before.version + 2,
+        v.get_credential(&c.id).await.unwrap().version
+    );
+    assert_eq!(v.key_status().await.unwrap().pending_rotation(), 0);
+    v.close().await;
+    let v = db.open(ring(&[("k2", 2)])).await;
+    assert_eq!(
+        resolve_key(&v, &req("acme", "openai")).await.unwrap(),
+        CANARY_OPENAI
+    );
+    v.close().await;
+    db.cleanup().await;
+}
+
 async fn undecryptable_records_are_listed_and_skipped_never_fatal(db: Db) {
     let v = db.open(k1()).await;
     setup_orgs(&v).await;
@@ -942,6 +1096,24 @@ async fn audit_chain_detects_edits_deletions_and_truncation(db: Db) {
         .unwrap();
     let report = v.verify_events().await.unwrap();
     assert_eq!(report.problem.as_ref().map(|p| p.0), Some(3), "{report:?}");
+    // Rewind the head to match (what deleting events from the end would need): its MAC no
+    // longer fits.
+    sqlx::query(
+        "UPDATE audit_head SET seq = 6, link = (SELECT link FROM audit_events WHERE seq = 6) WHERE id = 1",
+    )
+    .execute(v.pool())
+    .await
+    .unwrap();
+    let report = v.verify_events().await.unwrap();
+    assert!(
+        report
+            .problem
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("head of the log was altered"),
+        "{report:?}"
+    );
     v.close().await;
     db.cleanup().await;
 }
@@ -1046,7 +1218,10 @@ async fn master_key_rotation_is_resumable_and_keeps_everything_readable(db: Db) 
 
     // Running it again finishes the job.
     let report = v.rotate_master_key(1000, ACTOR, |_| {}).await.unwrap();
-    assert_eq!((report.rewrapped, report.failed), (6, 0));
+    assert_eq!(
+        (report.rewrapped, report.failed, report.remaining),
+        (6, 0, 0)
+    );
     assert_eq!(v.key_status().await.unwrap().pending_rotation(), 0);
     v.close().await;
 
@@ -1122,6 +1297,8 @@ contract!(
     concurrent_updates_never_lose_a_write,
     key_rotation_of_a_credential_is_seen_by_the_next_resolution,
     undecryptable_records_are_listed_and_skipped_never_fatal,
+    stored_ciphertexts_are_bound_to_provider_fields_and_name,
+    an_update_after_a_rotation_keeps_the_new_wrap,
     config_variables_plain_and_sensitive,
     audit_chain_detects_edits_deletions_and_truncation,
     an_operation_whose_event_cannot_be_written_does_not_happen,

@@ -127,9 +127,17 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
 fn dev_keyring(data_dir: &Path) -> Result<Keyring, Error> {
     let path: PathBuf = data_dir.join(DEV_KEY_FILE);
     if !path.exists() {
+        if data_dir.join("keyward.db").exists() {
+            // A new key would leave everything already stored undecryptable.
+            return Err(config_err(format!(
+                "{} holds a vault but no development key ({DEV_KEY_FILE}): restore the key file, \
+                 or set KEYWARD_MASTER_KEY(S) to the key the vault was made with",
+                data_dir.display()
+            )));
+        }
         create_private_dir(data_dir)?;
         let key = Zeroizing::new(generate_master_key_base64()?);
-        write_private(&path, key.as_bytes())?;
+        write_private_new(&path, key.as_bytes())?;
     }
     let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
         config_err(format!(
@@ -184,17 +192,19 @@ fn create_private_dir(dir: &Path) -> Result<(), Error> {
     })
 }
 
-/// Creates `path` readable by its owner only, refusing to overwrite.
-fn write_private(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
+/// Creates `path` readable by its owner only, whole or not at all: the contents go to a
+/// private temporary file beside it, which is synced and then linked into place unless a
+/// concurrent first run got there first (then its key stands, and this one is dropped).
+fn write_private_new(path: &Path, contents: &[u8]) -> Result<(), Error> {
     let fail = |e: std::io::Error| config_err(format!("cannot create {}: {e}", path.display()));
-    let mut f = opts.open(path).map_err(fail)?;
-    f.write_all(contents).map_err(fail)?;
-    f.sync_all().map_err(fail)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // tempfile creates the file exclusively with mode 0600 on Unix.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(contents).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(fail(e.error)),
+    }
 }

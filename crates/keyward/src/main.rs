@@ -662,16 +662,16 @@ async fn master_key(vault: &Vault, cmd: MasterKeyCommand, actor: &str) -> Result
                 "rewrapped {} record(s) under master key '{}'",
                 report.rewrapped, report.primary
             );
-            if report.raced > 0 {
-                println!(
-                    "{} record(s) changed during the rotation and were already under the primary key",
-                    report.raced
-                );
-            }
             if report.failed > 0 {
                 eprintln!(
                     "{} record(s) could not be unwrapped and were left as they are (see `keyward cred list`)",
                     report.failed
+                );
+            }
+            if report.remaining > 0 {
+                eprintln!(
+                    "{} record(s) are still wrapped by an old master key: keep it configured, and run the rotation again",
+                    report.remaining
                 );
                 return Ok(ExitCode::FAILURE);
             }

@@ -598,6 +598,14 @@ async fn development_key_is_created_private_with_a_warning() {
     // The same key is used next time.
     assert!(s.ok(&["org", "list"]).contains("acme"));
     assert!(s.ok(&["events", "verify"]).contains("intact"));
+    // A lost development key is not silently replaced by a new one.
+    std::fs::remove_file(&key).unwrap();
+    let err = s.fails(&["org", "list"], &[]);
+    assert!(
+        err.contains("holds a vault but no development key"),
+        "{err}"
+    );
+    assert!(!key.exists());
 }
 
 /// `kill -9` in the middle of a rotation loses nothing: every record stays decryptable, and
