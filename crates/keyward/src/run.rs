@@ -129,8 +129,15 @@ async fn child_env(keys: &KeyProvider, args: &RunArgs) -> Result<ChildEnv> {
         let iter = dotenvy::from_path_iter(file)
             .with_context(|| format!("cannot read env file {}", file.display()))?;
         for item in iter {
-            let (k, v) =
-                item.with_context(|| format!("cannot parse env file {}", file.display()))?;
+            let (k, v) = item.map_err(|e| match e {
+                // The parser's message quotes the line, which may hold a key.
+                dotenvy::Error::LineParse(_, at) => anyhow!(
+                    "cannot parse env file {}: syntax error at character {at} of a line \
+                     (the line is not shown: it may hold a secret; quote values with spaces)",
+                    file.display()
+                ),
+                other => anyhow!("cannot read env file {}: {other}", file.display()),
+            })?;
             from_files.retain(|(name, _)| *name != k);
             from_files.push((k, v));
         }

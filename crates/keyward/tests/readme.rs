@@ -1,13 +1,52 @@
-//! The README documents the provider registry in one table; this keeps the two from drifting.
+//! The README documents the provider registry in one table; this keeps the two from drifting:
+//! the variables it lists are exactly those the env mapping sets.
 
 // Helpers here panic on purpose: a failed step is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use keyward_core::PROVIDERS;
+use std::collections::BTreeSet;
 
-fn code(cell: &str) -> Option<String> {
-    let cell = cell.trim();
-    (cell != "-").then(|| cell.trim_matches('`').to_owned())
+use keyward_core::env::provider_env;
+use keyward_core::resolve::{Resolved, Source};
+use keyward_core::{CredentialId, CredentialName, PROVIDERS, Provider};
+use secrecy::SecretString;
+
+/// Backticked variable names in a cell (`{PREFIX}`-style placeholders and `P_...` examples
+/// aside).
+fn variables(cell: &str) -> BTreeSet<String> {
+    cell.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| {
+            t.len() > 2
+                && t.starts_with(|c: char| c.is_ascii_uppercase())
+                && !t.starts_with("P_")
+                && t.bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every variable a full credential of `p` (all fields set, default prefix) becomes.
+fn mapped(p: &'static Provider) -> BTreeSet<String> {
+    let mut fields: Vec<(String, String)> = p
+        .public_fields
+        .iter()
+        .filter(|f| f.name != "env_prefix")
+        .map(|f| (f.name.to_owned(), "v".to_owned()))
+        .collect();
+    fields.push(("base_url".into(), "http://127.0.0.1:1".into()));
+    let r = Resolved {
+        provider: p,
+        source: Source::Vault {
+            id: CredentialId::new("x").unwrap(),
+            name: CredentialName::new("x").unwrap(),
+        },
+        secret: Some(SecretString::from("k")),
+        fields: fields.into_iter().collect(),
+    };
+    provider_env(&r).into_iter().map(|v| v.name).collect()
 }
 
 #[test]
@@ -28,31 +67,20 @@ fn readme_provider_table_matches_the_registry() {
     for (row, p) in rows.iter().zip(PROVIDERS) {
         assert_eq!(row[0].trim(), p.id, "README order follows the registry");
         assert_eq!(row[1].trim(), p.display_name, "{}", p.id);
-        assert_eq!(
-            code(row[2]).as_deref(),
-            p.secret_env,
-            "{} key variable",
-            p.id
-        );
-        assert_eq!(
-            code(row[3]).as_deref(),
-            p.base_url_env,
-            "{} base URL variable",
-            p.id
-        );
-        for prefix in p.key_prefixes {
-            assert!(
-                row[4].contains(&format!("`{prefix}...`")),
-                "{} format",
-                p.id
-            );
-        }
+        assert_eq!(variables(row[2]), mapped(p), "{}: variables", p.id);
         for f in p.public_fields {
             assert!(
-                row[4].contains(&format!("`{}`", f.name)),
+                row[2].contains(&format!("`{}`", f.name)),
                 "{} field {}",
                 p.id,
                 f.name
+            );
+        }
+        for prefix in p.key_prefixes {
+            assert!(
+                row[3].contains(&format!("`{prefix}...`")),
+                "{} format",
+                p.id
             );
         }
     }

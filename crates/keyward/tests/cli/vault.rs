@@ -1,167 +1,17 @@
-//! The `keyward` binary end to end, as a user runs it, on SQLite and on PostgreSQL.
-//!
-//! PostgreSQL runs need `KEYWARD_TEST_DATABASE_URL`; without it they are skipped unless
-//! `KEYWARD_TEST_REQUIRE_POSTGRES=1`.
+//! The core vault through the CLI: the README tour, master keys, the development key, and a
+//! rotation killed mid-way.
 
-// Helpers here panic on purpose: a failed step is a failed test.
-#![allow(clippy::unwrap_used)]
-
-use std::collections::HashMap;
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use keyward_testkit::{PgSchema, contains};
-use sqlx::{Executor as _, Row as _};
+use keyward_testkit::contains;
+use sqlx::Row as _;
+
+use crate::sandbox::Sandbox;
 
 const CANARY_OPENAI_ACME: &str = "sk-proj-CANARYacme0penai7f3a9c1e5b2d8f4a";
 const CANARY_ANTHROPIC_ACME: &str = "sk-ant-api03-CANARYacmeAnthr0pic2b4d6f8a0";
 const CANARY_OPENAI_GLOBEX: &str = "sk-proj-CANARYgl0bex0penai9e8d7c6b5a4f3e";
 const CANARY_ANTHROPIC_GLOBEX: &str = "sk-ant-api03-CANARYgl0bexAnthr0pic1a2b3c";
-
-/// A sandbox: a data directory, a database, and the environment every command runs with.
-struct Sandbox {
-    _dir: tempfile::TempDir,
-    env: HashMap<String, String>,
-    pg: Option<PgSchema>,
-    /// Everything every command printed, to scan for canaries at the end.
-    transcript: Vec<u8>,
-}
-
-impl Sandbox {
-    fn sqlite() -> Self {
-        Self::new(None)
-    }
-
-    async fn postgres() -> Option<Self> {
-        Some(Self::new(Some(PgSchema::create("kw_cli").await?)))
-    }
-
-    fn new(pg: Option<PgSchema>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut env = HashMap::new();
-        env.insert(
-            "KEYWARD_DATA_DIR".to_string(),
-            dir.path().join("data").display().to_string(),
-        );
-        env.insert("KEYWARD_ACTOR".into(), "tester".into());
-        if let Some(schema) = &pg {
-            env.insert("KEYWARD_DATABASE_URL".into(), schema.url());
-        }
-        Self {
-            _dir: dir,
-            env,
-            pg,
-            transcript: Vec::new(),
-        }
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        PathBuf::from(&self.env["KEYWARD_DATA_DIR"])
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyward"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(&self.env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    /// Runs `keyward ARGS` with `stdin` and extra variables; returns the output.
-    fn run_with(&mut self, args: &[&str], stdin: &str, extra: &[(&str, &str)]) -> Output {
-        let mut cmd = self.command(args);
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        self.transcript.extend_from_slice(&out.stdout);
-        self.transcript.extend_from_slice(&out.stderr);
-        out
-    }
-
-    /// Runs and expects success; returns standard output.
-    fn ok(&mut self, args: &[&str]) -> String {
-        self.ok_with(args, "", &[])
-    }
-
-    fn ok_with(&mut self, args: &[&str], stdin: &str, extra: &[(&str, &str)]) -> String {
-        let out = self.run_with(args, stdin, extra);
-        assert!(
-            out.status.success(),
-            "keyward {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs and expects failure; returns standard error.
-    fn fails(&mut self, args: &[&str], extra: &[(&str, &str)]) -> String {
-        let out = self.run_with(args, "", extra);
-        assert!(!out.status.success(), "keyward {args:?} succeeded");
-        String::from_utf8(out.stderr).unwrap()
-    }
-
-    fn json(&mut self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
-    /// Every byte of stored data: the SQLite files, or a text dump of the PostgreSQL schema.
-    async fn stored_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match &self.pg {
-            None => {
-                for entry in std::fs::read_dir(self.data_dir()).unwrap() {
-                    let path = entry.unwrap().path();
-                    if path.file_name().unwrap() != "master.key" {
-                        out.extend(std::fs::read(&path).unwrap());
-                    }
-                }
-            }
-            Some(schema) => {
-                let pool = schema.admin_pool().await;
-                for table in [
-                    "organizations",
-                    "credentials",
-                    "config_vars",
-                    "vault_keys",
-                    "audit_events",
-                ] {
-                    let rows = pool
-                        .fetch_all(sqlx::AssertSqlSafe(format!(
-                            "SELECT CAST(t.* AS TEXT) AS r FROM {}.{table} t",
-                            schema.name()
-                        )))
-                        .await
-                        .unwrap();
-                    for row in rows {
-                        out.extend(row.get::<String, _>("r").into_bytes());
-                    }
-                }
-                pool.close().await;
-            }
-        }
-        out
-    }
-
-    async fn cleanup(self) {
-        if let Some(schema) = self.pg {
-            schema.drop_schema().await;
-        }
-    }
-}
 
 fn id_of(list: &serde_json::Value, org: &str, provider: &str) -> String {
     list.as_array()

@@ -1,0 +1,179 @@
+//! The environment variables each provider's credential becomes.
+
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use keyward_core::env::{EnvValue, provider_env};
+use keyward_core::resolve::{Resolved, Source};
+use keyward_core::{CredentialId, CredentialName, Provider};
+use secrecy::{ExposeSecret, SecretString};
+
+fn resolved(provider: &str, secret: Option<&str>, fields: &[(&str, &str)]) -> Resolved {
+    Resolved {
+        provider: Provider::get(provider).unwrap(),
+        source: Source::Vault {
+            id: CredentialId::new("0193a0b4-7c1e-7d2a-9f00-0123456789ab").unwrap(),
+            name: CredentialName::new("main").unwrap(),
+        },
+        secret: secret.map(SecretString::from),
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Name → (kind, value) for easy assertions.
+fn env(r: &Resolved) -> BTreeMap<String, (&'static str, String)> {
+    provider_env(r)
+        .into_iter()
+        .map(|v| {
+            let val = match v.value {
+                EnvValue::Plain(s) => ("plain", s),
+                EnvValue::Secret(s) => ("secret", s.expose_secret().to_owned()),
+                EnvValue::SecretFile(s) => ("file", s.expose_secret().to_owned()),
+            };
+            (v.name, val)
+        })
+        .collect()
+}
+
+fn pair(kind: &'static str, v: &str) -> (&'static str, String) {
+    (kind, v.to_owned())
+}
+
+#[test]
+fn simple_providers_get_their_key_and_base_url_variables() {
+    let e = env(&resolved(
+        "openai",
+        Some("sk-1"),
+        &[("base_url", "https://gw/v1")],
+    ));
+    assert_eq!(e.len(), 2);
+    assert_eq!(e["OPENAI_API_KEY"], pair("secret", "sk-1"));
+    assert_eq!(e["OPENAI_BASE_URL"], pair("plain", "https://gw/v1"));
+    let e = env(&resolved("anthropic", Some("sk-ant-1"), &[]));
+    assert_eq!(e.keys().collect::<Vec<_>>(), ["ANTHROPIC_API_KEY"]);
+}
+
+#[test]
+fn ollama_gets_a_base_url_and_no_key() {
+    let e = env(&resolved(
+        "ollama",
+        None,
+        &[("base_url", "http://127.0.0.1:11434")],
+    ));
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        e["OLLAMA_API_BASE"],
+        pair("plain", "http://127.0.0.1:11434")
+    );
+}
+
+#[test]
+fn azure_gets_key_endpoint_both_api_version_names_and_deployment() {
+    let e = env(&resolved(
+        "azure_openai",
+        Some("az-key"),
+        &[
+            ("endpoint", "https://x.openai.azure.com"),
+            ("api_version", "2024-10-21"),
+            ("deployment", "gpt-4o"),
+        ],
+    ));
+    assert_eq!(e["AZURE_OPENAI_API_KEY"], pair("secret", "az-key"));
+    assert_eq!(
+        e["AZURE_OPENAI_ENDPOINT"],
+        pair("plain", "https://x.openai.azure.com")
+    );
+    assert_eq!(e["OPENAI_API_VERSION"], pair("plain", "2024-10-21"));
+    assert_eq!(e["AZURE_OPENAI_API_VERSION"], pair("plain", "2024-10-21"));
+    assert_eq!(e["AZURE_OPENAI_DEPLOYMENT"], pair("plain", "gpt-4o"));
+    assert_eq!(e.len(), 5);
+}
+
+#[test]
+fn vertex_gets_project_location_and_a_key_file() {
+    let e = env(&resolved(
+        "vertex",
+        Some("{\"type\":\"service_account\"}"),
+        &[("project", "p1"), ("location", "europe-west4")],
+    ));
+    assert_eq!(
+        e["GOOGLE_APPLICATION_CREDENTIALS"],
+        pair("file", "{\"type\":\"service_account\"}")
+    );
+    assert_eq!(e["VERTEX_PROJECT"], pair("plain", "p1"));
+    assert_eq!(e["VERTEX_LOCATION"], pair("plain", "europe-west4"));
+    // From Keyward's own environment, the key file's path passes through as it is.
+    let from_env = env(&resolved(
+        "vertex",
+        None,
+        &[("credentials_file", "/etc/sa.json")],
+    ));
+    assert_eq!(
+        from_env["GOOGLE_APPLICATION_CREDENTIALS"],
+        pair("plain", "/etc/sa.json")
+    );
+}
+
+#[test]
+fn bedrock_gets_the_three_aws_variables() {
+    let e = env(&resolved(
+        "bedrock",
+        Some("aws-secret"),
+        &[("access_key_id", "AKIAEXAMPLE"), ("region", "eu-west-1")],
+    ));
+    assert_eq!(e["AWS_SECRET_ACCESS_KEY"], pair("secret", "aws-secret"));
+    assert_eq!(e["AWS_ACCESS_KEY_ID"], pair("plain", "AKIAEXAMPLE"));
+    assert_eq!(e["AWS_REGION"], pair("plain", "eu-west-1"));
+    assert_eq!(e["AWS_DEFAULT_REGION"], pair("plain", "eu-west-1"));
+}
+
+#[test]
+fn compatible_providers_use_the_chosen_prefix_or_their_sdks() {
+    let e = env(&resolved(
+        "openai_compatible",
+        Some("local-key"),
+        &[
+            ("base_url", "http://127.0.0.1:8000/v1"),
+            ("env_prefix", "LOCALAI"),
+        ],
+    ));
+    assert_eq!(e["LOCALAI_API_KEY"], pair("secret", "local-key"));
+    assert_eq!(
+        e["LOCALAI_BASE_URL"],
+        pair("plain", "http://127.0.0.1:8000/v1")
+    );
+    assert_eq!(e.len(), 2, "env_prefix itself is not exported");
+    let e = env(&resolved(
+        "anthropic_compatible",
+        Some("k"),
+        &[("base_url", "http://127.0.0.1:9000")],
+    ));
+    assert_eq!(e["ANTHROPIC_API_KEY"], pair("secret", "k"));
+    assert_eq!(
+        e["ANTHROPIC_BASE_URL"],
+        pair("plain", "http://127.0.0.1:9000")
+    );
+}
+
+#[test]
+fn every_variable_the_registry_declares_is_set() {
+    for p in keyward_core::PROVIDERS {
+        let mut fields: Vec<(&str, &str)> = p.public_fields.iter().map(|f| (f.name, "v")).collect();
+        fields.retain(|(name, _)| *name != "env_prefix");
+        fields.push(("base_url", "http://127.0.0.1:1"));
+        let e = env(&resolved(p.id, Some("secret"), &fields));
+        let declared = p
+            .secret_env
+            .into_iter()
+            .chain(p.base_url_env)
+            .chain(p.public_fields.iter().flat_map(|f| f.env.iter().copied()));
+        for var in declared {
+            assert!(e.contains_key(var), "{}: {var} not set", p.id);
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The `keyward` binary end to end, as a user runs it, on SQLite and on PostgreSQL.
+//!
+//! PostgreSQL runs need `KEYWARD_TEST_DATABASE_URL`; without it they are skipped unless
+//! `KEYWARD_TEST_REQUIRE_POSTGRES=1`.
+
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
+mod run;
+mod sandbox;
+mod vault;

@@ -1,0 +1,547 @@
+//! Provisioning through the CLI: `keyward run`, `keyward env`, references, masking, signals,
+//! and `keyward cred test` against a mock provider on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::sandbox::Sandbox;
+
+const OPENAI: &str = "sk-proj-RUNCANARY0123456789abcdWXYZ";
+const AZURE: &str = "0123456789abcdef0123456789abRUNC";
+const SERVICE_ACCOUNT: &str = r#"{"type":"service_account","project_id":"p1","private_key":"-----BEGIN PRIVATE KEY-----\nRUNCANARYpem\n-----END PRIVATE KEY-----\n","client_email":"runner@p1.iam.gserviceaccount.com"}"#;
+
+/// A sandbox with a master key and organization `acme` holding OpenAI, Azure and Vertex keys.
+fn provisioned() -> Sandbox {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "prod",
+        ],
+        OPENAI,
+        &[],
+    );
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "azure_openai",
+            "--name",
+            "eu",
+            "--set",
+            "endpoint=https://acme-eu.openai.azure.com",
+            "--set",
+            "api_version=2024-10-21",
+        ],
+        AZURE,
+        &[],
+    );
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "vertex",
+            "--name",
+            "sa",
+            "--api-key-env",
+            "SA_JSON",
+            "--set",
+            "project=p1",
+            "--set",
+            "location=europe-west4",
+        ],
+        "",
+        &[("SA_JSON", SERVICE_ACCOUNT)],
+    );
+    s
+}
+
+const PRINT_OPENAI: &str = "import os; print(os.environ['OPENAI_API_KEY'])";
+
+#[test]
+fn run_injects_keys_masked_by_default_and_plain_on_request() {
+    let mut s = provisioned();
+    let out = s.ok(&["run", "--org", "acme", "--", "python3", "-c", PRINT_OPENAI]);
+    assert_eq!(out.trim(), "sk-...WXYZ", "the child's output is masked");
+    let out = s.ok(&[
+        "run",
+        "--org",
+        "acme",
+        "--no-masking",
+        "--",
+        "python3",
+        "-c",
+        PRINT_OPENAI,
+    ]);
+    assert_eq!(out.trim(), OPENAI);
+    // The child really had the key, masked or not.
+    let check = format!("import os; print(os.environ['OPENAI_API_KEY'] == '{OPENAI}')");
+    assert_eq!(
+        s.ok(&["run", "--org", "acme", "--", "python3", "-c", &check])
+            .trim(),
+        "True"
+    );
+    // Only the providers asked for.
+    let out = s.ok(&[
+        "run",
+        "--org",
+        "acme",
+        "--provider",
+        "azure_openai",
+        "--",
+        "python3",
+        "-c",
+        "import os; print('OPENAI_API_KEY' in os.environ)",
+    ]);
+    assert_eq!(out.trim(), "False");
+}
+
+#[test]
+fn an_azure_credential_yields_the_azure_variables() {
+    let mut s = provisioned();
+    let out = s.ok(&[
+        "run", "--org", "acme", "--provider", "azure_openai", "--", "python3", "-c",
+        "import os; [print(k, os.environ[k]) for k in ('AZURE_OPENAI_API_KEY', 'AZURE_OPENAI_ENDPOINT', 'OPENAI_API_VERSION', 'AZURE_OPENAI_API_VERSION')]",
+    ]);
+    assert_eq!(
+        out,
+        "AZURE_OPENAI_API_KEY ...RUNC\nAZURE_OPENAI_ENDPOINT https://acme-eu.openai.azure.com\n\
+         OPENAI_API_VERSION 2024-10-21\nAZURE_OPENAI_API_VERSION 2024-10-21\n"
+            .replace("...RUNC", "012...RUNC")
+    );
+}
+
+/// A child that reports its key file and then waits; returns the path it saw.
+fn vertex_child(report: &std::path::Path, wait: &str) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--org".into(),
+        "acme".into(),
+        "--provider".into(),
+        "vertex".into(),
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        format!(
+            "stat -c '%a' \"$GOOGLE_APPLICATION_CREDENTIALS\" > {r}.mode; \
+             cp \"$GOOGLE_APPLICATION_CREDENTIALS\" {r}.copy; \
+             echo \"$VERTEX_PROJECT $VERTEX_LOCATION\" > {r}.vars; \
+             echo \"$GOOGLE_APPLICATION_CREDENTIALS\" > {r}; {wait}",
+            r = report.display()
+        ),
+    ]
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
+fn with_suffix(p: &std::path::Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", p.display()))
+}
+
+#[test]
+fn vertex_key_file_is_private_and_gone_after_the_child_exits() {
+    let mut s = provisioned();
+    let report = s.scratch().join("vertex-report");
+    let args = vertex_child(&report, "exit 0");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s.ok(&args);
+    let key_file = PathBuf::from(read(report.clone()));
+    assert_eq!(read(with_suffix(&report, ".mode")), "600");
+    assert_eq!(read(with_suffix(&report, ".copy")), SERVICE_ACCOUNT);
+    assert_eq!(read(with_suffix(&report, ".vars")), "p1 europe-west4");
+    assert!(!key_file.exists(), "{} is still there", key_file.display());
+}
+
+#[test]
+fn ctrl_c_reaches_the_child_and_the_key_file_is_still_removed() {
+    let s = provisioned();
+    let report = s.scratch().join("vertex-sigint");
+    let args = vertex_child(&report, "exec sleep 30");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = s.command(&args).stdin(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !report.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let key_file = PathBuf::from(read(report));
+    assert!(key_file.exists());
+    let pid = nix::unistd::Pid::from_raw(child.id().cast_signed());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "128 + SIGINT, as a shell reports it"
+    );
+    assert!(!key_file.exists(), "{} survived Ctrl-C", key_file.display());
+}
+
+#[test]
+fn exit_codes_and_stdin_pass_through() {
+    let mut s = provisioned();
+    let out = s.run_with(
+        &["run", "--org", "acme", "--", "sh", "-c", "exit 7"],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    let out = s.run_with(
+        &["run", "--org", "acme", "--", "sh", "-c", "kill -TERM $$"],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(143), "128 + SIGTERM");
+    let out = s.ok_with(&["run", "--org", "acme", "--", "cat"], "piped in\n", &[]);
+    assert_eq!(out, "piped in\n");
+    let out = s.run_with(
+        &["run", "--org", "acme", "--", "no-such-program-here"],
+        "",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(127));
+}
+
+#[test]
+fn a_secret_split_across_writes_is_still_masked() {
+    let mut s = provisioned();
+    let (a, b) = OPENAI.split_at(12);
+    let script = format!(
+        "import sys, time; sys.stdout.write('key: {a}'); sys.stdout.flush(); time.sleep(0.2); \
+         sys.stdout.write('{b} end\\n'); sys.stderr.write('err {OPENAI}\\n')"
+    );
+    let out = s.run_with(
+        &["run", "--org", "acme", "--", "python3", "-c", &script],
+        "",
+        &[],
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "key: sk-...WXYZ end\n"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err sk-...WXYZ\n");
+}
+
+#[test]
+fn env_files_and_environment_references_resolve_before_the_command_starts() {
+    let mut s = provisioned();
+    s.ok_with(
+        &["var", "set", "db.password", "--org", "acme", "--sensitive"],
+        "hunter2-RUNCANARY",
+        &[],
+    );
+    let env_file = s.scratch().join("app.env");
+    std::fs::write(
+        &env_file,
+        "# references and plain values\n\
+         LLM_KEY=keyward://acme/openai\n\
+         NAMED=keyward://acme/openai/prod\n\
+         ENDPOINT=keyward://acme/azure_openai?field=endpoint\n\
+         DB_PASSWORD=keyward://acme/var/db.password\n\
+         PLAIN=\"just a value\"\n",
+    )
+    .unwrap();
+    let file = env_file.display().to_string();
+    let check = format!(
+        "import os; e = os.environ; print(e['LLM_KEY'] == '{OPENAI}', e['NAMED'] == '{OPENAI}', \
+         e['ENDPOINT'], e['DB_PASSWORD'] == 'hunter2-RUNCANARY', e['PLAIN'], e['FROM_ENV'] == '{OPENAI}')"
+    );
+    let out = s.ok_with(
+        &["run", "--env-file", &file, "--", "python3", "-c", &check],
+        "",
+        &[("FROM_ENV", "keyward://acme/openai")],
+    );
+    assert_eq!(
+        out.trim(),
+        "True True https://acme-eu.openai.azure.com True just a value True"
+    );
+    // References are masked like injected keys.
+    let out = s.ok_with(
+        &[
+            "run",
+            "--env-file",
+            &file,
+            "--",
+            "sh",
+            "-c",
+            "echo $LLM_KEY $DB_PASSWORD",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.trim(), "sk-...WXYZ ***");
+
+    // One bad reference: nothing runs, and the error names it.
+    std::fs::write(
+        &env_file,
+        "GOOD=keyward://acme/openai\nBAD=keyward://acme/gemini\nTYPO=keyward://acme/var/nope\n",
+    )
+    .unwrap();
+    let marker = s.scratch().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let err = s.fails(&["run", "--env-file", &file, "--", "sh", "-c", &touch], &[]);
+    assert!(
+        !marker.exists(),
+        "the command ran despite an unresolvable reference"
+    );
+    assert!(
+        err.contains("BAD: cannot resolve keyward://acme/gemini"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TYPO: cannot resolve keyward://acme/var/nope"),
+        "{err}"
+    );
+    assert!(!err.contains("RUNCANARY"), "{err}");
+    let err = s.fails(
+        &["run", "--", "true"],
+        &[("X", "keyward://Not An Org/openai")],
+    );
+    assert!(
+        err.contains("X: cannot resolve keyward://Not An Org/openai"),
+        "{err}"
+    );
+    // A malformed env file line is reported without its content (it may hold a key).
+    std::fs::write(&env_file, "GOOD=1\nBROKEN=sk-RUNCANARY with spaces\n").unwrap();
+    let err = s.fails(&["run", "--env-file", &file, "--", "true"], &[]);
+    assert!(
+        err.contains("cannot parse env file") && !err.contains("RUNCANARY"),
+        "{err}"
+    );
+}
+
+#[test]
+fn user_set_variables_win_only_with_no_override() {
+    let mut s = provisioned();
+    let mine = [("OPENAI_API_KEY", "sk-mine-0000")];
+    let print = ["--", "sh", "-c", "echo $OPENAI_API_KEY"];
+    let out = s.ok_with(
+        &[&["run", "--org", "acme", "--no-masking"][..], &print].concat(),
+        "",
+        &mine,
+    );
+    assert_eq!(out.trim(), OPENAI, "Keyward's key by default");
+    let out = s.ok_with(
+        &[
+            &["run", "--org", "acme", "--no-masking", "--no-override"][..],
+            &print,
+        ]
+        .concat(),
+        "",
+        &mine,
+    );
+    assert_eq!(out.trim(), "sk-mine-0000");
+}
+
+#[test]
+fn env_prints_dotenv_shell_and_json_and_is_audited() {
+    let mut s = provisioned();
+    let dotenv = s.ok(&["env", "--org", "acme", "--provider", "openai,azure_openai"]);
+    assert!(
+        dotenv.contains(&format!("OPENAI_API_KEY=\"{OPENAI}\"")),
+        "{dotenv}"
+    );
+    assert!(dotenv.contains("AZURE_OPENAI_ENDPOINT=\"https://acme-eu.openai.azure.com\""));
+    let shell = s.ok(&[
+        "env",
+        "--org",
+        "acme",
+        "--provider",
+        "openai",
+        "--format",
+        "shell",
+    ]);
+    assert!(
+        shell.contains(&format!("export OPENAI_API_KEY='{OPENAI}'")),
+        "{shell}"
+    );
+    let json = s.json(&["env", "--org", "acme", "--format", "json"]);
+    assert_eq!(json["OPENAI_API_KEY"], OPENAI);
+    assert_eq!(json["VERTEX_PROJECT"], "p1");
+    assert!(
+        json.get("GOOGLE_APPLICATION_CREDENTIALS").is_none(),
+        "no key file from env"
+    );
+    let events = s.json(&["events", "list", "--filter", "action=resolve", "--json"]);
+    assert_eq!(events.as_array().unwrap().len(), 2 + 1 + 3);
+    let err = s.fails(&["env", "--org", "acme", "--provider", "gemini"], &[]);
+    assert!(
+        err.contains("no active credential for provider 'gemini'"),
+        "{err}"
+    );
+}
+
+/// A mock provider on 127.0.0.1: OpenAI-, Anthropic- and Gemini-style model listings that
+/// accept one key, and a rate-limited route.
+async fn mock_provider() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::get;
+    const GOOD: &str = "sk-ant-api03-good-0123456789";
+    fn check(headers: &HeaderMap, name: &str, want: &str) -> StatusCode {
+        match headers.get(name).and_then(|v| v.to_str().ok()) {
+            Some(v) if v == want => StatusCode::OK,
+            Some(_) => StatusCode::UNAUTHORIZED,
+            None => StatusCode::FORBIDDEN,
+        }
+    }
+    let app = axum::Router::new()
+        .route(
+            "/openai/v1/models",
+            get(|h: HeaderMap| async move {
+                check(&h, "authorization", "Bearer sk-good-0123456789abcdef")
+            }),
+        )
+        .route(
+            "/anthropic/v1/models",
+            get(|h: HeaderMap| async move {
+                if h.get("anthropic-version").is_none() {
+                    return StatusCode::BAD_REQUEST;
+                }
+                check(&h, "x-api-key", GOOD)
+            }),
+        )
+        .route(
+            "/gemini/v1beta/models",
+            get(|h: HeaderMap| async move { check(&h, "x-goog-api-key", "AIza-good-0123456789") }),
+        )
+        .route(
+            "/busy/v1/models",
+            get(|| async { StatusCode::TOO_MANY_REQUESTS }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (format!("http://{addr}"), server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
+    let (base, server) = mock_provider().await;
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    // A port nothing listens on: bind, note, close.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let cases = [
+        (
+            "openai",
+            "good",
+            "sk-good-0123456789abcdef",
+            format!("{base}/openai/v1"),
+            "ok",
+        ),
+        (
+            "openai",
+            "bad",
+            "sk-bad-0123456789abcdefg",
+            format!("{base}/openai/v1"),
+            "rejected (HTTP 401)",
+        ),
+        (
+            "anthropic",
+            "good",
+            "sk-ant-api03-good-0123456789",
+            format!("{base}/anthropic"),
+            "ok",
+        ),
+        (
+            "gemini",
+            "good",
+            "AIza-good-0123456789",
+            format!("{base}/gemini"),
+            "ok",
+        ),
+        (
+            "gemini",
+            "bad",
+            "AIza-bad-01234567890",
+            format!("{base}/gemini"),
+            "rejected (HTTP 401)",
+        ),
+        (
+            "openai",
+            "busy",
+            "sk-busy-0123456789abcdef",
+            format!("{base}/busy/v1"),
+            "rate limited",
+        ),
+        (
+            "openai",
+            "down",
+            "sk-down-0123456789abcdef",
+            format!("http://{closed}/v1"),
+            "unreachable: ",
+        ),
+    ];
+    for (provider, name, secret, base_url, expected) in cases {
+        let added = s.ok_with(
+            &[
+                "cred",
+                "add",
+                "--org",
+                "acme",
+                "--provider",
+                provider,
+                "--name",
+                name,
+                "--base-url",
+                &base_url,
+                "--json",
+            ],
+            secret,
+            &[],
+        );
+        let id = serde_json::from_str::<serde_json::Value>(&added).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let out = s.run_with(&["cred", "test", &id, "--timeout", "5"], "", &[]);
+        let printed = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(printed.contains(expected), "{provider}/{name}: {printed}");
+        assert_eq!(out.status.success(), expected == "ok", "{provider}/{name}");
+        assert!(!printed.contains(secret), "{printed}");
+        let shown = s.json(&["cred", "show", &id, "--json"]);
+        assert!(
+            shown["last_test_result"]
+                .as_str()
+                .unwrap()
+                .starts_with(expected),
+            "{shown}"
+        );
+        assert!(shown["last_tested_at"].is_i64());
+    }
+    let tests = s.json(&["events", "list", "--filter", "action=test", "--json"]);
+    let outcomes: Vec<&str> = tests
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes.len(), 7);
+    assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 3);
+    server.abort();
+}
