@@ -78,7 +78,10 @@ impl Location {
     }
 }
 
-pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), VaultError> {
+pub(crate) async fn connect(
+    location: &Location,
+    max_connections: Option<u32>,
+) -> Result<(AnyPool, Backend), VaultError> {
     install_default_drivers();
     let (url, backend) = match location {
         Location::SqliteFile(path) => {
@@ -116,7 +119,7 @@ pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), V
         // An embedded connection cannot go away behind our back: skip the ping that would
         // otherwise double the latency of every query.
         options = options
-            .max_connections(8)
+            .max_connections(max_connections.unwrap_or(8))
             .test_before_acquire(false)
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -130,7 +133,7 @@ pub(crate) async fn connect(location: &Location) -> Result<(AnyPool, Backend), V
                 })
             });
     } else {
-        options = options.max_connections(16);
+        options = options.max_connections(max_connections.unwrap_or(16));
     }
     let pool = options
         .connect(&url)

@@ -101,6 +101,10 @@ pub struct VaultOptions {
     pub cache_capacity: usize,
     /// Where the environment fallback of resolution reads from.
     pub env: EnvSource,
+    /// The most database connections to open (default: 8 on SQLite, 16 on PostgreSQL). A
+    /// one-shot command needs one, and each extra SQLite connection costs a millisecond or two
+    /// to open.
+    pub max_connections: Option<u32>,
 }
 
 impl Default for VaultOptions {
@@ -108,6 +112,7 @@ impl Default for VaultOptions {
         Self {
             cache_capacity: 10_000,
             env: EnvSource::Process,
+            max_connections: None,
         }
     }
 }
@@ -138,7 +143,7 @@ impl Vault {
         keyring: Keyring,
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
-        let (pool, backend) = db::connect(location).await?;
+        let (pool, backend) = db::connect(location, options.max_connections).await?;
         let chain = audit::load_or_create_chain_key(&pool, &keyring).await?;
         Ok(Self {
             inner: Arc::new(Inner {

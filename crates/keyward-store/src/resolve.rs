@@ -52,50 +52,69 @@ impl Vault {
     /// Resolves a credential and records the resolution (success or failure) in the audit log;
     /// if the event cannot be written, nothing is handed out.
     pub async fn resolve(&self, req: &ResolveRequest, actor: &str) -> Result<Resolved, VaultError> {
-        let result = self.resolve_unaudited(req).await;
-        let (outcome, details) = match &result {
-            Ok(r) => (Outcome::Success, resolved_details(r)),
-            Err(e) => (
-                Outcome::Failure,
-                json!({ "provider": req.provider.id, "error": e.to_string() }),
-            ),
-        };
-        let mut tx = self.inner.pool.begin().await?;
-        // Lock order: the credential row first, the audit head second, as every other writer
-        // does; the opposite order deadlocks against an update on PostgreSQL.
-        if let Ok(Resolved {
-            source: Source::Vault { id, .. },
-            ..
-        }) = &result
-        {
-            // Not a logical change: the version stays, and the cache need not be cleared.
-            sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
-                .bind(Millis::now().0)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
+        let mut results = self.resolve_many(std::slice::from_ref(req), actor).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| unreachable!("resolve_many returns one result per request"))
+    }
+
+    /// Resolves several requests and records them all in one transaction (one commit, where
+    /// `keyward run` would otherwise pay one per provider). The outer error means the events
+    /// could not be written and nothing is handed out; the inner results are per request.
+    pub async fn resolve_many(
+        &self,
+        reqs: &[ResolveRequest],
+        actor: &str,
+    ) -> Result<Vec<Result<Resolved, VaultError>>, VaultError> {
+        let mut results = Vec::with_capacity(reqs.len());
+        for req in reqs {
+            results.push(self.resolve_unaudited(req).await);
         }
-        self.append_event(
-            &mut tx,
-            NewEvent::new(
-                actor,
-                Category::SecretAccess,
-                "resolve",
-                match &result {
-                    Ok(Resolved {
-                        source: Source::Vault { id, .. },
-                        ..
-                    }) => format!("credential:{id}"),
-                    _ => format!("provider:{}", req.provider.id),
-                },
+        let mut tx = self.inner.pool.begin().await?;
+        // Lock order: credential rows first, the audit head second, as every other writer
+        // does; the opposite order deadlocks against an update on PostgreSQL.
+        let now = Millis::now().0;
+        for result in &results {
+            if let Ok(Resolved {
+                source: Source::Vault { id, .. },
+                ..
+            }) = result
+            {
+                // Not a logical change: the version stays, and the cache need not be cleared.
+                sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
+                    .bind(now)
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        for (req, result) in reqs.iter().zip(&results) {
+            let (outcome, details, target) = match result {
+                Ok(r) => (
+                    Outcome::Success,
+                    resolved_details(r),
+                    match &r.source {
+                        Source::Vault { id, .. } => format!("credential:{id}"),
+                        Source::Environment { .. } => format!("provider:{}", req.provider.id),
+                    },
+                ),
+                Err(e) => (
+                    Outcome::Failure,
+                    json!({ "provider": req.provider.id, "error": e.to_string() }),
+                    format!("provider:{}", req.provider.id),
+                ),
+            };
+            self.append_event(
+                &mut tx,
+                NewEvent::new(actor, Category::SecretAccess, "resolve", target)
+                    .org(Some(req.org.as_str()))
+                    .outcome(outcome)
+                    .details(details),
             )
-            .org(Some(req.org.as_str()))
-            .outcome(outcome)
-            .details(details),
-        )
-        .await?;
+            .await?;
+        }
         tx.commit().await?;
-        result
+        Ok(results)
     }
 
     /// Resolution without an audit event per call, served from the in-process cache. For

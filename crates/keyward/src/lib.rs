@@ -218,6 +218,29 @@ impl KeyProvider {
         Ok(self.vault.resolve(req, &self.actor).await?)
     }
 
+    /// The environment variables for several providers of one organization, resolved and
+    /// audited together. Fails on the first provider that does not resolve, naming it.
+    pub async fn env_map_many(
+        &self,
+        org: &str,
+        providers: &[&'static Provider],
+    ) -> Result<EnvMap, Error> {
+        let org = OrgId::new(org)?;
+        let reqs: Vec<ResolveRequest> = providers
+            .iter()
+            .map(|p| {
+                let mut req = ResolveRequest::new(org.clone(), p);
+                req.env_fallback = self.env_fallback;
+                req
+            })
+            .collect();
+        let mut map = EnvMap::new();
+        for result in self.vault.resolve_many(&reqs, &self.actor).await? {
+            map.extend_resolved(&result?);
+        }
+        Ok(map)
+    }
+
     /// The provider settings for an SDK client.
     pub async fn provider_config(
         &self,

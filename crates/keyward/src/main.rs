@@ -82,7 +82,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         database_url: cli.global.database_url.clone(),
         production: cli.global.production,
     })?;
-    let vault = Vault::open(&config.location, config.keyring, VaultOptions::default())
+    // One command, one task: a single connection is all it needs.
+    let options = VaultOptions {
+        max_connections: Some(1),
+        ..VaultOptions::default()
+    };
+    let vault = Vault::open(&config.location, config.keyring, options)
         .await
         .context("cannot open the vault")?;
     for warning in vault.startup_warnings().await? {

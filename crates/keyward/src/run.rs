@@ -46,15 +46,8 @@ async fn providers_of(
 /// back to this process's environment would only copy the caller's own variables.
 async fn org_env(keys: &KeyProvider, org: &str, named: &[String]) -> Result<EnvMap> {
     let org = OrgId::new(org)?;
-    let mut map = EnvMap::new();
-    for provider in providers_of(keys, &org, named).await? {
-        let resolved = keys
-            .resolve(org.as_str(), provider.id)
-            .await
-            .with_context(|| format!("cannot provision {}", provider.id))?;
-        map.extend_resolved(&resolved);
-    }
-    Ok(map)
+    let providers = providers_of(keys, &org, named).await?;
+    Ok(keys.env_map_many(org.as_str(), &providers).await?)
 }
 
 pub(crate) async fn env(keys: &KeyProvider, args: EnvArgs) -> Result<ExitCode> {
