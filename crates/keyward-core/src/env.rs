@@ -78,7 +78,7 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
             (None, _) => {}
         }
     }
-    if let (Some(var), Some(url)) = (&base_var, fields.get("base_url")) {
+    if let (Some(var), Some(url)) = (&base_var, fields.get("base_url").filter(|u| !u.is_empty())) {
         push(var, EnvValue::Plain(url.clone()));
     }
     for f in provider.public_fields {

@@ -256,10 +256,12 @@ impl Vault {
     async fn insert_credential(
         &self,
         tx: &mut Transaction<'static, Any>,
-        new: NewCredential,
+        mut new: NewCredential,
         actor: &str,
     ) -> Result<CredentialId, VaultError> {
         let provider = new.provider;
+        // An empty value means "not set", as it does in updates.
+        new.fields.retain(|_, v| !v.is_empty());
         check_public_fields(provider, &new.fields)?;
         check_required_fields(provider, &new.fields)?;
         check_weight(new.weight)?;

@@ -267,6 +267,8 @@ impl Vault {
 }
 
 fn fill_default_base_url(provider: &Provider, fields: &mut BTreeMap<String, String>) {
+    // An empty value counts as none.
+    fields.retain(|_, v| !v.is_empty());
     if let Some(url) = provider.default_base_url {
         fields
             .entry("base_url".to_owned())

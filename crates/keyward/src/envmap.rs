@@ -65,6 +65,25 @@ impl EnvMap {
         );
     }
 
+    /// Adds a secret that the child reads from a file (written when applied).
+    pub fn insert_secret_file(&mut self, name: &str, value: SecretString, mask: &str) {
+        self.insert(
+            EnvVar {
+                name: name.to_owned(),
+                value: EnvValue::SecretFile(value),
+            },
+            mask.to_owned(),
+        );
+    }
+
+    /// Adds every variable of `other`, replacing those of the same name.
+    pub fn extend(&mut self, other: EnvMap) {
+        for var in other.vars {
+            let mask = other.masks.get(&var.name).cloned().unwrap_or_default();
+            self.insert(var, mask);
+        }
+    }
+
     fn insert(&mut self, var: EnvVar, mask: String) {
         self.vars.retain(|v| v.name != var.name);
         if !mask.is_empty() {
@@ -92,18 +111,22 @@ impl EnvMap {
         self.vars.is_empty()
     }
 
-    /// Every secret value with the text that replaces it in masked output.
+    /// Every secret value with the text that replaces it in masked output. A key file's JSON
+    /// is there whole, and so is the private key inside it, decoded and JSON-escaped, since a
+    /// program is likelier to print that part alone.
     pub fn secrets(&self) -> Vec<(SecretString, String)> {
-        self.vars
-            .iter()
-            .filter_map(|v| match &v.value {
-                EnvValue::Secret(s) | EnvValue::SecretFile(s) => {
-                    let mask = self.masks.get(&v.name).map_or("***", String::as_str);
-                    Some((s.clone(), mask.to_owned()))
-                }
-                EnvValue::Plain(_) => None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for v in &self.vars {
+            let (EnvValue::Secret(s) | EnvValue::SecretFile(s)) = &v.value else {
+                continue;
+            };
+            let mask = self.masks.get(&v.name).map_or("***", String::as_str);
+            out.push((s.clone(), mask.to_owned()));
+            if let EnvValue::SecretFile(s) = &v.value {
+                out.extend(embedded_private_key(s));
+            }
+        }
+        out
     }
 
     /// Sets the variables on `cmd`. A secret that clients read from a file (the Vertex
@@ -157,8 +180,9 @@ impl EnvGuard {
             .prefix("keyward-")
             .suffix(".json")
             .tempfile_in(&dir)?;
+        // No fsync: the file lives only as long as the child, and syncing would push the key
+        // to persistent storage when the directory is on disk.
         file.write_all(secret.expose_secret().as_bytes())?;
-        file.as_file().sync_all()?;
         let path = file.into_temp_path();
         let shown = path.to_path_buf();
         self.files.push(path);
@@ -172,4 +196,23 @@ impl EnvGuard {
         }
         Ok(())
     }
+}
+
+/// The `private_key` of a service-account JSON document, as the child might print it: decoded,
+/// and as it stands JSON-escaped in the file.
+fn embedded_private_key(json: &SecretString) -> Vec<(SecretString, String)> {
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(json.expose_secret()) else {
+        return Vec::new();
+    };
+    let Some(key) = doc.get("private_key").and_then(|k| k.as_str()) else {
+        return Vec::new();
+    };
+    let mut out = vec![(SecretString::from(key), "***".to_owned())];
+    if let Ok(escaped) = serde_json::to_string(key) {
+        let inner = escaped.trim_matches('"');
+        if inner != key {
+            out.push((SecretString::from(inner), "***".to_owned()));
+        }
+    }
+    out
 }

@@ -42,10 +42,11 @@ pub mod reference;
 use std::collections::BTreeMap;
 
 use keyward_core::credential::key_hint;
+use keyward_core::provider::SecretKind;
 use keyward_core::resolve::{ResolveRequest, Resolved};
 use keyward_core::{OrgId, Provider};
 use keyward_store::{Vault, VaultError, VaultOptions};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 pub use config::{Config, ConfigInputs};
 pub use envmap::{EnvGuard, EnvMap};
@@ -147,6 +148,9 @@ pub struct ReferenceValue {
     pub value: SecretString,
     /// `Some(mask)` when the value is a secret, `None` for a public field.
     pub mask: Option<String>,
+    /// The value is a key file's contents (the Vertex service-account JSON): the variable
+    /// should name a private file holding it, as `GOOGLE_APPLICATION_CREDENTIALS` does.
+    pub is_file: bool,
 }
 
 /// Hands out keys from a Keyward vault. Cheap to clone.
@@ -272,10 +276,12 @@ impl KeyProvider {
                     .map_err(|e| fail(&e))?;
                 let value = got
                     .value
-                    .ok_or_else(|| fail(&"the variable has no value"))?;
+                    .filter(|v| !v.expose_secret().is_empty())
+                    .ok_or_else(|| fail(&"the variable is empty"))?;
                 Ok(ReferenceValue {
                     mask: got.view.sensitive.then(|| "***".to_owned()),
                     value,
+                    is_file: false,
                 })
             }
             Reference::Credential {
@@ -301,10 +307,12 @@ impl KeyProvider {
                         let value = resolved
                             .fields
                             .get(f)
+                            .filter(|v| !v.is_empty())
                             .ok_or_else(|| fail(&format!("the credential has no field {f:?}")))?;
                         Ok(ReferenceValue {
                             value: SecretString::from(value.as_str()),
                             mask: None,
+                            is_file: false,
                         })
                     }
                 }
@@ -317,9 +325,11 @@ fn secret_value(resolved: &Resolved) -> Result<ReferenceValue, String> {
     let secret = resolved
         .secret
         .clone()
+        .filter(|s| !s.expose_secret().is_empty())
         .ok_or("the credential has no secret")?;
     Ok(ReferenceValue {
         mask: Some(key_hint(resolved.provider, &secret)),
+        is_file: resolved.provider.secret == SecretKind::ServiceAccountJson,
         value: secret,
     })
 }

@@ -62,6 +62,7 @@ fn probe_request(
         fields
             .get("base_url")
             .map(String::as_str)
+            .filter(|b| !b.is_empty())
             .or(provider.default_base_url)
             .map(|b| b.trim_end_matches('/').to_owned())
             .ok_or(TestOutcome::Unsupported("the credential has no base URL"))
@@ -83,6 +84,8 @@ fn probe_request(
             )
         }
         ("cohere", _) => (format!("{}/v1/models", base()?), vec![BEARER]),
+        // OpenRouter's model list is public; this endpoint describes the key, so needs it.
+        ("openrouter", _) => (format!("{}/key", base()?), vec![BEARER]),
         ("ollama", _) => (format!("{}/api/tags", base()?), vec![BEARER]),
         (_, AuthStyle::XApiKey) => (
             format!("{}/v1/models", base()?),
@@ -127,7 +130,13 @@ pub async fn test_key(
     };
     // Several crates may race to install a process-wide default; any of them will do.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = match reqwest::Client::builder().timeout(timeout).build() {
+    // Never follow a redirect: custom key headers (x-api-key, x-goog-api-key, api-key) would
+    // go along to whatever host it names.
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return TestOutcome::Unreachable(format!("cannot build an HTTP client: {e}")),
     };
@@ -153,7 +162,15 @@ pub async fn test_key(
             match status.as_u16() {
                 200..=299 => TestOutcome::Ok,
                 401 | 403 => TestOutcome::Rejected(status.as_u16()),
+                // Gemini answers an invalid key with 400 API_KEY_INVALID.
+                400 if provider.auth == AuthStyle::GoogApiKey => {
+                    TestOutcome::Rejected(status.as_u16())
+                }
                 429 => TestOutcome::RateLimited,
+                300..=399 => TestOutcome::Unreachable(format!(
+                    "HTTP {} redirect from {url} (not followed, so the key stays with the configured host)",
+                    status.as_u16()
+                )),
                 code => TestOutcome::Unreachable(format!("HTTP {code} from {url}")),
             }
         }

@@ -2,7 +2,6 @@
 //! references, handed to a child process (or printed once), never to a file or the parent shell.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
@@ -12,8 +11,11 @@ use keyward::{EnvMap, KeyProvider, Reference};
 use keyward_core::credential::CredentialStatus;
 use keyward_core::env::EnvValue;
 use keyward_core::{OrgId, PROVIDERS, Provider};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{EnvArgs, EnvFormat, RunArgs};
 
@@ -99,13 +101,18 @@ fn dotenv_escape(v: &str) -> String {
     out
 }
 
-/// What the child gets besides the inherited environment.
+/// Keyward's own configuration: never handed to the child. The master key opens every
+/// organization's keys, and a database URL may carry a password.
+const WITHHELD: [&str; 4] = [
+    "KEYWARD_MASTER_KEY",
+    "KEYWARD_MASTER_KEYS",
+    "KEYWARD_MASTER_KEY_FILE",
+    "KEYWARD_DATABASE_URL",
+];
+
+/// What the child gets besides the inherited environment, and what to mask.
 struct ChildEnv {
-    /// Provider variables.
-    providers: EnvMap,
-    /// Variables from env files and resolved references.
-    explicit: Vec<(OsString, SecretString)>,
-    /// Secrets to mask, with their masks.
+    vars: EnvMap,
     secrets: Vec<(SecretString, String)>,
 }
 
@@ -135,7 +142,7 @@ async fn child_env(keys: &KeyProvider, args: &RunArgs) -> Result<ChildEnv> {
             from_files.push((k, v));
         }
     }
-    let mut explicit: Vec<(OsString, SecretString)> = Vec::new();
+    let mut explicit = EnvMap::new();
     let mut secrets = Vec::new();
     let mut failures = Vec::new();
     let inherited = std::env::vars_os()
@@ -145,27 +152,26 @@ async fn child_env(keys: &KeyProvider, args: &RunArgs) -> Result<ChildEnv> {
         .chain(from_files.iter().cloned())
         .collect();
     for (name, value) in candidates {
-        let resolved = match Reference::parse(&value) {
-            None if from_files.iter().any(|(f, _)| *f == name) => SecretString::from(value),
-            None => continue,
-            Some(Err(e)) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
+        match Reference::parse(&value) {
+            None if from_files.iter().any(|(f, _)| *f == name) => {
+                explicit.insert_plain(&name, value);
             }
+            None => {}
+            Some(Err(e)) => failures.push(format!("{name}: {e}")),
             Some(Ok(reference)) => match keys.resolve_reference(&reference).await {
                 Ok(v) => {
-                    if let Some(mask) = v.mask {
-                        secrets.push((v.value.clone(), mask));
+                    let mask = v.mask.clone().unwrap_or_default();
+                    if v.is_file {
+                        explicit.insert_secret_file(&name, v.value, &mask);
+                    } else if v.mask.is_some() {
+                        explicit.insert_secret(&name, v.value, &mask);
+                    } else {
+                        explicit.insert_plain(&name, v.value.expose_secret().to_owned());
                     }
-                    v.value
                 }
-                Err(e) => {
-                    failures.push(format!("{name}: {e}"));
-                    continue;
-                }
+                Err(e) => failures.push(format!("{name}: {e}")),
             },
-        };
-        explicit.push((OsString::from(name), resolved));
+        }
     }
     if !failures.is_empty() {
         bail!(
@@ -178,42 +184,72 @@ async fn child_env(keys: &KeyProvider, args: &RunArgs) -> Result<ChildEnv> {
     if args.no_override {
         // Variables the user set (in the environment or an env file) win.
         let user_set = |name: &str| {
-            std::env::var_os(name).is_some() || explicit.iter().any(|(k, _)| k == name)
+            std::env::var_os(name).is_some() || explicit.vars().iter().any(|v| v.name == name)
         };
         providers.retain(|name| !user_set(name));
-    } else {
-        // Keyward's provider variables win over the same names from env files.
-        explicit.retain(|(k, _)| !providers.vars().iter().any(|v| v.name.as_str() == k));
     }
-    secrets.extend(providers.secrets());
+    // Provider variables are laid over the explicit ones (after --no-override's filter).
+    explicit.extend(providers);
+    secrets.extend(explicit.secrets());
     Ok(ChildEnv {
-        providers,
-        explicit,
+        vars: explicit,
         secrets,
     })
 }
 
+/// Signals passed on to the command.
+const FORWARDED: [(SignalKind, Signal, bool); 7] = [
+    // (kind, signal, also sent by the terminal to the whole foreground group)
+    (SignalKind::interrupt(), Signal::SIGINT, true),
+    (SignalKind::quit(), Signal::SIGQUIT, true),
+    (SignalKind::hangup(), Signal::SIGHUP, true),
+    (SignalKind::terminate(), Signal::SIGTERM, false),
+    (SignalKind::user_defined1(), Signal::SIGUSR1, false),
+    (SignalKind::user_defined2(), Signal::SIGUSR2, false),
+    (SignalKind::alarm(), Signal::SIGALRM, false),
+];
+
+/// Whether this process is in the foreground process group of its terminal: then the terminal
+/// has already delivered Ctrl-C, Ctrl-\ and hang-ups to the command too, and forwarding them
+/// would deliver them twice (a second Ctrl-C means "force quit" to many programs).
+fn terminal_delivers_to_child() -> bool {
+    nix::unistd::tcgetpgrp(std::io::stdin()).is_ok_and(|fg| fg == nix::unistd::getpgrp())
+}
+
+/// Waits for the first of the forwarded signals; returns its index in [`FORWARDED`].
+async fn next_signal(streams: &mut [tokio::signal::unix::Signal]) -> usize {
+    let waits = streams.iter_mut().map(|s| Box::pin(s.recv()));
+    futures_util::future::select_all(waits).await.1
+}
+
 /// Runs the command; returns its exit code (128+N when a signal ended it).
 pub(crate) async fn run(keys: &KeyProvider, args: RunArgs) -> Result<ExitCode> {
-    use tokio::signal::unix::{SignalKind, signal};
-    // Listen before the child exists, so a signal in between cannot kill us and orphan it.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    // Listen before anything else, so a signal during setup or right after the spawn cannot
+    // kill us and orphan the command with its key file.
+    let mut streams = FORWARDED
+        .iter()
+        .map(|(kind, _, _)| signal(*kind))
+        .collect::<std::io::Result<Vec<_>>>()?;
 
-    let env = child_env(keys, &args).await?;
+    // A signal during setup (a slow database, say) stops us before the command starts.
+    let env = tokio::select! {
+        env = child_env(keys, &args) => env?,
+        i = next_signal(&mut streams) => {
+            return Ok(ExitCode::from(128 + FORWARDED[i].1 as u8));
+        }
+    };
     let (program, rest) = args
         .command
         .split_first()
         .ok_or_else(|| anyhow!("no command given"))?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
-    for (k, v) in &env.explicit {
-        cmd.env(k, v.expose_secret());
+    for name in WITHHELD {
+        cmd.env_remove(name);
     }
     // The guard owns the private key files (Vertex); dropping it, on every path below,
     // deletes them.
-    let guard = env.providers.apply(&mut cmd)?;
+    let guard = env.vars.apply(&mut cmd)?;
     let masking = !args.no_masking && !env.secrets.is_empty();
     cmd.stdin(Stdio::inherit());
     if masking {
@@ -233,6 +269,7 @@ pub(crate) async fn run(keys: &KeyProvider, args: RunArgs) -> Result<ExitCode> {
             ));
         }
     };
+    let (exited_tx, exited) = tokio::sync::watch::channel(false);
     let mut pumps = Vec::new();
     if masking {
         let masker = || {
@@ -243,37 +280,43 @@ pub(crate) async fn run(keys: &KeyProvider, args: RunArgs) -> Result<ExitCode> {
             )
         };
         if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(pump(out, tokio::io::stdout(), masker())));
+            pumps.push(tokio::spawn(pump(
+                out,
+                tokio::io::stdout(),
+                masker(),
+                exited.clone(),
+            )));
         }
         if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(err, tokio::io::stderr(), masker())));
+            pumps.push(tokio::spawn(pump(
+                err,
+                tokio::io::stderr(),
+                masker(),
+                exited.clone(),
+            )));
         }
     }
-    let pid = child
-        .id()
-        .map(|id| nix::unistd::Pid::from_raw(id.cast_signed()));
-    let forward = |sig: nix::sys::signal::Signal| {
-        if let Some(pid) = pid {
-            // The child may have exited a moment ago; nothing to do then.
-            let _ = nix::sys::signal::kill(pid, sig);
-        }
-    };
+    let pid = child.id().map(|id| Pid::from_raw(id.cast_signed()));
     let status = loop {
         tokio::select! {
             status = child.wait() => break status?,
-            _ = sigint.recv() => forward(nix::sys::signal::Signal::SIGINT),
-            _ = sigterm.recv() => forward(nix::sys::signal::Signal::SIGTERM),
-            _ = sighup.recv() => forward(nix::sys::signal::Signal::SIGHUP),
+            i = next_signal(&mut streams) => {
+                let (_, sig, from_terminal) = FORWARDED[i];
+                if let Some(pid) = pid
+                    && !(from_terminal && terminal_delivers_to_child())
+                {
+                    // The command may have exited a moment ago; nothing to do then.
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+            }
         }
     };
-    // The child is gone; drain what it wrote. A grandchild that keeps the pipes open must not
-    // keep us waiting for ever.
+    // The command is gone: the pumps drain what it wrote and stop once nothing more comes
+    // (a grandchild may hold the pipes open for ever).
+    let _ = exited_tx.send(true);
     for p in pumps {
-        if tokio::time::timeout(Duration::from_secs(2), p)
-            .await
-            .is_err()
-        {
-            tracing::warn!("output still open after the command exited; stopped copying it");
+        if let Ok(Err(e)) = p.await {
+            tracing::warn!(error = %e, "copying the command's output failed");
         }
     }
     guard.close()?;
@@ -290,17 +333,39 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
 }
 
+/// How long the pumps wait for more output once the command has exited.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
+
 /// Copies `from` to `to`, masking secrets, flushing after every chunk so that interactive
-/// output is not held back.
+/// output is not held back. Once `exited` turns true, it stops after [`DRAIN_IDLE`] without
+/// new data; whatever the masker still holds is written either way.
 async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     mut masker: Masker,
+    mut exited: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);
+    let mut draining = false;
     loop {
-        let n = from.read(&mut buf).await?;
+        let read = if draining || *exited.borrow() {
+            tokio::time::timeout(DRAIN_IDLE, from.read(&mut buf))
+                .await
+                .unwrap_or(Ok(0))
+        } else {
+            // Reading from a child's pipe is cancel-safe: nothing is lost when the exit
+            // notice wins.
+            tokio::select! {
+                r = from.read(&mut buf) => r,
+                _ = exited.changed() => {
+                    // Sent, or the sender is gone: either way the command is over.
+                    draining = true;
+                    continue;
+                }
+            }
+        };
+        let n = read?;
         out.clear();
         if n == 0 {
             masker.finish(&mut out);

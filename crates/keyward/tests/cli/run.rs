@@ -195,6 +195,61 @@ fn ctrl_c_reaches_the_child_and_the_key_file_is_still_removed() {
 }
 
 #[test]
+fn keywards_own_configuration_is_withheld_from_the_command() {
+    let mut s = provisioned();
+    let out = s.ok_with(
+        &[
+            "run", "--org", "acme", "--", "sh", "-c",
+            "echo ${KEYWARD_MASTER_KEY:-unset} ${KEYWARD_MASTER_KEYS:-unset} ${KEYWARD_DATABASE_URL:-unset} ${KEYWARD_DATA_DIR:+data-dir-set}",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.trim(), "unset unset unset data-dir-set");
+}
+
+#[test]
+fn a_vertex_reference_becomes_a_private_key_file_and_its_private_key_is_masked() {
+    let mut s = provisioned();
+    let report = s.scratch().join("vertex-ref");
+    let script = format!(
+        "stat -c '%a' \"$GOOGLE_APPLICATION_CREDENTIALS\"; echo \"$GOOGLE_APPLICATION_CREDENTIALS\" > {}; \
+         python3 -c 'import json, os; print(json.load(open(os.environ[\"GOOGLE_APPLICATION_CREDENTIALS\"]))[\"private_key\"])'",
+        report.display()
+    );
+    let out = s.ok_with(
+        &["run", "--", "sh", "-c", &script],
+        "",
+        &[("GOOGLE_APPLICATION_CREDENTIALS", "keyward://acme/vertex")],
+    );
+    assert_eq!(
+        out, "600\n***\n",
+        "a 0600 file, and the PEM inside it masked"
+    );
+    assert!(!PathBuf::from(read(report)).exists());
+}
+
+#[test]
+fn output_is_drained_but_a_grandchild_holding_the_pipe_does_not_hang_us() {
+    let mut s = provisioned();
+    let start = Instant::now();
+    let out = s.ok(&[
+        "run",
+        "--org",
+        "acme",
+        "--",
+        "sh",
+        "-c",
+        "echo before; (sleep 20 &); echo after",
+    ]);
+    assert_eq!(out, "before\nafter\n");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "waited for the grandchild"
+    );
+}
+
+#[test]
 fn exit_codes_and_stdin_pass_through() {
     let mut s = provisioned();
     let out = s.run_with(
@@ -425,6 +480,22 @@ async fn mock_provider() -> (String, tokio::task::JoinHandle<()>) {
         .route(
             "/busy/v1/models",
             get(|| async { StatusCode::TOO_MANY_REQUESTS }),
+        )
+        .route(
+            "/moved/v1/models",
+            get(|| async { (StatusCode::FOUND, [("location", "/stolen")]) }),
+        )
+        .route(
+            "/stolen",
+            get(|h: HeaderMap| async move {
+                // Reaching here with a key would mean a redirect was followed.
+                assert!(h.get("x-api-key").is_none() && h.get("authorization").is_none());
+                StatusCode::OK
+            }),
+        )
+        .route(
+            "/gemini400/v1beta/models",
+            get(|| async { StatusCode::BAD_REQUEST }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -496,6 +567,20 @@ async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
             format!("http://{closed}/v1"),
             "unreachable: ",
         ),
+        (
+            "openai",
+            "moved",
+            "sk-moved-0123456789abcde",
+            format!("{base}/moved/v1"),
+            "unreachable: HTTP 302 redirect",
+        ),
+        (
+            "gemini",
+            "invalid",
+            "AIza-invalid-012345678",
+            format!("{base}/gemini400"),
+            "rejected (HTTP 400)",
+        ),
     ];
     for (provider, name, secret, base_url, expected) in cases {
         let added = s.ok_with(
@@ -541,7 +626,7 @@ async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
         .iter()
         .map(|e| e["outcome"].as_str().unwrap())
         .collect();
-    assert_eq!(outcomes.len(), 7);
+    assert_eq!(outcomes.len(), 9);
     assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 3);
     server.abort();
 }
