@@ -41,6 +41,11 @@ fn migrator() -> Migrator {
             "audit head mac",
             include_str!("../migrations/0003_audit_head_mac.sql"),
         ),
+        migration(
+            4,
+            "api tokens",
+            include_str!("../migrations/0004_api_tokens.sql"),
+        ),
     ])
 }
 

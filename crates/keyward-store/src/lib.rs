@@ -20,6 +20,7 @@ mod db;
 mod keys;
 mod orgs;
 mod resolve;
+mod tokens;
 mod vars;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use db::{Backend, Location};
 pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};
 pub use orgs::Organization;
 pub use resolve::EnvSource;
+pub use tokens::{API_TOKEN_PREFIX, Principal, Role, TokenView};
 pub use vars::VarValue;
 
 /// Everything the vault can refuse or fail with. No variant ever holds a secret.

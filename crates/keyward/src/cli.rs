@@ -44,8 +44,17 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run the Keyward server (the admin API) until SIGINT or SIGTERM.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Print a new random 256-bit master key (base64).
     Keygen,
+    /// API tokens for the server.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Organizations.
     #[command(subcommand)]
     Org(OrgCommand),
@@ -74,6 +83,42 @@ pub(crate) enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Create a token; it is printed once (with --json, in the field `token`).
+    Create {
+        /// admin, org_admin, viewer or resolver.
+        #[arg(long)]
+        role: String,
+        /// The organization (every role but admin).
+        #[arg(long)]
+        org: Option<String>,
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// Lifetime, e.g. 30d or 12h (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        /// Only this organization's.
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token; it stops working at once.
+    Revoke {
+        /// Token id.
+        id: String,
     },
 }
 

@@ -4,6 +4,7 @@
 mod cli;
 mod output;
 mod run;
+mod serve;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal as _, Read as _};
@@ -38,10 +39,13 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The server wants both cores; a one-shot command is best served by one thread.
+    let mut builder = if matches!(cli.command, Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -82,9 +86,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         database_url: cli.global.database_url.clone(),
         production: cli.global.production,
     })?;
-    // One command, one task: a single connection is all it needs.
+    // One command, one task: a single connection is all it needs. The server keeps a pool.
     let options = VaultOptions {
-        max_connections: Some(1),
+        max_connections: (!matches!(cli.command, Command::Serve { .. })).then_some(1),
         ..VaultOptions::default()
     };
     let vault = Vault::open(&config.location, config.keyring, options)
@@ -96,6 +100,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor();
     let code = match cli.command {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
+        Command::Serve { listen } => serve::serve(vault.clone(), listen).await?,
+        Command::Token(cmd) => serve::token(&vault, cmd, &actor).await?,
         Command::Org(cmd) => org(&vault, cmd, &actor).await?,
         Command::Cred(cmd) => cred(&vault, cmd, &actor).await?,
         Command::Var(cmd) => var(&vault, cmd, &actor).await?,

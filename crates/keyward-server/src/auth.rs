@@ -1,0 +1,123 @@
+//! Authentication (`Authorization: Bearer TOKEN`) and authorization (role and organization).
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use keyward_core::OrgId;
+use keyward_store::{Principal, Role};
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, AppState};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl Caller {
+    /// What the audit log records.
+    pub fn actor(&self) -> String {
+        self.0.actor()
+    }
+
+    /// Passes if the caller may act on `org` with one of `roles` (admins always may). An
+    /// organization the caller cannot see at all is reported as not found, so that its
+    /// existence does not leak.
+    pub fn require(&self, org: &OrgId, roles: &[Role]) -> Result<(), ApiError> {
+        if !self.0.sees(org) {
+            return Err(ApiError::NotFound(format!(
+                "organization '{org}' not found"
+            )));
+        }
+        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "a {} token may not do this",
+                self.0.role
+            )))
+        }
+    }
+
+    /// Passes for admins only.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.0.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this needs an admin token".into()))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let from = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let principal = match token {
+            Some(t) if !t.is_empty() => state.vault.authenticate(t).await?,
+            _ => None,
+        };
+        match principal {
+            Some(p) => Ok(Caller(p)),
+            None => {
+                let why = if token.is_some() {
+                    "unknown, revoked or expired token"
+                } else {
+                    "no bearer token"
+                };
+                // The request is refused either way; a failed audit write is only logged.
+                if let Err(e) = state.vault.record_auth_failure(&from, why).await {
+                    tracing::warn!(error = %e, "cannot audit a failed authentication");
+                }
+                Err(ApiError::Unauthorized)
+            }
+        }
+    }
+}
+
+/// A JSON body whose rejections come back as problem+json like every other error. Values are
+/// cut out of the parser's message: a misplaced key must not be echoed.
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge)
+            }
+            Err(rejection) => Err(ApiError::BadRequest(redact_quoted(&rejection.body_text()))),
+        }
+    }
+}
+
+/// Replaces every double-quoted run in `s` with `"…"`.
+fn redact_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut parts = s.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        if i % 2 == 0 {
+            out.push_str("\"…\"");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}

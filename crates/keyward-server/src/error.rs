@@ -1,0 +1,102 @@
+//! One error type for every route, answered as RFC 9457 `application/problem+json`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_store::VaultError;
+use serde_json::json;
+
+/// What a route can fail with.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is wrong; the message says how.
+    BadRequest(String),
+    /// 401: no valid token.
+    Unauthorized,
+    /// 403: the token may not do this.
+    Forbidden(String),
+    /// 404: no such thing (also for things of another organization: existence does not leak).
+    NotFound(String),
+    /// 409: it exists already, or changed meanwhile, or cannot be opened.
+    Conflict(String),
+    /// 413: the body is larger than any legitimate request.
+    PayloadTooLarge,
+    /// 503: the store or the audit log cannot be written; nothing was changed.
+    Unavailable(String),
+    /// 500: a bug or an outage; the details are logged, not returned.
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::InvalidInput(m) => ApiError::BadRequest(m),
+            VaultError::NotFound(_) | VaultError::NoCredential(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            VaultError::AlreadyExists(_)
+            | VaultError::Conflict { .. }
+            | VaultError::Undecryptable(_) => ApiError::Conflict(e.to_string()),
+            VaultError::AuditUnavailable(_) => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<keyward_core::CoreError> for ApiError {
+    fn from(e: keyward_core::CoreError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match self {
+            ApiError::Internal(real) => {
+                // Vault errors never hold secrets; still, the client gets no internals.
+                tracing::error!(error = %real, "internal error");
+                "internal error; see the server log".to_owned()
+            }
+            ApiError::Unauthorized => "a valid bearer token is required".to_owned(),
+            ApiError::PayloadTooLarge => "the request body is too large".to_owned(),
+            ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::Unavailable(m) => m,
+        };
+        let body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        let mut response = (status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

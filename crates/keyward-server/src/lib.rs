@@ -1,0 +1,52 @@
+//! Keyward's HTTP server: the admin API on axum, over one [`Vault`].
+//!
+//! - [`app`] builds the router (tested with `tower::ServiceExt::oneshot` or a real listener).
+//! - [`serve`] runs it on a listener until a shutdown future resolves.
+//! - `auth`: bearer tokens into a [`Principal`], and the role and organization checks.
+//! - `error`: one [`ApiError`], answered as `application/problem+json`.
+//! - `routes`: health, the "Provider Credentials" admin-guide routes, and `/api/v1`.
+//!
+//! Every route that touches a secret goes through a `Vault` method that audits it in the same
+//! transaction; a token of one organization gets 404 for anything of another.
+
+mod auth;
+mod error;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::Router;
+use keyward_store::Vault;
+
+pub use auth::Caller;
+pub use error::ApiError;
+pub use keyward_store::{Principal, Role};
+pub use routes::ROUTES;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The vault.
+    pub vault: Vault,
+}
+
+/// The whole router.
+pub fn app(state: AppState) -> Router {
+    routes::router().with_state(state)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,365 @@
+//! API tokens: random bearer tokens with a role, stored only as hashes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::{Millis, OrgId};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use subtle::ConstantTimeEq as _;
+
+use crate::{Vault, VaultError, new_id};
+
+/// The prefix every API token starts with, so that a leaked one is recognisable (and secret
+/// scanners can be taught it).
+pub const API_TOKEN_PREFIX: &str = "kwt_";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, in every organization.
+    Admin,
+    /// One organization: manage its credentials, variables and gateway tokens.
+    OrgAdmin,
+    /// One organization: masked reads.
+    Viewer,
+    /// One organization: resolve secrets, nothing else.
+    Resolver,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::OrgAdmin => "org_admin",
+            Role::Viewer => "viewer",
+            Role::Resolver => "resolver",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = VaultError;
+    fn from_str(s: &str) -> Result<Self, VaultError> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "org_admin" => Ok(Role::OrgAdmin),
+            "viewer" => Ok(Role::Viewer),
+            "resolver" => Ok(Role::Resolver),
+            _ => Err(VaultError::InvalidInput(format!(
+                "unknown role {s:?}; use admin, org_admin, viewer or resolver"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    /// The token's id (what the audit log records).
+    pub token_id: String,
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Its organization; `None` for admins.
+    pub org: Option<OrgId>,
+}
+
+impl Principal {
+    /// The actor the audit log records.
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.token_id)
+    }
+
+    /// Whether this principal may see objects of `org` at all.
+    pub fn sees(&self, org: &OrgId) -> bool {
+        self.role == Role::Admin || self.org.as_ref() == Some(org)
+    }
+}
+
+/// A token as listings show it: never the token, only its first characters.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Organization (none for admins).
+    pub org: Option<OrgId>,
+    /// The token's first characters, to recognise it.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Who created it.
+    pub created_by: String,
+    /// When it stops working.
+    pub expires_at: Option<Millis>,
+    /// When it was revoked.
+    pub revoked_at: Option<Millis>,
+    /// When it was last used.
+    pub last_used_at: Option<Millis>,
+}
+
+fn hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn generate_token() -> Result<SecretString, VaultError> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    keyward_crypto::fill_random(bytes.as_mut())?;
+    Ok(SecretString::from(format!(
+        "{API_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes.as_ref())
+    )))
+}
+
+const COLUMNS: &str =
+    "id, name, role, org, prefix, created_at, created_by, expires_at, revoked_at, last_used_at";
+
+fn view(row: &AnyRow) -> Result<TokenView, VaultError> {
+    let role: String = row.try_get("role")?;
+    let org: String = row.try_get("org")?;
+    Ok(TokenView {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: role.parse()?,
+        org: if org.is_empty() {
+            None
+        } else {
+            Some(OrgId::new(&org)?)
+        },
+        prefix: row.try_get("prefix")?,
+        created_at: Millis(row.try_get("created_at")?),
+        created_by: row.try_get("created_by")?,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Millis),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Millis),
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Millis),
+    })
+}
+
+impl Vault {
+    /// Creates an API token; returns it (shown once) with its view. `org` is required for every
+    /// role but `admin`, and refused for `admin`.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        org: Option<&OrgId>,
+        expires_at: Option<Millis>,
+        actor: &str,
+    ) -> Result<(SecretString, TokenView), VaultError> {
+        let token = generate_token()?;
+        self.insert_token(name, role, org, expires_at, &token, actor)
+            .await
+            .map(|view| (token, view))
+    }
+
+    /// Stores a token chosen by the operator (`KEYWARD_ADMIN_TOKEN`), with the same checks.
+    pub async fn import_token(
+        &self,
+        name: &str,
+        role: Role,
+        org: Option<&OrgId>,
+        token: &SecretString,
+        actor: &str,
+    ) -> Result<TokenView, VaultError> {
+        let t = token.expose_secret();
+        if t.len() < 32 || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(VaultError::InvalidInput(
+                "a token must be at least 32 characters without spaces".into(),
+            ));
+        }
+        self.insert_token(name, role, org, None, token, actor).await
+    }
+
+    async fn insert_token(
+        &self,
+        name: &str,
+        role: Role,
+        org: Option<&OrgId>,
+        expires_at: Option<Millis>,
+        token: &SecretString,
+        actor: &str,
+    ) -> Result<TokenView, VaultError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(VaultError::InvalidInput(
+                "a token name has 1 to 100 printable characters".into(),
+            ));
+        }
+        match (role, org) {
+            (Role::Admin, Some(_)) => {
+                return Err(VaultError::InvalidInput(
+                    "an admin token covers every organization; give no organization".into(),
+                ));
+            }
+            (Role::Admin, None) => {}
+            (_, None) => {
+                return Err(VaultError::InvalidInput(format!(
+                    "a {role} token belongs to one organization; name it"
+                )));
+            }
+            (_, Some(o)) => self.require_org(o).await?,
+        }
+        let id = new_id();
+        let t = token.expose_secret();
+        let prefix: String = t.chars().take(API_TOKEN_PREFIX.len() + 4).collect();
+        let now = Millis::now();
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, org, prefix, hash, created_at, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(org.map_or("", OrgId::as_str))
+        .bind(&prefix)
+        .bind(hash(t).to_vec())
+        .bind(now.0)
+        .bind(actor)
+        .bind(expires_at.map(|m| m.0))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| crate::map_unique(e, || "that token".to_owned()))?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "create",
+                format!("token:{id}"),
+            )
+            .org(org.map(OrgId::as_str))
+            .details(json!({ "name": name, "role": role.as_str(), "prefix": prefix })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_token(&id).await
+    }
+
+    /// One token.
+    pub async fn get_token(&self, id: &str) -> Result<TokenView, VaultError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_tokens WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await?
+        .ok_or_else(|| VaultError::NotFound(format!("token {id}")))?;
+        view(&row)
+    }
+
+    /// Tokens, optionally of one organization.
+    pub async fn list_tokens(&self, org: Option<&OrgId>) -> Result<Vec<TokenView>, VaultError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM api_tokens WHERE ($1 = '*' OR org = $1) ORDER BY created_at, id"
+        )))
+        .bind(org.map_or("*", OrgId::as_str))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    /// Whether any unrevoked admin token exists (start-up creates one otherwise).
+    pub async fn has_admin_token(&self) -> Result<bool, VaultError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM api_tokens WHERE role = 'admin' AND revoked_at IS NULL",
+        )
+        .fetch_one(&self.inner.pool)
+        .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Revokes a token; it stops working at once.
+    pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<TokenView, VaultError> {
+        let current = self.get_token(id).await?;
+        let mut tx = self.inner.pool.begin().await?;
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(Millis::now().0)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "revoke",
+                format!("token:{id}"),
+            )
+            .org(current.org.as_ref().map(OrgId::as_str))
+            .details(json!({ "name": current.name, "role": current.role.as_str() })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_token(id).await
+    }
+
+    /// Checks a bearer token. `Ok(None)` for a token that is unknown, revoked or expired (the
+    /// caller answers 401 and audits the failure); the stored hash is compared in constant time.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
+        let digest = hash(token);
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, hash FROM api_tokens WHERE hash = $1"
+        )))
+        .bind(digest.to_vec())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: Vec<u8> = row.try_get("hash")?;
+        if !bool::from(stored.as_slice().ct_eq(&digest)) {
+            return Ok(None);
+        }
+        let t = view(&row)?;
+        let now = Millis::now();
+        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        // Bookkeeping only; a failure here must not lock anyone out.
+        let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+            .bind(now.0)
+            .bind(&t.id)
+            .execute(&self.inner.pool)
+            .await;
+        Ok(Some(Principal {
+            token_id: t.id,
+            name: t.name,
+            role: t.role,
+            org: t.org,
+        }))
+    }
+
+    /// Records a failed authentication (the operation it guarded is refused either way).
+    pub async fn record_auth_failure(&self, from: &str, why: &str) -> Result<(), VaultError> {
+        self.record(
+            NewEvent::new(
+                &format!("anonymous:{from}"),
+                Category::SecretAccess,
+                "authenticate",
+                "api".into(),
+            )
+            .outcome(Outcome::Failure)
+            .details(json!({ "reason": why })),
+        )
+        .await
+    }
+}

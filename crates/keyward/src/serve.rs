@@ -1,0 +1,158 @@
+//! `keyward serve` and `keyward token`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, anyhow};
+use keyward_core::{Millis, OrgId};
+use keyward_server::{AppState, Role};
+use keyward_store::Vault;
+use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::cli::TokenCommand;
+use crate::output::{Table, print_json, time};
+
+/// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
+/// `KEYWARD_ADMIN_TOKEN` if set, else a new one printed once.
+pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> {
+    if !vault.has_admin_token().await? {
+        match std::env::var("KEYWARD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+        {
+            Some(token) => {
+                vault
+                    .import_token(
+                        "admin (KEYWARD_ADMIN_TOKEN)",
+                        Role::Admin,
+                        None,
+                        &SecretString::from(token),
+                        "serve:bootstrap",
+                    )
+                    .await
+                    .context("KEYWARD_ADMIN_TOKEN")?;
+                println!("admin token taken from KEYWARD_ADMIN_TOKEN");
+            }
+            None => {
+                let (token, view) = vault
+                    .create_token(
+                        "bootstrap admin",
+                        Role::Admin,
+                        None,
+                        None,
+                        "serve:bootstrap",
+                    )
+                    .await?;
+                println!(
+                    "admin token (shown once; store it now, e.g. export KEYWARD_TOKEN=...):\n{}\n(token id {})",
+                    token.expose_secret(),
+                    view.id
+                );
+            }
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("keyward listening on http://{local}");
+    tracing::info!(%local, "listening");
+    keyward_server::serve(
+        listener,
+        AppState {
+            vault: vault.clone(),
+        },
+        shutdown(),
+    )
+    .await?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without signal handlers the default actions stop the process anyway.
+        _ => std::future::pending().await,
+    }
+}
+
+pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create {
+            role,
+            org,
+            name,
+            expires_in,
+            json,
+        } => {
+            let role: Role = role.parse()?;
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let expires_at = expires_in
+                .as_deref()
+                .map(|d| {
+                    humantime::parse_duration(d)
+                        .map_err(|e| anyhow!("--expires-in {d:?}: {e} (try 30d or 12h)"))
+                })
+                .transpose()?
+                .map(|d| {
+                    Millis(Millis::now().0 + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
+                });
+            let (token, view) = vault
+                .create_token(&name, role, org.as_ref(), expires_at, actor)
+                .await?;
+            if json {
+                let mut v = serde_json::to_value(&view)?;
+                v["token"] = serde_json::Value::String(token.expose_secret().to_owned());
+                print_json(&v)?;
+            } else {
+                println!("{}", token.expose_secret());
+                eprintln!(
+                    "created {role} token '{}' (id {}); it is shown only now",
+                    view.name, view.id
+                );
+            }
+        }
+        TokenCommand::List { org, json } => {
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let tokens = vault.list_tokens(org.as_ref()).await?;
+            if json {
+                print_json(&tokens)?;
+            } else {
+                let mut t = Table::new(["ID", "NAME", "ROLE", "ORG", "PREFIX", "EXPIRES", "STATE"]);
+                for v in tokens {
+                    t.row([
+                        v.id,
+                        v.name,
+                        v.role.to_string(),
+                        v.org.map_or_else(|| "-".into(), |o| o.to_string()),
+                        format!("{}...", v.prefix),
+                        v.expires_at.map_or_else(|| "never".into(), time),
+                        if v.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                        .into(),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let view = vault.revoke_token(&id, actor).await?;
+            println!("revoked token {} ({})", view.id, view.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
