@@ -51,6 +51,9 @@ pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> 
             }
         }
     }
+    // Listen for SIGINT and SIGTERM before saying we are up, so that a stop request that
+    // follows the announcement at once is a graceful stop, not the default kill.
+    let stop = shutdown()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -62,29 +65,24 @@ pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> 
         AppState {
             vault: vault.clone(),
         },
-        shutdown(),
+        stop,
     )
     .await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
+/// Registers SIGINT and SIGTERM handlers now; the future resolves when either arrives.
+fn shutdown() -> Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-        // Without signal handlers the default actions stop the process anyway.
-        _ => std::future::pending().await,
-    }
+    })
 }
 
 pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Result<ExitCode> {

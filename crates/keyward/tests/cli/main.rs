@@ -8,4 +8,5 @@
 
 mod run;
 mod sandbox;
+mod serve;
 mod vault;

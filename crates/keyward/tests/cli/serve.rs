@@ -1,0 +1,116 @@
+//! `keyward serve` as a user starts it: the bootstrap admin token, tokens made with the CLI,
+//! and a graceful stop.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::sandbox::Sandbox;
+
+/// A minimal HTTP/1.1 call; returns status and body.
+fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[test]
+fn serve_prints_an_admin_token_once_and_stops_gracefully() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let mut server = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    assert!(next().starts_with("admin token (shown once"));
+    let admin = next();
+    assert!(admin.starts_with("kwt_") && admin.len() > 40, "{admin}");
+    let _id = next();
+    let listening = next();
+    let addr = listening
+        .strip_prefix("keyward listening on http://")
+        .unwrap()
+        .to_owned();
+
+    let (status, _) = http(&addr, "POST", "/api/v1/orgs", &admin, r#"{"id":"acme"}"#);
+    assert_eq!(status, 201);
+    // Tokens made with the CLI, beside the running server, work at once.
+    let made = s.json(&[
+        "token",
+        "create",
+        "--role",
+        "org_admin",
+        "--org",
+        "acme",
+        "--name",
+        "ci",
+        "--json",
+    ]);
+    let org_admin = made["token"].as_str().unwrap().to_owned();
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/api/provider-credentials/create",
+        &org_admin,
+        r#"{"organization_id":"acme","provider":"openai","credential_name":"prod","api_key":"sk-proj-SERVECANARY0123456789wxyz"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body.contains("sk-...wxyz") && !body.contains("SERVECANARY"),
+        "{body}"
+    );
+    let list = s.ok(&["token", "list"]);
+    assert!(
+        list.contains("bootstrap admin") && list.contains("org_admin"),
+        "{list}"
+    );
+    assert!(!list.contains(&org_admin), "a listing shows only a prefix");
+    let id = made["id"].as_str().unwrap().to_owned();
+    s.ok(&["token", "revoke", &id]);
+    let (status, _) = http(&addr, "GET", "/api/v1/orgs", &org_admin, "");
+    assert_eq!(status, 401, "a revoked token stops working");
+
+    let pid = nix::unistd::Pid::from_raw(server.id().cast_signed());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(
+        server.wait().unwrap().success(),
+        "SIGTERM stops the server cleanly"
+    );
+
+    // A second start finds the admin token and prints no new one.
+    let mut again = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = BufReader::new(again.stdout.take().unwrap())
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(first.starts_with("keyward listening on"), "{first}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(again.id().cast_signed()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(again.wait().unwrap().success());
+}
