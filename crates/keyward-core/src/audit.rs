@@ -211,6 +211,8 @@ pub struct EventFilter {
     pub outcome: Option<Outcome>,
     /// Only this actor.
     pub actor: Option<String>,
+    /// Only events before this sequence number (a cursor: pass the last one seen).
+    pub before: Option<i64>,
 }
 
 impl FromStr for EventFilter {

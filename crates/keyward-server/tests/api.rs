@@ -353,6 +353,7 @@ async fn admin_guide_flow(mut s: Server) {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+    let events = events["items"].clone();
     let actions: Vec<&str> = events
         .as_array()
         .unwrap()
@@ -384,7 +385,10 @@ async fn admin_guide_flow(mut s: Server) {
             None,
         )
         .await;
-    assert!(failures.as_array().unwrap().len() >= 4, "{failures}");
+    assert!(
+        failures["items"].as_array().unwrap().len() >= 4,
+        "{failures}"
+    );
     let (st, verify) = s
         .call(M::POST, "/api/v1/events/verify", Some(&admin), None)
         .await;
@@ -451,49 +455,94 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
         .await;
     let id = cred["id"].as_str().unwrap().to_owned();
     let acme_body = json!({"organization_id": "acme", "provider": "openai", "credential_name": "prod", "api_key": CANARY});
+    let (_, var) = s
+        .call(
+            M::POST,
+            "/v1/config-variables",
+            Some(&acme_admin),
+            Some(json!({"name": "acme.secret", "value": "VARCANARY", "sensitive": true})),
+        )
+        .await;
+    assert_eq!(var["value"], "***");
+    let acme_token_id = s
+        .vault
+        .list_tokens(Some(&OrgId::new("acme").unwrap()))
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
     for role in [Role::OrgAdmin, Role::Viewer, Role::Resolver] {
         let foreign = s.token(role, Some("globex")).await;
         let mut walked = Vec::new();
         for (method, path) in ROUTES {
             let concrete = path
                 .replace("{organization_id}", "acme")
-                .replace("{credential_id}", &id);
+                .replace("{credential_id}", &id)
+                .replace("{name}", "acme.secret")
+                .replace("{token_id}", &acme_token_id)
+                .replace("{key}", "openai");
+            // Routes that name the organization in the query rather than the path.
+            let concrete = if path.starts_with("/v1/config-variables/") && *method != "PUT" {
+                format!("{concrete}?organization_id=acme")
+            } else {
+                concrete
+            };
             let method: Method = method.parse().unwrap();
             let body = match (method.clone(), *path) {
                 (M::POST, "/api/v1/resolve") => {
                     Some(json!({"organization_id": "acme", "provider": "openai"}))
                 }
                 (M::POST, "/api/v1/orgs") => Some(json!({"id": "initech"})),
-                (M::POST, _) => Some(acme_body.clone()),
+                (M::POST, "/v1/config-variables") => {
+                    Some(json!({"name": "x", "value": "v", "organization_id": "acme"}))
+                }
+                (M::PUT, "/v1/config-variables/{name}") => {
+                    Some(json!({"value": "HIJACK", "organization_id": "acme"}))
+                }
+                (M::POST, "/api/v1/credentials") => Some(
+                    json!({"organization_id": "acme", "provider": "openai", "name": "x", "api_key": CANARY}),
+                ),
+                (M::POST, "/api/v1/tokens") => {
+                    Some(json!({"name": "x", "role": "viewer", "organization_id": "acme"}))
+                }
+                (M::POST, "/api/provider-credentials/create") => Some(acme_body.clone()),
                 (M::PUT, p) if p.ends_with("{credential_id}") => {
                     Some(json!({"api_key": "sk-proj-HIJACK0123456789abcdef"}))
                 }
+                (M::PATCH, _) => Some(json!({"api_key": "sk-proj-HIJACK0123456789abcdef"})),
                 _ => None,
             };
             let (st, value) = s
                 .call(method.clone(), &concrete, Some(&foreign), body)
                 .await;
             let text = value.to_string();
-            match *path {
-                "/healthz" | "/readyz" | "/api/v1/whoami" => assert_eq!(st, StatusCode::OK),
-                "/api/v1/orgs" if method == M::GET => {
-                    assert_eq!(st, StatusCode::OK);
-                    assert!(!text.contains("acme"), "{role}: {text}");
-                }
-                "/api/v1/orgs" | "/api/v1/events/verify" => {
-                    assert_eq!(st, StatusCode::FORBIDDEN, "{path}")
-                }
-                "/api/v1/events" => {
-                    // Resolvers read no trail; the others only their own.
+            match (method.as_str(), *path) {
+                (_, "/healthz" | "/readyz" | "/api/v1/whoami") => assert_eq!(st, StatusCode::OK),
+                (
+                    "GET",
+                    "/api/v1/orgs"
+                    | "/api/v1/events"
+                    | "/api/v1/credentials"
+                    | "/v1/config-variables"
+                    | "/api/v1/tokens",
+                ) => {
+                    // Listings: their own organization's, or refused for the role.
                     assert!(
                         st == StatusCode::OK || st == StatusCode::FORBIDDEN,
-                        "{path}: {st}"
+                        "{role} {path}: {st}"
                     );
-                    assert!(!text.contains("acme"), "{role}: {text}");
+                    assert!(!text.contains("acme"), "{role} {path}: {text}");
+                }
+                (
+                    "POST",
+                    "/api/v1/orgs" | "/api/v1/events/verify" | "/api/v1/master-key/rotate",
+                )
+                | ("GET", "/api/v1/master-key/status") => {
+                    assert_eq!(st, StatusCode::FORBIDDEN, "{path}")
                 }
                 _ => assert_eq!(st, StatusCode::NOT_FOUND, "{role} {method} {path}: {text}"),
             }
-            assert!(!text.contains("APICANARY"));
+            assert!(!text.contains("APICANARY") && !text.contains("VARCANARY"));
             walked.push((method.to_string(), path.to_string()));
         }
         assert_eq!(walked.len(), ROUTES.len());
@@ -509,7 +558,326 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
         .await;
     assert_eq!(list[0]["key_hint"], "sk-...WXYZ");
     assert_eq!(list[0]["version"], 1);
+    let (_, var) = s
+        .call(
+            M::GET,
+            "/v1/config-variables/acme.secret?reveal=true",
+            Some(&acme_admin),
+            None,
+        )
+        .await;
+    assert_eq!(var["value"], "VARCANARY", "the variable is untouched");
+    assert_eq!(var["version"], 1);
     s.stop().await;
+}
+
+/// Keyward's own routes: credentials with pagination and compare-and-set, variables, tokens,
+/// the External Secrets lookup, the audit cursor, master keys.
+async fn v1_routes(mut s: Server) {
+    use Method as M;
+    let admin = s.token(Role::Admin, None).await;
+    s.call(
+        M::POST,
+        "/api/v1/orgs",
+        Some(&admin),
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    let (st, made) = s
+        .call(M::POST, "/api/v1/tokens", Some(&admin), Some(json!({"name": "ops", "role": "org_admin", "organization_id": "acme", "expires_in_seconds": 3600})))
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let org_admin = made["token"].as_str().unwrap().to_owned();
+    assert!(org_admin.starts_with("kwt_") && made["expires_at"].is_i64());
+    // An organization's admin makes its own organization's tokens, but never an admin.
+    let (st, r) = s
+        .call(
+            M::POST,
+            "/api/v1/tokens",
+            Some(&org_admin),
+            Some(json!({"name": "app", "role": "resolver", "organization_id": "acme"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+    let resolver = r["token"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call(
+            M::POST,
+            "/api/v1/tokens",
+            Some(&org_admin),
+            Some(json!({"name": "x", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (_, tokens) = s
+        .call(M::GET, "/api/v1/tokens", Some(&org_admin), None)
+        .await;
+    assert_eq!(tokens.as_array().unwrap().len(), 2);
+    assert!(
+        !tokens.to_string().contains(&resolver),
+        "listings never hold a token"
+    );
+
+    for i in 0..5 {
+        let (st, c) = s
+            .call(
+                M::POST,
+                "/api/v1/credentials",
+                Some(&org_admin),
+                Some(json!({
+                    "organization_id": "acme", "provider": "openai", "name": format!("k{i}"),
+                    "api_key": format!("sk-proj-{i}APICANARY0123456789abcd"), "priority": 10 - i
+                })),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{c}");
+    }
+    let (_, page) = s
+        .call(
+            M::GET,
+            "/api/v1/credentials?limit=2",
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (page["total"].as_u64(), page["next_offset"].as_u64()),
+        (Some(5), Some(2))
+    );
+    let (_, last) = s
+        .call(
+            M::GET,
+            "/api/v1/credentials?limit=2&offset=4",
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(last["items"].as_array().unwrap().len(), 1);
+    assert!(last["next_offset"].is_null());
+    let id = page["items"][0]["id"].as_str().unwrap().to_owned();
+    let (st, patched) = s
+        .call(
+            M::PATCH,
+            &format!("/api/v1/credentials/{id}"),
+            Some(&org_admin),
+            Some(json!({"priority": 1, "if_version": 1})),
+        )
+        .await;
+    assert_eq!((st, patched["version"].as_i64()), (StatusCode::OK, Some(2)));
+    let (st, _) = s
+        .call(
+            M::PATCH,
+            &format!("/api/v1/credentials/{id}"),
+            Some(&org_admin),
+            Some(json!({"priority": 2, "if_version": 1})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "a stale version is refused");
+    let (st, _) = s
+        .call(
+            M::POST,
+            &format!("/api/v1/credentials/{id}/deactivate"),
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, one) = s
+        .call(
+            M::GET,
+            &format!("/api/v1/credentials/{id}"),
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(one["active"], false);
+
+    // Config variables: redacted everywhere but an audited reveal.
+    let (st, v) = s
+        .call(M::POST, "/v1/config-variables", Some(&org_admin), Some(json!({"name": "db.password", "value": "VARCANARY-1", "description": "db", "sensitive": true})))
+        .await;
+    assert_eq!(
+        (st, v["value"].as_str()),
+        (StatusCode::CREATED, Some("***"))
+    );
+    let (st, _) = s
+        .call(
+            M::POST,
+            "/v1/config-variables",
+            Some(&org_admin),
+            Some(json!({"name": "db.password", "value": "again"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT);
+    s.call(
+        M::POST,
+        "/v1/config-variables",
+        Some(&org_admin),
+        Some(json!({"name": "LOG_LEVEL", "value": "debug"})),
+    )
+    .await;
+    let (_, list) = s
+        .call(M::GET, "/v1/config-variables", Some(&org_admin), None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains("VARCANARY") && list.to_string().contains("debug"));
+    let (_, hidden) = s
+        .call(
+            M::GET,
+            "/v1/config-variables/db.password",
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(hidden["value"], "***");
+    let (_, shown) = s
+        .call(
+            M::GET,
+            "/v1/config-variables/db.password?reveal=true",
+            Some(&resolver),
+            None,
+        )
+        .await;
+    assert_eq!(shown["value"], "VARCANARY-1");
+    let (st, put) = s
+        .call(
+            M::PUT,
+            "/v1/config-variables/db.password",
+            Some(&org_admin),
+            Some(json!({"value": "VARCANARY-2"})),
+        )
+        .await;
+    assert_eq!(
+        (st, put["value"].as_str(), put["sensitive"].as_bool()),
+        (StatusCode::OK, Some("***"), Some(true))
+    );
+    let (st, _) = s
+        .call(
+            M::PUT,
+            "/v1/config-variables/nope",
+            Some(&org_admin),
+            Some(json!({"value": "x"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // The External Secrets lookup.
+    let (st, cfg) = s
+        .call(
+            M::GET,
+            "/api/v1/orgs/acme/secrets/openai",
+            Some(&resolver),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(cfg["api_key"].as_str().unwrap().contains("APICANARY"));
+    assert_eq!(cfg["base_url"], "https://api.openai.com/v1");
+    let (_, var) = s
+        .call(
+            M::GET,
+            "/api/v1/orgs/acme/secrets/var.db.password",
+            Some(&resolver),
+            None,
+        )
+        .await;
+    assert_eq!(var, json!({"value": "VARCANARY-2"}));
+    for missing in ["gemini", "var.nope", "not-a-provider"] {
+        let (st, _) = s
+            .call(
+                M::GET,
+                &format!("/api/v1/orgs/acme/secrets/{missing}"),
+                Some(&resolver),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{missing}");
+    }
+    let (st, _) = s
+        .call(
+            M::DELETE,
+            "/v1/config-variables/db.password",
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    // The audit trail, page by page with the cursor.
+    let mut seen = Vec::new();
+    let mut cursor: Option<i64> = None;
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/api/v1/events?limit=4&before={c}"),
+            None => "/api/v1/events?limit=4".into(),
+        };
+        let (_, page) = s.call(M::GET, &path, Some(&admin), None).await;
+        for e in page["items"].as_array().unwrap() {
+            seen.push(e["seq"].as_i64().unwrap());
+        }
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let total = seen.len() as i64;
+    assert_eq!(
+        seen,
+        (1..=total).rev().collect::<Vec<_>>(),
+        "every event once, newest first"
+    );
+
+    // Tokens: revoking stops one at once; master keys are an admin's.
+    let rid = r["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call(
+            M::DELETE,
+            &format!("/api/v1/tokens/{rid}"),
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .call(
+            M::GET,
+            "/api/v1/orgs/acme/secrets/openai",
+            Some(&resolver),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (st, status) = s
+        .call(M::GET, "/api/v1/master-key/status", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (st, status["primary"].as_str()),
+        (StatusCode::OK, Some("k1"))
+    );
+    let (st, _) = s
+        .call(M::GET, "/api/v1/master-key/status", Some(&org_admin), None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, report) = s
+        .call(M::POST, "/api/v1/master-key/rotate", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (st, report["remaining"].as_u64()),
+        (StatusCode::OK, Some(0))
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_routes_on_sqlite() {
+    v1_routes(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_routes_on_postgres() {
+    if let Some(s) = Server::postgres().await {
+        v1_routes(s).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

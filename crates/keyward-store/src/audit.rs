@@ -192,12 +192,21 @@ impl Vault {
         add("action", filter.action.as_deref());
         add("outcome", filter.outcome.map(Outcome::as_str));
         add("actor", filter.actor.as_deref());
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", binds.len() + 1));
+        let n = binds.len();
+        sql.push_str(&format!(
+            " AND seq < ${} ORDER BY seq DESC LIMIT ${}",
+            n + 1,
+            n + 2
+        ));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in &binds {
             q = q.bind(b);
         }
-        let rows = q.bind(limit.max(0)).fetch_all(&self.inner.pool).await?;
+        let rows = q
+            .bind(filter.before.unwrap_or(i64::MAX))
+            .bind(limit.max(0))
+            .fetch_all(&self.inner.pool)
+            .await?;
         rows.iter().map(event_from_row).collect()
     }
 

@@ -1,6 +1,8 @@
-//! The routes: health, the "Provider Credentials" admin guide, and Keyward's own `/api/v1`.
+//! The routes: health, the "Provider Credentials" admin guide, config variables, and
+//! Keyward's own `/api/v1`.
 
-use std::collections::BTreeMap;
+mod v1;
+mod vars;
 
 use axum::Json;
 use axum::Router;
@@ -10,10 +12,10 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use keyward_core::audit::EventFilter;
 use keyward_core::credential::{CredentialUpdate, CredentialView, FormatCheck, NewCredential};
-use keyward_core::resolve::{ResolveRequest, Source};
+use keyward_core::resolve::ResolveRequest;
 use keyward_core::{CredentialId, CredentialName, OrgId, Provider};
 use keyward_store::Role;
-use secrecy::{ExposeSecret as _, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -45,8 +47,46 @@ pub(crate) fn router() -> Router<AppState> {
             "/api/provider-credentials/{credential_id}/deactivate",
             put(guide_deactivate),
         )
+        // Config variables.
+        .route("/v1/config-variables", post(vars::create).get(vars::list))
+        .route(
+            "/v1/config-variables/{name}",
+            get(vars::get).put(vars::put).delete(vars::delete),
+        )
         // Keyward's own API.
         .route("/api/v1/orgs", get(orgs_list).post(orgs_create))
+        .route(
+            "/api/v1/credentials",
+            get(v1::creds_list).post(v1::creds_create),
+        )
+        .route(
+            "/api/v1/credentials/{credential_id}",
+            get(v1::creds_get)
+                .patch(v1::creds_patch)
+                .delete(guide_delete),
+        )
+        .route(
+            "/api/v1/credentials/{credential_id}/activate",
+            post(guide_activate),
+        )
+        .route(
+            "/api/v1/credentials/{credential_id}/deactivate",
+            post(guide_deactivate),
+        )
+        .route(
+            "/api/v1/tokens",
+            get(v1::tokens_list).post(v1::tokens_create),
+        )
+        .route(
+            "/api/v1/tokens/{token_id}",
+            axum::routing::delete(v1::tokens_revoke),
+        )
+        .route("/api/v1/master-key/status", get(v1::master_key_status))
+        .route("/api/v1/master-key/rotate", post(v1::master_key_rotate))
+        .route(
+            "/api/v1/orgs/{organization_id}/secrets/{key}",
+            get(v1::eso_secret),
+        )
         .route("/api/v1/resolve", post(resolve))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/verify", post(events_verify))
@@ -71,6 +111,24 @@ pub const ROUTES: &[(&str, &str)] = &[
         "PUT",
         "/api/provider-credentials/{credential_id}/deactivate",
     ),
+    ("POST", "/v1/config-variables"),
+    ("GET", "/v1/config-variables"),
+    ("GET", "/v1/config-variables/{name}"),
+    ("PUT", "/v1/config-variables/{name}"),
+    ("DELETE", "/v1/config-variables/{name}"),
+    ("GET", "/api/v1/credentials"),
+    ("POST", "/api/v1/credentials"),
+    ("GET", "/api/v1/credentials/{credential_id}"),
+    ("PATCH", "/api/v1/credentials/{credential_id}"),
+    ("DELETE", "/api/v1/credentials/{credential_id}"),
+    ("POST", "/api/v1/credentials/{credential_id}/activate"),
+    ("POST", "/api/v1/credentials/{credential_id}/deactivate"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{token_id}"),
+    ("GET", "/api/v1/master-key/status"),
+    ("POST", "/api/v1/master-key/rotate"),
+    ("GET", "/api/v1/orgs/{organization_id}/secrets/{key}"),
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
     ("POST", "/api/v1/resolve"),
@@ -103,7 +161,7 @@ async fn whoami(caller: Caller) -> Json<Value> {
     Json(json!(caller.0))
 }
 
-fn parse_org(s: &str) -> Result<OrgId, ApiError> {
+pub(super) fn parse_org(s: &str) -> Result<OrgId, ApiError> {
     Ok(OrgId::new(s)?)
 }
 
@@ -113,7 +171,7 @@ fn parse_id(s: &str) -> Result<CredentialId, ApiError> {
 
 /// Loads a credential the caller may act on with one of `roles`; one of another organization
 /// is "not found", exactly like one that does not exist.
-async fn visible_credential(
+pub(super) async fn visible_credential(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -309,24 +367,7 @@ async fn resolve(
     // The server's own environment belongs to the operator, not to a tenant.
     req.env_fallback = false;
     let resolved = state.vault.resolve(&req, &caller.actor()).await?;
-    let mut config: BTreeMap<String, Value> = resolved
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    config.insert("provider".into(), json!(resolved.provider.id));
-    config.insert(
-        "api_key".into(),
-        resolved
-            .secret
-            .as_ref()
-            .map_or(Value::Null, |s| Value::String(s.expose_secret().to_owned())),
-    );
-    if let Source::Vault { id, name } = &resolved.source {
-        config.insert("credential_id".into(), json!(id));
-        config.insert("credential_name".into(), json!(name));
-    }
-    Ok(Json(json!(config)))
+    Ok(Json(v1::config_object(&resolved)))
 }
 
 #[derive(Deserialize)]
@@ -334,6 +375,8 @@ async fn resolve(
 struct EventsQuery {
     filter: Option<String>,
     limit: Option<i64>,
+    /// A cursor: only events before this sequence number (`next_cursor` of the last page).
+    before: Option<i64>,
 }
 
 async fn events(
@@ -357,7 +400,12 @@ async fn events(
         filter.org = Some(own.to_string());
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(json!(state.vault.list_events(&filter, limit).await?)))
+    filter.before = q.before;
+    let events = state.vault.list_events(&filter, limit).await?;
+    let next_cursor = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({ "items": events, "next_cursor": next_cursor })))
 }
 
 async fn events_verify(

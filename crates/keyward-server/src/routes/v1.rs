@@ -1,0 +1,333 @@
+//! Keyward's own `/api/v1` routes: credentials, API tokens, master keys, and the secret lookup
+//! shaped for the Kubernetes External Secrets Operator.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use keyward_core::credential::{
+    CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
+};
+use keyward_core::resolve::{ResolveRequest, Resolved};
+use keyward_core::{CredentialName, Millis, OrgId, Provider, VarName};
+use keyward_store::{Role, VaultError};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{parse_org, visible_credential};
+use crate::auth::{ApiJson, Caller};
+use crate::{ApiError, AppState};
+
+/// The provider config object a resolution answers with: the key and the fields a client needs.
+pub(super) fn config_object(resolved: &Resolved) -> Value {
+    let mut config: BTreeMap<String, Value> = resolved
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    config.insert("provider".into(), json!(resolved.provider.id));
+    config.insert(
+        "api_key".into(),
+        resolved
+            .secret
+            .as_ref()
+            .map_or(Value::Null, |s| Value::String(s.expose_secret().to_owned())),
+    );
+    if let keyward_core::resolve::Source::Vault { id, name } = &resolved.source {
+        config.insert("credential_id".into(), json!(id));
+        config.insert("credential_name".into(), json!(name));
+    }
+    json!(config)
+}
+
+// ----- credentials ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CredQuery {
+    organization_id: Option<String>,
+    provider: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// Credentials, masked; an organization's token sees its own organization only. Paginated
+/// with `limit` (default 100, at most 1000) and `offset`.
+pub(super) async fn creds_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CredQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = match (q.organization_id.as_deref(), &caller.0.org) {
+        (Some(o), _) => Some(parse_org(o)?),
+        (None, Some(own)) => Some(own.clone()),
+        (None, None) => None,
+    };
+    match &org {
+        Some(o) => caller.require(o, &[Role::OrgAdmin, Role::Viewer])?,
+        None => caller.require_admin()?,
+    }
+    let provider = q.provider.as_deref().map(Provider::get).transpose()?;
+    let all = state.vault.list_credentials(org.as_ref(), provider).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let offset = q.offset.unwrap_or(0);
+    let total = all.len();
+    let items: Vec<CredentialView> = all.into_iter().skip(offset).take(limit).collect();
+    let next = (offset + items.len() < total).then_some(offset + items.len());
+    Ok(Json(
+        json!({ "items": items, "total": total, "next_offset": next }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CredCreate {
+    organization_id: String,
+    provider: String,
+    name: String,
+    api_key: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    modalities: Vec<Modality>,
+    priority: Option<i64>,
+    weight: Option<i64>,
+    active: Option<bool>,
+    #[serde(default)]
+    skip_format_check: bool,
+}
+
+pub(super) async fn creds_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CredCreate>,
+) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
+    let org = parse_org(&body.organization_id)?;
+    caller.require(&org, &[Role::OrgAdmin])?;
+    let mut new = NewCredential::new(
+        org,
+        Provider::get(&body.provider)?,
+        CredentialName::new(&body.name)?,
+        body.api_key.map(SecretString::from),
+    );
+    new.fields = body.fields;
+    new.modalities = body.modalities;
+    new.priority = body.priority.unwrap_or(new.priority);
+    new.weight = body.weight.unwrap_or(new.weight);
+    new.active = body.active.unwrap_or(true);
+    if body.skip_format_check {
+        new.format_check = FormatCheck::Skip;
+    }
+    let view = state.vault.add_credential(new, &caller.actor()).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub(super) async fn creds_get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CredentialView>, ApiError> {
+    Ok(Json(
+        visible_credential(&state, &caller, &id, &[Role::OrgAdmin, Role::Viewer]).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CredPatch {
+    name: Option<String>,
+    api_key: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    modalities: Option<Vec<Modality>>,
+    priority: Option<i64>,
+    weight: Option<i64>,
+    active: Option<bool>,
+    /// Apply only if the credential is still at this version (compare-and-set).
+    if_version: Option<i64>,
+    #[serde(default)]
+    skip_format_check: bool,
+}
+
+pub(super) async fn creds_patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CredPatch>,
+) -> Result<Json<CredentialView>, ApiError> {
+    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
+    let update = CredentialUpdate {
+        name: body.name.as_deref().map(CredentialName::new).transpose()?,
+        secret: body.api_key.map(SecretString::from),
+        format_check: Some(if body.skip_format_check {
+            FormatCheck::Skip
+        } else {
+            FormatCheck::Enforce
+        }),
+        fields: body.fields,
+        modalities: body.modalities,
+        active: body.active,
+        priority: body.priority,
+        weight: body.weight,
+    };
+    Ok(Json(
+        state
+            .vault
+            .update_credential(&view.id, body.if_version, update, &caller.actor())
+            .await?,
+    ))
+}
+
+// ----- API tokens -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenCreate {
+    name: String,
+    role: String,
+    organization_id: Option<String>,
+    /// Lifetime in seconds.
+    expires_in_seconds: Option<i64>,
+}
+
+/// Creates a token; the response holds it once, in `token`. Admins make any token; an
+/// organization's admin makes tokens of its own organization below admin.
+pub(super) async fn tokens_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<TokenCreate>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let role: Role = body.role.parse()?;
+    let org = body.organization_id.as_deref().map(parse_org).transpose()?;
+    match (&org, role) {
+        (_, Role::Admin) => caller.require_admin()?,
+        (Some(o), _) => caller.require(o, &[Role::OrgAdmin])?,
+        (None, _) => caller.require_admin()?,
+    }
+    let expires_at = body
+        .expires_in_seconds
+        .map(|s| {
+            if s > 0 {
+                Ok(Millis(
+                    Millis::now().0.saturating_add(s.saturating_mul(1000)),
+                ))
+            } else {
+                Err(ApiError::BadRequest(
+                    "expires_in_seconds must be positive".into(),
+                ))
+            }
+        })
+        .transpose()?;
+    let (token, view) = state
+        .vault
+        .create_token(&body.name, role, org.as_ref(), expires_at, &caller.actor())
+        .await?;
+    let mut v = json!(view);
+    v["token"] = Value::String(token.expose_secret().to_owned());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub(super) async fn tokens_list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let tokens = match &caller.0.org {
+        None => {
+            caller.require_admin()?;
+            state.vault.list_tokens(None).await?
+        }
+        Some(own) => {
+            caller.require(own, &[Role::OrgAdmin])?;
+            state.vault.list_tokens(Some(own)).await?
+        }
+    };
+    Ok(Json(json!(tokens)))
+}
+
+pub(super) async fn tokens_revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("token {id} not found"));
+    let token = state.vault.get_token(&id).await.map_err(|e| match e {
+        VaultError::NotFound(_) => not_found(),
+        other => other.into(),
+    })?;
+    match &token.org {
+        None => caller.require_admin().map_err(|_| not_found())?,
+        Some(o) => {
+            if !caller.0.sees(o) {
+                return Err(not_found());
+            }
+            caller.require(o, &[Role::OrgAdmin])?;
+        }
+    }
+    Ok(Json(json!(
+        state.vault.revoke_token(&id, &caller.actor()).await?
+    )))
+}
+
+// ----- master keys ------------------------------------------------------------------------
+
+pub(super) async fn master_key_status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(json!(state.vault.key_status().await?)))
+}
+
+pub(super) async fn master_key_rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    Ok(Json(json!(
+        state
+            .vault
+            .rotate_master_key(1000, &caller.actor(), |_| {})
+            .await?
+    )))
+}
+
+// ----- the External Secrets Operator lookup -----------------------------------------------
+
+/// `GET /api/v1/orgs/{org}/secrets/{key}`: `{key}` is a provider id (the answer is that
+/// provider's config object) or `var.NAME` (`{"value": ...}`); 404 when there is no such key.
+pub(super) async fn eso_secret(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let org: OrgId = parse_org(&org)?;
+    caller.require(&org, &[Role::OrgAdmin, Role::Resolver])?;
+    let missing = || ApiError::NotFound(format!("no secret {key:?} in organization '{org}'"));
+    if let Some(name) = key.strip_prefix("var.") {
+        let name = VarName::new(name)?;
+        let got = match state
+            .vault
+            .get_var(&name, Some(&org), true, &caller.actor())
+            .await
+        {
+            Err(VaultError::NotFound(_)) => return Err(missing()),
+            other => other?,
+        };
+        // Only the organization's own variable, not a global one of the same name.
+        if got.view.org.as_ref() != Some(&org) {
+            return Err(missing());
+        }
+        let value = got.value.map(|v| v.expose_secret().to_owned());
+        return Ok(Json(json!({ "value": value })));
+    }
+    let provider = Provider::get(&key).map_err(|_| missing())?;
+    let mut req = ResolveRequest::new(org.clone(), provider);
+    req.env_fallback = false;
+    match state.vault.resolve(&req, &caller.actor()).await {
+        Ok(resolved) => Ok(Json(config_object(&resolved))),
+        Err(VaultError::NoCredential(_)) => Err(missing()),
+        Err(e) => Err(e.into()),
+    }
+}

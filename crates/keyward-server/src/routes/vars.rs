@@ -1,0 +1,204 @@
+//! Config variables: `/v1/config-variables`. A sensitive value is redacted in every response;
+//! `?reveal=true` on a single variable returns it, audited.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use keyward_core::var::VarView;
+use keyward_core::{OrgId, VarName};
+use keyward_store::{Role, VaultError};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::parse_org;
+use crate::auth::{ApiJson, Caller};
+use crate::{ApiError, AppState};
+
+/// A variable as responses show it: `value` is `***` when sensitive.
+fn shown(view: &VarView) -> Value {
+    let mut v = json!(view);
+    v["value"] = Value::String(view.shown_value().to_owned());
+    v
+}
+
+/// The scope a request means: the organization named, else the caller's own; admins may
+/// omit it for global variables.
+fn scope(caller: &Caller, named: Option<&str>, roles: &[Role]) -> Result<Option<OrgId>, ApiError> {
+    let org = match (named, &caller.0.org) {
+        (Some(o), _) => Some(parse_org(o)?),
+        (None, Some(own)) => Some(own.clone()),
+        (None, None) => None,
+    };
+    match &org {
+        Some(o) => caller.require(o, roles)?,
+        None => caller.require_admin()?,
+    }
+    Ok(org)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScopeQuery {
+    organization_id: Option<String>,
+    #[serde(default)]
+    reveal: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VarCreate {
+    name: String,
+    value: String,
+    description: Option<String>,
+    #[serde(default)]
+    sensitive: bool,
+    organization_id: Option<String>,
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<VarCreate>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let org = scope(&caller, body.organization_id.as_deref(), &[Role::OrgAdmin])?;
+    let name = VarName::new(&body.name)?;
+    let exists = matches!(
+        state.vault.get_var(&name, org.as_ref(), false, &caller.actor()).await,
+        Ok(v) if v.view.org == org
+    );
+    if exists {
+        return Err(ApiError::Conflict(format!(
+            "variable '{name}' already exists; PUT /v1/config-variables/{name} changes it"
+        )));
+    }
+    let view = state
+        .vault
+        .set_var(
+            &name,
+            org.as_ref(),
+            &SecretString::from(body.value),
+            body.sensitive,
+            body.description.as_deref(),
+            &caller.actor(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(shown(&view))))
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if q.reveal {
+        return Err(ApiError::BadRequest(
+            "reveal applies to one variable: GET /v1/config-variables/{name}?reveal=true".into(),
+        ));
+    }
+    let org = scope(
+        &caller,
+        q.organization_id.as_deref(),
+        &[Role::OrgAdmin, Role::Viewer],
+    )?;
+    let vars = state.vault.list_vars(org.as_ref()).await?;
+    let vars: Vec<Value> = vars.iter().filter(|v| v.org == org).map(shown).collect();
+    Ok(Json(json!(vars)))
+}
+
+async fn load(
+    state: &AppState,
+    caller: &Caller,
+    name: &VarName,
+    org: Option<&OrgId>,
+    reveal: bool,
+) -> Result<keyward_store::VarValue, ApiError> {
+    let missing = || ApiError::NotFound(format!("variable '{name}' not found"));
+    let got = match state.vault.get_var(name, org, false, &caller.actor()).await {
+        Err(VaultError::NotFound(_)) => return Err(missing()),
+        other => other?,
+    };
+    // Exactly the scope asked for: an organization's token never reads a global variable.
+    if got.view.org.as_ref() != org {
+        return Err(missing());
+    }
+    if reveal && got.view.sensitive {
+        return Ok(state
+            .vault
+            .get_var(name, org, true, &caller.actor())
+            .await?);
+    }
+    Ok(got)
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let roles: &[Role] = if q.reveal {
+        &[Role::OrgAdmin, Role::Resolver]
+    } else {
+        &[Role::OrgAdmin, Role::Viewer, Role::Resolver]
+    };
+    let org = scope(&caller, q.organization_id.as_deref(), roles)?;
+    let name = VarName::new(&name)?;
+    let got = load(&state, &caller, &name, org.as_ref(), q.reveal).await?;
+    let mut v = shown(&got.view);
+    if q.reveal
+        && let Some(value) = &got.value
+    {
+        v["value"] = Value::String(value.expose_secret().to_owned());
+    }
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VarPut {
+    value: String,
+    description: Option<String>,
+    #[serde(default)]
+    sensitive: bool,
+    organization_id: Option<String>,
+}
+
+pub(super) async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<VarPut>,
+) -> Result<Json<Value>, ApiError> {
+    let org = scope(&caller, body.organization_id.as_deref(), &[Role::OrgAdmin])?;
+    let name = VarName::new(&name)?;
+    load(&state, &caller, &name, org.as_ref(), false).await?;
+    let view = state
+        .vault
+        .set_var(
+            &name,
+            org.as_ref(),
+            &SecretString::from(body.value),
+            body.sensitive,
+            body.description.as_deref(),
+            &caller.actor(),
+        )
+        .await?;
+    Ok(Json(shown(&view)))
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<ScopeQuery>,
+) -> Result<StatusCode, ApiError> {
+    let org = scope(&caller, q.organization_id.as_deref(), &[Role::OrgAdmin])?;
+    let name = VarName::new(&name)?;
+    load(&state, &caller, &name, org.as_ref(), false).await?;
+    state
+        .vault
+        .delete_var(&name, org.as_ref(), &caller.actor())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
