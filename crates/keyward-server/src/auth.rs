@@ -54,10 +54,15 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let from = parts
+        let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
+            .map(|c| c.0.ip());
+        let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        // An address that keeps guessing is refused before its guesses are checked.
+        if let Some(retry) = ip.and_then(|ip| state.limiter.blocked(ip)) {
+            return Err(ApiError::TooManyRequests(retry));
+        }
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -76,6 +81,9 @@ impl FromRequestParts<AppState> for Caller {
                 } else {
                     "no bearer token"
                 };
+                if let Some(ip) = ip {
+                    state.limiter.failed(ip);
+                }
                 // The request is refused either way; a failed audit write is only logged.
                 if let Err(e) = state.vault.record_auth_failure(&from, why).await {
                     tracing::warn!(error = %e, "cannot audit a failed authentication");

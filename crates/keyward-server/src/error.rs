@@ -21,6 +21,8 @@ pub enum ApiError {
     Conflict(String),
     /// 413: the body is larger than any legitimate request.
     PayloadTooLarge,
+    /// 429: too many failed authentications from this address; retry after so many seconds.
+    TooManyRequests(u64),
     /// 503: the store or the audit log cannot be written; nothing was changed.
     Unavailable(String),
     /// 500: a bug or an outage; the details are logged, not returned.
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,6 +70,10 @@ impl From<keyward_core::CoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::TooManyRequests(secs) => Some(*secs),
+            _ => None,
+        };
         let detail = match self {
             ApiError::Internal(real) => {
                 // Vault errors never hold secrets; still, the client gets no internals.
@@ -75,6 +82,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized => "a valid bearer token is required".to_owned(),
             ApiError::PayloadTooLarge => "the request body is too large".to_owned(),
+            ApiError::TooManyRequests(secs) => {
+                format!("too many failed authentications from this address; retry in {secs} s")
+            }
             ApiError::BadRequest(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
@@ -92,6 +102,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -11,10 +11,13 @@
 
 mod auth;
 mod error;
+mod limits;
+mod metrics;
 mod routes;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use keyward_store::Vault;
@@ -29,11 +32,30 @@ pub use routes::ROUTES;
 pub struct AppState {
     /// The vault.
     pub vault: Vault,
+    limiter: Arc<limits::FailureLimiter>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// The state of a server over `vault`.
+    pub fn new(vault: Vault) -> Self {
+        Self {
+            vault,
+            limiter: Arc::default(),
+            metrics: Arc::default(),
+        }
+    }
 }
 
 /// The whole router.
 pub fn app(state: AppState) -> Router {
-    routes::router().with_state(state)
+    routes::router()
+        .route("/metrics", axum::routing::get(metrics::render))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes the requests in

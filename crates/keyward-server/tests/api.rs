@@ -48,9 +48,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState {
-            vault: vault.clone(),
-        };
+        let state = AppState::new(vault.clone());
         let task = tokio::spawn(async move {
             keyward_server::serve(listener, state, async {
                 let _ = rx.await;
@@ -517,7 +515,9 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 .await;
             let text = value.to_string();
             match (method.as_str(), *path) {
-                (_, "/healthz" | "/readyz" | "/api/v1/whoami") => assert_eq!(st, StatusCode::OK),
+                (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/whoami") => {
+                    assert_eq!(st, StatusCode::OK)
+                }
                 (
                     "GET",
                     "/api/v1/orgs"
@@ -920,5 +920,114 @@ async fn health_and_unknown_routes() {
         (st, problem["status"].as_u64()),
         (StatusCode::NOT_FOUND, Some(404))
     );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_tokens_gets_an_address_slowed_down() {
+    let mut s = Server::sqlite().await;
+    let admin = s.token(Role::Admin, None).await;
+    for i in 0..10 {
+        let (st, _) = s
+            .call(
+                Method::GET,
+                "/api/v1/orgs",
+                Some(&format!("kwt_guess{i:032}")),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    let resp = s
+        .client
+        .get(format!("{}/api/v1/orgs", s.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even a right guess waits"
+    );
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let failures = s
+        .vault
+        .list_events(&"action=authenticate".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    assert_eq!(failures.len(), 10, "every failed attempt is audited");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_template_and_resolutions() {
+    use Method as M;
+    let mut s = Server::sqlite().await;
+    let admin = s.token(Role::Admin, None).await;
+    s.call(
+        M::POST,
+        "/api/v1/orgs",
+        Some(&admin),
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    let (_, c) = s
+        .call(
+            M::POST,
+            "/api/v1/credentials",
+            Some(&admin),
+            Some(json!({"organization_id": "acme", "provider": "openai", "name": "p", "api_key": CANARY})),
+        )
+        .await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    s.call(
+        M::GET,
+        &format!("/api/v1/credentials/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    for _ in 0..3 {
+        s.call(
+            M::POST,
+            "/api/v1/resolve",
+            Some(&admin),
+            Some(json!({"organization_id": "acme", "provider": "openai"})),
+        )
+        .await;
+    }
+    s.call(
+        M::POST,
+        "/api/v1/resolve",
+        Some(&admin),
+        Some(json!({"organization_id": "acme", "provider": "gemini"})),
+    )
+    .await;
+    let text = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(
+        "keyward_http_requests_total{route=\"/api/v1/resolve\",method=\"POST\",status=\"200\"} 3"
+    ), "{text}");
+    assert!(text.contains(
+        "keyward_http_requests_total{route=\"/api/v1/credentials/{credential_id}\",method=\"GET\",status=\"200\"} 1"
+    ), "{text}");
+    assert!(text.contains("keyward_resolutions_total{outcome=\"success\"} 3"));
+    assert!(text.contains("keyward_resolutions_total{outcome=\"failure\"} 1"));
+    assert!(text.contains("keyward_http_request_duration_seconds_count"));
+    assert!(text.contains("keyward_audit_events_total"));
+    assert!(!text.contains(&id) && !text.contains("acme") && !text.contains("APICANARY"));
     s.stop().await;
 }

@@ -171,6 +171,14 @@ impl Vault {
             .map_err(|e| VaultError::AuditUnavailable(e.to_string()))
     }
 
+    /// How many events the log holds (the head's sequence number).
+    pub async fn audit_event_count(&self) -> Result<i64, VaultError> {
+        let row = sqlx::query("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        Ok(row.try_get("seq")?)
+    }
+
     /// The newest events matching `filter`, newest first, at most `limit`.
     pub async fn list_events(
         &self,

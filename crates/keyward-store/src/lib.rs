@@ -135,6 +135,17 @@ struct Inner {
     chain: Option<ChainKey>,
     cache: cache::ResolveCache,
     env: EnvSource,
+    resolutions_ok: std::sync::atomic::AtomicU64,
+    resolutions_failed: std::sync::atomic::AtomicU64,
+}
+
+/// Counters of this process's vault, for metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct VaultStats {
+    /// Audited resolutions that handed a key out.
+    pub resolutions_ok: u64,
+    /// Audited resolutions that found nothing.
+    pub resolutions_failed: u64,
 }
 
 impl Vault {
@@ -155,6 +166,8 @@ impl Vault {
                 chain,
                 cache: cache::ResolveCache::new(options.cache_capacity),
                 env: options.env,
+                resolutions_ok: Default::default(),
+                resolutions_failed: Default::default(),
             }),
         })
     }
@@ -172,6 +185,15 @@ impl Vault {
     /// The connection pool, for tests and tools that need to look at the raw data.
     pub fn pool(&self) -> &AnyPool {
         &self.inner.pool
+    }
+
+    /// This process's counters.
+    pub fn stats(&self) -> VaultStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        VaultStats {
+            resolutions_ok: self.inner.resolutions_ok.load(Relaxed),
+            resolutions_failed: self.inner.resolutions_failed.load(Relaxed),
+        }
     }
 
     /// Closes the connection pool.

@@ -114,6 +114,15 @@ impl Vault {
             .await?;
         }
         tx.commit().await?;
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        let inner = &self.inner;
+        inner
+            .resolutions_ok
+            .fetch_add(ok, std::sync::atomic::Ordering::Relaxed);
+        inner.resolutions_failed.fetch_add(
+            results.len() as u64 - ok,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(results)
     }
 

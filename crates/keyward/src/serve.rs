@@ -60,14 +60,7 @@ pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> 
     let local = listener.local_addr()?;
     println!("keyward listening on http://{local}");
     tracing::info!(%local, "listening");
-    keyward_server::serve(
-        listener,
-        AppState {
-            vault: vault.clone(),
-        },
-        stop,
-    )
-    .await?;
+    keyward_server::serve(listener, AppState::new(vault.clone()), stop).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -99,6 +99,7 @@ pub(crate) fn router() -> Router<AppState> {
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     (
         "GET",
         "/api/provider-credentials/organization/{organization_id}",
