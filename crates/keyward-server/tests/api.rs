@@ -491,6 +491,7 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     Some(json!({"organization_id": "acme", "provider": "openai"}))
                 }
                 (M::POST, "/api/v1/orgs") => Some(json!({"id": "initech"})),
+                (M::POST, "/api/v1/env") => Some(json!({"organization_id": "acme"})),
                 (M::POST, "/v1/config-variables") => {
                     Some(json!({"name": "x", "value": "v", "organization_id": "acme"}))
                 }

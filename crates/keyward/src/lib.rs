@@ -38,6 +38,7 @@ pub mod envmap;
 pub mod mask;
 pub mod probe;
 pub mod reference;
+pub mod remote;
 
 use std::collections::BTreeMap;
 
@@ -73,6 +74,9 @@ pub enum Error {
     /// A file operation failed (writing a key file for a child process).
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// The Keyward server refused or could not be reached.
+    #[error("server: {0}")]
+    Remote(String),
 }
 
 impl From<keyward_core::CoreError> for Error {
@@ -298,25 +302,31 @@ impl KeyProvider {
                     .resolve(&req, &self.actor)
                     .await
                     .map_err(|e| fail(&e))?;
-                match field.as_deref() {
-                    None => secret_value(&resolved).map_err(|e| fail(&e)),
-                    Some(f) if f == provider.secret_field => {
-                        secret_value(&resolved).map_err(|e| fail(&e))
-                    }
-                    Some(f) => {
-                        let value = resolved
-                            .fields
-                            .get(f)
-                            .filter(|v| !v.is_empty())
-                            .ok_or_else(|| fail(&format!("the credential has no field {f:?}")))?;
-                        Ok(ReferenceValue {
-                            value: SecretString::from(value.as_str()),
-                            mask: None,
-                            is_file: false,
-                        })
-                    }
-                }
+                reference_value(&resolved, field.as_deref()).map_err(|e| fail(&e))
             }
+        }
+    }
+}
+
+/// The value a credential reference names: the secret, or one public field.
+pub(crate) fn reference_value(
+    resolved: &Resolved,
+    field: Option<&str>,
+) -> Result<ReferenceValue, String> {
+    match field {
+        None => secret_value(resolved),
+        Some(f) if f == resolved.provider.secret_field => secret_value(resolved),
+        Some(f) => {
+            let value = resolved
+                .fields
+                .get(f)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("the credential has no field {f:?}"))?;
+            Ok(ReferenceValue {
+                value: SecretString::from(value.as_str()),
+                mask: None,
+                is_file: false,
+            })
         }
     }
 }

@@ -81,6 +81,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
+    // With KEYWARD_URL set, keys come from a server and no local vault is opened.
+    if let Some(remote) = keyward::remote::Remote::from_env()? {
+        let keys = run::Keys::Remote(remote.clone());
+        return match cli.command {
+            Command::Resolve(args) => resolve_remote(&remote, args).await,
+            Command::Env(args) => run::env(&keys, args).await,
+            Command::Run(args) => run::run(&keys, args).await,
+            _ => bail!(
+                "KEYWARD_URL is set: against a server, this version runs `resolve`, `env` and `run`; \
+                 unset KEYWARD_URL to work on the local data directory"
+            ),
+        };
+    }
     let config = Config::load(&ConfigInputs {
         data_dir: cli.global.data_dir.clone(),
         database_url: cli.global.database_url.clone(),
@@ -106,8 +119,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cred(cmd) => cred(&vault, cmd, &actor).await?,
         Command::Var(cmd) => var(&vault, cmd, &actor).await?,
         Command::Resolve(args) => resolve(&vault, args, &actor).await?,
-        Command::Env(args) => run::env(&key_provider(&vault, &actor), args).await?,
-        Command::Run(args) => run::run(&key_provider(&vault, &actor), args).await?,
+        Command::Env(args) => {
+            run::env(&run::Keys::Local(key_provider(&vault, &actor)), args).await?
+        }
+        Command::Run(args) => {
+            run::run(&run::Keys::Local(key_provider(&vault, &actor)), args).await?
+        }
         Command::MasterKey(cmd) => master_key(&vault, cmd, &actor).await?,
         Command::Events(cmd) => events(&vault, cmd).await?,
     };
@@ -586,7 +603,13 @@ async fn resolve(vault: &Vault, args: ResolveArgs, actor: &str) -> Result<ExitCo
     req.strategy = args.strategy.parse()?;
     req.env_fallback = !args.no_env_fallback;
     let resolved = vault.resolve(&req, actor).await?;
-    if args.json {
+    print_resolved(&resolved, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a resolution: the key alone, or JSON with its fields and source.
+fn print_resolved(resolved: &keyward_core::resolve::Resolved, json: bool) -> Result<()> {
+    if json {
         let source = match &resolved.source {
             Source::Vault { id, name } => {
                 serde_json::json!({ "kind": "vault", "id": id, "name": name })
@@ -601,17 +624,29 @@ async fn resolve(vault: &Vault, args: ResolveArgs, actor: &str) -> Result<ExitCo
             "secret": resolved.secret.as_ref().map(|s| s.expose_secret()),
             "fields": resolved.fields,
             "source": source,
-        }))?;
+        }))
     } else {
         match &resolved.secret {
             Some(s) => println!("{}", s.expose_secret()),
-            None => {
-                // Providers without a key (a local Ollama) answer with their base URL.
-                let url = resolved.fields.get("base_url").cloned().unwrap_or_default();
-                println!("{url}");
-            }
+            // Providers without a key (a local Ollama) answer with their base URL.
+            None => println!(
+                "{}",
+                resolved.fields.get("base_url").cloned().unwrap_or_default()
+            ),
         }
+        Ok(())
     }
+}
+
+/// `keyward resolve` against a server.
+async fn resolve_remote(remote: &keyward::remote::Remote, args: ResolveArgs) -> Result<ExitCode> {
+    if args.modality.is_some() || args.strategy != "priority" {
+        bail!("against a server, resolve takes --org, --provider and --name only");
+    }
+    let resolved = remote
+        .resolve(&args.org, &args.provider, args.name.as_deref())
+        .await?;
+    print_resolved(&resolved, args.json)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,6 +19,35 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{EnvArgs, EnvFormat, RunArgs};
 
+/// Where keys come from: the local vault, or a Keyward server (`KEYWARD_URL`).
+pub(crate) enum Keys {
+    Local(KeyProvider),
+    Remote(keyward::remote::Remote),
+}
+
+impl Keys {
+    async fn env_map(&self, org: &str, named: &[String]) -> Result<EnvMap> {
+        match self {
+            Keys::Local(keys) => org_env(keys, org, named).await,
+            // The server picks the providers when none are named.
+            Keys::Remote(remote) => {
+                let providers = keyward::parse_providers(named)?;
+                Ok(remote.env_map_many(org, &providers).await?)
+            }
+        }
+    }
+
+    async fn resolve_reference(
+        &self,
+        r: &Reference,
+    ) -> Result<keyward::ReferenceValue, keyward::Error> {
+        match self {
+            Keys::Local(keys) => keys.resolve_reference(r).await,
+            Keys::Remote(remote) => remote.resolve_reference(r).await,
+        }
+    }
+}
+
 /// The providers to provision: those named, or every provider with an active credential that
 /// opens.
 async fn providers_of(
@@ -52,8 +81,8 @@ async fn org_env(keys: &KeyProvider, org: &str, named: &[String]) -> Result<EnvM
     Ok(keys.env_map_many(org.as_str(), &providers).await?)
 }
 
-pub(crate) async fn env(keys: &KeyProvider, args: EnvArgs) -> Result<ExitCode> {
-    let map = org_env(keys, &args.org, &args.provider).await?;
+pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
+    let map = keys.env_map(&args.org, &args.provider).await?;
     let mut pairs: Vec<(String, String)> = Vec::new();
     for var in map.vars() {
         match &var.value {
@@ -102,12 +131,14 @@ fn dotenv_escape(v: &str) -> String {
 }
 
 /// Keyward's own configuration: never handed to the child. The master key opens every
-/// organization's keys, and a database URL may carry a password.
-const WITHHELD: [&str; 4] = [
+/// organization's keys, a database URL may carry a password, and the server token is
+/// Keyward's credential, not the command's.
+const WITHHELD: [&str; 5] = [
     "KEYWARD_MASTER_KEY",
     "KEYWARD_MASTER_KEYS",
     "KEYWARD_MASTER_KEY_FILE",
     "KEYWARD_DATABASE_URL",
+    "KEYWARD_TOKEN",
 ];
 
 /// What the child gets besides the inherited environment, and what to mask.
@@ -116,9 +147,9 @@ struct ChildEnv {
     secrets: Vec<(SecretString, String)>,
 }
 
-async fn child_env(keys: &KeyProvider, args: &RunArgs) -> Result<ChildEnv> {
+async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
     let mut providers = match &args.org {
-        Some(org) => org_env(keys, org, &args.provider).await?,
+        Some(org) => keys.env_map(org, &args.provider).await?,
         None if !args.provider.is_empty() => bail!("--provider needs --org"),
         None => EnvMap::new(),
     };
@@ -223,7 +254,7 @@ async fn next_signal(streams: &mut [tokio::signal::unix::Signal]) -> usize {
 }
 
 /// Runs the command; returns its exit code (128+N when a signal ended it).
-pub(crate) async fn run(keys: &KeyProvider, args: RunArgs) -> Result<ExitCode> {
+pub(crate) async fn run(keys: &Keys, args: RunArgs) -> Result<ExitCode> {
     // Listen before anything else, so a signal during setup or right after the spawn cannot
     // kill us and orphan the command with its key file.
     let mut streams = FORWARDED

@@ -88,6 +88,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(v1::eso_secret),
         )
         .route("/api/v1/resolve", post(resolve))
+        .route("/api/v1/env", post(v1::env))
         .route("/api/v1/events", get(events))
         .route("/api/v1/events/verify", post(events_verify))
         .route("/api/v1/whoami", get(whoami))
@@ -133,6 +134,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/orgs"),
     ("POST", "/api/v1/orgs"),
     ("POST", "/api/v1/resolve"),
+    ("POST", "/api/v1/env"),
     ("GET", "/api/v1/events"),
     ("POST", "/api/v1/events/verify"),
     ("GET", "/api/v1/whoami"),

@@ -331,3 +331,58 @@ pub(super) async fn eso_secret(
         Err(e) => Err(e.into()),
     }
 }
+
+// ----- provisioning -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnvBody {
+    organization_id: String,
+    /// Only these providers; default: every provider with an active credential that opens.
+    #[serde(default)]
+    providers: Vec<String>,
+}
+
+/// What `keyward run` needs from a server: the config objects of an organization's providers,
+/// resolved and audited together. A `resolver` token is enough.
+pub(super) async fn env(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<EnvBody>,
+) -> Result<Json<Value>, ApiError> {
+    use keyward_core::credential::CredentialStatus;
+    let org = parse_org(&body.organization_id)?;
+    caller.require(&org, &[Role::OrgAdmin, Role::Resolver])?;
+    let providers: Vec<&'static Provider> = if body.providers.is_empty() {
+        state.vault.require_org(&org).await?;
+        let creds = state.vault.list_credentials(Some(&org), None).await?;
+        keyward_core::PROVIDERS
+            .iter()
+            .filter(|p| {
+                creds
+                    .iter()
+                    .any(|c| c.provider == p.id && c.active && c.status == CredentialStatus::Ok)
+            })
+            .collect()
+    } else {
+        body.providers
+            .iter()
+            .map(|p| Provider::get(p))
+            .collect::<Result<_, _>>()?
+    };
+    let reqs: Vec<ResolveRequest> = providers
+        .iter()
+        .map(|p| {
+            let mut req = ResolveRequest::new(org.clone(), p);
+            req.env_fallback = false;
+            req
+        })
+        .collect();
+    let mut objects = Vec::with_capacity(reqs.len());
+    for result in state.vault.resolve_many(&reqs, &caller.actor()).await? {
+        objects.push(config_object(&result?));
+    }
+    Ok(Json(
+        json!({ "organization_id": org, "providers": objects }),
+    ))
+}

@@ -77,6 +77,52 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
         body.contains("sk-...wxyz") && !body.contains("SERVECANARY"),
         "{body}"
     );
+    // Another machine: no master key, no data directory, only a resolver token.
+    let resolver = s.json(&[
+        "token", "create", "--role", "resolver", "--org", "acme", "--name", "app", "--json",
+    ]);
+    let remote = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KEYWARD_URL", format!("http://{addr}"))
+            .env("KEYWARD_TOKEN", resolver["token"].as_str().unwrap())
+            .env("KEYWARD_DATA_DIR", "/nonexistent/keyward-data")
+            .output()
+            .unwrap()
+    };
+    let out = remote(&[
+        "run",
+        "--org",
+        "acme",
+        "--",
+        "python3",
+        "-c",
+        "import os; print(os.environ['OPENAI_API_KEY'], 'KEYWARD_TOKEN' in os.environ)",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "sk-...wxyz False\n",
+        "masked, and the token withheld"
+    );
+    let out = remote(&["resolve", "--org", "acme", "--provider", "openai"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sk-proj-SERVECANARY0123456789wxyz"
+    );
+    let out = remote(&["cred", "list"]);
+    assert!(
+        !out.status.success(),
+        "a resolver token cannot list, and the CLI says so"
+    );
+    assert!(!std::path::Path::new("/nonexistent/keyward-data").exists());
+
     let list = s.ok(&["token", "list"]);
     assert!(
         list.contains("bootstrap admin") && list.contains("org_admin"),

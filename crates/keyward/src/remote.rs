@@ -1,0 +1,219 @@
+//! A Keyward server as the source of keys (`KEYWARD_URL` and `KEYWARD_TOKEN`): what
+//! `keyward resolve`, `keyward env` and `keyward run` use instead of a local vault, so that a
+//! machine needs only a `resolver` token, never the master key.
+
+use std::collections::BTreeMap;
+
+use keyward_core::resolve::{Resolved, Source};
+use keyward_core::{CredentialId, CredentialName, Provider};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+
+use crate::reference::Reference;
+use crate::{EnvMap, Error, ReferenceValue};
+
+/// A client of a Keyward server.
+#[derive(Clone)]
+pub struct Remote {
+    base: String,
+    token: SecretString,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn remote_err(msg: impl Into<String>) -> Error {
+    Error::Remote(msg.into())
+}
+
+impl Remote {
+    /// The server named by `KEYWARD_URL`, with `KEYWARD_TOKEN`; `None` when `KEYWARD_URL` is
+    /// unset (work on the local data directory).
+    pub fn from_env() -> Result<Option<Self>, Error> {
+        let Some(url) = std::env::var("KEYWARD_URL").ok().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let token = std::env::var("KEYWARD_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Config("KEYWARD_URL is set but KEYWARD_TOKEN is not".into()))?;
+        Self::new(&url, SecretString::from(token)).map(Some)
+    }
+
+    /// A client of the server at `base` (`http://host:8080`).
+    pub fn new(base: &str, token: SecretString) -> Result<Self, Error> {
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Config(
+                "KEYWARD_URL must start with http:// or https://".into(),
+            ));
+        }
+        // Several crates may race to install a process-wide default; any of them will do.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            // The bearer token must not follow a redirect to another host.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| remote_err(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            client,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Error> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(self.token.expose_secret());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| remote_err(format!("cannot reach {}: {}", self.base, e.without_url())))?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(value)
+        } else {
+            // Problem details say what is wrong; they never hold a secret.
+            let detail = value["detail"].as_str().unwrap_or("no details").to_owned();
+            Err(remote_err(format!("{} ({status})", detail)))
+        }
+    }
+
+    /// Resolves a provider's key (the server audits it).
+    pub async fn resolve(
+        &self,
+        org: &str,
+        provider: &str,
+        name: Option<&str>,
+    ) -> Result<Resolved, Error> {
+        let mut body = json!({ "organization_id": org, "provider": provider });
+        if let Some(n) = name {
+            body["credential_name"] = json!(n);
+        }
+        let obj = self
+            .call(reqwest::Method::POST, "/api/v1/resolve", Some(body))
+            .await?;
+        resolved_from(&obj)
+    }
+
+    /// The variables of an organization's providers (all active ones, or those named).
+    pub async fn env_map_many(
+        &self,
+        org: &str,
+        providers: &[&'static Provider],
+    ) -> Result<EnvMap, Error> {
+        let ids: Vec<&str> = providers.iter().map(|p| p.id).collect();
+        let obj = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/env",
+                Some(json!({ "organization_id": org, "providers": ids })),
+            )
+            .await?;
+        let mut map = EnvMap::new();
+        for p in obj["providers"].as_array().into_iter().flatten() {
+            map.extend_resolved(&resolved_from(p)?);
+        }
+        Ok(map)
+    }
+
+    /// Resolves a `keyward://` reference through the server.
+    pub async fn resolve_reference(&self, reference: &Reference) -> Result<ReferenceValue, Error> {
+        let fail = |e: Error| Error::Reference {
+            reference: reference.to_string(),
+            why: match e {
+                Error::Remote(m) => m,
+                other => other.to_string(),
+            },
+        };
+        match reference {
+            Reference::Var { org, name } => {
+                let obj = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/api/v1/orgs/{org}/secrets/var.{name}"),
+                        None,
+                    )
+                    .await
+                    .map_err(fail)?;
+                let value = obj["value"]
+                    .as_str()
+                    .filter(|v| !v.is_empty())
+                    .ok_or_else(|| fail(remote_err("the variable is empty")))?;
+                // The server does not say whether it is sensitive: mask it to be safe.
+                Ok(ReferenceValue {
+                    value: SecretString::from(value),
+                    mask: Some("***".into()),
+                    is_file: false,
+                })
+            }
+            Reference::Credential {
+                org,
+                provider,
+                name,
+                field,
+            } => {
+                let resolved = self
+                    .resolve(
+                        org.as_str(),
+                        provider.id,
+                        name.as_ref().map(CredentialName::as_str),
+                    )
+                    .await
+                    .map_err(fail)?;
+                crate::reference_value(&resolved, field.as_deref())
+                    .map_err(|why| fail(remote_err(why)))
+            }
+        }
+    }
+}
+
+/// A config object from the server back into a resolution.
+fn resolved_from(obj: &Value) -> Result<Resolved, Error> {
+    let bad = || remote_err("the server's answer is not a provider config object");
+    let provider = Provider::get(obj["provider"].as_str().ok_or_else(bad)?)?;
+    let mut fields = BTreeMap::new();
+    for (k, v) in obj.as_object().ok_or_else(bad)? {
+        if let ("provider" | "api_key" | "credential_id" | "credential_name", _) = (k.as_str(), v) {
+            continue;
+        }
+        if let Some(s) = v.as_str() {
+            fields.insert(k.clone(), s.to_owned());
+        }
+    }
+    let source = match (
+        obj["credential_id"].as_str(),
+        obj["credential_name"].as_str(),
+    ) {
+        (Some(id), Some(name)) => Source::Vault {
+            id: CredentialId::new(id)?,
+            name: CredentialName::new(name)?,
+        },
+        _ => Source::Environment {
+            variable: "server".into(),
+        },
+    };
+    Ok(Resolved {
+        provider,
+        source,
+        secret: obj["api_key"].as_str().map(SecretString::from),
+        fields,
+    })
+}
