@@ -70,7 +70,11 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let principal = match token {
-            Some(t) if !t.is_empty() => state.vault.authenticate(t).await?,
+            Some(t) if t.starts_with(keyward_store::API_TOKEN_PREFIX) => {
+                state.vault.authenticate(t).await?
+            }
+            // Anything else with the shape of a JWT is checked as one, if keys are configured.
+            Some(t) if !state.jwt.is_empty() && t.matches('.').count() == 2 => state.jwt.verify(t),
             _ => None,
         };
         match principal {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod error;
+mod jwt;
 mod limits;
 mod metrics;
 mod routes;
@@ -24,6 +25,7 @@ use keyward_store::Vault;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
 pub use routes::ROUTES;
 
@@ -34,6 +36,7 @@ pub struct AppState {
     pub vault: Vault,
     limiter: Arc<limits::FailureLimiter>,
     metrics: Arc<metrics::Metrics>,
+    jwt: Arc<JwtKeys>,
 }
 
 impl AppState {
@@ -43,7 +46,15 @@ impl AppState {
             vault,
             limiter: Arc::default(),
             metrics: Arc::default(),
+            jwt: Arc::default(),
         }
+    }
+
+    /// Also accepts HS256 JWTs signed with these keys.
+    #[must_use]
+    pub fn with_jwt_keys(mut self, keys: JwtKeys) -> Self {
+        self.jwt = Arc::new(keys);
+        self
     }
 }
 

@@ -35,6 +35,15 @@ impl Server {
         dir: Option<tempfile::TempDir>,
         schema: Option<PgSchema>,
     ) -> Self {
+        Self::start_with(location, dir, schema, keyward_server::JwtKeys::default()).await
+    }
+
+    async fn start_with(
+        location: Location,
+        dir: Option<tempfile::TempDir>,
+        schema: Option<PgSchema>,
+        jwt: keyward_server::JwtKeys,
+    ) -> Self {
         // reqwest is built without a default TLS provider; the tests speak plain HTTP anyway.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let keyring = Keyring::new(
@@ -48,7 +57,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(vault.clone());
+        let state = AppState::new(vault.clone()).with_jwt_keys(jwt);
         let task = tokio::spawn(async move {
             keyward_server::serve(listener, state, async {
                 let _ = rx.await;
@@ -1030,5 +1039,123 @@ async fn metrics_count_requests_by_route_template_and_resolutions() {
     assert!(text.contains("keyward_http_request_duration_seconds_count"));
     assert!(text.contains("keyward_audit_events_total"));
     assert!(!text.contains(&id) && !text.contains("acme") && !text.contains("APICANARY"));
+    s.stop().await;
+}
+
+const JWT_K1: &str = "first-jwt-secret-0123456789abcdefghij";
+const JWT_K2: &str = "second-jwt-secret-0123456789abcdefghi";
+
+fn jwt(kid: &str, secret: &str, alg: jsonwebtoken::Algorithm, claims: Value) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hs256_jwts_are_accepted_with_rotating_keys_and_checked_strictly() {
+    use Method as M;
+    use jsonwebtoken::Algorithm::{HS256, HS512};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keyward_server::JwtKeys::parse(&format!("k2:{JWT_K2},k1:{JWT_K1}")).unwrap();
+    let mut s = Server::start_with(Location::in_data_dir(dir.path()), Some(dir), None, keys).await;
+    let admin = s.token(Role::Admin, None).await;
+    for org in ["acme", "globex"] {
+        s.call(
+            M::POST,
+            "/api/v1/orgs",
+            Some(&admin),
+            Some(json!({"id": org})),
+        )
+        .await;
+    }
+    let exp = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600) as i64;
+    let claims = |role: &str, org: Option<&str>, exp: i64| {
+        let mut c = json!({"sub": "alice", "role": role, "exp": exp});
+        if let Some(o) = org {
+            c["org"] = json!(o);
+        }
+        c
+    };
+    // Old and new key both work; the audit log names the token's subject and key.
+    for (kid, secret) in [("k1", JWT_K1), ("k2", JWT_K2)] {
+        let t = jwt(kid, secret, HS256, claims("org_admin", Some("acme"), exp));
+        let (st, _) = s
+            .call(
+                M::POST,
+                "/api/v1/credentials",
+                Some(&t),
+                Some(json!({"organization_id": "acme", "provider": "openai", "name": format!("via-{kid}"), "api_key": CANARY})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{kid}");
+    }
+    let events = s
+        .vault
+        .list_events(&"action=create,org=acme".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(|e| e.actor == "token:jwt:k1:alice"),
+        "{events:?}"
+    );
+
+    // Refused: expired, wrong secret, unknown kid, another algorithm, admin with an org,
+    // an org role without one.
+    let refused = [
+        jwt(
+            "k1",
+            JWT_K1,
+            HS256,
+            claims("org_admin", Some("acme"), exp - 3600),
+        ),
+        jwt(
+            "k1",
+            "not-the-secret-0123456789abcdefghijkl",
+            HS256,
+            claims("org_admin", Some("acme"), exp),
+        ),
+        jwt("k9", JWT_K1, HS256, claims("org_admin", Some("acme"), exp)),
+        jwt("k1", JWT_K1, HS512, claims("org_admin", Some("acme"), exp)),
+        jwt("k1", JWT_K1, HS256, claims("admin", Some("acme"), exp)),
+        jwt("k1", JWT_K1, HS256, claims("viewer", None, exp)),
+        jwt(
+            "k1",
+            JWT_K1,
+            HS256,
+            json!({"sub": "alice", "role": "admin"}),
+        ),
+    ];
+    for t in refused {
+        let (st, _) = s.call(M::GET, "/api/v1/orgs", Some(&t), None).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED);
+    }
+    // A JWT of another organization sees nothing of acme.
+    let foreign = jwt(
+        "k2",
+        JWT_K2,
+        HS256,
+        claims("org_admin", Some("globex"), exp),
+    );
+    let (st, _) = s
+        .call(
+            M::GET,
+            "/api/provider-credentials/organization/acme",
+            Some(&foreign),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(keyward_server::JwtKeys::parse("k1:short").is_err());
+    let err = keyward_server::JwtKeys::parse(&format!("k1:{JWT_K1},k1:{JWT_K2}")).unwrap_err();
+    assert!(err.contains("twice") && !err.contains(JWT_K1));
     s.stop().await;
 }

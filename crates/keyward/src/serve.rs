@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
 use keyward_core::{Millis, OrgId};
-use keyward_server::{AppState, Role};
+use keyward_server::{AppState, JwtKeys, Role};
 use keyward_store::Vault;
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -15,6 +15,11 @@ use crate::output::{Table, print_json, time};
 /// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
 /// `KEYWARD_ADMIN_TOKEN` if set, else a new one printed once.
 pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> {
+    // Configuration is checked before anything is written.
+    let jwt_keys = match std::env::var("KEYWARD_JWT_VERIFICATION_KEYS") {
+        Ok(spec) if !spec.is_empty() => JwtKeys::parse(&spec).map_err(|e| anyhow!(e))?,
+        _ => JwtKeys::default(),
+    };
     if !vault.has_admin_token().await? {
         match std::env::var("KEYWARD_ADMIN_TOKEN")
             .ok()
@@ -60,7 +65,8 @@ pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> 
     let local = listener.local_addr()?;
     println!("keyward listening on http://{local}");
     tracing::info!(%local, "listening");
-    keyward_server::serve(listener, AppState::new(vault.clone()), stop).await?;
+    let state = AppState::new(vault.clone()).with_jwt_keys(jwt_keys);
+    keyward_server::serve(listener, state, stop).await?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
