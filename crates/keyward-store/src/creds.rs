@@ -229,7 +229,7 @@ impl Vault {
         actor: &str,
     ) -> Result<CredentialView, VaultError> {
         self.require_org(&new.org).await?;
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         let id = self.insert_credential(&mut tx, new, actor).await?;
         tx.commit().await?;
         self.inner.cache.invalidate();
@@ -243,7 +243,7 @@ impl Vault {
         batch: Vec<NewCredential>,
         actor: &str,
     ) -> Result<Vec<CredentialId>, VaultError> {
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         let mut ids = Vec::with_capacity(batch.len());
         for new in batch {
             ids.push(self.insert_credential(&mut tx, new, actor).await?);
@@ -478,7 +478,7 @@ impl Vault {
             _ => "update",
         };
         let now = Millis::now();
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         let secret_columns = match &change {
             SecretChange::New(_) => {
                 ", key_hint = $11, kid = $12, wrapped_dek = $13, sealed_secret = $14"
@@ -583,7 +583,7 @@ impl Vault {
         actor: &str,
     ) -> Result<CredentialView, VaultError> {
         let current = self.load_credential(id).await?;
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE credentials SET last_tested_at = $1, last_test_result = $2 WHERE id = $3",
         )
@@ -646,7 +646,7 @@ impl Vault {
         actor: &str,
     ) -> Result<(), VaultError> {
         let current = self.load_credential(id).await?;
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         let result = sqlx::query("DELETE FROM credentials WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)

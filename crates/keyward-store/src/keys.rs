@@ -265,7 +265,7 @@ impl Vault {
                     .await?;
                 let Some(last) = rows.last() else { break };
                 cursor = last.try_get("k")?;
-                let mut tx = self.inner.pool.begin().await?;
+                let (_writing, mut tx) = self.begin_write().await?;
                 for row in &rows {
                     let key: String = row.try_get("k")?;
                     if unopenable.contains(&key) {

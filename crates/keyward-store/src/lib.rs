@@ -137,6 +137,9 @@ struct Inner {
     env: EnvSource,
     resolutions_ok: std::sync::atomic::AtomicU64,
     resolutions_failed: std::sync::atomic::AtomicU64,
+    /// SQLite has one writer at a time; waiting for it here, in a queue, beats SQLite's
+    /// busy handler, which sleeps in growing steps (tens of milliseconds) when writers collide.
+    write_lock: Option<tokio::sync::Mutex<()>>,
 }
 
 /// Counters of this process's vault, for metrics.
@@ -168,6 +171,7 @@ impl Vault {
                 env: options.env,
                 resolutions_ok: Default::default(),
                 resolutions_failed: Default::default(),
+                write_lock: (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(())),
             }),
         })
     }
@@ -185,6 +189,24 @@ impl Vault {
     /// The connection pool, for tests and tools that need to look at the raw data.
     pub fn pool(&self) -> &AnyPool {
         &self.inner.pool
+    }
+
+    /// Begins a write transaction; on SQLite, after the writers of this process ahead of it.
+    /// Keep the guard until the transaction ends.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<
+        (
+            Option<tokio::sync::MutexGuard<'_, ()>>,
+            sqlx::Transaction<'static, sqlx::Any>,
+        ),
+        VaultError,
+    > {
+        let guard = match &self.inner.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        Ok((guard, self.inner.pool.begin().await?))
     }
 
     /// This process's counters.

@@ -41,7 +41,7 @@ impl Vault {
             created_at: Millis::now(),
             created_by: actor.to_owned(),
         };
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO organizations (id, name, created_at, created_by) VALUES ($1, $2, $3, $4)",
         )

@@ -70,7 +70,7 @@ impl Vault {
         for req in reqs {
             results.push(self.resolve_unaudited(req).await);
         }
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         // Lock order: credential rows first, the audit head second, as every other writer
         // does; the opposite order deadlocks against an update on PostgreSQL.
         let now = Millis::now().0;

@@ -223,7 +223,7 @@ impl Vault {
         let t = token.expose_secret();
         let prefix: String = t.chars().take(API_TOKEN_PREFIX.len() + 4).collect();
         let now = Millis::now();
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, org, prefix, hash, created_at, created_by, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -292,7 +292,7 @@ impl Vault {
     /// Revokes a token; it stops working at once.
     pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<TokenView, VaultError> {
         let current = self.get_token(id).await?;
-        let mut tx = self.inner.pool.begin().await?;
+        let (_writing, mut tx) = self.begin_write().await?;
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(Millis::now().0)
             .bind(id)
@@ -334,12 +334,15 @@ impl Vault {
         if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
             return Ok(None);
         }
-        // Bookkeeping only; a failure here must not lock anyone out.
-        let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
-            .bind(now.0)
-            .bind(&t.id)
-            .execute(&self.inner.pool)
-            .await;
+        // Bookkeeping only, to the minute: a write per request would double the writes of a
+        // busy server. A failure here must not lock anyone out.
+        if t.last_used_at.is_none_or(|at| now.0 - at.0 >= 60_000) {
+            let _ = sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now.0)
+                .bind(&t.id)
+                .execute(&self.inner.pool)
+                .await;
+        }
         Ok(Some(Principal {
             token_id: t.id,
             name: t.name,
