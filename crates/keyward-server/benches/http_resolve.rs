@@ -35,13 +35,20 @@ fn main() {
         .expect("server runtime");
     let (addr, token) = server_rt.block_on(async {
         let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(KeyId::new("k1").expect("kid"), &[5; 32])],
+            vec![MasterKey::from_bytes(
+                KeyId::new("k1").expect("kid"),
+                &[5; 32],
+            )],
             "bench",
         )
         .expect("keyring");
-        let vault = Vault::open(&Location::in_data_dir(dir.path()), keyring, VaultOptions::default())
-            .await
-            .expect("vault");
+        let vault = Vault::open(
+            &Location::in_data_dir(dir.path()),
+            keyring,
+            VaultOptions::default(),
+        )
+        .await
+        .expect("vault");
         let acme = OrgId::new("acme").expect("org");
         vault.create_org(&acme, None, "bench").await.expect("org");
         vault
@@ -60,7 +67,9 @@ fn main() {
             .create_token("bench", Role::Resolver, Some(&acme), None, "bench")
             .await
             .expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(keyward_server::serve(
             listener,
@@ -79,7 +88,10 @@ fn main() {
         .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
-    for (label, post) in [("GET /healthz", false), ("POST /api/v1/resolve (audited)", true)] {
+    for (label, post) in [
+        ("GET /healthz", false),
+        ("POST /api/v1/resolve (audited)", true),
+    ] {
         let latencies = load_rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let mut tasks = Vec::new();

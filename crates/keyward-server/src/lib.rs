@@ -27,7 +27,6 @@ pub use auth::Caller;
 pub use error::ApiError;
 pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
-pub use routes::ROUTES;
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -60,13 +59,46 @@ impl AppState {
 
 /// The whole router.
 pub fn app(state: AppState) -> Router {
-    routes::router()
-        .route("/metrics", axum::routing::get(metrics::render))
+    let (router, doc) = routes::router();
+    let doc = Arc::new(doc);
+    router
+        .route(
+            "/api/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
         .with_state(state)
+}
+
+/// The OpenAPI document of every route [`app`] serves (besides `/api/openapi.json` itself).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes::router().1
+}
+
+/// Every (method, path) the router serves, from the OpenAPI document.
+pub fn route_list() -> Vec<(String, String)> {
+    let doc = openapi();
+    let mut out = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ] {
+            if op.is_some() {
+                out.push((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes the requests in

@@ -65,6 +65,7 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
 }
 
 /// The exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text")))]
 pub(crate) async fn render(State(state): State<AppState>) -> String {
     let m = &state.metrics;
     let mut out = String::new();

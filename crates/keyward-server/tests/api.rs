@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use keyward_core::{Millis, OrgId};
 use keyward_crypto::{KeyId, Keyring, MasterKey};
-use keyward_server::{AppState, ROUTES, Role};
+use keyward_server::{AppState, Role};
 use keyward_store::{Location, Vault, VaultOptions};
 use keyward_testkit::{PgSchema, contains};
 use reqwest::{Method, StatusCode};
@@ -481,7 +481,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
     for role in [Role::OrgAdmin, Role::Viewer, Role::Resolver] {
         let foreign = s.token(role, Some("globex")).await;
         let mut walked = Vec::new();
-        for (method, path) in ROUTES {
+        let routes = keyward_server::route_list();
+        for (method, path) in &routes {
             let concrete = path
                 .replace("{organization_id}", "acme")
                 .replace("{credential_id}", &id)
@@ -489,13 +490,14 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 .replace("{token_id}", &acme_token_id)
                 .replace("{key}", "openai");
             // Routes that name the organization in the query rather than the path.
-            let concrete = if path.starts_with("/v1/config-variables/") && *method != "PUT" {
+            let concrete = if path.starts_with("/v1/config-variables/") && method != "PUT" {
                 format!("{concrete}?organization_id=acme")
             } else {
                 concrete
             };
+            let path = path.as_str();
             let method: Method = method.parse().unwrap();
-            let body = match (method.clone(), *path) {
+            let body = match (method.clone(), path) {
                 (M::POST, "/api/v1/resolve") => {
                     Some(json!({"organization_id": "acme", "provider": "openai"}))
                 }
@@ -524,7 +526,7 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 .call(method.clone(), &concrete, Some(&foreign), body)
                 .await;
             let text = value.to_string();
-            match (method.as_str(), *path) {
+            match (method.as_str(), path) {
                 (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/whoami") => {
                     assert_eq!(st, StatusCode::OK)
                 }
@@ -555,7 +557,12 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
             assert!(!text.contains("APICANARY") && !text.contains("VARCANARY"));
             walked.push((method.to_string(), path.to_string()));
         }
-        assert_eq!(walked.len(), ROUTES.len());
+        assert_eq!(walked.len(), routes.len());
+        assert!(
+            walked.len() >= 34,
+            "the walk covers every route: {}",
+            walked.len()
+        );
     }
     // Nothing of acme's changed.
     let (_, list) = s
@@ -1157,5 +1164,43 @@ async fn hs256_jwts_are_accepted_with_rotating_keys_and_checked_strictly() {
     assert!(keyward_server::JwtKeys::parse("k1:short").is_err());
     let err = keyward_server::JwtKeys::parse(&format!("k1:{JWT_K1},k1:{JWT_K2}")).unwrap_err();
     assert!(err.contains("twice") && !err.contains(JWT_K1));
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_exactly_the_routes_served() {
+    let mut s = Server::sqlite().await;
+    let (st, doc) = s.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(doc["info"]["title"], "Keyward");
+    let mut listed = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            listed.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    listed.sort();
+    let mut routes = keyward_server::route_list();
+    routes.sort();
+    assert_eq!(listed, routes);
+    for path in [
+        "/api/provider-credentials/create",
+        "/v1/config-variables/{name}",
+        "/api/v1/resolve",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing");
+    }
+    // Every listed route is served (none falls through to "no such route").
+    for (method, path) in &routes {
+        let concrete = path
+            .replace("{organization_id}", "acme")
+            .replace("{credential_id}", "0193a0b4-7c1e-7d2a-9f00-0123456789ab")
+            .replace("{token_id}", "t")
+            .replace("{name}", "n")
+            .replace("{key}", "openai");
+        let (_, body) = s.call(method.parse().unwrap(), &concrete, None, None).await;
+        assert_ne!(body["detail"], "no such route", "{method} {path}");
+    }
     s.stop().await;
 }

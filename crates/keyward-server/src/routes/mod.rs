@@ -9,7 +9,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
 use keyward_core::audit::EventFilter;
 use keyward_core::credential::{CredentialUpdate, CredentialView, FormatCheck, NewCredential};
 use keyward_core::resolve::ResolveRequest;
@@ -25,129 +24,64 @@ use crate::{ApiError, AppState};
 /// Request bodies are small: the largest legitimate one is a service-account JSON.
 const BODY_LIMIT: usize = 64 * 1024;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+/// The OpenAPI document's frame; every route adds its own path to it.
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Keyward",
+    description = "A vault and gateway for LLM provider API keys: the admin API."
+))]
+struct ApiDoc;
+
+/// The router and the OpenAPI document of exactly its routes (both come from the same
+/// `routes!` lists, so they cannot disagree).
+pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(crate::metrics::render))
         // The "Provider Credentials" admin guide, path for path.
-        .route(
-            "/api/provider-credentials/organization/{organization_id}",
-            get(guide_list),
-        )
-        .route("/api/provider-credentials/create", post(guide_create))
-        .route(
-            "/api/provider-credentials/{credential_id}",
-            put(guide_update).delete(guide_delete),
-        )
-        .route(
-            "/api/provider-credentials/{credential_id}/activate",
-            put(guide_activate),
-        )
-        .route(
-            "/api/provider-credentials/{credential_id}/deactivate",
-            put(guide_deactivate),
-        )
+        .routes(routes!(guide_list))
+        .routes(routes!(guide_create))
+        .routes(routes!(guide_update, guide_delete))
+        .routes(routes!(guide_activate))
+        .routes(routes!(guide_deactivate))
         // Config variables.
-        .route("/v1/config-variables", post(vars::create).get(vars::list))
-        .route(
-            "/v1/config-variables/{name}",
-            get(vars::get).put(vars::put).delete(vars::delete),
-        )
+        .routes(routes!(vars::create, vars::list))
+        .routes(routes!(vars::get, vars::put, vars::delete))
         // Keyward's own API.
-        .route("/api/v1/orgs", get(orgs_list).post(orgs_create))
-        .route(
-            "/api/v1/credentials",
-            get(v1::creds_list).post(v1::creds_create),
-        )
-        .route(
-            "/api/v1/credentials/{credential_id}",
-            get(v1::creds_get)
-                .patch(v1::creds_patch)
-                .delete(guide_delete),
-        )
-        .route(
-            "/api/v1/credentials/{credential_id}/activate",
-            post(guide_activate),
-        )
-        .route(
-            "/api/v1/credentials/{credential_id}/deactivate",
-            post(guide_deactivate),
-        )
-        .route(
-            "/api/v1/tokens",
-            get(v1::tokens_list).post(v1::tokens_create),
-        )
-        .route(
-            "/api/v1/tokens/{token_id}",
-            axum::routing::delete(v1::tokens_revoke),
-        )
-        .route("/api/v1/master-key/status", get(v1::master_key_status))
-        .route("/api/v1/master-key/rotate", post(v1::master_key_rotate))
-        .route(
-            "/api/v1/orgs/{organization_id}/secrets/{key}",
-            get(v1::eso_secret),
-        )
-        .route("/api/v1/resolve", post(resolve))
-        .route("/api/v1/env", post(v1::env))
-        .route("/api/v1/events", get(events))
-        .route("/api/v1/events/verify", post(events_verify))
-        .route("/api/v1/whoami", get(whoami))
+        .routes(routes!(orgs_list, orgs_create))
+        .routes(routes!(v1::creds_list, v1::creds_create))
+        .routes(routes!(v1::creds_get, v1::creds_patch, v1::creds_delete))
+        .routes(routes!(v1::creds_activate))
+        .routes(routes!(v1::creds_deactivate))
+        .routes(routes!(v1::tokens_list, v1::tokens_create))
+        .routes(routes!(v1::tokens_revoke))
+        .routes(routes!(v1::master_key_status))
+        .routes(routes!(v1::master_key_rotate))
+        .routes(routes!(v1::eso_secret))
+        .routes(routes!(resolve))
+        .routes(routes!(v1::env))
+        .routes(routes!(events))
+        .routes(routes!(events_verify))
+        .routes(routes!(whoami))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .split_for_parts()
 }
-
-/// Every route this router serves (method, path), for the isolation walk in the tests.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    (
-        "GET",
-        "/api/provider-credentials/organization/{organization_id}",
-    ),
-    ("POST", "/api/provider-credentials/create"),
-    ("PUT", "/api/provider-credentials/{credential_id}"),
-    ("DELETE", "/api/provider-credentials/{credential_id}"),
-    ("PUT", "/api/provider-credentials/{credential_id}/activate"),
-    (
-        "PUT",
-        "/api/provider-credentials/{credential_id}/deactivate",
-    ),
-    ("POST", "/v1/config-variables"),
-    ("GET", "/v1/config-variables"),
-    ("GET", "/v1/config-variables/{name}"),
-    ("PUT", "/v1/config-variables/{name}"),
-    ("DELETE", "/v1/config-variables/{name}"),
-    ("GET", "/api/v1/credentials"),
-    ("POST", "/api/v1/credentials"),
-    ("GET", "/api/v1/credentials/{credential_id}"),
-    ("PATCH", "/api/v1/credentials/{credential_id}"),
-    ("DELETE", "/api/v1/credentials/{credential_id}"),
-    ("POST", "/api/v1/credentials/{credential_id}/activate"),
-    ("POST", "/api/v1/credentials/{credential_id}/deactivate"),
-    ("GET", "/api/v1/tokens"),
-    ("POST", "/api/v1/tokens"),
-    ("DELETE", "/api/v1/tokens/{token_id}"),
-    ("GET", "/api/v1/master-key/status"),
-    ("POST", "/api/v1/master-key/rotate"),
-    ("GET", "/api/v1/orgs/{organization_id}/secrets/{key}"),
-    ("GET", "/api/v1/orgs"),
-    ("POST", "/api/v1/orgs"),
-    ("POST", "/api/v1/resolve"),
-    ("POST", "/api/v1/env"),
-    ("GET", "/api/v1/events"),
-    ("POST", "/api/v1/events/verify"),
-    ("GET", "/api/v1/whoami"),
-];
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".into())
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is up")))]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The store answers and the master keys open it")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match state.vault.key_status().await {
         Ok(status) if status.audit_chain_ok => (StatusCode::OK, "ready\n").into_response(),
@@ -160,6 +94,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, description = "The caller: token id, role, organization")))]
 async fn whoami(caller: Caller) -> Json<Value> {
     Json(json!(caller.0))
 }
@@ -195,6 +130,7 @@ pub(super) async fn visible_credential(
 
 // ----- the admin guide --------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/api/provider-credentials/organization/{organization_id}", tag = "provider-credentials", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "An organization's credentials, masked")))]
 async fn guide_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -206,7 +142,7 @@ async fn guide_list(
     Ok(Json(state.vault.list_credentials(Some(&org), None).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GuideCreate {
     organization_id: String,
@@ -216,6 +152,7 @@ struct GuideCreate {
     api_base: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/provider-credentials/create", tag = "provider-credentials", request_body = GuideCreate, responses((status = 200, description = "Create a credential")))]
 async fn guide_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -238,7 +175,7 @@ async fn guide_create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GuideUpdate {
     credential_name: Option<String>,
@@ -246,6 +183,7 @@ struct GuideUpdate {
     api_base: Option<String>,
 }
 
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", request_body = GuideUpdate, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Rename, rotate the key or change the base URL")))]
 async fn guide_update(
     State(state): State<AppState>,
     caller: Caller,
@@ -273,7 +211,7 @@ async fn guide_update(
     ))
 }
 
-async fn guide_set_active(
+pub(super) async fn guide_set_active(
     state: AppState,
     caller: Caller,
     id: String,
@@ -288,6 +226,7 @@ async fn guide_set_active(
     ))
 }
 
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}/activate", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Let resolution use a credential")))]
 async fn guide_activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -296,6 +235,7 @@ async fn guide_activate(
     guide_set_active(state, caller, id, true).await
 }
 
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}/deactivate", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Stop resolution from using a credential")))]
 async fn guide_deactivate(
     State(state): State<AppState>,
     caller: Caller,
@@ -304,7 +244,8 @@ async fn guide_deactivate(
     guide_set_active(state, caller, id, false).await
 }
 
-async fn guide_delete(
+#[utoipa::path(delete, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Delete a credential")))]
+pub(super) async fn guide_delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -319,19 +260,21 @@ async fn guide_delete(
 
 // ----- /api/v1 ----------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, description = "The organizations the caller may see")))]
 async fn orgs_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let orgs = state.vault.list_orgs().await?;
     let visible: Vec<_> = orgs.into_iter().filter(|o| caller.0.sees(&o.id)).collect();
     Ok(Json(json!(visible)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OrgCreate {
     id: String,
     name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "organizations", request_body = OrgCreate, responses((status = 200, description = "Create an organization (admin)")))]
 async fn orgs_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -345,7 +288,7 @@ async fn orgs_create(
     Ok((StatusCode::CREATED, Json(json!(org))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     organization_id: String,
@@ -354,6 +297,7 @@ struct ResolveBody {
 }
 
 /// The provider config object: the key and the fields a client needs.
+#[utoipa::path(post, path = "/api/v1/resolve", tag = "resolution", request_body = ResolveBody, responses((status = 200, description = "The provider config object, with the key (audited)")))]
 async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
@@ -382,6 +326,7 @@ struct EventsQuery {
     before: Option<i64>,
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("filter" = Option<String>, Query, description = "category=...,org=...,action=...,outcome=...,actor=..."), ("limit" = Option<i64>, Query, description = "at most this many (default 50)"), ("before" = Option<i64>, Query, description = "a cursor: events before this sequence number")), responses((status = 200, description = "Audit events, newest first")))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -411,6 +356,7 @@ async fn events(
     Ok(Json(json!({ "items": events, "next_cursor": next_cursor })))
 }
 
+#[utoipa::path(post, path = "/api/v1/events/verify", tag = "audit", responses((status = 200, description = "Check the HMAC chain (admin)")))]
 async fn events_verify(
     State(state): State<AppState>,
     caller: Caller,

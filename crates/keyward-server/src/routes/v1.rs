@@ -55,6 +55,7 @@ pub(super) struct CredQuery {
 
 /// Credentials, masked; an organization's token sees its own organization only. Paginated
 /// with `limit` (default 100, at most 1000) and `offset`.
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(("organization_id" = Option<String>, Query, description = "only this organization"), ("provider" = Option<String>, Query, description = "only this provider"), ("limit" = Option<usize>, Query, description = "page size (default 100)"), ("offset" = Option<usize>, Query, description = "skip this many")), responses((status = 200, description = "Credentials, masked, paginated")))]
 pub(super) async fn creds_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -81,7 +82,7 @@ pub(super) async fn creds_list(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CredCreate {
     organization_id: String,
@@ -91,6 +92,7 @@ pub(super) struct CredCreate {
     #[serde(default)]
     fields: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     modalities: Vec<Modality>,
     priority: Option<i64>,
     weight: Option<i64>,
@@ -99,6 +101,7 @@ pub(super) struct CredCreate {
     skip_format_check: bool,
 }
 
+#[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", request_body = CredCreate, responses((status = 200, description = "Create a credential")))]
 pub(super) async fn creds_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,6 +127,7 @@ pub(super) async fn creds_create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(get, path = "/api/v1/credentials/{credential_id}", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "One credential, masked")))]
 pub(super) async fn creds_get(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,13 +138,14 @@ pub(super) async fn creds_get(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CredPatch {
     name: Option<String>,
     api_key: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, String>,
+    #[schema(value_type = Option<Vec<String>>)]
     modalities: Option<Vec<Modality>>,
     priority: Option<i64>,
     weight: Option<i64>,
@@ -151,6 +156,7 @@ pub(super) struct CredPatch {
     skip_format_check: bool,
 }
 
+#[utoipa::path(patch, path = "/api/v1/credentials/{credential_id}", tag = "credentials", request_body = CredPatch, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Change a credential (compare-and-set with if_version)")))]
 pub(super) async fn creds_patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -180,9 +186,36 @@ pub(super) async fn creds_patch(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/v1/credentials/{credential_id}", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 204, description = "Deleted")))]
+pub(super) async fn creds_delete(
+    state: State<AppState>,
+    caller: Caller,
+    id: Path<String>,
+) -> Result<StatusCode, ApiError> {
+    super::guide_delete(state, caller, id).await
+}
+
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/activate", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Let resolution use a credential")))]
+pub(super) async fn creds_activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CredentialView>, ApiError> {
+    super::guide_set_active(state, caller, id, true).await
+}
+
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/deactivate", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Stop resolution from using a credential")))]
+pub(super) async fn creds_deactivate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<CredentialView>, ApiError> {
+    super::guide_set_active(state, caller, id, false).await
+}
+
 // ----- API tokens -------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TokenCreate {
     name: String,
@@ -194,6 +227,7 @@ pub(super) struct TokenCreate {
 
 /// Creates a token; the response holds it once, in `token`. Admins make any token; an
 /// organization's admin makes tokens of its own organization below admin.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreate, responses((status = 200, description = "Create an API token (shown once)")))]
 pub(super) async fn tokens_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -229,6 +263,7 @@ pub(super) async fn tokens_create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "API tokens, never the tokens themselves")))]
 pub(super) async fn tokens_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -246,6 +281,7 @@ pub(super) async fn tokens_list(
     Ok(Json(json!(tokens)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens", params(("token_id" = String, Path, description = "a token's id")), responses((status = 200, description = "Revoke a token")))]
 pub(super) async fn tokens_revoke(
     State(state): State<AppState>,
     caller: Caller,
@@ -272,6 +308,7 @@ pub(super) async fn tokens_revoke(
 
 // ----- master keys ------------------------------------------------------------------------
 
+#[utoipa::path(get, path = "/api/v1/master-key/status", tag = "master-keys", responses((status = 200, description = "Rows per master key id (admin)")))]
 pub(super) async fn master_key_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -280,6 +317,7 @@ pub(super) async fn master_key_status(
     Ok(Json(json!(state.vault.key_status().await?)))
 }
 
+#[utoipa::path(post, path = "/api/v1/master-key/rotate", tag = "master-keys", responses((status = 200, description = "Rewrap every data key under the primary key (admin)")))]
 pub(super) async fn master_key_rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -297,6 +335,7 @@ pub(super) async fn master_key_rotate(
 
 /// `GET /api/v1/orgs/{org}/secrets/{key}`: `{key}` is a provider id (the answer is that
 /// provider's config object) or `var.NAME` (`{"value": ...}`); 404 when there is no such key.
+#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/secrets/{key}", tag = "resolution", params(("organization_id" = String, Path, description = "an organization's slug"), ("key" = String, Path, description = "a provider id, or var.NAME")), responses((status = 200, description = "A secret for the External Secrets Operator")))]
 pub(super) async fn eso_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -334,7 +373,7 @@ pub(super) async fn eso_secret(
 
 // ----- provisioning -----------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct EnvBody {
     organization_id: String,
@@ -345,6 +384,7 @@ pub(super) struct EnvBody {
 
 /// What `keyward run` needs from a server: the config objects of an organization's providers,
 /// resolved and audited together. A `resolver` token is enough.
+#[utoipa::path(post, path = "/api/v1/env", tag = "resolution", request_body = EnvBody, responses((status = 200, description = "The config objects of an organization's providers (audited)")))]
 pub(super) async fn env(
     State(state): State<AppState>,
     caller: Caller,

@@ -45,7 +45,7 @@ pub(super) struct ScopeQuery {
     reveal: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VarCreate {
     name: String,
@@ -56,6 +56,7 @@ pub(super) struct VarCreate {
     organization_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/config-variables", tag = "config-variables", request_body = VarCreate, responses((status = 200, description = "Create a variable")))]
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,6 +87,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(shown(&view))))
 }
 
+#[utoipa::path(get, path = "/v1/config-variables", tag = "config-variables", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Variables, sensitive values as ***")))]
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,6 +133,7 @@ async fn load(
     Ok(got)
 }
 
+#[utoipa::path(get, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable")))]
 pub(super) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -154,7 +157,7 @@ pub(super) async fn get(
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct VarPut {
     value: String,
@@ -164,6 +167,7 @@ pub(super) struct VarPut {
     organization_id: Option<String>,
 }
 
+#[utoipa::path(put, path = "/v1/config-variables/{name}", tag = "config-variables", request_body = VarPut, params(("name" = String, Path, description = "the variable's name")), responses((status = 200, description = "Change a variable")))]
 pub(super) async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,6 +191,7 @@ pub(super) async fn put(
     Ok(Json(shown(&view)))
 }
 
+#[utoipa::path(delete, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Delete a variable")))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
