@@ -33,11 +33,19 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
     let mut s = Sandbox::sqlite();
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    // The most talkative logging there is: no line of it may hold a key.
     let mut server = s
         .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_LOG", "trace")
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
+    let mut stderr = server.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
     let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
     let mut next = || lines.next().unwrap().unwrap();
     assert!(next().starts_with("admin token (shown once"));
@@ -140,6 +148,15 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
         server.wait().unwrap().success(),
         "SIGTERM stops the server cleanly"
     );
+    let log = log_reader.join().unwrap();
+    assert!(
+        log.len() > 1000,
+        "trace logging said little: {} bytes",
+        log.len()
+    );
+    for secret in ["SERVECANARY", &admin[4..], &org_admin[4..]] {
+        assert!(!log.contains(secret), "a secret is in the server's log");
+    }
 
     // A second start finds the admin token and prints no new one.
     let mut again = s
