@@ -471,6 +471,14 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
         )
         .await;
     assert_eq!(var["value"], "***");
+    let (gw_token, _) = s
+        .vault
+        .create_gateway_token(&OrgId::new("acme").unwrap(), "ui", &[], None, None, "test")
+        .await
+        .unwrap();
+    let acme_gateway_id = s.vault.list_gateway_tokens(None).await.unwrap()[0]
+        .id
+        .clone();
     let acme_token_id = s
         .vault
         .list_tokens(Some(&OrgId::new("acme").unwrap()))
@@ -483,11 +491,16 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
         let mut walked = Vec::new();
         let routes = keyward_server::route_list();
         for (method, path) in &routes {
+            let token_id = if path.starts_with("/api/v1/gateway-tokens") {
+                &acme_gateway_id
+            } else {
+                &acme_token_id
+            };
             let concrete = path
                 .replace("{organization_id}", "acme")
                 .replace("{credential_id}", &id)
                 .replace("{name}", "acme.secret")
-                .replace("{token_id}", &acme_token_id)
+                .replace("{token_id}", token_id)
                 .replace("{key}", "openai");
             // Routes that name the organization in the query rather than the path.
             let concrete = if path.starts_with("/v1/config-variables/") && method != "PUT" {
@@ -503,6 +516,9 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 }
                 (M::POST, "/api/v1/orgs") => Some(json!({"id": "initech"})),
                 (M::POST, "/api/v1/env") => Some(json!({"organization_id": "acme"})),
+                (M::POST, "/api/v1/gateway-tokens") => {
+                    Some(json!({"organization_id": "acme", "name": "x"}))
+                }
                 (M::POST, "/v1/config-variables") => {
                     Some(json!({"name": "x", "value": "v", "organization_id": "acme"}))
                 }
@@ -536,7 +552,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     | "/api/v1/events"
                     | "/api/v1/credentials"
                     | "/v1/config-variables"
-                    | "/api/v1/tokens",
+                    | "/api/v1/tokens"
+                    | "/api/v1/gateway-tokens",
                 ) => {
                     // Listings: their own organization's, or refused for the role.
                     assert!(
@@ -559,7 +576,15 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
         }
         assert_eq!(walked.len(), routes.len());
         assert!(
-            walked.len() >= 34,
+            s.vault
+                .authenticate_gateway(gw_token.expose_secret())
+                .await
+                .unwrap()
+                .is_some(),
+            "acme's gateway token survived"
+        );
+        assert!(
+            walked.len() >= 37,
             "the walk covers every route: {}",
             walked.len()
         );
@@ -875,6 +900,59 @@ async fn v1_routes(mut s: Server) {
         .call(M::GET, "/api/v1/master-key/status", Some(&org_admin), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    // Gateway tokens: shown once, listed by prefix, bound to providers, revocable.
+    let (st, gw) = s
+        .call(
+            M::POST,
+            "/api/v1/gateway-tokens",
+            Some(&org_admin),
+            Some(json!({"organization_id": "acme", "name": "chat-ui", "providers": ["openai"], "rpm": 60})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{gw}");
+    let gw_token = gw["token"].as_str().unwrap().to_owned();
+    assert!(gw_token.starts_with("kwg_"));
+    let (_, gws) = s
+        .call(M::GET, "/api/v1/gateway-tokens", Some(&org_admin), None)
+        .await;
+    assert_eq!(gws.as_array().unwrap().len(), 1);
+    assert!(!gws.to_string().contains(&gw_token));
+    let found = s
+        .vault
+        .authenticate_gateway(&gw_token)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.allows(keyward_core::Provider::get("openai").unwrap()));
+    assert!(!found.allows(keyward_core::Provider::get("anthropic").unwrap()));
+    assert_eq!(found.rpm, Some(60));
+    let (st, _) = s
+        .call(
+            M::POST,
+            "/api/v1/gateway-tokens",
+            Some(&org_admin),
+            Some(json!({"organization_id": "acme", "name": "x", "providers": ["openia"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let gid = gw["id"].as_str().unwrap().to_owned();
+    let (st, _) = s
+        .call(
+            M::DELETE,
+            &format!("/api/v1/gateway-tokens/{gid}"),
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        s.vault
+            .authenticate_gateway(&gw_token)
+            .await
+            .unwrap()
+            .is_none(),
+        "revoked"
+    );
     let (st, report) = s
         .call(M::POST, "/api/v1/master-key/rotate", Some(&admin), None)
         .await;

@@ -46,6 +46,11 @@ fn migrator() -> Migrator {
             "api tokens",
             include_str!("../migrations/0004_api_tokens.sql"),
         ),
+        migration(
+            5,
+            "gateway tokens",
+            include_str!("../migrations/0005_gateway_tokens.sql"),
+        ),
     ])
 }
 

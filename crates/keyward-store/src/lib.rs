@@ -17,6 +17,7 @@ mod audit;
 mod cache;
 mod creds;
 mod db;
+mod gateway_tokens;
 mod keys;
 mod orgs;
 mod resolve;
@@ -32,6 +33,7 @@ use sqlx::AnyPool;
 
 pub use audit::VerifyReport;
 pub use db::{Backend, Location};
+pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
 pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};
 pub use orgs::Organization;
 pub use resolve::EnvSource;

@@ -118,15 +118,17 @@ pub struct TokenView {
     pub last_used_at: Option<Millis>,
 }
 
-fn hash(token: &str) -> [u8; 32] {
+/// The stored form of a token: SHA-256 (tokens are 256 random bits; a slow hash buys nothing).
+pub(crate) fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn generate_token() -> Result<SecretString, VaultError> {
+/// A new token: `prefix` and 256 random bits, base64url.
+pub(crate) fn generate_token(prefix: &str) -> Result<SecretString, VaultError> {
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
     keyward_crypto::fill_random(bytes.as_mut())?;
     Ok(SecretString::from(format!(
-        "{API_TOKEN_PREFIX}{}",
+        "{prefix}{}",
         URL_SAFE_NO_PAD.encode(bytes.as_ref())
     )))
 }
@@ -166,7 +168,7 @@ impl Vault {
         expires_at: Option<Millis>,
         actor: &str,
     ) -> Result<(SecretString, TokenView), VaultError> {
-        let token = generate_token()?;
+        let token = generate_token(API_TOKEN_PREFIX)?;
         self.insert_token(name, role, org, expires_at, &token, actor)
             .await
             .map(|view| (token, view))
@@ -233,7 +235,7 @@ impl Vault {
         .bind(role.as_str())
         .bind(org.map_or("", OrgId::as_str))
         .bind(&prefix)
-        .bind(hash(t).to_vec())
+        .bind(token_hash(t).to_vec())
         .bind(now.0)
         .bind(actor)
         .bind(expires_at.map(|m| m.0))
@@ -317,7 +319,7 @@ impl Vault {
     /// Checks a bearer token. `Ok(None)` for a token that is unknown, revoked or expired (the
     /// caller answers 401 and audits the failure); the stored hash is compared in constant time.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
-        let digest = hash(token);
+        let digest = token_hash(token);
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS}, hash FROM api_tokens WHERE hash = $1"
         )))

@@ -55,6 +55,9 @@ pub(crate) enum Command {
     /// API tokens for the server.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Gateway tokens: what LLM clients send to the gateway instead of a provider key.
+    #[command(subcommand, name = "gateway-token")]
+    GatewayToken(GatewayTokenCommand),
     /// Organizations.
     #[command(subcommand)]
     Org(OrgCommand),
@@ -118,6 +121,45 @@ pub(crate) enum TokenCommand {
     /// Revoke a token; it stops working at once.
     Revoke {
         /// Token id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GatewayTokenCommand {
+    /// Create a gateway token; it is printed once (with --json, in the field `token`).
+    Create {
+        /// Organization.
+        #[arg(long)]
+        org: String,
+        /// A name to recognise it by.
+        #[arg(long)]
+        name: String,
+        /// Only these providers (default: all).
+        #[arg(long, value_delimiter = ',')]
+        providers: Vec<String>,
+        /// Lifetime, e.g. 30d or 12h (default: no expiry).
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Requests per minute it may make.
+        #[arg(long)]
+        rpm: Option<i64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List gateway tokens (never the tokens themselves).
+    List {
+        /// Only this organization's.
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a gateway token.
+    Revoke {
+        /// Gateway token id.
         id: String,
     },
 }

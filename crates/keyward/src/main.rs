@@ -115,6 +115,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
         Command::Serve { listen } => serve::serve(vault.clone(), listen).await?,
         Command::Token(cmd) => serve::token(&vault, cmd, &actor).await?,
+        Command::GatewayToken(cmd) => serve::gateway_token(&vault, cmd, &actor).await?,
         Command::Org(cmd) => org(&vault, cmd, &actor).await?,
         Command::Cred(cmd) => cred(&vault, cmd, &actor).await?,
         Command::Var(cmd) => var(&vault, cmd, &actor).await?,

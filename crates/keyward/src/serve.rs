@@ -9,7 +9,7 @@ use keyward_server::{AppState, JwtKeys, Role};
 use keyward_store::Vault;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::cli::TokenCommand;
+use crate::cli::{GatewayTokenCommand, TokenCommand};
 use crate::output::{Table, print_json, time};
 
 /// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
@@ -95,16 +95,7 @@ pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Resu
         } => {
             let role: Role = role.parse()?;
             let org = org.as_deref().map(OrgId::new).transpose()?;
-            let expires_at = expires_in
-                .as_deref()
-                .map(|d| {
-                    humantime::parse_duration(d)
-                        .map_err(|e| anyhow!("--expires-in {d:?}: {e} (try 30d or 12h)"))
-                })
-                .transpose()?
-                .map(|d| {
-                    Millis(Millis::now().0 + i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2))
-                });
+            let expires_at = expires_at(expires_in.as_deref())?;
             let (token, view) = vault
                 .create_token(&name, role, org.as_ref(), expires_at, actor)
                 .await?;
@@ -149,6 +140,104 @@ pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Resu
         TokenCommand::Revoke { id } => {
             let view = vault.revoke_token(&id, actor).await?;
             println!("revoked token {} ({})", view.id, view.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--expires-in 30d` as a point in time.
+fn expires_at(expires_in: Option<&str>) -> Result<Option<Millis>> {
+    expires_in
+        .map(|d| {
+            let d = humantime::parse_duration(d)
+                .map_err(|e| anyhow!("--expires-in {d:?}: {e} (try 30d or 12h)"))?;
+            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
+            Ok(Millis(Millis::now().0.saturating_add(ms)))
+        })
+        .transpose()
+}
+
+pub(crate) async fn gateway_token(
+    vault: &Vault,
+    cmd: GatewayTokenCommand,
+    actor: &str,
+) -> Result<ExitCode> {
+    match cmd {
+        GatewayTokenCommand::Create {
+            org,
+            name,
+            providers,
+            expires_in,
+            rpm,
+            json,
+        } => {
+            let org = OrgId::new(&org)?;
+            let providers = keyward::parse_providers(&providers)?;
+            let (token, view) = vault
+                .create_gateway_token(
+                    &org,
+                    &name,
+                    &providers,
+                    rpm,
+                    expires_at(expires_in.as_deref())?,
+                    actor,
+                )
+                .await?;
+            if json {
+                let mut v = serde_json::to_value(&view)?;
+                v["token"] = serde_json::Value::String(token.expose_secret().to_owned());
+                print_json(&v)?;
+            } else {
+                println!("{}", token.expose_secret());
+                eprintln!(
+                    "created gateway token '{}' for {} (id {}); it is shown only now",
+                    view.name, view.org, view.id
+                );
+            }
+        }
+        GatewayTokenCommand::List { org, json } => {
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let tokens = vault.list_gateway_tokens(org.as_ref()).await?;
+            if json {
+                print_json(&tokens)?;
+            } else {
+                let mut t = Table::new([
+                    "ID",
+                    "NAME",
+                    "ORG",
+                    "PREFIX",
+                    "PROVIDERS",
+                    "RPM",
+                    "EXPIRES",
+                    "STATE",
+                ]);
+                for v in tokens {
+                    t.row([
+                        v.id,
+                        v.name,
+                        v.org.to_string(),
+                        format!("{}...", v.prefix),
+                        if v.providers.is_empty() {
+                            "all".into()
+                        } else {
+                            v.providers.join(",")
+                        },
+                        v.rpm.map_or_else(|| "-".into(), |r| r.to_string()),
+                        v.expires_at.map_or_else(|| "never".into(), time),
+                        if v.revoked_at.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                        .into(),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        GatewayTokenCommand::Revoke { id } => {
+            let view = vault.revoke_gateway_token(&id, actor).await?;
+            println!("revoked gateway token {} ({})", view.id, view.name);
         }
     }
     Ok(ExitCode::SUCCESS)

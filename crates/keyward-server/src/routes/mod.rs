@@ -59,6 +59,8 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::creds_deactivate))
         .routes(routes!(v1::tokens_list, v1::tokens_create))
         .routes(routes!(v1::tokens_revoke))
+        .routes(routes!(v1::gateway_tokens_list, v1::gateway_tokens_create))
+        .routes(routes!(v1::gateway_tokens_revoke))
         .routes(routes!(v1::master_key_status))
         .routes(routes!(v1::master_key_rotate))
         .routes(routes!(v1::eso_secret))

@@ -213,6 +213,23 @@ pub(super) async fn creds_deactivate(
     super::guide_set_active(state, caller, id, false).await
 }
 
+/// An expiry `seconds` from now.
+fn expires_at(seconds: Option<i64>) -> Result<Option<Millis>, ApiError> {
+    seconds
+        .map(|s| {
+            if s > 0 {
+                Ok(Millis(
+                    Millis::now().0.saturating_add(s.saturating_mul(1000)),
+                ))
+            } else {
+                Err(ApiError::BadRequest(
+                    "expires_in_seconds must be positive".into(),
+                ))
+            }
+        })
+        .transpose()
+}
+
 // ----- API tokens -------------------------------------------------------------------------
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -240,20 +257,7 @@ pub(super) async fn tokens_create(
         (Some(o), _) => caller.require(o, &[Role::OrgAdmin])?,
         (None, _) => caller.require_admin()?,
     }
-    let expires_at = body
-        .expires_in_seconds
-        .map(|s| {
-            if s > 0 {
-                Ok(Millis(
-                    Millis::now().0.saturating_add(s.saturating_mul(1000)),
-                ))
-            } else {
-                Err(ApiError::BadRequest(
-                    "expires_in_seconds must be positive".into(),
-                ))
-            }
-        })
-        .transpose()?;
+    let expires_at = expires_at(body.expires_in_seconds)?;
     let (token, view) = state
         .vault
         .create_token(&body.name, role, org.as_ref(), expires_at, &caller.actor())
@@ -425,4 +429,101 @@ pub(super) async fn env(
     Ok(Json(
         json!({ "organization_id": org, "providers": objects }),
     ))
+}
+
+// ----- gateway tokens ---------------------------------------------------------------------
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GatewayTokenCreate {
+    organization_id: String,
+    name: String,
+    /// Providers it may reach; empty for all.
+    #[serde(default)]
+    providers: Vec<String>,
+    /// Requests per minute; absent for no limit.
+    rpm: Option<i64>,
+    /// Lifetime in seconds.
+    expires_in_seconds: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", request_body = GatewayTokenCreate, responses((status = 201, description = "The new gateway token, shown once in `token`")))]
+pub(super) async fn gateway_tokens_create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<GatewayTokenCreate>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let org = parse_org(&body.organization_id)?;
+    caller.require(&org, &[Role::OrgAdmin])?;
+    let providers = body
+        .providers
+        .iter()
+        .map(|p| Provider::get(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (token, view) = state
+        .vault
+        .create_gateway_token(
+            &org,
+            &body.name,
+            &providers,
+            body.rpm,
+            expires_at(body.expires_in_seconds)?,
+            &caller.actor(),
+        )
+        .await?;
+    let mut v = json!(view);
+    v["token"] = Value::String(token.expose_secret().to_owned());
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OrgQuery {
+    organization_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Gateway tokens, never the tokens themselves")))]
+pub(super) async fn gateway_tokens_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<OrgQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = match (q.organization_id.as_deref(), &caller.0.org) {
+        (Some(o), _) => Some(parse_org(o)?),
+        (None, own) => own.clone(),
+    };
+    match &org {
+        Some(o) => caller.require(o, &[Role::OrgAdmin, Role::Viewer])?,
+        None => caller.require_admin()?,
+    }
+    Ok(Json(json!(
+        state.vault.list_gateway_tokens(org.as_ref()).await?
+    )))
+}
+
+#[utoipa::path(delete, path = "/api/v1/gateway-tokens/{token_id}", tag = "gateway-tokens", params(("token_id" = String, Path, description = "a gateway token's id")), responses((status = 200, description = "Revoked")))]
+pub(super) async fn gateway_tokens_revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("gateway token {id} not found"));
+    let token = state
+        .vault
+        .get_gateway_token(&id)
+        .await
+        .map_err(|e| match e {
+            VaultError::NotFound(_) => not_found(),
+            other => other.into(),
+        })?;
+    if !caller.0.sees(&token.org) {
+        return Err(not_found());
+    }
+    caller.require(&token.org, &[Role::OrgAdmin])?;
+    Ok(Json(json!(
+        state
+            .vault
+            .revoke_gateway_token(&id, &caller.actor())
+            .await?
+    )))
 }

@@ -131,6 +131,31 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
     );
     assert!(!std::path::Path::new("/nonexistent/keyward-data").exists());
 
+    let gw = s.json(&[
+        "gateway-token",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "chat-ui",
+        "--providers",
+        "openai",
+        "--rpm",
+        "60",
+        "--expires-in",
+        "30d",
+        "--json",
+    ]);
+    let gw_token = gw["token"].as_str().unwrap().to_owned();
+    assert!(gw_token.starts_with("kwg_") && gw["rpm"] == 60 && gw["expires_at"].is_i64());
+    let gws = s.ok(&["gateway-token", "list", "--org", "acme"]);
+    assert!(
+        gws.contains("chat-ui") && gws.contains("openai") && !gws.contains(&gw_token),
+        "{gws}"
+    );
+    s.ok(&["gateway-token", "revoke", gw["id"].as_str().unwrap()]);
+    assert!(s.ok(&["gateway-token", "list"]).contains("revoked"));
+
     let list = s.ok(&["token", "list"]);
     assert!(
         list.contains("bootstrap admin") && list.contains("org_admin"),

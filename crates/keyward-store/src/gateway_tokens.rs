@@ -1,0 +1,220 @@
+//! Gateway tokens: what LLM clients present to the gateway instead of a provider key. Bound to
+//! one organization, optionally to a set of providers, with an optional requests-per-minute
+//! limit; stored only as hashes, like API tokens.
+
+use keyward_core::audit::{Category, NewEvent};
+use keyward_core::{Millis, OrgId, Provider};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use subtle::ConstantTimeEq as _;
+
+use crate::tokens::{generate_token, token_hash};
+use crate::{Vault, VaultError, new_id};
+
+/// The prefix of every gateway token.
+pub const GATEWAY_TOKEN_PREFIX: &str = "kwg_";
+
+/// A gateway token as listings show it: its first characters, never the token.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayTokenView {
+    /// Id.
+    pub id: String,
+    /// Organization.
+    pub org: OrgId,
+    /// Name.
+    pub name: String,
+    /// The token's first characters.
+    pub prefix: String,
+    /// Providers it may reach; empty means all.
+    pub providers: Vec<String>,
+    /// Requests per minute it may make; `None` for no limit.
+    pub rpm: Option<i64>,
+    /// Creation time.
+    pub created_at: Millis,
+    /// Who created it.
+    pub created_by: String,
+    /// When it stops working.
+    pub expires_at: Option<Millis>,
+    /// When it was revoked.
+    pub revoked_at: Option<Millis>,
+    /// When it was last used.
+    pub last_used_at: Option<Millis>,
+}
+
+impl GatewayTokenView {
+    /// Whether it may reach `provider`.
+    pub fn allows(&self, provider: &Provider) -> bool {
+        self.providers.is_empty() || self.providers.iter().any(|p| p == provider.id)
+    }
+}
+
+const COLUMNS: &str = "id, org, name, prefix, providers, rpm, created_at, created_by, expires_at, revoked_at, last_used_at";
+
+fn view(row: &AnyRow) -> Result<GatewayTokenView, VaultError> {
+    let org: String = row.try_get("org")?;
+    let providers: String = row.try_get("providers")?;
+    Ok(GatewayTokenView {
+        id: row.try_get("id")?,
+        org: OrgId::new(&org)?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        providers: providers
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        rpm: row.try_get("rpm")?,
+        created_at: Millis(row.try_get("created_at")?),
+        created_by: row.try_get("created_by")?,
+        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Millis),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Millis),
+        last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Millis),
+    })
+}
+
+impl Vault {
+    /// Creates a gateway token for `org`; returns it (shown once) with its view.
+    pub async fn create_gateway_token(
+        &self,
+        org: &OrgId,
+        name: &str,
+        providers: &[&'static Provider],
+        rpm: Option<i64>,
+        expires_at: Option<Millis>,
+        actor: &str,
+    ) -> Result<(SecretString, GatewayTokenView), VaultError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(VaultError::InvalidInput(
+                "a token name has 1 to 100 printable characters".into(),
+            ));
+        }
+        if rpm.is_some_and(|r| !(1..=1_000_000).contains(&r)) {
+            return Err(VaultError::InvalidInput(
+                "rpm must be between 1 and 1000000".into(),
+            ));
+        }
+        self.require_org(org).await?;
+        let token = generate_token(GATEWAY_TOKEN_PREFIX)?;
+        let t = token.expose_secret();
+        let prefix: String = t.chars().take(GATEWAY_TOKEN_PREFIX.len() + 4).collect();
+        let ids: Vec<&str> = providers.iter().map(|p| p.id).collect();
+        let id = new_id();
+        let (_writing, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO gateway_tokens (id, org, name, prefix, hash, providers, rpm, created_at, created_by, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&id)
+        .bind(org.as_str())
+        .bind(name)
+        .bind(&prefix)
+        .bind(token_hash(t).to_vec())
+        .bind(ids.join(","))
+        .bind(rpm)
+        .bind(Millis::now().0)
+        .bind(actor)
+        .bind(expires_at.map(|m| m.0))
+        .execute(&mut *tx)
+        .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "create",
+                format!("gateway_token:{id}"),
+            )
+            .org(Some(org.as_str()))
+            .details(json!({ "name": name, "prefix": prefix, "providers": ids, "rpm": rpm })),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((token, self.get_gateway_token(&id).await?))
+    }
+
+    /// One gateway token.
+    pub async fn get_gateway_token(&self, id: &str) -> Result<GatewayTokenView, VaultError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM gateway_tokens WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.inner.pool)
+        .await?
+        .ok_or_else(|| VaultError::NotFound(format!("gateway token {id}")))?;
+        view(&row)
+    }
+
+    /// Gateway tokens, optionally of one organization.
+    pub async fn list_gateway_tokens(
+        &self,
+        org: Option<&OrgId>,
+    ) -> Result<Vec<GatewayTokenView>, VaultError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM gateway_tokens WHERE ($1 = '*' OR org = $1) ORDER BY created_at, id"
+        )))
+        .bind(org.map_or("*", OrgId::as_str))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(view).collect()
+    }
+
+    /// Revokes a gateway token.
+    pub async fn revoke_gateway_token(
+        &self,
+        id: &str,
+        actor: &str,
+    ) -> Result<GatewayTokenView, VaultError> {
+        let current = self.get_gateway_token(id).await?;
+        let (_writing, mut tx) = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE gateway_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(Millis::now().0)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "revoke",
+                format!("gateway_token:{id}"),
+            )
+            .org(Some(current.org.as_str()))
+            .details(json!({ "name": current.name })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get_gateway_token(id).await
+    }
+
+    /// Checks a gateway token: `None` when unknown, revoked or expired.
+    pub async fn authenticate_gateway(
+        &self,
+        token: &str,
+    ) -> Result<Option<GatewayTokenView>, VaultError> {
+        let digest = token_hash(token);
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, hash FROM gateway_tokens WHERE hash = $1"
+        )))
+        .bind(digest.to_vec())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: Vec<u8> = row.try_get("hash")?;
+        if !bool::from(stored.as_slice().ct_eq(&digest)) {
+            return Ok(None);
+        }
+        let t = view(&row)?;
+        let now = Millis::now();
+        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
+            return Ok(None);
+        }
+        Ok(Some(t))
+    }
+}
