@@ -1,7 +1,5 @@
 //! Authentication (`Authorization: Bearer TOKEN`) and authorization (role and organization).
 
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -56,8 +54,8 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
+            .get::<ConnectInfo<crate::ClientAddr>>()
+            .map(|c| c.0.0.ip());
         let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         // An address that keeps guessing is refused before its guesses are checked.
         if let Some(retry) = ip.and_then(|ip| state.limiter.blocked(ip)) {

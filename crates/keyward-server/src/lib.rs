@@ -15,6 +15,7 @@ mod jwt;
 mod limits;
 mod metrics;
 mod routes;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ pub use auth::Caller;
 pub use error::ApiError;
 pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
+pub use tls::{TlsListener, load_tls_config};
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -101,6 +103,19 @@ pub fn route_list() -> Vec<(String, String)> {
     out
 }
 
+/// The client's address, as handlers see it (whether the connection is TLS or not).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes the requests in
 /// flight.
 pub async fn serve(
@@ -110,7 +125,22 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        app(state).into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Like [`serve`], over TLS.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        TlsListener::new(listener, tls)?,
+        app(state).into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -1282,3 +1282,68 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_a_given_certificate() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls = keyward_server::load_tls_config(&cert_path, &key_path).unwrap();
+
+    let keyring = Keyring::new(
+        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[3; 32])],
+        "test",
+    )
+    .unwrap();
+    let vault = Vault::open(
+        &Location::in_data_dir(dir.path()),
+        keyring,
+        VaultOptions::default(),
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(keyward_server::serve_tls(
+        listener,
+        std::sync::Arc::new(tls),
+        AppState::new(vault.clone()),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://localhost:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Plain HTTP to the TLS port gets nowhere; the server keeps serving.
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+    let resp = client
+        .get(format!("https://localhost:{port}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Files that are not a certificate and key are refused, naming the flag.
+    let err = keyward_server::load_tls_config(&key_path, &cert_path).unwrap_err();
+    assert!(err.contains("--tls-"), "{err}");
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+    vault.close().await;
+}

@@ -49,6 +49,12 @@ pub(crate) enum Command {
         /// Address to listen on.
         #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, env = "KEYWARD_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, env = "KEYWARD_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Print a new random 256-bit master key (base64).
     Keygen,

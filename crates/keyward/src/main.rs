@@ -113,7 +113,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor();
     let code = match cli.command {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
-        Command::Serve { listen } => serve::serve(vault.clone(), listen).await?,
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some(keyward_server::load_tls_config(&cert, &key).map_err(|e| anyhow!(e))?)
+                }
+                _ => None,
+            };
+            serve::serve(vault.clone(), listen, tls).await?
+        }
         Command::Token(cmd) => serve::token(&vault, cmd, &actor).await?,
         Command::GatewayToken(cmd) => serve::gateway_token(&vault, cmd, &actor).await?,
         Command::Org(cmd) => org(&vault, cmd, &actor).await?,

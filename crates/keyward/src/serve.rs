@@ -14,7 +14,11 @@ use crate::output::{Table, print_json, time};
 
 /// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
 /// `KEYWARD_ADMIN_TOKEN` if set, else a new one printed once.
-pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> {
+pub(crate) async fn serve(
+    vault: Vault,
+    listen: SocketAddr,
+    tls: Option<rustls::ServerConfig>,
+) -> Result<ExitCode> {
     // Configuration is checked before anything is written.
     let jwt_keys = match std::env::var("KEYWARD_JWT_VERIFICATION_KEYS") {
         Ok(spec) if !spec.is_empty() => JwtKeys::parse(&spec).map_err(|e| anyhow!(e))?,
@@ -63,10 +67,16 @@ pub(crate) async fn serve(vault: Vault, listen: SocketAddr) -> Result<ExitCode> 
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    println!("keyward listening on http://{local}");
-    tracing::info!(%local, "listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("keyward listening on {scheme}://{local}");
+    tracing::info!(%local, scheme, "listening");
     let state = AppState::new(vault.clone()).with_jwt_keys(jwt_keys);
-    keyward_server::serve(listener, state, stop).await?;
+    match tls {
+        Some(config) => {
+            keyward_server::serve_tls(listener, std::sync::Arc::new(config), state, stop).await?;
+        }
+        None => keyward_server::serve(listener, state, stop).await?,
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
