@@ -14,6 +14,7 @@ mod error;
 mod jwt;
 mod limits;
 mod metrics;
+pub mod probe;
 mod routes;
 mod tls;
 

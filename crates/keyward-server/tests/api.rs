@@ -900,6 +900,45 @@ async fn v1_routes(mut s: Server) {
         .call(M::GET, "/api/v1/master-key/status", Some(&org_admin), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
+    // A key test through the API: here against a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_, c) = s
+        .call(
+            M::POST,
+            "/api/v1/credentials",
+            Some(&org_admin),
+            Some(json!({"organization_id": "acme", "provider": "openai", "name": "down",
+                        "api_key": "sk-proj-DOWN0123456789abcdefgh", "fields": {"base_url": format!("http://{closed}/v1")}})),
+        )
+        .await;
+    let down = c["id"].as_str().unwrap().to_owned();
+    let (st, tested) = s
+        .call(
+            M::POST,
+            &format!("/api/v1/credentials/{down}/test?timeout_seconds=3"),
+            Some(&org_admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{tested}");
+    assert_eq!(tested["ok"], false);
+    assert!(
+        tested["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable"),
+        "{tested}"
+    );
+    assert!(
+        tested["credential"]["last_test_result"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreachable")
+    );
+
     // Gateway tokens: shown once, listed by prefix, bound to providers, revocable.
     let (st, gw) = s
         .call(

@@ -36,9 +36,11 @@
 pub mod config;
 pub mod envmap;
 pub mod mask;
-pub mod probe;
 pub mod reference;
 pub mod remote;
+
+/// Key tests (shared with the server, which runs them for `POST /api/v1/credentials/{id}/test`).
+pub use keyward_server::probe;
 
 use std::collections::BTreeMap;
 

@@ -57,6 +57,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::creds_get, v1::creds_patch, v1::creds_delete))
         .routes(routes!(v1::creds_activate))
         .routes(routes!(v1::creds_deactivate))
+        .routes(routes!(v1::creds_test))
         .routes(routes!(v1::tokens_list, v1::tokens_create))
         .routes(routes!(v1::tokens_revoke))
         .routes(routes!(v1::gateway_tokens_list, v1::gateway_tokens_create))

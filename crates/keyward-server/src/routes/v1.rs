@@ -230,6 +230,38 @@ fn expires_at(seconds: Option<i64>) -> Result<Option<Millis>, ApiError> {
         .transpose()
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TestQuery {
+    timeout_seconds: Option<u64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/test", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id"), ("timeout_seconds" = Option<u64>, Query, description = "how long to wait for the provider (default 10, at most 60)")), responses((status = 200, description = "The outcome, stored on the credential and audited")))]
+pub(super) async fn creds_test(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<TestQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
+    let (view, secret) = state.vault.open_credential(&view.id).await?;
+    let provider = Provider::get(&view.provider)?;
+    let timeout = std::time::Duration::from_secs(q.timeout_seconds.unwrap_or(10).clamp(1, 60));
+    let outcome = crate::probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
+    let view = state
+        .vault
+        .record_key_test(
+            &view.id,
+            outcome.is_ok(),
+            &outcome.to_string(),
+            &caller.actor(),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "ok": outcome.is_ok(), "result": outcome.to_string(), "credential": view }),
+    ))
+}
+
 // ----- API tokens -------------------------------------------------------------------------
 
 #[derive(Deserialize, utoipa::ToSchema)]
