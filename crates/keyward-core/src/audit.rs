@@ -146,7 +146,7 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// Position in the chain, from 1.
     pub seq: i64,

@@ -231,7 +231,7 @@ impl fmt::Display for CredentialStatus {
 }
 
 /// A credential as listings show it: every public field, the key hint, never the secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CredentialView {
     /// Id.
     pub id: CredentialId,

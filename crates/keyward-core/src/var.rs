@@ -1,13 +1,13 @@
 //! Config variables: named values, global or per organization, optionally sensitive.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Millis;
 use crate::credential::CredentialStatus;
 use crate::ids::{OrgId, VarName};
 
 /// What listings show of a variable. A sensitive value is never in here.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VarView {
     /// Name.
     pub name: VarName,

@@ -80,7 +80,7 @@ fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
 }
 
 /// What `events verify` found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     /// Events checked.
     pub checked: u64,

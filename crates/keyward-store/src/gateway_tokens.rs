@@ -18,7 +18,7 @@ use crate::{Vault, VaultError, new_id};
 pub const GATEWAY_TOKEN_PREFIX: &str = "kwg_";
 
 /// A gateway token as listings show it: its first characters, never the token.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GatewayTokenView {
     /// Id.
     pub id: String,

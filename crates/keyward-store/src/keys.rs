@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use keyward_core::audit::{Category, NewEvent, Outcome};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
 
@@ -16,7 +16,7 @@ use crate::audit::CHAIN_KEY_RECORD;
 use crate::{Vault, VaultError};
 
 /// Rows wrapped by one key id.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct KidCount {
     /// The key id.
     pub kid: String,
@@ -40,7 +40,7 @@ impl KidCount {
 }
 
 /// What `master-key status` shows.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyStatus {
     /// The primary key id.
     pub primary: String,
@@ -98,7 +98,7 @@ pub struct RotationProgress {
 }
 
 /// What a rotation did.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct RotationReport {
     /// The primary key everything was rewrapped under.
     pub primary: String,

@@ -2,14 +2,14 @@
 
 use keyward_core::audit::{Category, NewEvent};
 use keyward_core::{Millis, OrgId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 
 use crate::{Vault, VaultError, map_unique};
 
 /// An organization.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Organization {
     /// Slug.
     pub id: OrgId,

@@ -22,7 +22,7 @@ use crate::{Vault, VaultError, new_id};
 pub const API_TOKEN_PREFIX: &str = "kwt_";
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, in every organization.
@@ -94,7 +94,7 @@ impl Principal {
 }
 
 /// A token as listings show it: never the token, only its first characters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct TokenView {
     /// Id.
     pub id: String,

@@ -1,6 +1,7 @@
 //! `keyward`: the command line. Thin glue over `keyward-store`: parse, configure, open the
 //! vault, run one command, print.
 
+mod backend;
 mod cli;
 mod output;
 mod run;
@@ -12,7 +13,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser as _;
-use keyward_core::audit::EventFilter;
 use keyward_core::credential::{CredentialUpdate, FormatCheck, Modality, NewCredential};
 use keyward_core::resolve::{ResolveRequest, Source};
 use keyward_core::{CredentialId, CredentialName, OrgId, PROVIDERS, Provider, VarName};
@@ -20,6 +20,7 @@ use keyward_store::{Vault, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
+use crate::backend::Backend;
 use crate::cli::{
     Cli, Command, CredCommand, EventsCommand, MasterKeyCommand, OrgCommand, ResolveArgs,
     SecretSource, VarCommand,
@@ -84,14 +85,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     // With KEYWARD_URL set, keys come from a server and no local vault is opened.
     if let Some(remote) = keyward::remote::Remote::from_env()? {
         let keys = run::Keys::Remote(remote.clone());
+        let backend = Backend::Remote(remote.clone());
         return match cli.command {
             Command::Resolve(args) => resolve_remote(&remote, args).await,
             Command::Env(args) => run::env(&keys, args).await,
             Command::Run(args) => run::run(&keys, args).await,
-            _ => bail!(
-                "KEYWARD_URL is set: against a server, this version runs `resolve`, `env` and `run`; \
-                 unset KEYWARD_URL to work on the local data directory"
+            Command::Org(cmd) => org(&backend, cmd).await,
+            Command::Cred(cmd) => cred(&backend, cmd).await,
+            Command::Var(cmd) => var(&backend, cmd).await,
+            Command::MasterKey(cmd) => master_key(&backend, cmd).await,
+            Command::Events(cmd) => events(&backend, cmd).await,
+            Command::Token(cmd) => serve::token(&backend, cmd).await,
+            Command::GatewayToken(cmd) => serve::gateway_token(&backend, cmd).await,
+            Command::Serve { .. } => bail!(
+                "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
+            Command::Keygen | Command::Providers { .. } => Ok(ExitCode::SUCCESS),
         };
     }
     let config = Config::load(&ConfigInputs {
@@ -126,11 +135,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             };
             serve::serve(vault.clone(), listen, tls).await?
         }
-        Command::Token(cmd) => serve::token(&vault, cmd, &actor).await?,
-        Command::GatewayToken(cmd) => serve::gateway_token(&vault, cmd, &actor).await?,
-        Command::Org(cmd) => org(&vault, cmd, &actor).await?,
-        Command::Cred(cmd) => cred(&vault, cmd, &actor).await?,
-        Command::Var(cmd) => var(&vault, cmd, &actor).await?,
+        Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
+        Command::GatewayToken(cmd) => serve::gateway_token(&local(&vault, &actor), cmd).await?,
+        Command::Org(cmd) => org(&local(&vault, &actor), cmd).await?,
+        Command::Cred(cmd) => cred(&local(&vault, &actor), cmd).await?,
+        Command::Var(cmd) => var(&local(&vault, &actor), cmd).await?,
         Command::Resolve(args) => resolve(&vault, args, &actor).await?,
         Command::Env(args) => {
             run::env(&run::Keys::Local(key_provider(&vault, &actor)), args).await?
@@ -138,11 +147,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => {
             run::run(&run::Keys::Local(key_provider(&vault, &actor)), args).await?
         }
-        Command::MasterKey(cmd) => master_key(&vault, cmd, &actor).await?,
-        Command::Events(cmd) => events(&vault, cmd).await?,
+        Command::MasterKey(cmd) => master_key(&local(&vault, &actor), cmd).await?,
+        Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
     };
     vault.close().await;
     Ok(code)
+}
+
+/// The local vault as the commands' backend.
+fn local(vault: &Vault, actor: &str) -> Backend {
+    Backend::Local {
+        vault: vault.clone(),
+        actor: actor.to_owned(),
+    }
 }
 
 /// The library's provider over this vault, for env and run. The vault is the only source
@@ -175,15 +192,15 @@ fn providers(json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn org(vault: &Vault, cmd: OrgCommand, actor: &str) -> Result<ExitCode> {
+async fn org(backend: &Backend, cmd: OrgCommand) -> Result<ExitCode> {
     match cmd {
         OrgCommand::Create { slug, name } => {
             let id = OrgId::new(&slug)?;
-            let org = vault.create_org(&id, name.as_deref(), actor).await?;
+            let org = backend.create_org(&id, name.as_deref()).await?;
             println!("created organization {} ({})", org.id, org.name);
         }
         OrgCommand::List { json } => {
-            let orgs = vault.list_orgs().await?;
+            let orgs = backend.list_orgs().await?;
             if json {
                 print_json(&orgs)?;
             } else {
@@ -304,7 +321,7 @@ fn print_cred(c: &keyward_core::credential::CredentialView, json: bool) -> Resul
     Ok(())
 }
 
-async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> {
+async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode> {
     match cmd {
         CredCommand::Add {
             org,
@@ -325,7 +342,7 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
             let fields = parse_sets(&set, base_url)?;
             let modalities = parse_modalities(&modalities)?;
             // Check the organization before asking for a secret that would then be refused.
-            vault.require_org(&org).await?;
+            backend.require_org(&org).await?;
             let value = if secret.api_key_env.is_none()
                 && provider.secret == keyward_core::provider::SecretKind::Optional
                 && std::io::stdin().is_terminal()
@@ -341,22 +358,19 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
                 !(provider.secret == keyward_core::provider::SecretKind::Optional
                     && s.expose_secret().trim().is_empty())
             });
-            let view = vault
-                .add_credential(
-                    NewCredential {
-                        org,
-                        provider,
-                        name,
-                        secret: value,
-                        format_check: format_check(&secret),
-                        fields,
-                        modalities,
-                        active: !inactive,
-                        priority,
-                        weight,
-                    },
-                    actor,
-                )
+            let view = backend
+                .add_credential(NewCredential {
+                    org,
+                    provider,
+                    name,
+                    secret: value,
+                    format_check: format_check(&secret),
+                    fields,
+                    modalities,
+                    active: !inactive,
+                    priority,
+                    weight,
+                })
                 .await?;
             if json {
                 print_json(&view)?;
@@ -374,7 +388,7 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
         } => {
             let org = org.as_deref().map(OrgId::new).transpose()?;
             let provider = provider.as_deref().map(Provider::get).transpose()?;
-            let creds = vault.list_credentials(org.as_ref(), provider).await?;
+            let creds = backend.list_credentials(org.as_ref(), provider).await?;
             if json {
                 print_json(&creds)?;
             } else {
@@ -398,7 +412,7 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
             }
         }
         CredCommand::Show { id, json } => {
-            let view = vault.get_credential(&CredentialId::new(&id)?).await?;
+            let view = backend.get_credential(&CredentialId::new(&id)?).await?;
             print_cred(&view, json)?;
         }
         CredCommand::Update {
@@ -415,7 +429,7 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
             json,
         } => {
             let id = CredentialId::new(&id)?;
-            let current = vault.get_credential(&id).await?;
+            let current = backend.get_credential(&id).await?;
             let provider = Provider::get(&current.provider)?;
             if secret.api_key_env.is_some() && !rotate_key {
                 bail!("--api-key-env replaces the key only together with --rotate-key");
@@ -437,9 +451,7 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
                 priority,
                 weight,
             };
-            let view = vault
-                .update_credential(&id, if_version, update, actor)
-                .await?;
+            let view = backend.update_credential(&id, if_version, update).await?;
             if json {
                 print_json(&view)?;
             } else {
@@ -450,30 +462,21 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
             }
         }
         CredCommand::Activate { id } => {
-            let view = vault
-                .set_credential_active(&CredentialId::new(&id)?, true, actor)
+            let view = backend
+                .set_credential_active(&CredentialId::new(&id)?, true)
                 .await?;
             println!("activated credential {} ({})", view.id, view.name);
         }
         CredCommand::Deactivate { id } => {
-            let view = vault
-                .set_credential_active(&CredentialId::new(&id)?, false, actor)
+            let view = backend
+                .set_credential_active(&CredentialId::new(&id)?, false)
                 .await?;
             println!("deactivated credential {} ({})", view.id, view.name);
         }
         CredCommand::Test { id, timeout, json } => {
             let id = CredentialId::new(&id)?;
-            let (view, secret) = vault.open_credential(&id).await?;
-            let provider = Provider::get(&view.provider)?;
-            let outcome = keyward::probe::test_key(
-                provider,
-                &view.fields,
-                secret.as_ref(),
-                std::time::Duration::from_secs(timeout),
-            )
-            .await;
-            let view = vault
-                .record_key_test(&id, outcome.is_ok(), &outcome.to_string(), actor)
+            let (ok, outcome, view) = backend
+                .test_credential(&id, std::time::Duration::from_secs(timeout))
                 .await?;
             if json {
                 print_json(&view)?;
@@ -483,13 +486,13 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
                     view.provider, view.name, view.key_hint
                 );
             }
-            if !outcome.is_ok() {
+            if !ok {
                 return Ok(ExitCode::FAILURE);
             }
         }
         CredCommand::Delete { id, yes } => {
             let id = CredentialId::new(&id)?;
-            let view = vault.get_credential(&id).await?;
+            let view = backend.get_credential(&id).await?;
             if !yes {
                 if !std::io::stdin().is_terminal() {
                     bail!("refusing to delete without confirmation: pass --yes");
@@ -505,14 +508,14 @@ async fn cred(vault: &Vault, cmd: CredCommand, actor: &str) -> Result<ExitCode> 
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            vault.delete_credential(&id, actor).await?;
+            backend.delete_credential(&id).await?;
             println!("deleted credential {id}");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn var(vault: &Vault, cmd: VarCommand, actor: &str) -> Result<ExitCode> {
+async fn var(backend: &Backend, cmd: VarCommand) -> Result<ExitCode> {
     match cmd {
         VarCommand::Set {
             name,
@@ -526,14 +529,13 @@ async fn var(vault: &Vault, cmd: VarCommand, actor: &str) -> Result<ExitCode> {
             let raw = read_secret(value_env.as_deref(), &format!("value of {name}"))?;
             // A value piped in usually ends with a newline that is not part of it.
             let value = SecretString::from(raw.expose_secret().trim_end_matches(['\r', '\n']));
-            let view = vault
+            let view = backend
                 .set_var(
                     &name,
                     org.as_ref(),
                     &value,
                     sensitive,
                     description.as_deref(),
-                    actor,
                 )
                 .await?;
             println!(
@@ -552,15 +554,15 @@ async fn var(vault: &Vault, cmd: VarCommand, actor: &str) -> Result<ExitCode> {
         } => {
             let name = VarName::new(&name)?;
             let org = org.as_deref().map(OrgId::new).transpose()?;
-            let got = vault.get_var(&name, org.as_ref(), reveal, actor).await?;
+            let (view, value) = backend.get_var(&name, org.as_ref(), reveal).await?;
             if json {
-                let mut v = serde_json::to_value(&got.view)?;
-                if let Some(value) = &got.value {
+                let mut v = serde_json::to_value(&view)?;
+                if let Some(value) = &value {
                     v["value"] = serde_json::Value::String(value.expose_secret().to_owned());
                 }
                 print_json(&v)?;
             } else {
-                match &got.value {
+                match &value {
                     Some(value) => println!("{}", value.expose_secret()),
                     None => {
                         eprintln!("{name} is sensitive; pass --reveal to print it (audited)");
@@ -575,7 +577,7 @@ async fn var(vault: &Vault, cmd: VarCommand, actor: &str) -> Result<ExitCode> {
                 Some("") => Some(None),
                 Some(o) => Some(Some(OrgId::new(o)?)),
             };
-            let mut vars = vault
+            let mut vars = backend
                 .list_vars(org.as_ref().and_then(Option::as_ref))
                 .await?;
             if let Some(None) = org {
@@ -602,7 +604,7 @@ async fn var(vault: &Vault, cmd: VarCommand, actor: &str) -> Result<ExitCode> {
         VarCommand::Delete { name, org } => {
             let name = VarName::new(&name)?;
             let org = org.as_deref().map(OrgId::new).transpose()?;
-            vault.delete_var(&name, org.as_ref(), actor).await?;
+            backend.delete_var(&name, org.as_ref()).await?;
             println!("deleted variable {name}");
         }
     }
@@ -663,10 +665,10 @@ async fn resolve_remote(remote: &keyward::remote::Remote, args: ResolveArgs) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn master_key(vault: &Vault, cmd: MasterKeyCommand, actor: &str) -> Result<ExitCode> {
+async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Result<ExitCode> {
     match cmd {
         MasterKeyCommand::Status { json } => {
-            let status = vault.key_status().await?;
+            let status = backend.key_status().await?;
             if json {
                 print_json(&status)?;
             } else {
@@ -706,8 +708,8 @@ async fn master_key(vault: &Vault, cmd: MasterKeyCommand, actor: &str) -> Result
             } else {
                 None
             };
-            let report = vault
-                .rotate_master_key(batch_size, actor, |p| {
+            let report = backend
+                .rotate_master_key(batch_size, |p| {
                     if let Some(bar) = &bar {
                         bar.set_length(p.total);
                         bar.set_position(p.done);
@@ -739,15 +741,14 @@ async fn master_key(vault: &Vault, cmd: MasterKeyCommand, actor: &str) -> Result
     Ok(ExitCode::SUCCESS)
 }
 
-async fn events(vault: &Vault, cmd: EventsCommand) -> Result<ExitCode> {
+async fn events(backend: &Backend, cmd: EventsCommand) -> Result<ExitCode> {
     match cmd {
         EventsCommand::List {
             filter,
             limit,
             json,
         } => {
-            let filter: EventFilter = filter.parse()?;
-            let events = vault.list_events(&filter, limit).await?;
+            let events = backend.list_events(&filter, limit).await?;
             if json {
                 print_json(&events)?;
             } else {
@@ -770,7 +771,7 @@ async fn events(vault: &Vault, cmd: EventsCommand) -> Result<ExitCode> {
             }
         }
         EventsCommand::Verify { json } => {
-            let report = vault.verify_events().await?;
+            let report = backend.verify_events().await?;
             if json {
                 print_json(&report)?;
             } else if let Some((seq, problem)) = &report.problem {

@@ -68,7 +68,8 @@ impl Remote {
         })
     }
 
-    async fn call(
+    /// Calls the API; the JSON answer, or the problem's detail as the error.
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

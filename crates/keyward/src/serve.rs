@@ -4,11 +4,12 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
-use keyward_core::{Millis, OrgId};
+use keyward_core::OrgId;
 use keyward_server::{AppState, JwtKeys, Role};
 use keyward_store::Vault;
 use secrecy::{ExposeSecret as _, SecretString};
 
+use crate::backend::Backend;
 use crate::cli::{GatewayTokenCommand, TokenCommand};
 use crate::output::{Table, print_json, time};
 
@@ -94,7 +95,7 @@ fn shutdown() -> Result<impl std::future::Future<Output = ()> + Send + 'static> 
     })
 }
 
-pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Result<ExitCode> {
+pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCode> {
     match cmd {
         TokenCommand::Create {
             role,
@@ -105,9 +106,13 @@ pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Resu
         } => {
             let role: Role = role.parse()?;
             let org = org.as_deref().map(OrgId::new).transpose()?;
-            let expires_at = expires_at(expires_in.as_deref())?;
-            let (token, view) = vault
-                .create_token(&name, role, org.as_ref(), expires_at, actor)
+            let (token, view) = backend
+                .create_token(
+                    &name,
+                    role,
+                    org.as_ref(),
+                    expires_in_seconds(expires_in.as_deref())?,
+                )
                 .await?;
             if json {
                 let mut v = serde_json::to_value(&view)?;
@@ -123,7 +128,7 @@ pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Resu
         }
         TokenCommand::List { org, json } => {
             let org = org.as_deref().map(OrgId::new).transpose()?;
-            let tokens = vault.list_tokens(org.as_ref()).await?;
+            let tokens = backend.list_tokens(org.as_ref()).await?;
             if json {
                 print_json(&tokens)?;
             } else {
@@ -148,30 +153,25 @@ pub(crate) async fn token(vault: &Vault, cmd: TokenCommand, actor: &str) -> Resu
             }
         }
         TokenCommand::Revoke { id } => {
-            let view = vault.revoke_token(&id, actor).await?;
+            let view = backend.revoke_token(&id).await?;
             println!("revoked token {} ({})", view.id, view.name);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--expires-in 30d` as a point in time.
-fn expires_at(expires_in: Option<&str>) -> Result<Option<Millis>> {
+/// `--expires-in 30d` in seconds.
+fn expires_in_seconds(expires_in: Option<&str>) -> Result<Option<i64>> {
     expires_in
         .map(|d| {
             let d = humantime::parse_duration(d)
                 .map_err(|e| anyhow!("--expires-in {d:?}: {e} (try 30d or 12h)"))?;
-            let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 2);
-            Ok(Millis(Millis::now().0.saturating_add(ms)))
+            Ok(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2_000))
         })
         .transpose()
 }
 
-pub(crate) async fn gateway_token(
-    vault: &Vault,
-    cmd: GatewayTokenCommand,
-    actor: &str,
-) -> Result<ExitCode> {
+pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -> Result<ExitCode> {
     match cmd {
         GatewayTokenCommand::Create {
             org,
@@ -183,14 +183,13 @@ pub(crate) async fn gateway_token(
         } => {
             let org = OrgId::new(&org)?;
             let providers = keyward::parse_providers(&providers)?;
-            let (token, view) = vault
+            let (token, view) = backend
                 .create_gateway_token(
                     &org,
                     &name,
                     &providers,
                     rpm,
-                    expires_at(expires_in.as_deref())?,
-                    actor,
+                    expires_in_seconds(expires_in.as_deref())?,
                 )
                 .await?;
             if json {
@@ -207,7 +206,7 @@ pub(crate) async fn gateway_token(
         }
         GatewayTokenCommand::List { org, json } => {
             let org = org.as_deref().map(OrgId::new).transpose()?;
-            let tokens = vault.list_gateway_tokens(org.as_ref()).await?;
+            let tokens = backend.list_gateway_tokens(org.as_ref()).await?;
             if json {
                 print_json(&tokens)?;
             } else {
@@ -246,7 +245,7 @@ pub(crate) async fn gateway_token(
             }
         }
         GatewayTokenCommand::Revoke { id } => {
-            let view = vault.revoke_gateway_token(&id, actor).await?;
+            let view = backend.revoke_gateway_token(&id).await?;
             println!("revoked gateway token {} ({})", view.id, view.name);
         }
     }

@@ -89,17 +89,108 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
     let resolver = s.json(&[
         "token", "create", "--role", "resolver", "--org", "acme", "--name", "app", "--json",
     ]);
-    let remote = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+    let as_token = |token: &str, args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KEYWARD_URL", format!("http://{addr}"))
-            .env("KEYWARD_TOKEN", resolver["token"].as_str().unwrap())
+            .env("KEYWARD_TOKEN", token)
             .env("KEYWARD_DATA_DIR", "/nonexistent/keyward-data")
-            .output()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
             .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
     };
+    let resolver_token = resolver["token"].as_str().unwrap().to_owned();
+    let remote = |args: &[&str]| as_token(&resolver_token, args, "");
+    // The core commands against the server, as an organization's admin.
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let creds = ok(as_token(&org_admin, &["cred", "list"], ""));
+    assert!(
+        creds.contains("sk-...wxyz") && creds.contains("acme"),
+        "{creds}"
+    );
+    ok(as_token(
+        &org_admin,
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "anthropic",
+            "--name",
+            "main",
+        ],
+        "sk-ant-api03-REMOTECANARY0123456789",
+    ));
+    let listed: serde_json::Value = serde_json::from_str(&ok(as_token(
+        &org_admin,
+        &["cred", "list", "--provider", "anthropic", "--json"],
+        "",
+    )))
+    .unwrap();
+    let anthropic_id = listed[0]["id"].as_str().unwrap().to_owned();
+    ok(as_token(
+        &org_admin,
+        &["cred", "deactivate", &anthropic_id],
+        "",
+    ));
+    let shown = ok(as_token(&org_admin, &["cred", "show", &anthropic_id], ""));
+    assert!(shown.contains("active") && shown.contains("no"), "{shown}");
+    ok(as_token(
+        &org_admin,
+        &["var", "set", "db.password", "--org", "acme", "--sensitive"],
+        "VARREMOTE\n",
+    ));
+    assert_eq!(
+        ok(as_token(
+            &org_admin,
+            &["var", "get", "db.password", "--org", "acme"],
+            ""
+        ))
+        .trim(),
+        "***"
+    );
+    assert_eq!(
+        ok(as_token(
+            &org_admin,
+            &["var", "get", "db.password", "--org", "acme", "--reveal"],
+            ""
+        ))
+        .trim(),
+        "VARREMOTE"
+    );
+    assert!(
+        ok(as_token(&org_admin, &["var", "list", "--org", "acme"], "")).contains("db.password")
+    );
+    let trail = ok(as_token(
+        &org_admin,
+        &["events", "list", "--filter", "action=reveal"],
+        "",
+    ));
+    assert!(trail.contains("reveal"), "{trail}");
+    let orgs = ok(as_token(&admin, &["org", "list", "--json"], ""));
+    assert!(orgs.contains("acme"));
+    let status = ok(as_token(&admin, &["master-key", "status", "--json"], ""));
+    assert!(status.contains("\"primary\": \"default\""), "{status}");
+    assert!(ok(as_token(&admin, &["events", "verify"], "")).contains("intact"));
     let out = remote(&[
         "run",
         "--org",

@@ -1,0 +1,537 @@
+//! What the CLI's commands act on: the local vault, or a Keyward server (`KEYWARD_URL`). Both
+//! answer with the same types, so every command prints alike either way.
+
+use keyward::remote::Remote;
+use keyward_core::audit::{AuditEvent, EventFilter};
+use keyward_core::credential::{CredentialUpdate, CredentialView, FormatCheck, NewCredential};
+use keyward_core::var::VarView;
+use keyward_core::{CredentialId, OrgId, Provider, VarName};
+use keyward_store::{
+    GatewayTokenView, KeyStatus, Organization, Role, RotationProgress, RotationReport, TokenView,
+    Vault, VerifyReport,
+};
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use anyhow::Result;
+
+/// The local vault (with the actor the audit log records) or a server.
+pub(crate) enum Backend {
+    Local { vault: Vault, actor: String },
+    Remote(Remote),
+}
+
+fn from<T: DeserializeOwned>(v: Value) -> Result<T> {
+    Ok(serde_json::from_value(v)?)
+}
+
+fn query(pairs: &[(&str, Option<&str>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+/// Percent-encodes a query value (ids and filters are ASCII; anything else is escaped).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Backend {
+    pub(crate) async fn create_org(&self, id: &OrgId, name: Option<&str>) -> Result<Organization> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.create_org(id, name, actor).await?),
+            Backend::Remote(r) => from(
+                r.call(
+                    Method::POST,
+                    "/api/v1/orgs",
+                    Some(json!({"id": id, "name": name})),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn list_orgs(&self) -> Result<Vec<Organization>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.list_orgs().await?),
+            Backend::Remote(r) => from(r.call(Method::GET, "/api/v1/orgs", None).await?),
+        }
+    }
+
+    /// Fails early when the organization does not exist (locally; a server says so itself).
+    pub(crate) async fn require_org(&self, org: &OrgId) -> Result<()> {
+        if let Backend::Local { vault, .. } = self {
+            vault.require_org(org).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn add_credential(&self, new: NewCredential) -> Result<CredentialView> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.add_credential(new, actor).await?),
+            Backend::Remote(r) => from(
+                r.call(
+                    Method::POST,
+                    "/api/v1/credentials",
+                    Some(json!({
+                        "organization_id": new.org,
+                        "provider": new.provider.id,
+                        "name": new.name,
+                        "api_key": new.secret.as_ref().map(|s| s.expose_secret()),
+                        "fields": new.fields,
+                        "modalities": new.modalities,
+                        "priority": new.priority,
+                        "weight": new.weight,
+                        "active": new.active,
+                        "skip_format_check": new.format_check == FormatCheck::Skip,
+                    })),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn list_credentials(
+        &self,
+        org: Option<&OrgId>,
+        provider: Option<&'static Provider>,
+    ) -> Result<Vec<CredentialView>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.list_credentials(org, provider).await?),
+            Backend::Remote(r) => {
+                let mut all = Vec::new();
+                let mut offset = 0usize;
+                loop {
+                    let off = offset.to_string();
+                    let path = format!(
+                        "/api/v1/credentials{}",
+                        query(&[
+                            ("organization_id", org.map(OrgId::as_str)),
+                            ("provider", provider.map(|p| p.id)),
+                            ("limit", Some("1000")),
+                            ("offset", Some(&off)),
+                        ])
+                    );
+                    let page = r.call(Method::GET, &path, None).await?;
+                    let items: Vec<CredentialView> = from(page["items"].clone())?;
+                    all.extend(items);
+                    match page["next_offset"].as_u64() {
+                        Some(next) => offset = usize::try_from(next)?,
+                        None => return Ok(all),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn get_credential(&self, id: &CredentialId) -> Result<CredentialView> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.get_credential(id).await?),
+            Backend::Remote(r) => from(
+                r.call(Method::GET, &format!("/api/v1/credentials/{id}"), None)
+                    .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn update_credential(
+        &self,
+        id: &CredentialId,
+        if_version: Option<i64>,
+        update: CredentialUpdate,
+    ) -> Result<CredentialView> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault
+                .update_credential(id, if_version, update, actor)
+                .await?),
+            Backend::Remote(r) => from(
+                r.call(
+                    Method::PATCH,
+                    &format!("/api/v1/credentials/{id}"),
+                    Some(json!({
+                        "name": update.name,
+                        "api_key": update.secret.as_ref().map(|s| s.expose_secret()),
+                        "fields": update.fields,
+                        "modalities": update.modalities,
+                        "priority": update.priority,
+                        "weight": update.weight,
+                        "active": update.active,
+                        "if_version": if_version,
+                        "skip_format_check": update.format_check == Some(FormatCheck::Skip),
+                    })),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn set_credential_active(
+        &self,
+        id: &CredentialId,
+        active: bool,
+    ) -> Result<CredentialView> {
+        match self {
+            Backend::Local { vault, actor } => {
+                Ok(vault.set_credential_active(id, active, actor).await?)
+            }
+            Backend::Remote(r) => {
+                let verb = if active { "activate" } else { "deactivate" };
+                from(
+                    r.call(
+                        Method::POST,
+                        &format!("/api/v1/credentials/{id}/{verb}"),
+                        None,
+                    )
+                    .await?,
+                )
+            }
+        }
+    }
+
+    pub(crate) async fn delete_credential(&self, id: &CredentialId) -> Result<()> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.delete_credential(id, actor).await?),
+            Backend::Remote(r) => {
+                r.call(Method::DELETE, &format!("/api/v1/credentials/{id}"), None)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs a key test; returns whether the key works, what the provider said, and the
+    /// credential as stored afterwards.
+    pub(crate) async fn test_credential(
+        &self,
+        id: &CredentialId,
+        timeout: std::time::Duration,
+    ) -> Result<(bool, String, CredentialView)> {
+        match self {
+            Backend::Local { vault, actor } => {
+                let (view, secret) = vault.open_credential(id).await?;
+                let provider = Provider::get(&view.provider)?;
+                let outcome =
+                    keyward::probe::test_key(provider, &view.fields, secret.as_ref(), timeout)
+                        .await;
+                let view = vault
+                    .record_key_test(id, outcome.is_ok(), &outcome.to_string(), actor)
+                    .await?;
+                Ok((outcome.is_ok(), outcome.to_string(), view))
+            }
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/api/v1/credentials/{id}/test?timeout_seconds={}",
+                    timeout.as_secs()
+                );
+                let v = r.call(Method::POST, &path, None).await?;
+                Ok((
+                    v["ok"].as_bool().unwrap_or(false),
+                    v["result"].as_str().unwrap_or_default().to_owned(),
+                    from(v["credential"].clone())?,
+                ))
+            }
+        }
+    }
+
+    pub(crate) async fn set_var(
+        &self,
+        name: &VarName,
+        org: Option<&OrgId>,
+        value: &SecretString,
+        sensitive: bool,
+        description: Option<&str>,
+    ) -> Result<VarView> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault
+                .set_var(name, org, value, sensitive, description, actor)
+                .await?),
+            Backend::Remote(r) => {
+                let body = json!({
+                    "name": name,
+                    "value": value.expose_secret(),
+                    "description": description,
+                    "sensitive": sensitive,
+                    "organization_id": org,
+                });
+                match r
+                    .call(Method::POST, "/v1/config-variables", Some(body))
+                    .await
+                {
+                    Ok(v) => from(v),
+                    // It exists: replace it.
+                    Err(keyward::Error::Remote(m)) if m.contains("409") => {
+                        let mut body = json!({
+                            "value": value.expose_secret(),
+                            "description": description,
+                            "sensitive": sensitive,
+                            "organization_id": org,
+                        });
+                        if description.is_none() {
+                            body.as_object_mut().map(|o| o.remove("description"));
+                        }
+                        from(
+                            r.call(
+                                Method::PUT,
+                                &format!("/v1/config-variables/{name}"),
+                                Some(body),
+                            )
+                            .await?,
+                        )
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// A variable and, when allowed, its value (sensitive ones only with `reveal`).
+    pub(crate) async fn get_var(
+        &self,
+        name: &VarName,
+        org: Option<&OrgId>,
+        reveal: bool,
+    ) -> Result<(VarView, Option<SecretString>)> {
+        match self {
+            Backend::Local { vault, actor } => {
+                let got = vault.get_var(name, org, reveal, actor).await?;
+                Ok((got.view, got.value))
+            }
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/v1/config-variables/{name}{}",
+                    query(&[
+                        ("organization_id", org.map(OrgId::as_str)),
+                        ("reveal", reveal.then_some("true")),
+                    ])
+                );
+                let v = r.call(Method::GET, &path, None).await?;
+                let view: VarView = from(v.clone())?;
+                let value = (!view.sensitive || reveal)
+                    .then(|| v["value"].as_str().map(SecretString::from))
+                    .flatten();
+                Ok((view, value))
+            }
+        }
+    }
+
+    pub(crate) async fn list_vars(&self, org: Option<&OrgId>) -> Result<Vec<VarView>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.list_vars(org).await?),
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/v1/config-variables{}",
+                    query(&[("organization_id", org.map(OrgId::as_str))])
+                );
+                let mut views: Vec<VarView> = from(r.call(Method::GET, &path, None).await?)?;
+                // The server shows sensitive values as ***; a view holds no value for them.
+                for v in &mut views {
+                    if v.sensitive {
+                        v.value = None;
+                    }
+                }
+                Ok(views)
+            }
+        }
+    }
+
+    pub(crate) async fn delete_var(&self, name: &VarName, org: Option<&OrgId>) -> Result<()> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.delete_var(name, org, actor).await?),
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/v1/config-variables/{name}{}",
+                    query(&[("organization_id", org.map(OrgId::as_str))])
+                );
+                r.call(Method::DELETE, &path, None).await?;
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) async fn list_events(
+        &self,
+        filter_text: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>> {
+        match self {
+            Backend::Local { vault, .. } => {
+                let filter: EventFilter = filter_text.parse()?;
+                Ok(vault.list_events(&filter, limit).await?)
+            }
+            Backend::Remote(r) => {
+                let lim = limit.to_string();
+                let path = format!(
+                    "/api/v1/events{}",
+                    query(&[
+                        ("filter", Some(filter_text).filter(|f| !f.is_empty())),
+                        ("limit", Some(&lim)),
+                    ])
+                );
+                from(r.call(Method::GET, &path, None).await?["items"].clone())
+            }
+        }
+    }
+
+    pub(crate) async fn verify_events(&self) -> Result<VerifyReport> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.verify_events().await?),
+            Backend::Remote(r) => from(r.call(Method::POST, "/api/v1/events/verify", None).await?),
+        }
+    }
+
+    pub(crate) async fn key_status(&self) -> Result<KeyStatus> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.key_status().await?),
+            Backend::Remote(r) => from(
+                r.call(Method::GET, "/api/v1/master-key/status", None)
+                    .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn rotate_master_key(
+        &self,
+        batch_size: usize,
+        progress: impl FnMut(RotationProgress),
+    ) -> Result<RotationReport> {
+        match self {
+            Backend::Local { vault, actor } => {
+                Ok(vault.rotate_master_key(batch_size, actor, progress).await?)
+            }
+            Backend::Remote(r) => from(
+                r.call(Method::POST, "/api/v1/master-key/rotate", None)
+                    .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn create_token(
+        &self,
+        name: &str,
+        role: Role,
+        org: Option<&OrgId>,
+        expires_in_seconds: Option<i64>,
+    ) -> Result<(SecretString, TokenView)> {
+        match self {
+            Backend::Local { vault, actor } => {
+                let expires = expires_in_seconds
+                    .map(|s| keyward_core::Millis(keyward_core::Millis::now().0 + s * 1000));
+                Ok(vault.create_token(name, role, org, expires, actor).await?)
+            }
+            Backend::Remote(r) => {
+                let v = r
+                    .call(
+                        Method::POST,
+                        "/api/v1/tokens",
+                        Some(json!({"name": name, "role": role, "organization_id": org,
+                                    "expires_in_seconds": expires_in_seconds})),
+                    )
+                    .await?;
+                let token = SecretString::from(v["token"].as_str().unwrap_or_default());
+                Ok((token, from(v)?))
+            }
+        }
+    }
+
+    pub(crate) async fn list_tokens(&self, org: Option<&OrgId>) -> Result<Vec<TokenView>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.list_tokens(org).await?),
+            Backend::Remote(r) => {
+                let all: Vec<TokenView> = from(r.call(Method::GET, "/api/v1/tokens", None).await?)?;
+                Ok(all
+                    .into_iter()
+                    .filter(|t| org.is_none_or(|o| t.org.as_ref() == Some(o)))
+                    .collect())
+            }
+        }
+    }
+
+    pub(crate) async fn revoke_token(&self, id: &str) -> Result<TokenView> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.revoke_token(id, actor).await?),
+            Backend::Remote(r) => from(
+                r.call(Method::DELETE, &format!("/api/v1/tokens/{id}"), None)
+                    .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn create_gateway_token(
+        &self,
+        org: &OrgId,
+        name: &str,
+        providers: &[&'static Provider],
+        rpm: Option<i64>,
+        expires_in_seconds: Option<i64>,
+    ) -> Result<(SecretString, GatewayTokenView)> {
+        match self {
+            Backend::Local { vault, actor } => {
+                let expires = expires_in_seconds
+                    .map(|s| keyward_core::Millis(keyward_core::Millis::now().0 + s * 1000));
+                Ok(vault
+                    .create_gateway_token(org, name, providers, rpm, expires, actor)
+                    .await?)
+            }
+            Backend::Remote(r) => {
+                let ids: Vec<&str> = providers.iter().map(|p| p.id).collect();
+                let v = r
+                    .call(
+                        Method::POST,
+                        "/api/v1/gateway-tokens",
+                        Some(
+                            json!({"organization_id": org, "name": name, "providers": ids,
+                                    "rpm": rpm, "expires_in_seconds": expires_in_seconds}),
+                        ),
+                    )
+                    .await?;
+                let token = SecretString::from(v["token"].as_str().unwrap_or_default());
+                Ok((token, from(v)?))
+            }
+        }
+    }
+
+    pub(crate) async fn list_gateway_tokens(
+        &self,
+        org: Option<&OrgId>,
+    ) -> Result<Vec<GatewayTokenView>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.list_gateway_tokens(org).await?),
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/api/v1/gateway-tokens{}",
+                    query(&[("organization_id", org.map(OrgId::as_str))])
+                );
+                from(r.call(Method::GET, &path, None).await?)
+            }
+        }
+    }
+
+    pub(crate) async fn revoke_gateway_token(&self, id: &str) -> Result<GatewayTokenView> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.revoke_gateway_token(id, actor).await?),
+            Backend::Remote(r) => from(
+                r.call(
+                    Method::DELETE,
+                    &format!("/api/v1/gateway-tokens/{id}"),
+                    None,
+                )
+                .await?,
+            ),
+        }
+    }
+}
