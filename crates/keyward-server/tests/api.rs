@@ -127,6 +127,43 @@ impl Server {
         (status, value)
     }
 
+    /// Every stored byte: the SQLite files, or a text dump of the PostgreSQL schema's tables.
+    async fn stored_bytes(&self) -> Vec<u8> {
+        use sqlx::{Executor as _, Row as _};
+        let mut out = Vec::new();
+        match (&self._dir, &self.schema) {
+            (Some(dir), _) => {
+                for entry in std::fs::read_dir(dir.path()).unwrap() {
+                    out.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+                }
+            }
+            (None, Some(schema)) => {
+                let pool = schema.admin_pool().await;
+                for table in [
+                    "credentials",
+                    "config_vars",
+                    "audit_events",
+                    "api_tokens",
+                    "gateway_tokens",
+                ] {
+                    let rows = pool
+                        .fetch_all(sqlx::AssertSqlSafe(format!(
+                            "SELECT CAST(t.* AS TEXT) AS r FROM {}.{table} t",
+                            schema.name()
+                        )))
+                        .await
+                        .unwrap();
+                    for row in rows {
+                        out.extend(row.get::<String, _>("r").into_bytes());
+                    }
+                }
+                pool.close().await;
+            }
+            (None, None) => {}
+        }
+        out
+    }
+
     async fn stop(mut self) {
         let _ = self.shutdown.take().unwrap().send(());
         self.task.await.unwrap();
@@ -435,6 +472,15 @@ async fn admin_guide_flow(mut s: Server) {
         serde_json::to_string(&events).unwrap().as_bytes(),
         "APICANARY"
     ));
+    let stored = s.stored_bytes().await;
+    assert!(
+        stored.len() > 1000 && contains(&stored, "sk-...QRST"),
+        "the scan reads the data"
+    );
+    assert!(
+        !contains(&stored, "APICANARY"),
+        "a key is stored in plain text"
+    );
     s.stop().await;
 }
 
