@@ -549,7 +549,9 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 .replace("{token_id}", token_id)
                 .replace("{key}", "openai");
             // Routes that name the organization in the query rather than the path.
-            let concrete = if path.starts_with("/v1/config-variables/") && method != "PUT" {
+            let is_var =
+                path.starts_with("/v1/config-variables/") || path.starts_with("/api/v1/variables/");
+            let concrete = if is_var && method != "PUT" {
                 format!("{concrete}?organization_id=acme")
             } else {
                 concrete
@@ -565,10 +567,10 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 (M::POST, "/api/v1/gateway-tokens") => {
                     Some(json!({"organization_id": "acme", "name": "x"}))
                 }
-                (M::POST, "/v1/config-variables") => {
+                (M::POST, "/v1/config-variables" | "/api/v1/variables") => {
                     Some(json!({"name": "x", "value": "v", "organization_id": "acme"}))
                 }
-                (M::PUT, "/v1/config-variables/{name}") => {
+                (M::PUT, "/v1/config-variables/{name}" | "/api/v1/variables/{name}") => {
                     Some(json!({"value": "HIJACK", "organization_id": "acme"}))
                 }
                 (M::POST, "/api/v1/credentials") => Some(
@@ -598,6 +600,7 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     | "/api/v1/events"
                     | "/api/v1/credentials"
                     | "/v1/config-variables"
+                    | "/api/v1/variables"
                     | "/api/v1/tokens"
                     | "/api/v1/gateway-tokens",
                 ) => {
@@ -809,6 +812,10 @@ async fn v1_routes(mut s: Server) {
         .await;
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(!list.to_string().contains("VARCANARY") && list.to_string().contains("debug"));
+    let (_, alias) = s
+        .call(M::GET, "/api/v1/variables", Some(&org_admin), None)
+        .await;
+    assert_eq!(alias, list, "/api/v1/variables is the same collection");
     let (_, hidden) = s
         .call(
             M::GET,

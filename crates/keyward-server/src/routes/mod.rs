@@ -51,6 +51,8 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         // Config variables.
         .routes(routes!(vars::create, vars::list))
         .routes(routes!(vars::get, vars::put, vars::delete))
+        .routes(routes!(vars::v1_create, vars::v1_list))
+        .routes(routes!(vars::v1_get, vars::v1_put, vars::v1_delete))
         // Keyward's own API.
         .routes(routes!(orgs_list, orgs_create))
         .routes(routes!(v1::creds_list, v1::creds_create))

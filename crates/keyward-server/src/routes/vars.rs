@@ -1,5 +1,6 @@
-//! Config variables: `/v1/config-variables`. A sensitive value is redacted in every response;
-//! `?reveal=true` on a single variable returns it, audited.
+//! Config variables: `/v1/config-variables`, and the same under Keyward's own
+//! `/api/v1/variables`. A sensitive value is redacted in every response; `?reveal=true` on a
+//! single variable returns it, audited.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -206,4 +207,54 @@ pub(super) async fn delete(
         .delete_var(&name, org.as_ref(), &caller.actor())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// The same routes under `/api/v1/variables` (one documented operation per path and method).
+
+#[utoipa::path(post, path = "/api/v1/variables", tag = "config-variables", request_body = VarCreate, responses((status = 201, description = "Create a variable")))]
+pub(super) async fn v1_create(
+    state: State<AppState>,
+    caller: Caller,
+    body: ApiJson<VarCreate>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    create(state, caller, body).await
+}
+
+#[utoipa::path(get, path = "/api/v1/variables", tag = "config-variables", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Variables, sensitive values as ***")))]
+pub(super) async fn v1_list(
+    state: State<AppState>,
+    caller: Caller,
+    q: Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    list(state, caller, q).await
+}
+
+#[utoipa::path(get, path = "/api/v1/variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable")))]
+pub(super) async fn v1_get(
+    state: State<AppState>,
+    caller: Caller,
+    name: Path<String>,
+    q: Query<ScopeQuery>,
+) -> Result<Json<Value>, ApiError> {
+    get(state, caller, name, q).await
+}
+
+#[utoipa::path(put, path = "/api/v1/variables/{name}", tag = "config-variables", request_body = VarPut, params(("name" = String, Path, description = "the variable's name")), responses((status = 200, description = "Change a variable")))]
+pub(super) async fn v1_put(
+    state: State<AppState>,
+    caller: Caller,
+    name: Path<String>,
+    body: ApiJson<VarPut>,
+) -> Result<Json<Value>, ApiError> {
+    put(state, caller, name, body).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 204, description = "Deleted")))]
+pub(super) async fn v1_delete(
+    state: State<AppState>,
+    caller: Caller,
+    name: Path<String>,
+    q: Query<ScopeQuery>,
+) -> Result<StatusCode, ApiError> {
+    delete(state, caller, name, q).await
 }
