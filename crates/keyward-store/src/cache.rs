@@ -2,11 +2,14 @@
 //!
 //! Bounded by the number of pairs it holds; when full it starts over (a cheap, predictable
 //! policy for a working set that is normally far below the bound). Every write to the vault
-//! clears it, so a read after a write never sees stale data in this process.
+//! clears it, so a read after a write never sees stale data in this process; entries also
+//! expire after a time to live, which bounds how long a write made by another process (the CLI
+//! beside a server, another replica) goes unseen.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use keyward_core::credential::Modality;
 use keyward_core::{CredentialId, CredentialName, Millis};
@@ -29,6 +32,8 @@ pub(crate) struct Live {
 /// The active credentials of one (organization, provider), and the round-robin turn counter.
 #[derive(Debug, Default)]
 pub(crate) struct Entry {
+    /// When it was read from the database.
+    pub(crate) loaded: Option<Instant>,
     pub(crate) live: Vec<Live>,
     /// Active credentials skipped because they could not be decrypted.
     pub(crate) undecryptable: usize,
@@ -38,6 +43,7 @@ pub(crate) struct Entry {
 #[derive(Debug)]
 pub(crate) struct ResolveCache {
     capacity: usize,
+    ttl: Duration,
     map: RwLock<HashMap<String, HashMap<&'static str, Arc<Entry>>>>,
     len: AtomicU64,
     /// Bumped by every invalidation. A loader notes it before reading the database and its
@@ -46,9 +52,10 @@ pub(crate) struct ResolveCache {
 }
 
 impl ResolveCache {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
             capacity,
+            ttl,
             map: RwLock::new(HashMap::new()),
             len: AtomicU64::new(0),
             generation: AtomicU64::new(0),
@@ -62,7 +69,10 @@ impl ResolveCache {
         // A poisoned lock only means another thread panicked while holding it; the map itself
         // is always in a consistent state, so keep using it.
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(org)?.get(provider).cloned()
+        map.get(org)?
+            .get(provider)
+            .filter(|e| e.loaded.is_some_and(|at| at.elapsed() < self.ttl))
+            .cloned()
     }
 
     /// The generation to pass to [`ResolveCache::insert`]; read it before loading.

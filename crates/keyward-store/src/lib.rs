@@ -103,6 +103,9 @@ impl From<CoreError> for VaultError {
 pub struct VaultOptions {
     /// How many (organization, provider) pairs the resolution cache holds; 0 turns it off.
     pub cache_capacity: usize,
+    /// How long a cached entry is used before it is read again: the longest a write made by
+    /// another process goes unseen (this process's own writes clear the cache at once).
+    pub cache_ttl: std::time::Duration,
     /// Where the environment fallback of resolution reads from.
     pub env: EnvSource,
     /// The most database connections to open (default: 8 on SQLite, 16 on PostgreSQL). A
@@ -115,6 +118,7 @@ impl Default for VaultOptions {
     fn default() -> Self {
         Self {
             cache_capacity: 10_000,
+            cache_ttl: std::time::Duration::from_secs(1),
             env: EnvSource::Process,
             max_connections: None,
         }
@@ -169,7 +173,7 @@ impl Vault {
                 backend,
                 keyring,
                 chain,
-                cache: cache::ResolveCache::new(options.cache_capacity),
+                cache: cache::ResolveCache::new(options.cache_capacity, options.cache_ttl),
                 env: options.env,
                 resolutions_ok: Default::default(),
                 resolutions_failed: Default::default(),

@@ -209,7 +209,10 @@ impl Vault {
             // reason to fall back to the environment.
             self.require_org(org).await?;
         }
-        let mut entry = Entry::default();
+        let mut entry = Entry {
+            loaded: Some(std::time::Instant::now()),
+            ..Entry::default()
+        };
         for row in &rows {
             let row = CredRow::from_row(row)?;
             match row.open_secret(&self.inner.keyring) {

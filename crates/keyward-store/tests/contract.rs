@@ -911,6 +911,49 @@ async fn undecryptable_records_are_listed_and_skipped_never_fatal(db: Db) {
     db.cleanup().await;
 }
 
+async fn another_process_writes_are_seen_once_the_cache_entry_expires(db: Db) {
+    let open = |ttl: std::time::Duration| {
+        Vault::open(
+            &db.location,
+            k1(),
+            VaultOptions {
+                cache_ttl: ttl,
+                env: EnvSource::Map(Arc::new(HashMap::new())),
+                ..VaultOptions::default()
+            },
+        )
+    };
+    // "The server": one caches for an hour, one not at all. "The CLI" writes beside them.
+    let long = open(std::time::Duration::from_secs(3600)).await.unwrap();
+    let none = open(std::time::Duration::ZERO).await.unwrap();
+    let cli = open(std::time::Duration::from_secs(3600)).await.unwrap();
+    setup_orgs(&cli).await;
+    let c = cli
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    for v in [&long, &none] {
+        assert!(v.resolve_unaudited(&req("acme", "openai")).await.is_ok());
+    }
+    cli.set_credential_active(&c.id, false, ACTOR)
+        .await
+        .unwrap();
+    assert!(
+        none.resolve_unaudited(&req("acme", "openai"))
+            .await
+            .is_err(),
+        "an expired entry is read again"
+    );
+    assert!(
+        long.resolve_unaudited(&req("acme", "openai")).await.is_ok(),
+        "within its time to live an entry stands: the bound the option sets"
+    );
+    for v in [long, none, cli] {
+        v.close().await;
+    }
+    db.cleanup().await;
+}
+
 async fn config_variables_plain_and_sensitive(db: Db) {
     let v = db.open(k1()).await;
     setup_orgs(&v).await;
@@ -1300,6 +1343,7 @@ contract!(
     stored_ciphertexts_are_bound_to_provider_fields_and_name,
     an_update_after_a_rotation_keeps_the_new_wrap,
     config_variables_plain_and_sensitive,
+    another_process_writes_are_seen_once_the_cache_entry_expires,
     audit_chain_detects_edits_deletions_and_truncation,
     an_operation_whose_event_cannot_be_written_does_not_happen,
     master_key_rotation_is_resumable_and_keeps_everything_readable,
