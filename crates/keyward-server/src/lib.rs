@@ -11,6 +11,7 @@
 
 mod auth;
 mod error;
+mod gateway;
 mod jwt;
 mod limits;
 mod metrics;
@@ -39,6 +40,7 @@ pub struct AppState {
     limiter: Arc<limits::FailureLimiter>,
     metrics: Arc<metrics::Metrics>,
     jwt: Arc<JwtKeys>,
+    gateway: Arc<gateway::Gateway>,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
             limiter: Arc::default(),
             metrics: Arc::default(),
             jwt: Arc::default(),
+            gateway: Arc::default(),
         }
     }
 
@@ -65,6 +68,12 @@ pub fn app(state: AppState) -> Router {
     let (router, doc) = routes::router();
     let doc = Arc::new(doc);
     router
+        // The gateway takes any method and path; it speaks the providers' APIs, not ours, so it
+        // is not in the OpenAPI document.
+        .route(
+            "/gateway/{provider}/{*path}",
+            axum::routing::any(gateway::forward),
+        )
         .route(
             "/api/openapi.json",
             axum::routing::get(move || {

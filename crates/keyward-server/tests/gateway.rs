@@ -1,0 +1,419 @@
+//! The gateway against a mock provider on 127.0.0.1 that speaks the OpenAI and Anthropic shapes.
+
+// Helpers here panic on purpose: a failed step is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use keyward_core::credential::NewCredential;
+use keyward_core::{CredentialName, OrgId, Provider};
+use keyward_crypto::{KeyId, Keyring, MasterKey};
+use keyward_server::AppState;
+use keyward_store::{Location, Vault, VaultOptions};
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, Notify};
+
+const OPENAI_KEY: &str = "sk-proj-UPSTREAMKEY-acme-0123456789";
+const GLOBEX_KEY: &str = "sk-proj-UPSTREAMKEY-globex-01234567";
+const ANTHROPIC_KEY: &str = "sk-ant-api03-UPSTREAMKEY-acme-01234";
+
+/// What the mock provider saw, and the lever that releases the second half of a stream.
+#[derive(Default)]
+struct Seen {
+    hits: AtomicUsize,
+    auth: Mutex<Vec<String>>,
+    release: Notify,
+}
+
+fn record(seen: &Seen, headers: &HeaderMap) -> String {
+    seen.hits.fetch_add(1, Ordering::SeqCst);
+    ["authorization", "x-api-key", "x-goog-api-key", "api-key"]
+        .iter()
+        .filter_map(|h| {
+            headers
+                .get(*h)
+                .map(|v| format!("{h}: {}", v.to_str().unwrap()))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn mock_provider() -> (SocketAddr, Arc<Seen>) {
+    use axum::routing::post;
+    let seen = Arc::new(Seen::default());
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String| async move {
+                let auth = record(&seen, &headers);
+                seen.auth.lock().await.push(auth.clone());
+                let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                if req["stream"] == true {
+                    // Two server-sent events; the second waits until the test has read the
+                    // first, which it could not if anything buffered the stream.
+                    let stream = async_stream(seen.clone());
+                    return (
+                        [("content-type", "text/event-stream")],
+                        Body::from_stream(stream),
+                    )
+                        .into_response();
+                }
+                axum::Json(json!({
+                    "object": "chat.completion",
+                    "choices": [{"message": {"role": "assistant", "content": "hello"}}],
+                    "seen_auth": auth,
+                    "seen_model": req["model"],
+                }))
+                .into_response()
+            }),
+        )
+        .route(
+            "/v1/messages",
+            post(|State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
+                let auth = record(&seen, &headers);
+                axum::Json(json!({
+                    "type": "message",
+                    "seen_auth": auth,
+                    "seen_version": headers.get("anthropic-version").map(|v| v.to_str().unwrap().to_owned()),
+                }))
+            }),
+        )
+        .route(
+            "/v1/unauthorized",
+            post(|| async { (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "upstream says no"}))) }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+fn async_stream(
+    seen: Arc<Seen>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+    futures_util::stream::unfold(0u8, move |step| {
+        let seen = seen.clone();
+        async move {
+            match step {
+                0 => Some((Ok(bytes::Bytes::from("data: {\"delta\":\"hel\"}\n\n")), 1)),
+                1 => {
+                    seen.release.notified().await;
+                    Some((
+                        Ok(bytes::Bytes::from(
+                            "data: {\"delta\":\"lo\"}\n\ndata: [DONE]\n\n",
+                        )),
+                        2,
+                    ))
+                }
+                _ => None,
+            }
+        }
+    })
+}
+
+struct Setup {
+    gateway: String,
+    vault: Vault,
+    seen: Arc<Seen>,
+    acme_token: String,
+    globex_token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, seen) = mock_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Keyring::new(
+        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
+        "test",
+    )
+    .unwrap();
+    let vault = Vault::open(
+        &Location::in_data_dir(dir.path()),
+        keyring,
+        VaultOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut tokens = Vec::new();
+    for (org, key) in [("acme", OPENAI_KEY), ("globex", GLOBEX_KEY)] {
+        let org = OrgId::new(org).unwrap();
+        vault.create_org(&org, None, "test").await.unwrap();
+        let mut c = NewCredential::new(
+            org.clone(),
+            Provider::get("openai").unwrap(),
+            CredentialName::new("main").unwrap(),
+            Some(key.into()),
+        );
+        c.fields
+            .insert("base_url".into(), format!("http://{upstream}/v1"));
+        vault.add_credential(c, "test").await.unwrap();
+        let (t, _) = vault
+            .create_gateway_token(&org, "app", &[], None, None, "test")
+            .await
+            .unwrap();
+        tokens.push(t.expose_secret().to_owned());
+    }
+    let mut a = NewCredential::new(
+        OrgId::new("acme").unwrap(),
+        Provider::get("anthropic").unwrap(),
+        CredentialName::new("main").unwrap(),
+        Some(ANTHROPIC_KEY.into()),
+    );
+    a.fields
+        .insert("base_url".into(), format!("http://{upstream}"));
+    vault.add_credential(a, "test").await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(vault.clone());
+    tokio::spawn(keyward_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    Setup {
+        gateway: format!("http://{addr}/gateway"),
+        vault,
+        seen,
+        acme_token: tokens[0].clone(),
+        globex_token: tokens[1].clone(),
+        _dir: dir,
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_token_is_swapped_for_the_organizations_key() {
+    let s = setup().await;
+    for (token, key) in [(&s.acme_token, OPENAI_KEY), (&s.globex_token, GLOBEX_KEY)] {
+        let resp = client()
+            .post(format!("{}/openai/v1/chat/completions", s.gateway))
+            .bearer_auth(token)
+            .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().contains_key("x-keyward-credential"));
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["seen_auth"], format!("authorization: Bearer {key}"));
+        assert_eq!(body["seen_model"], "gpt-4o-mini");
+    }
+    // Anthropic: the token comes as x-api-key, the key goes as x-api-key, other headers pass.
+    let body: Value = client()
+        .post(format!("{}/anthropic/v1/messages", s.gateway))
+        .header("x-api-key", &s.acme_token)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["seen_auth"], format!("x-api-key: {ANTHROPIC_KEY}"));
+    assert_eq!(body["seen_version"], "2023-06-01");
+    // The upstream never saw a gateway token.
+    for auth in s.seen.auth.lock().await.iter() {
+        assert!(!auth.contains("kwg_"), "{auth}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
+    let s = setup().await;
+    let cases = [
+        ("openai/v1/chat/completions", None, "invalid_api_key"),
+        (
+            "openai/v1/chat/completions",
+            Some("kwg_not-a-real-token-000000000000"),
+            "invalid_api_key",
+        ),
+        (
+            "openai/v1/chat/completions",
+            Some("kwt_an-api-token-is-not-a-gateway-token"),
+            "invalid_api_key",
+        ),
+    ];
+    for (path, token, code) in cases {
+        let mut req = client()
+            .post(format!("{}/{path}", s.gateway))
+            .json(&json!({}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let body: Value = client()
+        .post(format!("{}/anthropic/v1/messages", s.gateway))
+        .header("x-api-key", "kwg_wrong-000000000000000000000")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert_eq!(
+        s.seen.hits.load(Ordering::SeqCst),
+        0,
+        "the upstream was contacted"
+    );
+
+    // A token limited to OpenAI may not use Anthropic; a token over its rate is told to wait.
+    let acme = OrgId::new("acme").unwrap();
+    let (limited, _) = s
+        .vault
+        .create_gateway_token(
+            &acme,
+            "limited",
+            &[Provider::get("openai").unwrap()],
+            Some(2),
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let resp = client()
+        .post(format!("{}/anthropic/v1/messages", s.gateway))
+        .header("x-api-key", limited.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let resp = client()
+            .post(format!("{}/openai/v1/chat/completions", s.gateway))
+            .bearer_auth(limited.expose_secret())
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // Upstream errors come back as they are.
+    let resp = client()
+        .post(format!("{}/openai/v1/unauthorized", s.gateway))
+        .bearer_auth(&s.acme_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_sent_events_stream_through_unbuffered() {
+    let s = setup().await;
+    let resp = client()
+        .post(format!("{}/openai/v1/chat/completions", s.gateway))
+        .bearer_auth(&s.acme_token)
+        .json(&json!({"model": "m", "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut stream = resp.bytes_stream();
+    use futures_util::StreamExt as _;
+    // The first event arrives while the upstream is still holding the second back: nothing in
+    // between waits for the whole answer. (A buffering gateway would hang here; the timeout
+    // turns that into a failure.)
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the first event did not arrive before the stream ended")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"data: {\"delta\":\"hel\"}\n\n");
+    s.seen.release.notify_one();
+    let mut rest = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap()
+    {
+        rest.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(rest, b"data: {\"delta\":\"lo\"}\n\ndata: [DONE]\n\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deactivated_key_gives_a_clear_error_and_a_revoked_token_stops() {
+    let s = setup().await;
+    let acme = OrgId::new("acme").unwrap();
+    let openai = s
+        .vault
+        .list_credentials(Some(&acme), Some(Provider::get("openai").unwrap()))
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    s.vault
+        .set_credential_active(&openai, false, "test")
+        .await
+        .unwrap();
+    let resp = client()
+        .post(format!("{}/openai/v1/chat/completions", s.gateway))
+        .bearer_auth(&s.acme_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no active credential for provider 'openai' in organization 'acme'"),
+        "{message}"
+    );
+    // Globex is untouched, and never gets acme's key.
+    let body: Value = client()
+        .post(format!("{}/openai/v1/chat/completions", s.gateway))
+        .bearer_auth(&s.globex_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["seen_auth"],
+        format!("authorization: Bearer {GLOBEX_KEY}")
+    );
+    let id = s
+        .vault
+        .list_gateway_tokens(Some(&OrgId::new("globex").unwrap()))
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    s.vault.revoke_gateway_token(&id, "test").await.unwrap();
+    // The token cache trusts a checked token for at most a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = client()
+        .post(format!("{}/openai/v1/chat/completions", s.gateway))
+        .bearer_auth(&s.globex_token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
