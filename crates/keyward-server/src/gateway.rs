@@ -5,7 +5,7 @@
 //! in-process caches (one second of life), and nothing is written per request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -27,26 +27,45 @@ const MAX_BODY: usize = 10 * 1024 * 1024;
 /// How long a checked gateway token is trusted before it is looked up again.
 const TOKEN_TTL: Duration = Duration::from_secs(1);
 
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+>;
+
 /// The gateway's shared parts: the upstream client, the token cache, the rate counters.
-#[derive(Debug)]
 pub(crate) struct Gateway {
-    client: reqwest::Client,
+    client: HttpsClient,
     first_byte_timeout: Duration,
-    tokens: Mutex<HashMap<String, (GatewayTokenView, Instant)>>,
+    tokens: Mutex<HashMap<String, (Arc<GatewayTokenView>, Instant)>>,
     windows: Mutex<HashMap<String, (Instant, i64)>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
 }
 
 impl Default for Gateway {
     fn default() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(300))
-            // Upstream redirects go back to the client as they are; the key is never sent on.
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        // hyper's own client: the request body passes through as it came, with no conversion,
+        // and a hyper client never follows redirects (they go back to the client as they are,
+        // so the key is never sent on).
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_platform_verifier()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .build(https);
         Self {
             client,
             first_byte_timeout: Duration::from_secs(120),
@@ -176,7 +195,7 @@ impl Gateway {
         &self,
         state: &AppState,
         token: &str,
-    ) -> Result<Option<GatewayTokenView>, VaultError> {
+    ) -> Result<Option<Arc<GatewayTokenView>>, VaultError> {
         {
             let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((view, at)) = cache.get(token)
@@ -188,7 +207,7 @@ impl Gateway {
                 return Ok((!expired).then(|| view.clone()));
             }
         }
-        let found = state.vault.authenticate_gateway(token).await?;
+        let found = state.vault.authenticate_gateway(token).await?.map(Arc::new);
         let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 10_000 {
             cache.clear();
@@ -350,7 +369,7 @@ pub(crate) async fn forward(
 
     // 4. Forward, streaming the body both ways.
     let mut seen = 0usize;
-    let body_stream = body
+    let limited = body
         .into_data_stream()
         .map_err(std::io::Error::other)
         .and_then(move |chunk| {
@@ -364,29 +383,40 @@ pub(crate) async fn forward(
                 }
             }
         });
-    let upstream = gw
-        .client
-        .request(parts.method.clone(), &url)
-        .headers(headers)
-        .body(reqwest::Body::wrap_stream(body_stream));
-    let response = match tokio::time::timeout(gw.first_byte_timeout, upstream.send()).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::warn!(provider = provider.id, error = %e.without_url(), "upstream request failed");
-            return provider_error(
-                provider,
-                StatusCode::BAD_GATEWAY,
-                "the provider could not be reached",
-            );
-        }
+    let mut upstream = match axum::http::Request::builder()
+        .method(parts.method.clone())
+        .uri(&url)
+        .body(Body::from_stream(limited))
+    {
+        Ok(r) => r,
         Err(_) => {
             return provider_error(
                 provider,
-                StatusCode::GATEWAY_TIMEOUT,
-                "the provider did not answer in time",
+                StatusCode::BAD_GATEWAY,
+                "the credential's base URL is not a valid URL",
             );
         }
     };
+    *upstream.headers_mut() = headers;
+    let response =
+        match tokio::time::timeout(gw.first_byte_timeout, gw.client.request(upstream)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(provider = provider.id, error = %e, "upstream request failed");
+                return provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider could not be reached",
+                );
+            }
+            Err(_) => {
+                return provider_error(
+                    provider,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the provider did not answer in time",
+                );
+            }
+        };
     let mut out = Response::builder().status(response.status());
     if let Some(h) = out.headers_mut() {
         for (name, value) in response.headers() {
@@ -400,7 +430,7 @@ pub(crate) async fn forward(
             h.insert("x-keyward-credential", v);
         }
     }
-    out.body(Body::from_stream(response.bytes_stream()))
+    out.body(Body::new(response.into_body()))
         .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
 }
 
