@@ -129,7 +129,6 @@ impl Server {
 
     /// Every stored byte: the SQLite files, or a text dump of the PostgreSQL schema's tables.
     async fn stored_bytes(&self) -> Vec<u8> {
-        use sqlx::{Executor as _, Row as _};
         let mut out = Vec::new();
         match (&self._dir, &self.schema) {
             (Some(dir), _) => {
@@ -137,28 +136,7 @@ impl Server {
                     out.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
                 }
             }
-            (None, Some(schema)) => {
-                let pool = schema.admin_pool().await;
-                for table in [
-                    "credentials",
-                    "config_vars",
-                    "audit_events",
-                    "api_tokens",
-                    "gateway_tokens",
-                ] {
-                    let rows = pool
-                        .fetch_all(sqlx::AssertSqlSafe(format!(
-                            "SELECT CAST(t.* AS TEXT) AS r FROM {}.{table} t",
-                            schema.name()
-                        )))
-                        .await
-                        .unwrap();
-                    for row in rows {
-                        out.extend(row.get::<String, _>("r").into_bytes());
-                    }
-                }
-                pool.close().await;
-            }
+            (None, Some(schema)) => out = schema.dump().await,
             (None, None) => {}
         }
         out

@@ -71,6 +71,36 @@ impl PgSchema {
         pool.close().await;
     }
 
+    /// Every row of every table of the vault in this schema, as text (`bytea` as hex), for
+    /// canary scans.
+    pub async fn dump(&self) -> Vec<u8> {
+        let pool = self.admin_pool().await;
+        let tables = sqlx::query(
+            "SELECT CAST(table_name AS TEXT) AS t FROM information_schema.tables WHERE table_schema = $1",
+        )
+        .bind(&self.name)
+        .fetch_all(&pool)
+        .await
+        .expect("list tables");
+        let mut out = Vec::new();
+        for row in tables {
+            let table: String = sqlx::Row::get(&row, "t");
+            let rows = pool
+                .fetch_all(AssertSqlSafe(format!(
+                    "SELECT CAST(t.* AS TEXT) AS r FROM {}.{table} t",
+                    self.name
+                )))
+                .await
+                .expect("dump a table");
+            for r in rows {
+                out.extend(sqlx::Row::get::<String, _>(&r, "r").into_bytes());
+                out.push(b'\n');
+            }
+        }
+        pool.close().await;
+        out
+    }
+
     /// Drops the schema and everything in it. A test that fails before this leaves its schema
     /// behind, to be looked at.
     pub async fn drop_schema(self) {

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use keyward_testkit::PgSchema;
-use sqlx::{Executor as _, Row as _};
 
 /// A sandbox: a data directory, a database, and the environment every command runs with.
 pub(crate) struct Sandbox {
@@ -124,28 +123,7 @@ impl Sandbox {
                     }
                 }
             }
-            Some(schema) => {
-                let pool = schema.admin_pool().await;
-                for table in [
-                    "organizations",
-                    "credentials",
-                    "config_vars",
-                    "vault_keys",
-                    "audit_events",
-                ] {
-                    let rows = pool
-                        .fetch_all(sqlx::AssertSqlSafe(format!(
-                            "SELECT CAST(t.* AS TEXT) AS r FROM {}.{table} t",
-                            schema.name()
-                        )))
-                        .await
-                        .unwrap();
-                    for row in rows {
-                        out.extend(row.get::<String, _>("r").into_bytes());
-                    }
-                }
-                pool.close().await;
-            }
+            Some(schema) => out = schema.dump().await,
         }
         out
     }
