@@ -38,6 +38,8 @@ pub(crate) struct Gateway {
     first_byte_timeout: Duration,
     tokens: Mutex<HashMap<String, (Arc<GatewayTokenView>, Instant)>>,
     windows: Mutex<HashMap<String, (Instant, i64)>>,
+    /// Credentials to avoid until the instant given (failing keys, rate-limited keys).
+    cooling: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -71,6 +73,7 @@ impl Default for Gateway {
             first_byte_timeout: Duration::from_secs(120),
             tokens: Mutex::default(),
             windows: Mutex::default(),
+            cooling: Mutex::default(),
         }
     }
 }
@@ -223,6 +226,26 @@ impl Gateway {
         Ok(found)
     }
 
+    /// Sets a credential aside for `wait`.
+    fn cool_down(&self, credential: &str, wait: Duration) {
+        let mut cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+        cooling.insert(credential.to_owned(), Instant::now() + wait);
+    }
+
+    /// Moves credentials that are cooling down behind the others (keeping each group's order).
+    fn order_by_health(&self, candidates: &mut [keyward_core::resolve::Resolved]) {
+        let mut cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+        if cooling.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        cooling.retain(|_, until| *until > now);
+        candidates.sort_by_key(|c| match &c.source {
+            Source::Vault { id, .. } => cooling.contains_key(id.as_str()),
+            Source::Environment { .. } => false,
+        });
+    }
+
     /// Counts a request against the token's per-minute limit; false when over it.
     fn within_rate(&self, token: &GatewayTokenView) -> bool {
         let Some(rpm) = token.rpm else { return true };
@@ -301,11 +324,12 @@ pub(crate) async fn forward(
         return r;
     }
 
-    // 2. The organization's key, from the resolution cache.
+    // 2. The organization's keys, in the strategy's order, from the resolution cache; keys
+    //    cooling down go last.
     let mut rreq = ResolveRequest::new(view.org.clone(), provider);
     rreq.env_fallback = false;
-    let resolved = match state.vault.resolve_unaudited(&rreq).await {
-        Ok(r) => r,
+    let mut candidates = match state.vault.resolve_candidates(&rreq).await {
+        Ok(c) => c,
         Err(VaultError::NoCredential(e)) => {
             return provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
@@ -318,56 +342,23 @@ pub(crate) async fn forward(
             );
         }
     };
-    let base = resolved
-        .fields
-        .get("base_url")
-        .or_else(|| resolved.fields.get("endpoint"))
-        .map(|b| b.trim_end_matches('/').to_owned());
-    let Some(base) = base else {
-        return provider_error(
-            provider,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the credential has no base URL",
-        );
-    };
-    // The gateway token never travels on, not even as a `key=` query parameter.
-    let query: Vec<&str> = query
-        .unwrap_or("")
-        .split('&')
-        .filter(|kv| !kv.is_empty() && !kv.starts_with("key="))
-        .collect();
-    let mut url = join(&base, &path);
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query.join("&"));
-    }
+    gw.order_by_health(&mut candidates);
 
-    // 3. Headers: the client's, less connection-level ones and any key; then the provider's auth.
+    // 3. The request's headers, less connection-level ones and any key; the query, less `key=`.
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
         if !hop_by_hop(name) && !credential_header(name) {
             headers.append(name.clone(), value.clone());
         }
     }
-    if let Some(key) = &resolved.secret {
-        let (name, value) = match provider.auth {
-            AuthStyle::XApiKey => ("x-api-key", key.expose_secret().to_owned()),
-            AuthStyle::GoogApiKey => ("x-goog-api-key", key.expose_secret().to_owned()),
-            AuthStyle::ApiKeyHeader => ("api-key", key.expose_secret().to_owned()),
-            _ => ("authorization", format!("Bearer {}", key.expose_secret())),
-        };
-        let Ok(mut value) = HeaderValue::from_str(&value) else {
-            return provider_error(
-                provider,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the stored key is not a valid header value",
-            );
-        };
-        value.set_sensitive(true);
-        headers.insert(name, value);
-    }
+    let query: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("key="))
+        .collect();
 
-    // 4. Forward, streaming the body both ways.
+    // 4. The body streams through when there is one key to try; with several, it is kept
+    //    (bounded) so that it can be sent again to the next one.
     let mut seen = 0usize;
     let limited = body
         .into_data_stream()
@@ -383,55 +374,157 @@ pub(crate) async fn forward(
                 }
             }
         });
-    let mut upstream = match axum::http::Request::builder()
-        .method(parts.method.clone())
-        .uri(&url)
-        .body(Body::from_stream(limited))
-    {
-        Ok(r) => r,
-        Err(_) => {
-            return provider_error(
-                provider,
-                StatusCode::BAD_GATEWAY,
-                "the credential's base URL is not a valid URL",
-            );
-        }
-    };
-    *upstream.headers_mut() = headers;
-    let response =
-        match tokio::time::timeout(gw.first_byte_timeout, gw.client.request(upstream)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::warn!(provider = provider.id, error = %e, "upstream request failed");
-                return provider_error(
-                    provider,
-                    StatusCode::BAD_GATEWAY,
-                    "the provider could not be reached",
-                );
-            }
+    let mut streamed = Some(Body::from_stream(limited));
+    let kept: Option<bytes::Bytes> = if candidates.len() > 1 {
+        match axum::body::to_bytes(streamed.take().unwrap_or_default(), MAX_BODY).await {
+            Ok(b) => Some(b),
             Err(_) => {
                 return provider_error(
                     provider,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "the provider did not answer in time",
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
                 );
             }
+        }
+    } else {
+        None
+    };
+
+    // 5. Try the keys in turn: on 401/403 the key is marked failing and the request goes once
+    //    more to the next; on 429 the key cools down for Retry-After and the next is tried; on
+    //    a connection error the next is tried.
+    let mut retried_auth = false;
+    let mut last: Option<Response> = None;
+    let total = candidates.len();
+    for (i, resolved) in candidates.into_iter().enumerate() {
+        let Source::Vault { id, .. } = &resolved.source else {
+            continue;
         };
-    let mut out = Response::builder().status(response.status());
-    if let Some(h) = out.headers_mut() {
-        for (name, value) in response.headers() {
-            if !hop_by_hop(name) {
-                h.append(name.clone(), value.clone());
+        let base = resolved
+            .fields
+            .get("base_url")
+            .or_else(|| resolved.fields.get("endpoint"))
+            .map(|b| b.trim_end_matches('/').to_owned());
+        let Some(base) = base else {
+            continue;
+        };
+        let mut url = join(&base, &path);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        let mut headers = headers.clone();
+        if let Some(key) = &resolved.secret {
+            let (name, value) = match provider.auth {
+                AuthStyle::XApiKey => ("x-api-key", key.expose_secret().to_owned()),
+                AuthStyle::GoogApiKey => ("x-goog-api-key", key.expose_secret().to_owned()),
+                AuthStyle::ApiKeyHeader => ("api-key", key.expose_secret().to_owned()),
+                _ => ("authorization", format!("Bearer {}", key.expose_secret())),
+            };
+            let Ok(mut value) = HeaderValue::from_str(&value) else {
+                continue;
+            };
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let body = match &kept {
+            Some(b) => Body::from(b.clone()),
+            None => streamed.take().unwrap_or_default(),
+        };
+        let Ok(mut upstream) = axum::http::Request::builder()
+            .method(parts.method.clone())
+            .uri(&url)
+            .body(body)
+        else {
+            continue;
+        };
+        *upstream.headers_mut() = headers;
+        let outcome =
+            tokio::time::timeout(gw.first_byte_timeout, gw.client.request(upstream)).await;
+        let response = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(provider = provider.id, credential = %id, error = %e, "upstream request failed");
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider could not be reached",
+                ));
+                continue;
+            }
+            Err(_) => {
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the provider did not answer in time",
+                ));
+                continue;
+            }
+        };
+        let status = response.status();
+        let more = i + 1 < total;
+        let cooldown = match status.as_u16() {
+            401 | 403 if !retried_auth => {
+                retried_auth = true;
+                Some(Duration::from_secs(60))
+            }
+            429 => Some(Duration::from_secs(
+                response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(30)
+                    .clamp(1, 3600),
+            )),
+            _ => None,
+        };
+        if let Some(wait) = cooldown {
+            gw.cool_down(id.as_str(), wait);
+            let action = if status.as_u16() == 429 {
+                "gateway_cooldown"
+            } else {
+                "gateway_key_failing"
+            };
+            if let Err(e) = state
+                .vault
+                .record_gateway_event(
+                    &format!("gateway_token:{}", view.id),
+                    &view.org,
+                    id,
+                    action,
+                    json!({ "provider": provider.id, "status": status.as_u16(), "cooldown_seconds": wait.as_secs() }),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "cannot audit a gateway key failure");
+            }
+            if more {
+                continue;
             }
         }
-        if let Source::Vault { id, .. } = &resolved.source
-            && let Ok(v) = HeaderValue::from_str(id.as_str())
-        {
-            h.insert("x-keyward-credential", v);
+        let mut out = Response::builder().status(status);
+        if let Some(h) = out.headers_mut() {
+            for (name, value) in response.headers() {
+                if !hop_by_hop(name) {
+                    h.append(name.clone(), value.clone());
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(id.as_str()) {
+                h.insert("x-keyward-credential", v);
+            }
         }
+        return out
+            .body(Body::new(response.into_body()))
+            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
     }
-    out.body(Body::new(response.into_body()))
-        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+    last.unwrap_or_else(|| {
+        provider_error(
+            provider,
+            StatusCode::BAD_GATEWAY,
+            "no key of this organization could serve the request",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -417,3 +417,132 @@ async fn a_deactivated_key_gives_a_clear_error_and_a_revoked_token_stops() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// A provider that refuses one key, rate-limits another, and serves a third.
+async fn picky_provider() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(
+                |State(seen): State<Arc<Mutex<Vec<String>>>>, headers: HeaderMap| async move {
+                    let auth = headers["authorization"].to_str().unwrap().to_owned();
+                    seen.lock().await.push(auth.clone());
+                    match auth.as_str() {
+                        "Bearer sk-revoked-at-provider-000000" => {
+                            (StatusCode::UNAUTHORIZED, [("retry-after", "0")], "{}").into_response()
+                        }
+                        "Bearer sk-rate-limited-000000000000" => (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [("retry-after", "120")],
+                            "{}",
+                        )
+                            .into_response(),
+                        _ => axum::Json(json!({"served_by": auth})).into_response(),
+                    }
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, seen) = picky_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = Keyring::new(
+        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
+        "test",
+    )
+    .unwrap();
+    let vault = Vault::open(
+        &Location::in_data_dir(dir.path()),
+        keyring,
+        VaultOptions::default(),
+    )
+    .await
+    .unwrap();
+    let acme = OrgId::new("acme").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    let mut ids = Vec::new();
+    for (prio, name, key) in [
+        (1, "revoked", "sk-revoked-at-provider-000000"),
+        (2, "busy", "sk-rate-limited-000000000000"),
+        (3, "good", "sk-good-key-0000000000000000"),
+    ] {
+        let mut c = NewCredential::new(
+            acme.clone(),
+            Provider::get("openai").unwrap(),
+            CredentialName::new(name).unwrap(),
+            Some(key.into()),
+        );
+        c.priority = prio;
+        c.fields
+            .insert("base_url".into(), format!("http://{upstream}/v1"));
+        ids.push(vault.add_credential(c, "test").await.unwrap().id);
+    }
+    let (token, _) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(keyward_server::serve(
+        listener,
+        AppState::new(vault.clone()),
+        std::future::pending(),
+    ));
+    let call = || async {
+        client()
+            .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+            .bearer_auth(token.expose_secret())
+            .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap()
+    };
+    // First request: the revoked key is refused (failing, retried once on the next), the next
+    // is rate-limited (cooling down, next tried), the third serves.
+    let resp = call().await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-keyward-credential"], ids[2].as_str());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["served_by"], "Bearer sk-good-key-0000000000000000");
+    assert_eq!(
+        seen.lock().await.len(),
+        3,
+        "each key tried once, the body sent again each time"
+    );
+    // Second request: both set-aside keys are skipped; the good key answers at once.
+    let resp = call().await;
+    assert_eq!(resp.headers()["x-keyward-credential"], ids[2].as_str());
+    assert_eq!(
+        seen.lock().await.len(),
+        4,
+        "no retry of keys that are cooling down"
+    );
+    let events = vault
+        .list_events(
+            &"category=secret_access,outcome=failure".parse().unwrap(),
+            10,
+        )
+        .await
+        .unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"gateway_key_failing") && actions.contains(&"gateway_cooldown"),
+        "{actions:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| !e.details.to_string().contains("sk-")),
+        "no key in the trail"
+    );
+}

@@ -130,6 +130,18 @@ impl Vault {
     /// callers on a hot path that account for use in aggregate (the gateway); everything else
     /// calls [`Vault::resolve`].
     pub async fn resolve_unaudited(&self, req: &ResolveRequest) -> Result<Resolved, VaultError> {
+        let mut all = self.resolve_candidates(req).await?;
+        // `resolve_candidates` answers with at least one, or an error.
+        Ok(all.swap_remove(0))
+    }
+
+    /// Every credential that could answer `req`, in the order its strategy gives (the first is
+    /// the one [`Vault::resolve_unaudited`] hands out; the rest are the failover order), or the
+    /// environment's answer, or the not-found error. Not audited: for the gateway.
+    pub async fn resolve_candidates(
+        &self,
+        req: &ResolveRequest,
+    ) -> Result<Vec<Resolved>, VaultError> {
         let entry = self.entry(&req.org, req.provider).await?;
         let matching: Vec<&Live> = entry
             .live
@@ -150,25 +162,29 @@ impl Vault {
                 })
                 .collect();
             let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
-            let first = order(&candidates, req.strategy, turn, fastrand::u64(..))[0];
-            let chosen = matching[first];
-            let mut fields = chosen.fields.clone();
-            fill_default_base_url(req.provider, &mut fields);
-            return Ok(Resolved {
-                provider: req.provider,
-                source: Source::Vault {
-                    id: chosen.id.clone(),
-                    name: chosen.name.clone(),
-                },
-                secret: chosen.secret.clone(),
-                fields,
-            });
+            return Ok(order(&candidates, req.strategy, turn, fastrand::u64(..))
+                .into_iter()
+                .map(|i| {
+                    let chosen = matching[i];
+                    let mut fields = chosen.fields.clone();
+                    fill_default_base_url(req.provider, &mut fields);
+                    Resolved {
+                        provider: req.provider,
+                        source: Source::Vault {
+                            id: chosen.id.clone(),
+                            name: chosen.name.clone(),
+                        },
+                        secret: chosen.secret.clone(),
+                        fields,
+                    }
+                })
+                .collect());
         }
         if req.env_fallback
             && req.name.is_none()
             && let Some(found) = self.resolve_from_env(req.provider)
         {
-            return Ok(found);
+            return Ok(vec![found]);
         }
         Err(NotFound {
             provider: req.provider.id.to_owned(),
@@ -183,6 +199,29 @@ impl Vault {
             undecryptable: entry.undecryptable,
         }
         .into())
+    }
+
+    /// Records what the gateway did to a credential (a failure, a cooldown), as `actor`.
+    pub async fn record_gateway_event(
+        &self,
+        actor: &str,
+        org: &OrgId,
+        credential: &keyward_core::CredentialId,
+        action: &str,
+        details: serde_json::Value,
+    ) -> Result<(), VaultError> {
+        self.record(
+            NewEvent::new(
+                actor,
+                Category::SecretAccess,
+                action,
+                format!("credential:{credential}"),
+            )
+            .org(Some(org.as_str()))
+            .outcome(Outcome::Failure)
+            .details(details),
+        )
+        .await
     }
 
     /// The decrypted active credentials of (org, provider), from the cache or the database.
