@@ -413,7 +413,12 @@ pub(crate) async fn forward(
             url.push('?');
             url.push_str(&query.join("&"));
         }
-        let mut headers = headers.clone();
+        // The last try takes the headers; earlier ones copy them.
+        let mut headers = if i + 1 == total {
+            std::mem::take(&mut headers)
+        } else {
+            headers.clone()
+        };
         if let Some(key) = &resolved.secret {
             let (name, value) = match provider.auth {
                 AuthStyle::XApiKey => ("x-api-key", key.expose_secret().to_owned()),
