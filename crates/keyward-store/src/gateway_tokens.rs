@@ -9,7 +9,6 @@ use serde::Serialize;
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use subtle::ConstantTimeEq as _;
 
 use crate::tokens::{generate_token, token_hash};
 use crate::{Vault, VaultError, new_id};
@@ -198,18 +197,9 @@ impl Vault {
         &self,
         token: &str,
     ) -> Result<Option<GatewayTokenView>, VaultError> {
-        let digest = token_hash(token);
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, hash FROM gateway_tokens WHERE hash = $1"
-        )))
-        .bind(digest.to_vec())
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: Vec<u8> = row.try_get("hash")?;
-        if !bool::from(stored.as_slice().ct_eq(&digest)) {
+        let Some(row) = self.row_for_token("gateway_tokens", COLUMNS, token).await? else {
             return Ok(None);
-        }
+        };
         let t = view(&row)?;
         let now = Millis::now();
         if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {

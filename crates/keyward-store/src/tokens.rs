@@ -319,18 +319,9 @@ impl Vault {
     /// Checks a bearer token. `Ok(None)` for a token that is unknown, revoked or expired (the
     /// caller answers 401 and audits the failure); the stored hash is compared in constant time.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
-        let digest = token_hash(token);
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, hash FROM api_tokens WHERE hash = $1"
-        )))
-        .bind(digest.to_vec())
-        .fetch_optional(&self.inner.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let stored: Vec<u8> = row.try_get("hash")?;
-        if !bool::from(stored.as_slice().ct_eq(&digest)) {
+        let Some(row) = self.row_for_token("api_tokens", COLUMNS, token).await? else {
             return Ok(None);
-        }
+        };
         let t = view(&row)?;
         let now = Millis::now();
         if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
@@ -351,6 +342,26 @@ impl Vault {
             role: t.role,
             org: t.org,
         }))
+    }
+
+    /// The row of `table` whose stored hash is the token's, compared in constant time (shared
+    /// by API and gateway tokens).
+    pub(crate) async fn row_for_token(
+        &self,
+        table: &str,
+        columns: &str,
+        token: &str,
+    ) -> Result<Option<AnyRow>, VaultError> {
+        let digest = token_hash(token);
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns}, hash FROM {table} WHERE hash = $1"
+        )))
+        .bind(digest.to_vec())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: Vec<u8> = row.try_get("hash")?;
+        Ok(bool::from(stored.as_slice().ct_eq(&digest)).then_some(row))
     }
 
     /// Records a failed authentication (the operation it guarded is refused either way).
