@@ -19,6 +19,9 @@ pub enum ApiError {
     NotFound(String),
     /// 409: it exists already, or changed meanwhile, or cannot be opened.
     Conflict(String),
+    /// 422: the request was understood but what it asks for cannot be done (a gateway config
+    /// that does not load); the message says why.
+    Unprocessable(String),
     /// 413: the body is larger than any legitimate request.
     PayloadTooLarge,
     /// 429: too many failed authentications from this address; retry after so many seconds.
@@ -37,6 +40,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -89,6 +93,7 @@ impl IntoResponse for ApiError {
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
+            | ApiError::Unprocessable(m)
             | ApiError::Unavailable(m) => m,
         };
         let body = json!({

@@ -28,6 +28,7 @@ use keyward_store::Vault;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use gateway::{GatewayOptions, TargetsError};
 pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
 pub use tls::{TlsListener, load_tls_config};
@@ -55,6 +56,47 @@ impl AppState {
         }
     }
 
+    /// Runs the gateway with these settings (timeouts, usage batching, static targets file);
+    /// call [`AppState::reload_gateway_targets`] to load the targets.
+    #[must_use]
+    pub fn with_gateway(mut self, options: GatewayOptions) -> Self {
+        self.gateway = Arc::new(gateway::Gateway::new(options));
+        self
+    }
+
+    /// Loads (again) the gateway's static targets file: the target ids, or why the file was
+    /// refused, in which case the targets loaded before stay in use.
+    pub async fn reload_gateway_targets(&self) -> Result<Vec<String>, TargetsError> {
+        self.gateway.reload_targets(&self.vault).await
+    }
+
+    /// Writes the gateway usage counted since the last flush; kept for the next one if the
+    /// vault cannot take it now.
+    pub async fn flush_usage(&self) {
+        let batch = self.gateway.usage.take();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.vault.record_usage(&batch).await {
+            tracing::warn!(error = %e, "cannot write gateway usage; it is kept for the next try");
+            self.gateway.usage.restore(batch);
+        }
+    }
+
+    /// Writes usage every `usage_flush_interval` until the returned handle is aborted.
+    fn spawn_usage_writer(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        let every = self.gateway.options().usage_flush_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                state.flush_usage().await;
+            }
+        })
+    }
+
     /// Also accepts HS256 JWTs signed with these keys.
     #[must_use]
     pub fn with_jwt_keys(mut self, keys: JwtKeys) -> Self {
@@ -73,6 +115,10 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/gateway/{provider}/{*path}",
             axum::routing::any(gateway::forward),
+        )
+        .route(
+            "/gateway/t/{target}/{*path}",
+            axum::routing::any(gateway::forward_target),
         )
         .route(
             "/api/openapi.json",
@@ -127,18 +173,22 @@ impl
 }
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, then finishes the requests in
-/// flight.
+/// flight. Gateway usage is written in the background, and once more at the end.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let writer = state.spawn_usage_writer();
+    let served = axum::serve(
         listener,
-        app(state).into_make_service_with_connect_info::<ClientAddr>(),
+        app(state.clone()).into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    writer.abort();
+    state.flush_usage().await;
+    served
 }
 
 /// Like [`serve`], over TLS.
@@ -148,10 +198,14 @@ pub async fn serve_tls(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(
+    let writer = state.spawn_usage_writer();
+    let served = axum::serve(
         TlsListener::new(listener, tls)?,
-        app(state).into_make_service_with_connect_info::<ClientAddr>(),
+        app(state.clone()).into_make_service_with_connect_info::<ClientAddr>(),
     )
     .with_graceful_shutdown(shutdown)
-    .await
+    .await;
+    writer.abort();
+    state.flush_usage().await;
+    served
 }

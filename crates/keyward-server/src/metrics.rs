@@ -110,6 +110,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
         "keyward_resolutions_total{{outcome=\"success\"}} {}\nkeyward_resolutions_total{{outcome=\"failure\"}} {}",
         stats.resolutions_ok, stats.resolutions_failed
     );
+    state.gateway.render_metrics(&mut out);
     if let Ok(events) = state.vault.audit_event_count().await {
         out.push_str("# HELP keyward_audit_events_total Events in the audit log.\n");
         out.push_str("# TYPE keyward_audit_events_total counter\n");

@@ -591,7 +591,10 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 }
                 (
                     "POST",
-                    "/api/v1/orgs" | "/api/v1/events/verify" | "/api/v1/master-key/rotate",
+                    "/api/v1/orgs"
+                    | "/api/v1/events/verify"
+                    | "/api/v1/master-key/rotate"
+                    | "/api/v1/gateway/reload",
                 )
                 | ("GET", "/api/v1/master-key/status") => {
                     assert_eq!(st, StatusCode::FORBIDDEN, "{path}")

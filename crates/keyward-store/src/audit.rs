@@ -163,7 +163,7 @@ impl Vault {
     }
 
     /// Writes one event in a transaction of its own.
-    pub(crate) async fn record(&self, event: NewEvent) -> Result<(), VaultError> {
+    pub async fn record(&self, event: NewEvent) -> Result<(), VaultError> {
         let (_writing, mut tx) = self.begin_write().await?;
         self.append_event(&mut tx, event).await?;
         tx.commit()

@@ -232,7 +232,7 @@ impl Vault {
         let (_writing, mut tx) = self.begin_write().await?;
         let id = self.insert_credential(&mut tx, new, actor).await?;
         tx.commit().await?;
-        self.inner.cache.invalidate();
+        self.changed().await;
         self.get_credential(&id).await
     }
 
@@ -249,7 +249,7 @@ impl Vault {
             ids.push(self.insert_credential(&mut tx, new, actor).await?);
         }
         tx.commit().await?;
-        self.inner.cache.invalidate();
+        self.changed().await;
         Ok(ids)
     }
 
@@ -556,7 +556,7 @@ impl Vault {
         )
         .await?;
         tx.commit().await?;
-        self.inner.cache.invalidate();
+        self.changed().await;
         self.get_credential(id).await
     }
 
@@ -671,7 +671,7 @@ impl Vault {
         )
         .await?;
         tx.commit().await?;
-        self.inner.cache.invalidate();
+        self.changed().await;
         Ok(())
     }
 }

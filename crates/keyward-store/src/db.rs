@@ -51,6 +51,11 @@ fn migrator() -> Migrator {
             "gateway tokens",
             include_str!("../migrations/0005_gateway_tokens.sql"),
         ),
+        migration(
+            6,
+            "gateway usage",
+            include_str!("../migrations/0006_gateway_usage.sql"),
+        ),
     ])
 }
 
@@ -154,7 +159,7 @@ pub(crate) async fn connect(
 }
 
 /// Connection errors may quote the URL, and a URL may hold a password: say only what failed.
-fn redact_url_error(e: &sqlx::Error) -> String {
+pub(crate) fn redact_url_error(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Io(io) => format!("I/O error: {io}"),
         sqlx::Error::Tls(_) => "TLS error".into(),

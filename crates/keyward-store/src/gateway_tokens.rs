@@ -189,6 +189,7 @@ impl Vault {
         )
         .await?;
         tx.commit().await?;
+        self.changed().await;
         self.get_gateway_token(id).await
     }
 

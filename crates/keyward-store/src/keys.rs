@@ -364,7 +364,7 @@ impl Vault {
             }
         }
         report.remaining = self.key_status().await?.pending_rotation();
-        self.inner.cache.invalidate();
+        self.changed().await;
         self.record(
             NewEvent::new(
                 actor,

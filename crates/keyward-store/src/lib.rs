@@ -15,6 +15,7 @@
 
 mod audit;
 mod cache;
+mod changes;
 mod creds;
 mod db;
 mod gateway_tokens;
@@ -22,6 +23,7 @@ mod keys;
 mod orgs;
 mod resolve;
 mod tokens;
+mod usage;
 mod vars;
 
 use std::sync::Arc;
@@ -38,6 +40,7 @@ pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};
 pub use orgs::Organization;
 pub use resolve::EnvSource;
 pub use tokens::{API_TOKEN_PREFIX, Principal, Role, TokenView};
+pub use usage::{Usage, UsageDelta, UsageSubject};
 pub use vars::VarValue;
 
 /// Everything the vault can refuse or fail with. No variant ever holds a secret.
@@ -112,6 +115,11 @@ pub struct VaultOptions {
     /// one-shot command needs one, and each extra SQLite connection costs a millisecond or two
     /// to open.
     pub max_connections: Option<u32>,
+    /// On PostgreSQL, listen for the changes other processes make (`LISTEN keyward_changes`)
+    /// and clear the resolution cache when one arrives, so a replica stops using a deactivated
+    /// key at once rather than after `cache_ttl`. For long-running processes (`keyward serve`);
+    /// it holds one extra connection.
+    pub listen_for_changes: bool,
 }
 
 impl Default for VaultOptions {
@@ -121,6 +129,7 @@ impl Default for VaultOptions {
             cache_ttl: std::time::Duration::from_secs(1),
             env: EnvSource::Process,
             max_connections: None,
+            listen_for_changes: false,
         }
     }
 }
@@ -146,6 +155,8 @@ struct Inner {
     /// SQLite has one writer at a time; waiting for it here, in a queue, beats SQLite's
     /// busy handler, which sleeps in growing steps (tens of milliseconds) when writers collide.
     write_lock: Option<tokio::sync::Mutex<()>>,
+    /// This process's name in change notifications, so that it skips its own.
+    instance: String,
 }
 
 /// Counters of this process's vault, for metrics.
@@ -167,7 +178,7 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let (pool, backend) = db::connect(location, options.max_connections).await?;
         let chain = audit::load_or_create_chain_key(&pool, &keyring).await?;
-        Ok(Self {
+        let vault = Self {
             inner: Arc::new(Inner {
                 pool,
                 backend,
@@ -178,8 +189,22 @@ impl Vault {
                 resolutions_ok: Default::default(),
                 resolutions_failed: Default::default(),
                 write_lock: (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(())),
+                instance: new_id(),
             }),
-        })
+        };
+        if options.listen_for_changes
+            && backend == Backend::Postgres
+            && let Location::Url(url) = location
+        {
+            changes::listen(&vault, url).await?;
+        }
+        Ok(vault)
+    }
+
+    /// A number that grows whenever something this vault serves may have changed: a write in
+    /// this process or, when listening, in another. Holders of derived caches compare it.
+    pub fn generation(&self) -> u64 {
+        self.inner.cache.generation()
     }
 
     /// Which database this vault runs on.

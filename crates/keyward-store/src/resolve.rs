@@ -201,13 +201,14 @@ impl Vault {
         .into())
     }
 
-    /// Records what the gateway did to a credential (a failure, a cooldown), as `actor`.
+    /// Records what the gateway saw of a credential (a failure, a cooldown, a recovery), as `actor`.
     pub async fn record_gateway_event(
         &self,
         actor: &str,
         org: &OrgId,
         credential: &keyward_core::CredentialId,
         action: &str,
+        outcome: Outcome,
         details: serde_json::Value,
     ) -> Result<(), VaultError> {
         self.record(
@@ -218,7 +219,7 @@ impl Vault {
                 format!("credential:{credential}"),
             )
             .org(Some(org.as_str()))
-            .outcome(Outcome::Failure)
+            .outcome(outcome)
             .details(details),
         )
         .await

@@ -313,6 +313,7 @@ impl Vault {
         )
         .await?;
         tx.commit().await?;
+        self.changed().await;
         self.get_token(id).await
     }
 

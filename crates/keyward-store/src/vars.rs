@@ -233,6 +233,7 @@ impl Vault {
         )
         .await?;
         tx.commit().await?;
+        self.changed().await;
         self.load_var(name, scope)
             .await?
             .map(|r| r.view)
@@ -335,6 +336,7 @@ impl Vault {
         )
         .await?;
         tx.commit().await?;
+        self.changed().await;
         Ok(())
     }
 }

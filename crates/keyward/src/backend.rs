@@ -8,14 +8,14 @@ use keyward_core::var::VarView;
 use keyward_core::{CredentialId, OrgId, Provider, VarName};
 use keyward_store::{
     GatewayTokenView, KeyStatus, Organization, Role, RotationProgress, RotationReport, TokenView,
-    Vault, VerifyReport,
+    Usage, Vault, VerifyReport,
 };
 use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 /// The local vault (with the actor the audit log records) or a server.
 pub(crate) enum Backend {
@@ -517,6 +517,31 @@ impl Backend {
                     query(&[("organization_id", org.map(OrgId::as_str))])
                 );
                 from(r.call(Method::GET, &path, None).await?)
+            }
+        }
+    }
+
+    /// Asks the server to reload the gateway's static targets.
+    pub(crate) async fn reload_gateway(&self) -> Result<Vec<String>> {
+        match self {
+            Backend::Local { .. } => bail!(
+                "`keyward gateway reload` talks to the running server: set KEYWARD_URL and an admin KEYWARD_TOKEN, or send the server SIGHUP"
+            ),
+            Backend::Remote(r) => {
+                let v = r.call(Method::POST, "/api/v1/gateway/reload", None).await?;
+                from(v["targets"].clone())
+            }
+        }
+    }
+
+    pub(crate) async fn usage(&self, org: &OrgId) -> Result<Vec<Usage>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.usage(org).await?),
+            Backend::Remote(r) => {
+                let v = r
+                    .call(Method::GET, &format!("/api/v1/orgs/{org}/usage"), None)
+                    .await?;
+                from(v["usage"].clone())
             }
         }
     }

@@ -44,23 +44,17 @@ pub(crate) struct Global {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Run the Keyward server (the admin API) until SIGINT or SIGTERM.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
-        #[arg(long, env = "KEYWARD_TLS_CERT", requires = "tls_key")]
-        tls_cert: Option<std::path::PathBuf>,
-        /// The private key of --tls-cert (PEM).
-        #[arg(long, env = "KEYWARD_TLS_KEY", requires = "tls_cert")]
-        tls_key: Option<std::path::PathBuf>,
-    },
+    /// Run the Keyward server (admin API and gateway) until SIGINT or SIGTERM; SIGHUP reloads
+    /// the gateway's static targets.
+    Serve(ServeArgs),
     /// Print a new random 256-bit master key (base64).
     Keygen,
     /// API tokens for the server.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The gateway: reload its static targets, see its usage.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Gateway tokens: what LLM clients send to the gateway instead of a provider key.
     #[command(subcommand, name = "gateway-token")]
     GatewayToken(GatewayTokenCommand),
@@ -128,6 +122,56 @@ pub(crate) enum TokenCommand {
     Revoke {
         /// Token id.
         id: String,
+    },
+}
+
+/// `keyward serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "KEYWARD_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "KEYWARD_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// The gateway's static targets (YAML), served at /gateway/t/{id}/...; every key
+    /// reference in it must resolve, or the server does not start.
+    #[arg(long, env = "KEYWARD_GATEWAY_CONFIG")]
+    pub(crate) gateway_config: Option<std::path::PathBuf>,
+    /// Longest wait for a connection to a provider.
+    #[arg(long, env = "KEYWARD_GATEWAY_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) gateway_connect_timeout: std::time::Duration,
+    /// Longest wait for a provider's response headers.
+    #[arg(long, env = "KEYWARD_GATEWAY_FIRST_BYTE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub(crate) gateway_first_byte_timeout: std::time::Duration,
+    /// Longest silence within a provider's response body before it is closed.
+    #[arg(long, env = "KEYWARD_GATEWAY_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    pub(crate) gateway_idle_timeout: std::time::Duration,
+    /// How long resolved keys are cached. Writes through this server clear the cache at once,
+    /// and on PostgreSQL so do writes through any other replica (LISTEN/NOTIFY); the time to
+    /// live bounds how long a change made some other way goes unseen.
+    #[arg(long, env = "KEYWARD_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub(crate) cache_ttl: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GatewayCommand {
+    /// Reload the running server's static targets file (needs KEYWARD_URL and an admin
+    /// KEYWARD_TOKEN; SIGHUP to the server does the same). If the file does not load, the
+    /// server keeps its previous targets and this says why.
+    Reload,
+    /// Gateway usage of an organization: requests by upstream status and last use, per
+    /// credential, gateway token and static target.
+    Usage {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

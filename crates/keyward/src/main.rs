@@ -97,6 +97,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Events(cmd) => events(&backend, cmd).await,
             Command::Token(cmd) => serve::token(&backend, cmd).await,
             Command::GatewayToken(cmd) => serve::gateway_token(&backend, cmd).await,
+            Command::Gateway(cmd) => serve::gateway(&backend, cmd).await,
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
@@ -109,9 +110,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         production: cli.global.production,
     })?;
     // One command, one task: a single connection is all it needs. The server keeps a pool.
-    let options = VaultOptions {
-        max_connections: (!matches!(cli.command, Command::Serve { .. })).then_some(1),
-        ..VaultOptions::default()
+    let options = match &cli.command {
+        Command::Serve(args) => VaultOptions {
+            cache_ttl: args.cache_ttl,
+            listen_for_changes: true,
+            ..VaultOptions::default()
+        },
+        _ => VaultOptions {
+            max_connections: Some(1),
+            ..VaultOptions::default()
+        },
     };
     let vault = Vault::open(&config.location, config.keyring, options)
         .await
@@ -122,19 +130,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor();
     let code = match cli.command {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
-        Command::Serve {
-            listen,
-            tls_cert,
-            tls_key,
-        } => {
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => {
-                    Some(keyward_server::load_tls_config(&cert, &key).map_err(|e| anyhow!(e))?)
-                }
-                _ => None,
-            };
-            serve::serve(vault.clone(), listen, tls).await?
-        }
+        Command::Serve(args) => serve::serve(vault.clone(), args).await?,
+        Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
         Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
         Command::GatewayToken(cmd) => serve::gateway_token(&local(&vault, &actor), cmd).await?,
         Command::Org(cmd) => org(&local(&vault, &actor), cmd).await?,

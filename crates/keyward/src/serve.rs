@@ -5,26 +5,42 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
 use keyward_core::OrgId;
-use keyward_server::{AppState, JwtKeys, Role};
+use keyward_server::{AppState, GatewayOptions, JwtKeys, Role};
 use keyward_store::Vault;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::backend::Backend;
-use crate::cli::{GatewayTokenCommand, TokenCommand};
+use crate::cli::{GatewayCommand, GatewayTokenCommand, ServeArgs, TokenCommand};
 use crate::output::{Table, print_json, time};
 
 /// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
 /// `KEYWARD_ADMIN_TOKEN` if set, else a new one printed once.
-pub(crate) async fn serve(
-    vault: Vault,
-    listen: SocketAddr,
-    tls: Option<rustls::ServerConfig>,
-) -> Result<ExitCode> {
+pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
     // Configuration is checked before anything is written.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(keyward_server::load_tls_config(cert, key).map_err(|e| anyhow!(e))?)
+        }
+        _ => None,
+    };
     let jwt_keys = match std::env::var("KEYWARD_JWT_VERIFICATION_KEYS") {
         Ok(spec) if !spec.is_empty() => JwtKeys::parse(&spec).map_err(|e| anyhow!(e))?,
         _ => JwtKeys::default(),
     };
+    let state = AppState::new(vault.clone())
+        .with_jwt_keys(jwt_keys)
+        .with_gateway(GatewayOptions {
+            connect_timeout: args.gateway_connect_timeout,
+            first_byte_timeout: args.gateway_first_byte_timeout,
+            idle_timeout: args.gateway_idle_timeout,
+            targets_file: args.gateway_config.clone(),
+            ..GatewayOptions::default()
+        });
+    if args.gateway_config.is_some() {
+        let ids = state.reload_gateway_targets().await?;
+        println!("gateway targets: {}", ids.join(", "));
+    }
+    let listen: SocketAddr = args.listen;
     if !vault.has_admin_token().await? {
         match std::env::var("KEYWARD_ADMIN_TOKEN")
             .ok()
@@ -64,6 +80,7 @@ pub(crate) async fn serve(
     // Listen for SIGINT and SIGTERM before saying we are up, so that a stop request that
     // follows the announcement at once is a graceful stop, not the default kill.
     let stop = shutdown()?;
+    reload_on_hangup(&state)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -71,7 +88,6 @@ pub(crate) async fn serve(
     let scheme = if tls.is_some() { "https" } else { "http" };
     println!("keyward listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
-    let state = AppState::new(vault.clone()).with_jwt_keys(jwt_keys);
     match tls {
         Some(config) => {
             keyward_server::serve_tls(listener, std::sync::Arc::new(config), state, stop).await?;
@@ -93,6 +109,56 @@ fn shutdown() -> Result<impl std::future::Future<Output = ()> + Send + 'static> 
             _ = term.recv() => {}
         }
     })
+}
+
+/// SIGHUP reloads the gateway's static targets (a failed reload is logged and changes nothing).
+fn reload_on_hangup(state: &AppState) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let state = state.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match state.reload_gateway_targets().await {
+                Ok(ids) => println!("gateway targets reloaded: {}", ids.join(", ")),
+                Err(e) => eprintln!("gateway targets not reloaded (the previous ones stay): {e}"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// `keyward gateway ...`.
+pub(crate) async fn gateway(backend: &Backend, cmd: GatewayCommand) -> Result<ExitCode> {
+    match cmd {
+        GatewayCommand::Reload => {
+            let ids = backend.reload_gateway().await?;
+            println!("gateway targets reloaded: {}", ids.join(", "));
+        }
+        GatewayCommand::Usage { org, json } => {
+            let org = OrgId::new(&org)?;
+            let usage = backend.usage(&org).await?;
+            if json {
+                print_json(&usage)?;
+            } else {
+                let mut t = Table::new(["KIND", "ID", "REQUESTS", "LAST USED", "BY STATUS"]);
+                for u in usage {
+                    t.row([
+                        u.subject.as_str().to_owned(),
+                        u.id,
+                        u.requests.to_string(),
+                        time(u.last_used_at),
+                        u.statuses
+                            .iter()
+                            .map(|(s, n)| format!("{s}:{n}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]);
+                }
+                t.print();
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCode> {

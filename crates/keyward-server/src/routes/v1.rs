@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use keyward_core::audit::{Category, NewEvent, Outcome};
 use keyward_core::credential::{
     CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
 };
@@ -365,6 +366,63 @@ pub(super) async fn master_key_rotate(
             .rotate_master_key(1000, &caller.actor(), |_| {})
             .await?
     )))
+}
+
+// ----- the gateway -------------------------------------------------------------------------
+
+/// `POST /api/v1/gateway/reload`: loads the static targets file again; if it does not load,
+/// the targets in use stay and the answer says why.
+#[utoipa::path(post, path = "/api/v1/gateway/reload", tag = "gateway", responses((status = 200, description = "The targets now served (admin)"), (status = 422, description = "The file did not load; the previous targets stay")))]
+pub(super) async fn gateway_reload(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin()?;
+    let outcome = state.reload_gateway_targets().await;
+    let (result, details) = match &outcome {
+        Ok(ids) => (Ok(()), json!({ "targets": ids })),
+        Err(e) => (Err(()), json!({ "error": e.to_string() })),
+    };
+    if let Err(e) = state
+        .vault
+        .record(
+            NewEvent::new(
+                &caller.actor(),
+                Category::SecretManagement,
+                "gateway_reload",
+                "gateway:targets".to_owned(),
+            )
+            .outcome(if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            })
+            .details(details),
+        )
+        .await
+    {
+        tracing::warn!(error = %e, "cannot audit a gateway reload");
+    }
+    match outcome {
+        Ok(ids) => Ok(Json(json!({ "targets": ids }))),
+        Err(e) => Err(ApiError::Unprocessable(format!(
+            "{e}; the previous targets stay in use"
+        ))),
+    }
+}
+
+/// `GET /api/v1/orgs/{org}/usage`: gateway usage of the organization's credentials, gateway
+/// tokens and static targets (written every second or so; the latest requests may not show
+/// yet).
+#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/usage", tag = "gateway", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "Request counts by upstream status, and last use")))]
+pub(super) async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let org: OrgId = parse_org(&org)?;
+    caller.require(&org, &[Role::OrgAdmin, Role::Viewer])?;
+    Ok(Json(json!({ "usage": state.vault.usage(&org).await? })))
 }
 
 // ----- the External Secrets Operator lookup -----------------------------------------------

@@ -1,0 +1,984 @@
+//! The gateway: `ANY /gateway/{provider}/{path...}` forwards an LLM request to the provider with
+//! the organization's key in place of the client's gateway token, streaming both ways;
+//! `ANY /gateway/t/{target}/{path...}` does the same for a static target of the config file.
+//!
+//! The hot path reads no database in the common case: gateway tokens and resolutions come from
+//! in-process caches, and usage is counted in memory and written in batches (`usage`).
+//!
+//! - `body`: the idle timeout on the upstream's answer.
+//! - `targets`: the static targets file.
+//! - `usage`: the usage counters.
+
+mod body;
+mod targets;
+mod usage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt as _;
+use keyward_core::audit::Outcome;
+use keyward_core::provider::AuthStyle;
+use keyward_core::resolve::{ResolveRequest, Source};
+use keyward_core::{CredentialId, Provider};
+use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject, VaultError};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::json;
+
+use crate::AppState;
+use targets::Targets;
+pub use targets::TargetsError;
+pub(crate) use usage::UsageCounter;
+
+/// Largest request body forwarded.
+const MAX_BODY: usize = 10 * 1024 * 1024;
+/// How long a checked gateway token is trusted before it is looked up again (a change made
+/// through this vault, or announced by another replica, ends the trust at once).
+const TOKEN_TTL: Duration = Duration::from_secs(1);
+/// How long a key the provider refused (401/403) is set aside.
+const FAILING_COOLDOWN: Duration = Duration::from_secs(60);
+
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Body,
+>;
+
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Longest wait for a connection to the provider.
+    pub connect_timeout: Duration,
+    /// Longest wait for the provider's response headers, once the request is sent.
+    pub first_byte_timeout: Duration,
+    /// Longest silence within the provider's response body (a stalled stream is closed).
+    pub idle_timeout: Duration,
+    /// How often counted usage is written to the vault.
+    pub usage_flush_interval: Duration,
+    /// The static targets file, if any.
+    pub targets_file: Option<PathBuf>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(120),
+            usage_flush_interval: Duration::from_secs(1),
+            targets_file: None,
+        }
+    }
+}
+
+/// Why a credential is set aside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    /// The provider refused it (401/403).
+    Failing,
+    /// The provider rate-limited it (429).
+    RateLimited,
+}
+
+impl Trouble {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trouble::Failing => "failing",
+            Trouble::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// The gateway's shared parts: the upstream client, the token cache, the rate counters, the
+/// health of credentials, the static targets and the counters.
+pub(crate) struct Gateway {
+    client: HttpsClient,
+    options: GatewayOptions,
+    tokens: Mutex<TokenCache>,
+    windows: Mutex<HashMap<String, (Instant, i64)>>,
+    /// Credentials set aside until the instant given; an entry stays after it expires until the
+    /// credential serves a request again, which is then recorded as its recovery.
+    cooling: Mutex<HashMap<CredentialId, (Instant, Trouble)>>,
+    targets: RwLock<Arc<Targets>>,
+    reloading: tokio::sync::Mutex<()>,
+    pub(crate) usage: UsageCounter,
+    /// (metric, provider, reason) counts.
+    events: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+}
+
+#[derive(Default)]
+struct TokenCache {
+    /// The vault generation the entries were checked under.
+    generation: u64,
+    map: HashMap<String, (Arc<GatewayTokenView>, Instant)>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self::new(GatewayOptions::default())
+    }
+}
+
+impl Gateway {
+    pub(crate) fn new(options: GatewayOptions) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // hyper's own client: the request body passes through as it came, with no conversion,
+        // and a hyper client never follows redirects (they go back to the client as they are,
+        // so the key is never sent on).
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.set_connect_timeout(Some(options.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_platform_verifier()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_max_idle_per_host(64)
+                .build(https);
+        Self {
+            client,
+            options,
+            tokens: Mutex::default(),
+            windows: Mutex::default(),
+            cooling: Mutex::default(),
+            targets: RwLock::default(),
+            reloading: tokio::sync::Mutex::new(()),
+            usage: UsageCounter::default(),
+            events: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &GatewayOptions {
+        &self.options
+    }
+
+    fn count(&self, metric: &'static str, provider: &'static str, reason: &'static str) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        *events.entry((metric, provider, reason)).or_default() += 1;
+    }
+
+    /// The static targets in use.
+    fn targets(&self) -> Arc<Targets> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// (Re)loads the static targets file; on failure the running set stays.
+    pub(crate) async fn reload_targets(
+        &self,
+        vault: &keyward_store::Vault,
+    ) -> Result<Vec<String>, TargetsError> {
+        let Some(path) = self.options.targets_file.clone() else {
+            return Ok(Vec::new());
+        };
+        let _one_at_a_time = self.reloading.lock().await;
+        let env = |name: &str| std::env::var(name).ok();
+        match Targets::load(&path, vault, &env).await {
+            Ok(loaded) => {
+                let ids = loaded.ids();
+                *self.targets.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+                self.count("reloads", "", "ok");
+                tracing::info!(targets = ids.len(), file = %path.display(), "gateway targets loaded");
+                Ok(ids)
+            }
+            Err(e) => {
+                self.count("reloads", "", "failed");
+                tracing::error!(error = %e, "gateway targets not reloaded; the previous ones stay");
+                Err(e)
+            }
+        }
+    }
+
+    /// The Prometheus lines of the gateway.
+    pub(crate) fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let events = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let families = [
+            (
+                "failovers",
+                "keyward_gateway_failovers_total",
+                "Requests sent on to the next key, by provider and reason.",
+            ),
+            (
+                "cooldowns",
+                "keyward_gateway_cooldowns_total",
+                "Keys set aside, by provider and reason (failing: 401/403, rate_limited: 429).",
+            ),
+            (
+                "recoveries",
+                "keyward_gateway_recoveries_total",
+                "Keys that served again after being set aside, by provider.",
+            ),
+        ];
+        for (metric, name, help) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((m, provider, reason), n) in &events {
+                if *m == metric {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{provider=\"{provider}\",reason=\"{reason}\"}} {n}"
+                    );
+                }
+            }
+        }
+        out.push_str("# HELP keyward_gateway_target_reloads_total Loads of the static targets file, by outcome.\n# TYPE keyward_gateway_target_reloads_total counter\n");
+        for ((m, _, outcome), n) in &events {
+            if *m == "reloads" {
+                let _ = writeln!(
+                    out,
+                    "keyward_gateway_target_reloads_total{{outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        let targets = self.targets().by_id.len();
+        let _ = writeln!(
+            out,
+            "# HELP keyward_gateway_targets Static targets loaded.\n# TYPE keyward_gateway_targets gauge\nkeyward_gateway_targets {targets}"
+        );
+        self.usage.render(out);
+    }
+}
+
+/// Errors answered in the shape the provider's SDKs parse.
+fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Response {
+    let body = match provider.auth {
+        AuthStyle::XApiKey => json!({
+            "type": "error",
+            "error": { "type": match status.as_u16() {
+                401 => "authentication_error",
+                403 => "permission_error",
+                429 => "rate_limit_error",
+                _ => "api_error",
+            }, "message": message },
+        }),
+        AuthStyle::GoogApiKey => json!({
+            "error": { "code": status.as_u16(), "message": message, "status": match status.as_u16() {
+                401 => "UNAUTHENTICATED",
+                403 => "PERMISSION_DENIED",
+                429 => "RESOURCE_EXHAUSTED",
+                _ => "UNAVAILABLE",
+            } },
+        }),
+        _ => json!({
+            "error": { "message": message, "type": match status.as_u16() {
+                401 => "invalid_request_error",
+                429 => "rate_limit_error",
+                _ => "api_error",
+            }, "code": match status.as_u16() {
+                401 => "invalid_api_key",
+                403 => "forbidden",
+                429 => "rate_limit_exceeded",
+                _ => "upstream_error",
+            } },
+        }),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// The gateway token, from whichever header the client's SDK sends it in.
+fn gateway_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let from_header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
+    };
+    let candidates = [
+        from_header("authorization"),
+        from_header("x-api-key"),
+        from_header("x-goog-api-key"),
+        from_header("api-key"),
+        // Gemini's REST examples pass the key as `?key=`.
+        query.and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("key="))
+                .map(str::to_owned)
+        }),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|t| t.starts_with(GATEWAY_TOKEN_PREFIX))
+}
+
+/// `{base}/{path}`, without repeating what both hold: a credential's base URL usually ends in
+/// the API version (`https://api.openai.com/v1`, so that SDKs reading `OPENAI_BASE_URL` work),
+/// and an SDK pointed at `/gateway/openai/v1` sends `v1/chat/completions`. The longest run of
+/// path segments that ends the base and starts the path is written once.
+pub(crate) fn join(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let path = path.trim_start_matches('/');
+    let base_path_start = base
+        .find("://")
+        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(base.len());
+    let base_segments: Vec<&str> = base[base_path_start..]
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let path_segments: Vec<&str> = path.split('/').collect();
+    let overlap = (1..=base_segments.len().min(path_segments.len()))
+        .rev()
+        .find(|&n| base_segments[base_segments.len() - n..] == path_segments[..n])
+        .unwrap_or(0);
+    let rest = path_segments[overlap..].join("/");
+    if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}/{rest}")
+    }
+}
+
+/// Headers that describe one connection, not the message, and are never forwarded.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// Headers that may carry a key: the client's never reach the upstream.
+fn credential_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization" | "x-api-key" | "x-goog-api-key" | "api-key"
+    )
+}
+
+impl Gateway {
+    async fn check_token(
+        &self,
+        state: &AppState,
+        token: &str,
+    ) -> Result<Option<Arc<GatewayTokenView>>, VaultError> {
+        let generation = state.vault.generation();
+        {
+            let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.generation != generation {
+                // Something changed (a revocation, perhaps): check every token again.
+                cache.map.clear();
+                cache.generation = generation;
+            }
+            if let Some((view, at)) = cache.map.get(token)
+                && at.elapsed() < TOKEN_TTL
+            {
+                let expired = view
+                    .expires_at
+                    .is_some_and(|e| e <= keyward_core::Millis::now());
+                return Ok((!expired).then(|| view.clone()));
+            }
+        }
+        let found = state.vault.authenticate_gateway(token).await?.map(Arc::new);
+        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation != generation {
+            // A change raced this lookup; do not keep its answer.
+            return Ok(found);
+        }
+        if cache.map.len() > 10_000 {
+            cache.map.clear();
+        }
+        match &found {
+            Some(view) => {
+                cache
+                    .map
+                    .insert(token.to_owned(), (view.clone(), Instant::now()));
+            }
+            None => {
+                cache.map.remove(token);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sets a credential aside for `wait`.
+    fn cool_down(&self, credential: &CredentialId, wait: Duration, why: Trouble) {
+        let mut cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+        cooling.insert(credential.clone(), (Instant::now() + wait, why));
+    }
+
+    /// Whether a credential that just served had been set aside: if so, it has recovered.
+    fn recovered(&self, credential: &CredentialId) -> Option<Trouble> {
+        let mut cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+        if cooling.is_empty() {
+            return None;
+        }
+        cooling.remove(credential).map(|(_, why)| why)
+    }
+
+    /// Moves credentials that are cooling down behind the others (keeping each group's order).
+    fn order_by_health(&self, candidates: &mut [Upstream]) {
+        let cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+        if cooling.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        candidates.sort_by_key(|c| match &c.served {
+            Served::Credential(id) => cooling.get(id).is_some_and(|(until, _)| *until > now),
+            Served::Target(_) => false,
+        });
+    }
+
+    /// Counts a request against the token's per-minute limit; false when over it.
+    fn within_rate(&self, token: &GatewayTokenView) -> bool {
+        let Some(rpm) = token.rpm else { return true };
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = windows
+            .entry(token.id.clone())
+            .or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= Duration::from_secs(60) {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        entry.1 <= rpm
+    }
+}
+
+/// What served a request: a credential of the vault, or a static target.
+#[derive(Debug)]
+enum Served {
+    Credential(CredentialId),
+    Target(Arc<targets::Target>),
+}
+
+/// One place to send the request to.
+struct Upstream {
+    served: Served,
+    base: String,
+    key: Option<SecretString>,
+}
+
+/// Checks the client's gateway token for `provider`: the token's view, or the answer to give.
+async fn authorize(
+    state: &AppState,
+    provider: &'static Provider,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Arc<GatewayTokenView>, Response> {
+    let gw = &state.gateway;
+    let Some(token) = gateway_token(headers, query) else {
+        return Err(provider_error(
+            provider,
+            StatusCode::UNAUTHORIZED,
+            "a Keyward gateway token (kwg_...) is required",
+        ));
+    };
+    let view = match gw.check_token(state, &token).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return Err(provider_error(
+                provider,
+                StatusCode::UNAUTHORIZED,
+                "unknown, revoked or expired gateway token",
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "gateway token lookup failed");
+            return Err(provider_error(
+                provider,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway cannot check tokens right now",
+            ));
+        }
+    };
+    let refused = if !view.allows(provider) {
+        Some(provider_error(
+            provider,
+            StatusCode::FORBIDDEN,
+            &format!("this gateway token may not use {}", provider.id),
+        ))
+    } else if !gw.within_rate(&view) {
+        let mut r = provider_error(
+            provider,
+            StatusCode::TOO_MANY_REQUESTS,
+            "this gateway token's requests-per-minute limit is reached",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        Some(r)
+    } else {
+        None
+    };
+    if let Some(r) = refused {
+        gw.usage.record(
+            UsageSubject::GatewayToken,
+            &view.id,
+            &view.org,
+            r.status().as_u16(),
+        );
+        return Err(r);
+    }
+    Ok(view)
+}
+
+/// Refuses providers whose requests need signing, which the gateway does not do.
+fn unsupported(provider: &Provider) -> Option<Response> {
+    matches!(
+        provider.auth,
+        AuthStyle::ServiceAccount | AuthStyle::AwsSigV4
+    )
+    .then(|| {
+        provider_error(
+            provider,
+            StatusCode::NOT_IMPLEMENTED,
+            &format!(
+                "the gateway does not sign requests for {}; use `keyward run` to give its SDK the credentials",
+                provider.id
+            ),
+        )
+    })
+}
+
+/// `ANY /gateway/{provider}/{*path}`.
+pub(crate) async fn forward(
+    State(state): State<AppState>,
+    Path((provider_id, path)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let Ok(provider) = Provider::get(&provider_id) else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({ "error": { "message": format!("unknown provider {provider_id:?}") } }),
+            ),
+        )
+            .into_response();
+    };
+    if let Some(r) = unsupported(provider) {
+        return r;
+    }
+    let (parts, body) = req.into_parts();
+    let view = match authorize(&state, provider, &parts.headers, parts.uri.query()).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+
+    // The organization's keys, in the strategy's order, from the resolution cache; keys
+    // cooling down go last.
+    let mut rreq = ResolveRequest::new(view.org.clone(), provider);
+    rreq.env_fallback = false;
+    let candidates = match state.vault.resolve_candidates(&rreq).await {
+        Ok(c) => c,
+        Err(VaultError::NoCredential(e)) => {
+            let r = provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            state
+                .gateway
+                .usage
+                .record(UsageSubject::GatewayToken, &view.id, &view.org, 503);
+            return r;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "resolution failed");
+            return provider_error(
+                provider,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway cannot find a key right now",
+            );
+        }
+    };
+    let mut upstreams: Vec<Upstream> = candidates
+        .into_iter()
+        .filter_map(|mut r| {
+            let Source::Vault { id, .. } = r.source else {
+                return None;
+            };
+            let base = r
+                .fields
+                .remove("base_url")
+                .or_else(|| r.fields.remove("endpoint"))?;
+            Some(Upstream {
+                served: Served::Credential(id),
+                base,
+                key: r.secret,
+            })
+        })
+        .collect();
+    state.gateway.order_by_health(&mut upstreams);
+    let response = proxy(&state, provider, &view, upstreams, parts, body, &path).await;
+    state.gateway.usage.record(
+        UsageSubject::GatewayToken,
+        &view.id,
+        &view.org,
+        response.status().as_u16(),
+    );
+    response
+}
+
+/// `ANY /gateway/t/{target}/{*path}`: a static target of the config file.
+pub(crate) async fn forward_target(
+    State(state): State<AppState>,
+    Path((target_id, path)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    let targets = state.gateway.targets();
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                json!({ "error": { "message": format!("unknown gateway target {target_id:?}") } }),
+            ),
+        )
+            .into_response()
+    };
+    let Some(target) = targets.by_id.get(&target_id).cloned() else {
+        return not_found();
+    };
+    let provider = target.provider;
+    let (parts, body) = req.into_parts();
+    let view = match authorize(&state, provider, &parts.headers, parts.uri.query()).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if view.org != target.org {
+        // Another organization's target does not exist, as far as this token can tell.
+        return not_found();
+    }
+    let upstream = Upstream {
+        base: target.base_url.clone(),
+        key: target.key.clone(),
+        served: Served::Target(target),
+    };
+    let response = proxy(&state, provider, &view, vec![upstream], parts, body, &path).await;
+    state.gateway.usage.record(
+        UsageSubject::GatewayToken,
+        &view.id,
+        &view.org,
+        response.status().as_u16(),
+    );
+    response
+}
+
+/// The provider's auth header for `key`.
+fn auth_header(provider: &Provider, key: &SecretString) -> Option<(HeaderName, HeaderValue)> {
+    let (name, value) = match provider.auth {
+        AuthStyle::XApiKey => (
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_str(key.expose_secret()),
+        ),
+        AuthStyle::GoogApiKey => (
+            HeaderName::from_static("x-goog-api-key"),
+            HeaderValue::from_str(key.expose_secret()),
+        ),
+        AuthStyle::ApiKeyHeader => (
+            HeaderName::from_static("api-key"),
+            HeaderValue::from_str(key.expose_secret()),
+        ),
+        AuthStyle::Bearer => (
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())),
+        ),
+        AuthStyle::None | AuthStyle::ServiceAccount | AuthStyle::AwsSigV4 => return None,
+    };
+    let mut value = value.ok()?;
+    value.set_sensitive(true);
+    Some((name, value))
+}
+
+/// Sends the request to each upstream in turn until one answers: on 401/403 the key is marked
+/// failing and the request goes once more to the next; on 429 the key cools down for
+/// Retry-After and the next is tried; on a connection error or a timeout the next is tried.
+async fn proxy(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    upstreams: Vec<Upstream>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    path: &str,
+) -> Response {
+    let gw = &state.gateway;
+    let options = gw.options();
+
+    // The request's headers, less connection-level ones and any key; the query, less `key=`.
+    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) && !credential_header(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let query: Vec<&str> = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty() && !kv.starts_with("key="))
+        .collect();
+
+    // The body streams through when there is one key to try; with several, it is kept
+    // (bounded) so that it can be sent again to the next one.
+    let mut seen = 0usize;
+    let limited = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk| {
+            seen += chunk.len();
+            let over = seen > MAX_BODY;
+            async move {
+                if over {
+                    Err(std::io::Error::other("request body too large"))
+                } else {
+                    Ok(chunk)
+                }
+            }
+        });
+    let mut streamed = Some(Body::from_stream(limited));
+    let kept: Option<bytes::Bytes> = if upstreams.len() > 1 {
+        match axum::body::to_bytes(streamed.take().unwrap_or_default(), MAX_BODY).await {
+            Ok(b) => Some(b),
+            Err(_) => {
+                return provider_error(
+                    provider,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                );
+            }
+        }
+    } else {
+        None
+    };
+
+    let actor = format!("gateway_token:{}", view.id);
+    let audit = |credential: CredentialId, action: &'static str, outcome, details| {
+        let vault = state.vault.clone();
+        let actor = actor.clone();
+        let org = view.org.clone();
+        async move {
+            if let Err(e) = vault
+                .record_gateway_event(&actor, &org, &credential, action, outcome, details)
+                .await
+            {
+                tracing::warn!(error = %e, action, "cannot audit a gateway key event");
+            }
+        }
+    };
+    let mut retried_auth = false;
+    let mut last: Option<Response> = None;
+    let total = upstreams.len();
+    for (i, up) in upstreams.into_iter().enumerate() {
+        let more = i + 1 < total;
+        let (subject, served_id) = match &up.served {
+            Served::Credential(id) => (UsageSubject::Credential, id.as_str()),
+            Served::Target(t) => (UsageSubject::Target, t.id.as_str()),
+        };
+        let mut url = join(&up.base, path);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        // The last try takes the headers; earlier ones copy them.
+        let mut headers = if more {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        if let Some(key) = &up.key {
+            let Some((name, value)) = auth_header(provider, key) else {
+                continue;
+            };
+            headers.insert(name, value);
+        }
+        let body = match &kept {
+            Some(b) => Body::from(b.clone()),
+            None => streamed.take().unwrap_or_default(),
+        };
+        let Ok(mut upstream) = axum::http::Request::builder()
+            .method(parts.method.clone())
+            .uri(&url)
+            .body(body)
+        else {
+            continue;
+        };
+        *upstream.headers_mut() = headers;
+        let outcome =
+            tokio::time::timeout(options.first_byte_timeout, gw.client.request(upstream)).await;
+        let response = match outcome {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "upstream request failed");
+                gw.usage.record(subject, served_id, &view.org, 0);
+                if more {
+                    gw.count("failovers", provider.id, "unreachable");
+                }
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider could not be reached",
+                ));
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    provider = provider.id,
+                    served = served_id,
+                    "upstream did not answer in time"
+                );
+                gw.usage.record(subject, served_id, &view.org, 0);
+                if more {
+                    gw.count("failovers", provider.id, "timeout");
+                }
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the provider did not answer in time",
+                ));
+                continue;
+            }
+        };
+        let status = response.status();
+        gw.usage
+            .record(subject, served_id, &view.org, status.as_u16());
+        if let Served::Credential(id) = &up.served {
+            let trouble = match status.as_u16() {
+                401 | 403 if !retried_auth => {
+                    retried_auth = true;
+                    Some((Trouble::Failing, FAILING_COOLDOWN))
+                }
+                429 => Some((
+                    Trouble::RateLimited,
+                    Duration::from_secs(
+                        response
+                            .headers()
+                            .get(header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.trim().parse::<u64>().ok())
+                            .unwrap_or(30)
+                            .clamp(1, 3600),
+                    ),
+                )),
+                _ => None,
+            };
+            if let Some((why, wait)) = trouble {
+                gw.cool_down(id, wait, why);
+                gw.count("cooldowns", provider.id, why.as_str());
+                let action = match why {
+                    Trouble::RateLimited => "gateway_cooldown",
+                    Trouble::Failing => "gateway_key_failing",
+                };
+                audit(
+                    id.clone(),
+                    action,
+                    Outcome::Failure,
+                    json!({ "provider": provider.id, "status": status.as_u16(), "cooldown_seconds": wait.as_secs() }),
+                )
+                .await;
+                if more {
+                    gw.count("failovers", provider.id, why.as_str());
+                    continue;
+                }
+            } else if !status.is_server_error()
+                && !matches!(status.as_u16(), 401 | 403 | 429)
+                && let Some(was) = gw.recovered(id)
+            {
+                gw.count("recoveries", provider.id, was.as_str());
+                audit(
+                    id.clone(),
+                    "gateway_key_recovered",
+                    Outcome::Success,
+                    json!({ "provider": provider.id, "status": status.as_u16(), "was": was.as_str() }),
+                )
+                .await;
+            }
+        }
+        let mut out = Response::builder().status(status);
+        if let Some(h) = out.headers_mut() {
+            for (name, value) in response.headers() {
+                if !hop_by_hop(name) {
+                    h.append(name.clone(), value.clone());
+                }
+            }
+            let (name, id) = match &up.served {
+                Served::Credential(id) => ("x-keyward-credential", id.as_str()),
+                Served::Target(t) => ("x-keyward-target", t.id.as_str()),
+            };
+            if let Ok(v) = HeaderValue::from_str(id) {
+                h.insert(name, v);
+            }
+        }
+        let body = body::IdleTimeout::new(response.into_body(), options.idle_timeout);
+        return out
+            .body(Body::new(body))
+            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
+    }
+    last.unwrap_or_else(|| {
+        provider_error(
+            provider,
+            StatusCode::BAD_GATEWAY,
+            "no key of this organization could serve the request",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join;
+
+    #[test]
+    fn joining_writes_a_shared_version_segment_once() {
+        let cases = [
+            (
+                "https://api.openai.com/v1",
+                "v1/chat/completions",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+            (
+                "https://api.openai.com/v1/",
+                "chat/completions",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+            (
+                "https://api.anthropic.com",
+                "v1/messages",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            (
+                "https://openrouter.ai/api/v1",
+                "v1/models",
+                "https://openrouter.ai/api/v1/models",
+            ),
+            (
+                "http://127.0.0.1:11434",
+                "v1/chat/completions",
+                "http://127.0.0.1:11434/v1/chat/completions",
+            ),
+            (
+                "https://x.openai.azure.com",
+                "openai/deployments/d/chat/completions",
+                "https://x.openai.azure.com/openai/deployments/d/chat/completions",
+            ),
+            ("https://h/a/b", "a/b/c", "https://h/a/b/c"),
+            ("https://h/v1", "v1", "https://h/v1"),
+        ];
+        for (base, path, want) in cases {
+            assert_eq!(join(base, path), want, "{base} + {path}");
+        }
+    }
+}

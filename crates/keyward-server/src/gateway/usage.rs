@@ -1,0 +1,130 @@
+//! Usage counted in memory on the request path (one short lock, no allocation once an id has
+//! been seen) and written to the vault in batches by a background task.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use keyward_core::{Millis, OrgId};
+use keyward_store::{UsageDelta, UsageSubject};
+
+/// What a batch that could not be written may grow to before counts are dropped (with a
+/// warning): bounded memory beats an unbounded backlog while the database is away.
+const MAX_PENDING_IDS: usize = 100_000;
+
+const SUBJECTS: [UsageSubject; 3] = [
+    UsageSubject::Credential,
+    UsageSubject::GatewayToken,
+    UsageSubject::Target,
+];
+
+fn slot(subject: UsageSubject) -> usize {
+    match subject {
+        UsageSubject::Credential => 0,
+        UsageSubject::GatewayToken => 1,
+        UsageSubject::Target => 2,
+    }
+}
+
+#[derive(Debug)]
+struct Counts {
+    org: OrgId,
+    /// Not yet written, by status.
+    pending: BTreeMap<u16, u64>,
+    last_used_at: Millis,
+    /// Since this process started, by status (for `/metrics`).
+    total: BTreeMap<u16, u64>,
+}
+
+/// The gateway's usage counters.
+#[derive(Debug, Default)]
+pub(crate) struct UsageCounter {
+    by_subject: Mutex<[HashMap<String, Counts>; 3]>,
+}
+
+impl UsageCounter {
+    /// Counts one request of `id` that got `status` (0: no answer).
+    pub(crate) fn record(&self, subject: UsageSubject, id: &str, org: &OrgId, status: u16) {
+        let now = Millis::now();
+        let mut maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+        let map = &mut maps[slot(subject)];
+        let counts = match map.get_mut(id) {
+            Some(c) => c,
+            None => map.entry(id.to_owned()).or_insert_with(|| Counts {
+                org: org.clone(),
+                pending: BTreeMap::new(),
+                last_used_at: now,
+                total: BTreeMap::new(),
+            }),
+        };
+        *counts.pending.entry(status).or_default() += 1;
+        *counts.total.entry(status).or_default() += 1;
+        counts.last_used_at = now;
+    }
+
+    /// Takes the counts not yet written.
+    pub(crate) fn take(&self) -> Vec<UsageDelta> {
+        let mut out = Vec::new();
+        let mut maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+        for (subject, map) in SUBJECTS.iter().zip(maps.iter_mut()) {
+            for (id, counts) in map.iter_mut() {
+                for (status, requests) in std::mem::take(&mut counts.pending) {
+                    out.push(UsageDelta {
+                        subject: *subject,
+                        id: id.clone(),
+                        org: counts.org.clone(),
+                        status,
+                        requests,
+                        last_used_at: counts.last_used_at,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Puts back counts that could not be written, to go with the next batch.
+    pub(crate) fn restore(&self, batch: Vec<UsageDelta>) {
+        let mut maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+        for d in batch {
+            let map = &mut maps[slot(d.subject)];
+            if let Some(counts) = map.get_mut(&d.id) {
+                *counts.pending.entry(d.status).or_default() += d.requests;
+            } else if map.len() < MAX_PENDING_IDS {
+                map.insert(
+                    d.id,
+                    Counts {
+                        org: d.org,
+                        pending: BTreeMap::from([(d.status, d.requests)]),
+                        last_used_at: d.last_used_at,
+                        total: BTreeMap::new(),
+                    },
+                );
+            } else {
+                tracing::warn!(
+                    "usage counts dropped: too many unwritten while the database is unavailable"
+                );
+            }
+        }
+    }
+
+    /// `keyward_gateway_usage_requests_total`, labelled with ids (never names or keys).
+    pub(crate) fn render(&self, out: &mut String) {
+        out.push_str("# HELP keyward_gateway_usage_requests_total Gateway requests by credential, gateway token or static target, and upstream status (0: no answer).\n");
+        out.push_str("# TYPE keyward_gateway_usage_requests_total counter\n");
+        let maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
+        for (subject, map) in SUBJECTS.iter().zip(maps.iter()) {
+            let mut ids: Vec<&String> = map.keys().collect();
+            ids.sort();
+            for id in ids {
+                for (status, n) in &map[id].total {
+                    let _ = writeln!(
+                        out,
+                        "keyward_gateway_usage_requests_total{{kind=\"{}\",id=\"{id}\",status=\"{status}\"}} {n}",
+                        subject.as_str()
+                    );
+                }
+            }
+        }
+    }
+}

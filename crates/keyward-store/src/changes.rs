@@ -1,0 +1,72 @@
+//! Telling other processes about writes: after a write commits, the resolution cache is
+//! cleared here and, on PostgreSQL, `pg_notify('keyward_changes', <instance>)` tells every
+//! replica listening to clear theirs. A notification is only a signal to drop cached data;
+//! it carries no data itself, so a lost one costs at most the cache's time to live.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+
+use crate::{Backend, Inner, Vault, VaultError};
+
+/// The channel every Keyward process on one database shares.
+const CHANNEL: &str = "keyward_changes";
+
+impl Vault {
+    /// Called after every committed write that changes what resolution or the gateway serves.
+    pub(crate) async fn changed(&self) {
+        self.inner.cache.invalidate();
+        if self.inner.backend == Backend::Postgres {
+            // The write has committed; failing to announce it is not a reason to report it as
+            // failed. Replicas then see it when their cache entries expire.
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(&self.inner.instance)
+                .execute(&self.inner.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot notify other replicas of a change");
+            }
+        }
+    }
+}
+
+/// Starts listening (the first connection is made before this returns, so a bad URL fails the
+/// start); a task then clears the cache on every other process's notification, and also
+/// whenever the listening connection was lost and remade, since notifications sent meanwhile
+/// are gone. The task ends at the first notification after the vault is dropped.
+pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
+    let mut listener = PgListener::connect(url)
+        .await
+        .map_err(|e| VaultError::Connect(crate::db::redact_url_error(&e)))?;
+    listener.listen(CHANNEL).await?;
+    let weak: Weak<Inner> = std::sync::Arc::downgrade(&vault.inner);
+    tokio::spawn(async move {
+        loop {
+            let received = listener.try_recv().await;
+            let Some(inner) = weak.upgrade() else { return };
+            match received {
+                Ok(Some(n)) => {
+                    if n.payload() != inner.instance {
+                        tracing::debug!("a change made elsewhere clears the resolution cache");
+                        inner.cache.invalidate();
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        "change notifications were interrupted; clearing the resolution cache"
+                    );
+                    inner.cache.invalidate();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot receive change notifications; retrying");
+                    inner.cache.invalidate();
+                    drop(inner);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(())
+}

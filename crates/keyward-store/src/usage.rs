@@ -1,0 +1,153 @@
+//! Gateway usage: request counts by upstream status and the last use, per credential and per
+//! gateway token. The gateway adds up its requests in memory and hands them here in batches;
+//! one transaction adds a whole batch to the stored totals.
+
+use std::collections::BTreeMap;
+
+use keyward_core::{Millis, OrgId};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{Vault, VaultError};
+
+/// What usage is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSubject {
+    /// A provider credential (each upstream attempt counts, failovers included).
+    Credential,
+    /// A gateway token (each gateway request counts once, with the status the client got).
+    GatewayToken,
+    /// A static target of the gateway's configuration file.
+    Target,
+}
+
+impl UsageSubject {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageSubject::Credential => "credential",
+            UsageSubject::GatewayToken => "gateway_token",
+            UsageSubject::Target => "target",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "credential" => Some(UsageSubject::Credential),
+            "gateway_token" => Some(UsageSubject::GatewayToken),
+            "target" => Some(UsageSubject::Target),
+            _ => None,
+        }
+    }
+}
+
+/// Requests counted in memory, to be added to the stored totals.
+#[derive(Debug, Clone)]
+pub struct UsageDelta {
+    /// What they count against.
+    pub subject: UsageSubject,
+    /// The credential's or token's id.
+    pub id: String,
+    /// Its organization.
+    pub org: OrgId,
+    /// The upstream status (0: no answer).
+    pub status: u16,
+    /// How many.
+    pub requests: u64,
+    /// The latest of them.
+    pub last_used_at: Millis,
+}
+
+/// The stored usage of one credential or gateway token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// What is counted.
+    pub subject: UsageSubject,
+    /// The credential's or token's id.
+    pub id: String,
+    /// Requests in all.
+    pub requests: u64,
+    /// The latest request, in milliseconds since the epoch.
+    pub last_used_at: Millis,
+    /// Requests by upstream status (`"0"`: no answer).
+    pub statuses: BTreeMap<String, u64>,
+}
+
+impl Vault {
+    /// Adds a batch of counts to the stored totals, in one transaction.
+    pub async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), VaultError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (_writing, mut tx) = self.begin_write().await?;
+        for d in batch {
+            sqlx::query(
+                "INSERT INTO gateway_usage (subject_kind, subject_id, org, status, requests, last_used_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (subject_kind, subject_id, status) DO UPDATE SET \
+                 requests = gateway_usage.requests + excluded.requests, \
+                 last_used_at = CASE WHEN excluded.last_used_at > gateway_usage.last_used_at \
+                 THEN excluded.last_used_at ELSE gateway_usage.last_used_at END",
+            )
+            .bind(d.subject.as_str())
+            .bind(&d.id)
+            .bind(d.org.as_str())
+            .bind(i32::from(d.status))
+            .bind(i64::try_from(d.requests).unwrap_or(i64::MAX))
+            .bind(d.last_used_at.0)
+            .execute(&mut *tx)
+            .await?;
+            if d.subject == UsageSubject::GatewayToken {
+                sqlx::query(
+                    "UPDATE gateway_tokens SET last_used_at = $1 \
+                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+                )
+                .bind(d.last_used_at.0)
+                .bind(&d.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The usage of an organization's credentials and gateway tokens, most used first.
+    pub async fn usage(&self, org: &OrgId) -> Result<Vec<Usage>, VaultError> {
+        let rows = sqlx::query(
+            "SELECT subject_kind, subject_id, status, requests, last_used_at FROM gateway_usage \
+             WHERE org = $1 ORDER BY subject_kind, subject_id, status",
+        )
+        .bind(org.as_str())
+        .fetch_all(&self.inner.pool)
+        .await?;
+        let mut out: Vec<Usage> = Vec::new();
+        for row in rows {
+            let kind: String = row.try_get("subject_kind")?;
+            let Some(subject) = UsageSubject::parse(&kind) else {
+                continue;
+            };
+            let id: String = row.try_get("subject_id")?;
+            let status: i32 = row.try_get("status")?;
+            let requests = u64::try_from(row.try_get::<i64, _>("requests")?).unwrap_or(0);
+            let last = Millis(row.try_get("last_used_at")?);
+            match out.last_mut() {
+                Some(u) if u.subject == subject && u.id == id => {
+                    u.requests += requests;
+                    u.last_used_at = u.last_used_at.max(last);
+                    *u.statuses.entry(status.to_string()).or_default() += requests;
+                }
+                _ => out.push(Usage {
+                    subject,
+                    id,
+                    requests,
+                    last_used_at: last,
+                    statuses: BTreeMap::from([(status.to_string(), requests)]),
+                }),
+            }
+        }
+        out.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+}
