@@ -15,8 +15,8 @@ use axum::response::IntoResponse;
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
 use keyward_crypto::{KeyId, Keyring, MasterKey};
-use keyward_server::AppState;
-use keyward_store::{Location, Vault, VaultOptions};
+use keyward_server::{AppState, GatewayOptions};
+use keyward_store::{Location, UsageSubject, Vault, VaultOptions};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Notify};
@@ -544,5 +544,463 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
             .iter()
             .all(|e| !e.details.to_string().contains("sk-")),
         "no key in the trail"
+    );
+}
+
+async fn open_vault(dir: &std::path::Path) -> Vault {
+    let keyring = Keyring::new(
+        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
+        "test",
+    )
+    .unwrap();
+    Vault::open(
+        &Location::in_data_dir(dir),
+        keyring,
+        VaultOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Serves `state` on a free port; returns its address.
+async fn start(state: AppState) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(keyward_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A provider whose answers the test sets: 429 with Retry-After until told otherwise, a
+/// stall before the headers, or a stream that stops after its first event.
+#[derive(Default)]
+struct Moody {
+    rate_limited: std::sync::atomic::AtomicBool,
+    hits: AtomicUsize,
+}
+
+async fn moody_provider() -> (SocketAddr, Arc<Moody>) {
+    use axum::routing::post;
+    let moody = Arc::new(Moody::default());
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|State(m): State<Arc<Moody>>| async move {
+                m.hits.fetch_add(1, Ordering::SeqCst);
+                if m.rate_limited.load(Ordering::SeqCst) {
+                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "{}")
+                        .into_response();
+                }
+                axum::Json(json!({"object": "chat.completion"})).into_response()
+            }),
+        )
+        .route(
+            "/v1/slow",
+            post(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "too late"
+            }),
+        )
+        .route(
+            "/v1/stall",
+            post(|| async {
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from("data: {\"delta\":\"hel\"}\n\n"))
+                });
+                let never = futures_util::stream::pending();
+                (
+                    [("content-type", "text/event-stream")],
+                    Body::from_stream(futures_util::StreamExt::chain(first, never)),
+                )
+            }),
+        )
+        .with_state(moody.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, moody)
+}
+
+/// Polls `check` every 50 ms, for at most 10 s, until it gives `Some`.
+async fn eventually<T, F, Fut>(mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..200 {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the condition did not come true within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, moody) = moody_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let acme = OrgId::new("acme").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    let mut c = NewCredential::new(
+        acme.clone(),
+        Provider::get("openai").unwrap(),
+        CredentialName::new("main").unwrap(),
+        Some(OPENAI_KEY.into()),
+    );
+    c.fields
+        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    let cred = vault.add_credential(c, "test").await.unwrap().id;
+    let (token, token_view) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let state = AppState::new(vault.clone()).with_gateway(GatewayOptions {
+        usage_flush_interval: Duration::from_millis(50),
+        ..GatewayOptions::default()
+    });
+    let addr = start(state).await;
+    let call = || async {
+        client()
+            .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+            .bearer_auth(token.expose_secret())
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+    };
+
+    // Rate-limited: the only key cools down, and the client gets the provider's 429.
+    moody.rate_limited.store(true, Ordering::SeqCst);
+    assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The provider is happy again: the key, though cooling down, is the only one, so it is
+    // tried, serves, and that is its recovery.
+    moody.rate_limited.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert_eq!(call().await.status(), StatusCode::OK);
+    }
+    assert_eq!(moody.hits.load(Ordering::SeqCst), 4);
+
+    let recovered = vault
+        .list_events(&"action=gateway_key_recovered".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(recovered.len(), 1, "one recovery, audited once");
+    assert_eq!(recovered[0].target, format!("credential:{cred}"));
+    assert_eq!(recovered[0].details["was"], "rate_limited");
+
+    let metrics = client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "keyward_gateway_cooldowns_total{provider=\"openai\",reason=\"rate_limited\"} 1".to_owned(),
+        "keyward_gateway_recoveries_total{provider=\"openai\",reason=\"rate_limited\"} 1"
+            .to_owned(),
+        format!(
+            "keyward_gateway_usage_requests_total{{kind=\"credential\",id=\"{cred}\",status=\"200\"}} 3"
+        ),
+        format!(
+            "keyward_gateway_usage_requests_total{{kind=\"gateway_token\",id=\"{}\",status=\"429\"}} 1",
+            token_view.id
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+
+    // The counts reach the vault in the background, without a write per request.
+    let usage = eventually(|| async {
+        let usage = vault.usage(&acme).await.unwrap();
+        (usage.iter().map(|u| u.requests).sum::<u64>() == 8).then_some(usage)
+    })
+    .await;
+    let of = |id: &str| usage.iter().find(|u| u.id == id).unwrap().clone();
+    let c = of(cred.as_str());
+    assert_eq!(c.subject, UsageSubject::Credential);
+    assert_eq!(c.statuses, [("200".into(), 3), ("429".into(), 1)].into());
+    let t = of(&token_view.id);
+    assert_eq!(t.subject, UsageSubject::GatewayToken);
+    assert_eq!(t.requests, 4);
+    let listed = vault.list_gateway_tokens(Some(&acme)).await.unwrap();
+    assert_eq!(listed[0].last_used_at, Some(t.last_used_at));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_stalled_providers_are_cut_off_by_the_timeouts() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, _) = moody_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let acme = OrgId::new("acme").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    let mut c = NewCredential::new(
+        acme.clone(),
+        Provider::get("openai").unwrap(),
+        CredentialName::new("main").unwrap(),
+        Some(OPENAI_KEY.into()),
+    );
+    c.fields
+        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    vault.add_credential(c, "test").await.unwrap();
+    let (token, _) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let addr = start(AppState::new(vault.clone()).with_gateway(GatewayOptions {
+        first_byte_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(300),
+        ..GatewayOptions::default()
+    }))
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    // No headers within the first-byte timeout: 504 in the provider's shape, long before the
+    // provider's 30 s (and the client's 20 s) are up.
+    let resp = client
+        .post(format!("http://{addr}/gateway/openai/v1/slow"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "the provider did not answer in time"
+    );
+
+    // A stream that stops sending: the first event arrives, then the stream is closed with an
+    // error instead of hanging until the client gives up.
+    let mut resp = client
+        .post(format!("http://{addr}/gateway/openai/v1/stall"))
+        .bearer_auth(token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+    let end = resp.chunk().await;
+    match end {
+        Err(e) => assert!(!e.is_timeout(), "the gateway cut it, not the client: {e}"),
+        Ok(more) => panic!("the stalled stream went on: {more:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_running_set() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, seen) = mock_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let acme = OrgId::new("acme").unwrap();
+    let globex = OrgId::new("globex").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    vault.create_org(&globex, None, "test").await.unwrap();
+    let var = |n: &str| keyward_core::VarName::new(n).unwrap();
+    vault
+        .set_var(
+            &var("OPENAI_PRIMARY"),
+            Some(&acme),
+            &OPENAI_KEY.into(),
+            true,
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    vault
+        .set_var(
+            &var("ANTHROPIC_MAIN"),
+            Some(&acme),
+            &ANTHROPIC_KEY.into(),
+            true,
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let (acme_token, _) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let (globex_token, _) = vault
+        .create_gateway_token(&globex, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let (admin, _) = vault
+        .create_token("admin", keyward_server::Role::Admin, None, None, "test")
+        .await
+        .unwrap();
+
+    let file = dir.path().join("gateway.yaml");
+    let write = |yaml: String| std::fs::write(&file, yaml).unwrap();
+    write(format!(
+        "org: acme\ntargets:\n  - id: openai-primary\n    provider: openai\n    base_url: http://{upstream}/v1\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n  - id: claude\n    provider: anthropic\n    base_url: http://{upstream}\n    secret_key_ref: {{ store: ANTHROPIC_MAIN }}\n"
+    ));
+    let state = AppState::new(vault.clone()).with_gateway(GatewayOptions {
+        targets_file: Some(file.clone()),
+        ..GatewayOptions::default()
+    });
+    assert_eq!(
+        state.reload_gateway_targets().await.unwrap(),
+        ["claude", "openai-primary"]
+    );
+    let addr = start(state).await;
+    let chat = |target: &'static str, token: String| {
+        client()
+            .post(format!(
+                "http://{addr}/gateway/t/{target}/v1/chat/completions"
+            ))
+            .bearer_auth(token)
+            .json(&json!({"model": "gpt-x"}))
+            .send()
+    };
+
+    let resp = chat("openai-primary", acme_token.expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-keyward-target"], "openai-primary");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["seen_auth"],
+        format!("authorization: Bearer {OPENAI_KEY}")
+    );
+    let resp = client()
+        .post(format!("http://{addr}/gateway/t/claude/v1/messages"))
+        .header("x-api-key", acme_token.expose_secret())
+        .header("anthropic-version", "2023-06-01")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["seen_auth"], format!("x-api-key: {ANTHROPIC_KEY}"));
+
+    // Another organization's token: the target does not exist for it.
+    let hits = seen.hits.load(Ordering::SeqCst);
+    let resp = chat("openai-primary", globex_token.expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = chat("nope", acme_token.expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(seen.hits.load(Ordering::SeqCst), hits, "upstream untouched");
+
+    // Reloads that fail name what is wrong, and change nothing.
+    let reload = || async {
+        let resp = client()
+            .post(format!("http://{addr}/api/v1/gateway/reload"))
+            .bearer_auth(admin.expose_secret())
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    };
+    for (yaml, says) in [
+        (
+            format!("org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: {{ store: MISSING_VAR }}\n"),
+            "target 'a': secret_key_ref store MISSING_VAR: no config variable MISSING_VAR",
+        ),
+        (
+            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { env: KEYWARD_TEST_NO_SUCH_VARIABLE }\n".to_owned(),
+            "target 'a': secret_key_ref env KEYWARD_TEST_NO_SUCH_VARIABLE: the environment variable KEYWARD_TEST_NO_SUCH_VARIABLE is not set",
+        ),
+        (
+            "targets:\n  - id: a\n    provider: openai\n    secret_key_ref: { store: OPENAI_PRIMARY }\n".to_owned(),
+            "target 'a': no org",
+        ),
+        (
+            "org: acme\ntargets:\n  - id: a\n    provider: nope\n    secret_key_ref: { store: OPENAI_PRIMARY }\n".to_owned(),
+            "target 'a': unknown provider",
+        ),
+        (
+            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { store: OPENAI_PRIMARY }\n  - id: a\n    provider: openai\n    secret_key_ref: { store: OPENAI_PRIMARY }\n".to_owned(),
+            "target 'a': the id is used twice",
+        ),
+        (
+            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { store: OPENAI_PRIMARY, env: OPENAI_API_KEY }\n".to_owned(),
+            "exactly one of store: VAR and env: VAR",
+        ),
+        (
+            // A key pasted into the file by mistake is not echoed back.
+            format!("org: acme\ntargets:\n  - id: a\n    provider: openai\n    api_key: \"{OPENAI_KEY}\"\n"),
+            "unknown field `api_key`",
+        ),
+        (
+            "org: acme\ntargets: [\n".to_owned(),
+            "not a valid gateway config (line",
+        ),
+    ] {
+        write(yaml);
+        let (st, body) = reload().await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{detail:?} should say {says:?}");
+        assert!(detail.contains("the previous targets stay"), "{detail}");
+        assert!(!detail.contains("UPSTREAMKEY"), "{detail}");
+        let resp = chat("openai-primary", acme_token.expose_secret().to_owned())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "still served after {says}");
+    }
+
+    // A good file replaces the set.
+    write(format!(
+        "targets:\n  - id: openai-backup\n    org: acme\n    provider: openai\n    base_url: http://{upstream}/v1/\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n"
+    ));
+    let (st, body) = reload().await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["targets"], json!(["openai-backup"]));
+    let gone = chat("openai-primary", acme_token.expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+    let now = chat("openai-backup", acme_token.expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(now.status(), StatusCode::OK);
+
+    // Reloading takes an admin.
+    let resp = client()
+        .post(format!("http://{addr}/api/v1/gateway/reload"))
+        .bearer_auth(acme_token.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // The trail: every reload, none with a key in it.
+    let reloads = vault
+        .list_events(&"action=gateway_reload".parse().unwrap(), 20)
+        .await
+        .unwrap();
+    assert_eq!(reloads.len(), 9);
+    assert_eq!(
+        reloads
+            .iter()
+            .filter(|e| e.outcome == keyward_core::audit::Outcome::Success)
+            .count(),
+        1
+    );
+    assert!(
+        reloads
+            .iter()
+            .all(|e| !e.details.to_string().contains("UPSTREAMKEY"))
     );
 }
