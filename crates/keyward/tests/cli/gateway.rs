@@ -1,0 +1,500 @@
+//! The gateway as a user runs it: `keyward serve` processes in front of a mock OpenAI-compatible
+//! provider on 127.0.0.1 — two replicas on one PostgreSQL database, static targets reloaded
+//! with SIGHUP and `keyward gateway reload`, and the OpenAI Python SDK pointed at the gateway.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use crate::sandbox::Sandbox;
+
+/// The `Authorization` headers the mock provider received.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// An OpenAI-compatible provider: chat completions, streamed or not, in the shapes the
+/// official SDKs parse.
+async fn mock_openai() -> (SocketAddr, Seen) {
+    use axum::routing::post;
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(
+                |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
+                    let auth = headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    seen.lock().unwrap().push(auth);
+                    let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                    let chunk = |delta: Value, finish: Value| {
+                        format!(
+                            "data: {}\n\n",
+                            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+                                   "model": req["model"], "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+                        )
+                    };
+                    if req["stream"] == true {
+                        let events = [
+                            chunk(json!({"role": "assistant", "content": "Hel"}), Value::Null),
+                            chunk(json!({"content": "lo"}), Value::Null),
+                            chunk(json!({}), json!("stop")),
+                            "data: [DONE]\n\n".to_owned(),
+                        ];
+                        let stream = futures_util::stream::iter(
+                            events.map(|e| Ok::<_, std::io::Error>(e)),
+                        );
+                        return ([("content-type", "text/event-stream")], Body::from_stream(stream))
+                            .into_response();
+                    }
+                    axum::Json(json!({
+                        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": req["model"],
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                    }))
+                    .into_response()
+                },
+            ),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// A running `keyward serve`: its address, the admin token it printed (first start only), and
+/// everything it prints from then on.
+struct Server {
+    child: Child,
+    url: String,
+    admin: Option<String>,
+    /// Lines printed on standard output and standard error, as they come.
+    printed: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(s: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut argv = vec!["serve", "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let mut cmd = s.command(&argv);
+        cmd.env("KEYWARD_LOG", "debug").stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let printed: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let sink = printed.clone();
+        let mut readers = vec![std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        })];
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut admin = None;
+        let url = loop {
+            let Some(Ok(line)) = lines.next() else {
+                let _ = child.wait();
+                panic!(
+                    "serve stopped before listening: {:?}",
+                    printed.lock().unwrap()
+                );
+            };
+            if line.starts_with("kwt_") {
+                admin = Some(line.clone());
+            }
+            if let Some(url) = line.strip_prefix("keyward listening on ") {
+                break url.to_owned();
+            }
+        };
+        let sink = printed.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        }));
+        Self {
+            child,
+            url,
+            admin,
+            printed,
+            readers,
+        }
+    }
+
+    /// Whether it printed a line containing `text`.
+    fn said(&self, text: &str) -> bool {
+        self.printed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains(text))
+    }
+
+    /// Stops it with SIGTERM; returns all it printed.
+    fn stop(mut self) -> String {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(self.child.wait().unwrap().success());
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        self.printed.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+}
+
+/// Polls `check` every 20 ms for at most 10 s; returns how long it took to come true.
+async fn within_10s(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// An admin-API call; returns status and JSON body.
+async fn api(
+    url: &str,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = client()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A chat completion through the gateway; returns status, the credential that served, body.
+async fn chat(url: &str, route: &str, token: &str) -> (u16, Option<String>, Value) {
+    let resp = client()
+        .post(format!("{url}/gateway/{route}/v1/chat/completions"))
+        .bearer_auth(token)
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let served = resp
+        .headers()
+        .get("x-keyward-credential")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, served, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
+    let Some(mut s) = Sandbox::postgres().await else {
+        return;
+    };
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let (upstream, seen) = mock_openai().await;
+    // Cached keys would live an hour: only a notification can make a replica drop one.
+    let long_cache = [("KEYWARD_CACHE_TTL", "1h")];
+    let a = Server::start(&s, &[], &long_cache);
+    let admin = a.admin.clone().unwrap();
+    let b = Server::start(&s, &[], &long_cache);
+    assert!(
+        b.admin.is_none(),
+        "the second replica finds the admin token"
+    );
+
+    let (st, _) = api(
+        &a.url,
+        reqwest::Method::POST,
+        "/api/v1/orgs",
+        &admin,
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    assert_eq!(st, 201);
+    let (st, cred) = api(
+        &a.url,
+        reqwest::Method::POST,
+        "/api/v1/credentials",
+        &admin,
+        Some(
+            json!({"organization_id": "acme", "provider": "openai", "name": "main",
+                    "api_key": "sk-proj-REPLICA-first-0123456789",
+                    "fields": {"base_url": format!("http://{upstream}/v1")}}),
+        ),
+    )
+    .await;
+    assert_eq!(st, 201, "{cred}");
+    let id = cred["id"].as_str().unwrap().to_owned();
+    let (st, gw) = api(
+        &a.url,
+        reqwest::Method::POST,
+        "/api/v1/gateway-tokens",
+        &admin,
+        Some(json!({"organization_id": "acme", "name": "app"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{gw}");
+    let token = gw["token"].as_str().unwrap().to_owned();
+
+    // Replica B serves the key (and now holds it in its cache).
+    let (st, served, _) = chat(&b.url, "openai", &token).await;
+    assert_eq!((st, served.as_deref()), (200, Some(id.as_str())));
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        "Bearer sk-proj-REPLICA-first-0123456789"
+    );
+
+    // Rotated through A: B sends the new key.
+    let (st, body) = api(
+        &a.url,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/credentials/{id}"),
+        &admin,
+        Some(json!({"api_key": "sk-proj-REPLICA-second-012345678"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let took = within_10s("B sends the rotated key", async || {
+        chat(&b.url, "openai", &token).await.0 == 200
+            && seen.lock().unwrap().last().unwrap() == "Bearer sk-proj-REPLICA-second-012345678"
+    })
+    .await;
+    eprintln!("rotation seen by the other replica after {took:?}");
+
+    // Deactivated through A: B stops using it.
+    let (st, _) = api(
+        &a.url,
+        reqwest::Method::POST,
+        &format!("/api/v1/credentials/{id}/deactivate"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let took = within_10s("B stops using the deactivated key", async || {
+        chat(&b.url, "openai", &token).await.0 == 503
+    })
+    .await;
+    eprintln!("deactivation seen by the other replica after {took:?}");
+    let (_, _, body) = chat(&b.url, "openai", &token).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no active credential for provider 'openai' in organization 'acme'"),
+        "{body}"
+    );
+
+    // Activated again, then deleted through A.
+    let (st, _) = api(
+        &a.url,
+        reqwest::Method::POST,
+        &format!("/api/v1/credentials/{id}/activate"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    within_10s("B uses the key again", async || {
+        chat(&b.url, "openai", &token).await.0 == 200
+    })
+    .await;
+    let (st, _) = api(
+        &a.url,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/credentials/{id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert!(st == 200 || st == 204, "{st}");
+    let took = within_10s("B stops using the deleted key", async || {
+        chat(&b.url, "openai", &token).await.0 == 503
+    })
+    .await;
+    eprintln!("deletion seen by the other replica after {took:?}");
+
+    // A gateway token revoked through A stops working on B.
+    let (st, _) = api(
+        &a.url,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/gateway-tokens/{}", gw["id"].as_str().unwrap()),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    within_10s("B refuses the revoked token", async || {
+        chat(&b.url, "openai", &token).await.0 == 401
+    })
+    .await;
+
+    let logs = a.stop() + &b.stop();
+    assert!(!logs.contains("REPLICA-"), "no key in the logs");
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let (upstream, seen) = mock_openai().await;
+    s.ok(&["org", "create", "acme"]);
+    let token = s
+        .ok(&["gateway-token", "create", "--org", "acme", "--name", "app"])
+        .trim()
+        .to_owned();
+    let config = s.scratch().join("gateway.yaml");
+    let target = |id: &str, var: &str| {
+        format!(
+            "  - id: {id}\n    provider: openai\n    base_url: http://{upstream}/v1\n    secret_key_ref: {{ env: {var} }}\n"
+        )
+    };
+    let config_arg = config.display().to_string();
+    let env = [("KW_TEST_TARGET_KEY", "sk-proj-TARGETKEY-0123456789abcdef")];
+
+    // A reference to a variable that is not set stops the start, naming it.
+    std::fs::write(
+        &config,
+        format!(
+            "org: acme\ntargets:\n{}",
+            target("primary", "KW_TEST_UNSET_KEY")
+        ),
+    )
+    .unwrap();
+    let err = s.fails(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-config",
+            &config_arg,
+        ],
+        &env,
+    );
+    assert!(
+        err.contains("target 'primary': secret_key_ref env KW_TEST_UNSET_KEY: the environment variable KW_TEST_UNSET_KEY is not set"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &config,
+        format!(
+            "org: acme\ntargets:\n{}",
+            target("primary", "KW_TEST_TARGET_KEY")
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&s, &["--gateway-config", &config_arg], &env);
+    let admin = server.admin.clone().unwrap();
+    let (st, _, body) = chat(&server.url, "t/primary", &token).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        seen.lock().unwrap().last().unwrap(),
+        "Bearer sk-proj-TARGETKEY-0123456789abcdef"
+    );
+
+    // SIGHUP with a broken file: the running target stays.
+    std::fs::write(
+        &config,
+        format!(
+            "org: acme\ntargets:\n{}{}",
+            target("primary", "KW_TEST_TARGET_KEY"),
+            target("backup", "KW_TEST_UNSET_KEY")
+        ),
+    )
+    .unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    within_10s("the failed reload is reported", async || {
+        server.said("gateway targets not reloaded")
+    })
+    .await;
+    let (st, _, _) = chat(&server.url, "t/primary", &token).await;
+    assert_eq!(st, 200, "the previous targets stay");
+    assert_eq!(chat(&server.url, "t/backup", &token).await.0, 404);
+
+    // SIGHUP with a good file: both serve.
+    std::fs::write(
+        &config,
+        format!(
+            "org: acme\ntargets:\n{}{}",
+            target("primary", "KW_TEST_TARGET_KEY"),
+            target("backup", "KW_TEST_TARGET_KEY")
+        ),
+    )
+    .unwrap();
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    within_10s("SIGHUP reloads", async || {
+        server.said("gateway targets reloaded: backup, primary")
+    })
+    .await;
+    assert_eq!(chat(&server.url, "t/backup", &token).await.0, 200);
+
+    // `keyward gateway reload` from another machine, with an admin token.
+    std::fs::write(
+        &config,
+        format!(
+            "org: acme\ntargets:\n{}",
+            target("only", "KW_TEST_TARGET_KEY")
+        ),
+    )
+    .unwrap();
+    let remote = [
+        ("KEYWARD_URL", server.url.as_str()),
+        ("KEYWARD_TOKEN", admin.as_str()),
+    ];
+    let out = s.ok_with(&["gateway", "reload"], "", &remote);
+    assert_eq!(out.trim(), "gateway targets reloaded: only");
+    assert_eq!(chat(&server.url, "t/primary", &token).await.0, 404);
+    assert_eq!(chat(&server.url, "t/only", &token).await.0, 200);
+    std::fs::write(&config, "targets: [").unwrap();
+    let err = s.fails(&["gateway", "reload"], &remote);
+    assert!(
+        err.contains("not a valid gateway config") && err.contains("the previous targets stay"),
+        "{err}"
+    );
+    assert_eq!(chat(&server.url, "t/only", &token).await.0, 200);
+    // Without a server to talk to, the command says what it needs.
+    let err = s.fails(&["gateway", "reload"], &[]);
+    assert!(err.contains("set KEYWARD_URL"), "{err}");
+
+    let log = server.stop();
+    assert!(
+        log.contains("gateway targets not reloaded"),
+        "the failed SIGHUP reload is logged"
+    );
+    assert!(
+        !log.contains("TARGETKEY") && !String::from_utf8_lossy(&s.transcript).contains("TARGETKEY")
+    );
+}
