@@ -498,3 +498,147 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
         !log.contains("TARGETKEY") && !String::from_utf8_lossy(&s.transcript).contains("TARGETKEY")
     );
 }
+
+/// Whether `python3` can import the OpenAI SDK. CI installs it (`pip install openai`) and sets
+/// `KEYWARD_TEST_REQUIRE_OPENAI_SDK=1`, so that there a missing SDK is a failure, not a skip.
+fn openai_sdk_available() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import openai"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("KEYWARD_TEST_REQUIRE_OPENAI_SDK").as_deref() != Ok("1"),
+            "KEYWARD_TEST_REQUIRE_OPENAI_SDK=1 but python3 cannot import openai (pip install openai)"
+        );
+        eprintln!("skipping the OpenAI SDK run: python3 cannot import openai");
+    }
+    found
+}
+
+/// The OpenAI Python SDK, unchanged but for its base URL and API key, against the gateway.
+const SDK_SCRIPT: &str = r#"
+import os, sys
+from openai import OpenAI, APIStatusError
+client = OpenAI(base_url=os.environ["GATEWAY"], api_key=os.environ["GW_TOKEN"], max_retries=0, timeout=20)
+messages = [{"role": "user", "content": "Say hello"}]
+try:
+    r = client.chat.completions.create(model="local-model", messages=messages)
+    print("completion:", r.choices[0].message.content)
+    stream = client.chat.completions.create(model="local-model", messages=messages, stream=True)
+    print("streamed:", "".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+except APIStatusError as e:
+    print("error:", e.status_code, e.body["message"] if isinstance(e.body, dict) else e.body)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
+    if !openai_sdk_available() {
+        return;
+    }
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let (upstream, seen) = mock_openai().await;
+    let server = Server::start(&s, &[], &[]);
+    let admin = server.admin.clone().unwrap();
+    // From here on, the README's steps: the CLI talks to the server with the admin token.
+    s.env.insert("KEYWARD_URL".into(), server.url.clone());
+    s.env.insert("KEYWARD_TOKEN".into(), admin);
+    s.ok(&["org", "create", "acme"]);
+    let base_url = format!("http://{upstream}/v1");
+    let added = s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai_compatible",
+            "--name",
+            "local",
+            "--base-url",
+            &base_url,
+            "--json",
+        ],
+        "sk-local-SDKKEY-0123456789\n",
+        &[],
+    );
+    let added: Value = serde_json::from_str(&added).unwrap();
+    let cred = added["id"].as_str().unwrap().to_owned();
+    let gw = s
+        .ok(&[
+            "gateway-token",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "chat-ui",
+        ])
+        .trim()
+        .to_owned();
+
+    let sdk = |s: &Sandbox| {
+        let out = std::process::Command::new("python3")
+            .args(["-c", SDK_SCRIPT])
+            .env(
+                "GATEWAY",
+                format!("{}/gateway/openai_compatible/v1", server.url),
+            )
+            .env("GW_TOKEN", &gw)
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .current_dir(s.scratch())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let out = sdk(&s);
+    assert_eq!(out, "completion: Hello\nstreamed: Hello\n");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "Bearer sk-local-SDKKEY-0123456789",
+            "Bearer sk-local-SDKKEY-0123456789"
+        ],
+        "the provider saw the key, never the gateway token"
+    );
+
+    // The usage shows up within a second or two.
+    within_10s("the usage is written", async || {
+        let usage: Value = serde_json::from_str(&s.ok_with(
+            &["gateway", "usage", "--org", "acme", "--json"],
+            "",
+            &[],
+        ))
+        .unwrap();
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["id"] == cred.as_str() && u["statuses"]["200"] == 2)
+    })
+    .await;
+    let table = s.ok(&["gateway", "usage", "--org", "acme"]);
+    assert!(
+        table.contains("credential") && table.contains("gateway_token") && table.contains("200:2"),
+        "{table}"
+    );
+
+    // Deactivated: the SDK gets a clear error.
+    s.ok(&["cred", "deactivate", &cred]);
+    let out = sdk(&s);
+    assert_eq!(
+        out.trim(),
+        "error: 503 no active credential for provider 'openai_compatible' in organization 'acme', and the environment fallback is off"
+    );
+    let log = server.stop();
+    assert!(!log.contains("SDKKEY") && !log.contains(&gw));
+}
