@@ -914,7 +914,7 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
     };
     for (yaml, says) in [
         (
-            format!("org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: {{ store: MISSING_VAR }}\n"),
+            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { store: MISSING_VAR }\n".to_owned(),
             "target 'a': secret_key_ref store MISSING_VAR: no config variable MISSING_VAR",
         ),
         (

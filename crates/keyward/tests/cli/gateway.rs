@@ -50,7 +50,7 @@ async fn mock_openai() -> (SocketAddr, Seen) {
                             "data: [DONE]\n\n".to_owned(),
                         ];
                         let stream = futures_util::stream::iter(
-                            events.map(|e| Ok::<_, std::io::Error>(e)),
+                            events.map(Ok::<_, std::io::Error>),
                         );
                         return ([("content-type", "text/event-stream")], Body::from_stream(stream))
                             .into_response();
