@@ -14,7 +14,7 @@ use crate::ids::{CredentialId, CredentialName, OrgId};
 use crate::provider::Provider;
 
 /// How to choose among several active credentials of one provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Always the lowest `priority` number (ties: the oldest); the others are failovers.
@@ -24,6 +24,23 @@ pub enum Strategy {
     RoundRobin,
     /// Random, in proportion to `weight`.
     Weighted,
+}
+
+impl Strategy {
+    /// Its name, as stored and as `FromStr` reads it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Priority => "priority",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Weighted => "weighted",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl FromStr for Strategy {
@@ -51,21 +68,22 @@ pub struct ResolveRequest {
     pub name: Option<CredentialName>,
     /// Only credentials usable for this modality.
     pub modality: Option<Modality>,
-    /// How to pick among several.
-    pub strategy: Strategy,
+    /// How to pick among several; `None` for the organization's own setting.
+    pub strategy: Option<Strategy>,
     /// Whether the process environment is the fallback (on by default).
     pub env_fallback: bool,
 }
 
 impl ResolveRequest {
-    /// A request with the defaults: any name and modality, priority order, env fallback on.
+    /// A request with the defaults: any name and modality, the organization's strategy, env
+    /// fallback on.
     pub fn new(org: OrgId, provider: &'static Provider) -> Self {
         Self {
             org,
             provider,
             name: None,
             modality: None,
-            strategy: Strategy::Priority,
+            strategy: None,
             env_fallback: true,
         }
     }

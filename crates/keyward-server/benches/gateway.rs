@@ -23,9 +23,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A one-thread runtime whose thread is named, so that a profiler can tell the three apart.
+fn runtime(name: &str) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name(name)
         .enable_all()
         .build()
         .expect("runtime")
@@ -39,7 +41,7 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     // The mock provider.
-    let upstream_rt = runtime();
+    let upstream_rt = runtime("bench-upstream");
     let upstream = upstream_rt.block_on(async {
         let app = axum::Router::new().route(
             "/v1/chat/completions",
@@ -55,7 +57,7 @@ fn main() {
 
     // The gateway, with one organization, its key and a gateway token.
     let dir = tempfile::tempdir().expect("tempdir");
-    let gateway_rt = runtime();
+    let gateway_rt = runtime("bench-gateway");
     let (gateway, token) = gateway_rt.block_on(async {
         let keyring = Keyring::new(
             vec![MasterKey::from_bytes(
@@ -99,7 +101,7 @@ fn main() {
         (addr, token.expose_secret().to_owned())
     });
 
-    let load_rt = runtime();
+    let load_rt = runtime("bench-load");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency * 2)
         .build()

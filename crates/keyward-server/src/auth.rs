@@ -58,7 +58,7 @@ impl FromRequestParts<AppState> for Caller {
             .map(|c| c.0.0.ip());
         let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         // An address that keeps guessing is refused before its guesses are checked.
-        if let Some(retry) = ip.and_then(|ip| state.limiter.blocked(ip)) {
+        if let Some(retry) = ip.and_then(|ip| state.shared.limiter.blocked(ip)) {
             return Err(ApiError::TooManyRequests(retry));
         }
         let token = parts
@@ -72,7 +72,9 @@ impl FromRequestParts<AppState> for Caller {
                 state.vault.authenticate(t).await?
             }
             // Anything else with the shape of a JWT is checked as one, if keys are configured.
-            Some(t) if !state.jwt.is_empty() && t.matches('.').count() == 2 => state.jwt.verify(t),
+            Some(t) if !state.shared.jwt.is_empty() && t.matches('.').count() == 2 => {
+                state.shared.jwt.verify(t)
+            }
             _ => None,
         };
         match principal {
@@ -84,7 +86,7 @@ impl FromRequestParts<AppState> for Caller {
                     "no bearer token"
                 };
                 if let Some(ip) = ip {
-                    state.limiter.failed(ip);
+                    state.shared.limiter.failed(ip);
                 }
                 // The request is refused either way; a failed audit write is only logged.
                 if let Err(e) = state.vault.record_auth_failure(&from, why).await {

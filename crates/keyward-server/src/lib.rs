@@ -33,13 +33,19 @@ pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
 pub use tls::{TlsListener, load_tls_config};
 
-/// What every handler shares.
+/// What every handler shares. Cloned for every request (axum's `State`), so it is two
+/// reference counts: the vault and everything else.
 #[derive(Clone, Debug)]
 pub struct AppState {
     /// The vault.
     pub vault: Vault,
-    limiter: Arc<limits::FailureLimiter>,
-    metrics: Arc<metrics::Metrics>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    limiter: limits::FailureLimiter,
+    metrics: metrics::Metrics,
     jwt: Arc<JwtKeys>,
     gateway: Arc<gateway::Gateway>,
 }
@@ -49,44 +55,55 @@ impl AppState {
     pub fn new(vault: Vault) -> Self {
         Self {
             vault,
-            limiter: Arc::default(),
-            metrics: Arc::default(),
-            jwt: Arc::default(),
-            gateway: Arc::default(),
+            shared: Arc::default(),
+        }
+    }
+
+    /// The same settings with `change` applied: for the builders below, used before serving
+    /// (counters start over).
+    fn rebuilt(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Shared {
+            jwt: self.shared.jwt.clone(),
+            gateway: self.shared.gateway.clone(),
+            ..Shared::default()
+        };
+        change(&mut shared);
+        Self {
+            vault: self.vault,
+            shared: Arc::new(shared),
         }
     }
 
     /// Runs the gateway with these settings (timeouts, usage batching, static targets file);
     /// call [`AppState::reload_gateway_targets`] to load the targets.
     #[must_use]
-    pub fn with_gateway(mut self, options: GatewayOptions) -> Self {
-        self.gateway = Arc::new(gateway::Gateway::new(options));
-        self
+    pub fn with_gateway(self, options: GatewayOptions) -> Self {
+        self.rebuilt(|s| s.gateway = Arc::new(gateway::Gateway::new(options)))
     }
 
     /// Loads (again) the gateway's static targets file: the target ids, or why the file was
     /// refused, in which case the targets loaded before stay in use.
     pub async fn reload_gateway_targets(&self) -> Result<Vec<String>, TargetsError> {
-        self.gateway.reload_targets(&self.vault).await
+        self.shared.gateway.reload_targets(&self.vault).await
     }
 
     /// Writes the gateway usage counted since the last flush; kept for the next one if the
     /// vault cannot take it now.
     pub async fn flush_usage(&self) {
-        let batch = self.gateway.usage.take();
+        let batch = self.shared.gateway.usage.take();
         if batch.is_empty() {
             return;
         }
         if let Err(e) = self.vault.record_usage(&batch).await {
             tracing::warn!(error = %e, "cannot write gateway usage; it is kept for the next try");
-            self.gateway.usage.restore(batch);
+            self.shared.gateway.usage.restore(batch);
         }
     }
 
     /// Writes usage every `usage_flush_interval` until the returned handle is aborted.
     fn spawn_usage_writer(&self) -> tokio::task::JoinHandle<()> {
         let state = self.clone();
-        let every = self.gateway.options().usage_flush_interval;
+        let every = self.shared.gateway.options().usage_flush_interval;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -99,9 +116,8 @@ impl AppState {
 
     /// Also accepts HS256 JWTs signed with these keys.
     #[must_use]
-    pub fn with_jwt_keys(mut self, keys: JwtKeys) -> Self {
-        self.jwt = Arc::new(keys);
-        self
+    pub fn with_jwt_keys(self, keys: JwtKeys) -> Self {
+        self.rebuilt(|s| s.jwt = Arc::new(keys))
     }
 }
 

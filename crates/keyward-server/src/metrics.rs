@@ -2,13 +2,14 @@
 //! a latency histogram, resolutions and audit events. Labels never hold ids or names: routes
 //! appear as their templates (`/api/v1/credentials/{credential_id}`).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -19,20 +20,29 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
 ];
 
+/// Request counts of one route template, by method and status.
+type ByMethodStatus = HashMap<(Method, u16), u64>;
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Counts by route template, then (method, status). Looked up by `&str`, so a request
+    /// allocates nothing here once its route has been seen.
+    requests: Mutex<HashMap<String, ByMethodStatus>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
 impl Metrics {
-    fn observe(&self, route: String, method: String, status: u16, seconds: f64) {
+    fn observe(&self, route: &str, method: Method, status: u16, seconds: f64) {
         {
             let mut requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-            *requests.entry((route, method, status)).or_default() += 1;
+            let by_route = match requests.get_mut(route) {
+                Some(r) => r,
+                None => requests.entry(route.to_owned()).or_default(),
+            };
+            *by_route.entry((method, status)).or_default() += 1;
         }
         for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
             if seconds <= *bound {
@@ -48,15 +58,12 @@ impl Metrics {
 
 /// Middleware that times every request.
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let response = next.run(req).await;
-    state.metrics.observe(
-        route,
+    state.shared.metrics.observe(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         method,
         response.status().as_u16(),
         start.elapsed().as_secs_f64(),
@@ -67,7 +74,7 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
 /// The exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text")))]
 pub(crate) async fn render(State(state): State<AppState>) -> String {
-    let m = &state.metrics;
+    let m = &state.shared.metrics;
     let mut out = String::new();
     out.push_str(
         "# HELP keyward_http_requests_total HTTP requests by route template, method and status.\n",
@@ -75,7 +82,16 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
     out.push_str("# TYPE keyward_http_requests_total counter\n");
     {
         let requests = m.requests.lock().unwrap_or_else(|p| p.into_inner());
-        for ((route, method, status), n) in requests.iter() {
+        let mut rows: Vec<(&str, &str, u16, u64)> = requests
+            .iter()
+            .flat_map(|(route, by)| {
+                by.iter().map(move |((method, status), n)| {
+                    (route.as_str(), method.as_str(), *status, *n)
+                })
+            })
+            .collect();
+        rows.sort_unstable();
+        for (route, method, status, n) in rows {
             let _ = writeln!(
                 out,
                 "keyward_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
@@ -110,7 +126,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
         "keyward_resolutions_total{{outcome=\"success\"}} {}\nkeyward_resolutions_total{{outcome=\"failure\"}} {}",
         stats.resolutions_ok, stats.resolutions_failed
     );
-    state.gateway.render_metrics(&mut out);
+    state.shared.gateway.render_metrics(&mut out);
     if let Ok(events) = state.vault.audit_event_count().await {
         out.push_str("# HELP keyward_audit_events_total Events in the audit log.\n");
         out.push_str("# TYPE keyward_audit_events_total counter\n");

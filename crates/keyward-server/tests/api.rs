@@ -561,6 +561,9 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 (M::PUT, p) if p.ends_with("{credential_id}") => {
                     Some(json!({"api_key": "sk-proj-HIJACK0123456789abcdef"}))
                 }
+                (M::PATCH, "/api/v1/orgs/{organization_id}") => {
+                    Some(json!({"strategy": "round_robin"}))
+                }
                 (M::PATCH, _) => Some(json!({"api_key": "sk-proj-HIJACK0123456789abcdef"})),
                 _ => None,
             };

@@ -1004,3 +1004,70 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
             .all(|e| !e.details.to_string().contains("UPSTREAMKEY"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organizations_strategy_picks_the_key() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, _) = picky_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let acme = OrgId::new("acme").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    let mut ids = Vec::new();
+    for (prio, name) in [(1, "first"), (2, "second")] {
+        let mut c = NewCredential::new(
+            acme.clone(),
+            Provider::get("openai").unwrap(),
+            CredentialName::new(name).unwrap(),
+            Some(format!("sk-good-{name}-0000000000000000").into()),
+        );
+        c.priority = prio;
+        c.fields
+            .insert("base_url".into(), format!("http://{upstream}/v1"));
+        ids.push(
+            vault
+                .add_credential(c, "test")
+                .await
+                .unwrap()
+                .id
+                .to_string(),
+        );
+    }
+    let (token, _) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let addr = start(AppState::new(vault.clone())).await;
+    let served = || async {
+        let mut by = Vec::new();
+        for _ in 0..4 {
+            let resp = client()
+                .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+                .bearer_auth(token.expose_secret())
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            by.push(
+                resp.headers()["x-keyward-credential"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        by
+    };
+    // Priority (the default): always the first; the second only fails over.
+    assert_eq!(served().await, [&*ids[0], &ids[0], &ids[0], &ids[0]]);
+    // Round robin: they take turns.
+    vault
+        .set_org_strategy(&acme, keyward_core::resolve::Strategy::RoundRobin, "test")
+        .await
+        .unwrap();
+    let mut by = served().await;
+    by.sort();
+    let mut want = [&*ids[0], &ids[0], &ids[1], &ids[1]];
+    want.sort();
+    assert_eq!(by, want);
+}

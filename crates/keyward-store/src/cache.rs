@@ -37,6 +37,8 @@ pub(crate) struct Entry {
     pub(crate) live: Vec<Live>,
     /// Active credentials skipped because they could not be decrypted.
     pub(crate) undecryptable: usize,
+    /// The organization's strategy.
+    pub(crate) strategy: keyward_core::resolve::Strategy,
     pub(crate) turn: AtomicU64,
 }
 

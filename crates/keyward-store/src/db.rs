@@ -56,6 +56,11 @@ fn migrator() -> Migrator {
             "gateway usage",
             include_str!("../migrations/0006_gateway_usage.sql"),
         ),
+        migration(
+            7,
+            "org strategy",
+            include_str!("../migrations/0007_org_strategy.sql"),
+        ),
     ])
 }
 

@@ -1,6 +1,7 @@
 //! Organizations.
 
 use keyward_core::audit::{Category, NewEvent};
+use keyward_core::resolve::Strategy;
 use keyward_core::{Millis, OrgId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,6 +20,21 @@ pub struct Organization {
     pub created_at: Millis,
     /// Who created it.
     pub created_by: String,
+    /// How it picks among several active credentials of one provider.
+    #[serde(default)]
+    pub strategy: Strategy,
+}
+
+fn org_from_row(r: &sqlx::any::AnyRow) -> Result<Organization, VaultError> {
+    let id: String = r.try_get("id")?;
+    let strategy: String = r.try_get("strategy")?;
+    Ok(Organization {
+        id: OrgId::new(&id)?,
+        name: r.try_get("name")?,
+        created_at: Millis(r.try_get("created_at")?),
+        created_by: r.try_get("created_by")?,
+        strategy: strategy.parse()?,
+    })
 }
 
 impl Vault {
@@ -40,6 +56,7 @@ impl Vault {
             name: name.to_owned(),
             created_at: Millis::now(),
             created_by: actor.to_owned(),
+            strategy: Strategy::Priority,
         };
         let (_writing, mut tx) = self.begin_write().await?;
         sqlx::query(
@@ -70,21 +87,56 @@ impl Vault {
 
     /// All organizations, by id.
     pub async fn list_orgs(&self) -> Result<Vec<Organization>, VaultError> {
-        let rows =
-            sqlx::query("SELECT id, name, created_at, created_by FROM organizations ORDER BY id")
-                .fetch_all(&self.inner.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                Ok(Organization {
-                    id: OrgId::new(&id)?,
-                    name: r.try_get("name")?,
-                    created_at: Millis(r.try_get("created_at")?),
-                    created_by: r.try_get("created_by")?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(
+            "SELECT id, name, created_at, created_by, strategy FROM organizations ORDER BY id",
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter().map(org_from_row).collect()
+    }
+
+    /// One organization.
+    pub async fn get_org(&self, id: &OrgId) -> Result<Organization, VaultError> {
+        let row = sqlx::query(
+            "SELECT id, name, created_at, created_by, strategy FROM organizations WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.inner.pool)
+        .await?
+        .ok_or_else(|| VaultError::NotFound(format!("organization '{id}'")))?;
+        org_from_row(&row)
+    }
+
+    /// Sets how the organization picks among several active credentials of one provider (for
+    /// resolutions that do not say, and for the gateway). Audited.
+    pub async fn set_org_strategy(
+        &self,
+        id: &OrgId,
+        strategy: Strategy,
+        actor: &str,
+    ) -> Result<Organization, VaultError> {
+        let before = self.get_org(id).await?;
+        let (_writing, mut tx) = self.begin_write().await?;
+        sqlx::query("UPDATE organizations SET strategy = $1 WHERE id = $2")
+            .bind(strategy.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "update",
+                format!("org:{id}"),
+            )
+            .org(Some(id.as_str()))
+            .details(json!({ "strategy": strategy.as_str(), "was": before.strategy.as_str() })),
+        )
+        .await?;
+        tx.commit().await?;
+        self.changed().await;
+        self.get_org(id).await
     }
 
     /// Fails with `NotFound` unless the organization exists.

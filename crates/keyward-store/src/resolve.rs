@@ -48,7 +48,95 @@ impl EnvSource {
     }
 }
 
+/// An organization's active credentials for one provider, in the order its strategy gives,
+/// borrowed from the resolution cache: what the gateway walks for each request, with no copy
+/// of any key or field.
+#[derive(Debug)]
+pub struct GatewayCandidates {
+    entry: Arc<Entry>,
+    order: Vec<usize>,
+    provider: &'static Provider,
+}
+
+/// One credential of [`GatewayCandidates`].
+#[derive(Debug, Clone, Copy)]
+pub struct GatewayCandidate<'a> {
+    /// Its id.
+    pub id: &'a keyward_core::CredentialId,
+    /// Where requests go: its `base_url` (or Azure's `endpoint`), else the provider's default.
+    pub base_url: Option<&'a str>,
+    /// The key.
+    pub secret: Option<&'a SecretString>,
+}
+
+impl GatewayCandidates {
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// In the strategy's order.
+    pub fn iter(&self) -> impl Iterator<Item = GatewayCandidate<'_>> {
+        self.order.iter().map(|&i| {
+            let live = &self.entry.live[i];
+            GatewayCandidate {
+                id: &live.id,
+                base_url: live
+                    .fields
+                    .get("base_url")
+                    .or_else(|| live.fields.get("endpoint"))
+                    .map(String::as_str)
+                    .or(self.provider.default_base_url),
+                secret: live.secret.as_ref(),
+            }
+        })
+    }
+}
+
 impl Vault {
+    /// The organization's active credentials for `provider`, in the organization's strategy's
+    /// order, from the cache; no environment fallback. Not audited: for the gateway, which
+    /// counts use in aggregate.
+    pub async fn gateway_candidates(
+        &self,
+        org: &OrgId,
+        provider: &'static Provider,
+    ) -> Result<GatewayCandidates, VaultError> {
+        let entry = self.entry(org, provider).await?;
+        if entry.live.is_empty() {
+            return Err(NotFound {
+                provider: provider.id.to_owned(),
+                org: org.to_string(),
+                name: None,
+                env_var: None,
+                env_fallback: false,
+                undecryptable: entry.undecryptable,
+            }
+            .into());
+        }
+        let candidates: Vec<Candidate> = entry
+            .live
+            .iter()
+            .map(|c| Candidate {
+                priority: c.priority,
+                weight: c.weight,
+                created_at: c.created_at.0,
+            })
+            .collect();
+        let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
+        let order = order(&candidates, entry.strategy, turn, fastrand::u64(..));
+        Ok(GatewayCandidates {
+            entry,
+            order,
+            provider,
+        })
+    }
+
     /// Resolves a credential and records the resolution (success or failure) in the audit log;
     /// if the event cannot be written, nothing is handed out.
     pub async fn resolve(&self, req: &ResolveRequest, actor: &str) -> Result<Resolved, VaultError> {
@@ -162,7 +250,8 @@ impl Vault {
                 })
                 .collect();
             let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
-            return Ok(order(&candidates, req.strategy, turn, fastrand::u64(..))
+            let strategy = req.strategy.unwrap_or(entry.strategy);
+            return Ok(order(&candidates, strategy, turn, fastrand::u64(..))
                 .into_iter()
                 .map(|i| {
                     let chosen = matching[i];
@@ -244,13 +333,16 @@ impl Vault {
         .bind(provider.id)
         .fetch_all(&self.inner.pool)
         .await?;
-        if rows.is_empty() {
-            // Only now is it worth a second query: an unknown organization is an error, not a
-            // reason to fall back to the environment.
-            self.require_org(org).await?;
-        }
+        // An unknown organization is an error, not a reason to fall back to the environment.
+        let strategy: String =
+            sqlx::query_scalar("SELECT strategy FROM organizations WHERE id = $1")
+                .bind(org.as_str())
+                .fetch_optional(&self.inner.pool)
+                .await?
+                .ok_or_else(|| VaultError::NotFound(format!("organization '{org}'")))?;
         let mut entry = Entry {
             loaded: Some(std::time::Instant::now()),
+            strategy: strategy.parse()?,
             ..Entry::default()
         };
         for row in &rows {

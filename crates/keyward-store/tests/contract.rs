@@ -502,14 +502,14 @@ async fn strategies_pick_by_priority_turns_and_weight(db: Db) {
     for _ in 0..3 {
         assert_eq!(name_of(&v.resolve_unaudited(&r).await.unwrap().source), "a");
     }
-    r.strategy = Strategy::RoundRobin;
+    r.strategy = Some(Strategy::RoundRobin);
     let mut seen = Vec::new();
     for _ in 0..6 {
         seen.push(name_of(&v.resolve_unaudited(&r).await.unwrap().source));
     }
     seen.sort();
     assert_eq!(seen, ["a", "a", "b", "b", "c", "c"]);
-    r.strategy = Strategy::Weighted;
+    r.strategy = Some(Strategy::Weighted);
     let mut counts = HashMap::new();
     for _ in 0..400 {
         *counts
@@ -519,6 +519,40 @@ async fn strategies_pick_by_priority_turns_and_weight(db: Db) {
     assert_eq!(counts.get("a"), None, "weight 0 is never drawn");
     let (b, c) = (counts["b"], counts["c"]);
     assert!(b > 2 * c, "weights 3:1 drew b={b} c={c}");
+    // A request that names no strategy takes the organization's, and the gateway's candidate
+    // list follows it too.
+    let acme = OrgId::new("acme").unwrap();
+    let org = v
+        .set_org_strategy(&acme, Strategy::RoundRobin, ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(org.strategy, Strategy::RoundRobin);
+    r.strategy = None;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(name_of(&v.resolve_unaudited(&r).await.unwrap().source));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["a", "a", "b", "b", "c", "c"],
+        "the organization's round robin"
+    );
+    let openai = Provider::get("openai").unwrap();
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let c = v.gateway_candidates(&acme, openai).await.unwrap();
+        assert_eq!(c.len(), 3);
+        firsts.push(c.iter().next().unwrap().id.clone());
+    }
+    firsts.sort();
+    firsts.dedup();
+    assert_eq!(firsts.len(), 3, "the gateway takes turns too");
+    assert_eq!(
+        v.list_orgs().await.unwrap()[0].strategy,
+        Strategy::RoundRobin,
+        "listed with it"
+    );
     v.close().await;
     db.cleanup().await;
 }

@@ -4,6 +4,7 @@
 use keyward::remote::Remote;
 use keyward_core::audit::{AuditEvent, EventFilter};
 use keyward_core::credential::{CredentialUpdate, CredentialView, FormatCheck, NewCredential};
+use keyward_core::resolve::Strategy;
 use keyward_core::var::VarView;
 use keyward_core::{CredentialId, OrgId, Provider, VarName};
 use keyward_store::{
@@ -60,6 +61,26 @@ impl Backend {
                     Method::POST,
                     "/api/v1/orgs",
                     Some(json!({"id": id, "name": name})),
+                )
+                .await?,
+            ),
+        }
+    }
+
+    pub(crate) async fn set_org_strategy(
+        &self,
+        id: &OrgId,
+        strategy: Strategy,
+    ) -> Result<Organization> {
+        match self {
+            Backend::Local { vault, actor } => {
+                Ok(vault.set_org_strategy(id, strategy, actor).await?)
+            }
+            Backend::Remote(r) => from(
+                r.call(
+                    Method::PATCH,
+                    &format!("/api/v1/orgs/{id}"),
+                    Some(json!({ "strategy": strategy })),
                 )
                 .await?,
             ),

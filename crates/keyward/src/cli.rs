@@ -223,6 +223,18 @@ pub(crate) enum OrgCommand {
         /// Display name (defaults to the slug).
         #[arg(long)]
         name: Option<String>,
+        /// How to pick among several active keys of one provider: priority (lowest number
+        /// first, the others fail over), round_robin or weighted.
+        #[arg(long)]
+        strategy: Option<String>,
+    },
+    /// Set how an organization picks among several active keys of one provider (resolutions
+    /// that do not say, and the gateway).
+    SetStrategy {
+        /// Organization slug.
+        slug: String,
+        /// priority, round_robin or weighted.
+        strategy: String,
     },
     /// List organizations.
     List {
@@ -432,9 +444,9 @@ pub(crate) struct ResolveArgs {
     /// Only credentials usable for this modality.
     #[arg(long)]
     pub(crate) modality: Option<String>,
-    /// priority, round_robin or weighted.
-    #[arg(long, default_value = "priority")]
-    pub(crate) strategy: String,
+    /// priority, round_robin or weighted (default: the organization's setting).
+    #[arg(long)]
+    pub(crate) strategy: Option<String>,
     /// Do not fall back to this process's environment variables.
     #[arg(long)]
     pub(crate) no_env_fallback: bool,

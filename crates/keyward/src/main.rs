@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser as _;
 use keyward_core::credential::{CredentialUpdate, FormatCheck, Modality, NewCredential};
-use keyward_core::resolve::{ResolveRequest, Source};
+use keyward_core::resolve::{ResolveRequest, Source, Strategy};
 use keyward_core::{CredentialId, CredentialName, OrgId, PROVIDERS, Provider, VarName};
 use keyward_store::{Vault, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -191,19 +191,41 @@ fn providers(json: bool) -> Result<()> {
 
 async fn org(backend: &Backend, cmd: OrgCommand) -> Result<ExitCode> {
     match cmd {
-        OrgCommand::Create { slug, name } => {
+        OrgCommand::Create {
+            slug,
+            name,
+            strategy,
+        } => {
             let id = OrgId::new(&slug)?;
-            let org = backend.create_org(&id, name.as_deref()).await?;
-            println!("created organization {} ({})", org.id, org.name);
+            let strategy: Option<Strategy> = strategy.as_deref().map(str::parse).transpose()?;
+            let mut org = backend.create_org(&id, name.as_deref()).await?;
+            if let Some(strategy) = strategy {
+                org = backend.set_org_strategy(&id, strategy).await?;
+            }
+            println!(
+                "created organization {} ({}), strategy {}",
+                org.id, org.name, org.strategy
+            );
+        }
+        OrgCommand::SetStrategy { slug, strategy } => {
+            let id = OrgId::new(&slug)?;
+            let org = backend.set_org_strategy(&id, strategy.parse()?).await?;
+            println!("organization {} now uses {}", org.id, org.strategy);
         }
         OrgCommand::List { json } => {
             let orgs = backend.list_orgs().await?;
             if json {
                 print_json(&orgs)?;
             } else {
-                let mut t = Table::new(["ID", "NAME", "CREATED", "BY"]);
+                let mut t = Table::new(["ID", "NAME", "STRATEGY", "CREATED", "BY"]);
                 for o in orgs {
-                    t.row([o.id.to_string(), o.name, time(o.created_at), o.created_by]);
+                    t.row([
+                        o.id.to_string(),
+                        o.name,
+                        o.strategy.to_string(),
+                        time(o.created_at),
+                        o.created_by,
+                    ]);
                 }
                 t.print();
             }
@@ -612,7 +634,7 @@ async fn resolve(vault: &Vault, args: ResolveArgs, actor: &str) -> Result<ExitCo
     let mut req = ResolveRequest::new(OrgId::new(&args.org)?, Provider::get(&args.provider)?);
     req.name = args.name.as_deref().map(CredentialName::new).transpose()?;
     req.modality = args.modality.as_deref().map(str::parse).transpose()?;
-    req.strategy = args.strategy.parse()?;
+    req.strategy = args.strategy.as_deref().map(str::parse).transpose()?;
     req.env_fallback = !args.no_env_fallback;
     let resolved = vault.resolve(&req, actor).await?;
     print_resolved(&resolved, args.json)?;
@@ -652,7 +674,7 @@ fn print_resolved(resolved: &keyward_core::resolve::Resolved, json: bool) -> Res
 
 /// `keyward resolve` against a server.
 async fn resolve_remote(remote: &keyward::remote::Remote, args: ResolveArgs) -> Result<ExitCode> {
-    if args.modality.is_some() || args.strategy != "priority" {
+    if args.modality.is_some() || args.strategy.is_some() {
         bail!("against a server, resolve takes --org, --provider and --name only");
     }
     let resolved = remote

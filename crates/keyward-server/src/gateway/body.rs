@@ -12,11 +12,14 @@ use tokio::time::{Instant, Sleep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A body whose frames must come at most `idle` apart.
+/// A body whose frames must come at most `idle` apart. The timer is only set when the
+/// upstream makes the client wait, so an answer that is already there costs no timer at all.
 pub(crate) struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
-    timer: Pin<Box<Sleep>>,
+    /// When the last frame came (or the body started).
+    last: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -24,7 +27,8 @@ impl<B> IdleTimeout<B> {
         Self {
             inner,
             idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
+            last: Instant::now(),
+            timer: None,
         }
     }
 }
@@ -44,20 +48,33 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = Instant::now() + this.idle;
-                this.timer.as_mut().reset(next);
+                this.last = Instant::now();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => {
-                    tracing::warn!(
-                        idle_ms = this.idle.as_millis() as u64,
-                        "the provider's answer stalled; closing it"
-                    );
-                    Poll::Ready(Some(Err("the provider's answer stalled".into())))
+            Poll::Pending => {
+                let deadline = this.last + this.idle;
+                let timer = match &mut this.timer {
+                    Some(t) => {
+                        if t.deadline() != deadline {
+                            t.as_mut().reset(deadline);
+                        }
+                        t
+                    }
+                    None => this
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        tracing::warn!(
+                            idle_ms = this.idle.as_millis() as u64,
+                            "the provider's answer stalled; closing it"
+                        );
+                        Poll::Ready(Some(Err("the provider's answer stalled".into())))
+                    }
+                    Poll::Pending => Poll::Pending,
                 }
-                Poll::Pending => Poll::Pending,
-            },
+            }
         }
     }
 

@@ -22,10 +22,8 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt as _;
 use keyward_core::audit::Outcome;
 use keyward_core::provider::AuthStyle;
-use keyward_core::resolve::{ResolveRequest, Source};
 use keyward_core::{CredentialId, Provider};
 use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject, VaultError};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -297,28 +295,18 @@ fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Res
 }
 
 /// The gateway token, from whichever header the client's SDK sends it in.
-fn gateway_token(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    let from_header = |name: &str| {
+fn gateway_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    let from_header = |name: &HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
     };
-    let candidates = [
-        from_header("authorization"),
-        from_header("x-api-key"),
-        from_header("x-goog-api-key"),
-        from_header("api-key"),
+    CREDENTIAL_HEADERS
+        .iter()
+        .filter_map(from_header)
         // Gemini's REST examples pass the key as `?key=`.
-        query.and_then(|q| {
-            q.split('&')
-                .find_map(|kv| kv.strip_prefix("key="))
-                .map(str::to_owned)
-        }),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
+        .chain(query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key="))))
         .find(|t| t.starts_with(GATEWAY_TOKEN_PREFIX))
 }
 
@@ -350,29 +338,34 @@ pub(crate) fn join(base: &str, path: &str) -> String {
     }
 }
 
-/// Headers that describe one connection, not the message, and are never forwarded.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-            | "content-length"
-    )
-}
+/// Headers that describe one connection, not the message, and are never forwarded (hyper
+/// writes `content-length` and `transfer-encoding` again from the body it sends).
+const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
+];
 
 /// Headers that may carry a key: the client's never reach the upstream.
-fn credential_header(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "authorization" | "x-api-key" | "x-goog-api-key" | "api-key"
-    )
+const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+    HeaderName::from_static("api-key"),
+];
+
+/// Removes every header named in `names` (all values of each).
+fn strip(headers: &mut HeaderMap, names: &[HeaderName]) {
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 impl Gateway {
@@ -436,14 +429,14 @@ impl Gateway {
     }
 
     /// Moves credentials that are cooling down behind the others (keeping each group's order).
-    fn order_by_health(&self, candidates: &mut [Upstream]) {
+    fn order_by_health(&self, candidates: &mut [Upstream<'_>]) {
         let cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
         if cooling.is_empty() {
             return;
         }
         let now = Instant::now();
         candidates.sort_by_key(|c| match &c.served {
-            Served::Credential(id) => cooling.get(id).is_some_and(|(until, _)| *until > now),
+            Served::Credential(id) => cooling.get(*id).is_some_and(|(until, _)| *until > now),
             Served::Target(_) => false,
         });
     }
@@ -464,17 +457,17 @@ impl Gateway {
 }
 
 /// What served a request: a credential of the vault, or a static target.
-#[derive(Debug)]
-enum Served {
-    Credential(CredentialId),
-    Target(Arc<targets::Target>),
+#[derive(Debug, Clone, Copy)]
+enum Served<'a> {
+    Credential(&'a CredentialId),
+    Target(&'a targets::Target),
 }
 
-/// One place to send the request to.
-struct Upstream {
-    served: Served,
-    base: String,
-    key: Option<SecretString>,
+/// One place to send the request to, borrowed from the resolution cache or the targets.
+struct Upstream<'a> {
+    served: Served<'a>,
+    base: &'a str,
+    key: Option<&'a SecretString>,
 }
 
 /// Checks the client's gateway token for `provider`: the token's view, or the answer to give.
@@ -484,7 +477,7 @@ async fn authorize(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Arc<GatewayTokenView>, Response> {
-    let gw = &state.gateway;
+    let gw = &state.shared.gateway;
     let Some(token) = gateway_token(headers, query) else {
         return Err(provider_error(
             provider,
@@ -492,7 +485,7 @@ async fn authorize(
             "a Keyward gateway token (kwg_...) is required",
         ));
     };
-    let view = match gw.check_token(state, &token).await {
+    let view = match gw.check_token(state, token).await {
         Ok(Some(v)) => v,
         Ok(None) => {
             return Err(provider_error(
@@ -582,15 +575,14 @@ pub(crate) async fn forward(
         Err(r) => return r,
     };
 
-    // The organization's keys, in the strategy's order, from the resolution cache; keys
+    // The organization's keys, in its strategy's order, from the resolution cache; keys
     // cooling down go last.
-    let mut rreq = ResolveRequest::new(view.org.clone(), provider);
-    rreq.env_fallback = false;
-    let candidates = match state.vault.resolve_candidates(&rreq).await {
+    let candidates = match state.vault.gateway_candidates(&view.org, provider).await {
         Ok(c) => c,
         Err(VaultError::NoCredential(e)) => {
             let r = provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
             state
+                .shared
                 .gateway
                 .usage
                 .record(UsageSubject::GatewayToken, &view.id, &view.org, 503);
@@ -605,26 +597,19 @@ pub(crate) async fn forward(
             );
         }
     };
-    let mut upstreams: Vec<Upstream> = candidates
-        .into_iter()
-        .filter_map(|mut r| {
-            let Source::Vault { id, .. } = r.source else {
-                return None;
-            };
-            let base = r
-                .fields
-                .remove("base_url")
-                .or_else(|| r.fields.remove("endpoint"))?;
+    let mut upstreams: Vec<Upstream<'_>> = candidates
+        .iter()
+        .filter_map(|c| {
             Some(Upstream {
-                served: Served::Credential(id),
-                base,
-                key: r.secret,
+                served: Served::Credential(c.id),
+                base: c.base_url?,
+                key: c.secret,
             })
         })
         .collect();
-    state.gateway.order_by_health(&mut upstreams);
+    state.shared.gateway.order_by_health(&mut upstreams);
     let response = proxy(&state, provider, &view, upstreams, parts, body, &path).await;
-    state.gateway.usage.record(
+    state.shared.gateway.usage.record(
         UsageSubject::GatewayToken,
         &view.id,
         &view.org,
@@ -639,7 +624,7 @@ pub(crate) async fn forward_target(
     Path((target_id, path)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let targets = state.gateway.targets();
+    let targets = state.shared.gateway.targets();
     let not_found = || {
         (
             StatusCode::NOT_FOUND,
@@ -663,12 +648,12 @@ pub(crate) async fn forward_target(
         return not_found();
     }
     let upstream = Upstream {
-        base: target.base_url.clone(),
-        key: target.key.clone(),
-        served: Served::Target(target),
+        base: &target.base_url,
+        key: target.key.as_ref(),
+        served: Served::Target(&target),
     };
     let response = proxy(&state, provider, &view, vec![upstream], parts, body, &path).await;
-    state.gateway.usage.record(
+    state.shared.gateway.usage.record(
         UsageSubject::GatewayToken,
         &view.id,
         &view.org,
@@ -710,21 +695,19 @@ async fn proxy(
     state: &AppState,
     provider: &'static Provider,
     view: &GatewayTokenView,
-    upstreams: Vec<Upstream>,
+    upstreams: Vec<Upstream<'_>>,
     parts: axum::http::request::Parts,
     body: Body,
     path: &str,
 ) -> Response {
-    let gw = &state.gateway;
+    let gw = &state.shared.gateway;
     let options = gw.options();
 
     // The request's headers, less connection-level ones and any key; the query, less `key=`.
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 1);
-    for (name, value) in &parts.headers {
-        if !hop_by_hop(name) && !credential_header(name) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut parts = parts;
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip(&mut headers, &HOP_BY_HOP);
+    strip(&mut headers, &CREDENTIAL_HEADERS);
     let query: Vec<&str> = parts
         .uri
         .query()
@@ -735,22 +718,7 @@ async fn proxy(
 
     // The body streams through when there is one key to try; with several, it is kept
     // (bounded) so that it can be sent again to the next one.
-    let mut seen = 0usize;
-    let limited = body
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .and_then(move |chunk| {
-            seen += chunk.len();
-            let over = seen > MAX_BODY;
-            async move {
-                if over {
-                    Err(std::io::Error::other("request body too large"))
-                } else {
-                    Ok(chunk)
-                }
-            }
-        });
-    let mut streamed = Some(Body::from_stream(limited));
+    let mut streamed = Some(Body::new(http_body_util::Limited::new(body, MAX_BODY)));
     let kept: Option<bytes::Bytes> = if upstreams.len() > 1 {
         match axum::body::to_bytes(streamed.take().unwrap_or_default(), MAX_BODY).await {
             Ok(b) => Some(b),
@@ -766,10 +734,9 @@ async fn proxy(
         None
     };
 
-    let actor = format!("gateway_token:{}", view.id);
     let audit = |credential: CredentialId, action: &'static str, outcome, details| {
         let vault = state.vault.clone();
-        let actor = actor.clone();
+        let actor = format!("gateway_token:{}", view.id);
         let org = view.org.clone();
         async move {
             if let Err(e) = vault
@@ -789,7 +756,7 @@ async fn proxy(
             Served::Credential(id) => (UsageSubject::Credential, id.as_str()),
             Served::Target(t) => (UsageSubject::Target, t.id.as_str()),
         };
-        let mut url = join(&up.base, path);
+        let mut url = join(up.base, path);
         if !query.is_empty() {
             url.push('?');
             url.push_str(&query.join("&"));
@@ -800,7 +767,7 @@ async fn proxy(
         } else {
             std::mem::take(&mut headers)
         };
-        if let Some(key) = &up.key {
+        if let Some(key) = up.key {
             let Some((name, value)) = auth_header(provider, key) else {
                 continue;
             };
@@ -884,7 +851,7 @@ async fn proxy(
                     Trouble::Failing => "gateway_key_failing",
                 };
                 audit(
-                    id.clone(),
+                    (*id).clone(),
                     action,
                     Outcome::Failure,
                     json!({ "provider": provider.id, "status": status.as_u16(), "cooldown_seconds": wait.as_secs() }),
@@ -900,7 +867,7 @@ async fn proxy(
             {
                 gw.count("recoveries", provider.id, was.as_str());
                 audit(
-                    id.clone(),
+                    (*id).clone(),
                     "gateway_key_recovered",
                     Outcome::Success,
                     json!({ "provider": provider.id, "status": status.as_u16(), "was": was.as_str() }),
@@ -908,25 +875,17 @@ async fn proxy(
                 .await;
             }
         }
-        let mut out = Response::builder().status(status);
-        if let Some(h) = out.headers_mut() {
-            for (name, value) in response.headers() {
-                if !hop_by_hop(name) {
-                    h.append(name.clone(), value.clone());
-                }
-            }
-            let (name, id) = match &up.served {
-                Served::Credential(id) => ("x-keyward-credential", id.as_str()),
-                Served::Target(t) => ("x-keyward-target", t.id.as_str()),
-            };
-            if let Ok(v) = HeaderValue::from_str(id) {
-                h.insert(name, v);
-            }
+        let (mut head, body) = response.into_parts();
+        strip(&mut head.headers, &HOP_BY_HOP);
+        let (name, id) = match &up.served {
+            Served::Credential(id) => ("x-keyward-credential", id.as_str()),
+            Served::Target(t) => ("x-keyward-target", t.id.as_str()),
+        };
+        if let Ok(v) = HeaderValue::from_str(id) {
+            head.headers.insert(name, v);
         }
-        let body = body::IdleTimeout::new(response.into_body(), options.idle_timeout);
-        return out
-            .body(Body::new(body))
-            .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response());
+        let body = body::IdleTimeout::new(body, options.idle_timeout);
+        return Response::from_parts(head, Body::new(body));
     }
     last.unwrap_or_else(|| {
         provider_error(

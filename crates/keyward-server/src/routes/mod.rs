@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::audit::EventFilter;
 use keyward_core::credential::{CredentialUpdate, CredentialView, FormatCheck, NewCredential};
-use keyward_core::resolve::ResolveRequest;
+use keyward_core::resolve::{ResolveRequest, Strategy};
 use keyward_core::{CredentialId, CredentialName, OrgId, Provider};
 use keyward_store::Role;
 use secrecy::SecretString;
@@ -55,6 +55,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(vars::v1_get, vars::v1_put, vars::v1_delete))
         // Keyward's own API.
         .routes(routes!(orgs_list, orgs_create))
+        .routes(routes!(orgs_patch))
         .routes(routes!(v1::creds_list, v1::creds_create))
         .routes(routes!(v1::creds_get, v1::creds_patch, v1::creds_delete))
         .routes(routes!(v1::creds_activate))
@@ -279,6 +280,8 @@ async fn orgs_list(State(state): State<AppState>, caller: Caller) -> Result<Json
 struct OrgCreate {
     id: String,
     name: Option<String>,
+    /// priority (default), round_robin or weighted.
+    strategy: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs", tag = "organizations", request_body = OrgCreate, responses((status = 200, description = "Create an organization (admin)")))]
@@ -288,11 +291,45 @@ async fn orgs_create(
     ApiJson(body): ApiJson<OrgCreate>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     caller.require_admin()?;
-    let org = state
+    let strategy: Option<Strategy> = body.strategy.as_deref().map(str::parse).transpose()?;
+    let id = parse_org(&body.id)?;
+    let mut org = state
         .vault
-        .create_org(&parse_org(&body.id)?, body.name.as_deref(), &caller.actor())
+        .create_org(&id, body.name.as_deref(), &caller.actor())
         .await?;
+    if let Some(strategy) = strategy {
+        org = state
+            .vault
+            .set_org_strategy(&id, strategy, &caller.actor())
+            .await?;
+    }
     Ok((StatusCode::CREATED, Json(json!(org))))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct OrgPatch {
+    /// priority, round_robin or weighted.
+    strategy: String,
+}
+
+/// Sets how the organization picks among several active keys of one provider.
+#[utoipa::path(patch, path = "/api/v1/orgs/{organization_id}", tag = "organizations", request_body = OrgPatch, params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "The organization, changed (admin or its org_admin)")))]
+async fn orgs_patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<OrgPatch>,
+) -> Result<Json<Value>, ApiError> {
+    let org = parse_org(&org)?;
+    caller.require(&org, &[Role::OrgAdmin])?;
+    let strategy: Strategy = body.strategy.parse()?;
+    Ok(Json(json!(
+        state
+            .vault
+            .set_org_strategy(&org, strategy, &caller.actor())
+            .await?
+    )))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
