@@ -1,10 +1,12 @@
 //! The gateway against calling the provider directly, same load, same run: a mock provider on
 //! 127.0.0.1, the gateway in front of it, and a load generator, each on runtime threads of
-//! their own in this process. Prints requests/s and p50/p99 for both, and the added latency.
+//! their own in this process. Prints requests/s and p50/p99 for both, and the added latency,
+//! for each load: one request in flight (what the gateway adds to a request) and 16 in flight
+//! (the machine saturated: throughput, and latency that is mostly queueing).
 //!
 //! ```sh
-//! cargo bench -p keyward-server --bench gateway            # 5 s per side, 16 in flight
-//! KEYWARD_BENCH_SECONDS=10 KEYWARD_BENCH_CONCURRENCY=32 cargo bench -p keyward-server --bench gateway
+//! cargo bench -p keyward-server --bench gateway            # 5 s per side, 1 then 16 in flight
+//! KEYWARD_BENCH_SECONDS=10 KEYWARD_BENCH_CONCURRENCY=4,32 cargo bench -p keyward-server --bench gateway
 //! ```
 
 use std::time::{Duration, Instant};
@@ -37,7 +39,12 @@ const BODY: &str = r#"{"object":"chat.completion","choices":[{"message":{"role":
 
 fn main() {
     let seconds = env_or("KEYWARD_BENCH_SECONDS", 5);
-    let concurrency = env_or("KEYWARD_BENCH_CONCURRENCY", 16) as usize;
+    let loads: Vec<usize> = std::env::var("KEYWARD_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "1,16".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .filter(|&c| c > 0)
+        .collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     // The mock provider.
@@ -103,10 +110,10 @@ fn main() {
 
     let load_rt = runtime("bench-load");
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency * 2)
+        .pool_max_idle_per_host(loads.iter().max().copied().unwrap_or(1) * 2)
         .build()
         .expect("client");
-    let run = |url: String, bearer: String| {
+    let run = |url: String, bearer: String, concurrency: usize| {
         load_rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let mut tasks = Vec::new();
@@ -139,34 +146,31 @@ fn main() {
             all
         })
     };
-    // Warm both paths (connections, caches), then measure direct and gateway in turn.
-    let _ = run(
-        format!("http://{upstream}/v1/chat/completions"),
-        "sk-bench".into(),
-    );
-    let direct = run(
-        format!("http://{upstream}/v1/chat/completions"),
-        "sk-bench".into(),
-    );
-    let through = run(
-        format!("http://{gateway}/gateway/openai/v1/chat/completions"),
-        token.clone(),
-    );
+    let direct_url = format!("http://{upstream}/v1/chat/completions");
+    let gateway_url = format!("http://{gateway}/gateway/openai/v1/chat/completions");
     let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
     let rate = |v: &[Duration]| v.len() as f64 / seconds as f64;
-    for (label, v) in [("direct", &direct), ("through the gateway", &through)] {
+    for concurrency in loads {
+        // Warm both paths (connections, caches), then measure direct and gateway in turn.
+        let _ = run(direct_url.clone(), "sk-bench".into(), concurrency);
+        let _ = run(gateway_url.clone(), token.clone(), concurrency);
+        let direct = run(direct_url.clone(), "sk-bench".into(), concurrency);
+        let through = run(gateway_url.clone(), token.clone(), concurrency);
+        println!("{concurrency} in flight:");
+        for (label, v) in [("direct", &direct), ("through the gateway", &through)] {
+            println!(
+                "{label:>20}: {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us ({} requests, {seconds} s)",
+                rate(v),
+                pct(v, 0.5),
+                pct(v, 0.99),
+                v.len()
+            );
+        }
         println!(
-            "{label:>20}: {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us ({} requests, {concurrency} in flight, {seconds} s)",
-            rate(v),
-            pct(v, 0.5),
-            pct(v, 0.99),
-            v.len()
+            "       added latency: p50 {:.1} us, p99 {:.1} us; gateway throughput {:.0}% of direct",
+            pct(&through, 0.5) - pct(&direct, 0.5),
+            pct(&through, 0.99) - pct(&direct, 0.99),
+            100.0 * rate(&through) / rate(&direct)
         );
     }
-    println!(
-        "added latency: p50 {:.1} us, p99 {:.1} us; gateway throughput {:.0}% of direct",
-        pct(&through, 0.5) - pct(&direct, 0.5),
-        pct(&through, 0.99) - pct(&direct, 0.99),
-        100.0 * rate(&through) / rate(&direct)
-    );
 }
