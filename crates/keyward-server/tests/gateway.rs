@@ -1071,3 +1071,75 @@ async fn the_organizations_strategy_picks_the_key() {
     want.sort();
     assert_eq!(by, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_cancels_the_upstream_request() {
+    use axum::routing::post;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    /// Set when the provider's stream is dropped, which is what hyper does when the connection
+    /// it writes to goes away.
+    struct Dropped(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = dropped.clone();
+    // An endless stream: one event every 20 ms, for as long as someone reads.
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move || {
+            let guard = Dropped(flag.clone());
+            async move {
+                let events = futures_util::stream::unfold(guard, |guard| async move {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Some((
+                        Ok::<_, std::io::Error>(bytes::Bytes::from("data: {\"delta\":\"x\"}\n\n")),
+                        guard,
+                    ))
+                });
+                (
+                    [("content-type", "text/event-stream")],
+                    Body::from_stream(events),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let acme = OrgId::new("acme").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    let mut c = NewCredential::new(
+        acme.clone(),
+        Provider::get("openai").unwrap(),
+        CredentialName::new("main").unwrap(),
+        Some(OPENAI_KEY.into()),
+    );
+    c.fields
+        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    vault.add_credential(c, "test").await.unwrap();
+    let (token, _) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let addr = start(AppState::new(vault.clone())).await;
+
+    let mut resp = client()
+        .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+        .bearer_auth(token.expose_secret())
+        .json(&json!({"stream": true}))
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert!(resp.chunk().await.unwrap().is_some());
+    }
+    assert!(!dropped.load(Ordering::SeqCst), "streaming while read");
+    drop(resp);
+    eventually(|| async { dropped.load(Ordering::SeqCst).then_some(()) }).await;
+}
