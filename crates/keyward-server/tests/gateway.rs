@@ -562,6 +562,45 @@ async fn open_vault(dir: &std::path::Path) -> Vault {
     .unwrap()
 }
 
+/// A vault with organization acme, its OpenAI key (`OPENAI_KEY`) pointed at `upstream`, and a
+/// gateway token of acme.
+struct Acme {
+    vault: Vault,
+    org: OrgId,
+    cred: keyward_core::CredentialId,
+    token: String,
+    token_id: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn acme(upstream: SocketAddr) -> Acme {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let org = OrgId::new("acme").unwrap();
+    vault.create_org(&org, None, "test").await.unwrap();
+    let mut c = NewCredential::new(
+        org.clone(),
+        Provider::get("openai").unwrap(),
+        CredentialName::new("main").unwrap(),
+        Some(OPENAI_KEY.into()),
+    );
+    c.fields
+        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    let cred = vault.add_credential(c, "test").await.unwrap().id;
+    let (token, view) = vault
+        .create_gateway_token(&org, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    Acme {
+        vault,
+        org,
+        cred,
+        token: token.expose_secret().to_owned(),
+        token_id: view.id,
+        _dir: dir,
+    }
+}
+
 /// Serves `state` on a free port; returns its address.
 async fn start(state: AppState) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -643,23 +682,14 @@ where
 async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (upstream, moody) = moody_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
-    let acme = OrgId::new("acme").unwrap();
-    vault.create_org(&acme, None, "test").await.unwrap();
-    let mut c = NewCredential::new(
-        acme.clone(),
-        Provider::get("openai").unwrap(),
-        CredentialName::new("main").unwrap(),
-        Some(OPENAI_KEY.into()),
-    );
-    c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
-    let cred = vault.add_credential(c, "test").await.unwrap().id;
-    let (token, token_view) = vault
-        .create_gateway_token(&acme, "app", &[], None, None, "test")
-        .await
-        .unwrap();
+    let Acme {
+        vault,
+        org: acme,
+        cred,
+        token,
+        token_id,
+        _dir,
+    } = acme(upstream).await;
     let state = AppState::new(vault.clone()).with_gateway(GatewayOptions {
         usage_flush_interval: Duration::from_millis(50),
         ..GatewayOptions::default()
@@ -668,7 +698,7 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
     let call = || async {
         client()
             .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
-            .bearer_auth(token.expose_secret())
+            .bearer_auth(&token)
             .body("{}")
             .send()
             .await
@@ -710,8 +740,7 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
             "keyward_gateway_usage_requests_total{{kind=\"credential\",id=\"{cred}\",status=\"200\"}} 3"
         ),
         format!(
-            "keyward_gateway_usage_requests_total{{kind=\"gateway_token\",id=\"{}\",status=\"429\"}} 1",
-            token_view.id
+            "keyward_gateway_usage_requests_total{{kind=\"gateway_token\",id=\"{token_id}\",status=\"429\"}} 1"
         ),
     ] {
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
@@ -727,7 +756,7 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
     let c = of(cred.as_str());
     assert_eq!(c.subject, UsageSubject::Credential);
     assert_eq!(c.statuses, [("200".into(), 3), ("429".into(), 1)].into());
-    let t = of(&token_view.id);
+    let t = of(&token_id);
     assert_eq!(t.subject, UsageSubject::GatewayToken);
     assert_eq!(t.requests, 4);
     let listed = vault.list_gateway_tokens(Some(&acme)).await.unwrap();
@@ -738,23 +767,9 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
 async fn slow_and_stalled_providers_are_cut_off_by_the_timeouts() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (upstream, _) = moody_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
-    let acme = OrgId::new("acme").unwrap();
-    vault.create_org(&acme, None, "test").await.unwrap();
-    let mut c = NewCredential::new(
-        acme.clone(),
-        Provider::get("openai").unwrap(),
-        CredentialName::new("main").unwrap(),
-        Some(OPENAI_KEY.into()),
-    );
-    c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
-    vault.add_credential(c, "test").await.unwrap();
-    let (token, _) = vault
-        .create_gateway_token(&acme, "app", &[], None, None, "test")
-        .await
-        .unwrap();
+    let Acme {
+        vault, token, _dir, ..
+    } = acme(upstream).await;
     let addr = start(AppState::new(vault.clone()).with_gateway(GatewayOptions {
         first_byte_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(300),
@@ -770,7 +785,7 @@ async fn slow_and_stalled_providers_are_cut_off_by_the_timeouts() {
     // provider's 30 s (and the client's 20 s) are up.
     let resp = client
         .post(format!("http://{addr}/gateway/openai/v1/slow"))
-        .bearer_auth(token.expose_secret())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -785,7 +800,7 @@ async fn slow_and_stalled_providers_are_cut_off_by_the_timeouts() {
     // error instead of hanging until the client gives up.
     let mut resp = client
         .post(format!("http://{addr}/gateway/openai/v1/stall"))
-        .bearer_auth(token.expose_secret())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap();
@@ -1110,28 +1125,14 @@ async fn a_client_that_hangs_up_cancels_the_upstream_request() {
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
-    let acme = OrgId::new("acme").unwrap();
-    vault.create_org(&acme, None, "test").await.unwrap();
-    let mut c = NewCredential::new(
-        acme.clone(),
-        Provider::get("openai").unwrap(),
-        CredentialName::new("main").unwrap(),
-        Some(OPENAI_KEY.into()),
-    );
-    c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
-    vault.add_credential(c, "test").await.unwrap();
-    let (token, _) = vault
-        .create_gateway_token(&acme, "app", &[], None, None, "test")
-        .await
-        .unwrap();
+    let Acme {
+        vault, token, _dir, ..
+    } = acme(upstream).await;
     let addr = start(AppState::new(vault.clone())).await;
 
     let mut resp = client()
         .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
-        .bearer_auth(token.expose_secret())
+        .bearer_auth(&token)
         .json(&json!({"stream": true}))
         .send()
         .await

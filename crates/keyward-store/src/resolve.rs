@@ -98,6 +98,29 @@ impl GatewayCandidates {
     }
 }
 
+/// The order of `live` (credentials of `entry`) under `strategy`, or the organization's; takes
+/// a round-robin turn.
+fn ordered<'a>(
+    entry: &Entry,
+    live: impl Iterator<Item = &'a Live>,
+    strategy: Option<keyward_core::resolve::Strategy>,
+) -> Vec<usize> {
+    let candidates: Vec<Candidate> = live
+        .map(|c| Candidate {
+            priority: c.priority,
+            weight: c.weight,
+            created_at: c.created_at.0,
+        })
+        .collect();
+    let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
+    order(
+        &candidates,
+        strategy.unwrap_or(entry.strategy),
+        turn,
+        fastrand::u64(..),
+    )
+}
+
 impl Vault {
     /// The organization's active credentials for `provider`, in the organization's strategy's
     /// order, from the cache; no environment fallback. Not audited: for the gateway, which
@@ -119,17 +142,7 @@ impl Vault {
             }
             .into());
         }
-        let candidates: Vec<Candidate> = entry
-            .live
-            .iter()
-            .map(|c| Candidate {
-                priority: c.priority,
-                weight: c.weight,
-                created_at: c.created_at.0,
-            })
-            .collect();
-        let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
-        let order = order(&candidates, entry.strategy, turn, fastrand::u64(..));
+        let order = ordered(&entry, entry.live.iter(), None);
         Ok(GatewayCandidates {
             entry,
             order,
@@ -241,17 +254,7 @@ impl Vault {
             })
             .collect();
         if !matching.is_empty() {
-            let candidates: Vec<Candidate> = matching
-                .iter()
-                .map(|c| Candidate {
-                    priority: c.priority,
-                    weight: c.weight,
-                    created_at: c.created_at.0,
-                })
-                .collect();
-            let turn = entry.turn.fetch_add(1, Ordering::Relaxed);
-            let strategy = req.strategy.unwrap_or(entry.strategy);
-            return Ok(order(&candidates, strategy, turn, fastrand::u64(..))
+            return Ok(ordered(&entry, matching.iter().copied(), req.strategy)
                 .into_iter()
                 .map(|i| {
                     let chosen = matching[i];

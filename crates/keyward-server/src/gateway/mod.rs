@@ -789,34 +789,34 @@ async fn proxy(
             tokio::time::timeout(options.first_byte_timeout, gw.client.request(upstream)).await;
         let response = match outcome {
             Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                tracing::warn!(provider = provider.id, served = served_id, error = %e, "upstream request failed");
+            failed => {
+                let (reason, status, message) = match failed {
+                    Ok(Err(e)) => {
+                        tracing::warn!(provider = provider.id, served = served_id, error = %e, "upstream request failed");
+                        (
+                            "unreachable",
+                            StatusCode::BAD_GATEWAY,
+                            "the provider could not be reached",
+                        )
+                    }
+                    _ => {
+                        tracing::warn!(
+                            provider = provider.id,
+                            served = served_id,
+                            "upstream did not answer in time"
+                        );
+                        (
+                            "timeout",
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "the provider did not answer in time",
+                        )
+                    }
+                };
                 gw.usage.record(subject, served_id, &view.org, 0);
                 if more {
-                    gw.count("failovers", provider.id, "unreachable");
+                    gw.count("failovers", provider.id, reason);
                 }
-                last = Some(provider_error(
-                    provider,
-                    StatusCode::BAD_GATEWAY,
-                    "the provider could not be reached",
-                ));
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(
-                    provider = provider.id,
-                    served = served_id,
-                    "upstream did not answer in time"
-                );
-                gw.usage.record(subject, served_id, &view.org, 0);
-                if more {
-                    gw.count("failovers", provider.id, "timeout");
-                }
-                last = Some(provider_error(
-                    provider,
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "the provider did not answer in time",
-                ));
+                last = Some(provider_error(provider, status, message));
                 continue;
             }
         };
