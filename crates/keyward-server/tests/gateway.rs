@@ -66,11 +66,15 @@ async fn mock_provider() -> (SocketAddr, Arc<Seen>) {
                     )
                         .into_response();
                 }
+                let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
+                names.sort_unstable();
                 axum::Json(json!({
                     "object": "chat.completion",
                     "choices": [{"message": {"role": "assistant", "content": "hello"}}],
                     "seen_auth": auth,
                     "seen_model": req["model"],
+                    "seen_headers": names,
+                    "seen_content_length": headers.get("content-length").map(|v| v.to_str().unwrap().to_owned()),
                 }))
                 .into_response()
             }),
@@ -213,6 +217,39 @@ async fn the_gateway_token_is_swapped_for_the_organizations_key() {
         assert_eq!(body["seen_auth"], format!("authorization: Bearer {key}"));
         assert_eq!(body["seen_model"], "gpt-4o-mini");
     }
+    // Hop-by-hop headers (the fixed ones and those `Connection` names) stay behind; the
+    // others pass, and the body keeps its length.
+    let body = r#"{"model": "m"}"#;
+    let resp: Value = client()
+        .post(format!("{}/openai/v1/chat/completions", s.gateway))
+        .bearer_auth(&s.acme_token)
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "1")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("x-api-key", "kwg_another")
+        .header("openai-organization", "org-1")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<&str> = resp["seen_headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for gone in ["connection", "x-hop", "keep-alive", "te", "x-api-key"] {
+        assert!(!seen.contains(&gone), "{gone} forwarded: {seen:?}");
+    }
+    for kept in ["openai-organization", "content-type", "authorization"] {
+        assert!(seen.contains(&kept), "{kept} dropped: {seen:?}");
+    }
+    assert_eq!(resp["seen_content_length"], body.len().to_string());
     // Anthropic: the token comes as x-api-key, the key goes as x-api-key, other headers pass.
     let body: Value = client()
         .post(format!("{}/anthropic/v1/messages", s.gateway))

@@ -361,9 +361,17 @@ const CREDENTIAL_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("api-key"),
 ];
 
-/// Removes every header named in `names` (all values of each).
-fn strip(headers: &mut HeaderMap, names: &[HeaderName]) {
-    for name in names {
+/// Removes the hop-by-hop headers: the fixed list, and any the `Connection` header names
+/// (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
     }
 }
@@ -706,8 +714,10 @@ async fn proxy(
     // The request's headers, less connection-level ones and any key; the query, less `key=`.
     let mut parts = parts;
     let mut headers = std::mem::take(&mut parts.headers);
-    strip(&mut headers, &HOP_BY_HOP);
-    strip(&mut headers, &CREDENTIAL_HEADERS);
+    strip_hop_by_hop(&mut headers);
+    for name in &CREDENTIAL_HEADERS {
+        headers.remove(name);
+    }
     let query: Vec<&str> = parts
         .uri
         .query()
@@ -876,7 +886,7 @@ async fn proxy(
             }
         }
         let (mut head, body) = response.into_parts();
-        strip(&mut head.headers, &HOP_BY_HOP);
+        strip_hop_by_hop(&mut head.headers);
         let (name, id) = match &up.served {
             Served::Credential(id) => ("x-keyward-credential", id.as_str()),
             Served::Target(t) => ("x-keyward-target", t.id.as_str()),
