@@ -100,24 +100,44 @@ impl AppState {
         }
     }
 
-    /// Writes usage every `usage_flush_interval` until the returned handle is aborted.
-    fn spawn_usage_writer(&self) -> tokio::task::JoinHandle<()> {
+    /// Writes usage every `usage_flush_interval` until told to stop; a flush under way
+    /// finishes first, so no batch is lost between taking it and writing it.
+    fn spawn_usage_writer(&self) -> UsageWriter {
         let state = self.clone();
         let every = self.shared.gateway.options().usage_flush_interval;
-        tokio::spawn(async move {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tick.tick().await;
-                state.flush_usage().await;
+                tokio::select! {
+                    _ = tick.tick() => state.flush_usage().await,
+                    _ = &mut stopped => break,
+                }
             }
-        })
+            state.flush_usage().await;
+        });
+        UsageWriter { stop, task }
     }
 
     /// Also accepts HS256 JWTs signed with these keys.
     #[must_use]
     pub fn with_jwt_keys(self, keys: JwtKeys) -> Self {
         self.rebuilt(|s| s.jwt = Arc::new(keys))
+    }
+}
+
+/// The background task that writes gateway usage.
+struct UsageWriter {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UsageWriter {
+    /// Stops it after a last write.
+    async fn finish(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
@@ -202,8 +222,7 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    writer.abort();
-    state.flush_usage().await;
+    writer.finish().await;
     served
 }
 
@@ -221,7 +240,6 @@ pub async fn serve_tls(
     )
     .with_graceful_shutdown(shutdown)
     .await;
-    writer.abort();
-    state.flush_usage().await;
+    writer.finish().await;
     served
 }

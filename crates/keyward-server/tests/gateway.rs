@@ -564,14 +564,20 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
         4,
         "no retry of keys that are cooling down"
     );
-    let events = vault
-        .list_events(
-            &"category=secret_access,outcome=failure".parse().unwrap(),
-            10,
-        )
-        .await
-        .unwrap();
+    // Audited beside the requests, once per key set aside (not again while it is).
+    let events = eventually(|| async {
+        let events = vault
+            .list_events(
+                &"category=secret_access,outcome=failure".parse().unwrap(),
+                10,
+            )
+            .await
+            .unwrap();
+        (events.len() >= 2).then_some(events)
+    })
+    .await;
     let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
     assert!(
         actions.contains(&"gateway_key_failing") && actions.contains(&"gateway_cooldown"),
         "{actions:?}"
@@ -656,6 +662,7 @@ async fn start(state: AppState) -> SocketAddr {
 struct Moody {
     rate_limited: std::sync::atomic::AtomicBool,
     hits: AtomicUsize,
+    slow_hits: AtomicUsize,
 }
 
 async fn moody_provider() -> (SocketAddr, Arc<Moody>) {
@@ -664,7 +671,12 @@ async fn moody_provider() -> (SocketAddr, Arc<Moody>) {
     let app = axum::Router::new()
         .route(
             "/v1/chat/completions",
-            post(|State(m): State<Arc<Moody>>| async move {
+            post(|State(m): State<Arc<Moody>>, body: Body| async move {
+                // Read the whole body first, as a provider does before it answers; a request
+                // cut short is not one.
+                if axum::body::to_bytes(body, usize::MAX).await.is_err() {
+                    return StatusCode::BAD_REQUEST.into_response();
+                }
                 m.hits.fetch_add(1, Ordering::SeqCst);
                 if m.rate_limited.load(Ordering::SeqCst) {
                     return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "{}")
@@ -675,7 +687,8 @@ async fn moody_provider() -> (SocketAddr, Arc<Moody>) {
         )
         .route(
             "/v1/slow",
-            post(|| async {
+            post(|State(m): State<Arc<Moody>>| async move {
+                m.slow_hits.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 "too late"
             }),
@@ -753,10 +766,14 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
     }
     assert_eq!(moody.hits.load(Ordering::SeqCst), 4);
 
-    let recovered = vault
-        .list_events(&"action=gateway_key_recovered".parse().unwrap(), 10)
-        .await
-        .unwrap();
+    let recovered = eventually(|| async {
+        let events = vault
+            .list_events(&"action=gateway_key_recovered".parse().unwrap(), 10)
+            .await
+            .unwrap();
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
     assert_eq!(recovered.len(), 1, "one recovery, audited once");
     assert_eq!(recovered[0].target, format!("credential:{cred}"));
     assert_eq!(recovered[0].details["was"], "rate_limited");
@@ -773,15 +790,13 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
         "keyward_gateway_cooldowns_total{provider=\"openai\",reason=\"rate_limited\"} 1".to_owned(),
         "keyward_gateway_recoveries_total{provider=\"openai\",reason=\"rate_limited\"} 1"
             .to_owned(),
-        format!(
-            "keyward_gateway_usage_requests_total{{kind=\"credential\",id=\"{cred}\",status=\"200\"}} 3"
-        ),
-        format!(
-            "keyward_gateway_usage_requests_total{{kind=\"gateway_token\",id=\"{token_id}\",status=\"429\"}} 1"
-        ),
+        "keyward_gateway_requests_total{kind=\"credential\",provider=\"openai\",status=\"200\"} 3".to_owned(),
+        "keyward_gateway_requests_total{kind=\"gateway_token\",provider=\"openai\",status=\"429\"} 1".to_owned(),
     ] {
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
     }
+    // No organization's ids in what anyone can read.
+    assert!(!metrics.contains(cred.as_str()) && !metrics.contains(&token_id));
 
     // The counts reach the vault in the background, without a write per request.
     let usage = eventually(|| async {
@@ -888,8 +903,9 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .create_gateway_token(&acme, "app", &[], None, None, "test")
         .await
         .unwrap();
+    // One request a minute: probing another organization's targets must not use it up.
     let (globex_token, _) = vault
-        .create_gateway_token(&globex, "app", &[], None, None, "test")
+        .create_gateway_token(&globex, "app", &[], Some(1), None, "test")
         .await
         .unwrap();
     let (admin, _) = vault
@@ -942,16 +958,30 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["seen_auth"], format!("x-api-key: {ANTHROPIC_KEY}"));
 
-    // Another organization's token: the target does not exist for it.
+    // Another organization's token: the target does not exist for it, and its own limit is
+    // untouched. Without a token, a target that exists and one that does not look the same.
     let hits = seen.hits.load(Ordering::SeqCst);
-    let resp = chat("openai-primary", globex_token.expose_secret().to_owned())
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    for _ in 0..2 {
+        let resp = chat("claude", globex_token.expose_secret().to_owned())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    }
     let resp = chat("nope", acme_token.expose_secret().to_owned())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let anonymous = |target: &'static str| async move {
+        let resp = client()
+            .post(format!("http://{addr}/gateway/t/{target}/v1/messages"))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    };
+    let (known, unknown) = (anonymous("claude").await, anonymous("nope").await);
+    assert_eq!(known.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(known, unknown);
     assert_eq!(seen.hits.load(Ordering::SeqCst), hits, "upstream untouched");
 
     // Reloads that fail name what is wrong, and change nothing.
@@ -998,6 +1028,31 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
             "org: acme\ntargets: [\n".to_owned(),
             "not a valid gateway config (line",
         ),
+        // A key in the wrong field is refused without being quoted.
+        (
+            format!("org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: {{ env: \"{OPENAI_KEY}\" }}\n"),
+            "target 'a': secret_key_ref env: not an environment variable name",
+        ),
+        (
+            format!("org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: {{ store: \"{OPENAI_KEY}\" }}\n"),
+            "target 'a': secret_key_ref store: not a variable name",
+        ),
+        (
+            format!("org: acme\ntargets:\n  - id: \"{OPENAI_KEY}\"\n    provider: openai\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n"),
+            "targets[0]: the id must be",
+        ),
+        (
+            format!("org: acme\ntargets:\n  - id: a\n    provider: \"{OPENAI_KEY}\"\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n"),
+            "target 'a': provider is not a provider id",
+        ),
+        (
+            format!("org: acme\ntargets:\n  - id: a\n    provider: openai\n    base_url: \"{OPENAI_KEY}\"\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n"),
+            "target 'a': base_url is not an http(s) URL",
+        ),
+        (
+            format!("org: \"{OPENAI_KEY}\"\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n"),
+            "target 'a': org is not an organization slug",
+        ),
     ] {
         write(yaml);
         let (st, body) = reload().await;
@@ -1042,7 +1097,7 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .list_events(&"action=gateway_reload".parse().unwrap(), 20)
         .await
         .unwrap();
-    assert_eq!(reloads.len(), 9);
+    assert_eq!(reloads.len(), 15);
     assert_eq!(
         reloads
             .iter()
@@ -1180,4 +1235,56 @@ async fn a_client_that_hangs_up_cancels_the_upstream_request() {
     assert!(!dropped.load(Ordering::SeqCst), "streaming while read");
     drop(resp);
     eventually(|| async { dropped.load(Ordering::SeqCst).then_some(()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodies_get_413() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, moody) = moody_provider().await;
+    let a = acme(upstream).await;
+    let addr = start(AppState::new(a.vault.clone()).with_gateway(GatewayOptions {
+        first_byte_timeout: Duration::from_millis(300),
+        ..GatewayOptions::default()
+    }))
+    .await;
+    let post = |path: &'static str, body: Vec<u8>| {
+        client()
+            .post(format!("http://{addr}/gateway/openai/v1/{path}"))
+            .bearer_auth(&a.token)
+            .body(body)
+            .send()
+    };
+
+    // One key: a body over 10 MiB is the client's fault, not the provider's.
+    let resp = post("chat/completions", vec![b'x'; 11 * 1024 * 1024])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // A second key to fail over to.
+    let mut c = NewCredential::new(
+        a.org.clone(),
+        Provider::get("openai").unwrap(),
+        CredentialName::new("backup").unwrap(),
+        Some("sk-proj-UPSTREAMKEY-backup-012345".into()),
+    );
+    c.priority = 200;
+    c.fields
+        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    a.vault.add_credential(c, "test").await.unwrap();
+    // The provider took the request and went quiet: it is not sent to the next key (it could
+    // be generated, and billed, twice).
+    let resp = post("slow", b"{}".to_vec()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(moody.slow_hits.load(Ordering::SeqCst), 1, "sent once");
+    // Over the limit with two keys (the body is kept for failover): 413 as well.
+    let resp = post("chat/completions", vec![b'x'; 11 * 1024 * 1024])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        moody.hits.load(Ordering::SeqCst),
+        0,
+        "nothing too big reached the provider"
+    );
 }

@@ -33,16 +33,17 @@ impl Vault {
 }
 
 /// Starts listening (the first connection is made before this returns, so a bad URL fails the
-/// start); a task then clears the cache on every other process's notification, and also
-/// whenever the listening connection was lost and remade, since notifications sent meanwhile
-/// are gone. The task ends at the first notification after the vault is dropped.
+/// start); a task then clears the cache on every other process's notification. When the
+/// listening connection is lost, notifications sent meanwhile are gone: the task connects and
+/// listens again, and only then clears the cache, so that whatever changed during the gap is
+/// read afresh. The task is aborted when the vault is dropped.
 pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
     let mut listener = PgListener::connect(url)
         .await
         .map_err(|e| VaultError::Connect(crate::db::redact_url_error(&e)))?;
     listener.listen(CHANNEL).await?;
     let weak: Weak<Inner> = std::sync::Arc::downgrade(&vault.inner);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             let received = listener.try_recv().await;
             let Some(inner) = weak.upgrade() else { return };
@@ -52,21 +53,28 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
                         tracing::debug!("a change made elsewhere clears the resolution cache");
                         inner.cache.invalidate();
                     }
+                    continue;
                 }
-                Ok(None) => {
-                    tracing::warn!(
-                        "change notifications were interrupted; clearing the resolution cache"
-                    );
-                    inner.cache.invalidate();
-                }
+                Ok(None) => tracing::warn!("change notifications were interrupted; reconnecting"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot receive change notifications; retrying");
-                    inner.cache.invalidate();
-                    drop(inner);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::warn!(error = %e, "cannot receive change notifications; reconnecting");
                 }
+            }
+            inner.cache.invalidate();
+            drop(inner);
+            // Any statement on the listener reconnects it and listens again.
+            while let Err(e) = sqlx::query("SELECT 1").execute(&mut listener).await {
+                tracing::warn!(error = %e, "cannot reconnect for change notifications; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+            }
+            if let Some(inner) = weak.upgrade() {
+                inner.cache.invalidate();
             }
         }
     });
+    let _ = vault.inner.listener.set(task.abort_handle());
     Ok(())
 }

@@ -157,6 +157,16 @@ struct Inner {
     write_lock: Option<tokio::sync::Mutex<()>>,
     /// This process's name in change notifications, so that it skips its own.
     instance: String,
+    /// The task listening for other processes' changes, if any.
+    listener: std::sync::OnceLock<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.listener.get() {
+            task.abort();
+        }
+    }
 }
 
 /// Counters of this process's vault, for metrics.
@@ -190,6 +200,7 @@ impl Vault {
                 resolutions_failed: Default::default(),
                 write_lock: (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(())),
                 instance: new_id(),
+                listener: std::sync::OnceLock::new(),
             }),
         };
         if options.listen_for_changes
@@ -249,8 +260,11 @@ impl Vault {
         }
     }
 
-    /// Closes the connection pool.
+    /// Closes the connection pool (and stops listening for changes).
     pub async fn close(&self) {
+        if let Some(task) = self.inner.listener.get() {
+            task.abort();
+        }
         self.inner.pool.close().await;
     }
 }

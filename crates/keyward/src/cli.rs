@@ -125,6 +125,15 @@ pub(crate) enum TokenCommand {
     },
 }
 
+/// A duration such as `30s` or `2m`, more than zero.
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
 /// `keyward serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -142,13 +151,13 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "KEYWARD_GATEWAY_CONFIG")]
     pub(crate) gateway_config: Option<std::path::PathBuf>,
     /// Longest wait for a connection to a provider.
-    #[arg(long, env = "KEYWARD_GATEWAY_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "KEYWARD_GATEWAY_CONNECT_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub(crate) gateway_connect_timeout: std::time::Duration,
     /// Longest wait for a provider's response headers.
-    #[arg(long, env = "KEYWARD_GATEWAY_FIRST_BYTE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "KEYWARD_GATEWAY_FIRST_BYTE_TIMEOUT", default_value = "120s", value_parser = positive_duration)]
     pub(crate) gateway_first_byte_timeout: std::time::Duration,
     /// Longest silence within a provider's response body before it is closed.
-    #[arg(long, env = "KEYWARD_GATEWAY_IDLE_TIMEOUT", default_value = "120s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "KEYWARD_GATEWAY_IDLE_TIMEOUT", default_value = "120s", value_parser = positive_duration)]
     pub(crate) gateway_idle_timeout: std::time::Duration,
     /// How long resolved keys are cached. Writes through this server clear the cache at once,
     /// and on PostgreSQL so do writes through any other replica (LISTEN/NOTIFY); the time to

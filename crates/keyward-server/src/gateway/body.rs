@@ -12,13 +12,15 @@ use tokio::time::{Instant, Sleep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A body whose frames must come at most `idle` apart. The timer is only set when the
-/// upstream makes the client wait, so an answer that is already there costs no timer at all.
+/// A body whose upstream may keep the client waiting for at most `idle` at a time. The clock
+/// runs only while the body is asked for a frame and has none (a client slow to read is not the
+/// upstream's silence), and the timer is only set then, so an answer that is already there
+/// costs no timer at all.
 pub(crate) struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
-    /// When the last frame came (or the body started).
-    last: Instant,
+    /// Since when the client has been waiting for the next frame, if it is.
+    waiting_since: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -27,7 +29,7 @@ impl<B> IdleTimeout<B> {
         Self {
             inner,
             idle,
-            last: Instant::now(),
+            waiting_since: None,
             timer: None,
         }
     }
@@ -48,11 +50,11 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.last = Instant::now();
+                this.waiting_since = None;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                let deadline = this.last + this.idle;
+                let deadline = *this.waiting_since.get_or_insert_with(Instant::now) + this.idle;
                 let timer = match &mut this.timer {
                     Some(t) => {
                         if t.deadline() != deadline {

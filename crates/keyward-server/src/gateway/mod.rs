@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_core::audit::Outcome;
 use keyward_core::provider::AuthStyle;
-use keyward_core::{CredentialId, Provider};
+use keyward_core::{CredentialId, PROVIDERS, Provider};
 use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject, VaultError};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -422,9 +422,13 @@ impl Gateway {
     }
 
     /// Sets a credential aside for `wait`.
-    fn cool_down(&self, credential: &CredentialId, wait: Duration, why: Trouble) {
+    /// Sets a credential aside for `wait`; true if that is news (it was not already set aside
+    /// for the same reason), which is when it is worth an audit event.
+    fn cool_down(&self, credential: &CredentialId, wait: Duration, why: Trouble) -> bool {
         let mut cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
-        cooling.insert(credential.clone(), (Instant::now() + wait, why));
+        let now = Instant::now();
+        let before = cooling.insert(credential.clone(), (now + wait, why));
+        !matches!(before, Some((until, was)) if until > now && was == why)
     }
 
     /// Whether a credential that just served had been set aside: if so, it has recovered.
@@ -478,14 +482,13 @@ struct Upstream<'a> {
     key: Option<&'a SecretString>,
 }
 
-/// Checks the client's gateway token for `provider`: the token's view, or the answer to give.
-async fn authorize(
+/// Checks the client's gateway token: its view, or the answer to give (in `provider`'s shape).
+async fn authenticate(
     state: &AppState,
     provider: &'static Provider,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<Arc<GatewayTokenView>, Response> {
-    let gw = &state.shared.gateway;
     let Some(token) = gateway_token(headers, query) else {
         return Err(provider_error(
             provider,
@@ -493,31 +496,40 @@ async fn authorize(
             "a Keyward gateway token (kwg_...) is required",
         ));
     };
-    let view = match gw.check_token(state, token).await {
-        Ok(Some(v)) => v,
-        Ok(None) => {
-            return Err(provider_error(
-                provider,
-                StatusCode::UNAUTHORIZED,
-                "unknown, revoked or expired gateway token",
-            ));
-        }
+    match state.shared.gateway.check_token(state, token).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(provider_error(
+            provider,
+            StatusCode::UNAUTHORIZED,
+            "unknown, revoked or expired gateway token",
+        )),
         Err(e) => {
             tracing::error!(error = %e, "gateway token lookup failed");
-            return Err(provider_error(
+            Err(provider_error(
                 provider,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the gateway cannot check tokens right now",
-            ));
+            ))
         }
-    };
+    }
+}
+
+/// Whether the token's request may go to `provider`: its provider allow-list, then its
+/// per-minute window (counted only here, once the request is one it may make). `Some` is the
+/// refusal to answer with.
+fn refusal(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+) -> Option<Response> {
+    let gw = &state.shared.gateway;
     let refused = if !view.allows(provider) {
-        Some(provider_error(
+        provider_error(
             provider,
             StatusCode::FORBIDDEN,
             &format!("this gateway token may not use {}", provider.id),
-        ))
-    } else if !gw.within_rate(&view) {
+        )
+    } else if !gw.within_rate(view) {
         let mut r = provider_error(
             provider,
             StatusCode::TOO_MANY_REQUESTS,
@@ -525,20 +537,18 @@ async fn authorize(
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        Some(r)
+        r
     } else {
-        None
+        return None;
     };
-    if let Some(r) = refused {
-        gw.usage.record(
-            UsageSubject::GatewayToken,
-            &view.id,
-            &view.org,
-            r.status().as_u16(),
-        );
-        return Err(r);
-    }
-    Ok(view)
+    gw.usage.record(
+        UsageSubject::GatewayToken,
+        &view.id,
+        &view.org,
+        provider.id,
+        refused.status().as_u16(),
+    );
+    Some(refused)
 }
 
 /// Refuses providers whose requests need signing, which the gateway does not do.
@@ -578,10 +588,13 @@ pub(crate) async fn forward(
         return r;
     }
     let (parts, body) = req.into_parts();
-    let view = match authorize(&state, provider, &parts.headers, parts.uri.query()).await {
+    let view = match authenticate(&state, provider, &parts.headers, parts.uri.query()).await {
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Some(r) = refusal(&state, provider, &view) {
+        return r;
+    }
 
     // The organization's keys, in its strategy's order, from the resolution cache; keys
     // cooling down go last.
@@ -589,11 +602,13 @@ pub(crate) async fn forward(
         Ok(c) => c,
         Err(VaultError::NoCredential(e)) => {
             let r = provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-            state
-                .shared
-                .gateway
-                .usage
-                .record(UsageSubject::GatewayToken, &view.id, &view.org, 503);
+            state.shared.gateway.usage.record(
+                UsageSubject::GatewayToken,
+                &view.id,
+                &view.org,
+                provider.id,
+                503,
+            );
             return r;
         }
         Err(e) => {
@@ -621,6 +636,7 @@ pub(crate) async fn forward(
         UsageSubject::GatewayToken,
         &view.id,
         &view.org,
+        provider.id,
         response.status().as_u16(),
     );
     response
@@ -633,27 +649,27 @@ pub(crate) async fn forward_target(
     req: Request,
 ) -> Response {
     let targets = state.shared.gateway.targets();
-    let not_found = || {
-        (
-            StatusCode::NOT_FOUND,
-            axum::Json(
-                json!({ "error": { "message": format!("unknown gateway target {target_id:?}") } }),
-            ),
-        )
-            .into_response()
-    };
-    let Some(target) = targets.by_id.get(&target_id).cloned() else {
-        return not_found();
-    };
-    let provider = target.provider;
+    let target = targets.by_id.get(&target_id).cloned();
+    // Until the token is known to be of the target's organization, answers do not depend on
+    // the target (whether it exists, its provider): they take OpenAI's shape, which is what
+    // most SDKs speak.
+    let shape = &PROVIDERS[0];
     let (parts, body) = req.into_parts();
-    let view = match authorize(&state, provider, &parts.headers, parts.uri.query()).await {
+    let view = match authenticate(&state, shape, &parts.headers, parts.uri.query()).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if view.org != target.org {
-        // Another organization's target does not exist, as far as this token can tell.
-        return not_found();
+    // Another organization's target does not exist, as far as this token can tell.
+    let Some(target) = target.filter(|t| t.org == view.org) else {
+        return provider_error(
+            shape,
+            StatusCode::NOT_FOUND,
+            &format!("unknown gateway target {target_id:?}"),
+        );
+    };
+    let provider = target.provider;
+    if let Some(r) = refusal(&state, provider, &view) {
+        return r;
     }
     let upstream = Upstream {
         base: &target.base_url,
@@ -665,9 +681,22 @@ pub(crate) async fn forward_target(
         UsageSubject::GatewayToken,
         &view.id,
         &view.org,
+        provider.id,
         response.status().as_u16(),
     );
     response
+}
+
+/// Whether a failed upstream request failed because the client's body went over the limit.
+fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The provider's auth header for `key`.
@@ -744,18 +773,20 @@ async fn proxy(
         None
     };
 
+    // Events about keys are written beside the request, not in its way (on SQLite they would
+    // queue behind every other writer).
     let audit = |credential: CredentialId, action: &'static str, outcome, details| {
         let vault = state.vault.clone();
         let actor = format!("gateway_token:{}", view.id);
         let org = view.org.clone();
-        async move {
+        tokio::spawn(async move {
             if let Err(e) = vault
                 .record_gateway_event(&actor, &org, &credential, action, outcome, details)
                 .await
             {
                 tracing::warn!(error = %e, action, "cannot audit a gateway key event");
             }
-        }
+        });
     };
     let mut retried_auth = false;
     let mut last: Option<Response> = None;
@@ -797,42 +828,60 @@ async fn proxy(
         *upstream.headers_mut() = headers;
         let outcome =
             tokio::time::timeout(options.first_byte_timeout, gw.client.request(upstream)).await;
+        // Only a request that never reached the provider (no connection) goes on to the next
+        // key: one that may have been received is not sent twice (it could be generated, and
+        // billed, twice).
         let response = match outcome {
             Ok(Ok(r)) => r,
-            failed => {
-                let (reason, status, message) = match failed {
-                    Ok(Err(e)) => {
-                        tracing::warn!(provider = provider.id, served = served_id, error = %e, "upstream request failed");
-                        (
-                            "unreachable",
-                            StatusCode::BAD_GATEWAY,
-                            "the provider could not be reached",
-                        )
-                    }
-                    _ => {
-                        tracing::warn!(
-                            provider = provider.id,
-                            served = served_id,
-                            "upstream did not answer in time"
-                        );
-                        (
-                            "timeout",
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "the provider did not answer in time",
-                        )
-                    }
-                };
-                gw.usage.record(subject, served_id, &view.org, 0);
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "cannot connect to the provider");
+                gw.usage
+                    .record(subject, served_id, &view.org, provider.id, 0);
                 if more {
-                    gw.count("failovers", provider.id, reason);
+                    gw.count("failovers", provider.id, "unreachable");
                 }
-                last = Some(provider_error(provider, status, message));
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider could not be reached",
+                ));
                 continue;
+            }
+            Ok(Err(e)) if caused_by_body_limit(&e) => {
+                return provider_error(
+                    provider,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the request body is too large",
+                );
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "the provider's answer failed");
+                gw.usage
+                    .record(subject, served_id, &view.org, provider.id, 0);
+                return provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider's answer failed",
+                );
+            }
+            Err(_) => {
+                tracing::warn!(
+                    provider = provider.id,
+                    served = served_id,
+                    "upstream did not answer in time"
+                );
+                gw.usage
+                    .record(subject, served_id, &view.org, provider.id, 0);
+                return provider_error(
+                    provider,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the provider did not answer in time",
+                );
             }
         };
         let status = response.status();
         gw.usage
-            .record(subject, served_id, &view.org, status.as_u16());
+            .record(subject, served_id, &view.org, provider.id, status.as_u16());
         if let Served::Credential(id) = &up.served {
             let trouble = match status.as_u16() {
                 401 | 403 if !retried_auth => {
@@ -854,19 +903,19 @@ async fn proxy(
                 _ => None,
             };
             if let Some((why, wait)) = trouble {
-                gw.cool_down(id, wait, why);
-                gw.count("cooldowns", provider.id, why.as_str());
-                let action = match why {
-                    Trouble::RateLimited => "gateway_cooldown",
-                    Trouble::Failing => "gateway_key_failing",
-                };
-                audit(
-                    (*id).clone(),
-                    action,
-                    Outcome::Failure,
-                    json!({ "provider": provider.id, "status": status.as_u16(), "cooldown_seconds": wait.as_secs() }),
-                )
-                .await;
+                if gw.cool_down(id, wait, why) {
+                    gw.count("cooldowns", provider.id, why.as_str());
+                    let action = match why {
+                        Trouble::RateLimited => "gateway_cooldown",
+                        Trouble::Failing => "gateway_key_failing",
+                    };
+                    audit(
+                        (*id).clone(),
+                        action,
+                        Outcome::Failure,
+                        json!({ "provider": provider.id, "status": status.as_u16(), "cooldown_seconds": wait.as_secs() }),
+                    );
+                }
                 if more {
                     gw.count("failovers", provider.id, why.as_str());
                     continue;
@@ -881,8 +930,7 @@ async fn proxy(
                     "gateway_key_recovered",
                     Outcome::Success,
                     json!({ "provider": provider.id, "status": status.as_u16(), "was": was.as_str() }),
-                )
-                .await;
+                );
             }
         }
         let (mut head, body) = response.into_parts();

@@ -111,23 +111,40 @@ impl Targets {
             }
         })?;
         let mut by_id = HashMap::new();
-        for spec in file.targets {
+        for (i, spec) in file.targets.into_iter().enumerate() {
+            // Messages name what is wrong, and quote a value only when it is plainly a name:
+            // a key pasted into the wrong field must not reach a log.
             let id = spec.id.trim().to_owned();
             if id.is_empty()
                 || id.len() > 64
                 || !id
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+                || looks_like_a_key(&id)
             {
                 return Err(err(format!(
-                    "target id {id:?} must be 1 to 64 letters, digits, '-', '_' or '.'"
+                    "targets[{i}]: the id must be 1 to 64 letters, digits, '-', '_' or '.'"
                 )));
             }
             let terr = |m: String| err(format!("target '{id}': {m}"));
             if by_id.contains_key(&id) {
                 return Err(terr("the id is used twice".into()));
             }
-            let provider = Provider::get(&spec.provider).map_err(|e| terr(e.to_string()))?;
+            let provider = Provider::get(&spec.provider).map_err(|_| {
+                let named = spec.provider.len() <= 32
+                    && spec
+                        .provider
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c == '_');
+                terr(if named {
+                    format!(
+                        "unknown provider '{}' (see `keyward providers`)",
+                        spec.provider
+                    )
+                } else {
+                    "provider is not a provider id (see `keyward providers`)".into()
+                })
+            })?;
             if matches!(
                 provider.auth,
                 AuthStyle::ServiceAccount | AuthStyle::AwsSigV4
@@ -141,7 +158,8 @@ impl Targets {
                 .org
                 .or_else(|| file.org.clone())
                 .ok_or_else(|| terr("no org: set `org:` on the target or at the top".into()))?;
-            let org = OrgId::new(&org).map_err(|e| terr(e.to_string()))?;
+            let org =
+                OrgId::new(&org).map_err(|_| terr("org is not an organization slug".into()))?;
             let base_url = spec
                 .base_url
                 .or_else(|| provider.default_base_url.map(str::to_owned))
@@ -150,9 +168,9 @@ impl Targets {
             let valid_url = reqwest::Url::parse(&base_url)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
             if !valid_url || base_url.contains(['?', '#']) {
-                return Err(terr(format!(
-                    "base_url {base_url:?} is not an http(s) URL without query"
-                )));
+                return Err(terr(
+                    "base_url is not an http(s) URL without query or fragment".into(),
+                ));
             }
             let key = match (spec.secret_key_ref, provider.auth) {
                 (None, AuthStyle::None) => None,
@@ -164,7 +182,15 @@ impl Targets {
                 }
                 (Some(r), _) => Some(match (r.store, r.env) {
                     (Some(name), None) => {
-                        let var = VarName::new(&name).map_err(|e| terr(e.to_string()))?;
+                        let var = VarName::new(&name)
+                            .ok()
+                            .filter(|_| !looks_like_a_key(&name))
+                            .ok_or_else(|| {
+                                terr(
+                                    "secret_key_ref store: not a variable name (A-Z, 0-9, _)"
+                                        .into(),
+                                )
+                            })?;
                         let found = vault
                             .get_var(&var, Some(&org), true, "gateway:config")
                             .await
@@ -180,14 +206,26 @@ impl Targets {
                             ))
                         })?
                     }
-                    (None, Some(name)) => match env(&name) {
-                        Some(v) if !v.trim().is_empty() => SecretString::from(v),
-                        _ => {
-                            return Err(terr(format!(
-                                "secret_key_ref env {name}: the environment variable {name} is not set"
-                            )));
+                    (None, Some(name)) => {
+                        let valid = !name.is_empty()
+                            && name.len() <= 128
+                            && !name.starts_with(|c: char| c.is_ascii_digit())
+                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                            && !looks_like_a_key(&name);
+                        if !valid {
+                            return Err(terr(
+                                "secret_key_ref env: not an environment variable name".into(),
+                            ));
                         }
-                    },
+                        match env(&name) {
+                            Some(v) if !v.trim().is_empty() => SecretString::from(v),
+                            _ => {
+                                return Err(terr(format!(
+                                    "secret_key_ref env {name}: the environment variable {name} is not set"
+                                )));
+                            }
+                        }
+                    }
                     _ => {
                         return Err(terr(
                             "secret_key_ref takes exactly one of store: VAR and env: VAR".into(),
@@ -215,6 +253,16 @@ impl Targets {
         ids.sort();
         ids
     }
+}
+
+/// Whether a name could be a key put in the wrong field: long, and mixing lowercase,
+/// uppercase and digits the way random keys do and names (`OPENAI_API_KEY`, `openai-primary`)
+/// do not.
+fn looks_like_a_key(name: &str) -> bool {
+    name.len() >= 20
+        && name.chars().any(|c| c.is_ascii_lowercase())
+        && name.chars().any(|c| c.is_ascii_uppercase())
+        && name.chars().any(|c| c.is_ascii_digit())
 }
 
 /// The parser's complaint, without any value it quotes from the file (a key pasted into the

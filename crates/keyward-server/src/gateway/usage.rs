@@ -32,20 +32,33 @@ struct Counts {
     /// Not yet written, by status.
     pending: BTreeMap<u16, u64>,
     last_used_at: Millis,
-    /// Since this process started, by status (for `/metrics`).
-    total: BTreeMap<u16, u64>,
 }
 
 /// The gateway's usage counters.
 #[derive(Debug, Default)]
 pub(crate) struct UsageCounter {
     by_subject: Mutex<[HashMap<String, Counts>; 3]>,
+    /// Since this process started, by (kind, provider, status), for `/metrics`: no ids there,
+    /// since `/metrics` is open to anyone who can reach the server, and one organization's
+    /// ids are none of another's business.
+    totals: Mutex<BTreeMap<(UsageSubject, &'static str, u16), u64>>,
 }
 
 impl UsageCounter {
-    /// Counts one request of `id` that got `status` (0: no answer).
-    pub(crate) fn record(&self, subject: UsageSubject, id: &str, org: &OrgId, status: u16) {
+    /// Counts one request of `id` (to `provider`) that got `status` (0: no answer).
+    pub(crate) fn record(
+        &self,
+        subject: UsageSubject,
+        id: &str,
+        org: &OrgId,
+        provider: &'static str,
+        status: u16,
+    ) {
         let now = Millis::now();
+        {
+            let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+            *totals.entry((subject, provider, status)).or_default() += 1;
+        }
         let mut maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
         let map = &mut maps[slot(subject)];
         let counts = match map.get_mut(id) {
@@ -54,11 +67,9 @@ impl UsageCounter {
                 org: org.clone(),
                 pending: BTreeMap::new(),
                 last_used_at: now,
-                total: BTreeMap::new(),
             }),
         };
         *counts.pending.entry(status).or_default() += 1;
-        *counts.total.entry(status).or_default() += 1;
         counts.last_used_at = now;
     }
 
@@ -97,7 +108,6 @@ impl UsageCounter {
                         org: d.org,
                         pending: BTreeMap::from([(d.status, d.requests)]),
                         last_used_at: d.last_used_at,
-                        total: BTreeMap::new(),
                     },
                 );
             } else {
@@ -108,23 +118,18 @@ impl UsageCounter {
         }
     }
 
-    /// `keyward_gateway_usage_requests_total`, labelled with ids (never names or keys).
+    /// `keyward_gateway_requests_total` by kind (credential: each upstream attempt; gateway
+    /// token: each request, with the status its client got; target), provider and status.
     pub(crate) fn render(&self, out: &mut String) {
-        out.push_str("# HELP keyward_gateway_usage_requests_total Gateway requests by credential, gateway token or static target, and upstream status (0: no answer).\n");
-        out.push_str("# TYPE keyward_gateway_usage_requests_total counter\n");
-        let maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
-        for (subject, map) in SUBJECTS.iter().zip(maps.iter()) {
-            let mut ids: Vec<&String> = map.keys().collect();
-            ids.sort();
-            for id in ids {
-                for (status, n) in &map[id].total {
-                    let _ = writeln!(
-                        out,
-                        "keyward_gateway_usage_requests_total{{kind=\"{}\",id=\"{id}\",status=\"{status}\"}} {n}",
-                        subject.as_str()
-                    );
-                }
-            }
+        out.push_str("# HELP keyward_gateway_requests_total Gateway requests by what they count against (credential: each upstream attempt; gateway_token: each request; target), provider and status (0: no answer). Per-id counts are in the API (GET /api/v1/orgs/{org}/usage).\n");
+        out.push_str("# TYPE keyward_gateway_requests_total counter\n");
+        let totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
+        for ((subject, provider, status), n) in totals.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_gateway_requests_total{{kind=\"{}\",provider=\"{provider}\",status=\"{status}\"}} {n}",
+                subject.as_str()
+            );
         }
     }
 }

@@ -384,6 +384,10 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
     let config_arg = config.display().to_string();
     let env = [("KW_TEST_TARGET_KEY", "sk-proj-TARGETKEY-0123456789abcdef")];
 
+    // A zero timeout would fail every request: refused.
+    let err = s.fails(&["serve", "--gateway-idle-timeout", "0s"], &[]);
+    assert!(err.contains("must be more than zero"), "{err}");
+
     // A reference to a variable that is not set stops the start, naming it.
     std::fs::write(
         &config,
