@@ -503,21 +503,22 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
     );
 }
 
-/// Whether `python3` can import the OpenAI SDK. CI installs it (`pip install openai`) and sets
-/// `KEYWARD_TEST_REQUIRE_OPENAI_SDK=1`, so that there a missing SDK is a failure, not a skip.
-fn openai_sdk_available() -> bool {
+/// Whether `python3` can import `module` (an official SDK). CI installs them (`pip install
+/// openai anthropic`) and sets `KEYWARD_TEST_REQUIRE_PYTHON_SDKS=1`, so that there a missing SDK
+/// is a failure, not a skip.
+fn python_sdk_available(module: &str) -> bool {
     let found = std::process::Command::new("python3")
-        .args(["-c", "import openai"])
+        .args(["-c", &format!("import {module}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     if !found {
         assert!(
-            std::env::var("KEYWARD_TEST_REQUIRE_OPENAI_SDK").as_deref() != Ok("1"),
-            "KEYWARD_TEST_REQUIRE_OPENAI_SDK=1 but python3 cannot import openai (pip install openai)"
+            std::env::var("KEYWARD_TEST_REQUIRE_PYTHON_SDKS").as_deref() != Ok("1"),
+            "KEYWARD_TEST_REQUIRE_PYTHON_SDKS=1 but python3 cannot import {module} (pip install {module})"
         );
-        eprintln!("skipping the OpenAI SDK run: python3 cannot import openai");
+        eprintln!("skipping the {module} SDK run: python3 cannot import {module}");
     }
     found
 }
@@ -539,7 +540,7 @@ except APIStatusError as e:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
-    if !openai_sdk_available() {
+    if !python_sdk_available("openai") {
         return;
     }
     let mut s = Sandbox::sqlite();
@@ -642,6 +643,126 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
     assert_eq!(
         out.trim(),
         "error: 503 no active credential for provider 'openai_compatible' in organization 'acme', and the environment fallback is off"
+    );
+    let log = server.stop();
+    assert!(!log.contains("SDKKEY") && !log.contains(&gw));
+}
+
+/// An Anthropic-shaped provider: `/v1/messages`, plain and streamed (the SDK's event types).
+/// It answers only to the organization's key and an `anthropic-version` header.
+async fn mock_anthropic(key: &'static str) -> SocketAddr {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        post(move |headers: HeaderMap, body: String| async move {
+            let ok = headers.get("x-api-key").is_some_and(|v| v == key)
+                && headers.contains_key("anthropic-version")
+                && !headers.contains_key("authorization");
+            if !ok {
+                return (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})),
+                )
+                    .into_response();
+            }
+            let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": req["model"],
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 1, "output_tokens": 1}});
+            if req["stream"] == true {
+                let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+                let events = [
+                    event("message_start", json!({"type": "message_start", "message": message})),
+                    event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+                    event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}})),
+                    event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}})),
+                    event("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+                    event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}})),
+                    event("message_stop", json!({"type": "message_stop"})),
+                ];
+                let stream = futures_util::stream::iter(events.map(Ok::<_, std::io::Error>));
+                return ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response();
+            }
+            let mut full = message;
+            full["content"] = json!([{"type": "text", "text": "Hello"}]);
+            full["stop_reason"] = json!("end_turn");
+            axum::Json(full).into_response()
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+const ANTHROPIC_SCRIPT: &str = r#"
+import os
+from anthropic import Anthropic
+client = Anthropic(base_url=os.environ["GATEWAY"], api_key=os.environ["GW_TOKEN"], max_retries=0, timeout=20)
+messages = [{"role": "user", "content": "Say hello"}]
+m = client.messages.create(model="claude-x", max_tokens=16, messages=messages)
+print("message:", m.content[0].text)
+with client.messages.stream(model="claude-x", max_tokens=16, messages=messages) as stream:
+    print("streamed:", "".join(stream.text_stream))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_python_sdk_works_through_the_gateway() {
+    if !python_sdk_available("anthropic") {
+        return;
+    }
+    const KEY: &str = "sk-ant-api03-SDKKEY-0123456789abcdef";
+    let mut s = Sandbox::sqlite();
+    let master = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), master);
+    let upstream = mock_anthropic(KEY).await;
+    s.ok(&["org", "create", "acme"]);
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "anthropic",
+            "--name",
+            "main",
+            "--base-url",
+            &format!("http://{upstream}"),
+        ],
+        &format!("{KEY}\n"),
+        &[],
+    );
+    let gw = s
+        .ok(&[
+            "gateway-token",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "app",
+            "--providers",
+            "anthropic",
+        ])
+        .trim()
+        .to_owned();
+    let server = Server::start(&s, &[], &[]);
+    let out = std::process::Command::new("python3")
+        .args(["-c", ANTHROPIC_SCRIPT])
+        .env("GATEWAY", format!("{}/gateway/anthropic", server.url))
+        .env("GW_TOKEN", &gw)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "message: Hello\nstreamed: Hello\n"
     );
     let log = server.stop();
     assert!(!log.contains("SDKKEY") && !log.contains(&gw));
