@@ -807,9 +807,14 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
     let of = |id: &str| usage.iter().find(|u| u.id == id).unwrap().clone();
     let c = of(cred.as_str());
     assert_eq!(c.subject, UsageSubject::Credential);
+    assert_eq!(
+        (c.name.as_deref(), c.provider.as_deref()),
+        (Some("main"), Some("openai"))
+    );
     assert_eq!(c.statuses, [("200".into(), 3), ("429".into(), 1)].into());
     let t = of(&token_id);
     assert_eq!(t.subject, UsageSubject::GatewayToken);
+    assert_eq!(t.name.as_deref(), Some("app"));
     assert_eq!(t.requests, 4);
     let listed = vault.list_gateway_tokens(Some(&acme)).await.unwrap();
     assert_eq!(listed[0].last_used_at, Some(t.last_used_at));

@@ -66,6 +66,12 @@ pub struct Usage {
     pub subject: UsageSubject,
     /// The credential's or token's id.
     pub id: String,
+    /// The credential's or token's name, the target's id; `None` once it is deleted.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The credential's provider.
+    #[serde(default)]
+    pub provider: Option<String>,
     /// Requests in all.
     pub requests: u64,
     /// The latest request, in milliseconds since the epoch.
@@ -140,11 +146,42 @@ impl Vault {
                 }
                 _ => out.push(Usage {
                     subject,
+                    name: (subject == UsageSubject::Target).then(|| id.clone()),
+                    provider: None,
                     id,
                     requests,
                     last_used_at: last,
                     statuses: BTreeMap::from([(status.to_string(), requests)]),
                 }),
+            }
+        }
+        // Names, for people; what was deleted keeps its counts and loses its name.
+        let creds = sqlx::query("SELECT id, name, provider FROM credentials WHERE org_id = $1")
+            .bind(org.as_str())
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let mut names: std::collections::HashMap<(UsageSubject, String), (String, Option<String>)> =
+            std::collections::HashMap::new();
+        for r in &creds {
+            names.insert(
+                (UsageSubject::Credential, r.try_get("id")?),
+                (r.try_get("name")?, Some(r.try_get("provider")?)),
+            );
+        }
+        let tokens = sqlx::query("SELECT id, name FROM gateway_tokens WHERE org = $1")
+            .bind(org.as_str())
+            .fetch_all(&self.inner.pool)
+            .await?;
+        for r in &tokens {
+            names.insert(
+                (UsageSubject::GatewayToken, r.try_get("id")?),
+                (r.try_get("name")?, None),
+            );
+        }
+        for u in &mut out {
+            if let Some((name, provider)) = names.remove(&(u.subject, u.id.clone())) {
+                u.name = Some(name);
+                u.provider = provider;
             }
         }
         out.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.id.cmp(&b.id)));

@@ -140,11 +140,21 @@ pub(crate) async fn gateway(backend: &Backend, cmd: GatewayCommand) -> Result<Ex
             if json {
                 print_json(&usage)?;
             } else {
-                let mut t = Table::new(["KIND", "ID", "REQUESTS", "LAST USED", "BY STATUS"]);
+                let mut t = Table::new([
+                    "KIND",
+                    "ID",
+                    "NAME",
+                    "PROVIDER",
+                    "REQUESTS",
+                    "LAST USED",
+                    "BY STATUS",
+                ]);
                 for u in usage {
                     t.row([
                         u.subject.as_str().to_owned(),
                         u.id,
+                        u.name.unwrap_or_else(|| "(deleted)".into()),
+                        u.provider.unwrap_or_else(|| "-".into()),
                         u.requests.to_string(),
                         time(u.last_used_at),
                         u.statuses

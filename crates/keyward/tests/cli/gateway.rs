@@ -633,7 +633,11 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
     .await;
     let table = s.ok(&["gateway", "usage", "--org", "acme"]);
     assert!(
-        table.contains("credential") && table.contains("gateway_token") && table.contains("200:2"),
+        table.contains("credential")
+            && table.contains("local")
+            && table.contains("gateway_token")
+            && table.contains("chat-ui")
+            && table.contains("200:2"),
         "{table}"
     );
 
