@@ -104,7 +104,13 @@ impl AppState {
     /// finishes first, so no batch is lost between taking it and writing it.
     fn spawn_usage_writer(&self) -> UsageWriter {
         let state = self.clone();
-        let every = self.shared.gateway.options().usage_flush_interval;
+        // `interval` refuses zero.
+        let every = self
+            .shared
+            .gateway
+            .options()
+            .usage_flush_interval
+            .max(std::time::Duration::from_millis(1));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -706,6 +706,8 @@ async fn moody_provider() -> (SocketAddr, Arc<Moody>) {
                 )
             }),
         )
+        // Anything else: the path and query it was sent, as it was sent.
+        .fallback(|uri: axum::http::Uri| async move { uri.to_string() })
         .with_state(moody.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1291,5 +1293,50 @@ async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodi
         moody.hits.load(Ordering::SeqCst),
         0,
         "nothing too big reached the provider"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_path_goes_upstream_as_the_client_wrote_it() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, _) = moody_provider().await;
+    let a = acme(upstream).await;
+    let addr = start(AppState::new(a.vault.clone())).await;
+    let resp = client()
+        .get(format!(
+            "http://{addr}/gateway/openai/v1/files/a%2Fb%3Fc%20d?purpose=x&key={}",
+            a.token
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Escapes stay escapes (a decoded %2F or %3F would change the path); the token's `key=`
+    // is gone from the query.
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "/v1/files/a%2Fb%3Fc%20d?purpose=x"
+    );
+
+    // This server has no targets file: a reload says so rather than pretend.
+    let (admin, _) = a
+        .vault
+        .create_token("admin", keyward_server::Role::Admin, None, None, "test")
+        .await
+        .unwrap();
+    let resp = client()
+        .post(format!("http://{addr}/api/v1/gateway/reload"))
+        .bearer_auth(admin.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no gateway config to load"),
+        "{body}"
     );
 }

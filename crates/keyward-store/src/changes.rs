@@ -32,16 +32,24 @@ impl Vault {
     }
 }
 
-/// Starts listening (the first connection is made before this returns, so a bad URL fails the
-/// start); a task then clears the cache on every other process's notification. When the
-/// listening connection is lost, notifications sent meanwhile are gone: the task connects and
-/// listens again, and only then clears the cache, so that whatever changed during the gap is
-/// read afresh. The task is aborted when the vault is dropped.
-pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
+/// A listener on the changes channel.
+async fn subscribe(url: &str) -> Result<PgListener, VaultError> {
     let mut listener = PgListener::connect(url)
         .await
         .map_err(|e| VaultError::Connect(crate::db::redact_url_error(&e)))?;
     listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Starts listening (the first connection is made before this returns, so a bad URL fails the
+/// start); a task then clears the cache on every other process's notification. When the
+/// listening connection fails, notifications sent meanwhile are gone: the task makes a new
+/// listener (a new connection, not a retry on a socket that may be dead) and only once it
+/// listens clears the cache, so that whatever changed during the gap is read afresh. The task
+/// is aborted when the vault is dropped.
+pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
+    let mut listener = subscribe(url).await?;
+    let url = url.to_owned();
     let weak: Weak<Inner> = std::sync::Arc::downgrade(&vault.inner);
     let task = tokio::spawn(async move {
         loop {
@@ -62,14 +70,18 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
             }
             inner.cache.invalidate();
             drop(inner);
-            // Any statement on the listener reconnects it and listens again.
-            while let Err(e) = sqlx::query("SELECT 1").execute(&mut listener).await {
-                tracing::warn!(error = %e, "cannot reconnect for change notifications; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                if weak.strong_count() == 0 {
-                    return;
+            listener = loop {
+                match subscribe(&url).await {
+                    Ok(l) => break l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for changes; retrying in 1 s");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        if weak.strong_count() == 0 {
+                            return;
+                        }
+                    }
                 }
-            }
+            };
             if let Some(inner) = weak.upgrade() {
                 inner.cache.invalidate();
             }

@@ -81,17 +81,28 @@ pub struct Usage {
 }
 
 impl Vault {
-    /// Adds a batch of counts to the stored totals, in one transaction.
+    /// Adds a batch of counts to the stored totals, in one transaction. Rows are written in
+    /// one fixed order, so that replicas writing overlapping batches on PostgreSQL wait for
+    /// each other instead of deadlocking.
     pub async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), VaultError> {
         if batch.is_empty() {
             return Ok(());
         }
+        let mut batch: Vec<&UsageDelta> = batch.iter().collect();
+        batch.sort_by(|a, b| {
+            (a.org.as_str(), a.subject, &a.id, a.status).cmp(&(
+                b.org.as_str(),
+                b.subject,
+                &b.id,
+                b.status,
+            ))
+        });
         let (_writing, mut tx) = self.begin_write().await?;
-        for d in batch {
+        for d in &batch {
             sqlx::query(
                 "INSERT INTO gateway_usage (subject_kind, subject_id, org, status, requests, last_used_at) \
                  VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (subject_kind, subject_id, status) DO UPDATE SET \
+                 ON CONFLICT (org, subject_kind, subject_id, status) DO UPDATE SET \
                  requests = gateway_usage.requests + excluded.requests, \
                  last_used_at = CASE WHEN excluded.last_used_at > gateway_usage.last_used_at \
                  THEN excluded.last_used_at ELSE gateway_usage.last_used_at END",
@@ -104,16 +115,20 @@ impl Vault {
             .bind(d.last_used_at.0)
             .execute(&mut *tx)
             .await?;
-            if d.subject == UsageSubject::GatewayToken {
-                sqlx::query(
-                    "UPDATE gateway_tokens SET last_used_at = $1 \
-                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-                )
-                .bind(d.last_used_at.0)
-                .bind(&d.id)
-                .execute(&mut *tx)
-                .await?;
-            }
+        }
+        // Then the tokens' last use, in the same order.
+        for d in batch
+            .iter()
+            .filter(|d| d.subject == UsageSubject::GatewayToken)
+        {
+            sqlx::query(
+                "UPDATE gateway_tokens SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(d.last_used_at.0)
+            .bind(&d.id)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

@@ -80,7 +80,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
     // Listen for SIGINT and SIGTERM before saying we are up, so that a stop request that
     // follows the announcement at once is a graceful stop, not the default kill.
     let stop = shutdown()?;
-    reload_on_hangup(&state)?;
+    reload_on_hangup(&state, args.gateway_config.is_some())?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -111,13 +111,19 @@ fn shutdown() -> Result<impl std::future::Future<Output = ()> + Send + 'static> 
     })
 }
 
-/// SIGHUP reloads the gateway's static targets (a failed reload is logged and changes nothing).
-fn reload_on_hangup(state: &AppState) -> Result<()> {
+/// SIGHUP reloads the gateway's static targets (a failed reload is logged and changes nothing);
+/// without a targets file it is noted and ignored (never the default action, which would stop
+/// the server).
+fn reload_on_hangup(state: &AppState, has_targets: bool) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = signal(SignalKind::hangup())?;
     let state = state.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
+            if !has_targets {
+                eprintln!("SIGHUP ignored: no --gateway-config to reload");
+                continue;
+            }
             match state.reload_gateway_targets().await {
                 Ok(ids) => println!("gateway targets reloaded: {}", ids.join(", ")),
                 Err(e) => eprintln!("gateway targets not reloaded (the previous ones stay): {e}"),

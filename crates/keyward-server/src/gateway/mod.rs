@@ -184,7 +184,7 @@ impl Gateway {
         vault: &keyward_store::Vault,
     ) -> Result<Vec<String>, TargetsError> {
         let Some(path) = self.options.targets_file.clone() else {
-            return Ok(Vec::new());
+            return Err(TargetsError::NoFile);
         };
         let _one_at_a_time = self.reloading.lock().await;
         let env = |name: &str| std::env::var(name).ok();
@@ -572,7 +572,7 @@ fn unsupported(provider: &Provider) -> Option<Response> {
 /// `ANY /gateway/{provider}/{*path}`.
 pub(crate) async fn forward(
     State(state): State<AppState>,
-    Path((provider_id, path)): Path<(String, String)>,
+    Path((provider_id, _)): Path<(String, String)>,
     req: Request,
 ) -> Response {
     let Ok(provider) = Provider::get(&provider_id) else {
@@ -631,7 +631,7 @@ pub(crate) async fn forward(
         })
         .collect();
     state.shared.gateway.order_by_health(&mut upstreams);
-    let response = proxy(&state, provider, &view, upstreams, parts, body, &path).await;
+    let response = proxy(&state, provider, &view, upstreams, parts, body, 2).await;
     state.shared.gateway.usage.record(
         UsageSubject::GatewayToken,
         &view.id,
@@ -645,7 +645,7 @@ pub(crate) async fn forward(
 /// `ANY /gateway/t/{target}/{*path}`: a static target of the config file.
 pub(crate) async fn forward_target(
     State(state): State<AppState>,
-    Path((target_id, path)): Path<(String, String)>,
+    Path((target_id, _)): Path<(String, String)>,
     req: Request,
 ) -> Response {
     let targets = state.shared.gateway.targets();
@@ -676,7 +676,7 @@ pub(crate) async fn forward_target(
         key: target.key.as_ref(),
         served: Served::Target(&target),
     };
-    let response = proxy(&state, provider, &view, vec![upstream], parts, body, &path).await;
+    let response = proxy(&state, provider, &view, vec![upstream], parts, body, 3).await;
     state.shared.gateway.usage.record(
         UsageSubject::GatewayToken,
         &view.id,
@@ -685,6 +685,15 @@ pub(crate) async fn forward_target(
         response.status().as_u16(),
     );
     response
+}
+
+/// `path` without its leading slash and its first `skip` segments.
+fn raw_tail(path: &str, skip: usize) -> &str {
+    let mut rest = path.strip_prefix('/').unwrap_or(path);
+    for _ in 0..skip {
+        rest = rest.split_once('/').map_or("", |(_, r)| r);
+    }
+    rest
 }
 
 /// Whether a failed upstream request failed because the client's body went over the limit.
@@ -700,7 +709,8 @@ fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// The provider's auth header for `key`.
-fn auth_header(provider: &Provider, key: &SecretString) -> Option<(HeaderName, HeaderValue)> {
+/// `Err` when the key cannot be a header value (a stray newline, say).
+fn auth_header(provider: &Provider, key: &SecretString) -> Result<(HeaderName, HeaderValue), ()> {
     let (name, value) = match provider.auth {
         AuthStyle::XApiKey => (
             HeaderName::from_static("x-api-key"),
@@ -714,20 +724,21 @@ fn auth_header(provider: &Provider, key: &SecretString) -> Option<(HeaderName, H
             HeaderName::from_static("api-key"),
             HeaderValue::from_str(key.expose_secret()),
         ),
-        AuthStyle::Bearer => (
+        // A provider that needs no key (a local Ollama) but was given one gets it the way
+        // OpenAI-compatible servers take it. Signed providers never get here (`unsupported`).
+        AuthStyle::Bearer | AuthStyle::None | AuthStyle::ServiceAccount | AuthStyle::AwsSigV4 => (
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())),
         ),
-        AuthStyle::None | AuthStyle::ServiceAccount | AuthStyle::AwsSigV4 => return None,
     };
-    let mut value = value.ok()?;
+    let mut value = value.map_err(|_| ())?;
     value.set_sensitive(true);
-    Some((name, value))
+    Ok((name, value))
 }
 
 /// Sends the request to each upstream in turn until one answers: on 401/403 the key is marked
 /// failing and the request goes once more to the next; on 429 the key cools down for
-/// Retry-After and the next is tried; on a connection error or a timeout the next is tried.
+/// Retry-After and the next is tried; when no connection can be made the next is tried.
 async fn proxy(
     state: &AppState,
     provider: &'static Provider,
@@ -735,13 +746,16 @@ async fn proxy(
     upstreams: Vec<Upstream<'_>>,
     parts: axum::http::request::Parts,
     body: Body,
-    path: &str,
+    skip: usize,
 ) -> Response {
     let gw = &state.shared.gateway;
     let options = gw.options();
 
     // The request's headers, less connection-level ones and any key; the query, less `key=`.
     let mut parts = parts;
+    // The path as the client sent it, percent-escapes and all, after the route's own segments
+    // (`gateway/{provider}` or `gateway/t/{target}`): decoding it would change what it means.
+    let path = raw_tail(parts.uri.path(), skip);
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     for name in &CREDENTIAL_HEADERS {
@@ -809,7 +823,12 @@ async fn proxy(
             std::mem::take(&mut headers)
         };
         if let Some(key) = up.key {
-            let Some((name, value)) = auth_header(provider, key) else {
+            let Ok((name, value)) = auth_header(provider, key) else {
+                tracing::warn!(
+                    provider = provider.id,
+                    served = served_id,
+                    "skipping a key that cannot be sent in a header (control characters?)"
+                );
                 continue;
             };
             headers.insert(name, value);
@@ -823,7 +842,11 @@ async fn proxy(
             .uri(&url)
             .body(body)
         else {
-            continue;
+            return provider_error(
+                provider,
+                StatusCode::BAD_REQUEST,
+                "the request path does not make a valid URL",
+            );
         };
         *upstream.headers_mut() = headers;
         let outcome =

@@ -73,13 +73,23 @@ pub(crate) struct Targets {
     pub(crate) by_id: HashMap<String, std::sync::Arc<Target>>,
 }
 
-/// Why a file was refused; the message names the file, the target and the reference, never a
-/// value.
+/// Why targets were not loaded; a message names the file, the target and the reference, never
+/// a value.
 #[derive(Debug, thiserror::Error)]
-#[error("gateway config {file}: {message}")]
-pub struct TargetsError {
-    file: String,
-    message: String,
+pub enum TargetsError {
+    /// The server was started without a targets file.
+    #[error(
+        "no gateway config to load: start keyward serve with --gateway-config FILE (or KEYWARD_GATEWAY_CONFIG)"
+    )]
+    NoFile,
+    /// The file was refused.
+    #[error("gateway config {file}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl Targets {
@@ -89,7 +99,7 @@ impl Targets {
         vault: &Vault,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Self, TargetsError> {
-        let err = |message: String| TargetsError {
+        let err = |message: String| TargetsError::Invalid {
             file: path.display().to_string(),
             message,
         };

@@ -38,6 +38,9 @@ struct Counts {
 #[derive(Debug, Default)]
 pub(crate) struct UsageCounter {
     by_subject: Mutex<[HashMap<String, Counts>; 3]>,
+    /// Counts of a static target id that has since moved to another organization (a reload),
+    /// still to be written under the old one.
+    moved: Mutex<Vec<UsageDelta>>,
     /// Since this process started, by (kind, provider, status), for `/metrics`: no ids there,
     /// since `/metrics` is open to anyone who can reach the server, and one organization's
     /// ids are none of another's business.
@@ -69,13 +72,27 @@ impl UsageCounter {
                 last_used_at: now,
             }),
         };
+        if counts.org != *org {
+            let old = std::mem::replace(&mut counts.org, org.clone());
+            let mut moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
+            for (status, requests) in std::mem::take(&mut counts.pending) {
+                moved.push(UsageDelta {
+                    subject,
+                    id: id.to_owned(),
+                    org: old.clone(),
+                    status,
+                    requests,
+                    last_used_at: counts.last_used_at,
+                });
+            }
+        }
         *counts.pending.entry(status).or_default() += 1;
         counts.last_used_at = now;
     }
 
     /// Takes the counts not yet written.
     pub(crate) fn take(&self) -> Vec<UsageDelta> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut *self.moved.lock().unwrap_or_else(|p| p.into_inner()));
         let mut maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
         for (subject, map) in SUBJECTS.iter().zip(maps.iter_mut()) {
             for (id, counts) in map.iter_mut() {
@@ -99,21 +116,26 @@ impl UsageCounter {
         let mut maps = self.by_subject.lock().unwrap_or_else(|p| p.into_inner());
         for d in batch {
             let map = &mut maps[slot(d.subject)];
-            if let Some(counts) = map.get_mut(&d.id) {
-                *counts.pending.entry(d.status).or_default() += d.requests;
-            } else if map.len() < MAX_PENDING_IDS {
-                map.insert(
-                    d.id,
-                    Counts {
-                        org: d.org,
-                        pending: BTreeMap::from([(d.status, d.requests)]),
-                        last_used_at: d.last_used_at,
-                    },
-                );
-            } else {
-                tracing::warn!(
+            let full = map.len() >= MAX_PENDING_IDS;
+            match map.get_mut(&d.id) {
+                Some(counts) if counts.org == d.org => {
+                    *counts.pending.entry(d.status).or_default() += d.requests;
+                }
+                // The id now counts for another organization: keep these apart.
+                Some(_) => self.moved.lock().unwrap_or_else(|p| p.into_inner()).push(d),
+                None if !full => {
+                    map.insert(
+                        d.id,
+                        Counts {
+                            org: d.org,
+                            pending: BTreeMap::from([(d.status, d.requests)]),
+                            last_used_at: d.last_used_at,
+                        },
+                    );
+                }
+                None => tracing::warn!(
                     "usage counts dropped: too many unwritten while the database is unavailable"
-                );
+                ),
             }
         }
     }
