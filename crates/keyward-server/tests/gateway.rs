@@ -153,15 +153,7 @@ async fn setup() -> Setup {
     for (org, key) in [("acme", OPENAI_KEY), ("globex", GLOBEX_KEY)] {
         let org = OrgId::new(org).unwrap();
         vault.create_org(&org, None, "test").await.unwrap();
-        let mut c = NewCredential::new(
-            org.clone(),
-            Provider::get("openai").unwrap(),
-            CredentialName::new("main").unwrap(),
-            Some(key.into()),
-        );
-        c.fields
-            .insert("base_url".into(), format!("http://{upstream}/v1"));
-        vault.add_credential(c, "test").await.unwrap();
+        add_key(&vault, &org, "main", key, upstream, 100).await;
         let (t, _) = vault
             .create_gateway_token(&org, "app", &[], None, None, "test")
             .await
@@ -513,16 +505,7 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
         (2, "busy", "sk-rate-limited-000000000000"),
         (3, "good", "sk-good-key-0000000000000000"),
     ] {
-        let mut c = NewCredential::new(
-            acme.clone(),
-            Provider::get("openai").unwrap(),
-            CredentialName::new(name).unwrap(),
-            Some(key.into()),
-        );
-        c.priority = prio;
-        c.fields
-            .insert("base_url".into(), format!("http://{upstream}/v1"));
-        ids.push(vault.add_credential(c, "test").await.unwrap().id);
+        ids.push(add_key(&vault, &acme, name, key, upstream, prio).await);
     }
     let (token, _) = vault
         .create_gateway_token(&acme, "app", &[], None, None, "test")
@@ -605,6 +588,27 @@ async fn open_vault(dir: &std::path::Path) -> Vault {
     .unwrap()
 }
 
+/// Adds an OpenAI key to `org`, pointed at the mock provider at `upstream`.
+async fn add_key(
+    vault: &Vault,
+    org: &OrgId,
+    name: &str,
+    key: &str,
+    upstream: SocketAddr,
+    priority: i64,
+) -> keyward_core::CredentialId {
+    let mut c = NewCredential::new(
+        org.clone(),
+        Provider::get("openai").unwrap(),
+        CredentialName::new(name).unwrap(),
+        Some(key.into()),
+    );
+    c.priority = priority;
+    c.fields
+        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    vault.add_credential(c, "test").await.unwrap().id
+}
+
 /// A vault with organization acme, its OpenAI key (`OPENAI_KEY`) pointed at `upstream`, and a
 /// gateway token of acme.
 struct Acme {
@@ -621,15 +625,7 @@ async fn acme(upstream: SocketAddr) -> Acme {
     let vault = open_vault(dir.path()).await;
     let org = OrgId::new("acme").unwrap();
     vault.create_org(&org, None, "test").await.unwrap();
-    let mut c = NewCredential::new(
-        org.clone(),
-        Provider::get("openai").unwrap(),
-        CredentialName::new("main").unwrap(),
-        Some(OPENAI_KEY.into()),
-    );
-    c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
-    let cred = vault.add_credential(c, "test").await.unwrap().id;
+    let cred = add_key(&vault, &org, "main", OPENAI_KEY, upstream, 100).await;
     let (token, view) = vault
         .create_gateway_token(&org, "app", &[], None, None, "test")
         .await
@@ -1129,21 +1125,10 @@ async fn the_organizations_strategy_picks_the_key() {
     vault.create_org(&acme, None, "test").await.unwrap();
     let mut ids = Vec::new();
     for (prio, name) in [(1, "first"), (2, "second")] {
-        let mut c = NewCredential::new(
-            acme.clone(),
-            Provider::get("openai").unwrap(),
-            CredentialName::new(name).unwrap(),
-            Some(format!("sk-good-{name}-0000000000000000").into()),
-        );
-        c.priority = prio;
-        c.fields
-            .insert("base_url".into(), format!("http://{upstream}/v1"));
+        let key = format!("sk-good-{name}-0000000000000000");
         ids.push(
-            vault
-                .add_credential(c, "test")
+            add_key(&vault, &acme, name, &key, upstream, prio)
                 .await
-                .unwrap()
-                .id
                 .to_string(),
         );
     }
@@ -1269,16 +1254,15 @@ async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodi
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // A second key to fail over to.
-    let mut c = NewCredential::new(
-        a.org.clone(),
-        Provider::get("openai").unwrap(),
-        CredentialName::new("backup").unwrap(),
-        Some("sk-proj-UPSTREAMKEY-backup-012345".into()),
-    );
-    c.priority = 200;
-    c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
-    a.vault.add_credential(c, "test").await.unwrap();
+    add_key(
+        &a.vault,
+        &a.org,
+        "backup",
+        "sk-proj-UPSTREAMKEY-backup-012345",
+        upstream,
+        200,
+    )
+    .await;
     // The provider took the request and went quiet: it is not sent to the next key (it could
     // be generated, and billed, twice).
     let resp = post("slow", b"{}".to_vec()).await.unwrap();
@@ -1293,6 +1277,40 @@ async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodi
         moody.hits.load(Ordering::SeqCst),
         0,
         "nothing too big reached the provider"
+    );
+
+    // A key whose provider cannot be connected to: the request never left, so the next key
+    // gets it.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    add_key(
+        &a.vault,
+        &a.org,
+        "dead",
+        "sk-proj-UPSTREAMKEY-dead-0123456",
+        closed,
+        0,
+    )
+    .await;
+    let resp = post("chat/completions", b"{}".to_vec()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-keyward-credential"], a.cred.as_str());
+    assert_eq!(moody.hits.load(Ordering::SeqCst), 1);
+    let metrics = client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "keyward_gateway_failovers_total{provider=\"openai\",reason=\"unreachable\"} 1"
+        ),
+        "{metrics}"
     );
 }
 

@@ -631,15 +631,7 @@ pub(crate) async fn forward(
         })
         .collect();
     state.shared.gateway.order_by_health(&mut upstreams);
-    let response = proxy(&state, provider, &view, upstreams, parts, body, 2).await;
-    state.shared.gateway.usage.record(
-        UsageSubject::GatewayToken,
-        &view.id,
-        &view.org,
-        provider.id,
-        response.status().as_u16(),
-    );
-    response
+    proxy(&state, provider, &view, upstreams, parts, body, 2).await
 }
 
 /// `ANY /gateway/t/{target}/{*path}`: a static target of the config file.
@@ -676,15 +668,7 @@ pub(crate) async fn forward_target(
         key: target.key.as_ref(),
         served: Served::Target(&target),
     };
-    let response = proxy(&state, provider, &view, vec![upstream], parts, body, 3).await;
-    state.shared.gateway.usage.record(
-        UsageSubject::GatewayToken,
-        &view.id,
-        &view.org,
-        provider.id,
-        response.status().as_u16(),
-    );
-    response
+    proxy(&state, provider, &view, vec![upstream], parts, body, 3).await
 }
 
 /// `path` without its leading slash and its first `skip` segments.
@@ -736,10 +720,31 @@ fn auth_header(provider: &Provider, key: &SecretString) -> Result<(HeaderName, H
     Ok((name, value))
 }
 
+/// [`try_upstreams`], counted against the gateway token with the status its client gets.
+async fn proxy(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    upstreams: Vec<Upstream<'_>>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    skip: usize,
+) -> Response {
+    let response = try_upstreams(state, provider, view, upstreams, parts, body, skip).await;
+    state.shared.gateway.usage.record(
+        UsageSubject::GatewayToken,
+        &view.id,
+        &view.org,
+        provider.id,
+        response.status().as_u16(),
+    );
+    response
+}
+
 /// Sends the request to each upstream in turn until one answers: on 401/403 the key is marked
 /// failing and the request goes once more to the next; on 429 the key cools down for
 /// Retry-After and the next is tried; when no connection can be made the next is tried.
-async fn proxy(
+async fn try_upstreams(
     state: &AppState,
     provider: &'static Provider,
     view: &GatewayTokenView,
