@@ -205,11 +205,32 @@ pub fn route_list() -> Vec<(String, String)> {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+/// The plain-HTTP listener: every accepted connection gets `TCP_NODELAY`, so that small writes
+/// (a streamed event, the gateway's answer) go out at once instead of waiting for the
+/// previous segment's acknowledgement.
+struct NoDelayListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for NoDelayListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        (tcp, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, NoDelayListener>>
     for ClientAddr
 {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, NoDelayListener>) -> Self {
         ClientAddr(*stream.remote_addr())
     }
 }
@@ -222,6 +243,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let writer = state.spawn_usage_writer();
+    let listener = NoDelayListener(listener);
     let served = axum::serve(
         listener,
         app(state.clone()).into_make_service_with_connect_info::<ClientAddr>(),

@@ -73,6 +73,8 @@ impl TlsListener {
                 if tx.is_closed() {
                     return;
                 }
+                // As for plain HTTP: small writes go out at once.
+                let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
