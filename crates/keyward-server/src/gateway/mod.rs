@@ -962,6 +962,9 @@ async fn try_upstreams(
             }
         }
         let (mut head, body) = response.into_parts();
+        // Our connection with the client has its own protocol version (an HTTP/1.0 upstream
+        // must not make the answer to an HTTP/1.1 client a 1.0 one, which closes connections).
+        head.version = parts.version;
         strip_hop_by_hop(&mut head.headers);
         let (name, id) = match &up.served {
             Served::Credential(id) => ("x-keyward-credential", id.as_str()),
