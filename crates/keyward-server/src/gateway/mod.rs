@@ -766,6 +766,9 @@ async fn try_upstreams(
     for name in &CREDENTIAL_HEADERS {
         headers.remove(name);
     }
+    // `Expect: 100-continue` was between the client and us (hyper answered it when the body
+    // was first read); the provider gets the body at once.
+    headers.remove(header::EXPECT);
     let query: Vec<&str> = parts
         .uri
         .query()
