@@ -89,7 +89,7 @@ impl FromRequestParts<AppState> for Caller {
                     state.shared.limiter.failed(ip);
                 }
                 // The request is refused either way; a failed audit write is only logged.
-                if let Err(e) = state.vault.record_auth_failure(&from, why).await {
+                if let Err(e) = state.vault.record_auth_failure(&from, "api", why).await {
                     tracing::warn!(error = %e, "cannot audit a failed authentication");
                 }
                 Err(ApiError::Unauthorized)

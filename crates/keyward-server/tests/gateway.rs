@@ -355,6 +355,60 @@ async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    // An address that keeps guessing is slowed down: after ten failures in a minute it gets
+    // 429 (in the provider's shape) without a lookup, while a token it presented successfully
+    // a moment ago still passes.
+    let chat = |token: String| {
+        client()
+            .post(format!("{}/openai/v1/chat/completions", s.gateway))
+            .bearer_auth(token)
+            .json(&json!({"model": "m"}))
+            .send()
+    };
+    assert_eq!(
+        chat(s.globex_token.clone()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let resp = chat(format!("kwg_guess{i:040}")).await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(resp.headers().contains_key("retry-after"));
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        }
+    }
+    // 401s (this test failed a few times already), then only 429s.
+    let first_429 = statuses.iter().position(|s| *s == 429).unwrap();
+    assert!(
+        statuses[..first_429].iter().all(|s| *s == 401)
+            && statuses[first_429..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    assert_eq!(
+        chat(s.globex_token.clone()).await.unwrap().status(),
+        StatusCode::OK,
+        "an already checked token is not caught up in it"
+    );
+    // Each failure is in the trail, as the API's are.
+    let failures = eventually(|| async {
+        let events = s
+            .vault
+            .list_events(&"action=authenticate,outcome=failure".parse().unwrap(), 50)
+            .await
+            .unwrap();
+        (events.iter().filter(|e| e.target == "gateway").count() >= 10).then_some(events)
+    })
+    .await;
+    assert!(
+        failures
+            .iter()
+            .all(|e| !e.details.to_string().contains("kwg_guess")),
+        "no guessed token in the trail"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -366,13 +366,18 @@ impl Vault {
     }
 
     /// Records a failed authentication (the operation it guarded is refused either way).
-    pub async fn record_auth_failure(&self, from: &str, why: &str) -> Result<(), VaultError> {
+    pub async fn record_auth_failure(
+        &self,
+        from: &str,
+        surface: &str,
+        why: &str,
+    ) -> Result<(), VaultError> {
         self.record(
             NewEvent::new(
                 &format!("anonymous:{from}"),
                 Category::SecretAccess,
                 "authenticate",
-                "api".into(),
+                surface.to_owned(),
             )
             .outcome(Outcome::Failure)
             .details(json!({ "reason": why })),

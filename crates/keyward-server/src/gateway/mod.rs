@@ -377,6 +377,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 impl Gateway {
+    /// A token checked within the last second and still valid, without touching the database.
+    fn cached_token(&self, state: &AppState, token: &str) -> Option<Arc<GatewayTokenView>> {
+        let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation != state.vault.generation() {
+            return None;
+        }
+        let (view, at) = cache.map.get(token)?;
+        let fresh = at.elapsed() < TOKEN_TTL
+            && view
+                .expires_at
+                .is_none_or(|e| e > keyward_core::Millis::now());
+        fresh.then(|| view.clone())
+    }
+
     async fn check_token(
         &self,
         state: &AppState,
@@ -483,35 +497,68 @@ struct Upstream<'a> {
 }
 
 /// Checks the client's gateway token: its view, or the answer to give (in `provider`'s shape).
+/// An address that keeps presenting bad tokens is slowed down like one guessing API tokens
+/// (after 10 failures in a minute, tokens not checked in the last second get 429 until the
+/// minute is over), and each failure is audited.
 async fn authenticate(
     state: &AppState,
     provider: &'static Provider,
-    headers: &HeaderMap,
-    query: Option<&str>,
+    parts: &axum::http::request::Parts,
 ) -> Result<Arc<GatewayTokenView>, Response> {
-    let Some(token) = gateway_token(headers, query) else {
-        return Err(provider_error(
-            provider,
-            StatusCode::UNAUTHORIZED,
-            "a Keyward gateway token (kwg_...) is required",
-        ));
-    };
-    match state.shared.gateway.check_token(state, token).await {
-        Ok(Some(v)) => Ok(v),
-        Ok(None) => Err(provider_error(
-            provider,
-            StatusCode::UNAUTHORIZED,
-            "unknown, revoked or expired gateway token",
-        )),
-        Err(e) => {
-            tracing::error!(error = %e, "gateway token lookup failed");
-            Err(provider_error(
-                provider,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the gateway cannot check tokens right now",
-            ))
-        }
+    let ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<crate::ClientAddr>>()
+        .map(|c| c.0.0.ip());
+    let token = gateway_token(&parts.headers, parts.uri.query());
+    // A token already checked passes whatever its address has been up to; anything else from
+    // an address that keeps failing is refused before it costs a lookup.
+    if let Some(view) = token.and_then(|t| state.shared.gateway.cached_token(state, t)) {
+        return Ok(view);
     }
+    if let Some(retry) = ip.and_then(|ip| state.shared.limiter.blocked(ip)) {
+        let mut r = provider_error(
+            provider,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed gateway token checks from this address",
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(r);
+    }
+    let found = match token {
+        None => None,
+        Some(token) => match state.shared.gateway.check_token(state, token).await {
+            Ok(found) => Some(found),
+            Err(e) => {
+                tracing::error!(error = %e, "gateway token lookup failed");
+                return Err(provider_error(
+                    provider,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gateway cannot check tokens right now",
+                ));
+            }
+        },
+    };
+    if let Some(Some(view)) = found {
+        return Ok(view);
+    }
+    let why = if found.is_some() {
+        "unknown, revoked or expired gateway token"
+    } else {
+        "a Keyward gateway token (kwg_...) is required"
+    };
+    if let Some(ip) = ip {
+        state.shared.limiter.failed(ip);
+    }
+    let vault = state.vault.clone();
+    let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = vault.record_auth_failure(&from, "gateway", why).await {
+            tracing::warn!(error = %e, "cannot audit a failed gateway authentication");
+        }
+    });
+    Err(provider_error(provider, StatusCode::UNAUTHORIZED, why))
 }
 
 /// Whether the token's request may go to `provider`: its provider allow-list, then its
@@ -588,7 +635,7 @@ pub(crate) async fn forward(
         return r;
     }
     let (parts, body) = req.into_parts();
-    let view = match authenticate(&state, provider, &parts.headers, parts.uri.query()).await {
+    let view = match authenticate(&state, provider, &parts).await {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -647,7 +694,7 @@ pub(crate) async fn forward_target(
     // most SDKs speak.
     let shape = &PROVIDERS[0];
     let (parts, body) = req.into_parts();
-    let view = match authenticate(&state, shape, &parts.headers, parts.uri.query()).await {
+    let view = match authenticate(&state, shape, &parts).await {
         Ok(v) => v,
         Err(r) => return r,
     };
