@@ -137,18 +137,7 @@ async fn setup() -> Setup {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (upstream, seen) = mock_provider().await;
     let dir = tempfile::tempdir().unwrap();
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
-        "test",
-    )
-    .unwrap();
-    let vault = Vault::open(
-        &Location::in_data_dir(dir.path()),
-        keyring,
-        VaultOptions::default(),
-    )
-    .await
-    .unwrap();
+    let vault = open_vault(dir.path()).await;
     let mut tokens = Vec::new();
     for (org, key) in [("acme", OPENAI_KEY), ("globex", GLOBEX_KEY)] {
         let org = OrgId::new(org).unwrap();
@@ -170,14 +159,7 @@ async fn setup() -> Setup {
         .insert("base_url".into(), format!("http://{upstream}"));
     vault.add_credential(a, "test").await.unwrap();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = AppState::new(vault.clone());
-    tokio::spawn(keyward_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let addr = start(AppState::new(vault.clone())).await;
     Setup {
         gateway: format!("http://{addr}/gateway"),
         vault,
@@ -547,18 +529,7 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (upstream, seen) = picky_provider().await;
     let dir = tempfile::tempdir().unwrap();
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
-        "test",
-    )
-    .unwrap();
-    let vault = Vault::open(
-        &Location::in_data_dir(dir.path()),
-        keyring,
-        VaultOptions::default(),
-    )
-    .await
-    .unwrap();
+    let vault = open_vault(dir.path()).await;
     let acme = OrgId::new("acme").unwrap();
     vault.create_org(&acme, None, "test").await.unwrap();
     let mut ids = Vec::new();
@@ -573,13 +544,7 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
         .create_gateway_token(&acme, "app", &[], None, None, "test")
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(keyward_server::serve(
-        listener,
-        AppState::new(vault.clone()),
-        std::future::pending(),
-    ));
+    let addr = start(AppState::new(vault.clone())).await;
     let call = || async {
         client()
             .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))

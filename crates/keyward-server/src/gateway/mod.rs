@@ -391,36 +391,23 @@ impl Gateway {
         fresh.then(|| view.clone())
     }
 
-    async fn check_token(
+    /// Looks a token up in the vault (after [`Gateway::cached_token`] missed) and caches the
+    /// answer, unless a change raced the lookup.
+    async fn lookup_token(
         &self,
         state: &AppState,
         token: &str,
     ) -> Result<Option<Arc<GatewayTokenView>>, VaultError> {
         let generation = state.vault.generation();
-        {
-            let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-            if cache.generation != generation {
-                // Something changed (a revocation, perhaps): check every token again.
-                cache.map.clear();
-                cache.generation = generation;
-            }
-            if let Some((view, at)) = cache.map.get(token)
-                && at.elapsed() < TOKEN_TTL
-            {
-                let expired = view
-                    .expires_at
-                    .is_some_and(|e| e <= keyward_core::Millis::now());
-                return Ok((!expired).then(|| view.clone()));
-            }
-        }
         let found = state.vault.authenticate_gateway(token).await?.map(Arc::new);
-        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.generation != generation {
-            // A change raced this lookup; do not keep its answer.
+        if state.vault.generation() != generation {
             return Ok(found);
         }
-        if cache.map.len() > 10_000 {
+        let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.generation != generation || cache.map.len() > 10_000 {
+            // Something changed (a revocation, perhaps): every token is checked again.
             cache.map.clear();
+            cache.generation = generation;
         }
         match &found {
             Some(view) => {
@@ -435,7 +422,6 @@ impl Gateway {
         Ok(found)
     }
 
-    /// Sets a credential aside for `wait`.
     /// Sets a credential aside for `wait`; true if that is news (it was not already set aside
     /// for the same reason), which is when it is worth an audit event.
     fn cool_down(&self, credential: &CredentialId, wait: Duration, why: Trouble) -> bool {
@@ -528,7 +514,7 @@ async fn authenticate(
     }
     let found = match token {
         None => None,
-        Some(token) => match state.shared.gateway.check_token(state, token).await {
+        Some(token) => match state.shared.gateway.lookup_token(state, token).await {
             Ok(found) => Some(found),
             Err(e) => {
                 tracing::error!(error = %e, "gateway token lookup failed");
