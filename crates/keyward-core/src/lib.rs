@@ -8,6 +8,7 @@
 //! - [`resolve`]: ordering of candidates and the not-found error.
 //! - [`env`]: the environment variables a resolved credential becomes.
 //! - [`audit`]: events and the bytes their HMAC chain covers.
+//! - [`mask`]: masking secrets in a byte stream (`keyward run`'s output, the gateway's answers).
 //!
 //! The store crate runs these rules against a database; this crate never touches one.
 
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod credential;
 pub mod env;
 pub mod ids;
+pub mod mask;
 pub mod provider;
 pub mod resolve;
 pub mod var;

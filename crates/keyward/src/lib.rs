@@ -35,7 +35,7 @@
 
 pub mod config;
 pub mod envmap;
-pub mod mask;
+pub use keyward_core::mask;
 pub mod reference;
 pub mod remote;
 

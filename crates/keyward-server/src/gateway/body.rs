@@ -88,3 +88,134 @@ where
         self.inner.size_hint()
     }
 }
+
+/// The client's request body failed (bad chunked encoding, a connection cut mid-body): the
+/// client's fault, whatever the upstream made of it.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body could not be read")]
+pub(crate) struct BrokenRequestBody;
+
+/// What went wrong with the client's body, when an upstream request failed because of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyFault {
+    /// Over the size limit.
+    TooLarge,
+    /// Not a well-formed body.
+    Broken,
+}
+
+/// Looks through `e`'s causes for a fault of the client's body.
+pub(crate) fn body_fault(e: &(dyn std::error::Error + 'static)) -> Option<BodyFault> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return Some(BodyFault::TooLarge);
+        }
+        if c.is::<BrokenRequestBody>() {
+            return Some(BodyFault::Broken);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The client's body, at most `limit` bytes, its failures marked as the client's
+/// ([`body_fault`] finds them).
+pub(crate) fn client_body(body: axum::body::Body, limit: usize) -> axum::body::Body {
+    use http_body_util::BodyExt as _;
+    axum::body::Body::new(
+        http_body_util::Limited::new(body, limit).map_err(|e| -> BoxError {
+            if e.is::<http_body_util::LengthLimitError>() {
+                e
+            } else {
+                Box::new(BrokenRequestBody)
+            }
+        }),
+    )
+}
+
+/// An upstream's answer with the key it was sent masked: an error body that quotes the key
+/// (`"Incorrect API key provided: sk-..."`) reaches the client with the key's hint instead.
+/// The masker holds back only a tail that could still become the key, so streaming is kept.
+pub(crate) struct Masked<B> {
+    inner: B,
+    masker: keyward_core::mask::Masker,
+    /// What the masker had held back is out (the upstream's body has ended).
+    flushed: bool,
+}
+
+impl<B> Masked<B> {
+    pub(crate) fn new(inner: B, masker: keyward_core::mask::Masker) -> Self {
+        Self {
+            inner,
+            masker,
+            flushed: false,
+        }
+    }
+}
+
+impl<B> Body for Masked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.flushed {
+                return Poll::Ready(None);
+            }
+            let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => frame,
+                Poll::Ready(None) => {
+                    this.flushed = true;
+                    let mut out = Vec::new();
+                    this.masker.finish(&mut out);
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+            };
+            match frame.into_data() {
+                Ok(data) => {
+                    let mut out = Vec::with_capacity(data.len());
+                    this.masker.push(&data, &mut out);
+                    // Everything may be held back (a tail that could be the key): ask again.
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+                // Trailers end the body, so what was held back goes out now; when there is
+                // some, the trailers are dropped (an answer being masked is an error answer,
+                // and its masked text matters more to the client than its trailers).
+                Err(trailers) => {
+                    let mut out = Vec::new();
+                    this.masker.finish(&mut out);
+                    this.flushed = true;
+                    if out.is_empty() {
+                        return Poll::Ready(Some(Ok(trailers)));
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.flushed
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Masking changes the length.
+        SizeHint::default()
+    }
+}

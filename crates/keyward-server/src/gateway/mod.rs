@@ -5,11 +5,14 @@
 //! The hot path reads no database in the common case: gateway tokens and resolutions come from
 //! in-process caches, and usage is counted in memory and written in batches (`usage`).
 //!
-//! - `body`: the idle timeout on the upstream's answer.
+//! - `body`: the client's body (limited, its faults told apart), the idle timeout and the
+//!   masking of the key on the upstream's answer.
+//! - `guard`: the methods and paths a gateway token may use.
 //! - `targets`: the static targets file.
 //! - `usage`: the usage counters.
 
 mod body;
+mod guard;
 mod targets;
 mod usage;
 
@@ -295,12 +298,19 @@ fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Res
 }
 
 /// The gateway token, from whichever header the client's SDK sends it in.
+/// `Authorization` takes the `Bearer` scheme (any case, as RFC 9110 has it); the providers' own
+/// headers hold the token alone.
 fn gateway_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     let from_header = |name: &HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim())
+        let value = headers.get(name)?.to_str().ok()?.trim();
+        if *name == header::AUTHORIZATION {
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim_start())
+        } else {
+            Some(value)
+        }
     };
     CREDENTIAL_HEADERS
         .iter()
@@ -373,6 +383,32 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in HOP_BY_HOP.iter().chain(&named) {
         headers.remove(name);
+    }
+}
+
+/// What replaces `key` with its hint.
+fn masker(provider: &Provider, key: &SecretString) -> keyward_core::mask::Masker {
+    let hint = keyward_core::credential::key_hint(provider, key);
+    keyward_core::mask::Masker::new([(key.expose_secret().as_bytes(), hint.as_str())])
+}
+
+/// Replaces `key` with its hint in every header value that holds it (the masker is built only
+/// then: the common answer quotes nothing).
+fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &SecretString) {
+    let finder = memchr::memmem::Finder::new(key.expose_secret().as_bytes());
+    let mut masker_once = None;
+    for value in headers.values_mut() {
+        if finder.find(value.as_bytes()).is_none() {
+            continue;
+        }
+        let masker = masker_once.get_or_insert_with(|| masker(provider, key));
+        // A hint is printable ASCII, so the masked value is still a header value; if it were
+        // not, the header would go out empty rather than with the key.
+        let masked = masker
+            .mask_whole(value.as_bytes())
+            .and_then(|m| HeaderValue::from_bytes(&m).ok())
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        *value = masked;
     }
 }
 
@@ -602,6 +638,58 @@ fn unsupported(provider: &Provider) -> Option<Response> {
     })
 }
 
+/// Refuses, before anything else, what no provider API is asked: a method outside
+/// [`guard::METHODS`] (405), a path that could leave the base URL (400), and a declared body
+/// over the limit (413). `skip` is how many path segments are the route's own.
+fn screen(
+    provider: &Provider,
+    parts: &axum::http::request::Parts,
+    skip: usize,
+) -> Option<Response> {
+    if !guard::method_allowed(&parts.method) {
+        let mut r = provider_error(
+            provider,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "the gateway forwards only GET, POST, PUT, PATCH, DELETE, HEAD and OPTIONS",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(guard::ALLOW));
+        return Some(r);
+    }
+    if !guard::path_is_safe(raw_tail(parts.uri.path(), skip)) {
+        return Some(provider_error(
+            provider,
+            StatusCode::BAD_REQUEST,
+            guard::PATH_REFUSED,
+        ));
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Some(too_large(provider));
+    }
+    None
+}
+
+fn too_large(provider: &Provider) -> Response {
+    provider_error(
+        provider,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is too large (the limit is 10 MiB)",
+    )
+}
+
+fn broken_body(provider: &Provider) -> Response {
+    provider_error(
+        provider,
+        StatusCode::BAD_REQUEST,
+        "the request body could not be read (a malformed chunked encoding, or a cut connection)",
+    )
+}
+
 /// `ANY /gateway/{provider}/{*path}`.
 pub(crate) async fn forward(
     State(state): State<AppState>,
@@ -621,6 +709,9 @@ pub(crate) async fn forward(
         return r;
     }
     let (parts, body) = req.into_parts();
+    if let Some(r) = screen(provider, &parts, 2) {
+        return r;
+    }
     let view = match authenticate(&state, provider, &parts).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -680,6 +771,9 @@ pub(crate) async fn forward_target(
     // most SDKs speak.
     let shape = &PROVIDERS[0];
     let (parts, body) = req.into_parts();
+    if let Some(r) = screen(shape, &parts, 3) {
+        return r;
+    }
     let view = match authenticate(&state, shape, &parts).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -711,18 +805,6 @@ fn raw_tail(path: &str, skip: usize) -> &str {
         rest = rest.split_once('/').map_or("", |(_, r)| r);
     }
     rest
-}
-
-/// Whether a failed upstream request failed because the client's body went over the limit.
-fn caused_by_body_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(c) = cause {
-        if c.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
 }
 
 /// The provider's auth header for `key`.
@@ -812,16 +894,15 @@ async fn try_upstreams(
 
     // The body streams through when there is one key to try; with several, it is kept
     // (bounded) so that it can be sent again to the next one.
-    let mut streamed = Some(Body::new(http_body_util::Limited::new(body, MAX_BODY)));
+    let mut streamed = Some(body::client_body(body, MAX_BODY));
     let kept: Option<bytes::Bytes> = if upstreams.len() > 1 {
-        match axum::body::to_bytes(streamed.take().unwrap_or_default(), MAX_BODY).await {
+        match axum::body::to_bytes(streamed.take().unwrap_or_default(), usize::MAX).await {
             Ok(b) => Some(b),
-            Err(_) => {
-                return provider_error(
-                    provider,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is too large",
-                );
+            Err(e) => {
+                return match body::body_fault(&e) {
+                    Some(body::BodyFault::TooLarge) => too_large(provider),
+                    _ => broken_body(provider),
+                };
             }
         }
     } else {
@@ -911,12 +992,11 @@ async fn try_upstreams(
                 ));
                 continue;
             }
-            Ok(Err(e)) if caused_by_body_limit(&e) => {
-                return provider_error(
-                    provider,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "the request body is too large",
-                );
+            Ok(Err(e)) if body::body_fault(&e).is_some() => {
+                return match body::body_fault(&e) {
+                    Some(body::BodyFault::TooLarge) => too_large(provider),
+                    _ => broken_body(provider),
+                };
             }
             Ok(Err(e)) => {
                 tracing::warn!(provider = provider.id, served = served_id, error = %e, "the provider's answer failed");
@@ -1002,6 +1082,11 @@ async fn try_upstreams(
         // must not make the answer to an HTTP/1.1 client a 1.0 one, which closes connections).
         head.version = parts.version;
         strip_hop_by_hop(&mut head.headers);
+        // The client holds a gateway token, not the key: an upstream that quotes the key back
+        // (in a header, or an error's text) has it replaced by its hint.
+        if let Some(key) = up.key {
+            mask_headers(&mut head.headers, provider, key);
+        }
         let (name, id) = match &up.served {
             Served::Credential(id) => ("x-keyward-credential", id.as_str()),
             Served::Target(t) => ("x-keyward-target", t.id.as_str()),
@@ -1010,7 +1095,16 @@ async fn try_upstreams(
             head.headers.insert(name, v);
         }
         let body = body::IdleTimeout::new(body, options.idle_timeout);
-        return Response::from_parts(head, Body::new(body));
+        return match up.key {
+            // Error answers are where providers quote what they were sent.
+            Some(key) if !status.is_success() => {
+                // The masked text has another length.
+                head.headers.remove(header::CONTENT_LENGTH);
+                let masked = body::Masked::new(body, masker(provider, key));
+                Response::from_parts(head, Body::new(masked))
+            }
+            _ => Response::from_parts(head, Body::new(body)),
+        };
     }
     last.unwrap_or_else(|| {
         provider_error(

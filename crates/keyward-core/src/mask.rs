@@ -67,6 +67,23 @@ impl Masker {
         self.secrets.is_empty()
     }
 
+    /// `input` with every secret masked, in one piece (a header value, say); `None` when it
+    /// holds no secret. What [`Masker::push`] holds back is not involved.
+    pub fn mask_whole(&self, input: &[u8]) -> Option<Vec<u8>> {
+        let finder = self.finder.as_ref()?;
+        let mut found = finder.find_iter(input).peekable();
+        found.peek()?;
+        let mut out = Vec::with_capacity(input.len());
+        let mut emitted = 0;
+        for m in found {
+            out.extend_from_slice(&input[emitted..m.start()]);
+            out.extend_from_slice(&self.masks[m.pattern().as_usize()]);
+            emitted = m.end();
+        }
+        out.extend_from_slice(&input[emitted..]);
+        Some(out)
+    }
+
     /// Feeds `input`; appends to `out` whatever can safely be emitted now.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
         let Some(finder) = &self.finder else {

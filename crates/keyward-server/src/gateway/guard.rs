@@ -1,0 +1,122 @@
+//! What a gateway token holder may ask of the upstream: the methods provider APIs use, and
+//! paths that stay under the credential's base URL. Both are checked before the token is, so a
+//! refused request costs no lookup and never leaves the gateway.
+
+use axum::http::Method;
+use percent_encoding::percent_decode;
+
+/// The methods provider APIs use. TRACE would have an upstream echo the request (key and all)
+/// back to the client, CONNECT asks it to open a tunnel, and the rest (`PROPFIND`, made-up
+/// ones) are not part of any provider's API.
+pub(crate) const METHODS: [Method; 7] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+];
+
+/// The `Allow` header of a 405.
+pub(crate) const ALLOW: &str = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
+
+/// Whether requests with `method` are forwarded.
+pub(crate) fn method_allowed(method: &Method) -> bool {
+    METHODS.contains(method)
+}
+
+/// How many layers of percent-encoding are looked through: a proxy in front of the provider
+/// may decode once more than the provider does (`%252e%252e` is `..` to such a pair).
+const DECODE_DEPTH: usize = 3;
+
+/// Why a path is refused, in words for the client (it quotes nothing of the path).
+pub(crate) const PATH_REFUSED: &str = "the request path may not contain '.' or '..' segments, backslashes, control characters, or encoded '/', '\\' or '#'";
+
+/// Whether `path` (the part after `/gateway/{provider}/`, as the client wrote it) stays under
+/// the base URL whatever the servers behind the gateway make of it: no segment is `.` or `..`
+/// (raw, or after up to [`DECODE_DEPTH`] rounds of percent-decoding, or before a `;` that
+/// some servers read as a parameter), and no segment decodes to a `/`, `\` or `#` (which
+/// would change where the segment ends) or to a control character.
+pub(crate) fn path_is_safe(path: &str) -> bool {
+    path.split('/').all(segment_is_safe)
+}
+
+fn segment_is_safe(raw: &str) -> bool {
+    let mut current = raw.as_bytes().to_vec();
+    for depth in 0..=DECODE_DEPTH {
+        let dots = |s: &[u8]| {
+            let name = s.split(|b| *b == b';').next().unwrap_or(s);
+            name == b"." || name == b".."
+        };
+        if dots(&current) || current.iter().any(|b| *b == b'\\' || b.is_ascii_control()) {
+            return false;
+        }
+        // Raw, a `/` ends the segment and `#` cannot arrive; decoded, either is a trick.
+        if depth > 0 && current.iter().any(|b| matches!(b, b'/' | b'#')) {
+            return false;
+        }
+        if !current.contains(&b'%') {
+            return true;
+        }
+        let decoded: Vec<u8> = percent_decode(&current).collect();
+        if decoded == current {
+            return true;
+        }
+        current = decoded;
+    }
+    // Still encoded after that many rounds: nobody legitimate writes that.
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_is_safe;
+
+    #[test]
+    fn paths_that_could_leave_the_base_url_are_refused() {
+        // One line a case: the path after `/gateway/{provider}/`, and whether it may pass.
+        let cases = [
+            ("v1/chat/completions", true),
+            ("v1/files/file-abc123/content", true),
+            ("v1beta/models/gemini-1.5-pro:generateContent", true),
+            ("v1/accounts/fireworks/models/llama-v3", true),
+            ("v1/files/a%20b%3Fc", true),
+            ("v1/models/..weird", true),
+            ("v1/models/...", true),
+            ("v1/models/%2e%2ex", true),
+            ("", true),
+            ("v1/../../api/v1/orgs", false),
+            ("v1/./models", false),
+            ("..", false),
+            ("v1/%2e%2e/%2e%2e/api/v1/orgs", false),
+            ("v1/%2E%2E/admin", false),
+            ("v1/.%2e/admin", false),
+            ("v1/%2e./admin", false),
+            ("v1/%2e/admin", false),
+            ("v1/..%2f..%2fapi/v1/orgs", false),
+            ("v1/..%2F..%2Fapi/v1/orgs", false),
+            ("v1/%2e%2e%2f%2e%2e%2fapi%2fv1%2forgs", false),
+            ("v1/models%23/../../admin", false),
+            ("v1/models%23", false),
+            ("v1/..\\..\\admin", false),
+            ("v1/models\\x", false),
+            ("v1/..%5c..%5cadmin", false),
+            ("v1/%5C", false),
+            ("v1/a%2Fb", false),
+            ("v1/%252e%252e/admin", false),
+            ("v1/%25252e%25252e/admin", false),
+            ("v1/%2525252e%2525252e/admin", false),
+            ("v1/..;/admin", false),
+            ("v1/..;x=1/admin", false),
+            ("v1/%2e%2e;/admin", false),
+            ("v1/models%00.json", false),
+            ("v1/models%0d%0aX-Injected:%201", false),
+            ("v1/%2e%2e%5c%2e%2e%5cadmin", false),
+            ("v1/models%2523/x", false),
+        ];
+        for (path, safe) in cases {
+            assert_eq!(path_is_safe(path), safe, "{path}");
+        }
+    }
+}
