@@ -46,7 +46,8 @@ impl FromStr for Category {
         .find(|c| c.as_str() == s)
         .ok_or_else(|| {
             CoreError::InvalidInput(format!(
-                "unknown category {s:?}; use secret_management, secret_access or key_management"
+                "unknown category {}; use secret_management, secret_access or key_management",
+                crate::secret_like::shown(s)
             ))
         })
     }
@@ -84,7 +85,10 @@ impl FromStr for Outcome {
         match s {
             "success" => Ok(Outcome::Success),
             "failure" => Ok(Outcome::Failure),
-            _ => Err(CoreError::InvalidInput(format!("unknown outcome {s:?}"))),
+            _ => Err(CoreError::InvalidInput(format!(
+                "unknown outcome {}",
+                crate::secret_like::shown(s)
+            ))),
         }
     }
 }
@@ -221,9 +225,15 @@ impl FromStr for EventFilter {
         let mut f = EventFilter::default();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').ok_or_else(|| {
-                CoreError::InvalidInput(format!("filter {part:?} must have the form KEY=VALUE"))
+                CoreError::InvalidInput(format!(
+                    "filter {} must have the form KEY=VALUE",
+                    crate::secret_like::shown(part)
+                ))
             })?;
             let v = v.trim();
+            if crate::secret_like::looks_like_secret(v) {
+                return Err(crate::secret_like::refused("filter value"));
+            }
             match k.trim() {
                 "category" => f.category = Some(v.parse()?),
                 "org" => f.org = Some(v.to_owned()),
@@ -232,7 +242,8 @@ impl FromStr for EventFilter {
                 "actor" => f.actor = Some(v.to_owned()),
                 other => {
                     return Err(CoreError::InvalidInput(format!(
-                        "unknown filter key {other:?}; use category, org, action, outcome or actor"
+                        "unknown filter key {}; use category, org, action, outcome or actor",
+                        crate::secret_like::shown(other)
                     )));
                 }
             }

@@ -78,7 +78,8 @@ impl FromStr for Modality {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 CoreError::InvalidInput(format!(
-                    "unknown modality {s:?}; use one of {}",
+                    "unknown modality {}; use one of {}",
+                    crate::secret_like::shown(s),
                     Modality::ALL.map(Modality::as_str).join(", ")
                 ))
             })
@@ -360,7 +361,7 @@ impl CredentialUpdate {
 }
 
 /// Checks public fields against the provider: unknown names are refused, values must be
-/// printable, URLs must be http(s).
+/// printable, URLs must be http(s), and nothing that looks like a key is taken.
 pub fn check_public_fields(
     provider: &Provider,
     fields: &BTreeMap<String, String>,
@@ -371,10 +372,16 @@ pub fn check_public_fields(
                 .chain(provider.public_fields.iter().map(|f| f.name))
                 .collect();
             return Err(CoreError::InvalidInput(format!(
-                "provider {} has no field {name:?}; its fields are {}",
+                "provider {} has no field {}; its fields are {}",
                 provider.id,
+                crate::secret_like::shown(name),
                 known.join(", ")
             )));
+        }
+        // An AWS access key id is public (it names the key; the secret is separate), and is
+        // shaped like one.
+        if name != "access_key_id" && crate::secret_like::looks_like_secret(value) {
+            return Err(crate::secret_like::refused(&format!("field {name:?}")));
         }
         if value.chars().any(char::is_control) || value.len() > 2048 {
             return Err(CoreError::InvalidInput(format!(

@@ -15,13 +15,20 @@ macro_rules! string_id {
         pub struct $name(String);
 
         impl $name {
-            /// Parses the value, refusing anything that breaks the naming rule.
+            /// Parses the value, refusing anything that breaks the naming rule or looks like
+            /// a key (which is then not quoted).
             pub fn new(s: &str) -> Result<Self, CoreError> {
                 let check: fn(&str) -> bool = $check;
-                if check(s) {
+                if crate::secret_like::looks_like_secret(s) {
+                    Err(crate::secret_like::refused($what))
+                } else if check(s) {
                     Ok(Self(s.to_owned()))
                 } else {
-                    Err(CoreError::InvalidInput(format!(concat!("invalid ", $what, " {:?}: {}"), s, Self::RULE)))
+                    Err(CoreError::InvalidInput(format!(
+                        concat!("invalid ", $what, " {}: {}"),
+                        crate::secret_like::shown(s),
+                        Self::RULE
+                    )))
                 }
             }
 

@@ -8,6 +8,7 @@
 //! - [`resolve`]: ordering of candidates and the not-found error.
 //! - [`env`]: the environment variables a resolved credential becomes.
 //! - [`audit`]: events and the bytes their HMAC chain covers.
+//! - [`secret_like`]: telling values that look like keys from names, for refusals and errors.
 //! - [`mask`]: masking secrets in a byte stream (`keyward run`'s output, the gateway's answers).
 //!
 //! The store crate runs these rules against a database; this crate never touches one.
@@ -19,6 +20,7 @@ pub mod ids;
 pub mod mask;
 pub mod provider;
 pub mod resolve;
+pub mod secret_like;
 pub mod var;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +37,10 @@ pub enum CoreError {
     /// secret.
     #[error("{0}")]
     InvalidInput(String),
+    /// A name, id or other public field held what looks like a key; the message names the
+    /// field, never the value.
+    #[error("{0}")]
+    LooksLikeSecret(String),
 }
 
 /// A point in time: milliseconds since the Unix epoch, as stored.

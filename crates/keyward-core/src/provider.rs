@@ -304,7 +304,8 @@ impl Provider {
     pub fn get(id: &str) -> Result<&'static Provider, CoreError> {
         PROVIDERS.iter().find(|p| p.id == id).ok_or_else(|| {
             CoreError::InvalidInput(format!(
-                "unknown provider {id:?}; known providers: {}",
+                "unknown provider {}; known providers: {}",
+                crate::secret_like::shown(id),
                 PROVIDERS
                     .iter()
                     .map(|p| p.id)

@@ -51,7 +51,8 @@ impl FromStr for Strategy {
             "round_robin" | "round-robin" => Ok(Strategy::RoundRobin),
             "weighted" => Ok(Strategy::Weighted),
             _ => Err(CoreError::InvalidInput(format!(
-                "unknown strategy {s:?}; use priority, round_robin or weighted"
+                "unknown strategy {}; use priority, round_robin or weighted",
+                crate::secret_like::shown(s)
             ))),
         }
     }

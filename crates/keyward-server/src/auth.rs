@@ -98,8 +98,8 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A JSON body whose rejections come back as problem+json like every other error. Values are
-/// cut out of the parser's message: a misplaced key must not be echoed.
+/// A JSON body whose rejections come back as problem+json like every other error (where
+/// anything in the parser's message that looks like a key is cut out).
 #[derive(Debug)]
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
@@ -112,24 +112,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::PayloadTooLarge)
             }
-            Err(rejection) => Err(ApiError::BadRequest(redact_quoted(&rejection.body_text()))),
+            // The detail is scrubbed on its way out, as every detail is (`error::problem`).
+            Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
     }
-}
-
-/// Replaces every double-quoted run in `s` with `"…"`.
-fn redact_quoted(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut parts = s.split('"');
-    if let Some(first) = parts.next() {
-        out.push_str(first);
-    }
-    for (i, part) in parts.enumerate() {
-        if i % 2 == 0 {
-            out.push_str("\"…\"");
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
 }

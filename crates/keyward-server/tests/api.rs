@@ -1423,3 +1423,273 @@ async fn serves_https_with_a_given_certificate() {
     server.await.unwrap().unwrap();
     vault.close().await;
 }
+
+/// Keys of several providers' formats and Keyward tokens, each marked `KEYCANARY` inside.
+const MISPLACED: &[&str] = &[
+    "sk-proj-Ab3dKEYCANARY9kLm2nOp5qRs8tUv1wXy4z",
+    "sk-ant-api03-Xy9Zk2KEYCANARYSt0Uv2Wx4Yz6Ab8Cd0Ef2Gh",
+    "AIzaSyD3x8KEYCANARYtU7vW0xY1zA4bC6dE8f",
+    "gsk_8kJ2mN4pKEYCANARYvW2xY4zA6bC8dE0fG2h",
+    "3f9a8b7c6d5e4f3a2b1cKEYCANARY8f7a6b5c",
+    "kwt_KEYCANARY0123456789abcdef",
+    "kwg_KEYCANARY0123456789abcdef",
+];
+
+/// A key pasted into a name, id, public field, path or query of any route is refused (4xx,
+/// never 2xx or 5xx), never quoted back, never stored and never audited. One line a case:
+/// method, path and body, `{K}` standing for the key and `{ID}` for a credential of acme.
+async fn misplaced_keys_are_refused_and_never_echoed(mut s: Server) {
+    use Method as M;
+    let admin = s.token(Role::Admin, None).await;
+    let (st, _) = s
+        .call(
+            M::POST,
+            "/api/v1/orgs",
+            Some(&admin),
+            Some(json!({"id": "acme"})),
+        )
+        .await;
+    assert!(st.is_success(), "{st}");
+    let (st, cred) = s
+        .call(
+            M::POST,
+            "/api/v1/credentials",
+            Some(&admin),
+            Some(json!({"organization_id": "acme", "provider": "openai", "name": "prod", "api_key": CANARY})),
+        )
+        .await;
+    assert!(st.is_success(), "{st} {cred}");
+    let id = cred["id"].as_str().unwrap().to_owned();
+    let create = r#"{"organization_id": "acme", "provider": "openai", "credential_name": "n", "api_key": "sk-proj-fine0123456789abcdefXYZW"}"#;
+    let cases: &[(Method, &str, &str)] = &[
+        (
+            M::POST,
+            "/api/provider-credentials/create",
+            r#"{"organization_id": "{K}", "provider": "openai", "credential_name": "n", "api_key": "sk-x"}"#,
+        ),
+        (
+            M::POST,
+            "/api/provider-credentials/create",
+            r#"{"organization_id": "acme", "provider": "{K}", "credential_name": "n"}"#,
+        ),
+        (
+            M::POST,
+            "/api/provider-credentials/create",
+            r#"{"organization_id": "acme", "provider": "openai", "credential_name": "{K}", "api_key": "sk-x"}"#,
+        ),
+        (
+            M::POST,
+            "/api/provider-credentials/create",
+            r#"{"organization_id": "acme", "provider": "openai", "credential_name": "n", "api_key": "sk-proj-fine0123456789abcdefXYZW", "api_base": "https://h/v1?key={K}"}"#,
+        ),
+        (
+            M::POST,
+            "/api/provider-credentials/create",
+            r#"{"organization_id": "acme", "provider": "openai", "credential_name": "n", "{K}": 1}"#,
+        ),
+        (M::GET, "/api/provider-credentials/organization/{K}", ""),
+        (
+            M::PUT,
+            "/api/provider-credentials/{ID}",
+            r#"{"credential_name": "{K}"}"#,
+        ),
+        (
+            M::PUT,
+            "/api/provider-credentials/{K}",
+            r#"{"credential_name": "x"}"#,
+        ),
+        (M::DELETE, "/api/provider-credentials/{K}", ""),
+        (M::PUT, "/api/provider-credentials/{K}/activate", ""),
+        (
+            M::POST,
+            "/api/v1/credentials",
+            r#"{"organization_id": "acme", "provider": "openai", "name": "{K}", "api_key": "sk-proj-fine0123456789abcdefXYZW"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/credentials",
+            r#"{"organization_id": "acme", "provider": "openai", "name": "n", "api_key": "sk-proj-fine0123456789abcdefXYZW", "fields": {"{K}": "x"}}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/credentials",
+            r#"{"organization_id": "acme", "provider": "openai", "name": "n", "api_key": "sk-proj-fine0123456789abcdefXYZW", "fields": {"base_url": "https://u:{K}@h/v1"}}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/credentials",
+            r#"{"organization_id": "acme", "provider": "openai", "name": "n", "api_key": "sk-proj-fine0123456789abcdefXYZW", "modalities": ["{K}"]}"#,
+        ),
+        (M::PATCH, "/api/v1/credentials/{ID}", r#"{"name": "{K}"}"#),
+        (
+            M::PATCH,
+            "/api/v1/credentials/{ID}",
+            r#"{"fields": {"base_url": "https://{K}.example.com"}}"#,
+        ),
+        (M::GET, "/api/v1/credentials/{K}", ""),
+        (M::GET, "/api/v1/credentials?organization_id={K}", ""),
+        (M::GET, "/api/v1/credentials?provider={K}", ""),
+        (M::GET, "/api/v1/credentials?limit={K}", ""),
+        (M::POST, "/api/v1/credentials/{K}/test", ""),
+        (M::POST, "/api/v1/orgs", r#"{"id": "{K}"}"#),
+        (
+            M::POST,
+            "/api/v1/orgs",
+            r#"{"id": "neworg", "name": "{K}"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/orgs",
+            r#"{"id": "neworg2", "strategy": "{K}"}"#,
+        ),
+        (M::PATCH, "/api/v1/orgs/acme", r#"{"strategy": "{K}"}"#),
+        (M::PATCH, "/api/v1/orgs/{K}", r#"{"strategy": "priority"}"#),
+        (
+            M::POST,
+            "/api/v1/resolve",
+            r#"{"organization_id": "acme", "provider": "openai", "credential_name": "{K}"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/resolve",
+            r#"{"organization_id": "{K}", "provider": "openai"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/resolve",
+            r#"{"organization_id": "acme", "provider": "{K}"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/resolve",
+            r#"{"organization_id": "acme", "provider": "openai", "{K}": true}"#,
+        ),
+        (M::POST, "/api/v1/env", r#"{"organization_id": "{K}"}"#),
+        (
+            M::POST,
+            "/api/v1/env",
+            r#"{"organization_id": "acme", "providers": ["{K}"]}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/tokens",
+            r#"{"name": "{K}", "role": "viewer", "organization_id": "acme"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/tokens",
+            r#"{"name": "t", "role": "{K}", "organization_id": "acme"}"#,
+        ),
+        (M::DELETE, "/api/v1/tokens/{K}", ""),
+        (
+            M::POST,
+            "/api/v1/gateway-tokens",
+            r#"{"organization_id": "acme", "name": "{K}"}"#,
+        ),
+        (
+            M::POST,
+            "/api/v1/gateway-tokens",
+            r#"{"organization_id": "acme", "name": "g", "providers": ["{K}"]}"#,
+        ),
+        (M::GET, "/api/v1/gateway-tokens?organization_id={K}", ""),
+        (M::DELETE, "/api/v1/gateway-tokens/{K}", ""),
+        (
+            M::POST,
+            "/v1/config-variables",
+            r#"{"name": "{K}", "value": "v"}"#,
+        ),
+        (
+            M::POST,
+            "/v1/config-variables",
+            r#"{"name": "ok.name", "value": "v", "description": "{K}"}"#,
+        ),
+        (
+            M::POST,
+            "/v1/config-variables",
+            r#"{"name": "ok.name2", "value": "v", "organization_id": "{K}"}"#,
+        ),
+        (M::GET, "/v1/config-variables/{K}", ""),
+        (M::PUT, "/v1/config-variables/{K}", r#"{"value": "v"}"#),
+        (M::DELETE, "/v1/config-variables/{K}", ""),
+        (M::GET, "/v1/config-variables?organization_id={K}", ""),
+        (
+            M::POST,
+            "/api/v1/variables",
+            r#"{"name": "{K}", "value": "v"}"#,
+        ),
+        (M::GET, "/api/v1/variables/{K}?reveal=true", ""),
+        (M::GET, "/api/v1/orgs/acme/secrets/{K}", ""),
+        (M::GET, "/api/v1/orgs/acme/secrets/var.{K}", ""),
+        (M::GET, "/api/v1/orgs/{K}/secrets/openai", ""),
+        (M::GET, "/api/v1/orgs/{K}/usage", ""),
+        (M::GET, "/api/v1/events?filter=org={K}", ""),
+        (M::GET, "/api/v1/events?filter={K}", ""),
+        (M::GET, "/api/v1/events?limit={K}", ""),
+    ];
+    for key in MISPLACED {
+        for (method, path, body) in cases {
+            let path = path.replace("{K}", key).replace("{ID}", &id);
+            let body = (!body.is_empty())
+                .then(|| serde_json::from_str::<Value>(&body.replace("{K}", key)).unwrap());
+            let (st, answer) = s.call(method.clone(), &path, Some(&admin), body).await;
+            assert!(
+                st.is_client_error(),
+                "{method} {path}: {st} (a misplaced key must be refused with a 4xx)"
+            );
+            assert!(
+                !answer.to_string().contains("KEYCANARY"),
+                "{method} {path}: {answer}"
+            );
+        }
+    }
+    // The fields that look like keys were refused for that reason, and said so.
+    let (_, answer) = s
+        .call(
+            M::POST,
+            "/api/provider-credentials/create",
+            Some(&admin),
+            Some(
+                serde_json::from_str(&create.replace("\"n\"", &format!("\"{}\"", MISPLACED[0])))
+                    .unwrap(),
+            ),
+        )
+        .await;
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .contains("looks like an API key"),
+        "{answer}"
+    );
+
+    let seen = String::from_utf8_lossy(&s.seen).into_owned();
+    assert!(
+        !seen.contains("KEYCANARY"),
+        "a response quoted a misplaced key"
+    );
+    let events = s
+        .vault
+        .list_events(&Default::default(), 100_000)
+        .await
+        .unwrap();
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("KEYCANARY"),
+        "audited"
+    );
+    assert!(!contains(&s.stored_bytes().await, "KEYCANARY"), "stored");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misplaced_keys_are_refused_and_never_echoed_on_sqlite() {
+    misplaced_keys_are_refused_and_never_echoed(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misplaced_keys_are_refused_and_never_echoed_on_postgres() {
+    if let Some(s) = Server::postgres().await {
+        misplaced_keys_are_refused_and_never_echoed(s).await;
+    }
+}

@@ -134,6 +134,15 @@ impl Vault {
             outcome: event.outcome,
             details: event.details,
         };
+        // Details may carry a message that named what a caller sent; nothing that looks like a
+        // key is written, whatever path it came by.
+        let mut event = event;
+        keyward_core::secret_like::scrub_json(&mut event.details);
+        for text in [&mut event.actor, &mut event.target] {
+            if keyward_core::secret_like::looks_like_secret(text) {
+                *text = keyward_core::secret_like::scrub(text);
+            }
+        }
         let details_text = event.details.to_string();
         let link = chain.link(&prev, &event.payload(&details_text));
         sqlx::query(

@@ -14,7 +14,7 @@ use crate::tokens::{generate_token, token_hash};
 use crate::{Vault, VaultError, new_id};
 
 /// The prefix of every gateway token.
-pub const GATEWAY_TOKEN_PREFIX: &str = "kwg_";
+pub const GATEWAY_TOKEN_PREFIX: &str = keyward_core::secret_like::GATEWAY_TOKEN_PREFIX;
 
 /// A gateway token as listings show it: its first characters, never the token.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -91,6 +91,7 @@ impl Vault {
                 "a token name has 1 to 100 printable characters".into(),
             ));
         }
+        keyward_core::secret_like::check_public("gateway token name", name)?;
         if rpm.is_some_and(|r| !(1..=1_000_000).contains(&r)) {
             return Err(VaultError::InvalidInput(
                 "rpm must be between 1 and 1000000".into(),

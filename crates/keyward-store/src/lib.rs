@@ -96,7 +96,9 @@ pub enum VaultError {
 impl From<CoreError> for VaultError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::InvalidInput(m) => VaultError::InvalidInput(m),
+            CoreError::InvalidInput(m) | CoreError::LooksLikeSecret(m) => {
+                VaultError::InvalidInput(m)
+            }
         }
     }
 }

@@ -51,6 +51,7 @@ impl Vault {
                 "an organization name has 1 to 200 printable characters".into(),
             ));
         }
+        keyward_core::secret_like::check_public("organization name", name)?;
         let org = Organization {
             id: id.clone(),
             name: name.to_owned(),

@@ -19,7 +19,7 @@ use crate::{Vault, VaultError, new_id};
 
 /// The prefix every API token starts with, so that a leaked one is recognisable (and secret
 /// scanners can be taught it).
-pub const API_TOKEN_PREFIX: &str = "kwt_";
+pub const API_TOKEN_PREFIX: &str = keyward_core::secret_like::API_TOKEN_PREFIX;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -56,7 +56,8 @@ impl FromStr for Role {
             "viewer" => Ok(Role::Viewer),
             "resolver" => Ok(Role::Resolver),
             _ => Err(VaultError::InvalidInput(format!(
-                "unknown role {s:?}; use admin, org_admin, viewer or resolver"
+                "unknown role {}; use admin, org_admin, viewer or resolver",
+                keyward_core::secret_like::shown(s)
             ))),
         }
     }
@@ -207,6 +208,7 @@ impl Vault {
                 "a token name has 1 to 100 printable characters".into(),
             ));
         }
+        keyward_core::secret_like::check_public("token name", name)?;
         match (role, org) {
             (Role::Admin, Some(_)) => {
                 return Err(VaultError::InvalidInput(

@@ -148,6 +148,9 @@ impl Vault {
                 "a description has at most 500 printable characters".into(),
             ));
         }
+        if let Some(d) = description {
+            keyward_core::secret_like::check_public("description", d)?;
+        }
         if let Some(o) = org {
             self.require_org(o).await?;
         }

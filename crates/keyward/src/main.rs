@@ -29,7 +29,20 @@ use crate::output::{Table, print_json, time};
 use keyward::{Config, ConfigInputs};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap's own errors quote the argument they could not take (`invalid value '...'`), which
+    // may be a key typed in the wrong place: they are scrubbed like every other error.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let text = keyward_core::secret_like::scrub(&e.render().to_string());
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -56,7 +69,12 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors may name what was given (an organization, a variable); nothing that looks
+            // like a key is printed.
+            eprintln!(
+                "error: {}",
+                keyward_core::secret_like::scrub(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -238,7 +256,10 @@ async fn org(backend: &Backend, cmd: OrgCommand) -> Result<ExitCode> {
 /// The buffers it passes through are wiped when dropped.
 fn read_secret(env_var: Option<&str>, what: &str) -> Result<SecretString> {
     let value = if let Some(var) = env_var {
-        Zeroizing::new(std::env::var(var).map_err(|_| anyhow!("{var} is not set"))?)
+        Zeroizing::new(
+            std::env::var(var)
+                .map_err(|_| anyhow!("{} is not set", keyward_core::secret_like::shown(var)))?,
+        )
     } else if std::io::stdin().is_terminal() {
         Zeroizing::new(
             rpassword::prompt_password(format!("{what}: "))
@@ -273,9 +294,12 @@ fn format_check(s: &SecretSource) -> FormatCheck {
 fn parse_sets(sets: &[String], base_url: Option<String>) -> Result<BTreeMap<String, String>> {
     let mut fields = BTreeMap::new();
     for s in sets {
-        let (k, v) = s
-            .split_once('=')
-            .ok_or_else(|| anyhow!("--set {s:?} must have the form FIELD=VALUE"))?;
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            anyhow!(
+                "--set {} must have the form FIELD=VALUE",
+                keyward_core::secret_like::shown(s)
+            )
+        })?;
         fields.insert(k.trim().to_owned(), v.trim().to_owned());
     }
     if let Some(url) = base_url {

@@ -262,7 +262,10 @@ impl Gateway {
 }
 
 /// Errors answered in the shape the provider's SDKs parse.
+/// The message is scrubbed like the API's details (it may name what the client sent).
 fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Response {
+    let message = keyward_core::secret_like::scrub(message);
+    let message = message.as_str();
     let body = match provider.auth {
         AuthStyle::XApiKey => json!({
             "type": "error",
@@ -700,7 +703,7 @@ pub(crate) async fn forward(
         return (
             StatusCode::NOT_FOUND,
             axum::Json(
-                json!({ "error": { "message": format!("unknown provider {provider_id:?}") } }),
+                json!({ "error": { "message": format!("unknown provider {}", keyward_core::secret_like::shown(&provider_id)) } }),
             ),
         )
             .into_response();
@@ -783,7 +786,10 @@ pub(crate) async fn forward_target(
         return provider_error(
             shape,
             StatusCode::NOT_FOUND,
-            &format!("unknown gateway target {target_id:?}"),
+            &format!(
+                "unknown gateway target {}",
+                keyward_core::secret_like::shown(&target_id)
+            ),
         );
     };
     let provider = target.provider;

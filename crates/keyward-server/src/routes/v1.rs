@@ -437,7 +437,12 @@ pub(super) async fn eso_secret(
 ) -> Result<Json<Value>, ApiError> {
     let org: OrgId = parse_org(&org)?;
     caller.require(&org, &[Role::OrgAdmin, Role::Resolver])?;
-    let missing = || ApiError::NotFound(format!("no secret {key:?} in organization '{org}'"));
+    let missing = || {
+        ApiError::NotFound(format!(
+            "no secret {} in organization '{org}'",
+            keyward_core::secret_like::shown(&key)
+        ))
+    };
     if let Some(name) = key.strip_prefix("var.") {
         let name = VarName::new(name)?;
         let got = match state

@@ -562,3 +562,122 @@ async fn rotation_killed_mid_way_leaves_every_record_decryptable() {
     );
     assert!(s.ok(&["events", "verify"]).contains("intact"));
 }
+
+/// A key typed where a name, id or option goes is refused and never printed, stored or
+/// audited, locally and through clap's own errors. One line a case, `{K}` for the key.
+#[tokio::test]
+async fn a_key_in_the_wrong_argument_is_refused_and_never_printed() {
+    let mut s = Sandbox::sqlite();
+    let master = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), master);
+    s.ok(&["org", "create", "acme"]);
+    const K: &str = "sk-proj-Zx8KEYCANARYNp6Qr8St0Uv2Wx4Yz6Ab8Cd";
+    let cases: &[&[&str]] = &[
+        &["org", "create", "{K}"],
+        &["org", "create", "neworg", "--name", "{K}"],
+        &["cred", "list", "--org", "{K}"],
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "{K}",
+            "--name",
+            "n",
+        ],
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "{K}",
+            "--api-key-env",
+            "KEY",
+        ],
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "n",
+            "--api-key-env",
+            "{K}",
+        ],
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "n",
+            "--api-key-env",
+            "KEY",
+            "--set",
+            "{K}",
+        ],
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "n",
+            "--api-key-env",
+            "KEY",
+            "--base-url",
+            "https://h/v1?key={K}",
+        ],
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "n",
+            "--api-key-env",
+            "KEY",
+            "--priority",
+            "{K}",
+        ],
+        &["cred", "show", "{K}"],
+        &["cred", "delete", "{K}"],
+        &["var", "get", "{K}"],
+        &["var", "set", "{K}", "--value-env", "KEY"],
+        &[
+            "resolve",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "{K}",
+        ],
+        &["events", "list", "--filter", "org={K}"],
+        &["{K}"],
+    ];
+    for case in cases {
+        let args: Vec<String> = case.iter().map(|a| a.replace("{K}", K)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = s.fails(&args, &[("KEY", "sk-proj-fine0123456789abcdefXYZW")]);
+        assert!(!err.contains("KEYCANARY"), "keyward {case:?}: {err}");
+    }
+    assert!(!contains(&s.transcript, "KEYCANARY"), "printed");
+    assert!(
+        !contains(&s.stored_bytes().await, "KEYCANARY"),
+        "stored or audited"
+    );
+    s.cleanup().await;
+}
