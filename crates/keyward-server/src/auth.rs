@@ -69,6 +69,13 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim);
         let principal = match token {
             Some(t) if t.starts_with(keyward_store::API_TOKEN_PREFIX) => {
+                // While the store is away every answer would be a 503 after the pool's wait;
+                // give it at once (a watcher notices when the store is back).
+                if !state.vault.store_available() {
+                    return Err(ApiError::Unavailable(
+                        crate::error::STORE_UNAVAILABLE.to_owned(),
+                    ));
+                }
                 state.vault.authenticate(t).await?
             }
             // Anything else with the shape of a JWT is checked as one, if keys are configured.

@@ -26,8 +26,16 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 429: too many failed authentications from this address; retry after so many seconds.
     TooManyRequests(u64),
-    /// 503: the store or the audit log cannot be written; nothing was changed.
+    /// 503: the store or the audit log cannot be written; nothing was changed. Retry-After.
     Unavailable(String),
+    /// 503: the store went away while a write was being committed; it may have been saved.
+    /// The answer names the record's id (`id`), so that the client can look.
+    OutcomeUnknown {
+        /// What to tell the client.
+        detail: String,
+        /// The record's id.
+        id: String,
+    },
     /// 500: a bug or an outage; the details are logged, not returned.
     Internal(String),
 }
@@ -43,7 +51,9 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +70,15 @@ impl From<VaultError> for ApiError {
             | VaultError::Conflict { .. }
             | VaultError::Undecryptable(_) => ApiError::Conflict(e.to_string()),
             VaultError::AuditUnavailable(_) => ApiError::Unavailable(e.to_string()),
+            VaultError::OutcomeUnknown { ref id, .. } => ApiError::OutcomeUnknown {
+                id: id.clone(),
+                detail: e.to_string(),
+            },
+            VaultError::Unavailable(_) | VaultError::Connect(_) => {
+                // The driver's words stay in the log.
+                tracing::warn!(error = %e, "the store is unavailable");
+                ApiError::Unavailable(STORE_UNAVAILABLE.to_owned())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -76,6 +95,11 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let retry_after = match &self {
             ApiError::TooManyRequests(secs) => Some(*secs),
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown { .. } => Some(5),
+            _ => None,
+        };
+        let unknown_id = match &self {
+            ApiError::OutcomeUnknown { id, .. } => Some(id.clone()),
             _ => None,
         };
         let detail = match self {
@@ -94,9 +118,13 @@ impl IntoResponse for ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::Unprocessable(m)
-            | ApiError::Unavailable(m) => m,
+            | ApiError::Unavailable(m)
+            | ApiError::OutcomeUnknown { detail: m, .. } => m,
         };
-        let mut response = problem(status, &detail);
+        let mut response = match unknown_id {
+            None => problem(status, &detail),
+            Some(id) => problem_with(status, &detail, json!({ "outcome": "unknown", "id": id })),
+        };
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
@@ -116,12 +144,24 @@ impl IntoResponse for ApiError {
 ///
 /// [`scrub`]: keyward_core::secret_like::scrub
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = json!({
+    problem_with(status, detail, json!({}))
+}
+
+/// What the API answers while the store is away.
+pub(crate) const STORE_UNAVAILABLE: &str =
+    "the store is unavailable; nothing was changed; retry in a few seconds";
+
+/// [`problem`] with extension members (RFC 9457 §3.2).
+fn problem_with(status: StatusCode, detail: &str, extensions: serde_json::Value) -> Response {
+    let mut body = json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": keyward_core::secret_like::scrub(detail),
     });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extensions) {
+        body.extend(extra);
+    }
     let mut response = (status, Json(body)).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -113,7 +113,16 @@ impl Vault {
         event: NewEvent,
     ) -> Result<(), VaultError> {
         let chain = self.chain()?;
-        let audit_err = |e: sqlx::Error| VaultError::AuditUnavailable(e.to_string());
+        // The store being away is said as such (a 503 to retry); anything else about the log
+        // is the log being unwritable.
+        let audit_err = |e: sqlx::Error| {
+            let e = VaultError::from(e);
+            if e.is_unavailable() {
+                e
+            } else {
+                VaultError::AuditUnavailable(e.to_string())
+            }
+        };
         // Updating the head first takes the write lock (SQLite) or the row lock (PostgreSQL),
         // so appends are serialised and each sees the link before it.
         let head =

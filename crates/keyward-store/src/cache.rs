@@ -51,6 +51,11 @@ pub(crate) struct ResolveCache {
     /// Bumped by every invalidation. A loader notes it before reading the database and its
     /// result is only cached if no write happened meanwhile, so a stale read never sticks.
     generation: AtomicU64,
+    /// Entries loaded before this instant are no longer fresh, but are kept: when change
+    /// notifications are interrupted nobody knows what changed meanwhile, so they are read
+    /// again, yet while the database is away they are still the best there is
+    /// ([`ResolveCache::get_stale`]).
+    fresh_after: RwLock<Option<Instant>>,
 }
 
 impl ResolveCache {
@@ -61,7 +66,32 @@ impl ResolveCache {
             map: RwLock::new(HashMap::new()),
             len: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            fresh_after: RwLock::new(None),
         }
+    }
+
+    /// The instant before which loaded entries are not fresh, if any.
+    pub(crate) fn fresh_after(&self) -> Option<Instant> {
+        *self.fresh_after.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes every entry loaded so far stale without dropping it.
+    pub(crate) fn expire_all(&self) {
+        *self.fresh_after.write().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// An entry loaded less than `max_age` ago, fresh or not: for when the database is away.
+    pub(crate) fn get_stale(
+        &self,
+        org: &str,
+        provider: &'static str,
+        max_age: Duration,
+    ) -> Option<Arc<Entry>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.get(org)?
+            .get(provider)
+            .filter(|e| e.loaded.is_some_and(|at| at.elapsed() < max_age))
+            .cloned()
     }
 
     pub(crate) fn get(&self, org: &str, provider: &'static str) -> Option<Arc<Entry>> {
@@ -70,10 +100,15 @@ impl ResolveCache {
         }
         // A poisoned lock only means another thread panicked while holding it; the map itself
         // is always in a consistent state, so keep using it.
+        let fresh_after = self.fresh_after();
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.get(org)?
             .get(provider)
-            .filter(|e| e.loaded.is_some_and(|at| at.elapsed() < self.ttl))
+            .filter(|e| {
+                e.loaded.is_some_and(|at| {
+                    at.elapsed() < self.ttl && fresh_after.is_none_or(|after| at > after)
+                })
+            })
             .cloned()
     }
 

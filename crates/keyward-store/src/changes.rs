@@ -68,8 +68,15 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
                     tracing::warn!(error = %e, "cannot receive change notifications; reconnecting");
                 }
             }
-            inner.cache.invalidate();
-            drop(inner);
+            // What changed during the gap is unknown: nothing cached is fresh any more. But it
+            // is kept, to serve from if the database itself is away (which a lost listening
+            // connection often means), and read again as soon as it is back.
+            // Down first: a request that finds its entry stale must not then queue for a
+            // connection to a database that is gone.
+            let vault = Vault { inner };
+            vault.mark_unavailable();
+            vault.inner.cache.expire_all();
+            drop(vault);
             listener = loop {
                 match subscribe(&url).await {
                     Ok(l) => break l,
@@ -83,7 +90,7 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
                 }
             };
             if let Some(inner) = weak.upgrade() {
-                inner.cache.invalidate();
+                inner.cache.expire_all();
             }
         }
     });

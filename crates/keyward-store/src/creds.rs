@@ -231,7 +231,7 @@ impl Vault {
         self.require_org(&new.org).await?;
         let (_writing, mut tx) = self.begin_write().await?;
         let id = self.insert_credential(&mut tx, new, actor).await?;
-        tx.commit().await?;
+        self.commit(tx, "credential", id.as_str()).await?;
         self.changed().await;
         self.get_credential(&id).await
     }
@@ -248,7 +248,12 @@ impl Vault {
         for new in batch {
             ids.push(self.insert_credential(&mut tx, new, actor).await?);
         }
-        tx.commit().await?;
+        let first = ids
+            .first()
+            .map(|i| i.as_str().to_owned())
+            .unwrap_or_default();
+        self.commit(tx, "the batch starting with credential", &first)
+            .await?;
         self.changed().await;
         Ok(ids)
     }
@@ -555,7 +560,7 @@ impl Vault {
             .details(details),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "credential", id.as_str()).await?;
         self.changed().await;
         self.get_credential(id).await
     }
@@ -616,7 +621,7 @@ impl Vault {
             })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "credential", id.as_str()).await?;
         self.get_credential(id).await
     }
 
@@ -670,7 +675,7 @@ impl Vault {
             })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "credential", id.as_str()).await?;
         self.changed().await;
         Ok(())
     }

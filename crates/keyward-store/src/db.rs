@@ -101,6 +101,7 @@ impl Location {
 pub(crate) async fn connect(
     location: &Location,
     max_connections: Option<u32>,
+    acquire_timeout: Option<Duration>,
 ) -> Result<(AnyPool, Backend), VaultError> {
     install_default_drivers();
     let (url, backend) = match location {
@@ -130,7 +131,13 @@ pub(crate) async fn connect(
             ));
         }
     };
-    let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+    // On PostgreSQL a connection that cannot be had within two seconds means the server is
+    // away: say so then (a 503 to retry), rather than hold every caller for ten.
+    let acquire_timeout = acquire_timeout.unwrap_or(match backend {
+        Backend::Sqlite => Duration::from_secs(10),
+        Backend::Postgres => Duration::from_secs(2),
+    });
+    let mut options = AnyPoolOptions::new().acquire_timeout(acquire_timeout);
     if backend == Backend::Sqlite {
         // WAL lets readers run beside the one writer; a busy timeout makes concurrent writers
         // (the CLI beside a server) wait instead of failing; synchronous=FULL keeps every
@@ -172,5 +179,23 @@ pub(crate) fn redact_url_error(e: &sqlx::Error) -> String {
         sqlx::Error::Configuration(_) => "invalid database URL".into(),
         sqlx::Error::Database(db) => db.message().to_owned(),
         other => other.to_string(),
+    }
+}
+
+/// Whether `e` means the database is away (down, restarting, unreachable, out of
+/// connections) rather than that the statement was wrong.
+pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        // Connection exceptions (08), shutdowns (57P01-57P03), too many connections (53300).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
 }

@@ -132,7 +132,7 @@ impl Vault {
             .details(json!({ "name": name, "prefix": prefix, "providers": ids, "rpm": rpm })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "gateway token", &id).await?;
         Ok((token, self.get_gateway_token(&id).await?))
     }
 
@@ -189,7 +189,7 @@ impl Vault {
             .details(json!({ "name": current.name })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "gateway token", id).await?;
         self.changed().await;
         self.get_gateway_token(id).await
     }
@@ -199,7 +199,11 @@ impl Vault {
         &self,
         token: &str,
     ) -> Result<Option<GatewayTokenView>, VaultError> {
-        let Some(row) = self.row_for_token("gateway_tokens", COLUMNS, token).await? else {
+        let found = self.row_for_token("gateway_tokens", COLUMNS, token).await;
+        if let Err(e) = &found {
+            self.note(e);
+        }
+        let Some(row) = found? else {
             return Ok(None);
         };
         let t = view(&row)?;

@@ -19,6 +19,7 @@ mod changes;
 mod creds;
 mod db;
 mod gateway_tokens;
+mod health;
 mod keys;
 mod orgs;
 mod resolve;
@@ -84,13 +85,48 @@ pub enum VaultError {
     Connect(String),
     /// A database statement failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The database cannot be reached right now (it is down, restarting, or out of
+    /// connections); nothing was changed. Worth retrying in a few seconds.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The database went away while a write was being committed: it may or may not have been
+    /// saved. `id` names the record, so the caller can look before retrying.
+    #[error(
+        "the store went away while {what} {id} was being saved; it may or may not have been saved: look it up before retrying"
+    )]
+    OutcomeUnknown {
+        /// What was being written (`credential`, `variable`, ...).
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// A file-system operation failed.
     #[error("{0}")]
     Io(String),
+}
+
+impl From<sqlx::Error> for VaultError {
+    fn from(e: sqlx::Error) -> Self {
+        if db::is_unavailable(&e) {
+            VaultError::Unavailable(db::redact_url_error(&e))
+        } else {
+            VaultError::Database(e)
+        }
+    }
+}
+
+impl VaultError {
+    /// Whether this is the store being away (worth retrying soon), not a refusal.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            VaultError::Unavailable(_) | VaultError::Connect(_) | VaultError::OutcomeUnknown { .. }
+        )
+    }
 }
 
 impl From<CoreError> for VaultError {
@@ -122,6 +158,10 @@ pub struct VaultOptions {
     /// key at once rather than after `cache_ttl`. For long-running processes (`keyward serve`);
     /// it holds one extra connection.
     pub listen_for_changes: bool,
+    /// The longest wait for a database connection before an operation is answered with
+    /// [`VaultError::Unavailable`] (default: 10 s on SQLite, where it only waits for this
+    /// process's other users, and 2 s on PostgreSQL, where it means the server is away).
+    pub acquire_timeout: Option<std::time::Duration>,
 }
 
 impl Default for VaultOptions {
@@ -132,6 +172,7 @@ impl Default for VaultOptions {
             env: EnvSource::Process,
             max_connections: None,
             listen_for_changes: false,
+            acquire_timeout: None,
         }
     }
 }
@@ -161,6 +202,8 @@ struct Inner {
     instance: String,
     /// The task listening for other processes' changes, if any.
     listener: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// Whether the database is known to be away, and whether a task is watching for its return.
+    health: health::Health,
 }
 
 impl Drop for Inner {
@@ -188,7 +231,8 @@ impl Vault {
         keyring: Keyring,
         options: VaultOptions,
     ) -> Result<Self, VaultError> {
-        let (pool, backend) = db::connect(location, options.max_connections).await?;
+        let (pool, backend) =
+            db::connect(location, options.max_connections, options.acquire_timeout).await?;
         let chain = audit::load_or_create_chain_key(&pool, &keyring).await?;
         let vault = Self {
             inner: Arc::new(Inner {
@@ -203,6 +247,7 @@ impl Vault {
                 write_lock: (backend == Backend::Sqlite).then(|| tokio::sync::Mutex::new(())),
                 instance: new_id(),
                 listener: std::sync::OnceLock::new(),
+                health: health::Health::default(),
             }),
         };
         if options.listen_for_changes
@@ -218,6 +263,13 @@ impl Vault {
     /// this process or, when listening, in another. Holders of derived caches compare it.
     pub fn generation(&self) -> u64 {
         self.inner.cache.generation()
+    }
+
+    /// What was checked before this instant is not fresh (change notifications were
+    /// interrupted), though it may serve while the store is away. Holders of derived caches
+    /// compare their entries' times with it.
+    pub fn fresh_after(&self) -> Option<std::time::Instant> {
+        self.inner.cache.fresh_after()
     }
 
     /// Which database this vault runs on.
@@ -275,7 +327,7 @@ impl Vault {
 fn map_unique(e: sqlx::Error, what: impl FnOnce() -> String) -> VaultError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => VaultError::AlreadyExists(what()),
-        _ => VaultError::Database(e),
+        _ => e.into(),
     }
 }
 

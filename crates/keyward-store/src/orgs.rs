@@ -82,7 +82,7 @@ impl Vault {
             .details(json!({ "name": org.name })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "organization", id.as_str()).await?;
         Ok(org)
     }
 
@@ -135,7 +135,7 @@ impl Vault {
             .details(json!({ "strategy": strategy.as_str(), "was": before.strategy.as_str() })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "organization", id.as_str()).await?;
         self.changed().await;
         self.get_org(id).await
     }

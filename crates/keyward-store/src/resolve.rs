@@ -125,12 +125,35 @@ impl Vault {
     /// The organization's active credentials for `provider`, in the organization's strategy's
     /// order, from the cache; no environment fallback. Not audited: for the gateway, which
     /// counts use in aggregate.
+    ///
+    /// While the store is away, keys read less than `stale_for` ago are served as they were;
+    /// anything older, or never read, is [`VaultError::Unavailable`] at once.
     pub async fn gateway_candidates(
         &self,
         org: &OrgId,
         provider: &'static Provider,
+        stale_for: std::time::Duration,
     ) -> Result<GatewayCandidates, VaultError> {
-        let entry = self.entry(org, provider).await?;
+        let cache = &self.inner.cache;
+        let stale = || {
+            cache
+                .get_stale(org.as_str(), provider.id, stale_for)
+                .ok_or_else(|| {
+                    VaultError::Unavailable("the keys of this organization are not cached".into())
+                })
+        };
+        let entry = match cache.get(org.as_str(), provider.id) {
+            Some(hit) => hit,
+            None if !self.store_available() => stale()?,
+            None => match self.entry(org, provider).await {
+                Ok(entry) => entry,
+                Err(e) if e.is_unavailable() => {
+                    self.mark_unavailable();
+                    stale()?
+                }
+                Err(e) => return Err(e),
+            },
+        };
         if entry.live.is_empty() {
             return Err(NotFound {
                 provider: provider.id.to_owned(),
@@ -328,6 +351,8 @@ impl Vault {
             return Ok(hit);
         }
         let generation = cache.generation();
+        // When the read began: a change announced after that makes it stale.
+        let started = std::time::Instant::now();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1 \
              ORDER BY priority, created_at, id"
@@ -344,7 +369,7 @@ impl Vault {
                 .await?
                 .ok_or_else(|| VaultError::NotFound(format!("organization '{org}'")))?;
         let mut entry = Entry {
-            loaded: Some(std::time::Instant::now()),
+            loaded: Some(started),
             strategy: strategy.parse()?,
             ..Entry::default()
         };

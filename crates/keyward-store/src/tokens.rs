@@ -256,7 +256,7 @@ impl Vault {
             .details(json!({ "name": name, "role": role.as_str(), "prefix": prefix })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "token", &id).await?;
         self.get_token(&id).await
     }
 
@@ -314,7 +314,7 @@ impl Vault {
             .details(json!({ "name": current.name, "role": current.role.as_str() })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "token", id).await?;
         self.changed().await;
         self.get_token(id).await
     }
@@ -322,7 +322,11 @@ impl Vault {
     /// Checks a bearer token. `Ok(None)` for a token that is unknown, revoked or expired (the
     /// caller answers 401 and audits the failure); the stored hash is compared in constant time.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
-        let Some(row) = self.row_for_token("api_tokens", COLUMNS, token).await? else {
+        let found = self.row_for_token("api_tokens", COLUMNS, token).await;
+        if let Err(e) = &found {
+            self.note(e);
+        }
+        let Some(row) = found? else {
             return Ok(None);
         };
         let t = view(&row)?;

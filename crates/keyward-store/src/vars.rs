@@ -235,7 +235,7 @@ impl Vault {
                 .details(json!({ "sensitive": sensitive })),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "variable", name.as_str()).await?;
         self.changed().await;
         self.load_var(name, scope)
             .await?
@@ -338,7 +338,7 @@ impl Vault {
             .org(org.map(OrgId::as_str)),
         )
         .await?;
-        tx.commit().await?;
+        self.commit(tx, "variable", name.as_str()).await?;
         self.changed().await;
         Ok(())
     }

@@ -541,7 +541,10 @@ async fn strategies_pick_by_priority_turns_and_weight(db: Db) {
     let openai = Provider::get("openai").unwrap();
     let mut firsts = Vec::new();
     for _ in 0..3 {
-        let c = v.gateway_candidates(&acme, openai).await.unwrap();
+        let c = v
+            .gateway_candidates(&acme, openai, std::time::Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(c.len(), 3);
         firsts.push(c.iter().next().unwrap().id.clone());
     }

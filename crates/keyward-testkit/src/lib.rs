@@ -4,7 +4,12 @@
 //!   `KEYWARD_TEST_DATABASE_URL`, so tests run in parallel on one database. Without that
 //!   variable the PostgreSQL half of a suite is skipped, unless `KEYWARD_TEST_REQUIRE_POSTGRES=1`
 //!   (CI) makes the missing server a failure.
+//! - [`PgCluster`]: a PostgreSQL server of a test's own, to stop and start (fault tests).
 //! - [`contains`]: the canary scan.
+
+mod cluster;
+
+pub use cluster::PgCluster;
 
 use sqlx::{AnyPool, AssertSqlSafe, Executor as _};
 

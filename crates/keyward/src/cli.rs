@@ -164,6 +164,14 @@ pub(crate) struct ServeArgs {
     /// live bounds how long a change made some other way goes unseen.
     #[arg(long, env = "KEYWARD_CACHE_TTL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) cache_ttl: std::time::Duration,
+    /// While the database is unreachable, how long the gateway keeps serving tokens and keys
+    /// it checked before (0s: not at all); tokens and keys it never saw get a fast 503.
+    #[arg(long, env = "KEYWARD_GATEWAY_SERVE_STALE_FOR", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub(crate) gateway_serve_stale_for: std::time::Duration,
+    /// Longest wait for a database connection before a request is answered with 503
+    /// (default: 2s on PostgreSQL, 10s on SQLite).
+    #[arg(long, env = "KEYWARD_DB_ACQUIRE_TIMEOUT", value_parser = positive_duration)]
+    pub(crate) db_acquire_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -132,6 +132,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => VaultOptions {
             cache_ttl: args.cache_ttl,
             listen_for_changes: true,
+            acquire_timeout: args.db_acquire_timeout,
             ..VaultOptions::default()
         },
         _ => VaultOptions {

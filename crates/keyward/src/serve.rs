@@ -34,6 +34,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
             first_byte_timeout: args.gateway_first_byte_timeout,
             idle_timeout: args.gateway_idle_timeout,
             targets_file: args.gateway_config.clone(),
+            stale_for: args.gateway_serve_stale_for,
             ..GatewayOptions::default()
         });
     if args.gateway_config.is_some() {

@@ -63,6 +63,9 @@ pub struct GatewayOptions {
     pub usage_flush_interval: Duration,
     /// The static targets file, if any.
     pub targets_file: Option<PathBuf>,
+    /// While the store is away, how long tokens and keys checked before are still served
+    /// (zero: not at all). Tokens and keys never seen get a fast 503 meanwhile.
+    pub stale_for: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -73,6 +76,7 @@ impl Default for GatewayOptions {
             idle_timeout: Duration::from_secs(120),
             usage_flush_interval: Duration::from_secs(1),
             targets_file: None,
+            stale_for: Duration::from_secs(300),
         }
     }
 }
@@ -418,16 +422,36 @@ fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &SecretString
 impl Gateway {
     /// A token checked within the last second and still valid, without touching the database.
     fn cached_token(&self, state: &AppState, token: &str) -> Option<Arc<GatewayTokenView>> {
+        let fresh_after = state.vault.fresh_after();
+        self.token_checked_within(state, token, TOKEN_TTL)
+            .filter(|(_, at)| fresh_after.is_none_or(|after| *at > after))
+            .map(|(view, _)| view)
+    }
+
+    /// A token checked less than `stale_for` ago, for when the store is away.
+    fn stale_token(&self, state: &AppState, token: &str) -> Option<Arc<GatewayTokenView>> {
+        self.token_checked_within(state, token, self.options.stale_for)
+            .map(|(view, _)| view)
+    }
+
+    /// A token checked less than `age` ago, under the vault's current generation (no write
+    /// since), and not expired; with when it was checked.
+    fn token_checked_within(
+        &self,
+        state: &AppState,
+        token: &str,
+        age: Duration,
+    ) -> Option<(Arc<GatewayTokenView>, Instant)> {
         let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if cache.generation != state.vault.generation() {
             return None;
         }
         let (view, at) = cache.map.get(token)?;
-        let fresh = at.elapsed() < TOKEN_TTL
+        let good = at.elapsed() < age
             && view
                 .expires_at
                 .is_none_or(|e| e > keyward_core::Millis::now());
-        fresh.then(|| view.clone())
+        good.then(|| (view.clone(), *at))
     }
 
     /// Looks a token up in the vault (after [`Gateway::cached_token`] missed) and caches the
@@ -438,6 +462,8 @@ impl Gateway {
         token: &str,
     ) -> Result<Option<Arc<GatewayTokenView>>, VaultError> {
         let generation = state.vault.generation();
+        // When the check began: a change announced after that makes it stale.
+        let started = Instant::now();
         let found = state.vault.authenticate_gateway(token).await?.map(Arc::new);
         if state.vault.generation() != generation {
             return Ok(found);
@@ -450,9 +476,7 @@ impl Gateway {
         }
         match &found {
             Some(view) => {
-                cache
-                    .map
-                    .insert(token.to_owned(), (view.clone(), Instant::now()));
+                cache.map.insert(token.to_owned(), (view.clone(), started));
             }
             None => {
                 cache.map.remove(token);
@@ -540,6 +564,22 @@ async fn authenticate(
     if let Some(view) = token.and_then(|t| state.shared.gateway.cached_token(state, t)) {
         return Ok(view);
     }
+    // While the store is away, a token checked not too long ago still passes; any other gets
+    // a fast 503 (not a 401: it may be perfectly good) without waiting for a connection.
+    if let Some(token) = token
+        && !state.vault.store_available()
+    {
+        return state
+            .shared
+            .gateway
+            .stale_token(state, token)
+            .ok_or_else(|| {
+                store_unavailable(
+                    provider,
+                    "the gateway cannot check this token while its store is unavailable",
+                )
+            });
+    }
     if let Some(retry) = ip.and_then(|ip| state.shared.limiter.blocked(ip)) {
         let mut r = provider_error(
             provider,
@@ -553,17 +593,26 @@ async fn authenticate(
     }
     let found = match token {
         None => None,
-        Some(token) => match state.shared.gateway.lookup_token(state, token).await {
-            Ok(found) => Some(found),
-            Err(e) => {
-                tracing::error!(error = %e, "gateway token lookup failed");
-                return Err(provider_error(
-                    provider,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the gateway cannot check tokens right now",
-                ));
+        Some(token) => {
+            match state.shared.gateway.lookup_token(state, token).await {
+                Ok(found) => Some(found),
+                Err(e) if e.is_unavailable() => {
+                    return state
+                    .shared
+                    .gateway
+                    .stale_token(state, token)
+                    .ok_or_else(|| store_unavailable(provider, "the gateway cannot check this token while its store is unavailable"));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "gateway token lookup failed");
+                    return Err(provider_error(
+                        provider,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the gateway cannot check tokens right now",
+                    ));
+                }
             }
-        },
+        }
     };
     if let Some(Some(view)) = found {
         return Ok(view);
@@ -677,6 +726,14 @@ fn screen(
     None
 }
 
+/// 503 with Retry-After: the store is away, try again shortly.
+fn store_unavailable(provider: &Provider, message: &str) -> Response {
+    let mut r = provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, message);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
+}
+
 fn too_large(provider: &Provider) -> Response {
     provider_error(
         provider,
@@ -725,7 +782,12 @@ pub(crate) async fn forward(
 
     // The organization's keys, in its strategy's order, from the resolution cache; keys
     // cooling down go last.
-    let candidates = match state.vault.gateway_candidates(&view.org, provider).await {
+    let stale_for = state.shared.gateway.options().stale_for;
+    let candidates = match state
+        .vault
+        .gateway_candidates(&view.org, provider, stale_for)
+        .await
+    {
         Ok(c) => c,
         Err(VaultError::NoCredential(e)) => {
             let r = provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
@@ -737,6 +799,12 @@ pub(crate) async fn forward(
                 503,
             );
             return r;
+        }
+        Err(e) if e.is_unavailable() => {
+            return store_unavailable(
+                provider,
+                "the gateway cannot find this organization's keys while its store is unavailable",
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "resolution failed");

@@ -92,14 +92,26 @@ async fn healthz() -> &'static str {
 
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The store answers and the master keys open it")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.vault.key_status().await {
-        Ok(status) if status.audit_chain_ok => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the master keys do not open this vault\n",
-        )
-            .into_response(),
-        Err(e) => ApiError::Unavailable(format!("the store is not reachable: {e}")).into_response(),
+    if !state.vault.audit_chain_ok() {
+        return ApiError::Unavailable("the master keys do not open this vault".into())
+            .into_response();
+    }
+    // Known to be away (a watcher notices when it is back): say so at once.
+    if !state.vault.store_available() {
+        return ApiError::Unavailable(crate::error::STORE_UNAVAILABLE.to_owned()).into_response();
+    }
+    // A probe answers within a second whatever the database does; the driver's words go to
+    // the log, not to the prober.
+    match tokio::time::timeout(std::time::Duration::from_millis(900), state.vault.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: the store does not answer");
+            ApiError::Unavailable(crate::error::STORE_UNAVAILABLE.to_owned()).into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the store did not answer within 900 ms");
+            ApiError::Unavailable(crate::error::STORE_UNAVAILABLE.to_owned()).into_response()
+        }
     }
 }
 

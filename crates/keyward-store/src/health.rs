@@ -1,0 +1,115 @@
+//! Whether the database is reachable, as far as this process knows.
+//!
+//! When an operation finds the store away, the vault is marked down and one task checks every
+//! half second until a trivial query answers again. Meanwhile the hot paths (the gateway's
+//! token checks and key lookups, the API's token checks) do not queue for a connection that
+//! will not come: they answer from what they hold, or at once with "unavailable".
+
+use std::sync::Weak;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::{Inner, Vault, VaultError};
+
+/// How often the watcher asks the database whether it is back.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    down: AtomicBool,
+    watching: AtomicBool,
+}
+
+impl Vault {
+    /// Whether the store answered the last time it was asked (false from the moment an
+    /// operation found it away until it answers again).
+    pub fn store_available(&self) -> bool {
+        !self.inner.health.down.load(Ordering::Acquire)
+    }
+
+    /// Notes that the store is away (when `e` says so) and starts watching for its return.
+    pub(crate) fn note(&self, e: &VaultError) {
+        if e.is_unavailable() {
+            self.mark_unavailable();
+        }
+    }
+
+    /// Marks the store away and starts the watcher, unless one runs.
+    pub(crate) fn mark_unavailable(&self) {
+        let health = &self.inner.health;
+        if !health.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!("the store is unavailable; serving what is cached until it is back");
+        }
+        if health.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak: Weak<Inner> = std::sync::Arc::downgrade(&self.inner);
+        // Outside a runtime (a synchronous caller) there is no watcher; the next operation
+        // that reaches the database marks it back up.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            health.watching.store(false, Ordering::Release);
+            return;
+        };
+        runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let vault = Vault { inner };
+                if vault.ping().await.is_ok() {
+                    tracing::info!("the store is back");
+                    vault.inner.health.watching.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Whether the audit chain key opened with the configured master keys (every audited
+    /// operation is refused otherwise).
+    pub fn audit_chain_ok(&self) -> bool {
+        self.inner.chain.is_some()
+    }
+
+    /// Asks the database a trivial question; marks the store up or down by the answer.
+    pub async fn ping(&self) -> Result<(), VaultError> {
+        match sqlx::query("SELECT 1").execute(&self.inner.pool).await {
+            Ok(_) => {
+                self.inner.health.down.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                let e = VaultError::from(e);
+                self.note(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits a write of `what` `id`. When the connection fails at this point, nobody knows
+    /// whether the database saved it: that is [`VaultError::OutcomeUnknown`] (naming the id,
+    /// so that the caller can look), and every cache is dropped so that nothing stays served
+    /// that the write may have changed (a deactivated key, a revoked token).
+    pub(crate) async fn commit(
+        &self,
+        tx: sqlx::Transaction<'static, sqlx::Any>,
+        what: &'static str,
+        id: &str,
+    ) -> Result<(), VaultError> {
+        match tx.commit().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = VaultError::from(e);
+                if !e.is_unavailable() {
+                    return Err(e);
+                }
+                tracing::error!(what, id, error = %e, "the store went away at commit; the outcome is unknown");
+                self.mark_unavailable();
+                self.inner.cache.invalidate();
+                Err(VaultError::OutcomeUnknown {
+                    what,
+                    id: id.to_owned(),
+                })
+            }
+        }
+    }
+}
