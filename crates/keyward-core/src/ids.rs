@@ -32,6 +32,22 @@ macro_rules! string_id {
                 }
             }
 
+            /// Parses a value read back from the store, where [`Self::new`] accepted it: the
+            /// naming rule is checked, the "looks like a key" heuristic is not (a record named
+            /// before the heuristic learned a new shape must stay readable, and reading it must
+            /// not pay for the heuristic).
+            pub fn from_stored(s: &str) -> Result<Self, CoreError> {
+                let check: fn(&str) -> bool = $check;
+                if check(s) {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(CoreError::InvalidInput(format!(
+                        concat!("a stored ", $what, " breaks the naming rule: {}"),
+                        Self::RULE
+                    )))
+                }
+            }
+
             /// The value as text.
             pub fn as_str(&self) -> &str {
                 &self.0

@@ -8,25 +8,87 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use keyward_core::credential::Modality;
-use keyward_core::{CredentialId, CredentialName, Millis};
+use keyward_core::{CredentialId, CredentialName, Millis, OrgId, Provider};
+use keyward_crypto::Keyring;
 use secrecy::SecretString;
 use std::collections::BTreeMap;
 
-/// A decrypted, active credential.
+/// An active credential, its key still sealed until someone needs it: an organization with
+/// thousands of keys costs one decryption per resolution, not thousands.
 #[derive(Debug)]
 pub(crate) struct Live {
     pub(crate) id: CredentialId,
+    pub(crate) org: OrgId,
+    pub(crate) provider: &'static Provider,
     pub(crate) name: CredentialName,
     pub(crate) modalities: Vec<Modality>,
     pub(crate) fields: BTreeMap<String, String>,
     pub(crate) priority: i64,
     pub(crate) weight: i64,
     pub(crate) created_at: Millis,
-    pub(crate) secret: Option<SecretString>,
+    pub(crate) wrapped_dek: Vec<u8>,
+    pub(crate) sealed_secret: Option<Vec<u8>>,
+    /// The key once opened: `Some(key)`, or `None` when it cannot be opened.
+    pub(crate) opened: OnceLock<Option<Option<SecretString>>>,
+}
+
+impl Live {
+    /// From a row of `id, name, modalities, fields, priority, weight, created_at, wrapped_dek,
+    /// sealed_secret` of `org`'s credentials for `provider`.
+    pub(crate) fn from_row(
+        row: &sqlx::any::AnyRow,
+        org: &OrgId,
+        provider: &'static Provider,
+    ) -> Result<Self, crate::VaultError> {
+        use sqlx::Row as _;
+        let id: String = row.try_get("id")?;
+        let name: String = row.try_get("name")?;
+        let modalities: String = row.try_get("modalities")?;
+        let fields: String = row.try_get("fields")?;
+        Ok(Self {
+            fields: serde_json::from_str(&fields).map_err(|_| {
+                crate::VaultError::InvalidInput(format!("credential {id} has malformed fields"))
+            })?,
+            id: CredentialId::from_stored(&id)?,
+            org: org.clone(),
+            provider,
+            name: CredentialName::from_stored(&name)?,
+            modalities: Modality::parse_list(&modalities)?,
+            priority: row.try_get("priority")?,
+            weight: row.try_get("weight")?,
+            created_at: Millis(row.try_get("created_at")?),
+            wrapped_dek: row.try_get("wrapped_dek")?,
+            sealed_secret: row.try_get("sealed_secret")?,
+            opened: OnceLock::new(),
+        })
+    }
+
+    /// The key, opened the first time it is asked for: `Ok(None)` for a credential without one
+    /// (a keyless provider), `Err(())` when it cannot be decrypted (logged once).
+    pub(crate) fn secret(&self, keyring: &Keyring) -> Result<Option<&SecretString>, ()> {
+        let opened = self.opened.get_or_init(|| {
+            match crate::creds::open_sealed(
+                keyring,
+                &self.id,
+                &self.org,
+                self.provider,
+                &self.fields,
+                &self.wrapped_dek,
+                self.sealed_secret.as_deref(),
+            ) {
+                Ok(secret) => Some(secret),
+                Err(e) => {
+                    tracing::warn!(credential = %self.id, org = %self.org, error = %e, "skipping a credential that cannot be decrypted");
+                    None
+                }
+            }
+        });
+        opened.as_ref().map(Option::as_ref).ok_or(())
+    }
 }
 
 /// The active credentials of one (organization, provider), and the round-robin turn counter.
@@ -35,8 +97,6 @@ pub(crate) struct Entry {
     /// When it was read from the database.
     pub(crate) loaded: Option<Instant>,
     pub(crate) live: Vec<Live>,
-    /// Active credentials skipped because they could not be decrypted.
-    pub(crate) undecryptable: usize,
     /// The organization's strategy.
     pub(crate) strategy: keyward_core::resolve::Strategy,
     pub(crate) turn: AtomicU64,

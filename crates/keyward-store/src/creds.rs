@@ -50,6 +50,24 @@ pub(crate) struct CredRow {
     pub(crate) last_test_result: Option<String>,
 }
 
+/// Opens a credential's sealed key (`None` when it holds an empty one).
+pub(crate) fn open_sealed(
+    keyring: &Keyring,
+    id: &CredentialId,
+    org: &OrgId,
+    provider: &'static Provider,
+    fields: &BTreeMap<String, String>,
+    wrapped_dek: &[u8],
+    sealed: Option<&[u8]>,
+) -> Result<Option<SecretString>, CryptoError> {
+    let dek = keyring.unwrap(wrapped_dek, id.as_str())?;
+    let sealed = sealed.ok_or(CryptoError::Malformed)?;
+    let secret = with_ctx(id, org, provider, fields, |ctx| {
+        dek.open_string(ctx, sealed)
+    })?;
+    Ok(Some(secret).filter(|s| !s.expose_secret().is_empty()))
+}
+
 impl CredRow {
     pub(crate) fn from_row(row: &AnyRow) -> Result<Self, VaultError> {
         let id: String = row.try_get("id")?;
@@ -59,10 +77,10 @@ impl CredRow {
         let modalities: String = row.try_get("modalities")?;
         let fields: String = row.try_get("fields")?;
         Ok(Self {
-            id: CredentialId::new(&id)?,
-            org: OrgId::new(&org)?,
+            id: CredentialId::from_stored(&id)?,
+            org: OrgId::from_stored(&org)?,
             provider: Provider::get(&provider)?,
-            name: CredentialName::new(&name)?,
+            name: CredentialName::from_stored(&name)?,
             modalities: Modality::parse_list(&modalities)?,
             fields: serde_json::from_str(&fields).map_err(|_| {
                 VaultError::InvalidInput(format!("credential {id} has malformed fields"))
@@ -92,15 +110,15 @@ impl CredRow {
         &self,
         keyring: &Keyring,
     ) -> Result<Option<SecretString>, CryptoError> {
-        let dek = keyring.unwrap(&self.wrapped_dek, self.id.as_str())?;
-        let sealed = self
-            .sealed_secret
-            .as_deref()
-            .ok_or(CryptoError::Malformed)?;
-        let secret = with_ctx(&self.id, &self.org, self.provider, &self.fields, |ctx| {
-            dek.open_string(ctx, sealed)
-        })?;
-        Ok(Some(secret).filter(|s| !s.expose_secret().is_empty()))
+        open_sealed(
+            keyring,
+            &self.id,
+            &self.org,
+            self.provider,
+            &self.fields,
+            &self.wrapped_dek,
+            self.sealed_secret.as_deref(),
+        )
     }
 
     pub(crate) fn view(&self, keyring: &Keyring) -> CredentialView {
@@ -270,7 +288,7 @@ impl Vault {
         check_public_fields(provider, &new.fields)?;
         check_required_fields(provider, &new.fields)?;
         check_weight(new.weight)?;
-        let id = CredentialId::new(&new_id())?;
+        let id = CredentialId::from_stored(&new_id())?;
         let sealed = seal_secret(
             &self.inner.keyring,
             &id,
@@ -371,6 +389,65 @@ impl Vault {
         rows.iter()
             .map(|r| Ok(CredRow::from_row(r)?.view(&self.inner.keyring)))
             .collect()
+    }
+
+    /// One page of [`Vault::list_credentials`] (`limit` rows after `offset`, in the same
+    /// order) and the number of rows in all: paged in SQL, so only the rows returned are read
+    /// and opened.
+    pub async fn list_credentials_page(
+        &self,
+        org: Option<&OrgId>,
+        provider: Option<&Provider>,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<CredentialView>, u64), VaultError> {
+        // The conditions are written only when given, so the listing index serves them.
+        let mut conditions = Vec::new();
+        if org.is_some() {
+            conditions.push("org_id = $1");
+        }
+        if provider.is_some() {
+            conditions.push(if org.is_some() {
+                "provider = $2"
+            } else {
+                "provider = $1"
+            });
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let n = conditions.len();
+        let page_sql = format!(
+            "SELECT {COLUMNS} FROM credentials {filter} \
+             ORDER BY org_id, provider, priority, created_at, id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM credentials {filter}");
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut page = sqlx::query(AssertSqlSafe(page_sql));
+        let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
+        if let Some(o) = org {
+            page = page.bind(o.as_str().to_owned());
+            count = count.bind(o.as_str().to_owned());
+        }
+        if let Some(p) = provider {
+            page = page.bind(p.id);
+            count = count.bind(p.id);
+        }
+        let rows = page
+            .bind(to_i64(limit))
+            .bind(to_i64(offset))
+            .fetch_all(&self.inner.pool)
+            .await?;
+        let total = count.fetch_one(&self.inner.pool).await?;
+        let items = rows
+            .iter()
+            .map(|r| Ok(CredRow::from_row(r)?.view(&self.inner.keyring)))
+            .collect::<Result<Vec<_>, VaultError>>()?;
+        Ok((items, u64::try_from(total).unwrap_or(0)))
     }
 
     /// Applies `update` if the credential is still at `expected_version` (or, when `None`, at

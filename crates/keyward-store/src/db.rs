@@ -61,6 +61,11 @@ fn migrator() -> Migrator {
             "org strategy",
             include_str!("../migrations/0007_org_strategy.sql"),
         ),
+        migration(
+            8,
+            "credentials listing",
+            include_str!("../migrations/0008_credentials_listing.sql"),
+        ),
     ])
 }
 

@@ -57,7 +57,7 @@ fn view(row: &AnyRow) -> Result<GatewayTokenView, VaultError> {
     let providers: String = row.try_get("providers")?;
     Ok(GatewayTokenView {
         id: row.try_get("id")?,
-        org: OrgId::new(&org)?,
+        org: OrgId::from_stored(&org)?,
         name: row.try_get("name")?,
         prefix: row.try_get("prefix")?,
         providers: providers

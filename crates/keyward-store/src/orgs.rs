@@ -29,7 +29,7 @@ fn org_from_row(r: &sqlx::any::AnyRow) -> Result<Organization, VaultError> {
     let id: String = r.try_get("id")?;
     let strategy: String = r.try_get("strategy")?;
     Ok(Organization {
-        id: OrgId::new(&id)?,
+        id: OrgId::from_stored(&id)?,
         name: r.try_get("name")?,
         created_at: Millis(r.try_get("created_at")?),
         created_by: r.try_get("created_by")?,

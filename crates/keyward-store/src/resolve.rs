@@ -12,10 +12,8 @@ use keyward_core::resolve::{Candidate, NotFound, ResolveRequest, Resolved, Sourc
 use keyward_core::{Millis, OrgId, Provider};
 use secrecy::SecretString;
 use serde_json::json;
-use sqlx::AssertSqlSafe;
 
 use crate::cache::{Entry, Live};
-use crate::creds::{COLUMNS, CredRow};
 use crate::{Vault, VaultError};
 
 /// Where the environment fallback reads variables from.
@@ -56,6 +54,7 @@ pub struct GatewayCandidates {
     entry: Arc<Entry>,
     order: Vec<usize>,
     provider: &'static Provider,
+    vault: Vault,
 }
 
 /// One credential of [`GatewayCandidates`].
@@ -80,11 +79,13 @@ impl GatewayCandidates {
         self.order.is_empty()
     }
 
-    /// In the strategy's order.
+    /// In the strategy's order; each key is opened when the iterator reaches it (those that
+    /// cannot be opened are skipped), so a request that the first key serves opens one.
     pub fn iter(&self) -> impl Iterator<Item = GatewayCandidate<'_>> {
-        self.order.iter().map(|&i| {
+        self.order.iter().filter_map(|&i| {
             let live = &self.entry.live[i];
-            GatewayCandidate {
+            let secret = live.secret(&self.vault.inner.keyring).ok()?;
+            Some(GatewayCandidate {
                 id: &live.id,
                 base_url: live
                     .fields
@@ -92,8 +93,8 @@ impl GatewayCandidates {
                     .or_else(|| live.fields.get("endpoint"))
                     .map(String::as_str)
                     .or(self.provider.default_base_url),
-                secret: live.secret.as_ref(),
-            }
+                secret,
+            })
         })
     }
 }
@@ -154,22 +155,28 @@ impl Vault {
                 Err(e) => return Err(e),
             },
         };
-        if entry.live.is_empty() {
+        let order = ordered(&entry, entry.live.iter(), None);
+        // At least one key must open; only those before it in the order are tried.
+        let keyring = &self.inner.keyring;
+        let opens = order
+            .iter()
+            .position(|&i| entry.live[i].secret(keyring).is_ok());
+        if opens.is_none() {
             return Err(NotFound {
                 provider: provider.id.to_owned(),
                 org: org.to_string(),
                 name: None,
                 env_var: None,
                 env_fallback: false,
-                undecryptable: entry.undecryptable,
+                undecryptable: entry.live.len(),
             }
             .into());
         }
-        let order = ordered(&entry, entry.live.iter(), None);
         Ok(GatewayCandidates {
             entry,
             order,
             provider,
+            vault: self.clone(),
         })
     }
 
@@ -254,9 +261,9 @@ impl Vault {
     /// callers on a hot path that account for use in aggregate (the gateway); everything else
     /// calls [`Vault::resolve`].
     pub async fn resolve_unaudited(&self, req: &ResolveRequest) -> Result<Resolved, VaultError> {
-        let mut all = self.resolve_candidates(req).await?;
-        // `resolve_candidates` answers with at least one, or an error.
-        Ok(all.swap_remove(0))
+        let mut first = self.resolve_ordered(req, Some(1)).await?;
+        // `resolve_ordered` answers with at least one, or an error.
+        Ok(first.swap_remove(0))
     }
 
     /// Every credential that could answer `req`, in the order its strategy gives (the first is
@@ -265,6 +272,16 @@ impl Vault {
     pub async fn resolve_candidates(
         &self,
         req: &ResolveRequest,
+    ) -> Result<Vec<Resolved>, VaultError> {
+        self.resolve_ordered(req, None).await
+    }
+
+    /// The first `limit` (or all) credentials answering `req` whose keys open, in order; keys
+    /// are opened only until that many have been found.
+    async fn resolve_ordered(
+        &self,
+        req: &ResolveRequest,
+        limit: Option<usize>,
     ) -> Result<Vec<Resolved>, VaultError> {
         let entry = self.entry(&req.org, req.provider).await?;
         let matching: Vec<&Live> = entry
@@ -276,24 +293,33 @@ impl Vault {
                     .is_none_or(|m| c.modalities.is_empty() || c.modalities.contains(&m))
             })
             .collect();
+        let mut undecryptable = 0;
         if !matching.is_empty() {
-            return Ok(ordered(&entry, matching.iter().copied(), req.strategy)
-                .into_iter()
-                .map(|i| {
-                    let chosen = matching[i];
-                    let mut fields = chosen.fields.clone();
-                    fill_default_base_url(req.provider, &mut fields);
-                    Resolved {
-                        provider: req.provider,
-                        source: Source::Vault {
-                            id: chosen.id.clone(),
-                            name: chosen.name.clone(),
-                        },
-                        secret: chosen.secret.clone(),
-                        fields,
-                    }
-                })
-                .collect());
+            let mut found = Vec::new();
+            for i in ordered(&entry, matching.iter().copied(), req.strategy) {
+                if limit.is_some_and(|n| found.len() >= n) {
+                    break;
+                }
+                let chosen = matching[i];
+                let Ok(secret) = chosen.secret(&self.inner.keyring) else {
+                    undecryptable += 1;
+                    continue;
+                };
+                let mut fields = chosen.fields.clone();
+                fill_default_base_url(req.provider, &mut fields);
+                found.push(Resolved {
+                    provider: req.provider,
+                    source: Source::Vault {
+                        id: chosen.id.clone(),
+                        name: chosen.name.clone(),
+                    },
+                    secret: secret.cloned(),
+                    fields,
+                });
+            }
+            if !found.is_empty() {
+                return Ok(found);
+            }
         }
         if req.env_fallback
             && req.name.is_none()
@@ -311,7 +337,7 @@ impl Vault {
                 .or(req.provider.base_url_env)
                 .map(str::to_owned),
             env_fallback: req.env_fallback && req.name.is_none(),
-            undecryptable: entry.undecryptable,
+            undecryptable,
         }
         .into())
     }
@@ -353,10 +379,13 @@ impl Vault {
         let generation = cache.generation();
         // When the read began: a change announced after that makes it stale.
         let started = std::time::Instant::now();
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1 \
-             ORDER BY priority, created_at, id"
-        )))
+        // Only what resolution uses: decoding a row costs microseconds, and an organization
+        // may hold thousands.
+        let rows = sqlx::query(
+            "SELECT id, name, modalities, fields, priority, weight, created_at, wrapped_dek, \
+             sealed_secret FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1 \
+             ORDER BY priority, created_at, id",
+        )
         .bind(org.as_str())
         .bind(provider.id)
         .fetch_all(&self.inner.pool)
@@ -373,24 +402,9 @@ impl Vault {
             strategy: strategy.parse()?,
             ..Entry::default()
         };
+        // Keys stay sealed until a resolution needs them (`Live::secret`).
         for row in &rows {
-            let row = CredRow::from_row(row)?;
-            match row.open_secret(&self.inner.keyring) {
-                Ok(secret) => entry.live.push(Live {
-                    id: row.id,
-                    name: row.name,
-                    modalities: row.modalities,
-                    fields: row.fields,
-                    priority: row.priority,
-                    weight: row.weight,
-                    created_at: row.created_at,
-                    secret,
-                }),
-                Err(e) => {
-                    tracing::warn!(credential = %row.id, org = %org, error = %e, "skipping a credential that cannot be decrypted");
-                    entry.undecryptable += 1;
-                }
-            }
+            entry.live.push(Live::from_row(row, org, provider)?);
         }
         let entry = Arc::new(entry);
         cache.insert(org.as_str(), provider.id, entry.clone(), generation);

@@ -147,7 +147,7 @@ fn view(row: &AnyRow) -> Result<TokenView, VaultError> {
         org: if org.is_empty() {
             None
         } else {
-            Some(OrgId::new(&org)?)
+            Some(OrgId::from_stored(&org)?)
         },
         prefix: row.try_get("prefix")?,
         created_at: Millis(row.try_get("created_at")?),

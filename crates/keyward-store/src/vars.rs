@@ -42,11 +42,11 @@ impl VarRow {
         let sensitive = row.try_get::<i64, _>("sensitive")? != 0;
         let mut out = Self {
             view: VarView {
-                name: VarName::new(&name)?,
+                name: VarName::from_stored(&name)?,
                 org: if scope.is_empty() {
                     None
                 } else {
-                    Some(OrgId::new(&scope)?)
+                    Some(OrgId::from_stored(&scope)?)
                 },
                 sensitive,
                 value: if sensitive {

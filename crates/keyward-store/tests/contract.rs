@@ -1384,4 +1384,86 @@ contract!(
     audit_chain_detects_edits_deletions_and_truncation,
     an_operation_whose_event_cannot_be_written_does_not_happen,
     master_key_rotation_is_resumable_and_keeps_everything_readable,
+    listings_page_in_sql_and_resolution_opens_only_what_it_hands_out,
 );
+
+/// Pages are the full listing cut in SQL (same order, the total counted); resolution opens
+/// keys only as far down the order as it has to, so a broken key after the first does not
+/// matter and one before it is skipped.
+async fn listings_page_in_sql_and_resolution_opens_only_what_it_hands_out(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let mut c = new_cred(
+            "acme",
+            "openai",
+            &format!("k{i:02}"),
+            &format!("sk-page-{i:02}-0123456789abcdef"),
+        );
+        c.priority = i;
+        ids.push(v.add_credential(c, ACTOR).await.unwrap().id);
+    }
+    v.add_credential(
+        new_cred("globex", "openai", "g", "sk-globex-0123456789abcdef"),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    let acme = OrgId::new("acme").unwrap();
+    let openai = Provider::get("openai").unwrap();
+    let all = v.list_credentials(Some(&acme), Some(openai)).await.unwrap();
+    let mut paged = Vec::new();
+    for offset in (0..30).step_by(10) {
+        let (page, total) = v
+            .list_credentials_page(Some(&acme), Some(openai), 10, offset)
+            .await
+            .unwrap();
+        assert_eq!(total, 25);
+        paged.extend(page);
+    }
+    assert_eq!(
+        paged.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        all.iter().map(|c| c.id.clone()).collect::<Vec<_>>()
+    );
+    let (everything, total) = v.list_credentials_page(None, None, 1000, 0).await.unwrap();
+    assert_eq!((everything.len(), total), (26, 26));
+    let (none, total) = v
+        .list_credentials_page(Some(&acme), None, 10, 100)
+        .await
+        .unwrap();
+    assert!(none.is_empty() && total == 25);
+
+    // Break the key of every credential but the first two (priority 0 and 1): resolution never
+    // opens them. Then break the first: it is skipped for the second.
+    let corrupt = |id: keyward_core::CredentialId| {
+        let pool = v.pool().clone();
+        async move {
+            sqlx::query("UPDATE credentials SET sealed_secret = $1 WHERE id = $2")
+                .bind(vec![0u8; 40])
+                .bind(id.as_str())
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    for id in &ids[2..] {
+        corrupt(id.clone()).await;
+    }
+    let req = ResolveRequest::new(acme.clone(), openai);
+    let expose =
+        |r: &keyward_core::resolve::Resolved| r.secret.as_ref().unwrap().expose_secret().to_owned();
+    let got = v.resolve_unaudited(&req).await.unwrap();
+    assert_eq!(expose(&got), "sk-page-00-0123456789abcdef");
+    corrupt(ids[0].clone()).await;
+    // A write elsewhere is seen once the cache entry expires (1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let got = v.resolve_unaudited(&req).await.unwrap();
+    assert_eq!(expose(&got), "sk-page-01-0123456789abcdef");
+    let c = v
+        .gateway_candidates(&acme, openai, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let first = c.iter().next().unwrap();
+    assert_eq!(first.id, &ids[1]);
+}

@@ -72,12 +72,14 @@ pub(super) async fn creds_list(
         None => caller.require_admin()?,
     }
     let provider = q.provider.as_deref().map(Provider::get).transpose()?;
-    let all = state.vault.list_credentials(org.as_ref(), provider).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0);
-    let total = all.len();
-    let items: Vec<CredentialView> = all.into_iter().skip(offset).take(limit).collect();
-    let next = (offset + items.len() < total).then_some(offset + items.len());
+    let (items, total) = state
+        .vault
+        .list_credentials_page(org.as_ref(), provider, limit as u64, offset as u64)
+        .await?;
+    let total = usize::try_from(total).unwrap_or(usize::MAX);
+    let next = (offset.saturating_add(items.len()) < total).then_some(offset + items.len());
     Ok(Json(
         json!({ "items": items, "total": total, "next_offset": next }),
     ))
