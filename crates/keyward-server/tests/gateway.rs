@@ -1030,8 +1030,12 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
             "target 'a': secret_key_ref store MISSING_VAR: no config variable MISSING_VAR",
         ),
         (
-            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { env: KEYWARD_TEST_NO_SUCH_VARIABLE }\n".to_owned(),
-            "target 'a': secret_key_ref env KEYWARD_TEST_NO_SUCH_VARIABLE: the environment variable KEYWARD_TEST_NO_SUCH_VARIABLE is not set",
+            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { env: KW_TEST_NO_SUCH_VARIABLE }\n".to_owned(),
+            "target 'a': secret_key_ref env KW_TEST_NO_SUCH_VARIABLE: the environment variable KW_TEST_NO_SUCH_VARIABLE is not set",
+        ),
+        (
+            "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { env: KEYWARD_MASTER_KEY }\n".to_owned(),
+            "target 'a': secret_key_ref env KEYWARD_MASTER_KEY: Keyward's own settings (KEYWARD_*) cannot be a target's key",
         ),
         (
             "targets:\n  - id: a\n    provider: openai\n    secret_key_ref: { store: OPENAI_PRIMARY }\n".to_owned(),
@@ -1127,7 +1131,7 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .list_events(&"action=gateway_reload".parse().unwrap(), 20)
         .await
         .unwrap();
-    assert_eq!(reloads.len(), 15);
+    assert_eq!(reloads.len(), 16);
     assert_eq!(
         reloads
             .iter()
@@ -1358,16 +1362,16 @@ async fn the_path_goes_upstream_as_the_client_wrote_it() {
     let addr = start(AppState::new(a.vault.clone())).await;
     let resp = client()
         .get(format!(
-            "http://{addr}/gateway/openai/v1/files/a%3Fb%20c?purpose=x&key={}",
+            "http://{addr}/gateway/openai/v1/files/a%2Cb%20c?purpose=x&key={}",
             a.token
         ))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    // Escapes stay escapes (a decoded %3F would change the path); the token's `key=` is gone
-    // from the query. (An encoded `/` is refused: see the table of hostile paths.)
-    assert_eq!(resp.text().await.unwrap(), "/v1/files/a%3Fb%20c?purpose=x");
+    // Escapes stay escapes; the token's `key=` is gone from the query. (An encoded `/`, `?` or
+    // `#` is refused: see the table of hostile paths.)
+    assert_eq!(resp.text().await.unwrap(), "/v1/files/a%2Cb%20c?purpose=x");
 
     // This server has no targets file: a reload says so rather than pretend.
     let (admin, _) = a
@@ -1535,6 +1539,9 @@ async fn a_gateway_token_reaches_only_the_providers_api_under_the_base_url() {
         ("POST", "v1/..%5c..%5cadmin", 400),
         ("GET", "v1/a%2Fb", 400),
         ("GET", "v1/models%00", 400),
+        ("GET", "v1/..%3f/x", 400),
+        ("GET", "v1/%2e%2e%20/x", 400),
+        ("GET", "v1/%ef%bc%8e%ef%bc%8e/x", 400),
         ("TRACE", "v1/models", 405),
         ("CONNECT", "v1/models", 405),
         ("FOO", "v1/models", 405),
@@ -1701,5 +1708,125 @@ async fn authorization_needs_the_bearer_scheme_and_provider_headers_hold_the_tok
         )
         .await;
         assert_eq!(status, want, "{header}");
+    }
+}
+
+/// A provider written byte by byte: it answers `/v1/reason` with the key in its status line,
+/// `/v1/gzip` with a 401 marked gzip (quoting the key), and anything else with 200 and the
+/// request's headers in the body.
+async fn raw_provider() -> SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&seen).into_owned();
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                let key = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: Bearer "))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                let answer = match path.as_str() {
+                    "/v1/reason" => {
+                        format!("HTTP/1.1 401 Bearer {key}\r\ncontent-length: 2\r\n\r\n{{}}")
+                    }
+                    "/v1/gzip" => {
+                        let body = format!("bad key {key}");
+                        format!(
+                            "HTTP/1.1 401 Unauthorized\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                    _ => format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+                        head.len()
+                    ),
+                };
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_overrides_or_tokens_forwarded()
+ {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let a = acme(raw_provider().await).await;
+    let addr = start(AppState::new(a.vault.clone())).await;
+    let auth = format!("authorization: Bearer {}", a.token);
+    for path in ["reason", "gzip"] {
+        let (status, rest) = raw_request(
+            addr,
+            &format!("GET /gateway/openai/v1/{path} HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip"),
+            b"",
+        )
+        .await;
+        assert_eq!(status, 401, "{path}: {rest}");
+        let whole = {
+            let (_, full) = raw_request(
+                addr,
+                &format!("GET /gateway/openai/v1/{path} HTTP/1.1\r\n{auth}"),
+                b"",
+            )
+            .await;
+            full
+        };
+        assert!(
+            !rest.contains("UPSTREAMKEY") && !whole.contains("UPSTREAMKEY"),
+            "{path}: {rest}"
+        );
+    }
+    // The status line itself: the canonical reason, not the upstream's.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET /gateway/openai/v1/reason HTTP/1.1\r\nhost: x\r\n{auth}\r\nconnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 401 Unauthorized\r\n"),
+        "{answer}"
+    );
+
+    // What the provider is sent: no compression asked for, no method overrides, no gateway
+    // token wherever else the client put it.
+    let (status, seen) = raw_request(
+        addr,
+        &format!(
+            "POST /gateway/openai/v1/chat?b={t}&c=1 HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip, br\r\nx-http-method-override: TRACE\r\nx-http-method: PROPFIND\r\nx-method-override: CONNECT\r\ncookie: session={t}\r\nx-mine: {t}\r\ncontent-length: 0",
+            t = a.token
+        ),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{seen}");
+    let seen = seen.to_ascii_lowercase();
+    assert!(seen.starts_with("post /v1/chat?c=1 "), "{seen}");
+    assert!(seen.contains("accept-encoding: identity"), "{seen}");
+    for gone in [
+        "method-override",
+        "x-http-method",
+        "cookie",
+        "x-mine",
+        "kwg_",
+    ] {
+        assert!(!seen.contains(gone), "{gone} reached the provider: {seen}");
     }
 }

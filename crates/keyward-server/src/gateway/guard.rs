@@ -31,7 +31,7 @@ pub(crate) fn method_allowed(method: &Method) -> bool {
 const DECODE_DEPTH: usize = 3;
 
 /// Why a path is refused, in words for the client (it quotes nothing of the path).
-pub(crate) const PATH_REFUSED: &str = "the request path may not contain '.' or '..' segments, backslashes, control characters, or encoded '/', '\\' or '#'";
+pub(crate) const PATH_REFUSED: &str = "the request path may not contain '.' or '..' segments, backslashes, control characters, or encoded '/', '\\', '?' or '#'";
 
 /// Whether `path` (the part after `/gateway/{provider}/`, as the client wrote it) stays under
 /// the base URL whatever the servers behind the gateway make of it: no segment is `.` or `..`
@@ -42,18 +42,32 @@ pub(crate) fn path_is_safe(path: &str) -> bool {
     path.split('/').all(segment_is_safe)
 }
 
+/// Whether a segment reads as `.` or `..` to some server: before a `;` parameter, with
+/// trailing spaces trimmed, and with look-alike dots (full-width, one-dot leader, small full
+/// stop) taken for dots, as servers that normalise Unicode do.
+fn dots(segment: &[u8]) -> bool {
+    let name = segment.split(|b| *b == b';').next().unwrap_or(segment);
+    let text = String::from_utf8_lossy(name);
+    let normal: String = text
+        .trim_end_matches(' ')
+        .chars()
+        .map(|c| match c {
+            '\u{FF0E}' | '\u{2024}' | '\u{FE52}' => '.',
+            c => c,
+        })
+        .collect();
+    normal == "." || normal == ".."
+}
+
 fn segment_is_safe(raw: &str) -> bool {
     let mut current = raw.as_bytes().to_vec();
     for depth in 0..=DECODE_DEPTH {
-        let dots = |s: &[u8]| {
-            let name = s.split(|b| *b == b';').next().unwrap_or(s);
-            name == b"." || name == b".."
-        };
         if dots(&current) || current.iter().any(|b| *b == b'\\' || b.is_ascii_control()) {
             return false;
         }
-        // Raw, a `/` ends the segment and `#` cannot arrive; decoded, either is a trick.
-        if depth > 0 && current.iter().any(|b| matches!(b, b'/' | b'#')) {
+        // Raw, a `/` ends the segment and `?`, `#` cannot arrive; decoded, each is a trick
+        // on a server that decodes once more.
+        if depth > 0 && current.iter().any(|b| matches!(b, b'/' | b'#' | b'?')) {
             return false;
         }
         if !current.contains(&b'%') {
@@ -81,7 +95,7 @@ mod tests {
             ("v1/files/file-abc123/content", true),
             ("v1beta/models/gemini-1.5-pro:generateContent", true),
             ("v1/accounts/fireworks/models/llama-v3", true),
-            ("v1/files/a%20b%3Fc", true),
+            ("v1/files/a%20b%2Cc", true),
             ("v1/models/..weird", true),
             ("v1/models/...", true),
             ("v1/models/%2e%2ex", true),
@@ -114,6 +128,14 @@ mod tests {
             ("v1/models%0d%0aX-Injected:%201", false),
             ("v1/%2e%2e%5c%2e%2e%5cadmin", false),
             ("v1/models%2523/x", false),
+            ("v1/..%3f/x", false),
+            ("v1/%2e%2e%3f/x", false),
+            ("v1/..%20/x", false),
+            ("v1/%2e%2e%20/x", false),
+            ("v1/%ef%bc%8e%ef%bc%8e/x", false),
+            ("v1/\u{FF0E}\u{FF0E}/x", false),
+            ("v1/files/a%3Fb", false),
+            ("v1/files/a%20b", true),
         ];
         for (path, safe) in cases {
             assert_eq!(path_is_safe(path), safe, "{path}");

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyward_core::audit::Outcome;
@@ -277,6 +277,8 @@ fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Res
                 401 => "authentication_error",
                 403 => "permission_error",
                 429 => "rate_limit_error",
+                400 | 405 | 413 => "invalid_request_error",
+                404 => "not_found_error",
                 _ => "api_error",
             }, "message": message },
         }),
@@ -290,13 +292,14 @@ fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Res
         }),
         _ => json!({
             "error": { "message": message, "type": match status.as_u16() {
-                401 => "invalid_request_error",
+                401 | 400 | 404 | 405 | 413 => "invalid_request_error",
                 429 => "rate_limit_error",
                 _ => "api_error",
             }, "code": match status.as_u16() {
                 401 => "invalid_api_key",
                 403 => "forbidden",
                 429 => "rate_limit_exceeded",
+                400 | 404 | 405 | 413 => "invalid_request",
                 _ => "upstream_error",
             } },
         }),
@@ -368,6 +371,13 @@ const HOP_BY_HOP: [HeaderName; 10] = [
     header::UPGRADE,
     header::HOST,
     header::CONTENT_LENGTH,
+];
+
+/// Headers that ask a server to take a request for another method.
+const METHOD_OVERRIDES: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
 ];
 
 /// Headers that may carry a key: the client's never reach the upstream.
@@ -751,11 +761,13 @@ fn broken_body(provider: &Provider) -> Response {
 }
 
 /// `ANY /gateway/{provider}/{*path}`.
-pub(crate) async fn forward(
-    State(state): State<AppState>,
-    Path((provider_id, _)): Path<(String, String)>,
-    req: Request,
-) -> Response {
+pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Response {
+    // The segment as written (not decoded: `Path` would answer a bad escape in plain text).
+    let provider_id = raw_tail(req.uri().path(), 1)
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
     let Ok(provider) = Provider::get(&provider_id) else {
         return (
             StatusCode::NOT_FOUND,
@@ -830,11 +842,12 @@ pub(crate) async fn forward(
 }
 
 /// `ANY /gateway/t/{target}/{*path}`: a static target of the config file.
-pub(crate) async fn forward_target(
-    State(state): State<AppState>,
-    Path((target_id, _)): Path<(String, String)>,
-    req: Request,
-) -> Response {
+pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) -> Response {
+    let target_id = raw_tail(req.uri().path(), 2)
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
     let targets = state.shared.gateway.targets();
     let target = targets.by_id.get(&target_id).cloned();
     // Until the token is known to be of the target's organization, answers do not depend on
@@ -950,11 +963,32 @@ async fn try_upstreams(
     // The path as the client sent it, percent-escapes and all, after the route's own segments
     // (`gateway/{provider}` or `gateway/t/{target}`): decoding it would change what it means.
     let path = raw_tail(parts.uri.path(), skip);
+    let presented = gateway_token(&parts.headers, parts.uri.query()).map(str::to_owned);
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
-    for name in &CREDENTIAL_HEADERS {
+    // Method overrides would make a POST a TRACE or a PROPFIND to servers that honour them.
+    for name in CREDENTIAL_HEADERS.iter().chain(&METHOD_OVERRIDES) {
         headers.remove(name);
     }
+    // The gateway token goes no further, wherever else the client put it (a cookie, a header
+    // of its own).
+    if let Some(token) = &presented {
+        let finder = memchr::memmem::Finder::new(token.as_bytes());
+        let carrying: Vec<HeaderName> = headers
+            .iter()
+            .filter(|(_, v)| finder.find(v.as_bytes()).is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in carrying {
+            headers.remove(name);
+        }
+    }
+    // Answers are checked for the key before the client sees them, which a compressed body
+    // would defeat: the provider is asked for none.
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
     // `Expect: 100-continue` was between the client and us (hyper answered it when the body
     // was first read); the provider gets the body at once.
     headers.remove(header::EXPECT);
@@ -963,7 +997,13 @@ async fn try_upstreams(
         .query()
         .unwrap_or("")
         .split('&')
-        .filter(|kv| !kv.is_empty() && !kv.starts_with("key="))
+        .filter(|kv| {
+            !kv.is_empty()
+                && !kv.starts_with("key=")
+                && !kv
+                    .split_once('=')
+                    .is_some_and(|(_, v)| v.starts_with(GATEWAY_TOKEN_PREFIX))
+        })
         .collect();
 
     // The body streams through when there is one key to try; with several, it is kept
@@ -1156,6 +1196,9 @@ async fn try_upstreams(
         // must not make the answer to an HTTP/1.1 client a 1.0 one, which closes connections).
         head.version = parts.version;
         strip_hop_by_hop(&mut head.headers);
+        // A reason phrase of the upstream's own could quote the key; the client gets the
+        // canonical one.
+        head.extensions.remove::<hyper::ext::ReasonPhrase>();
         // The client holds a gateway token, not the key: an upstream that quotes the key back
         // (in a header, or an error's text) has it replaced by its hint.
         if let Some(key) = up.key {
@@ -1171,6 +1214,26 @@ async fn try_upstreams(
         let body = body::IdleTimeout::new(body, options.idle_timeout);
         return match up.key {
             // Error answers are where providers quote what they were sent.
+            // An error answer compressed although none was asked for cannot be checked for
+            // the key: it is withheld.
+            Some(_)
+                if !status.is_success()
+                    && head
+                        .headers
+                        .get(header::CONTENT_ENCODING)
+                        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity")) =>
+            {
+                tracing::warn!(
+                    provider = provider.id,
+                    status = status.as_u16(),
+                    "withholding a compressed error answer, which cannot be checked for the key"
+                );
+                provider_error(
+                    provider,
+                    status,
+                    "the provider's error answer was compressed and could not be checked for the key, so it is withheld",
+                )
+            }
             Some(key) if !status.is_success() => {
                 // The masked text has another length.
                 head.headers.remove(header::CONTENT_LENGTH);

@@ -177,7 +177,10 @@ impl Targets {
             let base_url = base_url.trim_end_matches('/').to_owned();
             let valid_url = reqwest::Url::parse(&base_url)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
-            if !valid_url || base_url.contains(['?', '#']) {
+            if !valid_url
+                || base_url.contains(['?', '#'])
+                || keyward_core::secret_like::looks_like_secret(&base_url)
+            {
                 return Err(terr(
                     "base_url is not an http(s) URL without query or fragment".into(),
                 ));
@@ -226,6 +229,13 @@ impl Targets {
                             return Err(terr(
                                 "secret_key_ref env: not an environment variable name".into(),
                             ));
+                        }
+                        // Keyward's own configuration (the master key above all) is nobody's
+                        // provider key.
+                        if name.starts_with("KEYWARD_") {
+                            return Err(terr(format!(
+                                "secret_key_ref env {name}: Keyward's own settings (KEYWARD_*) cannot be a target's key"
+                            )));
                         }
                         match env(&name) {
                             Some(v) if !v.trim().is_empty() => SecretString::from(v),

@@ -56,7 +56,7 @@ pub(super) struct CredQuery {
 
 /// Credentials, masked; an organization's token sees its own organization only. Paginated
 /// with `limit` (default 100, at most 1000) and `offset`.
-#[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(("organization_id" = Option<String>, Query, description = "only this organization"), ("provider" = Option<String>, Query, description = "only this provider"), ("limit" = Option<usize>, Query, description = "page size (default 100)"), ("offset" = Option<usize>, Query, description = "skip this many")), responses((status = 200, description = "Credentials, masked, paginated")))]
+#[utoipa::path(get, path = "/api/v1/credentials", tag = "credentials", params(("organization_id" = Option<String>, Query, description = "only this organization"), ("provider" = Option<String>, Query, description = "only this provider"), ("limit" = Option<usize>, Query, description = "page size (default 100)"), ("offset" = Option<usize>, Query, description = "skip this many")), responses((status = 200, description = "Credentials, masked, paginated", body = crate::openapi::CredentialPage)))]
 pub(super) async fn creds_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,7 +104,7 @@ pub(super) struct CredCreate {
     skip_format_check: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", request_body = CredCreate, responses((status = 200, description = "Create a credential")))]
+#[utoipa::path(post, path = "/api/v1/credentials", tag = "credentials", request_body = CredCreate, responses((status = 201, description = "The credential, created", body = CredentialView)))]
 pub(super) async fn creds_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,7 +130,7 @@ pub(super) async fn creds_create(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[utoipa::path(get, path = "/api/v1/credentials/{credential_id}", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "One credential, masked")))]
+#[utoipa::path(get, path = "/api/v1/credentials/{credential_id}", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "One credential, masked", body = CredentialView)))]
 pub(super) async fn creds_get(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,7 +159,7 @@ pub(super) struct CredPatch {
     skip_format_check: bool,
 }
 
-#[utoipa::path(patch, path = "/api/v1/credentials/{credential_id}", tag = "credentials", request_body = CredPatch, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Change a credential (compare-and-set with if_version)")))]
+#[utoipa::path(patch, path = "/api/v1/credentials/{credential_id}", tag = "credentials", request_body = CredPatch, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Change a credential (compare-and-set with if_version)", body = CredentialView)))]
 pub(super) async fn creds_patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -198,7 +198,7 @@ pub(super) async fn creds_delete(
     super::guide_delete(state, caller, id).await
 }
 
-#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/activate", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Let resolution use a credential")))]
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/activate", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Let resolution use a credential", body = CredentialView)))]
 pub(super) async fn creds_activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,7 +207,7 @@ pub(super) async fn creds_activate(
     super::guide_set_active(state, caller, id, true).await
 }
 
-#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/deactivate", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Stop resolution from using a credential")))]
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/deactivate", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Stop resolution from using a credential", body = CredentialView)))]
 pub(super) async fn creds_deactivate(
     State(state): State<AppState>,
     caller: Caller,
@@ -239,7 +239,7 @@ pub(super) struct TestQuery {
     timeout_seconds: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/test", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id"), ("timeout_seconds" = Option<u64>, Query, description = "how long to wait for the provider (default 10, at most 60)")), responses((status = 200, description = "The outcome, stored on the credential and audited")))]
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/test", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id"), ("timeout_seconds" = Option<u64>, Query, description = "how long to wait for the provider (default 10, at most 60)")), responses((status = 200, description = "The outcome, stored on the credential and audited", body = crate::openapi::KeyTest)))]
 pub(super) async fn creds_test(
     State(state): State<AppState>,
     caller: Caller,
@@ -279,7 +279,7 @@ pub(super) struct TokenCreate {
 
 /// Creates a token; the response holds it once, in `token`. Admins make any token; an
 /// organization's admin makes tokens of its own organization below admin.
-#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreate, responses((status = 200, description = "Create an API token (shown once)")))]
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = TokenCreate, responses((status = 201, description = "The new API token, shown once in `token`", body = crate::openapi::TokenCreated)))]
 pub(super) async fn tokens_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -302,7 +302,7 @@ pub(super) async fn tokens_create(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "API tokens, never the tokens themselves")))]
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, description = "API tokens, never the tokens themselves", body = Vec<keyward_store::TokenView>)))]
 pub(super) async fn tokens_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -320,12 +320,15 @@ pub(super) async fn tokens_list(
     Ok(Json(json!(tokens)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens", params(("token_id" = String, Path, description = "a token's id")), responses((status = 200, description = "Revoke a token")))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens", params(("token_id" = String, Path, description = "a token's id")), responses((status = 200, description = "Revoked", body = keyward_store::TokenView)))]
 pub(super) async fn tokens_revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if keyward_core::secret_like::looks_like_secret(&id) {
+        return Err(keyward_core::secret_like::refused("token id").into());
+    }
     let not_found = || ApiError::NotFound(format!("token {id} not found"));
     let token = state.vault.get_token(&id).await.map_err(|e| match e {
         VaultError::NotFound(_) => not_found(),
@@ -347,7 +350,7 @@ pub(super) async fn tokens_revoke(
 
 // ----- master keys ------------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/api/v1/master-key/status", tag = "master-keys", responses((status = 200, description = "Rows per master key id (admin)")))]
+#[utoipa::path(get, path = "/api/v1/master-key/status", tag = "master-keys", responses((status = 200, description = "Rows per master key id (admin)", body = keyward_store::KeyStatus)))]
 pub(super) async fn master_key_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -356,7 +359,7 @@ pub(super) async fn master_key_status(
     Ok(Json(json!(state.vault.key_status().await?)))
 }
 
-#[utoipa::path(post, path = "/api/v1/master-key/rotate", tag = "master-keys", responses((status = 200, description = "Rewrap every data key under the primary key (admin)")))]
+#[utoipa::path(post, path = "/api/v1/master-key/rotate", tag = "master-keys", responses((status = 200, description = "Rewrap every data key under the primary key (admin)", body = keyward_store::RotationReport)))]
 pub(super) async fn master_key_rotate(
     State(state): State<AppState>,
     caller: Caller,
@@ -374,7 +377,7 @@ pub(super) async fn master_key_rotate(
 
 /// `POST /api/v1/gateway/reload`: loads the static targets file again; if it does not load,
 /// the targets in use stay and the answer says why.
-#[utoipa::path(post, path = "/api/v1/gateway/reload", tag = "gateway", responses((status = 200, description = "The targets now served (admin)"), (status = 422, description = "The file did not load; the previous targets stay")))]
+#[utoipa::path(post, path = "/api/v1/gateway/reload", tag = "gateway", responses((status = 200, description = "The targets now served (admin)", body = crate::openapi::TargetsReloaded), (status = 422, description = "The file did not load; the previous targets stay")))]
 pub(super) async fn gateway_reload(
     State(state): State<AppState>,
     caller: Caller,
@@ -416,7 +419,7 @@ pub(super) async fn gateway_reload(
 /// `GET /api/v1/orgs/{org}/usage`: gateway usage of the organization's credentials, gateway
 /// tokens and static targets (written every second or so; the latest requests may not show
 /// yet).
-#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/usage", tag = "gateway", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "Request counts by upstream status, and last use")))]
+#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/usage", tag = "gateway", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "Request counts by upstream status, and last use", body = crate::openapi::UsageAnswer)))]
 pub(super) async fn usage(
     State(state): State<AppState>,
     caller: Caller,
@@ -431,7 +434,7 @@ pub(super) async fn usage(
 
 /// `GET /api/v1/orgs/{org}/secrets/{key}`: `{key}` is a provider id (the answer is that
 /// provider's config object) or `var.NAME` (`{"value": ...}`); 404 when there is no such key.
-#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/secrets/{key}", tag = "resolution", params(("organization_id" = String, Path, description = "an organization's slug"), ("key" = String, Path, description = "a provider id, or var.NAME")), responses((status = 200, description = "A secret for the External Secrets Operator")))]
+#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/secrets/{key}", tag = "resolution", params(("organization_id" = String, Path, description = "an organization's slug"), ("key" = String, Path, description = "a provider id, or var.NAME")), responses((status = 200, description = "A secret for the External Secrets Operator: a variable's `value`, or a provider's config object", body = serde_json::Value)))]
 pub(super) async fn eso_secret(
     State(state): State<AppState>,
     caller: Caller,
@@ -485,7 +488,7 @@ pub(super) struct EnvBody {
 
 /// What `keyward run` needs from a server: the config objects of an organization's providers,
 /// resolved and audited together. A `resolver` token is enough.
-#[utoipa::path(post, path = "/api/v1/env", tag = "resolution", request_body = EnvBody, responses((status = 200, description = "The config objects of an organization's providers (audited)")))]
+#[utoipa::path(post, path = "/api/v1/env", tag = "resolution", request_body = EnvBody, responses((status = 200, description = "The config objects of an organization's providers (audited)", body = crate::openapi::EnvAnswer)))]
 pub(super) async fn env(
     State(state): State<AppState>,
     caller: Caller,
@@ -544,7 +547,7 @@ pub(super) struct GatewayTokenCreate {
     expires_in_seconds: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", request_body = GatewayTokenCreate, responses((status = 201, description = "The new gateway token, shown once in `token`")))]
+#[utoipa::path(post, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", request_body = GatewayTokenCreate, responses((status = 201, description = "The new gateway token, shown once in `token`", body = crate::openapi::GatewayTokenCreated)))]
 pub(super) async fn gateway_tokens_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -579,7 +582,7 @@ pub(super) struct OrgQuery {
     organization_id: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Gateway tokens, never the tokens themselves")))]
+#[utoipa::path(get, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Gateway tokens, never the tokens themselves", body = Vec<keyward_store::GatewayTokenView>)))]
 pub(super) async fn gateway_tokens_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -598,12 +601,15 @@ pub(super) async fn gateway_tokens_list(
     )))
 }
 
-#[utoipa::path(delete, path = "/api/v1/gateway-tokens/{token_id}", tag = "gateway-tokens", params(("token_id" = String, Path, description = "a gateway token's id")), responses((status = 200, description = "Revoked")))]
+#[utoipa::path(delete, path = "/api/v1/gateway-tokens/{token_id}", tag = "gateway-tokens", params(("token_id" = String, Path, description = "a gateway token's id")), responses((status = 200, description = "Revoked", body = keyward_store::GatewayTokenView)))]
 pub(super) async fn gateway_tokens_revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    if keyward_core::secret_like::looks_like_secret(&id) {
+        return Err(keyward_core::secret_like::refused("gateway token id").into());
+    }
     let not_found = || ApiError::NotFound(format!("gateway token {id} not found"));
     let token = state
         .vault
