@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{CoreError, Millis};
 
 /// Broad kind of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Creating, changing or deleting credentials, variables and organizations.
@@ -60,7 +60,7 @@ impl fmt::Display for Category {
 }
 
 /// Whether the operation succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It did.
@@ -150,7 +150,7 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     /// Position in the chain, from 1.
     pub seq: i64,

@@ -12,7 +12,19 @@ use crate::provider::{Provider, SecretKind};
 use crate::{CoreError, Millis};
 
 /// What a credential may be used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Modality {
     /// Chat and text generation.
@@ -213,7 +225,7 @@ pub fn key_hint(provider: &Provider, secret: &SecretString) -> String {
 }
 
 /// Whether a stored credential can be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialStatus {
     /// Its data key unwraps and its secret opens under the configured master keys.
@@ -232,7 +244,7 @@ impl fmt::Display for CredentialStatus {
 }
 
 /// A credential as listings show it: every public field, the key hint, never the secret.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CredentialView {
     /// Id.
     pub id: CredentialId,

@@ -15,6 +15,7 @@ mod gateway;
 mod jwt;
 mod limits;
 mod metrics;
+mod openapi;
 pub mod probe;
 mod routes;
 mod tls;
@@ -65,6 +66,7 @@ impl AppState {
         let mut shared = Shared {
             jwt: self.shared.jwt.clone(),
             gateway: self.shared.gateway.clone(),
+            limiter: limits::FailureLimiter::new(self.shared.limiter.max_failures()),
             ..Shared::default()
         };
         change(&mut shared);
@@ -72,6 +74,13 @@ impl AppState {
             vault: self.vault,
             shared: Arc::new(shared),
         }
+    }
+
+    /// Allows `n` failed authentications a minute per address (default 10) before the address
+    /// is refused with 429 for the rest of the minute; for addresses many clients share.
+    #[must_use]
+    pub fn with_auth_failures_per_minute(self, n: u32) -> Self {
+        self.rebuilt(|s| s.limiter = limits::FailureLimiter::new(n))
     }
 
     /// Runs the gateway with these settings (timeouts, usage batching, static targets file);

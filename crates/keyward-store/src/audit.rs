@@ -80,13 +80,14 @@ fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
 }
 
 /// What `events verify` found.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// Events checked.
     pub checked: u64,
     /// The sequence number recorded as the head of the chain.
     pub head_seq: i64,
     /// The first problem, if any: sequence number and what is wrong.
+    #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub problem: Option<(i64, String)>,
 }
 

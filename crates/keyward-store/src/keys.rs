@@ -16,7 +16,7 @@ use crate::audit::CHAIN_KEY_RECORD;
 use crate::{Vault, VaultError};
 
 /// Rows wrapped by one key id.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct KidCount {
     /// The key id.
     pub kid: String,
@@ -40,7 +40,7 @@ impl KidCount {
 }
 
 /// What `master-key status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyStatus {
     /// The primary key id.
     pub primary: String,
@@ -98,7 +98,7 @@ pub struct RotationProgress {
 }
 
 /// What a rotation did.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub struct RotationReport {
     /// The primary key everything was rewrapped under.
     pub primary: String,

@@ -10,7 +10,7 @@ use sqlx::Row;
 use crate::{Vault, VaultError, map_unique};
 
 /// An organization.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Organization {
     /// Slug.
     pub id: OrgId,

@@ -11,7 +11,19 @@ use sqlx::Row;
 use crate::{Vault, VaultError};
 
 /// What usage is counted against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum UsageSubject {
     /// A provider credential (each upstream attempt counts, failovers included).
@@ -60,7 +72,7 @@ pub struct UsageDelta {
 }
 
 /// The stored usage of one credential or gateway token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     /// What is counted.
     pub subject: UsageSubject,

@@ -172,6 +172,10 @@ pub(crate) struct ServeArgs {
     /// (default: 2s on PostgreSQL, 10s on SQLite).
     #[arg(long, env = "KEYWARD_DB_ACQUIRE_TIMEOUT", value_parser = positive_duration)]
     pub(crate) db_acquire_timeout: Option<std::time::Duration>,
+    /// Failed authentications allowed per client address and minute before the address gets
+    /// 429 for the rest of the minute (raise it when many clients share an address).
+    #[arg(long, env = "KEYWARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) auth_failures_per_minute: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -38,7 +38,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi as _;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(crate::metrics::render))
@@ -78,7 +78,10 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(crate::error::as_problem))
-        .split_for_parts()
+        .split_for_parts();
+    let (router, mut doc) = (router, doc);
+    utoipa::Modify::modify(&crate::openapi::Contract, &mut doc);
+    (router, doc)
 }
 
 async fn not_found() -> ApiError {
@@ -115,7 +118,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, description = "The caller: token id, role, organization")))]
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, description = "The caller: token id, role, organization", body = keyward_store::Principal)))]
 async fn whoami(caller: Caller) -> Json<Value> {
     Json(json!(caller.0))
 }
@@ -151,7 +154,7 @@ pub(super) async fn visible_credential(
 
 // ----- the admin guide --------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/api/provider-credentials/organization/{organization_id}", tag = "provider-credentials", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "An organization's credentials, masked")))]
+#[utoipa::path(get, path = "/api/provider-credentials/organization/{organization_id}", tag = "provider-credentials", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "An organization's credentials, masked", body = Vec<CredentialView>)))]
 async fn guide_list(
     State(state): State<AppState>,
     caller: Caller,
@@ -173,7 +176,7 @@ struct GuideCreate {
     api_base: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/provider-credentials/create", tag = "provider-credentials", request_body = GuideCreate, responses((status = 200, description = "Create a credential")))]
+#[utoipa::path(post, path = "/api/provider-credentials/create", tag = "provider-credentials", request_body = GuideCreate, responses((status = 201, description = "The credential, created", body = CredentialView)))]
 async fn guide_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -204,7 +207,7 @@ struct GuideUpdate {
     api_base: Option<String>,
 }
 
-#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", request_body = GuideUpdate, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Rename, rotate the key or change the base URL")))]
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", request_body = GuideUpdate, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Rename, rotate the key or change the base URL", body = CredentialView)))]
 async fn guide_update(
     State(state): State<AppState>,
     caller: Caller,
@@ -247,7 +250,7 @@ pub(super) async fn guide_set_active(
     ))
 }
 
-#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}/activate", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Let resolution use a credential")))]
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}/activate", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Let resolution use a credential", body = CredentialView)))]
 async fn guide_activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -256,7 +259,7 @@ async fn guide_activate(
     guide_set_active(state, caller, id, true).await
 }
 
-#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}/deactivate", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Stop resolution from using a credential")))]
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}/deactivate", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Stop resolution from using a credential", body = CredentialView)))]
 async fn guide_deactivate(
     State(state): State<AppState>,
     caller: Caller,
@@ -265,7 +268,7 @@ async fn guide_deactivate(
     guide_set_active(state, caller, id, false).await
 }
 
-#[utoipa::path(delete, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Delete a credential")))]
+#[utoipa::path(delete, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 204, description = "Deleted")))]
 pub(super) async fn guide_delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -281,7 +284,7 @@ pub(super) async fn guide_delete(
 
 // ----- /api/v1 ----------------------------------------------------------------------------
 
-#[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, description = "The organizations the caller may see")))]
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, description = "The organizations the caller may see", body = Vec<keyward_store::Organization>)))]
 async fn orgs_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let orgs = state.vault.list_orgs().await?;
     let visible: Vec<_> = orgs.into_iter().filter(|o| caller.0.sees(&o.id)).collect();
@@ -297,7 +300,7 @@ struct OrgCreate {
     strategy: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/orgs", tag = "organizations", request_body = OrgCreate, responses((status = 200, description = "Create an organization (admin)")))]
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "organizations", request_body = OrgCreate, responses((status = 201, description = "The organization, created (admin)", body = keyward_store::Organization)))]
 async fn orgs_create(
     State(state): State<AppState>,
     caller: Caller,
@@ -327,7 +330,7 @@ struct OrgPatch {
 }
 
 /// Sets how the organization picks among several active keys of one provider.
-#[utoipa::path(patch, path = "/api/v1/orgs/{organization_id}", tag = "organizations", request_body = OrgPatch, params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "The organization, changed (admin or its org_admin)")))]
+#[utoipa::path(patch, path = "/api/v1/orgs/{organization_id}", tag = "organizations", request_body = OrgPatch, params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "The organization, changed (admin or its org_admin)", body = keyward_store::Organization)))]
 async fn orgs_patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -354,7 +357,7 @@ struct ResolveBody {
 }
 
 /// The provider config object: the key and the fields a client needs.
-#[utoipa::path(post, path = "/api/v1/resolve", tag = "resolution", request_body = ResolveBody, responses((status = 200, description = "The provider config object, with the key (audited)")))]
+#[utoipa::path(post, path = "/api/v1/resolve", tag = "resolution", request_body = ResolveBody, responses((status = 200, description = "The provider config object, with the key (audited)", body = crate::openapi::ConfigObject)))]
 async fn resolve(
     State(state): State<AppState>,
     caller: Caller,
@@ -383,7 +386,7 @@ struct EventsQuery {
     before: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("filter" = Option<String>, Query, description = "category=...,org=...,action=...,outcome=...,actor=..."), ("limit" = Option<i64>, Query, description = "at most this many (default 50)"), ("before" = Option<i64>, Query, description = "a cursor: events before this sequence number")), responses((status = 200, description = "Audit events, newest first")))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("filter" = Option<String>, Query, description = "category=...,org=...,action=...,outcome=...,actor=..."), ("limit" = Option<i64>, Query, description = "at most this many (default 50)"), ("before" = Option<i64>, Query, description = "a cursor: events before this sequence number")), responses((status = 200, description = "Audit events, newest first", body = crate::openapi::EventPage)))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -413,7 +416,7 @@ async fn events(
     Ok(Json(json!({ "items": events, "next_cursor": next_cursor })))
 }
 
-#[utoipa::path(post, path = "/api/v1/events/verify", tag = "audit", responses((status = 200, description = "Check the HMAC chain (admin)")))]
+#[utoipa::path(post, path = "/api/v1/events/verify", tag = "audit", responses((status = 200, description = "Check the HMAC chain (admin)", body = keyward_store::VerifyReport)))]
 async fn events_verify(
     State(state): State<AppState>,
     caller: Caller,

@@ -57,7 +57,7 @@ pub(super) struct VarCreate {
     organization_id: Option<String>,
 }
 
-#[utoipa::path(post, path = "/v1/config-variables", tag = "config-variables", request_body = VarCreate, responses((status = 200, description = "Create a variable")))]
+#[utoipa::path(post, path = "/v1/config-variables", tag = "config-variables", request_body = VarCreate, responses((status = 201, description = "The variable, created (a sensitive value shown as ***)", body = keyward_core::var::VarView)))]
 pub(super) async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,7 +88,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(shown(&view))))
 }
 
-#[utoipa::path(get, path = "/v1/config-variables", tag = "config-variables", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Variables, sensitive values as ***")))]
+#[utoipa::path(get, path = "/v1/config-variables", tag = "config-variables", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Variables, sensitive values as ***", body = Vec<keyward_core::var::VarView>)))]
 pub(super) async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,7 +134,7 @@ async fn load(
     Ok(got)
 }
 
-#[utoipa::path(get, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable")))]
+#[utoipa::path(get, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable", body = keyward_core::var::VarView)))]
 pub(super) async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -168,7 +168,7 @@ pub(super) struct VarPut {
     organization_id: Option<String>,
 }
 
-#[utoipa::path(put, path = "/v1/config-variables/{name}", tag = "config-variables", request_body = VarPut, params(("name" = String, Path, description = "the variable's name")), responses((status = 200, description = "Change a variable")))]
+#[utoipa::path(put, path = "/v1/config-variables/{name}", tag = "config-variables", request_body = VarPut, params(("name" = String, Path, description = "the variable's name")), responses((status = 200, description = "The variable, changed", body = keyward_core::var::VarView)))]
 pub(super) async fn put(
     State(state): State<AppState>,
     caller: Caller,
@@ -192,7 +192,7 @@ pub(super) async fn put(
     Ok(Json(shown(&view)))
 }
 
-#[utoipa::path(delete, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Delete a variable")))]
+#[utoipa::path(delete, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 204, description = "Deleted")))]
 pub(super) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -211,7 +211,7 @@ pub(super) async fn delete(
 
 // The same routes under `/api/v1/variables` (one documented operation per path and method).
 
-#[utoipa::path(post, path = "/api/v1/variables", tag = "config-variables", request_body = VarCreate, responses((status = 201, description = "Create a variable")))]
+#[utoipa::path(post, path = "/api/v1/variables", tag = "config-variables", request_body = VarCreate, responses((status = 201, description = "The variable, created (a sensitive value shown as ***)", body = keyward_core::var::VarView)))]
 pub(super) async fn v1_create(
     state: State<AppState>,
     caller: Caller,
@@ -220,7 +220,7 @@ pub(super) async fn v1_create(
     create(state, caller, body).await
 }
 
-#[utoipa::path(get, path = "/api/v1/variables", tag = "config-variables", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Variables, sensitive values as ***")))]
+#[utoipa::path(get, path = "/api/v1/variables", tag = "config-variables", params(("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)")), responses((status = 200, description = "Variables, sensitive values as ***", body = Vec<keyward_core::var::VarView>)))]
 pub(super) async fn v1_list(
     state: State<AppState>,
     caller: Caller,
@@ -229,7 +229,7 @@ pub(super) async fn v1_list(
     list(state, caller, q).await
 }
 
-#[utoipa::path(get, path = "/api/v1/variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable")))]
+#[utoipa::path(get, path = "/api/v1/variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable", body = keyward_core::var::VarView)))]
 pub(super) async fn v1_get(
     state: State<AppState>,
     caller: Caller,
@@ -239,7 +239,7 @@ pub(super) async fn v1_get(
     get(state, caller, name, q).await
 }
 
-#[utoipa::path(put, path = "/api/v1/variables/{name}", tag = "config-variables", request_body = VarPut, params(("name" = String, Path, description = "the variable's name")), responses((status = 200, description = "Change a variable")))]
+#[utoipa::path(put, path = "/api/v1/variables/{name}", tag = "config-variables", request_body = VarPut, params(("name" = String, Path, description = "the variable's name")), responses((status = 200, description = "The variable, changed", body = keyward_core::var::VarView)))]
 pub(super) async fn v1_put(
     state: State<AppState>,
     caller: Caller,
