@@ -73,17 +73,17 @@ async fn mock_openai() -> (SocketAddr, Seen) {
 
 /// A running `keyward serve`: its address, the admin token it printed (first start only), and
 /// everything it prints from then on.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
-    admin: Option<String>,
+    pub(crate) url: String,
+    pub(crate) admin: Option<String>,
     /// Lines printed on standard output and standard error, as they come.
     printed: Arc<Mutex<Vec<String>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
-    fn start(s: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start(s: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut argv = vec!["serve", "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(args);
         let mut cmd = s.command(&argv);
@@ -142,7 +142,7 @@ impl Server {
     }
 
     /// Stops it with SIGTERM; returns all it printed.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         assert!(self.child.wait().unwrap().success());
@@ -179,7 +179,7 @@ fn client() -> reqwest::Client {
 }
 
 /// An admin-API call; returns status and JSON body.
-async fn api(
+pub(crate) async fn api(
     url: &str,
     method: reqwest::Method,
     path: &str,
@@ -506,7 +506,7 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
 /// Whether `python3` can import `module` (an official SDK). CI installs them (`pip install
 /// openai anthropic`) and sets `KEYWARD_TEST_REQUIRE_PYTHON_SDKS=1`, so that there a missing SDK
 /// is a failure, not a skip.
-fn python_sdk_available(module: &str) -> bool {
+pub(crate) fn python_sdk_available(module: &str) -> bool {
     let found = std::process::Command::new("python3")
         .args(["-c", &format!("import {module}")])
         .stdout(Stdio::null())

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod gateway;
+mod openapi;
 mod run;
 mod sandbox;
 mod serve;
