@@ -126,11 +126,16 @@ string_id!(
     /// A credential's human name, unique per organization and provider: 1 to 100 printable
     /// characters, no control characters.
     CredentialName,
-    |s| !s.trim().is_empty() && s.chars().count() <= 100 && s == s.trim() && !s.chars().any(char::is_control),
+    |s| !s.trim().is_empty() && s.chars().count() <= 100 && s == s.trim() && !s.chars().any(|c| c.is_control() || is_bidi_control(c)),
     "credential name"
 );
 
 impl CredentialName {
-    const RULE: &'static str =
-        "use 1 to 100 printable characters without leading or trailing spaces";
+    const RULE: &'static str = "use 1 to 100 printable characters without leading or trailing spaces (no control or text-direction characters)";
+}
+
+/// Characters that reorder how text is displayed (U+200E, U+200F, U+202A to U+202E, U+2066 to
+/// U+2069): in a name they make a listing show something other than what is stored.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

@@ -40,10 +40,16 @@ pub fn refused(what: &str) -> CoreError {
     ))
 }
 
-/// Checks a free-form public value (a display name, a description, a base URL, ...).
+/// Checks a free-form public value (a display name, a description, a base URL, ...): nothing
+/// that looks like a key, and no text-direction characters (which make a listing show
+/// something other than what is stored).
 pub fn check_public(what: &str, value: &str) -> Result<(), CoreError> {
     if looks_like_secret(value) {
         Err(refused(what))
+    } else if value.chars().any(crate::ids::is_bidi_control) {
+        Err(CoreError::InvalidInput(format!(
+            "the {what} may not contain text-direction characters (U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069)"
+        )))
     } else {
         Ok(())
     }
@@ -301,6 +307,19 @@ mod tests {
         for n in NAMES {
             assert!(!looks_like_secret(n), "refused: {n}");
         }
+    }
+
+    #[test]
+    fn names_that_would_display_as_something_else_are_refused() {
+        for spoof in ["\u{202E}lave", "acme\u{2066}", "a\u{200F}b"] {
+            assert!(
+                check_public("organization name", spoof).is_err(),
+                "{spoof:?}"
+            );
+            assert!(crate::CredentialName::new(spoof).is_err(), "{spoof:?}");
+        }
+        assert!(check_public("organization name", "Acme Inc. (EU)").is_ok());
+        assert!(crate::CredentialName::new("prod – eu").is_ok());
     }
 
     #[test]
