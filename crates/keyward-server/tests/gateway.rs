@@ -1398,31 +1398,13 @@ async fn the_path_goes_upstream_as_the_client_wrote_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_1_0_provider_does_not_downgrade_the_clients_connection() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let _ = rustls::crypto::ring::default_provider().install_default();
     // A provider that speaks HTTP/1.0, as small servers and some proxies do.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut tcp, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = tcp
-                    .write_all(b"HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-                    .await;
-            });
-        }
-    });
+    let upstream = raw_provider(|_| {
+        "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+            .to_owned()
+    })
+    .await;
     let a = acme(upstream).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let resp = client()
@@ -1711,10 +1693,9 @@ async fn authorization_needs_the_bearer_scheme_and_provider_headers_hold_the_tok
     }
 }
 
-/// A provider written byte by byte: it answers `/v1/reason` with the key in its status line,
-/// `/v1/gzip` with a 401 marked gzip (quoting the key), and anything else with 200 and the
-/// request's headers in the body.
-async fn raw_provider() -> SocketAddr {
+/// A provider written byte by byte: it reads a request's head and writes back what `answer`
+/// makes of it, whatever HTTP would allow.
+async fn raw_provider(answer: fn(&str) -> String) -> SocketAddr {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1732,42 +1713,44 @@ async fn raw_provider() -> SocketAddr {
                         Ok(n) => seen.extend_from_slice(&buf[..n]),
                     }
                 }
-                let head = String::from_utf8_lossy(&seen).into_owned();
-                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
-                let key = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("authorization: Bearer "))
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned();
-                let answer = match path.as_str() {
-                    "/v1/reason" => {
-                        format!("HTTP/1.1 401 Bearer {key}\r\ncontent-length: 2\r\n\r\n{{}}")
-                    }
-                    "/v1/gzip" => {
-                        let body = format!("bad key {key}");
-                        format!(
-                            "HTTP/1.1 401 Unauthorized\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{body}",
-                            body.len()
-                        )
-                    }
-                    _ => format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
-                        head.len()
-                    ),
-                };
-                let _ = tcp.write_all(answer.as_bytes()).await;
+                let reply = answer(&String::from_utf8_lossy(&seen));
+                let _ = tcp.write_all(reply.as_bytes()).await;
             });
         }
     });
     addr
 }
 
+/// Answers `/v1/reason` with the key in its status line, `/v1/gzip` with a 401 marked gzip
+/// (quoting the key), and anything else with 200 and the request's head in the body.
+fn quoting_answer(head: &str) -> String {
+    let path = head.split(' ').nth(1).unwrap_or("");
+    let key = head
+        .lines()
+        .find_map(|l| l.strip_prefix("authorization: Bearer "))
+        .unwrap_or("")
+        .trim();
+    match path {
+        "/v1/reason" => format!("HTTP/1.1 401 Bearer {key}\r\ncontent-length: 2\r\n\r\n{{}}"),
+        "/v1/gzip" => {
+            let body = format!("bad key {key}");
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        }
+        _ => format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
+            head.len()
+        ),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_overrides_or_tokens_forwarded()
  {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let a = acme(raw_provider().await).await;
+    let a = acme(raw_provider(quoting_answer).await).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let auth = format!("authorization: Bearer {}", a.token);
     for path in ["reason", "gzip"] {

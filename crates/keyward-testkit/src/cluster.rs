@@ -118,19 +118,24 @@ impl PgCluster {
         );
     }
 
-    /// Runs one of the server's tools; panics if it fails. Its output goes nowhere (a
-    /// postmaster that inherited a pipe would hold it open).
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// One of the server's tools, run as the user that may run it.
+    fn command(&self, tool: &str) -> Command {
         let program = self.bin.join(tool);
-        let mut cmd = match &self.run_as {
+        match &self.run_as {
             Some(user) => {
                 let mut c = Command::new("runuser");
                 c.args(["-u", user, "--"]).arg(&program);
                 c
             }
             None => Command::new(&program),
-        };
-        let status = cmd
+        }
+    }
+
+    /// Runs one of the server's tools; panics if it fails. Its output goes nowhere (a
+    /// postmaster that inherited a pipe would hold it open).
+    fn run(&self, tool: &str, args: &[&str]) {
+        let status = self
+            .command(tool)
             .args(args)
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -145,16 +150,8 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         let data = self.data_dir();
-        let program = self.bin.join("pg_ctl");
-        let mut cmd = match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&program);
-                c
-            }
-            None => Command::new(&program),
-        };
-        let _ = cmd
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &data.display().to_string(), "-m", "immediate", "stop"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
