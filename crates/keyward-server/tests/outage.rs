@@ -163,12 +163,23 @@ async fn outage(
     down: Duration,
     cold: &str,
 ) -> (Vec<Answer>, Vec<String>) {
+    // A write acknowledged the moment before the store goes (it clears the caches, as every
+    // write does: the warm-up comes after it).
+    let before = format!("before-{}", down.as_secs());
+    let created = client()
+        .post(format!("{}/api/v1/credentials", s.base))
+        .bearer_auth(&s.admin)
+        .json(&json!({"organization_id": "acme", "provider": "openai", "name": before, "api_key": "sk-proj-written-before-0123456789"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
     // Warm: the token and the key are checked and cached just before.
     assert_eq!(chat(s, &s.warm).await.status(), 200);
     let began = Instant::now();
     cluster.pg_stop();
     let answers = Arc::new(Mutex::new(Vec::new()));
-    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let acknowledged = Arc::new(Mutex::new(vec![before]));
     let until = began + down;
     let mut tasks = Vec::new();
     {
