@@ -126,16 +126,29 @@ string_id!(
     /// A credential's human name, unique per organization and provider: 1 to 100 printable
     /// characters, no control characters.
     CredentialName,
-    |s| !s.trim().is_empty() && s.chars().count() <= 100 && s == s.trim() && !s.chars().any(|c| c.is_control() || is_bidi_control(c)),
+    |s| !s.trim().is_empty() && s.chars().count() <= 100 && s == s.trim() && !s.chars().any(|c| c.is_control() || hides_or_reorders_text(c)),
     "credential name"
 );
 
 impl CredentialName {
-    const RULE: &'static str = "use 1 to 100 printable characters without leading or trailing spaces (no control or text-direction characters)";
+    const RULE: &'static str = "use 1 to 100 printable characters without leading or trailing spaces (no control, invisible or text-direction characters)";
 }
 
-/// Characters that reorder how text is displayed (U+200E, U+200F, U+202A to U+202E, U+2066 to
-/// U+2069): in a name they make a listing show something other than what is stored.
-pub fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+/// Characters that reorder how text is displayed (U+061C, U+200E, U+200F, U+202A to U+202E,
+/// U+2066 to U+2069), are invisible (U+200B, U+2060, U+FEFF) or break lines (U+2028, U+2029):
+/// in a name they make a listing show something other than what is stored.
+pub fn hides_or_reorders_text(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }

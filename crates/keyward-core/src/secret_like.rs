@@ -46,9 +46,9 @@ pub fn refused(what: &str) -> CoreError {
 pub fn check_public(what: &str, value: &str) -> Result<(), CoreError> {
     if looks_like_secret(value) {
         Err(refused(what))
-    } else if value.chars().any(crate::ids::is_bidi_control) {
+    } else if value.chars().any(crate::ids::hides_or_reorders_text) {
         Err(CoreError::InvalidInput(format!(
-            "the {what} may not contain text-direction characters (U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069)"
+            "the {what} may not contain invisible, line-breaking or text-direction characters (such as U+200B, U+2028, U+202E)"
         )))
     } else {
         Ok(())
@@ -311,7 +311,14 @@ mod tests {
 
     #[test]
     fn names_that_would_display_as_something_else_are_refused() {
-        for spoof in ["\u{202E}lave", "acme\u{2066}", "a\u{200F}b"] {
+        for spoof in [
+            "\u{202E}lave",
+            "acme\u{2066}",
+            "a\u{200F}b",
+            "a\u{061C}b",
+            "a\u{200B}b",
+            "a\u{2028}b",
+        ] {
             assert!(
                 check_public("organization name", spoof).is_err(),
                 "{spoof:?}"

@@ -95,8 +95,16 @@ impl FromRequestParts<AppState> for Caller {
                 if let Some(ip) = ip {
                     state.shared.limiter.failed(ip);
                 }
-                // The request is refused either way; a failed audit write is only logged.
-                if let Err(e) = state.vault.record_auth_failure(&from, "api", why).await {
+                // The request is refused either way; a failed audit write is only logged, and
+                // while the store is known to be away it is not even tried (it would hold the
+                // answer for the pool's whole wait).
+                if !state.vault.store_available() {
+                    tracing::warn!(
+                        from,
+                        why,
+                        "a failed authentication not audited: the store is unavailable"
+                    );
+                } else if let Err(e) = state.vault.record_auth_failure(&from, "api", why).await {
                     tracing::warn!(error = %e, "cannot audit a failed authentication");
                 }
                 Err(ApiError::Unauthorized)

@@ -176,6 +176,11 @@ impl utoipa::Modify for Contract {
                     .build(),
             )
         };
+        if let Some(components) = doc.components.as_mut() {
+            for schema in components.schemas.values_mut() {
+                constrain_properties(schema);
+            }
+        }
         for (path, item) in doc.paths.paths.iter_mut() {
             let public = PUBLIC.contains(&path.as_str());
             for op in [
@@ -193,6 +198,13 @@ impl utoipa::Modify for Contract {
                         "bearer",
                         Vec::<String>::new(),
                     )]);
+                }
+                for param in op.parameters.iter_mut().flatten() {
+                    if let RefOr::T(param) = param
+                        && let Some(RefOr::T(schema)) = param.schema.as_mut()
+                    {
+                        constrain(&param.name, schema);
+                    }
                 }
                 let responses = &mut op.responses.responses;
                 let errors: &[(&str, &str)] = if public {
@@ -215,6 +227,63 @@ impl utoipa::Modify for Contract {
                         *r = problem().description(description).build();
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The rules the server enforces on a field of a request, written into its schema so that
+/// clients (and schemathesis) know them: the registry's providers, the roles, the strategies,
+/// the modalities, the organization id's pattern, non-empty names, pages of at least one.
+fn constrain(name: &str, schema: &mut utoipa::openapi::schema::Schema) {
+    use utoipa::openapi::schema::{ArrayItems, Schema};
+    let one_of =
+        |values: Vec<String>| Some(values.into_iter().map(serde_json::Value::String).collect());
+    let providers = || {
+        one_of(
+            keyward_core::PROVIDERS
+                .iter()
+                .map(|p| p.id.to_owned())
+                .collect(),
+        )
+    };
+    let words = |w: &[&str]| one_of(w.iter().map(|s| (*s).to_owned()).collect());
+    match schema {
+        Schema::Object(o) => match name {
+            "provider" => o.enum_values = providers(),
+            "role" => o.enum_values = words(&["admin", "org_admin", "viewer", "resolver"]),
+            "strategy" => o.enum_values = words(&["priority", "round_robin", "weighted"]),
+            "organization_id" => o.pattern = Some("^[a-z0-9][a-z0-9._-]{0,62}$".into()),
+            "name" | "credential_name" => o.min_length = Some(1),
+            "limit" => o.minimum = Some(1.into()),
+            _ => {}
+        },
+        Schema::Array(a) => {
+            if let ArrayItems::RefOrSchema(items) = &mut a.items
+                && let RefOr::T(Schema::Object(o)) = items.as_mut()
+            {
+                match name {
+                    "providers" => o.enum_values = providers(),
+                    "modalities" => {
+                        o.enum_values =
+                            serde_json::to_value(keyward_core::credential::Modality::ALL)
+                                .ok()
+                                .and_then(|v| v.as_array().cloned());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`constrain`] on every property of an object schema.
+fn constrain_properties(schema: &mut RefOr<utoipa::openapi::schema::Schema>) {
+    if let RefOr::T(utoipa::openapi::schema::Schema::Object(o)) = schema {
+        for (name, property) in o.properties.iter_mut() {
+            if let RefOr::T(p) = property {
+                constrain(name, p);
             }
         }
     }

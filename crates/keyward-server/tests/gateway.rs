@@ -1732,13 +1732,22 @@ fn quoting_answer(head: &str) -> String {
         .trim();
     match path {
         "/v1/reason" => format!("HTTP/1.1 401 Bearer {key}\r\ncontent-length: 2\r\n\r\n{{}}"),
-        "/v1/gzip" => {
+        "/v1/gzip" | "/v1/gzip-twice" => {
             let body = format!("bad key {key}");
+            let encoding = if path == "/v1/gzip" {
+                "content-encoding: gzip"
+            } else {
+                "content-encoding: identity\r\ncontent-encoding: gzip"
+            };
             format!(
-                "HTTP/1.1 401 Unauthorized\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{body}",
+                "HTTP/1.1 401 Unauthorized\r\n{encoding}\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             )
         }
+        "/v1/key-as-name" => format!(
+            "HTTP/1.1 401 Unauthorized\r\nx-{}: 1\r\ncontent-length: 2\r\n\r\n{{}}",
+            key.to_ascii_lowercase()
+        ),
         _ => format!(
             "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{head}",
             head.len()
@@ -1753,7 +1762,7 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
     let a = acme(raw_provider(quoting_answer).await).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let auth = format!("authorization: Bearer {}", a.token);
-    for path in ["reason", "gzip"] {
+    for path in ["reason", "gzip", "gzip-twice", "key-as-name"] {
         let (status, rest) = raw_request(
             addr,
             &format!("GET /gateway/openai/v1/{path} HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip"),
@@ -1771,7 +1780,8 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
             full
         };
         assert!(
-            !rest.contains("UPSTREAMKEY") && !whole.contains("UPSTREAMKEY"),
+            !rest.to_ascii_lowercase().contains("upstreamkey")
+                && !whole.to_ascii_lowercase().contains("upstreamkey"),
             "{path}: {rest}"
         );
     }
@@ -1793,8 +1803,9 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
     let (status, seen) = raw_request(
         addr,
         &format!(
-            "POST /gateway/openai/v1/chat?b={t}&c=1 HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip, br\r\nx-http-method-override: TRACE\r\nx-http-method: PROPFIND\r\nx-method-override: CONNECT\r\ncookie: session={t}\r\nx-mine: {t}\r\ncontent-length: 0",
-            t = a.token
+            "POST /gateway/openai/v1/chat?b={t}&c=1&d={enc}&e=a+{t}+b&{t}=1&f=x{t} HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip, br\r\nx-http-method-override: TRACE\r\nx-http-method: PROPFIND\r\nx-method-override: CONNECT\r\ncookie: session={t}\r\nx-mine: {t}\r\ncontent-length: 0",
+            t = a.token,
+            enc = a.token.replacen('_', "%5F", 1),
         ),
         b"",
     )
@@ -1809,7 +1820,21 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
         "cookie",
         "x-mine",
         "kwg_",
+        "kwg%5f",
     ] {
         assert!(!seen.contains(gone), "{gone} reached the provider: {seen}");
+    }
+    // In the path, the token is refused outright.
+    for path in [
+        format!("models/{}", a.token),
+        format!("models/{}", a.token.replacen('_', "%5F", 1)),
+    ] {
+        let (status, _) = raw_request(
+            addr,
+            &format!("GET /gateway/openai/v1/{path} HTTP/1.1\r\n{auth}"),
+            b"",
+        )
+        .await;
+        assert_eq!(status, 400, "{path}");
     }
 }

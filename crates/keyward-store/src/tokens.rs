@@ -297,8 +297,27 @@ impl Vault {
     pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<TokenView, VaultError> {
         let current = self.get_token(id).await?;
         let (_writing, mut tx) = self.begin_write().await?;
+        let now = Millis::now().0;
+        // The last working admin token stays: without one, nobody can reach the API to make
+        // another (only the CLI on the server's machine could).
+        if current.role == Role::Admin && current.revoked_at.is_none() {
+            let others: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM api_tokens WHERE role = 'admin' AND id <> $1 \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if others == 0 {
+                return Err(VaultError::InvalidInput(
+                    "this is the last admin token; create another admin token before revoking it"
+                        .into(),
+                ));
+            }
+        }
         sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(Millis::now().0)
+            .bind(now)
             .bind(id)
             .execute(&mut *tx)
             .await?;

@@ -1385,7 +1385,26 @@ contract!(
     an_operation_whose_event_cannot_be_written_does_not_happen,
     master_key_rotation_is_resumable_and_keeps_everything_readable,
     listings_page_in_sql_and_resolution_opens_only_what_it_hands_out,
+    the_last_admin_token_cannot_be_revoked,
 );
+
+/// Revoking the only working admin token would lock everyone out of the API.
+async fn the_last_admin_token_cannot_be_revoked(db: Db) {
+    use keyward_store::Role;
+    let v = db.open(k1()).await;
+    let (_, first) = v
+        .create_token("first", Role::Admin, None, None, ACTOR)
+        .await
+        .unwrap();
+    let err = v.revoke_token(&first.id, ACTOR).await.unwrap_err();
+    assert!(err.to_string().contains("last admin token"), "{err}");
+    let (_, second) = v
+        .create_token("second", Role::Admin, None, None, ACTOR)
+        .await
+        .unwrap();
+    v.revoke_token(&first.id, ACTOR).await.unwrap();
+    assert!(v.revoke_token(&second.id, ACTOR).await.is_err());
+}
 
 /// Pages are the full listing cut in SQL (same order, the total counted); resolution opens
 /// keys only as far down the order as it has to, so a broken key after the first does not

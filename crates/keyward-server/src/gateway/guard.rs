@@ -26,12 +26,31 @@ pub(crate) fn method_allowed(method: &Method) -> bool {
     METHODS.contains(method)
 }
 
+/// Whether `text` (a path, a query parameter) holds `token`, as it is or under up to
+/// [`DECODE_DEPTH`] rounds of percent-decoding (`+` read as a space too).
+pub(crate) fn holds(text: &str, token: &str) -> bool {
+    let token = token.as_bytes();
+    let finder = memchr::memmem::Finder::new(token);
+    let mut current = text.as_bytes().to_vec();
+    for _ in 0..=DECODE_DEPTH {
+        if finder.find(&current).is_some() {
+            return true;
+        }
+        let decoded: Vec<u8> = percent_decode(&current).collect();
+        if decoded == current {
+            return false;
+        }
+        current = decoded;
+    }
+    false
+}
+
 /// How many layers of percent-encoding are looked through: a proxy in front of the provider
 /// may decode once more than the provider does (`%252e%252e` is `..` to such a pair).
 const DECODE_DEPTH: usize = 3;
 
 /// Why a path is refused, in words for the client (it quotes nothing of the path).
-pub(crate) const PATH_REFUSED: &str = "the request path may not contain '.' or '..' segments, backslashes, control characters, or encoded '/', '\\', '?' or '#'";
+pub(crate) const PATH_REFUSED: &str = "the request path may not contain '.' or '..' segments (or look-alikes), backslashes, control characters, encodings that are not UTF-8, or encoded '/', '\\', '?' or '#'";
 
 /// Whether `path` (the part after `/gateway/{provider}/`, as the client wrote it) stays under
 /// the base URL whatever the servers behind the gateway make of it: no segment is `.` or `..`
@@ -47,12 +66,15 @@ pub(crate) fn path_is_safe(path: &str) -> bool {
 /// stop) taken for dots, as servers that normalise Unicode do.
 fn dots(segment: &[u8]) -> bool {
     let name = segment.split(|b| *b == b';').next().unwrap_or(segment);
-    let text = String::from_utf8_lossy(name);
+    // Not UTF-8 (an overlong `%c0%ae` is a dot to some decoders): refused like a dot.
+    let Ok(text) = std::str::from_utf8(name) else {
+        return true;
+    };
     let normal: String = text
-        .trim_end_matches(' ')
+        .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '\u{200B}' | '\u{FEFF}'))
         .chars()
         .map(|c| match c {
-            '\u{FF0E}' | '\u{2024}' | '\u{FE52}' => '.',
+            '\u{FF0E}' | '\u{2024}' | '\u{FE52}' | '\u{FF61}' | '\u{3002}' => '.',
             c => c,
         })
         .collect();
@@ -136,6 +158,18 @@ mod tests {
             ("v1/\u{FF0E}\u{FF0E}/x", false),
             ("v1/files/a%3Fb", false),
             ("v1/files/a%20b", true),
+            ("v1/%c0%ae%c0%ae/x", false),
+            ("v1/.%c0%ae/x", false),
+            ("v1/%e0%80%ae%e0%80%ae/x", false),
+            ("v1/%ef%bd%a1%ef%bd%a1/x", false),
+            ("v1/%e3%80%82%e3%80%82/x", false),
+            ("v1/..%c2%a0/x", false),
+            ("v1/..%e3%80%80/x", false),
+            ("v1/..%e2%80%8b/x", false),
+            ("v1/..%ef%bb%bf/x", false),
+            ("v1/..%ff/x", false),
+            ("v1/%ff", false),
+            ("v1/files/caf%c3%a9", true),
         ];
         for (path, safe) in cases {
             assert_eq!(path_is_safe(path), safe, "{path}");

@@ -412,6 +412,17 @@ fn masker(provider: &Provider, key: &SecretString) -> keyward_core::mask::Masker
 /// Replaces `key` with its hint in every header value that holds it (the masker is built only
 /// then: the common answer quotes nothing).
 fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &SecretString) {
+    // Header names are lower case: a key made into a name is found lower-cased.
+    let lower = key.expose_secret().to_ascii_lowercase();
+    let in_name = memchr::memmem::Finder::new(lower.as_bytes());
+    let named: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| in_name.find(n.as_str().as_bytes()).is_some())
+        .cloned()
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
     let finder = memchr::memmem::Finder::new(key.expose_secret().as_bytes());
     let mut masker_once = None;
     for value in headers.values_mut() {
@@ -1000,11 +1011,16 @@ async fn try_upstreams(
         .filter(|kv| {
             !kv.is_empty()
                 && !kv.starts_with("key=")
-                && !kv
-                    .split_once('=')
-                    .is_some_and(|(_, v)| v.starts_with(GATEWAY_TOKEN_PREFIX))
+                && !presented.as_deref().is_some_and(|t| guard::holds(kv, t))
         })
         .collect();
+    if presented.as_deref().is_some_and(|t| guard::holds(path, t)) {
+        return provider_error(
+            provider,
+            StatusCode::BAD_REQUEST,
+            "the request path holds the gateway token; send it only in the auth header",
+        );
+    }
 
     // The body streams through when there is one key to try; with several, it is kept
     // (bounded) so that it can be sent again to the next one.
@@ -1220,8 +1236,10 @@ async fn try_upstreams(
                 if !status.is_success()
                     && head
                         .headers
-                        .get(header::CONTENT_ENCODING)
-                        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity")) =>
+                        .get_all(header::CONTENT_ENCODING)
+                        .iter()
+                        .flat_map(|e| e.as_bytes().split(|b| *b == b','))
+                        .any(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity")) =>
             {
                 tracing::warn!(
                     provider = provider.id,

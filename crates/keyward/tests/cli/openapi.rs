@@ -99,11 +99,12 @@ import os, sys
 sys.path.insert(0, os.environ["GENERATED"])
 from keyward_client import AuthenticatedClient
 from keyward_client.api.credentials import creds_create, creds_delete, creds_list
-from keyward_client.models import CredCreate, CredentialPage, CredentialView, Problem
+from keyward_client.models import CredCreate, CredCreateProvider, CredentialPage, CredentialView, Problem
 
 client = AuthenticatedClient(base_url=os.environ["URL"], token=os.environ["TOKEN"])
 made = creds_create.sync(client=client, body=CredCreate(
-    organization_id="acme", provider="openai", name="generated", api_key=os.environ["NEW_KEY"]))
+    organization_id="acme", provider=CredCreateProvider("openai"), name="generated",
+    api_key=os.environ["NEW_KEY"]))
 assert isinstance(made, CredentialView), made
 page = creds_list.sync(client=client, organization_id="acme")
 assert isinstance(page, CredentialPage), page
