@@ -29,8 +29,13 @@ pub(crate) fn method_allowed(method: &Method) -> bool {
 /// Whether `text` (a path, a query parameter) holds `token`, as it is or under up to
 /// [`DECODE_DEPTH`] rounds of percent-decoding (`+` read as a space too).
 pub(crate) fn holds(text: &str, token: &str) -> bool {
-    let token = token.as_bytes();
-    let finder = memchr::memmem::Finder::new(token);
+    let finder = memchr::memmem::Finder::new(token.as_bytes());
+    if finder.find(text.as_bytes()).is_some() {
+        return true;
+    }
+    if !text.contains('%') {
+        return false;
+    }
     let mut current = text.as_bytes().to_vec();
     for _ in 0..=DECODE_DEPTH {
         if finder.find(&current).is_some() {
@@ -82,6 +87,12 @@ fn dots(segment: &[u8]) -> bool {
 }
 
 fn segment_is_safe(raw: &str) -> bool {
+    // The common segment (`chat`, `completions`, `gpt-4o-mini`) holds nothing to look into.
+    if !raw.bytes().any(|b| {
+        matches!(b, b'%' | b'.' | b'\\' | b';' | b' ') || !b.is_ascii() || b.is_ascii_control()
+    }) {
+        return true;
+    }
     let mut current = raw.as_bytes().to_vec();
     for depth in 0..=DECODE_DEPTH {
         if dots(&current) || current.iter().any(|b| *b == b'\\' || b.is_ascii_control()) {

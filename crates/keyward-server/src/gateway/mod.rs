@@ -412,16 +412,20 @@ fn masker(provider: &Provider, key: &SecretString) -> keyward_core::mask::Masker
 /// Replaces `key` with its hint in every header value that holds it (the masker is built only
 /// then: the common answer quotes nothing).
 fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &SecretString) {
-    // Header names are lower case: a key made into a name is found lower-cased.
-    let lower = key.expose_secret().to_ascii_lowercase();
-    let in_name = memchr::memmem::Finder::new(lower.as_bytes());
-    let named: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| in_name.find(n.as_str().as_bytes()).is_some())
-        .cloned()
-        .collect();
-    for name in named {
-        headers.remove(name);
+    // Header names are lower case: a key made into a name is found lower-cased (only names
+    // long enough to hold it are looked at).
+    let secret = key.expose_secret();
+    if headers.keys().any(|n| n.as_str().len() >= secret.len()) {
+        let lower = secret.to_ascii_lowercase();
+        let in_name = memchr::memmem::Finder::new(lower.as_bytes());
+        let named: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| in_name.find(n.as_str().as_bytes()).is_some())
+            .cloned()
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     let finder = memchr::memmem::Finder::new(key.expose_secret().as_bytes());
     let mut masker_once = None;
