@@ -58,9 +58,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     if !python_sdk_available("schemathesis") {
         return;
     }
-    let (_s, server, admin) = seeded().await;
-    // Bounded: a few dozen cases an operation, deterministic, each request at most 10 s.
+    let (s, server, admin) = seeded().await;
+    // Bounded: a few dozen cases an operation, deterministic, each request at most 10 s. It
+    // keeps a cache in its working directory: the sandbox's.
     let out = Command::new("schemathesis")
+        .current_dir(s.scratch())
         .args([
             "run",
             &format!("{}/api/openapi.json", server.url),
