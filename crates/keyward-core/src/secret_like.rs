@@ -142,34 +142,9 @@ fn is_coarse_separator(c: char) -> bool {
         )
 }
 
-/// What ends a word: space, quotes of any style, and the punctuation of URLs, JSON and paths.
+/// What ends a word: what ends a token, and the punctuation of URLs and paths.
 fn is_separator(c: char) -> bool {
-    c.is_whitespace()
-        || matches!(
-            c,
-            '"' | '\''
-                | '`'
-                | ','
-                | ';'
-                | ':'
-                | '='
-                | '&'
-                | '?'
-                | '#'
-                | '/'
-                | '\\'
-                | '@'
-                | '('
-                | ')'
-                | '.'
-                | '['
-                | ']'
-                | '{'
-                | '}'
-                | '<'
-                | '>'
-                | '|'
-        )
+    is_coarse_separator(c) || matches!(c, '=' | '&' | '?' | '#' | '/' | '\\' | '@' | '.')
 }
 
 fn words(s: &str) -> impl Iterator<Item = &str> {

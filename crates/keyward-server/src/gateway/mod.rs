@@ -767,12 +767,16 @@ fn too_large(provider: &Provider) -> Response {
     )
 }
 
-fn broken_body(provider: &Provider) -> Response {
-    provider_error(
-        provider,
-        StatusCode::BAD_REQUEST,
-        "the request body could not be read (a malformed chunked encoding, or a cut connection)",
-    )
+/// The answer to a client whose body failed: too large, or else unreadable.
+fn body_fault_answer(provider: &Provider, fault: Option<body::BodyFault>) -> Response {
+    match fault {
+        Some(body::BodyFault::TooLarge) => too_large(provider),
+        _ => provider_error(
+            provider,
+            StatusCode::BAD_REQUEST,
+            "the request body could not be read (a malformed chunked encoding, or a cut connection)",
+        ),
+    }
 }
 
 /// `ANY /gateway/{provider}/{*path}`.
@@ -1033,10 +1037,7 @@ async fn try_upstreams(
         match axum::body::to_bytes(streamed.take().unwrap_or_default(), usize::MAX).await {
             Ok(b) => Some(b),
             Err(e) => {
-                return match body::body_fault(&e) {
-                    Some(body::BodyFault::TooLarge) => too_large(provider),
-                    _ => broken_body(provider),
-                };
+                return body_fault_answer(provider, body::body_fault(&e));
             }
         }
     } else {
@@ -1127,10 +1128,7 @@ async fn try_upstreams(
                 continue;
             }
             Ok(Err(e)) if body::body_fault(&e).is_some() => {
-                return match body::body_fault(&e) {
-                    Some(body::BodyFault::TooLarge) => too_large(provider),
-                    _ => broken_body(provider),
-                };
+                return body_fault_answer(provider, body::body_fault(&e));
             }
             Ok(Err(e)) => {
                 tracing::warn!(provider = provider.id, served = served_id, error = %e, "the provider's answer failed");

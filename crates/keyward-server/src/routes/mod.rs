@@ -38,7 +38,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     use utoipa::OpenApi as _;
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(crate::metrics::render))
@@ -79,7 +79,6 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(crate::error::as_problem))
         .split_for_parts();
-    let (router, mut doc) = (router, doc);
     utoipa::Modify::modify(&crate::openapi::Contract, &mut doc);
     (router, doc)
 }
