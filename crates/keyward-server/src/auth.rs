@@ -57,33 +57,35 @@ impl FromRequestParts<AppState> for Caller {
             .get::<ConnectInfo<crate::ClientAddr>>()
             .map(|c| c.0.0.ip());
         let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-        // An address that keeps guessing is refused before its guesses are checked.
-        if let Some(retry) = ip.and_then(|ip| state.shared.limiter.blocked(ip)) {
-            return Err(ApiError::TooManyRequests(retry));
-        }
         let token = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let principal = match token {
-            Some(t) if t.starts_with(keyward_store::API_TOKEN_PREFIX) => {
-                // While the store is away every answer would be a 503 after the pool's wait;
-                // give it at once (a watcher notices when the store is back).
-                if !state.vault.store_available() {
-                    return Err(ApiError::Unavailable(
-                        crate::error::STORE_UNAVAILABLE.to_owned(),
-                    ));
+            .and_then(bearer);
+        // While the store is away every answer would be a 503 after the pool's wait; give it
+        // at once (a watcher notices when the store is back).
+        let is_jwt = |t: &str| !state.shared.jwt.is_empty() && t.matches('.').count() == 2;
+        if token.is_some_and(|t| !is_jwt(t)) && !state.vault.store_available() {
+            return Err(ApiError::Unavailable(
+                crate::error::STORE_UNAVAILABLE.to_owned(),
+            ));
+        }
+        // An address that keeps failing has its checks slowed, not its good tokens refused.
+        let (principal, over_limit) = state
+            .shared
+            .limiter
+            .screened(ip, async {
+                match token {
+                    // A token with the shape of a JWT is checked as one, if keys are configured.
+                    Some(t) if is_jwt(t) => Ok(state.shared.jwt.verify(t)),
+                    // Everything else is looked up by its hash, whatever its prefix: operators
+                    // bring their own admin token (`KEYWARD_ADMIN_TOKEN`, `openssl rand -hex 32`).
+                    Some(t) => state.vault.authenticate(t).await,
+                    None => Ok(None),
                 }
-                state.vault.authenticate(t).await?
-            }
-            // Anything else with the shape of a JWT is checked as one, if keys are configured.
-            Some(t) if !state.shared.jwt.is_empty() && t.matches('.').count() == 2 => {
-                state.shared.jwt.verify(t)
-            }
-            _ => None,
-        };
+            })
+            .await;
+        let principal = principal?;
         match principal {
             Some(p) => Ok(Caller(p)),
             None => {
@@ -94,6 +96,9 @@ impl FromRequestParts<AppState> for Caller {
                 };
                 if let Some(ip) = ip {
                     state.shared.limiter.failed(ip);
+                }
+                if let Some(retry) = over_limit {
+                    return Err(ApiError::TooManyRequests(retry));
                 }
                 // The request is refused either way; a failed audit write is only logged, and
                 // while the store is known to be away it is not even tried (it would hold the
@@ -111,6 +116,14 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
     }
+}
+
+/// The token of an `Authorization` value with the `Bearer` scheme, which RFC 9110 makes
+/// case-insensitive (`bearer`, `BEARER`); `None` for any other scheme or an empty token.
+pub(crate) fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// A JSON body whose rejections come back as problem+json like every other error (where

@@ -40,14 +40,25 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
         });
     if args.gateway_config.is_some() {
         let ids = state.reload_gateway_targets().await?;
-        println!("gateway targets: {}", ids.join(", "));
+        say!("gateway targets: {}", ids.join(", "));
     }
     let listen: SocketAddr = args.listen;
-    if !vault.has_admin_token().await? {
-        match std::env::var("KEYWARD_ADMIN_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
+    let operator_token = std::env::var("KEYWARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    if vault.has_admin_token().await? {
+        // Taken on first start only; say so rather than let the operator find out by a 401.
+        if let Some(token) = &operator_token
+            && vault.authenticate(token).await?.is_none()
         {
+            eprintln!(
+                "warning: KEYWARD_ADMIN_TOKEN is not a working token of this store and was not \
+                 taken: it is read only on the first start, when no admin token exists \
+                 (make another with `keyward token create --role admin --name NAME`)"
+            );
+        }
+    } else {
+        match operator_token {
             Some(token) => {
                 vault
                     .import_token(
@@ -59,7 +70,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
                     )
                     .await
                     .context("KEYWARD_ADMIN_TOKEN")?;
-                println!("admin token taken from KEYWARD_ADMIN_TOKEN");
+                say!("admin token taken from KEYWARD_ADMIN_TOKEN");
             }
             None => {
                 let (token, view) = vault
@@ -71,7 +82,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
                         "serve:bootstrap",
                     )
                     .await?;
-                println!(
+                say!(
                     "admin token (shown once; store it now, e.g. export KEYWARD_TOKEN=...):\n{}\n(token id {})",
                     token.expose_secret(),
                     view.id
@@ -88,7 +99,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    println!("keyward listening on {scheme}://{local}");
+    say!("keyward listening on {scheme}://{local}");
     tracing::info!(%local, scheme, "listening");
     match tls {
         Some(config) => {
@@ -127,7 +138,7 @@ fn reload_on_hangup(state: &AppState, has_targets: bool) -> Result<()> {
                 continue;
             }
             match state.reload_gateway_targets().await {
-                Ok(ids) => println!("gateway targets reloaded: {}", ids.join(", ")),
+                Ok(ids) => say!("gateway targets reloaded: {}", ids.join(", ")),
                 Err(e) => eprintln!("gateway targets not reloaded (the previous ones stay): {e}"),
             }
         }
@@ -140,7 +151,7 @@ pub(crate) async fn gateway(backend: &Backend, cmd: GatewayCommand) -> Result<Ex
     match cmd {
         GatewayCommand::Reload => {
             let ids = backend.reload_gateway().await?;
-            println!("gateway targets reloaded: {}", ids.join(", "));
+            say!("gateway targets reloaded: {}", ids.join(", "));
         }
         GatewayCommand::Usage { org, json } => {
             let org = OrgId::new(&org)?;
@@ -203,7 +214,7 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
                 v["token"] = serde_json::Value::String(token.expose_secret().to_owned());
                 print_json(&v)?;
             } else {
-                println!("{}", token.expose_secret());
+                say!("{}", token.expose_secret());
                 eprintln!(
                     "created {role} token '{}' (id {}); it is shown only now",
                     view.name, view.id
@@ -238,7 +249,7 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
         }
         TokenCommand::Revoke { id } => {
             let view = backend.revoke_token(&id).await?;
-            println!("revoked token {} ({})", view.id, view.name);
+            say!("revoked token {} ({})", view.id, view.name);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -281,7 +292,7 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
                 v["token"] = serde_json::Value::String(token.expose_secret().to_owned());
                 print_json(&v)?;
             } else {
-                println!("{}", token.expose_secret());
+                say!("{}", token.expose_secret());
                 eprintln!(
                     "created gateway token '{}' for {} (id {}); it is shown only now",
                     view.name, view.org, view.id
@@ -330,7 +341,7 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
         }
         GatewayTokenCommand::Revoke { id } => {
             let view = backend.revoke_gateway_token(&id).await?;
-            println!("revoked gateway token {} ({})", view.id, view.name);
+            say!("revoked gateway token {} ({})", view.id, view.name);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -314,10 +314,7 @@ fn gateway_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&
     let from_header = |name: &HeaderName| {
         let value = headers.get(name)?.to_str().ok()?.trim();
         if *name == header::AUTHORIZATION {
-            let (scheme, token) = value.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim_start())
+            crate::auth::bearer(value)
         } else {
             Some(value)
         }
@@ -572,8 +569,9 @@ struct Upstream<'a> {
 
 /// Checks the client's gateway token: its view, or the answer to give (in `provider`'s shape).
 /// An address that keeps presenting bad tokens is slowed down like one guessing API tokens
-/// (after 10 failures in a minute, tokens not checked in the last second get 429 until the
-/// minute is over), and each failure is audited.
+/// (after 10 failures in a minute its checks share a narrow lane and the ones that fail get
+/// 429 until the minute is over; tokens that check out still pass), and each failure under the
+/// allowance is audited.
 async fn authenticate(
     state: &AppState,
     provider: &'static Provider,
@@ -584,8 +582,7 @@ async fn authenticate(
         .get::<axum::extract::ConnectInfo<crate::ClientAddr>>()
         .map(|c| c.0.0.ip());
     let token = gateway_token(&parts.headers, parts.uri.query());
-    // A token already checked passes whatever its address has been up to; anything else from
-    // an address that keeps failing is refused before it costs a lookup.
+    // A token already checked passes whatever its address has been up to.
     if let Some(view) = token.and_then(|t| state.shared.gateway.cached_token(state, t)) {
         return Ok(view);
     }
@@ -605,38 +602,42 @@ async fn authenticate(
                 )
             });
     }
-    if let Some(retry) = ip.and_then(|ip| state.shared.limiter.blocked(ip)) {
-        let mut r = provider_error(
-            provider,
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed gateway token checks from this address",
-        );
-        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Err(r);
-    }
-    let found = match token {
-        None => None,
-        Some(token) => {
-            match state.shared.gateway.lookup_token(state, token).await {
-                Ok(found) => Some(found),
-                Err(e) if e.is_unavailable() => {
-                    return state
+    let (found, over_limit) = state
+        .shared
+        .limiter
+        .screened(ip, async {
+            match token {
+                None => Ok(None),
+                Some(token) => state
                     .shared
                     .gateway
-                    .stale_token(state, token)
-                    .ok_or_else(|| store_unavailable(provider, "the gateway cannot check this token while its store is unavailable"));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "gateway token lookup failed");
-                    return Err(provider_error(
-                        provider,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the gateway cannot check tokens right now",
-                    ));
-                }
+                    .lookup_token(state, token)
+                    .await
+                    .map(Some),
             }
+        })
+        .await;
+    let found = match (found, token) {
+        (Ok(found), _) => found,
+        (Err(e), Some(token)) if e.is_unavailable() => {
+            return state
+                .shared
+                .gateway
+                .stale_token(state, token)
+                .ok_or_else(|| {
+                    store_unavailable(
+                        provider,
+                        "the gateway cannot check this token while its store is unavailable",
+                    )
+                });
+        }
+        (Err(e), _) => {
+            tracing::error!(error = %e, "gateway token lookup failed");
+            return Err(provider_error(
+                provider,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway cannot check tokens right now",
+            ));
         }
     };
     if let Some(Some(view)) = found {
@@ -649,6 +650,17 @@ async fn authenticate(
     };
     if let Some(ip) = ip {
         state.shared.limiter.failed(ip);
+    }
+    if let Some(retry) = over_limit {
+        let mut r = provider_error(
+            provider,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed gateway token checks from this address",
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Err(r);
     }
     let vault = state.vault.clone();
     let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());

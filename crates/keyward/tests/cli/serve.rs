@@ -293,3 +293,78 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
     .unwrap();
     assert!(again.wait().unwrap().success());
 }
+
+/// Starts `keyward serve` with `KEYWARD_ADMIN_TOKEN` set; returns its address (or `None` when
+/// it exited), and its stderr once stopped.
+fn serve_with_admin_token(s: &Sandbox, token: &str) -> (Option<String>, String) {
+    let mut server = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_ADMIN_TOKEN", token)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = server.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let addr = BufReader::new(server.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.strip_prefix("keyward listening on http://")
+                .map(str::to_owned)
+        });
+    if addr.is_some() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(server.id().cast_signed()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+    }
+    let _ = server.wait();
+    (addr, log.join().unwrap())
+}
+
+#[test]
+fn an_operator_chosen_admin_token_works_or_is_refused_at_start() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    // Too short: refused at start, with why, and nothing stored.
+    let (addr, log) = serve_with_admin_token(&s, "changeme");
+    assert!(addr.is_none(), "a start with a guessable admin token");
+    assert!(log.contains("at least 32 characters"), "{log}");
+    // `openssl rand -hex 32`: no kwt_ prefix, and it works.
+    let hex = "4c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a089f86d08188";
+    let mut server = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .env("KEYWARD_ADMIN_TOKEN", hex)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    assert_eq!(
+        lines.next().unwrap().unwrap(),
+        "admin token taken from KEYWARD_ADMIN_TOKEN"
+    );
+    let addr = lines.next().unwrap().unwrap();
+    let addr = addr.strip_prefix("keyward listening on http://").unwrap();
+    assert_eq!(http(addr, "GET", "/api/v1/orgs", hex, "").0, 200);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id().cast_signed()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success());
+    // A later start with another token says it was not taken.
+    let other = "0000000000000000000000000000000000000000000000000000000000000000";
+    let (addr, log) = serve_with_admin_token(&s, other);
+    assert!(addr.is_some());
+    assert!(
+        log.contains("KEYWARD_ADMIN_TOKEN is not a working token"),
+        "{log}"
+    );
+    assert!(!log.contains(other), "{log}");
+}
