@@ -338,9 +338,9 @@ async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
-    // An address that keeps guessing is slowed down: after ten failures in a minute it gets
-    // 429 (in the provider's shape) without a lookup, while a token it presented successfully
-    // a moment ago still passes.
+    // An address that keeps guessing is slowed down: after ten failures in a minute its bad
+    // tokens get 429 (in the provider's shape), while good tokens from the same address (a
+    // NAT, a pod IP), checked before or never, still pass.
     let chat = |token: String| {
         client()
             .post(format!("{}/openai/v1/chat/completions", s.gateway))
@@ -374,6 +374,24 @@ async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
         chat(s.globex_token.clone()).await.unwrap().status(),
         StatusCode::OK,
         "an already checked token is not caught up in it"
+    );
+    let (fresh, _) = s
+        .vault
+        .create_gateway_token(&acme, "behind the same NAT", &[], None, None, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        chat(fresh.expose_secret().to_owned())
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "a good token never seen before from a guessing address is not refused"
+    );
+    assert_eq!(
+        chat("kwg_guess_again".repeat(3)).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the guesser still is"
     );
     // Each failure is in the trail, as the API's are.
     let failures = eventually(|| async {
