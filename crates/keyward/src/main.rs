@@ -1,9 +1,10 @@
 //! `keyward`: the command line. Thin glue over `keyward-store`: parse, configure, open the
 //! vault, run one command, print.
 
+#[macro_use]
+mod output;
 mod backend;
 mod cli;
-mod output;
 mod run;
 mod serve;
 
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
             if e.use_stderr() {
                 eprint!("{text}");
             } else {
-                print!("{text}");
+                output::write_out(format_args!("{text}"));
             }
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
@@ -91,7 +92,7 @@ fn actor() -> String {
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Keygen => {
-            println!("{}", keyward_crypto::generate_master_key_base64()?);
+            say!("{}", keyward_crypto::generate_master_key_base64()?);
             return Ok(ExitCode::SUCCESS);
         }
         Command::Providers { json } => {
@@ -221,15 +222,17 @@ async fn org(backend: &Backend, cmd: OrgCommand) -> Result<ExitCode> {
             if let Some(strategy) = strategy {
                 org = backend.set_org_strategy(&id, strategy).await?;
             }
-            println!(
+            say!(
                 "created organization {} ({}), strategy {}",
-                org.id, org.name, org.strategy
+                org.id,
+                org.name,
+                org.strategy
             );
         }
         OrgCommand::SetStrategy { slug, strategy } => {
             let id = OrgId::new(&slug)?;
             let org = backend.set_org_strategy(&id, strategy.parse()?).await?;
-            println!("organization {} now uses {}", org.id, org.strategy);
+            say!("organization {} now uses {}", org.id, org.strategy);
         }
         OrgCommand::List { json } => {
             let orgs = backend.list_orgs().await?;
@@ -419,9 +422,13 @@ async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode> {
             if json {
                 print_json(&view)?;
             } else {
-                println!(
+                say!(
                     "added {} credential '{}' ({}) to {}: {}",
-                    view.provider, view.name, view.key_hint, view.org, view.id
+                    view.provider,
+                    view.name,
+                    view.key_hint,
+                    view.org,
+                    view.id
                 );
             }
         }
@@ -499,9 +506,11 @@ async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode> {
             if json {
                 print_json(&view)?;
             } else {
-                println!(
+                say!(
                     "updated credential {} (version {}, key {})",
-                    view.id, view.version, view.key_hint
+                    view.id,
+                    view.version,
+                    view.key_hint
                 );
             }
         }
@@ -509,13 +518,13 @@ async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode> {
             let view = backend
                 .set_credential_active(&CredentialId::new(&id)?, true)
                 .await?;
-            println!("activated credential {} ({})", view.id, view.name);
+            say!("activated credential {} ({})", view.id, view.name);
         }
         CredCommand::Deactivate { id } => {
             let view = backend
                 .set_credential_active(&CredentialId::new(&id)?, false)
                 .await?;
-            println!("deactivated credential {} ({})", view.id, view.name);
+            say!("deactivated credential {} ({})", view.id, view.name);
         }
         CredCommand::Test { id, timeout, json } => {
             let id = CredentialId::new(&id)?;
@@ -525,9 +534,11 @@ async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode> {
             if json {
                 print_json(&view)?;
             } else {
-                println!(
+                say!(
                     "{} credential '{}' ({}): {outcome}",
-                    view.provider, view.name, view.key_hint
+                    view.provider,
+                    view.name,
+                    view.key_hint
                 );
             }
             if !ok {
@@ -553,7 +564,7 @@ async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode> {
                 }
             }
             backend.delete_credential(&id).await?;
-            println!("deleted credential {id}");
+            say!("deleted credential {id}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -582,7 +593,7 @@ async fn var(backend: &Backend, cmd: VarCommand) -> Result<ExitCode> {
                     description.as_deref(),
                 )
                 .await?;
-            println!(
+            say!(
                 "set {}variable {}{} (version {})",
                 if view.sensitive { "sensitive " } else { "" },
                 view.org.map(|o| format!("{o}/")).unwrap_or_default(),
@@ -607,10 +618,10 @@ async fn var(backend: &Backend, cmd: VarCommand) -> Result<ExitCode> {
                 print_json(&v)?;
             } else {
                 match &value {
-                    Some(value) => println!("{}", value.expose_secret()),
+                    Some(value) => say!("{}", value.expose_secret()),
                     None => {
                         eprintln!("{name} is sensitive; pass --reveal to print it (audited)");
-                        println!("***");
+                        say!("***");
                     }
                 }
             }
@@ -649,7 +660,7 @@ async fn var(backend: &Backend, cmd: VarCommand) -> Result<ExitCode> {
             let name = VarName::new(&name)?;
             let org = org.as_deref().map(OrgId::new).transpose()?;
             backend.delete_var(&name, org.as_ref()).await?;
-            println!("deleted variable {name}");
+            say!("deleted variable {name}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -686,9 +697,9 @@ fn print_resolved(resolved: &keyward_core::resolve::Resolved, json: bool) -> Res
         }))
     } else {
         match &resolved.secret {
-            Some(s) => println!("{}", s.expose_secret()),
+            Some(s) => say!("{}", s.expose_secret()),
             // Providers without a key (a local Ollama) answer with their base URL.
-            None => println!(
+            None => say!(
                 "{}",
                 resolved.fields.get("base_url").cloned().unwrap_or_default()
             ),
@@ -734,7 +745,7 @@ async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Result<ExitCode
                 t.print();
                 let pending = status.pending_rotation();
                 if pending > 0 {
-                    println!("{pending} record(s) await `keyward master-key rotate`");
+                    say!("{pending} record(s) await `keyward master-key rotate`");
                 }
             }
         }
@@ -763,9 +774,10 @@ async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Result<ExitCode
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            println!(
+            say!(
                 "rewrapped {} record(s) under master key '{}'",
-                report.rewrapped, report.primary
+                report.rewrapped,
+                report.primary
             );
             if report.failed > 0 {
                 eprintln!(
@@ -819,12 +831,12 @@ async fn events(backend: &Backend, cmd: EventsCommand) -> Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else if let Some((seq, problem)) = &report.problem {
-                println!(
+                say!(
                     "audit chain BROKEN at event {seq}: {problem} ({} event(s) verified before it)",
                     report.checked
                 );
             } else {
-                println!("audit chain intact: {} event(s) verified", report.checked);
+                say!("audit chain intact: {} event(s) verified", report.checked);
             }
             if !report.ok() {
                 return Ok(ExitCode::FAILURE);

@@ -1,8 +1,31 @@
 //! Printing: aligned tables for people, JSON for programs.
 
+use std::io::Write as _;
+
 use anyhow::Result;
 use keyward_core::Millis;
 use serde::Serialize;
+
+/// `println!` for command output: a reader that went away (`keyward events list | head -n 1`)
+/// ends the command quietly, as it ends other Unix tools, instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Writes command output to stdout. A closed pipe exits with status 0 at once (there is no
+/// one left to tell); any other failure to write exits with status 1 and says so on stderr.
+pub(crate) fn write_out(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// A plain text table with left-aligned columns.
 pub(crate) struct Table<const N: usize> {
@@ -38,7 +61,7 @@ impl<const N: usize> Table<N> {
                     out.push_str(&format!("{cell:<w$}  "));
                 }
             }
-            println!("{}", out.trim_end());
+            say!("{}", out.trim_end());
         };
         line(&self.header);
         for row in &self.rows {
@@ -48,7 +71,7 @@ impl<const N: usize> Table<N> {
 }
 
 pub(crate) fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -97,12 +97,12 @@ pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
     match args.format {
         EnvFormat::Dotenv => {
             for (k, v) in &pairs {
-                println!("{k}=\"{}\"", dotenv_escape(v));
+                say!("{k}=\"{}\"", dotenv_escape(v));
             }
         }
         EnvFormat::Shell => {
             for (k, v) in &pairs {
-                println!("export {k}='{}'", v.replace('\'', r"'\''"));
+                say!("export {k}='{}'", v.replace('\'', r"'\''"));
             }
         }
         EnvFormat::Json => {
@@ -110,7 +110,7 @@ pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&obj)?);
+            say!("{}", serde_json::to_string_pretty(&obj)?);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -604,3 +604,44 @@ async fn a_key_in_the_wrong_argument_is_refused_and_never_printed() {
     );
     s.cleanup().await;
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    for i in 0..40 {
+        s.ok_with(
+            &[
+                "cred",
+                "add",
+                "--org",
+                "acme",
+                "--provider",
+                "openai",
+                "--name",
+                &format!("key-{i}"),
+            ],
+            &format!("sk-proj-PIPECANARY{i:04}0123456789abcdefWXYZ"),
+            &[],
+        );
+    }
+    for args in [
+        &["events", "list"][..],
+        &["cred", "list", "--json"],
+        &["cred", "list"],
+    ] {
+        let mut child = s.command(args).spawn().unwrap();
+        // The reader goes away before a line is written, as `| head -c 0` would.
+        drop(child.stdout.take());
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "keyward {args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
