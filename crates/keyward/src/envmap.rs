@@ -7,7 +7,7 @@ use std::process::Command;
 
 use keyward_core::credential::key_hint;
 use keyward_core::env::{EnvValue, EnvVar, provider_env};
-use keyward_core::resolve::Resolved;
+use keyward_core::resolve::{Resolved, Source};
 use secrecy::{ExposeSecret as _, SecretString};
 
 /// Variables to give a child process, in insertion order; a later variable of the same name
@@ -17,6 +17,27 @@ pub struct EnvMap {
     vars: Vec<EnvVar>,
     /// How each secret is shown when masked (the key hint, or `***`).
     masks: BTreeMap<String, String>,
+    /// Which resolved credential wrote each variable, to refuse a second one writing it.
+    writers: BTreeMap<String, Writer>,
+}
+
+/// Who wrote a variable: a provider and where its key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Writer {
+    provider: &'static str,
+    from: String,
+}
+
+impl Writer {
+    fn of(resolved: &Resolved) -> Self {
+        Self {
+            provider: resolved.provider.id,
+            from: match &resolved.source {
+                Source::Vault { name, .. } => format!("credential '{name}'"),
+                Source::Environment { variable } => format!("the environment's {variable}"),
+            },
+        }
+    }
 }
 
 impl EnvMap {
@@ -28,17 +49,48 @@ impl EnvMap {
     /// The map of one resolved credential.
     pub fn from_resolved(resolved: &Resolved) -> Self {
         let mut map = Self::new();
-        map.extend_resolved(resolved);
+        map.add_resolved(resolved);
         map
     }
 
-    /// Adds the variables of a resolved credential.
-    pub fn extend_resolved(&mut self, resolved: &Resolved) {
+    /// Adds the variables of a resolved credential of another provider. Two providers never
+    /// write one variable silently (an `openai_compatible` credential without an `env_prefix`
+    /// writes `OPENAI_API_KEY`, as `openai` does): that is refused, naming both credentials,
+    /// the variable and how to choose.
+    pub fn extend_resolved(&mut self, resolved: &Resolved) -> Result<(), crate::Error> {
+        let writer = Writer::of(resolved);
+        for var in provider_env(resolved) {
+            if let Some(earlier) = self.writers.get(&var.name)
+                && earlier.provider != writer.provider
+            {
+                let compatible = [earlier.provider, writer.provider]
+                    .into_iter()
+                    .find(|p| p.ends_with("_compatible"));
+                let how = match compatible {
+                    Some(p) => format!(
+                        "name the providers you want (--provider), or give the {p} credential \
+                         its own variables (keyward cred update ID --set env_prefix=NAME)"
+                    ),
+                    None => "name the providers you want (--provider)".to_owned(),
+                };
+                return Err(crate::Error::Config(format!(
+                    "{} would be set by both the {} {} and the {} {}; {how}",
+                    var.name, earlier.provider, earlier.from, writer.provider, writer.from
+                )));
+            }
+        }
+        self.add_resolved(resolved);
+        Ok(())
+    }
+
+    fn add_resolved(&mut self, resolved: &Resolved) {
+        let writer = Writer::of(resolved);
         for var in provider_env(resolved) {
             let mask = match &var.value {
                 EnvValue::Secret(s) | EnvValue::SecretFile(s) => key_hint(resolved.provider, s),
                 EnvValue::Plain(_) => String::new(),
             };
+            self.writers.insert(var.name.clone(), writer.clone());
             self.insert(var, mask);
         }
     }
@@ -80,6 +132,10 @@ impl EnvMap {
     pub fn extend(&mut self, other: EnvMap) {
         for var in other.vars {
             let mask = other.masks.get(&var.name).cloned().unwrap_or_default();
+            match other.writers.get(&var.name) {
+                Some(w) => self.writers.insert(var.name.clone(), w.clone()),
+                None => self.writers.remove(&var.name),
+            };
             self.insert(var, mask);
         }
     }
@@ -99,6 +155,7 @@ impl EnvMap {
         self.vars.retain(|v| keep(&v.name));
         let names: Vec<String> = self.vars.iter().map(|v| v.name.clone()).collect();
         self.masks.retain(|k, _| names.contains(k));
+        self.writers.retain(|k, _| names.contains(k));
     }
 
     /// The variables.

@@ -246,7 +246,7 @@ impl KeyProvider {
             .collect();
         let mut map = EnvMap::new();
         for result in self.vault.resolve_many(&reqs, &self.actor).await? {
-            map.extend_resolved(&result?);
+            map.extend_resolved(&result?)?;
         }
         Ok(map)
     }

@@ -130,7 +130,7 @@ impl Remote {
             .await?;
         let mut map = EnvMap::new();
         for p in obj["providers"].as_array().into_iter().flatten() {
-            map.extend_resolved(&resolved_from(p)?);
+            map.extend_resolved(&resolved_from(p)?)?;
         }
         Ok(map)
     }

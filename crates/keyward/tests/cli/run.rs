@@ -630,3 +630,49 @@ async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
     assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 3);
     server.abort();
 }
+
+#[test]
+fn two_providers_never_write_one_variable_silently() {
+    let mut s = provisioned();
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai_compatible",
+            "--name",
+            "local",
+            "--set",
+            "base_url=http://127.0.0.1:9/v1",
+        ],
+        "sk-local-COLLISIONCANARY0123456789",
+        &[],
+    );
+    for args in [
+        &["env", "--org", "acme"][..],
+        &["run", "--org", "acme", "--", "true"],
+    ] {
+        let err = s.fails(args, &[]);
+        assert!(
+            err.contains("OPENAI_API_KEY would be set by both the openai credential 'prod' and the openai_compatible credential 'local'")
+                && err.contains("--provider")
+                && err.contains("env_prefix"),
+            "keyward {args:?}: {err}"
+        );
+    }
+    // Choosing one provider, or a prefix of its own, resolves it.
+    let out = s.ok(&["env", "--org", "acme", "--provider", "openai_compatible"]);
+    assert!(out.contains("OPENAI_API_KEY=\"sk-local-"), "{out}");
+    let list = s.json(&["cred", "list", "--provider", "openai_compatible", "--json"]);
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    s.ok(&["cred", "update", &id, "--set", "env_prefix=LOCAL"]);
+    let out = s.ok(&["env", "--org", "acme"]);
+    assert!(
+        out.contains(&format!("OPENAI_API_KEY=\"{OPENAI}\""))
+            && out.contains("LOCAL_API_KEY=\"sk-local-")
+            && out.contains("LOCAL_BASE_URL=\"http://127.0.0.1:9/v1\""),
+        "{out}"
+    );
+}
