@@ -29,7 +29,9 @@ use keyward_store::Vault;
 
 pub use auth::Caller;
 pub use error::ApiError;
-pub use gateway::{GatewayOptions, TargetsError};
+pub use gateway::{
+    GatewayOptions, LoadRecord, LoadTrigger, TargetSummary, TargetsError, TargetsLoaded,
+};
 pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
 pub use tls::{TlsListener, load_tls_config};
@@ -90,10 +92,17 @@ impl AppState {
         self.rebuilt(|s| s.gateway = Arc::new(gateway::Gateway::new(options)))
     }
 
-    /// Loads (again) the gateway's static targets file: the target ids, or why the file was
-    /// refused, in which case the targets loaded before stay in use.
-    pub async fn reload_gateway_targets(&self) -> Result<Vec<String>, TargetsError> {
-        self.shared.gateway.reload_targets(&self.vault).await
+    /// Loads (again) the gateway's static targets file, audited as `actor`: what it took, or
+    /// why the file was refused, in which case the targets loaded before stay in use.
+    pub async fn reload_gateway_targets(
+        &self,
+        by: LoadTrigger,
+        actor: &str,
+    ) -> Result<TargetsLoaded, TargetsError> {
+        self.shared
+            .gateway
+            .reload_targets(&self.vault, by, actor)
+            .await
     }
 
     /// Writes the gateway usage counted since the last flush; kept for the next one if the

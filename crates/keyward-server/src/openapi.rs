@@ -121,6 +121,47 @@ pub(crate) struct UsageAnswer {
 pub(crate) struct TargetsReloaded {
     /// Their ids.
     pub(crate) targets: Vec<String>,
+    /// Each target with the reference its key was resolved from (by name).
+    pub(crate) resolved: Vec<crate::TargetSummary>,
+    /// Sections of the file Keyward does not implement, ignored, by name.
+    pub(crate) ignored: Vec<String>,
+}
+
+/// A credential in the gateway status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusCredential {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    /// Its key's hint (`sk-...WXYZ`), never the key.
+    pub(crate) key_hint: String,
+    /// Why it is set aside (`failing`, `rate_limited`); only among those set aside.
+    pub(crate) reason: Option<String>,
+    /// Until when (ms since the epoch); only among those set aside.
+    pub(crate) until: Option<i64>,
+}
+
+/// An organization's provider in the gateway status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusProvider {
+    pub(crate) org: String,
+    pub(crate) provider: String,
+    /// Active credentials the gateway would use.
+    pub(crate) active: Vec<StatusCredential>,
+    /// Active credentials set aside for now.
+    pub(crate) set_aside: Vec<StatusCredential>,
+}
+
+/// What the gateway serves now.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GatewayStatus {
+    /// Whether the server was started with a targets file.
+    pub(crate) targets_file: bool,
+    pub(crate) targets: Vec<crate::TargetSummary>,
+    /// Sections of the targets file Keyward ignored, by name.
+    pub(crate) ignored: Vec<String>,
+    /// The last load of the targets file, if any.
+    pub(crate) last_load: Option<crate::LoadRecord>,
+    pub(crate) providers: Vec<StatusProvider>,
 }
 
 /// Routes anyone may call: no token.

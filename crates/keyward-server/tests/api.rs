@@ -583,7 +583,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     | "/v1/config-variables"
                     | "/api/v1/variables"
                     | "/api/v1/tokens"
-                    | "/api/v1/gateway-tokens",
+                    | "/api/v1/gateway-tokens"
+                    | "/api/v1/gateway/status",
                 ) => {
                     // Listings: their own organization's, or refused for the role.
                     assert!(

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use keyward_core::credential::NewCredential;
-use keyward_core::{CredentialName, OrgId, Provider};
+use keyward_core::{CredentialName, Millis, OrgId, Provider};
 use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_server::{AppState, GatewayOptions};
 use keyward_store::{Location, UsageSubject, Vault, VaultOptions};
@@ -592,6 +592,54 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
         4,
         "no retry of keys that are cooling down"
     );
+    // The status shows which keys serve and which are set aside, and until when; to the
+    // organization's own viewer as to an admin, never to another organization's.
+    let globex = OrgId::new("globex").unwrap();
+    vault.create_org(&globex, None, "test").await.unwrap();
+    let status = |token: String, query: &'static str| async move {
+        let resp = client()
+            .get(format!("http://{addr}/api/v1/gateway/status{query}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    };
+    let make = |role, org: Option<OrgId>| {
+        let vault = vault.clone();
+        async move {
+            let (t, _) = vault
+                .create_token("t", role, org.as_ref(), None, "test")
+                .await
+                .unwrap();
+            t.expose_secret().to_owned()
+        }
+    };
+    let admin = make(keyward_server::Role::Admin, None).await;
+    let viewer = make(keyward_server::Role::Viewer, Some(acme.clone())).await;
+    let other = make(keyward_server::Role::OrgAdmin, Some(globex)).await;
+    for token in [admin.clone(), viewer] {
+        let (st, body) = status(token, "").await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        let openai = &body["providers"][0];
+        assert_eq!(
+            (&openai["org"], &openai["provider"]),
+            (&json!("acme"), &json!("openai"))
+        );
+        assert_eq!(openai["active"][0]["name"], "good");
+        let aside: Vec<(&str, &str)> = openai["set_aside"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+            .collect();
+        assert_eq!(aside, [("revoked", "failing"), ("busy", "rate_limited")]);
+        assert!(openai["set_aside"][0]["until"].as_i64().unwrap() > Millis::now().0);
+        assert!(!body.to_string().contains("sk-good-key"), "{body}");
+    }
+    let (st, body) = status(other.clone(), "").await;
+    assert_eq!((st, body["providers"].clone()), (StatusCode::OK, json!([])));
+    assert_eq!(status(other, "?org=acme").await.0, StatusCode::NOT_FOUND);
     // Audited beside the requests, once per key set aside (not again while it is).
     let events = eventually(|| async {
         let events = vault
@@ -970,10 +1018,12 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         targets_file: Some(file.clone()),
         ..GatewayOptions::default()
     });
-    assert_eq!(
-        state.reload_gateway_targets().await.unwrap(),
-        ["claude", "openai-primary"]
-    );
+    let loaded = state
+        .reload_gateway_targets(keyward_server::LoadTrigger::Start, "serve:start")
+        .await
+        .unwrap();
+    let ids: Vec<&str> = loaded.targets.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, ["claude", "openai-primary"]);
     let addr = start(state).await;
     let chat = |target: &'static str, token: String| {
         client()
@@ -1135,6 +1185,43 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .unwrap();
     assert_eq!(now.status(), StatusCode::OK);
 
+    // The shape Keeptrusts users already have: `pack:`, `providers: { targets: }`, `model`,
+    // and sections Keyward does not implement, reported by name.
+    write(format!(
+        "pack:\n  name: secret-management-providers-2\n  version: 1.0.0\n  enabled: true\nproviders:\n  targets:\n    - id: openai-primary\n      provider: openai\n      model: gpt-4o-mini\n      org: acme\n      base_url: http://{upstream}\n      secret_key_ref:\n        store: OPENAI_PRIMARY\npolicies:\n  chain:\n    - audit-logger\npolicy:\n  audit-logger:\n    immutable: true\n    retention_days: 365\n"
+    ));
+    let (st, body) = reload().await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body["targets"], json!(["openai-primary"]));
+    assert_eq!(body["ignored"], json!(["policies", "policy"]));
+    assert_eq!(body["resolved"][0]["reference"], "store: OPENAI_PRIMARY");
+    assert_eq!(body["resolved"][0]["model"], "gpt-4o-mini");
+    let resp = chat("openai-primary", acme_token.expose_secret().to_owned())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // Every load is audited with the references it resolved, by name, and what started it.
+    let reloads = vault
+        .list_events(&"action=gateway_reload".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    let first = reloads.last().unwrap();
+    assert_eq!(first.actor, "serve:start");
+    assert_eq!(first.details["by"], "start");
+    assert_eq!(
+        first.details["targets"][1]["reference"],
+        "store: OPENAI_PRIMARY"
+    );
+    assert_eq!(reloads[0].details["by"], "api");
+    assert_eq!(reloads[0].details["ignored"], json!(["policies", "policy"]));
+    assert!(
+        reloads
+            .iter()
+            .all(|e| !e.details.to_string().contains("UPSTREAMKEY")),
+        "no key in a reload's trail"
+    );
+
     // Reloading takes an admin.
     let resp = client()
         .post(format!("http://{addr}/api/v1/gateway/reload"))
@@ -1144,18 +1231,18 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
-    // The trail: every reload, none with a key in it.
+    // The trail: every load (the start's too), none with a key in it.
     let reloads = vault
         .list_events(&"action=gateway_reload".parse().unwrap(), 20)
         .await
         .unwrap();
-    assert_eq!(reloads.len(), 16);
+    assert_eq!(reloads.len(), 18);
     assert_eq!(
         reloads
             .iter()
             .filter(|e| e.outcome == keyward_core::audit::Outcome::Success)
             .count(),
-        1
+        3
     );
     assert!(
         reloads

@@ -543,14 +543,31 @@ impl Backend {
     }
 
     /// Asks the server to reload the gateway's static targets.
-    pub(crate) async fn reload_gateway(&self) -> Result<Vec<String>> {
+    pub(crate) async fn reload_gateway(&self) -> Result<keyward_server::TargetsLoaded> {
         match self {
             Backend::Local { .. } => bail!(
                 "`keyward gateway reload` talks to the running server: set KEYWARD_URL and an admin KEYWARD_TOKEN, or send the server SIGHUP"
             ),
             Backend::Remote(r) => {
                 let v = r.call(Method::POST, "/api/v1/gateway/reload", None).await?;
-                from(v["targets"].clone())
+                from(json!({ "targets": v["resolved"], "ignored": v["ignored"] }))
+            }
+        }
+    }
+
+    /// The running gateway's status: its targets, their last load, and the credentials it
+    /// uses and has set aside.
+    pub(crate) async fn gateway_status(&self, org: Option<&OrgId>) -> Result<serde_json::Value> {
+        match self {
+            Backend::Local { .. } => bail!(
+                "`keyward gateway status` asks the running server: set KEYWARD_URL and KEYWARD_TOKEN"
+            ),
+            Backend::Remote(r) => {
+                let path = match org {
+                    Some(o) => format!("/api/v1/gateway/status?org={o}"),
+                    None => "/api/v1/gateway/status".to_owned(),
+                };
+                Ok(r.call(Method::GET, &path, None).await?)
             }
         }
     }

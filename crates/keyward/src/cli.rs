@@ -184,6 +184,17 @@ pub(crate) enum GatewayCommand {
     /// KEYWARD_TOKEN; SIGHUP to the server does the same). If the file does not load, the
     /// server keeps its previous targets and this says why.
     Reload,
+    /// What the running gateway serves: its static targets (provider, base URL, the reference
+    /// each resolved), when they were last loaded, by what and with what result, and per
+    /// provider the active credentials and those set aside (failing, cooling down until).
+    Status {
+        /// Only this organization (the default for an organization's token).
+        #[arg(long)]
+        org: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Gateway usage of an organization: requests by upstream status and last use, per
     /// credential, gateway token and static target.
     Usage {

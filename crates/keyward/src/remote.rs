@@ -57,6 +57,8 @@ impl Remote {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
+            // The server tells the CLI's calls from other clients' (a reload says who asked).
+            .user_agent(concat!("keyward-cli/", env!("CARGO_PKG_VERSION")))
             // The bearer token must not follow a redirect to another host.
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, anyhow};
 use keyward_core::OrgId;
-use keyward_server::{AppState, GatewayOptions, JwtKeys, Role};
+use keyward_server::{AppState, GatewayOptions, JwtKeys, LoadTrigger, Role};
 use keyward_store::Vault;
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -39,8 +39,10 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
             ..GatewayOptions::default()
         });
     if args.gateway_config.is_some() {
-        let ids = state.reload_gateway_targets().await?;
-        say!("gateway targets: {}", ids.join(", "));
+        let loaded = state
+            .reload_gateway_targets(LoadTrigger::Start, "serve:start")
+            .await?;
+        say_loaded("gateway targets", &loaded);
     }
     let listen: SocketAddr = args.listen;
     let operator_token = std::env::var("KEYWARD_ADMIN_TOKEN")
@@ -137,8 +139,11 @@ fn reload_on_hangup(state: &AppState, has_targets: bool) -> Result<()> {
                 eprintln!("SIGHUP ignored: no --gateway-config to reload");
                 continue;
             }
-            match state.reload_gateway_targets().await {
-                Ok(ids) => say!("gateway targets reloaded: {}", ids.join(", ")),
+            match state
+                .reload_gateway_targets(LoadTrigger::Sighup, "serve:sighup")
+                .await
+            {
+                Ok(loaded) => say_loaded("gateway targets reloaded", &loaded),
                 Err(e) => eprintln!("gateway targets not reloaded (the previous ones stay): {e}"),
             }
         }
@@ -146,12 +151,109 @@ fn reload_on_hangup(state: &AppState, has_targets: bool) -> Result<()> {
     Ok(())
 }
 
+/// One line per load: the targets with the references they resolved (names only), and the
+/// sections of the file that were ignored.
+fn say_loaded(what: &str, loaded: &keyward_server::TargetsLoaded) {
+    let targets: Vec<String> = loaded
+        .targets
+        .iter()
+        .map(|t| match &t.reference {
+            Some(r) => format!("{} ({r})", t.id),
+            None => t.id.clone(),
+        })
+        .collect();
+    say!("{what}: {}", targets.join(", "));
+    if !loaded.ignored.is_empty() {
+        eprintln!(
+            "note: the gateway config's sections {} are not implemented by Keyward and were ignored",
+            loaded.ignored.join(", ")
+        );
+    }
+}
+
+/// The gateway status for people: targets, last load, then credentials by provider.
+fn print_status(status: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let list = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    match status["last_load"].as_object() {
+        None if status["targets_file"] == true => say!("targets: not loaded yet"),
+        None => say!("targets: none (the server has no --gateway-config)"),
+        Some(load) => {
+            let at = load["at"]
+                .as_i64()
+                .map_or_else(|| "-".into(), |t| time(keyward_core::Millis(t)));
+            match load["error"].as_str() {
+                None => say!("targets last loaded {at} by {}: ok", text(&load["by"])),
+                Some(e) => say!(
+                    "targets last loaded {at} by {}: FAILED, the previous ones stay: {e}",
+                    text(&load["by"])
+                ),
+            }
+        }
+    }
+    let targets = list(&status["targets"]);
+    if !targets.is_empty() {
+        let mut t = Table::new(["TARGET", "PROVIDER", "ORG", "BASE URL", "KEY FROM"]);
+        for target in &targets {
+            t.row([
+                text(&target["id"]),
+                text(&target["provider"]),
+                text(&target["org"]),
+                text(&target["base_url"]),
+                text(&target["reference"]),
+            ]);
+        }
+        t.print();
+    }
+    let ignored: Vec<String> = list(&status["ignored"]).iter().map(text).collect();
+    if !ignored.is_empty() {
+        say!(
+            "ignored sections of the targets file: {}",
+            ignored.join(", ")
+        );
+    }
+    say!("");
+    let mut t = Table::new(["ORG", "PROVIDER", "CREDENTIAL", "KEY", "STATE"]);
+    for p in list(&status["providers"]) {
+        for c in list(&p["active"]) {
+            t.row([
+                text(&p["org"]),
+                text(&p["provider"]),
+                text(&c["name"]),
+                text(&c["key_hint"]),
+                "active".into(),
+            ]);
+        }
+        for c in list(&p["set_aside"]) {
+            let until = c["until"]
+                .as_i64()
+                .map_or_else(|| "-".into(), |t| time(keyward_core::Millis(t)));
+            t.row([
+                text(&p["org"]),
+                text(&p["provider"]),
+                text(&c["name"]),
+                text(&c["key_hint"]),
+                format!("set aside ({}) until {until}", text(&c["reason"])),
+            ]);
+        }
+    }
+    t.print();
+}
+
 /// `keyward gateway ...`.
 pub(crate) async fn gateway(backend: &Backend, cmd: GatewayCommand) -> Result<ExitCode> {
     match cmd {
         GatewayCommand::Reload => {
-            let ids = backend.reload_gateway().await?;
-            say!("gateway targets reloaded: {}", ids.join(", "));
+            say_loaded("gateway targets reloaded", &backend.reload_gateway().await?);
+        }
+        GatewayCommand::Status { org, json } => {
+            let org = org.as_deref().map(OrgId::new).transpose()?;
+            let status = backend.gateway_status(org.as_ref()).await?;
+            if json {
+                print_json(&status)?;
+            } else {
+                print_status(&status);
+            }
         }
         GatewayCommand::Usage { org, json } => {
             let org = OrgId::new(&org)?;

@@ -34,7 +34,7 @@ use serde_json::json;
 
 use crate::AppState;
 use targets::Targets;
-pub use targets::TargetsError;
+pub use targets::{TargetSummary, TargetsError, TargetsLoaded};
 pub(crate) use usage::UsageCounter;
 
 /// Largest request body forwarded.
@@ -83,7 +83,7 @@ impl Default for GatewayOptions {
 
 /// Why a credential is set aside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Trouble {
+pub(crate) enum Trouble {
     /// The provider refused it (401/403).
     Failing,
     /// The provider rate-limited it (429).
@@ -91,12 +91,51 @@ enum Trouble {
 }
 
 impl Trouble {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Trouble::Failing => "failing",
             Trouble::RateLimited => "rate_limited",
         }
     }
+}
+
+/// What started a load of the targets file.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadTrigger {
+    /// `keyward serve` starting.
+    Start,
+    /// SIGHUP to the server.
+    Sighup,
+    /// `POST /api/v1/gateway/reload`.
+    Api,
+    /// `keyward gateway reload` (through the API).
+    Cli,
+}
+
+impl LoadTrigger {
+    /// Its name in audit entries and the status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadTrigger::Start => "start",
+            LoadTrigger::Sighup => "sighup",
+            LoadTrigger::Api => "api",
+            LoadTrigger::Cli => "cli",
+        }
+    }
+}
+
+/// The last load of the targets file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct LoadRecord {
+    /// When.
+    pub at: keyward_core::Millis,
+    /// What started it.
+    pub by: LoadTrigger,
+    /// Why it failed (the previous targets stayed), if it did.
+    pub error: Option<String>,
 }
 
 /// The gateway's shared parts: the upstream client, the token cache, the rate counters, the
@@ -110,6 +149,8 @@ pub(crate) struct Gateway {
     /// credential serves a request again, which is then recorded as its recovery.
     cooling: Mutex<HashMap<CredentialId, (Instant, Trouble)>>,
     targets: RwLock<Arc<Targets>>,
+    /// The last load of the targets file (started, SIGHUP, API, CLI) and what came of it.
+    last_load: Mutex<Option<LoadRecord>>,
     reloading: tokio::sync::Mutex<()>,
     pub(crate) usage: UsageCounter,
     /// (metric, provider, reason) counts.
@@ -162,6 +203,7 @@ impl Gateway {
             windows: Mutex::default(),
             cooling: Mutex::default(),
             targets: RwLock::default(),
+            last_load: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             usage: UsageCounter::default(),
             events: Mutex::default(),
@@ -185,30 +227,89 @@ impl Gateway {
             .clone()
     }
 
-    /// (Re)loads the static targets file; on failure the running set stays.
+    /// (Re)loads the static targets file; on failure the running set stays. Every load is
+    /// audited (`gateway_reload`, naming the references it resolved, never a value) and kept
+    /// as the last one for the status.
     pub(crate) async fn reload_targets(
         &self,
         vault: &keyward_store::Vault,
-    ) -> Result<Vec<String>, TargetsError> {
+        by: LoadTrigger,
+        actor: &str,
+    ) -> Result<TargetsLoaded, TargetsError> {
         let Some(path) = self.options.targets_file.clone() else {
             return Err(TargetsError::NoFile);
         };
         let _one_at_a_time = self.reloading.lock().await;
         let env = |name: &str| std::env::var(name).ok();
-        match Targets::load(&path, vault, &env).await {
-            Ok(loaded) => {
-                let ids = loaded.ids();
-                *self.targets.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        let outcome = Targets::load(&path, vault, &env).await.map(|loaded| {
+            let report = loaded.loaded();
+            *self.targets.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+            report
+        });
+        let (outcome_kind, details) = match &outcome {
+            Ok(report) => {
                 self.count("reloads", "", "ok");
-                tracing::info!(targets = ids.len(), file = %path.display(), "gateway targets loaded");
-                Ok(ids)
+                tracing::info!(targets = report.targets.len(), by = by.as_str(), file = %path.display(), "gateway targets loaded");
+                if !report.ignored.is_empty() {
+                    tracing::warn!(sections = %report.ignored.join(", "), "gateway config: sections Keyward does not implement are ignored");
+                }
+                (
+                    Outcome::Success,
+                    json!({ "by": by.as_str(), "targets": report.targets, "ignored": report.ignored }),
+                )
             }
             Err(e) => {
                 self.count("reloads", "", "failed");
-                tracing::error!(error = %e, "gateway targets not reloaded; the previous ones stay");
-                Err(e)
+                if by == LoadTrigger::Start {
+                    tracing::error!(error = %e, "gateway targets not loaded");
+                } else {
+                    tracing::error!(error = %e, "gateway targets not reloaded; the previous ones stay");
+                }
+                (
+                    Outcome::Failure,
+                    json!({ "by": by.as_str(), "error": e.to_string() }),
+                )
             }
+        };
+        *self.last_load.lock().unwrap_or_else(|p| p.into_inner()) = Some(LoadRecord {
+            at: keyward_core::Millis::now(),
+            by,
+            error: outcome.as_ref().err().map(ToString::to_string),
+        });
+        let event = keyward_core::audit::NewEvent::new(
+            actor,
+            keyward_core::audit::Category::SecretManagement,
+            "gateway_reload",
+            "gateway:targets".to_owned(),
+        )
+        .outcome(outcome_kind)
+        .details(details);
+        if let Err(e) = vault.record(event).await {
+            tracing::warn!(error = %e, "cannot audit a gateway reload");
         }
+        outcome
+    }
+
+    /// The targets served and their last load, for the status.
+    pub(crate) fn targets_status(&self) -> (TargetsLoaded, Option<LoadRecord>) {
+        (
+            self.targets().loaded(),
+            self.last_load
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+
+    /// Credentials set aside now: id, why, and for how long still.
+    pub(crate) fn set_aside(&self) -> Vec<(CredentialId, Trouble, Duration)> {
+        let now = Instant::now();
+        let cooling = self.cooling.lock().unwrap_or_else(|p| p.into_inner());
+        cooling
+            .iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(id, (until, why))| (id.clone(), *why, *until - now))
+            .collect()
     }
 
     /// The Prometheus lines of the gateway.

@@ -11,6 +11,12 @@
 //!     secret_key_ref: { store: OPENAI_API_KEY }   # or { env: OPENAI_API_KEY }
 //! ```
 //!
+//! The shape Keeptrusts users already have is taken too: `pack:` (its name and version),
+//! `providers: { targets: [...] }` with the same target fields (and `model`), beside sections
+//! Keyward does not implement (`policies:`, `policy:`), which are reported as ignored, by name,
+//! at every load. Such a file usually names no organization: with one organization in the vault
+//! it is that one, otherwise `org:` must be added.
+//!
 //! Every reference is resolved when the file is loaded, so a missing one fails the start or the
 //! reload with a message naming it, and a failed reload leaves the running set in place. The
 //! file holds references only; keys are read into memory and never written anywhere.
@@ -35,6 +41,26 @@ struct File {
     targets: Vec<TargetSpec>,
 }
 
+/// The Keeptrusts shape's sections Keyward reads; any other top-level section is ignored and
+/// reported.
+#[derive(Debug, Deserialize)]
+struct PackFile {
+    #[serde(default)]
+    org: Option<String>,
+    #[serde(default)]
+    providers: Option<PackProviders>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackProviders {
+    #[serde(default)]
+    targets: Vec<TargetSpec>,
+}
+
+/// Top-level sections of the Keeptrusts shape that Keyward reads.
+const PACK_SECTIONS: [&str; 3] = ["pack", "org", "providers"];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TargetSpec {
@@ -46,6 +72,9 @@ struct TargetSpec {
     base_url: Option<String>,
     #[serde(default)]
     secret_key_ref: Option<KeyRefSpec>,
+    /// The model the target is meant for (Keeptrusts' field): shown, not enforced.
+    #[serde(default)]
+    model: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,12 +94,44 @@ pub(crate) struct Target {
     pub(crate) org: OrgId,
     pub(crate) base_url: String,
     pub(crate) key: Option<SecretString>,
+    /// Where the key came from, by name only (`store: OPENAI_API_KEY_V2`, `env: X`).
+    pub(crate) reference: Option<String>,
+    /// The model it is meant for, if the file says.
+    pub(crate) model: Option<String>,
 }
 
 /// The loaded set.
 #[derive(Debug, Default)]
 pub(crate) struct Targets {
     pub(crate) by_id: HashMap<String, std::sync::Arc<Target>>,
+    /// Top-level sections of the file that Keyward does not implement, by name.
+    pub(crate) ignored: Vec<String>,
+}
+
+/// A target as status and audit show it: never its key.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetSummary {
+    /// Id (served at `/gateway/t/{id}/...`).
+    pub id: String,
+    /// Provider id.
+    pub provider: String,
+    /// Organization whose gateway tokens may use it.
+    pub org: String,
+    /// Base URL.
+    pub base_url: String,
+    /// The reference its key was resolved from, by name (`store: VAR`, `env: VAR`).
+    pub reference: Option<String>,
+    /// The model the file names for it, if any.
+    pub model: Option<String>,
+}
+
+/// What a load of the targets file took.
+#[derive(Debug, Clone, serde::Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetsLoaded {
+    /// The targets now served, by id.
+    pub targets: Vec<TargetSummary>,
+    /// Sections of the file Keyward does not implement and ignored, by name.
+    pub ignored: Vec<String>,
 }
 
 /// Why targets were not loaded; a message names the file, the target and the reference, never
@@ -105,7 +166,7 @@ impl Targets {
         };
         let text =
             std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
-        let file: File = serde_yaml_ng::from_str(&text).map_err(|e| {
+        let yaml_err = |e: serde_yaml_ng::Error| {
             // The parser's message may quote the offending text; its location is enough.
             match e.location() {
                 Some(l) => err(format!(
@@ -119,7 +180,48 @@ impl Targets {
                     describe_yaml_error(&e)
                 )),
             }
-        })?;
+        };
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(yaml_err)?;
+        let sections: Vec<String> = doc
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let is_pack = sections.iter().any(|k| k == "pack" || k == "providers");
+        let (file, ignored) = if is_pack {
+            let pack: PackFile = serde_yaml_ng::from_value(doc).map_err(yaml_err)?;
+            let ignored: Vec<String> = sections
+                .into_iter()
+                .filter(|k| !PACK_SECTIONS.contains(&k.as_str()))
+                .map(|k| {
+                    if k.len() <= 64 && !looks_like_a_key(&k) {
+                        k
+                    } else {
+                        "(a section whose name is not shown)".to_owned()
+                    }
+                })
+                .collect();
+            let file = File {
+                org: pack.org,
+                targets: pack.providers.map(|p| p.targets).unwrap_or_default(),
+            };
+            (file, ignored)
+        } else {
+            let file: File = serde_yaml_ng::from_value(doc).map_err(yaml_err)?;
+            (file, Vec::new())
+        };
+        // A file without an organization (Keeptrusts' shape has none) is the only one's.
+        let only_org = if file.org.is_none() && file.targets.iter().any(|t| t.org.is_none()) {
+            match vault.list_orgs().await {
+                Ok(orgs) if orgs.len() == 1 => orgs.into_iter().next().map(|o| o.id.to_string()),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let mut by_id = HashMap::new();
         for (i, spec) in file.targets.into_iter().enumerate() {
             // Messages name what is wrong, and quote a value only when it is plainly a name:
@@ -167,7 +269,14 @@ impl Targets {
             let org = spec
                 .org
                 .or_else(|| file.org.clone())
-                .ok_or_else(|| terr("no org: set `org:` on the target or at the top".into()))?;
+                .or_else(|| only_org.clone())
+                .ok_or_else(|| {
+                    terr(
+                        "no org, and the vault has more than one organization (or none): set \
+                         `org:` on the target or at the top"
+                            .into(),
+                    )
+                })?;
             let org =
                 OrgId::new(&org).map_err(|_| terr("org is not an organization slug".into()))?;
             let base_url = spec
@@ -185,6 +294,14 @@ impl Targets {
                     "base_url is not an http(s) URL without query or fragment".into(),
                 ));
             }
+            let reference = spec
+                .secret_key_ref
+                .as_ref()
+                .map(|r| match (&r.store, &r.env) {
+                    (Some(name), None) => format!("store: {name}"),
+                    (None, Some(name)) => format!("env: {name}"),
+                    _ => String::new(),
+                });
             let key = match (spec.secret_key_ref, provider.auth) {
                 (None, AuthStyle::None) => None,
                 (None, _) => {
@@ -261,10 +378,34 @@ impl Targets {
                     org,
                     base_url,
                     key,
+                    reference,
+                    model: spec
+                        .model
+                        .filter(|m| m.len() <= 200 && !looks_like_a_key(m)),
                 }),
             );
         }
-        Ok(Self { by_id })
+        Ok(Self { by_id, ignored })
+    }
+
+    /// What status and audit show of the set, in id order.
+    pub(crate) fn loaded(&self) -> TargetsLoaded {
+        TargetsLoaded {
+            targets: self
+                .ids()
+                .iter()
+                .filter_map(|id| self.by_id.get(id))
+                .map(|t| TargetSummary {
+                    id: t.id.clone(),
+                    provider: t.provider.id.to_owned(),
+                    org: t.org.to_string(),
+                    base_url: t.base_url.clone(),
+                    reference: t.reference.clone(),
+                    model: t.model.clone(),
+                })
+                .collect(),
+            ignored: self.ignored.clone(),
+        }
     }
 
     /// The ids, sorted.

@@ -69,6 +69,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::master_key_rotate))
         .routes(routes!(v1::eso_secret))
         .routes(routes!(v1::gateway_reload))
+        .routes(routes!(v1::gateway_status))
         .routes(routes!(v1::usage))
         .routes(routes!(resolve))
         .routes(routes!(v1::env))

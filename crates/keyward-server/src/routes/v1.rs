@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use keyward_core::audit::{Category, NewEvent, Outcome};
 use keyward_core::credential::{
     CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
 };
@@ -19,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::{parse_org, visible_credential};
 use crate::auth::{ApiJson, Caller};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, LoadTrigger};
 
 /// The provider config object a resolution answers with: the key and the fields a client needs.
 pub(super) fn config_object(resolved: &Resolved) -> Value {
@@ -381,39 +380,102 @@ pub(super) async fn master_key_rotate(
 pub(super) async fn gateway_reload(
     State(state): State<AppState>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_admin()?;
-    let outcome = state.reload_gateway_targets().await;
-    let (result, details) = match &outcome {
-        Ok(ids) => (Ok(()), json!({ "targets": ids })),
-        Err(e) => (Err(()), json!({ "error": e.to_string() })),
-    };
-    if let Err(e) = state
-        .vault
-        .record(
-            NewEvent::new(
-                &caller.actor(),
-                Category::SecretManagement,
-                "gateway_reload",
-                "gateway:targets".to_owned(),
-            )
-            .outcome(if result.is_ok() {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            })
-            .details(details),
-        )
-        .await
+    // The CLI says it is the CLI; anything else is a call of the API.
+    let by = match headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
     {
-        tracing::warn!(error = %e, "cannot audit a gateway reload");
-    }
-    match outcome {
-        Ok(ids) => Ok(Json(json!({ "targets": ids }))),
+        Some(agent) if agent.starts_with("keyward-cli/") => LoadTrigger::Cli,
+        _ => LoadTrigger::Api,
+    };
+    match state.reload_gateway_targets(by, &caller.actor()).await {
+        Ok(loaded) => Ok(Json(json!({
+            "targets": loaded.targets.iter().map(|t| &t.id).collect::<Vec<_>>(),
+            "resolved": loaded.targets,
+            "ignored": loaded.ignored,
+        }))),
         Err(e) => Err(ApiError::Unprocessable(format!(
             "{e}; the previous targets stay in use"
         ))),
     }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusQuery {
+    /// Only this organization's targets and credentials.
+    org: Option<String>,
+}
+
+/// `GET /api/v1/gateway/status`: the static targets (provider, base URL, the reference each
+/// resolved, by name), their last load (when, by what, with what result), and per
+/// organization and provider the active credentials and those set aside (failing or rate
+/// limited, until when). Admins see everything; an organization's tokens see their own.
+#[utoipa::path(get, path = "/api/v1/gateway/status", tag = "gateway", params(StatusQuery), responses((status = 200, description = "What the gateway serves now", body = crate::openapi::GatewayStatus)))]
+pub(super) async fn gateway_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = match (&q.org, &caller.0.org) {
+        (Some(o), _) => {
+            let o = parse_org(o)?;
+            caller.require(&o, &[Role::OrgAdmin, Role::Viewer])?;
+            Some(o)
+        }
+        (None, Some(own)) => {
+            caller.require(own, &[Role::OrgAdmin, Role::Viewer])?;
+            Some(own.clone())
+        }
+        (None, None) => {
+            caller.require_admin()?;
+            None
+        }
+    };
+    let (loaded, last_load) = state.shared.gateway.targets_status();
+    let targets: Vec<_> = loaded
+        .targets
+        .into_iter()
+        .filter(|t| org.as_ref().is_none_or(|o| t.org == o.as_str()))
+        .collect();
+    let set_aside = state.shared.gateway.set_aside();
+    let now = Millis::now();
+    let creds = state.vault.list_credentials(org.as_ref(), None).await?;
+    let mut providers: BTreeMap<(String, String), (Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    for c in creds.iter().filter(|c| c.active) {
+        let entry = providers
+            .entry((c.org.to_string(), c.provider.clone()))
+            .or_default();
+        let named = json!({ "id": c.id, "name": c.name, "key_hint": c.key_hint });
+        match set_aside.iter().find(|(id, _, _)| *id == c.id) {
+            Some((_, why, left)) => {
+                let mut v = named;
+                v["reason"] = json!(why.as_str());
+                v["until"] = json!(Millis(
+                    now.0 + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2)
+                ));
+                entry.1.push(v);
+            }
+            None => entry.0.push(named),
+        }
+    }
+    let providers: Vec<Value> = providers
+        .into_iter()
+        .map(|((org, provider), (active, aside))| {
+            json!({ "org": org, "provider": provider, "active": active, "set_aside": aside })
+        })
+        .collect();
+    Ok(Json(json!({
+        "targets_file": state.shared.gateway.options().targets_file.is_some(),
+        "targets": targets,
+        "ignored": loaded.ignored,
+        "last_load": last_load,
+        "providers": providers,
+    })))
 }
 
 /// `GET /api/v1/orgs/{org}/usage`: gateway usage of the organization's credentials, gateway

@@ -411,6 +411,10 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
         err.contains("target 'primary': secret_key_ref env KW_TEST_UNSET_KEY: the environment variable KW_TEST_UNSET_KEY is not set"),
         "{err}"
     );
+    assert!(
+        !err.contains("previous"),
+        "at start there are no previous targets: {err}"
+    );
 
     std::fs::write(
         &config,
@@ -460,10 +464,32 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
     .unwrap();
     server.signal(nix::sys::signal::Signal::SIGHUP);
     within_10s("SIGHUP reloads", async || {
-        server.said("gateway targets reloaded: backup, primary")
+        server.said("gateway targets reloaded: backup (env: KW_TEST_TARGET_KEY), primary (env: KW_TEST_TARGET_KEY)")
     })
     .await;
     assert_eq!(chat(&server.url, "t/backup", &token).await.0, 200);
+    // Both SIGHUP reloads are in the trail, as the start is, naming the references.
+    let trail = s.json(&[
+        "events",
+        "list",
+        "--filter",
+        "action=gateway_reload",
+        "--json",
+    ]);
+    let by: Vec<&str> = trail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["details"]["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["sighup", "sighup", "start", "start"], "{trail}");
+    assert_eq!(trail[0]["actor"], "serve:sighup");
+    assert_eq!(trail[0]["outcome"], "success");
+    assert_eq!(trail[1]["outcome"], "failure");
+    assert_eq!(
+        trail[0]["details"]["targets"][0]["reference"],
+        "env: KW_TEST_TARGET_KEY"
+    );
 
     // `keyward gateway reload` from another machine, with an admin token.
     std::fs::write(
@@ -479,7 +505,19 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
         ("KEYWARD_TOKEN", admin.as_str()),
     ];
     let out = s.ok_with(&["gateway", "reload"], "", &remote);
-    assert_eq!(out.trim(), "gateway targets reloaded: only");
+    assert_eq!(
+        out.trim(),
+        "gateway targets reloaded: only (env: KW_TEST_TARGET_KEY)"
+    );
+    // The status says what is served, from which reference, and which load put it there.
+    let status = s.ok_with(&["gateway", "status"], "", &remote);
+    assert!(
+        status.contains("by cli: ok")
+            && status.contains("only")
+            && status.contains("env: KW_TEST_TARGET_KEY")
+            && status.contains(&format!("http://{upstream}/v1")),
+        "{status}"
+    );
     assert_eq!(chat(&server.url, "t/primary", &token).await.0, 404);
     assert_eq!(chat(&server.url, "t/only", &token).await.0, 200);
     std::fs::write(&config, "targets: [").unwrap();
