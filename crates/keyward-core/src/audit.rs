@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Millis};
 
-/// Broad kind of an event.
+/// Broad kind of an event. `secret_management` is also the umbrella a filter asks for: every
+/// secret operation, as the config-variable guide's `events list --filter
+/// 'category=secret_management'` expects (variable changes, master-key rotation, gateway reloads,
+/// failed resolutions); `secret_access` and `key_management` refine it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
@@ -24,6 +27,20 @@ pub enum Category {
 }
 
 impl Category {
+    /// The stored categories a filter on this one matches: itself, and for the umbrella
+    /// `secret_management` the two that refine it.
+    pub fn covers(self) -> &'static [Category] {
+        match self {
+            Category::SecretManagement => &[
+                Category::SecretManagement,
+                Category::SecretAccess,
+                Category::KeyManagement,
+            ],
+            Category::SecretAccess => &[Category::SecretAccess],
+            Category::KeyManagement => &[Category::KeyManagement],
+        }
+    }
+
     /// The category's name.
     pub fn as_str(self) -> &'static str {
         match self {

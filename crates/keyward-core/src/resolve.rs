@@ -73,13 +73,38 @@ pub struct ResolveRequest {
     pub modality: Option<Modality>,
     /// How to pick among several; `None` for the organization's own setting.
     pub strategy: Option<Strategy>,
-    /// Whether the process environment is the fallback (on by default).
-    pub env_fallback: bool,
+    /// Whether the process environment is the fallback.
+    pub env_fallback: EnvFallback,
+}
+
+/// Whether a resolution may fall back to the process environment (`OPENAI_API_KEY`, ...) when
+/// the organization has no active credential: one rule for the CLI, the library, the server
+/// and the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvFallback {
+    /// Never: a `keyward://` reference, `--no-env-fallback`, a credential asked for by name.
+    Off,
+    /// As the organization's setting says, or `default` where it says nothing: on for the CLI
+    /// and the library, the server's `--env-fallback` (off unless given) for a server.
+    Org {
+        /// The caller's default.
+        default: bool,
+    },
+}
+
+impl EnvFallback {
+    /// Whether the fallback applies, given the organization's setting.
+    pub fn applies(self, org_setting: Option<bool>) -> bool {
+        match self {
+            EnvFallback::Off => false,
+            EnvFallback::Org { default } => org_setting.unwrap_or(default),
+        }
+    }
 }
 
 impl ResolveRequest {
     /// A request with the defaults: any name and modality, the organization's strategy, env
-    /// fallback on.
+    /// fallback on unless the organization turned it off.
     pub fn new(org: OrgId, provider: &'static Provider) -> Self {
         Self {
             org,
@@ -87,7 +112,7 @@ impl ResolveRequest {
             name: None,
             modality: None,
             strategy: None,
-            env_fallback: true,
+            env_fallback: EnvFallback::Org { default: true },
         }
     }
 }
@@ -177,19 +202,19 @@ pub fn order(candidates: &[Candidate], strategy: Strategy, turn: u64, random: u6
     idx
 }
 
-/// The error when nothing answers a resolution: names the provider, the organization and the
-/// variable it looked for.
+/// The error when nothing answers a resolution: names the provider, the organization, the
+/// variable it looked for, and what an admin can do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotFound {
-    /// Provider id.
-    pub provider: String,
+    /// The provider.
+    pub provider: &'static Provider,
     /// Organization.
     pub org: String,
     /// The credential name asked for, if any.
     pub name: Option<String>,
     /// The environment variable looked for, when the fallback was on.
     pub env_var: Option<String>,
-    /// Whether the fallback was turned off.
+    /// Whether the environment was looked at.
     pub env_fallback: bool,
     /// How many matching credentials were skipped because they could not be decrypted.
     pub undecryptable: usize,
@@ -197,16 +222,16 @@ pub struct NotFound {
 
 impl fmt::Display for NotFound {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let provider = self.provider.display_name;
+        let org = &self.org;
         match &self.name {
             Some(name) => write!(
                 f,
-                "no active credential named '{name}' for provider '{}' in organization '{}'",
-                self.provider, self.org
+                "organization '{org}' has no active {provider} credential named '{name}'"
             )?,
             None => write!(
                 f,
-                "no active credential for provider '{}' in organization '{}'",
-                self.provider, self.org
+                "organization '{org}' has no active {provider} credential"
             )?,
         }
         if self.undecryptable > 0 {
@@ -217,12 +242,24 @@ impl fmt::Display for NotFound {
             )?;
         }
         match (&self.env_var, self.env_fallback) {
-            (Some(var), true) => write!(f, ", and {var} is not set"),
+            (Some(var), true) => write!(f, " and {var} is not set")?,
             (None, true) => write!(
                 f,
-                ", and the provider has no environment variable to fall back to"
+                " and {provider} has no environment variable to fall back to"
+            )?,
+            (_, false) => {}
+        }
+        match &self.name {
+            Some(_) => write!(
+                f,
+                "; check the name, or ask an admin to activate it (keyward cred list --org {org} --provider {})",
+                self.provider.id
             ),
-            (_, false) => write!(f, ", and the environment fallback is off"),
+            None => write!(
+                f,
+                "; an admin can add one (keyward cred add --org {org} --provider {}) or activate one",
+                self.provider.id
+            ),
         }
     }
 }

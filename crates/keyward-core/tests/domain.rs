@@ -271,9 +271,9 @@ fn weighted_draws_in_proportion_to_weight() {
 }
 
 #[test]
-fn not_found_names_provider_org_and_variable() {
+fn not_found_names_provider_org_and_variable_and_what_an_admin_can_do() {
     let e = NotFound {
-        provider: "openai".into(),
+        provider: keyward_core::Provider::get("openai").unwrap(),
         org: "acme".into(),
         name: None,
         env_var: Some("OPENAI_API_KEY".into()),
@@ -282,7 +282,7 @@ fn not_found_names_provider_org_and_variable() {
     };
     assert_eq!(
         e.to_string(),
-        "no active credential for provider 'openai' in organization 'acme', and OPENAI_API_KEY is not set"
+        "organization 'acme' has no active OpenAI credential and OPENAI_API_KEY is not set; an admin can add one (keyward cred add --org acme --provider openai) or activate one"
     );
     let off = NotFound {
         env_fallback: false,
@@ -291,8 +291,10 @@ fn not_found_names_provider_org_and_variable() {
     };
     let s = off.to_string();
     assert!(
-        s.contains("fallback is off") && s.contains("2 could not be decrypted"),
-        "{s}"
+        s.contains("2 could not be decrypted")
+            && !s.contains("fallback")
+            && !s.contains("OPENAI_API_KEY"),
+        "no server jargon: {s}"
     );
 }
 

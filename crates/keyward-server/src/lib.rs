@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     metrics: metrics::Metrics,
     jwt: Arc<JwtKeys>,
     gateway: Arc<gateway::Gateway>,
+    /// Whether organizations without their own setting fall back to the server's environment
+    /// (`--env-fallback`; off: a server must not hand its own keys to every organization).
+    env_fallback: bool,
 }
 
 impl AppState {
@@ -69,6 +72,7 @@ impl AppState {
             jwt: self.shared.jwt.clone(),
             gateway: self.shared.gateway.clone(),
             limiter: limits::FailureLimiter::new(self.shared.limiter.max_failures()),
+            env_fallback: self.shared.env_fallback,
             ..Shared::default()
         };
         change(&mut shared);
@@ -78,8 +82,8 @@ impl AppState {
         }
     }
 
-    /// Allows `n` failed authentications a minute per address (default 10) before the address
-    /// is refused with 429 for the rest of the minute; for addresses many clients share.
+    /// Allows `n` failed authentications a minute per address (default 10) before the checks
+    /// of the address are slowed and its failures answered 429 for the rest of the minute.
     #[must_use]
     pub fn with_auth_failures_per_minute(self, n: u32) -> Self {
         self.rebuilt(|s| s.limiter = limits::FailureLimiter::new(n))
@@ -90,6 +94,21 @@ impl AppState {
     #[must_use]
     pub fn with_gateway(self, options: GatewayOptions) -> Self {
         self.rebuilt(|s| s.gateway = Arc::new(gateway::Gateway::new(options)))
+    }
+
+    /// Lets organizations that say nothing fall back to the server's own environment
+    /// (`OPENAI_API_KEY`, ...) when they have no active credential; each organization's own
+    /// setting (`PATCH /api/v1/orgs/{org}` `env_fallback`) wins either way.
+    #[must_use]
+    pub fn with_env_fallback(self, on: bool) -> Self {
+        self.rebuilt(|s| s.env_fallback = on)
+    }
+
+    /// The environment-fallback rule of this server's resolutions.
+    pub(crate) fn env_fallback(&self) -> keyward_core::resolve::EnvFallback {
+        keyward_core::resolve::EnvFallback::Org {
+            default: self.shared.env_fallback,
+        }
     }
 
     /// Loads (again) the gateway's static targets file, audited as `actor`: what it took, or

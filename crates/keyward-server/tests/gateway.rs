@@ -467,11 +467,14 @@ async fn a_deactivated_key_gives_a_clear_error_and_a_revoked_token_stops() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Permanent for the SDKs (no retries), and says what to do.
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.headers()["x-should-retry"], "false");
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_provider_key");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("no active credential for provider 'openai' in organization 'acme'"),
+        message.contains("organization 'acme' has no active OpenAI credential; an admin can add one (keyward cred add --org acme --provider openai)"),
         "{message}"
     );
     // Globex is untouched, and never gets acme's key.
@@ -1942,4 +1945,189 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
         .await;
         assert_eq!(status, 400, "{path}");
     }
+}
+
+/// The admin guide's "How Credentials Are Used": the organization's keys, then the
+/// environment, then an error. A server falls back only where it is switched on (the server's
+/// default, or the organization's own setting), and what the environment served says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_falls_back_to_its_environment_only_where_switched_on() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (upstream, _) = mock_provider().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env: std::collections::HashMap<String, String> = [
+        (
+            "OPENAI_API_KEY".to_owned(),
+            "sk-proj-FROMSERVERENV-0123456789".to_owned(),
+        ),
+        (
+            "OPENAI_BASE_URL".to_owned(),
+            format!("http://{upstream}/v1"),
+        ),
+    ]
+    .into();
+    let keyring = Keyring::new(
+        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
+        "test",
+    )
+    .unwrap();
+    let vault = Vault::open(
+        &Location::in_data_dir(dir.path()),
+        keyring,
+        VaultOptions {
+            env: keyward_store::EnvSource::Map(Arc::new(env)),
+            ..VaultOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut tokens = Vec::new();
+    for name in ["acme", "globex"] {
+        let org = OrgId::new(name).unwrap();
+        vault.create_org(&org, None, "test").await.unwrap();
+        let (t, _) = vault
+            .create_gateway_token(&org, "app", &[], None, None, "test")
+            .await
+            .unwrap();
+        tokens.push(t.expose_secret().to_owned());
+    }
+    let (admin, _) = vault
+        .create_token("admin", keyward_server::Role::Admin, None, None, "test")
+        .await
+        .unwrap();
+    let admin = admin.expose_secret().to_owned();
+    let chat = |addr: SocketAddr, token: String| async move {
+        client()
+            .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+            .bearer_auth(token)
+            .json(&json!({"model": "m"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let resolve = |addr: SocketAddr, org: &'static str| {
+        let admin = admin.clone();
+        async move {
+            client()
+                .post(format!("http://{addr}/api/v1/resolve"))
+                .bearer_auth(admin)
+                .json(&json!({"organization_id": org, "provider": "openai"}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Off by default: a server's own keys are nobody's.
+    let off = start(AppState::new(vault.clone())).await;
+    assert_eq!(
+        chat(off, tokens[0].clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(resolve(off, "acme").await.status(), StatusCode::NOT_FOUND);
+
+    // An admin switches it on for acme alone.
+    let resp = client()
+        .patch(format!("http://{off}/api/v1/orgs/acme"))
+        .bearer_auth(&admin)
+        .json(&json!({"env_fallback": "on"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.json::<Value>().await.unwrap()["env_fallback"], true);
+    let resp = chat(off, tokens[0].clone()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-keyward-credential"], "env:OPENAI_API_KEY");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["seen_auth"],
+        "authorization: Bearer sk-proj-FROMSERVERENV-0123456789"
+    );
+    let answer: Value = resolve(off, "acme").await.json().await.unwrap();
+    assert_eq!(answer["source"], "env:OPENAI_API_KEY");
+    assert_eq!(answer["base_url"], format!("http://{upstream}/v1"));
+    assert_eq!(
+        chat(off, tokens[1].clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    // Only an admin may: it hands out the server's own keys.
+    let (org_admin, _) = vault
+        .create_token(
+            "globex admin",
+            keyward_server::Role::OrgAdmin,
+            Some(&OrgId::new("globex").unwrap()),
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let resp = client()
+        .patch(format!("http://{off}/api/v1/orgs/globex"))
+        .bearer_auth(org_admin.expose_secret())
+        .json(&json!({"env_fallback": "on"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // `--env-fallback`: on for every organization that does not say otherwise.
+    let on = start(AppState::new(vault.clone()).with_env_fallback(true)).await;
+    assert_eq!(chat(on, tokens[1].clone()).await.status(), StatusCode::OK);
+    vault
+        .set_org_env_fallback(&OrgId::new("globex").unwrap(), Some(false), "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        chat(on, tokens[1].clone()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    // The trail and the usage say the environment served.
+    let answered = vault
+        .list_events(&"action=resolve,outcome=success".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(answered[0].details["source"], "environment");
+    assert_eq!(answered[0].details["variable"], "OPENAI_API_KEY");
+    let served = eventually(|| async {
+        let events = vault
+            .list_events(&"action=gateway_env_fallback".parse().unwrap(), 10)
+            .await
+            .unwrap();
+        (events.len() >= 2).then_some(events)
+    })
+    .await;
+    assert_eq!(
+        served.len(),
+        2,
+        "once a minute per organization and provider"
+    );
+    assert!(
+        served
+            .iter()
+            .all(|e| e.details["variable"] == "OPENAI_API_KEY")
+    );
+    assert!(
+        !serde_json::to_string(&served)
+            .unwrap()
+            .contains("FROMSERVERENV"),
+        "never the key"
+    );
+    let usage = eventually(|| async {
+        let usage = vault.usage(&OrgId::new("acme").unwrap()).await.unwrap();
+        usage
+            .iter()
+            .any(|u| u.subject == keyward_store::UsageSubject::Environment)
+            .then_some(usage)
+    })
+    .await;
+    let from_env = usage
+        .iter()
+        .find(|u| u.subject == keyward_store::UsageSubject::Environment)
+        .unwrap();
+    assert_eq!(
+        (from_env.name.as_deref(), from_env.provider.as_deref()),
+        (Some("OPENAI_API_KEY"), Some("openai"))
+    );
 }

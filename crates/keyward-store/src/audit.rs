@@ -1,7 +1,7 @@
 //! The audit log: append-only events, each chained to the one before with an HMAC.
 
 use keyward_core::Millis;
-use keyward_core::audit::{AuditEvent, Category, EventFilter, NewEvent, Outcome};
+use keyward_core::audit::{AuditEvent, EventFilter, NewEvent, Outcome};
 use keyward_crypto::{ChainKey, DataKey, Keyring};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -214,11 +214,18 @@ impl Vault {
                 sql.push_str(&format!(" AND {col} = ${}", binds.len()));
             }
         };
-        add("category", filter.category.map(Category::as_str));
         add("org", filter.org.as_deref());
         add("action", filter.action.as_deref());
         add("outcome", filter.outcome.map(Outcome::as_str));
         add("actor", filter.actor.as_deref());
+        if let Some(category) = filter.category {
+            let mut placeholders = Vec::new();
+            for c in category.covers() {
+                binds.push(c.as_str().to_owned());
+                placeholders.push(format!("${}", binds.len()));
+            }
+            sql.push_str(&format!(" AND category IN ({})", placeholders.join(", ")));
+        }
         let n = binds.len();
         sql.push_str(&format!(
             " AND seq < ${} ORDER BY seq DESC LIMIT ${}",

@@ -99,6 +99,8 @@ pub(crate) struct Entry {
     pub(crate) live: Vec<Live>,
     /// The organization's strategy.
     pub(crate) strategy: keyward_core::resolve::Strategy,
+    /// The organization's environment-fallback setting (`None`: the caller's default).
+    pub(crate) env_fallback: Option<bool>,
     pub(crate) turn: AtomicU64,
 }
 

@@ -66,6 +66,16 @@ fn migrator() -> Migrator {
             "credentials listing",
             include_str!("../migrations/0008_credentials_listing.sql"),
         ),
+        migration(
+            9,
+            "org env fallback",
+            include_str!("../migrations/0009_org_env_fallback.sql"),
+        ),
+        migration(
+            10,
+            "usage provider",
+            include_str!("../migrations/0010_usage_provider.sql"),
+        ),
     ])
 }
 

@@ -39,7 +39,7 @@ pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
 pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};
 pub use orgs::Organization;
-pub use resolve::{EnvSource, GatewayCandidate, GatewayCandidates};
+pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
 pub use tokens::{API_TOKEN_PREFIX, Principal, Role, TokenView};
 pub use usage::{Usage, UsageDelta, UsageSubject};
 pub use vars::VarValue;

@@ -23,6 +23,11 @@ pub struct Organization {
     /// How it picks among several active credentials of one provider.
     #[serde(default)]
     pub strategy: Strategy,
+    /// Whether its resolutions may fall back to the process environment when it has no active
+    /// credential: `true`, `false`, or `null` for the default (on for the CLI and library, the
+    /// server's `--env-fallback` for a server).
+    #[serde(default)]
+    pub env_fallback: Option<bool>,
 }
 
 fn org_from_row(r: &sqlx::any::AnyRow) -> Result<Organization, VaultError> {
@@ -34,8 +39,11 @@ fn org_from_row(r: &sqlx::any::AnyRow) -> Result<Organization, VaultError> {
         created_at: Millis(r.try_get("created_at")?),
         created_by: r.try_get("created_by")?,
         strategy: strategy.parse()?,
+        env_fallback: r.try_get::<Option<i64>, _>("env_fallback")?.map(|v| v != 0),
     })
 }
+
+const COLUMNS: &str = "id, name, created_at, created_by, strategy, env_fallback";
 
 impl Vault {
     /// Creates an organization.
@@ -58,6 +66,7 @@ impl Vault {
             created_at: Millis::now(),
             created_by: actor.to_owned(),
             strategy: Strategy::Priority,
+            env_fallback: None,
         };
         let (_writing, mut tx) = self.begin_write().await?;
         sqlx::query(
@@ -88,9 +97,9 @@ impl Vault {
 
     /// All organizations, by id.
     pub async fn list_orgs(&self) -> Result<Vec<Organization>, VaultError> {
-        let rows = sqlx::query(
-            "SELECT id, name, created_at, created_by, strategy FROM organizations ORDER BY id",
-        )
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM organizations ORDER BY id"
+        )))
         .fetch_all(&self.inner.pool)
         .await?;
         rows.iter().map(org_from_row).collect()
@@ -98,9 +107,9 @@ impl Vault {
 
     /// One organization.
     pub async fn get_org(&self, id: &OrgId) -> Result<Organization, VaultError> {
-        let row = sqlx::query(
-            "SELECT id, name, created_at, created_by, strategy FROM organizations WHERE id = $1",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM organizations WHERE id = $1"
+        )))
         .bind(id.as_str())
         .fetch_optional(&self.inner.pool)
         .await?
@@ -133,6 +142,39 @@ impl Vault {
             )
             .org(Some(id.as_str()))
             .details(json!({ "strategy": strategy.as_str(), "was": before.strategy.as_str() })),
+        )
+        .await?;
+        self.commit(tx, "organization", id.as_str()).await?;
+        self.changed().await;
+        self.get_org(id).await
+    }
+
+    /// Sets whether the organization's resolutions may fall back to the process environment
+    /// (`None`: the caller's default). On a server this hands the server's own variables to
+    /// the organization, so the API lets only admins change it. Audited.
+    pub async fn set_org_env_fallback(
+        &self,
+        id: &OrgId,
+        env_fallback: Option<bool>,
+        actor: &str,
+    ) -> Result<Organization, VaultError> {
+        let before = self.get_org(id).await?;
+        let (_writing, mut tx) = self.begin_write().await?;
+        sqlx::query("UPDATE organizations SET env_fallback = $1 WHERE id = $2")
+            .bind(env_fallback.map(i64::from))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "update",
+                format!("org:{id}"),
+            )
+            .org(Some(id.as_str()))
+            .details(json!({ "env_fallback": env_fallback, "was": before.env_fallback })),
         )
         .await?;
         self.commit(tx, "organization", id.as_str()).await?;

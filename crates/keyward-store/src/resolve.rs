@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 
 use keyward_core::audit::{Category, NewEvent, Outcome};
 use keyward_core::provider::SecretKind;
-use keyward_core::resolve::{Candidate, NotFound, ResolveRequest, Resolved, Source, order};
+use keyward_core::resolve::{
+    Candidate, EnvFallback, NotFound, ResolveRequest, Resolved, Source, order,
+};
 use keyward_core::{Millis, OrgId, Provider};
 use secrecy::SecretString;
 use serde_json::json;
@@ -55,47 +57,87 @@ pub struct GatewayCandidates {
     order: Vec<usize>,
     provider: &'static Provider,
     vault: Vault,
+    /// The key of the process environment, when the organization has none that opens and its
+    /// environment fallback is on.
+    from_env: Option<Resolved>,
+}
+
+/// Where a [`GatewayCandidate`]'s key comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum CandidateSource<'a> {
+    /// A credential of the organization.
+    Credential(&'a keyward_core::CredentialId),
+    /// The process environment's variable of this name (the environment fallback).
+    Environment(&'a str),
 }
 
 /// One credential of [`GatewayCandidates`].
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayCandidate<'a> {
-    /// Its id.
-    pub id: &'a keyward_core::CredentialId,
+    /// Where its key comes from.
+    pub source: CandidateSource<'a>,
     /// Where requests go: its `base_url` (or Azure's `endpoint`), else the provider's default.
     pub base_url: Option<&'a str>,
     /// The key.
     pub secret: Option<&'a SecretString>,
 }
 
+impl GatewayCandidate<'_> {
+    /// The credential's id; `None` for the environment's key.
+    pub fn credential(&self) -> Option<&keyward_core::CredentialId> {
+        match self.source {
+            CandidateSource::Credential(id) => Some(id),
+            CandidateSource::Environment(_) => None,
+        }
+    }
+}
+
 impl GatewayCandidates {
     /// How many.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.order.len() + usize::from(self.from_env.is_some())
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 
     /// In the strategy's order; each key is opened when the iterator reaches it (those that
-    /// cannot be opened are skipped), so a request that the first key serves opens one.
+    /// cannot be opened are skipped), so a request that the first key serves opens one. The
+    /// environment's key, when there is one, comes last.
     pub fn iter(&self) -> impl Iterator<Item = GatewayCandidate<'_>> {
-        self.order.iter().filter_map(|&i| {
-            let live = &self.entry.live[i];
-            let secret = live.secret(&self.vault.inner.keyring).ok()?;
+        let from_env = self.from_env.iter().filter_map(|r| {
+            let Source::Environment { variable } = &r.source else {
+                return None;
+            };
             Some(GatewayCandidate {
-                id: &live.id,
-                base_url: live
+                source: CandidateSource::Environment(variable),
+                base_url: r
                     .fields
                     .get("base_url")
-                    .or_else(|| live.fields.get("endpoint"))
-                    .map(String::as_str)
-                    .or(self.provider.default_base_url),
-                secret,
+                    .or_else(|| r.fields.get("endpoint"))
+                    .map(String::as_str),
+                secret: r.secret.as_ref(),
             })
-        })
+        });
+        self.order
+            .iter()
+            .filter_map(|&i| {
+                let live = &self.entry.live[i];
+                let secret = live.secret(&self.vault.inner.keyring).ok()?;
+                Some(GatewayCandidate {
+                    source: CandidateSource::Credential(&live.id),
+                    base_url: live
+                        .fields
+                        .get("base_url")
+                        .or_else(|| live.fields.get("endpoint"))
+                        .map(String::as_str)
+                        .or(self.provider.default_base_url),
+                    secret,
+                })
+            })
+            .chain(from_env)
     }
 }
 
@@ -124,8 +166,8 @@ fn ordered<'a>(
 
 impl Vault {
     /// The organization's active credentials for `provider`, in the organization's strategy's
-    /// order, from the cache; no environment fallback. Not audited: for the gateway, which
-    /// counts use in aggregate.
+    /// order, from the cache; when none opens and `env_fallback` applies, the process
+    /// environment's key. Not audited: for the gateway, which counts use in aggregate.
     ///
     /// While the store is away, keys read less than `stale_for` ago are served as they were;
     /// anything older, or never read, is [`VaultError::Unavailable`] at once.
@@ -134,6 +176,7 @@ impl Vault {
         org: &OrgId,
         provider: &'static Provider,
         stale_for: std::time::Duration,
+        env_fallback: EnvFallback,
     ) -> Result<GatewayCandidates, VaultError> {
         let cache = &self.inner.cache;
         let stale = || {
@@ -161,22 +204,28 @@ impl Vault {
         let opens = order
             .iter()
             .position(|&i| entry.live[i].secret(keyring).is_ok());
+        let mut from_env = None;
         if opens.is_none() {
-            return Err(NotFound {
-                provider: provider.id.to_owned(),
-                org: org.to_string(),
-                name: None,
-                env_var: None,
-                env_fallback: false,
-                undecryptable: entry.live.len(),
+            let fallback = env_fallback.applies(entry.env_fallback);
+            from_env = fallback.then(|| self.resolve_from_env(provider)).flatten();
+            if from_env.is_none() {
+                return Err(NotFound {
+                    provider,
+                    org: org.to_string(),
+                    name: None,
+                    env_var: fallback.then(|| env_var_of(provider)).flatten(),
+                    env_fallback: fallback,
+                    undecryptable: entry.live.len(),
+                }
+                .into());
             }
-            .into());
         }
         Ok(GatewayCandidates {
             entry,
             order,
             provider,
             vault: self.clone(),
+            from_env,
         })
     }
 
@@ -321,22 +370,16 @@ impl Vault {
                 return Ok(found);
             }
         }
-        if req.env_fallback
-            && req.name.is_none()
-            && let Some(found) = self.resolve_from_env(req.provider)
-        {
+        let fallback = req.name.is_none() && req.env_fallback.applies(entry.env_fallback);
+        if fallback && let Some(found) = self.resolve_from_env(req.provider) {
             return Ok(vec![found]);
         }
         Err(NotFound {
-            provider: req.provider.id.to_owned(),
+            provider: req.provider,
             org: req.org.to_string(),
             name: req.name.as_ref().map(ToString::to_string),
-            env_var: req
-                .provider
-                .secret_env
-                .or(req.provider.base_url_env)
-                .map(str::to_owned),
-            env_fallback: req.env_fallback && req.name.is_none(),
+            env_var: env_var_of(req.provider),
+            env_fallback: fallback,
             undecryptable,
         }
         .into())
@@ -391,15 +434,18 @@ impl Vault {
         .fetch_all(&self.inner.pool)
         .await?;
         // An unknown organization is an error, not a reason to fall back to the environment.
-        let strategy: String =
-            sqlx::query_scalar("SELECT strategy FROM organizations WHERE id = $1")
+        let settings =
+            sqlx::query("SELECT strategy, env_fallback FROM organizations WHERE id = $1")
                 .bind(org.as_str())
                 .fetch_optional(&self.inner.pool)
                 .await?
                 .ok_or_else(|| VaultError::NotFound(format!("organization '{org}'")))?;
+        let strategy: String = sqlx::Row::try_get(&settings, "strategy")?;
+        let env_fallback: Option<i64> = sqlx::Row::try_get(&settings, "env_fallback")?;
         let mut entry = Entry {
             loaded: Some(started),
             strategy: strategy.parse()?,
+            env_fallback: env_fallback.map(|v| v != 0),
             ..Entry::default()
         };
         // Keys stay sealed until a resolution needs them (`Live::secret`).
@@ -450,6 +496,14 @@ impl Vault {
             fields,
         })
     }
+}
+
+/// The variable the environment fallback reads for `provider`, for messages.
+fn env_var_of(provider: &Provider) -> Option<String> {
+    provider
+        .secret_env
+        .or(provider.base_url_env)
+        .map(str::to_owned)
 }
 
 fn fill_default_base_url(provider: &Provider, fields: &mut BTreeMap<String, String>) {

@@ -32,6 +32,8 @@ pub enum UsageSubject {
     GatewayToken,
     /// A static target of the gateway's configuration file.
     Target,
+    /// The server's environment variable (an organization whose fallback is on, with no key).
+    Environment,
 }
 
 impl UsageSubject {
@@ -41,6 +43,7 @@ impl UsageSubject {
             UsageSubject::Credential => "credential",
             UsageSubject::GatewayToken => "gateway_token",
             UsageSubject::Target => "target",
+            UsageSubject::Environment => "environment",
         }
     }
 
@@ -49,6 +52,7 @@ impl UsageSubject {
             "credential" => Some(UsageSubject::Credential),
             "gateway_token" => Some(UsageSubject::GatewayToken),
             "target" => Some(UsageSubject::Target),
+            "environment" => Some(UsageSubject::Environment),
             _ => None,
         }
     }
@@ -63,6 +67,8 @@ pub struct UsageDelta {
     pub id: String,
     /// Its organization.
     pub org: OrgId,
+    /// The provider the requests went to.
+    pub provider: &'static str,
     /// The upstream status (0: no answer).
     pub status: u16,
     /// How many.
@@ -81,7 +87,7 @@ pub struct Usage {
     /// The credential's or token's name, the target's id; `None` once it is deleted.
     #[serde(default)]
     pub name: Option<String>,
-    /// The credential's provider.
+    /// The provider (of a gateway token: its last request's).
     #[serde(default)]
     pub provider: Option<String>,
     /// Requests in all.
@@ -112,10 +118,11 @@ impl Vault {
         let (_writing, mut tx) = self.begin_write().await?;
         for d in &batch {
             sqlx::query(
-                "INSERT INTO gateway_usage (subject_kind, subject_id, org, status, requests, last_used_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
+                "INSERT INTO gateway_usage (subject_kind, subject_id, org, status, requests, last_used_at, provider) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
                  ON CONFLICT (org, subject_kind, subject_id, status) DO UPDATE SET \
                  requests = gateway_usage.requests + excluded.requests, \
+                 provider = excluded.provider, \
                  last_used_at = CASE WHEN excluded.last_used_at > gateway_usage.last_used_at \
                  THEN excluded.last_used_at ELSE gateway_usage.last_used_at END",
             )
@@ -125,6 +132,7 @@ impl Vault {
             .bind(i32::from(d.status))
             .bind(i64::try_from(d.requests).unwrap_or(i64::MAX))
             .bind(d.last_used_at.0)
+            .bind(d.provider)
             .execute(&mut *tx)
             .await?;
         }
@@ -149,7 +157,7 @@ impl Vault {
     /// The usage of an organization's credentials and gateway tokens, most used first.
     pub async fn usage(&self, org: &OrgId) -> Result<Vec<Usage>, VaultError> {
         let rows = sqlx::query(
-            "SELECT subject_kind, subject_id, status, requests, last_used_at FROM gateway_usage \
+            "SELECT subject_kind, subject_id, status, requests, last_used_at, provider FROM gateway_usage \
              WHERE org = $1 ORDER BY subject_kind, subject_id, status",
         )
         .bind(org.as_str())
@@ -165,6 +173,7 @@ impl Vault {
             let status: i32 = row.try_get("status")?;
             let requests = u64::try_from(row.try_get::<i64, _>("requests")?).unwrap_or(0);
             let last = Millis(row.try_get("last_used_at")?);
+            let provider: Option<String> = row.try_get("provider")?;
             match out.last_mut() {
                 Some(u) if u.subject == subject && u.id == id => {
                     u.requests += requests;
@@ -173,8 +182,10 @@ impl Vault {
                 }
                 _ => out.push(Usage {
                     subject,
-                    name: (subject == UsageSubject::Target).then(|| id.clone()),
-                    provider: None,
+                    // A target's name is its id, the environment's its variable.
+                    name: matches!(subject, UsageSubject::Target | UsageSubject::Environment)
+                        .then(|| id.clone()),
+                    provider,
                     id,
                     requests,
                     last_used_at: last,
@@ -208,7 +219,7 @@ impl Vault {
         for u in &mut out {
             if let Some((name, provider)) = names.remove(&(u.subject, u.id.clone())) {
                 u.name = Some(name);
-                u.provider = provider;
+                u.provider = provider.or(u.provider.take());
             }
         }
         out.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.id.cmp(&b.id)));

@@ -395,7 +395,7 @@ async fn resolution_follows_activity_env_fallback_and_names_what_it_looked_for(d
     let err = resolve_key(&v, &req("globex", "openai")).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no active credential for provider 'openai' in organization 'globex', and OPENAI_API_KEY is not set"
+        "organization 'globex' has no active OpenAI credential and OPENAI_API_KEY is not set; an admin can add one (keyward cred add --org globex --provider openai) or activate one"
     );
     // A deactivated credential is skipped; reactivated, it answers again.
     v.set_credential_active(&a.id, false, ACTOR).await.unwrap();
@@ -417,12 +417,40 @@ async fn resolution_follows_activity_env_fallback_and_names_what_it_looked_for(d
     );
     assert_eq!(got.fields["base_url"], "https://api.anthropic.com");
     let mut off = req("acme", "anthropic");
-    off.env_fallback = false;
+    off.env_fallback = keyward_core::resolve::EnvFallback::Off;
     let err = resolve_key(&v, &off).await.unwrap_err();
     assert!(
-        err.to_string().ends_with("the environment fallback is off"),
+        err.to_string()
+            .starts_with("organization 'acme' has no active Anthropic credential;"),
         "{err}"
     );
+    // The organization's own setting decides where the caller leaves it to it: off beats the
+    // CLI's default, on beats a server's, and an explicit off stays off.
+    use keyward_core::resolve::EnvFallback;
+    v.set_org_env_fallback(&org("acme"), Some(false), ACTOR)
+        .await
+        .unwrap();
+    assert!(resolve_key(&v, &req("acme", "anthropic")).await.is_err());
+    v.set_org_env_fallback(&org("acme"), Some(true), ACTOR)
+        .await
+        .unwrap();
+    let mut server = req("acme", "anthropic");
+    server.env_fallback = EnvFallback::Org { default: false };
+    assert_eq!(resolve_key(&v, &server).await.unwrap(), "sk-ant-from-env");
+    assert!(resolve_key(&v, &off).await.is_err());
+    assert_eq!(
+        v.get_org(&org("acme")).await.unwrap().env_fallback,
+        Some(true)
+    );
+    let mut globex_server = req("globex", "anthropic");
+    globex_server.env_fallback = EnvFallback::Org { default: false };
+    assert!(
+        resolve_key(&v, &globex_server).await.is_err(),
+        "another organization keeps the server's default"
+    );
+    v.set_org_env_fallback(&org("acme"), None, ACTOR)
+        .await
+        .unwrap();
 
     // An unknown organization is an error, not a silent fallback.
     let err = resolve_key(&v, &req("nope", "anthropic"))
@@ -463,7 +491,7 @@ async fn resolution_follows_activity_env_fallback_and_names_what_it_looked_for(d
         .unwrap();
     assert!(events.iter().any(|e| e.outcome == Outcome::Failure));
     assert!(events.iter().all(|e| e.category == Category::SecretAccess));
-    assert_eq!(events.len(), 8);
+    assert_eq!(events.len(), 12);
     let json = serde_json::to_string(&events).unwrap();
     assert!(
         !json.contains("CANARY") && !json.contains("sk-ant-from-env"),
@@ -542,11 +570,16 @@ async fn strategies_pick_by_priority_turns_and_weight(db: Db) {
     let mut firsts = Vec::new();
     for _ in 0..3 {
         let c = v
-            .gateway_candidates(&acme, openai, std::time::Duration::ZERO)
+            .gateway_candidates(
+                &acme,
+                openai,
+                std::time::Duration::ZERO,
+                keyward_core::resolve::EnvFallback::Off,
+            )
             .await
             .unwrap();
         assert_eq!(c.len(), 3);
-        firsts.push(c.iter().next().unwrap().id.clone());
+        firsts.push(c.iter().next().unwrap().credential().unwrap().clone());
     }
     firsts.sort();
     firsts.dedup();
@@ -1141,7 +1174,7 @@ async fn audit_chain_detects_edits_deletions_and_truncation(db: Db) {
         .list_events(&"org=acme,category=secret_management".parse().unwrap(), 50)
         .await
         .unwrap();
-    assert_eq!(only_acme.len(), 5);
+    assert_eq!(only_acme.len(), 6, "the umbrella covers the resolution too");
 
     // Edit the middle event.
     sqlx::query("UPDATE audit_events SET actor = 'someone-else' WHERE seq = 4")
@@ -1386,7 +1419,76 @@ contract!(
     master_key_rotation_is_resumable_and_keeps_everything_readable,
     listings_page_in_sql_and_resolution_opens_only_what_it_hands_out,
     the_last_admin_token_cannot_be_revoked,
+    the_guides_secret_management_query_shows_every_secret_operation,
 );
+
+/// The config-variable guide's query, `events list --filter 'category=secret_management'
+/// --limit 50`, shows variable creation, update and deletion, master-key rotation and failed
+/// key resolutions; the finer categories still pick out their own.
+async fn the_guides_secret_management_query_shows_every_secret_operation(db: Db) {
+    let v = db.open(ring(&[("k1", 1)])).await;
+    setup_orgs(&v).await;
+    let name = VarName::new("OPENAI_API_KEY_V2").unwrap();
+    for value in ["sk-proj-first-0000000000", "sk-proj-second-000000000"] {
+        v.set_var(
+            &name,
+            Some(&org("acme")),
+            &SecretString::from(value),
+            true,
+            None,
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    }
+    v.delete_var(&name, Some(&org("acme")), ACTOR)
+        .await
+        .unwrap();
+    let mut r = req("acme", "openai");
+    r.env_fallback = keyward_core::resolve::EnvFallback::Off;
+    assert!(v.resolve(&r, ACTOR).await.is_err());
+    v.close().await;
+    let v = db.open(ring(&[("k2", 2), ("k1", 1)])).await;
+    v.rotate_master_key(1000, ACTOR, |_| {}).await.unwrap();
+    let shown: Vec<(String, String, String)> = v
+        .list_events(&"category=secret_management".parse().unwrap(), 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.category.as_str().to_owned(),
+                e.action,
+                e.outcome.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let has = |category: &str, action: &str, outcome: &str| {
+        shown
+            .iter()
+            .any(|(c, a, o)| (c.as_str(), a.as_str(), o.as_str()) == (category, action, outcome))
+    };
+    assert!(has("secret_management", "create", "success"), "{shown:?}");
+    assert!(has("secret_management", "update", "success"), "{shown:?}");
+    assert!(has("secret_management", "delete", "success"), "{shown:?}");
+    assert!(has("key_management", "rotate", "success"), "{shown:?}");
+    assert!(has("secret_access", "resolve", "failure"), "{shown:?}");
+    let access = v
+        .list_events(&"category=secret_access".parse().unwrap(), 50)
+        .await
+        .unwrap();
+    assert!(
+        !access.is_empty()
+            && access
+                .iter()
+                .all(|e| e.category.as_str() == "secret_access")
+    );
+    let keys = v
+        .list_events(&"category=key_management".parse().unwrap(), 50)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty() && keys.iter().all(|e| e.category.as_str() == "key_management"));
+}
 
 /// Revoking the only working admin token would lock everyone out of the API.
 async fn the_last_admin_token_cannot_be_revoked(db: Db) {
@@ -1480,9 +1582,14 @@ async fn listings_page_in_sql_and_resolution_opens_only_what_it_hands_out(db: Db
     let got = v.resolve_unaudited(&req).await.unwrap();
     assert_eq!(expose(&got), "sk-page-01-0123456789abcdef");
     let c = v
-        .gateway_candidates(&acme, openai, std::time::Duration::ZERO)
+        .gateway_candidates(
+            &acme,
+            openai,
+            std::time::Duration::ZERO,
+            keyward_core::resolve::EnvFallback::Off,
+        )
         .await
         .unwrap();
     let first = c.iter().next().unwrap();
-    assert_eq!(first.id, &ids[1]);
+    assert_eq!(first.credential(), Some(&ids[1]));
 }

@@ -87,6 +87,33 @@ impl Backend {
         }
     }
 
+    pub(crate) async fn set_org_env_fallback(
+        &self,
+        id: &OrgId,
+        setting: Option<bool>,
+    ) -> Result<Organization> {
+        match self {
+            Backend::Local { vault, actor } => {
+                Ok(vault.set_org_env_fallback(id, setting, actor).await?)
+            }
+            Backend::Remote(r) => {
+                let word = match setting {
+                    Some(true) => "on",
+                    Some(false) => "off",
+                    None => "default",
+                };
+                from(
+                    r.call(
+                        Method::PATCH,
+                        &format!("/api/v1/orgs/{id}"),
+                        Some(json!({ "env_fallback": word })),
+                    )
+                    .await?,
+                )
+            }
+        }
+    }
+
     pub(crate) async fn list_orgs(&self) -> Result<Vec<Organization>> {
         match self {
             Backend::Local { vault, .. } => Ok(vault.list_orgs().await?),

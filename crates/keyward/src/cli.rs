@@ -137,6 +137,12 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
 /// `keyward serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
+    /// Let organizations that have no active credential for a provider fall back to this
+    /// server's own environment variables (OPENAI_API_KEY, ...), unless an organization's own
+    /// setting says otherwise (`keyward org set-env-fallback`). Off by default: a multi-tenant
+    /// server must not hand its own keys to every organization.
+    #[arg(long, env = "KEYWARD_ENV_FALLBACK")]
+    pub(crate) env_fallback: bool,
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
@@ -267,6 +273,16 @@ pub(crate) enum OrgCommand {
         slug: String,
         /// priority, round_robin or weighted.
         strategy: String,
+    },
+    /// Set whether an organization's resolutions fall back to the environment when it has no
+    /// active credential for a provider: on, off, or default (on for the CLI and library, the
+    /// server's --env-fallback for a server).
+    SetEnvFallback {
+        /// Organization slug.
+        slug: String,
+        /// on, off or default.
+        #[arg(value_parser = ["on", "off", "default"])]
+        setting: String,
     },
     /// List organizations.
     List {
@@ -509,6 +525,9 @@ pub(crate) struct EnvArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "dotenv")]
     pub(crate) format: EnvFormat,
+    /// Do not fall back to this process's environment for providers without a credential.
+    #[arg(long)]
+    pub(crate) no_env_fallback: bool,
 }
 
 #[derive(Debug, Args)]
@@ -528,6 +547,10 @@ pub(crate) struct RunArgs {
     /// Variables already set (in the environment or an env file) win over Keyward's.
     #[arg(long)]
     pub(crate) no_override: bool,
+    /// Do not fall back to this process's environment for the providers named with
+    /// --provider that have no credential (the error says which).
+    #[arg(long)]
+    pub(crate) no_env_fallback: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub(crate) command: Vec<std::ffi::OsString>,

@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 
 use keyward_core::credential::key_hint;
 use keyward_core::provider::SecretKind;
-use keyward_core::resolve::{ResolveRequest, Resolved};
+use keyward_core::resolve::{EnvFallback, ResolveRequest, Resolved};
 use keyward_core::{OrgId, Provider};
 use keyward_store::{Vault, VaultError, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -164,7 +164,7 @@ pub struct ReferenceValue {
 pub struct KeyProvider {
     vault: Vault,
     actor: String,
-    env_fallback: bool,
+    env_fallback: EnvFallback,
 }
 
 impl KeyProvider {
@@ -188,7 +188,7 @@ impl KeyProvider {
         Self {
             vault,
             actor: "lib".to_owned(),
-            env_fallback: true,
+            env_fallback: EnvFallback::Org { default: true },
         }
     }
 
@@ -199,10 +199,15 @@ impl KeyProvider {
         self
     }
 
-    /// Turns the fallback to this process's environment variables off or on (default on).
+    /// Turns the fallback to this process's environment variables off, or on (the default)
+    /// for organizations that do not turn it off themselves.
     #[must_use]
     pub fn with_env_fallback(mut self, on: bool) -> Self {
-        self.env_fallback = on;
+        self.env_fallback = if on {
+            EnvFallback::Org { default: true }
+        } else {
+            EnvFallback::Off
+        };
         self
     }
 
@@ -298,7 +303,7 @@ impl KeyProvider {
             } => {
                 let mut req = ResolveRequest::new(org.clone(), provider);
                 req.name = name.clone();
-                req.env_fallback = false;
+                req.env_fallback = EnvFallback::Off;
                 let resolved = self
                     .vault
                     .resolve(&req, &self.actor)

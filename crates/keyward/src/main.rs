@@ -159,10 +159,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Var(cmd) => var(&local(&vault, &actor), cmd).await?,
         Command::Resolve(args) => resolve(&vault, args, &actor).await?,
         Command::Env(args) => {
-            run::env(&run::Keys::Local(key_provider(&vault, &actor)), args).await?
+            let keys = key_provider(&vault, &actor, !args.no_env_fallback);
+            run::env(&run::Keys::Local(keys), args).await?
         }
         Command::Run(args) => {
-            run::run(&run::Keys::Local(key_provider(&vault, &actor)), args).await?
+            let keys = key_provider(&vault, &actor, !args.no_env_fallback);
+            run::run(&run::Keys::Local(keys), args).await?
         }
         Command::MasterKey(cmd) => master_key(&local(&vault, &actor), cmd).await?,
         Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
@@ -179,12 +181,12 @@ fn local(vault: &Vault, actor: &str) -> Backend {
     }
 }
 
-/// The library's provider over this vault, for env and run. The vault is the only source
-/// there: the environment fallback would only copy the caller's own variables.
-fn key_provider(vault: &Vault, actor: &str) -> keyward::KeyProvider {
+/// The library's provider over this vault, for env and run: the organization's keys, then
+/// (unless `--no-env-fallback`) this process's environment, as `keyward resolve` does.
+fn key_provider(vault: &Vault, actor: &str, env_fallback: bool) -> keyward::KeyProvider {
     keyward::KeyProvider::from_vault(vault.clone())
         .with_actor(actor)
-        .with_env_fallback(false)
+        .with_env_fallback(env_fallback)
 }
 
 fn providers(json: bool) -> Result<()> {
@@ -234,17 +236,32 @@ async fn org(backend: &Backend, cmd: OrgCommand) -> Result<ExitCode> {
             let org = backend.set_org_strategy(&id, strategy.parse()?).await?;
             say!("organization {} now uses {}", org.id, org.strategy);
         }
+        OrgCommand::SetEnvFallback { slug, setting } => {
+            let id = OrgId::new(&slug)?;
+            let value = match setting.as_str() {
+                "on" => Some(true),
+                "off" => Some(false),
+                _ => None,
+            };
+            let org = backend.set_org_env_fallback(&id, value).await?;
+            say!(
+                "organization {}: environment fallback {}",
+                org.id,
+                env_fallback_setting(org.env_fallback)
+            );
+        }
         OrgCommand::List { json } => {
             let orgs = backend.list_orgs().await?;
             if json {
                 print_json(&orgs)?;
             } else {
-                let mut t = Table::new(["ID", "NAME", "STRATEGY", "CREATED", "BY"]);
+                let mut t = Table::new(["ID", "NAME", "STRATEGY", "ENV FALLBACK", "CREATED", "BY"]);
                 for o in orgs {
                     t.row([
                         o.id.to_string(),
                         o.name,
                         o.strategy.to_string(),
+                        env_fallback_setting(o.env_fallback).to_owned(),
                         time(o.created_at),
                         o.created_by,
                     ]);
@@ -254,6 +271,15 @@ async fn org(backend: &Backend, cmd: OrgCommand) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An organization's environment-fallback setting as the CLI shows and takes it.
+fn env_fallback_setting(setting: Option<bool>) -> &'static str {
+    match setting {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => "default",
+    }
 }
 
 /// Reads a secret from the named variable, or standard input (a hidden prompt on a terminal).
@@ -671,7 +697,9 @@ async fn resolve(vault: &Vault, args: ResolveArgs, actor: &str) -> Result<ExitCo
     req.name = args.name.as_deref().map(CredentialName::new).transpose()?;
     req.modality = args.modality.as_deref().map(str::parse).transpose()?;
     req.strategy = args.strategy.as_deref().map(str::parse).transpose()?;
-    req.env_fallback = !args.no_env_fallback;
+    if args.no_env_fallback {
+        req.env_fallback = keyward_core::resolve::EnvFallback::Off;
+    }
     let resolved = vault.resolve(&req, actor).await?;
     print_resolved(&resolved, args.json)?;
     Ok(ExitCode::SUCCESS)
@@ -691,7 +719,8 @@ fn print_resolved(resolved: &keyward_core::resolve::Resolved, json: bool) -> Res
         print_json(&serde_json::json!({
             "provider": resolved.provider.id,
             "secret_field": resolved.provider.secret_field,
-            "secret": resolved.secret.as_ref().map(|s| s.expose_secret()),
+            // The name HTTP resolution gives it too.
+            "api_key": resolved.secret.as_ref().map(|s| s.expose_secret()),
             "fields": resolved.fields,
             "source": source,
         }))

@@ -30,6 +30,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
     let state = AppState::new(vault.clone())
         .with_jwt_keys(jwt_keys)
         .with_auth_failures_per_minute(args.auth_failures_per_minute)
+        .with_env_fallback(args.env_fallback)
         .with_gateway(GatewayOptions {
             connect_timeout: args.gateway_connect_timeout,
             first_byte_timeout: args.gateway_first_byte_timeout,

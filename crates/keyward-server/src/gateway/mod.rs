@@ -28,7 +28,9 @@ use axum::response::{IntoResponse, Response};
 use keyward_core::audit::Outcome;
 use keyward_core::provider::AuthStyle;
 use keyward_core::{CredentialId, PROVIDERS, Provider};
-use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject, VaultError};
+use keyward_store::{
+    CandidateSource, GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject, VaultError,
+};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
@@ -151,6 +153,8 @@ pub(crate) struct Gateway {
     targets: RwLock<Arc<Targets>>,
     /// The last load of the targets file (started, SIGHUP, API, CLI) and what came of it.
     last_load: Mutex<Option<LoadRecord>>,
+    /// When each (organization, provider) was last audited as served from the environment.
+    env_served: Mutex<HashMap<(keyward_core::OrgId, &'static str), Instant>>,
     reloading: tokio::sync::Mutex<()>,
     pub(crate) usage: UsageCounter,
     /// (metric, provider, reason) counts.
@@ -204,6 +208,7 @@ impl Gateway {
             cooling: Mutex::default(),
             targets: RwLock::default(),
             last_load: Mutex::default(),
+            env_served: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             usage: UsageCounter::default(),
             events: Mutex::default(),
@@ -288,6 +293,43 @@ impl Gateway {
             tracing::warn!(error = %e, "cannot audit a gateway reload");
         }
         outcome
+    }
+
+    /// Audits that the server's environment served an organization's requests to `provider`
+    /// (`gateway_env_fallback`, naming the variable), at most once a minute for each pair: the
+    /// gateway counts requests in aggregate, and this is what the trail needs to know.
+    fn note_env_served(
+        &self,
+        vault: &keyward_store::Vault,
+        org: &keyward_core::OrgId,
+        provider: &'static Provider,
+        variable: &str,
+    ) {
+        {
+            let mut served = self.env_served.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (org.clone(), provider.id);
+            if served
+                .get(&key)
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
+            {
+                return;
+            }
+            served.insert(key, Instant::now());
+        }
+        let event = keyward_core::audit::NewEvent::new(
+            "gateway",
+            keyward_core::audit::Category::SecretAccess,
+            "gateway_env_fallback",
+            format!("env:{variable}"),
+        )
+        .org(Some(org.as_str()))
+        .details(json!({ "provider": provider.id, "source": "environment", "variable": variable }));
+        let vault = vault.clone();
+        tokio::spawn(async move {
+            if let Err(e) = vault.record(event).await {
+                tracing::warn!(error = %e, "cannot audit a gateway request served from the environment");
+            }
+        });
     }
 
     /// The targets served and their last load, for the status.
@@ -385,8 +427,11 @@ fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Res
         }),
         AuthStyle::GoogApiKey => json!({
             "error": { "code": status.as_u16(), "message": message, "status": match status.as_u16() {
+                400 | 413 => "INVALID_ARGUMENT",
                 401 => "UNAUTHENTICATED",
                 403 => "PERMISSION_DENIED",
+                404 => "NOT_FOUND",
+                405 => "UNIMPLEMENTED",
                 429 => "RESOURCE_EXHAUSTED",
                 _ => "UNAVAILABLE",
             } },
@@ -406,6 +451,26 @@ fn provider_error(provider: &Provider, status: StatusCode, message: &str) -> Res
         }),
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The answer when the organization has no key for the provider: permanent (403, and
+/// `x-should-retry: false`, which the OpenAI and Anthropic SDKs honour), in the provider's
+/// shape, saying which provider and organization and what an admin must do.
+fn no_key(provider: &Provider, missing: &keyward_core::resolve::NotFound) -> Response {
+    let message = format!("Keyward gateway: {missing}");
+    let mut r = provider_error(provider, StatusCode::FORBIDDEN, &message);
+    if !matches!(provider.auth, AuthStyle::XApiKey | AuthStyle::GoogApiKey) {
+        // OpenAI's shape has a machine-readable code; say what this is.
+        let body = json!({ "error": {
+            "message": keyward_core::secret_like::scrub(&message),
+            "type": "invalid_request_error",
+            "code": "no_provider_key",
+        } });
+        r = (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
+    r.headers_mut()
+        .insert("x-should-retry", HeaderValue::from_static("false"));
+    r
 }
 
 /// The gateway token, from whichever header the client's SDK sends it in.
@@ -635,7 +700,7 @@ impl Gateway {
         let now = Instant::now();
         candidates.sort_by_key(|c| match &c.served {
             Served::Credential(id) => cooling.get(*id).is_some_and(|(until, _)| *until > now),
-            Served::Target(_) => false,
+            Served::Target(_) | Served::Environment(_) => false,
         });
     }
 
@@ -659,6 +724,8 @@ impl Gateway {
 enum Served<'a> {
     Credential(&'a CredentialId),
     Target(&'a targets::Target),
+    /// The server's environment variable of this name (the organization's fallback is on).
+    Environment(&'a str),
 }
 
 /// One place to send the request to, borrowed from the resolution cache or the targets.
@@ -929,18 +996,18 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     let stale_for = state.shared.gateway.options().stale_for;
     let candidates = match state
         .vault
-        .gateway_candidates(&view.org, provider, stale_for)
+        .gateway_candidates(&view.org, provider, stale_for, state.env_fallback())
         .await
     {
         Ok(c) => c,
         Err(VaultError::NoCredential(e)) => {
-            let r = provider_error(provider, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            let r = no_key(provider, &e);
             state.shared.gateway.usage.record(
                 UsageSubject::GatewayToken,
                 &view.id,
                 &view.org,
                 provider.id,
-                503,
+                r.status().as_u16(),
             );
             return r;
         }
@@ -963,12 +1030,23 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
         .iter()
         .filter_map(|c| {
             Some(Upstream {
-                served: Served::Credential(c.id),
+                served: match c.source {
+                    CandidateSource::Credential(id) => Served::Credential(id),
+                    CandidateSource::Environment(var) => Served::Environment(var),
+                },
                 base: c.base_url?,
                 key: c.secret,
             })
         })
         .collect();
+    for up in &upstreams {
+        if let Served::Environment(var) = up.served {
+            state
+                .shared
+                .gateway
+                .note_env_served(&state.vault, &view.org, provider, var);
+        }
+    }
     state.shared.gateway.order_by_health(&mut upstreams);
     proxy(&state, provider, &view, upstreams, parts, body, 2).await
 }
@@ -1180,6 +1258,7 @@ async fn try_upstreams(
         let (subject, served_id) = match &up.served {
             Served::Credential(id) => (UsageSubject::Credential, id.as_str()),
             Served::Target(t) => (UsageSubject::Target, t.id.as_str()),
+            Served::Environment(var) => (UsageSubject::Environment, *var),
         };
         let mut url = join(up.base, path);
         if !query.is_empty() {
@@ -1336,10 +1415,11 @@ async fn try_upstreams(
             mask_headers(&mut head.headers, provider, key);
         }
         let (name, id) = match &up.served {
-            Served::Credential(id) => ("x-keyward-credential", id.as_str()),
-            Served::Target(t) => ("x-keyward-target", t.id.as_str()),
+            Served::Credential(id) => ("x-keyward-credential", id.as_str().to_owned()),
+            Served::Target(t) => ("x-keyward-target", t.id.clone()),
+            Served::Environment(var) => ("x-keyward-credential", format!("env:{var}")),
         };
-        if let Ok(v) = HeaderValue::from_str(id) {
+        if let Ok(v) = HeaderValue::from_str(&id) {
             head.headers.insert(name, v);
         }
         let body = body::IdleTimeout::new(body, options.idle_timeout);

@@ -12,10 +12,11 @@ use keyward_store::{UsageDelta, UsageSubject};
 /// warning): bounded memory beats an unbounded backlog while the database is away.
 const MAX_PENDING_IDS: usize = 100_000;
 
-const SUBJECTS: [UsageSubject; 3] = [
+const SUBJECTS: [UsageSubject; 4] = [
     UsageSubject::Credential,
     UsageSubject::GatewayToken,
     UsageSubject::Target,
+    UsageSubject::Environment,
 ];
 
 fn slot(subject: UsageSubject) -> usize {
@@ -23,12 +24,15 @@ fn slot(subject: UsageSubject) -> usize {
         UsageSubject::Credential => 0,
         UsageSubject::GatewayToken => 1,
         UsageSubject::Target => 2,
+        UsageSubject::Environment => 3,
     }
 }
 
 #[derive(Debug)]
 struct Counts {
     org: OrgId,
+    /// The provider of its last request.
+    provider: &'static str,
     /// Not yet written, by status.
     pending: BTreeMap<u16, u64>,
     last_used_at: Millis,
@@ -37,7 +41,7 @@ struct Counts {
 /// The gateway's usage counters.
 #[derive(Debug, Default)]
 pub(crate) struct UsageCounter {
-    by_subject: Mutex<[HashMap<String, Counts>; 3]>,
+    by_subject: Mutex<[HashMap<String, Counts>; 4]>,
     /// Counts of a static target id that has since moved to another organization (a reload),
     /// still to be written under the old one.
     moved: Mutex<Vec<UsageDelta>>,
@@ -68,6 +72,7 @@ impl UsageCounter {
             Some(c) => c,
             None => map.entry(id.to_owned()).or_insert_with(|| Counts {
                 org: org.clone(),
+                provider,
                 pending: BTreeMap::new(),
                 last_used_at: now,
             }),
@@ -80,6 +85,7 @@ impl UsageCounter {
                     subject,
                     id: id.to_owned(),
                     org: old.clone(),
+                    provider: counts.provider,
                     status,
                     requests,
                     last_used_at: counts.last_used_at,
@@ -88,6 +94,7 @@ impl UsageCounter {
         }
         *counts.pending.entry(status).or_default() += 1;
         counts.last_used_at = now;
+        counts.provider = provider;
     }
 
     /// Takes the counts not yet written.
@@ -101,6 +108,7 @@ impl UsageCounter {
                         subject: *subject,
                         id: id.clone(),
                         org: counts.org.clone(),
+                        provider: counts.provider,
                         status,
                         requests,
                         last_used_at: counts.last_used_at,
@@ -128,6 +136,7 @@ impl UsageCounter {
                         d.id,
                         Counts {
                             org: d.org,
+                            provider: d.provider,
                             pending: BTreeMap::from([(d.status, d.requests)]),
                             last_used_at: d.last_used_at,
                         },

@@ -326,11 +326,25 @@ async fn orgs_create(
 #[serde(deny_unknown_fields)]
 struct OrgPatch {
     /// priority, round_robin or weighted.
-    strategy: String,
+    strategy: Option<String>,
+    /// Whether the organization's resolutions fall back to the server's environment when it
+    /// has no active credential: `on`, `off`, or `default` (the server's `--env-fallback`).
+    /// Admins only: it hands the server's own variables to the organization.
+    env_fallback: Option<EnvFallbackSetting>,
 }
 
-/// Sets how the organization picks among several active keys of one provider.
-#[utoipa::path(patch, path = "/api/v1/orgs/{organization_id}", tag = "organizations", request_body = OrgPatch, params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "The organization, changed (admin or its org_admin)", body = keyward_store::Organization)))]
+/// An organization's environment-fallback setting as the API takes it.
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum EnvFallbackSetting {
+    On,
+    Off,
+    Default,
+}
+
+/// Sets how the organization picks among several active keys of one provider, and (admins)
+/// whether it falls back to the server's environment.
+#[utoipa::path(patch, path = "/api/v1/orgs/{organization_id}", tag = "organizations", request_body = OrgPatch, params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "The organization, changed (admin or its org_admin; env_fallback: admin)", body = keyward_store::Organization)))]
 async fn orgs_patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -339,13 +353,34 @@ async fn orgs_patch(
 ) -> Result<Json<Value>, ApiError> {
     let org = parse_org(&org)?;
     caller.require(&org, &[Role::OrgAdmin])?;
-    let strategy: Strategy = body.strategy.parse()?;
-    Ok(Json(json!(
-        state
+    let strategy: Option<Strategy> = body.strategy.as_deref().map(str::parse).transpose()?;
+    if body.env_fallback.is_some() {
+        caller.require_admin()?;
+    }
+    if strategy.is_none() && body.env_fallback.is_none() {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give strategy or env_fallback".into(),
+        ));
+    }
+    let mut changed = state.vault.get_org(&org).await?;
+    if let Some(strategy) = strategy {
+        changed = state
             .vault
             .set_org_strategy(&org, strategy, &caller.actor())
-            .await?
-    )))
+            .await?;
+    }
+    if let Some(setting) = body.env_fallback {
+        let value = match setting {
+            EnvFallbackSetting::On => Some(true),
+            EnvFallbackSetting::Off => Some(false),
+            EnvFallbackSetting::Default => None,
+        };
+        changed = state
+            .vault
+            .set_org_env_fallback(&org, value, &caller.actor())
+            .await?;
+    }
+    Ok(Json(json!(changed)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -371,8 +406,8 @@ async fn resolve(
         .as_deref()
         .map(CredentialName::new)
         .transpose()?;
-    // The server's own environment belongs to the operator, not to a tenant.
-    req.env_fallback = false;
+    // The server's own environment belongs to the operator: only where it allows.
+    req.env_fallback = state.env_fallback();
     let resolved = state.vault.resolve(&req, &caller.actor()).await?;
     Ok(Json(v1::config_object(&resolved)))
 }

@@ -35,9 +35,16 @@ pub(super) fn config_object(resolved: &Resolved) -> Value {
             .as_ref()
             .map_or(Value::Null, |s| Value::String(s.expose_secret().to_owned())),
     );
-    if let keyward_core::resolve::Source::Vault { id, name } = &resolved.source {
-        config.insert("credential_id".into(), json!(id));
-        config.insert("credential_name".into(), json!(name));
+    match &resolved.source {
+        keyward_core::resolve::Source::Vault { id, name } => {
+            config.insert("credential_id".into(), json!(id));
+            config.insert("credential_name".into(), json!(name));
+            config.insert("source".into(), json!("vault"));
+        }
+        // Served from the server's environment (its fallback is on): says which variable.
+        keyward_core::resolve::Source::Environment { variable } => {
+            config.insert("source".into(), json!(format!("env:{variable}")));
+        }
     }
     json!(config)
 }
@@ -529,7 +536,7 @@ pub(super) async fn eso_secret(
     }
     let provider = Provider::get(&key).map_err(|_| missing())?;
     let mut req = ResolveRequest::new(org.clone(), provider);
-    req.env_fallback = false;
+    req.env_fallback = state.env_fallback();
     match state.vault.resolve(&req, &caller.actor()).await {
         Ok(resolved) => Ok(Json(config_object(&resolved))),
         Err(VaultError::NoCredential(_)) => Err(missing()),
@@ -580,7 +587,7 @@ pub(super) async fn env(
         .iter()
         .map(|p| {
             let mut req = ResolveRequest::new(org.clone(), p);
-            req.env_fallback = false;
+            req.env_fallback = state.env_fallback();
             req
         })
         .collect();

@@ -302,7 +302,7 @@ async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
     .await;
     assert_eq!(st, 200);
     let took = within_10s("B stops using the deactivated key", async || {
-        chat(&b.url, "openai", &token).await.0 == 503
+        chat(&b.url, "openai", &token).await.0 == 403
     })
     .await;
     eprintln!("deactivation seen by the other replica after {took:?}");
@@ -311,7 +311,7 @@ async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
         body["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("no active credential for provider 'openai' in organization 'acme'"),
+            .contains("organization 'acme' has no active OpenAI credential"),
         "{body}"
     );
 
@@ -339,7 +339,7 @@ async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
     .await;
     assert!(st == 200 || st == 204, "{st}");
     let took = within_10s("B stops using the deleted key", async || {
-        chat(&b.url, "openai", &token).await.0 == 503
+        chat(&b.url, "openai", &token).await.0 == 403
     })
     .await;
     eprintln!("deletion seen by the other replica after {took:?}");
@@ -565,7 +565,7 @@ pub(crate) fn python_sdk_available(module: &str) -> bool {
 const SDK_SCRIPT: &str = r#"
 import os, sys
 from openai import OpenAI, APIStatusError
-client = OpenAI(base_url=os.environ["GATEWAY"], api_key=os.environ["GW_TOKEN"], max_retries=0, timeout=20)
+client = OpenAI(base_url=os.environ["GATEWAY"], api_key=os.environ["GW_TOKEN"], max_retries=int(os.environ.get("MAX_RETRIES", "0")), timeout=20)
 messages = [{"role": "user", "content": "Say hello"}]
 try:
     r = client.chat.completions.create(model="local-model", messages=messages)
@@ -573,7 +573,7 @@ try:
     stream = client.chat.completions.create(model="local-model", messages=messages, stream=True)
     print("streamed:", "".join(c.choices[0].delta.content or "" for c in stream if c.choices))
 except APIStatusError as e:
-    print("error:", e.status_code, e.body["message"] if isinstance(e.body, dict) else e.body)
+    print("error:", type(e).__name__, e.status_code, e.body["message"] if isinstance(e.body, dict) else e.body)
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -623,9 +623,10 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
         .trim()
         .to_owned();
 
-    let sdk = |s: &Sandbox| {
+    let sdk = |s: &Sandbox, retries: &str| {
         let out = std::process::Command::new("python3")
             .args(["-c", SDK_SCRIPT])
+            .env("MAX_RETRIES", retries)
             .env(
                 "GATEWAY",
                 format!("{}/gateway/openai_compatible/v1", server.url),
@@ -643,7 +644,7 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
         );
         String::from_utf8(out.stdout).unwrap()
     };
-    let out = sdk(&s);
+    let out = sdk(&s, "0");
     assert_eq!(out, "completion: Hello\nstreamed: Hello\n");
     assert_eq!(
         *seen.lock().unwrap(),
@@ -679,13 +680,28 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
         "{table}"
     );
 
-    // Deactivated: the SDK gets a clear error.
+    // Deactivated: the SDK gets a clear error that it knows to be permanent: with its
+    // default retries it asks once (the gateway counts one refusal), not three times.
     s.ok(&["cred", "deactivate", &cred]);
-    let out = sdk(&s);
+    let out = sdk(&s, "2");
     assert_eq!(
         out.trim(),
-        "error: 503 no active credential for provider 'openai_compatible' in organization 'acme', and the environment fallback is off"
+        "error: PermissionDeniedError 403 Keyward gateway: organization 'acme' has no active OpenAI-compatible credential; an admin can add one (keyward cred add --org acme --provider openai_compatible) or activate one"
     );
+    within_10s("the refusal is counted", async || {
+        let usage: Value = serde_json::from_str(&s.ok_with(
+            &["gateway", "usage", "--org", "acme", "--json"],
+            "",
+            &[],
+        ))
+        .unwrap();
+        usage
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["subject"] == "gateway_token" && u["statuses"]["403"] == 1)
+    })
+    .await;
     let log = server.stop();
     assert!(!log.contains("SDKKEY") && !log.contains(&gw));
 }

@@ -439,7 +439,7 @@ fn env_prints_dotenv_shell_and_json_and_is_audited() {
     assert_eq!(events.as_array().unwrap().len(), 2 + 1 + 3);
     let err = s.fails(&["env", "--org", "acme", "--provider", "gemini"], &[]);
     assert!(
-        err.contains("no active credential for provider 'gemini'"),
+        err.contains("organization 'acme' has no active Google Gemini credential and GEMINI_API_KEY is not set"),
         "{err}"
     );
 }
@@ -675,4 +675,59 @@ fn two_providers_never_write_one_variable_silently() {
             && out.contains("LOCAL_BASE_URL=\"http://127.0.0.1:9/v1\""),
         "{out}"
     );
+}
+
+#[test]
+fn run_and_env_fall_back_to_the_environment_as_resolve_does() {
+    let mut s = provisioned();
+    let from_env = [(
+        "ANTHROPIC_API_KEY",
+        "sk-ant-api03-FROMSHELL-0123456789abcdef",
+    )];
+    let print = "import os; print(os.environ['ANTHROPIC_API_KEY'])";
+    let args = [
+        "run",
+        "--org",
+        "acme",
+        "--provider",
+        "anthropic",
+        "--",
+        "python3",
+        "-c",
+        print,
+    ];
+    // No anthropic credential, but the shell has the key: one rule with `resolve`.
+    let out = s.ok_with(&args, "", &from_env);
+    assert_eq!(
+        out.trim(),
+        "sk-ant-...cdef",
+        "handed on, and masked like any key"
+    );
+    let out = s.ok_with(
+        &["env", "--org", "acme", "--provider", "anthropic"],
+        "",
+        &from_env,
+    );
+    assert!(
+        out.contains("ANTHROPIC_API_KEY=\"sk-ant-api03-FROMSHELL"),
+        "{out}"
+    );
+    // Off on request, or by the organization's setting: then the clear error.
+    let mut off = args.to_vec();
+    off.insert(1, "--no-env-fallback");
+    let err = s.fails(&off, &from_env);
+    assert!(
+        err.contains("organization 'acme' has no active Anthropic credential;"),
+        "{err}"
+    );
+    s.ok(&["org", "set-env-fallback", "acme", "off"]);
+    let err = s.fails(&args, &from_env);
+    assert!(err.contains("no active Anthropic credential"), "{err}");
+    let orgs = s.ok(&["org", "list"]);
+    assert!(
+        orgs.contains("ENV FALLBACK") && orgs.contains("off"),
+        "{orgs}"
+    );
+    s.ok(&["org", "set-env-fallback", "acme", "default"]);
+    s.ok_with(&args, "", &from_env);
 }

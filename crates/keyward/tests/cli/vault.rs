@@ -139,7 +139,7 @@ async fn readme_tour(mut s: Sandbox) {
         &[],
     );
     assert!(
-        err.contains("no active credential for provider 'openai' in organization 'acme'"),
+        err.contains("organization 'acme' has no active OpenAI credential;"),
         "{err}"
     );
     let err = s.fails(&["resolve", "--org", "acme", "--provider", "openai"], &[]);
@@ -157,7 +157,7 @@ async fn readme_tour(mut s: Sandbox) {
         "anthropic",
         "--json",
     ]);
-    assert_eq!(resolved["secret"], CANARY_ANTHROPIC_ACME);
+    assert_eq!(resolved["api_key"], CANARY_ANTHROPIC_ACME);
     assert_eq!(resolved["source"]["kind"], "vault");
     s.ok(&["cred", "activate", &acme_openai]);
     s.ok(&["cred", "show", &acme_openai]);
