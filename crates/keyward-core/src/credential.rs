@@ -27,16 +27,22 @@ use crate::{CoreError, Millis};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Modality {
-    /// Chat and text generation.
+    /// Chat and text generation (Open Notebook's `language`).
+    #[serde(alias = "language")]
     Chat,
     /// Legacy completions.
     Completions,
-    /// Embeddings.
+    /// Embeddings (Open Notebook's `embedding`).
+    #[serde(alias = "embedding")]
     Embeddings,
     /// Image generation and vision.
     Images,
-    /// Speech and transcription.
+    /// Speech and transcription, both ways.
     Audio,
+    /// Transcription.
+    SpeechToText,
+    /// Speech synthesis.
+    TextToSpeech,
     /// Reranking.
     Rerank,
     /// Moderation.
@@ -45,14 +51,22 @@ pub enum Modality {
 
 impl Modality {
     /// All modalities.
-    pub const ALL: [Modality; 7] = [
+    pub const ALL: [Modality; 9] = [
         Modality::Chat,
         Modality::Completions,
         Modality::Embeddings,
         Modality::Images,
         Modality::Audio,
+        Modality::SpeechToText,
+        Modality::TextToSpeech,
         Modality::Rerank,
         Modality::Moderation,
+    ];
+
+    /// Other names accepted for a modality: Open Notebook's.
+    const ALIASES: [(&'static str, Modality); 2] = [
+        ("language", Modality::Chat),
+        ("embedding", Modality::Embeddings),
     ];
 
     /// The modality's name.
@@ -63,6 +77,8 @@ impl Modality {
             Modality::Embeddings => "embeddings",
             Modality::Images => "images",
             Modality::Audio => "audio",
+            Modality::SpeechToText => "speech_to_text",
+            Modality::TextToSpeech => "text_to_speech",
             Modality::Rerank => "rerank",
             Modality::Moderation => "moderation",
         }
@@ -88,6 +104,11 @@ impl FromStr for Modality {
         Modality::ALL
             .into_iter()
             .find(|m| m.as_str() == s)
+            .or_else(|| {
+                Modality::ALIASES
+                    .into_iter()
+                    .find_map(|(alias, m)| (alias == s).then_some(m))
+            })
             .ok_or_else(|| {
                 CoreError::InvalidInput(format!(
                     "unknown modality {}; use one of {}",
@@ -140,17 +161,39 @@ pub fn normalize_secret(
             secret_label(provider)
         )));
     }
-    if check == FormatCheck::Enforce
-        && !provider.key_prefixes.is_empty()
-        && !provider.key_prefixes.iter().any(|p| value.starts_with(p))
-    {
-        return Err(CoreError::InvalidInput(format!(
-            "the key does not match the {} key format: {} (skip this check with --no-format-check)",
-            provider.display_name,
-            provider.expected_format()
-        )));
+    if check == FormatCheck::Enforce {
+        check_format(provider, value)?;
     }
     Ok(SecretString::from(value))
+}
+
+/// The format check: the provider's documented prefix, a plausible length, and no placeholder
+/// (the guides' `sk-...`, `<your-key>`). Each surface says how to skip it.
+fn check_format(provider: &Provider, value: &str) -> Result<(), CoreError> {
+    let refused = |why: String| Err(CoreError::KeyFormat(why));
+    if value.contains("...") || value.contains('\u{2026}') || value.contains(['<', '>']) {
+        return refused(format!(
+            "the key looks like a placeholder, not {} key",
+            provider.a_name()
+        ));
+    }
+    if !provider.key_prefixes.is_empty()
+        && !provider.key_prefixes.iter().any(|p| value.starts_with(p))
+    {
+        return refused(format!(
+            "the key does not match the {} key format: {}",
+            provider.display_name,
+            provider.expected_format()
+        ));
+    }
+    if value.chars().count() < provider.min_key_len {
+        return refused(format!(
+            "the key is too short for {} key: {}",
+            provider.a_name(),
+            provider.expected_format()
+        ));
+    }
+    Ok(())
 }
 
 fn secret_label(provider: &Provider) -> &'static str {
@@ -435,15 +478,16 @@ pub fn check_required_fields(
         .filter(|f| f.required && absent(f.name))
         .map(|f| f.name)
         .collect();
-    if provider.is_compatible() && absent("base_url") {
+    if provider.needs_base_url && absent("base_url") {
         missing.insert(0, "base_url");
     }
     if missing.is_empty() {
         Ok(())
     } else {
         Err(CoreError::InvalidInput(format!(
-            "provider {} needs {} (set with --set FIELD=VALUE)",
-            provider.id,
+            "{} credentials need the field{} {}",
+            provider.display_name,
+            if missing.len() == 1 { "" } else { "s" },
             missing.join(", ")
         )))
     }

@@ -28,11 +28,13 @@ pub struct EnvVar {
 }
 
 /// The key and base URL variable names of a provider, given a credential's fields: the
-/// registry's, or `{PREFIX}_API_KEY` / `{PREFIX}_BASE_URL` for the compatible providers.
+/// registry's, or `{PREFIX}_API_KEY` and `{PREFIX}_BASE_URL` / `{PREFIX}_API_BASE` for the
+/// compatible providers (the prefix of the SDK they are compatible with when the credential
+/// names none).
 pub fn key_and_base_url_vars(
     provider: &Provider,
     fields: &std::collections::BTreeMap<String, String>,
-) -> (Option<String>, Option<String>) {
+) -> (Vec<String>, Vec<String>) {
     if provider.is_compatible() {
         let prefix = fields
             .get("env_prefix")
@@ -40,14 +42,15 @@ pub fn key_and_base_url_vars(
             .map(String::as_str)
             .or(provider.default_env_prefix());
         return match prefix {
-            Some(p) => (Some(format!("{p}_API_KEY")), Some(format!("{p}_BASE_URL"))),
-            None => (None, None),
+            Some(p) => (
+                vec![format!("{p}_API_KEY")],
+                vec![format!("{p}_BASE_URL"), format!("{p}_API_BASE")],
+            ),
+            None => (Vec::new(), Vec::new()),
         };
     }
-    (
-        provider.secret_env.map(str::to_owned),
-        provider.base_url_env.map(str::to_owned),
-    )
+    let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
+    (owned(provider.secret_env), owned(provider.base_url_env))
 }
 
 /// The variables for one resolved credential, in a stable order: the secret, the base URL,
@@ -55,7 +58,7 @@ pub fn key_and_base_url_vars(
 pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
     let provider = resolved.provider;
     let fields = &resolved.fields;
-    let (key_var, base_var) = key_and_base_url_vars(provider, fields);
+    let (key_vars, base_vars) = key_and_base_url_vars(provider, fields);
     let mut out = Vec::new();
     let mut push = |name: &str, value: EnvValue| {
         out.push(EnvVar {
@@ -63,7 +66,7 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
             value,
         });
     };
-    if let Some(var) = &key_var {
+    for var in &key_vars {
         match (&resolved.secret, provider.secret) {
             (Some(secret), SecretKind::ServiceAccountJson) => {
                 push(var, EnvValue::SecretFile(secret.clone()));
@@ -78,8 +81,10 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
             (None, _) => {}
         }
     }
-    if let (Some(var), Some(url)) = (&base_var, fields.get("base_url").filter(|u| !u.is_empty())) {
-        push(var, EnvValue::Plain(url.clone()));
+    if let Some(url) = fields.get("base_url").filter(|u| !u.is_empty()) {
+        for var in &base_vars {
+            push(var, EnvValue::Plain(url.clone()));
+        }
     }
     for f in provider.public_fields {
         if let Some(value) = fields.get(f.name).filter(|v| !v.is_empty()) {

@@ -41,6 +41,10 @@ pub enum CoreError {
     /// field, never the value.
     #[error("{0}")]
     LooksLikeSecret(String),
+    /// A key failed its provider's format check (which the caller may choose to skip); the
+    /// message says what was expected, and each surface adds how to skip it.
+    #[error("{0}")]
+    KeyFormat(String),
 }
 
 /// A point in time: milliseconds since the Unix epoch, as stored.

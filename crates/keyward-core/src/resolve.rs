@@ -212,8 +212,8 @@ pub struct NotFound {
     pub org: String,
     /// The credential name asked for, if any.
     pub name: Option<String>,
-    /// The environment variable looked for, when the fallback was on.
-    pub env_var: Option<String>,
+    /// The environment variables looked for (in order), when the fallback was on.
+    pub env_vars: Vec<String>,
     /// Whether the environment was looked at.
     pub env_fallback: bool,
     /// How many matching credentials were skipped because they could not be decrypted.
@@ -241,12 +241,15 @@ impl fmt::Display for NotFound {
                 self.undecryptable
             )?;
         }
-        match (&self.env_var, self.env_fallback) {
-            (Some(var), true) => write!(f, " and {var} is not set")?,
-            (None, true) => write!(
+        match (self.env_vars.as_slice(), self.env_fallback) {
+            ([], true) => write!(
                 f,
                 " and {provider} has no environment variable to fall back to"
             )?,
+            ([var], true) => write!(f, " and {var} is not set")?,
+            ([vars @ .., last], true) => {
+                write!(f, " and none of {}, {last} is set", vars.join(", "))?;
+            }
             (_, false) => {}
         }
         match &self.name {

@@ -103,13 +103,13 @@ fn key_format_is_checked_per_provider_with_a_helpful_message() {
         ),
         (
             "gemini",
-            "AIzaSyAbcdefghijklmnop",
-            "xyzabcdefghijklmnop",
-            "'AI'",
+            "AIzaSyD3x8K9mLpQ2rS5tU7vW0xY1zA4bC6dE8f",
+            "xyzabcdefghijklmnopqrstuvwxyz0123456789",
+            "'AIza'",
         ),
         (
             "fireworks",
-            "fw_abcdefghijklmnop",
+            "fw_abcdefghijklmnopqrst",
             "sk-abcdefghijklmnop",
             "'fw'",
         ),
@@ -121,7 +121,10 @@ fn key_format_is_checked_per_provider_with_a_helpful_message() {
             .unwrap_err()
             .to_string();
         assert!(err.contains(expected), "{id}: {err}");
-        assert!(err.contains("--no-format-check"), "{err}");
+        assert!(
+            !err.contains("--no-format-check"),
+            "each surface says how to skip it, not the core: {err}"
+        );
         assert!(!err.contains(bad), "the message quotes the key: {err}");
         assert!(normalize_secret(p, &secret(bad), FormatCheck::Skip).is_ok());
     }
@@ -130,8 +133,13 @@ fn key_format_is_checked_per_provider_with_a_helpful_message() {
 #[test]
 fn keys_are_trimmed_and_embedded_whitespace_or_controls_refused() {
     let p = Provider::get("openai").unwrap();
-    let k = normalize_secret(p, &secret("  sk-abcdef0123456789\n"), FormatCheck::Enforce).unwrap();
-    assert_eq!(k.expose_secret(), "sk-abcdef0123456789");
+    let k = normalize_secret(
+        p,
+        &secret("  sk-abcdef0123456789wxyz\n"),
+        FormatCheck::Enforce,
+    )
+    .unwrap();
+    assert_eq!(k.expose_secret(), "sk-abcdef0123456789wxyz");
     for bad in [
         "sk-abc def0123456789",
         "sk-abc\tdef",
@@ -276,7 +284,7 @@ fn not_found_names_provider_org_and_variable_and_what_an_admin_can_do() {
         provider: keyward_core::Provider::get("openai").unwrap(),
         org: "acme".into(),
         name: None,
-        env_var: Some("OPENAI_API_KEY".into()),
+        env_vars: vec!["OPENAI_API_KEY".into()],
         env_fallback: true,
         undecryptable: 0,
     };
@@ -305,4 +313,103 @@ fn event_filters_parse() {
     assert_eq!(f.org.as_deref(), Some("acme"));
     assert!("colour=red".parse::<EventFilter>().is_err());
     assert!("category=nope".parse::<EventFilter>().is_err());
+}
+
+#[test]
+fn the_guides_placeholders_and_implausibly_short_keys_are_refused() {
+    let openai = Provider::get("openai").unwrap();
+    for placeholder in [
+        "sk-...",
+        "sk-new-key...",
+        "sk-proj-...",
+        "sk-<your-key-here>-0000000",
+    ] {
+        let err = normalize_secret(openai, &secret(placeholder), FormatCheck::Enforce)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("placeholder") || err.contains("too short"),
+            "{placeholder}: {err}"
+        );
+        assert!(err.contains("an OpenAI key"), "the article fits: {err}");
+    }
+    let err = normalize_secret(openai, &secret("sk-short"), FormatCheck::Enforce)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 20 characters"), "{err}");
+    // Skipping the check is still the caller's choice.
+    assert!(normalize_secret(openai, &secret("sk-short"), FormatCheck::Skip).is_ok());
+    // Providers without a documented format still refuse a placeholder-length key.
+    let mistral = Provider::get("mistral").unwrap();
+    assert!(normalize_secret(mistral, &secret("abc"), FormatCheck::Enforce).is_err());
+    assert_eq!(Provider::get("groq").unwrap().a_name(), "a Groq");
+    assert_eq!(Provider::get("xai").unwrap().a_name(), "an xAI");
+    assert_eq!(Provider::get("anthropic").unwrap().a_name(), "an Anthropic");
+}
+
+#[test]
+fn open_notebooks_providers_and_modality_names_are_accepted() {
+    for id in [
+        "google",
+        "azure",
+        "voyage",
+        "elevenlabs",
+        "deepgram",
+        "dashscope",
+        "minimax",
+        "novita",
+        "openai-compatible",
+        "anthropic_compatible",
+        "vertex",
+        "ollama",
+    ] {
+        assert!(Provider::get(id).is_ok(), "{id}");
+    }
+    for id in [
+        "perplexity",
+        "cerebras",
+        "sambanova",
+        "nvidia_nim",
+        "huggingface",
+        "replicate",
+        "ai21",
+        "cloudflare_workers_ai",
+        "lm_studio",
+        "vllm",
+        "azure_ai_foundry",
+    ] {
+        let p = Provider::get(id).unwrap();
+        assert!(
+            !p.secret_env.is_empty() && !p.base_url_env.is_empty(),
+            "{id}: its variables"
+        );
+        assert!(
+            p.default_base_url.is_some() || p.needs_base_url,
+            "{id}: a base URL, or the need for one"
+        );
+    }
+    let names = Modality::parse_list("language,embedding,speech_to_text,text_to_speech").unwrap();
+    assert_eq!(
+        names,
+        [
+            Modality::Chat,
+            Modality::Embeddings,
+            Modality::SpeechToText,
+            Modality::TextToSpeech
+        ]
+    );
+    // Cloudflare's base URL is its account's.
+    let cf = Provider::get("cloudflare_workers_ai").unwrap();
+    let fields = std::collections::BTreeMap::from([("account_id".to_owned(), "abc123".to_owned())]);
+    assert_eq!(
+        cf.default_base_url_for(&fields).unwrap(),
+        "https://api.cloudflare.com/client/v4/accounts/abc123/ai/v1"
+    );
+    let sneaky =
+        std::collections::BTreeMap::from([("account_id".to_owned(), "evil.example/x?".to_owned())]);
+    assert_eq!(
+        cf.default_base_url_for(&sneaky),
+        None,
+        "only an identifier goes in"
+    );
 }

@@ -44,18 +44,61 @@ fn pair(kind: &'static str, v: &str) -> (&'static str, String) {
     (kind, v.to_owned())
 }
 
+fn names(e: &BTreeMap<String, (&'static str, String)>) -> Vec<String> {
+    e.keys().cloned().collect()
+}
+
+/// Each SDK's and framework's own variables (checked against their source: openai-python and
+/// -node, LangChain's OPENAI_API_BASE; anthropic, LiteLLM's ANTHROPIC_API_BASE, LangChain's
+/// ANTHROPIC_API_URL; google-genai's GOOGLE_API_KEY, which it prefers, and
+/// GOOGLE_GEMINI_BASE_URL), all set, so that none is left to a stale value in the shell.
 #[test]
-fn simple_providers_get_their_key_and_base_url_variables() {
+fn every_sdk_and_framework_finds_its_own_variables() {
     let e = env(&resolved(
         "openai",
         Some("sk-1"),
         &[("base_url", "https://gw/v1")],
     ));
-    assert_eq!(e.len(), 2);
+    assert_eq!(
+        names(&e),
+        ["OPENAI_API_BASE", "OPENAI_API_KEY", "OPENAI_BASE_URL"]
+    );
     assert_eq!(e["OPENAI_API_KEY"], pair("secret", "sk-1"));
     assert_eq!(e["OPENAI_BASE_URL"], pair("plain", "https://gw/v1"));
-    let e = env(&resolved("anthropic", Some("sk-ant-1"), &[]));
-    assert_eq!(e.keys().collect::<Vec<_>>(), ["ANTHROPIC_API_KEY"]);
+    assert_eq!(e["OPENAI_API_BASE"], pair("plain", "https://gw/v1"));
+    let e = env(&resolved(
+        "anthropic",
+        Some("sk-ant-1"),
+        &[("base_url", "https://gw")],
+    ));
+    assert_eq!(
+        names(&e),
+        [
+            "ANTHROPIC_API_BASE",
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_API_URL",
+            "ANTHROPIC_BASE_URL"
+        ]
+    );
+    let e = env(&resolved(
+        "gemini",
+        Some("AIza-1"),
+        &[("base_url", "https://gw/gemini")],
+    ));
+    assert_eq!(e["GOOGLE_API_KEY"], pair("secret", "AIza-1"));
+    assert_eq!(e["GEMINI_API_KEY"], pair("secret", "AIza-1"));
+    assert_eq!(
+        e["GOOGLE_GEMINI_BASE_URL"],
+        pair("plain", "https://gw/gemini")
+    );
+    assert!(!e.contains_key("GEMINI_BASE_URL"), "no SDK reads it");
+    // Open Notebook's id for Gemini is the same provider.
+    assert_eq!(Provider::get("google").unwrap().id, "gemini");
+    assert_eq!(Provider::get("azure").unwrap().id, "azure_openai");
+    assert_eq!(
+        Provider::get("openai-compatible").unwrap().id,
+        "openai_compatible"
+    );
 }
 
 #[test]
@@ -65,7 +108,7 @@ fn ollama_gets_a_base_url_and_no_key() {
         None,
         &[("base_url", "http://127.0.0.1:11434")],
     ));
-    assert_eq!(e.len(), 1);
+    assert_eq!(names(&e), ["OLLAMA_API_BASE", "OLLAMA_HOST"]);
     assert_eq!(
         e["OLLAMA_API_BASE"],
         pair("plain", "http://127.0.0.1:11434")
@@ -81,6 +124,7 @@ fn azure_gets_key_endpoint_both_api_version_names_and_deployment() {
             ("endpoint", "https://x.openai.azure.com"),
             ("api_version", "2024-10-21"),
             ("deployment", "gpt-4o"),
+            ("endpoint_llm", "https://llm.openai.azure.com"),
         ],
     ));
     assert_eq!(e["AZURE_OPENAI_API_KEY"], pair("secret", "az-key"));
@@ -91,7 +135,18 @@ fn azure_gets_key_endpoint_both_api_version_names_and_deployment() {
     assert_eq!(e["OPENAI_API_VERSION"], pair("plain", "2024-10-21"));
     assert_eq!(e["AZURE_OPENAI_API_VERSION"], pair("plain", "2024-10-21"));
     assert_eq!(e["AZURE_OPENAI_DEPLOYMENT"], pair("plain", "gpt-4o"));
-    assert_eq!(e.len(), 5);
+    // LiteLLM's names, and Open Notebook's per-modality endpoint.
+    assert_eq!(e["AZURE_API_KEY"], pair("secret", "az-key"));
+    assert_eq!(
+        e["AZURE_API_BASE"],
+        pair("plain", "https://x.openai.azure.com")
+    );
+    assert_eq!(e["AZURE_API_VERSION"], pair("plain", "2024-10-21"));
+    assert_eq!(
+        e["AZURE_OPENAI_ENDPOINT_LLM"],
+        pair("plain", "https://llm.openai.azure.com")
+    );
+    assert_eq!(e.len(), 9);
 }
 
 #[test]
@@ -147,7 +202,11 @@ fn compatible_providers_use_the_chosen_prefix_or_their_sdks() {
         e["LOCALAI_BASE_URL"],
         pair("plain", "http://127.0.0.1:8000/v1")
     );
-    assert_eq!(e.len(), 2, "env_prefix itself is not exported");
+    assert_eq!(
+        e["LOCALAI_API_BASE"],
+        pair("plain", "http://127.0.0.1:8000/v1")
+    );
+    assert_eq!(e.len(), 3, "env_prefix itself is not exported");
     let e = env(&resolved(
         "anthropic_compatible",
         Some("k"),
@@ -169,11 +228,11 @@ fn every_variable_the_registry_declares_is_set() {
         let e = env(&resolved(p.id, Some("secret"), &fields));
         let declared = p
             .secret_env
-            .into_iter()
+            .iter()
             .chain(p.base_url_env)
-            .chain(p.public_fields.iter().flat_map(|f| f.env.iter().copied()));
+            .chain(p.public_fields.iter().flat_map(|f| f.env.iter()));
         for var in declared {
-            assert!(e.contains_key(var), "{}: {var} not set", p.id);
+            assert!(e.contains_key(*var), "{}: {var} not set", p.id);
         }
     }
 }

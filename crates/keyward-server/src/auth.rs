@@ -32,8 +32,8 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
-                "a {} token may not do this",
-                self.0.role
+                "{} token may not do this",
+                self.0.role.a_name()
             )))
         }
     }

@@ -63,6 +63,9 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::InvalidInput(m) => ApiError::BadRequest(m),
+            VaultError::KeyFormat(m) => ApiError::BadRequest(format!(
+                "{m} (to store it anyway, send \"skip_format_check\": true)"
+            )),
             VaultError::NotFound(_) | VaultError::NoCredential(_) => {
                 ApiError::NotFound(e.to_string())
             }

@@ -61,9 +61,9 @@ fn probe_request(
     let base = || {
         fields
             .get("base_url")
-            .map(String::as_str)
             .filter(|b| !b.is_empty())
-            .or(provider.default_base_url)
+            .cloned()
+            .or_else(|| provider.default_base_url_for(fields))
             .map(|b| b.trim_end_matches('/').to_owned())
             .ok_or(TestOutcome::Unsupported("the credential has no base URL"))
     };
@@ -97,6 +97,16 @@ fn probe_request(
         (_, AuthStyle::GoogApiKey) => (
             format!("{}/v1beta/models", base()?),
             vec![Header::Key("x-goog-api-key", "")],
+        ),
+        // ElevenLabs: the key's own account.
+        (_, AuthStyle::XiApiKey) => (
+            format!("{}/v1/user", base()?),
+            vec![Header::Key("xi-api-key", "")],
+        ),
+        // Deepgram: the key's projects.
+        (_, AuthStyle::Token) => (
+            format!("{}/projects", base()?),
+            vec![Header::Key("authorization", "Token ")],
         ),
         (_, AuthStyle::Bearer) => (format!("{}/models", base()?), vec![BEARER]),
         (_, AuthStyle::ServiceAccount) => {

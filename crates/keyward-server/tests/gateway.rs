@@ -2131,3 +2131,75 @@ async fn the_server_falls_back_to_its_environment_only_where_switched_on() {
         (Some("OPENAI_API_KEY"), Some("openai"))
     );
 }
+
+/// Echoes the request's head as the body.
+fn head_echo(head: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{head}",
+        head.len()
+    )
+}
+
+/// ElevenLabs takes its key in `xi-api-key`, Deepgram as `Authorization: Token`: their SDKs
+/// send the gateway token the same way, and the provider gets its key the way it wants it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_with_their_own_key_headers_get_them() {
+    let upstream = raw_provider(head_echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let vault = open_vault(dir.path()).await;
+    let org = OrgId::new("acme").unwrap();
+    vault.create_org(&org, None, "test").await.unwrap();
+    for (provider, key) in [
+        (
+            "elevenlabs",
+            "sk_ELEVENCANARY0123456789abcdef0123456789abcdef01",
+        ),
+        ("deepgram", "DEEPGRAMCANARY0123456789abcdef0123456789"),
+    ] {
+        let mut c = NewCredential::new(
+            org.clone(),
+            Provider::get(provider).unwrap(),
+            CredentialName::new("main").unwrap(),
+            Some(key.into()),
+        );
+        c.fields
+            .insert("base_url".into(), format!("http://{upstream}"));
+        vault.add_credential(c, "test").await.unwrap();
+    }
+    let (token, _) = vault
+        .create_gateway_token(&org, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let t = token.expose_secret();
+    let addr = start(AppState::new(vault.clone())).await;
+    for (path, header, want) in [
+        (
+            "elevenlabs/v1/text-to-speech/voice",
+            format!("xi-api-key: {t}"),
+            "xi-api-key: sk_ELEVENCANARY0123456789abcdef0123456789abcdef01",
+        ),
+        (
+            "deepgram/v1/listen",
+            format!("authorization: Token {t}"),
+            "authorization: Token DEEPGRAMCANARY0123456789abcdef0123456789",
+        ),
+    ] {
+        let resp = client()
+            .post(format!("http://{addr}/gateway/{path}"))
+            .header(
+                header.split_once(": ").unwrap().0,
+                header.split_once(": ").unwrap().1,
+            )
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        let head = resp.text().await.unwrap().to_ascii_lowercase();
+        assert!(head.contains(&want.to_ascii_lowercase()), "{path}: {head}");
+        assert!(
+            !head.contains("kwg_"),
+            "the gateway token stays here: {head}"
+        );
+    }
+}

@@ -27,6 +27,8 @@ pub(crate) struct Live {
     pub(crate) name: CredentialName,
     pub(crate) modalities: Vec<Modality>,
     pub(crate) fields: BTreeMap<String, String>,
+    /// The provider's default base URL, filled from the fields (`{account_id}`).
+    pub(crate) default_base_url: Option<String>,
     pub(crate) priority: i64,
     pub(crate) weight: i64,
     pub(crate) created_at: Millis,
@@ -49,10 +51,12 @@ impl Live {
         let name: String = row.try_get("name")?;
         let modalities: String = row.try_get("modalities")?;
         let fields: String = row.try_get("fields")?;
+        let fields: BTreeMap<String, String> = serde_json::from_str(&fields).map_err(|_| {
+            crate::VaultError::InvalidInput(format!("credential {id} has malformed fields"))
+        })?;
         Ok(Self {
-            fields: serde_json::from_str(&fields).map_err(|_| {
-                crate::VaultError::InvalidInput(format!("credential {id} has malformed fields"))
-            })?,
+            default_base_url: provider.default_base_url_for(&fields),
+            fields,
             id: CredentialId::from_stored(&id)?,
             org: org.clone(),
             provider,

@@ -219,8 +219,8 @@ fn seal_secret(
         None if provider.secret == SecretKind::Optional => None,
         None => {
             return Err(VaultError::InvalidInput(format!(
-                "a {} credential needs its secret",
-                provider.display_name
+                "{} credential needs its secret",
+                provider.a_name()
             )));
         }
     };
@@ -328,8 +328,10 @@ impl Vault {
             }
             _ => map_unique(e, || {
                 format!(
-                    "a {} credential named '{}' in organization '{}'",
-                    provider.id, new.name, new.org
+                    "{} credential named '{}' in organization '{}'",
+                    provider.a_name(),
+                    new.name,
+                    new.org
                 )
             }),
         })?;
@@ -598,8 +600,9 @@ impl Vault {
         let result = query.execute(&mut *tx).await.map_err(|e| {
             map_unique(e, || {
                 format!(
-                    "a {} credential named '{name}' in organization '{}'",
-                    provider.id, current.org
+                    "{} credential named '{name}' in organization '{}'",
+                    provider.a_name(),
+                    current.org
                 )
             })
         })?;

@@ -50,6 +50,10 @@ pub enum VaultError {
     /// Bad input; the message says what was expected.
     #[error("{0}")]
     InvalidInput(String),
+    /// A key failed its provider's format check; the caller may skip the check (each surface
+    /// says how).
+    #[error("{0}")]
+    KeyFormat(String),
     /// The thing named does not exist.
     #[error("{0} not found")]
     NotFound(String),
@@ -135,6 +139,7 @@ impl From<CoreError> for VaultError {
             CoreError::InvalidInput(m) | CoreError::LooksLikeSecret(m) => {
                 VaultError::InvalidInput(m)
             }
+            CoreError::KeyFormat(m) => VaultError::KeyFormat(m),
         }
     }
 }

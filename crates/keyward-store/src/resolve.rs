@@ -55,7 +55,6 @@ impl EnvSource {
 pub struct GatewayCandidates {
     entry: Arc<Entry>,
     order: Vec<usize>,
-    provider: &'static Provider,
     vault: Vault,
     /// The key of the process environment, when the organization has none that opens and its
     /// environment fallback is on.
@@ -133,7 +132,7 @@ impl GatewayCandidates {
                         .get("base_url")
                         .or_else(|| live.fields.get("endpoint"))
                         .map(String::as_str)
-                        .or(self.provider.default_base_url),
+                        .or(live.default_base_url.as_deref()),
                     secret,
                 })
             })
@@ -213,7 +212,11 @@ impl Vault {
                     provider,
                     org: org.to_string(),
                     name: None,
-                    env_var: fallback.then(|| env_var_of(provider)).flatten(),
+                    env_vars: if fallback {
+                        env_vars_of(provider)
+                    } else {
+                        Vec::new()
+                    },
                     env_fallback: fallback,
                     undecryptable: entry.live.len(),
                 }
@@ -223,7 +226,6 @@ impl Vault {
         Ok(GatewayCandidates {
             entry,
             order,
-            provider,
             vault: self.clone(),
             from_env,
         })
@@ -378,7 +380,7 @@ impl Vault {
             provider: req.provider,
             org: req.org.to_string(),
             name: req.name.as_ref().map(ToString::to_string),
-            env_var: env_var_of(req.provider),
+            env_vars: env_vars_of(req.provider),
             env_fallback: fallback,
             undecryptable,
         }
@@ -457,33 +459,44 @@ impl Vault {
         Ok(entry)
     }
 
-    fn resolve_from_env(&self, provider: &'static Provider) -> Option<Resolved> {
+    /// The provider's key from the process environment: its variables in the registry's order
+    /// (the SDK's own precedence), the first that is set.
+    pub(crate) fn resolve_from_env(&self, provider: &'static Provider) -> Option<Resolved> {
         let env = &self.inner.env;
+        let first = |names: &[&'static str]| {
+            names
+                .iter()
+                .find_map(|name| env.get(name).map(|v| (*name, v)))
+        };
         let mut fields = BTreeMap::new();
         for f in provider.public_fields {
-            if let Some(v) = f.env.first().and_then(|name| env.get(name)) {
+            if let Some((_, v)) = first(f.env) {
                 fields.insert(f.name.to_owned(), v);
             }
         }
-        let base_url = provider.base_url_env.and_then(|name| env.get(name));
-        if let Some(url) = &base_url {
+        let base_url = first(provider.base_url_env);
+        if let Some((_, url)) = &base_url {
             fields.insert("base_url".to_owned(), url.clone());
         }
         let (var, secret) = match provider.secret {
-            // No key needed (a local Ollama): the base URL variable is what answers.
+            // No key needed (a local Ollama): the base URL variable is what answers, and a
+            // key variable, if set, goes along.
             SecretKind::Optional => {
-                base_url.as_ref()?;
-                (provider.base_url_env?, None)
+                let (var, _) = base_url.as_ref()?;
+                (
+                    *var,
+                    first(provider.secret_env).map(|(_, v)| SecretString::from(v)),
+                )
             }
             // The variable names a key file; pass its path on rather than a secret.
             SecretKind::ServiceAccountJson => {
-                let var = provider.secret_env?;
-                fields.insert("credentials_file".to_owned(), env.get(var)?);
+                let (var, path) = first(provider.secret_env)?;
+                fields.insert("credentials_file".to_owned(), path);
                 (var, None)
             }
             SecretKind::ApiKey | SecretKind::AwsSecretAccessKey => {
-                let var = provider.secret_env?;
-                (var, Some(SecretString::from(env.get(var)?)))
+                let (var, key) = first(provider.secret_env)?;
+                (var, Some(SecretString::from(key)))
             }
         };
         fill_default_base_url(provider, &mut fields);
@@ -498,21 +511,22 @@ impl Vault {
     }
 }
 
-/// The variable the environment fallback reads for `provider`, for messages.
-fn env_var_of(provider: &Provider) -> Option<String> {
-    provider
-        .secret_env
-        .or(provider.base_url_env)
-        .map(str::to_owned)
+/// The variables the environment fallback reads for `provider`, for messages.
+fn env_vars_of(provider: &Provider) -> Vec<String> {
+    let names = match provider.secret {
+        SecretKind::Optional => provider.base_url_env,
+        _ => provider.secret_env,
+    };
+    names.iter().map(|n| (*n).to_owned()).collect()
 }
 
 fn fill_default_base_url(provider: &Provider, fields: &mut BTreeMap<String, String>) {
     // An empty value counts as none.
     fields.retain(|_, v| !v.is_empty());
-    if let Some(url) = provider.default_base_url {
-        fields
-            .entry("base_url".to_owned())
-            .or_insert_with(|| url.to_owned());
+    if !fields.contains_key("base_url")
+        && let Some(url) = provider.default_base_url_for(fields)
+    {
+        fields.insert("base_url".to_owned(), url);
     }
 }
 

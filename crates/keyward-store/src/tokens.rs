@@ -47,6 +47,19 @@ impl Role {
     }
 }
 
+impl Role {
+    /// The role's name with its article, for messages ("an org_admin", "a viewer").
+    pub fn a_name(self) -> String {
+        let name = self.as_str();
+        let article = if name.starts_with(['a', 'o']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {name}")
+    }
+}
+
 impl FromStr for Role {
     type Err = VaultError;
     fn from_str(s: &str) -> Result<Self, VaultError> {
@@ -218,7 +231,8 @@ impl Vault {
             (Role::Admin, None) => {}
             (_, None) => {
                 return Err(VaultError::InvalidInput(format!(
-                    "a {role} token belongs to one organization; name it"
+                    "{} token belongs to one organization; name it",
+                    role.a_name()
                 )));
             }
             (_, Some(o)) => self.require_org(o).await?,

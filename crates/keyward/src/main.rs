@@ -72,8 +72,14 @@ fn main() -> ExitCode {
         Err(e) => {
             // Errors may name what was given (an organization, a variable); nothing that looks
             // like a key is printed.
+            let hint = match e.downcast_ref::<keyward_store::VaultError>() {
+                Some(keyward_store::VaultError::KeyFormat(_)) => {
+                    " (to store it anyway: --no-format-check)"
+                }
+                _ => "",
+            };
             eprintln!(
-                "error: {}",
+                "error: {}{hint}",
                 keyward_core::secret_like::scrub(&format!("{e:#}"))
             );
             ExitCode::FAILURE
@@ -189,25 +195,62 @@ fn key_provider(vault: &Vault, actor: &str, env_fallback: bool) -> keyward::KeyP
         .with_env_fallback(env_fallback)
 }
 
+/// The variables `keyward run` sets for a provider's key and base URL: the registry's, and for
+/// the compatible providers those of the SDK they stand in for, or `{PREFIX}_...` with an
+/// `env_prefix`.
+fn provider_vars(p: &Provider) -> (Vec<String>, Vec<String>) {
+    let (mut key, mut base) =
+        keyward_core::env::key_and_base_url_vars(p, &std::collections::BTreeMap::new());
+    if p.is_compatible() {
+        key.push("PREFIX_API_KEY".into());
+        base.extend(["PREFIX_BASE_URL".into(), "PREFIX_API_BASE".into()]);
+    }
+    (key, base)
+}
+
 fn providers(json: bool) -> Result<()> {
     if json {
-        return print_json(&PROVIDERS);
+        let listed: Vec<serde_json::Value> = PROVIDERS
+            .iter()
+            .map(|p| {
+                let (key, base) = provider_vars(p);
+                let mut v = serde_json::json!(p);
+                v["sets"] = serde_json::json!({ "key": key, "base_url": base });
+                v
+            })
+            .collect();
+        return print_json(&listed);
     }
     let mut t = Table::new(["ID", "NAME", "KEY ENV", "BASE URL ENV", "KEY FORMAT"]);
     for p in PROVIDERS {
+        let (key, base) = provider_vars(p);
+        let or_dash = |v: Vec<String>| {
+            if v.is_empty() {
+                "-".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
         t.row([
             p.id.to_owned(),
             p.display_name.to_owned(),
-            p.secret_env.unwrap_or("-").to_owned(),
-            p.base_url_env.unwrap_or("-").to_owned(),
-            if p.key_prefixes.is_empty() {
-                "any".to_owned()
-            } else {
-                p.key_prefixes.join(" | ") + "..."
+            or_dash(key),
+            or_dash(base),
+            match (p.key_prefixes.is_empty(), p.min_key_len) {
+                (true, 0) => "any".to_owned(),
+                (true, n) => format!("{n}+ chars"),
+                (false, _) => p.key_prefixes.join(" | ") + "...",
             },
         ]);
     }
     t.print();
+    if PROVIDERS.iter().any(|p| !p.aliases.is_empty()) {
+        let aliases: Vec<String> = PROVIDERS
+            .iter()
+            .flat_map(|p| p.aliases.iter().map(move |a| format!("{a} = {}", p.id)))
+            .collect();
+        say!("also accepted: {}", aliases.join(", "));
+    }
     Ok(())
 }
 

@@ -476,11 +476,20 @@ fn no_key(provider: &Provider, missing: &keyward_core::resolve::NotFound) -> Res
 /// The gateway token, from whichever header the client's SDK sends it in.
 /// `Authorization` takes the `Bearer` scheme (any case, as RFC 9110 has it); the providers' own
 /// headers hold the token alone.
-fn gateway_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+fn gateway_token<'a>(
+    provider: &Provider,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+) -> Option<&'a str> {
     let from_header = |name: &HeaderName| {
         let value = headers.get(name)?.to_str().ok()?.trim();
         if *name == header::AUTHORIZATION {
-            crate::auth::bearer(value)
+            // Deepgram's SDKs send `Token KEY`; other providers' never do.
+            crate::auth::bearer(value).or_else(|| {
+                let (scheme, token) = value.split_once(' ')?;
+                (provider.auth == AuthStyle::Token && scheme.eq_ignore_ascii_case("token"))
+                    .then(|| token.trim())
+            })
         } else {
             Some(value)
         }
@@ -544,11 +553,12 @@ const METHOD_OVERRIDES: [HeaderName; 3] = [
 ];
 
 /// Headers that may carry a key: the client's never reach the upstream.
-const CREDENTIAL_HEADERS: [HeaderName; 4] = [
+const CREDENTIAL_HEADERS: [HeaderName; 5] = [
     header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("x-goog-api-key"),
     HeaderName::from_static("api-key"),
+    HeaderName::from_static("xi-api-key"),
 ];
 
 /// Removes the hop-by-hop headers: the fixed list, and any the `Connection` header names
@@ -749,7 +759,7 @@ async fn authenticate(
         .extensions
         .get::<axum::extract::ConnectInfo<crate::ClientAddr>>()
         .map(|c| c.0.0.ip());
-    let token = gateway_token(&parts.headers, parts.uri.query());
+    let token = gateway_token(provider, &parts.headers, parts.uri.query());
     // A token already checked passes whatever its address has been up to.
     if let Some(view) = token.and_then(|t| state.shared.gateway.cached_token(state, t)) {
         return Ok(view);
@@ -1120,6 +1130,14 @@ fn auth_header(provider: &Provider, key: &SecretString) -> Result<(HeaderName, H
             HeaderName::from_static("api-key"),
             HeaderValue::from_str(key.expose_secret()),
         ),
+        AuthStyle::XiApiKey => (
+            HeaderName::from_static("xi-api-key"),
+            HeaderValue::from_str(key.expose_secret()),
+        ),
+        AuthStyle::Token => (
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Token {}", key.expose_secret())),
+        ),
         // A provider that needs no key (a local Ollama) but was given one gets it the way
         // OpenAI-compatible servers take it. Signed providers never get here (`unsupported`).
         AuthStyle::Bearer | AuthStyle::None | AuthStyle::ServiceAccount | AuthStyle::AwsSigV4 => (
@@ -1173,7 +1191,7 @@ async fn try_upstreams(
     // The path as the client sent it, percent-escapes and all, after the route's own segments
     // (`gateway/{provider}` or `gateway/t/{target}`): decoding it would change what it means.
     let path = raw_tail(parts.uri.path(), skip);
-    let presented = gateway_token(&parts.headers, parts.uri.query()).map(str::to_owned);
+    let presented = gateway_token(provider, &parts.headers, parts.uri.query()).map(str::to_owned);
     let mut headers = std::mem::take(&mut parts.headers);
     strip_hop_by_hop(&mut headers);
     // Method overrides would make a POST a TRACE or a PROPFIND to servers that honour them.

@@ -174,6 +174,9 @@ struct GuideCreate {
     credential_name: String,
     api_key: Option<String>,
     api_base: Option<String>,
+    /// Store a key that does not look like the provider's.
+    #[serde(default)]
+    skip_format_check: bool,
 }
 
 #[utoipa::path(post, path = "/api/provider-credentials/create", tag = "provider-credentials", request_body = GuideCreate, responses((status = 201, description = "The credential, created", body = CredentialView)))]
@@ -194,7 +197,11 @@ async fn guide_create(
     if let Some(base) = body.api_base.filter(|b| !b.is_empty()) {
         new.fields.insert("base_url".into(), base);
     }
-    new.format_check = FormatCheck::Enforce;
+    new.format_check = if body.skip_format_check {
+        FormatCheck::Skip
+    } else {
+        FormatCheck::Enforce
+    };
     let view = state.vault.add_credential(new, &caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -205,6 +212,9 @@ struct GuideUpdate {
     credential_name: Option<String>,
     api_key: Option<String>,
     api_base: Option<String>,
+    /// Store a key that does not look like the provider's.
+    #[serde(default)]
+    skip_format_check: bool,
 }
 
 #[utoipa::path(put, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", request_body = GuideUpdate, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Rename, rotate the key or change the base URL", body = CredentialView)))]
@@ -222,6 +232,7 @@ async fn guide_update(
             .map(CredentialName::new)
             .transpose()?,
         secret: body.api_key.map(SecretString::from),
+        format_check: body.skip_format_check.then_some(FormatCheck::Skip),
         ..CredentialUpdate::default()
     };
     if let Some(base) = body.api_base {

@@ -439,7 +439,7 @@ fn env_prints_dotenv_shell_and_json_and_is_audited() {
     assert_eq!(events.as_array().unwrap().len(), 2 + 1 + 3);
     let err = s.fails(&["env", "--org", "acme", "--provider", "gemini"], &[]);
     assert!(
-        err.contains("organization 'acme' has no active Google Gemini credential and GEMINI_API_KEY is not set"),
+        err.contains("organization 'acme' has no active Google Gemini credential and none of GOOGLE_API_KEY, GEMINI_API_KEY is set"),
         "{err}"
     );
 }
@@ -475,7 +475,13 @@ async fn mock_provider() -> (String, tokio::task::JoinHandle<()>) {
         )
         .route(
             "/gemini/v1beta/models",
-            get(|h: HeaderMap| async move { check(&h, "x-goog-api-key", "AIza-good-0123456789") }),
+            get(|h: HeaderMap| async move {
+                check(
+                    &h,
+                    "x-goog-api-key",
+                    "AIza-good-0123456789abcdefghijklmnopqrs",
+                )
+            }),
         )
         .route(
             "/busy/v1/models",
@@ -542,14 +548,14 @@ async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
         (
             "gemini",
             "good",
-            "AIza-good-0123456789",
+            "AIza-good-0123456789abcdefghijklmnopqrs",
             format!("{base}/gemini"),
             "ok",
         ),
         (
             "gemini",
             "bad",
-            "AIza-bad-01234567890",
+            "AIza-bad-01234567890abcdefghijklmnopqrs",
             format!("{base}/gemini"),
             "rejected (HTTP 401)",
         ),
@@ -577,7 +583,7 @@ async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
         (
             "gemini",
             "invalid",
-            "AIza-invalid-012345678",
+            "AIza-invalid-012345678abcdefghijklmnopq",
             format!("{base}/gemini400"),
             "rejected (HTTP 400)",
         ),
