@@ -737,3 +737,78 @@ fn run_and_env_fall_back_to_the_environment_as_resolve_does() {
     s.ok(&["org", "set-env-fallback", "acme", "default"]);
     s.ok_with(&args, "", &from_env);
 }
+
+/// What the official SDKs themselves pick up under `keyward run`, with stale values of their
+/// own variables in the developer's shell: the organization's key and base URL, every time.
+const SDKS_SEE: &str = r#"
+from google import genai
+import anthropic, openai
+g = genai.Client()
+print("gemini", g._api_client.api_key, g._api_client._http_options.base_url)
+o = openai.OpenAI()
+print("openai", o.api_key, o.base_url)
+a = anthropic.Anthropic()
+print("anthropic", a.api_key, a.base_url)
+"#;
+
+#[test]
+fn the_official_sdks_under_keyward_run_read_the_organizations_key_and_base_url() {
+    if !["google.genai", "openai", "anthropic"]
+        .into_iter()
+        .all(crate::gateway::python_sdk_available)
+    {
+        return;
+    }
+    let mut s = provisioned();
+    let gemini = "AIzaSyORGKEY0123456789abcdefghijklmnopq";
+    let anthropic = "sk-ant-api03-ORGKEY0123456789abcdef";
+    for (provider, key, base) in [
+        ("gemini", gemini, "http://127.0.0.1:9/gemini"),
+        ("anthropic", anthropic, "http://127.0.0.1:9/anthropic"),
+    ] {
+        s.ok_with(
+            &[
+                "cred", "add", "--org", "acme", "--provider", provider, "--name", "main",
+                "--base-url", base,
+            ],
+            key,
+            &[],
+        );
+    }
+    let stale = [
+        ("GOOGLE_API_KEY", "AIzaSySTALE0123456789abcdefghijklmnopqr"),
+        ("GOOGLE_GEMINI_BASE_URL", "https://stale.example"),
+        ("OPENAI_BASE_URL", "https://stale.example/v1"),
+        ("ANTHROPIC_BASE_URL", "https://stale.example"),
+        ("ANTHROPIC_API_KEY", "sk-ant-api03-STALE0123456789abcdef"),
+    ];
+    let out = s.ok_with(
+        &[
+            "run",
+            "--org",
+            "acme",
+            "--provider",
+            "gemini,openai,anthropic",
+            "--no-masking",
+            "--",
+            "python3",
+            "-c",
+            SDKS_SEE,
+        ],
+        "",
+        &stale,
+    );
+    assert!(
+        out.contains(&format!("gemini {gemini} http://127.0.0.1:9/gemini")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("openai {OPENAI} https://api.openai.com/v1/")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("anthropic {anthropic} http://127.0.0.1:9/anthropic")),
+        "{out}"
+    );
+    assert!(!out.contains("STALE") && !out.contains("stale"), "{out}");
+}
