@@ -15,7 +15,8 @@ pub struct VarView {
     pub org: Option<OrgId>,
     /// Whether the value is encrypted and redacted.
     pub sensitive: bool,
-    /// The value of a non-sensitive variable; `None` for a sensitive one.
+    /// The value of a non-sensitive variable; `None` for a sensitive one (shown as `***`:
+    /// [`VarView::redacted`]).
     pub value: Option<String>,
     /// Free text.
     pub description: String,
@@ -41,6 +42,14 @@ impl VarView {
         match &self.value {
             Some(v) if !self.sensitive => v,
             _ => "***",
+        }
+    }
+
+    /// The view as every surface shows it (API, `--json`): a sensitive value as `***`.
+    pub fn redacted(&self) -> VarView {
+        VarView {
+            value: Some(self.shown_value().to_owned()),
+            ..self.clone()
         }
     }
 }

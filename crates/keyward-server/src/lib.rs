@@ -204,7 +204,9 @@ pub fn app(state: AppState) -> Router {
             axum::routing::get(move || {
                 let doc = doc.clone();
                 async move { axum::Json(doc.as_ref().clone()) }
-            }),
+            })
+            // Its errors (a 405) are problem+json like every other route's.
+            .layer(axum::middleware::map_response(error::as_problem)),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1092,6 +1092,33 @@ async fn health_and_unknown_routes() {
         (st, problem["status"].as_u64()),
         (StatusCode::NOT_FOUND, Some(404))
     );
+    // A method a route does not take: problem+json on every route, with Allow.
+    for (method, path) in [
+        (Method::PUT, "/api/openapi.json"),
+        (Method::DELETE, "/healthz"),
+        (Method::DELETE, "/api/v1/orgs"),
+        (Method::PUT, "/api/provider-credentials/create"),
+    ] {
+        let resp = s
+            .client
+            .request(method.clone(), format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert!(resp.headers().contains_key("allow"), "{method} {path}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["status"], 405);
+    }
     s.stop().await;
 }
 

@@ -1234,6 +1234,24 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
+    // Usage of a target names its provider, as a credential's does.
+    let usage = eventually(|| async {
+        let usage = vault.usage(&OrgId::new("acme").unwrap()).await.unwrap();
+        usage
+            .iter()
+            .any(|u| u.subject == UsageSubject::Target)
+            .then_some(usage)
+    })
+    .await;
+    assert!(
+        usage
+            .iter()
+            .filter(|u| u.subject == UsageSubject::Target)
+            .all(|u| u.provider.as_deref() == Some("openai")
+                || u.provider.as_deref() == Some("anthropic")),
+        "{usage:?}"
+    );
+
     // The trail: every load (the start's too), none with a key in it.
     let reloads = vault
         .list_events(&"action=gateway_reload".parse().unwrap(), 20)

@@ -16,6 +16,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Parser as _;
 use keyward_core::credential::{CredentialUpdate, FormatCheck, Modality, NewCredential};
 use keyward_core::resolve::{ResolveRequest, Source, Strategy};
+use keyward_core::var::VarView;
 use keyward_core::{CredentialId, CredentialName, OrgId, PROVIDERS, Provider, VarName};
 use keyward_store::{Vault, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
@@ -680,7 +681,7 @@ async fn var(backend: &Backend, cmd: VarCommand) -> Result<ExitCode> {
             let org = org.as_deref().map(OrgId::new).transpose()?;
             let (view, value) = backend.get_var(&name, org.as_ref(), reveal).await?;
             if json {
-                let mut v = serde_json::to_value(&view)?;
+                let mut v = serde_json::to_value(view.redacted())?;
                 if let Some(value) = &value {
                     v["value"] = serde_json::Value::String(value.expose_secret().to_owned());
                 }
@@ -708,7 +709,8 @@ async fn var(backend: &Backend, cmd: VarCommand) -> Result<ExitCode> {
                 vars.retain(|v| v.org.is_none());
             }
             if json {
-                print_json(&vars)?;
+                let shown: Vec<_> = vars.iter().map(VarView::redacted).collect();
+                print_json(&shown)?;
             } else {
                 let mut t = Table::new(["SCOPE", "NAME", "VALUE", "SENSITIVE", "DESCRIPTION"]);
                 for v in &vars {

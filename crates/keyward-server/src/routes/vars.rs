@@ -18,9 +18,7 @@ use crate::{ApiError, AppState};
 
 /// A variable as responses show it: `value` is `***` when sensitive.
 fn shown(view: &VarView) -> Value {
-    let mut v = json!(view);
-    v["value"] = Value::String(view.shown_value().to_owned());
-    v
+    json!(view.redacted())
 }
 
 /// The scope a request means: the organization named, else the caller's own; admins may

@@ -768,8 +768,16 @@ fn the_official_sdks_under_keyward_run_read_the_organizations_key_and_base_url()
     ] {
         s.ok_with(
             &[
-                "cred", "add", "--org", "acme", "--provider", provider, "--name", "main",
-                "--base-url", base,
+                "cred",
+                "add",
+                "--org",
+                "acme",
+                "--provider",
+                provider,
+                "--name",
+                "main",
+                "--base-url",
+                base,
             ],
             key,
             &[],
@@ -807,7 +815,9 @@ fn the_official_sdks_under_keyward_run_read_the_organizations_key_and_base_url()
         "{out}"
     );
     assert!(
-        out.contains(&format!("anthropic {anthropic} http://127.0.0.1:9/anthropic")),
+        out.contains(&format!(
+            "anthropic {anthropic} http://127.0.0.1:9/anthropic"
+        )),
         "{out}"
     );
     assert!(!out.contains("STALE") && !out.contains("stale"), "{out}");

@@ -645,3 +645,32 @@ fn output_into_a_closed_pipe_ends_quietly() {
         );
     }
 }
+
+#[test]
+fn a_sensitive_value_is_shown_as_stars_in_every_listing() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok_with(
+        &["var", "set", "OPENAI_API_KEY_V2", "--sensitive"],
+        "sk-proj-VARSTARS0123456789abcd\n",
+        &[],
+    );
+    s.ok_with(&["var", "set", "LOG_LEVEL"], "debug\n", &[]);
+    let listed = s.json(&["var", "list", "--json"]);
+    let value = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(value("OPENAI_API_KEY_V2"), "***", "the API's convention");
+    assert_eq!(value("LOG_LEVEL"), "debug");
+    let got = s.json(&["var", "get", "OPENAI_API_KEY_V2", "--json"]);
+    assert_eq!(got["value"], "***");
+    let revealed = s.json(&["var", "get", "OPENAI_API_KEY_V2", "--json", "--reveal"]);
+    assert_eq!(revealed["value"], "sk-proj-VARSTARS0123456789abcd");
+}
