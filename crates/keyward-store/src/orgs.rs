@@ -126,27 +126,11 @@ impl Vault {
         actor: &str,
     ) -> Result<Organization, VaultError> {
         let before = self.get_org(id).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
-        sqlx::query("UPDATE organizations SET strategy = $1 WHERE id = $2")
+        let change = sqlx::query("UPDATE organizations SET strategy = $1 WHERE id = $2")
             .bind(strategy.as_str())
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        self.append_event(
-            &mut tx,
-            NewEvent::new(
-                actor,
-                Category::SecretManagement,
-                "update",
-                format!("org:{id}"),
-            )
-            .org(Some(id.as_str()))
-            .details(json!({ "strategy": strategy.as_str(), "was": before.strategy.as_str() })),
-        )
-        .await?;
-        self.commit(tx, "organization", id.as_str()).await?;
-        self.changed().await;
-        self.get_org(id).await
+            .bind(id.as_str());
+        let details = json!({ "strategy": strategy.as_str(), "was": before.strategy.as_str() });
+        self.update_org(id, change, details, actor).await
     }
 
     /// Sets whether the organization's resolutions may fall back to the process environment
@@ -159,12 +143,24 @@ impl Vault {
         actor: &str,
     ) -> Result<Organization, VaultError> {
         let before = self.get_org(id).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
-        sqlx::query("UPDATE organizations SET env_fallback = $1 WHERE id = $2")
+        let change = sqlx::query("UPDATE organizations SET env_fallback = $1 WHERE id = $2")
             .bind(env_fallback.map(i64::from))
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
+            .bind(id.as_str());
+        let details = json!({ "env_fallback": env_fallback, "was": before.env_fallback });
+        self.update_org(id, change, details, actor).await
+    }
+
+    /// Runs `change` (an UPDATE of the organization) and audits it with `details`, in one
+    /// transaction; the caches start over, since the settings live in them.
+    async fn update_org(
+        &self,
+        id: &OrgId,
+        change: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+        details: serde_json::Value,
+        actor: &str,
+    ) -> Result<Organization, VaultError> {
+        let (_writing, mut tx) = self.begin_write().await?;
+        change.execute(&mut *tx).await?;
         self.append_event(
             &mut tx,
             NewEvent::new(
@@ -174,7 +170,7 @@ impl Vault {
                 format!("org:{id}"),
             )
             .org(Some(id.as_str()))
-            .details(json!({ "env_fallback": env_fallback, "was": before.env_fallback })),
+            .details(details),
         )
         .await?;
         self.commit(tx, "organization", id.as_str()).await?;
