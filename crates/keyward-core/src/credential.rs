@@ -84,6 +84,17 @@ impl Modality {
         }
     }
 
+    /// Whether a credential for `self` serves a request for `wanted`: the same modality, or
+    /// speech one way for `audio` (which is speech both ways), and the other way round.
+    pub fn serves(self, wanted: Modality) -> bool {
+        use Modality::{Audio, SpeechToText, TextToSpeech};
+        self == wanted
+            || matches!(
+                (self, wanted),
+                (Audio, SpeechToText | TextToSpeech) | (SpeechToText | TextToSpeech, Audio)
+            )
+    }
+
     /// Parses a comma-separated list such as `chat,embeddings`.
     pub fn parse_list(s: &str) -> Result<Vec<Modality>, CoreError> {
         let mut out: Vec<Modality> = s
@@ -454,7 +465,20 @@ pub fn check_public_fields(
                 "field \"env_prefix\" must be uppercase ASCII letters, digits and '_', starting with a letter (e.g. LOCALAI)".into(),
             ));
         }
-        if (name == "base_url" || name == "endpoint")
+        // A field the default base URL is built from (Cloudflare's account) is an identifier.
+        let in_url = provider
+            .default_base_url
+            .is_some_and(|u| u.contains(&format!("{{{name}}}")));
+        if in_url
+            && !value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(CoreError::InvalidInput(format!(
+                "field {name:?} must be letters, digits, '-' and '_' (it goes into the base URL)"
+            )));
+        }
+        if (name == "base_url" || name == "endpoint" || name.starts_with("endpoint_"))
             && !value.is_empty()
             && !(value.starts_with("https://") || value.starts_with("http://"))
         {

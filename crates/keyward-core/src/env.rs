@@ -93,5 +93,8 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
             }
         }
     }
+    for (var, value) in provider.fixed_env {
+        push(var, EnvValue::Plain((*value).to_owned()));
+    }
     out
 }

@@ -87,6 +87,9 @@ pub struct Provider {
     pub base_url_env: &'static [&'static str],
     /// Extra public fields besides `base_url`.
     pub public_fields: &'static [PublicField],
+    /// Variables set to a fixed value, so that one left in the shell cannot switch the SDK to
+    /// another mode (google-genai's `GOOGLE_GENAI_USE_VERTEXAI`).
+    pub fixed_env: &'static [(&'static str, &'static str)],
     /// Whether a credential must name its base URL (the provider has no public one).
     pub needs_base_url: bool,
     /// How the upstream expects the key.
@@ -114,6 +117,7 @@ const BASE: Provider = Provider {
     default_base_url: None,
     base_url_env: &[],
     public_fields: &[],
+    fixed_env: &[],
     needs_base_url: false,
     auth: AuthStyle::Bearer,
 };
@@ -176,6 +180,8 @@ pub static PROVIDERS: &[Provider] = &[
             "GEMINI_API_BASE",
             "GEMINI_API_BASE_URL",
         ],
+        // An API key means the Gemini API, whatever the shell says.
+        fixed_env: &[("GOOGLE_GENAI_USE_VERTEXAI", "false")],
         auth: AuthStyle::GoogApiKey,
         ..BASE
     },
@@ -566,9 +572,11 @@ impl Provider {
         let name = self.display_name;
         let mut chars = name.chars();
         let first = chars.next().unwrap_or('x');
-        // Letters read as a vowel sound: "xAI" is "ex-AI".
-        let vowel = "AEIOUaeiou".contains(first)
-            || (first == 'x' && chars.next().is_some_and(char::is_uppercase));
+        let second = chars.next().unwrap_or('x');
+        // A vowel, or an initialism whose first letter's name starts with one ("an NVIDIA",
+        // "an LM Studio", "an xAI").
+        let vowel =
+            "AEIOUaeiou".contains(first) || (second.is_uppercase() && "FHLMNRSXx".contains(first));
         format!("{} {name}", if vowel { "an" } else { "a" })
     }
 

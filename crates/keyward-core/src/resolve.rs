@@ -212,6 +212,8 @@ pub struct NotFound {
     pub org: String,
     /// The credential name asked for, if any.
     pub name: Option<String>,
+    /// The modality asked for, if any.
+    pub modality: Option<Modality>,
     /// The environment variables looked for (in order), when the fallback was on.
     pub env_vars: Vec<String>,
     /// Whether the environment was looked at.
@@ -233,6 +235,9 @@ impl fmt::Display for NotFound {
                 f,
                 "organization '{org}' has no active {provider} credential"
             )?,
+        }
+        if let Some(m) = self.modality {
+            write!(f, " for {m}")?;
         }
         if self.undecryptable > 0 {
             write!(

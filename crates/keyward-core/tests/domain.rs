@@ -284,6 +284,7 @@ fn not_found_names_provider_org_and_variable_and_what_an_admin_can_do() {
         provider: keyward_core::Provider::get("openai").unwrap(),
         org: "acme".into(),
         name: None,
+        modality: None,
         env_vars: vec!["OPENAI_API_KEY".into()],
         env_fallback: true,
         undecryptable: 0,

@@ -74,16 +74,20 @@ impl FromRequestParts<AppState> for Caller {
         let (principal, over_limit) = state
             .shared
             .limiter
-            .screened(ip, async {
-                match token {
-                    // A token with the shape of a JWT is checked as one, if keys are configured.
-                    Some(t) if is_jwt(t) => Ok(state.shared.jwt.verify(t)),
-                    // Everything else is looked up by its hash, whatever its prefix: operators
-                    // bring their own admin token (`KEYWARD_ADMIN_TOKEN`, `openssl rand -hex 32`).
-                    Some(t) => state.vault.authenticate(t).await,
-                    None => Ok(None),
-                }
-            })
+            .screened(
+                ip,
+                async {
+                    match token {
+                        // A token with the shape of a JWT is checked as one, if keys are configured.
+                        Some(t) if is_jwt(t) => Ok(state.shared.jwt.verify(t)),
+                        // Everything else is looked up by its hash, whatever its prefix: operators
+                        // bring their own admin token (`KEYWARD_ADMIN_TOKEN`, `openssl rand -hex 32`).
+                        Some(t) => state.vault.authenticate(t).await,
+                        None => Ok(None),
+                    }
+                },
+                |found| matches!(found, Ok(None)),
+            )
             .await;
         let principal = principal?;
         match principal {
@@ -94,11 +98,14 @@ impl FromRequestParts<AppState> for Caller {
                 } else {
                     "no bearer token"
                 };
-                if let Some(ip) = ip {
-                    state.shared.limiter.failed(ip);
-                }
+                // Beyond the allowance a failure is answered, not audited again: a burst of
+                // guesses must not flood the trail.
+                let within = ip.is_none_or(|ip| state.shared.limiter.failed(ip));
                 if let Some(retry) = over_limit {
                     return Err(ApiError::TooManyRequests(retry));
+                }
+                if !within {
+                    return Err(ApiError::Unauthorized);
                 }
                 // The request is refused either way; a failed audit write is only logged, and
                 // while the store is known to be away it is not even tried (it would hold the

@@ -1170,6 +1170,32 @@ async fn guessing_tokens_slows_an_address_down_without_refusing_its_good_tokens(
         10,
         "every failed attempt within the allowance is audited"
     );
+    // A burst of guesses at once neither floods the trail nor gets past the allowance much.
+    let burst: Vec<_> = (0..40)
+        .map(|i| {
+            s.client
+                .get(format!("{}/api/v1/orgs", s.base))
+                .bearer_auth(format!("kwt_burst{i:032}"))
+                .send()
+        })
+        .collect();
+    for resp in futures_util::future::join_all(burst).await {
+        let status = resp.unwrap().status();
+        assert!(
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::UNAUTHORIZED,
+            "{status}"
+        );
+    }
+    let failures = s
+        .vault
+        .list_events(&"action=authenticate".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        failures.len(),
+        10,
+        "no more audit events past the allowance"
+    );
     s.stop().await;
 }
 

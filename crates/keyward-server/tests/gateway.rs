@@ -1172,6 +1172,46 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         assert_eq!(resp.status(), StatusCode::OK, "still served after {says}");
     }
 
+    // Why the last load failed is the admins' to see: it names the file, other
+    // organizations' targets and their references.
+    let (viewer, _) = vault
+        .create_token(
+            "acme viewer",
+            keyward_server::Role::Viewer,
+            Some(&acme),
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let status = |token: String| async move {
+        client()
+            .get(format!("http://{addr}/api/v1/gateway/status"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let seen_by_admin = status(admin.expose_secret().to_owned()).await;
+    assert!(
+        seen_by_admin["last_load"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("gateway.yaml"),
+        "{seen_by_admin}"
+    );
+    assert_eq!(seen_by_admin["last_load"]["by"], "api");
+    let seen_by_viewer = status(viewer.expose_secret().to_owned()).await;
+    let hidden = seen_by_viewer["last_load"]["error"].as_str().unwrap();
+    assert!(
+        !hidden.contains("gateway.yaml") && hidden.contains("an admin sees why"),
+        "{seen_by_viewer}"
+    );
+    assert_eq!(seen_by_viewer["targets"][0]["org"], "acme");
+
     // A good file replaces the set.
     write(format!(
         "targets:\n  - id: openai-backup\n    org: acme\n    provider: openai\n    base_url: http://{upstream}/v1/\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n"
@@ -1929,9 +1969,11 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
     let (status, seen) = raw_request(
         addr,
         &format!(
-            "POST /gateway/openai/v1/chat?b={t}&c=1&d={enc}&e=a+{t}+b&{t}=1&f=x{t} HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip, br\r\nx-http-method-override: TRACE\r\nx-http-method: PROPFIND\r\nx-method-override: CONNECT\r\ncookie: session={t}\r\nx-mine: {t}\r\ncontent-length: 0",
+            "POST /gateway/openai/v1/chat?b={t}&c=1&d={enc}&e=a+{t}+b&{t}=1&f=x{t}&g={other} HTTP/1.1\r\n{auth}\r\naccept-encoding: gzip, br\r\nx-http-method-override: TRACE\r\nx-http-method: PROPFIND\r\nx-method-override: CONNECT\r\ncookie: session={t}\r\nx-mine: {t}\r\nx-other: {other}\r\ncontent-length: 0",
             t = a.token,
             enc = a.token.replacen('_', "%5F", 1),
+            // Another token (another organization's, say) goes no further either.
+            other = "kwg_another-organizations-token-0000000000",
         ),
         b"",
     )
@@ -1945,6 +1987,7 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
         "x-http-method",
         "cookie",
         "x-mine",
+        "x-other",
         "kwg_",
         "kwg%5f",
     ] {

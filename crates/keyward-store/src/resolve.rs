@@ -212,6 +212,7 @@ impl Vault {
                     provider,
                     org: org.to_string(),
                     name: None,
+                    modality: None,
                     env_vars: if fallback {
                         env_vars_of(provider)
                     } else {
@@ -340,8 +341,9 @@ impl Vault {
             .iter()
             .filter(|c| req.name.as_ref().is_none_or(|n| *n == c.name))
             .filter(|c| {
-                req.modality
-                    .is_none_or(|m| c.modalities.is_empty() || c.modalities.contains(&m))
+                req.modality.is_none_or(|m| {
+                    c.modalities.is_empty() || c.modalities.iter().any(|c| c.serves(m))
+                })
             })
             .collect();
         let mut undecryptable = 0;
@@ -380,6 +382,7 @@ impl Vault {
             provider: req.provider,
             org: req.org.to_string(),
             name: req.name.as_ref().map(ToString::to_string),
+            modality: req.modality,
             env_vars: env_vars_of(req.provider),
             env_fallback: fallback,
             undecryptable,

@@ -173,7 +173,10 @@ impl Vault {
             let status: i32 = row.try_get("status")?;
             let requests = u64::try_from(row.try_get::<i64, _>("requests")?).unwrap_or(0);
             let last = Millis(row.try_get("last_used_at")?);
-            let provider: Option<String> = row.try_get("provider")?;
+            // A gateway token may reach several providers: only what serves one has one.
+            let provider: Option<String> = row
+                .try_get::<Option<String>, _>("provider")?
+                .filter(|_| matches!(subject, UsageSubject::Target | UsageSubject::Environment));
             match out.last_mut() {
                 Some(u) if u.subject == subject && u.id == id => {
                     u.requests += requests;

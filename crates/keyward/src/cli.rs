@@ -321,8 +321,10 @@ pub(crate) enum CredCommand {
         /// API base URL.
         #[arg(long)]
         base_url: Option<String>,
-        /// What it may be used for: chat,completions,embeddings,images,audio,rerank,moderation.
-        #[arg(long, value_delimiter = ',')]
+        /// What it may be used for: chat, completions, embeddings, images, audio,
+        /// speech_to_text, text_to_speech, rerank, moderation (Open Notebook's language and
+        /// embedding too), comma-separated; none for all.
+        #[arg(long, visible_alias = "modality", value_delimiter = ',')]
         modalities: Vec<String>,
         /// A provider field, e.g. --set endpoint=https://x.openai.azure.com (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]
@@ -376,7 +378,7 @@ pub(crate) enum CredCommand {
         #[arg(long)]
         base_url: Option<String>,
         /// New modalities.
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, visible_alias = "modality", value_delimiter = ',')]
         modalities: Option<Vec<String>>,
         /// Set a provider field; an empty value removes it (repeatable).
         #[arg(long = "set", value_name = "FIELD=VALUE")]

@@ -250,7 +250,10 @@ fn providers(json: bool) -> Result<()> {
             .iter()
             .flat_map(|p| p.aliases.iter().map(move |a| format!("{a} = {}", p.id)))
             .collect();
-        say!("also accepted: {}", aliases.join(", "));
+        say!(
+            "also accepted: {}, and any id in any case with '-' for '_' (openai-compatible)",
+            aliases.join(", ")
+        );
     }
     Ok(())
 }

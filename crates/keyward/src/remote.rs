@@ -194,7 +194,9 @@ fn resolved_from(obj: &Value) -> Result<Resolved, Error> {
     let provider = Provider::get(obj["provider"].as_str().ok_or_else(bad)?)?;
     let mut fields = BTreeMap::new();
     for (k, v) in obj.as_object().ok_or_else(bad)? {
-        if let ("provider" | "api_key" | "credential_id" | "credential_name", _) = (k.as_str(), v) {
+        if let ("provider" | "api_key" | "credential_id" | "credential_name" | "source", _) =
+            (k.as_str(), v)
+        {
             continue;
         }
         if let Some(s) = v.as_str() {
@@ -209,8 +211,12 @@ fn resolved_from(obj: &Value) -> Result<Resolved, Error> {
             id: CredentialId::new(id)?,
             name: CredentialName::new(name)?,
         },
+        // The server's environment (its fallback is on): `env:VAR` names the variable.
         _ => Source::Environment {
-            variable: "server".into(),
+            variable: obj["source"]
+                .as_str()
+                .and_then(|s| s.strip_prefix("env:"))
+                .map_or_else(|| "server".into(), |v| format!("{v} (the server's)")),
         },
     };
     Ok(Resolved {

@@ -97,7 +97,7 @@ pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
     match args.format {
         EnvFormat::Dotenv => {
             for (k, v) in &pairs {
-                say!("{k}=\"{}\"", dotenv_escape(v));
+                say!("{k}={}", dotenv_value(v));
             }
         }
         EnvFormat::Shell => {
@@ -116,17 +116,28 @@ pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn dotenv_escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
+/// A value as a `.env` line holds it, safe to `source` from a shell as well: single-quoted
+/// (nothing inside is special to either) unless it holds a quote or a newline; then
+/// double-quoted with `\\`, `"`, `$`, `` ` `` and newlines escaped, so that no command
+/// substitution can come out of a credential's field.
+fn dotenv_value(v: &str) -> String {
+    if !v.contains(['\'', '\n', '\r']) {
+        return format!("'{v}'");
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
     for c in v.chars() {
         match c {
             '\\' => out.push_str(r"\\"),
             '"' => out.push_str("\\\""),
             '$' => out.push_str("\\$"),
+            '`' => out.push_str("\\`"),
             '\n' => out.push_str(r"\n"),
+            '\r' => out.push_str(r"\r"),
             c => out.push(c),
         }
     }
+    out.push('"');
     out
 }
 
@@ -346,8 +357,12 @@ pub(crate) async fn run(keys: &Keys, args: RunArgs) -> Result<ExitCode> {
     // (a grandchild may hold the pipes open for ever).
     let _ = exited_tx.send(true);
     for p in pumps {
-        if let Ok(Err(e)) = p.await {
-            tracing::warn!(error = %e, "copying the command's output failed");
+        match p.await {
+            // The reader went away (`| head`): the command got SIGPIPE as it would without
+            // Keyward in between, and there is nobody to tell.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "copying the command's output failed"),
+            _ => {}
         }
     }
     guard.close()?;

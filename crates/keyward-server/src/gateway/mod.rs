@@ -486,7 +486,7 @@ fn gateway_token<'a>(
         if *name == header::AUTHORIZATION {
             // Deepgram's SDKs send `Token KEY`; other providers' never do.
             crate::auth::bearer(value).or_else(|| {
-                let (scheme, token) = value.split_once(' ')?;
+                let (scheme, token) = value.split_once([' ', '\t'])?;
                 (provider.auth == AuthStyle::Token && scheme.eq_ignore_ascii_case("token"))
                     .then(|| token.trim())
             })
@@ -783,17 +783,21 @@ async fn authenticate(
     let (found, over_limit) = state
         .shared
         .limiter
-        .screened(ip, async {
-            match token {
-                None => Ok(None),
-                Some(token) => state
-                    .shared
-                    .gateway
-                    .lookup_token(state, token)
-                    .await
-                    .map(Some),
-            }
-        })
+        .screened(
+            ip,
+            async {
+                match token {
+                    None => Ok(None),
+                    Some(token) => state
+                        .shared
+                        .gateway
+                        .lookup_token(state, token)
+                        .await
+                        .map(Some),
+                }
+            },
+            |found| matches!(found, Ok(None | Some(None))),
+        )
         .await;
     let found = match (found, token) {
         (Ok(found), _) => found,
@@ -826,9 +830,7 @@ async fn authenticate(
     } else {
         "a Keyward gateway token (kwg_...) is required"
     };
-    if let Some(ip) = ip {
-        state.shared.limiter.failed(ip);
-    }
+    let within = ip.is_none_or(|ip| state.shared.limiter.failed(ip));
     if let Some(retry) = over_limit {
         let mut r = provider_error(
             provider,
@@ -838,15 +840,21 @@ async fn authenticate(
         if let Ok(v) = HeaderValue::from_str(&retry.to_string()) {
             r.headers_mut().insert(header::RETRY_AFTER, v);
         }
+        // The token is bad; trying it again changes nothing.
+        r.headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
         return Err(r);
     }
-    let vault = state.vault.clone();
-    let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    tokio::spawn(async move {
-        if let Err(e) = vault.record_auth_failure(&from, "gateway", why).await {
-            tracing::warn!(error = %e, "cannot audit a failed gateway authentication");
-        }
-    });
+    // Beyond the allowance a failure is answered, not audited again.
+    if within {
+        let vault = state.vault.clone();
+        let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        tokio::spawn(async move {
+            if let Err(e) = vault.record_auth_failure(&from, "gateway", why).await {
+                tracing::warn!(error = %e, "cannot audit a failed gateway authentication");
+            }
+        });
+    }
     Err(provider_error(provider, StatusCode::UNAUTHORIZED, why))
 }
 
@@ -1198,18 +1206,21 @@ async fn try_upstreams(
     for name in CREDENTIAL_HEADERS.iter().chain(&METHOD_OVERRIDES) {
         headers.remove(name);
     }
-    // The gateway token goes no further, wherever else the client put it (a cookie, a header
-    // of its own).
-    if let Some(token) = &presented {
-        let finder = memchr::memmem::Finder::new(token.as_bytes());
-        let carrying: Vec<HeaderName> = headers
-            .iter()
-            .filter(|(_, v)| finder.find(v.as_bytes()).is_some())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in carrying {
-            headers.remove(name);
-        }
+    // No gateway token goes further, wherever else the client put one (a cookie, a header of
+    // its own): not the one presented, nor any other (another organization's, say).
+    let carrying: Vec<HeaderName> = headers
+        .iter()
+        .filter(|(_, v)| {
+            v.to_str()
+                .is_ok_and(|v| guard::holds(v, GATEWAY_TOKEN_PREFIX))
+                || presented
+                    .as_deref()
+                    .is_some_and(|t| memchr::memmem::find(v.as_bytes(), t.as_bytes()).is_some())
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in carrying {
+        headers.remove(name);
     }
     // Answers are checked for the key before the client sees them, which a compressed body
     // would defeat: the provider is asked for none.
@@ -1226,9 +1237,7 @@ async fn try_upstreams(
         .unwrap_or("")
         .split('&')
         .filter(|kv| {
-            !kv.is_empty()
-                && !kv.starts_with("key=")
-                && !presented.as_deref().is_some_and(|t| guard::holds(kv, t))
+            !kv.is_empty() && !kv.starts_with("key=") && !guard::holds(kv, GATEWAY_TOKEN_PREFIX)
         })
         .collect();
     if presented.as_deref().is_some_and(|t| guard::holds(path, t)) {

@@ -443,7 +443,16 @@ pub(super) async fn gateway_status(
             None
         }
     };
-    let (loaded, last_load) = state.shared.gateway.targets_status();
+    let (loaded, mut last_load) = state.shared.gateway.targets_status();
+    // Why a load failed names the file and other organizations' targets and references.
+    if caller.0.role != Role::Admin
+        && let Some(load) = last_load.as_mut()
+        && load.error.is_some()
+    {
+        load.error = Some(
+            "the targets file did not load; the previous targets stay (an admin sees why)".into(),
+        );
+    }
     let targets: Vec<_> = loaded
         .targets
         .into_iter()

@@ -411,10 +411,10 @@ fn env_prints_dotenv_shell_and_json_and_is_audited() {
     let mut s = provisioned();
     let dotenv = s.ok(&["env", "--org", "acme", "--provider", "openai,azure_openai"]);
     assert!(
-        dotenv.contains(&format!("OPENAI_API_KEY=\"{OPENAI}\"")),
+        dotenv.contains(&format!("OPENAI_API_KEY='{OPENAI}'")),
         "{dotenv}"
     );
-    assert!(dotenv.contains("AZURE_OPENAI_ENDPOINT=\"https://acme-eu.openai.azure.com\""));
+    assert!(dotenv.contains("AZURE_OPENAI_ENDPOINT='https://acme-eu.openai.azure.com'"));
     let shell = s.ok(&[
         "env",
         "--org",
@@ -670,15 +670,15 @@ fn two_providers_never_write_one_variable_silently() {
     }
     // Choosing one provider, or a prefix of its own, resolves it.
     let out = s.ok(&["env", "--org", "acme", "--provider", "openai_compatible"]);
-    assert!(out.contains("OPENAI_API_KEY=\"sk-local-"), "{out}");
+    assert!(out.contains("OPENAI_API_KEY='sk-local-"), "{out}");
     let list = s.json(&["cred", "list", "--provider", "openai_compatible", "--json"]);
     let id = list[0]["id"].as_str().unwrap().to_owned();
     s.ok(&["cred", "update", &id, "--set", "env_prefix=LOCAL"]);
     let out = s.ok(&["env", "--org", "acme"]);
     assert!(
-        out.contains(&format!("OPENAI_API_KEY=\"{OPENAI}\""))
-            && out.contains("LOCAL_API_KEY=\"sk-local-")
-            && out.contains("LOCAL_BASE_URL=\"http://127.0.0.1:9/v1\""),
+        out.contains(&format!("OPENAI_API_KEY='{OPENAI}'"))
+            && out.contains("LOCAL_API_KEY='sk-local-")
+            && out.contains("LOCAL_BASE_URL='http://127.0.0.1:9/v1'"),
         "{out}"
     );
 }
@@ -715,7 +715,7 @@ fn run_and_env_fall_back_to_the_environment_as_resolve_does() {
         &from_env,
     );
     assert!(
-        out.contains("ANTHROPIC_API_KEY=\"sk-ant-api03-FROMSHELL"),
+        out.contains("ANTHROPIC_API_KEY='sk-ant-api03-FROMSHELL"),
         "{out}"
     );
     // Off on request, or by the organization's setting: then the clear error.
@@ -821,4 +821,55 @@ fn the_official_sdks_under_keyward_run_read_the_organizations_key_and_base_url()
         "{out}"
     );
     assert!(!out.contains("STALE") && !out.contains("stale"), "{out}");
+}
+
+#[test]
+fn a_dotenv_file_from_keyward_env_runs_nothing_when_sourced() {
+    let mut s = provisioned();
+    let list = s.json(&["cred", "list", "--provider", "azure_openai", "--json"]);
+    let id = list[0]["id"].as_str().unwrap().to_owned();
+    let marker = s.scratch().join("ran");
+    // An org_admin's field with a command substitution in it, of each kind.
+    for hostile in [
+        format!("https://x.openai.azure.com/`touch {}`", marker.display()),
+        format!("https://x.openai.azure.com/$(touch {})", marker.display()),
+        format!("https://x.openai.azure.com/'$(touch {})'", marker.display()),
+    ] {
+        s.ok(&[
+            "cred",
+            "update",
+            &id,
+            "--set",
+            &format!("endpoint={hostile}"),
+        ]);
+        let dotenv = s.ok(&["env", "--org", "acme", "--provider", "azure_openai"]);
+        let file = s.scratch().join("out.env");
+        std::fs::write(&file, &dotenv).unwrap();
+        let sourced = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "set -a; . {}; printf %s \"$AZURE_OPENAI_ENDPOINT\"",
+                    file.display()
+                ),
+            ])
+            .output()
+            .unwrap();
+        assert!(!marker.exists(), "sourcing ran a command: {dotenv}");
+        assert_eq!(
+            String::from_utf8_lossy(&sourced.stdout),
+            hostile,
+            "{dotenv}"
+        );
+        // And the same file read back as an env file gives the same value.
+        let printed = s.ok(&[
+            "run",
+            "--env-file",
+            &file.display().to_string(),
+            "--",
+            "printenv",
+            "AZURE_OPENAI_ENDPOINT",
+        ]);
+        assert_eq!(printed.trim_end(), hostile);
+    }
 }
