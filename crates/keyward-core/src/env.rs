@@ -98,3 +98,58 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
     }
     out
 }
+
+/// The refusal when two providers of one run would write the same variable: names the
+/// variable, both credentials (`the openai credential 'prod'`) and how to choose.
+pub fn collision(variable: &str, earlier: (&str, &str), later: (&str, &str)) -> String {
+    let compatible = [earlier.0, later.0]
+        .into_iter()
+        .find(|p| p.ends_with("_compatible"));
+    let how = match compatible {
+        Some(p) => format!(
+            "name the providers you want (--provider), or give the {p} credential its own \
+             variables (keyward cred update ID --set env_prefix=NAME)"
+        ),
+        None => "name the providers you want (--provider)".to_owned(),
+    };
+    format!(
+        "{variable} would be set by both the {} {} and the {} {}; {how}",
+        earlier.0, earlier.1, later.0, later.1
+    )
+}
+
+/// Where a resolved key came from, as [`collision`] names it.
+pub fn described_source(resolved: &Resolved) -> String {
+    match &resolved.source {
+        crate::resolve::Source::Vault { name, .. } => format!("credential '{name}'"),
+        crate::resolve::Source::Environment { variable } => {
+            format!("the environment's {variable}")
+        }
+    }
+}
+
+/// The first variable two of `resolved` (of different providers) would both write, as the
+/// refusal to give.
+pub fn first_collision(resolved: &[Resolved]) -> Option<String> {
+    let mut writers: std::collections::HashMap<String, (&str, String)> =
+        std::collections::HashMap::new();
+    for r in resolved {
+        let from = described_source(r);
+        for var in provider_env(r) {
+            match writers.get(&var.name) {
+                Some((provider, earlier)) if *provider != r.provider.id => {
+                    return Some(collision(
+                        &var.name,
+                        (provider, earlier),
+                        (r.provider.id, &from),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    writers.insert(var.name, (r.provider.id, from.clone()));
+                }
+            }
+        }
+    }
+    None
+}

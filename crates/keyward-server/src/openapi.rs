@@ -161,6 +161,8 @@ pub(crate) struct GatewayStatus {
     pub(crate) ignored: Vec<String>,
     /// The last load of the targets file, if any.
     pub(crate) last_load: Option<crate::LoadRecord>,
+    /// The load the targets being served come from (the last that succeeded).
+    pub(crate) serving_since: Option<crate::LoadRecord>,
     pub(crate) providers: Vec<StatusProvider>,
 }
 

@@ -1805,3 +1805,64 @@ async fn operator_chosen_tokens_and_the_bearer_scheme_in_any_case_authenticate()
     }
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_env_route_refuses_two_providers_writing_one_variable_before_any_key_leaves() {
+    let mut s = Server::sqlite().await;
+    let admin = s.token(Role::Admin, None).await;
+    s.call(
+        Method::POST,
+        "/api/v1/orgs",
+        Some(&admin),
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    for (provider, name, key, base) in [
+        ("openai", "prod", CANARY, None),
+        (
+            "openai_compatible",
+            "local",
+            "sk-local-COLLIDECANARY-0123456789",
+            Some("http://127.0.0.1:9/v1"),
+        ),
+    ] {
+        let mut body =
+            json!({"organization_id": "acme", "provider": provider, "name": name, "api_key": key});
+        if let Some(b) = base {
+            body["fields"] = json!({ "base_url": b });
+        }
+        let (st, v) = s
+            .call(
+                Method::POST,
+                "/api/v1/credentials",
+                Some(&admin),
+                Some(body),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{v}");
+    }
+    let (st, problem) = s
+        .call(
+            Method::POST,
+            "/api/v1/env",
+            Some(&admin),
+            Some(json!({"organization_id": "acme"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("OPENAI_API_KEY would be set by both the openai credential 'prod' and the openai_compatible credential 'local'"),
+        "{detail}"
+    );
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/env",
+            Some(&admin),
+            Some(json!({"organization_id": "acme", "providers": ["openai"]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    s.stop().await;
+}

@@ -1204,6 +1204,10 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         "{seen_by_admin}"
     );
     assert_eq!(seen_by_admin["last_load"]["by"], "api");
+    assert_eq!(
+        seen_by_admin["serving_since"]["by"], "start",
+        "what is served still comes from the start"
+    );
     let seen_by_viewer = status(viewer.expose_secret().to_owned()).await;
     let hidden = seen_by_viewer["last_load"]["error"].as_str().unwrap();
     assert!(

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use keyward_core::credential::key_hint;
 use keyward_core::env::{EnvValue, EnvVar, provider_env};
-use keyward_core::resolve::{Resolved, Source};
+use keyward_core::resolve::Resolved;
 use secrecy::{ExposeSecret as _, SecretString};
 
 /// Variables to give a child process, in insertion order; a later variable of the same name
@@ -32,10 +32,7 @@ impl Writer {
     fn of(resolved: &Resolved) -> Self {
         Self {
             provider: resolved.provider.id,
-            from: match &resolved.source {
-                Source::Vault { name, .. } => format!("credential '{name}'"),
-                Source::Environment { variable } => format!("the environment's {variable}"),
-            },
+            from: keyward_core::env::described_source(resolved),
         }
     }
 }
@@ -63,19 +60,10 @@ impl EnvMap {
             if let Some(earlier) = self.writers.get(&var.name)
                 && earlier.provider != writer.provider
             {
-                let compatible = [earlier.provider, writer.provider]
-                    .into_iter()
-                    .find(|p| p.ends_with("_compatible"));
-                let how = match compatible {
-                    Some(p) => format!(
-                        "name the providers you want (--provider), or give the {p} credential \
-                         its own variables (keyward cred update ID --set env_prefix=NAME)"
-                    ),
-                    None => "name the providers you want (--provider)".to_owned(),
-                };
-                return Err(crate::Error::Config(format!(
-                    "{} would be set by both the {} {} and the {} {}; {how}",
-                    var.name, earlier.provider, earlier.from, writer.provider, writer.from
+                return Err(crate::Error::Config(keyward_core::env::collision(
+                    &var.name,
+                    (earlier.provider, &earlier.from),
+                    (writer.provider, &writer.from),
                 )));
             }
         }

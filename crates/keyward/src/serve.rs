@@ -185,16 +185,27 @@ fn print_status(status: &serde_json::Value) {
                 .map_or_else(|| "-".into(), |t| time(keyward_core::Millis(t)));
             match load["error"].as_str() {
                 None => say!("targets last loaded {at} by {}: ok", text(&load["by"])),
-                Some(e) => say!(
-                    "targets last loaded {at} by {}: FAILED, the previous ones stay: {e}",
-                    text(&load["by"])
-                ),
+                Some(e) => {
+                    say!(
+                        "targets last loaded {at} by {}: FAILED, the previous ones stay: {e}",
+                        text(&load["by"])
+                    );
+                    if let Some(serving) = status["serving_since"].as_object() {
+                        let since = serving["at"]
+                            .as_i64()
+                            .map_or_else(|| "-".into(), |t| time(keyward_core::Millis(t)));
+                        say!(
+                            "targets served are those loaded {since} by {}",
+                            text(&serving["by"])
+                        );
+                    }
+                }
             }
         }
     }
     let targets = list(&status["targets"]);
     if !targets.is_empty() {
-        let mut t = Table::new(["TARGET", "PROVIDER", "ORG", "BASE URL", "KEY FROM"]);
+        let mut t = Table::new(["TARGET", "PROVIDER", "ORG", "BASE URL", "KEY FROM", "MODEL"]);
         for target in &targets {
             t.row([
                 text(&target["id"]),
@@ -202,6 +213,7 @@ fn print_status(status: &serde_json::Value) {
                 text(&target["org"]),
                 text(&target["base_url"]),
                 text(&target["reference"]),
+                text(&target["model"]),
             ]);
         }
         t.print();

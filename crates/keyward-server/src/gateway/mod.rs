@@ -151,8 +151,9 @@ pub(crate) struct Gateway {
     /// credential serves a request again, which is then recorded as its recovery.
     cooling: Mutex<HashMap<CredentialId, (Instant, Trouble)>>,
     targets: RwLock<Arc<Targets>>,
-    /// The last load of the targets file (started, SIGHUP, API, CLI) and what came of it.
-    last_load: Mutex<Option<LoadRecord>>,
+    /// The last load of the targets file (started, SIGHUP, API, CLI) and what came of it,
+    /// and the last one that succeeded (what is being served).
+    last_load: Mutex<(Option<LoadRecord>, Option<LoadRecord>)>,
     /// When each (organization, provider) was last audited as served from the environment.
     env_served: Mutex<HashMap<(keyward_core::OrgId, &'static str), Instant>>,
     reloading: tokio::sync::Mutex<()>,
@@ -276,11 +277,18 @@ impl Gateway {
                 )
             }
         };
-        *self.last_load.lock().unwrap_or_else(|p| p.into_inner()) = Some(LoadRecord {
-            at: keyward_core::Millis::now(),
-            by,
-            error: outcome.as_ref().err().map(ToString::to_string),
-        });
+        {
+            let record = LoadRecord {
+                at: keyward_core::Millis::now(),
+                by,
+                error: outcome.as_ref().err().map(ToString::to_string),
+            };
+            let mut loads = self.last_load.lock().unwrap_or_else(|p| p.into_inner());
+            if outcome.is_ok() {
+                loads.1 = Some(record.clone());
+            }
+            loads.0 = Some(record);
+        }
         let event = keyward_core::audit::NewEvent::new(
             actor,
             keyward_core::audit::Category::SecretManagement,
@@ -301,10 +309,11 @@ impl Gateway {
     fn note_env_served(
         &self,
         vault: &keyward_store::Vault,
-        org: &keyward_core::OrgId,
+        token: &GatewayTokenView,
         provider: &'static Provider,
         variable: &str,
     ) {
+        let org = &token.org;
         {
             let mut served = self.env_served.lock().unwrap_or_else(|p| p.into_inner());
             let key = (org.clone(), provider.id);
@@ -317,7 +326,7 @@ impl Gateway {
             served.insert(key, Instant::now());
         }
         let event = keyward_core::audit::NewEvent::new(
-            "gateway",
+            &format!("gateway_token:{}", token.id),
             keyward_core::audit::Category::SecretAccess,
             "gateway_env_fallback",
             format!("env:{variable}"),
@@ -332,15 +341,14 @@ impl Gateway {
         });
     }
 
-    /// The targets served and their last load, for the status.
-    pub(crate) fn targets_status(&self) -> (TargetsLoaded, Option<LoadRecord>) {
-        (
-            self.targets().loaded(),
-            self.last_load
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-        )
+    /// The targets served, their last load and the last successful one, for the status.
+    pub(crate) fn targets_status(&self) -> (TargetsLoaded, Option<LoadRecord>, Option<LoadRecord>) {
+        let (last, serving) = self
+            .last_load
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        (self.targets().loaded(), last, serving)
     }
 
     /// Credentials set aside now: id, why, and for how long still.
@@ -1062,7 +1070,7 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
             state
                 .shared
                 .gateway
-                .note_env_served(&state.vault, &view.org, provider, var);
+                .note_env_served(&state.vault, &view, provider, var);
         }
     }
     state.shared.gateway.order_by_health(&mut upstreams);

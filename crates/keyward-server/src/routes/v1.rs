@@ -443,7 +443,7 @@ pub(super) async fn gateway_status(
             None
         }
     };
-    let (loaded, mut last_load) = state.shared.gateway.targets_status();
+    let (loaded, mut last_load, serving_since) = state.shared.gateway.targets_status();
     // Why a load failed names the file and other organizations' targets and references.
     if caller.0.role != Role::Admin
         && let Some(load) = last_load.as_mut()
@@ -490,6 +490,7 @@ pub(super) async fn gateway_status(
         "targets": targets,
         "ignored": loaded.ignored,
         "last_load": last_load,
+        "serving_since": serving_since,
         "providers": providers,
     })))
 }
@@ -600,10 +601,15 @@ pub(super) async fn env(
             req
         })
         .collect();
-    let mut objects = Vec::with_capacity(reqs.len());
+    let mut resolved = Vec::with_capacity(reqs.len());
     for result in state.vault.resolve_many(&reqs, &caller.actor()).await? {
-        objects.push(config_object(&result?));
+        resolved.push(result?);
     }
+    // Two providers writing one variable is refused here, before any key leaves.
+    if let Some(refusal) = keyward_core::env::first_collision(&resolved) {
+        return Err(ApiError::Conflict(refusal));
+    }
+    let objects: Vec<Value> = resolved.iter().map(config_object).collect();
     Ok(Json(
         json!({ "organization_id": org, "providers": objects }),
     ))
