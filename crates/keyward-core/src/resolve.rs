@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::CoreError;
 use crate::credential::Modality;
 use crate::ids::{CredentialId, CredentialName, OrgId};
-use crate::provider::Provider;
+use crate::provider::{Provider, SecretKind};
 
 /// How to choose among several active credentials of one provider.
 #[derive(
@@ -273,3 +273,66 @@ impl fmt::Display for NotFound {
 }
 
 impl std::error::Error for NotFound {}
+
+/// A provider's key from an environment (`get` reads a variable; empty counts as unset): its
+/// variables in the registry's order (the SDK's own precedence), the first that is set. The
+/// rule the vault's fallback and a remote CLI's own share.
+pub fn from_environment(
+    provider: &'static Provider,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Option<Resolved> {
+    let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let first =
+        |names: &[&'static str]| names.iter().find_map(|name| get(name).map(|v| (*name, v)));
+    let mut fields = BTreeMap::new();
+    for f in provider.public_fields {
+        if let Some((_, v)) = first(f.env) {
+            fields.insert(f.name.to_owned(), v);
+        }
+    }
+    let base_url = first(provider.base_url_env);
+    if let Some((_, url)) = &base_url {
+        fields.insert("base_url".to_owned(), url.clone());
+    }
+    let (var, secret) = match provider.secret {
+        // No key needed (a local Ollama): the base URL variable is what answers, and a key
+        // variable, if set, goes along.
+        SecretKind::Optional => {
+            let (var, _) = base_url.as_ref()?;
+            (
+                *var,
+                first(provider.secret_env).map(|(_, v)| SecretString::from(v)),
+            )
+        }
+        // The variable names a key file; pass its path on rather than a secret.
+        SecretKind::ServiceAccountJson => {
+            let (var, path) = first(provider.secret_env)?;
+            fields.insert("credentials_file".to_owned(), path);
+            (var, None)
+        }
+        SecretKind::ApiKey | SecretKind::AwsSecretAccessKey => {
+            let (var, key) = first(provider.secret_env)?;
+            (var, Some(SecretString::from(key)))
+        }
+    };
+    fill_default_base_url(provider, &mut fields);
+    Some(Resolved {
+        provider,
+        source: Source::Environment {
+            variable: var.to_owned(),
+        },
+        secret,
+        fields,
+    })
+}
+
+/// Drops empty fields and fills in the provider's default base URL (from the fields, for
+/// Cloudflare's account) when there is none.
+pub fn fill_default_base_url(provider: &Provider, fields: &mut BTreeMap<String, String>) {
+    fields.retain(|_, v| !v.is_empty());
+    if !fields.contains_key("base_url")
+        && let Some(url) = provider.default_base_url_for(fields)
+    {
+        fields.insert("base_url".to_owned(), url);
+    }
+}

@@ -1,7 +1,7 @@
 //! Resolution (DESIGN §4): the organization's active credentials for a provider, in the order
 //! the strategy gives, then the process environment, then a clear error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -359,7 +359,7 @@ impl Vault {
                     continue;
                 };
                 let mut fields = chosen.fields.clone();
-                fill_default_base_url(req.provider, &mut fields);
+                keyward_core::resolve::fill_default_base_url(req.provider, &mut fields);
                 found.push(Resolved {
                     provider: req.provider,
                     source: Source::Vault {
@@ -462,55 +462,9 @@ impl Vault {
         Ok(entry)
     }
 
-    /// The provider's key from the process environment: its variables in the registry's order
-    /// (the SDK's own precedence), the first that is set.
+    /// The provider's key from the vault's environment source.
     pub(crate) fn resolve_from_env(&self, provider: &'static Provider) -> Option<Resolved> {
-        let env = &self.inner.env;
-        let first = |names: &[&'static str]| {
-            names
-                .iter()
-                .find_map(|name| env.get(name).map(|v| (*name, v)))
-        };
-        let mut fields = BTreeMap::new();
-        for f in provider.public_fields {
-            if let Some((_, v)) = first(f.env) {
-                fields.insert(f.name.to_owned(), v);
-            }
-        }
-        let base_url = first(provider.base_url_env);
-        if let Some((_, url)) = &base_url {
-            fields.insert("base_url".to_owned(), url.clone());
-        }
-        let (var, secret) = match provider.secret {
-            // No key needed (a local Ollama): the base URL variable is what answers, and a
-            // key variable, if set, goes along.
-            SecretKind::Optional => {
-                let (var, _) = base_url.as_ref()?;
-                (
-                    *var,
-                    first(provider.secret_env).map(|(_, v)| SecretString::from(v)),
-                )
-            }
-            // The variable names a key file; pass its path on rather than a secret.
-            SecretKind::ServiceAccountJson => {
-                let (var, path) = first(provider.secret_env)?;
-                fields.insert("credentials_file".to_owned(), path);
-                (var, None)
-            }
-            SecretKind::ApiKey | SecretKind::AwsSecretAccessKey => {
-                let (var, key) = first(provider.secret_env)?;
-                (var, Some(SecretString::from(key)))
-            }
-        };
-        fill_default_base_url(provider, &mut fields);
-        Some(Resolved {
-            provider,
-            source: Source::Environment {
-                variable: var.to_owned(),
-            },
-            secret,
-            fields,
-        })
+        keyward_core::resolve::from_environment(provider, &|name| self.inner.env.get(name))
     }
 }
 
@@ -521,16 +475,6 @@ fn env_vars_of(provider: &Provider) -> Vec<String> {
         _ => provider.secret_env,
     };
     names.iter().map(|n| (*n).to_owned()).collect()
-}
-
-fn fill_default_base_url(provider: &Provider, fields: &mut BTreeMap<String, String>) {
-    // An empty value counts as none.
-    fields.retain(|_, v| !v.is_empty());
-    if !fields.contains_key("base_url")
-        && let Some(url) = provider.default_base_url_for(fields)
-    {
-        fields.insert("base_url".to_owned(), url);
-    }
 }
 
 fn resolved_details(r: &Resolved) -> serde_json::Value {

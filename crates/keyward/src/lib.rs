@@ -79,6 +79,9 @@ pub enum Error {
     /// The Keyward server refused or could not be reached.
     #[error("server: {0}")]
     Remote(String),
+    /// The Keyward server has no such thing (404): for a resolution, no active credential.
+    #[error("server: {0}")]
+    RemoteNotFound(String),
 }
 
 impl From<keyward_core::CoreError> for Error {

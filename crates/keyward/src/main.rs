@@ -791,7 +791,12 @@ async fn resolve_remote(remote: &keyward::remote::Remote, args: ResolveArgs) -> 
         bail!("against a server, resolve takes --org, --provider and --name only");
     }
     let resolved = remote
-        .resolve(&args.org, &args.provider, args.name.as_deref())
+        .resolve_or_env(
+            &args.org,
+            Provider::get(&args.provider)?,
+            args.name.as_deref(),
+            !args.no_env_fallback,
+        )
         .await?;
     print_resolved(&resolved, args.json)?;
     Ok(ExitCode::SUCCESS)

@@ -95,7 +95,12 @@ impl Remote {
         } else {
             // Problem details say what is wrong; they never hold a secret.
             let detail = value["detail"].as_str().unwrap_or("no details").to_owned();
-            Err(remote_err(format!("{} ({status})", detail)))
+            let message = format!("{detail} ({status})");
+            Err(if status == reqwest::StatusCode::NOT_FOUND {
+                Error::RemoteNotFound(message)
+            } else {
+                remote_err(message)
+            })
         }
     }
 
@@ -114,6 +119,51 @@ impl Remote {
             .call(reqwest::Method::POST, "/api/v1/resolve", Some(body))
             .await?;
         resolved_from(&obj)
+    }
+
+    /// Resolves a provider's key as [`Remote::resolve`] does; when the organization has none
+    /// and `env_fallback` is on, this process's own environment answers (the one resolution
+    /// rule, with the caller's environment, since the server's is not the caller's).
+    pub async fn resolve_or_env(
+        &self,
+        org: &str,
+        provider: &'static Provider,
+        name: Option<&str>,
+        env_fallback: bool,
+    ) -> Result<Resolved, Error> {
+        match self.resolve(org, provider.id, name).await {
+            Err(Error::RemoteNotFound(why)) if env_fallback && name.is_none() => {
+                keyward_core::resolve::from_environment(provider, &|v| std::env::var(v).ok())
+                    .ok_or_else(|| {
+                        Error::RemoteNotFound(format!(
+                            "{why}; nor does this machine's environment have {}",
+                            provider.secret_env.join(" or ")
+                        ))
+                    })
+            }
+            other => other,
+        }
+    }
+
+    /// The variables of an organization's providers (all active ones, or those named); with
+    /// `env_fallback`, a named provider without a credential takes this process's own
+    /// environment's key.
+    pub async fn env_map_fallback(
+        &self,
+        org: &str,
+        providers: &[&'static Provider],
+        env_fallback: bool,
+    ) -> Result<EnvMap, Error> {
+        match self.env_map_many(org, providers).await {
+            Err(Error::RemoteNotFound(_)) if env_fallback && !providers.is_empty() => {
+                let mut map = EnvMap::new();
+                for p in providers {
+                    map.extend_resolved(&self.resolve_or_env(org, p, None, true).await?)?;
+                }
+                Ok(map)
+            }
+            other => other,
+        }
     }
 
     /// The variables of an organization's providers (all active ones, or those named).
@@ -142,7 +192,7 @@ impl Remote {
         let fail = |e: Error| Error::Reference {
             reference: reference.to_string(),
             why: match e {
-                Error::Remote(m) => m,
+                Error::Remote(m) | Error::RemoteNotFound(m) => m,
                 other => other.to_string(),
             },
         };

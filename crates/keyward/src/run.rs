@@ -26,13 +26,17 @@ pub(crate) enum Keys {
 }
 
 impl Keys {
-    async fn env_map(&self, org: &str, named: &[String]) -> Result<EnvMap> {
+    async fn env_map(&self, org: &str, named: &[String], env_fallback: bool) -> Result<EnvMap> {
         match self {
+            // The local provider was built with the fallback setting.
             Keys::Local(keys) => org_env(keys, org, named).await,
-            // The server picks the providers when none are named.
+            // The server picks the providers when none are named; a named one it has no key
+            // for falls back to this machine's environment.
             Keys::Remote(remote) => {
                 let providers = keyward::parse_providers(named)?;
-                Ok(remote.env_map_many(org, &providers).await?)
+                Ok(remote
+                    .env_map_fallback(org, &providers, env_fallback)
+                    .await?)
             }
         }
     }
@@ -82,7 +86,9 @@ async fn org_env(keys: &KeyProvider, org: &str, named: &[String]) -> Result<EnvM
 }
 
 pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
-    let map = keys.env_map(&args.org, &args.provider).await?;
+    let map = keys
+        .env_map(&args.org, &args.provider, !args.no_env_fallback)
+        .await?;
     let mut pairs: Vec<(String, String)> = Vec::new();
     for var in map.vars() {
         match &var.value {
@@ -160,7 +166,10 @@ struct ChildEnv {
 
 async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
     let mut providers = match &args.org {
-        Some(org) => keys.env_map(org, &args.provider).await?,
+        Some(org) => {
+            keys.env_map(org, &args.provider, !args.no_env_fallback)
+                .await?
+        }
         None if !args.provider.is_empty() => bail!("--provider needs --org"),
         None => EnvMap::new(),
     };

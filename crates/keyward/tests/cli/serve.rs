@@ -215,6 +215,59 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "sk-proj-SERVECANARY0123456789wxyz"
     );
+    // The one resolution rule against a server too: a provider the organization has no
+    // active key for (its anthropic key is deactivated) takes this machine's own environment,
+    // unless --no-env-fallback.
+    let with_shell_key = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KEYWARD_URL", format!("http://{addr}"))
+            .env("KEYWARD_TOKEN", &resolver_token)
+            .env("ANTHROPIC_API_KEY", "sk-ant-api03-MYSHELLKEY-0123456789")
+            .output()
+            .unwrap()
+    };
+    let out = with_shell_key(&["resolve", "--org", "acme", "--provider", "anthropic"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sk-ant-api03-MYSHELLKEY-0123456789",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_shell_key(&[
+        "run",
+        "--org",
+        "acme",
+        "--provider",
+        "openai,anthropic",
+        "--no-masking",
+        "--",
+        "python3",
+        "-c",
+        "import os; print(os.environ['OPENAI_API_KEY'][:12], os.environ['ANTHROPIC_API_KEY'][:18])",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sk-proj-SERV sk-ant-api03-MYSHE",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_shell_key(&[
+        "resolve",
+        "--org",
+        "acme",
+        "--provider",
+        "anthropic",
+        "--no-env-fallback",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no active Anthropic credential"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = remote(&["cred", "list"]);
     assert!(
         !out.status.success(),
