@@ -102,8 +102,19 @@ pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
     }
     match args.format {
         EnvFormat::Dotenv => {
-            for (k, v) in &pairs {
-                say!("{k}={}", dotenv_value(v));
+            let lines = pairs
+                .iter()
+                .map(|(k, v)| {
+                    dotenv_value(v).map(|v| format!("{k}={v}")).ok_or_else(|| {
+                        anyhow!(
+                            "{k} holds both a quote or a newline and a backtick, which no .env \
+                             line can hold safely for a shell too; use --format shell or json"
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for line in lines {
+                say!("{line}");
             }
         }
         EnvFormat::Shell => {
@@ -124,11 +135,14 @@ pub(crate) async fn env(keys: &Keys, args: EnvArgs) -> Result<ExitCode> {
 
 /// A value as a `.env` line holds it, safe to `source` from a shell as well: single-quoted
 /// (nothing inside is special to either) unless it holds a quote or a newline; then
-/// double-quoted with `\\`, `"`, `$`, `` ` `` and newlines escaped, so that no command
-/// substitution can come out of a credential's field.
-fn dotenv_value(v: &str) -> String {
+/// double-quoted with `\\`, `"`, `$` and newlines escaped. A value that needs double quotes
+/// and holds a backtick has no form both read alike (`\``` is not a `.env` escape): `None`.
+fn dotenv_value(v: &str) -> Option<String> {
     if !v.contains(['\'', '\n', '\r']) {
-        return format!("'{v}'");
+        return Some(format!("'{v}'"));
+    }
+    if v.contains('`') {
+        return None;
     }
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
@@ -137,14 +151,13 @@ fn dotenv_value(v: &str) -> String {
             '\\' => out.push_str(r"\\"),
             '"' => out.push_str("\\\""),
             '$' => out.push_str("\\$"),
-            '`' => out.push_str("\\`"),
             '\n' => out.push_str(r"\n"),
             '\r' => out.push_str(r"\r"),
             c => out.push(c),
         }
     }
     out.push('"');
-    out
+    Some(out)
 }
 
 /// Keyward's own configuration: never handed to the child. The master key opens every

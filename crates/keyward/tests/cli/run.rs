@@ -833,7 +833,10 @@ fn a_dotenv_file_from_keyward_env_runs_nothing_when_sourced() {
     for hostile in [
         format!("https://x.openai.azure.com/`touch {}`", marker.display()),
         format!("https://x.openai.azure.com/$(touch {})", marker.display()),
-        format!("https://x.openai.azure.com/'$(touch {})'", marker.display()),
+        format!(
+            "https://x.openai.azure.com/'$(touch {})'\"",
+            marker.display()
+        ),
     ] {
         s.ok(&[
             "cred",
@@ -872,4 +875,18 @@ fn a_dotenv_file_from_keyward_env_runs_nothing_when_sourced() {
         ]);
         assert_eq!(printed.trim_end(), hostile);
     }
+    // Quotes and a backtick together have no safe .env form: refused, not mangled.
+    s.ok(&[
+        "cred",
+        "update",
+        &id,
+        "--set",
+        &format!(
+            "endpoint=https://x.openai.azure.com/'`touch {}`",
+            marker.display()
+        ),
+    ]);
+    let err = s.fails(&["env", "--org", "acme", "--provider", "azure_openai"], &[]);
+    assert!(err.contains("use --format shell or json"), "{err}");
+    assert!(!marker.exists());
 }
