@@ -656,18 +656,19 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
     );
 
     // The usage shows up within a second or two.
-    within_10s("the usage is written", async || {
+    let usage_shows = |s: &mut Sandbox, what: &dyn Fn(&Value) -> bool| {
         let usage: Value = serde_json::from_str(&s.ok_with(
             &["gateway", "usage", "--org", "acme", "--json"],
             "",
             &[],
         ))
         .unwrap();
-        usage
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|u| u["id"] == cred.as_str() && u["statuses"]["200"] == 2)
+        usage.as_array().unwrap().iter().any(what)
+    };
+    within_10s("the usage is written", async || {
+        usage_shows(&mut s, &|u| {
+            u["id"] == cred.as_str() && u["statuses"]["200"] == 2
+        })
     })
     .await;
     let table = s.ok(&["gateway", "usage", "--org", "acme"]);
@@ -689,17 +690,9 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
         "error: PermissionDeniedError 403 Keyward gateway: organization 'acme' has no active OpenAI-compatible credential; an admin can add one (keyward cred add --org acme --provider openai_compatible) or activate one"
     );
     within_10s("the refusal is counted", async || {
-        let usage: Value = serde_json::from_str(&s.ok_with(
-            &["gateway", "usage", "--org", "acme", "--json"],
-            "",
-            &[],
-        ))
-        .unwrap();
-        usage
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|u| u["subject"] == "gateway_token" && u["statuses"]["403"] == 1)
+        usage_shows(&mut s, &|u| {
+            u["subject"] == "gateway_token" && u["statuses"]["403"] == 1
+        })
     })
     .await;
     let log = server.stop();
