@@ -1866,3 +1866,57 @@ async fn the_env_route_refuses_two_providers_writing_one_variable_before_any_key
     assert_eq!(st, StatusCode::OK);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_guides_create_route_checks_the_format_and_can_skip_it() {
+    let mut s = Server::sqlite().await;
+    let admin = s.token(Role::Admin, None).await;
+    s.call(
+        Method::POST,
+        "/api/v1/orgs",
+        Some(&admin),
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    // The guide's own placeholders are not keys.
+    for placeholder in ["sk-...", "sk-new-key..."] {
+        let (st, problem) = s
+            .call(
+                Method::POST,
+                "/api/provider-credentials/create",
+                Some(&admin),
+                Some(json!({"organization_id": "acme", "provider": "openai", "credential_name": "prod", "api_key": placeholder})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{placeholder}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("not an OpenAI key") && detail.contains("\"skip_format_check\": true"),
+            "{detail}"
+        );
+        assert!(
+            !detail.contains("--no-format-check"),
+            "CLI words over HTTP: {detail}"
+        );
+    }
+    let body = |skip: bool| json!({"organization_id": "acme", "provider": "openai", "credential_name": "proxy", "api_key": "pk-proxy-issued-0123456789abcdef", "skip_format_check": skip});
+    let (st, _) = s
+        .call(
+            Method::POST,
+            "/api/provider-credentials/create",
+            Some(&admin),
+            Some(body(false)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let (st, created) = s
+        .call(
+            Method::POST,
+            "/api/provider-credentials/create",
+            Some(&admin),
+            Some(body(true)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    s.stop().await;
+}
