@@ -23,6 +23,8 @@ use crate::{CoreError, PROVIDERS};
 pub const API_TOKEN_PREFIX: &str = "kwt_";
 /// Prefix of Keyward gateway tokens.
 pub const GATEWAY_TOKEN_PREFIX: &str = "kwg_";
+/// Prefix of dashboard session ids (the browser's cookie).
+pub const SESSION_PREFIX: &str = "kws_";
 
 /// Whether `s` holds something that looks like a key or token (see the module's rules).
 pub fn looks_like_secret(s: &str) -> bool {
@@ -159,7 +161,7 @@ fn runs(s: &str) -> impl Iterator<Item = &str> {
 
 /// A word that starts like a key of the registry or a Keyward token.
 fn word_looks_like_key(word: &str) -> bool {
-    if [API_TOKEN_PREFIX, GATEWAY_TOKEN_PREFIX]
+    if [API_TOKEN_PREFIX, GATEWAY_TOKEN_PREFIX, SESSION_PREFIX]
         .iter()
         .any(|p| word.len() >= p.len() + 8 && word.starts_with(p))
     {

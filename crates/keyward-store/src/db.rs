@@ -76,6 +76,11 @@ fn migrator() -> Migrator {
             "usage provider",
             include_str!("../migrations/0010_usage_provider.sql"),
         ),
+        migration(
+            11,
+            "ui sessions",
+            include_str!("../migrations/0011_ui_sessions.sql"),
+        ),
     ])
 }
 

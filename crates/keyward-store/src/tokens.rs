@@ -147,10 +147,10 @@ pub(crate) fn generate_token(prefix: &str) -> Result<SecretString, VaultError> {
     )))
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, name, role, org, prefix, created_at, created_by, expires_at, revoked_at, last_used_at";
 
-fn view(row: &AnyRow) -> Result<TokenView, VaultError> {
+pub(crate) fn view(row: &AnyRow) -> Result<TokenView, VaultError> {
     let role: String = row.try_get("role")?;
     let org: String = row.try_get("org")?;
     Ok(TokenView {

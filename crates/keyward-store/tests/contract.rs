@@ -1420,7 +1420,109 @@ contract!(
     listings_page_in_sql_and_resolution_opens_only_what_it_hands_out,
     the_last_admin_token_cannot_be_revoked,
     the_guides_secret_management_query_shows_every_secret_operation,
+    dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end,
 );
+
+/// A dashboard session is only a hash in the store, bound to its token: it ends on sign-out,
+/// when idle too long, at its end of life, and at once when its token is revoked.
+async fn dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end(db: Db) {
+    use keyward_store::{Role, SessionLimits};
+    use std::time::Duration;
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let (admin, _) = v
+        .create_token("admin", Role::Admin, None, None, ACTOR)
+        .await
+        .unwrap();
+    let (viewer, viewer_view) = v
+        .create_token("viewer", Role::Viewer, Some(&org("acme")), None, ACTOR)
+        .await
+        .unwrap();
+    let (resolver, _) = v
+        .create_token("app", Role::Resolver, Some(&org("acme")), None, ACTOR)
+        .await
+        .unwrap();
+    let limits = SessionLimits::default();
+    let (id, session) = v
+        .create_ui_session(viewer.expose_secret(), limits, "127.0.0.1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(id.expose_secret().starts_with("kws_") && id.expose_secret().len() > 40);
+    assert_eq!(session.principal.role, Role::Viewer);
+    let found = v.ui_session(id.expose_secret()).await.unwrap().unwrap();
+    assert_eq!(found.principal.org, Some(org("acme")));
+    assert!(
+        !contains(&everything_stored(&db, &v).await, id.expose_secret()),
+        "only the session id's hash is stored"
+    );
+    // Wrong ids, a bad token and a resolver token get nothing.
+    assert!(v.ui_session("kws_nope").await.unwrap().is_none());
+    assert!(
+        v.create_ui_session("kwt_wrong", limits, "127.0.0.1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        v.create_ui_session(resolver.expose_secret(), limits, "127.0.0.1")
+            .await
+            .is_err()
+    );
+    // Sign-out ends it everywhere.
+    v.end_ui_session(id.expose_secret()).await.unwrap();
+    assert!(v.ui_session(id.expose_secret()).await.unwrap().is_none());
+    // Revoking the token ends its sessions at once.
+    let (id, _) = v
+        .create_ui_session(viewer.expose_secret(), limits, "127.0.0.1")
+        .await
+        .unwrap()
+        .unwrap();
+    v.revoke_token(&viewer_view.id, ACTOR).await.unwrap();
+    assert!(v.ui_session(id.expose_secret()).await.unwrap().is_none());
+    // Idle too long, or too old.
+    for limits in [
+        SessionLimits {
+            idle: Duration::from_millis(1),
+            max: Duration::from_secs(3600),
+        },
+        SessionLimits {
+            idle: Duration::from_secs(3600),
+            max: Duration::from_millis(1),
+        },
+    ] {
+        let (id, _) = v
+            .create_ui_session(admin.expose_secret(), limits, "127.0.0.1")
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            v.ui_session(id.expose_secret()).await.unwrap().is_none(),
+            "{limits:?}"
+        );
+    }
+    // Sign-ins are audited, failures too, with no session id or token in the trail.
+    let events = v
+        .list_events(&"category=secret_access".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"ui_sign_in") && actions.contains(&"ui_sign_out"),
+        "{actions:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.action == "authenticate" && e.target == "ui")
+            .count()
+            >= 2,
+        "{actions:?}"
+    );
+    let trail = serde_json::to_string(&events).unwrap();
+    assert!(!trail.contains("kws_") && !trail.contains(viewer.expose_secret()));
+}
 
 /// The config-variable guide's query, `events list --filter 'category=secret_management'
 /// --limit 50`, shows variable creation, update and deletion, master-key rotation and failed
