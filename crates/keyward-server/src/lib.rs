@@ -19,6 +19,7 @@ mod openapi;
 pub mod probe;
 mod routes;
 mod tls;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,6 +55,10 @@ pub(crate) struct Shared {
     /// Whether organizations without their own setting fall back to the server's environment
     /// (`--env-fallback`; off: a server must not hand its own keys to every organization).
     env_fallback: bool,
+    /// How long console sessions live.
+    ui_sessions: keyward_store::SessionLimits,
+    /// Whether the console's cookie is marked `Secure` (served over TLS).
+    secure_cookies: bool,
 }
 
 impl AppState {
@@ -73,6 +78,8 @@ impl AppState {
             gateway: self.shared.gateway.clone(),
             limiter: limits::FailureLimiter::new(self.shared.limiter.max_failures()),
             env_fallback: self.shared.env_fallback,
+            ui_sessions: self.shared.ui_sessions,
+            secure_cookies: self.shared.secure_cookies,
             ..Shared::default()
         };
         change(&mut shared);
@@ -102,6 +109,12 @@ impl AppState {
     #[must_use]
     pub fn with_env_fallback(self, on: bool) -> Self {
         self.rebuilt(|s| s.env_fallback = on)
+    }
+
+    /// How long console sessions live (default 30 minutes idle, 12 hours at most).
+    #[must_use]
+    pub fn with_ui_sessions(self, limits: keyward_store::SessionLimits) -> Self {
+        self.rebuilt(|s| s.ui_sessions = limits)
     }
 
     /// The environment-fallback rule of this server's resolutions.
@@ -199,6 +212,8 @@ pub fn app(state: AppState) -> Router {
             "/gateway/t/{target}/{*path}",
             axum::routing::any(gateway::forward_target),
         )
+        // The web console: pages, not an API, so not in the OpenAPI document either.
+        .merge(ui::router())
         .route(
             "/api/openapi.json",
             axum::routing::get(move || {
@@ -300,6 +315,8 @@ pub async fn serve_tls(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Served over TLS: the console's cookie goes over TLS only.
+    let state = state.rebuilt(|s| s.secure_cookies = true);
     let writer = state.spawn_usage_writer();
     let served = axum::serve(
         TlsListener::new(listener, tls)?,
