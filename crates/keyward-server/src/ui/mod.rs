@@ -308,7 +308,7 @@ async fn credentials(
         })
         .collect();
     CredentialsPage {
-        who: format!("{} ({})", principal.name, principal.role),
+        who: format!("{}, {}", principal.name, principal.role),
         all_orgs: principal.role == Role::Admin,
         orgs,
         org: org.map(|o| o.to_string()).unwrap_or_default(),
