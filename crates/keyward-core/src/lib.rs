@@ -28,6 +28,18 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use ids::{CredentialId, CredentialName, OrgId, VarName};
+
+/// A name with its indefinite article, for messages: "an OpenAI", "a Groq", "an NVIDIA",
+/// "an xAI", "an org_admin". A vowel takes "an", and so does an initialism whose first
+/// letter's name starts with one.
+pub fn with_article(name: &str) -> String {
+    let mut chars = name.chars();
+    let first = chars.next().unwrap_or('x');
+    let second = chars.next().unwrap_or('x');
+    let vowel =
+        "AEIOUaeiou".contains(first) || (second.is_uppercase() && "FHLMNRSXx".contains(first));
+    format!("{} {name}", if vowel { "an" } else { "a" })
+}
 pub use provider::{PROVIDERS, Provider};
 
 /// Errors of the domain rules.

@@ -569,15 +569,7 @@ impl Provider {
     /// The display name with its indefinite article, for messages: "an OpenAI", "a Groq",
     /// "an xAI".
     pub fn a_name(&self) -> String {
-        let name = self.display_name;
-        let mut chars = name.chars();
-        let first = chars.next().unwrap_or('x');
-        let second = chars.next().unwrap_or('x');
-        // A vowel, or an initialism whose first letter's name starts with one ("an NVIDIA",
-        // "an LM Studio", "an xAI").
-        let vowel =
-            "AEIOUaeiou".contains(first) || (second.is_uppercase() && "FHLMNRSXx".contains(first));
-        format!("{} {name}", if vowel { "an" } else { "a" })
+        crate::with_article(self.display_name)
     }
 
     /// Whether `name` is a public field this provider takes (`base_url` always is).

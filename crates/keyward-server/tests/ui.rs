@@ -198,6 +198,10 @@ async fn bad_and_machine_tokens_cannot_sign_in_and_cross_site_forms_are_refused(
             .unwrap()
             .contains("unknown, revoked or expired")
     );
+    // A provider key pasted where the token goes: refused, and never echoed.
+    let resp = c.sign_in(CANARY).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(!resp.text().await.unwrap().contains("UICANARY"));
     let resp = c.sign_in(&resolver).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(
@@ -250,5 +254,15 @@ async fn bad_and_machine_tokens_cannot_sign_in_and_cross_site_forms_are_refused(
         .unwrap();
     assert!(events.iter().filter(|e| e.target == "ui").count() >= 2);
     let trail = serde_json::to_string(&events).unwrap();
-    assert!(!trail.contains(&resolver) && !trail.contains("kwt_not-a-token"));
+    assert!(
+        !trail.contains(&resolver)
+            && !trail.contains("kwt_not-a-token")
+            && !trail.contains("UICANARY")
+    );
+    // A filter that is no organization slug (`..`, encoded or not) is nothing, not a path.
+    for bad in ["..", "%2e%2e", "acme%2F..%2Fglobex", CANARY] {
+        let resp = c.page(&format!("/ui/credentials?org={bad}"), &cookie).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{bad}");
+        assert!(!resp.text().await.unwrap().contains("UICANARY"));
+    }
 }

@@ -50,13 +50,7 @@ impl Role {
 impl Role {
     /// The role's name with its article, for messages ("an org_admin", "a viewer").
     pub fn a_name(self) -> String {
-        let name = self.as_str();
-        let article = if name.starts_with(['a', 'o']) {
-            "an"
-        } else {
-            "a"
-        };
-        format!("{article} {name}")
+        keyward_core::with_article(self.as_str())
     }
 }
 
