@@ -232,6 +232,10 @@ pub struct EventFilter {
     pub outcome: Option<Outcome>,
     /// Only this actor.
     pub actor: Option<String>,
+    /// Only events about this target (a credential's id, a token's id, ...).
+    pub target: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Millis>,
     /// Only events before this sequence number (a cursor: pass the last one seen).
     pub before: Option<i64>,
 }
@@ -257,9 +261,10 @@ impl FromStr for EventFilter {
                 "action" => f.action = Some(v.to_owned()),
                 "outcome" => f.outcome = Some(v.parse()?),
                 "actor" => f.actor = Some(v.to_owned()),
+                "target" => f.target = Some(v.to_owned()),
                 other => {
                     return Err(CoreError::InvalidInput(format!(
-                        "unknown filter key {}; use category, org, action, outcome or actor",
+                        "unknown filter key {}; use category, org, action, outcome, actor or target",
                         crate::secret_like::shown(other)
                     )));
                 }

@@ -218,6 +218,7 @@ impl Vault {
         add("action", filter.action.as_deref());
         add("outcome", filter.outcome.map(Outcome::as_str));
         add("actor", filter.actor.as_deref());
+        add("target", filter.target.as_deref());
         if let Some(category) = filter.category {
             let mut placeholders = Vec::new();
             for c in category.covers() {
@@ -228,9 +229,10 @@ impl Vault {
         }
         let n = binds.len();
         sql.push_str(&format!(
-            " AND seq < ${} ORDER BY seq DESC LIMIT ${}",
+            " AND seq < ${} AND at >= ${} ORDER BY seq DESC LIMIT ${}",
             n + 1,
-            n + 2
+            n + 2,
+            n + 3
         ));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in &binds {
@@ -238,6 +240,7 @@ impl Vault {
         }
         let rows = q
             .bind(filter.before.unwrap_or(i64::MAX))
+            .bind(filter.since.map_or(i64::MIN, |t| t.0))
             .bind(limit.max(0))
             .fetch_all(&self.inner.pool)
             .await?;

@@ -81,6 +81,11 @@ fn migrator() -> Migrator {
             "ui sessions",
             include_str!("../migrations/0011_ui_sessions.sql"),
         ),
+        migration(
+            12,
+            "usage hourly",
+            include_str!("../migrations/0012_usage_hourly.sql"),
+        ),
     ])
 }
 

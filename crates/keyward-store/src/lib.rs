@@ -43,7 +43,7 @@ pub use orgs::Organization;
 pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
 pub use sessions::{Session, SessionLimits};
 pub use tokens::{API_TOKEN_PREFIX, Principal, Role, TokenView};
-pub use usage::{Usage, UsageDelta, UsageSubject};
+pub use usage::{HOUR_MS, Usage, UsageBucket, UsageDelta, UsageSubject};
 pub use vars::VarValue;
 
 /// Everything the vault can refuse or fail with. No variant ever holds a secret.

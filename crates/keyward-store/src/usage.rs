@@ -1,6 +1,7 @@
 //! Gateway usage: request counts by upstream status and the last use, per credential and per
 //! gateway token. The gateway adds up its requests in memory and hands them here in batches;
-//! one transaction adds a whole batch to the stored totals.
+//! one transaction adds a whole batch to the stored totals and to hourly buckets (the
+//! console's charts), pruning buckets older than [`HOURLY_KEPT`].
 
 use std::collections::BTreeMap;
 
@@ -98,6 +99,27 @@ pub struct Usage {
     pub statuses: BTreeMap<String, u64>,
 }
 
+/// One hour's requests of one subject with one upstream status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UsageBucket {
+    /// The hour's start.
+    pub hour: Millis,
+    /// The upstream status (0: no answer).
+    pub status: u16,
+    /// How many.
+    pub requests: u64,
+}
+
+/// An hour, in milliseconds.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// How long hourly buckets are kept: the longest chart (7 days) and a day of slack.
+const HOURLY_KEPT: i64 = 8 * 24 * HOUR_MS;
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 impl Vault {
     /// Adds a batch of counts to the stored totals, in one transaction. Rows are written in
     /// one fixed order, so that replicas writing overlapping batches on PostgreSQL wait for
@@ -136,6 +158,28 @@ impl Vault {
             .execute(&mut *tx)
             .await?;
         }
+        // The same counts by the hour (a batch covers at most a few seconds: its latest
+        // request's hour is its hour).
+        for d in &batch {
+            sqlx::query(
+                "INSERT INTO usage_hourly (org, subject_kind, subject_id, hour, status, requests) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (org, subject_kind, subject_id, hour, status) DO UPDATE SET \
+                 requests = usage_hourly.requests + excluded.requests",
+            )
+            .bind(d.org.as_str())
+            .bind(d.subject.as_str())
+            .bind(&d.id)
+            .bind(d.last_used_at.0 - d.last_used_at.0.rem_euclid(HOUR_MS))
+            .bind(i32::from(d.status))
+            .bind(i64::try_from(d.requests).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM usage_hourly WHERE hour < $1")
+            .bind(Millis::now().0 - HOURLY_KEPT)
+            .execute(&mut *tx)
+            .await?;
         // Then the tokens' last use, in the same order.
         for d in batch
             .iter()
@@ -227,5 +271,57 @@ impl Vault {
         }
         out.sort_by(|a, b| b.requests.cmp(&a.requests).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
+    }
+
+    /// One subject's requests by the hour and status since `since`, oldest first.
+    pub async fn usage_hourly(
+        &self,
+        org: &OrgId,
+        subject: UsageSubject,
+        id: &str,
+        since: Millis,
+    ) -> Result<Vec<UsageBucket>, VaultError> {
+        let rows = sqlx::query(
+            "SELECT hour, status, requests FROM usage_hourly \
+             WHERE org = $1 AND subject_kind = $2 AND subject_id = $3 AND hour >= $4 \
+             ORDER BY hour, status",
+        )
+        .bind(org.as_str())
+        .bind(subject.as_str())
+        .bind(id)
+        .bind(since.0 - since.0.rem_euclid(HOUR_MS))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(UsageBucket {
+                    hour: Millis(r.try_get("hour")?),
+                    status: u16::try_from(r.try_get::<i32, _>("status")?).unwrap_or(0),
+                    requests: count(r.try_get("requests")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Requests per subject id of one kind since `since` (of one organization, or all).
+    pub async fn recent_requests(
+        &self,
+        org: Option<&OrgId>,
+        subject: UsageSubject,
+        since: Millis,
+    ) -> Result<std::collections::HashMap<String, u64>, VaultError> {
+        let rows = sqlx::query(
+            "SELECT subject_id, CAST(SUM(requests) AS BIGINT) AS n FROM usage_hourly \
+             WHERE subject_kind = $1 AND hour >= $2 AND ($3 = '' OR org = $3) \
+             GROUP BY subject_id",
+        )
+        .bind(subject.as_str())
+        .bind(since.0 - since.0.rem_euclid(HOUR_MS))
+        .bind(org.map_or("", OrgId::as_str))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("subject_id")?, count(r.try_get("n")?))))
+            .collect()
     }
 }

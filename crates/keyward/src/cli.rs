@@ -182,6 +182,12 @@ pub(crate) struct ServeArgs {
     /// 429 for the rest of the minute (raise it when many clients share an address).
     #[arg(long, env = "KEYWARD_AUTH_FAILURES_PER_MINUTE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) auth_failures_per_minute: u32,
+    /// The web console's sessions end after this long without a request.
+    #[arg(long, env = "KEYWARD_UI_IDLE_TIMEOUT", default_value = "30m", value_parser = positive_duration)]
+    pub(crate) ui_idle_timeout: std::time::Duration,
+    /// The web console's sessions end this long after sign-in, whatever happens.
+    #[arg(long, env = "KEYWARD_UI_SESSION_MAX", default_value = "12h", value_parser = positive_duration)]
+    pub(crate) ui_session_max: std::time::Duration,
 }
 
 #[derive(Debug, Subcommand)]

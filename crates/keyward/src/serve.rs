@@ -31,6 +31,10 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
         .with_jwt_keys(jwt_keys)
         .with_auth_failures_per_minute(args.auth_failures_per_minute)
         .with_env_fallback(args.env_fallback)
+        .with_ui_sessions(keyward_store::SessionLimits {
+            idle: args.ui_idle_timeout,
+            max: args.ui_session_max,
+        })
         .with_gateway(GatewayOptions {
             connect_timeout: args.gateway_connect_timeout,
             first_byte_timeout: args.gateway_first_byte_timeout,
@@ -103,6 +107,7 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     say!("keyward listening on {scheme}://{local}");
+    say!("web console: {scheme}://{local}/ui/ (sign in with an API token)");
     tracing::info!(%local, scheme, "listening");
     match tls {
         Some(config) => {

@@ -4,6 +4,8 @@
 mod v1;
 mod vars;
 
+pub(crate) use v1::test_credential;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -133,7 +135,7 @@ fn parse_id(s: &str) -> Result<CredentialId, ApiError> {
 
 /// Loads a credential the caller may act on with one of `roles`; one of another organization
 /// is "not found", exactly like one that does not exist.
-pub(super) async fn visible_credential(
+pub(crate) async fn visible_credential(
     state: &AppState,
     caller: &Caller,
     id: &str,

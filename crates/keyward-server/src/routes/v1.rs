@@ -253,22 +253,29 @@ pub(super) async fn creds_test(
     Query(q): Query<TestQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
-    let (view, secret) = state.vault.open_credential(&view.id).await?;
-    let provider = Provider::get(&view.provider)?;
     let timeout = std::time::Duration::from_secs(q.timeout_seconds.unwrap_or(10).clamp(1, 60));
-    let outcome = crate::probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
-    let view = state
-        .vault
-        .record_key_test(
-            &view.id,
-            outcome.is_ok(),
-            &outcome.to_string(),
-            &caller.actor(),
-        )
-        .await?;
+    let (outcome, view) = test_credential(&state, &view.id, timeout, &caller.actor()).await?;
     Ok(Json(
         json!({ "ok": outcome.is_ok(), "result": outcome.to_string(), "credential": view }),
     ))
+}
+
+/// Tests a credential's key against its provider and stores and audits the outcome, as
+/// `keyward cred test` does (the caller has checked that `actor` may).
+pub(crate) async fn test_credential(
+    state: &AppState,
+    id: &keyward_core::CredentialId,
+    timeout: std::time::Duration,
+    actor: &str,
+) -> Result<(crate::probe::TestOutcome, CredentialView), ApiError> {
+    let (view, secret) = state.vault.open_credential(id).await?;
+    let provider = Provider::get(&view.provider)?;
+    let outcome = crate::probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
+    let view = state
+        .vault
+        .record_key_test(&view.id, outcome.is_ok(), &outcome.to_string(), actor)
+        .await?;
+    Ok((outcome, view))
 }
 
 // ----- API tokens -------------------------------------------------------------------------

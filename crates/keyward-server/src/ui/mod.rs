@@ -8,20 +8,22 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use keyward_core::credential::CredentialStatus;
-use keyward_core::{Millis, OrgId, PROVIDERS, Provider};
+use keyward_core::Millis;
 use keyward_store::{Role, Session, VaultError};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use crate::AppState;
+
+mod chart;
+mod credentials;
 
 /// The session cookie's name.
 const COOKIE: &str = "kw_session";
@@ -33,9 +35,26 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/", get(|| async { Redirect::to("/ui/credentials") }))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
-        .route("/ui/credentials", get(credentials))
+        .merge(credentials::router())
         .route("/ui/static/app.css", get(stylesheet))
+        .route("/ui/static/app.js", get(script))
+        .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::middleware::map_response(hardened))
+}
+
+/// Refuses every state-changing request that does not come from the console's own pages.
+async fn same_origin_writes(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let safe = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !safe && !same_origin(request.headers()) {
+        return cross_site();
+    }
+    next.run(request).await
 }
 
 /// Every answer of the console: no framing, no script but our own, nothing cached, no referrer.
@@ -96,21 +115,9 @@ impl FromRequestParts<AppState> for UiSession {
         match state.vault.ui_session(&id).await {
             Ok(Some(session)) => Ok(UiSession(session)),
             Ok(None) => Err(Redirect::to("/ui/login").into_response()),
-            Err(e) => Err(page_error(&e)),
+            Err(e) => Err(failed(e)),
         }
     }
-}
-
-fn page_error(e: &VaultError) -> Response {
-    if e.is_unavailable() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store is unavailable; try again in a moment",
-        )
-            .into_response();
-    }
-    tracing::error!(error = %e, "console page failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "something went wrong").into_response()
 }
 
 #[derive(Template, WebTemplate)]
@@ -131,12 +138,8 @@ struct LoginForm {
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(addr): ConnectInfo<crate::ClientAddr>,
-    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return cross_site();
-    }
     let ip = addr.0.ip();
     let limits = state.shared.ui_sessions;
     let (made, over_limit) = state
@@ -191,18 +194,15 @@ async fn login(
             state.shared.limiter.failed(ip);
             refused(StatusCode::FORBIDDEN, &why)
         }
-        Err(e) => page_error(&e),
+        Err(e) => failed(e),
     }
 }
 
-async fn logout(State(state): State<AppState>, headers: HeaderMap, jar: CookieJar) -> Response {
-    if !same_origin(&headers) {
-        return cross_site();
-    }
+async fn logout(State(state): State<AppState>, jar: CookieJar) -> Response {
     if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned())
         && let Err(e) = state.vault.end_ui_session(&id).await
     {
-        return page_error(&e);
+        return failed(e);
     }
     let gone = Cookie::build((COOKIE, "")).path("/ui").build();
     (jar.remove(gone), Redirect::to("/ui/login")).into_response()
@@ -215,106 +215,113 @@ async fn stylesheet() -> impl IntoResponse {
     )
 }
 
-/// One row of the credentials table.
-struct CredentialRow {
-    name: String,
-    org: String,
-    provider: String,
-    key_hint: String,
-    status: &'static str,
-    badge: &'static str,
-    priority: i64,
-    last_used: String,
-    last_test: String,
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("app.js"),
+    )
+}
+
+/// What every signed-in page shows around its content: who is signed in, what they may do,
+/// where they are, and the outcome of the last action.
+pub(crate) struct Chrome {
+    pub(crate) who: String,
+    /// Whether this is an admin (every organization, tokens, keys, the gateway).
+    pub(crate) admin: bool,
+    /// Whether any writes are offered at all (not to viewers).
+    pub(crate) writer: bool,
+    /// The sidebar entry of this page.
+    pub(crate) section: &'static str,
+    /// The outcome of the action that led here.
+    pub(crate) notice: Option<&'static str>,
+}
+
+impl Chrome {
+    pub(crate) fn new(session: &Session, section: &'static str, notice: Option<&str>) -> Self {
+        let p = &session.principal;
+        Self {
+            who: format!("{} ({})", p.name, p.role),
+            admin: p.role == Role::Admin,
+            writer: matches!(p.role, Role::Admin | Role::OrgAdmin),
+            section,
+            notice: notice.and_then(notice_text),
+        }
+    }
+}
+
+/// The fixed sentence of an outcome code in a redirect's query (a code, never free text, so
+/// that a link cannot put words on a page).
+fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "created" => {
+            "Credential created. The API key is encrypted and will never be displayed again."
+        }
+        "updated" => "Credential updated.",
+        "activated" => "Credential activated: resolution and the gateway may use it again.",
+        "deactivated" => "Credential deactivated: nothing is served with it until it is activated.",
+        "deleted" => "Credential deleted.",
+        "tested" => "Key tested against the provider; the result is below.",
+        _ => return None,
+    })
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "ui/credentials.html")]
-struct CredentialsPage {
-    who: String,
-    all_orgs: bool,
-    orgs: Vec<String>,
-    /// The organization filter; empty for all.
-    org: String,
-    providers: Vec<(&'static str, &'static str)>,
-    /// The provider filter; empty for all.
-    provider: String,
-    rows: Vec<CredentialRow>,
+#[template(path = "ui/error.html")]
+struct ErrorPage {
+    status: u16,
+    title: &'static str,
+    message: String,
 }
 
-#[derive(Deserialize)]
-struct Filters {
-    org: Option<String>,
-    provider: Option<String>,
+/// A failed console request as a page: the API's status and its (already safe) words.
+pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
+    use crate::ApiError as E;
+    let e = e.into();
+    let (status, title, message) = match e {
+        E::BadRequest(m) => (StatusCode::BAD_REQUEST, "Not accepted", m),
+        E::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
+        E::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
+        E::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m),
+        E::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "Not accepted", m),
+        E::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m),
+        E::OutcomeUnknown { detail, .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", detail)
+        }
+        E::TooManyRequests(_) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "wait a minute and try again".to_owned(),
+        ),
+        E::Unauthorized => return Redirect::to("/ui/login").into_response(),
+        E::PayloadTooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Too large",
+            "that form is larger than any this console takes".to_owned(),
+        ),
+        E::Internal(m) => {
+            tracing::error!(error = %m, "console page failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "the details are in the server's log".to_owned(),
+            )
+        }
+    };
+    (
+        status,
+        ErrorPage {
+            status: status.as_u16(),
+            title,
+            message,
+        },
+    )
+        .into_response()
 }
 
-fn when(t: Option<Millis>) -> String {
+/// A time for people: RFC 3339 to the second, or "never".
+pub(crate) fn when(t: Option<Millis>) -> String {
     t.map_or_else(
         || "never".to_owned(),
         |t| humantime::format_rfc3339_seconds(t.to_system_time()).to_string(),
     )
-}
-
-async fn credentials(
-    State(state): State<AppState>,
-    UiSession(session): UiSession,
-    Query(filters): Query<Filters>,
-) -> Response {
-    let principal = &session.principal;
-    let wanted_org = filters.org.filter(|o| !o.is_empty());
-    let org = match (&principal.org, wanted_org) {
-        (Some(own), _) => Some(own.clone()),
-        (None, Some(o)) => match OrgId::new(&o) {
-            Ok(o) => Some(o),
-            Err(_) => return (StatusCode::NOT_FOUND, "no such organization").into_response(),
-        },
-        (None, None) => None,
-    };
-    let provider = filters
-        .provider
-        .filter(|p| !p.is_empty())
-        .and_then(|p| Provider::get(&p).ok());
-    let orgs: Vec<String> = match &principal.org {
-        Some(own) => vec![own.to_string()],
-        None => match state.vault.list_orgs().await {
-            Ok(orgs) => orgs.into_iter().map(|o| o.id.to_string()).collect(),
-            Err(e) => return page_error(&e),
-        },
-    };
-    let creds = match state.vault.list_credentials(org.as_ref(), provider).await {
-        Ok(c) => c,
-        Err(e) => return page_error(&e),
-    };
-    let rows = creds
-        .into_iter()
-        .map(|c| {
-            let (status, badge) = match (c.status, c.active) {
-                (CredentialStatus::Undecryptable, _) => ("Undecryptable", "undecryptable"),
-                (CredentialStatus::Ok, true) => ("Active", "active"),
-                (CredentialStatus::Ok, false) => ("Inactive", "inactive"),
-            };
-            CredentialRow {
-                provider: Provider::get(&c.provider)
-                    .map_or_else(|_| c.provider.clone(), |p| p.display_name.to_owned()),
-                name: c.name.to_string(),
-                org: c.org.to_string(),
-                key_hint: c.key_hint,
-                status,
-                badge,
-                priority: c.priority,
-                last_used: when(c.last_used_at),
-                last_test: c.last_test_result.unwrap_or_else(|| "-".to_owned()),
-            }
-        })
-        .collect();
-    CredentialsPage {
-        who: format!("{}, {}", principal.name, principal.role),
-        all_orgs: principal.role == Role::Admin,
-        orgs,
-        org: org.map(|o| o.to_string()).unwrap_or_default(),
-        providers: PROVIDERS.iter().map(|p| (p.id, p.display_name)).collect(),
-        provider: provider.map(|p| p.id.to_owned()).unwrap_or_default(),
-        rows,
-    }
-    .into_response()
 }

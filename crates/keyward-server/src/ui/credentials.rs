@@ -1,0 +1,936 @@
+//! Provider Credentials, screen by screen as the admin guide shows them: the filtered table,
+//! Add, Edit (compare-and-set), Activate / Deactivate, Test, Delete behind a confirmation, and
+//! a credential's own page. Every action goes through the same `Vault` calls and the same role
+//! checks as the API (`routes::visible_credential`), audited with the session's token as actor.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use keyward_core::audit::EventFilter;
+use keyward_core::credential::{
+    CredentialStatus, CredentialUpdate, CredentialView, FormatCheck, NewCredential,
+};
+use keyward_core::provider::SecretKind;
+use keyward_core::{CredentialName, Millis, OrgId, PROVIDERS, Provider};
+use keyward_store::{HOUR_MS, Role, UsageSubject, VaultError};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::chart::{Chart, chart};
+use super::{Chrome, UiSession, failed, when};
+use crate::AppState;
+use crate::auth::Caller;
+use crate::routes::visible_credential;
+
+/// Rows per page of the table.
+const PAGE: u64 = 50;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ui/credentials", get(list).post(create))
+        .route("/ui/credentials/new", get(new_form))
+        .route("/ui/credentials/{id}", get(detail))
+        .route("/ui/credentials/{id}/edit", get(edit_form).post(update))
+        .route("/ui/credentials/{id}/activate", post(activate))
+        .route("/ui/credentials/{id}/deactivate", post(deactivate))
+        .route("/ui/credentials/{id}/test", post(test))
+        .route(
+            "/ui/credentials/{id}/delete",
+            get(confirm_delete).post(delete),
+        )
+}
+
+/// What a URL's path segment or query value may hold as is (RFC 3986's unreserved).
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+fn encode(s: &str) -> String {
+    utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+/// The status badge: its words and its class.
+fn badge(view: &CredentialView) -> (&'static str, &'static str) {
+    match (view.status, view.active) {
+        (CredentialStatus::Undecryptable, _) => ("Undecryptable", "undecryptable"),
+        (CredentialStatus::Ok, true) => ("Active", "active"),
+        (CredentialStatus::Ok, false) => ("Inactive", "inactive"),
+    }
+}
+
+fn display_name(provider: &str) -> String {
+    Provider::get(provider).map_or_else(|_| provider.to_owned(), |p| p.display_name.to_owned())
+}
+
+/// The organizations `session` may pick from: all of them for an admin, else its own.
+async fn visible_orgs(state: &AppState, session: &UiSession) -> Result<Vec<String>, Response> {
+    match &session.0.principal.org {
+        Some(own) => Ok(vec![own.to_string()]),
+        None => state
+            .vault
+            .list_orgs()
+            .await
+            .map(|orgs| orgs.into_iter().map(|o| o.id.to_string()).collect())
+            .map_err(failed),
+    }
+}
+
+// ----- the table --------------------------------------------------------------------------
+
+struct Row {
+    id: String,
+    name: String,
+    org: String,
+    provider: String,
+    key_hint: String,
+    status: &'static str,
+    badge: &'static str,
+    active: bool,
+    priority: i64,
+    weight: i64,
+    last_used: String,
+    last_test: String,
+    requests_24h: u64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ui/credentials.html")]
+struct ListPage {
+    chrome: Chrome,
+    orgs: Vec<String>,
+    /// The organization filter; empty for all.
+    org: String,
+    providers: Vec<(&'static str, &'static str)>,
+    /// The provider filter; empty for all.
+    provider: String,
+    rows: Vec<Row>,
+    total: u64,
+    /// Links to the pages before and after, with the filters kept.
+    prev: Option<String>,
+    next: Option<String>,
+    first: u64,
+    last: u64,
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    org: Option<String>,
+    provider: Option<String>,
+    page: Option<u64>,
+    notice: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    session: UiSession,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let principal = &session.0.principal;
+    let wanted = q.org.filter(|o| !o.is_empty());
+    let org = match (&principal.org, wanted) {
+        (Some(own), _) => Some(own.clone()),
+        (None, Some(o)) => match OrgId::new(&o) {
+            Ok(o) => Some(o),
+            Err(_) => {
+                return failed(crate::ApiError::NotFound("no such organization".into()));
+            }
+        },
+        (None, None) => None,
+    };
+    let provider = q
+        .provider
+        .filter(|p| !p.is_empty())
+        .and_then(|p| Provider::get(&p).ok());
+    let orgs = match visible_orgs(&state, &session).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let page = q.page.unwrap_or(0);
+    let (creds, total) = match state
+        .vault
+        .list_credentials_page(org.as_ref(), provider, PAGE, page.saturating_mul(PAGE))
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return failed(e),
+    };
+    let day_ago = Millis(Millis::now().0 - 24 * HOUR_MS);
+    let recent = match state
+        .vault
+        .recent_requests(org.as_ref(), UsageSubject::Credential, day_ago)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return failed(e),
+    };
+    let rows = creds
+        .into_iter()
+        .map(|c| {
+            let (status, badge) = badge(&c);
+            Row {
+                requests_24h: recent.get(c.id.as_str()).copied().unwrap_or(0),
+                id: c.id.to_string(),
+                provider: display_name(&c.provider),
+                name: c.name.to_string(),
+                org: c.org.to_string(),
+                key_hint: c.key_hint,
+                status,
+                badge,
+                active: c.active,
+                priority: c.priority,
+                weight: c.weight,
+                last_used: when(c.last_used_at),
+                last_test: c.last_test_result.unwrap_or_else(|| "-".to_owned()),
+            }
+        })
+        .collect::<Vec<_>>();
+    let org_s = org.map(|o| o.to_string()).unwrap_or_default();
+    let provider_s = provider.map(|p| p.id.to_owned()).unwrap_or_default();
+    let link = |p: u64| {
+        format!(
+            "/ui/credentials?org={}&provider={}&page={p}",
+            encode(&org_s),
+            encode(&provider_s)
+        )
+    };
+    let first = page * PAGE + u64::from(!rows.is_empty());
+    let last = page * PAGE + rows.len() as u64;
+    ListPage {
+        chrome: Chrome::new(&session.0, "credentials", q.notice.as_deref()),
+        orgs,
+        org: org_s.clone(),
+        providers: PROVIDERS.iter().map(|p| (p.id, p.display_name)).collect(),
+        provider: provider_s.clone(),
+        prev: (page > 0).then(|| link(page - 1)),
+        next: (last < total).then(|| link(page + 1)),
+        rows,
+        total,
+        first,
+        last,
+    }
+    .into_response()
+}
+
+// ----- add and edit -----------------------------------------------------------------------
+
+/// One of a provider's own fields, as an input.
+struct FieldInput {
+    name: &'static str,
+    label: String,
+    value: String,
+    required: bool,
+}
+
+/// The form's secret input: a password field, or a text area for a JSON document.
+struct SecretInput {
+    label: &'static str,
+    multiline: bool,
+    required: bool,
+}
+
+fn secret_input(provider: &Provider) -> SecretInput {
+    match provider.secret {
+        SecretKind::ApiKey => SecretInput {
+            label: "API Key",
+            multiline: false,
+            required: true,
+        },
+        SecretKind::ServiceAccountJson => SecretInput {
+            label: "Service account JSON",
+            multiline: true,
+            required: true,
+        },
+        SecretKind::AwsSecretAccessKey => SecretInput {
+            label: "Secret access key",
+            multiline: false,
+            required: true,
+        },
+        SecretKind::Optional => SecretInput {
+            label: "API Key (optional)",
+            multiline: false,
+            required: false,
+        },
+    }
+}
+
+fn label(field: &str) -> String {
+    let words = field.replace('_', " ");
+    let mut chars = words.chars();
+    chars.next().map_or_else(String::new, |c| {
+        c.to_uppercase().chain(chars).collect::<String>()
+    })
+}
+
+/// Which credential is being edited, at which version.
+struct Editing {
+    id: String,
+    version: i64,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ui/credential_form.html")]
+struct FormPage {
+    chrome: Chrome,
+    editing: Option<Editing>,
+    orgs: Vec<String>,
+    org: String,
+    providers: Vec<(&'static str, &'static str)>,
+    provider: &'static str,
+    provider_name: &'static str,
+    secret: SecretInput,
+    name: String,
+    base_url: String,
+    default_base_url: String,
+    needs_base_url: bool,
+    priority: String,
+    weight: String,
+    fields: Vec<FieldInput>,
+    /// A problem with the form as a whole.
+    error: Option<String>,
+    name_error: Option<String>,
+    key_error: Option<String>,
+    /// The key failed its format check: offer to store it anyway.
+    offer_skip: bool,
+    /// The credential changed since the form was opened.
+    stale: bool,
+}
+
+/// What was typed, by input name.
+struct Typed(BTreeMap<String, String>);
+
+impl Typed {
+    fn get(&self, name: &str) -> &str {
+        self.0.get(name).map_or("", |v| v.trim())
+    }
+
+    fn fields(&self, provider: &Provider) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::from([("base_url".to_owned(), self.get("base_url").to_owned())]);
+        for f in provider.public_fields {
+            out.insert(
+                f.name.to_owned(),
+                self.get(&format!("f_{}", f.name)).to_owned(),
+            );
+        }
+        out
+    }
+
+    fn number(&self, name: &str) -> Result<Option<i64>, String> {
+        let v = self.get(name);
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse()
+            .map(Some)
+            .map_err(|_| format!("{} must be a whole number", label(name)))
+    }
+}
+
+impl FormPage {
+    fn blank(chrome: Chrome, orgs: Vec<String>, org: String, provider: &'static Provider) -> Self {
+        Self {
+            chrome,
+            editing: None,
+            orgs,
+            org,
+            providers: PROVIDERS.iter().map(|p| (p.id, p.display_name)).collect(),
+            provider: provider.id,
+            provider_name: provider.display_name,
+            secret: secret_input(provider),
+            name: String::new(),
+            base_url: String::new(),
+            default_base_url: provider.default_base_url.unwrap_or("").to_owned(),
+            needs_base_url: provider.needs_base_url,
+            priority: String::new(),
+            weight: String::new(),
+            fields: provider
+                .public_fields
+                .iter()
+                .map(|f| FieldInput {
+                    name: f.name,
+                    label: label(f.name),
+                    value: String::new(),
+                    required: f.required,
+                })
+                .collect(),
+            error: None,
+            name_error: None,
+            key_error: None,
+            offer_skip: false,
+            stale: false,
+        }
+    }
+
+    /// The form again with what was typed, except the key.
+    fn retyped(mut self, typed: &Typed) -> Self {
+        self.name = typed.get("name").to_owned();
+        self.base_url = typed.get("base_url").to_owned();
+        self.priority = typed.get("priority").to_owned();
+        self.weight = typed.get("weight").to_owned();
+        for f in &mut self.fields {
+            f.value = typed.get(&format!("f_{}", f.name)).to_owned();
+        }
+        self
+    }
+
+    /// The form filled from a stored credential.
+    fn stored(mut self, view: &CredentialView) -> Self {
+        self.editing = Some(Editing {
+            id: view.id.to_string(),
+            version: view.version,
+        });
+        self.name = view.name.to_string();
+        self.base_url = view.fields.get("base_url").cloned().unwrap_or_default();
+        self.priority = view.priority.to_string();
+        self.weight = view.weight.to_string();
+        for f in &mut self.fields {
+            f.value = view.fields.get(f.name).cloned().unwrap_or_default();
+        }
+        self.secret.required = false;
+        self
+    }
+
+    /// The form again, with a refusal where it belongs: by the key, by the name, or above
+    /// the form; what the form cannot place is an error page.
+    fn refused(mut self, e: VaultError) -> Response {
+        match e {
+            VaultError::KeyFormat(m) => {
+                self.key_error = Some(m);
+                self.offer_skip = true;
+            }
+            VaultError::AlreadyExists(_) => {
+                self.name_error = Some(format!("{e}; choose another name"));
+            }
+            VaultError::InvalidInput(m) => self.error = Some(m),
+            other => return failed(other),
+        }
+        (StatusCode::UNPROCESSABLE_ENTITY, self).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct NewQuery {
+    org: Option<String>,
+    provider: Option<String>,
+}
+
+async fn new_form(
+    State(state): State<AppState>,
+    session: UiSession,
+    Query(q): Query<NewQuery>,
+) -> Response {
+    let caller = Caller(session.0.principal.clone());
+    let orgs = match visible_orgs(&state, &session).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let org = q
+        .org
+        .filter(|o| orgs.contains(o))
+        .or_else(|| orgs.first().cloned())
+        .unwrap_or_default();
+    if let Ok(o) = OrgId::new(&org)
+        && let Err(e) = caller.require(&o, &[Role::OrgAdmin])
+    {
+        return failed(e);
+    }
+    if !matches!(session.0.principal.role, Role::Admin | Role::OrgAdmin) {
+        return failed(crate::ApiError::Forbidden(
+            "a viewer token may not add credentials".into(),
+        ));
+    }
+    let provider = q
+        .provider
+        .and_then(|p| Provider::get(&p).ok())
+        .unwrap_or(&PROVIDERS[0]);
+    FormPage::blank(
+        Chrome::new(&session.0, "credentials", None),
+        orgs,
+        org,
+        provider,
+    )
+    .into_response()
+}
+
+async fn create(
+    State(state): State<AppState>,
+    session: UiSession,
+    Form(typed): Form<Vec<(String, String)>>,
+) -> Response {
+    let typed = Typed(typed.into_iter().collect());
+    let caller = Caller(session.0.principal.clone());
+    let org = match OrgId::new(typed.get("org")) {
+        Ok(o) => o,
+        Err(e) => return failed(crate::ApiError::from(VaultError::from(e))),
+    };
+    if let Err(e) = caller.require(&org, &[Role::OrgAdmin]) {
+        return failed(e);
+    }
+    let provider = match Provider::get(typed.get("provider")) {
+        Ok(p) => p,
+        Err(e) => return failed(crate::ApiError::from(VaultError::from(e))),
+    };
+    let orgs = match visible_orgs(&state, &session).await {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    let form = FormPage::blank(
+        Chrome::new(&session.0, "credentials", None),
+        orgs,
+        org.to_string(),
+        provider,
+    )
+    .retyped(&typed);
+    let again = |form: FormPage| (StatusCode::UNPROCESSABLE_ENTITY, form).into_response();
+    let name = match CredentialName::new(typed.get("name")) {
+        Ok(n) => n,
+        Err(e) => {
+            return again(FormPage {
+                name_error: Some(e.to_string()),
+                ..form
+            });
+        }
+    };
+    let (priority, weight) = match (typed.number("priority"), typed.number("weight")) {
+        (Ok(p), Ok(w)) => (p, w),
+        (Err(m), _) | (_, Err(m)) => {
+            return again(FormPage {
+                error: Some(m),
+                ..form
+            });
+        }
+    };
+    let key = typed.get("api_key");
+    let mut new = NewCredential::new(
+        org.clone(),
+        provider,
+        name,
+        (!key.is_empty()).then(|| SecretString::from(key.to_owned())),
+    );
+    new.fields = typed
+        .fields(provider)
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    new.priority = priority.unwrap_or(new.priority);
+    new.weight = weight.unwrap_or(new.weight);
+    if typed.get("skip_format_check") == "on" {
+        new.format_check = FormatCheck::Skip;
+    }
+    match state.vault.add_credential(new, &caller.actor()).await {
+        Ok(view) => Redirect::to(&format!(
+            "/ui/credentials/{}?notice=created",
+            encode(view.id.as_str())
+        ))
+        .into_response(),
+        Err(e) => form.refused(e),
+    }
+}
+
+/// The credential behind a console URL, if the session may act on it with `roles`; another
+/// organization's is "not found", as in the API.
+async fn credential(
+    state: &AppState,
+    session: &UiSession,
+    id: &str,
+    roles: &[Role],
+) -> Result<CredentialView, Response> {
+    let caller = Caller(session.0.principal.clone());
+    visible_credential(state, &caller, id, roles)
+        .await
+        .map_err(failed)
+}
+
+async fn edit_form(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Ok(provider) = Provider::get(&view.provider) else {
+        return failed(crate::ApiError::Conflict(
+            "this credential's provider is not known to this version".into(),
+        ));
+    };
+    FormPage::blank(
+        Chrome::new(&session.0, "credentials", None),
+        vec![view.org.to_string()],
+        view.org.to_string(),
+        provider,
+    )
+    .stored(&view)
+    .into_response()
+}
+
+async fn update(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    Form(typed): Form<Vec<(String, String)>>,
+) -> Response {
+    let typed = Typed(typed.into_iter().collect());
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Ok(provider) = Provider::get(&view.provider) else {
+        return failed(crate::ApiError::Conflict(
+            "this credential's provider is not known to this version".into(),
+        ));
+    };
+    let blank = || {
+        FormPage::blank(
+            Chrome::new(&session.0, "credentials", None),
+            vec![view.org.to_string()],
+            view.org.to_string(),
+            provider,
+        )
+    };
+    let form = blank().stored(&view).retyped(&typed);
+    let form = FormPage {
+        editing: Some(Editing {
+            id: view.id.to_string(),
+            version: typed.number("version").ok().flatten().unwrap_or(-1),
+        }),
+        ..form
+    };
+    let again = |form: FormPage| (StatusCode::UNPROCESSABLE_ENTITY, form).into_response();
+    let name = match CredentialName::new(typed.get("name")) {
+        Ok(n) => n,
+        Err(e) => {
+            return again(FormPage {
+                name_error: Some(e.to_string()),
+                ..form
+            });
+        }
+    };
+    let (priority, weight, version) = match (
+        typed.number("priority"),
+        typed.number("weight"),
+        typed.number("version"),
+    ) {
+        (Ok(p), Ok(w), Ok(Some(v))) => (p, w, v),
+        (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => {
+            return again(FormPage {
+                error: Some(m),
+                ..form
+            });
+        }
+        (_, _, Ok(None)) => {
+            return again(FormPage {
+                error: Some("the form lacks the version it was opened at; open it again".into()),
+                ..form
+            });
+        }
+    };
+    let key = typed.get("api_key");
+    let mut fields = typed.fields(provider);
+    // A field neither stored nor typed is no change.
+    fields.retain(|k, v| !v.is_empty() || view.fields.contains_key(k));
+    let update = CredentialUpdate {
+        name: Some(name),
+        secret: (!key.is_empty()).then(|| SecretString::from(key.to_owned())),
+        format_check: Some(if typed.get("skip_format_check") == "on" {
+            FormatCheck::Skip
+        } else {
+            FormatCheck::Enforce
+        }),
+        fields,
+        modalities: None,
+        active: None,
+        priority,
+        weight,
+    };
+    let actor = session.0.principal.actor();
+    match state
+        .vault
+        .update_credential(&view.id, Some(version), update, &actor)
+        .await
+    {
+        Ok(view) => Redirect::to(&format!(
+            "/ui/credentials/{}?notice=updated",
+            encode(view.id.as_str())
+        ))
+        .into_response(),
+        // Stale: show what is stored now, and say so; never overwrite silently.
+        Err(VaultError::Conflict { .. }) => {
+            match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+                Ok(now) => (
+                    StatusCode::CONFLICT,
+                    FormPage {
+                        stale: true,
+                        ..blank().stored(&now)
+                    },
+                )
+                    .into_response(),
+                Err(r) => r,
+            }
+        }
+        Err(e) => form.refused(e),
+    }
+}
+
+// ----- the row actions --------------------------------------------------------------------
+
+async fn set_active(state: AppState, session: UiSession, id: String, active: bool) -> Response {
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match state
+        .vault
+        .set_credential_active(&view.id, active, &session.0.principal.actor())
+        .await
+    {
+        Ok(view) => Redirect::to(&format!(
+            "/ui/credentials?org={}&notice={}",
+            encode(view.org.as_str()),
+            if active { "activated" } else { "deactivated" }
+        ))
+        .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    set_active(state, session, id, true).await
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    set_active(state, session, id, false).await
+}
+
+async fn test(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let timeout = std::time::Duration::from_secs(10);
+    let actor = session.0.principal.actor();
+    if let Err(e) = crate::routes::test_credential(&state, &view.id, timeout, &actor).await {
+        return failed(e);
+    }
+    Redirect::to(&format!(
+        "/ui/credentials/{}?notice=tested",
+        encode(view.id.as_str())
+    ))
+    .into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ui/confirm_delete.html")]
+struct ConfirmPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    org: String,
+    provider: String,
+}
+
+async fn confirm_delete(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    ConfirmPage {
+        chrome: Chrome::new(&session.0, "credentials", None),
+        id: view.id.to_string(),
+        name: view.name.to_string(),
+        org: view.org.to_string(),
+        provider: display_name(&view.provider),
+    }
+    .into_response()
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match state
+        .vault
+        .delete_credential(&view.id, &session.0.principal.actor())
+        .await
+    {
+        Ok(()) => Redirect::to(&format!(
+            "/ui/credentials?org={}&notice=deleted",
+            encode(view.org.as_str())
+        ))
+        .into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+// ----- a credential's own page ------------------------------------------------------------
+
+/// One audit event, for people.
+pub(super) struct EventRow {
+    pub(super) seq: i64,
+    pub(super) at: String,
+    pub(super) actor: String,
+    pub(super) action: String,
+    pub(super) outcome: String,
+    pub(super) details: String,
+    /// A key test's result (`ok`, `rejected (HTTP 401)`, ...).
+    pub(super) result: String,
+}
+
+impl From<keyward_core::audit::AuditEvent> for EventRow {
+    fn from(e: keyward_core::audit::AuditEvent) -> Self {
+        Self {
+            seq: e.seq,
+            at: when(Some(e.at)),
+            actor: e.actor,
+            action: e.action,
+            outcome: e.outcome.as_str().to_owned(),
+            result: e.details["result"].as_str().unwrap_or_default().to_owned(),
+            details: if e.details.is_null() {
+                String::new()
+            } else {
+                e.details.to_string()
+            },
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ui/credential.html")]
+struct DetailPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    org: String,
+    provider: String,
+    key_hint: String,
+    status: &'static str,
+    badge: &'static str,
+    active: bool,
+    fields: Vec<(String, String)>,
+    modalities: String,
+    priority: i64,
+    weight: i64,
+    version: i64,
+    kid: String,
+    created: String,
+    created_by: String,
+    updated: String,
+    updated_by: String,
+    last_used: String,
+    last_test: String,
+    last_tested: String,
+    tests: Vec<EventRow>,
+    events: Vec<EventRow>,
+    day: Chart,
+    week: Chart,
+}
+
+#[derive(Deserialize)]
+struct DetailQuery {
+    notice: Option<String>,
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+    Query(q): Query<DetailQuery>,
+) -> Response {
+    let view = match credential(&state, &session, &id, &[Role::OrgAdmin, Role::Viewer]).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let target = format!("credential:{}", view.id);
+    let about = |action: Option<&str>| EventFilter {
+        target: Some(target.clone()),
+        org: Some(view.org.to_string()),
+        action: action.map(str::to_owned),
+        ..EventFilter::default()
+    };
+    let now = Millis::now();
+    let (test_filter, event_filter) = (about(Some("test")), about(None));
+    let (tests, events, buckets) = match tokio::try_join!(
+        state.vault.list_events(&test_filter, 10),
+        state.vault.list_events(&event_filter, 50),
+        state.vault.usage_hourly(
+            &view.org,
+            UsageSubject::Credential,
+            view.id.as_str(),
+            Millis(now.0 - 7 * 24 * HOUR_MS),
+        ),
+    ) {
+        Ok(t) => t,
+        Err(e) => return failed(e),
+    };
+    let (status, badge) = badge(&view);
+    DetailPage {
+        chrome: Chrome::new(&session.0, "credentials", q.notice.as_deref()),
+        id: view.id.to_string(),
+        name: view.name.to_string(),
+        org: view.org.to_string(),
+        provider: display_name(&view.provider),
+        key_hint: view.key_hint.clone(),
+        status,
+        badge,
+        active: view.active,
+        fields: view.fields.clone().into_iter().collect(),
+        modalities: if view.modalities.is_empty() {
+            "all".to_owned()
+        } else {
+            view.modalities
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        priority: view.priority,
+        weight: view.weight,
+        version: view.version,
+        kid: view.kid.clone(),
+        created: when(Some(view.created_at)),
+        created_by: view.created_by.clone(),
+        updated: when(Some(view.updated_at)),
+        updated_by: view.updated_by.clone(),
+        last_used: when(view.last_used_at),
+        last_test: view
+            .last_test_result
+            .clone()
+            .unwrap_or_else(|| "not tested yet".to_owned()),
+        last_tested: when(view.last_tested_at),
+        tests: tests.into_iter().map(EventRow::from).collect(),
+        events: events.into_iter().map(EventRow::from).collect(),
+        day: chart("Last 24 hours", &buckets, now, 24, 1),
+        week: chart("Last 7 days", &buckets, now, 7, 24),
+    }
+    .into_response()
+}

@@ -1,0 +1,601 @@
+//! The web console in a real browser: Debian's Chromium, driven over WebDriver (its
+//! `chromedriver`) by fantoccini, against a real `keyward serve` on port 0, on SQLite and on
+//! PostgreSQL. It walks the "Provider Credentials" admin guide by clicking and typing as a
+//! person would, and scans every page it renders for the keys it planted.
+//!
+//! Without `chromium` and `chromedriver` on PATH the suite is skipped, unless
+//! `KEYWARD_TEST_REQUIRE_BROWSER=1` (CI) makes that a failure. With `KEYWARD_SCREENSHOT_DIR`
+//! set, it saves screenshots of the main pages there (`docs/screenshots/` holds the last ones).
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::sandbox::Sandbox;
+
+/// The key planted through the console (its hint is `sk-...WXYZ`).
+const CANARY: &str = "sk-proj-BROWSERCANARY0123456789abcdefWXYZ";
+/// The key planted through the CLI, in another organization.
+const CANARY_CLI: &str = "sk-proj-CLICANARY00112233445566778899wxQR";
+
+/// Chromium's flags for a headless run in a container, and a profile of the run's own.
+fn flags(profile: &std::path::Path) -> Vec<String> {
+    [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,860",
+    ]
+    .iter()
+    .map(|f| (*f).to_owned())
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect()
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A Chromium under WebDriver; the driver process ends with it.
+struct Browser {
+    client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// `None` means "skip": no browser here, and none required.
+    async fn start() -> Option<Self> {
+        let (Some(chromium), Some(driver)) = (on_path("chromium"), on_path("chromedriver")) else {
+            assert!(
+                std::env::var("KEYWARD_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                "KEYWARD_TEST_REQUIRE_BROWSER=1 but chromium or chromedriver is not on PATH \
+                 (apt-get install chromium chromium-driver)"
+            );
+            eprintln!("skipping the browser suite: chromium or chromedriver is not on PATH");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": chromium, "args": flags(profile.path()) }),
+        );
+        let mut last = None;
+        for _ in 0..100 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => {
+                    return Some(Self {
+                        client,
+                        driver,
+                        _profile: profile,
+                    });
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not start Chromium: {last:?}");
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// A `keyward serve` of the sandbox, on a port of its own.
+struct Server {
+    child: Child,
+    base: String,
+    admin: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(s: &mut Sandbox) -> Server {
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let mut child = s
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut admin = String::new();
+    let base = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if line.starts_with("kwt_") {
+            admin = line.clone();
+        }
+        if let Some(addr) = line.strip_prefix("keyward listening on ") {
+            break addr.to_owned();
+        }
+    };
+    assert!(!admin.is_empty(), "serve printed an admin token");
+    // Keep reading: a server whose output goes nowhere stops (as `keyward` does into a closed
+    // pipe).
+    std::thread::spawn(move || lines.for_each(drop));
+    Server { child, base, admin }
+}
+
+/// A provider on 127.0.0.1 that knows one key, and a page of another site that posts a form
+/// to the console (a cross-site request forgery).
+async fn provider_and_attacker(console: &str, target: &str) -> String {
+    use axum::routing::get;
+    let form = format!(
+        "<!doctype html><form id=f method=post action=\"{console}/ui/credentials/{target}/deactivate\"></form>\
+         <script>document.getElementById('f').submit()</script>"
+    );
+    let app = axum::Router::new()
+        .route(
+            "/v1/models",
+            get(|headers: axum::http::HeaderMap| async move {
+                let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
+                    == Some(&format!("Bearer {CANARY}"));
+                if ok {
+                    (axum::http::StatusCode::OK, "{\"data\":[]}")
+                } else {
+                    (axum::http::StatusCode::UNAUTHORIZED, "{}")
+                }
+            }),
+        )
+        .route(
+            "/evil",
+            get(move || async move { axum::response::Html(form.clone()) }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // Another site than the console's 127.0.0.1.
+    format!("http://localhost:{}", addr.port())
+}
+
+/// The console as one person sees it: a browser, and the pages it has rendered.
+struct Person<'a> {
+    b: &'a Browser,
+    base: String,
+    shots: Option<PathBuf>,
+    pages: usize,
+}
+
+impl Person<'_> {
+    fn c(&self) -> &Client {
+        &self.b.client
+    }
+
+    async fn go(&mut self, path: &str) {
+        self.c()
+            .goto(&format!("{}{path}", self.base))
+            .await
+            .unwrap();
+        self.scan().await;
+    }
+
+    /// The page now shown must hold no planted key: not in its markup, not in a form value.
+    async fn scan(&mut self) {
+        let html = self.c().source().await.unwrap();
+        for secret in [CANARY, CANARY_CLI, "BROWSERCANARY", "CLICANARY"] {
+            assert!(!html.contains(secret), "a key on a page: {html}");
+        }
+        self.pages += 1;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.c()
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn body(&mut self) -> String {
+        self.scan().await;
+        self.text("body").await
+    }
+
+    async fn click(&mut self, css: &str) {
+        self.c()
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Clicks what leads to another page, and waits until the old page is gone.
+    async fn submit(&mut self, css: &str) {
+        let old = self.c().find(Locator::Css("html")).await.unwrap();
+        self.click(css).await;
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                self.c()
+                    .wait()
+                    .at_most(Duration::from_secs(10))
+                    .for_element(Locator::Css("body"))
+                    .await
+                    .unwrap();
+                self.scan().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{css} led nowhere");
+    }
+
+    async fn type_in(&self, css: &str, text: &str) {
+        let field = self.c().find(Locator::Css(css)).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(text).await.unwrap();
+    }
+
+    async fn value(&self, css: &str) -> String {
+        self.c()
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    async fn exists(&self, css: &str) -> bool {
+        !self
+            .c()
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap()
+            .is_empty()
+    }
+
+    /// Waits for the browser to be on a page whose path starts with `path`.
+    async fn on(&mut self, path: &str) {
+        for _ in 0..100 {
+            let url = self.c().current_url().await.unwrap();
+            if url.path().starts_with(path) {
+                self.scan().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "not on {path}: {}",
+            self.c().current_url().await.unwrap().as_str()
+        );
+    }
+
+    async fn screenshot(&self, name: &str) {
+        if let Some(dir) = &self.shots {
+            std::fs::create_dir_all(dir).unwrap();
+            let png = self.c().screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    async fn sign_in(&mut self, token: &str) {
+        self.go("/ui/").await;
+        self.on("/ui/login").await;
+        self.type_in("#token", token).await;
+        self.submit("button[type=submit]").await;
+        self.on("/ui/credentials").await;
+    }
+
+    async fn sign_out(&mut self) {
+        self.submit("nav form[action='/ui/logout'] button").await;
+        self.on("/ui/login").await;
+    }
+
+    /// The row of the credential named `name`.
+    fn row(name: &str) -> String {
+        format!("tr[data-credential='{name}']")
+    }
+}
+
+/// A GET with a cookie, outside the browser; the status (redirects not followed).
+async fn status_with_cookie(url: &str, cookie: &str) -> u16 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn walk_the_admin_guide(mut s: Sandbox) {
+    let Some(browser) = Browser::start().await else {
+        s.cleanup().await;
+        return;
+    };
+    let server = serve(&mut s);
+    s.ok(&["org", "create", "acme"]);
+    s.ok(&["org", "create", "globex"]);
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "globex",
+            "--provider",
+            "openai",
+            "--name",
+            "globex-prod",
+        ],
+        &format!("{CANARY_CLI}\n"),
+        &[],
+    );
+    let viewer = s.json(&[
+        "token", "create", "--role", "viewer", "--org", "acme", "--name", "auditor", "--json",
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut me = Person {
+        b: &browser,
+        base: server.base.clone(),
+        shots: std::env::var_os("KEYWARD_SCREENSHOT_DIR").map(PathBuf::from),
+        pages: 0,
+    };
+
+    // Sign in with the printed admin token.
+    me.go("/ui/credentials").await;
+    me.on("/ui/login").await;
+    me.screenshot("login").await;
+    me.sign_in(&server.admin).await;
+    assert!(me.body().await.contains("Provider Credentials"));
+
+    // Add Provider Credential, as the guide shows: first a key in the wrong format.
+    me.submit("a[href^='/ui/credentials/new']").await;
+    me.on("/ui/credentials/new").await;
+    me.c()
+        .find(Locator::Css("#choose select[name=org]"))
+        .await
+        .unwrap()
+        .select_by_value("acme")
+        .await
+        .unwrap();
+    // Choosing reloads the form for that organization (the page's script submits it).
+    for _ in 0..100 {
+        if me.value("#credential-form input[name=org]").await == "acme" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(me.value("#credential-form input[name=org]").await, "acme");
+    let mock = provider_and_attacker(&server.base, "pending").await;
+    me.type_in("#name", "openai-prod").await;
+    me.type_in("#api_key", "not-an-openai-key-at-all").await;
+    me.type_in("#base_url", &format!("{mock}/v1")).await;
+    me.submit("#credential-form button[type=submit]").await;
+    let page = me.body().await;
+    assert!(page.contains("Store it anyway"), "{page}");
+    assert!(me.exists(".field-error").await, "{page}");
+    // What was typed is kept, except the key.
+    assert_eq!(me.value("#name").await, "openai-prod");
+    assert_eq!(me.value("#api_key").await, "");
+    me.screenshot("add-credential-error").await;
+    me.type_in("#api_key", CANARY).await;
+    me.submit("#credential-form button[type=submit]").await;
+    me.on("/ui/credentials/").await;
+    let page = me.body().await;
+    assert!(
+        page.contains("encrypted and will never be displayed again"),
+        "{page}"
+    );
+    assert!(page.contains("sk-...WXYZ"), "{page}");
+    let id = me
+        .c()
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .trim_start_matches("/ui/credentials/")
+        .to_owned();
+
+    // Test, against the provider on 127.0.0.1.
+    me.submit("form[action$='/test'] button").await;
+    me.on(&format!("/ui/credentials/{id}")).await;
+    assert_eq!(me.text(".test-result strong").await, "ok");
+    me.screenshot("credential").await;
+
+    // Edit: the key field is empty and says how to keep it.
+    me.submit("a[href$='/edit']").await;
+    me.on(&format!("/ui/credentials/{id}/edit")).await;
+    assert_eq!(me.value("#api_key").await, "");
+    assert!(
+        me.body()
+            .await
+            .contains("Leave empty to keep the current key; a new key must be given in full.")
+    );
+    me.type_in("#priority", "5").await;
+    me.submit("#credential-form button[type=submit]").await;
+    me.on(&format!("/ui/credentials/{id}")).await;
+    assert!(me.body().await.contains("Credential updated."));
+    assert!(me.body().await.contains("5 / 1"));
+    // A stale form: someone else changes the credential meanwhile.
+    me.go(&format!("/ui/credentials/{id}/edit")).await;
+    s.ok(&["cred", "update", &id, "--priority", "7"]);
+    me.type_in("#priority", "9").await;
+    me.submit("#credential-form button[type=submit]").await;
+    let page = me.body().await;
+    assert!(page.contains("changed since you opened"), "{page}");
+    assert_eq!(
+        me.value("#priority").await,
+        "7",
+        "the form shows what is stored"
+    );
+
+    // Deactivate: the gray badge; Activate: the green one.
+    me.go("/ui/credentials?org=acme").await;
+    let row = Person::row("openai-prod");
+    me.submit(&format!("{row} form[action$='/deactivate'] button"))
+        .await;
+    me.on("/ui/credentials").await;
+    assert_eq!(me.text(&format!("{row} .badge.inactive")).await, "Inactive");
+    me.submit(&format!("{row} form[action$='/activate'] button"))
+        .await;
+    me.on("/ui/credentials").await;
+    assert_eq!(me.text(&format!("{row} .badge.active")).await, "Active");
+    me.screenshot("credentials").await;
+
+    // The organization filter, kept in the URL.
+    me.c()
+        .find(Locator::Css(".filters select[name=org]"))
+        .await
+        .unwrap()
+        .select_by_value("globex")
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if me.c().current_url().await.unwrap().query() == Some("org=globex&provider=") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = me.body().await;
+    assert!(
+        page.contains("globex-prod") && !page.contains("openai-prod"),
+        "{page}"
+    );
+
+    // A form from another site is refused, and changes nothing.
+    let attack = provider_and_attacker(&server.base, &id).await;
+    me.c().goto(&format!("{attack}/evil")).await.unwrap();
+    for _ in 0..100 {
+        if me
+            .c()
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&server.base)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(me.body().await.contains("cross-site request refused"));
+    me.go(&format!("/ui/credentials/{id}")).await;
+    assert!(me.exists(".badge.active").await);
+
+    // Delete: cancelling once keeps it; confirming deletes it.
+    me.go("/ui/credentials?org=acme").await;
+    me.click(&format!("{row} a[data-confirm]")).await;
+    let words = me.text("#confirm .confirm-text").await;
+    assert!(words.contains("openai-prod"), "{words}");
+    assert!(me.text("#confirm").await.contains("Consider deactivating"));
+    me.screenshot("delete-confirm").await;
+    me.click("#confirm button[value=cancel]").await;
+    assert!(me.exists(&row).await);
+    me.click(&format!("{row} a[data-confirm]")).await;
+    me.submit("#confirm button.danger").await;
+    for _ in 0..100 {
+        if !me.exists(&row).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(me.body().await.contains("Credential deleted."));
+    assert!(!me.exists(&row).await);
+
+    // A viewer sees the same pages with no write buttons, and a forged POST is refused.
+    me.sign_out().await;
+    let globex_id = s.json(&["cred", "list", "--org", "globex", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    me.sign_in(&viewer).await;
+    assert!(!me.exists("a[href^='/ui/credentials/new']").await);
+    assert!(!me.exists("form[action$='/deactivate']").await);
+    me.screenshot("viewer").await;
+    let forged = me
+        .c()
+        .execute(
+            "return fetch(arguments[0], {method: 'POST'}).then(r => r.status)",
+            vec![json!(format!("/ui/credentials/{globex_id}/deactivate"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(forged, json!(404), "another organization's credential");
+    // Signing out ends the session: the old cookie no longer works.
+    let cookie = me
+        .c()
+        .get_named_cookie("kw_session")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    let cookie = format!("kw_session={cookie}");
+    let url = format!("{}/ui/credentials", server.base);
+    assert_eq!(status_with_cookie(&url, &cookie).await, 200);
+    me.sign_out().await;
+    assert_eq!(status_with_cookie(&url, &cookie).await, 303);
+
+    assert!(me.pages > 20, "pages scanned: {}", me.pages);
+    let trail = s.ok(&["events", "list", "--limit", "200"]);
+    assert!(!trail.contains("BROWSERCANARY"), "{trail}");
+    assert!(s.ok(&["events", "verify"]).contains("intact"));
+    drop(server);
+    s.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_guide_by_clicking_in_chromium_on_sqlite() {
+    walk_the_admin_guide(Sandbox::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_guide_by_clicking_in_chromium_on_postgres() {
+    if let Some(s) = Sandbox::postgres().await {
+        walk_the_admin_guide(s).await;
+    }
+}
