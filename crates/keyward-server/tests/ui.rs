@@ -266,3 +266,258 @@ async fn bad_and_machine_tokens_cannot_sign_in_and_cross_site_forms_are_refused(
         assert!(!resp.text().await.unwrap().contains("UICANARY"));
     }
 }
+
+const VAR_CANARY: &str = "UIVARCANARY-5f0e1d2c3b4a";
+
+/// A POST as a page of this origin would send it.
+async fn post(c: &Console, path: &str, cookie: &str, body: &str) -> reqwest::Response {
+    c.client
+        .post(format!("{}{path}", c.base))
+        .header("cookie", cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
+    let c = console().await;
+    let acme = OrgId::new("acme").unwrap();
+    let creds = c.vault.list_credentials(None, None).await.unwrap();
+    let id_of = |org: &str| {
+        creds
+            .iter()
+            .find(|v| v.org.as_str() == org)
+            .unwrap()
+            .id
+            .to_string()
+    };
+    let (acme_id, globex_id) = (id_of("acme"), id_of("globex"));
+    c.vault
+        .set_var(
+            &keyward_core::VarName::new("OPENAI_ORG_SECRET").unwrap(),
+            Some(&acme),
+            &VAR_CANARY.to_owned().into(),
+            true,
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let (gateway_token, _) = c
+        .vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let mut people = Vec::new();
+    for (role, org) in [
+        (Role::Admin, None),
+        (Role::OrgAdmin, Some("acme")),
+        (Role::Viewer, Some("acme")),
+    ] {
+        let (token, _) = c.token(role, org).await;
+        let (cookie, _) = session_cookie(&c.sign_in(&token).await);
+        people.push((role, token, cookie));
+    }
+    let secrets = |html: &str, tokens: &[&str]| {
+        assert!(!html.contains("UICANARY"), "{html}");
+        assert!(!html.contains(VAR_CANARY), "{html}");
+        assert!(!html.contains(gateway_token.expose_secret()), "{html}");
+        for t in tokens {
+            assert!(!html.contains(t), "{html}");
+        }
+    };
+    let tokens: Vec<&str> = people.iter().map(|p| p.1.as_str()).collect();
+    // What each role gets on each page: the API's rules, another organization's is 404.
+    let pages: &[(&str, [u16; 3])] = &[
+        ("/ui/credentials", [200, 200, 200]),
+        ("/ui/credentials/new", [200, 200, 403]),
+        (&format!("/ui/credentials/{acme_id}"), [200, 200, 200]),
+        (&format!("/ui/credentials/{acme_id}/edit"), [200, 200, 403]),
+        (
+            &format!("/ui/credentials/{acme_id}/delete"),
+            [200, 200, 403],
+        ),
+        (&format!("/ui/credentials/{globex_id}"), [200, 404, 404]),
+        (
+            &format!("/ui/credentials/{globex_id}/edit"),
+            [200, 404, 404],
+        ),
+        ("/ui/orgs", [200, 200, 200]),
+        ("/ui/variables", [200, 200, 200]),
+        ("/ui/variables?org=globex", [200, 404, 404]),
+        ("/ui/gateway-tokens", [200, 200, 200]),
+        ("/ui/tokens", [200, 200, 403]),
+        ("/ui/usage", [200, 200, 200]),
+        ("/ui/usage?org=globex", [200, 404, 404]),
+        ("/ui/events", [200, 200, 200]),
+        ("/ui/events?org=globex", [200, 404, 404]),
+        ("/ui/master-key", [200, 403, 403]),
+        ("/ui/gateway", [200, 403, 403]),
+    ];
+    for (path, want) in pages {
+        for ((role, _, cookie), want) in people.iter().zip(want) {
+            let resp = c.page(path, cookie).await;
+            assert_eq!(resp.status().as_u16(), *want, "{role} {path}");
+            let headers = resp.headers().clone();
+            assert_eq!(headers["cache-control"], "no-store", "{path}");
+            secrets(&resp.text().await.unwrap(), &tokens);
+        }
+    }
+    // Nothing shows a viewer a write button; the org_admin's pages do.
+    let viewer = &people[2].2;
+    let list = c
+        .page("/ui/credentials", viewer)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!list.contains("/deactivate") && !list.contains("Add Provider Credential"));
+    let list = c
+        .page("/ui/credentials", &people[1].2)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("/deactivate") && list.contains("Add Provider Credential"));
+
+    // A viewer's forged POSTs are refused on the server, and change nothing.
+    for (path, body) in [
+        (
+            format!("/ui/credentials/{acme_id}/deactivate"),
+            String::new(),
+        ),
+        (format!("/ui/credentials/{acme_id}/delete"), String::new()),
+        (format!("/ui/credentials/{acme_id}/test"), String::new()),
+        (
+            format!("/ui/credentials/{acme_id}/edit"),
+            "version=1&name=x".to_owned(),
+        ),
+        (
+            "/ui/credentials".to_owned(),
+            format!("org=acme&provider=openai&name=x&api_key={CANARY}"),
+        ),
+        ("/ui/orgs".to_owned(), "id=evil".to_owned()),
+        (
+            "/ui/orgs/acme/strategy".to_owned(),
+            "strategy=weighted".to_owned(),
+        ),
+        (
+            "/ui/gateway-tokens".to_owned(),
+            "org=acme&name=x".to_owned(),
+        ),
+        (
+            "/ui/tokens".to_owned(),
+            "role=viewer&org=acme&name=x".to_owned(),
+        ),
+        (
+            "/ui/variables/reveal".to_owned(),
+            "name=OPENAI_ORG_SECRET&org=acme".to_owned(),
+        ),
+        ("/ui/master-key/rotate".to_owned(), String::new()),
+        ("/ui/gateway/reload".to_owned(), String::new()),
+    ] {
+        let resp = post(&c, &path, viewer, &body).await;
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "viewer POST {path}");
+        secrets(&resp.text().await.unwrap(), &tokens);
+    }
+    // An organization's admin cannot touch another's credential: it does not exist for it.
+    let org_admin = &people[1].2;
+    let resp = post(
+        &c,
+        &format!("/ui/credentials/{globex_id}/deactivate"),
+        org_admin,
+        "",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let resp = post(
+        &c,
+        "/ui/variables/reveal",
+        org_admin,
+        "name=OPENAI_ORG_SECRET&org=acme",
+    )
+    .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::FORBIDDEN,
+        "revealing is for admins"
+    );
+    let still = c.vault.list_credentials(None, None).await.unwrap();
+    assert_eq!(still.len(), 2);
+    assert!(still.iter().all(|v| v.active));
+
+    // The org_admin's actions are audited with its session's token as actor.
+    let resp = post(
+        &c,
+        &format!("/ui/credentials/{acme_id}/deactivate"),
+        org_admin,
+        "",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let events = c
+        .vault
+        .list_events(&format!("target=credential:{acme_id}").parse().unwrap(), 5)
+        .await
+        .unwrap();
+    let org_admin_id = c
+        .vault
+        .list_tokens(Some(&acme))
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.role == Role::OrgAdmin)
+        .unwrap()
+        .id;
+    assert_eq!(events[0].actor, format!("token:{org_admin_id}"));
+
+    // An admin reveals a sensitive value once, on an uncached page, and it is audited.
+    let admin = &people[0].2;
+    let resp = post(
+        &c,
+        "/ui/variables/reveal",
+        admin,
+        "name=OPENAI_ORG_SECRET&org=acme",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(resp.text().await.unwrap().contains(VAR_CANARY));
+    let reveals = c
+        .vault
+        .list_events(&"action=reveal".parse().unwrap(), 5)
+        .await
+        .unwrap();
+    assert_eq!(reveals.len(), 1, "{reveals:?}");
+    // A gateway token made in the console is shown once, with the SDK snippet.
+    let resp = post(
+        &c,
+        "/ui/gateway-tokens",
+        admin,
+        "org=acme&name=notebook&provider=openai",
+    )
+    .await;
+    let html = resp.text().await.unwrap();
+    assert!(
+        html.contains("from openai import OpenAI") && html.contains("kwg_"),
+        "{html}"
+    );
+    let list = c
+        .page("/ui/gateway-tokens?org=acme", admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("notebook") && !list.contains("api_key="),
+        "{list}"
+    );
+    // The audit log verifies, as the banner says.
+    let log = c.page("/ui/events", admin).await.text().await.unwrap();
+    assert!(log.contains("The audit chain verifies"), "{log}");
+    secrets(&log, &tokens);
+}

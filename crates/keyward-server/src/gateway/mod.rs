@@ -115,6 +115,8 @@ pub enum LoadTrigger {
     Api,
     /// `keyward gateway reload` (through the API).
     Cli,
+    /// The web console's Reload button.
+    Console,
 }
 
 impl LoadTrigger {
@@ -125,6 +127,7 @@ impl LoadTrigger {
             LoadTrigger::Sighup => "sighup",
             LoadTrigger::Api => "api",
             LoadTrigger::Cli => "cli",
+            LoadTrigger::Console => "console",
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::AppState;
 
 mod chart;
 mod credentials;
+mod pages;
 
 /// The session cookie's name.
 const COOKIE: &str = "kw_session";
@@ -36,6 +37,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .merge(credentials::router())
+        .merge(pages::router())
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
         .layer(axum::middleware::from_fn(same_origin_writes))
@@ -261,6 +263,13 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "deactivated" => "Credential deactivated: nothing is served with it until it is activated.",
         "deleted" => "Credential deleted.",
         "tested" => "Key tested against the provider; the result is below.",
+        "org_created" => "Organization created.",
+        "strategy" => "Strategy changed.",
+        "revoked" => "Token revoked: it stops working at once.",
+        "reloaded" => "Gateway targets reloaded.",
+        "reload_failed" => {
+            "The targets file did not load; the previous targets stay in use (why is below)."
+        }
         _ => return None,
     })
 }

@@ -447,6 +447,64 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     assert_eq!(me.text(".test-result strong").await, "ok");
     me.screenshot("credential").await;
 
+    // A gateway token made in the console, shown once with the SDK snippet; requests through
+    // the gateway then show which key served them, and a chart.
+    me.go("/ui/gateway-tokens?org=acme").await;
+    me.type_in("#gname", "notebook").await;
+    me.c()
+        .find(Locator::Css("#gorg"))
+        .await
+        .unwrap()
+        .select_by_value("acme")
+        .await
+        .unwrap();
+    me.submit("form[action='/ui/gateway-tokens'] button[type=submit]")
+        .await;
+    let gateway_token = me.text("#made-token").await;
+    assert!(gateway_token.starts_with("kwg_"), "{gateway_token}");
+    assert!(
+        me.text("#made-snippet")
+            .await
+            .contains("/gateway/openai/v1")
+    );
+    me.screenshot("gateway-token").await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    for _ in 0..3 {
+        let resp = http
+            .get(format!("{}/gateway/openai/models", server.base))
+            .bearer_auth(&gateway_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["x-keyward-credential"].to_str().unwrap(),
+            id.as_str()
+        );
+    }
+    let mut usage = String::new();
+    for _ in 0..100 {
+        me.go("/ui/usage?org=acme").await;
+        usage = me.body().await;
+        if usage.contains("openai-prod") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        usage.contains("openai-prod") && usage.contains("notebook"),
+        "{usage}"
+    );
+    assert!(me.exists("svg rect.ok").await);
+    me.screenshot("usage").await;
+    me.go(&format!("/ui/credentials/{id}")).await;
+    assert!(me.exists("svg rect.ok").await, "the credential's own chart");
+    me.go("/ui/events").await;
+    assert!(me.text("#verify").await.contains("verifies"));
+    me.screenshot("audit-log").await;
+    me.go(&format!("/ui/credentials/{id}")).await;
+
     // Edit: the key field is empty and says how to keep it.
     me.submit("a[href$='/edit']").await;
     me.on(&format!("/ui/credentials/{id}/edit")).await;
