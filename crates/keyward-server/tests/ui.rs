@@ -475,6 +475,42 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
         .id;
     assert_eq!(events[0].actor, format!("token:{org_admin_id}"));
 
+    // Pointing a stored key somewhere else takes the key again: a session cannot send it to
+    // an address of its own and press Test.
+    let version = c
+        .vault
+        .get_credential(&keyward_core::CredentialId::new(&acme_id).unwrap())
+        .await
+        .unwrap()
+        .version;
+    let moved =
+        format!("version={version}&name=acme-prod&base_url=http%3A%2F%2F127.0.0.1%3A9%2Fv1");
+    let resp = post(
+        &c,
+        &format!("/ui/credentials/{acme_id}/edit"),
+        org_admin,
+        &moved,
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("needs the key again"), "{html}");
+    secrets(&html, &tokens);
+    let stored = c
+        .vault
+        .get_credential(&keyward_core::CredentialId::new(&acme_id).unwrap())
+        .await
+        .unwrap();
+    assert!(!stored.fields.contains_key("base_url"));
+    let resp = post(
+        &c,
+        &format!("/ui/credentials/{acme_id}/edit"),
+        org_admin,
+        &format!("{moved}&api_key={CANARY}"),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+
     // An admin reveals a sensitive value once, on an uncached page, and it is audited.
     let admin = &people[0].2;
     let resp = post(

@@ -58,6 +58,11 @@ fn encode(s: &str) -> String {
     utf8_percent_encode(s, UNRESERVED).to_string()
 }
 
+/// Whether a public field says where the key is sent (a base URL, an endpoint).
+fn sends_key_to(field: &str) -> bool {
+    field == "base_url" || field.ends_with("_url") || field.contains("endpoint")
+}
+
 /// The status badge: its words and its class.
 fn badge(view: &CredentialView) -> (&'static str, &'static str) {
     match (view.status, view.active) {
@@ -137,6 +142,9 @@ async fn list(
     let principal = &session.0.principal;
     let wanted = q.org.filter(|o| !o.is_empty());
     let org = match (&principal.org, wanted) {
+        (Some(own), Some(o)) if o != own.as_str() => {
+            return failed(crate::ApiError::NotFound("no such organization".into()));
+        }
         (Some(own), _) => Some(own.clone()),
         (None, Some(o)) => match OrgId::new(&o) {
             Ok(o) => Some(o),
@@ -189,7 +197,11 @@ async fn list(
                 priority: c.priority,
                 weight: c.weight,
                 last_used: when(c.last_used_at),
-                last_test: c.last_test_result.unwrap_or_else(|| "-".to_owned()),
+                // The outcome only (`unreachable`, not why): the why is on its own page.
+                last_test: c.last_test_result.as_deref().map_or_else(
+                    || "-".to_owned(),
+                    |r| r.split(':').next().unwrap_or(r).to_owned(),
+                ),
             }
         })
         .collect::<Vec<_>>();
@@ -638,6 +650,20 @@ async fn update(
     let mut fields = typed.fields(provider);
     // A field neither stored nor typed is no change.
     fields.retain(|k, v| !v.is_empty() || view.fields.contains_key(k));
+    // Where the key is sent is part of the secret: moving it takes the key again, so that a
+    // session cannot point a stored key at an address of its own and press Test.
+    let moved = fields.iter().any(|(k, v)| {
+        sends_key_to(k) && view.fields.get(k).map_or("", String::as_str) != v.as_str()
+    });
+    if moved && key.is_empty() {
+        return again(FormPage {
+            key_error: Some(
+                "Changing where the key is sent (the base URL or endpoint) needs the key again: give it in full to confirm."
+                    .into(),
+            ),
+            ..form
+        });
+    }
     let update = CredentialUpdate {
         name: Some(name),
         secret: (!key.is_empty()).then(|| SecretString::from(key.to_owned())),
@@ -800,6 +826,7 @@ pub(super) struct EventRow {
     pub(super) at: String,
     pub(super) actor: String,
     pub(super) action: String,
+    pub(super) target: String,
     pub(super) outcome: String,
     pub(super) details: String,
     /// A key test's result (`ok`, `rejected (HTTP 401)`, ...).
@@ -813,6 +840,7 @@ impl From<keyward_core::audit::AuditEvent> for EventRow {
             at: when(Some(e.at)),
             actor: e.actor,
             action: e.action,
+            target: e.target,
             outcome: e.outcome.as_str().to_owned(),
             result: e.details["result"].as_str().unwrap_or_default().to_owned(),
             details: if e.details.is_null() {
@@ -903,7 +931,18 @@ async fn detail(
         status,
         badge,
         active: view.active,
-        fields: view.fields.clone().into_iter().collect(),
+        fields: view
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                let name = if k == "base_url" {
+                    "API Base URL".to_owned()
+                } else {
+                    label(k)
+                };
+                (name, v.clone())
+            })
+            .collect(),
         modalities: if view.modalities.is_empty() {
             "all".to_owned()
         } else {
@@ -926,7 +965,10 @@ async fn detail(
             .last_test_result
             .clone()
             .unwrap_or_else(|| "not tested yet".to_owned()),
-        last_tested: when(view.last_tested_at),
+        last_tested: view
+            .last_tested_at
+            .map(|t| when(Some(t)))
+            .unwrap_or_default(),
         tests: tests.into_iter().map(EventRow::from).collect(),
         events: events.into_iter().map(EventRow::from).collect(),
         day: chart("Last 24 hours", &buckets, now, 24, 1),

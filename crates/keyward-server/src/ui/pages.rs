@@ -711,6 +711,7 @@ struct UsageRow {
     last_used: String,
     statuses: String,
     day: Chart,
+    week: Chart,
 }
 
 #[derive(Template, WebTemplate)]
@@ -760,7 +761,7 @@ async fn usage(
     for u in all {
         let buckets = match state
             .vault
-            .usage_hourly(&org, u.subject, &u.id, Millis(now.0 - 24 * HOUR_MS))
+            .usage_hourly(&org, u.subject, &u.id, Millis(now.0 - 7 * 24 * HOUR_MS))
             .await
         {
             Ok(b) => b,
@@ -784,6 +785,7 @@ async fn usage(
                 .collect::<Vec<_>>()
                 .join(", "),
             day: chart("Last 24 hours", &buckets, now, 24, 1),
+            week: chart("Last 7 days", &buckets, now, 7, 24),
         });
     }
     UsagePage {
