@@ -308,6 +308,19 @@ async fn variable_reveal(
     }
 }
 
+/// A token's state for people: revoked, expired or active.
+fn token_state(
+    revoked_at: Option<Millis>,
+    expires_at: Option<Millis>,
+    now: Millis,
+) -> &'static str {
+    match (revoked_at, expires_at.is_some_and(|e| e <= now)) {
+        (Some(_), _) => "revoked",
+        (None, true) => "expired",
+        (None, false) => "active",
+    }
+}
+
 // ----- gateway tokens ---------------------------------------------------------------------
 
 struct GatewayTokenRow {
@@ -372,12 +385,7 @@ async fn gateway_tokens_page(
     let rows = list
         .into_iter()
         .map(|t| {
-            let expired = t.expires_at.is_some_and(|e| e <= now);
-            let state = match (t.revoked_at, expired) {
-                (Some(_), _) => "revoked",
-                (None, true) => "expired",
-                (None, false) => "active",
-            };
+            let state = token_state(t.revoked_at, t.expires_at, now);
             GatewayTokenRow {
                 id: t.id,
                 name: t.name,
@@ -588,12 +596,7 @@ async fn tokens_page(
     let rows = list
         .into_iter()
         .map(|t| {
-            let expired = t.expires_at.is_some_and(|e| e <= now);
-            let state = match (t.revoked_at, expired) {
-                (Some(_), _) => "revoked",
-                (None, true) => "expired",
-                (None, false) => "active",
-            };
+            let state = token_state(t.revoked_at, t.expires_at, now);
             TokenRow {
                 id: t.id,
                 name: t.name,
