@@ -117,6 +117,16 @@ impl Vault {
     /// signed out, idle too long, past its end, or its token revoked or expired (an ended
     /// session's row is removed as it is found).
     pub async fn ui_session(&self, id: &str) -> Result<Option<Session>, VaultError> {
+        self.ui_session_at(id, Millis::now()).await
+    }
+
+    /// [`Vault::ui_session`] as seen at `now` (the clock injected, for tests of the limits; a
+    /// request in the session at `now` counts as its last use).
+    pub async fn ui_session_at(
+        &self,
+        id: &str,
+        now: Millis,
+    ) -> Result<Option<Session>, VaultError> {
         let hash = token_hash(id).to_vec();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT s.created_at AS s_created_at, s.last_seen_at, s.idle_ms, s.expires_at AS s_expires_at, \
@@ -132,7 +142,7 @@ impl Vault {
         .await?;
         let Some(row) = row else { return Ok(None) };
         let token = view(&row)?;
-        let now = Millis::now().0;
+        let now = now.0;
         let last_seen: i64 = row.try_get("last_seen_at")?;
         let idle: i64 = row.try_get("idle_ms")?;
         let expires_at: i64 = row.try_get("s_expires_at")?;

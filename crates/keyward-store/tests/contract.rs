@@ -1502,6 +1502,43 @@ async fn dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end(db: Db
             "{limits:?}"
         );
     }
+    // The default limits on an injected clock: used every 29 minutes it lives; 31 minutes
+    // idle ends it; used all the time it still ends 12 hours after sign-in.
+    let (id, session) = v
+        .create_ui_session(admin.expose_secret(), SessionLimits::default(), "127.0.0.1")
+        .await
+        .unwrap()
+        .unwrap();
+    let id = id.expose_secret();
+    let minute = 60_000;
+    let at = |m: i64| keyward_core::Millis(session.created_at.0 + m * minute);
+    let mut m = 0;
+    while m + 29 < 12 * 60 {
+        m += 29;
+        assert!(
+            v.ui_session_at(id, at(m)).await.unwrap().is_some(),
+            "{m} min"
+        );
+    }
+    assert!(
+        v.ui_session_at(id, at(12 * 60)).await.unwrap().is_none(),
+        "12 h"
+    );
+    let (id, session) = v
+        .create_ui_session(admin.expose_secret(), SessionLimits::default(), "127.0.0.1")
+        .await
+        .unwrap()
+        .unwrap();
+    let id = id.expose_secret();
+    let at = |m: i64| keyward_core::Millis(session.created_at.0 + m * minute);
+    assert!(v.ui_session_at(id, at(29)).await.unwrap().is_some());
+    assert!(
+        v.ui_session_at(id, at(29 + 31)).await.unwrap().is_none(),
+        "31 min idle"
+    );
+    // Ended for good: an earlier clock does not bring it back.
+    assert!(v.ui_session_at(id, at(30)).await.unwrap().is_none());
+
     // Sign-ins are audited, failures too, with no session id or token in the trail.
     let events = v
         .list_events(&"category=secret_access".parse().unwrap(), 100)
