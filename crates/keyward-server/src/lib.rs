@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     ui_sessions: keyward_store::SessionLimits,
     /// Whether the console's cookie is marked `Secure` (served over TLS).
     secure_cookies: bool,
+    /// The console's one-time form ids and its master-key rotation.
+    console: ui::ConsoleState,
 }
 
 impl AppState {

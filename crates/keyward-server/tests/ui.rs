@@ -530,14 +530,35 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
         .unwrap();
     assert_eq!(reveals.len(), 1, "{reveals:?}");
     // A gateway token made in the console is shown once, with the SDK snippet.
-    let resp = post(
-        &c,
-        "/ui/gateway-tokens",
-        admin,
-        "org=acme&name=notebook&provider=openai",
-    )
-    .await;
+    let form = c
+        .page("/ui/gateway-tokens?org=acme", admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let once = form
+        .split("name=\"once\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = format!("org=acme&name=notebook&provider=openai&once={once}");
+    let resp = post(&c, "/ui/gateway-tokens", admin, &body).await;
     let html = resp.text().await.unwrap();
+    // The answer sent again (a reload) makes no second token.
+    let again = post(&c, "/ui/gateway-tokens", admin, &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        again.contains("already sent") && !again.contains("made-token"),
+        "{again}"
+    );
+    let made = c.vault.list_gateway_tokens(Some(&acme)).await.unwrap();
+    assert_eq!(made.iter().filter(|t| t.name == "notebook").count(), 1);
     assert!(
         html.contains("from openai import OpenAI") && html.contains("kwg_"),
         "{html}"
@@ -551,6 +572,21 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
     assert!(
         list.contains("notebook") && !list.contains("api_key="),
         "{list}"
+    );
+    // A rotation runs in the background and the page shows how it went.
+    let resp = post(&c, "/ui/master-key/rotate", admin, "").await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = c.page("/ui/master-key", admin).await.text().await.unwrap();
+        if page.contains("Rotation to k1 done") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        page.contains("Rotation to k1 done") && page.contains("0 remaining"),
+        "{page}"
     );
     // The audit log verifies, as the banner says.
     let log = c.page("/ui/events", admin).await.text().await.unwrap();

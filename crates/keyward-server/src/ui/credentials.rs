@@ -825,6 +825,8 @@ pub(super) struct EventRow {
     pub(super) seq: i64,
     pub(super) at: String,
     pub(super) actor: String,
+    /// The actor for people: a token's name where it is known.
+    pub(super) who: String,
     pub(super) action: String,
     pub(super) target: String,
     pub(super) outcome: String,
@@ -833,11 +835,37 @@ pub(super) struct EventRow {
     pub(super) result: String,
 }
 
-impl From<keyward_core::audit::AuditEvent> for EventRow {
-    fn from(e: keyward_core::audit::AuditEvent) -> Self {
+/// Token names by actor (`token:ID`), to show who acted by name.
+pub(super) struct Names(std::collections::HashMap<String, String>);
+
+impl Names {
+    pub(super) async fn load(state: &AppState) -> Result<Self, VaultError> {
+        Ok(Self(
+            state
+                .vault
+                .list_tokens(None)
+                .await?
+                .into_iter()
+                .map(|t| (format!("token:{}", t.id), t.name))
+                .collect(),
+        ))
+    }
+
+    /// `name` for a known token, else the actor as recorded (`serve:bootstrap`, `cli:...`).
+    pub(super) fn of(&self, actor: &str) -> String {
+        self.0
+            .get(actor)
+            .cloned()
+            .unwrap_or_else(|| actor.to_owned())
+    }
+}
+
+impl EventRow {
+    pub(super) fn new(e: keyward_core::audit::AuditEvent, names: &Names) -> Self {
         Self {
             seq: e.seq,
             at: when(Some(e.at)),
+            who: names.of(&e.actor),
             actor: e.actor,
             action: e.action,
             target: e.target,
@@ -907,7 +935,7 @@ async fn detail(
     };
     let now = Millis::now();
     let (test_filter, event_filter) = (about(Some("test")), about(None));
-    let (tests, events, buckets) = match tokio::try_join!(
+    let (tests, events, buckets, names) = match tokio::try_join!(
         state.vault.list_events(&test_filter, 10),
         state.vault.list_events(&event_filter, 50),
         state.vault.usage_hourly(
@@ -916,6 +944,7 @@ async fn detail(
             view.id.as_str(),
             Millis(now.0 - 7 * 24 * HOUR_MS),
         ),
+        Names::load(&state),
     ) {
         Ok(t) => t,
         Err(e) => return failed(e),
@@ -957,9 +986,9 @@ async fn detail(
         version: view.version,
         kid: view.kid.clone(),
         created: when(Some(view.created_at)),
-        created_by: view.created_by.clone(),
+        created_by: names.of(&view.created_by),
         updated: when(Some(view.updated_at)),
-        updated_by: view.updated_by.clone(),
+        updated_by: names.of(&view.updated_by),
         last_used: when(view.last_used_at),
         last_test: view
             .last_test_result
@@ -969,8 +998,14 @@ async fn detail(
             .last_tested_at
             .map(|t| when(Some(t)))
             .unwrap_or_default(),
-        tests: tests.into_iter().map(EventRow::from).collect(),
-        events: events.into_iter().map(EventRow::from).collect(),
+        tests: tests
+            .into_iter()
+            .map(|e| EventRow::new(e, &names))
+            .collect(),
+        events: events
+            .into_iter()
+            .map(|e| EventRow::new(e, &names))
+            .collect(),
         day: chart("Last 24 hours", &buckets, now, 24, 1),
         week: chart("Last 7 days", &buckets, now, 7, 24),
     }

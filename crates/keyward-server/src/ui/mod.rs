@@ -25,6 +25,9 @@ use crate::AppState;
 mod chart;
 mod credentials;
 mod pages;
+mod state;
+
+pub(crate) use state::ConsoleState;
 
 /// The session cookie's name.
 const COOKIE: &str = "kw_session";

@@ -18,7 +18,7 @@ use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use super::chart::{Chart, chart};
-use super::credentials::EventRow;
+use super::credentials::{EventRow, Names};
 use super::{Chrome, UiSession, failed, when};
 use crate::auth::Caller;
 use crate::{ApiError, AppState, LoadTrigger};
@@ -321,6 +321,9 @@ fn token_state(
     }
 }
 
+/// Why a shown-once form is not done twice.
+const SENT: &str = "This form was already sent, and its token was shown then; it is not made again. Fill in the form below to make another.";
+
 // ----- gateway tokens ---------------------------------------------------------------------
 
 struct GatewayTokenRow {
@@ -351,6 +354,8 @@ struct GatewayTokensPage {
     rows: Vec<GatewayTokenRow>,
     made: Option<Made>,
     error: Option<String>,
+    /// This form's one-time id.
+    once: String,
 }
 
 async fn gateway_tokens_page(
@@ -416,6 +421,7 @@ async fn gateway_tokens_page(
         rows,
         made,
         error,
+        once: super::state::form_id(),
     }
     .into_response()
 }
@@ -464,6 +470,10 @@ async fn gateway_token_create(
     };
     if let Err(e) = c.require(&org, &[Role::OrgAdmin]) {
         return failed(e);
+    }
+    if !state.shared.console.first_use(typed(&form, "once")) {
+        return gateway_tokens_page(&state, &session, Some(org), None, None, Some(SENT.into()))
+            .await;
     }
     let mut providers = Vec::new();
     for p in providers_asked.iter().filter(|p| !p.is_empty()) {
@@ -562,6 +572,8 @@ struct TokensPage {
     rows: Vec<TokenRow>,
     made: Option<Made>,
     error: Option<String>,
+    /// This form's one-time id.
+    once: String,
 }
 
 async fn tokens_page(
@@ -622,6 +634,7 @@ async fn tokens_page(
         rows,
         made,
         error,
+        once: super::state::form_id(),
     }
     .into_response()
 }
@@ -658,6 +671,9 @@ async fn token_create(
     };
     if let Err(e) = allowed {
         return failed(e);
+    }
+    if !state.shared.console.first_use(typed(&form, "once")) {
+        return tokens_page(&state, &session, None, None, Some(SENT.into())).await;
     }
     let name = typed(&form, "name").to_owned();
     match state
@@ -898,6 +914,10 @@ async fn events(
             Err(e) => return failed(e),
         }
     };
+    let names = match Names::load(&state).await {
+        Ok(n) => n,
+        Err(e) => return failed(e),
+    };
     let next = (list.len() as i64 == EVENTS_PAGE)
         .then(|| list.last().map(|e| e.seq))
         .flatten()
@@ -918,7 +938,7 @@ async fn events(
         });
     EventsPage {
         chrome: Chrome::new(&session.0, "events", None),
-        events: list.into_iter().map(EventRow::from).collect(),
+        events: list.into_iter().map(|e| EventRow::new(e, &names)).collect(),
         category: text(&q.category),
         action: text(&q.action),
         actor: text(&q.actor),
@@ -960,23 +980,32 @@ struct MasterKeyPage {
     rows: Vec<KidRow>,
     pending: u64,
     warnings: Vec<String>,
-    result: Option<String>,
+    /// The console's last rotation: running (with progress) or its outcome.
+    running: Option<String>,
+    result: Option<Result<String, String>>,
 }
 
-async fn master_key_page(
-    state: &AppState,
-    session: &UiSession,
-    result: Option<String>,
-) -> Response {
-    if let Err(e) = caller(session).require_admin() {
+async fn master_key(State(state): State<AppState>, session: UiSession) -> Response {
+    if let Err(e) = caller(&session).require_admin() {
         return failed(e);
     }
+    let rotation = state.shared.console.rotation();
     let status = match state.vault.key_status().await {
         Ok(s) => s,
         Err(e) => return failed(e),
     };
     MasterKeyPage {
         chrome: Chrome::new(&session.0, "master-key", None),
+        running: rotation.as_ref().filter(|r| r.finished.is_none()).map(|r| {
+            format!(
+                "Rotation started {} by {}: {} of {} rows rewrapped.",
+                when(Some(r.started_at)),
+                r.by,
+                r.done,
+                r.total
+            )
+        }),
+        result: rotation.and_then(|r| r.finished),
         primary: status.primary.clone(),
         pending: status.pending_rotation(),
         warnings: status.warnings(),
@@ -992,41 +1021,50 @@ async fn master_key_page(
                 vault_keys: k.vault_keys,
             })
             .collect(),
-        result,
     }
     .into_response()
 }
 
-async fn master_key(State(state): State<AppState>, session: UiSession) -> Response {
-    master_key_page(&state, &session, None).await
-}
-
+/// Starts a rotation in the background (it may take a while on a large store) and shows its
+/// progress on the Master Key page, which refreshes itself while it runs.
 async fn master_key_rotate(State(state): State<AppState>, session: UiSession) -> Response {
     let c = caller(&session);
     if let Err(e) = c.require_admin() {
         return failed(e);
     }
-    match state
-        .vault
-        .rotate_master_key(1000, &c.actor(), |_| {})
-        .await
-    {
-        Ok(report) => {
-            let words = serde_json::to_value(&report)
-                .ok()
-                .and_then(|v| {
-                    v.as_object().map(|o| {
-                        o.iter()
-                            .map(|(k, v)| format!("{}: {v}", k.replace('_', " ")))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                })
-                .unwrap_or_default();
-            master_key_page(&state, &session, Some(format!("Rotation done. {words}"))).await
-        }
-        Err(e) => failed(e),
-    }
+    let Some(run) = state
+        .shared
+        .console
+        .start_rotation(&session.0.principal.name)
+    else {
+        return Redirect::to("/ui/master-key").into_response();
+    };
+    let actor = c.actor();
+    let vault = state.vault.clone();
+    tokio::spawn(async move {
+        let progress = run.clone();
+        let outcome = vault
+            .rotate_master_key(1000, &actor, move |p| {
+                let mut r = progress.lock().unwrap_or_else(|p| p.into_inner());
+                r.done = p.done;
+                r.total = p.total;
+            })
+            .await;
+        let mut r = run.lock().unwrap_or_else(|p| p.into_inner());
+        r.finished = Some(match outcome {
+            Ok(report) => Ok(format!(
+                "Rotation to {} done: {} rewrapped, {} retried, {} failed, {} remaining.",
+                report.primary, report.rewrapped, report.retried, report.failed, report.remaining
+            )),
+            Err(e) => {
+                tracing::warn!(error = %e, "console master-key rotation stopped");
+                Err(format!(
+                    "Rotation stopped: {e}. Start it again: it goes on where it stopped."
+                ))
+            }
+        });
+    });
+    Redirect::to("/ui/master-key").into_response()
 }
 
 // ----- the gateway ------------------------------------------------------------------------
