@@ -723,6 +723,7 @@ async fn token_revoke(
 // ----- usage ------------------------------------------------------------------------------
 
 struct UsageRow {
+    org: String,
     kind: &'static str,
     name: String,
     provider: String,
@@ -759,25 +760,26 @@ async fn usage(
             .collect(),
         Err(e) => return failed(e),
     };
-    let Some(org) = asked.or_else(|| orgs.first().and_then(|o| OrgId::new(o).ok())) else {
-        return UsagePage {
-            chrome: Chrome::new(&session.0, "usage", None),
-            orgs,
-            org: String::new(),
-            rows: Vec::new(),
+    // One organization, or for an admin who picks none, all of them.
+    let shown: Vec<OrgId> = match &asked {
+        Some(o) => vec![o.clone()],
+        None => orgs.iter().filter_map(|o| OrgId::new(o).ok()).collect(),
+    };
+    for org in &shown {
+        if let Err(e) = caller(&session).require(org, &[Role::OrgAdmin, Role::Viewer]) {
+            return failed(e);
         }
-        .into_response();
-    };
-    if let Err(e) = caller(&session).require(&org, &[Role::OrgAdmin, Role::Viewer]) {
-        return failed(e);
     }
-    let all = match state.vault.usage(&org).await {
-        Ok(u) => u,
-        Err(e) => return failed(e),
-    };
+    let mut all = Vec::new();
+    for org in &shown {
+        match state.vault.usage(org).await {
+            Ok(u) => all.extend(u.into_iter().map(|u| (org.clone(), u))),
+            Err(e) => return failed(e),
+        }
+    }
     let now = Millis::now();
     let mut rows = Vec::new();
-    for u in all {
+    for (org, u) in all {
         let buckets = match state
             .vault
             .usage_hourly(&org, u.subject, &u.id, Millis(now.0 - 7 * 24 * HOUR_MS))
@@ -787,6 +789,7 @@ async fn usage(
             Err(e) => return failed(e),
         };
         rows.push(UsageRow {
+            org: org.to_string(),
             kind: match u.subject {
                 UsageSubject::Credential => "credential",
                 UsageSubject::GatewayToken => "gateway token",
@@ -810,7 +813,7 @@ async fn usage(
     UsagePage {
         chrome: Chrome::new(&session.0, "usage", q.notice.as_deref()),
         orgs,
-        org: org.to_string(),
+        org: asked.map(|o| o.to_string()).unwrap_or_default(),
         rows,
     }
     .into_response()
