@@ -364,8 +364,29 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
             assert_eq!(resp.status().as_u16(), *want, "{role} {path}");
             let headers = resp.headers().clone();
             assert_eq!(headers["cache-control"], "no-store", "{path}");
-            secrets(&resp.text().await.unwrap(), &tokens);
+            let html = resp.text().await.unwrap();
+            secrets(&html, &tokens);
+            // No inline script anywhere (the CSP would refuse it): only our one file.
+            assert!(
+                !html.contains("<script>") && !html.contains(" onclick="),
+                "{path}"
+            );
         }
+    }
+    for (asset, kind) in [
+        ("/ui/static/app.css", "text/css"),
+        ("/ui/static/app.js", "text/javascript"),
+        ("/ui/static/icon.svg", "image/svg+xml"),
+    ] {
+        let resp = c.page(asset, "").await;
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{asset}"
+        );
     }
     // Nothing shows a viewer a write button; the org_admin's pages do.
     let viewer = &people[2].2;

@@ -43,6 +43,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(pages::router())
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
+        .route("/ui/static/icon.svg", get(icon))
         .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::middleware::map_response(hardened))
 }
@@ -217,6 +218,13 @@ async fn stylesheet() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("app.css"),
+    )
+}
+
+async fn icon() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("icon.svg"),
     )
 }
 
