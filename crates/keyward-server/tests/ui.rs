@@ -531,6 +531,16 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    // The trail says where the key now goes, and where it went before.
+    let moved = c
+        .vault
+        .list_events(&"action=update".parse().unwrap(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        moved[0].details["fields"]["base_url"],
+        serde_json::json!({ "was": null, "now": "http://127.0.0.1:9/v1" })
+    );
 
     // An admin reveals a sensitive value once, on an uncached page, and it is audited.
     let admin = &people[0].2;

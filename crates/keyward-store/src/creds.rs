@@ -628,6 +628,23 @@ impl Vault {
         if changed.contains(&"secret") {
             details["key_hint"] = json!(hint);
         }
+        // Where the key is sent is worth reading in the trail: the public fields that moved,
+        // before and after (they hold no secret: `check_public_fields` refused any that looks
+        // like one).
+        let moved: serde_json::Map<String, serde_json::Value> = fields
+            .keys()
+            .chain(current.fields.keys())
+            .filter(|k| current.fields.get(*k) != fields.get(*k))
+            .map(|k| {
+                (
+                    k.clone(),
+                    json!({ "was": current.fields.get(k), "now": fields.get(k) }),
+                )
+            })
+            .collect();
+        if !moved.is_empty() {
+            details["fields"] = serde_json::Value::Object(moved);
+        }
         self.append_event(
             &mut tx,
             NewEvent::new(

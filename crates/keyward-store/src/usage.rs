@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use keyward_core::{Millis, OrgId};
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::{Vault, VaultError};
 
@@ -180,15 +180,23 @@ impl Vault {
             .bind(Millis::now().0 - HOURLY_KEPT)
             .execute(&mut *tx)
             .await?;
-        // Then the tokens' last use, in the same order.
-        for d in batch
-            .iter()
-            .filter(|d| d.subject == UsageSubject::GatewayToken)
-        {
-            sqlx::query(
-                "UPDATE gateway_tokens SET last_used_at = $1 \
-                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        // Then the credentials' and tokens' last use, in the same order (the gateway handing
+        // out a key is a use of it, as a resolution is).
+        for d in batch.iter().filter(|d| {
+            matches!(
+                d.subject,
+                UsageSubject::GatewayToken | UsageSubject::Credential
             )
+        }) {
+            let table = if d.subject == UsageSubject::Credential {
+                "credentials"
+            } else {
+                "gateway_tokens"
+            };
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE {table} SET last_used_at = $1 \
+                 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)"
+            )))
             .bind(d.last_used_at.0)
             .bind(&d.id)
             .execute(&mut *tx)

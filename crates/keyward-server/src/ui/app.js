@@ -9,14 +9,35 @@ document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
 const dialog = document.getElementById("confirm");
 if (dialog) {
   const form = dialog.querySelector("form");
+  const defaults = {
+    title: dialog.querySelector("h2").textContent,
+    warning: dialog.querySelector(".confirm-warning").textContent,
+    button: dialog.querySelector(".confirm-button").textContent,
+  };
   dialog.querySelector("button[value=cancel]").addEventListener("click", () => dialog.close());
+  // The page's own words, set as text: never parsed as markup.
+  const ask = (source, action) => {
+    dialog.querySelector("h2").textContent = source.dataset.confirmTitle || defaults.title;
+    dialog.querySelector(".confirm-text").textContent = source.dataset.confirm;
+    dialog.querySelector(".confirm-warning").textContent =
+      source.dataset.confirmWarning || defaults.warning;
+    dialog.querySelector(".confirm-button").textContent =
+      source.dataset.confirmButton || defaults.button;
+    form.action = action;
+    dialog.showModal();
+  };
+  // A link to a confirmation page (which works without this file) asks here instead.
   document.querySelectorAll("a[data-confirm]").forEach((link) => {
     link.addEventListener("click", (event) => {
       event.preventDefault();
-      // The page's own words, set as text: never parsed as markup.
-      dialog.querySelector(".confirm-text").textContent = link.dataset.confirm;
-      form.action = link.href;
-      dialog.showModal();
+      ask(link, link.href);
+    });
+  });
+  // A form that acts at once asks first.
+  document.querySelectorAll("form[data-confirm]").forEach((source) => {
+    source.addEventListener("submit", (event) => {
+      event.preventDefault();
+      ask(source, source.action);
     });
   });
 }

@@ -103,6 +103,8 @@ struct Row {
     priority: i64,
     weight: i64,
     last_used: String,
+    /// The exact time, on hover.
+    last_used_at: String,
     last_test: String,
     requests_24h: u64,
 }
@@ -180,6 +182,7 @@ async fn list(
         Ok(r) => r,
         Err(e) => return failed(e),
     };
+    let now = Millis::now();
     let rows = creds
         .into_iter()
         .map(|c| {
@@ -196,7 +199,8 @@ async fn list(
                 active: c.active,
                 priority: c.priority,
                 weight: c.weight,
-                last_used: when(c.last_used_at),
+                last_used: super::ago(c.last_used_at, now),
+                last_used_at: when(c.last_used_at),
                 // The outcome only (`unreachable`, not why): the why is on its own page.
                 last_test: c.last_test_result.as_deref().map_or_else(
                     || "-".to_owned(),

@@ -278,6 +278,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "strategy" => "Strategy changed.",
         "revoked" => "Token revoked: it stops working at once.",
         "reloaded" => "Gateway targets reloaded.",
+        "revoked_gateway" => "Gateway token revoked: it stops working at once.",
         "reload_failed" => {
             "The targets file did not load; the previous targets stay in use (why is below)."
         }
@@ -336,6 +337,20 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
         },
     )
         .into_response()
+}
+
+/// A time for a table: how long ago, or "never" (the exact time is in [`when`]).
+pub(crate) fn ago(t: Option<Millis>, now: Millis) -> String {
+    let Some(t) = t else {
+        return "never".to_owned();
+    };
+    let s = (now.0 - t.0).max(0) / 1000;
+    match s {
+        0..60 => "just now".to_owned(),
+        60..3_600 => format!("{} min ago", s / 60),
+        3_600..86_400 => format!("{} h ago", s / 3_600),
+        _ => format!("{} days ago", s / 86_400),
+    }
 }
 
 /// A time for people: RFC 3339 to the second, or "never".

@@ -321,8 +321,14 @@ fn token_state(
     }
 }
 
-/// Why a shown-once form is not done twice.
-const SENT: &str = "This form was already sent, and its token was shown then; it is not made again. Fill in the form below to make another.";
+/// Why a shown-once form is not done twice (or, without its one-time id, not at all).
+fn sent_before(once: &str) -> String {
+    if once.is_empty() {
+        "This form is out of date (it has no one-time id): fill in the form below.".to_owned()
+    } else {
+        "This form was already sent, and its token was shown then; it is not made again. Fill in the form below to make another.".to_owned()
+    }
+}
 
 // ----- gateway tokens ---------------------------------------------------------------------
 
@@ -471,15 +477,20 @@ async fn gateway_token_create(
     if let Err(e) = c.require(&org, &[Role::OrgAdmin]) {
         return failed(e);
     }
-    if !state.shared.console.first_use(typed(&form, "once")) {
-        return gateway_tokens_page(&state, &session, Some(org), None, None, Some(SENT.into()))
-            .await;
+    let once = typed(&form, "once");
+    if !state.shared.console.first_use(once) {
+        let why = sent_before(once);
+        return gateway_tokens_page(&state, &session, Some(org), None, None, Some(why)).await;
     }
     let mut providers = Vec::new();
     for p in providers_asked.iter().filter(|p| !p.is_empty()) {
         match Provider::get(p) {
             Ok(p) => providers.push(p),
-            Err(e) => return failed(ApiError::BadRequest(e.to_string())),
+            Err(e) => {
+                let why = format!("{e}");
+                return gateway_tokens_page(&state, &session, Some(org), None, None, Some(why))
+                    .await;
+            }
         }
     }
     let rpm = match typed(&form, "rpm") {
@@ -542,7 +553,7 @@ async fn gateway_token_revoke(
     }
     match state.vault.revoke_gateway_token(&id, &c.actor()).await {
         Ok(_) => Redirect::to(&format!(
-            "/ui/gateway-tokens?org={}&notice=revoked",
+            "/ui/gateway-tokens?org={}&notice=revoked_gateway",
             token.org
         ))
         .into_response(),
@@ -672,8 +683,9 @@ async fn token_create(
     if let Err(e) = allowed {
         return failed(e);
     }
-    if !state.shared.console.first_use(typed(&form, "once")) {
-        return tokens_page(&state, &session, None, None, Some(SENT.into())).await;
+    let once = typed(&form, "once");
+    if !state.shared.console.first_use(once) {
+        return tokens_page(&state, &session, None, None, Some(sent_before(once))).await;
     }
     let name = typed(&form, "name").to_owned();
     match state

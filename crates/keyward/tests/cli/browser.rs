@@ -500,6 +500,25 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     me.screenshot("usage").await;
     me.go(&format!("/ui/credentials/{id}")).await;
     assert!(me.exists("svg rect.ok").await, "the credential's own chart");
+    // Revoking asks first; cancelling keeps the token, confirming ends it at once.
+    me.go("/ui/gateway-tokens?org=acme").await;
+    let token_row = "tr[data-token='notebook']";
+    me.click(&format!("{token_row} form[data-confirm] button"))
+        .await;
+    assert_eq!(me.text("#confirm h2").await, "Revoke gateway token?");
+    me.click("#confirm button[value=cancel]").await;
+    assert!(me.exists(&format!("{token_row} .badge.active")).await);
+    me.click(&format!("{token_row} form[data-confirm] button"))
+        .await;
+    me.submit("#confirm button.danger").await;
+    assert_eq!(me.text(&format!("{token_row} .badge")).await, "revoked");
+    let resp = http
+        .get(format!("{}/gateway/openai/models", server.base))
+        .bearer_auth(&gateway_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
     me.go("/ui/events").await;
     assert!(me.text("#verify").await.contains("verifies"));
     me.screenshot("audit-log").await;
@@ -543,6 +562,11 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         .await;
     me.on("/ui/credentials").await;
     assert_eq!(me.text(&format!("{row} .badge.active")).await, "Active");
+    // The gateway's use of the key counts as its last use.
+    assert_ne!(
+        me.text(&format!("{row} td[title]:not(.num)")).await,
+        "never"
+    );
     me.screenshot("credentials").await;
 
     // The organization filter, kept in the URL.
