@@ -62,6 +62,15 @@ fn scope(session: &UiSession, asked: Option<&str>) -> Result<Option<OrgId>, ApiE
     }
 }
 
+/// The API's rule for a listing: one organization with one of `roles`, or all of them for an
+/// admin.
+fn require_scope(c: &Caller, org: Option<&OrgId>, roles: &[Role]) -> Result<(), ApiError> {
+    match org {
+        Some(o) => c.require(o, roles),
+        None => c.require_admin(),
+    }
+}
+
 /// Every form of these pages, by input name.
 type Typed = BTreeMap<String, String>;
 
@@ -373,17 +382,8 @@ async fn gateway_tokens_page(
     error: Option<String>,
 ) -> Response {
     let c = caller(session);
-    match &org {
-        Some(o) => {
-            if let Err(e) = c.require(o, &[Role::OrgAdmin, Role::Viewer]) {
-                return failed(e);
-            }
-        }
-        None => {
-            if let Err(e) = c.require_admin() {
-                return failed(e);
-            }
-        }
+    if let Err(e) = require_scope(&c, org.as_ref(), &[Role::OrgAdmin, Role::Viewer]) {
+        return failed(e);
     }
     let (list, orgs) = match tokio::try_join!(
         state.vault.list_gateway_tokens(org.as_ref()),
@@ -596,17 +596,8 @@ async fn tokens_page(
 ) -> Response {
     let c = caller(session);
     let own = c.0.org.clone();
-    match &own {
-        None => {
-            if let Err(e) = c.require_admin() {
-                return failed(e);
-            }
-        }
-        Some(o) => {
-            if let Err(e) = c.require(o, &[Role::OrgAdmin]) {
-                return failed(e);
-            }
-        }
+    if let Err(e) = require_scope(&c, own.as_ref(), &[Role::OrgAdmin]) {
+        return failed(e);
     }
     let (list, orgs) = match tokio::try_join!(
         state.vault.list_tokens(own.as_ref()),
