@@ -787,3 +787,30 @@ fn check_weight(w: i64) -> Result<(), VaultError> {
         ))
     }
 }
+
+impl Vault {
+    /// Whether a credential's stored secret equals `secret` (compared in constant time; the
+    /// stored one never leaves the vault). For imports, to tell "unchanged" from "rotate".
+    /// Not audited: it discloses nothing the caller does not already hold.
+    pub async fn credential_secret_is(
+        &self,
+        id: &CredentialId,
+        secret: Option<&SecretString>,
+    ) -> Result<bool, VaultError> {
+        use subtle::ConstantTimeEq as _;
+        let row = self.load_credential(id).await?;
+        let stored = row
+            .open_secret(&self.inner.keyring)
+            .map_err(|_| VaultError::Undecryptable(format!("credential {id}")))?;
+        Ok(match (stored, secret) {
+            (None, None) => true,
+            (Some(a), Some(b)) => bool::from(
+                a.expose_secret()
+                    .trim()
+                    .as_bytes()
+                    .ct_eq(b.expose_secret().trim().as_bytes()),
+            ),
+            _ => false,
+        })
+    }
+}

@@ -343,3 +343,31 @@ impl Vault {
         Ok(())
     }
 }
+
+impl Vault {
+    /// Whether an organization's own variable (or the global one, `None`) holds exactly
+    /// `value`: `None` when there is no such variable. A sensitive value is compared inside
+    /// the vault in constant time and never returned, so this is not a reveal.
+    pub async fn var_value_is(
+        &self,
+        name: &VarName,
+        org: Option<&OrgId>,
+        value: &SecretString,
+    ) -> Result<Option<bool>, VaultError> {
+        use subtle::ConstantTimeEq as _;
+        let Some(row) = self.load_var(name, org.map_or("", OrgId::as_str)).await? else {
+            return Ok(None);
+        };
+        let stored = if row.view.sensitive {
+            row.open(&self.inner.keyring)?
+        } else {
+            SecretString::from(row.view.value.clone().unwrap_or_default())
+        };
+        Ok(Some(bool::from(
+            stored
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(value.expose_secret().as_bytes()),
+        )))
+    }
+}

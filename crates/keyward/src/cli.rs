@@ -81,6 +81,11 @@ pub(crate) enum Command {
     /// The audit log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Import keys from where they are today (.env files, the environment, LiteLLM, Open
+    /// Notebook, Fernet-encrypted rows). Prints the plan with --dry-run; a second import of the
+    /// same source changes nothing.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// The providers Keyward knows.
     Providers {
         /// Print JSON.
@@ -599,5 +604,65 @@ pub(crate) enum EventsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// What every import takes.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportArgs {
+    /// The organization to import into.
+    #[arg(long)]
+    pub(crate) org: String,
+    /// Print what would be created, updated or left alone, and why; change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Import nothing if any record cannot be imported.
+    #[arg(long)]
+    pub(crate) atomic: bool,
+    /// Store keys that do not look like their provider's.
+    #[arg(long)]
+    pub(crate) no_format_check: bool,
+}
+
+/// How variables that are no provider's are taken.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ImportVarArgs {
+    /// The name of the credentials made (one per provider).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Store variables whose names look secret (*_KEY, *_TOKEN, *_SECRET, *PASSWORD*)
+    /// encrypted (--sensitive-vars=false to store them plain).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) sensitive_vars: bool,
+    /// Import only provider credentials; leave other variables alone.
+    #[arg(long)]
+    pub(crate) only_providers: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImportCommand {
+    /// Provider variables of .env files become credentials (grouped as the registry says:
+    /// AZURE_OPENAI_API_KEY with AZURE_OPENAI_ENDPOINT and OPENAI_API_VERSION make one),
+    /// the others config variables. Later files win.
+    Dotenv {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        #[command(flatten)]
+        common: ImportArgs,
+        #[command(flatten)]
+        vars: ImportVarArgs,
+    },
+    /// The same, from this process's environment (provider variables only unless
+    /// --include-vars NAME is given for others).
+    Env {
+        #[command(flatten)]
+        common: ImportArgs,
+        /// The name of the credentials made.
+        #[arg(long)]
+        name: Option<String>,
+        /// Other variables to import as config variables (repeatable).
+        #[arg(long = "include-var", value_name = "NAME")]
+        include_vars: Vec<String>,
     },
 }

@@ -5,6 +5,8 @@
 mod output;
 mod backend;
 mod cli;
+mod commands;
+mod import;
 mod run;
 mod serve;
 
@@ -127,6 +129,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
+            Command::Import(_) => bail!(
+                "KEYWARD_URL is set: `import` writes into this machine's vault (KEYWARD_DATA_DIR or KEYWARD_DATABASE_URL); unset KEYWARD_URL"
+            ),
             Command::Keygen | Command::Providers { .. } => Ok(ExitCode::SUCCESS),
         };
     }
@@ -175,6 +180,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::MasterKey(cmd) => master_key(&local(&vault, &actor), cmd).await?,
         Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
+        Command::Import(cmd) => commands::import::run(&vault, cmd, &actor).await?,
     };
     vault.close().await;
     Ok(code)

@@ -190,18 +190,7 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
     // Variables from env files (later files win), then references wherever they are.
     let mut from_files: Vec<(String, String)> = Vec::new();
     for file in &args.env_file {
-        let iter = dotenvy::from_path_iter(file)
-            .with_context(|| format!("cannot read env file {}", file.display()))?;
-        for item in iter {
-            let (k, v) = item.map_err(|e| match e {
-                // The parser's message quotes the line, which may hold a key.
-                dotenvy::Error::LineParse(_, at) => anyhow!(
-                    "cannot parse env file {}: syntax error at character {at} of a line \
-                     (the line is not shown: it may hold a secret; quote values with spaces)",
-                    file.display()
-                ),
-                other => anyhow!("cannot read env file {}: {other}", file.display()),
-            })?;
+        for (k, v) in read_env_file(file)? {
             from_files.retain(|(name, _)| *name != k);
             from_files.push((k, v));
         }
@@ -444,4 +433,22 @@ async fn pump(
         to.write_all(&out).await?;
         to.flush().await?;
     }
+}
+
+/// The variables of a `.env` file, in order. A syntax error names the file and the position,
+/// never the line (it may hold a key).
+pub(crate) fn read_env_file(file: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let iter = dotenvy::from_path_iter(file)
+        .with_context(|| format!("cannot read env file {}", file.display()))?;
+    iter.map(|item| {
+        item.map_err(|e| match e {
+            dotenvy::Error::LineParse(_, at) => anyhow!(
+                "cannot parse env file {}: syntax error at character {at} of a line \
+                 (the line is not shown: it may hold a secret; quote values with spaces)",
+                file.display()
+            ),
+            other => anyhow!("cannot read env file {}: {other}", file.display()),
+        })
+    })
+    .collect()
 }

@@ -8,6 +8,7 @@
 
 mod browser;
 mod gateway;
+mod import;
 mod openapi;
 mod run;
 mod sandbox;

@@ -1,0 +1,126 @@
+//! `keyward import SOURCE`: read the source, plan against the organization's vault, print the
+//! plan, and (without `--dry-run`) apply it.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use keyward_core::credential::FormatCheck;
+use keyward_core::{CredentialName, OrgId};
+use keyward_store::Vault;
+
+use crate::cli::{ImportArgs, ImportCommand};
+use crate::import::{self, Read, VarRules};
+
+pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Result<ExitCode> {
+    let (read, source, common) = match cmd {
+        ImportCommand::Dotenv {
+            files,
+            common,
+            vars,
+        } => {
+            let pairs = import::dotenv_files(&files)?;
+            let first = &files[0];
+            let label = first.display().to_string();
+            let name = credential_name(vars.name.as_deref(), "dotenv")?;
+            let dir = first
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| std::path::Path::new("."));
+            let rules = VarRules {
+                sensitive_by_name: vars.sensitive_vars,
+                only_providers: vars.only_providers,
+            };
+            let read = import::from_variables(&pairs, &label, &name, dir, rules);
+            let source = format!(
+                "dotenv:{}",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            (read, source, common)
+        }
+        ImportCommand::Env {
+            common,
+            name,
+            include_vars,
+        } => {
+            // Only provider variables, and the others named: a process's environment holds
+            // PATH, HOME and the like, which are nobody's config.
+            let pairs: Vec<(String, String)> = std::env::vars()
+                .filter(|(k, _)| !k.starts_with("KEYWARD_"))
+                .collect();
+            let name = credential_name(name.as_deref(), "environment")?;
+            let mut read = import::from_variables(
+                &pairs,
+                "environment",
+                &name,
+                std::path::Path::new("."),
+                VarRules {
+                    sensitive_by_name: true,
+                    only_providers: false,
+                },
+            );
+            read.items.retain(|item| match item {
+                import::Item::Variable { name, .. } => {
+                    include_vars.iter().any(|v| v == name.as_str())
+                }
+                import::Item::Credential { .. } => true,
+            });
+            read.skipped
+                .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
+            (read, "env".to_owned(), common)
+        }
+    };
+    finish(vault, read, &source, &common, actor).await
+}
+
+fn credential_name(given: Option<&str>, default: &str) -> Result<CredentialName> {
+    Ok(CredentialName::new(given.unwrap_or(default))?)
+}
+
+async fn finish(
+    vault: &Vault,
+    read: Read,
+    source: &str,
+    common: &ImportArgs,
+    actor: &str,
+) -> Result<ExitCode> {
+    let org = OrgId::new(&common.org)?;
+    let plan = import::plan(vault, &org, read).await?;
+    import::print(&plan);
+    let errors = plan.errors();
+    if common.dry_run {
+        say!("dry run: nothing was changed");
+        return Ok(if errors > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    if common.atomic && errors > 0 {
+        bail!("{errors} record(s) cannot be imported, so nothing was (--atomic)");
+    }
+    let check = if common.no_format_check {
+        FormatCheck::Skip
+    } else {
+        FormatCheck::Enforce
+    };
+    let out = import::apply(vault, &org, plan, source, check, actor).await?;
+    say!(
+        "imported into {org}: {} created, {} updated, {} unchanged, {} failed, {errors} not importable",
+        out.created,
+        out.updated,
+        out.unchanged,
+        out.failed
+    );
+    if out.created + out.updated == 0 && out.failed == 0 && errors == 0 {
+        say!("nothing changed: the vault already holds this source");
+    }
+    Ok(if out.failed + errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,3 @@
+//! The command groups, a module each; `main.rs` parses, opens the vault and dispatches here.
+
+pub(crate) mod import;
