@@ -665,4 +665,32 @@ pub(crate) enum ImportCommand {
         #[arg(long = "include-var", value_name = "NAME")]
         include_vars: Vec<String>,
     },
+    /// Open Notebook's credentials: the rows of its `credential` table as JSON (in SurrealDB:
+    /// `SELECT * FROM credential;`, see the README), their `api_key` decrypted as Open
+    /// Notebook does it, under the passphrase in the variable named.
+    OpenNotebook {
+        /// The JSON export.
+        file: std::path::PathBuf,
+        /// The variable holding OPEN_NOTEBOOK_ENCRYPTION_KEY's value.
+        #[arg(
+            long,
+            value_name = "VAR",
+            default_value = "OPEN_NOTEBOOK_ENCRYPTION_KEY"
+        )]
+        encryption_key_env: String,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+    /// Provider credential rows (CSV with a header, or JSON: organization_id, provider,
+    /// credential_name, api_key, api_base, is_active) whose api_key is a Fernet token under
+    /// the key in the variable named (the admin guide's MASTER_KEY scheme).
+    Fernet {
+        /// The CSV or JSON file.
+        file: std::path::PathBuf,
+        /// The variable holding the Fernet key (urlsafe base64 of 32 bytes).
+        #[arg(long, value_name = "VAR", default_value = "MASTER_KEY")]
+        key_env: String,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
 }

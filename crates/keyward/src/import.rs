@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use keyward_core::audit::{Category, NewEvent};
-use keyward_core::credential::{CredentialUpdate, FormatCheck, NewCredential, key_hint};
+use keyward_core::credential::{CredentialUpdate, FormatCheck, Modality, NewCredential, key_hint};
 use keyward_core::provider::SecretKind;
 use keyward_core::{CredentialId, CredentialName, OrgId, PROVIDERS, Provider, VarName};
 use keyward_store::Vault;
@@ -24,6 +24,7 @@ pub(crate) enum Item {
         name: CredentialName,
         secret: Option<SecretString>,
         fields: BTreeMap<String, String>,
+        modalities: Vec<Modality>,
         active: bool,
         /// Where it came from, for people (`.env: OPENAI_API_KEY`, `row 3`).
         origin: String,
@@ -193,6 +194,7 @@ pub(crate) fn from_variables(
             name: name.clone(),
             secret,
             fields,
+            modalities: Vec::new(),
             active: true,
             origin,
         });
@@ -264,6 +266,7 @@ pub(crate) async fn plan(vault: &Vault, org: &OrgId, read: Read) -> Result<Plan>
                 name,
                 secret,
                 fields,
+                modalities,
                 active,
                 ..
             } => match existing
@@ -278,6 +281,9 @@ pub(crate) async fn plan(vault: &Vault, org: &OrgId, read: Read) -> Result<Plan>
                     }
                     if fields.iter().any(|(k, v)| c.fields.get(k) != Some(v)) {
                         what.push("fields");
+                    }
+                    if !modalities.is_empty() && c.modalities != *modalities {
+                        what.push("modalities");
                     }
                     if c.active != *active {
                         what.push(if *active { "activate" } else { "deactivate" });
@@ -422,6 +428,7 @@ pub(crate) async fn apply(
                         name,
                         secret,
                         fields,
+                        modalities,
                         active,
                         ..
                     },
@@ -429,6 +436,7 @@ pub(crate) async fn apply(
                 ) => {
                     let mut new = NewCredential::new(org.clone(), provider, name, secret);
                     new.fields = fields;
+                    new.modalities = modalities;
                     new.active = active;
                     new.format_check = format_check;
                     let view = vault.add_credential(new, actor).await?;
@@ -438,6 +446,7 @@ pub(crate) async fn apply(
                     Item::Credential {
                         secret,
                         fields,
+                        modalities,
                         active,
                         ..
                     },
@@ -447,6 +456,7 @@ pub(crate) async fn apply(
                         secret: if what.contains(&"key") { secret } else { None },
                         format_check: Some(format_check),
                         fields,
+                        modalities: (!modalities.is_empty()).then_some(modalities),
                         active: Some(active),
                         ..CredentialUpdate::default()
                     };
@@ -501,4 +511,344 @@ pub(crate) async fn apply(
         }
     }
     Ok(out)
+}
+
+// ----- Fernet: Open Notebook and the admin guide's platform -------------------------------
+
+/// Open Notebook's derivations of a Fernet key from `OPEN_NOTEBOOK_ENCRYPTION_KEY`
+/// (`open_notebook/utils/encryption.py`): PBKDF2-HMAC-SHA256 over a fixed salt for values
+/// marked `pbkdf2v1:`, bare SHA-256 for older unmarked ones.
+pub(crate) struct OpenNotebookKeys {
+    current: fernet::Fernet,
+    legacy: fernet::Fernet,
+}
+
+/// Open Notebook's marker on values written under the PBKDF2 derivation.
+const PBKDF2_MARKER: &str = "pbkdf2v1:";
+/// Its fixed application salt and cost.
+const PBKDF2_SALT: &[u8] = b"open-notebook-credential-v1";
+const PBKDF2_ROUNDS: u32 = 600_000;
+
+fn urlsafe(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE.encode(bytes)
+}
+
+impl OpenNotebookKeys {
+    pub(crate) fn new(passphrase: &str) -> Result<Self> {
+        use sha2_10::Digest as _;
+        let mut derived = zeroize::Zeroizing::new([0u8; 32]);
+        pbkdf2::pbkdf2_hmac::<sha2_10::Sha256>(
+            passphrase.as_bytes(),
+            PBKDF2_SALT,
+            PBKDF2_ROUNDS,
+            derived.as_mut(),
+        );
+        let legacy = sha2_10::Sha256::digest(passphrase.as_bytes());
+        let fernet = |key: &[u8]| {
+            fernet::Fernet::new(&urlsafe(key))
+                .ok_or_else(|| anyhow::anyhow!("cannot make a Fernet key from the passphrase"))
+        };
+        Ok(Self {
+            current: fernet(derived.as_ref())?,
+            legacy: fernet(&legacy)?,
+        })
+    }
+
+    /// Open Notebook's `decrypt_value`: a marked value under PBKDF2 only; an unmarked one
+    /// under the legacy key, else (when it does not look like a token) plain text.
+    fn decrypt(&self, value: &str) -> std::result::Result<String, &'static str> {
+        if let Some(token) = value.strip_prefix(PBKDF2_MARKER) {
+            return open(&self.current, token)
+                .ok_or("does not decrypt under the given encryption key (pbkdf2v1 value)");
+        }
+        match open(&self.legacy, value) {
+            Some(plain) => Ok(plain),
+            None if looks_like_fernet_token(value) => {
+                Err("looks encrypted but does not decrypt under the given encryption key")
+            }
+            // Never encrypted (older Open Notebook versions stored some keys plain).
+            None => Ok(value.to_owned()),
+        }
+    }
+}
+
+fn open(key: &fernet::Fernet, token: &str) -> Option<String> {
+    key.decrypt(token.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// Open Notebook's `looks_like_fernet_token`.
+fn looks_like_fernet_token(s: &str) -> bool {
+    use base64::Engine as _;
+    if s.len() < 100 {
+        return false;
+    }
+    base64::engine::general_purpose::URL_SAFE
+        .decode(s)
+        .is_ok_and(|d| d.len() >= 73 && (d.len() - 1 - 8 - 16 - 32) % 16 == 0)
+}
+
+fn text<'a>(row: &'a serde_json::Value, field: &str) -> Option<&'a str> {
+    row.get(field)
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// The rows of Open Notebook's `credential` table (a JSON array, as `SELECT * FROM credential`
+/// in SurrealDB prints it), their keys decrypted as Open Notebook does.
+pub(crate) fn open_notebook(json: &str, keys: &OpenNotebookKeys) -> Result<Read> {
+    let value: serde_json::Value = serde_json::from_str(json).context("the export is not JSON")?;
+    // `surreal sql` prints one array per statement: accept `[[...]]` as well as `[...]`.
+    let rows = match value {
+        serde_json::Value::Array(a) if a.len() == 1 && a[0].is_array() => {
+            a[0].as_array().cloned().unwrap_or_default()
+        }
+        serde_json::Value::Array(a) => a,
+        _ => anyhow::bail!("the export must be a JSON array of credential rows"),
+    };
+    let mut read = Read::default();
+    for (i, row) in rows.iter().enumerate() {
+        let origin = format!("row {}", i + 1);
+        let (Some(name), Some(provider)) = (text(row, "name"), text(row, "provider")) else {
+            read.fail(origin, "a row needs name and provider");
+            continue;
+        };
+        let provider = match Provider::get(&provider.to_ascii_lowercase()) {
+            Ok(p) => p,
+            Err(e) => {
+                read.fail(origin, e.to_string());
+                continue;
+            }
+        };
+        let name = match CredentialName::new(name) {
+            Ok(n) => n,
+            Err(e) => {
+                read.fail(origin, e.to_string());
+                continue;
+            }
+        };
+        let mut secret = match text(row, "api_key") {
+            None => None,
+            Some(v) => match keys.decrypt(v) {
+                Ok(plain) => Some(SecretString::from(plain)),
+                Err(why) => {
+                    read.fail(origin, format!("api_key {why}"));
+                    continue;
+                }
+            },
+        };
+        let mut fields = BTreeMap::new();
+        for f in [
+            "base_url",
+            "endpoint",
+            "api_version",
+            "endpoint_llm",
+            "endpoint_embedding",
+            "endpoint_stt",
+            "endpoint_tts",
+            "project",
+            "location",
+        ] {
+            if let Some(v) = text(row, f) {
+                fields.insert(f.to_owned(), v.to_owned());
+            }
+        }
+        // Open Notebook's form puts Azure's endpoint in base_url (`to_esperanto_config`).
+        if provider.id == "azure_openai"
+            && !fields.contains_key("endpoint")
+            && let Some(base) = fields.remove("base_url")
+        {
+            fields.insert("endpoint".to_owned(), base);
+        }
+        let unknown: Vec<String> = fields
+            .keys()
+            .filter(|k| *k != "base_url" && !provider.takes_public_field(k))
+            .cloned()
+            .collect();
+        for k in unknown {
+            fields.remove(&k);
+            read.skip(
+                format!("{origin}: {k}"),
+                format!("not a field of {}", provider.display_name),
+            );
+        }
+        // Vertex's service account: Open Notebook names a file on its host.
+        if provider.secret == SecretKind::ServiceAccountJson
+            && secret.is_none()
+            && let Some(path) = text(row, "credentials_path")
+        {
+            match std::fs::read_to_string(path) {
+                Ok(json) => secret = Some(SecretString::from(json)),
+                Err(e) => {
+                    read.fail(origin, format!("credentials_path {path}: {e}"));
+                    continue;
+                }
+            }
+        }
+        let mut modalities = Vec::new();
+        let mut bad = None;
+        for m in row
+            .get("modalities")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(serde_json::Value::as_str)
+        {
+            match m.parse::<Modality>() {
+                Ok(m) => modalities.push(m),
+                Err(e) => bad = Some(e.to_string()),
+            }
+        }
+        if let Some(why) = bad {
+            read.fail(origin, why);
+            continue;
+        }
+        modalities.sort();
+        modalities.dedup();
+        read.items.push(Item::Credential {
+            provider,
+            name,
+            secret,
+            fields,
+            modalities,
+            active: true,
+            origin,
+        });
+    }
+    Ok(read)
+}
+
+/// One row of the admin guide's platform export.
+#[derive(serde::Deserialize)]
+struct FernetRow {
+    organization_id: Option<String>,
+    provider: Option<String>,
+    credential_name: Option<String>,
+    api_key: Option<String>,
+    api_base: Option<String>,
+    is_active: Option<serde_json::Value>,
+}
+
+/// Rows of provider credentials (`organization_id, provider, credential_name, api_key,
+/// api_base, is_active`, as CSV with a header or a JSON array) whose `api_key` is a Fernet
+/// token under `key`. Rows of another organization than `org` are left alone.
+pub(crate) fn fernet_rows(path: &Path, key: &fernet::Fernet, org: &OrgId) -> Result<Read> {
+    let raw =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rows: Vec<std::result::Result<FernetRow, String>> = Vec::new();
+    if raw.trim_start().starts_with('[') {
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(&raw).context("the file is not a JSON array")?;
+        for v in values {
+            rows.push(serde_json::from_value(v).map_err(|_| "malformed row".to_owned()));
+        }
+    } else {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .from_reader(raw.as_bytes());
+        for record in reader.deserialize::<FernetRow>() {
+            // The CSV error would quote the row: only its position is told.
+            rows.push(record.map_err(|_| "malformed row".to_owned()));
+        }
+    }
+    let mut read = Read::default();
+    for (i, row) in rows.into_iter().enumerate() {
+        let origin = format!("row {}", i + 1);
+        let row = match row {
+            Ok(r) => r,
+            Err(why) => {
+                read.fail(origin, why);
+                continue;
+            }
+        };
+        if let Some(o) = row
+            .organization_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            && o != org.as_str()
+        {
+            read.skip(
+                origin,
+                format!(
+                    "a row of organization {} (import it with --org {0})",
+                    keyward_core::secret_like::shown(o)
+                ),
+            );
+            continue;
+        }
+        let (Some(provider), Some(name)) =
+            (row.provider.as_deref(), row.credential_name.as_deref())
+        else {
+            read.fail(origin, "a row needs provider and credential_name");
+            continue;
+        };
+        let provider = match Provider::get(provider.trim()) {
+            Ok(p) => p,
+            Err(e) => {
+                read.fail(origin, e.to_string());
+                continue;
+            }
+        };
+        let name = match CredentialName::new(name.trim()) {
+            Ok(n) => n,
+            Err(e) => {
+                read.fail(origin, e.to_string());
+                continue;
+            }
+        };
+        let secret = match row
+            .api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+        {
+            None => None,
+            Some(token) => match open(key, token) {
+                Some(plain) => Some(SecretString::from(plain)),
+                None => {
+                    read.fail(
+                        origin,
+                        "api_key does not decrypt under the given key (wrong key, or the token was altered)",
+                    );
+                    continue;
+                }
+            },
+        };
+        let mut fields = BTreeMap::new();
+        if let Some(base) = row
+            .api_base
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty() && *b != "null")
+        {
+            fields.insert("base_url".to_owned(), base.to_owned());
+        }
+        let active = match &row.is_active {
+            None | Some(serde_json::Value::Null) => true,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::Number(n)) => n.as_i64() != Some(0),
+            Some(serde_json::Value::String(s)) => !matches!(
+                s.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | "no" | "f"
+            ),
+            Some(_) => {
+                read.fail(origin, "is_active must be true or false");
+                continue;
+            }
+        };
+        read.items.push(Item::Credential {
+            provider,
+            name,
+            secret,
+            fields,
+            modalities: Vec::new(),
+            active,
+            origin,
+        });
+    }
+    Ok(read)
 }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use keyward_core::credential::FormatCheck;
 use keyward_core::{CredentialName, OrgId};
 use keyward_store::Vault;
@@ -72,8 +72,43 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
                 .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
             (read, "env".to_owned(), common)
         }
+        ImportCommand::OpenNotebook {
+            file,
+            encryption_key_env,
+            common,
+        } => {
+            let passphrase = secret_from(&encryption_key_env)?;
+            let keys = import::OpenNotebookKeys::new(&passphrase)?;
+            let json = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let read = import::open_notebook(&json, &keys)?;
+            (read, format!("open-notebook:{}", file.display()), common)
+        }
+        ImportCommand::Fernet {
+            file,
+            key_env,
+            common,
+        } => {
+            let key = secret_from(&key_env)?;
+            let Some(fernet) = fernet::Fernet::new(key.trim()) else {
+                bail!("{key_env} does not hold a Fernet key (urlsafe base64 of 32 bytes)");
+            };
+            let org = OrgId::new(&common.org)?;
+            let read = import::fernet_rows(&file, &fernet, &org)?;
+            (read, format!("fernet:{}", file.display()), common)
+        }
     };
     finish(vault, read, &source, &common, actor).await
+}
+
+/// A key from the variable named: never from an argument, which `ps` would show.
+fn secret_from(var: &str) -> Result<zeroize::Zeroizing<String>> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Ok(zeroize::Zeroizing::new(v)),
+        _ => bail!(
+            "{var} is not set: export the key in it (its name is given with --key-env / --encryption-key-env)"
+        ),
+    }
 }
 
 fn credential_name(given: Option<&str>, default: &str) -> Result<CredentialName> {

@@ -186,3 +186,201 @@ async fn env_import_takes_provider_variables_and_only_the_others_named() {
     let refused = s.fails(&args, &[("KEYWARD_URL", "http://127.0.0.1:9")]);
     assert!(refused.contains("KEYWARD_URL is set"), "{refused}");
 }
+
+/// Runs a Python script (the independent Fernet implementation: `cryptography`), or `None`
+/// when Python's `cryptography` is missing and not required.
+fn python(script: &str, env: &[(&str, &str)]) -> Option<String> {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("KEYWARD_TEST_REQUIRE_PYTHON_SDKS").as_deref() != Ok("1"),
+            "Python's cryptography is required (pip install cryptography)"
+        );
+        eprintln!("skipping: Python's cryptography is not installed");
+        return None;
+    }
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+const FERNET_ROWS: &str = r#"
+import csv, os, sys, base64
+from cryptography.fernet import Fernet
+key = os.environ["KEY"].encode()
+good, other = Fernet(key), Fernet(Fernet.generate_key())
+tampered = bytearray(base64.urlsafe_b64decode(good.encrypt(b"sk-proj-FERNETCANARYtampered0123456789ab")))
+tampered[-40] ^= 1
+w = csv.writer(sys.stdout)
+w.writerow(["organization_id", "provider", "credential_name", "api_key", "api_base", "is_active"])
+w.writerow(["acme", "openai", "Production Key", good.encrypt(b"sk-proj-FERNETCANARYgood0123456789abcdWXYZ").decode(), "", "true"])
+w.writerow(["acme", "anthropic", "Claude", good.encrypt(b"sk-ant-api03-FERNETCANARYclaude0123456789QRST").decode(), "https://claude.internal", "false"])
+w.writerow(["acme", "openai", "Wrong Key", other.encrypt(b"sk-proj-FERNETCANARYwrong0123456789abcdEFGH").decode(), "", "true"])
+w.writerow(["acme", "openai", "Tampered", base64.urlsafe_b64encode(bytes(tampered)).decode(), "", "true"])
+w.writerow(["acme", "", "No Provider", good.encrypt(b"sk-proj-FERNETCANARYnoprov0123456789abcdIJKL").decode(), "", "true"])
+w.writerow(["globex", "openai", "Theirs", good.encrypt(b"sk-proj-FERNETCANARYglobex0123456789abcdMNOP").decode(), "", "true"])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fernet_rows_import_per_row_with_positions_never_values() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    let fernet_key = "Uz4m4mMPlyVOj9iDOUjqhCHr5T2BOaVvfvYjP2fT6yI=";
+    let Some(csv) = python(FERNET_ROWS, &[("KEY", fernet_key)]) else {
+        return;
+    };
+    let file = s.scratch().join("credentials.csv");
+    std::fs::write(&file, csv).unwrap();
+    let file = file.display().to_string();
+    let with_key = [("MASTER_KEY", fernet_key)];
+    let args = ["import", "fernet", &file, "--org", "acme"];
+
+    // --atomic: one bad row and nothing is imported.
+    let mut atomic = args.to_vec();
+    atomic.push("--atomic");
+    let refused = s.fails(&atomic, &with_key);
+    assert!(refused.contains("nothing was (--atomic)"), "{refused}");
+    assert!(
+        s.json(&["cred", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Otherwise the good rows go in, and each bad one is named by its position.
+    let out = s.run_with(&args, "", &with_key);
+    assert!(!out.status.success(), "bad rows make the import fail");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "row 3: api_key does not decrypt under the given key",
+        "row 4: api_key does not decrypt under the given key",
+        "row 5: a row needs provider and credential_name",
+        "row 6: a row of organization \"globex\"",
+        "2 created",
+    ] {
+        assert!(printed.contains(line), "{line}\n{printed}");
+    }
+    let creds = s.json(&["cred", "list", "--json"]);
+    let creds = creds.as_array().unwrap();
+    assert_eq!(creds.len(), 2);
+    let claude = creds.iter().find(|c| c["name"] == "Claude").unwrap();
+    assert_eq!(claude["active"], false);
+    assert_eq!(claude["fields"]["base_url"], "https://claude.internal");
+    let got = s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
+    assert_eq!(got.trim(), "sk-proj-FERNETCANARYgood0123456789abcdWXYZ");
+    s.transcript.clear();
+    // A second run changes nothing; a wrong key in the variable is refused per row.
+    let again = String::from_utf8_lossy(&s.run_with(&args, "", &with_key).stdout).into_owned();
+    assert!(
+        again.contains("0 created, 0 updated, 2 unchanged"),
+        "{again}"
+    );
+    let wrong = s.run_with(
+        &args,
+        "",
+        &[("MASTER_KEY", "bm90LXRoZS1rZXktYnV0LTMyLWJ5dGVzLWxvbmctLS0=")],
+    );
+    assert!(String::from_utf8_lossy(&wrong.stdout).contains("row 1: api_key does not decrypt"));
+    let printed = String::from_utf8_lossy(&s.transcript).into_owned();
+    assert!(!printed.contains("FERNETCANARY"), "{printed}");
+    assert!(!printed.contains(fernet_key));
+}
+
+const OPEN_NOTEBOOK_ROWS: &str = r#"
+import base64, hashlib, json, os
+from cryptography.fernet import Fernet
+p = os.environ["PASSPHRASE"]
+current = Fernet(base64.urlsafe_b64encode(hashlib.pbkdf2_hmac("sha256", p.encode(), b"open-notebook-credential-v1", 600_000)))
+legacy = Fernet(base64.urlsafe_b64encode(hashlib.sha256(p.encode()).digest()))
+stranger = Fernet(Fernet.generate_key())
+rows = [
+  {"id": "credential:a1", "name": "Production", "provider": "openai", "modalities": ["language", "embedding"],
+   "api_key": "pbkdf2v1:" + current.encrypt(b"sk-proj-ONCANARYcurrent0123456789abcdWXYZ").decode(), "base_url": None},
+  {"id": "credential:a2", "name": "Old", "provider": "anthropic", "modalities": ["language"],
+   "api_key": legacy.encrypt(b"sk-ant-api03-ONCANARYlegacy0123456789abQRST").decode()},
+  {"id": "credential:a3", "name": "Plain", "provider": "groq", "modalities": [], "api_key": "gsk_ONCANARYplain0123456789abcdef0123456789abcdef0123EFGH"},
+  {"id": "credential:a4", "name": "Azure", "provider": "azure", "modalities": ["language"],
+   "api_key": "pbkdf2v1:" + current.encrypt(b"ONCANARYazure0123456789abcdef0123").decode(),
+   "base_url": "https://acme.openai.azure.com", "api_version": "2024-10-21"},
+  {"id": "credential:a5", "name": "Wrong", "provider": "openai", "modalities": [],
+   "api_key": "pbkdf2v1:" + stranger.encrypt(b"sk-proj-ONCANARYwrong0123456789abcdIJKL").decode()},
+]
+print(json.dumps([rows]))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_notebook_exports_decrypt_as_open_notebook_encrypts() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    let passphrase = "a notebook passphrase, not a Fernet key";
+    let Some(json) = python(OPEN_NOTEBOOK_ROWS, &[("PASSPHRASE", passphrase)]) else {
+        return;
+    };
+    let file = s.scratch().join("credential.json");
+    std::fs::write(&file, json).unwrap();
+    let file = file.display().to_string();
+    let with_key = [("OPEN_NOTEBOOK_ENCRYPTION_KEY", passphrase)];
+    let args = ["import", "open-notebook", &file, "--org", "acme"];
+    let out = s.run_with(&args, "", &with_key);
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(printed.contains("4 created"), "{printed}");
+    assert!(
+        printed.contains("row 5: api_key does not decrypt under the given encryption key"),
+        "{printed}"
+    );
+    for (provider, want) in [
+        ("openai", "sk-proj-ONCANARYcurrent0123456789abcdWXYZ"),
+        ("anthropic", "sk-ant-api03-ONCANARYlegacy0123456789abQRST"),
+        ("groq", "gsk_ONCANARYplain0123456789abcdef0123456789abcdef0123EFGH"),
+        ("azure_openai", "ONCANARYazure0123456789abcdef0123"),
+    ] {
+        let got = s.ok(&["resolve", "--org", "acme", "--provider", provider]);
+        assert_eq!(got.trim(), want, "{provider}");
+    }
+    let creds = s.json(&["cred", "list", "--json"]);
+    let azure = creds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["provider"] == "azure_openai")
+        .unwrap()
+        .clone();
+    assert_eq!(azure["fields"]["endpoint"], "https://acme.openai.azure.com");
+    assert_eq!(azure["fields"]["api_version"], "2024-10-21");
+    let openai = creds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["provider"] == "openai")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        openai["modalities"],
+        serde_json::json!(["chat", "embeddings"])
+    );
+    s.transcript.clear();
+    let again = String::from_utf8_lossy(&s.run_with(&args, "", &with_key).stdout).into_owned();
+    assert!(
+        again.contains("0 created, 0 updated, 4 unchanged"),
+        "{again}"
+    );
+    let printed = String::from_utf8_lossy(&s.transcript).into_owned();
+    assert!(
+        !printed.contains("ONCANARY") && !printed.contains(passphrase),
+        "{printed}"
+    );
+}
