@@ -665,6 +665,15 @@ pub(crate) enum ImportCommand {
         #[arg(long = "include-var", value_name = "NAME")]
         include_vars: Vec<String>,
     },
+    /// LiteLLM's proxy config: model_list[].litellm_params (api_key literal or
+    /// os.environ/VAR, api_base, api_version, the provider from the model's prefix) and
+    /// credential_list[]; entries sharing a key become one credential.
+    Litellm {
+        /// The config.yaml.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        common: ImportArgs,
+    },
     /// Open Notebook's credentials: the rows of its `credential` table as JSON (in SurrealDB:
     /// `SELECT * FROM credential;`, see the README), their `api_key` decrypted as Open
     /// Notebook does it, under the passphrase in the variable named.

@@ -852,3 +852,234 @@ pub(crate) fn fernet_rows(path: &Path, key: &fernet::Fernet, org: &OrgId) -> Res
     }
     Ok(read)
 }
+
+// ----- LiteLLM ----------------------------------------------------------------------------
+
+/// LiteLLM's provider prefixes (`model: azure/gpt-4o`) that are not Keyward's ids.
+const LITELLM_PROVIDERS: &[(&str, &str)] = &[
+    ("azure", "azure_openai"),
+    ("azure_ai", "azure_ai_foundry"),
+    ("vertex_ai", "vertex"),
+    ("vertex_ai_beta", "vertex"),
+    ("gemini", "gemini"),
+    ("fireworks_ai", "fireworks"),
+    ("together_ai", "together"),
+    ("cloudflare", "cloudflare_workers_ai"),
+    ("hosted_vllm", "vllm"),
+    ("lm_studio", "lm_studio"),
+    ("nvidia_nim", "nvidia_nim"),
+    ("ollama_chat", "ollama"),
+    ("text-completion-openai", "openai"),
+    ("custom_openai", "openai_compatible"),
+];
+
+/// The provider LiteLLM would call for `model`: its prefix, or for a bare model name the
+/// families LiteLLM recognises.
+fn litellm_provider(model: &str) -> Option<&'static Provider> {
+    if let Some((prefix, _)) = model.split_once('/') {
+        let id = LITELLM_PROVIDERS
+            .iter()
+            .find_map(|(l, k)| (*l == prefix).then_some(*k))
+            .unwrap_or(prefix);
+        return Provider::get(id).ok();
+    }
+    let family = |p: &[&str]| p.iter().any(|p| model.starts_with(p));
+    let id = if family(&[
+        "gpt-",
+        "o1",
+        "o3",
+        "o4",
+        "text-embedding-",
+        "dall-e",
+        "whisper",
+        "tts-",
+    ]) {
+        "openai"
+    } else if family(&["claude"]) {
+        "anthropic"
+    } else if family(&["gemini"]) {
+        "gemini"
+    } else {
+        return None;
+    };
+    Provider::get(id).ok()
+}
+
+/// A LiteLLM value: literal, or `os.environ/VAR` read from this process's environment.
+fn litellm_value(v: &serde_json::Value) -> std::result::Result<Option<String>, String> {
+    let Some(s) = v.as_str().map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(v.as_f64().map(|n| n.to_string()));
+    };
+    match s.strip_prefix("os.environ/") {
+        Some(var) => match std::env::var(var) {
+            Ok(value) if !value.trim().is_empty() => Ok(Some(value.trim().to_owned())),
+            _ => Err(format!("os.environ/{var} is not set in this environment")),
+        },
+        None => Ok(Some(s.to_owned())),
+    }
+}
+
+/// One credential of a LiteLLM config: provider, key, fields, name, where it was first seen.
+type Group = (
+    &'static Provider,
+    Option<String>,
+    BTreeMap<String, String>,
+    String,
+    String,
+);
+
+/// LiteLLM's `config.yaml`: `model_list[].litellm_params` (key, base, version, the provider
+/// from the model's prefix, or a named entry of `credential_list`) and `credential_list[]`.
+/// Entries that share a provider, a key and the same fields become one credential.
+pub(crate) fn litellm(yaml: &str) -> Result<Read> {
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_str(yaml).context("the file is not YAML LiteLLM can read")?;
+    let mut read = Read::default();
+    // Named credentials first: models may point at them.
+    let mut named: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    for (i, c) in doc
+        .get("credential_list")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        match text(c, "credential_name") {
+            Some(n) => {
+                named.insert(
+                    n.to_owned(),
+                    c.get("credential_values").cloned().unwrap_or_default(),
+                );
+            }
+            None => read.fail(format!("credential_list[{i}]"), "no credential_name"),
+        }
+    }
+    // (provider, key, fields) → name, origin.
+    let mut groups: Vec<Group> = Vec::new();
+    let mut used_names: Vec<(&'static str, String)> = Vec::new();
+    let mut referenced: std::collections::BTreeSet<String> = Default::default();
+    for (i, m) in doc
+        .get("model_list")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let origin = format!("model_list[{i}]");
+        let params = m.get("litellm_params").cloned().unwrap_or_default();
+        let Some(model) = text(&params, "model") else {
+            read.fail(origin, "litellm_params.model is missing");
+            continue;
+        };
+        let Some(provider) = litellm_provider(model) else {
+            read.skip(
+                origin,
+                format!(
+                    "no provider Keyward knows for model {}",
+                    keyward_core::secret_like::shown(model)
+                ),
+            );
+            continue;
+        };
+        // A named credential's values, under the model's own.
+        let mut values = serde_json::Map::new();
+        if let Some(name) = text(&params, "litellm_credential_name") {
+            match named.get(name) {
+                Some(serde_json::Value::Object(o)) => values.extend(o.clone()),
+                _ => {
+                    read.fail(
+                        origin,
+                        format!(
+                            "litellm_credential_name {} is not in credential_list",
+                            keyward_core::secret_like::shown(name)
+                        ),
+                    );
+                    continue;
+                }
+            }
+            referenced.insert(name.to_owned());
+        }
+        if let serde_json::Value::Object(o) = &params {
+            values.extend(
+                o.iter()
+                    .filter(|(k, _)| k.as_str() != "model")
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        let values = serde_json::Value::Object(values);
+        let get = |field: &str| match values.get(field).map(litellm_value) {
+            None => Ok(None),
+            Some(r) => r,
+        };
+        let (key, base, version) = match (get("api_key"), get("api_base"), get("api_version")) {
+            (Ok(k), Ok(b), Ok(v)) => (k, b, v),
+            (Err(why), _, _) | (_, Err(why), _) | (_, _, Err(why)) => {
+                read.fail(origin, why);
+                continue;
+            }
+        };
+        let mut fields = BTreeMap::new();
+        if let Some(base) = base {
+            let field = if provider.takes_public_field("endpoint") {
+                "endpoint"
+            } else {
+                "base_url"
+            };
+            fields.insert(field.to_owned(), base);
+        }
+        if let Some(version) = version
+            && provider.takes_public_field("api_version")
+        {
+            fields.insert("api_version".to_owned(), version);
+        }
+        if key.is_none() && provider.secret != SecretKind::Optional {
+            read.fail(
+                origin,
+                "no api_key (literal or os.environ/VAR) for this model",
+            );
+            continue;
+        }
+        if groups
+            .iter()
+            .any(|(p, k, f, _, _)| p.id == provider.id && *k == key && *f == fields)
+        {
+            continue;
+        }
+        let base_name = text(&params, "litellm_credential_name")
+            .or_else(|| text(m, "model_name"))
+            .unwrap_or(provider.id)
+            .to_owned();
+        let mut name = base_name.clone();
+        let mut n = 1;
+        while used_names
+            .iter()
+            .any(|(p, used)| *p == provider.id && *used == name)
+        {
+            n += 1;
+            name = format!("{base_name}-{n}");
+        }
+        used_names.push((provider.id, name.clone()));
+        groups.push((provider, key, fields, name, origin));
+    }
+    for name in named.keys().filter(|n| !referenced.contains(*n)) {
+        read.skip(
+            format!("credential_list {}", keyward_core::secret_like::shown(name)),
+            "used by no model, so its provider is unknown; not imported",
+        );
+    }
+    for (provider, key, fields, name, origin) in groups {
+        match CredentialName::new(&name) {
+            Ok(name) => read.items.push(Item::Credential {
+                provider,
+                name,
+                secret: key.map(SecretString::from),
+                fields,
+                modalities: Vec::new(),
+                active: true,
+                origin,
+            }),
+            Err(e) => read.fail(origin, e.to_string()),
+        }
+    }
+    Ok(read)
+}

@@ -72,6 +72,15 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
                 .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
             (read, "env".to_owned(), common)
         }
+        ImportCommand::Litellm { file, common } => {
+            let yaml = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            (
+                import::litellm(&yaml)?,
+                format!("litellm:{}", file.display()),
+                common,
+            )
+        }
         ImportCommand::OpenNotebook {
             file,
             encryption_key_env,

@@ -345,7 +345,10 @@ async fn open_notebook_exports_decrypt_as_open_notebook_encrypts() {
     for (provider, want) in [
         ("openai", "sk-proj-ONCANARYcurrent0123456789abcdWXYZ"),
         ("anthropic", "sk-ant-api03-ONCANARYlegacy0123456789abQRST"),
-        ("groq", "gsk_ONCANARYplain0123456789abcdef0123456789abcdef0123EFGH"),
+        (
+            "groq",
+            "gsk_ONCANARYplain0123456789abcdef0123456789abcdef0123EFGH",
+        ),
         ("azure_openai", "ONCANARYazure0123456789abcdef0123"),
     ] {
         let got = s.ok(&["resolve", "--org", "acme", "--provider", provider]);
@@ -383,4 +386,87 @@ async fn open_notebook_exports_decrypt_as_open_notebook_encrypts() {
         !printed.contains("ONCANARY") && !printed.contains(passphrase),
         "{printed}"
     );
+}
+
+const LITELLM: &str = r#"
+model_list:
+  - model_name: gpt-4o
+    litellm_params:
+      model: openai/gpt-4o
+      api_key: os.environ/OPENAI_API_KEY
+  - model_name: gpt-4o-mini
+    litellm_params:
+      model: gpt-4o-mini
+      api_key: os.environ/OPENAI_API_KEY
+  - model_name: claude
+    litellm_params:
+      model: anthropic/claude-sonnet-4-5
+      api_key: "sk-ant-api03-LITELLMCANARYliteral0123456789QRST"
+  - model_name: azure-gpt
+    litellm_params:
+      model: azure/my-deployment
+      litellm_credential_name: default_azure_credential
+  - model_name: local
+    litellm_params:
+      model: some-unknown-thing/x
+  - model_name: broken
+    litellm_params:
+      model: groq/llama-3
+      api_key: os.environ/NOT_SET_ANYWHERE
+credential_list:
+  - credential_name: default_azure_credential
+    credential_values:
+      api_key: os.environ/AZURE_API_KEY
+      api_base: https://acme.openai.azure.com
+      api_version: "2024-10-21"
+    credential_info:
+      description: "Production Azure"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_configs_import_one_credential_per_key() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    let file = s.scratch().join("config.yaml");
+    std::fs::write(&file, LITELLM).unwrap();
+    let file = file.display().to_string();
+    let env = [
+        (
+            "OPENAI_API_KEY",
+            "sk-proj-LITELLMCANARYenv0123456789abcdWXYZ",
+        ),
+        ("AZURE_API_KEY", "LITELLMCANARYazure0123456789abcdef01"),
+    ];
+    let args = ["import", "litellm", &file, "--org", "acme"];
+    let plan = String::from_utf8_lossy(
+        &s.run_with(&[&args[..], &["--dry-run"]].concat(), "", &env)
+            .stdout,
+    )
+    .into_owned();
+    for line in [
+        "create                 credential openai/gpt-4o",
+        "create                 credential anthropic/claude",
+        "credential azure_openai/default_azure_credential  [key LIT...ef01, api_version=2024-10-21, endpoint=https://acme.openai.azure.com]",
+        "model_list[4]: no provider Keyward knows",
+        "model_list[5]: os.environ/NOT_SET_ANYWHERE is not set",
+    ] {
+        assert!(plan.contains(line), "{line}\n{plan}");
+    }
+    assert!(
+        !plan.contains("gpt-4o-mini"),
+        "the same key twice is one credential: {plan}"
+    );
+    let done = String::from_utf8_lossy(&s.run_with(&args, "", &env).stdout).into_owned();
+    assert!(done.contains("3 created"), "{done}");
+    let got = s.ok(&["resolve", "--org", "acme", "--provider", "azure_openai"]);
+    assert_eq!(got.trim(), "LITELLMCANARYazure0123456789abcdef01");
+    s.transcript.clear();
+    let again = String::from_utf8_lossy(&s.run_with(&args, "", &env).stdout).into_owned();
+    assert!(
+        again.contains("0 created, 0 updated, 3 unchanged"),
+        "{again}"
+    );
+    assert!(!String::from_utf8_lossy(&s.transcript).contains("LITELLMCANARY"));
 }
