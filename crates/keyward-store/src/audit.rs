@@ -9,7 +9,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 
 use crate::{Vault, VaultError};
 
-const CHAIN_KEY_NAME: &str = "audit_chain";
+pub(crate) const CHAIN_KEY_NAME: &str = "audit_chain";
 /// The record id the chain key's wrap is bound to.
 pub(crate) const CHAIN_KEY_RECORD: &str = "vault_key:audit_chain";
 const GENESIS: [u8; 32] = [0; 32];

@@ -14,6 +14,7 @@
 //! Every table and statement works on both databases; see `migrations/`.
 
 mod audit;
+mod backup;
 mod cache;
 mod changes;
 mod creds;
@@ -36,6 +37,7 @@ use keyward_crypto::{ChainKey, CryptoError, Keyring};
 use sqlx::AnyPool;
 
 pub use audit::VerifyReport;
+pub use backup::BackupHeader;
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
 pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};

@@ -86,6 +86,21 @@ pub(crate) enum Command {
     /// same source changes nothing.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Write a consistent snapshot of the whole store to FILE while the server keeps running;
+    /// its secrets stay sealed under the master keys, exactly as stored.
+    Backup {
+        /// Where to write it (created with mode 0600; an existing file is replaced).
+        file: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty store (refused otherwise, unless --force), then verify
+    /// the audit chain and open every credential.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+        /// Replace what the store holds.
+        #[arg(long)]
+        force: bool,
+    },
     /// The providers Keyward knows.
     Providers {
         /// Print JSON.

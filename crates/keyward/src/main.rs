@@ -129,17 +129,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
+            Command::Backup { .. } | Command::Restore { .. } => bail!(
+                "KEYWARD_URL is set: backup and restore work on this machine's store (KEYWARD_DATA_DIR or KEYWARD_DATABASE_URL); unset KEYWARD_URL"
+            ),
             Command::Import(_) => bail!(
                 "KEYWARD_URL is set: `import` writes into this machine's vault (KEYWARD_DATA_DIR or KEYWARD_DATABASE_URL); unset KEYWARD_URL"
             ),
             Command::Keygen | Command::Providers { .. } => Ok(ExitCode::SUCCESS),
         };
     }
-    let config = Config::load(&ConfigInputs {
+    let inputs = ConfigInputs {
         data_dir: cli.global.data_dir.clone(),
         database_url: cli.global.database_url.clone(),
         production: cli.global.production,
-    })?;
+    };
+    let config = Config::load(&inputs)?;
     // One command, one task: a single connection is all it needs. The server keeps a pool.
     let options = match &cli.command {
         Command::Serve(args) => VaultOptions {
@@ -181,6 +185,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::MasterKey(cmd) => master_key(&local(&vault, &actor), cmd).await?,
         Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
         Command::Import(cmd) => commands::import::run(&vault, cmd, &actor).await?,
+        Command::Backup { file } => commands::backup::backup(&vault, &file).await?,
+        Command::Restore { file, force } => {
+            let restored = commands::backup::restore(&vault, &file, force).await?;
+            vault.close().await;
+            // The store's audit chain key is now the backup's: open it again to check it.
+            let again = Vault::open(
+                &config.location,
+                Config::load(&inputs)?.keyring,
+                VaultOptions::default(),
+            )
+            .await
+            .context("cannot open the restored store")?;
+            let code = commands::backup::verify(&again, &restored).await?;
+            again.close().await;
+            return Ok(code);
+        }
     };
     vault.close().await;
     Ok(code)
