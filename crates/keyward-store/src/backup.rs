@@ -193,6 +193,16 @@ impl Vault {
         input: impl BufRead,
         force: bool,
     ) -> Result<BackupHeader, VaultError> {
+        self.restore_with_progress(input, force, |_, _| {}).await
+    }
+
+    /// [`Vault::restore`], telling `progress` (rows written, rows in all) as it goes.
+    pub async fn restore_with_progress(
+        &self,
+        input: impl BufRead,
+        force: bool,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<BackupHeader, VaultError> {
         let mut lines = input.lines();
         let first = lines
             .next()
@@ -251,6 +261,8 @@ impl Vault {
             .execute(&mut *tx)
             .await?;
         let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+        let total: u64 = header.tables.values().sum();
+        let mut done = 0u64;
         for (n, line) in lines.enumerate() {
             let line = line.map_err(|e| bad(e.to_string()))?;
             if line.trim().is_empty() {
@@ -300,6 +312,10 @@ impl Vault {
             }
             q.execute(&mut *tx).await?;
             *counted.entry(t).or_default() += 1;
+            done += 1;
+            if done.is_multiple_of(1000) || done == total {
+                progress(done, total);
+            }
         }
         for (t, want) in &header.tables {
             let got = counted.get(t).copied().unwrap_or(0);

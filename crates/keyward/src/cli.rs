@@ -101,6 +101,10 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The store itself: copy it to another database (the way from the embedded SQLite to
+    /// PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// The providers Keyward knows.
     Providers {
         /// Print JSON.
@@ -716,5 +720,23 @@ pub(crate) enum ImportCommand {
         key_env: String,
         #[command(flatten)]
         common: ImportArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Copy a whole store (ids, versions, timestamps, the audit chain) into an empty one, then
+    /// check the copy: the same rows in every table, the chain verifying, every credential
+    /// opening. Both open with the configured master keys.
+    Copy {
+        /// The source: a postgres:// or sqlite:// URL, or a SQLite file.
+        #[arg(long)]
+        from: String,
+        /// The target, which must be empty (unless --force).
+        #[arg(long)]
+        to: String,
+        /// Replace what the target holds.
+        #[arg(long)]
+        force: bool,
     },
 }

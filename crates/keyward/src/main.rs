@@ -129,7 +129,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
-            Command::Backup { .. } | Command::Restore { .. } => bail!(
+            Command::Backup { .. } | Command::Restore { .. } | Command::Store(_) => bail!(
                 "KEYWARD_URL is set: backup and restore work on this machine's store (KEYWARD_DATA_DIR or KEYWARD_DATABASE_URL); unset KEYWARD_URL"
             ),
             Command::Import(_) => bail!(
@@ -144,6 +144,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         production: cli.global.production,
     };
     let config = Config::load(&inputs)?;
+    // Copying stores opens both (and the copy again, to check it) with the configured keys.
+    if let Command::Store(cli::StoreCommand::Copy { from, to, force }) = &cli.command {
+        let keys = || Config::load(&inputs).map(|c| c.keyring);
+        return commands::backup::copy(from, to, *force, (keys()?, keys()?, keys()?)).await;
+    }
     // One command, one task: a single connection is all it needs. The server keeps a pool.
     let options = match &cli.command {
         Command::Serve(args) => VaultOptions {
@@ -186,6 +191,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
         Command::Import(cmd) => commands::import::run(&vault, cmd, &actor).await?,
         Command::Backup { file } => commands::backup::backup(&vault, &file).await?,
+        Command::Store(_) => ExitCode::SUCCESS,
         Command::Restore { file, force } => {
             let restored = commands::backup::restore(&vault, &file, force).await?;
             vault.close().await;

@@ -86,3 +86,74 @@ pub(crate) async fn verify(vault: &Vault, header: &BackupHeader) -> Result<ExitC
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// A store named on the command line: a database URL, or a SQLite file.
+fn location(s: &str) -> keyward_store::Location {
+    if s.contains("://") {
+        keyward_store::Location::Url(s.to_owned())
+    } else {
+        keyward_store::Location::SqliteFile(s.into())
+    }
+}
+
+/// `keyward store copy`: a backup of the source piped into a restore of the target, with a
+/// progress bar, then the target checked.
+pub(crate) async fn copy(
+    from: &str,
+    to: &str,
+    force: bool,
+    keyrings: (
+        keyward_crypto::Keyring,
+        keyward_crypto::Keyring,
+        keyward_crypto::Keyring,
+    ),
+) -> Result<ExitCode> {
+    let (source_keys, target_keys, check_keys) = keyrings;
+    let options = keyward_store::VaultOptions {
+        max_connections: Some(2),
+        ..keyward_store::VaultOptions::default()
+    };
+    let source = Vault::open(&location(from), source_keys, options.clone())
+        .await
+        .context("cannot open the source store")?;
+    let started = std::time::Instant::now();
+    let mut snapshot = Vec::new();
+    let header = source.backup(&mut snapshot).await?;
+    source.close().await;
+    let total: u64 = header.tables.values().sum();
+    let target = Vault::open(&location(to), target_keys, options.clone())
+        .await
+        .context("cannot open the target store")?;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} rows, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let copied = target
+        .restore_with_progress(std::io::Cursor::new(snapshot), force, |done, _| {
+            bar.set_position(done);
+        })
+        .await
+        .context("copy refused; the target was not changed")?;
+    bar.finish_and_clear();
+    target.close().await;
+    say!(
+        "copied {total} rows in {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        counts(&copied)
+    );
+    let check = Vault::open(&location(to), check_keys, options)
+        .await
+        .context("cannot open the copy")?;
+    let mut again = Vec::new();
+    let now = check.backup(&mut again).await?;
+    for (table, n) in &header.tables {
+        let got = now.tables.get(table).copied().unwrap_or(0);
+        if got != *n {
+            bail!("table {table}: {got} rows in the copy, {n} in the source");
+        }
+    }
+    let code = verify(&check, &copied).await?;
+    check.close().await;
+    Ok(code)
+}

@@ -122,3 +122,56 @@ async fn a_backup_under_load_restores_into_postgres_whole() {
     }
     to.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_copy_moves_sqlite_to_postgres_and_back_with_everything() {
+    let mut from = Sandbox::sqlite();
+    let key = from.ok(&["keygen"]).trim().to_owned();
+    from.env.insert("KEYWARD_MASTER_KEY".into(), key.clone());
+    from.ok(&["org", "create", "acme"]);
+    for (provider, secret) in KEYS {
+        from.ok_with(
+            &[
+                "cred",
+                "add",
+                "--org",
+                "acme",
+                "--provider",
+                provider,
+                "--name",
+                "prod",
+            ],
+            &format!("{secret}\n"),
+            &[],
+        );
+    }
+    let first = from.json(&["cred", "list", "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    from.ok(&["cred", "update", &first, "--priority", "5"]);
+    let before = from.json(&["cred", "list", "--json"]);
+    let sqlite = from.data_dir().join("keyward.db").display().to_string();
+    let Some(mut to) = Sandbox::postgres().await else {
+        return;
+    };
+    to.env.insert("KEYWARD_MASTER_KEY".into(), key.clone());
+    let url = to.env["KEYWARD_DATABASE_URL"].clone();
+    let said = from.ok(&["store", "copy", "--from", &sqlite, "--to", &url]);
+    assert!(said.contains("verified: audit chain intact"), "{said}");
+    // Ids, versions and timestamps as they were.
+    let after = to.json(&["cred", "list", "--json"]);
+    assert_eq!(before, after);
+    for (provider, secret) in KEYS {
+        let got = to.ok(&["resolve", "--org", "acme", "--provider", provider]);
+        assert_eq!(got.trim(), secret);
+    }
+    // Into a store that holds something: refused, unless --force.
+    let refused = from.fails(&["store", "copy", "--from", &sqlite, "--to", &url], &[]);
+    assert!(refused.contains("not empty"), "{refused}");
+    // And back, into a new SQLite file.
+    let back = from.scratch().join("back.db").display().to_string();
+    let said = from.ok(&["store", "copy", "--from", &url, "--to", &back]);
+    assert!(said.contains("verified"), "{said}");
+    to.cleanup().await;
+}
