@@ -13,7 +13,10 @@ use keyward_store::{Location, Vault, VaultOptions};
 
 fn ring() -> Keyring {
     Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").expect("kid"), &[1; 32])],
+        vec![MasterKey::from_bytes(
+            KeyId::new("k1").expect("kid"),
+            &[1; 32],
+        )],
         "bench",
     )
     .expect("keys")
@@ -103,7 +106,10 @@ async fn main() {
     );
     println!("  snapshot of the source  {:>7.1} s", read.as_secs_f64());
     println!("  restore into the target {:>7.1} s", write.as_secs_f64());
-    println!("  check (counts, chain, every credential opened) {:>7.1} s", verify.as_secs_f64());
+    println!(
+        "  check (counts, chain, every credential opened) {:>7.1} s",
+        verify.as_secs_f64()
+    );
     println!(
         "  in all                  {:>7.1} s",
         (read + write + verify).as_secs_f64()
