@@ -286,6 +286,9 @@ pub enum CredentialStatus {
     Ok,
     /// It cannot be opened: unknown master key id, wrong key, or tampered data.
     Undecryptable,
+    /// Written in plain text by an external migration: readable, but not sealed until its
+    /// next update or `keyward reencrypt`.
+    LegacyPlaintext,
 }
 
 impl fmt::Display for CredentialStatus {
@@ -293,6 +296,7 @@ impl fmt::Display for CredentialStatus {
         f.write_str(match self {
             CredentialStatus::Ok => "ok",
             CredentialStatus::Undecryptable => "undecryptable",
+            CredentialStatus::LegacyPlaintext => "legacy_plaintext",
         })
     }
 }

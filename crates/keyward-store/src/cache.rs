@@ -34,6 +34,8 @@ pub(crate) struct Live {
     pub(crate) created_at: Millis,
     pub(crate) wrapped_dek: Vec<u8>,
     pub(crate) sealed_secret: Option<Vec<u8>>,
+    /// A legacy row's key in plain text.
+    pub(crate) plaintext_secret: Option<String>,
     /// The key once opened: `Some(key)`, or `None` when it cannot be opened.
     pub(crate) opened: OnceLock<Option<Option<SecretString>>>,
 }
@@ -67,6 +69,7 @@ impl Live {
             created_at: Millis(row.try_get("created_at")?),
             wrapped_dek: row.try_get("wrapped_dek")?,
             sealed_secret: row.try_get("sealed_secret")?,
+            plaintext_secret: row.try_get("plaintext_secret")?,
             opened: OnceLock::new(),
         })
     }
@@ -81,8 +84,11 @@ impl Live {
                 &self.org,
                 self.provider,
                 &self.fields,
-                &self.wrapped_dek,
-                self.sealed_secret.as_deref(),
+                crate::creds::Stored {
+                    wrapped_dek: &self.wrapped_dek,
+                    sealed: self.sealed_secret.as_deref(),
+                    plaintext: self.plaintext_secret.as_deref(),
+                },
             ) {
                 Ok(secret) => Some(secret),
                 Err(e) => {

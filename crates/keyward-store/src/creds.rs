@@ -22,7 +22,7 @@ pub(crate) const KIND: &str = "credential";
 
 pub(crate) const COLUMNS: &str = "id, org_id, provider, name, modalities, fields, active, priority, weight, \
      key_hint, kid, wrapped_dek, sealed_secret, created_at, created_by, updated_at, updated_by, \
-     last_used_at, version, last_tested_at, last_test_result";
+     last_used_at, version, last_tested_at, last_test_result, plaintext_secret";
 
 /// A credential row as stored.
 #[derive(Debug)]
@@ -48,6 +48,19 @@ pub(crate) struct CredRow {
     pub(crate) version: i64,
     pub(crate) last_tested_at: Option<Millis>,
     pub(crate) last_test_result: Option<String>,
+    /// A legacy row's key in plain text (its `wrapped_dek` is empty).
+    pub(crate) plaintext_secret: Option<String>,
+}
+
+/// A credential's secret columns as stored.
+#[derive(Clone, Copy)]
+pub(crate) struct Stored<'a> {
+    /// The wrapped data key; empty for a legacy plain-text row.
+    pub(crate) wrapped_dek: &'a [u8],
+    /// The sealed secret.
+    pub(crate) sealed: Option<&'a [u8]>,
+    /// A legacy row's key in plain text.
+    pub(crate) plaintext: Option<&'a str>,
 }
 
 /// Opens a credential's sealed key (`None` when it holds an empty one).
@@ -57,9 +70,19 @@ pub(crate) fn open_sealed(
     org: &OrgId,
     provider: &'static Provider,
     fields: &BTreeMap<String, String>,
-    wrapped_dek: &[u8],
-    sealed: Option<&[u8]>,
+    stored: Stored<'_>,
 ) -> Result<Option<SecretString>, CryptoError> {
+    let Stored {
+        wrapped_dek,
+        sealed,
+        plaintext,
+    } = stored;
+    // A legacy row: written in plain text by an external migration.
+    if wrapped_dek.is_empty() {
+        let plaintext = plaintext.ok_or(CryptoError::Malformed)?;
+        return Ok(Some(SecretString::from(plaintext.trim().to_owned()))
+            .filter(|s| !s.expose_secret().is_empty()));
+    }
     let dek = keyring.unwrap(wrapped_dek, id.as_str())?;
     let sealed = sealed.ok_or(CryptoError::Malformed)?;
     let secret = with_ctx(id, org, provider, fields, |ctx| {
@@ -100,7 +123,13 @@ impl CredRow {
             version: row.try_get("version")?,
             last_tested_at: row.try_get::<Option<i64>, _>("last_tested_at")?.map(Millis),
             last_test_result: row.try_get("last_test_result")?,
+            plaintext_secret: row.try_get("plaintext_secret")?,
         })
+    }
+
+    /// Whether it is a legacy plain-text row.
+    pub(crate) fn is_legacy(&self) -> bool {
+        self.wrapped_dek.is_empty()
     }
 
     /// Unwraps the data key and opens the secret (`None` for a keyless provider's empty one).
@@ -116,15 +145,25 @@ impl CredRow {
             &self.org,
             self.provider,
             &self.fields,
-            &self.wrapped_dek,
-            self.sealed_secret.as_deref(),
+            Stored {
+                wrapped_dek: &self.wrapped_dek,
+                sealed: self.sealed_secret.as_deref(),
+                plaintext: self.plaintext_secret.as_deref(),
+            },
         )
     }
 
     pub(crate) fn view(&self, keyring: &Keyring) -> CredentialView {
-        let status = match self.open_secret(keyring) {
-            Ok(_) => CredentialStatus::Ok,
-            Err(_) => CredentialStatus::Undecryptable,
+        let opened = self.open_secret(keyring);
+        let status = match (&opened, self.is_legacy()) {
+            (Ok(_), true) => CredentialStatus::LegacyPlaintext,
+            (Ok(_), false) => CredentialStatus::Ok,
+            (Err(_), _) => CredentialStatus::Undecryptable,
+        };
+        // A migration may leave the hint empty: it is made from the key, as Keyward makes it.
+        let key_hint = match (&opened, self.key_hint.is_empty()) {
+            (Ok(Some(secret)), true) => key_hint(self.provider, secret),
+            _ => self.key_hint.clone(),
         };
         CredentialView {
             id: self.id.clone(),
@@ -136,7 +175,7 @@ impl CredRow {
             active: self.active,
             priority: self.priority,
             weight: self.weight,
-            key_hint: self.key_hint.clone(),
+            key_hint,
             created_at: self.created_at,
             created_by: self.created_by.clone(),
             updated_at: self.updated_at,
@@ -534,7 +573,7 @@ impl Vault {
             }
             // The public fields are bound to the sealed secret: seal it again, under the same
             // data key, for the new fields.
-            None if fields != current.fields => {
+            None if fields != current.fields && !current.is_legacy() => {
                 let undecryptable = || VaultError::Undecryptable(format!("credential {id}"));
                 let dek = self
                     .inner
@@ -551,12 +590,32 @@ impl Vault {
             }
             None => SecretChange::Keep,
         };
+        // A legacy plain-text row is sealed by any update of it.
+        let change = match change {
+            SecretChange::Keep | SecretChange::Reseal(_) if current.is_legacy() => {
+                changed.push("sealed");
+                let secret = current
+                    .open_secret(&self.inner.keyring)
+                    .map_err(|_| VaultError::Undecryptable(format!("credential {id}")))?;
+                SecretChange::New(seal_secret(
+                    &self.inner.keyring,
+                    id,
+                    &current.org,
+                    provider,
+                    &fields,
+                    secret.as_ref(),
+                    FormatCheck::Skip,
+                )?)
+            }
+            other => other,
+        };
         let hint = match &change {
             SecretChange::New(s) => s.key_hint.clone(),
             _ => current.key_hint.clone(),
         };
 
         let action = match (changed.as_slice(), active) {
+            (["sealed"], _) => "reencrypt",
             (["active"], true) => "activate",
             (["active"], false) => "deactivate",
             _ => "update",
@@ -565,7 +624,7 @@ impl Vault {
         let (_writing, mut tx) = self.begin_write().await?;
         let secret_columns = match &change {
             SecretChange::New(_) => {
-                ", key_hint = $11, kid = $12, wrapped_dek = $13, sealed_secret = $14"
+                ", key_hint = $11, kid = $12, wrapped_dek = $13, sealed_secret = $14, plaintext_secret = NULL"
             }
             SecretChange::Reseal(_) => ", sealed_secret = $11",
             SecretChange::Keep => "",

@@ -86,6 +86,11 @@ fn migrator() -> Migrator {
             "usage hourly",
             include_str!("../migrations/0012_usage_hourly.sql"),
         ),
+        migration(
+            13,
+            "legacy plaintext",
+            include_str!("../migrations/0013_legacy_plaintext.sql"),
+        ),
     ])
 }
 

@@ -48,6 +48,9 @@ pub struct KeyStatus {
     pub kids: Vec<KidCount>,
     /// Whether the audit chain key opens with the configured keys.
     pub audit_chain_ok: bool,
+    /// Rows an external migration wrote in plain text, not yet sealed (`keyward reencrypt`).
+    #[serde(default)]
+    pub legacy_plaintext: u64,
 }
 
 impl KeyStatus {
@@ -77,6 +80,12 @@ impl KeyStatus {
                  records are undecryptable and audited operations are refused"
                     .to_owned(),
             );
+        }
+        if self.legacy_plaintext > 0 {
+            out.push(format!(
+                "{} record(s) are stored in plain text (written by an external migration); run `keyward reencrypt` to seal them",
+                self.legacy_plaintext
+            ));
         }
         let pending = self.pending_rotation();
         if pending > 0 {
@@ -165,7 +174,7 @@ impl Vault {
         }
         for (i, t) in TABLES.iter().enumerate() {
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT kid, COUNT(*) AS n FROM {} WHERE kid IS NOT NULL GROUP BY kid",
+                "SELECT kid, COUNT(*) AS n FROM {} WHERE kid IS NOT NULL AND kid <> '' GROUP BY kid",
                 t.table
             )))
             .fetch_all(&self.inner.pool)
@@ -189,6 +198,7 @@ impl Vault {
             primary,
             kids,
             audit_chain_ok: self.inner.chain.is_some(),
+            legacy_plaintext: self.legacy_plaintext_count().await?,
         })
     }
 
@@ -199,7 +209,7 @@ impl Vault {
         let mut all_primary = self.inner.chain.is_some();
         for t in &TABLES {
             let rows = sqlx::query(AssertSqlSafe(format!(
-                "SELECT DISTINCT kid FROM {} WHERE kid IS NOT NULL",
+                "SELECT DISTINCT kid FROM {} WHERE kid IS NOT NULL AND kid <> ''",
                 t.table
             )))
             .fetch_all(&self.inner.pool)
@@ -208,7 +218,7 @@ impl Vault {
                 all_primary &= row.try_get::<String, _>("kid")? == primary;
             }
         }
-        if all_primary {
+        if all_primary && self.legacy_plaintext_count().await? == 0 {
             return Ok(Vec::new());
         }
         Ok(self.key_status().await?.warnings())
@@ -386,6 +396,118 @@ impl Vault {
             })),
         )
         .await?;
+        Ok(report)
+    }
+}
+
+/// What `keyward reencrypt` did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReencryptReport {
+    /// Credentials sealed.
+    pub credentials: u64,
+    /// Sensitive variables sealed.
+    pub variables: u64,
+    /// Rows that could not be sealed (each logged); left as they are.
+    pub failed: u64,
+}
+
+impl Vault {
+    /// Legacy plain-text rows: credentials without a data key, sensitive variables without one.
+    pub async fn legacy_plaintext_count(&self) -> Result<u64, VaultError> {
+        let creds: i64 = sqlx::query("SELECT COUNT(*) AS n FROM credentials WHERE kid = ''")
+            .fetch_one(&self.inner.pool)
+            .await?
+            .try_get("n")?;
+        let vars: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM config_vars WHERE sensitive = 1 AND wrapped_dek IS NULL",
+        )
+        .fetch_one(&self.inner.pool)
+        .await?
+        .try_get("n")?;
+        Ok(u64::try_from(creds + vars).unwrap_or(0))
+    }
+
+    /// Seals every legacy plain-text row, `batch` at a time, each row its own audited update
+    /// (`reencrypt` for a credential, `set` for a variable): safe to stop and run again, it
+    /// goes on with what is left.
+    pub async fn reencrypt_legacy(
+        &self,
+        batch: i64,
+        actor: &str,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ReencryptReport, VaultError> {
+        let mut report = ReencryptReport::default();
+        let mut skip: std::collections::HashSet<String> = Default::default();
+        loop {
+            let ids: Vec<String> =
+                sqlx::query("SELECT id FROM credentials WHERE kid = '' ORDER BY id LIMIT $1")
+                    .bind(batch.max(1) + i64::try_from(skip.len()).unwrap_or(0))
+                    .fetch_all(&self.inner.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get("id"))
+                    .collect::<Result<_, _>>()?;
+            let todo: Vec<String> = ids.into_iter().filter(|i| !skip.contains(i)).collect();
+            if todo.is_empty() {
+                break;
+            }
+            for id in todo {
+                let cid = keyward_core::CredentialId::from_stored(&id)?;
+                let current = self.get_credential(&cid).await?;
+                let update = keyward_core::credential::CredentialUpdate {
+                    active: Some(current.active),
+                    ..Default::default()
+                };
+                match self
+                    .update_credential(&cid, Some(current.version), update, actor)
+                    .await
+                {
+                    Ok(_) => report.credentials += 1,
+                    Err(e) if e.is_unavailable() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(credential = %id, error = %e, "cannot seal a legacy credential");
+                        report.failed += 1;
+                        skip.insert(id);
+                    }
+                }
+                progress(report.credentials + report.variables);
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT name, scope FROM config_vars WHERE sensitive = 1 AND wrapped_dek IS NULL",
+        )
+        .fetch_all(&self.inner.pool)
+        .await?;
+        for r in rows {
+            let name = keyward_core::VarName::from_stored(&r.try_get::<String, _>("name")?)?;
+            let scope: String = r.try_get("scope")?;
+            let org = (!scope.is_empty())
+                .then(|| keyward_core::OrgId::from_stored(&scope))
+                .transpose()?;
+            let got = self.get_var(&name, org.as_ref(), true, actor).await?;
+            let Some(value) = got.value else { continue };
+            self.set_var(
+                &name,
+                org.as_ref(),
+                &value,
+                true,
+                Some(&got.view.description),
+                actor,
+            )
+            .await?;
+            report.variables += 1;
+            progress(report.credentials + report.variables);
+        }
+        // SQLite keeps the old pages in its write-ahead log until a checkpoint (its main file
+        // is overwritten in place, `secure_delete`): fold the log back now, so that the plain
+        // text is gone from the disk as well.
+        if self.inner.backend == crate::db::Backend::Sqlite
+            && report.credentials + report.variables > 0
+        {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.inner.pool)
+                .await?;
+        }
         Ok(report)
     }
 }

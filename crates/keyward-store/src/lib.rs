@@ -40,7 +40,7 @@ pub use audit::VerifyReport;
 pub use backup::BackupHeader;
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
-pub use keys::{KeyStatus, KidCount, RotationProgress, RotationReport};
+pub use keys::{KeyStatus, KidCount, ReencryptReport, RotationProgress, RotationReport};
 pub use orgs::Organization;
 pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
 pub use sessions::{Session, SessionLimits};

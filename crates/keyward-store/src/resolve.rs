@@ -431,7 +431,7 @@ impl Vault {
         // may hold thousands.
         let rows = sqlx::query(
             "SELECT id, name, modalities, fields, priority, weight, created_at, wrapped_dek, \
-             sealed_secret FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1 \
+             sealed_secret, plaintext_secret FROM credentials WHERE org_id = $1 AND provider = $2 AND active = 1 \
              ORDER BY priority, created_at, id",
         )
         .bind(org.as_str())

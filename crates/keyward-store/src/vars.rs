@@ -32,6 +32,8 @@ struct VarRow {
     view: VarView,
     wrapped_dek: Option<Vec<u8>>,
     sealed_value: Option<Vec<u8>>,
+    /// A legacy sensitive row's value in plain text (no data key, no ciphertext).
+    legacy_value: Option<String>,
 }
 
 impl VarRow {
@@ -67,15 +69,26 @@ impl VarRow {
             scope,
             wrapped_dek: row.try_get("wrapped_dek")?,
             sealed_value: row.try_get("sealed_value")?,
+            legacy_value: None,
         };
-        if sensitive && out.open(keyring).is_err() {
-            out.view.status = CredentialStatus::Undecryptable;
+        if sensitive && out.wrapped_dek.is_none() && out.sealed_value.is_none() {
+            out.legacy_value = row.try_get("value")?;
+        }
+        if sensitive {
+            out.view.status = match out.open(keyring) {
+                Err(_) => CredentialStatus::Undecryptable,
+                Ok(_) if out.legacy_value.is_some() => CredentialStatus::LegacyPlaintext,
+                Ok(_) => CredentialStatus::Ok,
+            };
         }
         Ok(out)
     }
 
     fn open(&self, keyring: &Keyring) -> Result<SecretString, VaultError> {
         let undecryptable = || VaultError::Undecryptable(format!("variable '{}'", self.view.name));
+        if let Some(plain) = &self.legacy_value {
+            return Ok(SecretString::from(plain.clone()));
+        }
         let (Some(wrapped), Some(sealed)) = (&self.wrapped_dek, &self.sealed_value) else {
             return Err(undecryptable());
         };

@@ -1421,7 +1421,133 @@ contract!(
     the_last_admin_token_cannot_be_revoked,
     the_guides_secret_management_query_shows_every_secret_operation,
     dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end,
+    legacy_plaintext_rows_are_read_reported_and_sealed,
 );
+
+const LEGACY_KEY: &str = "sk-proj-LEGACYCANARYplain0123456789abcdWXYZ";
+const LEGACY_VALUE: &str = "LEGACYCANARY-plain-variable-value";
+
+/// Writes what an external migration writes: the documented plain-text columns.
+async fn write_legacy_rows(v: &Vault, id: &str, var: &str) {
+    sqlx::query(
+        "INSERT INTO credentials (id, org_id, provider, name, modalities, fields, active, priority, \
+         weight, key_hint, kid, wrapped_dek, sealed_secret, created_at, created_by, updated_at, \
+         updated_by, version, plaintext_secret) VALUES \
+         ($1, 'acme', 'openai', $2, '', '{}', 1, 100, 1, '', '', $3, NULL, 1, 'migration', 1, 'migration', 1, $4)",
+    )
+    .bind(id)
+    .bind(format!("legacy-{var}"))
+    .bind(Vec::<u8>::new())
+    .bind(LEGACY_KEY)
+    .execute(v.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO config_vars (id, scope, name, sensitive, value, kid, wrapped_dek, sealed_value, \
+         description, created_at, created_by, updated_at, updated_by, version) VALUES \
+         ($1, 'acme', $2, 1, $3, NULL, NULL, NULL, '', 1, 'migration', 1, 'migration', 1)",
+    )
+    .bind(format!("var-{id}"))
+    .bind(var)
+    .bind(LEGACY_VALUE)
+    .execute(v.pool())
+    .await
+    .unwrap();
+}
+
+/// Rows written in plain text by an external migration are readable (status
+/// `legacy_plaintext`), counted and warned about, sealed by their next update, and all of them
+/// by `reencrypt_legacy`; nothing of Keyward's own writes plain text.
+async fn legacy_plaintext_rows_are_read_reported_and_sealed(db: Db) {
+    use keyward_core::credential::{CredentialStatus, CredentialUpdate};
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let id = "01a20000-0000-7000-8000-00000000aaaa";
+    write_legacy_rows(&v, id, "LEGACY_ONE").await;
+    let cid = keyward_core::CredentialId::new(id).unwrap();
+    let view = v.get_credential(&cid).await.unwrap();
+    assert_eq!(view.status, CredentialStatus::LegacyPlaintext);
+    assert_eq!(view.key_hint, "sk-...WXYZ");
+    let vars = v.list_vars(Some(&org("acme"))).await.unwrap();
+    let var = vars
+        .iter()
+        .find(|x| x.name.as_str() == "LEGACY_ONE")
+        .unwrap();
+    assert_eq!(var.status, CredentialStatus::LegacyPlaintext);
+    assert_eq!(var.value, None, "a sensitive value is never listed");
+    // Resolved like any other.
+    let mut r = req("acme", "openai");
+    r.name = Some(keyward_core::CredentialName::new("legacy-LEGACY_ONE").unwrap());
+    let got = v.resolve(&r, ACTOR).await.unwrap();
+    assert_eq!(got.secret.unwrap().expose_secret(), LEGACY_KEY);
+    let name = keyward_core::VarName::new("LEGACY_ONE").unwrap();
+    let revealed = v
+        .get_var(&name, Some(&org("acme")), true, ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(revealed.value.unwrap().expose_secret(), LEGACY_VALUE);
+    // Counted and warned about.
+    let status = v.key_status().await.unwrap();
+    assert_eq!(status.legacy_plaintext, 2);
+    assert!(
+        status
+            .warnings()
+            .iter()
+            .any(|w| w.contains("keyward reencrypt"))
+    );
+    assert!(!v.startup_warnings().await.unwrap().is_empty());
+    // The next update seals it.
+    let update = CredentialUpdate {
+        priority: Some(5),
+        ..CredentialUpdate::default()
+    };
+    let sealed = v
+        .update_credential(&cid, None, update, ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(sealed.status, CredentialStatus::Ok);
+    assert_eq!(
+        v.resolve(&r, ACTOR)
+            .await
+            .unwrap()
+            .secret
+            .unwrap()
+            .expose_secret(),
+        LEGACY_KEY
+    );
+    assert_eq!(v.key_status().await.unwrap().legacy_plaintext, 1);
+    // reencrypt seals the rest, and is a no-op the second time.
+    write_legacy_rows(&v, "01a20000-0000-7000-8000-00000000bbbb", "LEGACY_TWO").await;
+    let report = v.reencrypt_legacy(1, ACTOR, |_| {}).await.unwrap();
+    assert_eq!(
+        (report.credentials, report.variables, report.failed),
+        (1, 2, 0)
+    );
+    assert_eq!(v.key_status().await.unwrap().legacy_plaintext, 0);
+    let again = v.reencrypt_legacy(1, ACTOR, |_| {}).await.unwrap();
+    assert_eq!((again.credentials, again.variables), (0, 0));
+    let two = v
+        .get_var(
+            &keyward_core::VarName::new("LEGACY_TWO").unwrap(),
+            Some(&org("acme")),
+            true,
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    assert_eq!(two.value.unwrap().expose_secret(), LEGACY_VALUE);
+    assert!(
+        !contains(&everything_stored(&db, &v).await, LEGACY_KEY)
+            && !contains(&everything_stored(&db, &v).await, LEGACY_VALUE),
+        "nothing is left in plain text"
+    );
+    assert!(v.verify_events().await.unwrap().ok());
+    let events = v
+        .list_events(&"action=reencrypt".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
 
 /// A dashboard session is only a hash in the store, bound to its token: it ends on sign-out,
 /// when idle too long, at its end of life, and at once when its token is revoked.

@@ -105,6 +105,9 @@ pub(crate) enum Command {
     /// PostgreSQL).
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Seal every row an external migration wrote in plain text (`legacy_plaintext` in
+    /// listings), in batches, each audited; safe to stop and run again.
+    Reencrypt,
     /// The providers Keyward knows.
     Providers {
         /// Print JSON.

@@ -129,7 +129,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
-            Command::Backup { .. } | Command::Restore { .. } | Command::Store(_) => bail!(
+            Command::Backup { .. }
+            | Command::Restore { .. }
+            | Command::Store(_)
+            | Command::Reencrypt => bail!(
                 "KEYWARD_URL is set: backup and restore work on this machine's store (KEYWARD_DATA_DIR or KEYWARD_DATABASE_URL); unset KEYWARD_URL"
             ),
             Command::Import(_) => bail!(
@@ -192,6 +195,26 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Import(cmd) => commands::import::run(&vault, cmd, &actor).await?,
         Command::Backup { file } => commands::backup::backup(&vault, &file).await?,
         Command::Store(_) => ExitCode::SUCCESS,
+        Command::Reencrypt => {
+            let report = vault
+                .reencrypt_legacy(500, &actor, |n| {
+                    if n.is_multiple_of(500) {
+                        say!("{n} sealed so far");
+                    }
+                })
+                .await?;
+            say!(
+                "sealed {} credential(s) and {} variable(s); {} could not be (see the log)",
+                report.credentials,
+                report.variables,
+                report.failed
+            );
+            if report.failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::Restore { file, force } => {
             let restored = commands::backup::restore(&vault, &file, force).await?;
             vault.close().await;

@@ -69,6 +69,9 @@ fn badge(view: &CredentialView) -> (&'static str, &'static str) {
         (CredentialStatus::Undecryptable, _) => ("Undecryptable", "undecryptable"),
         (CredentialStatus::Ok, true) => ("Active", "active"),
         (CredentialStatus::Ok, false) => ("Inactive", "inactive"),
+        // Readable, but stored in plain text until `keyward reencrypt` or its next update.
+        (CredentialStatus::LegacyPlaintext, true) => ("Active, not sealed", "legacy"),
+        (CredentialStatus::LegacyPlaintext, false) => ("Inactive, not sealed", "legacy"),
     }
 }
 
