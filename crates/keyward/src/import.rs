@@ -223,7 +223,7 @@ pub(crate) fn from_variables(
 pub(crate) fn dotenv_files(files: &[std::path::PathBuf]) -> Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = Vec::new();
     for file in files {
-        for (k, v) in crate::run::read_env_file(file)? {
+        for (k, v) in crate::commands::run::read_env_file(file)? {
             out.retain(|(n, _)| *n != k);
             out.push((k, v));
         }

@@ -1,4 +1,14 @@
-//! The command groups, a module each; `main.rs` parses, opens the vault and dispatches here.
+//! The command groups, a module each (as cargo and ripgrep lay theirs out); `main.rs` parses,
+//! opens the vault and dispatches here.
 
 pub(crate) mod backup;
+pub(crate) mod cred;
+pub(crate) mod events;
 pub(crate) mod import;
+pub(crate) mod master_key;
+pub(crate) mod org;
+pub(crate) mod providers;
+pub(crate) mod resolve;
+pub(crate) mod run;
+pub(crate) mod serve;
+pub(crate) mod var;
