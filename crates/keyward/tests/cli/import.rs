@@ -232,8 +232,18 @@ w.writerow(["globex", "openai", "Theirs", good.encrypt(b"sk-proj-FERNETCANARYglo
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fernet_rows_import_per_row_with_positions_never_values() {
-    let mut s = Sandbox::sqlite();
+async fn fernet_rows_import_per_row_with_positions_never_values_on_sqlite() {
+    fernet_rows_import_per_row_with_positions_never_values(Sandbox::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fernet_rows_import_per_row_with_positions_never_values_on_postgres() {
+    if let Some(s) = Sandbox::postgres().await {
+        fernet_rows_import_per_row_with_positions_never_values(s).await;
+    }
+}
+
+async fn fernet_rows_import_per_row_with_positions_never_values(mut s: Sandbox) {
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
     s.ok(&["org", "create", "acme"]);
@@ -296,6 +306,7 @@ async fn fernet_rows_import_per_row_with_positions_never_values() {
     let printed = String::from_utf8_lossy(&s.transcript).into_owned();
     assert!(!printed.contains("FERNETCANARY"), "{printed}");
     assert!(!printed.contains(fernet_key));
+    s.cleanup().await;
 }
 
 const OPEN_NOTEBOOK_ROWS: &str = r#"
@@ -321,8 +332,18 @@ print(json.dumps([rows]))
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_notebook_exports_decrypt_as_open_notebook_encrypts() {
-    let mut s = Sandbox::sqlite();
+async fn open_notebook_exports_decrypt_as_open_notebook_encrypts_on_sqlite() {
+    open_notebook_exports_decrypt_as_open_notebook_encrypts(Sandbox::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_notebook_exports_decrypt_as_open_notebook_encrypts_on_postgres() {
+    if let Some(s) = Sandbox::postgres().await {
+        open_notebook_exports_decrypt_as_open_notebook_encrypts(s).await;
+    }
+}
+
+async fn open_notebook_exports_decrypt_as_open_notebook_encrypts(mut s: Sandbox) {
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
     s.ok(&["org", "create", "acme"]);
@@ -386,6 +407,7 @@ async fn open_notebook_exports_decrypt_as_open_notebook_encrypts() {
         !printed.contains("ONCANARY") && !printed.contains(passphrase),
         "{printed}"
     );
+    s.cleanup().await;
 }
 
 const LITELLM: &str = r#"
@@ -424,8 +446,18 @@ credential_list:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn litellm_configs_import_one_credential_per_key() {
-    let mut s = Sandbox::sqlite();
+async fn litellm_configs_import_one_credential_per_key_on_sqlite() {
+    litellm_configs_import_one_credential_per_key(Sandbox::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn litellm_configs_import_one_credential_per_key_on_postgres() {
+    if let Some(s) = Sandbox::postgres().await {
+        litellm_configs_import_one_credential_per_key(s).await;
+    }
+}
+
+async fn litellm_configs_import_one_credential_per_key(mut s: Sandbox) {
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
     s.ok(&["org", "create", "acme"]);
@@ -469,4 +501,5 @@ async fn litellm_configs_import_one_credential_per_key() {
         "{again}"
     );
     assert!(!String::from_utf8_lossy(&s.transcript).contains("LITELLMCANARY"));
+    s.cleanup().await;
 }
