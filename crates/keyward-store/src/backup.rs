@@ -16,6 +16,7 @@ use std::io::{BufRead, Write};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::Digest as _;
 use sqlx::{AssertSqlSafe, Column as _, Row as _};
 
 use crate::db::Backend;
@@ -47,6 +48,8 @@ const CONTENT: [&str; 6] = [
 ];
 
 const FORMAT: &str = "keyward-backup";
+/// What the seal over a backup's lines is domain-separated by (from the audit chain's links).
+const SEAL_TAG: &[u8] = b"keyward-backup-seal-v1";
 const VERSION: u32 = 1;
 
 /// A backup's first line.
@@ -64,6 +67,14 @@ pub struct BackupHeader {
     pub kids: Vec<String>,
     /// Rows per table.
     pub tables: BTreeMap<String, u64>,
+}
+
+/// The last line: the seal, an HMAC under the store's audit chain key over the SHA-256 of every
+/// line before it. Without the master keys it can be neither checked nor forged, so an edit of
+/// any row (a strategy, an `active` flag, a plain variable) is found at restore.
+#[derive(Serialize, Deserialize)]
+struct Seal {
+    seal: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,7 +120,7 @@ fn bad(why: impl Into<String>) -> VaultError {
 
 impl Vault {
     /// Writes a consistent snapshot of the whole store to `out`; the header it wrote.
-    pub async fn backup(&self, out: &mut impl Write) -> Result<BackupHeader, VaultError> {
+    pub async fn backup(&self, out: &mut dyn Write) -> Result<BackupHeader, VaultError> {
         let mut tx = self.inner.pool.begin().await?;
         if self.inner.backend == Backend::Postgres {
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -131,7 +142,7 @@ impl Vault {
         let mut kids = BTreeSet::new();
         for t in ["credentials", "config_vars", "vault_keys"] {
             for r in sqlx::query(AssertSqlSafe(format!(
-                "SELECT DISTINCT kid FROM {t} WHERE kid IS NOT NULL"
+                "SELECT DISTINCT kid FROM {t} WHERE kid IS NOT NULL AND kid <> ''"
             )))
             .fetch_all(&mut *tx)
             .await?
@@ -147,10 +158,25 @@ impl Vault {
             kids: kids.into_iter().collect(),
             tables,
         };
+        let Some(chain) = &self.inner.chain else {
+            return Err(VaultError::InvalidInput(
+                "the configured master keys do not open this vault, so its backup cannot be sealed"
+                    .into(),
+            ));
+        };
         let io =
             |e: std::io::Error| VaultError::InvalidInput(format!("cannot write the backup: {e}"));
-        serde_json::to_writer(&mut *out, &header).map_err(|e| bad(e.to_string()))?;
-        out.write_all(b"\n").map_err(io)?;
+        let mut digest = sha2::Sha256::new();
+        let mut put = |out: &mut dyn Write, line: Vec<u8>| -> Result<(), VaultError> {
+            digest.update(&line);
+            digest.update(b"\n");
+            out.write_all(&line).map_err(io)?;
+            out.write_all(b"\n").map_err(io)
+        };
+        put(
+            out,
+            serde_json::to_vec(&header).map_err(|e| bad(e.to_string()))?,
+        )?;
         for t in TABLES {
             let rows = sqlx::query(AssertSqlSafe(format!("SELECT * FROM {t}")))
                 .fetch_all(&mut *tx)
@@ -160,11 +186,22 @@ impl Vault {
                 for (i, c) in row.columns().iter().enumerate() {
                     r.insert(c.name().to_owned(), cell(&row, i)?);
                 }
-                serde_json::to_writer(&mut *out, &Line { t: t.to_owned(), r })
-                    .map_err(|e| bad(e.to_string()))?;
-                out.write_all(b"\n").map_err(io)?;
+                let line = Line { t: t.to_owned(), r };
+                put(
+                    out,
+                    serde_json::to_vec(&line).map_err(|e| bad(e.to_string()))?,
+                )?;
             }
         }
+        let seal = chain.link(SEAL_TAG, &digest.finalize());
+        serde_json::to_writer(
+            &mut *out,
+            &Seal {
+                seal: b64().encode(seal),
+            },
+        )
+        .map_err(|e| bad(e.to_string()))?;
+        out.write_all(b"\n").map_err(io)?;
         out.flush().map_err(io)?;
         tx.rollback().await?;
         Ok(header)
@@ -209,6 +246,10 @@ impl Vault {
             .ok_or_else(|| bad("the file is empty"))?
             .map_err(|e| bad(e.to_string()))?;
         let header: BackupHeader = serde_json::from_str(&first).map_err(|_| bad("no header"))?;
+        let mut digest = sha2::Sha256::new();
+        digest.update(first.as_bytes());
+        digest.update(b"\n");
+        let mut seal: Option<Vec<u8>> = None;
         if header.format != FORMAT || header.version != VERSION {
             return Err(bad(format!(
                 "format {} version {}",
@@ -268,6 +309,15 @@ impl Vault {
             if line.trim().is_empty() {
                 continue;
             }
+            if seal.is_some() {
+                return Err(bad(format!("line {} follows the seal", n + 2)));
+            }
+            if let Ok(Seal { seal: s }) = serde_json::from_str::<Seal>(&line) {
+                seal = Some(b64().decode(s).map_err(|_| bad("a malformed seal"))?);
+                continue;
+            }
+            digest.update(line.as_bytes());
+            digest.update(b"\n");
             let Line { t, r } = serde_json::from_str(&line)
                 .map_err(|_| bad(format!("line {} is not a row", n + 2)))?;
             if !TABLES.contains(&t.as_str()) {
@@ -325,24 +375,53 @@ impl Vault {
                 )));
             }
         }
-        // The configured keys must open the backup's audit chain key: a key id alone does not
-        // say it is the same key (every single KEYWARD_MASTER_KEY is `default`).
+        let Some(seal) = seal else {
+            return Err(bad("it has no seal: the file is cut short"));
+        };
+        // The configured keys must open the backup's audit chain key (a key id alone does not
+        // say it is the same key: every single KEYWARD_MASTER_KEY is `default`), and that key
+        // must check the seal.
+        let mut sealed_ok = false;
         for row in sqlx::query("SELECT name, wrapped FROM vault_keys")
             .fetch_all(&mut *tx)
             .await?
         {
             let name: String = row.try_get("name")?;
+            if name != crate::audit::CHAIN_KEY_NAME {
+                continue;
+            }
             let wrapped: Vec<u8> = row.try_get("wrapped")?;
-            if name == crate::audit::CHAIN_KEY_NAME
-                && self
-                    .inner
-                    .keyring
-                    .unwrap(&wrapped, crate::audit::CHAIN_KEY_RECORD)
-                    .is_err()
-            {
+            let Ok(dek) = self
+                .inner
+                .keyring
+                .unwrap(&wrapped, crate::audit::CHAIN_KEY_RECORD)
+            else {
                 return Err(VaultError::InvalidInput(
                     "the configured master keys do not open this backup (same key id, other key?): set KEYWARD_MASTER_KEYS to the keys the backup was taken under; nothing was changed".into(),
                 ));
+            };
+            let chain = keyward_crypto::ChainKey::from_data_key(&dek);
+            sealed_ok = chain.verify(SEAL_TAG, &digest.clone().finalize(), &seal);
+        }
+        if !sealed_ok {
+            return Err(bad(
+                "its seal does not match its content: the file was edited",
+            ));
+        }
+        // Every credential must open before anything is committed.
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM credentials",
+            crate::creds::COLUMNS
+        )))
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let cred = crate::creds::CredRow::from_row(row)?;
+            if cred.open_secret(&self.inner.keyring).is_err() {
+                return Err(bad(format!(
+                    "credential {} does not open with the configured keys",
+                    cred.id
+                )));
             }
         }
         tx.commit().await?;

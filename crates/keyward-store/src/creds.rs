@@ -278,6 +278,26 @@ fn seal_secret(
     })
 }
 
+/// The checks a new secret gets before it is sealed (its presence, normalisation and the
+/// provider's format), without sealing it: for plans that must say what storing would refuse.
+pub fn check_secret(
+    provider: &'static Provider,
+    secret: Option<&SecretString>,
+    check: FormatCheck,
+) -> Result<(), VaultError> {
+    match secret {
+        Some(raw) => {
+            normalize_secret(provider, raw, check)?;
+            Ok(())
+        }
+        None if provider.secret == SecretKind::Optional => Ok(()),
+        None => Err(VaultError::InvalidInput(format!(
+            "{} credential needs its secret",
+            provider.a_name()
+        ))),
+    }
+}
+
 impl Vault {
     /// Stores a new credential; its secret is checked, sealed, and never returned again.
     pub async fn add_credential(

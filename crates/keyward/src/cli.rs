@@ -91,6 +91,10 @@ pub(crate) enum Command {
     Backup {
         /// Where to write it (created with mode 0600; an existing file is replaced).
         file: std::path::PathBuf,
+        /// Back up a store that still holds legacy plain-text rows (they are in the file as
+        /// they are in the store: run `keyward reencrypt` first instead).
+        #[arg(long)]
+        include_plaintext: bool,
     },
     /// Restore a backup into an empty store (refused otherwise, unless --force), then verify
     /// the audit chain and open every credential.

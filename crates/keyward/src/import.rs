@@ -90,6 +90,13 @@ fn secret_name(name: &str) -> bool {
         || matches!(upper.as_str(), "KEY" | "TOKEN" | "SECRET")
 }
 
+/// A URL that carries a password (`postgres://app:PASSWORD@db/app`).
+fn url_with_password(v: &str) -> bool {
+    v.split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 /// Turns environment variables into credentials, grouped as the registry says (the key's
 /// variable, with the provider's base-URL and field variables beside it), and the rest into
 /// config variables. `label` names the source in origins; `dir` is where relative paths (a
@@ -207,7 +214,7 @@ pub(crate) fn from_variables(
         }
         match VarName::new(k) {
             Ok(name) => read.items.push(Item::Variable {
-                sensitive: (rules.sensitive_by_name && secret_name(k))
+                sensitive: (rules.sensitive_by_name && (secret_name(k) || url_with_password(v)))
                     || keyward_core::secret_like::looks_like_secret(v),
                 name,
                 value: SecretString::from(v.to_owned()),
@@ -255,10 +262,16 @@ impl Plan {
 }
 
 /// Compares what was read with the organization's vault.
-pub(crate) async fn plan(vault: &Vault, org: &OrgId, read: Read) -> Result<Plan> {
+pub(crate) async fn plan(
+    vault: &Vault,
+    org: &OrgId,
+    read: Read,
+    check: FormatCheck,
+) -> Result<Plan> {
     vault.require_org(org).await?;
     let existing = vault.list_credentials(Some(org), None).await?;
     let mut steps = Vec::new();
+    let mut skipped = read.skipped;
     for item in read.items {
         let action = match &item {
             Item::Credential {
@@ -319,12 +332,37 @@ pub(crate) async fn plan(vault: &Vault, org: &OrgId, read: Read) -> Result<Plan>
                 }
             }
         };
+        // What storing would refuse is an error of the plan too, so that a dry run tells it.
+        let storing_key = match &action {
+            Action::Create => true,
+            Action::Update { what, .. } => what.contains(&"key"),
+            _ => false,
+        };
+        if storing_key
+            && let Item::Credential {
+                provider,
+                secret,
+                origin,
+                ..
+            } = &item
+            && let Err(e) = keyward_store::check_secret(provider, secret.as_ref(), check)
+        {
+            let hint = match e {
+                keyward_store::VaultError::KeyFormat(_) => {
+                    " (--no-format-check to store it anyway)"
+                }
+                _ => "",
+            };
+            skipped.push(Skipped {
+                origin: format!("{origin} ({})", provider.id),
+                why: format!("{e}{hint}"),
+                error: true,
+            });
+            continue;
+        }
         steps.push((item, action));
     }
-    Ok(Plan {
-        steps,
-        skipped: read.skipped,
-    })
+    Ok(Plan { steps, skipped })
 }
 
 fn describe(item: &Item) -> (String, String, &str) {
@@ -601,13 +639,29 @@ fn text<'a>(row: &'a serde_json::Value, field: &str) -> Option<&'a str> {
 /// in SurrealDB prints it), their keys decrypted as Open Notebook does.
 pub(crate) fn open_notebook(json: &str, keys: &OpenNotebookKeys) -> Result<Read> {
     let value: serde_json::Value = serde_json::from_str(json).context("the export is not JSON")?;
-    // `surreal sql` prints one array per statement: accept `[[...]]` as well as `[...]`.
+    // The rows as `surreal sql --json` prints them (an array per statement, `[[...]]`), as the
+    // HTTP `/sql` endpoint answers (`[{"result": [...], "status": "OK"}]`), or a plain array.
     let rows = match value {
-        serde_json::Value::Array(a) if a.len() == 1 && a[0].is_array() => {
-            a[0].as_array().cloned().unwrap_or_default()
+        serde_json::Value::Array(a)
+            if !a.is_empty() && a.iter().all(serde_json::Value::is_array) =>
+        {
+            a.into_iter()
+                .flat_map(|s| s.as_array().cloned().unwrap_or_default())
+                .collect()
+        }
+        serde_json::Value::Array(a)
+            if !a.is_empty()
+                && a.iter()
+                    .all(|s| s.get("result").is_some_and(serde_json::Value::is_array)) =>
+        {
+            a.into_iter()
+                .flat_map(|s| s["result"].as_array().cloned().unwrap_or_default())
+                .collect()
         }
         serde_json::Value::Array(a) => a,
-        _ => anyhow::bail!("the export must be a JSON array of credential rows"),
+        _ => anyhow::bail!(
+            "the export must be JSON: the rows of `SELECT * FROM credential;` from `surreal sql --json` or the /sql endpoint"
+        ),
     };
     let mut read = Read::default();
     for (i, row) in rows.iter().enumerate() {
@@ -1018,7 +1072,57 @@ pub(crate) fn litellm(yaml: &str) -> Result<Read> {
                 continue;
             }
         };
+        // The providers whose secret is not an `api_key`: Vertex's service account (JSON, or a
+        // file naming it) and Bedrock's AWS keys, with their public fields.
         let mut fields = BTreeMap::new();
+        let extra: &[(&str, &str)] = match provider.id {
+            "vertex" => &[
+                ("vertex_project", "project"),
+                ("vertex_location", "location"),
+            ],
+            "bedrock" => &[
+                ("aws_access_key_id", "access_key_id"),
+                ("aws_region_name", "region"),
+            ],
+            _ => &[],
+        };
+        let mut failed = None;
+        for (theirs, ours) in extra {
+            match get(theirs) {
+                Ok(Some(v)) => {
+                    fields.insert((*ours).to_owned(), v);
+                }
+                Ok(None) => {}
+                Err(why) => failed = Some(why),
+            }
+        }
+        let special = match provider.id {
+            "vertex" => get("vertex_credentials").map(|v| {
+                v.map(|v| {
+                    if v.trim_start().starts_with('{') {
+                        Ok(v)
+                    } else {
+                        std::fs::read_to_string(v.trim())
+                            .map_err(|e| format!("vertex_credentials names {}: {e}", v.trim()))
+                    }
+                })
+                .transpose()
+            }),
+            "bedrock" => get("aws_secret_access_key").map(Ok),
+            _ => Ok(Ok(None)),
+        };
+        let key = match special {
+            Ok(Ok(Some(secret))) => Some(secret),
+            Ok(Ok(None)) => key,
+            Ok(Err(why)) | Err(why) => {
+                read.fail(origin, why);
+                continue;
+            }
+        };
+        if let Some(why) = failed {
+            read.fail(origin, why);
+            continue;
+        }
         if let Some(base) = base {
             let field = if provider.takes_public_field("endpoint") {
                 "endpoint"

@@ -188,7 +188,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::MasterKey(cmd) => master_key(&local(&vault, &actor), cmd).await?,
         Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
         Command::Import(cmd) => commands::import::run(&vault, cmd, &actor).await?,
-        Command::Backup { file } => commands::backup::backup(&vault, &file).await?,
+        Command::Backup {
+            file,
+            include_plaintext,
+        } => commands::backup::backup(&vault, &file, include_plaintext).await?,
         Command::Store(_) => ExitCode::SUCCESS,
         Command::Reencrypt => {
             let report = vault

@@ -9,8 +9,18 @@ use keyward_store::{BackupHeader, Vault};
 
 /// Writes the snapshot beside FILE and moves it into place only when it is whole, readable
 /// by this user alone.
-pub(crate) async fn backup(vault: &Vault, file: &Path) -> Result<ExitCode> {
+pub(crate) async fn backup(
+    vault: &Vault,
+    file: &Path,
+    include_plaintext: bool,
+) -> Result<ExitCode> {
     use std::os::unix::fs::OpenOptionsExt as _;
+    let plain = vault.legacy_plaintext_count().await?;
+    if plain > 0 && !include_plaintext {
+        bail!(
+            "{plain} record(s) of this store are in plain text (legacy rows): a backup would hold them as they are; run `keyward reencrypt` first, or pass --include-plaintext"
+        );
+    }
     let partial = file.with_extension("partial");
     let out = std::fs::OpenOptions::new()
         .write(true)
@@ -121,6 +131,19 @@ pub(crate) async fn copy(
     let header = source.backup(&mut snapshot).await?;
     source.close().await;
     let total: u64 = header.tables.values().sum();
+    // A new SQLite target is this user's alone, like the data directory (SQLite gives its
+    // journal the main file's mode).
+    if let keyward_store::Location::SqliteFile(path) = location(to)
+        && !path.exists()
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+    }
     let target = Vault::open(&location(to), target_keys, options.clone())
         .await
         .context("cannot open the target store")?;

@@ -132,7 +132,12 @@ async fn finish(
     actor: &str,
 ) -> Result<ExitCode> {
     let org = OrgId::new(&common.org)?;
-    let plan = import::plan(vault, &org, read).await?;
+    let check = if common.no_format_check {
+        FormatCheck::Skip
+    } else {
+        FormatCheck::Enforce
+    };
+    let plan = import::plan(vault, &org, read, check).await?;
     import::print(&plan);
     let errors = plan.errors();
     if common.dry_run {
@@ -146,11 +151,6 @@ async fn finish(
     if common.atomic && errors > 0 {
         bail!("{errors} record(s) cannot be imported, so nothing was (--atomic)");
     }
-    let check = if common.no_format_check {
-        FormatCheck::Skip
-    } else {
-        FormatCheck::Enforce
-    };
     let out = import::apply(vault, &org, plan, source, check, actor).await?;
     say!(
         "imported into {org}: {} created, {} updated, {} unchanged, {} failed, {errors} not importable",

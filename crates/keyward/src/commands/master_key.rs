@@ -31,7 +31,22 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
                         k.vault_keys.to_string(),
                     ]);
                 }
+                if status.legacy_plaintext > 0 {
+                    t.row([
+                        "(plain text)".to_owned(),
+                        "LEGACY".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                    ]);
+                }
                 t.print();
+                if status.legacy_plaintext > 0 {
+                    say!(
+                        "{} record(s) are stored in plain text (written by an external migration); run `keyward reencrypt`",
+                        status.legacy_plaintext
+                    );
+                }
                 let pending = status.pending_rotation();
                 if pending > 0 {
                     say!("{pending} record(s) await `keyward master-key rotate`");

@@ -97,6 +97,16 @@ async fn a_backup_under_load_restores_into_postgres_whole() {
         "{refused}"
     );
 
+    // An edit of a row that seals nothing (a credential switched off): found by the seal, and
+    // nothing is written.
+    let edited = to.scratch().join("edited.kwb");
+    let off = text.replacen("\"active\":{\"i\":1}", "\"active\":{\"i\":0}", 1);
+    assert_ne!(off, text);
+    std::fs::write(&edited, off).unwrap();
+    let edited = edited.display().to_string();
+    let refused = to.fails(&["restore", &edited], &[]);
+    assert!(refused.contains("the file was edited"), "{refused}");
+
     let restored = to.ok(&["restore", &file_s]);
     assert!(
         restored.contains("verified: audit chain intact"),

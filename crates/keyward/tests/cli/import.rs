@@ -435,6 +435,16 @@ model_list:
     litellm_params:
       model: groq/llama-3
       api_key: os.environ/NOT_SET_ANYWHERE
+  - model_name: not-a-key
+    litellm_params:
+      model: openai/gpt-4.1
+      api_key: "not-an-openai-key"
+  - model_name: gemini-on-vertex
+    litellm_params:
+      model: vertex_ai/gemini-2.5-pro
+      vertex_project: acme-ml
+      vertex_location: europe-west4
+      vertex_credentials: os.environ/VERTEX_SA_JSON
 credential_list:
   - credential_name: default_azure_credential
     credential_values:
@@ -470,6 +480,10 @@ async fn litellm_configs_import_one_credential_per_key(mut s: Sandbox) {
             "sk-proj-LITELLMCANARYenv0123456789abcdWXYZ",
         ),
         ("AZURE_API_KEY", "LITELLMCANARYazure0123456789abcdef01"),
+        (
+            "VERTEX_SA_JSON",
+            r#"{"type":"service_account","project_id":"acme-ml","private_key_id":"k1","private_key":"-----BEGIN PRIVATE KEY-----\nLITELLMCANARYvertex\n-----END PRIVATE KEY-----\n","client_email":"ml@acme-ml.iam.gserviceaccount.com","client_id":"1","token_uri":"https://oauth2.googleapis.com/token"}"#,
+        ),
     ];
     let args = ["import", "litellm", &file, "--org", "acme"];
     let plan = String::from_utf8_lossy(
@@ -483,6 +497,8 @@ async fn litellm_configs_import_one_credential_per_key(mut s: Sandbox) {
         "credential azure_openai/default_azure_credential  [key LIT...ef01, api_version=2024-10-21, endpoint=https://acme.openai.azure.com]",
         "model_list[4]: no provider Keyward knows",
         "model_list[5]: os.environ/NOT_SET_ANYWHERE is not set",
+        "model_list[6] (openai): the key does not match the OpenAI key format",
+        "credential vertex/gemini-on-vertex  [key sa:ml@acme-ml.iam.gserviceaccount.com, location=europe-west4, project=acme-ml]",
     ] {
         assert!(plan.contains(line), "{line}\n{plan}");
     }
@@ -491,13 +507,13 @@ async fn litellm_configs_import_one_credential_per_key(mut s: Sandbox) {
         "the same key twice is one credential: {plan}"
     );
     let done = String::from_utf8_lossy(&s.run_with(&args, "", &env).stdout).into_owned();
-    assert!(done.contains("3 created"), "{done}");
+    assert!(done.contains("4 created"), "{done}");
     let got = s.ok(&["resolve", "--org", "acme", "--provider", "azure_openai"]);
     assert_eq!(got.trim(), "LITELLMCANARYazure0123456789abcdef01");
     s.transcript.clear();
     let again = String::from_utf8_lossy(&s.run_with(&args, "", &env).stdout).into_owned();
     assert!(
-        again.contains("0 created, 0 updated, 3 unchanged"),
+        again.contains("0 created, 0 updated, 4 unchanged"),
         "{again}"
     );
     assert!(!String::from_utf8_lossy(&s.transcript).contains("LITELLMCANARY"));
