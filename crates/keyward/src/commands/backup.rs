@@ -49,6 +49,11 @@ pub(crate) async fn backup(
         counts(&header),
         header.kids.join(", ")
     );
+    if plain > 0 {
+        say!(
+            "warning: {plain} legacy record(s) are in this file in plain text, as they are in the store (--include-plaintext); run `keyward reencrypt`"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
