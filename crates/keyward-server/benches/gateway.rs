@@ -1,8 +1,11 @@
-//! The gateway against calling the provider directly, same load, same run: a mock provider on
-//! 127.0.0.1, the gateway in front of it, and a load generator, each on runtime threads of
-//! their own in this process. Prints requests/s and p50/p99 for both, and the added latency,
-//! for each load: one request in flight (what the gateway adds to a request) and 16 in flight
-//! (the machine saturated: throughput, and latency that is mostly queueing).
+//! The gateway against calling the provider directly and against the floor, same load, same
+//! run: a mock provider on 127.0.0.1; the floor, a minimal reverse proxy built from the same
+//! hyper client and axum server with no authentication and no key swap (what any Rust gateway
+//! pays); Keyward's gateway; and a load generator, each on runtime threads of their own in this
+//! process. Prints requests/s and p50/p99 for each, the latency added over direct, and the CPU
+//! time per request of the floor and of Keyward (from their threads' own CPU clocks), for each
+//! load: one request in flight (what a proxy adds to a request) and 16 in flight (the machine
+//! saturated: throughput, and latency that is mostly queueing).
 //!
 //! ```sh
 //! cargo bench -p keyward-server --bench gateway            # 5 s per side, 1 then 16 in flight
@@ -33,6 +36,27 @@ fn runtime(name: &str) -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// The CPU time (user and system) the threads named `name` have used, from
+/// `/proc/self/task/*/stat` (in clock ticks of 10 ms, Linux's usual USER_HZ).
+fn thread_cpu(name: &str) -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let path = task.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // After "pid (comm) ": state is field 3, utime 14 and stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    Duration::from_millis(ticks * 10)
 }
 
 const BODY: &str = r#"{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"hello"}}]}"#;
@@ -108,6 +132,42 @@ fn main() {
         (addr, token.expose_secret().to_owned())
     });
 
+    // The floor: forward every request to the provider as it came, nothing else.
+    let floor_rt = runtime("bench-floor");
+    let floor = floor_rt.block_on(async move {
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::TokioExecutor;
+        let client: Client<_, axum::body::Body> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let client = client.clone();
+            async move {
+                use axum::response::IntoResponse as _;
+                let (mut parts, body) = req.into_parts();
+                let path = parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                parts.uri = format!("http://{upstream}{path}").parse().expect("uri");
+                parts.headers.remove(axum::http::header::HOST);
+                match client
+                    .request(axum::http::Request::from_parts(parts, body))
+                    .await
+                {
+                    Ok(resp) => resp.map(axum::body::Body::new).into_response(),
+                    Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("floor") });
+        addr
+    });
+
     let load_rt = runtime("bench-load");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(loads.iter().max().copied().unwrap_or(1) * 2)
@@ -147,17 +207,33 @@ fn main() {
         })
     };
     let direct_url = format!("http://{upstream}/v1/chat/completions");
+    let floor_url = format!("http://{floor}/v1/chat/completions");
     let gateway_url = format!("http://{gateway}/gateway/openai/v1/chat/completions");
     let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
     let rate = |v: &[Duration]| v.len() as f64 / seconds as f64;
+    // A run and the CPU time the proxy's thread spent on it, per request.
+    let measured = |url: &String, bearer: &String, concurrency: usize, thread: &str| {
+        let before = thread_cpu(thread);
+        let v = run(url.clone(), bearer.clone(), concurrency);
+        let cpu = thread_cpu(thread).saturating_sub(before);
+        let per = cpu.as_secs_f64() * 1e6 / v.len().max(1) as f64;
+        (v, per)
+    };
     for concurrency in loads {
-        // Warm both paths (connections, caches), then measure direct and gateway in turn.
+        // Warm every path (connections, caches), then measure each in turn.
         let _ = run(direct_url.clone(), "sk-bench".into(), concurrency);
+        let _ = run(floor_url.clone(), "sk-bench".into(), concurrency);
         let _ = run(gateway_url.clone(), token.clone(), concurrency);
         let direct = run(direct_url.clone(), "sk-bench".into(), concurrency);
-        let through = run(gateway_url.clone(), token.clone(), concurrency);
+        let (floor_v, floor_cpu) =
+            measured(&floor_url, &"sk-bench".to_owned(), concurrency, "bench-floor");
+        let (through, keyward_cpu) = measured(&gateway_url, &token, concurrency, "bench-gateway");
         println!("{concurrency} in flight:");
-        for (label, v) in [("direct", &direct), ("through the gateway", &through)] {
+        for (label, v) in [
+            ("direct", &direct),
+            ("floor (bare proxy)", &floor_v),
+            ("Keyward gateway", &through),
+        ] {
             println!(
                 "{label:>20}: {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us ({} requests, {seconds} s)",
                 rate(v),
@@ -166,11 +242,17 @@ fn main() {
                 v.len()
             );
         }
+        for (label, v) in [("floor", &floor_v), ("Keyward", &through)] {
+            println!(
+                "{label:>20}: added over direct p50 {:.1} us, p99 {:.1} us; throughput {:.0}% of direct",
+                pct(v, 0.5) - pct(&direct, 0.5),
+                pct(v, 0.99) - pct(&direct, 0.99),
+                100.0 * rate(v) / rate(&direct)
+            );
+        }
         println!(
-            "       added latency: p50 {:.1} us, p99 {:.1} us; gateway throughput {:.0}% of direct",
-            pct(&through, 0.5) - pct(&direct, 0.5),
-            pct(&through, 0.99) - pct(&direct, 0.99),
-            100.0 * rate(&through) / rate(&direct)
+            "    CPU per request: floor {floor_cpu:.1} us, Keyward {keyward_cpu:.1} us ({:.2}x the floor)",
+            keyward_cpu / floor_cpu.max(f64::MIN_POSITIVE)
         );
     }
 }
