@@ -42,7 +42,11 @@ fn runtime(name: &str) -> tokio::runtime::Runtime {
 /// `/proc/self/task/*/stat` (in clock ticks of 10 ms, Linux's usual USER_HZ).
 fn thread_cpu(name: &str) -> Duration {
     let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = task.path();
         let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
         if comm.trim() != name {
@@ -53,7 +57,10 @@ fn thread_cpu(name: &str) -> Duration {
         let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
         let fields: Vec<&str> = rest.split_whitespace().collect();
         for i in [11, 12] {
-            ticks += fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     Duration::from_millis(ticks * 10)
@@ -225,8 +232,12 @@ fn main() {
         let _ = run(floor_url.clone(), "sk-bench".into(), concurrency);
         let _ = run(gateway_url.clone(), token.clone(), concurrency);
         let direct = run(direct_url.clone(), "sk-bench".into(), concurrency);
-        let (floor_v, floor_cpu) =
-            measured(&floor_url, &"sk-bench".to_owned(), concurrency, "bench-floor");
+        let (floor_v, floor_cpu) = measured(
+            &floor_url,
+            &"sk-bench".to_owned(),
+            concurrency,
+            "bench-floor",
+        );
         let (through, keyward_cpu) = measured(&gateway_url, &token, concurrency, "bench-gateway");
         println!("{concurrency} in flight:");
         for (label, v) in [

@@ -29,6 +29,10 @@ pub(crate) fn method_allowed(method: &Method) -> bool {
 /// Whether `text` (a path, a query parameter) holds `token`, as it is or under up to
 /// [`DECODE_DEPTH`] rounds of percent-decoding (`+` read as a space too).
 pub(crate) fn holds(text: &str, token: &str) -> bool {
+    // Decoding only shortens: a text shorter than the token cannot hold it in any form.
+    if text.len() < token.len() {
+        return false;
+    }
     let finder = memchr::memmem::Finder::new(token.as_bytes());
     if finder.find(text.as_bytes()).is_some() {
         return true;

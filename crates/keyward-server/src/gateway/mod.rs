@@ -611,9 +611,15 @@ fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &SecretString
             headers.remove(name);
         }
     }
-    let finder = memchr::memmem::Finder::new(key.expose_secret().as_bytes());
+    // Only a value at least as long as the key can hold it; the common answer has none, and
+    // then no searcher is built at all.
+    let mut finder = None;
     let mut masker_once = None;
     for value in headers.values_mut() {
+        if value.len() < secret.len() {
+            continue;
+        }
+        let finder = finder.get_or_insert_with(|| memchr::memmem::Finder::new(secret.as_bytes()));
         if finder.find(value.as_bytes()).is_none() {
             continue;
         }
