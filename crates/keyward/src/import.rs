@@ -270,6 +270,13 @@ pub(crate) async fn plan(
 ) -> Result<Plan> {
     vault.require_org(org).await?;
     let existing = vault.list_credentials(Some(org), None).await?;
+    let sensitive_vars: std::collections::BTreeSet<VarName> = vault
+        .list_vars(Some(org))
+        .await?
+        .into_iter()
+        .filter(|v| v.sensitive && v.org.as_ref() == Some(org))
+        .map(|v| v.name)
+        .collect();
     let mut steps = Vec::new();
     let mut skipped = read.skipped;
     for item in read.items {
@@ -318,12 +325,7 @@ pub(crate) async fn plan(
                 ..
             } => {
                 let same = vault.var_value_is(name, Some(org), value).await?;
-                let was_sensitive = vault
-                    .list_vars(Some(org))
-                    .await?
-                    .into_iter()
-                    .find(|v| v.name == *name && v.org.as_ref() == Some(org))
-                    .is_some_and(|v| v.sensitive);
+                let was_sensitive = sensitive_vars.contains(name);
                 match same {
                     None => Action::Create,
                     // A sensitive variable stays sensitive; a plain one made sensitive is set.

@@ -24,7 +24,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::chart::{Chart, chart};
-use super::{Chrome, UiSession, failed, when};
+use super::{Chrome, UiSession, failed, visible_orgs, when};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::routes::visible_credential;
@@ -77,19 +77,6 @@ fn badge(view: &CredentialView) -> (&'static str, &'static str) {
 
 fn display_name(provider: &str) -> String {
     Provider::get(provider).map_or_else(|_| provider.to_owned(), |p| p.display_name.to_owned())
-}
-
-/// The organizations `session` may pick from: all of them for an admin, else its own.
-async fn visible_orgs(state: &AppState, session: &UiSession) -> Result<Vec<String>, Response> {
-    match &session.0.principal.org {
-        Some(own) => Ok(vec![own.to_string()]),
-        None => state
-            .vault
-            .list_orgs()
-            .await
-            .map(|orgs| orgs.into_iter().map(|o| o.id.to_string()).collect())
-            .map_err(failed),
-    }
 }
 
 // ----- the table --------------------------------------------------------------------------
@@ -165,7 +152,7 @@ async fn list(
         .and_then(|p| Provider::get(&p).ok());
     let orgs = match visible_orgs(&state, &session).await {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return failed(e),
     };
     let page = q.page.unwrap_or(0);
     let (creds, total) = match state
@@ -449,7 +436,7 @@ async fn new_form(
     let caller = Caller(session.0.principal.clone());
     let orgs = match visible_orgs(&state, &session).await {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return failed(e),
     };
     let org = q
         .org
@@ -499,7 +486,7 @@ async fn create(
     };
     let orgs = match visible_orgs(&state, &session).await {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(e) => return failed(e),
     };
     let form = FormPage::blank(
         Chrome::new(&session.0, "credentials", None),

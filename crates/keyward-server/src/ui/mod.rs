@@ -339,6 +339,23 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
         .into_response()
 }
 
+/// The organizations `session` may pick from: all of them for an admin, else its own.
+pub(crate) async fn visible_orgs(
+    state: &AppState,
+    session: &UiSession,
+) -> Result<Vec<String>, VaultError> {
+    match &session.0.principal.org {
+        Some(own) => Ok(vec![own.to_string()]),
+        None => Ok(state
+            .vault
+            .list_orgs()
+            .await?
+            .into_iter()
+            .map(|o| o.id.to_string())
+            .collect()),
+    }
+}
+
 /// A time for a table: how long ago, or "never" (the exact time is in [`when`]).
 pub(crate) fn ago(t: Option<Millis>, now: Millis) -> String {
     let Some(t) = t else {

@@ -387,7 +387,7 @@ async fn gateway_tokens_page(
     }
     let (list, orgs) = match tokio::try_join!(
         state.vault.list_gateway_tokens(org.as_ref()),
-        state.vault.list_orgs()
+        super::visible_orgs(state, session)
     ) {
         Ok(x) => x,
         Err(e) => return failed(e),
@@ -418,11 +418,7 @@ async fn gateway_tokens_page(
         .collect();
     GatewayTokensPage {
         chrome: Chrome::new(&session.0, "gateway-tokens", notice),
-        orgs: orgs
-            .into_iter()
-            .filter(|o| session.0.principal.sees(&o.id))
-            .map(|o| o.id.to_string())
-            .collect(),
+        orgs,
         org: org.map(|o| o.to_string()).unwrap_or_default(),
         rows,
         made,
@@ -601,7 +597,7 @@ async fn tokens_page(
     }
     let (list, orgs) = match tokio::try_join!(
         state.vault.list_tokens(own.as_ref()),
-        state.vault.list_orgs()
+        super::visible_orgs(state, session)
     ) {
         Ok(x) => x,
         Err(e) => return failed(e),
@@ -628,11 +624,7 @@ async fn tokens_page(
         .collect();
     TokensPage {
         chrome: Chrome::new(&session.0, "tokens", notice),
-        orgs: orgs
-            .into_iter()
-            .filter(|o| session.0.principal.sees(&o.id))
-            .map(|o| o.id.to_string())
-            .collect(),
+        orgs,
         rows,
         made,
         error,
@@ -755,12 +747,8 @@ async fn usage(
         Ok(o) => o,
         Err(e) => return failed(e),
     };
-    let orgs: Vec<String> = match state.vault.list_orgs().await {
-        Ok(o) => o
-            .into_iter()
-            .filter(|o| session.0.principal.sees(&o.id))
-            .map(|o| o.id.to_string())
-            .collect(),
+    let orgs = match super::visible_orgs(&state, &session).await {
+        Ok(o) => o,
         Err(e) => return failed(e),
     };
     // One organization, or for an admin who picks none, all of them.
