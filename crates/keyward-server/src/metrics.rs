@@ -138,6 +138,16 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
         "keyward_resolutions_total{{outcome=\"success\"}} {}\nkeyward_resolutions_total{{outcome=\"failure\"}} {}",
         stats.resolutions_ok, stats.resolutions_failed
     );
+    out.push_str("# HELP keyward_commit_batches_total Transactions committed for audited operations (group commit).\n");
+    out.push_str("# TYPE keyward_commit_batches_total counter\n");
+    let _ = writeln!(out, "keyward_commit_batches_total {}", stats.commit_batches);
+    out.push_str("# HELP keyward_committed_operations_total Audited operations answered from those transactions.\n");
+    out.push_str("# TYPE keyward_committed_operations_total counter\n");
+    let _ = writeln!(
+        out,
+        "keyward_committed_operations_total {}",
+        stats.committed_operations
+    );
     state.shared.gateway.render_metrics(&mut out);
     if let Ok(events) = state.vault.audit_event_count().await {
         out.push_str("# HELP keyward_audit_events_total Events in the audit log.\n");

@@ -5,8 +5,9 @@ use keyward_core::audit::{AuditEvent, EventFilter, NewEvent, Outcome};
 use keyward_crypto::{ChainKey, DataKey, Keyring};
 use serde::Serialize;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+use sqlx::{AnyPool, AssertSqlSafe, Row};
 
+use crate::commit::WriteTx;
 use crate::{Vault, VaultError};
 
 pub(crate) const CHAIN_KEY_NAME: &str = "audit_chain";
@@ -75,7 +76,7 @@ pub(crate) async fn load_or_create_chain_key(
 
 /// The MAC of the chain's head. "audit-head" stands where a previous link would, and its length
 /// differs from a link's, so a head MAC never equals an event link.
-fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
+pub(crate) fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
     chain.link(b"audit-head", &[&seq.to_be_bytes()[..], link].concat())
 }
 
@@ -107,87 +108,22 @@ impl Vault {
         })
     }
 
-    /// Appends `event` inside `tx`: if the append fails, the caller's transaction fails with it.
+    /// Stages `event` with the write `tx`: it is appended to the chain when the write's batch
+    /// commits, in the same transaction, so a write whose event cannot be stored does not
+    /// happen. Refused at once when the chain key is not open.
     pub(crate) async fn append_event(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         event: NewEvent,
     ) -> Result<(), VaultError> {
-        let chain = self.chain()?;
-        // The store being away is said as such (a 503 to retry); anything else about the log
-        // is the log being unwritable.
-        let audit_err = |e: sqlx::Error| {
-            let e = VaultError::from(e);
-            if e.is_unavailable() {
-                e
-            } else {
-                VaultError::AuditUnavailable(e.to_string())
-            }
-        };
-        // Updating the head first takes the write lock (SQLite) or the row lock (PostgreSQL),
-        // so appends are serialised and each sees the link before it.
-        let head =
-            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, link")
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(audit_err)?;
-        let seq: i64 = head.try_get("seq").map_err(audit_err)?;
-        let prev: Vec<u8> = head.try_get("link").map_err(audit_err)?;
-        let event = AuditEvent {
-            seq,
-            at: Millis::now(),
-            actor: event.actor,
-            org: event.org,
-            category: event.category,
-            action: event.action,
-            target: event.target,
-            outcome: event.outcome,
-            details: event.details,
-        };
-        // Details may carry a message that named what a caller sent; nothing that looks like a
-        // key is written, whatever path it came by.
-        let mut event = event;
-        keyward_core::secret_like::scrub_json(&mut event.details);
-        for text in [&mut event.actor, &mut event.target] {
-            if keyward_core::secret_like::looks_like_secret(text) {
-                *text = keyward_core::secret_like::scrub(text);
-            }
-        }
-        let details_text = event.details.to_string();
-        let link = chain.link(&prev, &event.payload(&details_text));
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, actor, org, category, action, target, outcome, details, link) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(event.seq)
-        .bind(event.at.0)
-        .bind(&event.actor)
-        .bind(event.org.as_deref())
-        .bind(event.category.as_str())
-        .bind(&event.action)
-        .bind(&event.target)
-        .bind(event.outcome.as_str())
-        .bind(&details_text)
-        .bind(link.to_vec())
-        .execute(&mut **tx)
-        .await
-        .map_err(audit_err)?;
-        sqlx::query("UPDATE audit_head SET link = $1, mac = $2 WHERE id = 1")
-            .bind(link.to_vec())
-            .bind(head_mac(chain, seq, &link).to_vec())
-            .execute(&mut **tx)
-            .await
-            .map_err(audit_err)?;
+        self.chain()?;
+        tx.stage(event);
         Ok(())
     }
 
-    /// Writes one event in a transaction of its own.
+    /// Writes one event with the next batch; returns once it is durable.
     pub async fn record(&self, event: NewEvent) -> Result<(), VaultError> {
-        let (_writing, mut tx) = self.begin_write().await?;
-        self.append_event(&mut tx, event).await?;
-        tx.commit()
-            .await
-            .map_err(|e| VaultError::AuditUnavailable(e.to_string()))
+        self.record_all(vec![event], Vec::new()).await
     }
 
     /// How many events the log holds (the head's sequence number).

@@ -292,7 +292,7 @@ impl Vault {
                 "the target store is not empty; restore into an empty one, or pass --force to replace what it holds".into(),
             ));
         }
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         for t in TABLES.iter().rev() {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {t}")))
                 .execute(&mut *tx)
@@ -424,7 +424,7 @@ impl Vault {
                 )));
             }
         }
-        tx.commit().await?;
+        self.commit(tx, "restore of", "the backup").await?;
         self.changed().await;
         Ok(header)
     }

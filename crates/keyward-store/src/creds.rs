@@ -13,7 +13,9 @@ use keyward_crypto::{CryptoError, DataKey, FieldContext, Keyring};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AssertSqlSafe, Row, Transaction};
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::commit::WriteTx;
 
 use crate::{Vault, VaultError, bool_to_db, map_unique, new_id};
 
@@ -306,7 +308,7 @@ impl Vault {
         actor: &str,
     ) -> Result<CredentialView, VaultError> {
         self.require_org(&new.org).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let id = self.insert_credential(&mut tx, new, actor).await?;
         self.commit(tx, "credential", id.as_str()).await?;
         self.changed().await;
@@ -320,7 +322,7 @@ impl Vault {
         batch: Vec<NewCredential>,
         actor: &str,
     ) -> Result<Vec<CredentialId>, VaultError> {
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let mut ids = Vec::with_capacity(batch.len());
         for new in batch {
             ids.push(self.insert_credential(&mut tx, new, actor).await?);
@@ -337,7 +339,7 @@ impl Vault {
 
     async fn insert_credential(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut WriteTx,
         mut new: NewCredential,
         actor: &str,
     ) -> Result<CredentialId, VaultError> {
@@ -641,7 +643,7 @@ impl Vault {
             _ => "update",
         };
         let now = Millis::now();
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let secret_columns = match &change {
             SecretChange::New(_) => {
                 ", key_hint = $11, kid = $12, wrapped_dek = $13, sealed_secret = $14, plaintext_secret = NULL"
@@ -764,7 +766,7 @@ impl Vault {
         actor: &str,
     ) -> Result<CredentialView, VaultError> {
         let current = self.load_credential(id).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE credentials SET last_tested_at = $1, last_test_result = $2 WHERE id = $3",
         )
@@ -827,7 +829,7 @@ impl Vault {
         actor: &str,
     ) -> Result<(), VaultError> {
         let current = self.load_credential(id).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let result = sqlx::query("DELETE FROM credentials WHERE id = $1")
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -103,7 +103,7 @@ impl Vault {
         let prefix: String = t.chars().take(GATEWAY_TOKEN_PREFIX.len() + 4).collect();
         let ids: Vec<&str> = providers.iter().map(|p| p.id).collect();
         let id = new_id();
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO gateway_tokens (id, org, name, prefix, hash, providers, rpm, created_at, created_by, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -169,7 +169,7 @@ impl Vault {
         actor: &str,
     ) -> Result<GatewayTokenView, VaultError> {
         let current = self.get_gateway_token(id).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "UPDATE gateway_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
         )

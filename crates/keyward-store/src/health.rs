@@ -84,32 +84,4 @@ impl Vault {
             }
         }
     }
-
-    /// Commits a write of `what` `id`. When the connection fails at this point, nobody knows
-    /// whether the database saved it: that is [`VaultError::OutcomeUnknown`] (naming the id,
-    /// so that the caller can look), and every cache is dropped so that nothing stays served
-    /// that the write may have changed (a deactivated key, a revoked token).
-    pub(crate) async fn commit(
-        &self,
-        tx: sqlx::Transaction<'static, sqlx::Any>,
-        what: &'static str,
-        id: &str,
-    ) -> Result<(), VaultError> {
-        match tx.commit().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = VaultError::from(e);
-                if !e.is_unavailable() {
-                    return Err(e);
-                }
-                tracing::error!(what, id, error = %e, "the store went away at commit; the outcome is unknown");
-                self.mark_unavailable();
-                self.inner.cache.invalidate();
-                Err(VaultError::OutcomeUnknown {
-                    what,
-                    id: id.to_owned(),
-                })
-            }
-        }
-    }
 }

@@ -275,7 +275,7 @@ impl Vault {
                     .await?;
                 let Some(last) = rows.last() else { break };
                 cursor = last.try_get("k")?;
-                let (_writing, mut tx) = self.begin_write().await?;
+                let mut tx = self.begin_write().await?;
                 for row in &rows {
                     let key: String = row.try_get("k")?;
                     if unopenable.contains(&key) {
@@ -307,7 +307,7 @@ impl Vault {
                         raced += 1;
                     }
                 }
-                tx.commit().await?;
+                self.commit(tx, "rewrapped batch of", t.table).await?;
                 progress(RotationProgress {
                     done: report.rewrapped + report.failed,
                     total,

@@ -68,7 +68,7 @@ impl Vault {
             strategy: Strategy::Priority,
             env_fallback: None,
         };
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO organizations (id, name, created_at, created_by) VALUES ($1, $2, $3, $4)",
         )
@@ -159,7 +159,7 @@ impl Vault {
         details: serde_json::Value,
         actor: &str,
     ) -> Result<Organization, VaultError> {
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         change.execute(&mut *tx).await?;
         self.append_event(
             &mut tx,

@@ -11,7 +11,7 @@ use keyward_core::provider::SecretKind;
 use keyward_core::resolve::{
     Candidate, EnvFallback, NotFound, ResolveRequest, Resolved, Source, order,
 };
-use keyward_core::{Millis, OrgId, Provider};
+use keyward_core::{OrgId, Provider};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -253,31 +253,20 @@ impl Vault {
         for req in reqs {
             results.push(self.resolve_unaudited(req).await);
         }
-        let (_writing, mut tx) = self.begin_write().await?;
-        // Lock order: credential rows first, the audit head second, as every other writer
-        // does; the opposite order deadlocks against an update on PostgreSQL.
-        let now = Millis::now().0;
-        for result in &results {
-            if let Ok(Resolved {
-                source: Source::Vault { id, .. },
-                ..
-            }) = result
-            {
-                // Not a logical change: the version stays, and the cache need not be cleared.
-                sqlx::query("UPDATE credentials SET last_used_at = $1 WHERE id = $2")
-                    .bind(now)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+        // The keys used, and one event per request, committed with the next batch; nothing
+        // is handed out before they are durable.
+        let mut touched = Vec::new();
+        let mut events = Vec::with_capacity(reqs.len());
         for (req, result) in reqs.iter().zip(&results) {
             let (outcome, details, target) = match result {
                 Ok(r) => (
                     Outcome::Success,
                     resolved_details(r),
                     match &r.source {
-                        Source::Vault { id, .. } => format!("credential:{id}"),
+                        Source::Vault { id, .. } => {
+                            touched.push(id.as_str().to_owned());
+                            format!("credential:{id}")
+                        }
                         Source::Environment { .. } => format!("provider:{}", req.provider.id),
                     },
                 ),
@@ -287,16 +276,14 @@ impl Vault {
                     format!("provider:{}", req.provider.id),
                 ),
             };
-            self.append_event(
-                &mut tx,
+            events.push(
                 NewEvent::new(actor, Category::SecretAccess, "resolve", target)
                     .org(Some(req.org.as_str()))
                     .outcome(outcome)
                     .details(details),
-            )
-            .await?;
+            );
         }
-        tx.commit().await?;
+        self.record_all(events, touched).await?;
         let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
         let inner = &self.inner;
         inner

@@ -77,7 +77,7 @@ impl Vault {
         let id = generate_token(keyward_core::secret_like::SESSION_PREFIX)?;
         let now = Millis::now();
         let expires_at = Millis(now.0.saturating_add(millis(limits.max)));
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO ui_sessions (hash, token_id, created_at, last_seen_at, idle_ms, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -179,7 +179,7 @@ impl Vault {
         let Some(session) = self.ui_session(id).await? else {
             return Ok(());
         };
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM ui_sessions WHERE hash = $1")
             .bind(token_hash(id).to_vec())
             .execute(&mut *tx)

@@ -235,7 +235,7 @@ impl Vault {
         let t = token.expose_secret();
         let prefix: String = t.chars().take(API_TOKEN_PREFIX.len() + 4).collect();
         let now = Millis::now();
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO api_tokens (id, name, role, org, prefix, hash, created_at, created_by, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -304,7 +304,7 @@ impl Vault {
     /// Revokes a token; it stops working at once.
     pub async fn revoke_token(&self, id: &str, actor: &str) -> Result<TokenView, VaultError> {
         let current = self.get_token(id).await?;
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let now = Millis::now().0;
         // The last working admin token stays: without one, nobody can reach the API to make
         // another (only the CLI on the server's machine could).

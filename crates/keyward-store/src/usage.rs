@@ -137,7 +137,7 @@ impl Vault {
                 b.status,
             ))
         });
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         for d in &batch {
             sqlx::query(
                 "INSERT INTO gateway_usage (subject_kind, subject_id, org, status, requests, last_used_at, provider) \
@@ -202,7 +202,7 @@ impl Vault {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        self.commit(tx, "usage counts", "batch").await?;
         Ok(())
     }
 

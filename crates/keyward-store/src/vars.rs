@@ -188,7 +188,7 @@ impl Vault {
             .or_else(|| existing.as_ref().map(|e| e.view.description.clone()))
             .unwrap_or_default();
         let now = Millis::now();
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let action = match &existing {
             None => {
                 sqlx::query(AssertSqlSafe(format!(
@@ -331,7 +331,7 @@ impl Vault {
         actor: &str,
     ) -> Result<(), VaultError> {
         let scope = org.map_or("", OrgId::as_str);
-        let (_writing, mut tx) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM config_vars WHERE scope = $1 AND name = $2")
             .bind(scope)
             .bind(name.as_str())

@@ -1376,6 +1376,151 @@ async fn master_key_rotation_is_resumable_and_keeps_everything_readable(db: Db) 
     db.cleanup().await;
 }
 
+/// Group commit: many audited operations at once share transactions, and each one answered
+/// has its event in the log, and each one refused has none. A batch whose event cannot be
+/// written (a trigger refuses one actor's events) fails its operations and no others; a write
+/// refused inside a shared batch (a duplicate name) is rolled back alone.
+async fn concurrent_audited_operations_share_commits_and_each_answer_is_durable(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    v.add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    let poison = match db.backend {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.actor = 'test:poison' \
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+             IF NEW.actor = 'test:poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER poison BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    for sql in poison {
+        v.pool().execute(sql).await.unwrap();
+    }
+    let before = v.stats();
+    const TASKS: usize = 24;
+    const EACH: usize = 15;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let v = v.clone();
+        tasks.push(tokio::spawn(async move {
+            // (actor, answered ok, refused) per task; task 0 is poisoned.
+            let actor = if t == 0 {
+                "test:poison".to_owned()
+            } else {
+                format!("test:r{t}")
+            };
+            let (mut ok, mut refused) = (0usize, 0usize);
+            let mut writes = Vec::new();
+            for i in 0..EACH {
+                match v.resolve(&req("acme", "openai"), &actor).await {
+                    Ok(r) => {
+                        assert_eq!(r.secret.unwrap().expose_secret(), CANARY_OPENAI);
+                        ok += 1;
+                    }
+                    Err(e) => {
+                        assert!(matches!(e, VaultError::AuditUnavailable(_)), "{e}");
+                        assert!(!e.to_string().contains("CANARY"), "{e}");
+                        refused += 1;
+                    }
+                }
+                // Every third step a write: a variable of its own, and a race for one name.
+                if t > 0 && i % 3 == 0 {
+                    let name = VarName::new(&format!("V_{t}_{i}")).unwrap();
+                    let set = v
+                        .set_var(&name, None, &SecretString::from("x"), false, None, &actor)
+                        .await;
+                    writes.push((name, set.is_ok()));
+                    match v.create_org(&org("dup"), None, &actor).await {
+                        // Refused with a poisoned batch, or the name taken: either way
+                        // nothing of it is stored (checked below).
+                        Ok(_)
+                        | Err(VaultError::AlreadyExists(_))
+                        | Err(VaultError::AuditUnavailable(_)) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            (actor, ok, refused, writes)
+        }));
+    }
+    let mut answered = 0;
+    let mut by_actor = Vec::new();
+    for t in tasks {
+        let (actor, ok, refused, writes) = t.await.unwrap();
+        answered += ok + refused + writes.len() * 2;
+        by_actor.push((actor, ok, refused, writes));
+    }
+    // Every answered resolution is in the log, and no refused one.
+    for (actor, ok, refused, writes) in &by_actor {
+        let events = v
+            .list_events(
+                &EventFilter {
+                    actor: Some(actor.clone()),
+                    action: Some("resolve".into()),
+                    ..EventFilter::default()
+                },
+                10_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            events.len(),
+            *ok,
+            "{actor}: {ok} answered, {refused} refused"
+        );
+        if actor == "test:poison" {
+            assert_eq!(*ok, 0);
+            assert_eq!(*refused, EACH);
+        }
+        for (name, stored) in writes {
+            let found = v.get_var(name, None, false, ACTOR).await.is_ok();
+            assert_eq!(found, *stored, "{name}");
+        }
+    }
+    // One organization named "dup": one create event for it, whichever writer won.
+    let dup = v
+        .list_events(
+            &EventFilter {
+                target: Some("org:dup".into()),
+                action: Some("create".into()),
+                ..EventFilter::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dup.len(), 1, "{dup:?}");
+    assert!(
+        v.list_orgs()
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.id.as_str() == "dup")
+    );
+    // They shared: far fewer commits than operations.
+    let after = v.stats();
+    let batches = after.commit_batches - before.commit_batches;
+    let operations = after.committed_operations - before.committed_operations;
+    assert!(
+        operations > 0 && operations as usize <= answered,
+        "{operations} of {answered}"
+    );
+    assert!(
+        batches * 2 < operations,
+        "{batches} commits for {operations} operations"
+    );
+    let report = v.verify_events().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked as i64, v.audit_event_count().await.unwrap());
+    v.close().await;
+    db.cleanup().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1422,6 +1567,7 @@ contract!(
     the_guides_secret_management_query_shows_every_secret_operation,
     dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end,
     legacy_plaintext_rows_are_read_reported_and_sealed,
+    concurrent_audited_operations_share_commits_and_each_answer_is_durable,
 );
 
 const LEGACY_KEY: &str = "sk-proj-LEGACYCANARYplain0123456789abcdWXYZ";
