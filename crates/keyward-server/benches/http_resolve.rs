@@ -5,7 +5,10 @@
 //! ```sh
 //! cargo bench -p keyward-server --bench http_resolve                   # 5 s per route, 16 in flight
 //! KEYWARD_BENCH_SECONDS=10 KEYWARD_BENCH_CONCURRENCY=32 cargo bench -p keyward-server --bench http_resolve
+//! KEYWARD_BENCH_POSTGRES=1 KEYWARD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p keyward-server --bench http_resolve
 //! ```
+//!
+//! Each route's line ends with how many group commits served its audited operations.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +17,7 @@ use keyward_core::{CredentialName, OrgId, Provider};
 use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_server::{AppState, Role};
 use keyward_store::{Location, Vault, VaultOptions};
+use keyward_testkit::PgSchema;
 use secrecy::ExposeSecret as _;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -33,7 +37,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("server runtime");
-    let (addr, token) = server_rt.block_on(async {
+    let (addr, token, vault, acme, schema) = server_rt.block_on(async {
         let keyring = Keyring::new(
             vec![MasterKey::from_bytes(
                 KeyId::new("k1").expect("kid"),
@@ -42,13 +46,22 @@ fn main() {
             "bench",
         )
         .expect("keyring");
-        let vault = Vault::open(
-            &Location::in_data_dir(dir.path()),
-            keyring,
-            VaultOptions::default(),
-        )
-        .await
-        .expect("vault");
+        // PostgreSQL in a schema of its own, or SQLite in a temporary file.
+        let schema = match std::env::var("KEYWARD_BENCH_POSTGRES") {
+            Ok(_) => Some(
+                PgSchema::create("kw_bench")
+                    .await
+                    .expect("KEYWARD_TEST_DATABASE_URL"),
+            ),
+            Err(_) => None,
+        };
+        let location = match &schema {
+            Some(schema) => Location::Url(schema.url()),
+            None => Location::in_data_dir(dir.path()),
+        };
+        let vault = Vault::open(&location, keyring, VaultOptions::default())
+            .await
+            .expect("vault");
         let acme = OrgId::new("acme").expect("org");
         vault.create_org(&acme, None, "bench").await.expect("org");
         vault
@@ -73,10 +86,10 @@ fn main() {
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(keyward_server::serve(
             listener,
-            AppState::new(vault),
+            AppState::new(vault.clone()),
             std::future::pending(),
         ));
-        (addr, token.expose_secret().to_owned())
+        (addr, token.expose_secret().to_owned(), vault, acme, schema)
     });
 
     let load_rt = tokio::runtime::Builder::new_multi_thread()
@@ -92,12 +105,14 @@ fn main() {
         ("GET /healthz", false),
         ("POST /api/v1/resolve (audited)", true),
     ] {
+        let before = vault.stats();
         let latencies = load_rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let mut tasks = Vec::new();
             for _ in 0..concurrency {
                 let client = client.clone();
                 let token = token.clone();
+                let acme = acme.to_string();
                 tasks.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     while Instant::now() < deadline {
@@ -106,7 +121,7 @@ fn main() {
                             client
                                 .post(format!("http://{addr}/api/v1/resolve"))
                                 .bearer_auth(&token)
-                                .json(&serde_json::json!({"organization_id": "acme", "provider": "openai"}))
+                                .json(&serde_json::json!({"organization_id": acme, "provider": "openai"}))
                         } else {
                             client.get(format!("http://{addr}/healthz"))
                         };
@@ -127,12 +142,18 @@ fn main() {
         let mut sorted = latencies;
         sorted.sort();
         let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
+        let after = vault.stats();
+        let batches = after.commit_batches - before.commit_batches;
+        let operations = after.committed_operations - before.committed_operations;
         println!(
-            "{label:>32}: {:>8.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests, {concurrency} in flight, {seconds} s)",
+            "{label:>32}: {:>8.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({} requests, {concurrency} in flight, {seconds} s; {batches} commits for {operations} operations)",
             sorted.len() as f64 / seconds as f64,
             pct(0.5),
             pct(0.99),
             sorted.len(),
         );
+    }
+    if let Some(schema) = schema {
+        server_rt.block_on(schema.drop_schema());
     }
 }

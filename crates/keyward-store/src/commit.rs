@@ -30,13 +30,32 @@ use keyward_core::audit::{AuditEvent, NewEvent};
 use sqlx::{Any, AnyConnection, AssertSqlSafe, Row as _, Transaction};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, oneshot};
 
-use crate::{Vault, VaultError};
+use keyward_crypto::ChainKey;
 
-/// The most events an operation-only batch takes; the rest wait for the next commit (writes
-/// already in the transaction always go with it).
-const MAX_BATCH_EVENTS: usize = 1024;
-/// Rows per `INSERT` of events (ten parameters each, well under SQLite's limit).
-const ROWS_PER_INSERT: usize = 100;
+use crate::{Backend, Vault, VaultError};
+
+/// The most events a batch of operations takes; the rest wait for the next commit (writes
+/// already in the transaction always go with it). On PostgreSQL a batch goes in one message,
+/// and sqlx 0.9 leaves Nagle's algorithm on: a message larger than the socket's send buffer
+/// (16 KiB by default) is sent in two writes, and the second waits for the server's delayed
+/// ACK, 40 ms. Thirty-two events stay well under it; the next batch follows at once.
+fn max_batch_events(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 1024,
+        Backend::Postgres => 32,
+    }
+}
+/// Rows per `INSERT` of events in the general path, for the same reason.
+fn rows_per_insert(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 100,
+        Backend::Postgres => 24,
+    }
+}
+/// The most events appended in one round trip (batches without writes).
+const ONE_TRIP_EVENTS: usize = 256;
+/// How precisely last-use times are kept.
+const USE_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(1);
 /// Ids per last-use `UPDATE`.
 const IDS_PER_UPDATE: usize = 500;
 const SAVEPOINT: &str = "SAVEPOINT keyward_write";
@@ -49,6 +68,11 @@ pub(crate) struct GroupCommit {
     /// The open batch's transaction, and the right to run statements in it.
     turn: Arc<AsyncMutex<Turn>>,
     queue: std::sync::Mutex<Queue>,
+    /// The chain's head as this process last wrote it, for the one-trip append; `None` when
+    /// unknown (at start, after a failure, after a batch of writes without events).
+    head: std::sync::Mutex<Option<Head>>,
+    /// When this process last set each credential's last use.
+    used: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Batches committed, and the operations answered by them, for metrics.
     pub(crate) batches: AtomicU64,
     pub(crate) operations: AtomicU64,
@@ -272,6 +296,39 @@ impl Vault {
         }
     }
 
+    /// Whether a use of credential `id` now should be written: last-use times are kept to
+    /// the second, so a key resolved thousands of times a second is written once a second
+    /// (and its batches take the one-trip path).
+    pub(crate) fn use_worth_writing(&self, id: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut used = self
+            .inner
+            .commits
+            .used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if used
+            .get(id)
+            .is_some_and(|at| now.duration_since(*at) < USE_RESOLUTION)
+        {
+            return false;
+        }
+        if used.len() >= 10_000 {
+            used.clear();
+        }
+        used.insert(id.to_owned(), now);
+        true
+    }
+
+    fn set_head(&self, head: Option<Head>) {
+        *self
+            .inner
+            .commits
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = head;
+    }
+
     /// A savepoint statement failed: the transaction is of no further use. The writes already
     /// in it fail with the batch; a marker job gets the committer to clear it.
     fn break_turn(&self, turn: &mut Turn, e: &VaultError) {
@@ -315,7 +372,7 @@ impl Vault {
                     queue.running = false;
                     return;
                 }
-                take_batch(&mut queue.jobs)
+                take_batch(&mut queue.jobs, max_batch_events(self.inner.backend))
             };
             let mut jobs = jobs;
             let (in_tx, outcome) = self.commit_batch(&mut turn, &mut jobs).await;
@@ -375,6 +432,37 @@ impl Vault {
         if events.is_empty() && touched.is_empty() && tx.is_none() {
             return (in_tx, Ok(()));
         }
+        // Events alone, after the head this process wrote last: one round trip.
+        let cached = self
+            .inner
+            .commits
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if tx.is_none()
+            && touched.is_empty()
+            && events.len() <= ONE_TRIP_EVENTS
+            && let Some(head) = cached
+        {
+            match self.append_in_one_trip(&head, &events).await {
+                Ok(head) => {
+                    self.set_head(Some(head));
+                    return (in_tx, Ok(()));
+                }
+                // Away: the outcome is unknown, and the batch fails (retrying might append
+                // its events twice).
+                Err(e) if e.is_unavailable() => {
+                    let failure = Failure::new(&e, true);
+                    self.mark_unavailable();
+                    return (in_tx, Err(failure));
+                }
+                // Refused (the head moved): nothing was written; the general path follows.
+                Err(e) => {
+                    tracing::debug!(error = %e, "one-trip append refused; appending after the stored head")
+                }
+            }
+        }
         let outcome = async {
             let mut tx = match tx {
                 Some(tx) => tx,
@@ -386,12 +474,14 @@ impl Vault {
                     .map_err(|e| Failure::new(&VaultError::from(e), false))?,
             };
             touch(&mut tx, &touched).await?;
-            self.append_events(&mut tx, events).await?;
+            let head = self.append_events(&mut tx, &events).await?;
             tx.commit()
                 .await
-                .map_err(|e| Failure::new(&VaultError::from(e), true))
+                .map_err(|e| Failure::new(&VaultError::from(e), true))?;
+            Ok::<_, Failure>(head)
         }
         .await;
+        let outcome = outcome.map(|head| self.set_head(head));
         if let Err(f) = &outcome {
             if f.unavailable {
                 self.mark_unavailable();
@@ -406,46 +496,131 @@ impl Vault {
     }
 
     /// Appends `events` to the chain in `tx`, in order: the head first (it takes the write
-    /// lock, or the row lock), then the rows, then the head's new link.
+    /// lock, or the row lock), then the rows, then the head's new link. Returns the new head.
     async fn append_events(
         &self,
         tx: &mut Transaction<'static, Any>,
-        events: Vec<NewEvent>,
-    ) -> Result<(), Failure> {
+        events: &[NewEvent],
+    ) -> Result<Option<Head>, Failure> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let audit_err = |e: VaultError| {
-            let e = if e.is_unavailable() {
-                e
-            } else {
-                VaultError::AuditUnavailable(e.to_string())
-            };
-            Failure::new(&e, false)
-        };
-        let chain = self.chain().map_err(audit_err)?;
+        let chain = self.chain().map_err(audit_failure)?;
         let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
         let head =
             sqlx::query("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, link")
                 .bind(n)
                 .fetch_one(&mut **tx)
                 .await
-                .map_err(|e| audit_err(e.into()))?;
-        let last: i64 = head.try_get("seq").map_err(|e| audit_err(e.into()))?;
-        let mut link: Vec<u8> = head.try_get("link").map_err(|e| audit_err(e.into()))?;
+                .map_err(|e| audit_failure(e.into()))?;
+        let last: i64 = head.try_get("seq").map_err(|e| audit_failure(e.into()))?;
+        let link: Vec<u8> = head.try_get("link").map_err(|e| audit_failure(e.into()))?;
+        let sealed = Sealed::new(chain, last - n, link, events);
+        for chunk in sealed.rows.chunks(rows_per_insert(self.inner.backend)) {
+            let mut query = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
+            for row in chunk {
+                query = row.bind(query);
+            }
+            query
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| audit_failure(e.into()))?;
+        }
+        sqlx::query("UPDATE audit_head SET link = $1, mac = $2 WHERE id = 1")
+            .bind(sealed.head.link.as_slice())
+            .bind(sealed.head_mac.as_slice())
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| audit_failure(e.into()))?;
+        Ok(Some(sealed.head))
+    }
+
+    /// A batch of events only, appended after the head this process wrote last, in one
+    /// round trip: on SQLite one script (`BEGIN IMMEDIATE` ... `COMMIT`), on PostgreSQL one
+    /// statement. If the head has moved since (another process appended), the insert fails
+    /// on its own guard and nothing is written; the caller then takes the general path.
+    async fn append_in_one_trip(
+        &self,
+        head: &Head,
+        events: &[NewEvent],
+    ) -> Result<Head, VaultError> {
+        let chain = self.chain()?;
+        let sealed = Sealed::new(chain, head.seq, head.link.clone(), events);
+        match self.inner.backend {
+            // One statement whose rows come as one JSON parameter: the same prepared
+            // statement whatever the batch's size.
+            Backend::Postgres => {
+                sqlx::query(AssertSqlSafe(PG_ONE_TRIP))
+                    .bind(head.seq)
+                    .bind(sealed.head.seq)
+                    .bind(sealed.head.link.as_slice())
+                    .bind(sealed.head_mac.as_slice())
+                    .bind(sealed.json_rows())
+                    .execute(&self.inner.pool)
+                    .await?;
+            }
+            Backend::Sqlite => {
+                let mut query = sqlx::query(AssertSqlSafe(sqlite_one_trip(sealed.rows.len())))
+                    .bind(head.seq)
+                    .bind(sealed.head.seq)
+                    .bind(sealed.head.link.as_slice())
+                    .bind(sealed.head_mac.as_slice());
+                for row in &sealed.rows {
+                    query = row.bind(query);
+                }
+                let mut conn = self.inner.pool.acquire().await?;
+                if let Err(e) = query.execute(&mut *conn).await {
+                    // The script stopped inside its transaction: end it, or drop the
+                    // connection rather than give it back to the pool mid-transaction.
+                    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                        drop(conn.detach());
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(sealed.head)
+    }
+}
+
+/// The chain's head: the last sequence number and its link.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    seq: i64,
+    link: Vec<u8>,
+}
+
+/// Events with their sequence numbers and links, ready to insert.
+struct Sealed {
+    rows: Vec<SealedRow>,
+    head: Head,
+    head_mac: [u8; 32],
+}
+
+struct SealedRow {
+    event: AuditEvent,
+    details: String,
+    link: Vec<u8>,
+}
+
+impl Sealed {
+    /// Numbers `events` after `after` and chains them from `link`, all stamped now.
+    fn new(chain: &ChainKey, after: i64, mut link: Vec<u8>, events: &[NewEvent]) -> Self {
         let at = Millis::now();
         let mut rows = Vec::with_capacity(events.len());
-        for (seq, event) in (last - n + 1..).zip(events) {
+        let mut seq = after;
+        for event in events {
+            seq += 1;
             let mut event = AuditEvent {
                 seq,
                 at,
-                actor: event.actor,
-                org: event.org,
+                actor: event.actor.clone(),
+                org: event.org.clone(),
                 category: event.category,
-                action: event.action,
-                target: event.target,
+                action: event.action.clone(),
+                target: event.target.clone(),
                 outcome: event.outcome,
-                details: event.details,
+                details: event.details.clone(),
             };
             // Details may carry a message that named what a caller sent; nothing that looks
             // like a key is written, whatever path it came by.
@@ -457,69 +632,141 @@ impl Vault {
             }
             let details = event.details.to_string();
             link = chain.link(&link, &event.payload(&details)).to_vec();
-            rows.push((event, details, link.clone()));
+            rows.push(SealedRow {
+                event,
+                details,
+                link: link.clone(),
+            });
         }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO audit_events \
-                 (seq, at, actor, org, category, action, target, outcome, details, link) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                let p = i * 10;
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8,
-                    p + 9,
-                    p + 10
-                ));
-            }
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (event, details, link) in chunk {
-                query = query
-                    .bind(event.seq)
-                    .bind(event.at.0)
-                    .bind(event.actor.as_str())
-                    .bind(event.org.as_deref())
-                    .bind(event.category.as_str())
-                    .bind(event.action.as_str())
-                    .bind(event.target.as_str())
-                    .bind(event.outcome.as_str())
-                    .bind(details.as_str())
-                    .bind(link.as_slice());
-            }
-            query
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| audit_err(e.into()))?;
+        let head_mac = crate::audit::head_mac(chain, seq, &link);
+        Self {
+            rows,
+            head: Head { seq, link },
+            head_mac,
         }
-        sqlx::query("UPDATE audit_head SET link = $1, mac = $2 WHERE id = 1")
-            .bind(link.as_slice())
-            .bind(crate::audit::head_mac(chain, last, &link).to_vec())
-            .execute(&mut **tx)
-            .await
-            .map_err(|e| audit_err(e.into()))?;
-        Ok(())
     }
 }
 
+impl Sealed {
+    /// The rows as a JSON array, for [`PG_ONE_TRIP`].
+    fn json_rows(&self) -> String {
+        let rows: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let e = &r.event;
+                serde_json::json!({
+                    "seq": e.seq,
+                    "at": e.at.0,
+                    "actor": e.actor,
+                    "org": e.org,
+                    "category": e.category.as_str(),
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome.as_str(),
+                    "details": r.details,
+                    "link": hex::encode(&r.link),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(rows).to_string()
+    }
+}
+
+impl SealedRow {
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+        let e = &self.event;
+        query
+            .bind(e.seq)
+            .bind(e.at.0)
+            .bind(e.actor.as_str())
+            .bind(e.org.as_deref())
+            .bind(e.category.as_str())
+            .bind(e.action.as_str())
+            .bind(e.target.as_str())
+            .bind(e.outcome.as_str())
+            .bind(self.details.as_str())
+            .bind(self.link.as_slice())
+    }
+}
+
+const EVENT_COLUMNS: &str = "seq, at, actor, org, category, action, target, outcome, details, link";
+
+/// `n` rows of ten parameters, numbered from `$first`.
+fn values(n: usize, first: usize) -> String {
+    let mut sql = String::new();
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..10 {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", first + i * 10 + c));
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn insert_sql(n: usize) -> String {
+    format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES {}",
+        values(n, 1)
+    )
+}
+
+/// The one-trip append of `n` events on SQLite: `$1` the head it follows, `$2..$4` the new
+/// head and its MAC, the rows from `$5`. A row's link is NULL (refused: the column is NOT
+/// NULL) unless the head is still `$1`.
+fn sqlite_one_trip(n: usize) -> String {
+    format!(
+        "BEGIN IMMEDIATE; \
+         INSERT INTO audit_events ({EVENT_COLUMNS}) \
+         SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, \
+         CASE WHEN (SELECT seq FROM audit_head WHERE id = 1) = $1 THEN column10 END \
+         FROM (VALUES {}); \
+         UPDATE audit_head SET seq = $2, link = $3, mac = $4 WHERE id = 1; \
+         COMMIT",
+        values(n, 5)
+    )
+}
+
+/// The same on PostgreSQL, one statement (so one transaction), the rows in `$5` as JSON with
+/// hex links.
+const PG_ONE_TRIP: &str = "WITH head AS (UPDATE audit_head SET seq = $2, link = $3, mac = $4 \
+     WHERE id = 1 AND seq = $1 RETURNING seq) \
+     INSERT INTO audit_events (seq, at, actor, org, category, action, target, outcome, details, link) \
+     SELECT v.seq, v.at, v.actor, v.org, v.category, v.action, v.target, v.outcome, v.details, \
+     CASE WHEN EXISTS (SELECT 1 FROM head) THEN decode(v.link, 'hex') END \
+     FROM json_to_recordset($5::json) AS v (seq BIGINT, at BIGINT, actor TEXT, org TEXT, \
+     category TEXT, action TEXT, target TEXT, outcome TEXT, details TEXT, link TEXT) \
+     ORDER BY v.seq";
+
+/// An append that failed: the store being away is said as such (a 503 to retry); anything
+/// else about the log is the log being unwritable.
+fn audit_failure(e: VaultError) -> Failure {
+    let e = if e.is_unavailable() {
+        e
+    } else {
+        VaultError::AuditUnavailable(e.to_string())
+    };
+    Failure::new(&e, false)
+}
+
 /// The jobs of the next batch: every write already in the transaction, and operations in
-/// arrival order up to [`MAX_BATCH_EVENTS`].
-fn take_batch(queue: &mut Vec<Job>) -> Vec<Job> {
+/// arrival order up to `max_events`.
+fn take_batch(queue: &mut Vec<Job>, max_events: usize) -> Vec<Job> {
     let mut taken = Vec::new();
     let mut left = Vec::new();
     let mut events = 0;
     for job in queue.drain(..) {
-        if job.in_tx || events < MAX_BATCH_EVENTS {
+        if job.in_tx || events < max_events {
             events += job.events.len();
             taken.push(job);
         } else {

@@ -210,6 +210,8 @@ struct Inner {
     /// its commit. Writers take turns in it (SQLite has one writer at a time, and waiting
     /// here beats SQLite's busy handler, which sleeps in growing steps when writers collide).
     commits: commit::GroupCommit,
+    /// API tokens that checked out recently (by hash).
+    principals: tokens::PrincipalCache,
     /// This process's name in change notifications, so that it skips its own.
     instance: String,
     /// The task listening for other processes' changes, if any.
@@ -261,6 +263,7 @@ impl Vault {
                 resolutions_ok: Default::default(),
                 resolutions_failed: Default::default(),
                 commits: commit::GroupCommit::default(),
+                principals: tokens::PrincipalCache::default(),
                 instance: new_id(),
                 listener: std::sync::OnceLock::new(),
                 health: health::Health::default(),

@@ -264,7 +264,9 @@ impl Vault {
                     resolved_details(r),
                     match &r.source {
                         Source::Vault { id, .. } => {
-                            touched.push(id.as_str().to_owned());
+                            if self.use_worth_writing(id.as_str()) {
+                                touched.push(id.as_str().to_owned());
+                            }
                             format!("credential:{id}")
                         }
                         Source::Environment { .. } => format!("provider:{}", req.provider.id),

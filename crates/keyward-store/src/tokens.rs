@@ -348,7 +348,19 @@ impl Vault {
 
     /// Checks a bearer token. `Ok(None)` for a token that is unknown, revoked or expired (the
     /// caller answers 401 and audits the failure); the stored hash is compared in constant time.
+    ///
+    /// A token that checked out is remembered (by its hash) for the resolution cache's time to
+    /// live, as long as nothing was written since: a revocation through this process (or,
+    /// listening on PostgreSQL, through another) takes effect at once, one made by another
+    /// process on SQLite within that time, as a deactivated key does.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
+        let digest = token_hash(token);
+        if let Some(p) = self.inner.principals.get(&digest, &self.inner.cache) {
+            return Ok(Some(p));
+        }
+        let generation = self.generation();
+        // When the check began: a change announced after that makes it stale.
+        let started = std::time::Instant::now();
         let found = self.row_for_token("api_tokens", COLUMNS, token).await;
         if let Err(e) = &found {
             self.note(e);
@@ -370,12 +382,23 @@ impl Vault {
                 .execute(&self.inner.pool)
                 .await;
         }
-        Ok(Some(Principal {
+        let principal = Principal {
             token_id: t.id,
             name: t.name,
             role: t.role,
             org: t.org,
-        }))
+        };
+        self.inner.principals.insert(
+            digest,
+            CheckedToken {
+                principal: principal.clone(),
+                expires_at: t.expires_at,
+                checked: started,
+            },
+            generation,
+            &self.inner.cache,
+        );
+        Ok(Some(principal))
     }
 
     /// The row of `table` whose stored hash is the token's, compared in constant time (shared
@@ -416,5 +439,65 @@ impl Vault {
             .details(json!({ "reason": why })),
         )
         .await
+    }
+}
+
+/// API tokens that checked out recently, by hash, for [`Vault::authenticate`].
+#[derive(Debug, Default)]
+pub(crate) struct PrincipalCache {
+    inner: std::sync::Mutex<CheckedTokens>,
+}
+
+#[derive(Debug, Default)]
+struct CheckedTokens {
+    /// The vault generation the entries were checked under.
+    generation: u64,
+    map: std::collections::HashMap<[u8; 32], CheckedToken>,
+}
+
+#[derive(Debug)]
+struct CheckedToken {
+    principal: Principal,
+    expires_at: Option<Millis>,
+    checked: std::time::Instant,
+}
+
+impl PrincipalCache {
+    /// The principal of a token checked within the cache's time to live, under the current
+    /// generation, after the last interruption of change notifications, and not expired.
+    fn get(&self, digest: &[u8; 32], cache: &crate::cache::ResolveCache) -> Option<Principal> {
+        let ttl = cache.ttl();
+        if ttl.is_zero() {
+            return None;
+        }
+        let fresh_after = cache.fresh_after();
+        let tokens = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.generation != cache.generation() {
+            return None;
+        }
+        let t = tokens.map.get(digest)?;
+        let good = t.checked.elapsed() < ttl
+            && fresh_after.is_none_or(|after| t.checked > after)
+            && t.expires_at.is_none_or(|e| e > Millis::now());
+        good.then(|| t.principal.clone())
+    }
+
+    /// Remembers a token checked under `generation`, unless something changed meanwhile.
+    fn insert(
+        &self,
+        digest: [u8; 32],
+        token: CheckedToken,
+        generation: u64,
+        cache: &crate::cache::ResolveCache,
+    ) {
+        if cache.ttl().is_zero() || cache.generation() != generation {
+            return;
+        }
+        let mut tokens = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.generation != generation || tokens.map.len() >= 10_000 {
+            tokens.map.clear();
+            tokens.generation = generation;
+        }
+        tokens.map.insert(digest, token);
     }
 }

@@ -8,6 +8,7 @@
 
 mod backup;
 mod browser;
+mod crash;
 mod gateway;
 mod import;
 mod openapi;
