@@ -91,6 +91,11 @@ fn migrator() -> Migrator {
             "legacy plaintext",
             include_str!("../migrations/0013_legacy_plaintext.sql"),
         ),
+        migration(
+            14,
+            "audit indexes",
+            include_str!("../migrations/0014_audit_indexes.sql"),
+        ),
     ])
 }
 
