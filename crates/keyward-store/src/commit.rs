@@ -630,6 +630,16 @@ impl Sealed {
                     *text = keyward_core::secret_like::scrub(text);
                 }
             }
+            // PostgreSQL refuses a NUL in text, and one refused row fails its whole batch:
+            // whatever a caller managed to put in a column, it cannot fail the others'.
+            for text in [&mut event.actor, &mut event.target, &mut event.action]
+                .into_iter()
+                .chain(event.org.as_mut())
+            {
+                if text.contains('\0') {
+                    *text = text.replace('\0', "\u{fffd}");
+                }
+            }
             let details = event.details.to_string();
             link = chain.link(&link, &event.payload(&details)).to_vec();
             rows.push(SealedRow {

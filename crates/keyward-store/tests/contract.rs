@@ -1514,6 +1514,19 @@ async fn concurrent_audited_operations_share_commits_and_each_answer_is_durable(
         batches * 2 < operations,
         "{batches} commits for {operations} operations"
     );
+    // A NUL that reached an event (PostgreSQL refuses it in text) is replaced, so it cannot
+    // fail the batch it shares with others.
+    v.record(
+        keyward_core::audit::NewEvent::new(
+            "test:nul\0actor",
+            Category::SecretAccess,
+            "resolve",
+            "provider:\0openai".into(),
+        )
+        .org(Some("acme\0")),
+    )
+    .await
+    .unwrap();
     let report = v.verify_events().await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.checked as i64, v.audit_event_count().await.unwrap());
