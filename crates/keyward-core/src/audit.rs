@@ -255,6 +255,12 @@ impl FromStr for EventFilter {
             if crate::secret_like::looks_like_secret(v) {
                 return Err(crate::secret_like::refused("filter value"));
             }
+            if v.chars().any(char::is_control) {
+                return Err(CoreError::InvalidInput(format!(
+                    "filter {} has a control character in its value",
+                    crate::secret_like::shown(k.trim())
+                )));
+            }
             match k.trim() {
                 "category" => f.category = Some(v.parse()?),
                 "org" => f.org = Some(v.to_owned()),

@@ -411,6 +411,20 @@ async fn admin_guide_flow(mut s: Server) {
         failures["items"].as_array().unwrap().len() >= 4,
         "{failures}"
     );
+    // A NUL in a filter value is a 400 naming the filter, on both databases (PostgreSQL would
+    // refuse the query).
+    for filter in ["action=%00", "actor=token:%00", "org=a%00b", "target=x%00"] {
+        let (st, body) = s
+            .call(
+                M::GET,
+                &format!("/api/v1/events?filter={filter}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{filter}: {body}");
+        assert!(body.to_string().contains("control character"), "{body}");
+    }
     let (st, verify) = s
         .call(M::POST, "/api/v1/events/verify", Some(&admin), None)
         .await;

@@ -33,6 +33,25 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// A SQLite vault in `dir`.
+async fn open(dir: &std::path::Path) -> Vault {
+    let keyring = Keyring::new(
+        vec![MasterKey::from_bytes(
+            KeyId::new("k1").expect("kid"),
+            &[7; 32],
+        )],
+        "bench",
+    )
+    .expect("keyring");
+    Vault::open(
+        &Location::in_data_dir(dir),
+        keyring,
+        VaultOptions::default(),
+    )
+    .await
+    .expect("open")
+}
+
 fn p50(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e6
@@ -50,21 +69,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(
-                KeyId::new("k1").expect("kid"),
-                &[7; 32],
-            )],
-            "bench",
-        )
-        .expect("keyring");
-        let vault = Vault::open(
-            &Location::in_data_dir(dir.path()),
-            keyring,
-            VaultOptions::default(),
-        )
-        .await
-        .expect("open");
+        let vault = open(dir.path()).await;
 
         // Gateway tokens: 1 000 organizations, 100 tokens each, looked up by hash.
         println!("gateway tokens (lookup by hash in the store; the gateway caches what checks out)");
@@ -74,7 +79,7 @@ fn main() {
             let started = Instant::now();
             while filled < target {
                 let org = OrgId::new(&format!("org-{:04}", filled / 100)).expect("org");
-                if filled % 100 == 0 {
+                if filled.is_multiple_of(100) {
                     vault.create_org(&org, None, "bench").await.expect("org");
                 }
                 // Twenty at a time (a fifth of an organization), so they share commits.
@@ -132,20 +137,7 @@ fn main() {
 
         println!("audit log (a store of its own)");
         let dir = tempfile::tempdir().expect("tempdir");
-        let vault = Vault::open(
-            &Location::in_data_dir(dir.path()),
-            Keyring::new(
-                vec![MasterKey::from_bytes(
-                    KeyId::new("k1").expect("kid"),
-                    &[7; 32],
-                )],
-                "bench",
-            )
-            .expect("keyring"),
-            VaultOptions::default(),
-        )
-        .await
-        .expect("open");
+        let vault = open(dir.path()).await;
         let mut have = vault.audit_event_count().await.expect("count") as u64;
         let mut step = 10_000u64;
         while step <= max_events {
