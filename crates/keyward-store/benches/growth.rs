@@ -131,8 +131,9 @@ fn main() {
         );
         drop(held);
 
-        // The audit log, grown in steps (events of 1 000 organizations; one actor in a million
-        // is rare, for a filter that has to look far back).
+        // The audit log, grown in steps: events of 100 organizations, 20 actors and 200
+        // credentials (a log concentrates on a few); one actor in a million is rare, for a
+        // filter that has to look far back.
         vault.close().await;
 
         println!("audit log (a store of its own)");
@@ -149,15 +150,15 @@ fn main() {
                         let actor = if i % 1_000_000 == 7 {
                             "token:rare".to_owned()
                         } else {
-                            format!("token:t{}", i % 97)
+                            format!("token:t{}", i % 20)
                         };
                         NewEvent::new(
                             &actor,
                             Category::SecretAccess,
                             "resolve",
-                            format!("credential:c{}", i % 5_000),
+                            format!("credential:c{}", i % 200),
                         )
-                        .org(Some(&format!("org-{:04}", i % 1_000)))
+                        .org(Some(&format!("org-{:04}", i % 100)))
                         .details(serde_json::json!({"provider": "openai", "source": "vault"}))
                     })
                     .collect();
@@ -189,7 +190,7 @@ fn main() {
             })
             .await;
             let (by_target, n_target) = time(EventFilter {
-                target: Some("credential:c4242".into()),
+                target: Some("credential:c42".into()),
                 ..EventFilter::default()
             })
             .await;
