@@ -220,12 +220,15 @@ impl Vault {
         if turn.tx.is_none() {
             turn.tx = Some(self.inner.pool.begin().await?);
         }
-        let abandoned = std::mem::take(&mut turn.abandoned);
+        // The flag is cleared only once the rollback is done: a caller that goes away in the
+        // middle (its client hung up) leaves it for the next one.
         let result = async {
-            let tx = turn.tx.as_deref_mut().expect("opened above");
-            if abandoned {
+            if turn.abandoned {
+                let tx = turn.tx.as_deref_mut().expect("opened above");
                 roll_back_to_savepoint(tx).await?;
+                turn.abandoned = false;
             }
+            let tx = turn.tx.as_deref_mut().expect("opened above");
             sqlx::query(SAVEPOINT).execute(tx).await?;
             Ok::<_, VaultError>(())
         }
@@ -249,20 +252,18 @@ impl Vault {
         what: &'static str,
         id: &str,
     ) -> Result<(), VaultError> {
+        // Released while `tx` still holds the turn: if this caller goes away during it, the
+        // write is dropped (and so rolled back) like any other unfinished one, and its
+        // statements can never be committed without its events.
+        let released = sqlx::query(RELEASE)
+            .execute(&mut *tx)
+            .await
+            .map(drop)
+            .map_err(VaultError::from);
         let mut turn = tx
             .turn
             .take()
             .expect("a write holds its turn until it ends");
-        let released = match turn.tx.as_deref_mut() {
-            Some(conn) => sqlx::query(RELEASE)
-                .execute(conn)
-                .await
-                .map(drop)
-                .map_err(VaultError::from),
-            None => Err(VaultError::AuditUnavailable(
-                "the write lost its transaction".into(),
-            )),
-        };
         if let Err(e) = released {
             self.break_turn(&mut turn, &e);
             return Err(e);

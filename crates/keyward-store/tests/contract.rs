@@ -1534,6 +1534,53 @@ async fn concurrent_audited_operations_share_commits_and_each_answer_is_durable(
     db.cleanup().await;
 }
 
+/// A caller that goes away mid-write (its client hung up: the future is dropped at any await)
+/// leaves either the whole write with its event, or nothing, and the batch goes on.
+async fn a_write_dropped_at_any_point_is_all_or_nothing(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    // Cut short after a growing delay, so that the drops land at every step of a write.
+    for i in 0..150u64 {
+        let new = new_cred("acme", "openai", &format!("cut-{i}"), CANARY_OPENAI);
+        let write = v.add_credential(new, ACTOR);
+        let _ = tokio::time::timeout(std::time::Duration::from_micros(i * 20), write).await;
+    }
+    // One more write that must go through after all of that.
+    v.add_credential(new_cred("acme", "openai", "after", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    let stored: std::collections::BTreeSet<String> = v
+        .list_credentials(Some(&org("acme")), None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("credential:{}", c.id))
+        .collect();
+    let created: std::collections::BTreeSet<String> = v
+        .list_events(
+            &EventFilter {
+                org: Some("acme".into()),
+                action: Some("create".into()),
+                ..EventFilter::default()
+            },
+            1_000,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.target.starts_with("credential:"))
+        .map(|e| e.target)
+        .collect();
+    assert_eq!(
+        stored, created,
+        "every stored write has its event, and only those"
+    );
+    assert!(stored.len() >= 2, "{stored:?}");
+    assert!(v.verify_events().await.unwrap().ok());
+    v.close().await;
+    db.cleanup().await;
+}
+
 macro_rules! contract {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1581,6 +1628,7 @@ contract!(
     dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end,
     legacy_plaintext_rows_are_read_reported_and_sealed,
     concurrent_audited_operations_share_commits_and_each_answer_is_durable,
+    a_write_dropped_at_any_point_is_all_or_nothing,
 );
 
 const LEGACY_KEY: &str = "sk-proj-LEGACYCANARYplain0123456789abcdWXYZ";
