@@ -1539,12 +1539,21 @@ async fn concurrent_audited_operations_share_commits_and_each_answer_is_durable(
 async fn a_write_dropped_at_any_point_is_all_or_nothing(db: Db) {
     let v = db.open(k1()).await;
     setup_orgs(&v).await;
-    // Cut short after a growing delay, so that the drops land at every step of a write.
-    for i in 0..150u64 {
+    // Cut short after a growing delay, so that the drops land at every step of a write, until
+    // twenty of them finished in time (however slow the machine is today).
+    let mut finished = 0;
+    for i in 0..400u64 {
         let new = new_cred("acme", "openai", &format!("cut-{i}"), CANARY_OPENAI);
         let write = v.add_credential(new, ACTOR);
-        let _ = tokio::time::timeout(std::time::Duration::from_micros(i * 20), write).await;
+        let delay = std::time::Duration::from_micros(i * 250);
+        if tokio::time::timeout(delay, write).await.is_ok() {
+            finished += 1;
+            if finished == 20 {
+                break;
+            }
+        }
     }
+    assert!(finished > 0, "no write finished within 100 ms");
     // One more write that must go through after all of that.
     v.add_credential(new_cred("acme", "openai", "after", CANARY_OPENAI), ACTOR)
         .await
@@ -1575,7 +1584,7 @@ async fn a_write_dropped_at_any_point_is_all_or_nothing(db: Db) {
         stored, created,
         "every stored write has its event, and only those"
     );
-    assert!(stored.len() >= 2, "{stored:?}");
+    assert!(stored.len() > finished, "{stored:?}");
     assert!(v.verify_events().await.unwrap().ok());
     v.close().await;
     db.cleanup().await;
