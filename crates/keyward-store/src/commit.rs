@@ -369,7 +369,7 @@ impl Vault {
         loop {
             self.gather().await;
             let mut turn = self.inner.commits.turn.clone().lock_owned().await;
-            let jobs = {
+            let mut jobs = {
                 let mut queue = self
                     .inner
                     .commits
@@ -382,7 +382,6 @@ impl Vault {
                 }
                 take_batch(&mut queue.jobs, max_batch_events(self.inner.backend))
             };
-            let mut jobs = jobs;
             let (in_tx, outcome) = self.commit_batch(&mut turn, &mut jobs).await;
             drop(turn);
             let answered = jobs.iter().filter(|j| j.done.is_some()).count();
@@ -392,9 +391,10 @@ impl Vault {
                 .store(answered, Ordering::Relaxed);
             if outcome.is_ok() {
                 let commits = &self.inner.commits;
-                let answered = answered as u64;
                 commits.batches.fetch_add(1, Ordering::Relaxed);
-                commits.operations.fetch_add(answered, Ordering::Relaxed);
+                commits
+                    .operations
+                    .fetch_add(answered as u64, Ordering::Relaxed);
             }
             for job in jobs {
                 let result = if job.in_tx && in_tx.is_err() {

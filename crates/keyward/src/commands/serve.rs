@@ -356,12 +356,7 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
                         v.org.map_or_else(|| "-".into(), |o| o.to_string()),
                         format!("{}...", v.prefix),
                         v.expires_at.map_or_else(|| "never".into(), time),
-                        if v.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        }
-                        .into(),
+                        token_state(v.revoked_at),
                     ]);
                 }
                 t.print();
@@ -373,6 +368,16 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The STATE column of a token listing.
+fn token_state(revoked_at: Option<keyward_core::Millis>) -> String {
+    if revoked_at.is_some() {
+        "revoked"
+    } else {
+        "active"
+    }
+    .into()
 }
 
 /// `--expires-in 30d` in seconds.
@@ -448,12 +453,7 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
                         },
                         v.rpm.map_or_else(|| "-".into(), |r| r.to_string()),
                         v.expires_at.map_or_else(|| "never".into(), time),
-                        if v.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        }
-                        .into(),
+                        token_state(v.revoked_at),
                     ]);
                 }
                 t.print();
