@@ -153,3 +153,25 @@ pub fn first_collision(resolved: &[Resolved]) -> Option<String> {
     }
     None
 }
+
+/// Whether a variable is one of Keyward's own settings (`KEYWARD_*`, in any case): the master
+/// keys, the database URL, the tokens. No file Keyward reads (an import source, an env file, a
+/// gateway target) may name one, and a child started by `keyward run` never inherits the
+/// secret ones ([`WITHHELD`]). The master key opens every organization's keys.
+pub fn is_keyward_own(name: &str) -> bool {
+    name.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("KEYWARD_"))
+}
+
+/// Keyward's own settings that hold a secret or say where one is: never handed to a child
+/// process (`keyward run`), whatever the child is.
+pub const WITHHELD: [&str; 8] = [
+    "KEYWARD_MASTER_KEY",
+    "KEYWARD_MASTER_KEYS",
+    "KEYWARD_MASTER_KEY_FILE",
+    "KEYWARD_DATABASE_URL",
+    "KEYWARD_TOKEN",
+    "KEYWARD_ADMIN_TOKEN",
+    "KEYWARD_JWT_VERIFICATION_KEYS",
+    "KEYWARD_TLS_KEY",
+];

@@ -71,6 +71,22 @@ pub fn shown(value: &str) -> Cow<'static, str> {
     }
 }
 
+/// A name (an environment variable's, a field's) for a message: as it is when it is a plain
+/// identifier (ASCII letters, digits, `_`, `.`, `-`, at most 64) that does not look like a
+/// secret, otherwise as [`shown`] puts it.
+pub fn shown_name(name: &str) -> Cow<'_, str> {
+    let plain = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if plain && !looks_like_secret(name) {
+        Cow::Borrowed(name)
+    } else {
+        shown(name)
+    }
+}
+
 /// `message` with every word that looks like a secret replaced by `***`: for texts made by
 /// others (a JSON parser's ``unknown field `...` ``, a query parser's, a YAML parser's) that
 /// may quote what the caller sent in any style.

@@ -111,6 +111,10 @@ pub fn generate_master_key_base64() -> Result<String, CryptoError> {
 #[derive(Debug)]
 pub struct Keyring {
     keys: Vec<MasterKey>,
+    /// Whether the primary key is known to be kept somewhere that outlives this process (a
+    /// file, a KMS). A key given only in an environment variable may exist nowhere else (a
+    /// `$(keyward keygen)` in a subshell): rewrapping everything under it could lose the vault.
+    primary_kept: bool,
 }
 
 impl Keyring {
@@ -129,7 +133,45 @@ impl Keyring {
                 )));
             }
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            primary_kept: true,
+        })
+    }
+
+    /// This keyring with its primary key marked as given only in the environment, not shown to
+    /// be kept anywhere: a master-key rotation refuses it unless the operator says otherwise.
+    #[must_use]
+    pub fn primary_only_in_environment(mut self) -> Self {
+        self.primary_kept = false;
+        self
+    }
+
+    /// This keyring with its primary key marked as kept elsewhere, on the operator's word.
+    #[must_use]
+    pub fn primary_kept_on_operators_word(mut self) -> Self {
+        self.primary_kept = true;
+        self
+    }
+
+    /// Whether the primary key is known to be kept somewhere besides this process's memory.
+    pub fn primary_kept(&self) -> bool {
+        self.primary_kept
+    }
+
+    /// This keyring with `key` as the new primary and the current keys after it (they still
+    /// unwrap what they wrapped); `key` is taken as kept (the caller saved it). Refuses a key id
+    /// that is already configured.
+    pub fn with_new_primary(mut self, key: MasterKey) -> Result<Self, CryptoError> {
+        if self.keys.iter().any(|k| k.kid == key.kid) {
+            return Err(CryptoError::Config(format!(
+                "master key id '{}' is already configured; choose another",
+                key.kid
+            )));
+        }
+        self.keys.insert(0, key);
+        self.primary_kept = true;
+        Ok(self)
     }
 
     /// Parses the `KEYWARD_MASTER_KEYS` form: `kid2:BASE64,kid1:BASE64`, the first primary.

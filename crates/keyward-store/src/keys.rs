@@ -351,6 +351,17 @@ impl Vault {
             .collect();
         let status = self.key_status().await?;
         let total = status.pending_rotation();
+        if total > 0 && !keyring.primary_kept() {
+            return Err(VaultError::InvalidInput(format!(
+                "refusing to rewrap {total} record(s) under master key '{primary}': it was given \
+                 only in an environment variable (KEYWARD_MASTER_KEY or KEYWARD_MASTER_KEYS), so \
+                 nothing shows that it is kept anywhere else, and a key that exists only in this \
+                 process would leave the vault unreadable. Let `keyward master-key rotate \
+                 --new-key-file PATH` write a new key to a file first, or put the key in a file \
+                 (mode 0600) named by KEYWARD_MASTER_KEY_FILE; if it is saved elsewhere (a secret \
+                 manager), say so with --danger-primary-key-saved-elsewhere"
+            )));
+        }
         let mut report = RotationReport {
             primary: primary.clone(),
             ..RotationReport::default()

@@ -174,6 +174,10 @@ pub(crate) struct ServeArgs {
     /// server must not hand its own keys to every organization.
     #[arg(long, env = "KEYWARD_ENV_FALLBACK")]
     pub(crate) env_fallback: bool,
+    /// Let master-key rotations (API, console) rewrap under a primary key given only in an
+    /// environment variable, on your word that it is saved elsewhere.
+    #[arg(long)]
+    pub(crate) danger_primary_key_saved_elsewhere: bool,
     /// Address to listen on.
     #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
@@ -604,10 +608,25 @@ pub(crate) enum MasterKeyCommand {
         json: bool,
     },
     /// Rewrap every data key under the primary master key (resumable).
+    ///
+    /// Refused when the primary key was given only in an environment variable, which may exist
+    /// nowhere else: use --new-key-file, or KEYWARD_MASTER_KEY_FILE.
     Rotate {
         /// Rows per transaction.
         #[arg(long, default_value_t = 1000)]
         batch_size: usize,
+        /// Make a new master key, write it to this file (mode 0600; the file must not exist)
+        /// and read it back before anything is rewrapped, then rotate to it. The keys
+        /// configured now stay as they are. Afterwards set KEYWARD_MASTER_KEY_FILE=PATH.
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<std::path::PathBuf>,
+        /// The new key's id (with --new-key-file); by default `k-` and today's date and time.
+        #[arg(long, requires = "new_key_file")]
+        kid: Option<String>,
+        /// Rotate to a primary key given only in an environment variable, on your word that it
+        /// is saved elsewhere (a secret manager). If it is not, the vault is lost with it.
+        #[arg(long)]
+        danger_primary_key_saved_elsewhere: bool,
     },
 }
 

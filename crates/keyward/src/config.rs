@@ -94,12 +94,14 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
         ));
     }
     let default_kid = || KeyId::new(SINGLE_KID);
+    // Keys given in a variable are not shown to be kept anywhere else: a rotation refuses to
+    // rewrap the vault under such a primary key without the operator's word.
     if let Some(list) = list {
-        return Ok(Keyring::parse_list(&list, "KEYWARD_MASTER_KEYS")?);
+        return Ok(Keyring::parse_list(&list, "KEYWARD_MASTER_KEYS")?.primary_only_in_environment());
     }
     if let Some(b64) = single {
         let key = MasterKey::from_base64(default_kid()?, &b64, "KEYWARD_MASTER_KEY")?;
-        return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY")?);
+        return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY")?.primary_only_in_environment());
     }
     if let Some(path) = file {
         // A path is not secret; keep a plain copy for messages.
@@ -110,6 +112,11 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
             ))
         })?);
         warn_if_shared(Path::new(&path));
+        // A bare key (id `default`), or `KID:BASE64[,KID:BASE64...]` as `keyward master-key
+        // rotate --new-key-file` writes it.
+        if text.contains(':') {
+            return Ok(Keyring::parse_list(text.trim(), "KEYWARD_MASTER_KEY_FILE")?);
+        }
         let key = MasterKey::from_base64(default_kid()?, &text, "KEYWARD_MASTER_KEY_FILE")?;
         return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY_FILE")?);
     }

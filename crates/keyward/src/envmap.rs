@@ -10,11 +10,14 @@ use keyward_core::env::{EnvValue, EnvVar, provider_env};
 use keyward_core::resolve::Resolved;
 use secrecy::{ExposeSecret as _, SecretString};
 
-/// Variables to give a child process, in insertion order; a later variable of the same name
-/// replaces an earlier one.
+/// Variables to give a child process, in the order of their first insertion; a later variable
+/// of the same name replaces an earlier one's value.
 #[derive(Debug, Clone, Default)]
 pub struct EnvMap {
     vars: Vec<EnvVar>,
+    /// Where each name is in `vars` (a replacement is a lookup, not a scan: a file of 200 000
+    /// variables costs linear time).
+    index: std::collections::HashMap<String, usize>,
     /// How each secret is shown when masked (the key hint, or `***`).
     masks: BTreeMap<String, String>,
     /// Which resolved credential wrote each variable, to refuse a second one writing it.
@@ -129,21 +132,37 @@ impl EnvMap {
     }
 
     fn insert(&mut self, var: EnvVar, mask: String) {
-        self.vars.retain(|v| v.name != var.name);
         if !mask.is_empty() {
             self.masks.insert(var.name.clone(), mask);
         } else {
             self.masks.remove(&var.name);
         }
-        self.vars.push(var);
+        match self.index.get(&var.name) {
+            Some(&i) => self.vars[i] = var,
+            None => {
+                self.index.insert(var.name.clone(), self.vars.len());
+                self.vars.push(var);
+            }
+        }
     }
 
     /// Keeps only the variables for which `keep` says yes.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         self.vars.retain(|v| keep(&v.name));
-        let names: Vec<String> = self.vars.iter().map(|v| v.name.clone()).collect();
-        self.masks.retain(|k, _| names.contains(k));
-        self.writers.retain(|k, _| names.contains(k));
+        self.index = self
+            .vars
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.name.clone(), i))
+            .collect();
+        let index = &self.index;
+        self.masks.retain(|k, _| index.contains_key(k));
+        self.writers.retain(|k, _| index.contains_key(k));
+    }
+
+    /// Whether a variable of this name is in the map.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
     }
 
     /// The variables.

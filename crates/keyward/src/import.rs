@@ -226,18 +226,6 @@ pub(crate) fn from_variables(
     read
 }
 
-/// The variables of `.env` files (a later file wins).
-pub(crate) fn dotenv_files(files: &[std::path::PathBuf]) -> Result<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for file in files {
-        for (k, v) in crate::commands::run::read_env_file(file)? {
-            out.retain(|(n, _)| *n != k);
-            out.push((k, v));
-        }
-    }
-    Ok(out)
-}
-
 /// What applying an item does.
 enum Action {
     Create,
@@ -270,12 +258,18 @@ pub(crate) async fn plan(
 ) -> Result<Plan> {
     vault.require_org(org).await?;
     let existing = vault.list_credentials(Some(org), None).await?;
-    let sensitive_vars: std::collections::BTreeSet<VarName> = vault
+    // The organization's own variables, by name, and whether each is sensitive: a name not
+    // there is created without asking the store (an import of many variables costs one read).
+    let org_vars: std::collections::HashMap<VarName, bool> = vault
         .list_vars(Some(org))
         .await?
         .into_iter()
-        .filter(|v| v.sensitive && v.org.as_ref() == Some(org))
-        .map(|v| v.name)
+        .filter(|v| v.org.as_ref() == Some(org))
+        .map(|v| (v.name, v.sensitive))
+        .collect();
+    let existing: std::collections::HashMap<(&str, &CredentialName), &_> = existing
+        .iter()
+        .map(|c| ((c.provider.as_str(), &c.name), c))
         .collect();
     let mut steps = Vec::new();
     let mut skipped = read.skipped;
@@ -289,10 +283,7 @@ pub(crate) async fn plan(
                 modalities,
                 active,
                 ..
-            } => match existing
-                .iter()
-                .find(|c| c.provider == provider.id && c.name == *name)
-            {
+            } => match existing.get(&(provider.id, name)) {
                 None => Action::Create,
                 Some(c) => {
                     let mut what = Vec::new();
@@ -324,8 +315,11 @@ pub(crate) async fn plan(
                 sensitive,
                 ..
             } => {
-                let same = vault.var_value_is(name, Some(org), value).await?;
-                let was_sensitive = sensitive_vars.contains(name);
+                let same = match org_vars.get(name) {
+                    None => None,
+                    Some(_) => vault.var_value_is(name, Some(org), value).await?,
+                };
+                let was_sensitive = org_vars.get(name).copied().unwrap_or(false);
                 match same {
                     None => Action::Create,
                     // A sensitive variable stays sensitive; a plain one made sensitive is set.
@@ -455,94 +449,20 @@ pub(crate) async fn apply(
     format_check: FormatCheck,
     actor: &str,
 ) -> Result<Outcome> {
-    let mut out = Outcome::default();
-    for (item, action) in plan.steps {
-        let (what, _, origin) = describe(&item);
-        let origin = origin.to_owned();
-        let done: Result<Option<(&str, String)>> = async {
-            Ok(match (item, action) {
-                (_, Action::Unchanged) => None,
-                (
-                    Item::Credential {
-                        provider,
-                        name,
-                        secret,
-                        fields,
-                        modalities,
-                        active,
-                        ..
-                    },
-                    Action::Create,
-                ) => {
-                    let mut new = NewCredential::new(org.clone(), provider, name, secret);
-                    new.fields = fields;
-                    new.modalities = modalities;
-                    new.active = active;
-                    new.format_check = format_check;
-                    let view = vault.add_credential(new, actor).await?;
-                    Some(("created", format!("credential:{}", view.id)))
-                }
-                (
-                    Item::Credential {
-                        secret,
-                        fields,
-                        modalities,
-                        active,
-                        ..
-                    },
-                    Action::Update { id, what },
-                ) => {
-                    let update = CredentialUpdate {
-                        secret: if what.contains(&"key") { secret } else { None },
-                        format_check: Some(format_check),
-                        fields,
-                        modalities: (!modalities.is_empty()).then_some(modalities),
-                        active: Some(active),
-                        ..CredentialUpdate::default()
-                    };
-                    vault.update_credential(&id, None, update, actor).await?;
-                    Some(("updated", format!("credential:{id}")))
-                }
-                (
-                    Item::Variable {
-                        name,
-                        value,
-                        sensitive,
-                        ..
-                    },
-                    action,
-                ) => {
-                    vault
-                        .set_var(&name, Some(org), &value, sensitive, None, actor)
-                        .await?;
-                    let verb = if matches!(action, Action::Create) {
-                        "created"
-                    } else {
-                        "updated"
-                    };
-                    Some((verb, format!("variable:{org}/{name}")))
-                }
-                (Item::Credential { .. }, Action::Set) => None,
-            })
-        }
+    use futures_util::StreamExt as _;
+    // Up to 32 records in flight: their writes and events share the store's group commits,
+    // so a file of many variables costs a few hundred commits, not two per variable.
+    let results = futures_util::stream::iter(plan.steps)
+        .map(|(item, action)| apply_one(vault, org, item, action, source, format_check, actor))
+        .buffered(32)
+        .collect::<Vec<_>>()
         .await;
+    let mut out = Outcome::default();
+    for (what, origin, done) in results {
         match done {
             Ok(None) => out.unchanged += 1,
-            Ok(Some((verb, target))) => {
-                if verb == "created" {
-                    out.created += 1;
-                } else {
-                    out.updated += 1;
-                }
-                vault
-                    .record(
-                        NewEvent::new(actor, Category::SecretManagement, "import", target)
-                            .org(Some(org.as_str()))
-                            .details(json!({ "source": source, "from": origin, "result": verb })),
-                    )
-                    .await
-                    .context("the import event")?;
-            }
+            Ok(Some("created")) => out.created += 1,
+            Ok(Some(_)) => out.updated += 1,
             Err(e) => {
                 out.failed += 1;
                 let why = keyward_core::secret_like::scrub(&format!("{e:#}"));
@@ -551,6 +471,102 @@ pub(crate) async fn apply(
         }
     }
     Ok(out)
+}
+
+/// Applies one step of a plan and records its `import` event: what it was, where it came from,
+/// and the verb (`None` when nothing changed).
+async fn apply_one(
+    vault: &Vault,
+    org: &OrgId,
+    item: Item,
+    action: Action,
+    source: &str,
+    format_check: FormatCheck,
+    actor: &str,
+) -> (String, String, Result<Option<&'static str>>) {
+    let (what, _, origin) = describe(&item);
+    let origin = origin.to_owned();
+    let done: Result<Option<(&'static str, String)>> = async {
+        Ok(match (item, action) {
+            (_, Action::Unchanged) => None,
+            (
+                Item::Credential {
+                    provider,
+                    name,
+                    secret,
+                    fields,
+                    modalities,
+                    active,
+                    ..
+                },
+                Action::Create,
+            ) => {
+                let mut new = NewCredential::new(org.clone(), provider, name, secret);
+                new.fields = fields;
+                new.modalities = modalities;
+                new.active = active;
+                new.format_check = format_check;
+                let view = vault.add_credential(new, actor).await?;
+                Some(("created", format!("credential:{}", view.id)))
+            }
+            (
+                Item::Credential {
+                    secret,
+                    fields,
+                    modalities,
+                    active,
+                    ..
+                },
+                Action::Update { id, what },
+            ) => {
+                let update = CredentialUpdate {
+                    secret: if what.contains(&"key") { secret } else { None },
+                    format_check: Some(format_check),
+                    fields,
+                    modalities: (!modalities.is_empty()).then_some(modalities),
+                    active: Some(active),
+                    ..CredentialUpdate::default()
+                };
+                vault.update_credential(&id, None, update, actor).await?;
+                Some(("updated", format!("credential:{id}")))
+            }
+            (
+                Item::Variable {
+                    name,
+                    value,
+                    sensitive,
+                    ..
+                },
+                action,
+            ) => {
+                vault
+                    .set_var(&name, Some(org), &value, sensitive, None, actor)
+                    .await?;
+                let verb = if matches!(action, Action::Create) {
+                    "created"
+                } else {
+                    "updated"
+                };
+                Some((verb, format!("variable:{org}/{name}")))
+            }
+            (Item::Credential { .. }, Action::Set) => None,
+        })
+    }
+    .await;
+    let done = match done {
+        Ok(Some((verb, target))) => vault
+            .record(
+                NewEvent::new(actor, Category::SecretManagement, "import", target)
+                    .org(Some(org.as_str()))
+                    .details(json!({ "source": source, "from": origin, "result": verb })),
+            )
+            .await
+            .context("the import event")
+            .map(|()| Some(verb)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    (what, origin, done)
 }
 
 // ----- Fernet: Open Notebook and the admin guide's platform -------------------------------
@@ -962,17 +978,63 @@ fn litellm_provider(model: &str) -> Option<&'static Provider> {
 }
 
 /// A LiteLLM value: literal, or `os.environ/VAR` read from this process's environment.
+///
+/// LiteLLM configs name their keys this way by habit, so an import reads them, with two
+/// limits: never one of Keyward's own variables (`KEYWARD_*`: the process running an import
+/// holds the master key), and never a value equal to one of theirs (the master key exported
+/// again under an innocent name). The plan names every variable it read.
 fn litellm_value(v: &serde_json::Value) -> std::result::Result<Option<String>, String> {
     let Some(s) = v.as_str().map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(v.as_f64().map(|n| n.to_string()));
     };
     match s.strip_prefix("os.environ/") {
-        Some(var) => match std::env::var(var) {
-            Ok(value) if !value.trim().is_empty() => Ok(Some(value.trim().to_owned())),
-            _ => Err(format!("os.environ/{var} is not set in this environment")),
-        },
+        Some(var) => environ(var.trim()).map(Some),
         None => Ok(Some(s.to_owned())),
     }
+}
+
+/// A variable an import file names, read from this process's environment (see
+/// [`litellm_value`]).
+fn environ(var: &str) -> std::result::Result<String, String> {
+    let shown = keyward_core::secret_like::shown_name(var);
+    if keyward_core::env::is_keyward_own(var) {
+        return Err(format!(
+            "os.environ/{shown} is one of Keyward's own settings, which no import file may read"
+        ));
+    }
+    let value = match std::env::var(var) {
+        Ok(value) if !value.trim().is_empty() => zeroize::Zeroizing::new(value),
+        _ => return Err(format!("os.environ/{shown} is not set in this environment")),
+    };
+    let value = value.trim();
+    let own = std::env::vars_os().any(|(k, v)| {
+        k.to_str().is_some_and(keyward_core::env::is_keyward_own)
+            && v.to_str().is_some_and(|v| {
+                let v = zeroize::Zeroizing::new(v.trim().to_owned());
+                !v.is_empty() && (value == v.as_str() || v.split([',', ':']).any(|p| p == value))
+            })
+    });
+    if own {
+        return Err(format!(
+            "os.environ/{shown} holds the value of one of Keyward's own settings (KEYWARD_*), \
+             which no import file may read"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// The `os.environ/VAR` names of a LiteLLM entry's values, for the plan.
+fn environ_names(values: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = values
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, v)| v.as_str()?.trim().strip_prefix("os.environ/"))
+        .map(|n| keyward_core::secret_like::shown_name(n.trim()).into_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// One credential of a LiteLLM config: provider, key, fields, name, where it was first seen.
@@ -1012,7 +1074,13 @@ pub(crate) fn litellm(yaml: &str) -> Result<Read> {
     }
     // (provider, key, fields) → name, origin.
     let mut groups: Vec<Group> = Vec::new();
-    let mut used_names: Vec<(&'static str, String)> = Vec::new();
+    // What is already grouped, and the names taken with the next number to try for each base
+    // name: lookups, so that a file of many models costs linear time.
+    let mut grouped: std::collections::HashSet<(&'static str, Option<String>, String)> =
+        Default::default();
+    let mut used_names: std::collections::HashSet<(&'static str, String)> = Default::default();
+    let mut next_number: std::collections::HashMap<(&'static str, String), usize> =
+        Default::default();
     let mut referenced: std::collections::BTreeSet<String> = Default::default();
     for (i, m) in doc
         .get("model_list")
@@ -1145,10 +1213,8 @@ pub(crate) fn litellm(yaml: &str) -> Result<Read> {
             );
             continue;
         }
-        if groups
-            .iter()
-            .any(|(p, k, f, _, _)| p.id == provider.id && *k == key && *f == fields)
-        {
+        let fields_key = serde_json::to_string(&fields).unwrap_or_default();
+        if !grouped.insert((provider.id, key.clone(), fields_key)) {
             continue;
         }
         let base_name = text(&params, "litellm_credential_name")
@@ -1156,15 +1222,23 @@ pub(crate) fn litellm(yaml: &str) -> Result<Read> {
             .unwrap_or(provider.id)
             .to_owned();
         let mut name = base_name.clone();
-        let mut n = 1;
-        while used_names
-            .iter()
-            .any(|(p, used)| *p == provider.id && *used == name)
-        {
-            n += 1;
+        let n = next_number
+            .entry((provider.id, base_name.clone()))
+            .or_insert(1);
+        while used_names.contains(&(provider.id, name.clone())) {
+            *n += 1;
             name = format!("{base_name}-{n}");
         }
-        used_names.push((provider.id, name.clone()));
+        used_names.insert((provider.id, name.clone()));
+        let read_from = environ_names(&values);
+        let origin = if read_from.is_empty() {
+            origin
+        } else {
+            format!(
+                "{origin}, reads os.environ/{}",
+                read_from.join(", os.environ/")
+            )
+        };
         groups.push((provider, key, fields, name, origin));
     }
     for name in named.keys().filter(|n| !referenced.contains(*n)) {

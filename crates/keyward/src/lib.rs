@@ -34,6 +34,7 @@
 //! secret references), [`mask`] (masking secrets in a stream) and [`probe`] (key tests).
 
 pub mod config;
+pub mod dotenv;
 pub mod envmap;
 pub use keyward_core::mask;
 pub mod reference;

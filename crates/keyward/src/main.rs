@@ -116,6 +116,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Org(cmd) => org(&backend, cmd).await,
             Command::Cred(cmd) => cred(&backend, cmd).await,
             Command::Var(cmd) => var(&backend, cmd).await,
+            Command::MasterKey(cli::MasterKeyCommand::Rotate {
+                new_key_file: Some(_),
+                ..
+            }) => bail!(
+                "KEYWARD_URL is set: --new-key-file writes a key for this machine's vault; rotate on the server's machine, or unset KEYWARD_URL"
+            ),
             Command::MasterKey(cmd) => master_key(&backend, cmd).await,
             Command::Events(cmd) => events(&backend, cmd).await,
             Command::Token(cmd) => serve::token(&backend, cmd).await,
@@ -141,7 +147,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         database_url: cli.global.database_url.clone(),
         production: cli.global.production,
     };
-    let config = Config::load(&inputs)?;
+    let mut config = Config::load(&inputs)?;
+    // A rotation's primary key: a new one written to a file first, or one the operator vouches
+    // for; otherwise the store refuses a primary key given only in the environment.
+    match &cli.command {
+        Command::MasterKey(cli::MasterKeyCommand::Rotate {
+            new_key_file: Some(path),
+            kid,
+            ..
+        }) => {
+            let key = commands::master_key::new_key_file(path, kid.as_deref())?;
+            config.keyring = config.keyring.with_new_primary(key)?;
+        }
+        Command::MasterKey(cli::MasterKeyCommand::Rotate {
+            danger_primary_key_saved_elsewhere: true,
+            ..
+        }) => config.keyring = config.keyring.primary_kept_on_operators_word(),
+        Command::Serve(args) if args.danger_primary_key_saved_elsewhere => {
+            config.keyring = config.keyring.primary_kept_on_operators_word();
+        }
+        _ => {}
+    }
     // Copying stores opens both (and the copy again, to check it) with the configured keys.
     if let Command::Store(cli::StoreCommand::Copy { from, to, force }) = &cli.command {
         let keys = || Config::load(&inputs).map(|c| c.keyring);

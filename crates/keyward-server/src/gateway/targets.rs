@@ -349,7 +349,7 @@ impl Targets {
                         }
                         // Keyward's own configuration (the master key above all) is nobody's
                         // provider key.
-                        if name.starts_with("KEYWARD_") {
+                        if keyward_core::env::is_keyward_own(&name) {
                             return Err(terr(format!(
                                 "secret_key_ref env {name}: Keyward's own settings (KEYWARD_*) cannot be a target's key"
                             )));

@@ -18,6 +18,12 @@ use crate::output::{Table, print_json, time};
 /// The buffers it passes through are wiped when dropped.
 pub(crate) fn read_secret(env_var: Option<&str>, what: &str) -> Result<SecretString> {
     let value = if let Some(var) = env_var {
+        if keyward_core::env::is_keyward_own(var) {
+            bail!(
+                "{var} is one of Keyward's own settings, which is never stored as a secret",
+                var = keyward_core::secret_like::shown_name(var)
+            );
+        }
         Zeroizing::new(
             std::env::var(var)
                 .map_err(|_| anyhow!("{} is not set", keyward_core::secret_like::shown(var)))?,

@@ -18,7 +18,7 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
             common,
             vars,
         } => {
-            let pairs = import::dotenv_files(&files)?;
+            let pairs = keyward::dotenv::read_all(&files)?;
             let first = &files[0];
             let label = first.display().to_string();
             let name = credential_name(vars.name.as_deref(), "dotenv")?;

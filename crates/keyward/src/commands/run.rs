@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use keyward::mask::Masker;
 use keyward::{EnvMap, KeyProvider, Reference};
 use keyward_core::credential::CredentialStatus;
@@ -160,17 +160,6 @@ fn dotenv_value(v: &str) -> Option<String> {
     Some(out)
 }
 
-/// Keyward's own configuration: never handed to the child. The master key opens every
-/// organization's keys, a database URL may carry a password, and the server token is
-/// Keyward's credential, not the command's.
-const WITHHELD: [&str; 5] = [
-    "KEYWARD_MASTER_KEY",
-    "KEYWARD_MASTER_KEYS",
-    "KEYWARD_MASTER_KEY_FILE",
-    "KEYWARD_DATABASE_URL",
-    "KEYWARD_TOKEN",
-];
-
 /// What the child gets besides the inherited environment, and what to mask.
 struct ChildEnv {
     vars: EnvMap,
@@ -188,25 +177,21 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
     };
 
     // Variables from env files (later files win), then references wherever they are.
-    let mut from_files: Vec<(String, String)> = Vec::new();
-    for file in &args.env_file {
-        for (k, v) in read_env_file(file)? {
-            from_files.retain(|(name, _)| *name != k);
-            from_files.push((k, v));
-        }
-    }
+    let from_files = keyward::dotenv::read_all(&args.env_file)?;
+    let in_files: std::collections::HashSet<&str> =
+        from_files.iter().map(|(k, _)| k.as_str()).collect();
     let mut explicit = EnvMap::new();
     let mut secrets = Vec::new();
     let mut failures = Vec::new();
     let inherited = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
     let candidates: Vec<(String, String)> = inherited
-        .filter(|(k, _)| !from_files.iter().any(|(f, _)| f == k))
+        .filter(|(k, _)| !in_files.contains(k.as_str()))
         .chain(from_files.iter().cloned())
         .collect();
     for (name, value) in candidates {
         match Reference::parse(&value) {
-            None if from_files.iter().any(|(f, _)| *f == name) => {
+            None if in_files.contains(name.as_str()) => {
                 explicit.insert_plain(&name, value);
             }
             None => {}
@@ -236,9 +221,7 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
 
     if args.no_override {
         // Variables the user set (in the environment or an env file) win.
-        let user_set = |name: &str| {
-            std::env::var_os(name).is_some() || explicit.vars().iter().any(|v| v.name == name)
-        };
+        let user_set = |name: &str| std::env::var_os(name).is_some() || explicit.contains(name);
         providers.retain(|name| !user_set(name));
     }
     // Provider variables are laid over the explicit ones (after --no-override's filter).
@@ -297,7 +280,7 @@ pub(crate) async fn run(keys: &Keys, args: RunArgs) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("no command given"))?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(rest);
-    for name in WITHHELD {
+    for name in keyward_core::env::WITHHELD {
         cmd.env_remove(name);
     }
     // The guard owns the private key files (Vertex); dropping it, on every path below,
@@ -433,22 +416,4 @@ async fn pump(
         to.write_all(&out).await?;
         to.flush().await?;
     }
-}
-
-/// The variables of a `.env` file, in order. A syntax error names the file and the position,
-/// never the line (it may hold a key).
-pub(crate) fn read_env_file(file: &std::path::Path) -> Result<Vec<(String, String)>> {
-    let iter = dotenvy::from_path_iter(file)
-        .with_context(|| format!("cannot read env file {}", file.display()))?;
-    iter.map(|item| {
-        item.map_err(|e| match e {
-            dotenvy::Error::LineParse(_, at) => anyhow!(
-                "cannot parse env file {}: syntax error at character {at} of a line \
-                 (the line is not shown: it may hold a secret; quote values with spaces)",
-                file.display()
-            ),
-            other => anyhow!("cannot read env file {}: {other}", file.display()),
-        })
-    })
-    .collect()
 }

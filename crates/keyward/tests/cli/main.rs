@@ -10,6 +10,7 @@ mod backup;
 mod browser;
 mod crash;
 mod gateway;
+mod hostile_files;
 mod import;
 mod openapi;
 mod run;

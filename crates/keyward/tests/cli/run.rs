@@ -375,10 +375,12 @@ fn env_files_and_environment_references_resolve_before_the_command_starts() {
         "{err}"
     );
     // A malformed env file line is reported without its content (it may hold a key).
-    std::fs::write(&env_file, "GOOD=1\nBROKEN=sk-RUNCANARY with spaces\n").unwrap();
+    std::fs::write(&env_file, "GOOD=1\nBROKEN='sk-RUNCANARY never closed\n").unwrap();
     let err = s.fails(&["run", "--env-file", &file, "--", "true"], &[]);
     assert!(
-        err.contains("cannot parse env file") && !err.contains("RUNCANARY"),
+        err.contains("cannot read env file")
+            && err.contains("line 2: a quote opened on this line is never closed")
+            && !err.contains("RUNCANARY"),
         "{err}"
     );
 }

@@ -209,7 +209,8 @@ async fn readme_tour(mut s: Sandbox) {
         "a secret is stored in plain text"
     );
 
-    // Rotate the master key, then drop the old one: every key still resolves.
+    // Rotate the master key, then drop the old one: every key still resolves. A primary key
+    // given only in a variable is refused (nothing shows it is kept); in a file it is not.
     let second_key = s.ok(&["keygen"]).trim().to_owned();
     s.env.remove("KEYWARD_MASTER_KEY");
     s.env.insert(
@@ -218,6 +219,17 @@ async fn readme_tour(mut s: Sandbox) {
     );
     let status = s.json(&["master-key", "status", "--json"]);
     assert_eq!(status["primary"], "k2");
+    let refused = s.fails(&["master-key", "rotate"], &[]);
+    assert!(refused.contains("--new-key-file"), "{refused}");
+    let status = s.json(&["master-key", "status", "--json"]);
+    assert_eq!(status["kids"][0]["credentials"], 0, "nothing was rewrapped");
+    let keys_file = s.scratch().join("master.keys");
+    std::fs::write(&keys_file, format!("k2:{second_key},default:{first_key}\n")).unwrap();
+    s.env.remove("KEYWARD_MASTER_KEYS");
+    s.env.insert(
+        "KEYWARD_MASTER_KEY_FILE".into(),
+        keys_file.display().to_string(),
+    );
     let rotate = s.run_with(&["master-key", "rotate"], "", &[]);
     let stderr = String::from_utf8_lossy(&rotate.stderr);
     assert!(rotate.status.success(), "{stderr}");
@@ -225,6 +237,7 @@ async fn readme_tour(mut s: Sandbox) {
         String::from_utf8_lossy(&rotate.stdout).contains("rewrapped 6 record(s)"),
         "4 credentials, 1 variable, 1 chain key"
     );
+    s.env.remove("KEYWARD_MASTER_KEY_FILE");
     s.env
         .insert("KEYWARD_MASTER_KEYS".into(), format!("k2:{second_key}"));
     for (org, provider, key) in [
@@ -499,7 +512,13 @@ async fn rotation_killed_mid_way_leaves_every_record_decryptable() {
     s.env
         .insert("KEYWARD_MASTER_KEYS".into(), format!("k2:{k2},k1:{k1}"));
     let mut child = s
-        .command(&["master-key", "rotate", "--batch-size", "10"])
+        .command(&[
+            "master-key",
+            "rotate",
+            "--batch-size",
+            "10",
+            "--danger-primary-key-saved-elsewhere",
+        ])
         .spawn()
         .unwrap();
     // Watch the database until the rotation is part-way, then kill it without warning.
@@ -541,7 +560,11 @@ async fn rotation_killed_mid_way_leaves_every_record_decryptable() {
     let list = s.json(&["cred", "list", "--json"]);
     assert!(list.as_array().unwrap().iter().all(|c| c["status"] == "ok"));
 
-    s.ok(&["master-key", "rotate"]);
+    s.ok(&[
+        "master-key",
+        "rotate",
+        "--danger-primary-key-saved-elsewhere",
+    ]);
     s.env
         .insert("KEYWARD_MASTER_KEYS".into(), format!("k2:{k2}"));
     let list = s.json(&["cred", "list", "--json"]);
@@ -673,4 +696,90 @@ fn a_sensitive_value_is_shown_as_stars_in_every_listing() {
     assert_eq!(got["value"], "***");
     let revealed = s.json(&["var", "get", "OPENAI_API_KEY_V2", "--json", "--reveal"]);
     assert_eq!(revealed["value"], "sk-proj-VARSTARS0123456789abcd");
+}
+
+/// The README's way off the development key, pasted as it is, cannot lose the vault: the old
+/// command is refused before anything is rewrapped, and `--new-key-file` writes the key to a
+/// private file and reads it back before the rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_the_development_key_cannot_lose_the_vault() {
+    let mut s = Sandbox::sqlite();
+    s.ok(&["org", "create", "acme"]);
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "prod",
+        ],
+        CANARY_OPENAI_ACME,
+        &[],
+    );
+    let data = s.data_dir();
+    // The command the README used to give, through a shell, exactly as a user pastes it.
+    let keyward = env!("CARGO_BIN_EXE_keyward");
+    let old_way = format!(
+        "KEYWARD_MASTER_KEYS=\"prod:$({keyward} keygen),dev:$(cat {dev})\" {keyward} master-key rotate",
+        dev = data.join("master.key").display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &old_way])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&s.env)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the old command must be refused");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to rewrap"), "{err}");
+    // Nothing moved: the development key still opens everything.
+    let resolved = s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
+    assert_eq!(resolved.trim(), CANARY_OPENAI_ACME);
+
+    // The new way.
+    let key_file = s.scratch().join("keyward-master.key");
+    let done = s.ok(&[
+        "master-key",
+        "rotate",
+        "--new-key-file",
+        key_file.to_str().unwrap(),
+        "--kid",
+        "prod",
+    ]);
+    assert!(done.contains("KEYWARD_MASTER_KEY_FILE="), "{done}");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(data.join("master.key").exists(), "the old key is kept");
+    // A second run cannot overwrite the key file.
+    let again = s.fails(
+        &[
+            "master-key",
+            "rotate",
+            "--new-key-file",
+            key_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(again.contains("must not exist"), "{again}");
+    // With the new key alone, everything opens.
+    s.env.insert(
+        "KEYWARD_MASTER_KEY_FILE".into(),
+        key_file.display().to_string(),
+    );
+    let status = s.json(&["master-key", "status", "--json"]);
+    assert_eq!(status["primary"], "prod");
+    assert_eq!(status["kids"][0]["credentials"], 1);
+    assert_eq!(status["kids"].as_array().unwrap().len(), 1, "{status}");
+    let resolved = s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
+    assert_eq!(resolved.trim(), CANARY_OPENAI_ACME);
+    s.ok_with(
+        &["var", "set", "after", "--org", "acme"],
+        "written after",
+        &[],
+    );
 }

@@ -1,0 +1,208 @@
+//! Files a command reads, written by an attacker: an import source or an env file that names
+//! Keyward's own variables in every syntax it might, and files built to cost time or memory.
+//! The operator running the command holds the master key in its environment, as the README
+//! says to.
+
+use crate::sandbox::Sandbox;
+
+/// A sandbox whose master key is in the environment of every command, and an organization.
+fn with_master_key() -> (Sandbox, String) {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key.clone());
+    s.ok(&["org", "create", "acme"]);
+    // `keygen` printed it; from here on nothing may.
+    s.transcript.clear();
+    (s, key)
+}
+
+fn assert_nowhere(s: &Sandbox, stored: &[u8], key: &str) {
+    let printed = String::from_utf8_lossy(&s.transcript);
+    assert!(!printed.contains(key), "the master key was printed");
+    assert!(
+        !String::from_utf8_lossy(stored).contains(key),
+        "the master key was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_litellm_file_cannot_import_keywards_own_variables() {
+    let (mut s, master) = with_master_key();
+    let file = s.scratch().join("config.yaml");
+    // Directly, in another case, and under an innocent name holding the same value.
+    std::fs::write(
+        &file,
+        "model_list:\n\
+         - model_name: gpt-4o\n\
+         \x20 litellm_params:\n\
+         \x20   model: openai/gpt-4o\n\
+         \x20   api_key: os.environ/KEYWARD_MASTER_KEY\n\
+         \x20   api_base: https://collector.example\n\
+         - model_name: claude\n\
+         \x20 litellm_params:\n\
+         \x20   model: anthropic/claude-3-5-sonnet\n\
+         \x20   api_key: os.environ/keyward_master_key\n\
+         - model_name: gemini\n\
+         \x20 litellm_params:\n\
+         \x20   model: gemini/gemini-2.0-flash\n\
+         \x20   api_key: os.environ/INNOCENT\n\
+         - model_name: groq\n\
+         \x20 litellm_params:\n\
+         \x20   model: openai/llama\n\
+         \x20   api_key: \"os.environ/ KEYWARD_DATABASE_URL\"\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let args = [
+        "import",
+        "litellm",
+        &file,
+        "--org",
+        "acme",
+        "--no-format-check",
+    ];
+    let extra = [("INNOCENT", master.as_str())];
+    let plan = String::from_utf8_lossy(
+        &s.run_with(&[&args[..], &["--dry-run"]].concat(), "", &extra)
+            .stdout,
+    )
+    .into_owned();
+    assert!(!plan.contains("create "), "nothing may be planned: {plan}");
+    for line in [
+        "model_list[0]: os.environ/KEYWARD_MASTER_KEY is one of Keyward's own settings",
+        "model_list[1]: os.environ/keyward_master_key is one of Keyward's own settings",
+        "model_list[2]: os.environ/INNOCENT holds the value of one of Keyward's own settings",
+        "model_list[3]: os.environ/KEYWARD_DATABASE_URL is one of Keyward's own settings",
+    ] {
+        assert!(plan.contains(line), "{line}\n{plan}");
+    }
+    let out = s.run_with(&args, "", &extra);
+    assert!(!out.status.success(), "an import with errors fails");
+    let listed = s.json(&["cred", "list", "--org", "acme", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+    let stored = s.stored_bytes().await;
+    assert_nowhere(&s, &stored, &master);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_litellm_plan_names_the_variables_it_reads() {
+    let (mut s, _) = with_master_key();
+    let file = s.scratch().join("config.yaml");
+    std::fs::write(
+        &file,
+        "model_list:\n\
+         - model_name: gpt-4o\n\
+         \x20 litellm_params:\n\
+         \x20   model: openai/gpt-4o\n\
+         \x20   api_key: os.environ/OPENAI_API_KEY\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let plan = s.ok_with(
+        &["import", "litellm", &file, "--org", "acme", "--dry-run"],
+        "",
+        &[("OPENAI_API_KEY", "sk-proj-HOSTILECANARY0123456789abcdWXYZ")],
+    );
+    assert!(
+        plan.contains("model_list[0], reads os.environ/OPENAI_API_KEY"),
+        "{plan}"
+    );
+    assert!(!plan.contains("HOSTILECANARY"), "{plan}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dotenv_import_never_reads_the_environment() {
+    let (mut s, master) = with_master_key();
+    for (i, line) in [
+        "LOG_FORMAT=${KEYWARD_MASTER_KEY}",
+        "LOG_FORMAT=$KEYWARD_MASTER_KEY",
+        "LOG_FORMAT=\"prefix ${KEYWARD_MASTER_KEY} suffix\"",
+        "LOG_FORMAT=${UNSET:-${KEYWARD_MASTER_KEY}}",
+        "LOG_FORMAT=${INNOCENT}",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let file = s.scratch().join(format!("hostile{i}.env"));
+        std::fs::write(&file, format!("# a config\nLOG_LEVEL=info\n{line}\n")).unwrap();
+        let file = file.display().to_string();
+        let err = s.fails(
+            &["import", "dotenv", &file, "--org", "acme"],
+            &[("INNOCENT", &master)],
+        );
+        assert!(err.contains("line 3"), "{line}: {err}");
+        assert!(err.contains("never reads the environment"), "{line}: {err}");
+    }
+    // A defaulted reference takes its default, never the environment.
+    let file = s.scratch().join("defaulted.env");
+    std::fs::write(&file, "LOG_FORMAT=${KEYWARD_MASTER_KEY:-json}\n").unwrap();
+    let file = file.display().to_string();
+    s.ok(&["import", "dotenv", &file, "--org", "acme"]);
+    let got = s.ok(&["var", "get", "LOG_FORMAT", "--org", "acme"]);
+    assert!(got.contains("json"), "{got}");
+    let stored = s.stored_bytes().await;
+    assert_nowhere(&s, &stored, &master);
+}
+
+#[test]
+fn run_env_files_never_hand_keywards_own_variables_to_the_child() {
+    let (mut s, master) = with_master_key();
+    let file = s.scratch().join("app.env");
+    std::fs::write(
+        &file,
+        "INNOCENT=${KEYWARD_MASTER_KEY}\nALSO=$KEYWARD_MASTER_KEY\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let err = s.fails(
+        &["run", "--env-file", &file, "--", "env"],
+        &[("KEYWARD_ADMIN_TOKEN", "kwt_HOSTILEADMINCANARY")],
+    );
+    assert!(err.contains("never reads the environment"), "{err}");
+    // Without the file, the child still sees none of Keyward's secrets.
+    let out = s.ok_with(
+        &["run", "--", "env"],
+        "",
+        &[("KEYWARD_ADMIN_TOKEN", "kwt_HOSTILEADMINCANARY")],
+    );
+    assert!(!out.contains("KEYWARD_MASTER_KEY"), "{out}");
+    assert!(!out.contains("HOSTILEADMINCANARY"), "{out}");
+    assert!(!String::from_utf8_lossy(&s.transcript).contains(&master));
+}
+
+#[test]
+fn a_dotenv_file_of_200_000_variables_imports_in_linear_time() {
+    // The cost is not timed here (benchmarks do that); a quadratic reader simply does not
+    // finish 200 000 lines within the test run, which is what the issue saw.
+    let (mut s, _) = with_master_key();
+    // A child's environment holds a few MiB at most (E2BIG), so `run` gets 20 000.
+    let few = s.scratch().join("few.env");
+    let mut text = String::new();
+    for i in 0..20_000 {
+        text.push_str(&format!("VAR_{i}=value-{i}\n"));
+    }
+    std::fs::write(&few, &text).unwrap();
+    let few = few.display().to_string();
+    let out = s.ok(&[
+        "run",
+        "--env-file",
+        &few,
+        "--",
+        "sh",
+        "-c",
+        "echo $VAR_19999",
+    ]);
+    assert_eq!(out.trim(), "value-19999");
+    let file = s.scratch().join("many.env");
+    for i in 20_000..200_000 {
+        text.push_str(&format!("VAR_{i}=value-{i}\n"));
+    }
+    std::fs::write(&file, text).unwrap();
+    let file = file.display().to_string();
+    let plan = s.ok(&["import", "dotenv", &file, "--org", "acme", "--dry-run"]);
+    assert!(
+        plan.contains("VAR_199999"),
+        "{}",
+        &plan[..200.min(plan.len())]
+    );
+}
