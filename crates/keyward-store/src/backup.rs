@@ -11,7 +11,7 @@
 //! same file restores into SQLite or PostgreSQL.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read as _, Write};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -109,6 +109,38 @@ fn cell(row: &sqlx::any::AnyRow, i: usize) -> Result<Value, VaultError> {
         "column {} has a type backups do not know",
         row.column(i).name()
     )))
+}
+
+/// The longest line a backup may hold. Rows are a few KiB (a Vertex service account, sealed,
+/// is the largest); a longer line is not a backup, and reading it whole would take memory
+/// in proportion to whatever the file holds.
+const MAX_LINE: u64 = 16 << 20;
+
+/// The lines of a backup, each read up to [`MAX_LINE`]: memory stays bounded whatever the file.
+fn bounded_lines(mut input: impl BufRead) -> impl Iterator<Item = Result<String, VaultError>> {
+    let mut number = 0usize;
+    std::iter::from_fn(move || {
+        number += 1;
+        let mut line = Vec::new();
+        let read = (&mut input).take(MAX_LINE + 1).read_until(b'\n', &mut line);
+        match read {
+            Err(e) => Some(Err(bad(format!("cannot read line {number}: {e}")))),
+            Ok(0) => None,
+            Ok(_) if line.len() as u64 > MAX_LINE => Some(Err(bad(format!(
+                "line {number} is longer than {} MiB",
+                MAX_LINE >> 20
+            )))),
+            Ok(_) => {
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                Some(
+                    String::from_utf8(line)
+                        .map_err(|_| bad(format!("line {number} is not UTF-8 text"))),
+                )
+            }
+        }
+    })
 }
 
 fn bad(why: impl Into<String>) -> VaultError {
@@ -240,11 +272,8 @@ impl Vault {
         force: bool,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<BackupHeader, VaultError> {
-        let mut lines = input.lines();
-        let first = lines
-            .next()
-            .ok_or_else(|| bad("the file is empty"))?
-            .map_err(|e| bad(e.to_string()))?;
+        let mut lines = bounded_lines(input);
+        let first = lines.next().ok_or_else(|| bad("the file is empty"))??;
         let header: BackupHeader = serde_json::from_str(&first).map_err(|_| bad("no header"))?;
         let mut digest = sha2::Sha256::new();
         digest.update(first.as_bytes());
@@ -305,7 +334,7 @@ impl Vault {
         let total: u64 = header.tables.values().sum();
         let mut done = 0u64;
         for (n, line) in lines.enumerate() {
-            let line = line.map_err(|e| bad(e.to_string()))?;
+            let line = line?;
             if line.trim().is_empty() {
                 continue;
             }

@@ -89,7 +89,8 @@ pub(crate) enum Command {
     /// Write a consistent snapshot of the whole store to FILE while the server keeps running;
     /// its secrets stay sealed under the master keys, exactly as stored.
     Backup {
-        /// Where to write it (created with mode 0600; an existing file is replaced).
+        /// Where to write it: a file (created with mode 0600, or replaced when whole), or a
+        /// stream written directly (`-` for standard output, a FIFO, /dev/stdout).
         file: std::path::PathBuf,
         /// Back up a store that still holds legacy plain-text rows (they are in the file as
         /// they are in the store: run `keyward reencrypt` first instead).
@@ -99,7 +100,7 @@ pub(crate) enum Command {
     /// Restore a backup into an empty store (refused otherwise, unless --force), then verify
     /// the audit chain and open every credential.
     Restore {
-        /// The backup file.
+        /// The backup file (`-` for standard input).
         file: std::path::PathBuf,
         /// Replace what the store holds.
         #[arg(long)]

@@ -7,50 +7,44 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result, bail};
 use keyward_store::{BackupHeader, Vault};
 
-/// Writes the snapshot beside FILE and moves it into place only when it is whole, readable
-/// by this user alone.
+use super::out_file::OutFile;
+
+/// Writes the snapshot to FILE as [`OutFile`] says: a regular file (or none) through a private
+/// temporary file moved into place only when whole; a stream (`-`, a FIFO, `/dev/stdout`)
+/// directly; anything else refused.
 pub(crate) async fn backup(
     vault: &Vault,
     file: &Path,
     include_plaintext: bool,
 ) -> Result<ExitCode> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let plain = vault.legacy_plaintext_count().await?;
     if plain > 0 && !include_plaintext {
         bail!(
             "{plain} record(s) of this store are in plain text (legacy rows): a backup would hold them as they are; run `keyward reencrypt` first, or pass --include-plaintext"
         );
     }
-    let partial = file.with_extension("partial");
-    let out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&partial)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    let mut out = std::io::BufWriter::new(out);
-    let header = match vault.backup(&mut out).await {
-        Ok(h) => h,
-        Err(e) => {
-            drop(out);
-            let _ = std::fs::remove_file(&partial);
-            return Err(e.into());
-        }
-    };
+    let mut target = OutFile::create(file)?;
+    let mut out = std::io::BufWriter::new(&mut target);
+    // On an error the temporary file is removed when `target` is dropped.
+    let header = vault.backup(&mut out).await?;
     out.flush()?;
-    out.get_ref().sync_all()?;
     drop(out);
-    std::fs::rename(&partial, file)
-        .with_context(|| format!("cannot move the backup to {}", file.display()))?;
-    say!(
-        "backup written to {}: {} (secrets sealed under master key(s) {}; keep those keys to restore it)",
-        file.display(),
+    let to_stdout = target.is_stdout();
+    let name = target.name();
+    target.finish()?;
+    let report = format!(
+        "backup written to {name}: {} (secrets sealed under master key(s) {}; keep those keys to restore it)",
         counts(&header),
         header.kids.join(", ")
     );
+    // Standard output carries the backup itself: messages go to standard error then.
+    if to_stdout {
+        eprintln!("{report}");
+    } else {
+        say!("{report}");
+    }
     if plain > 0 {
-        say!(
+        eprintln!(
             "warning: {plain} legacy record(s) are in this file in plain text, as they are in the store (--include-plaintext); run `keyward reencrypt`"
         );
     }
@@ -67,8 +61,14 @@ fn counts(h: &BackupHeader) -> String {
 }
 
 pub(crate) async fn restore(vault: &Vault, file: &Path, force: bool) -> Result<BackupHeader> {
-    let input =
-        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // `-` is standard input (a backup piped from `gpg -d` or an object-store download).
+    let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?,
+        )
+    };
     let header = vault
         .restore(std::io::BufReader::new(input), force)
         .await
@@ -102,12 +102,13 @@ pub(crate) async fn verify(vault: &Vault, header: &BackupHeader) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// A store named on the command line: a database URL, or a SQLite file.
+/// A store named on the command line: a database URL, or a SQLite file (a path, or
+/// `sqlite:PATH`).
 fn location(s: &str) -> keyward_store::Location {
     if s.contains("://") {
         keyward_store::Location::Url(s.to_owned())
     } else {
-        keyward_store::Location::SqliteFile(s.into())
+        keyward_store::Location::SqliteFile(s.strip_prefix("sqlite:").unwrap_or(s).into())
     }
 }
 
@@ -138,6 +139,16 @@ pub(crate) async fn copy(
     let total: u64 = header.tables.values().sum();
     // A new SQLite target is this user's alone, like the data directory (SQLite gives its
     // journal the main file's mode).
+    if let keyward_store::Location::SqliteFile(path) = location(to)
+        && let Ok(meta) = std::fs::metadata(&path)
+        && !meta.is_file()
+    {
+        // A database is a regular file; SQLite would write its journal beside a device node.
+        bail!(
+            "{} is not a regular file: name a new or existing SQLite database file",
+            path.display()
+        );
+    }
     if let keyward_store::Location::SqliteFile(path) = location(to)
         && !path.exists()
     {

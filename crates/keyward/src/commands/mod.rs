@@ -7,6 +7,7 @@ pub(crate) mod events;
 pub(crate) mod import;
 pub(crate) mod master_key;
 pub(crate) mod org;
+pub(crate) mod out_file;
 pub(crate) mod providers;
 pub(crate) mod resolve;
 pub(crate) mod run;

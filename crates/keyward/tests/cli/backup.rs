@@ -185,3 +185,186 @@ async fn store_copy_moves_sqlite_to_postgres_and_back_with_everything() {
     assert!(said.contains("verified"), "{said}");
     to.cleanup().await;
 }
+
+/// `keyward backup PATH` as a person trying it out would run it: at a device, a FIFO, a link,
+/// a directory, standard output. A stream is written, never replaced; a regular file is
+/// replaced whole; the rest is refused, with what was there untouched.
+#[test]
+fn backup_writes_streams_directly_and_never_replaces_what_is_not_a_file() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    s.ok_with(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "prod",
+        ],
+        KEYS[0].1,
+        &[],
+    );
+    let dir = s.scratch();
+
+    // A link to the null device: written through, the link and the device stay.
+    let null = dir.join("null");
+    std::os::unix::fs::symlink("/dev/null", &null).unwrap();
+    s.ok(&["backup", null.to_str().unwrap()]);
+    assert!(
+        std::fs::symlink_metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+
+    // Standard output: the backup itself, messages on standard error; it restores.
+    let out = s.run_with(&["backup", "-"], "", &[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        text.starts_with('{') && text.contains("\"seal\""),
+        "{text:.200}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backup written to standard output"));
+    let mut fresh = Sandbox::sqlite();
+    fresh.env = s.env.clone();
+    fresh.env.insert(
+        "KEYWARD_DATA_DIR".into(),
+        dir.join("restored").display().to_string(),
+    );
+    let restored = fresh.ok_with(&["restore", "-"], &text, &[]);
+    assert!(restored.contains("all 1 credentials open"), "{restored}");
+
+    // A FIFO: read by another process while the backup writes into it.
+    let fifo = dir.join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read(&fifo).unwrap()
+    });
+    s.ok(&["backup", fifo.to_str().unwrap()]);
+    let got = reader.join().unwrap();
+    assert!(got.starts_with(b"{") && contains(&got, "\"seal\""));
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // A regular file through a link: the file is replaced, the link kept.
+    let real = dir.join("real.backup");
+    std::fs::write(&real, "old").unwrap();
+    let link = dir.join("link.backup");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    s.ok(&["backup", link.to_str().unwrap()]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(contains(&std::fs::read(&real).unwrap(), "\"seal\""));
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = dir.join("plain.backup");
+    s.ok(&["backup", file.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // A directory and a dangling link: refused, nothing left behind.
+    let err = s.fails(&["backup", dir.to_str().unwrap()], &[]);
+    assert!(err.contains("is a directory"), "{err}");
+    let dangling = dir.join("dangling");
+    std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+    let err = s.fails(&["backup", dangling.to_str().unwrap()], &[]);
+    assert!(err.contains("symbolic link to nothing"), "{err}");
+    let partials = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
+        })
+        .count();
+    assert_eq!(partials, 0);
+
+    // store copy into something that is not a database file is refused; `sqlite:PATH` works.
+    let sqlite = format!("sqlite:{}", s.data_dir().join("keyward.db").display());
+    let err = s.fails(
+        &["store", "copy", "--from", &sqlite, "--to", "/dev/null"],
+        &[],
+    );
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    let copy = dir.join("copy.db");
+    let said = s.ok(&[
+        "store",
+        "copy",
+        "--from",
+        &sqlite,
+        "--to",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(said.contains("all 1 credentials open"), "{said}");
+}
+
+/// A backup-shaped file with one enormous line is refused in Keyward's own words, without
+/// reading the line whole.
+#[test]
+fn restore_refuses_an_enormous_line_in_its_own_words() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    let good = s.run_with(&["backup", "-"], "", &[]).stdout;
+    let header = String::from_utf8(good)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let file = s.scratch().join("huge.backup");
+    {
+        use std::io::Write as _;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(f, "{header}").unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        f.write_all(b"{\"t\":\"organizations\",\"r\":{\"id\":\"")
+            .unwrap();
+        for _ in 0..40 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(b"\"}}\n").unwrap();
+    }
+    let mut fresh = Sandbox::sqlite();
+    fresh.env = s.env.clone();
+    fresh.env.insert(
+        "KEYWARD_DATA_DIR".into(),
+        s.scratch().join("restored").display().to_string(),
+    );
+    let err = fresh.fails(&["restore", file.to_str().unwrap()], &[]);
+    assert!(err.contains("line 2 is longer than 16 MiB"), "{err}");
+    assert!(!err.to_lowercase().contains("sqlite"), "{err}");
+}
