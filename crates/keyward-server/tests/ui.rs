@@ -624,3 +624,32 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
     assert!(log.contains("The audit chain verifies"), "{log}");
     secrets(&log, &tokens);
 }
+
+/// A key pasted into the wrong field of the credential form is refused, and the form that comes
+/// back with the refusal does not hold it in any field's value (nor anywhere on the page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_is_never_echoed_into_the_form() {
+    let c = console().await;
+    let (admin, _) = c.token(Role::Admin, None).await;
+    let (cookie, _) = session_cookie(&c.sign_in(&admin).await);
+    let pasted = "sk-proj-ECHOCANARY0123456789abcdefWXYZ";
+    for (field, extra) in [
+        ("name", String::new()),
+        ("base_url", "&name=ok-name".to_owned()),
+        ("f_organization", "&name=ok-name".to_owned()),
+    ] {
+        let body = format!(
+            "org=acme&provider=openai&{field}={pasted}{extra}&api_key={}",
+            "sk-proj-SECONDCANARY0123456789abcdWXYZ"
+        );
+        let resp = post(&c, "/ui/credentials", &cookie, &body).await;
+        assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let html = resp.text().await.unwrap();
+        assert!(!html.contains("ECHOCANARY"), "{field} echoed: {html}");
+        assert!(!html.contains("SECONDCANARY"), "{field}: the key came back");
+        if !extra.is_empty() {
+            // What was fine is kept, so the person does not type it again.
+            assert!(html.contains("value=\"ok-name\""), "{field}: {html}");
+        }
+    }
+}

@@ -375,14 +375,24 @@ impl FormPage {
         }
     }
 
-    /// The form again with what was typed, except the key.
+    /// The form again with what was typed, except the key, and except anything that looks
+    /// like a key: a key pasted into the wrong field is refused ("... is not shown") and must
+    /// not come back in the page either.
     fn retyped(mut self, typed: &Typed) -> Self {
-        self.name = typed.get("name").to_owned();
-        self.base_url = typed.get("base_url").to_owned();
-        self.priority = typed.get("priority").to_owned();
-        self.weight = typed.get("weight").to_owned();
+        let echo = |name: &str| {
+            let v = typed.get(name);
+            if keyward_core::secret_like::looks_like_secret(v) {
+                String::new()
+            } else {
+                v.to_owned()
+            }
+        };
+        self.name = echo("name");
+        self.base_url = echo("base_url");
+        self.priority = echo("priority");
+        self.weight = echo("weight");
         for f in &mut self.fields {
-            f.value = typed.get(&format!("f_{}", f.name)).to_owned();
+            f.value = echo(&format!("f_{}", f.name));
         }
         self
     }
