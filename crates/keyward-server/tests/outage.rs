@@ -51,6 +51,8 @@ async fn mock_provider() -> SocketAddr {
 struct Setup {
     base: String,
     vault: Vault,
+    /// Another replica on the same database: its writes reach the server as notifications.
+    replica: Vault,
     admin: String,
     /// Used before every outage: checked, cached.
     warm: String,
@@ -76,6 +78,24 @@ async fn setup(cluster: &PgCluster) -> Setup {
     let upstream = mock_provider().await;
     let org = OrgId::new("acme").unwrap();
     vault.create_org(&org, None, "test").await.unwrap();
+    vault
+        .create_org(&OrgId::new("globex").unwrap(), None, "test")
+        .await
+        .unwrap();
+    let replica = Vault::open(
+        &Location::Url(cluster.url()),
+        Keyring::new(
+            vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[9; 32])],
+            "test",
+        )
+        .unwrap(),
+        VaultOptions {
+            listen_for_changes: true,
+            ..VaultOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut c = NewCredential::new(
         org.clone(),
         keyward_core::Provider::get("openai").unwrap(),
@@ -108,6 +128,7 @@ async fn setup(cluster: &PgCluster) -> Setup {
     Setup {
         base: format!("http://{addr}"),
         vault,
+        replica,
         admin: admin.expose_secret().to_owned(),
         warm: warm.expose_secret().to_owned(),
     }
@@ -163,8 +184,38 @@ async fn outage(
     down: Duration,
     cold: &str,
 ) -> (Vec<Answer>, Vec<String>) {
-    // A write acknowledged the moment before the store goes (it clears the caches, as every
-    // write does: the warm-up comes after it).
+    // Warm: the token and the key are checked and cached just before. A token checked as well,
+    // then revoked: it must never be served again, stale or not.
+    assert_eq!(chat(s, &s.warm).await.status(), 200);
+    let acme = OrgId::new("acme").unwrap();
+    let (revoked, revoked_view) = s
+        .vault
+        .create_gateway_token(
+            &acme,
+            &format!("revoked-{}", down.as_secs()),
+            &[],
+            None,
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let revoked = revoked.expose_secret().to_owned();
+    assert_eq!(chat(s, &revoked).await.status(), 200);
+    let gone = client()
+        .delete(format!(
+            "{}/api/v1/gateway-tokens/{}",
+            s.base, revoked_view.id
+        ))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success(), "{}", gone.status());
+    assert_eq!(chat(s, &s.warm).await.status(), 200);
+    // Then writes acknowledged the moment before the store goes, none of which withdraws
+    // what the warm token uses: a key added to its own organization, a variable and a key of
+    // another organization, and a key added by another replica (a notification).
     let before = format!("before-{}", down.as_secs());
     let created = client()
         .post(format!("{}/api/v1/credentials", s.base))
@@ -174,8 +225,41 @@ async fn outage(
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    // Warm: the token and the key are checked and cached just before.
-    assert_eq!(chat(s, &s.warm).await.status(), 200);
+    let globex = OrgId::new("globex").unwrap();
+    s.vault
+        .set_var(
+            &keyward_core::VarName::new(&format!("LOG_LEVEL_{}", down.as_secs())).unwrap(),
+            Some(&globex),
+            &"debug".to_owned().into(),
+            false,
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let seen = s.vault.generation();
+    s.replica
+        .add_credential(
+            NewCredential::new(
+                globex.clone(),
+                keyward_core::Provider::get("openai").unwrap(),
+                keyward_core::CredentialName::new(&format!("replica-{}", down.as_secs())).unwrap(),
+                Some("sk-proj-written-by-replica-0123456789".into()),
+            ),
+            "test",
+        )
+        .await
+        .unwrap();
+    // The server has heard the replica's notification before the store goes.
+    let heard = Instant::now();
+    while s.vault.generation() == seen && heard.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_ne!(
+        s.vault.generation(),
+        seen,
+        "the replica's write was not heard"
+    );
     let began = Instant::now();
     cluster.pg_stop();
     let answers = Arc::new(Mutex::new(Vec::new()));
@@ -183,16 +267,21 @@ async fn outage(
     let until = began + down;
     let mut tasks = Vec::new();
     {
-        let (answers, base, warm, cold) = (
+        let (answers, base, warm, cold, revoked) = (
             answers.clone(),
             s.base.clone(),
             s.warm.clone(),
             cold.to_owned(),
+            revoked.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let c = client();
             while Instant::now() < until {
-                for (what, token) in [("gateway_warm", &warm), ("gateway_cold", &cold)] {
+                for (what, token) in [
+                    ("gateway_warm", &warm),
+                    ("gateway_cold", &cold),
+                    ("gateway_revoked", &revoked),
+                ] {
                     let req = c
                         .post(format!("{base}/gateway/openai/v1/chat/completions"))
                         .bearer_auth(token)
@@ -305,6 +394,7 @@ async fn a_postgres_outage_costs_seconds_and_loses_nothing_acknowledged() {
         eprintln!("--- PostgreSQL stopped for {} s", down.as_secs());
         for what in [
             "gateway_warm",
+            "gateway_revoked",
             "gateway_cold",
             "readyz",
             "admin_write",
@@ -341,6 +431,8 @@ async fn a_postgres_outage_costs_seconds_and_loses_nothing_acknowledged() {
                         warm_served += 1;
                     }
                 }
+                // Revoked just before: never served again.
+                "gateway_revoked" => assert!(matches!(a.status, 401 | 503), "{ctx}"),
                 // Never seen: a 503 to retry, fast.
                 "gateway_cold" => {
                     assert_eq!(a.status, 503, "{ctx}");
@@ -385,6 +477,23 @@ async fn a_postgres_outage_costs_seconds_and_loses_nothing_acknowledged() {
                 .is_ok_and(|r| r.status() == 200)
         })
         .await;
+        // And stays ready: no replica marks a recovered store down again a moment later
+        // (a change listener that noticed its lost connection only after reconnecting did).
+        let steady = Instant::now();
+        while steady.elapsed() < Duration::from_secs(6) {
+            let r = client()
+                .get(format!("{}/readyz", s.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status(),
+                200,
+                "/readyz failed again {:.1?} after it recovered",
+                steady.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let cold = within_20s("the cold token served", || async {
             chat(&s, &cold).await.status() == 200
         })

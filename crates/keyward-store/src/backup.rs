@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 use sqlx::{AssertSqlSafe, Column as _, Row as _};
 
+use crate::changes::Change;
 use crate::db::Backend;
 use crate::{Vault, VaultError};
 
@@ -454,7 +455,7 @@ impl Vault {
             }
         }
         self.commit(tx, "restore of", "the backup").await?;
-        self.changed().await;
+        self.changed(Change::DropAll).await;
         Ok(header)
     }
 }

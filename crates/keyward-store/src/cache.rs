@@ -112,6 +112,9 @@ pub(crate) struct Entry {
     /// The organization's environment-fallback setting (`None`: the caller's default).
     pub(crate) env_fallback: Option<bool>,
     pub(crate) turn: AtomicU64,
+    /// Set when a write may have changed it (a credential added, a setting changed): not fresh
+    /// any more, but still what there is to serve while the store is away.
+    pub(crate) expired: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -120,9 +123,14 @@ pub(crate) struct ResolveCache {
     ttl: Duration,
     map: RwLock<HashMap<String, HashMap<&'static str, Arc<Entry>>>>,
     len: AtomicU64,
-    /// Bumped by every invalidation. A loader notes it before reading the database and its
-    /// result is only cached if no write happened meanwhile, so a stale read never sticks.
+    /// Bumped by every change to what resolution serves. A loader notes it before reading the
+    /// database and its result is only cached if no write happened meanwhile, so a stale read
+    /// never sticks.
     generation: AtomicU64,
+    /// Bumped only when a token may have been revoked (or everything dropped): the token
+    /// caches (API and gateway) compare it, so a credential written elsewhere does not cost
+    /// them what they checked.
+    token_generation: AtomicU64,
     /// Entries loaded before this instant are no longer fresh, but are kept: when change
     /// notifications are interrupted nobody knows what changed meanwhile, so they are read
     /// again, yet while the database is away they are still the best there is
@@ -138,6 +146,7 @@ impl ResolveCache {
             map: RwLock::new(HashMap::new()),
             len: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            token_generation: AtomicU64::new(0),
             fresh_after: RwLock::new(None),
         }
     }
@@ -147,9 +156,11 @@ impl ResolveCache {
         *self.fresh_after.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes every entry loaded so far stale without dropping it.
+    /// Makes every entry loaded so far (tokens too) stale without dropping it.
     pub(crate) fn expire_all(&self) {
         *self.fresh_after.write().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// An entry loaded less than `max_age` ago, fresh or not: for when the database is away.
@@ -177,9 +188,10 @@ impl ResolveCache {
         map.get(org)?
             .get(provider)
             .filter(|e| {
-                e.loaded.is_some_and(|at| {
-                    at.elapsed() < self.ttl && fresh_after.is_none_or(|after| at > after)
-                })
+                !e.expired.load(std::sync::atomic::Ordering::Acquire)
+                    && e.loaded.is_some_and(|at| {
+                        at.elapsed() < self.ttl && fresh_after.is_none_or(|after| at > after)
+                    })
             })
             .cloned()
     }
@@ -227,10 +239,51 @@ impl ResolveCache {
         }
     }
 
+    /// The generation of the token caches; see [`ResolveCache::revoke_tokens`].
+    pub(crate) fn token_generation(&self) -> u64 {
+        self.token_generation
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// A token may have been revoked: every cached token is checked again, and none is
+    /// served stale.
+    pub(crate) fn revoke_tokens(&self) {
+        self.token_generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// One organization's keys changed (`provider`: only that provider's). `removed`: a key
+    /// was deactivated, deleted or replaced, so the entries are dropped and never served
+    /// again, even while the store is away; otherwise they are only made stale.
+    pub(crate) fn change_org(&self, org: &str, provider: Option<&str>, removed: bool) {
+        use std::sync::atomic::Ordering;
+        let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let Some(entries) = map.get_mut(org) else {
+            return;
+        };
+        let hit = |p: &str| provider.is_none_or(|want| want == p);
+        if removed {
+            let before = entries.len();
+            entries.retain(|p, _| !hit(p));
+            let gone = (before - entries.len()) as u64;
+            if entries.is_empty() {
+                map.remove(org);
+            }
+            self.len.fetch_sub(gone, Ordering::Relaxed);
+        } else {
+            for (_, e) in entries.iter().filter(|(p, _)| hit(p)) {
+                e.expired.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Drops everything, tokens included (a restore replaced the store).
     pub(crate) fn invalidate(&self) {
         let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.revoke_tokens();
         map.clear();
         self.len.store(0, std::sync::atomic::Ordering::Relaxed);
     }

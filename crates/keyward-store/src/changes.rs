@@ -1,7 +1,13 @@
-//! Telling other processes about writes: after a write commits, the resolution cache is
-//! cleared here and, on PostgreSQL, `pg_notify('keyward_changes', <instance>)` tells every
-//! replica listening to clear theirs. A notification is only a signal to drop cached data;
-//! it carries no data itself, so a lost one costs at most the cache's time to live.
+//! Telling other processes about writes: after a write commits, what it changed is dropped
+//! or made stale in the caches here and, on PostgreSQL, `pg_notify('keyward_changes', ...)`
+//! tells every replica listening to do the same. A notification names what changed (one
+//! organization's keys, a token revoked) and carries no data; a lost one costs at most the
+//! cache's time to live.
+//!
+//! Only what a write changed is touched, so that a write elsewhere (another organization's
+//! key, a variable, which nothing caches) does not cost the gateway what it checked: the
+//! README promises that it serves tokens and keys checked within `stale_for` while the
+//! database is away, and that must hold right after a write too.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -13,16 +19,98 @@ use crate::{Backend, Inner, Vault, VaultError};
 /// The channel every Keyward process on one database shares.
 const CHANNEL: &str = "keyward_changes";
 
+/// What a committed write changed, as far as the caches are concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// An organization's keys or settings (`provider`: only that provider's keys).
+    /// `removed`: a key was deactivated, deleted or replaced, and must never be served again,
+    /// even stale; otherwise (a key added, a setting changed) the entries are made stale.
+    Keys {
+        org: String,
+        provider: Option<String>,
+        removed: bool,
+    },
+    /// A token (API or gateway) was revoked.
+    TokenRevoked,
+    /// Everything cached may be out of date but nothing was withdrawn (a rotation rewrapped
+    /// every key; a batch across organizations added keys).
+    ExpireAll,
+    /// Everything was replaced (a restore).
+    DropAll,
+}
+
+impl Change {
+    /// An organization's keys changed.
+    pub(crate) fn keys(org: &str, provider: Option<&str>, removed: bool) -> Self {
+        Self::Keys {
+            org: org.to_owned(),
+            provider: provider.map(str::to_owned),
+            removed,
+        }
+    }
+
+    /// The notification's text after the sender's instance id (ids and provider ids hold no
+    /// `:` or space).
+    fn encode(&self) -> String {
+        match self {
+            Self::Keys {
+                org,
+                provider,
+                removed,
+            } => format!(
+                "keys:{}:{org}:{}",
+                if *removed { "drop" } else { "expire" },
+                provider.as_deref().unwrap_or("*")
+            ),
+            Self::TokenRevoked => "tokens".to_owned(),
+            Self::ExpireAll => "expire".to_owned(),
+            Self::DropAll => "drop".to_owned(),
+        }
+    }
+
+    /// The change a notification names; anything unknown (an older replica's bare id) drops
+    /// everything, which is always safe.
+    fn decode(text: &str) -> Self {
+        let mut parts = text.split(':');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("keys"), Some(how @ ("drop" | "expire")), Some(org), Some(provider))
+                if !org.is_empty() && !provider.is_empty() =>
+            {
+                Self::keys(org, (provider != "*").then_some(provider), how == "drop")
+            }
+            (Some("tokens"), None, ..) => Self::TokenRevoked,
+            (Some("expire"), None, ..) => Self::ExpireAll,
+            _ => Self::DropAll,
+        }
+    }
+
+    /// Applies the change to this process's caches.
+    fn apply(&self, inner: &Inner) {
+        match self {
+            Self::Keys {
+                org,
+                provider,
+                removed,
+            } => inner.cache.change_org(org, provider.as_deref(), *removed),
+            Self::TokenRevoked => inner.cache.revoke_tokens(),
+            Self::ExpireAll => inner.cache.expire_all(),
+            Self::DropAll => inner.cache.invalidate(),
+        }
+    }
+}
+
 impl Vault {
-    /// Called after every committed write that changes what resolution or the gateway serves.
-    pub(crate) async fn changed(&self) {
-        self.inner.cache.invalidate();
+    /// Called after every committed write that changes what resolution, the gateway or the
+    /// token checks serve, with what it changed.
+    pub(crate) async fn changed(&self, change: Change) {
+        change.apply(&self.inner);
         if self.inner.backend == Backend::Postgres {
             // The write has committed; failing to announce it is not a reason to report it as
             // failed. Replicas then see it when their cache entries expire.
+            let payload = format!("{} {}", self.inner.instance, change.encode());
             if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
-                .bind(&self.inner.instance)
+                .bind(payload)
                 .execute(&self.inner.pool)
                 .await
             {
@@ -38,6 +126,10 @@ async fn subscribe(url: &str) -> Result<PgListener, VaultError> {
         .await
         .map_err(|e| VaultError::Connect(crate::db::redact_url_error(&e)))?;
     listener.listen(CHANNEL).await?;
+    // A lost connection is reported by `try_recv` when it happens, not after a reconnection
+    // that may come seconds after the database is back (which would mark a healthy store
+    // down); the loop below reconnects.
+    listener.eager_reconnect(false);
     Ok(listener)
 }
 
@@ -57,9 +149,10 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
             let Some(inner) = weak.upgrade() else { return };
             match received {
                 Ok(Some(n)) => {
-                    if n.payload() != inner.instance {
-                        tracing::debug!("a change made elsewhere clears the resolution cache");
-                        inner.cache.invalidate();
+                    let (from, what) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
+                    if from != inner.instance {
+                        tracing::debug!(change = what, "a change made elsewhere");
+                        Change::decode(what).apply(&inner);
                     }
                     continue;
                 }
@@ -70,12 +163,18 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
             }
             // What changed during the gap is unknown: nothing cached is fresh any more. But it
             // is kept, to serve from if the database itself is away (which a lost listening
-            // connection often means), and read again as soon as it is back.
-            // Down first: a request that finds its entry stale must not then queue for a
-            // connection to a database that is gone.
+            // connection often means), and read again as soon as it is back. Whether the
+            // database is away is the pool's to say, asked now (with eager reconnection off
+            // the loss is seen when it happens): a listener that notices late must not mark a
+            // store that is back as down again.
+            inner.cache.expire_all();
             let vault = Vault { inner };
-            vault.mark_unavailable();
-            vault.inner.cache.expire_all();
+            if tokio::time::timeout(Duration::from_millis(500), vault.ping())
+                .await
+                .is_err()
+            {
+                vault.mark_unavailable();
+            }
             drop(vault);
             listener = loop {
                 match subscribe(&url).await {

@@ -530,8 +530,10 @@ impl Vault {
             }
             if f.at_commit {
                 tracing::error!(error = %f.message, "the store went away at commit; the outcome is unknown");
-                // Nothing stays served that the batch's writes may have changed.
-                self.inner.cache.invalidate();
+                // Nothing the batch's writes may have changed is fresh any more; it is kept
+                // only to serve while the store is away (which is what this most often is),
+                // and read again as soon as the store answers.
+                self.inner.cache.expire_all();
             }
         }
         (in_tx, outcome)

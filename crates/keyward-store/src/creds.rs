@@ -17,6 +17,7 @@ use sqlx::{AssertSqlSafe, Row};
 
 use crate::commit::WriteTx;
 
+use crate::changes::Change;
 use crate::{Vault, VaultError, bool_to_db, map_unique, new_id};
 
 /// The record kind credentials' ciphertexts are bound to.
@@ -308,10 +309,12 @@ impl Vault {
         actor: &str,
     ) -> Result<CredentialView, VaultError> {
         self.require_org(&new.org).await?;
+        // A key added: what was cached is stale, not withdrawn.
+        let change = Change::keys(new.org.as_str(), Some(new.provider.id), false);
         let mut tx = self.begin_write().await?;
         let id = self.insert_credential(&mut tx, new, actor).await?;
         self.commit(tx, "credential", id.as_str()).await?;
-        self.changed().await;
+        self.changed(change).await;
         self.get_credential(&id).await
     }
 
@@ -333,7 +336,7 @@ impl Vault {
             .unwrap_or_default();
         self.commit(tx, "the batch starting with credential", &first)
             .await?;
-        self.changed().await;
+        self.changed(Change::ExpireAll).await;
         Ok(ids)
     }
 
@@ -739,7 +742,13 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "credential", id.as_str()).await?;
-        self.changed().await;
+        // Deactivated, rotated, moved: what was cached must not be served, even stale.
+        self.changed(Change::keys(
+            current.org.as_str(),
+            Some(current.provider.id),
+            true,
+        ))
+        .await;
         self.get_credential(id).await
     }
 
@@ -854,7 +863,12 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "credential", id.as_str()).await?;
-        self.changed().await;
+        self.changed(Change::keys(
+            current.org.as_str(),
+            Some(current.provider.id),
+            true,
+        ))
+        .await;
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::changes::Change;
 use crate::tokens::{generate_token, token_hash};
 use crate::{Vault, VaultError, new_id};
 
@@ -190,7 +191,7 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "gateway token", id).await?;
-        self.changed().await;
+        self.changed(Change::TokenRevoked).await;
         self.get_gateway_token(id).await
     }
 

@@ -13,6 +13,7 @@ use serde_json::json;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::audit::CHAIN_KEY_RECORD;
+use crate::changes::Change;
 use crate::{Vault, VaultError};
 
 /// Rows wrapped by one key id.
@@ -385,7 +386,8 @@ impl Vault {
             }
         }
         report.remaining = self.key_status().await?.pending_rotation();
-        self.changed().await;
+        // Rewrapped, not changed: what is cached still opens; read it again anyway.
+        self.changed(Change::ExpireAll).await;
         self.record(
             NewEvent::new(
                 actor,

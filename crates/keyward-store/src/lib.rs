@@ -278,10 +278,17 @@ impl Vault {
         Ok(vault)
     }
 
-    /// A number that grows whenever something this vault serves may have changed: a write in
+    /// A number that grows whenever the keys this vault serves may have changed: a write in
     /// this process or, when listening, in another. Holders of derived caches compare it.
     pub fn generation(&self) -> u64 {
         self.inner.cache.generation()
+    }
+
+    /// A number that grows whenever a token may have been revoked (here or, when listening,
+    /// in another process), or everything was replaced; token caches compare it, and drop
+    /// what they hold when it moves. Other writes leave it alone.
+    pub fn token_generation(&self) -> u64 {
+        self.inner.cache.token_generation()
     }
 
     /// What was checked before this instant is not fresh (change notifications were

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 
+use crate::changes::Change;
 use crate::{Vault, VaultError, map_unique};
 
 /// An organization.
@@ -130,7 +131,8 @@ impl Vault {
             .bind(strategy.as_str())
             .bind(id.as_str());
         let details = json!({ "strategy": strategy.as_str(), "was": before.strategy.as_str() });
-        self.update_org(id, change, details, actor).await
+        // Another order of the same keys: stale, not withdrawn.
+        self.update_org(id, change, details, false, actor).await
     }
 
     /// Sets whether the organization's resolutions may fall back to the process environment
@@ -147,7 +149,9 @@ impl Vault {
             .bind(env_fallback.map(i64::from))
             .bind(id.as_str());
         let details = json!({ "env_fallback": env_fallback, "was": before.env_fallback });
-        self.update_org(id, change, details, actor).await
+        // Turning the fallback off withdraws the environment's keys.
+        let withdrawn = env_fallback != Some(true) && before.env_fallback != env_fallback;
+        self.update_org(id, change, details, withdrawn, actor).await
     }
 
     /// Runs `change` (an UPDATE of the organization) and audits it with `details`, in one
@@ -157,6 +161,7 @@ impl Vault {
         id: &OrgId,
         change: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
         details: serde_json::Value,
+        withdrawn: bool,
         actor: &str,
     ) -> Result<Organization, VaultError> {
         let mut tx = self.begin_write().await?;
@@ -174,7 +179,8 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "organization", id.as_str()).await?;
-        self.changed().await;
+        self.changed(Change::keys(id.as_str(), None, withdrawn))
+            .await;
         self.get_org(id).await
     }
 

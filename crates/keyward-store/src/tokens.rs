@@ -15,6 +15,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use subtle::ConstantTimeEq as _;
 
+use crate::changes::Change;
 use crate::{Vault, VaultError, new_id};
 
 /// The prefix every API token starts with, so that a leaked one is recognisable (and secret
@@ -342,7 +343,7 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "token", id).await?;
-        self.changed().await;
+        self.changed(Change::TokenRevoked).await;
         self.get_token(id).await
     }
 
@@ -358,7 +359,7 @@ impl Vault {
         if let Some(p) = self.inner.principals.get(&digest, &self.inner.cache) {
             return Ok(Some(p));
         }
-        let generation = self.generation();
+        let generation = self.token_generation();
         // When the check began: a change announced after that makes it stale.
         let started = std::time::Instant::now();
         let found = self.row_for_token("api_tokens", COLUMNS, token).await;
@@ -472,7 +473,7 @@ impl PrincipalCache {
         }
         let fresh_after = cache.fresh_after();
         let tokens = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if tokens.generation != cache.generation() {
+        if tokens.generation != cache.token_generation() {
             return None;
         }
         let t = tokens.map.get(digest)?;
@@ -490,7 +491,7 @@ impl PrincipalCache {
         generation: u64,
         cache: &crate::cache::ResolveCache,
     ) {
-        if cache.ttl().is_zero() || cache.generation() != generation {
+        if cache.ttl().is_zero() || cache.token_generation() != generation {
             return;
         }
         let mut tokens = self.inner.lock().unwrap_or_else(|p| p.into_inner());

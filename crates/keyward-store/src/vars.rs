@@ -249,7 +249,6 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "variable", name.as_str()).await?;
-        self.changed().await;
         self.load_var(name, scope)
             .await?
             .map(|r| r.view)
@@ -352,7 +351,6 @@ impl Vault {
         )
         .await?;
         self.commit(tx, "variable", name.as_str()).await?;
-        self.changed().await;
         Ok(())
     }
 }

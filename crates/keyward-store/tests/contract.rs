@@ -1638,7 +1638,141 @@ contract!(
     legacy_plaintext_rows_are_read_reported_and_sealed,
     concurrent_audited_operations_share_commits_and_each_answer_is_durable,
     a_write_dropped_at_any_point_is_all_or_nothing,
+    a_write_withdraws_only_what_it_changed,
 );
+
+/// A write costs the caches only what it changed: a variable nothing; a key added to one
+/// organization makes that organization's entry stale (still served while the store is away)
+/// and leaves the others and every checked token alone; a deactivated key is never served
+/// again, stale or not; a revocation drops the checked tokens.
+async fn a_write_withdraws_only_what_it_changed(db: Db) {
+    use keyward_core::resolve::EnvFallback;
+    let v = Vault::open(
+        &db.location,
+        k1(),
+        VaultOptions {
+            cache_ttl: std::time::Duration::from_secs(3600),
+            env: EnvSource::Map(Arc::new(HashMap::new())),
+            ..VaultOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    setup_orgs(&v).await;
+    let acme_key = v
+        .add_credential(new_cred("acme", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    v.add_credential(new_cred("globex", "openai", "prod", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    let (token, _) = v
+        .create_token(
+            "t",
+            keyward_store::Role::Viewer,
+            Some(&org("acme")),
+            None,
+            ACTOR,
+        )
+        .await
+        .unwrap();
+    let openai = Provider::get("openai").unwrap();
+    let stale_for = std::time::Duration::from_secs(300);
+    let candidates = |o: &'static str| {
+        let v = v.clone();
+        async move {
+            v.gateway_candidates(&org(o), openai, stale_for, EnvFallback::Off)
+                .await
+                .map(|c| c.len())
+        }
+    };
+    assert_eq!(candidates("acme").await.unwrap(), 1);
+    assert_eq!(candidates("globex").await.unwrap(), 1);
+    assert!(
+        v.authenticate(token.expose_secret())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (keys, tokens) = (v.generation(), v.token_generation());
+
+    v.set_var(
+        &VarName::new("LOG_LEVEL").unwrap(),
+        Some(&org("globex")),
+        &SecretString::from("debug"),
+        false,
+        None,
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(v.generation(), keys, "nothing caches variables");
+    v.add_credential(
+        new_cred("globex", "anthropic", "a", CANARY_ANTHROPIC),
+        ACTOR,
+    )
+    .await
+    .unwrap();
+    v.add_credential(new_cred("acme", "openai", "second", CANARY_OPENAI), ACTOR)
+        .await
+        .unwrap();
+    assert_eq!(
+        v.token_generation(),
+        tokens,
+        "keys written, no token touched"
+    );
+
+    // The database goes away: what was checked is still served, acme's stale entry included.
+    v.pool().close().await;
+    assert_eq!(
+        candidates("globex").await.unwrap(),
+        1,
+        "another org's write"
+    );
+    assert_eq!(
+        candidates("acme").await.unwrap(),
+        1,
+        "a key added: stale, served as it was"
+    );
+    drop(acme_key);
+    v.close().await;
+
+    // A withdrawal is never served stale; a revocation drops the checked tokens.
+    let v = db.open(k1()).await;
+    let c = v.list_credentials(Some(&org("acme")), None).await.unwrap();
+    assert_eq!(candidates_of(&v, "acme", stale_for).await.unwrap(), 2);
+    for cred in &c {
+        v.set_credential_active(&cred.id, false, ACTOR)
+            .await
+            .unwrap();
+    }
+    let tokens = v.token_generation();
+    let listed = v.list_tokens(Some(&org("acme"))).await.unwrap();
+    v.revoke_token(&listed[0].id, ACTOR).await.unwrap();
+    assert_ne!(v.token_generation(), tokens);
+    v.pool().close().await;
+    assert!(
+        candidates_of(&v, "acme", stale_for).await.is_err(),
+        "deactivated keys must not be served from the cache"
+    );
+    v.close().await;
+    db.cleanup().await;
+}
+
+async fn candidates_of(
+    v: &Vault,
+    o: &str,
+    stale_for: std::time::Duration,
+) -> Result<usize, VaultError> {
+    v.gateway_candidates(
+        &org(o),
+        Provider::get("openai").unwrap(),
+        stale_for,
+        keyward_core::resolve::EnvFallback::Off,
+    )
+    .await
+    .map(|c| c.len())
+}
 
 const LEGACY_KEY: &str = "sk-proj-LEGACYCANARYplain0123456789abcdWXYZ";
 const LEGACY_VALUE: &str = "LEGACYCANARY-plain-variable-value";

@@ -167,7 +167,8 @@ pub(crate) struct Gateway {
 
 #[derive(Default)]
 struct TokenCache {
-    /// The vault generation the entries were checked under.
+    /// The vault's token generation the entries were checked under: a revocation drops them
+    /// all; other writes leave them.
     generation: u64,
     map: HashMap<String, (Arc<GatewayTokenView>, Instant)>,
 }
@@ -649,7 +650,7 @@ impl Gateway {
             .map(|(view, _)| view)
     }
 
-    /// A token checked less than `age` ago, under the vault's current generation (no write
+    /// A token checked less than `age` ago, under the vault's current token generation (no revocation
     /// since), and not expired; with when it was checked.
     fn token_checked_within(
         &self,
@@ -658,7 +659,7 @@ impl Gateway {
         age: Duration,
     ) -> Option<(Arc<GatewayTokenView>, Instant)> {
         let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.generation != state.vault.generation() {
+        if cache.generation != state.vault.token_generation() {
             return None;
         }
         let (view, at) = cache.map.get(token)?;
@@ -676,11 +677,11 @@ impl Gateway {
         state: &AppState,
         token: &str,
     ) -> Result<Option<Arc<GatewayTokenView>>, VaultError> {
-        let generation = state.vault.generation();
+        let generation = state.vault.token_generation();
         // When the check began: a change announced after that makes it stale.
         let started = Instant::now();
         let found = state.vault.authenticate_gateway(token).await?.map(Arc::new);
-        if state.vault.generation() != generation {
+        if state.vault.token_generation() != generation {
             return Ok(found);
         }
         let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
