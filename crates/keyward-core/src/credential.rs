@@ -494,6 +494,19 @@ pub fn check_public_fields(
     Ok(())
 }
 
+/// A base URL given for a provider whose address is its `endpoint` (Azure OpenAI: the
+/// resource URL) is that endpoint, as the admin guide's `api_base`, Open Notebook and LiteLLM's
+/// `api_base` mean it: moved there, unless an endpoint is given too.
+pub fn base_url_as_endpoint(provider: &Provider, fields: &mut BTreeMap<String, String>) {
+    let takes_endpoint = provider.public_fields.iter().any(|f| f.name == "endpoint");
+    if takes_endpoint
+        && !fields.contains_key("endpoint")
+        && let Some(base) = fields.remove("base_url")
+    {
+        fields.insert("endpoint".to_owned(), base);
+    }
+}
+
 /// Checks that the provider's required public fields are present.
 pub fn check_required_fields(
     provider: &Provider,
@@ -512,11 +525,21 @@ pub fn check_required_fields(
     if missing.is_empty() {
         Ok(())
     } else {
+        let how: Vec<String> = missing
+            .iter()
+            .map(|m| match *m {
+                "base_url" => "base_url (--base-url URL, or api_base)".to_owned(),
+                "endpoint" => "endpoint (--set endpoint=URL, or the base URL / api_base, \
+                               which is taken as the endpoint)"
+                    .to_owned(),
+                other => format!("{other} (--set {other}=VALUE)"),
+            })
+            .collect();
         Err(CoreError::InvalidInput(format!(
             "{} credentials need the field{} {}",
             provider.display_name,
             if missing.len() == 1 { "" } else { "s" },
-            missing.join(", ")
+            how.join(", ")
         )))
     }
 }

@@ -26,6 +26,9 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 429: too many failed authentications from this address; retry after so many seconds.
     TooManyRequests(u64),
+    /// 429: too many reads of one kind running at once (audit-log listings); retry in a
+    /// second. The store is fine.
+    Busy(String),
     /// 503: the store or the audit log cannot be written; nothing was changed. Retry-After.
     Unavailable(String),
     /// 503: the store went away while a write was being committed; it may have been saved.
@@ -50,7 +53,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -73,6 +76,7 @@ impl From<VaultError> for ApiError {
             | VaultError::Conflict { .. }
             | VaultError::Undecryptable(_) => ApiError::Conflict(e.to_string()),
             VaultError::AuditUnavailable(_) => ApiError::Unavailable(e.to_string()),
+            VaultError::Busy(m) => ApiError::Busy(m),
             VaultError::OutcomeUnknown { ref id, .. } => ApiError::OutcomeUnknown {
                 id: id.clone(),
                 detail: e.to_string(),
@@ -98,6 +102,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let retry_after = match &self {
             ApiError::TooManyRequests(secs) => Some(*secs),
+            ApiError::Busy(_) => Some(1),
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown { .. } => Some(5),
             _ => None,
         };
@@ -122,6 +127,7 @@ impl IntoResponse for ApiError {
             | ApiError::Conflict(m)
             | ApiError::Unprocessable(m)
             | ApiError::Unavailable(m)
+            | ApiError::Busy(m)
             | ApiError::OutcomeUnknown { detail: m, .. } => m,
         };
         let mut response = match unknown_id {

@@ -48,7 +48,9 @@ pub(crate) struct CredentialPage {
 pub(crate) struct EventPage {
     /// The events.
     pub(crate) items: Vec<AuditEvent>,
-    /// Pass as `before` for the next page; absent at the end.
+    /// Pass as `before` for the next page; absent at the end. Present whenever older events
+    /// may match, also after a page shorter than the limit (the listing read back its budget
+    /// of events and stopped).
     pub(crate) next_cursor: Option<i64>,
 }
 

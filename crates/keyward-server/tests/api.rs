@@ -1934,3 +1934,91 @@ async fn the_admin_guides_create_route_checks_the_format_and_can_skip_it() {
     assert_eq!(st, StatusCode::CREATED, "{created}");
     s.stop().await;
 }
+
+/// A viewer's cheapest expensive request, looped from many connections, beside another
+/// organization's requests: the viewer's listings read a bounded window (an empty page with a
+/// cursor, or a 429 to retry), the other organization is answered, and the store stays ready.
+async fn a_viewers_audit_loop_cannot_stall_another_tenant(mut s: Server) {
+    use keyward_core::audit::{Category, NewEvent};
+    for org in ["acme", "globex"] {
+        s.vault
+            .create_org(&OrgId::new(org).unwrap(), None, "test")
+            .await
+            .unwrap();
+    }
+    for chunk in 0..25 {
+        let batch = (0..1000)
+            .map(|i| {
+                NewEvent::new(
+                    "token:busy",
+                    Category::SecretAccess,
+                    "resolve",
+                    format!("credential:{chunk}-{i}"),
+                )
+                .org(Some("acme"))
+            })
+            .collect();
+        s.vault.record_many(batch).await.unwrap();
+    }
+    let viewer = s.token(Role::Viewer, Some("acme")).await;
+    let other = s.token(Role::OrgAdmin, Some("globex")).await;
+    let (status, page) = s
+        .call(
+            Method::GET,
+            "/api/v1/events?filter=actor%3Dnobody",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["items"].as_array().unwrap().len(), 0);
+    assert!(page["next_cursor"].as_i64().is_some(), "{page}");
+
+    let loops: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, base, viewer) = (s.client.clone(), s.base.clone(), viewer.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..5 {
+                    let r = client
+                        .get(format!("{base}/api/v1/events?filter=actor%3Dnobody"))
+                        .bearer_auth(&viewer)
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(r.status());
+                }
+                statuses
+            })
+        })
+        .collect();
+    for path in ["/api/v1/events", "/api/v1/credentials", "/readyz"] {
+        for _ in 0..5 {
+            let (status, _) = s.call(Method::GET, path, Some(&other), None).await;
+            assert_eq!(status, StatusCode::OK, "{path} for another organization");
+        }
+    }
+    for l in loops {
+        for status in l.await.unwrap() {
+            assert!(
+                matches!(status, StatusCode::OK | StatusCode::TOO_MANY_REQUESTS),
+                "a viewer's listing got {status}"
+            );
+        }
+    }
+    let (status, _) = s.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_audit_loop_cannot_stall_another_tenant_on_sqlite() {
+    a_viewers_audit_loop_cannot_stall_another_tenant(Server::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_audit_loop_cannot_stall_another_tenant_on_postgres() {
+    if let Some(s) = Server::postgres().await {
+        a_viewers_audit_loop_cannot_stall_another_tenant(s).await;
+    }
+}

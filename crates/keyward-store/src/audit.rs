@@ -15,6 +15,85 @@ pub(crate) const CHAIN_KEY_NAME: &str = "audit_chain";
 pub(crate) const CHAIN_KEY_RECORD: &str = "vault_key:audit_chain";
 const GENESIS: [u8; 32] = [0; 32];
 
+/// How many events one listing reads back at most before it answers with what it found and a
+/// cursor to continue: a filter that matches rarely (an actor that is nobody) must not read
+/// through the whole log for a viewer. About 1-3 us an event, so a few tens of milliseconds.
+pub const SCAN_BUDGET: i64 = 10_000;
+
+/// How long a listing waits for its lane before it is refused as busy.
+const LANE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The lanes listings run in: one at a time per organization (or for the admins' all-org
+/// view), and at most a quarter of the pool's connections for all of them together. One
+/// tenant's loop of listings then waits on itself, and never holds the connections that
+/// other tenants' requests (and the store's health) need.
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    all: std::sync::Arc<tokio::sync::Semaphore>,
+    per_scope:
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Semaphore>>>,
+}
+
+impl Lanes {
+    pub(crate) fn new(pool_connections: u32) -> Self {
+        Self {
+            all: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                (pool_connections as usize / 4).max(1),
+            )),
+            per_scope: Default::default(),
+        }
+    }
+
+    /// Waits (up to [`LANE_WAIT`]) for a turn in `scope`'s lane and in the shared one.
+    async fn enter(
+        &self,
+        scope: &str,
+    ) -> Result<
+        (
+            tokio::sync::OwnedSemaphorePermit,
+            tokio::sync::OwnedSemaphorePermit,
+        ),
+        VaultError,
+    > {
+        let own = {
+            let mut map = self.per_scope.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 1_000 {
+                // Lanes nobody is in or waiting for.
+                map.retain(|_, s| std::sync::Arc::strong_count(s) > 1);
+            }
+            map.entry(scope.to_owned())
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(1)))
+                .clone()
+        };
+        let busy = || {
+            VaultError::Busy(
+                "too many audit-log reads are running at once; retry in a second".into(),
+            )
+        };
+        let deadline = tokio::time::Instant::now() + LANE_WAIT;
+        let own = tokio::time::timeout_at(deadline, own.acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let all = tokio::time::timeout_at(deadline, self.all.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        Ok((own, all))
+    }
+}
+
+/// A page of events: newest first, and where to continue.
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    /// The events found, at most the limit asked for.
+    pub items: Vec<AuditEvent>,
+    /// Older events may match: pass this as `before` to continue. A page may hold fewer
+    /// events than asked for (even none) and still have a cursor: the listing read back
+    /// [`SCAN_BUDGET`] events and stopped there.
+    pub next: Option<i64>,
+}
+
 /// Loads the chain key, creating it on first use. Returns `None` (and the vault refuses audited
 /// writes) when the stored key cannot be unwrapped with the configured master keys.
 pub(crate) async fn load_or_create_chain_key(
@@ -90,6 +169,10 @@ pub struct VerifyReport {
     /// The first problem, if any: sequence number and what is wrong.
     #[schema(value_type = Option<Vec<serde_json::Value>>)]
     pub problem: Option<(i64, String)>,
+    /// Where the check began: 0 for the whole chain, else the verified checkpoint it went on
+    /// from (events up to it were not read again).
+    #[serde(default)]
+    pub from_seq: i64,
 }
 
 impl VerifyReport {
@@ -139,12 +222,26 @@ impl Vault {
         Ok(row.try_get("seq")?)
     }
 
-    /// The newest events matching `filter`, newest first, at most `limit`.
+    /// The newest events matching `filter`, newest first, at most `limit`, reading back at
+    /// most [`SCAN_BUDGET`] events (see [`Vault::list_events_page`] for the cursor).
     pub async fn list_events(
         &self,
         filter: &EventFilter,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, VaultError> {
+        Ok(self.list_events_page(filter, limit).await?.items)
+    }
+
+    /// The newest events matching `filter`, newest first, at most `limit`, with a cursor when
+    /// older ones may match. The cost is bounded whatever the log's size: a filter the
+    /// indexes answer (organization, target) reads only what it returns; any other reads back
+    /// at most [`SCAN_BUDGET`] events and answers what it found there. Listings take turns
+    /// per organization ([`Lanes`]); one that waits too long is [`VaultError::Busy`].
+    pub async fn list_events_page(
+        &self,
+        filter: &EventFilter,
+        limit: i64,
+    ) -> Result<EventPage, VaultError> {
         // No stored event holds a NUL (appends replace it), and PostgreSQL refuses one in a
         // query: such a filter matches nothing, whichever surface built it.
         let texts = [&filter.org, &filter.action, &filter.actor, &filter.target];
@@ -152,8 +249,62 @@ impl Vault {
             .iter()
             .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
         {
-            return Ok(Vec::new());
+            return Ok(EventPage::default());
         }
+        let limit = limit.max(0);
+        let _turn = self
+            .inner
+            .audit_lanes
+            .enter(filter.org.as_deref().unwrap_or("*"))
+            .await?;
+        let mut conn = self.inner.pool.acquire().await?;
+        let before = filter.before.unwrap_or(i64::MAX);
+        // Every row the indexes find matches: no budget needed.
+        let indexed_only = filter.action.is_none()
+            && filter.outcome.is_none()
+            && filter.actor.is_none()
+            && filter.category.is_none()
+            && filter.since.is_none();
+        // Otherwise, the window the budget allows: the SCAN_BUDGET newest events before the
+        // cursor, in the order of the index the listing walks (organization, target, or the
+        // log itself), found without reading the rows.
+        let window = if indexed_only {
+            None
+        } else {
+            let mut sql = String::from(
+                "SELECT MIN(seq) AS lo, COUNT(*) AS n FROM (SELECT seq FROM audit_events WHERE seq < $1",
+            );
+            let mut binds: Vec<&str> = Vec::new();
+            for (col, v) in [("org", &filter.org), ("target", &filter.target)] {
+                if let Some(v) = v {
+                    binds.push(v);
+                    sql.push_str(&format!(" AND {col} = ${}", binds.len() + 1));
+                }
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}) w", binds.len() + 2));
+            let mut q = sqlx::query(AssertSqlSafe(sql)).bind(before);
+            for b in binds {
+                q = q.bind(b);
+            }
+            let row = q.bind(SCAN_BUDGET).fetch_one(&mut *conn).await?;
+            let lo: Option<i64> = row.try_get("lo")?;
+            let n: i64 = row.try_get("n")?;
+            let Some(lo) = lo else {
+                return Ok(EventPage::default());
+            };
+            // Events are appended in time order: when the window already reaches back past
+            // `since`, nothing older can match.
+            let mut more = n == SCAN_BUDGET;
+            if let (true, Some(since)) = (more, filter.since) {
+                let at: i64 = sqlx::query("SELECT at FROM audit_events WHERE seq = $1")
+                    .bind(lo)
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("at")?;
+                more = at >= since.0;
+            }
+            Some((lo, more))
+        };
         let mut sql = String::from(
             "SELECT seq, at, actor, org, category, action, target, outcome, details FROM audit_events WHERE 1 = 1",
         );
@@ -179,39 +330,138 @@ impl Vault {
         }
         let n = binds.len();
         sql.push_str(&format!(
-            " AND seq < ${} AND at >= ${} ORDER BY seq DESC LIMIT ${}",
+            " AND seq < ${} AND seq >= ${} AND at >= ${} ORDER BY seq DESC LIMIT ${}",
             n + 1,
             n + 2,
-            n + 3
+            n + 3,
+            n + 4
         ));
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for b in &binds {
             q = q.bind(b);
         }
         let rows = q
-            .bind(filter.before.unwrap_or(i64::MAX))
+            .bind(before)
+            .bind(window.map_or(i64::MIN, |(lo, _)| lo))
             .bind(filter.since.map_or(i64::MIN, |t| t.0))
-            .bind(limit.max(0))
-            .fetch_all(&self.inner.pool)
+            .bind(limit)
+            .fetch_all(&mut *conn)
             .await?;
-        rows.iter().map(event_from_row).collect()
+        let items = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let full = items.len() as i64 == limit && limit > 0;
+        let next = match (full, window) {
+            (true, _) => items.last().map(|e| e.seq),
+            // The budget ran out before the log did: continue below the window.
+            (false, Some((lo, true))) => Some(lo),
+            (false, _) => None,
+        };
+        Ok(EventPage { items, next })
     }
 
     /// Recomputes the whole chain. Finds edited, inserted, reordered or deleted events, and a
     /// truncated tail (the head records the last sequence number and link).
     pub async fn verify_events(&self) -> Result<VerifyReport, VaultError> {
         let chain = self.chain()?;
+        let (head_seq, head_link) = match self.verified_head(chain).await? {
+            Ok(head) => head,
+            Err(report) => return Ok(report),
+        };
+        let mut report = VerifyReport {
+            checked: 0,
+            head_seq,
+            problem: None,
+            from_seq: 0,
+        };
+        let end = self
+            .verify_range(chain, 0, GENESIS.to_vec(), head_seq, &mut report)
+            .await?;
+        if report.problem.is_none() {
+            check_end(&mut report, end, head_seq, &head_link);
+        }
+        Ok(report)
+    }
+
+    /// Verifies the events appended since the last verified checkpoint, at most `max_events`
+    /// of them, and moves the checkpoint to where it got. What the checkpoint covers is not
+    /// read again (a full [`Vault::verify_events`] is what finds an edit of an old event); the
+    /// checkpoint is sealed under the chain key, so it cannot be moved without it. The cost is
+    /// bounded by `max_events` whatever the log's size: the console's Audit Log page uses it.
+    pub async fn verify_new_events(&self, max_events: i64) -> Result<VerifyReport, VaultError> {
+        let chain = self.chain()?;
+        let (head_seq, head_link) = match self.verified_head(chain).await? {
+            Ok(head) => head,
+            Err(report) => return Ok(report),
+        };
+        let (from, prev) = match self.checkpoint(chain).await? {
+            Ok(Some((seq, link, _))) => (seq, link),
+            Ok(None) => (0, GENESIS.to_vec()),
+            Err(report) => return Ok(report),
+        };
+        let mut report = VerifyReport {
+            checked: 0,
+            head_seq,
+            problem: None,
+            from_seq: from,
+        };
+        if from > 0 {
+            // The chain continues from the event the checkpoint names, as it was then.
+            let at: Option<Vec<u8>> = sqlx::query("SELECT link FROM audit_events WHERE seq = $1")
+                .bind(from)
+                .fetch_optional(&self.inner.pool)
+                .await?
+                .map(|r| r.try_get("link"))
+                .transpose()?;
+            if at.as_deref() != Some(prev.as_slice()) {
+                report.problem = Some((
+                    from,
+                    format!("event {from}, verified before, was altered or removed"),
+                ));
+                return Ok(report);
+            }
+        }
+        let to = head_seq.min(from.saturating_add(max_events.max(1)));
+        let (last, link) = self
+            .verify_range(chain, from, prev, to, &mut report)
+            .await?;
+        if report.problem.is_some() {
+            return Ok(report);
+        }
+        if to == head_seq {
+            check_end(&mut report, (last, link.clone()), head_seq, &head_link);
+            if report.problem.is_some() {
+                return Ok(report);
+            }
+        }
+        if last > from {
+            self.set_checkpoint(chain, last, &link).await?;
+        }
+        Ok(report)
+    }
+
+    /// How far the chain was last verified: the checkpoint's sequence number and when, if a
+    /// checkpoint exists and its seal holds.
+    pub async fn verified_checkpoint(&self) -> Result<Option<(i64, Millis)>, VaultError> {
+        let chain = self.chain()?;
+        Ok(match self.checkpoint(chain).await? {
+            Ok(Some((seq, _, at))) => Some((seq, at)),
+            _ => None,
+        })
+    }
+
+    /// The head, if its MAC holds; otherwise the report that says it does not.
+    async fn verified_head(
+        &self,
+        chain: &ChainKey,
+    ) -> Result<Result<(i64, Vec<u8>), VerifyReport>, VaultError> {
         let head = sqlx::query("SELECT seq, link, mac FROM audit_head WHERE id = 1")
             .fetch_one(&self.inner.pool)
             .await?;
         let head_seq: i64 = head.try_get("seq")?;
         let head_link: Vec<u8> = head.try_get("link")?;
         let mac: Option<Vec<u8>> = head.try_get("mac")?;
-        let mut report = VerifyReport {
-            checked: 0,
-            head_seq,
-            problem: None,
-        };
         let head_ok = mac.is_some_and(|mac| {
             chain.verify(
                 b"audit-head",
@@ -219,25 +469,92 @@ impl Vault {
                 &mac,
             )
         });
-        if !head_ok {
-            report.problem = Some((
+        if head_ok {
+            return Ok(Ok((head_seq, head_link)));
+        }
+        Ok(Err(VerifyReport {
+            checked: 0,
+            head_seq,
+            problem: Some((
                 head_seq,
                 "the head of the log was altered (events removed from its end?)".into(),
-            ));
-            return Ok(report);
+            )),
+            from_seq: 0,
+        }))
+    }
+
+    /// The checkpoint (sequence number, link, when), `None` before the first; a report when
+    /// its seal does not hold.
+    async fn checkpoint(
+        &self,
+        chain: &ChainKey,
+    ) -> Result<Result<Option<(i64, Vec<u8>, Millis)>, VerifyReport>, VaultError> {
+        let Some(row) = sqlx::query("SELECT seq, link, at, mac FROM audit_checkpoint WHERE id = 1")
+            .fetch_optional(&self.inner.pool)
+            .await?
+        else {
+            return Ok(Ok(None));
+        };
+        let seq: i64 = row.try_get("seq")?;
+        let link: Vec<u8> = row.try_get("link")?;
+        let at: i64 = row.try_get("at")?;
+        let mac: Vec<u8> = row.try_get("mac")?;
+        if !chain.verify(CHECKPOINT, &checkpoint_payload(seq, &link, at), &mac) {
+            return Ok(Err(VerifyReport {
+                checked: 0,
+                head_seq: seq,
+                problem: Some((seq, "the verification checkpoint was altered".into())),
+                from_seq: seq,
+            }));
         }
-        let mut prev = GENESIS.to_vec();
-        let mut expected_seq = 1i64;
-        let mut last_seq = 0i64;
-        // Page through the log up to the head read above, so memory stays flat however long it
-        // is, and events appended meanwhile do not look like tampering.
+        Ok(Ok(Some((seq, link, Millis(at)))))
+    }
+
+    async fn set_checkpoint(
+        &self,
+        chain: &ChainKey,
+        seq: i64,
+        link: &[u8],
+    ) -> Result<(), VaultError> {
+        let at = Millis::now().0;
+        let mac = chain.link(CHECKPOINT, &checkpoint_payload(seq, link, at));
+        // Only forward: two verifications racing leave the further one.
+        sqlx::query(
+            "INSERT INTO audit_checkpoint (id, seq, link, at, mac) VALUES (1, $1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, link = excluded.link, \
+             at = excluded.at, mac = excluded.mac WHERE audit_checkpoint.seq < excluded.seq",
+        )
+        .bind(seq)
+        .bind(link.to_vec())
+        .bind(at)
+        .bind(mac.to_vec())
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Checks events `from + 1 ..= to` against `prev` (the link of event `from`), a thousand
+    /// at a time so memory stays flat, counting them in `report` and noting the first problem
+    /// there. Returns the last event checked and its link.
+    async fn verify_range(
+        &self,
+        chain: &ChainKey,
+        from: i64,
+        mut prev: Vec<u8>,
+        to: i64,
+        report: &mut VerifyReport,
+    ) -> Result<(i64, Vec<u8>), VaultError> {
+        let mut expected_seq = from + 1;
+        let mut last_seq = from;
+        // Up to the head read before, so that events appended meanwhile do not look like
+        // tampering.
         loop {
             let rows = sqlx::query(
                 "SELECT seq, at, actor, org, category, action, target, outcome, details, link \
                  FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 1000",
             )
             .bind(last_seq)
-            .bind(head_seq)
+            .bind(to)
             .fetch_all(&self.inner.pool)
             .await?;
             if rows.is_empty() {
@@ -247,13 +564,12 @@ impl Vault {
                 let seq: i64 = row.try_get("seq")?;
                 let link: Vec<u8> = row.try_get("link")?;
                 let details_text: String = row.try_get("details")?;
-                last_seq = seq;
                 if seq != expected_seq {
                     report.problem = Some((
                         expected_seq,
                         format!("event {expected_seq} is missing (next is {seq})"),
                     ));
-                    return Ok(report);
+                    return Ok((last_seq, prev));
                 }
                 // The payload from the stored text as it is (no need to parse the details).
                 let ok = match stored_payload(row, seq, &details_text) {
@@ -262,22 +578,39 @@ impl Vault {
                 };
                 if !ok {
                     report.problem = Some((seq, format!("event {seq} was altered")));
-                    return Ok(report);
+                    return Ok((last_seq, prev));
                 }
                 report.checked += 1;
+                last_seq = seq;
                 prev = link;
                 expected_seq += 1;
             }
         }
-        if last_seq != head_seq || prev != head_link {
-            report.problem = Some((
-                last_seq + 1,
-                format!(
-                    "the log ends at event {last_seq} but its head says {head_seq}: events were removed"
-                ),
-            ));
-        }
-        Ok(report)
+        Ok((last_seq, prev))
+    }
+}
+
+/// The domain of the checkpoint's MAC: differs from a link's and from the head's.
+const CHECKPOINT: &[u8] = b"audit-checkpoint";
+
+fn checkpoint_payload(seq: i64, link: &[u8], at: i64) -> Vec<u8> {
+    [&seq.to_be_bytes()[..], link, &at.to_be_bytes()[..]].concat()
+}
+
+/// After the last event: the log must end where its head says.
+fn check_end(
+    report: &mut VerifyReport,
+    (last_seq, prev): (i64, Vec<u8>),
+    head_seq: i64,
+    head_link: &[u8],
+) {
+    if last_seq != head_seq || prev != head_link {
+        report.problem = Some((
+            last_seq + 1,
+            format!(
+                "the log ends at event {last_seq} but its head says {head_seq}: events were removed"
+            ),
+        ));
     }
 }
 

@@ -331,6 +331,11 @@ impl Vault {
         sqlx::query("DELETE FROM ui_sessions")
             .execute(&mut *tx)
             .await?;
+        // The verification checkpoint named the replaced log; the restored one is verified
+        // whole below, and the next incremental check starts over.
+        sqlx::query("DELETE FROM audit_checkpoint")
+            .execute(&mut *tx)
+            .await?;
         let mut counted: BTreeMap<String, u64> = BTreeMap::new();
         let total: u64 = header.tables.values().sum();
         let mut done = 0u64;

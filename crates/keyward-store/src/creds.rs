@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use keyward_core::audit::{Category, NewEvent, Outcome};
 use keyward_core::credential::{
     CredentialStatus, CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
-    check_public_fields, check_required_fields, key_hint, normalize_secret,
+    base_url_as_endpoint, check_public_fields, check_required_fields, key_hint, normalize_secret,
 };
 use keyward_core::provider::SecretKind;
 use keyward_core::{CredentialId, CredentialName, Millis, OrgId, Provider};
@@ -349,6 +349,7 @@ impl Vault {
         let provider = new.provider;
         // An empty value means "not set", as it does in updates.
         new.fields.retain(|_, v| !v.is_empty());
+        base_url_as_endpoint(provider, &mut new.fields);
         check_public_fields(provider, &new.fields)?;
         check_required_fields(provider, &new.fields)?;
         check_weight(new.weight)?;
@@ -539,6 +540,8 @@ impl Vault {
             });
         }
         let provider = current.provider;
+        let mut update = update;
+        base_url_as_endpoint(provider, &mut update.fields);
         let mut fields = current.fields.clone();
         for (k, v) in &update.fields {
             if v.is_empty() {

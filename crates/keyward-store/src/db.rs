@@ -96,6 +96,11 @@ fn migrator() -> Migrator {
             "audit indexes",
             include_str!("../migrations/0014_audit_indexes.sql"),
         ),
+        migration(
+            15,
+            "audit checkpoint",
+            include_str!("../migrations/0015_audit_checkpoint.sql"),
+        ),
     ])
 }
 

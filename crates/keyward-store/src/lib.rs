@@ -37,7 +37,7 @@ use keyward_core::resolve::NotFound;
 use keyward_crypto::{ChainKey, CryptoError, Keyring};
 use sqlx::AnyPool;
 
-pub use audit::VerifyReport;
+pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
 pub use backup::BackupHeader;
 pub use creds::check_secret;
 pub use db::{Backend, Location};
@@ -96,6 +96,11 @@ pub enum VaultError {
     /// A database statement failed.
     #[error("database error: {0}")]
     Database(sqlx::Error),
+    /// Too many audit-log reads of one organization (or of all of them) are running at once;
+    /// this one waited for its turn and did not get it. The store itself is fine: retry in a
+    /// second. Never marks the store down.
+    #[error("{0}")]
+    Busy(String),
     /// The database cannot be reached right now (it is down, restarting, or out of
     /// connections); nothing was changed. Worth retrying in a few seconds.
     #[error("the store is unavailable: {0}")]
@@ -218,6 +223,9 @@ struct Inner {
     listener: std::sync::OnceLock<tokio::task::AbortHandle>,
     /// Whether the database is known to be away, and whether a task is watching for its return.
     health: health::Health,
+    /// The lanes audit-log listings run in, so that one organization's reads cannot take
+    /// another's connections.
+    audit_lanes: audit::Lanes,
 }
 
 impl Drop for Inner {
@@ -267,6 +275,10 @@ impl Vault {
                 instance: new_id(),
                 listener: std::sync::OnceLock::new(),
                 health: health::Health::default(),
+                audit_lanes: audit::Lanes::new(options.max_connections.unwrap_or(match backend {
+                    Backend::Sqlite => 8,
+                    Backend::Postgres => 16,
+                })),
             }),
         };
         if options.listen_for_changes

@@ -1639,7 +1639,204 @@ contract!(
     concurrent_audited_operations_share_commits_and_each_answer_is_durable,
     a_write_dropped_at_any_point_is_all_or_nothing,
     a_write_withdraws_only_what_it_changed,
+    a_rare_audit_filter_reads_a_bounded_window_and_gives_a_cursor,
+    one_organizations_audit_reads_cannot_take_anothers_turn,
+    the_chain_is_verified_onward_from_a_sealed_checkpoint,
 );
+
+/// The console's verification reads only what is new since the last verified checkpoint, a
+/// bounded number of events per call, finds an edit among them, and refuses a checkpoint that
+/// was moved by hand.
+async fn the_chain_is_verified_onward_from_a_sealed_checkpoint(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    fill_log(&v, "acme", 2500, "token:first").await;
+    let head = v.audit_event_count().await.unwrap();
+    assert_eq!(v.verified_checkpoint().await.unwrap(), None);
+    let first = v.verify_new_events(1000).await.unwrap();
+    assert!(first.ok(), "{first:?}");
+    assert_eq!((first.from_seq, first.checked), (0, 1000));
+    assert_eq!(v.verified_checkpoint().await.unwrap().unwrap().0, 1000);
+    let rest = v.verify_new_events(100_000).await.unwrap();
+    assert!(rest.ok(), "{rest:?}");
+    assert_eq!(rest.from_seq, 1000);
+    assert_eq!(rest.checked as i64, head - 1000);
+    assert_eq!(v.verified_checkpoint().await.unwrap().unwrap().0, head);
+    // Nothing new: nothing read, still fine.
+    assert_eq!(v.verify_new_events(100_000).await.unwrap().checked, 0);
+
+    // An edit among the new events is found, and the checkpoint does not move past it.
+    fill_log(&v, "acme", 20, "token:later").await;
+    sqlx::query("UPDATE audit_events SET action = 'nothing' WHERE seq = $1")
+        .bind(head + 5)
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let found = v.verify_new_events(100_000).await.unwrap();
+    assert_eq!(
+        found.problem.as_ref().map(|p| p.0),
+        Some(head + 5),
+        "{found:?}"
+    );
+    assert_eq!(v.verified_checkpoint().await.unwrap().unwrap().0, head);
+    // A checkpoint moved by hand (past the edit) does not hold.
+    sqlx::query("UPDATE audit_checkpoint SET seq = seq + 10")
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let moved = v.verify_new_events(100_000).await.unwrap();
+    assert!(
+        moved
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.1.contains("checkpoint was altered")),
+        "{moved:?}"
+    );
+    // The full verification still finds the edit.
+    let full = v.verify_events().await.unwrap();
+    assert_eq!(full.problem.map(|p| p.0), Some(head + 5));
+    v.close().await;
+    db.cleanup().await;
+}
+
+/// Fills the log with `n` events of `org`, in batches.
+async fn fill_log(v: &Vault, org: &str, n: usize, first_actor: &str) {
+    use keyward_core::audit::NewEvent;
+    let mut made = 0;
+    while made < n {
+        let batch: Vec<NewEvent> = (made..(made + 1000).min(n))
+            .map(|i| {
+                let actor = if i == 0 { first_actor } else { "token:busy" };
+                NewEvent::new(
+                    actor,
+                    Category::SecretAccess,
+                    "resolve",
+                    format!("credential:{i}"),
+                )
+                .org(Some(org))
+            })
+            .collect();
+        made += batch.len();
+        v.record_many(batch).await.unwrap();
+    }
+}
+
+/// A filter the indexes cannot answer (an actor) reads back at most SCAN_BUDGET events per
+/// call, answers what it found there with a cursor, and following the cursor reaches the
+/// oldest event; a filter they answer (the organization) pages as before.
+async fn a_rare_audit_filter_reads_a_bounded_window_and_gives_a_cursor(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let n = 2 * keyward_store::SCAN_BUDGET as usize + 500;
+    fill_log(&v, "acme", n, "token:rare").await;
+    let head = v.audit_event_count().await.unwrap();
+
+    let mut filter: EventFilter = "org=acme,actor=token:nobody".parse().unwrap();
+    let page = v.list_events_page(&filter, 50).await.unwrap();
+    assert!(page.items.is_empty());
+    let cursor = page.next.expect("older events may match: a cursor");
+    assert!(
+        head - cursor <= keyward_store::SCAN_BUDGET,
+        "a bounded window"
+    );
+    // Following the cursor ends, having found nothing.
+    let mut pages = 1;
+    filter.before = page.next;
+    while filter.before.is_some() {
+        let page = v.list_events_page(&filter, 50).await.unwrap();
+        assert!(page.items.is_empty());
+        filter.before = page.next;
+        pages += 1;
+        assert!(pages < 10, "the cursor must move back");
+    }
+    assert_eq!(
+        pages,
+        3,
+        "{n} events in windows of {}",
+        keyward_store::SCAN_BUDGET
+    );
+
+    // The rare actor is found on the page that reaches it.
+    let mut filter: EventFilter = "org=acme,actor=token:rare".parse().unwrap();
+    let mut found = Vec::new();
+    loop {
+        let page = v.list_events_page(&filter, 50).await.unwrap();
+        found.extend(page.items);
+        match page.next {
+            Some(n) => filter.before = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].target, "credential:0");
+    // `list_events` (one call) is bounded too: the newest window only.
+    assert!(
+        v.list_events(&"actor=token:rare".parse().unwrap(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The organization alone: the index answers, full pages and a cursor, no budget.
+    let page = v
+        .list_events_page(&"org=acme".parse().unwrap(), 1000)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1000);
+    assert_eq!(page.next, Some(page.items[999].seq));
+    // Another organization's events are not read through for it.
+    let page = v
+        .list_events_page(&"org=globex,action=resolve".parse().unwrap(), 50)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && page.next.is_none());
+    v.close().await;
+    db.cleanup().await;
+}
+
+/// Listings take turns per organization: many of one organization at once wait on each other
+/// (and are refused as busy after a second, never as "unavailable"), while another
+/// organization's listing is answered, and the store stays up.
+async fn one_organizations_audit_reads_cannot_take_anothers_turn(db: Db) {
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    fill_log(
+        &v,
+        "acme",
+        3 * keyward_store::SCAN_BUDGET as usize,
+        "token:rare",
+    )
+    .await;
+    fill_log(&v, "globex", 10, "token:globex").await;
+    let loops: Vec<_> = (0..24)
+        .map(|_| {
+            let v = v.clone();
+            tokio::spawn(async move {
+                v.list_events_page(&"org=acme,actor=token:nobody".parse().unwrap(), 50)
+                    .await
+            })
+        })
+        .collect();
+    let other = v
+        .list_events_page(&"org=globex,actor=token:globex".parse().unwrap(), 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.items.len(),
+        1,
+        "another organization's read is answered"
+    );
+    for l in loops {
+        match l.await.unwrap() {
+            Ok(page) => assert!(page.items.is_empty()),
+            Err(VaultError::Busy(_)) => {}
+            Err(e) => panic!("a listing failed otherwise: {e}"),
+        }
+    }
+    assert!(v.store_available(), "the store was never marked down");
+    v.close().await;
+    db.cleanup().await;
+}
 
 /// A write costs the caches only what it changed: a variable nothing; a key added to one
 /// organization makes that organization's entry stale (still served while the store is away)

@@ -411,26 +411,53 @@ impl Backend {
         }
     }
 
+    /// Up to `limit` events matching the filter, newest first. Each listing reads back a
+    /// bounded number of events (the store's scan budget), so this follows the cursor page
+    /// after page until it has `limit` events or the log ends.
     pub(crate) async fn list_events(
         &self,
         filter_text: &str,
         limit: i64,
     ) -> Result<Vec<AuditEvent>> {
+        let mut out: Vec<AuditEvent> = Vec::new();
+        let mut before: Option<i64> = None;
+        loop {
+            let want = limit - out.len() as i64;
+            let (items, next) = self.events_page(filter_text, want, before).await?;
+            out.extend(items);
+            match next {
+                Some(n) if (out.len() as i64) < limit => before = Some(n),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn events_page(
+        &self,
+        filter_text: &str,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<(Vec<AuditEvent>, Option<i64>)> {
         match self {
             Backend::Local { vault, .. } => {
-                let filter: EventFilter = filter_text.parse()?;
-                Ok(vault.list_events(&filter, limit).await?)
+                let mut filter: EventFilter = filter_text.parse()?;
+                filter.before = before;
+                let page = vault.list_events_page(&filter, limit).await?;
+                Ok((page.items, page.next))
             }
             Backend::Remote(r) => {
                 let lim = limit.to_string();
+                let before = before.map(|b| b.to_string());
                 let path = format!(
                     "/api/v1/events{}",
                     query(&[
                         ("filter", Some(filter_text).filter(|f| !f.is_empty())),
                         ("limit", Some(&lim)),
+                        ("before", before.as_deref()),
                     ])
                 );
-                from(r.call(Method::GET, &path, None).await?["items"].clone())
+                let page = r.call(Method::GET, &path, None).await?;
+                Ok((from(page["items"].clone())?, page["next_cursor"].as_i64()))
             }
         }
     }

@@ -434,7 +434,7 @@ struct EventsQuery {
     before: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("filter" = Option<String>, Query, description = "category=...,org=...,action=...,outcome=...,actor=..."), ("limit" = Option<i64>, Query, description = "at most this many (default 50)"), ("before" = Option<i64>, Query, description = "a cursor: events before this sequence number")), responses((status = 200, description = "Audit events, newest first", body = crate::openapi::EventPage)))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "audit", params(("filter" = Option<String>, Query, description = "category=...,org=...,action=...,outcome=...,actor=...,target=..."), ("limit" = Option<i64>, Query, description = "at most this many (default 50)"), ("before" = Option<i64>, Query, description = "a cursor: events before this sequence number (`next_cursor` of the last page)")), responses((status = 200, description = "Audit events, newest first; a filter other than org and target reads back at most 10 000 events per call, so a page may hold fewer than `limit` (even none) with a `next_cursor` to continue", body = crate::openapi::EventPage), (status = 429, description = "Too many audit-log reads of this organization at once; retry after the Retry-After seconds")))]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -457,11 +457,10 @@ async fn events(
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     filter.before = q.before;
-    let events = state.vault.list_events(&filter, limit).await?;
-    let next_cursor = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten();
-    Ok(Json(json!({ "items": events, "next_cursor": next_cursor })))
+    let page = state.vault.list_events_page(&filter, limit).await?;
+    Ok(Json(
+        json!({ "items": page.items, "next_cursor": page.next }),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/events/verify", tag = "audit", responses((status = 200, description = "Check the HMAC chain (admin)", body = keyward_store::VerifyReport)))]

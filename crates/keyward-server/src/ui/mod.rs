@@ -278,6 +278,8 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "strategy" => "Strategy changed.",
         "revoked" => "Token revoked: it stops working at once.",
         "reloaded" => "Gateway targets reloaded.",
+        "chain_ok" => "The audit chain verifies, up to the newest event.",
+        "chain_broken" => "The audit chain does NOT verify.",
         "revoked_gateway" => "Gateway token revoked: it stops working at once.",
         "reload_failed" => {
             "The targets file did not load; the previous targets stay in use (why is below)."
@@ -313,6 +315,7 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
             "Too many requests",
             "wait a minute and try again".to_owned(),
         ),
+        E::Busy(m) => (StatusCode::TOO_MANY_REQUESTS, "Busy", m),
         E::Unauthorized => return Redirect::to("/ui/login").into_response(),
         E::PayloadTooLarge => (
             StatusCode::PAYLOAD_TOO_LARGE,
