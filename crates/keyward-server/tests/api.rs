@@ -2022,3 +2022,130 @@ async fn a_viewers_audit_loop_cannot_stall_another_tenant_on_postgres() {
         a_viewers_audit_loop_cannot_stall_another_tenant(s).await;
     }
 }
+
+/// An operation that cannot be undone does not drop a parameter its caller relies on: every
+/// documented route refuses a query parameter it does not declare, before doing anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_query_parameters_are_refused_before_anything_happens() {
+    let mut s = Server::sqlite().await;
+    let admin = s.token(Role::Admin, None).await;
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/orgs",
+            Some(&admin),
+            Some(json!({"id": "acme"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, made) = s
+        .call(
+            Method::POST,
+            "/api/provider-credentials/create",
+            Some(&admin),
+            Some(json!({"organization_id": "acme", "provider": "openai", "credential_name": "prod", "api_key": "sk-proj-QUERYCANARY0123456789abcdWXYZ"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let id = made["id"].as_str().unwrap().to_owned();
+    for path in [
+        format!("/api/provider-credentials/{id}?migrate_to=x"),
+        format!("/api/v1/credentials/{id}?force=true"),
+    ] {
+        let (status, body) = s.call(Method::DELETE, &path, Some(&admin), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .contains("unknown query parameter"),
+            "{body}"
+        );
+    }
+    let (status, _) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/credentials/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "still there");
+    // A declared parameter still works; a key pasted as a name is not echoed.
+    let (status, _) = s
+        .call(Method::GET, "/api/v1/events?limit=5", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s
+        .call(
+            Method::GET,
+            "/api/v1/events?sk-proj-QUERYCANARY0123456789abcdWXYZ=1",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!body.to_string().contains("QUERYCANARY"), "{body}");
+    let (status, _) = s
+        .call(
+            Method::DELETE,
+            &format!("/api/provider-credentials/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    s.stop().await;
+}
+
+/// The admin guide's create route, with the guide's own body, for Azure OpenAI: its `api_base`
+/// is the resource endpoint, as Open Notebook and the LiteLLM import read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_through_the_admin_guides_create_route_takes_api_base_as_the_endpoint() {
+    let mut s = Server::sqlite().await;
+    let admin = s.token(Role::Admin, None).await;
+    s.call(
+        Method::POST,
+        "/api/v1/orgs",
+        Some(&admin),
+        Some(json!({"id": "acme"})),
+    )
+    .await;
+    for provider in ["azure_openai", "azure"] {
+        let (status, made) = s
+            .call(
+                Method::POST,
+                "/api/provider-credentials/create",
+                Some(&admin),
+                Some(json!({
+                    "organization_id": "acme",
+                    "provider": provider,
+                    "credential_name": format!("eu-{provider}"),
+                    "api_key": "0123456789abcdef0123456789abcdef",
+                    "api_base": "https://acme-eu.openai.azure.com"
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{provider}: {made}");
+        assert_eq!(
+            made["fields"]["endpoint"],
+            "https://acme-eu.openai.azure.com"
+        );
+        assert!(made["fields"].get("base_url").is_none(), "{made}");
+    }
+    // Without one, the message says how to give it.
+    let (status, body) = s
+        .call(
+            Method::POST,
+            "/api/provider-credentials/create",
+            Some(&admin),
+            Some(json!({"organization_id": "acme", "provider": "azure_openai", "credential_name": "none", "api_key": "0123456789abcdef0123456789abcdef"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"].as_str().unwrap().contains("api_base"),
+        "{body}"
+    );
+    s.stop().await;
+}

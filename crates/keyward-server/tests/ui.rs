@@ -619,9 +619,26 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
         page.contains("Rotation to k1 done") && page.contains("0 remaining"),
         "{page}"
     );
-    // The audit log verifies, as the banner says.
+    // The audit log's page does not verify the chain on load; an admin's press does, and a
+    // viewer's is refused.
     let log = c.page("/ui/events", admin).await.text().await.unwrap();
+    assert!(
+        log.contains("has not been verified from the console yet"),
+        "{log}"
+    );
+    let resp = post(&c, "/ui/events/verify", viewer, "").await;
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = post(&c, "/ui/events/verify", admin, "").await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/ui/events?notice=chain_ok");
+    let log = c
+        .page("/ui/events?notice=chain_ok", admin)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(log.contains("The audit chain verifies"), "{log}");
+    assert!(log.contains("verified up to event #"), "{log}");
     secrets(&log, &tokens);
 }
 

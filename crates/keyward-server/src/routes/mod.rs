@@ -83,7 +83,86 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .layer(axum::middleware::map_response(crate::error::as_problem))
         .split_for_parts();
     utoipa::Modify::modify(&crate::openapi::Contract, &mut doc);
+    let declared = std::sync::Arc::new(declared_queries(&doc));
+    let router = router.route_layer(axum::middleware::from_fn(move |req, next| {
+        let declared = declared.clone();
+        async move { only_declared_query(&declared, req, next).await }
+    }));
     (router, doc)
+}
+
+/// The query parameters each (method, route) declares in the OpenAPI document.
+type DeclaredQueries = std::collections::HashMap<(String, String), Vec<String>>;
+
+fn declared_queries(doc: &utoipa::openapi::OpenApi) -> DeclaredQueries {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::path::ParameterIn;
+    let mut out = DeclaredQueries::new();
+    for (path, item) in &doc.paths.paths {
+        let ops = [
+            ("GET", &item.get),
+            ("PUT", &item.put),
+            ("POST", &item.post),
+            ("DELETE", &item.delete),
+            ("PATCH", &item.patch),
+        ];
+        for (method, op) in ops {
+            let Some(op) = op else { continue };
+            let names = item
+                .parameters
+                .iter()
+                .chain(op.parameters.iter())
+                .flatten()
+                .filter_map(|p| match p {
+                    RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => {
+                        Some(p.name.clone())
+                    }
+                    _ => None,
+                })
+                .collect();
+            out.insert((method.to_owned(), path.clone()), names);
+        }
+    }
+    out
+}
+
+/// Refuses a query parameter the route does not declare, on every documented route: a
+/// caller that relies on one (`DELETE ...?migrate_to=x`) must not have it dropped silently,
+/// least of all by an operation that cannot be undone.
+async fn only_declared_query(
+    declared: &DeclaredQueries,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(query) = req.uri().query().filter(|q| !q.is_empty()) else {
+        return next.run(req).await;
+    };
+    let Some(path) = req.extensions().get::<axum::extract::MatchedPath>() else {
+        return next.run(req).await;
+    };
+    let Some(allowed) = declared.get(&(req.method().as_str().to_owned(), path.as_str().to_owned()))
+    else {
+        return next.run(req).await;
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let raw = pair.split('=').next().unwrap_or_default();
+        let name = percent_encoding::percent_decode_str(&raw.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned();
+        if !allowed.iter().any(|a| *a == name) {
+            let takes = if allowed.is_empty() {
+                "none".to_owned()
+            } else {
+                allowed.join(", ")
+            };
+            return ApiError::BadRequest(format!(
+                "unknown query parameter {} (this route takes: {takes}); nothing was done",
+                keyward_core::secret_like::shown(&name)
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {
