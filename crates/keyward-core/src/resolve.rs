@@ -148,6 +148,41 @@ pub struct Resolved {
     pub fields: BTreeMap<String, String>,
 }
 
+impl Resolved {
+    /// The provider config object every surface answers a resolution with (HTTP
+    /// `/api/v1/resolve`, `keyward resolve --json`, locally or remotely): the public fields at
+    /// the top (`base_url`, `endpoint`, ...), `provider`, `api_key`, and where it came from
+    /// (`source`: `vault` with `credential_id` and `credential_name`, or `env:VARIABLE`).
+    /// It holds the key: only for the caller that asked.
+    pub fn config_object(&self) -> serde_json::Value {
+        use secrecy::ExposeSecret as _;
+        use serde_json::{Value, json};
+        let mut config: serde_json::Map<String, Value> = self
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        config.insert("provider".into(), json!(self.provider.id));
+        config.insert(
+            "api_key".into(),
+            self.secret
+                .as_ref()
+                .map_or(Value::Null, |s| Value::String(s.expose_secret().to_owned())),
+        );
+        match &self.source {
+            Source::Vault { id, name } => {
+                config.insert("credential_id".into(), json!(id));
+                config.insert("credential_name".into(), json!(name));
+                config.insert("source".into(), json!("vault"));
+            }
+            Source::Environment { variable } => {
+                config.insert("source".into(), json!(format!("env:{variable}")));
+            }
+        }
+        Value::Object(config)
+    }
+}
+
 /// A resolution candidate as the ordering rules see it.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {

@@ -214,8 +214,13 @@ pub fn app(state: AppState) -> Router {
             "/gateway/t/{target}/{*path}",
             axum::routing::any(gateway::forward_target),
         )
-        // The web console: pages, not an API, so not in the OpenAPI document either.
+        // The web console: pages, not an API, so not in the OpenAPI document either. A person
+        // who opens the server's address expects it.
         .merge(ui::router())
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }),
+        )
         .route(
             "/api/openapi.json",
             axum::routing::get(move || {

@@ -670,3 +670,44 @@ async fn a_refused_key_is_never_echoed_into_the_form() {
         }
     }
 }
+
+/// A viewer's Audit Log names the tokens of its own organization; an admin's token, acting on
+/// the viewer's organization, appears by its id, not by the name its owner gave it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewers_audit_log_does_not_name_admin_tokens() {
+    let c = console().await;
+    let (admin, _) = c.token(Role::Admin, None).await;
+    let (viewer, _) = c.token(Role::Viewer, Some("acme")).await;
+    let (admin_cookie, _) = session_cookie(&c.sign_in(&admin).await);
+    let resp = post(
+        &c,
+        "/ui/credentials",
+        &admin_cookie,
+        "org=acme&provider=anthropic&name=by-admin&api_key=sk-ant-api03-NAMESCANARY0123456789abcdefQRST",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let (viewer_cookie, _) = session_cookie(&c.sign_in(&viewer).await);
+    let page = c
+        .page("/ui/events", &viewer_cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("credential:"),
+        "the admin's event is listed: {page}"
+    );
+    assert!(!page.contains("admin person"), "{page}");
+    assert!(
+        page.contains("viewer person"),
+        "its own token is named: {page}"
+    );
+    let page = c
+        .page("/ui/events", &admin_cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("admin person"), "an admin sees every name");
+}

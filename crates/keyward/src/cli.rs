@@ -10,7 +10,22 @@ use clap::{Args, Parser, Subcommand};
 /// Secrets are never taken as arguments: they come from standard input (a hidden prompt on a
 /// terminal) or from an environment variable you name.
 #[derive(Debug, Parser)]
-#[command(name = "keyward", version, propagate_version = true)]
+#[command(
+    name = "keyward",
+    version,
+    propagate_version = true,
+    after_help = "Environment:
+  KEYWARD_MASTER_KEY_FILE   a file holding the master key (BASE64, or KID:BASE64[,KID:BASE64...])
+  KEYWARD_MASTER_KEY        the master key itself (base64; `keyward keygen` makes one)
+  KEYWARD_MASTER_KEYS       several keys, KID:BASE64,... (the first is primary)
+                            (none of these: a development key in the data directory, with a warning)
+  KEYWARD_DATA_DIR          the data directory (default ./keyward-data)
+  KEYWARD_DATABASE_URL      a PostgreSQL (or SQLite) URL instead of the data directory's SQLite file
+  KEYWARD_URL, KEYWARD_TOKEN  remote mode: commands ask this server, with this API token
+  KEYWARD_ADMIN_TOKEN       `serve`: the first admin token, instead of printing a new one
+  KEYWARD_ACTOR             who the audit log says ran a local command (default: your login name)
+  KEYWARD_LOG               log filter (default warn)"
+)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: Global,
@@ -26,6 +41,7 @@ pub(crate) struct Global {
         long,
         global = true,
         env = "KEYWARD_DATA_DIR",
+        hide_env_values = true,
         default_value = "keyward-data"
     )]
     pub(crate) data_dir: PathBuf,

@@ -85,11 +85,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Who the audit log says did it.
+/// Who the audit log says did it: `KEYWARD_ACTOR`, else the login name (`$USER`, `$LOGNAME`,
+/// or the system's name for this process's user, as under cron or systemd where neither is
+/// set), else the user id.
 fn actor() -> String {
-    let user = std::env::var("KEYWARD_ACTOR")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let user = set("KEYWARD_ACTOR")
+        .or_else(|| set("USER"))
+        .or_else(|| set("LOGNAME"))
+        .or_else(|| {
+            let uid = nix::unistd::getuid();
+            Some(match nix::unistd::User::from_uid(uid) {
+                Ok(Some(u)) => u.name,
+                _ => format!("uid:{uid}"),
+            })
+        })
+        .unwrap_or_default();
     format!("cli:{user}")
 }
 

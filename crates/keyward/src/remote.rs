@@ -94,7 +94,12 @@ impl Remote {
             Ok(value)
         } else {
             // Problem details say what is wrong; they never hold a secret.
-            let detail = value["detail"].as_str().unwrap_or("no details").to_owned();
+            // The server words its hints for HTTP clients; a person at this command line
+            // passes a flag instead.
+            let detail = value["detail"].as_str().unwrap_or("no details").replace(
+                "(to store it anyway, send \"skip_format_check\": true)",
+                "(to store it anyway: --no-format-check)",
+            );
             let message = format!("{detail} ({status})");
             Err(if status == reqwest::StatusCode::NOT_FOUND {
                 Error::RemoteNotFound(message)

@@ -149,7 +149,7 @@ async fn only_declared_query(
         let name = percent_encoding::percent_decode_str(&raw.replace('+', " "))
             .decode_utf8_lossy()
             .into_owned();
-        if !allowed.iter().any(|a| *a == name) {
+        if !allowed.contains(&name) {
             let takes = if allowed.is_empty() {
                 "none".to_owned()
             } else {

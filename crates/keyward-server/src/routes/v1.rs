@@ -20,33 +20,9 @@ use super::{parse_org, visible_credential};
 use crate::auth::{ApiJson, Caller};
 use crate::{ApiError, AppState, LoadTrigger};
 
-/// The provider config object a resolution answers with: the key and the fields a client needs.
+/// The provider config object a resolution answers with (one shape on every surface).
 pub(super) fn config_object(resolved: &Resolved) -> Value {
-    let mut config: BTreeMap<String, Value> = resolved
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    config.insert("provider".into(), json!(resolved.provider.id));
-    config.insert(
-        "api_key".into(),
-        resolved
-            .secret
-            .as_ref()
-            .map_or(Value::Null, |s| Value::String(s.expose_secret().to_owned())),
-    );
-    match &resolved.source {
-        keyward_core::resolve::Source::Vault { id, name } => {
-            config.insert("credential_id".into(), json!(id));
-            config.insert("credential_name".into(), json!(name));
-            config.insert("source".into(), json!("vault"));
-        }
-        // Served from the server's environment (its fallback is on): says which variable.
-        keyward_core::resolve::Source::Environment { variable } => {
-            config.insert("source".into(), json!(format!("env:{variable}")));
-        }
-    }
-    json!(config)
+    resolved.config_object()
 }
 
 // ----- credentials ------------------------------------------------------------------------

@@ -843,11 +843,21 @@ pub(super) struct EventRow {
 pub(super) struct Names(std::collections::HashMap<String, String>);
 
 impl Names {
-    pub(super) async fn load(state: &AppState) -> Result<Self, VaultError> {
+    /// The names of the tokens `session` may see: every token for an admin, its own
+    /// organization's otherwise (an admin token's name is not an organization's business).
+    pub(super) async fn load(state: &AppState, session: &UiSession) -> Result<Self, VaultError> {
+        let principal = &session.0.principal;
+        let scope = match principal.role {
+            Role::Admin => None,
+            _ => match &principal.org {
+                Some(org) => Some(org),
+                None => return Ok(Self(Default::default())),
+            },
+        };
         Ok(Self(
             state
                 .vault
-                .list_tokens(None)
+                .list_tokens(scope)
                 .await?
                 .into_iter()
                 .map(|t| (format!("token:{}", t.id), t.name))
@@ -948,7 +958,7 @@ async fn detail(
             view.id.as_str(),
             Millis(now.0 - 7 * 24 * HOUR_MS),
         ),
-        Names::load(&state),
+        Names::load(&state, &session),
     ) {
         Ok(t) => t,
         Err(e) => return failed(e),

@@ -923,7 +923,7 @@ async fn events(
             "Verifying the chain needs an admin (keyward events verify).".to_owned(),
         )
     };
-    let names = match Names::load(&state).await {
+    let names = match Names::load(&state, &session).await {
         Ok(n) => n,
         Err(e) => return failed(e),
     };

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use keyward_core::resolve::{ResolveRequest, Source};
+use keyward_core::resolve::ResolveRequest;
 use keyward_core::{CredentialName, OrgId, Provider};
 use keyward_store::Vault;
 use secrecy::ExposeSecret as _;
@@ -27,22 +27,8 @@ pub(crate) async fn resolve(vault: &Vault, args: ResolveArgs, actor: &str) -> Re
 /// Prints a resolution: the key alone, or JSON with its fields and source.
 pub(crate) fn print_resolved(resolved: &keyward_core::resolve::Resolved, json: bool) -> Result<()> {
     if json {
-        let source = match &resolved.source {
-            Source::Vault { id, name } => {
-                serde_json::json!({ "kind": "vault", "id": id, "name": name })
-            }
-            Source::Environment { variable } => {
-                serde_json::json!({ "kind": "environment", "variable": variable })
-            }
-        };
-        print_json(&serde_json::json!({
-            "provider": resolved.provider.id,
-            "secret_field": resolved.provider.secret_field,
-            // The name HTTP resolution gives it too.
-            "api_key": resolved.secret.as_ref().map(|s| s.expose_secret()),
-            "fields": resolved.fields,
-            "source": source,
-        }))
+        // The shape HTTP resolution answers with, so that a script works against either.
+        print_json(&resolved.config_object())
     } else {
         match &resolved.secret {
             Some(s) => say!("{}", s.expose_secret()),

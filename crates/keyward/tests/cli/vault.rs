@@ -158,7 +158,10 @@ async fn readme_tour(mut s: Sandbox) {
         "--json",
     ]);
     assert_eq!(resolved["api_key"], CANARY_ANTHROPIC_ACME);
-    assert_eq!(resolved["source"]["kind"], "vault");
+    // The same shape as HTTP resolution's config object.
+    assert_eq!(resolved["source"], "vault");
+    assert!(resolved["credential_id"].is_string(), "{resolved}");
+    assert_eq!(resolved["base_url"], "https://api.anthropic.com");
     s.ok(&["cred", "activate", &acme_openai]);
     s.ok(&["cred", "show", &acme_openai]);
 
