@@ -1037,6 +1037,52 @@ fn environ_names(values: &serde_json::Value) -> Vec<String> {
     names
 }
 
+/// The largest LiteLLM config read, and how deep it may nest: real ones are a few KiB and a
+/// handful of levels. A hostile file nested 100 000 deep took the YAML parser 26 s to refuse;
+/// this look at its shape refuses it in one linear pass, before the parser sees it.
+const MAX_YAML: usize = 16 << 20;
+const MAX_YAML_DEPTH: usize = 64;
+
+fn yaml_shape_is_sane(yaml: &str) -> Result<()> {
+    if yaml.len() > MAX_YAML {
+        anyhow::bail!(
+            "the file is larger than {} MiB, which no LiteLLM config is",
+            MAX_YAML >> 20
+        );
+    }
+    // Flow nesting: brackets open, across lines, outside quotes (a rough count is enough: it
+    // only has to stop what no config needs).
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    for (n, line) in yaml.lines().enumerate() {
+        // Block nesting: the column where the content starts, past indentation and the
+        // `- ` of nested sequence items.
+        let content = line.trim_start_matches([' ', '-', '\t', '?', ':']);
+        let column = line.len() - content.len();
+        let mut deepest = depth;
+        for c in content.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    deepest = deepest.max(depth);
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        if column / 2 > MAX_YAML_DEPTH * 2 || deepest > MAX_YAML_DEPTH {
+            anyhow::bail!(
+                "line {}: the file nests deeper than any LiteLLM config does ({MAX_YAML_DEPTH} levels); not read",
+                n + 1
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One credential of a LiteLLM config: provider, key, fields, name, where it was first seen.
 type Group = (
     &'static Provider,
@@ -1050,6 +1096,7 @@ type Group = (
 /// from the model's prefix, or a named entry of `credential_list`) and `credential_list[]`.
 /// Entries that share a provider, a key and the same fields become one credential.
 pub(crate) fn litellm(yaml: &str) -> Result<Read> {
+    yaml_shape_is_sane(yaml)?;
     let doc: serde_json::Value =
         serde_yaml_ng::from_str(yaml).context("the file is not YAML LiteLLM can read")?;
     let mut read = Read::default();

@@ -206,3 +206,29 @@ fn a_dotenv_file_of_200_000_variables_imports_in_linear_time() {
         &plan[..200.min(plan.len())]
     );
 }
+
+/// YAML built to cost time: nesting 100 000 deep, as flow brackets, across lines, and as
+/// nested block sequences, is refused at once in Keyward's words.
+#[test]
+fn deeply_nested_yaml_is_refused_before_it_is_parsed() {
+    let (mut s, _) = with_master_key();
+    let flat = format!(
+        "model_list: {}{}\n",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let lines = format!("model_list:\n{}", "[\n".repeat(100_000));
+    let block = format!("model_list:\n{}x\n", "- ".repeat(100_000));
+    for (i, text) in [flat, lines, block].iter().enumerate() {
+        let file = s.scratch().join(format!("deep{i}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let err = s.fails(
+            &["import", "litellm", file.to_str().unwrap(), "--org", "acme"],
+            &[],
+        );
+        assert!(
+            err.contains("nests deeper than any LiteLLM config"),
+            "{i}: {err}"
+        );
+    }
+}
