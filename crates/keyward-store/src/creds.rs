@@ -468,27 +468,58 @@ impl Vault {
         limit: u64,
         offset: u64,
     ) -> Result<(Vec<CredentialView>, u64), VaultError> {
+        self.find_credentials(org, provider, None, CredentialSort::Listing, limit, offset)
+            .await
+    }
+
+    /// Like [`Vault::list_credentials_page`], narrowed to credentials whose name or key hint
+    /// holds `search` (any case), in the order `sort` says: how a person finds one credential
+    /// among hundreds.
+    pub async fn find_credentials(
+        &self,
+        org: Option<&OrgId>,
+        provider: Option<&Provider>,
+        search: Option<&str>,
+        sort: CredentialSort,
+        limit: u64,
+        offset: u64,
+    ) -> Result<(Vec<CredentialView>, u64), VaultError> {
         // The conditions are written only when given, so the listing index serves them.
-        let mut conditions = Vec::new();
-        if org.is_some() {
-            conditions.push("org_id = $1");
+        let mut conditions: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(o) = org {
+            binds.push(o.as_str().to_owned());
+            conditions.push(format!("org_id = ${}", binds.len()));
         }
-        if provider.is_some() {
-            conditions.push(if org.is_some() {
-                "provider = $2"
-            } else {
-                "provider = $1"
-            });
+        if let Some(p) = provider {
+            binds.push(p.id.to_owned());
+            conditions.push(format!("provider = ${}", binds.len()));
+        }
+        if let Some(text) = search.map(str::trim).filter(|t| !t.is_empty()) {
+            // `%`, `_` and the escape itself are taken literally.
+            let escaped: String = text
+                .to_lowercase()
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            binds.push(format!("%{escaped}%"));
+            let n = binds.len();
+            conditions.push(format!(
+                "(LOWER(name) LIKE ${n} ESCAPE '\\' OR LOWER(key_hint) LIKE ${n} ESCAPE '\\')"
+            ));
         }
         let filter = if conditions.is_empty() {
             String::new()
         } else {
             format!("WHERE {}", conditions.join(" AND "))
         };
-        let n = conditions.len();
+        let n = binds.len();
         let page_sql = format!(
-            "SELECT {COLUMNS} FROM credentials {filter} \
-             ORDER BY org_id, provider, priority, created_at, id LIMIT ${} OFFSET ${}",
+            "SELECT {COLUMNS} FROM credentials {filter} ORDER BY {} LIMIT ${} OFFSET ${}",
+            sort.order_by(),
             n + 1,
             n + 2
         );
@@ -496,13 +527,9 @@ impl Vault {
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let mut page = sqlx::query(AssertSqlSafe(page_sql));
         let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
-        if let Some(o) = org {
-            page = page.bind(o.as_str().to_owned());
-            count = count.bind(o.as_str().to_owned());
-        }
-        if let Some(p) = provider {
-            page = page.bind(p.id);
-            count = count.bind(p.id);
+        for b in &binds {
+            page = page.bind(b.clone());
+            count = count.bind(b.clone());
         }
         let rows = page
             .bind(to_i64(limit))
@@ -910,5 +937,51 @@ impl Vault {
             ),
             _ => false,
         })
+    }
+}
+
+/// The order of a credential listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CredentialSort {
+    /// Organization, provider, then the resolution order (priority, age): the listing index.
+    #[default]
+    Listing,
+    /// By name.
+    Name,
+    /// The most recently changed first.
+    Updated,
+    /// The most recently used first (never used last).
+    LastUsed,
+}
+
+impl CredentialSort {
+    /// Parses the console's and the API's word for it.
+    pub fn parse(word: &str) -> Option<Self> {
+        Some(match word {
+            "" | "listing" => Self::Listing,
+            "name" => Self::Name,
+            "updated" => Self::Updated,
+            "last_used" => Self::LastUsed,
+            _ => return None,
+        })
+    }
+
+    /// The word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Listing => "listing",
+            Self::Name => "name",
+            Self::Updated => "updated",
+            Self::LastUsed => "last_used",
+        }
+    }
+
+    fn order_by(self) -> &'static str {
+        match self {
+            Self::Listing => "org_id, provider, priority, created_at, id",
+            Self::Name => "LOWER(name), org_id, provider, id",
+            Self::Updated => "updated_at DESC, id",
+            Self::LastUsed => "COALESCE(last_used_at, 0) DESC, id",
+        }
     }
 }

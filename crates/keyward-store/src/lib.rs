@@ -39,7 +39,7 @@ use sqlx::AnyPool;
 
 pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
 pub use backup::BackupHeader;
-pub use creds::check_secret;
+pub use creds::{CredentialSort, check_secret};
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
 pub use keys::{KeyStatus, KidCount, ReencryptReport, RotationProgress, RotationReport};

@@ -6,6 +6,24 @@ document.querySelectorAll("select[data-autosubmit]").forEach((select) => {
   select.addEventListener("change", () => select.form.requestSubmit());
 });
 
+// Choosing another organization or provider on the credential form reloads it with that
+// provider's fields: what was typed goes along (never the key, which stays out of URLs).
+const choose = document.getElementById("choose");
+const credentialForm = document.getElementById("credential-form");
+if (choose && credentialForm) {
+  choose.addEventListener("submit", () => {
+    credentialForm.querySelectorAll("input[name]").forEach((field) => {
+      const skip = ["api_key", "org", "provider", "skip_format_check"];
+      if (field.type === "hidden" || skip.includes(field.name) || !field.value) return;
+      const carried = document.createElement("input");
+      carried.type = "hidden";
+      carried.name = field.name;
+      carried.value = field.value;
+      choose.appendChild(carried);
+    });
+  });
+}
+
 const dialog = document.getElementById("confirm");
 if (dialog) {
   const form = dialog.querySelector("form");

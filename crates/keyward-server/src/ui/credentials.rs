@@ -18,7 +18,7 @@ use keyward_core::credential::{
 };
 use keyward_core::provider::SecretKind;
 use keyward_core::{CredentialName, Millis, OrgId, PROVIDERS, Provider};
-use keyward_store::{HOUR_MS, Role, UsageSubject, VaultError};
+use keyward_store::{CredentialSort, HOUR_MS, Role, UsageSubject, VaultError};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -109,6 +109,9 @@ struct ListPage {
     providers: Vec<(&'static str, &'static str)>,
     /// The provider filter; empty for all.
     provider: String,
+    /// The search text (name or key hint); the sort's word.
+    search: String,
+    sort: &'static str,
     rows: Vec<Row>,
     total: u64,
     /// Links to the pages before and after, with the filters kept.
@@ -122,6 +125,10 @@ struct ListPage {
 struct ListQuery {
     org: Option<String>,
     provider: Option<String>,
+    /// Only credentials whose name or key hint holds this.
+    q: Option<String>,
+    /// `listing` (default), `name`, `updated` or `last_used`.
+    sort: Option<String>,
     page: Option<u64>,
     notice: Option<String>,
 }
@@ -155,9 +162,24 @@ async fn list(
         Err(e) => return failed(e),
     };
     let page = q.page.unwrap_or(0);
+    // A key pasted into the search box is not searched for, nor shown back.
+    let search =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && !keyward_core::secret_like::looks_like_secret(s))
+            .map(|s| s.chars().take(100).collect::<String>())
+            .unwrap_or_default();
+    let sort = CredentialSort::parse(q.sort.as_deref().unwrap_or("")).unwrap_or_default();
     let (creds, total) = match state
         .vault
-        .list_credentials_page(org.as_ref(), provider, PAGE, page.saturating_mul(PAGE))
+        .find_credentials(
+            org.as_ref(),
+            provider,
+            Some(search.as_str()).filter(|s| !s.is_empty()),
+            sort,
+            PAGE,
+            page.saturating_mul(PAGE),
+        )
         .await
     {
         Ok(c) => c,
@@ -203,9 +225,11 @@ async fn list(
     let provider_s = provider.map(|p| p.id.to_owned()).unwrap_or_default();
     let link = |p: u64| {
         format!(
-            "/ui/credentials?org={}&provider={}&page={p}",
+            "/ui/credentials?org={}&provider={}&q={}&sort={}&page={p}",
             encode(&org_s),
-            encode(&provider_s)
+            encode(&provider_s),
+            encode(&search),
+            sort.as_str()
         )
     };
     let first = page * PAGE + u64::from(!rows.is_empty());
@@ -216,6 +240,8 @@ async fn list(
         org: org_s.clone(),
         providers: PROVIDERS.iter().map(|p| (p.id, p.display_name)).collect(),
         provider: provider_s.clone(),
+        search: search.clone(),
+        sort: sort.as_str(),
         prev: (page > 0).then(|| link(page - 1)),
         next: (last < total).then(|| link(page + 1)),
         rows,
@@ -436,6 +462,9 @@ impl FormPage {
 struct NewQuery {
     org: Option<String>,
     provider: Option<String>,
+    /// What was typed before another organization or provider was chosen (never the key).
+    #[serde(flatten)]
+    typed: BTreeMap<String, String>,
 }
 
 async fn new_form(
@@ -467,12 +496,15 @@ async fn new_form(
         .provider
         .and_then(|p| Provider::get(&p).ok())
         .unwrap_or(&PROVIDERS[0]);
+    let mut typed = q.typed;
+    typed.remove("api_key");
     FormPage::blank(
         Chrome::new(&session.0, "credentials", None),
         orgs,
         org,
         provider,
     )
+    .retyped(&Typed(typed))
     .into_response()
 }
 
@@ -483,13 +515,6 @@ async fn create(
 ) -> Response {
     let typed = Typed(typed.into_iter().collect());
     let caller = Caller(session.0.principal.clone());
-    let org = match OrgId::new(typed.get("org")) {
-        Ok(o) => o,
-        Err(e) => return failed(crate::ApiError::from(VaultError::from(e))),
-    };
-    if let Err(e) = caller.require(&org, &[Role::OrgAdmin]) {
-        return failed(e);
-    }
     let provider = match Provider::get(typed.get("provider")) {
         Ok(p) => p,
         Err(e) => return failed(crate::ApiError::from(VaultError::from(e))),
@@ -498,6 +523,33 @@ async fn create(
         Ok(o) => o,
         Err(e) => return failed(e),
     };
+    let again = |form: FormPage| (StatusCode::UNPROCESSABLE_ENTITY, form).into_response();
+    // No organization chosen (none exists yet, or none was picked): the form again, with what
+    // was typed and what to do, not an error page.
+    let org = match OrgId::new(typed.get("org")) {
+        Ok(o) => o,
+        Err(_) => {
+            let why = if orgs.is_empty() {
+                "There is no organization yet: create one on the Organizations page first."
+            } else {
+                "Choose the organization this credential belongs to."
+            };
+            let form = FormPage::blank(
+                Chrome::new(&session.0, "credentials", None),
+                orgs,
+                String::new(),
+                provider,
+            )
+            .retyped(&typed);
+            return again(FormPage {
+                error: Some(why.to_owned()),
+                ..form
+            });
+        }
+    };
+    if let Err(e) = caller.require(&org, &[Role::OrgAdmin]) {
+        return failed(e);
+    }
     let form = FormPage::blank(
         Chrome::new(&session.0, "credentials", None),
         orgs,
@@ -505,7 +557,6 @@ async fn create(
         provider,
     )
     .retyped(&typed);
-    let again = |form: FormPage| (StatusCode::UNPROCESSABLE_ENTITY, form).into_response();
     let name = match CredentialName::new(typed.get("name")) {
         Ok(n) => n,
         Err(e) => {

@@ -100,11 +100,9 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 fn cross_site() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "cross-site request refused: the console only takes forms from its own pages",
-    )
-        .into_response()
+    failed(crate::ApiError::Forbidden(
+        "cross-site request refused: the console only takes forms from its own pages".into(),
+    ))
 }
 
 /// The signed-in user of a page; pages without one send the browser to the sign-in page.

@@ -6,6 +6,9 @@
 //! Without `chromium` and `chromedriver` on PATH the suite is skipped, unless
 //! `KEYWARD_TEST_REQUIRE_BROWSER=1` (CI) makes that a failure. With `KEYWARD_SCREENSHOT_DIR`
 //! set, it saves screenshots of the main pages there (`docs/screenshots/` holds the last ones).
+//! With `KEYWARD_TEST_AXE` naming axe-core's `axe.min.js` (npm `axe-core`; CI installs it),
+//! every page it renders is audited by axe-core and a critical or serious violation fails the
+//! test; with `KEYWARD_TEST_REQUIRE_BROWSER=1` the file must be there.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -47,6 +50,29 @@ fn on_path(name: &str) -> Option<PathBuf> {
             .map(|dir| dir.join(name))
             .find(|p| p.is_file())
     })
+}
+
+/// axe-core's script, when `KEYWARD_TEST_AXE` names it (required with a required browser).
+fn axe_source() -> Option<String> {
+    static AXE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    AXE.get_or_init(|| {
+        let required = std::env::var("KEYWARD_TEST_REQUIRE_BROWSER").as_deref() == Ok("1");
+        match std::env::var_os("KEYWARD_TEST_AXE") {
+            Some(path) => Some(
+                std::fs::read_to_string(&path)
+                    .unwrap_or_else(|e| panic!("KEYWARD_TEST_AXE={}: {e}", path.to_string_lossy())),
+            ),
+            None => {
+                assert!(
+                    !required,
+                    "KEYWARD_TEST_REQUIRE_BROWSER=1 but KEYWARD_TEST_AXE does not name axe-core's \
+                     axe.min.js (npm install axe-core)"
+                );
+                None
+            }
+        }
+    })
+    .clone()
 }
 
 /// A Chromium under WebDriver; the driver process ends with it.
@@ -208,13 +234,55 @@ impl Person<'_> {
         self.scan().await;
     }
 
-    /// The page now shown must hold no planted key: not in its markup, not in a form value.
+    /// The page now shown must hold no planted key: not in its markup, not in a form value;
+    /// and axe-core must find nothing critical or serious on it.
     async fn scan(&mut self) {
         let html = self.c().source().await.unwrap();
         for secret in [CANARY, CANARY_CLI, "BROWSERCANARY", "CLICANARY"] {
             assert!(!html.contains(secret), "a key on a page: {html}");
         }
         self.pages += 1;
+        self.accessible().await;
+    }
+
+    /// Nothing on the page is wider than the window lets it be: every scrolling region and
+    /// the page itself show all their columns without a horizontal scroll.
+    async fn fits_the_window(&self, path: &str) {
+        let wide = self
+            .c()
+            .execute(
+                "const out = [];
+                 const check = (el, what) => { if (el.scrollWidth > el.clientWidth + 1) out.push(what + ' ' + el.scrollWidth + '>' + el.clientWidth); };
+                 check(document.documentElement, 'page');
+                 document.querySelectorAll('main, .scroll').forEach((el, i) => check(el, el.tagName + '#' + i + (el.getAttribute('aria-label') || '')));
+                 return out;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(wide, json!([]), "{path} overflows at this width");
+    }
+
+    /// axe-core's audit of the page shown (WCAG 2 A and AA rules): no critical or serious
+    /// violation.
+    async fn accessible(&self) {
+        let Some(axe) = axe_source() else { return };
+        self.c().execute(&axe, vec![]).await.unwrap();
+        let found = self
+            .c()
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+                   .then(r => done(r.violations
+                     .filter(v => v.impact === 'critical' || v.impact === 'serious')
+                     .map(v => v.impact + ' ' + v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let url = self.c().current_url().await.unwrap();
+        assert_eq!(found, json!([]), "axe-core on {}", url.path());
     }
 
     async fn text(&self, css: &str) -> String {
@@ -583,7 +651,14 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         .await
         .unwrap();
     for _ in 0..100 {
-        if me.c().current_url().await.unwrap().query() == Some("org=globex&provider=") {
+        if me
+            .c()
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .is_some_and(|q| q.starts_with("org=globex&provider="))
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -633,6 +708,27 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     }
     assert!(me.body().await.contains("Credential deleted."));
     assert!(!me.exists(&row).await);
+
+    // Every page at a 1440 px window, the All view included: nothing runs off the screen
+    // (no table wider than its box, no action out of sight), and axe-core passes each.
+    me.c().set_window_size(1440, 900).await.unwrap();
+    for path in [
+        "/ui/credentials",
+        "/ui/orgs",
+        "/ui/variables",
+        "/ui/gateway-tokens",
+        "/ui/tokens",
+        "/ui/usage",
+        "/ui/events",
+        "/ui/master-key",
+        "/ui/gateway",
+    ] {
+        me.go(path).await;
+        me.fits_the_window(path).await;
+        let name = format!("wide{}", path.replace('/', "-"));
+        me.screenshot(&name).await;
+    }
+    me.c().set_window_size(1280, 860).await.unwrap();
 
     // A viewer sees the same pages with no write buttons, and a forged POST is refused.
     me.sign_out().await;
@@ -685,4 +781,127 @@ async fn the_admin_guide_by_clicking_in_chromium_on_postgres() {
     if let Some(s) = Sandbox::postgres().await {
         walk_the_admin_guide(s).await;
     }
+}
+
+/// A new install as a person meets it: no organization yet, then one, then 500 credentials
+/// to find one among. The first Add Provider Credential says what to do instead of offering an
+/// empty list; what was typed survives a refusal and a change of provider; search and sort
+/// find one credential among 500; every page passes axe-core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_and_five_hundred_credentials_in_chromium() {
+    let mut s = Sandbox::sqlite();
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let server = serve(&mut s);
+    let mut me = Person {
+        b: &browser,
+        base: server.base.clone(),
+        shots: std::env::var_os("KEYWARD_SCREENSHOT_DIR").map(PathBuf::from),
+        pages: 0,
+    };
+    me.sign_in(&server.admin).await;
+    me.go("/ui/credentials/new").await;
+    let page = me.body().await;
+    assert!(page.contains("There is no organization yet"), "{page}");
+    assert!(me.exists("a[href='/ui/orgs']").await);
+    me.screenshot("first-run").await;
+    // Submitting anyway: the form again, with what to do and the name kept.
+    me.type_in("#name", "first-key").await;
+    me.type_in("#api_key", CANARY).await;
+    me.submit("#credential-form button[type=submit]").await;
+    let page = me.body().await;
+    assert!(
+        page.contains("create one on the Organizations page first"),
+        "{page}"
+    );
+    assert_eq!(me.value("#name").await, "first-key");
+    assert_eq!(me.value("#api_key").await, "", "the key is never sent back");
+
+    // With organizations: choosing another provider keeps what was typed (not the key).
+    s.ok(&["org", "create", "acme"]);
+    s.ok(&["org", "create", "globex"]);
+    me.go("/ui/credentials/new").await;
+    me.type_in("#name", "kept-name").await;
+    me.type_in("#priority", "7").await;
+    me.type_in("#api_key", CANARY).await;
+    me.c()
+        .find(Locator::Css("#choose select[name=provider]"))
+        .await
+        .unwrap()
+        .select_by_value("anthropic")
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if me
+            .c()
+            .current_url()
+            .await
+            .unwrap()
+            .query()
+            .is_some_and(|q| q.contains("provider=anthropic"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    me.scan().await;
+    assert_eq!(me.value("#name").await, "kept-name");
+    assert_eq!(me.value("#priority").await, "7");
+    assert_eq!(me.value("#api_key").await, "");
+    let url = me.c().current_url().await.unwrap();
+    assert!(
+        !url.as_str().contains("CANARY"),
+        "the key never goes in a URL: {url}"
+    );
+
+    // 500 credentials in two organizations, imported from a LiteLLM config.
+    let mut yaml = String::from("model_list:\n");
+    for i in 0..500 {
+        yaml.push_str(&format!(
+            "- model_name: cred-{i:04}\n  litellm_params:\n    model: openai/gpt-4o\n    api_key: sk-proj-MANY{i:04}abcdefghijklmnopqrstuv\n"
+        ));
+    }
+    let file = s.scratch().join("many.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    for org in ["acme", "globex"] {
+        let out = s.ok(&["import", "litellm", file.to_str().unwrap(), "--org", org]);
+        assert!(out.contains("500 created"), "{out}");
+    }
+    me.c().set_window_size(1440, 900).await.unwrap();
+    me.go("/ui/credentials").await;
+    assert!(me.body().await.contains("of 1000"));
+    me.fits_the_window("/ui/credentials").await;
+    me.type_in("input[name=q]", "cred-0427").await;
+    me.submit(".filters button[type=submit]").await;
+    let rows = me
+        .c()
+        .find_all(Locator::Css("#credentials tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "one in each organization");
+    assert!(me.exists(&Person::row("cred-0427")).await);
+    me.screenshot("credentials-search").await;
+    // By its key's last four, in one organization.
+    me.go("/ui/credentials?org=globex&q=stuv&sort=name").await;
+    assert!(me.body().await.contains("of 500"));
+    let first = me.text("#credentials tbody tr td a").await;
+    assert_eq!(first, "cred-0000");
+    // A key pasted into the search box is not searched for, nor shown back.
+    me.go(&format!("/ui/credentials?q={CANARY}")).await;
+    assert_eq!(me.value("input[name=q]").await, "");
+    // Sorted by name, the pages go on with the search and the sort kept.
+    me.go("/ui/credentials?org=acme&sort=name").await;
+    assert_eq!(me.text("#credentials tbody tr td a").await, "cred-0000");
+    me.submit(".pager a:last-child").await;
+    assert!(
+        me.c()
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("sort=name")
+    );
+    assert_eq!(me.text("#credentials tbody tr td a").await, "cred-0050");
+    drop(server);
 }
