@@ -194,6 +194,18 @@ fn main() {
                 ..EventFilter::default()
             })
             .await;
+            // A viewer's cheapest expensive request: its organization and an actor nobody is.
+            let (by_viewer_nobody, _) = time(EventFilter {
+                org: Some("org-0042".into()),
+                actor: Some("token:nobody".into()),
+                ..EventFilter::default()
+            })
+            .await;
+            // The console's verification: one press, onward from the last checkpoint.
+            let start = Instant::now();
+            let press = vault.verify_new_events(200_000).await.expect("verify new");
+            let press_ms = start.elapsed().as_secs_f64() * 1e3;
+            assert!(press.ok(), "{press:?}");
             reset_peak();
             let (base, _) = rss();
             let start = Instant::now();
@@ -202,8 +214,10 @@ fn main() {
             let (_, peak) = rss();
             assert!(report.ok(), "{report:?}");
             println!(
-                "  {have:>9} events: list org=… {by_org:.2} ms ({n_org}), action=resolve {by_action:.2} ms, actor=rare {by_rare_actor:.2} ms ({n_rare}), target=credential:… {by_target:.2} ms ({n_target}); \
-                 verify {:.2} s ({:.2} us/event), peak memory +{} KiB; filled in {:.1} s",
+                "  {have:>9} events: list org=… {by_org:.2} ms ({n_org}), action=resolve {by_action:.2} ms, actor=rare {by_rare_actor:.2} ms ({n_rare}, one budgeted page), target=credential:… {by_target:.2} ms ({n_target}), org=…,actor=nobody {by_viewer_nobody:.2} ms; \
+                 console verify press {press_ms:.0} ms ({} events from #{}); full verify {:.2} s ({:.2} us/event), peak memory +{} KiB; filled in {:.1} s",
+                press.checked,
+                press.from_seq,
                 verify.as_secs_f64(),
                 verify.as_secs_f64() * 1e6 / have as f64,
                 peak.saturating_sub(base),
