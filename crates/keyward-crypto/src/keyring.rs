@@ -58,6 +58,18 @@ impl fmt::Display for KeyId {
 pub struct MasterKey {
     kid: KeyId,
     cipher: Aes256GcmSiv,
+    /// SHA-256 of a domain label and the key: lets [`Keyring::appears_in`] recognise the key
+    /// in a text without keeping its bytes.
+    fingerprint: [u8; 32],
+}
+
+/// The fingerprint of 32 key bytes (not the key, and not usable as one).
+fn fingerprint(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(b"keyward master key fingerprint\0");
+    h.update(bytes);
+    h.finalize().into()
 }
 
 impl fmt::Debug for MasterKey {
@@ -72,7 +84,11 @@ impl MasterKey {
     /// Builds a master key from raw bytes.
     pub fn from_bytes(kid: KeyId, bytes: &[u8; KEY_LEN]) -> Self {
         let cipher = Aes256GcmSiv::new(bytes.into());
-        Self { kid, cipher }
+        Self {
+            kid,
+            cipher,
+            fingerprint: fingerprint(bytes),
+        }
     }
 
     /// Decodes a base64 master key. `source` names where the value came from (an environment
@@ -152,6 +168,46 @@ impl Keyring {
     pub fn primary_kept_on_operators_word(mut self) -> Self {
         self.primary_kept = true;
         self
+    }
+
+    /// Whether `text` holds one of these master keys, as base64 (standard or URL-safe, with
+    /// or without padding) anywhere in it: the master key pasted, imported or copied under
+    /// another name into a value the vault would store. Every run of base64 characters long
+    /// enough is decoded and its fingerprint compared; the keys' bytes are not kept.
+    pub fn appears_in(&self, text: &str) -> bool {
+        use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        use subtle::ConstantTimeEq as _;
+        const ENCODED: usize = 43; // 32 bytes, unpadded
+        let bytes = text.as_bytes();
+        let b64 = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        let mut run_start = 0;
+        for i in 0..=bytes.len() {
+            if i < bytes.len() && b64(bytes[i]) {
+                continue;
+            }
+            // A run of base64 characters ends at i: try every window of a key's length in it.
+            if i - run_start >= ENCODED {
+                for start in run_start..=i - ENCODED {
+                    let window = &bytes[start..start + ENCODED];
+                    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+                        let Ok(decoded) = engine.decode(window) else {
+                            continue;
+                        };
+                        let decoded = Zeroizing::new(decoded);
+                        let print = fingerprint(&decoded);
+                        if self
+                            .keys
+                            .iter()
+                            .any(|k| bool::from(k.fingerprint.ct_eq(&print)))
+                        {
+                            return true;
+                        }
+                    }
+                }
+            }
+            run_start = i + 1;
+        }
+        false
     }
 
     /// Whether the primary key is known to be kept somewhere besides this process's memory.

@@ -323,3 +323,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_keyring_recognises_its_keys_in_any_text_and_nothing_else() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let bytes = [0xfbu8; 32];
+    let ring = Keyring::new(
+        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &bytes)],
+        "test",
+    )
+    .unwrap();
+    let standard = STANDARD.encode(bytes);
+    let url = URL_SAFE_NO_PAD.encode(bytes);
+    assert_ne!(standard.trim_end_matches('='), url, "the two alphabets differ here");
+    for text in [
+        standard.clone(),
+        url.clone(),
+        format!("sk-proj-{url}"),
+        format!("{{\"key\": \"{standard}\"}}"),
+        format!("line one\nprefix{}suffix", standard.trim_end_matches('=')),
+    ] {
+        assert!(ring.appears_in(&text), "{text}");
+    }
+    let other = STANDARD.encode([0x11u8; 32]);
+    for text in [
+        other.as_str(),
+        "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefgh",
+        "",
+        &standard[..40],
+    ] {
+        assert!(!ring.appears_in(text), "{text}");
+    }
+}

@@ -247,6 +247,18 @@ struct Sealed {
 
 /// Checks and seals a new secret under a new data key. A keyless provider's absent secret is
 /// sealed as the empty string, so its fields are still bound.
+/// Refuses a value that holds one of the vault's own master keys: whatever surface it came
+/// through (an import that read it from the environment or a key file, a paste), storing it
+/// would hand the key that opens every organization to whoever may resolve this one.
+pub(crate) fn refuse_master_key(keyring: &Keyring, value: &str) -> Result<(), VaultError> {
+    if keyring.appears_in(value) {
+        return Err(VaultError::InvalidInput(
+            "that value holds one of Keyward's own master keys, which is never stored".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn seal_secret(
     keyring: &Keyring,
     id: &CredentialId,
@@ -257,7 +269,10 @@ fn seal_secret(
     check: FormatCheck,
 ) -> Result<Sealed, VaultError> {
     let secret = match raw {
-        Some(raw) => Some(normalize_secret(provider, raw, check)?),
+        Some(raw) => {
+            refuse_master_key(keyring, raw.expose_secret())?;
+            Some(normalize_secret(provider, raw, check)?)
+        }
         None if provider.secret == SecretKind::Optional => None,
         None => {
             return Err(VaultError::InvalidInput(format!(

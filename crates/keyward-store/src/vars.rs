@@ -154,6 +154,7 @@ impl Vault {
                 "a variable's value is at most {MAX_VALUE_LEN} bytes"
             )));
         }
+        crate::creds::refuse_master_key(&self.inner.keyring, text)?;
         if let Some(d) = description
             && (d.chars().count() > 500 || d.chars().any(char::is_control))
         {

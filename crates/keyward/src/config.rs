@@ -155,7 +155,8 @@ fn dev_keyring(data_dir: &Path) -> Result<Keyring, Error> {
     tracing::warn!(
         path = %path.display(),
         "no master key configured: using a DEVELOPMENT key stored beside the data. \
-         Anyone who can read the data directory can decrypt it. Set KEYWARD_MASTER_KEY for real use."
+         Anyone who can read the data directory can decrypt it. For real use, move to a key of \
+         your own: keyward master-key rotate --new-key-file PATH, then KEYWARD_MASTER_KEY_FILE=PATH."
     );
     let source = format!("development key file {}", path.display());
     let key = MasterKey::from_base64(KeyId::new(DEV_KID)?, &text, &source)?;

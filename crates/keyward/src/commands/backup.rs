@@ -29,7 +29,7 @@ pub(crate) async fn backup(
     let header = vault.backup(&mut out).await?;
     out.flush()?;
     drop(out);
-    let to_stdout = target.is_stdout();
+    let to_stream = target.is_stream();
     let name = target.name();
     target.finish()?;
     let report = format!(
@@ -37,8 +37,9 @@ pub(crate) async fn backup(
         counts(&header),
         header.kids.join(", ")
     );
-    // Standard output carries the backup itself: messages go to standard error then.
-    if to_stdout {
+    // Standard output may carry the backup itself (`-`, `/dev/stdout`): messages about a
+    // stream go to standard error.
+    if to_stream {
         eprintln!("{report}");
     } else {
         say!("{report}");

@@ -62,6 +62,15 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
                     only_providers: false,
                 },
             );
+            for own in include_vars
+                .iter()
+                .filter(|v| keyward_core::env::is_keyward_own(v))
+            {
+                read.skip(
+                    format!("environment: {own}"),
+                    "one of Keyward's own settings, which is never imported",
+                );
+            }
             read.items.retain(|item| match item {
                 import::Item::Variable { name, .. } => {
                     include_vars.iter().any(|v| v == name.as_str())

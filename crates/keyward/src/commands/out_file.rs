@@ -81,9 +81,10 @@ impl OutFile {
         Ok(Self::Replace(tmp, path))
     }
 
-    /// Whether this is standard output (so that messages go to standard error instead).
-    pub(crate) fn is_stdout(&self) -> bool {
-        matches!(self, Self::Stdout(_))
+    /// Whether this is a stream (standard output, `/dev/stdout`, a FIFO, a device): then
+    /// messages go to standard error, since standard output may be the stream itself.
+    pub(crate) fn is_stream(&self) -> bool {
+        matches!(self, Self::Stdout(_) | Self::Stream(..))
     }
 
     /// What to call it in messages.

@@ -247,6 +247,21 @@ fn backup_writes_streams_directly_and_never_replaces_what_is_not_a_file() {
     let restored = fresh.ok_with(&["restore", "-"], &text, &[]);
     assert!(restored.contains("all 1 credentials open"), "{restored}");
 
+    // /dev/stdout into a pipe: the backup alone, the message on standard error.
+    let out = s.run_with(&["backup", "/dev/stdout"], "", &[]);
+    assert!(out.status.success());
+    let piped = String::from_utf8(out.stdout).unwrap();
+    assert!(piped.trim_end().ends_with('}') && piped.contains("\"seal\""));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backup written to /dev/stdout"));
+    let mut again = Sandbox::sqlite();
+    again.env = s.env.clone();
+    again.env.insert(
+        "KEYWARD_DATA_DIR".into(),
+        dir.join("restored-stdout").display().to_string(),
+    );
+    let restored = again.ok_with(&["restore", "-"], &piped, &[]);
+    assert!(restored.contains("all 1 credentials open"), "{restored}");
+
     // A FIFO: read by another process while the backup writes into it.
     let fifo = dir.join("pipe");
     assert!(

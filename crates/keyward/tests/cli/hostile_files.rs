@@ -232,3 +232,104 @@ fn deeply_nested_yaml_is_refused_before_it_is_parsed() {
         );
     }
 }
+
+/// The master key kept in a file (as the README recommends) and copied into an innocent
+/// variable, whole or inside a longer value, is refused by the store whatever the import
+/// source: the vault recognises its own keys in any value it is asked to keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_key_is_never_stored_under_another_name() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    let key_file = s.scratch().join("master.key");
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    s.env.insert(
+        "KEYWARD_MASTER_KEY_FILE".into(),
+        key_file.display().to_string(),
+    );
+    s.ok(&["org", "create", "acme"]);
+    s.transcript.clear();
+    let url_safe = key.replace('+', "-").replace('/', "_");
+    let yaml = s.scratch().join("config.yaml");
+    std::fs::write(
+        &yaml,
+        "model_list:\n\
+         - model_name: gpt\n\
+         \x20 litellm_params:\n\
+         \x20   model: openai/gpt-4o\n\
+         \x20   api_key: os.environ/MY_OAI\n\
+         - model_name: claude\n\
+         \x20 litellm_params:\n\
+         \x20   model: anthropic/claude-3-5-sonnet\n\
+         \x20   api_key: os.environ/WRAPPED\n",
+    )
+    .unwrap();
+    let wrapped = format!("sk-ant-{}", url_safe.trim_end_matches('='));
+    let out = s.run_with(
+        &[
+            "import",
+            "litellm",
+            yaml.to_str().unwrap(),
+            "--org",
+            "acme",
+            "--no-format-check",
+        ],
+        "",
+        &[("MY_OAI", &key), ("WRAPPED", &wrapped)],
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed
+            .matches("holds one of Keyward's own master keys")
+            .count(),
+        2,
+        "{printed}"
+    );
+    // The environment import and a .env file, the same.
+    let out = s.run_with(
+        &["import", "env", "--org", "acme", "--no-format-check"],
+        "",
+        &[("OPENAI_API_KEY", &key)],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("own master keys"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let env_file = s.scratch().join("app.env");
+    std::fs::write(&env_file, format!("LOG_FORMAT=\"json {key}\"\n")).unwrap();
+    let out = s.run_with(
+        &[
+            "import",
+            "dotenv",
+            env_file.to_str().unwrap(),
+            "--org",
+            "acme",
+        ],
+        "",
+        &[],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("own master keys"));
+    let err = s.fails(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "x",
+            "--api-key-env",
+            "PASTED",
+            "--no-format-check",
+        ],
+        &[("PASTED", &key)],
+    );
+    assert!(err.contains("own master keys"), "{err}");
+    assert_eq!(
+        s.json(&["cred", "list", "--json"]).as_array().map(Vec::len),
+        Some(0)
+    );
+    let stored = s.stored_bytes().await;
+    assert_nowhere(&s, &stored, &key);
+}
