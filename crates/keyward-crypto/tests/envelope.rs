@@ -336,7 +336,11 @@ fn a_keyring_recognises_its_keys_in_any_text_and_nothing_else() {
     .unwrap();
     let standard = STANDARD.encode(bytes);
     let url = URL_SAFE_NO_PAD.encode(bytes);
-    assert_ne!(standard.trim_end_matches('='), url, "the two alphabets differ here");
+    assert_ne!(
+        standard.trim_end_matches('='),
+        url,
+        "the two alphabets differ here"
+    );
     for text in [
         standard.clone(),
         url.clone(),

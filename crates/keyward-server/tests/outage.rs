@@ -58,14 +58,14 @@ struct Setup {
     warm: String,
 }
 
-async fn setup(cluster: &PgCluster) -> Setup {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// A replica's vault on the cluster, listening for the others' changes.
+async fn replica(cluster: &PgCluster) -> Vault {
     let keyring = Keyring::new(
         vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[9; 32])],
         "test",
     )
     .unwrap();
-    let vault = Vault::open(
+    Vault::open(
         &Location::Url(cluster.url()),
         keyring,
         VaultOptions {
@@ -74,7 +74,12 @@ async fn setup(cluster: &PgCluster) -> Setup {
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+async fn setup(cluster: &PgCluster) -> Setup {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let vault = replica(cluster).await;
     let upstream = mock_provider().await;
     let org = OrgId::new("acme").unwrap();
     vault.create_org(&org, None, "test").await.unwrap();
@@ -82,20 +87,7 @@ async fn setup(cluster: &PgCluster) -> Setup {
         .create_org(&OrgId::new("globex").unwrap(), None, "test")
         .await
         .unwrap();
-    let replica = Vault::open(
-        &Location::Url(cluster.url()),
-        Keyring::new(
-            vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[9; 32])],
-            "test",
-        )
-        .unwrap(),
-        VaultOptions {
-            listen_for_changes: true,
-            ..VaultOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let replica = replica(cluster).await;
     let mut c = NewCredential::new(
         org.clone(),
         keyward_core::Provider::get("openai").unwrap(),
