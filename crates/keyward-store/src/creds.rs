@@ -317,6 +317,23 @@ pub fn check_secret(
 }
 
 impl Vault {
+    /// Refuses `value` if it holds one of this vault's master keys: for every value the store
+    /// keeps, secret or public (a base URL, a description, a name).
+    pub(crate) fn refuse_own_keys<'a>(
+        &self,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), VaultError> {
+        values
+            .into_iter()
+            .try_for_each(|v| refuse_master_key(&self.inner.keyring, v))
+    }
+
+    /// Whether `value` holds one of this vault's master keys (for callers that want to say
+    /// so before they print it, as an import's plan does).
+    pub fn holds_master_key(&self, value: &str) -> bool {
+        self.inner.keyring.appears_in(value)
+    }
+
     /// Stores a new credential; its secret is checked, sealed, and never returned again.
     pub async fn add_credential(
         &self,
@@ -366,6 +383,12 @@ impl Vault {
         new.fields.retain(|_, v| !v.is_empty());
         base_url_as_endpoint(provider, &mut new.fields);
         check_public_fields(provider, &new.fields)?;
+        self.refuse_own_keys(
+            new.fields
+                .values()
+                .map(String::as_str)
+                .chain([new.name.as_str()]),
+        )?;
         check_required_fields(provider, &new.fields)?;
         check_weight(new.weight)?;
         let id = CredentialId::from_stored(&new_id())?;
@@ -593,6 +616,13 @@ impl Vault {
             }
         }
         check_public_fields(provider, &update.fields)?;
+        self.refuse_own_keys(
+            update
+                .fields
+                .values()
+                .map(String::as_str)
+                .chain(update.name.as_ref().map(CredentialName::as_str)),
+        )?;
         check_required_fields(provider, &fields)?;
         if let Some(w) = update.weight {
             check_weight(w)?;

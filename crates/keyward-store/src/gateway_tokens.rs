@@ -93,6 +93,7 @@ impl Vault {
             ));
         }
         keyward_core::secret_like::check_public("gateway token name", name)?;
+        self.refuse_own_keys([name])?;
         if rpm.is_some_and(|r| !(1..=1_000_000).contains(&r)) {
             return Err(VaultError::InvalidInput(
                 "rpm must be between 1 and 1000000".into(),

@@ -61,6 +61,7 @@ impl Vault {
             ));
         }
         keyward_core::secret_like::check_public("organization name", name)?;
+        self.refuse_own_keys([name])?;
         let org = Organization {
             id: id.clone(),
             name: name.to_owned(),

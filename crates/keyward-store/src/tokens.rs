@@ -217,6 +217,7 @@ impl Vault {
             ));
         }
         keyward_core::secret_like::check_public("token name", name)?;
+        self.refuse_own_keys([name])?;
         match (role, org) {
             (Role::Admin, Some(_)) => {
                 return Err(VaultError::InvalidInput(

@@ -154,7 +154,7 @@ impl Vault {
                 "a variable's value is at most {MAX_VALUE_LEN} bytes"
             )));
         }
-        crate::creds::refuse_master_key(&self.inner.keyring, text)?;
+        self.refuse_own_keys([text, name.as_str()])?;
         if let Some(d) = description
             && (d.chars().count() > 500 || d.chars().any(char::is_control))
         {
@@ -164,6 +164,7 @@ impl Vault {
         }
         if let Some(d) = description {
             keyward_core::secret_like::check_public("description", d)?;
+            self.refuse_own_keys([d])?;
         }
         if let Some(o) = org {
             self.require_org(o).await?;

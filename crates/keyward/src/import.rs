@@ -274,6 +274,32 @@ pub(crate) async fn plan(
     let mut steps = Vec::new();
     let mut skipped = read.skipped;
     for item in read.items {
+        // A value holding the vault's own master key is refused before anything about it is
+        // printed (a plain variable's value would be, in the plan).
+        let own_key = match &item {
+            Item::Credential {
+                secret,
+                fields,
+                origin,
+                ..
+            } => secret
+                .iter()
+                .map(|s| s.expose_secret())
+                .chain(fields.values().map(String::as_str))
+                .any(|v| vault.holds_master_key(v))
+                .then_some(origin),
+            Item::Variable { value, origin, .. } => vault
+                .holds_master_key(value.expose_secret())
+                .then_some(origin),
+        };
+        if let Some(origin) = own_key {
+            skipped.push(Skipped {
+                origin: origin.clone(),
+                why: "holds one of Keyward's own master keys, which is never stored".into(),
+                error: true,
+            });
+            continue;
+        }
         let action = match &item {
             Item::Credential {
                 provider,

@@ -4,8 +4,8 @@
 //! - nothing, or a regular file: a private temporary file beside it (mode 0600), synced and
 //!   renamed into place only when whole, so a failure leaves what was there;
 //! - a symbolic link to a regular file: the same, for the file the link names (the link stays);
-//! - a stream (`-` for standard output, a FIFO, a character device such as `/dev/stdout`, a
-//!   socket): written directly, since renaming over it would replace the device node itself
+//! - a stream (`-` or `/dev/stdout` for standard output, a descriptor this process holds such
+//!   as `/dev/fd/N`, a FIFO, a character device, a socket): written directly, since renaming over it would replace the device node itself
 //!   (`keyward backup /dev/null` as root once turned `/dev/null` into a regular file);
 //! - anything else (a directory, a block device): refused.
 
@@ -29,8 +29,21 @@ impl OutFile {
     /// Opens `path` for writing as its kind says (see the module's documentation).
     pub(crate) fn create(path: &Path) -> Result<Self> {
         use std::os::unix::fs::FileTypeExt as _;
-        if path.as_os_str() == "-" {
+        if path.as_os_str() == "-" || path.as_os_str() == "/dev/stdout" {
             return Ok(Self::Stdout(std::io::stdout()));
+        }
+        // A descriptor this process already holds (`/dev/stderr`, `/dev/fd/N`,
+        // `/proc/self/fd/N`) is a stream whatever it leads to, even a regular file the shell
+        // opened (`>> backup.kwb`): written at its end, never replaced.
+        let descriptor = path.as_os_str() == "/dev/stderr"
+            || path.starts_with("/dev/fd/")
+            || path.starts_with("/proc/self/fd/");
+        if descriptor {
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            return Ok(Self::Stream(file, path.to_owned()));
         }
         let shown = path.display();
         let meta = match std::fs::metadata(path) {

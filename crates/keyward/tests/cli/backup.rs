@@ -252,7 +252,7 @@ fn backup_writes_streams_directly_and_never_replaces_what_is_not_a_file() {
     assert!(out.status.success());
     let piped = String::from_utf8(out.stdout).unwrap();
     assert!(piped.trim_end().ends_with('}') && piped.contains("\"seal\""));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("backup written to /dev/stdout"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("backup written to standard output"));
     let mut again = Sandbox::sqlite();
     again.env = s.env.clone();
     again.env.insert(
@@ -261,6 +261,27 @@ fn backup_writes_streams_directly_and_never_replaces_what_is_not_a_file() {
     );
     let restored = again.ok_with(&["restore", "-"], &piped, &[]);
     assert!(restored.contains("all 1 credentials open"), "{restored}");
+
+    // /dev/stdout when the shell made it a file (`>>`): appended to, never replaced.
+    let appended = dir.join("appended.kwb");
+    std::fs::write(&appended, "kept\n").unwrap();
+    let keyward = env!("CARGO_BIN_EXE_keyward");
+    let status = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("{keyward} backup /dev/stdout >> {}", appended.display()),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(&s.env)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&appended).unwrap();
+    assert!(
+        text.starts_with("kept\n{") && text.contains("\"seal\""),
+        "{text:.100}"
+    );
 
     // A FIFO: read by another process while the backup writes into it.
     let fifo = dir.join("pipe");

@@ -333,3 +333,65 @@ async fn the_master_key_is_never_stored_under_another_name() {
     let stored = s.stored_bytes().await;
     assert_nowhere(&s, &stored, &key);
 }
+
+/// The master key is not kept in public fields either (a base URL, a description, a name),
+/// and an import's plan does not print a value that holds it.
+#[test]
+fn the_master_key_is_not_kept_in_public_fields_nor_printed_by_a_plan() {
+    let (mut s, key) = with_master_key();
+    let url_safe = key.replace('+', "-").replace('/', "_");
+    // Refused as Keyward's own key, or before that as anything that looks like a key (which
+    // catches some keys' shapes and not others).
+    let refused =
+        |err: &str| err.contains("own master keys") || err.contains("looks like an API key");
+    let err = s.fails(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "x",
+            "--base-url",
+            &format!("https://x.example/sk-{key}"),
+        ],
+        &[],
+    );
+    assert!(refused(&err), "{err}");
+    let err = s.fails(
+        &[
+            "var",
+            "set",
+            "NOTE",
+            "--org",
+            "acme",
+            "--description",
+            &format!("see {url_safe}"),
+        ],
+        &[],
+    );
+    assert!(refused(&err), "{err}");
+    let env_file = s.scratch().join("plain.env");
+    std::fs::write(&env_file, format!("PLAIN_NOTE=\"copied {key}\"\n")).unwrap();
+    let out = s.run_with(
+        &[
+            "import",
+            "dotenv",
+            env_file.to_str().unwrap(),
+            "--org",
+            "acme",
+            "--dry-run",
+        ],
+        "",
+        &[],
+    );
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("holds one of Keyward's own master keys"),
+        "{plan}"
+    );
+    assert!(!String::from_utf8_lossy(&s.transcript).contains(&key));
+    assert!(!String::from_utf8_lossy(&s.transcript).contains(&url_safe));
+}
