@@ -10,6 +10,7 @@
 //! - [`audit`]: events and the bytes their HMAC chain covers.
 //! - [`secret_like`]: telling values that look like keys from names, for refusals and errors.
 //! - [`mask`]: masking secrets in a byte stream (`keyward run`'s output, the gateway's answers).
+//! - [`token`]: whether a token still works (`TokenState`), for every check and listing.
 //!
 //! The store crate runs these rules against a database; this crate never touches one.
 
@@ -21,6 +22,7 @@ pub mod mask;
 pub mod provider;
 pub mod resolve;
 pub mod secret_like;
+pub mod token;
 pub mod var;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

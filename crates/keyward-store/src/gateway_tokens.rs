@@ -3,6 +3,7 @@
 //! limit; stored only as hashes, like API tokens.
 
 use keyward_core::audit::{Category, NewEvent};
+use keyward_core::token::TokenState;
 use keyward_core::{Millis, OrgId, Provider};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
@@ -42,6 +43,8 @@ pub struct GatewayTokenView {
     pub revoked_at: Option<Millis>,
     /// When it was last used.
     pub last_used_at: Option<Millis>,
+    /// Whether it works, when it was read: `active`, `expired` or `revoked`.
+    pub state: TokenState,
 }
 
 impl GatewayTokenView {
@@ -56,6 +59,8 @@ const COLUMNS: &str = "id, org, name, prefix, providers, rpm, created_at, create
 fn view(row: &AnyRow) -> Result<GatewayTokenView, VaultError> {
     let org: String = row.try_get("org")?;
     let providers: String = row.try_get("providers")?;
+    let expires_at = row.try_get::<Option<i64>, _>("expires_at")?.map(Millis);
+    let revoked_at = row.try_get::<Option<i64>, _>("revoked_at")?.map(Millis);
     Ok(GatewayTokenView {
         id: row.try_get("id")?,
         org: OrgId::from_stored(&org)?,
@@ -69,9 +74,10 @@ fn view(row: &AnyRow) -> Result<GatewayTokenView, VaultError> {
         rpm: row.try_get("rpm")?,
         created_at: Millis(row.try_get("created_at")?),
         created_by: row.try_get("created_by")?,
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Millis),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Millis),
+        expires_at,
+        revoked_at,
         last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Millis),
+        state: TokenState::of(revoked_at, expires_at, Millis::now()),
     })
 }
 
@@ -209,8 +215,7 @@ impl Vault {
             return Ok(None);
         };
         let t = view(&row)?;
-        let now = Millis::now();
-        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
+        if !t.state.is_live() {
             return Ok(None);
         }
         Ok(Some(t))

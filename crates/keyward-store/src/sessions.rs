@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keyward_core::Millis;
 use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::token::TokenState;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use sqlx::Row as _;
@@ -146,7 +147,7 @@ impl Vault {
         let last_seen: i64 = row.try_get("last_seen_at")?;
         let idle: i64 = row.try_get("idle_ms")?;
         let expires_at: i64 = row.try_get("s_expires_at")?;
-        let token_dead = token.revoked_at.is_some() || token.expires_at.is_some_and(|e| e.0 <= now);
+        let token_dead = !TokenState::of(token.revoked_at, token.expires_at, Millis(now)).is_live();
         if token_dead || now >= expires_at || now.saturating_sub(last_seen) > idle {
             let _ = sqlx::query("DELETE FROM ui_sessions WHERE hash = $1")
                 .bind(&hash)

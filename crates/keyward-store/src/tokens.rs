@@ -6,6 +6,7 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use keyward_core::audit::{Category, NewEvent, Outcome};
+use keyward_core::token::TokenState;
 use keyward_core::{Millis, OrgId};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
@@ -125,6 +126,8 @@ pub struct TokenView {
     pub revoked_at: Option<Millis>,
     /// When it was last used.
     pub last_used_at: Option<Millis>,
+    /// Whether it works, when it was read: `active`, `expired` or `revoked`.
+    pub state: TokenState,
 }
 
 /// The stored form of a token: SHA-256 (tokens are 256 random bits; a slow hash buys nothing).
@@ -148,6 +151,8 @@ pub(crate) const COLUMNS: &str =
 pub(crate) fn view(row: &AnyRow) -> Result<TokenView, VaultError> {
     let role: String = row.try_get("role")?;
     let org: String = row.try_get("org")?;
+    let expires_at = row.try_get::<Option<i64>, _>("expires_at")?.map(Millis);
+    let revoked_at = row.try_get::<Option<i64>, _>("revoked_at")?.map(Millis);
     Ok(TokenView {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -160,9 +165,10 @@ pub(crate) fn view(row: &AnyRow) -> Result<TokenView, VaultError> {
         prefix: row.try_get("prefix")?,
         created_at: Millis(row.try_get("created_at")?),
         created_by: row.try_get("created_by")?,
-        expires_at: row.try_get::<Option<i64>, _>("expires_at")?.map(Millis),
-        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Millis),
+        expires_at,
+        revoked_at,
         last_used_at: row.try_get::<Option<i64>, _>("last_used_at")?.map(Millis),
+        state: TokenState::of(revoked_at, expires_at, Millis::now()),
     })
 }
 
@@ -372,7 +378,7 @@ impl Vault {
         };
         let t = view(&row)?;
         let now = Millis::now();
-        if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
+        if !t.state.is_live() {
             return Ok(None);
         }
         // Bookkeeping only, to the minute: a write per request would double the writes of a
@@ -480,7 +486,7 @@ impl PrincipalCache {
         let t = tokens.map.get(digest)?;
         let good = t.checked.elapsed() < ttl
             && fresh_after.is_none_or(|after| t.checked > after)
-            && t.expires_at.is_none_or(|e| e > Millis::now());
+            && TokenState::of(None, t.expires_at, Millis::now()).is_live();
         good.then(|| t.principal.clone())
     }
 

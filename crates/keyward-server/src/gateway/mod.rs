@@ -664,9 +664,12 @@ impl Gateway {
         }
         let (view, at) = cache.map.get(token)?;
         let good = at.elapsed() < age
-            && view
-                .expires_at
-                .is_none_or(|e| e > keyward_core::Millis::now());
+            && keyward_core::token::TokenState::of(
+                None,
+                view.expires_at,
+                keyward_core::Millis::now(),
+            )
+            .is_live();
         good.then(|| (view.clone(), *at))
     }
 

@@ -318,19 +318,6 @@ async fn variable_reveal(
     }
 }
 
-/// A token's state for people: revoked, expired or active.
-fn token_state(
-    revoked_at: Option<Millis>,
-    expires_at: Option<Millis>,
-    now: Millis,
-) -> &'static str {
-    match (revoked_at, expires_at.is_some_and(|e| e <= now)) {
-        (Some(_), _) => "revoked",
-        (None, true) => "expired",
-        (None, false) => "active",
-    }
-}
-
 /// Why a shown-once form is not done twice (or, without its one-time id, not at all).
 fn sent_before(once: &str) -> String {
     if once.is_empty() {
@@ -393,11 +380,10 @@ async fn gateway_tokens_page(
         Ok(x) => x,
         Err(e) => return failed(e),
     };
-    let now = Millis::now();
     let rows = list
         .into_iter()
         .map(|t| {
-            let state = token_state(t.revoked_at, t.expires_at, now);
+            let state = t.state.as_str();
             GatewayTokenRow {
                 id: t.id,
                 name: t.name,
@@ -603,11 +589,10 @@ async fn tokens_page(
         Ok(x) => x,
         Err(e) => return failed(e),
     };
-    let now = Millis::now();
     let rows = list
         .into_iter()
         .map(|t| {
-            let state = token_state(t.revoked_at, t.expires_at, now);
+            let state = t.state.as_str();
             TokenRow {
                 id: t.id,
                 name: t.name,

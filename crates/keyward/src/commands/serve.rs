@@ -356,7 +356,7 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
                         v.org.map_or_else(|| "-".into(), |o| o.to_string()),
                         format!("{}...", v.prefix),
                         v.expires_at.map_or_else(|| "never".into(), time),
-                        token_state(v.revoked_at),
+                        token_state(v.revoked_at, v.expires_at),
                     ]);
                 }
                 t.print();
@@ -370,14 +370,15 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-/// The STATE column of a token listing.
-fn token_state(revoked_at: Option<keyward_core::Millis>) -> String {
-    if revoked_at.is_some() {
-        "revoked"
-    } else {
-        "active"
-    }
-    .into()
+/// The STATE column of a token listing: the one rule, from the token's own times (a server
+/// of this version sends it too), so that an expired token reads `expired`.
+fn token_state(
+    revoked_at: Option<keyward_core::Millis>,
+    expires_at: Option<keyward_core::Millis>,
+) -> String {
+    keyward_core::token::TokenState::of(revoked_at, expires_at, keyward_core::Millis::now())
+        .as_str()
+        .into()
 }
 
 /// `--expires-in 30d` in seconds.
@@ -453,7 +454,7 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
                         },
                         v.rpm.map_or_else(|| "-".into(), |r| r.to_string()),
                         v.expires_at.map_or_else(|| "never".into(), time),
-                        token_state(v.revoked_at),
+                        token_state(v.revoked_at, v.expires_at),
                     ]);
                 }
                 t.print();

@@ -430,3 +430,67 @@ fn an_operator_chosen_admin_token_works_or_is_refused_at_start() {
     );
     assert!(!log.contains(other), "{log}");
 }
+
+/// An expired token reads `expired` in the CLI's listings, as in the API and the console: one
+/// rule decides whether a token works and what listings call it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_expired_in_the_cli_listings() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.ok(&["org", "create", "acme"]);
+    let api = s.json(&[
+        "token",
+        "create",
+        "--role",
+        "viewer",
+        "--org",
+        "acme",
+        "--name",
+        "lapsed",
+        "--expires-in",
+        "1h",
+        "--json",
+    ]);
+    let gateway = s.json(&[
+        "gateway-token",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "lapsed-gw",
+        "--expires-in",
+        "1h",
+        "--json",
+    ]);
+    sqlx::any::install_default_drivers();
+    let db = format!("sqlite://{}", s.data_dir().join("keyward.db").display());
+    let pool = sqlx::AnyPool::connect(&db).await.unwrap();
+    for (table, id) in [
+        ("api_tokens", &api["id"]),
+        ("gateway_tokens", &gateway["id"]),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET expires_at = 1 WHERE id = $1"
+        )))
+        .bind(id.as_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    pool.close().await;
+    let listed = s.ok(&["token", "list"]);
+    let line = listed.lines().find(|l| l.contains("lapsed")).unwrap();
+    assert!(line.contains("expired"), "{listed}");
+    let listed = s.ok(&["gateway-token", "list"]);
+    let line = listed.lines().find(|l| l.contains("lapsed-gw")).unwrap();
+    assert!(line.contains("expired"), "{listed}");
+    let json = s.json(&["token", "list", "--json"]);
+    let lapsed = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "lapsed")
+        .unwrap();
+    assert_eq!(lapsed["state"], "expired", "{lapsed}");
+}
