@@ -16,6 +16,7 @@ mod jwt;
 mod limits;
 mod metrics;
 mod openapi;
+mod ops;
 pub mod probe;
 mod routes;
 mod tls;

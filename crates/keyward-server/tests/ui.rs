@@ -711,3 +711,107 @@ async fn a_viewers_audit_log_does_not_name_admin_tokens() {
         .unwrap();
     assert!(page.contains("admin person"), "an admin sees every name");
 }
+
+/// Revoking a token is one operation with one rule: the API and the console give every role the
+/// same answer (done, forbidden, not found, refused), for API and gateway tokens of its own
+/// organization and of another's, and for an id that looks like a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_tokens_answers_the_same_through_the_api_and_the_console() {
+    let c = console().await;
+    let acme = OrgId::new("acme").unwrap();
+    let globex = OrgId::new("globex").unwrap();
+    let callers = [
+        c.token(Role::Admin, None).await.0,
+        c.token(Role::OrgAdmin, Some("acme")).await.0,
+        c.token(Role::Viewer, Some("acme")).await.0,
+        c.token(Role::OrgAdmin, Some("globex")).await.0,
+    ];
+    // What each surface says, as one word.
+    let word = |status: StatusCode, console: bool| match status.as_u16() {
+        200 if !console => "done",
+        303 if console => "done",
+        400 => "refused",
+        403 => "forbidden",
+        404 => "not found",
+        other => panic!("unexpected {other}"),
+    };
+    for token in &callers {
+        let (cookie, _) = session_cookie(&c.sign_in(token).await);
+        for target in [
+            "api:acme",
+            "api:globex",
+            "api:admin",
+            "gateway:acme",
+            "gateway:globex",
+            "key",
+        ] {
+            let mut outcomes = Vec::new();
+            for console in [false, true] {
+                let (kind, id) = match target {
+                    "key" => ("api", CANARY.to_owned()),
+                    t => {
+                        let (kind, org) = t.split_once(':').unwrap();
+                        let id = match (kind, org) {
+                            ("api", "admin") => {
+                                c.vault
+                                    .create_token("other admin", Role::Admin, None, None, "test")
+                                    .await
+                                    .unwrap()
+                                    .1
+                                    .id
+                            }
+                            ("api", o) => {
+                                let org = if o == "acme" { &acme } else { &globex };
+                                c.vault
+                                    .create_token("target", Role::Viewer, Some(org), None, "test")
+                                    .await
+                                    .unwrap()
+                                    .1
+                                    .id
+                            }
+                            (_, o) => {
+                                let org = if o == "acme" { &acme } else { &globex };
+                                c.vault
+                                    .create_gateway_token(org, "target", &[], None, None, "test")
+                                    .await
+                                    .unwrap()
+                                    .1
+                                    .id
+                            }
+                        };
+                        (kind, id)
+                    }
+                };
+                let status = match (console, kind) {
+                    (false, "api") => c
+                        .client
+                        .delete(format!("{}/api/v1/tokens/{id}", c.base))
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status(),
+                    (false, _) => c
+                        .client
+                        .delete(format!("{}/api/v1/gateway-tokens/{id}", c.base))
+                        .bearer_auth(token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status(),
+                    (true, "api") => post(&c, &format!("/ui/tokens/{id}/revoke"), &cookie, "")
+                        .await
+                        .status(),
+                    (true, _) => post(&c, &format!("/ui/gateway-tokens/{id}/revoke"), &cookie, "")
+                        .await
+                        .status(),
+                };
+                outcomes.push(word(status, console));
+            }
+            assert_eq!(
+                outcomes[0], outcomes[1],
+                "API and console disagree on revoking {target}"
+            );
+        }
+    }
+}

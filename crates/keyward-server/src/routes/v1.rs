@@ -315,25 +315,8 @@ pub(super) async fn tokens_revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if keyward_core::secret_like::looks_like_secret(&id) {
-        return Err(keyward_core::secret_like::refused("token id").into());
-    }
-    let not_found = || ApiError::NotFound(format!("token {id} not found"));
-    let token = state.vault.get_token(&id).await.map_err(|e| match e {
-        VaultError::NotFound(_) => not_found(),
-        other => other.into(),
-    })?;
-    match &token.org {
-        None => caller.require_admin().map_err(|_| not_found())?,
-        Some(o) => {
-            if !caller.0.sees(o) {
-                return Err(not_found());
-            }
-            caller.require(o, &[Role::OrgAdmin])?;
-        }
-    }
     Ok(Json(json!(
-        state.vault.revoke_token(&id, &caller.actor()).await?
+        crate::ops::revoke_token(&state, &caller, &id).await?
     )))
 }
 
@@ -674,26 +657,7 @@ pub(super) async fn gateway_tokens_revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    if keyward_core::secret_like::looks_like_secret(&id) {
-        return Err(keyward_core::secret_like::refused("gateway token id").into());
-    }
-    let not_found = || ApiError::NotFound(format!("gateway token {id} not found"));
-    let token = state
-        .vault
-        .get_gateway_token(&id)
-        .await
-        .map_err(|e| match e {
-            VaultError::NotFound(_) => not_found(),
-            other => other.into(),
-        })?;
-    if !caller.0.sees(&token.org) {
-        return Err(not_found());
-    }
-    caller.require(&token.org, &[Role::OrgAdmin])?;
     Ok(Json(json!(
-        state
-            .vault
-            .revoke_gateway_token(&id, &caller.actor())
-            .await?
+        crate::ops::revoke_gateway_token(&state, &caller, &id).await?
     )))
 }

@@ -523,19 +523,8 @@ async fn gateway_token_revoke(
     session: UiSession,
     Path(id): Path<String>,
 ) -> Response {
-    let c = caller(&session);
-    let not_found = || failed(ApiError::NotFound("no such gateway token".into()));
-    let Ok(token) = state.vault.get_gateway_token(&id).await else {
-        return not_found();
-    };
-    if !c.0.sees(&token.org) {
-        return not_found();
-    }
-    if let Err(e) = c.require(&token.org, &[Role::OrgAdmin]) {
-        return failed(e);
-    }
-    match state.vault.revoke_gateway_token(&id, &c.actor()).await {
-        Ok(_) => Redirect::to(&format!(
+    match crate::ops::revoke_gateway_token(&state, &caller(&session), &id).await {
+        Ok(token) => Redirect::to(&format!(
             "/ui/gateway-tokens?org={}&notice=revoked_gateway",
             token.org
         ))
@@ -682,20 +671,7 @@ async fn token_revoke(
     session: UiSession,
     Path(id): Path<String>,
 ) -> Response {
-    let c = caller(&session);
-    let not_found = || failed(ApiError::NotFound("no such token".into()));
-    let Ok(token) = state.vault.get_token(&id).await else {
-        return not_found();
-    };
-    let allowed = match &token.org {
-        None => c.require_admin().map_err(|_| ()),
-        Some(o) if c.0.sees(o) => c.require(o, &[Role::OrgAdmin]).map_err(|_| ()),
-        Some(_) => Err(()),
-    };
-    if allowed.is_err() {
-        return not_found();
-    }
-    match state.vault.revoke_token(&id, &c.actor()).await {
+    match crate::ops::revoke_token(&state, &caller(&session), &id).await {
         Ok(_) => Redirect::to("/ui/tokens?notice=revoked").into_response(),
         Err(e) => failed(e),
     }
