@@ -15,7 +15,8 @@ use crate::{CoreError, Millis};
 /// secret operation, as the config-variable guide's `events list --filter
 /// 'category=secret_management'` expects (variable changes, master-key rotation, gateway reloads,
 /// failed resolutions); `secret_access` and `key_management` refine it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Creating, changing or deleting credentials, variables and organizations.
@@ -77,7 +78,8 @@ impl fmt::Display for Category {
 }
 
 /// Whether the operation succeeded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// It did.
@@ -167,7 +169,8 @@ impl NewEvent {
 }
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// Position in the chain, from 1.
     pub seq: i64,

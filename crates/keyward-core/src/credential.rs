@@ -12,19 +12,8 @@ use crate::provider::{Provider, SecretKind};
 use crate::{CoreError, Millis};
 
 /// What a credential may be used for.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Modality {
     /// Chat and text generation (Open Notebook's `language`).
@@ -279,7 +268,8 @@ pub fn key_hint(provider: &Provider, secret: &SecretString) -> String {
 }
 
 /// Whether a stored credential can be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialStatus {
     /// Its data key unwraps and its secret opens under the configured master keys.
@@ -302,7 +292,8 @@ impl fmt::Display for CredentialStatus {
 }
 
 /// A credential as listings show it: every public field, the key hint, never the secret.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CredentialView {
     /// Id.
     pub id: CredentialId,

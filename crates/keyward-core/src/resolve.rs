@@ -14,9 +14,8 @@ use crate::ids::{CredentialId, CredentialName, OrgId};
 use crate::provider::{Provider, SecretKind};
 
 /// How to choose among several active credentials of one provider.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// Always the lowest `priority` number (ties: the oldest); the others are failovers.

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::Millis;
 
 /// A token's state at a moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum TokenState {
     /// It works.

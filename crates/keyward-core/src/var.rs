@@ -7,7 +7,8 @@ use crate::credential::CredentialStatus;
 use crate::ids::{OrgId, VarName};
 
 /// What listings show of a variable. A sensitive value is never in here.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VarView {
     /// Name.
     pub name: VarName,

@@ -17,7 +17,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
-pub mod probe;
+
 mod routes;
 mod tls;
 mod ui;

@@ -160,14 +160,15 @@ pub(crate) fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
 }
 
 /// What `events verify` found.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReport {
     /// Events checked.
     pub checked: u64,
     /// The sequence number recorded as the head of the chain.
     pub head_seq: i64,
     /// The first problem, if any: sequence number and what is wrong.
-    #[schema(value_type = Option<Vec<serde_json::Value>>)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<serde_json::Value>>))]
     pub problem: Option<(i64, String)>,
     /// Where the check began: 0 for the whole chain, else the verified checkpoint it went on
     /// from (events up to it were not read again).

@@ -19,7 +19,8 @@ use crate::{Vault, VaultError, new_id};
 pub const GATEWAY_TOKEN_PREFIX: &str = keyward_core::secret_like::GATEWAY_TOKEN_PREFIX;
 
 /// A gateway token as listings show it: its first characters, never the token.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayTokenView {
     /// Id.
     pub id: String,

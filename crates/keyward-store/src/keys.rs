@@ -17,7 +17,8 @@ use crate::changes::Change;
 use crate::{Vault, VaultError};
 
 /// Rows wrapped by one key id.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KidCount {
     /// The key id.
     pub kid: String,
@@ -41,7 +42,8 @@ impl KidCount {
 }
 
 /// What `master-key status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyStatus {
     /// The primary key id.
     pub primary: String,
@@ -108,7 +110,8 @@ pub struct RotationProgress {
 }
 
 /// What a rotation did.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RotationReport {
     /// The primary key everything was rewrapped under.
     pub primary: String,

@@ -11,7 +11,8 @@ use crate::changes::Change;
 use crate::{Vault, VaultError, map_unique};
 
 /// An organization.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Organization {
     /// Slug.
     pub id: OrgId,

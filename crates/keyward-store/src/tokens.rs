@@ -24,7 +24,8 @@ use crate::{Vault, VaultError, new_id};
 pub const API_TOKEN_PREFIX: &str = keyward_core::secret_like::API_TOKEN_PREFIX;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything, in every organization.
@@ -79,7 +80,8 @@ impl fmt::Display for Role {
 }
 
 /// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Principal {
     /// The token's id (what the audit log records).
     pub token_id: String,
@@ -104,7 +106,8 @@ impl Principal {
 }
 
 /// A token as listings show it: never the token, only its first characters.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenView {
     /// Id.
     pub id: String,

@@ -12,19 +12,8 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::{Vault, VaultError};
 
 /// What usage is counted against.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UsageSubject {
     /// A provider credential (each upstream attempt counts, failovers included).
@@ -79,7 +68,8 @@ pub struct UsageDelta {
 }
 
 /// The stored usage of one credential or gateway token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// What is counted.
     pub subject: UsageSubject,

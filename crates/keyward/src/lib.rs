@@ -41,7 +41,7 @@ pub mod reference;
 pub mod remote;
 
 /// Key tests (shared with the server, which runs them for `POST /api/v1/credentials/{id}/test`).
-pub use keyward_server::probe;
+pub use keyward_probe as probe;
 
 use std::collections::BTreeMap;
 

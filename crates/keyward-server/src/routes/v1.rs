@@ -243,10 +243,10 @@ pub(crate) async fn test_credential(
     id: &keyward_core::CredentialId,
     timeout: std::time::Duration,
     actor: &str,
-) -> Result<(crate::probe::TestOutcome, CredentialView), ApiError> {
+) -> Result<(keyward_probe::TestOutcome, CredentialView), ApiError> {
     let (view, secret) = state.vault.open_credential(id).await?;
     let provider = Provider::get(&view.provider)?;
-    let outcome = crate::probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
+    let outcome = keyward_probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
     let view = state
         .vault
         .record_key_test(&view.id, outcome.is_ok(), &outcome.to_string(), actor)

@@ -2,8 +2,8 @@
 //! so both see the same machine. DESIGN target: under 10 ms of overhead.
 //!
 //! ```sh
-//! cargo bench -p keyward --bench run_overhead            # 200 runs of each
-//! KEYWARD_BENCH_RUNS=50 cargo bench -p keyward --bench run_overhead
+//! cargo bench -p keyward-cli --bench run_overhead            # 200 runs of each
+//! KEYWARD_BENCH_RUNS=50 cargo bench -p keyward-cli --bench run_overhead
 //! ```
 
 use std::process::{Command, Stdio};
