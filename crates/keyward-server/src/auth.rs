@@ -65,7 +65,7 @@ impl FromRequestParts<AppState> for Caller {
         // While the store is away every answer would be a 503 after the pool's wait; give it
         // at once (a watcher notices when the store is back).
         let is_jwt = |t: &str| !state.shared.jwt.is_empty() && t.matches('.').count() == 2;
-        if token.is_some_and(|t| !is_jwt(t)) && !state.vault.store_available() {
+        if token.is_some_and(|t| !is_jwt(t)) && !state.vault.serving().store_available() {
             return Err(ApiError::Unavailable(
                 crate::error::STORE_UNAVAILABLE.to_owned(),
             ));
@@ -82,7 +82,7 @@ impl FromRequestParts<AppState> for Caller {
                         Some(t) if is_jwt(t) => Ok(state.shared.jwt.verify(t)),
                         // Everything else is looked up by its hash, whatever its prefix: operators
                         // bring their own admin token (`KEYWARD_ADMIN_TOKEN`, `openssl rand -hex 32`).
-                        Some(t) => state.vault.authenticate(t).await,
+                        Some(t) => state.vault.serving().authenticate(t).await,
                         None => Ok(None),
                     }
                 },
@@ -110,13 +110,18 @@ impl FromRequestParts<AppState> for Caller {
                 // The request is refused either way; a failed audit write is only logged, and
                 // while the store is known to be away it is not even tried (it would hold the
                 // answer for the pool's whole wait).
-                if !state.vault.store_available() {
+                if !state.vault.serving().store_available() {
                     tracing::warn!(
                         from,
                         why,
                         "a failed authentication not audited: the store is unavailable"
                     );
-                } else if let Err(e) = state.vault.record_auth_failure(&from, "api", why).await {
+                } else if let Err(e) = state
+                    .vault
+                    .serving()
+                    .record_auth_failure(&from, "api", why)
+                    .await
+                {
                     tracing::warn!(error = %e, "cannot audit a failed authentication");
                 }
                 Err(ApiError::Unauthorized)
@@ -150,5 +155,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             // The detail is scrubbed on its way out, as every detail is (`error::problem`).
             Err(rejection) => Err(ApiError::BadRequest(rejection.body_text())),
         }
+    }
+}
+
+/// Console sessions: the console's sign-in with a token, its session cookie looked up, and
+/// sign-out. (What a session may do is `crate::access`'s, as for any caller.)
+pub(crate) mod console {
+    use keyward_store::{Session, SessionLimits, VaultError};
+    use secrecy::SecretString;
+
+    use crate::AppState;
+
+    /// Signs in with `token` from `from`: a new session and its cookie value, or `None` for a
+    /// token that does not authenticate (audited).
+    pub(crate) async fn sign_in(
+        state: &AppState,
+        token: &str,
+        limits: SessionLimits,
+        from: &str,
+    ) -> Result<Option<(SecretString, Session)>, VaultError> {
+        state
+            .vault
+            .serving()
+            .create_ui_session(token, limits, from)
+            .await
+    }
+
+    /// The live session of a cookie value.
+    pub(crate) async fn session(state: &AppState, id: &str) -> Result<Option<Session>, VaultError> {
+        state.vault.serving().ui_session(id).await
+    }
+
+    /// Ends a session.
+    pub(crate) async fn sign_out(state: &AppState, id: &str) -> Result<(), VaultError> {
+        state.vault.serving().end_ui_session(id).await
     }
 }

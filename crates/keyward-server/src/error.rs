@@ -19,6 +19,12 @@ pub enum ApiError {
     NotFound(String),
     /// 409: it exists already, or changed meanwhile, or cannot be opened.
     Conflict(String),
+    /// 409: a thing of that name exists already.
+    AlreadyExists(String),
+    /// 409: it changed since the version the request names (compare-and-set).
+    Stale(String),
+    /// 400: a key that does not look like the provider's (it may be stored anyway).
+    KeyFormat(String),
     /// 422: the request was understood but what it asks for cannot be done (a gateway config
     /// that does not load); the message says why.
     Unprocessable(String),
@@ -44,13 +50,55 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The words a form shows next to what was typed, for a refusal of the input itself
+    /// (400, 409, 422); `None` for anything else, which is an error page.
+    pub(crate) fn form_words(&self) -> Option<&str> {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Conflict(m)
+            | ApiError::AlreadyExists(m)
+            | ApiError::Stale(m)
+            | ApiError::KeyFormat(m)
+            | ApiError::Unprocessable(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// What the answer's `detail` says, for a page or a log line (an internal error's
+    /// details stay in the log).
+    pub(crate) fn words(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error; see the server log".to_owned(),
+            ApiError::Unauthorized => "a valid bearer token is required".to_owned(),
+            ApiError::PayloadTooLarge => "the request body is too large".to_owned(),
+            ApiError::TooManyRequests(secs) => {
+                format!("too many failed authentications from this address; retry in {secs} s")
+            }
+            ApiError::KeyFormat(m) => {
+                format!("{m} (to store it anyway, send \"skip_format_check\": true)")
+            }
+            ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
+            | ApiError::NotFound(m)
+            | ApiError::Conflict(m)
+            | ApiError::AlreadyExists(m)
+            | ApiError::Stale(m)
+            | ApiError::Unprocessable(m)
+            | ApiError::Unavailable(m)
+            | ApiError::Busy(m)
+            | ApiError::OutcomeUnknown { detail: m, .. } => m.clone(),
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::KeyFormat(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::AlreadyExists(_) | ApiError::Stale(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) | ApiError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -66,15 +114,13 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         match e {
             VaultError::InvalidInput(m) => ApiError::BadRequest(m),
-            VaultError::KeyFormat(m) => ApiError::BadRequest(format!(
-                "{m} (to store it anyway, send \"skip_format_check\": true)"
-            )),
+            VaultError::KeyFormat(m) => ApiError::KeyFormat(m),
+            VaultError::AlreadyExists(_) => ApiError::AlreadyExists(e.to_string()),
+            VaultError::Conflict { .. } => ApiError::Stale(e.to_string()),
             VaultError::NotFound(_) | VaultError::NoCredential(_) => {
                 ApiError::NotFound(e.to_string())
             }
-            VaultError::AlreadyExists(_)
-            | VaultError::Conflict { .. }
-            | VaultError::Undecryptable(_) => ApiError::Conflict(e.to_string()),
+            VaultError::Undecryptable(_) => ApiError::Conflict(e.to_string()),
             VaultError::AuditUnavailable(_) => ApiError::Unavailable(e.to_string()),
             VaultError::Busy(m) => ApiError::Busy(m),
             VaultError::OutcomeUnknown { ref id, .. } => ApiError::OutcomeUnknown {
@@ -110,26 +156,11 @@ impl IntoResponse for ApiError {
             ApiError::OutcomeUnknown { id, .. } => Some(id.clone()),
             _ => None,
         };
-        let detail = match self {
-            ApiError::Internal(real) => {
-                // Vault errors never hold secrets; still, the client gets no internals.
-                tracing::error!(error = %real, "internal error");
-                "internal error; see the server log".to_owned()
-            }
-            ApiError::Unauthorized => "a valid bearer token is required".to_owned(),
-            ApiError::PayloadTooLarge => "the request body is too large".to_owned(),
-            ApiError::TooManyRequests(secs) => {
-                format!("too many failed authentications from this address; retry in {secs} s")
-            }
-            ApiError::BadRequest(m)
-            | ApiError::Forbidden(m)
-            | ApiError::NotFound(m)
-            | ApiError::Conflict(m)
-            | ApiError::Unprocessable(m)
-            | ApiError::Unavailable(m)
-            | ApiError::Busy(m)
-            | ApiError::OutcomeUnknown { detail: m, .. } => m,
-        };
+        if let ApiError::Internal(real) = &self {
+            // Vault errors never hold secrets; still, the client gets no internals.
+            tracing::error!(error = %real, "internal error");
+        }
+        let detail = self.words();
         let mut response = match unknown_id {
             None => problem(status, &detail),
             Some(id) => problem_with(status, &detail, json!({ "outcome": "unknown", "id": id })),

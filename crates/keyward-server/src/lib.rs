@@ -2,13 +2,17 @@
 //!
 //! - [`app`] builds the router (tested with `tower::ServiceExt::oneshot` or a real listener).
 //! - [`serve`] runs it on a listener until a shutdown future resolves.
-//! - `auth`: bearer tokens into a [`Principal`], and the role and organization checks.
+//! - `auth`: bearer tokens into a [`Principal`].
+//! - `access`: the one access policy (role × organization × operation) and the proof of access
+//!   the vault's admin side needs.
+//! - `ops`: every admin operation, once; `routes` (JSON: health, the "Provider Credentials"
+//!   admin-guide routes, `/api/v1`) and `ui` (the console) are adapters over them.
 //! - `error`: one [`ApiError`], answered as `application/problem+json`.
-//! - `routes`: health, the "Provider Credentials" admin-guide routes, and `/api/v1`.
 //!
-//! Every route that touches a secret goes through a `Vault` method that audits it in the same
-//! transaction; a token of one organization gets 404 for anything of another.
+//! Every operation that touches a secret goes through a `Vault` method that audits it in the
+//! same transaction; a token of one organization gets 404 for anything of another.
 
+mod access;
 mod auth;
 mod error;
 mod gateway;
@@ -17,7 +21,6 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
-
 mod routes;
 mod tls;
 mod ui;
@@ -42,8 +45,8 @@ pub use tls::{TlsListener, load_tls_config};
 /// reference counts: the vault and everything else.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The vault.
-    pub vault: Vault,
+    /// The vault, behind the access policy: admin operations reach it with a grant.
+    vault: access::Guarded,
     shared: Arc<Shared>,
 }
 
@@ -68,7 +71,7 @@ impl AppState {
     /// The state of a server over `vault`.
     pub fn new(vault: Vault) -> Self {
         Self {
-            vault,
+            vault: access::Guarded::new(vault),
             shared: Arc::default(),
         }
     }
@@ -136,7 +139,7 @@ impl AppState {
     ) -> Result<TargetsLoaded, TargetsError> {
         self.shared
             .gateway
-            .reload_targets(&self.vault, by, actor)
+            .reload_targets(self.vault.serving(), by, actor)
             .await
     }
 
@@ -147,7 +150,7 @@ impl AppState {
         if batch.is_empty() {
             return;
         }
-        if let Err(e) = self.vault.record_usage(&batch).await {
+        if let Err(e) = self.vault.serving().record_usage(&batch).await {
             tracing::warn!(error = %e, "cannot write gateway usage; it is kept for the next try");
             self.shared.gateway.usage.restore(batch);
         }

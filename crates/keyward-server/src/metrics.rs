@@ -130,7 +130,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
         m.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
     );
     let _ = writeln!(out, "keyward_http_request_duration_seconds_count {count}");
-    let stats = state.vault.stats();
+    let stats = state.vault.serving().stats();
     out.push_str("# HELP keyward_resolutions_total Resolutions handed out or refused, audited.\n");
     out.push_str("# TYPE keyward_resolutions_total counter\n");
     let _ = writeln!(
@@ -149,7 +149,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
         stats.committed_operations
     );
     state.shared.gateway.render_metrics(&mut out);
-    if let Ok(events) = state.vault.audit_event_count().await {
+    if let Ok(events) = state.vault.serving().audit_event_count().await {
         out.push_str("# HELP keyward_audit_events_total Events in the audit log.\n");
         out.push_str("# TYPE keyward_audit_events_total counter\n");
         let _ = writeln!(out, "keyward_audit_events_total {events}");

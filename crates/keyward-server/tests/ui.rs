@@ -356,7 +356,9 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
         ("/ui/events", [200, 200, 200]),
         ("/ui/events?org=globex", [200, 404, 404]),
         ("/ui/master-key", [200, 403, 403]),
-        ("/ui/gateway", [200, 403, 403]),
+        // What the gateway serves: an organization's own targets for its tokens, as
+        // GET /api/v1/gateway/status answers (issue 20: one rule on both surfaces).
+        ("/ui/gateway", [200, 200, 200]),
     ];
     for (path, want) in pages {
         for ((role, _, cookie), want) in people.iter().zip(want) {
@@ -455,6 +457,9 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
     )
     .await;
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // Revealing is for whoever may resolve the organization's keys, as in the API
+    // (`GET /v1/config-variables/{name}?reveal=true`): its org_admin may, and nobody of
+    // another organization (issue 20: the console let only admins).
     let resp = post(
         &c,
         "/ui/variables/reveal",
@@ -464,9 +469,18 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
     .await;
     assert_eq!(
         resp.status(),
-        StatusCode::FORBIDDEN,
-        "revealing is for admins"
+        StatusCode::OK,
+        "an org_admin reveals its own"
     );
+    assert!(resp.text().await.unwrap().contains(VAR_CANARY));
+    let resp = post(
+        &c,
+        "/ui/variables/reveal",
+        org_admin,
+        "name=OPENAI_ORG_SECRET&org=globex",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND, "not another's");
     let still = c.vault.list_credentials(None, None).await.unwrap();
     assert_eq!(still.len(), 2);
     assert!(still.iter().all(|v| v.active));
@@ -559,7 +573,13 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
         .list_events(&"action=reveal".parse().unwrap(), 5)
         .await
         .unwrap();
-    assert_eq!(reveals.len(), 1, "{reveals:?}");
+    // Each reveal audited once: the org_admin's above, and this one.
+    assert_eq!(reveals.len(), 2, "{reveals:?}");
+    assert!(
+        reveals
+            .iter()
+            .all(|e| e.target == "var:acme/OPENAI_ORG_SECRET")
+    );
     // A gateway token made in the console is shown once, with the SDK snippet.
     let form = c
         .page("/ui/gateway-tokens?org=acme", admin)

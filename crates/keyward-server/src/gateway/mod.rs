@@ -638,7 +638,7 @@ fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &SecretString
 impl Gateway {
     /// A token checked within the last second and still valid, without touching the database.
     fn cached_token(&self, state: &AppState, token: &str) -> Option<Arc<GatewayTokenView>> {
-        let fresh_after = state.vault.fresh_after();
+        let fresh_after = state.vault.serving().fresh_after();
         self.token_checked_within(state, token, TOKEN_TTL)
             .filter(|(_, at)| fresh_after.is_none_or(|after| *at > after))
             .map(|(view, _)| view)
@@ -659,7 +659,7 @@ impl Gateway {
         age: Duration,
     ) -> Option<(Arc<GatewayTokenView>, Instant)> {
         let cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.generation != state.vault.token_generation() {
+        if cache.generation != state.vault.serving().token_generation() {
             return None;
         }
         let (view, at) = cache.map.get(token)?;
@@ -680,11 +680,16 @@ impl Gateway {
         state: &AppState,
         token: &str,
     ) -> Result<Option<Arc<GatewayTokenView>>, VaultError> {
-        let generation = state.vault.token_generation();
+        let generation = state.vault.serving().token_generation();
         // When the check began: a change announced after that makes it stale.
         let started = Instant::now();
-        let found = state.vault.authenticate_gateway(token).await?.map(Arc::new);
-        if state.vault.token_generation() != generation {
+        let found = state
+            .vault
+            .serving()
+            .authenticate_gateway(token)
+            .await?
+            .map(Arc::new);
+        if state.vault.serving().token_generation() != generation {
             return Ok(found);
         }
         let mut cache = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -790,7 +795,7 @@ async fn authenticate(
     // While the store is away, a token checked not too long ago still passes; any other gets
     // a fast 503 (not a 401: it may be perfectly good) without waiting for a connection.
     if let Some(token) = token
-        && !state.vault.store_available()
+        && !state.vault.serving().store_available()
     {
         return state
             .shared
@@ -870,7 +875,7 @@ async fn authenticate(
     }
     // Beyond the allowance a failure is answered, not audited again.
     if within {
-        let vault = state.vault.clone();
+        let vault = state.vault.serving().clone();
         let from = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         tokio::spawn(async move {
             if let Err(e) = vault.record_auth_failure(&from, "gateway", why).await {
@@ -1037,6 +1042,7 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     let stale_for = state.shared.gateway.options().stale_for;
     let candidates = match state
         .vault
+        .serving()
         .gateway_candidates(&view.org, provider, stale_for, state.env_fallback())
         .await
     {
@@ -1085,7 +1091,7 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
             state
                 .shared
                 .gateway
-                .note_env_served(&state.vault, &view, provider, var);
+                .note_env_served(state.vault.serving(), &view, provider, var);
         }
     }
     state.shared.gateway.order_by_health(&mut upstreams);
@@ -1288,7 +1294,7 @@ async fn try_upstreams(
     // Events about keys are written beside the request, not in its way (on SQLite they would
     // queue behind every other writer).
     let audit = |credential: CredentialId, action: &'static str, outcome, details| {
-        let vault = state.vault.clone();
+        let vault = state.vault.serving().clone();
         let actor = format!("gateway_token:{}", view.id);
         let org = view.org.clone();
         tokio::spawn(async move {

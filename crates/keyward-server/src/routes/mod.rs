@@ -4,8 +4,6 @@
 mod v1;
 mod vars;
 
-pub(crate) use v1::test_credential;
-
 use axum::Json;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -13,14 +11,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use keyward_core::audit::EventFilter;
 use keyward_core::credential::{CredentialUpdate, CredentialView, FormatCheck, NewCredential};
-use keyward_core::resolve::{ResolveRequest, Strategy};
-use keyward_core::{CredentialId, CredentialName, OrgId, Provider};
-use keyward_store::Role;
+use keyward_core::{CredentialName, OrgId, Provider};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{ApiJson, Caller};
+use crate::ops::{audit, credentials, orgs};
 use crate::{ApiError, AppState};
 
 /// Request bodies are small: the largest legitimate one is a service-account JSON.
@@ -176,26 +173,9 @@ async fn healthz() -> &'static str {
 
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The store answers and the master keys open it")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if !state.vault.audit_chain_ok() {
-        return ApiError::Unavailable("the master keys do not open this vault".into())
-            .into_response();
-    }
-    // Known to be away (a watcher notices when it is back): say so at once.
-    if !state.vault.store_available() {
-        return ApiError::Unavailable(crate::error::STORE_UNAVAILABLE.to_owned()).into_response();
-    }
-    // A probe answers within a second whatever the database does; the driver's words go to
-    // the log, not to the prober.
-    match tokio::time::timeout(std::time::Duration::from_millis(900), state.vault.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: the store does not answer");
-            ApiError::Unavailable(crate::error::STORE_UNAVAILABLE.to_owned()).into_response()
-        }
-        Err(_) => {
-            tracing::warn!("readiness: the store did not answer within 900 ms");
-            ApiError::Unavailable(crate::error::STORE_UNAVAILABLE.to_owned()).into_response()
-        }
+    match crate::ops::server::ready(&state).await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -208,31 +188,6 @@ pub(super) fn parse_org(s: &str) -> Result<OrgId, ApiError> {
     Ok(OrgId::new(s)?)
 }
 
-fn parse_id(s: &str) -> Result<CredentialId, ApiError> {
-    Ok(CredentialId::new(s)?)
-}
-
-/// Loads a credential the caller may act on with one of `roles`; one of another organization
-/// is "not found", exactly like one that does not exist.
-pub(crate) async fn visible_credential(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-    roles: &[Role],
-) -> Result<CredentialView, ApiError> {
-    let id = parse_id(id)?;
-    let not_found = || ApiError::NotFound(format!("credential {id} not found"));
-    let view = state.vault.get_credential(&id).await.map_err(|e| match e {
-        keyward_store::VaultError::NotFound(_) => not_found(),
-        other => other.into(),
-    })?;
-    if !caller.0.sees(&view.org) {
-        return Err(not_found());
-    }
-    caller.require(&view.org, roles)?;
-    Ok(view)
-}
-
 // ----- the admin guide --------------------------------------------------------------------
 
 #[utoipa::path(get, path = "/api/provider-credentials/organization/{organization_id}", tag = "provider-credentials", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "An organization's credentials, masked", body = Vec<CredentialView>)))]
@@ -242,9 +197,7 @@ async fn guide_list(
     Path(org): Path<String>,
 ) -> Result<Json<Vec<CredentialView>>, ApiError> {
     let org = parse_org(&org)?;
-    caller.require(&org, &[Role::OrgAdmin, Role::Viewer])?;
-    state.vault.require_org(&org).await?;
-    Ok(Json(state.vault.list_credentials(Some(&org), None).await?))
+    Ok(Json(credentials::of_org(&state, &caller.0, &org).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -267,7 +220,6 @@ async fn guide_create(
     ApiJson(body): ApiJson<GuideCreate>,
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
     let org = parse_org(&body.organization_id)?;
-    caller.require(&org, &[Role::OrgAdmin])?;
     let provider = Provider::get(&body.provider)?;
     let mut new = NewCredential::new(
         org,
@@ -283,7 +235,7 @@ async fn guide_create(
     } else {
         FormatCheck::Enforce
     };
-    let view = state.vault.add_credential(new, &caller.actor()).await?;
+    let view = credentials::create(&state, &caller.0, new).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -305,7 +257,6 @@ async fn guide_update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<GuideUpdate>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
     let mut update = CredentialUpdate {
         name: body
             .credential_name
@@ -320,10 +271,7 @@ async fn guide_update(
         update.fields.insert("base_url".into(), base);
     }
     Ok(Json(
-        state
-            .vault
-            .update_credential(&view.id, None, update, &caller.actor())
-            .await?,
+        credentials::update(&state, &caller.0, &id, None, update).await?,
     ))
 }
 
@@ -333,12 +281,8 @@ pub(super) async fn guide_set_active(
     id: String,
     active: bool,
 ) -> Result<Json<CredentialView>, ApiError> {
-    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
     Ok(Json(
-        state
-            .vault
-            .set_credential_active(&view.id, active, &caller.actor())
-            .await?,
+        credentials::set_active(&state, &caller.0, &id, active).await?,
     ))
 }
 
@@ -366,11 +310,7 @@ pub(super) async fn guide_delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
-    state
-        .vault
-        .delete_credential(&view.id, &caller.actor())
-        .await?;
+    credentials::delete(&state, &caller.0, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -378,9 +318,7 @@ pub(super) async fn guide_delete(
 
 #[utoipa::path(get, path = "/api/v1/orgs", tag = "organizations", responses((status = 200, description = "The organizations the caller may see", body = Vec<keyward_store::Organization>)))]
 async fn orgs_list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let orgs = state.vault.list_orgs().await?;
-    let visible: Vec<_> = orgs.into_iter().filter(|o| caller.0.sees(&o.id)).collect();
-    Ok(Json(json!(visible)))
+    Ok(Json(json!(orgs::list(&state, &caller.0).await?)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -398,19 +336,12 @@ async fn orgs_create(
     caller: Caller,
     ApiJson(body): ApiJson<OrgCreate>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    caller.require_admin()?;
-    let strategy: Option<Strategy> = body.strategy.as_deref().map(str::parse).transpose()?;
-    let id = parse_org(&body.id)?;
-    let mut org = state
-        .vault
-        .create_org(&id, body.name.as_deref(), &caller.actor())
-        .await?;
-    if let Some(strategy) = strategy {
-        org = state
-            .vault
-            .set_org_strategy(&id, strategy, &caller.actor())
-            .await?;
-    }
+    let new = orgs::NewOrg {
+        strategy: body.strategy.as_deref().map(str::parse).transpose()?,
+        id: parse_org(&body.id)?,
+        name: body.name,
+    };
+    let org = orgs::create(&state, &caller.0, new).await?;
     Ok((StatusCode::CREATED, Json(json!(org))))
 }
 
@@ -444,35 +375,17 @@ async fn orgs_patch(
     ApiJson(body): ApiJson<OrgPatch>,
 ) -> Result<Json<Value>, ApiError> {
     let org = parse_org(&org)?;
-    caller.require(&org, &[Role::OrgAdmin])?;
-    let strategy: Option<Strategy> = body.strategy.as_deref().map(str::parse).transpose()?;
-    if body.env_fallback.is_some() {
-        caller.require_admin()?;
-    }
-    if strategy.is_none() && body.env_fallback.is_none() {
-        return Err(ApiError::BadRequest(
-            "nothing to change: give strategy or env_fallback".into(),
-        ));
-    }
-    let mut changed = state.vault.get_org(&org).await?;
-    if let Some(strategy) = strategy {
-        changed = state
-            .vault
-            .set_org_strategy(&org, strategy, &caller.actor())
-            .await?;
-    }
-    if let Some(setting) = body.env_fallback {
-        let value = match setting {
+    let change = orgs::OrgChange {
+        strategy: body.strategy.as_deref().map(str::parse).transpose()?,
+        env_fallback: body.env_fallback.map(|setting| match setting {
             EnvFallbackSetting::On => Some(true),
             EnvFallbackSetting::Off => Some(false),
             EnvFallbackSetting::Default => None,
-        };
-        changed = state
-            .vault
-            .set_org_env_fallback(&org, value, &caller.actor())
-            .await?;
-    }
-    Ok(Json(json!(changed)))
+        }),
+    };
+    Ok(Json(json!(
+        orgs::change(&state, &caller.0, &org, change).await?
+    )))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -491,16 +404,14 @@ async fn resolve(
     ApiJson(body): ApiJson<ResolveBody>,
 ) -> Result<Json<Value>, ApiError> {
     let org = parse_org(&body.organization_id)?;
-    caller.require(&org, &[Role::OrgAdmin, Role::Resolver])?;
-    let mut req = ResolveRequest::new(org, Provider::get(&body.provider)?);
-    req.name = body
-        .credential_name
-        .as_deref()
-        .map(CredentialName::new)
-        .transpose()?;
-    // The server's own environment belongs to the operator: only where it allows.
-    req.env_fallback = state.env_fallback();
-    let resolved = state.vault.resolve(&req, &caller.actor()).await?;
+    let resolved = crate::ops::resolve::one(
+        &state,
+        &caller.0,
+        &org,
+        &body.provider,
+        body.credential_name.as_deref(),
+    )
+    .await?;
     Ok(Json(v1::config_object(&resolved)))
 }
 
@@ -520,23 +431,9 @@ async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let mut filter: EventFilter = q.filter.as_deref().unwrap_or("").parse()?;
-    if caller.0.role != Role::Admin {
-        // An organization's tokens read their own organization's trail, and nothing else.
-        let own = caller.0.org.clone().ok_or(ApiError::Forbidden(
-            "this token belongs to no organization".into(),
-        ))?;
-        caller.require(&own, &[Role::OrgAdmin, Role::Viewer])?;
-        if filter.org.as_deref().is_some_and(|o| o != own.as_str()) {
-            return Err(ApiError::NotFound(format!(
-                "organization '{}' not found",
-                filter.org.unwrap_or_default()
-            )));
-        }
-        filter.org = Some(own.to_string());
-    }
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     filter.before = q.before;
-    let page = state.vault.list_events_page(&filter, limit).await?;
+    let page = audit::events(&state, &caller.0, filter, limit).await?;
     Ok(Json(
         json!({ "items": page.items, "next_cursor": page.next }),
     ))
@@ -547,6 +444,5 @@ async fn events_verify(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    Ok(Json(json!(state.vault.verify_events().await?)))
+    Ok(Json(json!(audit::verify(&state, &caller.0).await?)))
 }

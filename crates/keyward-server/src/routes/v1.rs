@@ -9,15 +9,15 @@ use axum::http::StatusCode;
 use keyward_core::credential::{
     CredentialUpdate, CredentialView, FormatCheck, Modality, NewCredential,
 };
-use keyward_core::resolve::{ResolveRequest, Resolved};
-use keyward_core::{CredentialName, Millis, OrgId, Provider, VarName};
-use keyward_store::{Role, VaultError};
+use keyward_core::resolve::Resolved;
+use keyward_core::{CredentialName, Millis, OrgId, Provider};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{parse_org, visible_credential};
+use super::parse_org;
 use crate::auth::{ApiJson, Caller};
+use crate::ops::{audit, credentials, resolve, server, tokens};
 use crate::{ApiError, AppState, LoadTrigger};
 
 /// The provider config object a resolution answers with (one shape on every surface).
@@ -44,22 +44,19 @@ pub(super) async fn creds_list(
     caller: Caller,
     Query(q): Query<CredQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let org = match (q.organization_id.as_deref(), &caller.0.org) {
-        (Some(o), _) => Some(parse_org(o)?),
-        (None, Some(own)) => Some(own.clone()),
-        (None, None) => None,
-    };
-    match &org {
-        Some(o) => caller.require(o, &[Role::OrgAdmin, Role::Viewer])?,
-        None => caller.require_admin()?,
-    }
+    let org = q.organization_id.as_deref().map(parse_org).transpose()?;
     let provider = q.provider.as_deref().map(Provider::get).transpose()?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let offset = q.offset.unwrap_or(0);
-    let (items, total) = state
-        .vault
-        .list_credentials_page(org.as_ref(), provider, limit as u64, offset as u64)
-        .await?;
+    let listing = credentials::Listing {
+        org,
+        provider,
+        limit: limit as u64,
+        offset: offset as u64,
+        ..credentials::Listing::default()
+    };
+    let page = credentials::list(&state, &caller.0, listing).await?;
+    let (items, total) = (page.items, page.total);
     let total = usize::try_from(total).unwrap_or(usize::MAX);
     let next = (offset.saturating_add(items.len()) < total).then_some(offset + items.len());
     Ok(Json(
@@ -93,7 +90,6 @@ pub(super) async fn creds_create(
     ApiJson(body): ApiJson<CredCreate>,
 ) -> Result<(StatusCode, Json<CredentialView>), ApiError> {
     let org = parse_org(&body.organization_id)?;
-    caller.require(&org, &[Role::OrgAdmin])?;
     let mut new = NewCredential::new(
         org,
         Provider::get(&body.provider)?,
@@ -108,7 +104,7 @@ pub(super) async fn creds_create(
     if body.skip_format_check {
         new.format_check = FormatCheck::Skip;
     }
-    let view = state.vault.add_credential(new, &caller.actor()).await?;
+    let view = credentials::create(&state, &caller.0, new).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -118,9 +114,7 @@ pub(super) async fn creds_get(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    Ok(Json(
-        visible_credential(&state, &caller, &id, &[Role::OrgAdmin, Role::Viewer]).await?,
-    ))
+    Ok(Json(credentials::read(&state, &caller.0, &id).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -148,7 +142,6 @@ pub(super) async fn creds_patch(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CredPatch>,
 ) -> Result<Json<CredentialView>, ApiError> {
-    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
     let update = CredentialUpdate {
         name: body.name.as_deref().map(CredentialName::new).transpose()?,
         secret: body.api_key.map(SecretString::from),
@@ -164,10 +157,7 @@ pub(super) async fn creds_patch(
         weight: body.weight,
     };
     Ok(Json(
-        state
-            .vault
-            .update_credential(&view.id, body.if_version, update, &caller.actor())
-            .await?,
+        credentials::update(&state, &caller.0, &id, body.if_version, update).await?,
     ))
 }
 
@@ -228,30 +218,11 @@ pub(super) async fn creds_test(
     Path(id): Path<String>,
     Query(q): Query<TestQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let view = visible_credential(&state, &caller, &id, &[Role::OrgAdmin]).await?;
     let timeout = std::time::Duration::from_secs(q.timeout_seconds.unwrap_or(10).clamp(1, 60));
-    let (outcome, view) = test_credential(&state, &view.id, timeout, &caller.actor()).await?;
+    let (outcome, view) = credentials::test(&state, &caller.0, &id, timeout).await?;
     Ok(Json(
         json!({ "ok": outcome.is_ok(), "result": outcome.to_string(), "credential": view }),
     ))
-}
-
-/// Tests a credential's key against its provider and stores and audits the outcome, as
-/// `keyward cred test` does (the caller has checked that `actor` may).
-pub(crate) async fn test_credential(
-    state: &AppState,
-    id: &keyward_core::CredentialId,
-    timeout: std::time::Duration,
-    actor: &str,
-) -> Result<(keyward_probe::TestOutcome, CredentialView), ApiError> {
-    let (view, secret) = state.vault.open_credential(id).await?;
-    let provider = Provider::get(&view.provider)?;
-    let outcome = keyward_probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
-    let view = state
-        .vault
-        .record_key_test(&view.id, outcome.is_ok(), &outcome.to_string(), actor)
-        .await?;
-    Ok((outcome, view))
 }
 
 // ----- API tokens -------------------------------------------------------------------------
@@ -274,18 +245,13 @@ pub(super) async fn tokens_create(
     caller: Caller,
     ApiJson(body): ApiJson<TokenCreate>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let role: Role = body.role.parse()?;
-    let org = body.organization_id.as_deref().map(parse_org).transpose()?;
-    match (&org, role) {
-        (_, Role::Admin) => caller.require_admin()?,
-        (Some(o), _) => caller.require(o, &[Role::OrgAdmin])?,
-        (None, _) => caller.require_admin()?,
-    }
-    let expires_at = expires_at(body.expires_in_seconds)?;
-    let (token, view) = state
-        .vault
-        .create_token(&body.name, role, org.as_ref(), expires_at, &caller.actor())
-        .await?;
+    let new = tokens::NewToken {
+        role: body.role.parse()?,
+        org: body.organization_id.as_deref().map(parse_org).transpose()?,
+        expires_at: expires_at(body.expires_in_seconds)?,
+        name: body.name,
+    };
+    let (token, view) = tokens::create(&state, &caller.0, new).await?;
     let mut v = json!(view);
     v["token"] = Value::String(token.expose_secret().to_owned());
     Ok((StatusCode::CREATED, Json(v)))
@@ -296,17 +262,7 @@ pub(super) async fn tokens_list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let tokens = match &caller.0.org {
-        None => {
-            caller.require_admin()?;
-            state.vault.list_tokens(None).await?
-        }
-        Some(own) => {
-            caller.require(own, &[Role::OrgAdmin])?;
-            state.vault.list_tokens(Some(own)).await?
-        }
-    };
-    Ok(Json(json!(tokens)))
+    Ok(Json(json!(tokens::list(&state, &caller.0).await?)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tokens/{token_id}", tag = "tokens", params(("token_id" = String, Path, description = "a token's id")), responses((status = 200, description = "Revoked", body = keyward_store::TokenView)))]
@@ -315,9 +271,7 @@ pub(super) async fn tokens_revoke(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(
-        crate::ops::revoke_token(&state, &caller, &id).await?
-    )))
+    Ok(Json(json!(tokens::revoke(&state, &caller.0, &id).await?)))
 }
 
 // ----- master keys ------------------------------------------------------------------------
@@ -327,8 +281,9 @@ pub(super) async fn master_key_status(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
-    Ok(Json(json!(state.vault.key_status().await?)))
+    Ok(Json(json!(
+        server::master_key_status(&state, &caller.0).await?
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/master-key/rotate", tag = "master-keys", responses((status = 200, description = "Rewrap every data key under the primary key (admin)", body = keyward_store::RotationReport)))]
@@ -336,12 +291,8 @@ pub(super) async fn master_key_rotate(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
     Ok(Json(json!(
-        state
-            .vault
-            .rotate_master_key(1000, &caller.actor(), |_| {})
-            .await?
+        server::rotate_master_key(&state, &caller.0, |_| {}).await?
     )))
 }
 
@@ -355,7 +306,6 @@ pub(super) async fn gateway_reload(
     caller: Caller,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin()?;
     // The CLI says it is the CLI; anything else is a call of the API.
     let by = match headers
         .get(axum::http::header::USER_AGENT)
@@ -364,7 +314,7 @@ pub(super) async fn gateway_reload(
         Some(agent) if agent.starts_with("keyward-cli/") => LoadTrigger::Cli,
         _ => LoadTrigger::Api,
     };
-    match state.reload_gateway_targets(by, &caller.actor()).await {
+    match server::reload_gateway(&state, &caller.0, by).await? {
         Ok(loaded) => Ok(Json(json!({
             "targets": loaded.targets.iter().map(|t| &t.id).collect::<Vec<_>>(),
             "resolved": loaded.targets,
@@ -394,71 +344,10 @@ pub(super) async fn gateway_status(
     caller: Caller,
     Query(q): Query<StatusQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let org = match (&q.org, &caller.0.org) {
-        (Some(o), _) => {
-            let o = parse_org(o)?;
-            caller.require(&o, &[Role::OrgAdmin, Role::Viewer])?;
-            Some(o)
-        }
-        (None, Some(own)) => {
-            caller.require(own, &[Role::OrgAdmin, Role::Viewer])?;
-            Some(own.clone())
-        }
-        (None, None) => {
-            caller.require_admin()?;
-            None
-        }
-    };
-    let (loaded, mut last_load, serving_since) = state.shared.gateway.targets_status();
-    // Why a load failed names the file and other organizations' targets and references.
-    if caller.0.role != Role::Admin
-        && let Some(load) = last_load.as_mut()
-        && load.error.is_some()
-    {
-        load.error = Some(
-            "the targets file did not load; the previous targets stay (an admin sees why)".into(),
-        );
-    }
-    let targets: Vec<_> = loaded
-        .targets
-        .into_iter()
-        .filter(|t| org.as_ref().is_none_or(|o| t.org == o.as_str()))
-        .collect();
-    let set_aside = state.shared.gateway.set_aside();
-    let now = Millis::now();
-    let creds = state.vault.list_credentials(org.as_ref(), None).await?;
-    let mut providers: BTreeMap<(String, String), (Vec<Value>, Vec<Value>)> = BTreeMap::new();
-    for c in creds.iter().filter(|c| c.active) {
-        let entry = providers
-            .entry((c.org.to_string(), c.provider.clone()))
-            .or_default();
-        let named = json!({ "id": c.id, "name": c.name, "key_hint": c.key_hint });
-        match set_aside.iter().find(|(id, _, _)| *id == c.id) {
-            Some((_, why, left)) => {
-                let mut v = named;
-                v["reason"] = json!(why.as_str());
-                v["until"] = json!(Millis(
-                    now.0 + i64::try_from(left.as_millis()).unwrap_or(i64::MAX / 2)
-                ));
-                entry.1.push(v);
-            }
-            None => entry.0.push(named),
-        }
-    }
-    let providers: Vec<Value> = providers
-        .into_iter()
-        .map(|((org, provider), (active, aside))| {
-            json!({ "org": org, "provider": provider, "active": active, "set_aside": aside })
-        })
-        .collect();
-    Ok(Json(json!({
-        "targets_file": state.shared.gateway.options().targets_file.is_some(),
-        "targets": targets,
-        "ignored": loaded.ignored,
-        "last_load": last_load,
-        "serving_since": serving_since,
-        "providers": providers,
-    })))
+    let org = q.org.as_deref().map(parse_org).transpose()?;
+    Ok(Json(json!(
+        server::gateway_status(&state, &caller.0, org.as_ref()).await?
+    )))
 }
 
 /// `GET /api/v1/orgs/{org}/usage`: gateway usage of the organization's credentials, gateway
@@ -471,8 +360,9 @@ pub(super) async fn usage(
     Path(org): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let org: OrgId = parse_org(&org)?;
-    caller.require(&org, &[Role::OrgAdmin, Role::Viewer])?;
-    Ok(Json(json!({ "usage": state.vault.usage(&org).await? })))
+    Ok(Json(
+        json!({ "usage": audit::usage(&state, &caller.0, &org).await? }),
+    ))
 }
 
 // ----- the External Secrets Operator lookup -----------------------------------------------
@@ -486,37 +376,11 @@ pub(super) async fn eso_secret(
     Path((org, key)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let org: OrgId = parse_org(&org)?;
-    caller.require(&org, &[Role::OrgAdmin, Role::Resolver])?;
-    let missing = || {
-        ApiError::NotFound(format!(
-            "no secret {} in organization '{org}'",
-            keyward_core::secret_like::shown(&key)
-        ))
-    };
-    if let Some(name) = key.strip_prefix("var.") {
-        let name = VarName::new(name)?;
-        let got = match state
-            .vault
-            .get_var(&name, Some(&org), true, &caller.actor())
-            .await
-        {
-            Err(VaultError::NotFound(_)) => return Err(missing()),
-            other => other?,
-        };
-        // Only the organization's own variable, not a global one of the same name.
-        if got.view.org.as_ref() != Some(&org) {
-            return Err(missing());
-        }
-        let value = got.value.map(|v| v.expose_secret().to_owned());
-        return Ok(Json(json!({ "value": value })));
-    }
-    let provider = Provider::get(&key).map_err(|_| missing())?;
-    let mut req = ResolveRequest::new(org.clone(), provider);
-    req.env_fallback = state.env_fallback();
-    match state.vault.resolve(&req, &caller.actor()).await {
-        Ok(resolved) => Ok(Json(config_object(&resolved))),
-        Err(VaultError::NoCredential(_)) => Err(missing()),
-        Err(e) => Err(e.into()),
+    match resolve::secret(&state, &caller.0, &org, &key).await? {
+        resolve::Secret::Variable(value) => Ok(Json(
+            json!({ "value": value.map(|v| v.expose_secret().to_owned()) }),
+        )),
+        resolve::Secret::Provider(resolved) => Ok(Json(config_object(&resolved))),
     }
 }
 
@@ -539,42 +403,8 @@ pub(super) async fn env(
     caller: Caller,
     ApiJson(body): ApiJson<EnvBody>,
 ) -> Result<Json<Value>, ApiError> {
-    use keyward_core::credential::CredentialStatus;
     let org = parse_org(&body.organization_id)?;
-    caller.require(&org, &[Role::OrgAdmin, Role::Resolver])?;
-    let providers: Vec<&'static Provider> = if body.providers.is_empty() {
-        state.vault.require_org(&org).await?;
-        let creds = state.vault.list_credentials(Some(&org), None).await?;
-        keyward_core::PROVIDERS
-            .iter()
-            .filter(|p| {
-                creds
-                    .iter()
-                    .any(|c| c.provider == p.id && c.active && c.status == CredentialStatus::Ok)
-            })
-            .collect()
-    } else {
-        body.providers
-            .iter()
-            .map(|p| Provider::get(p))
-            .collect::<Result<_, _>>()?
-    };
-    let reqs: Vec<ResolveRequest> = providers
-        .iter()
-        .map(|p| {
-            let mut req = ResolveRequest::new(org.clone(), p);
-            req.env_fallback = state.env_fallback();
-            req
-        })
-        .collect();
-    let mut resolved = Vec::with_capacity(reqs.len());
-    for result in state.vault.resolve_many(&reqs, &caller.actor()).await? {
-        resolved.push(result?);
-    }
-    // Two providers writing one variable is refused here, before any key leaves.
-    if let Some(refusal) = keyward_core::env::first_collision(&resolved) {
-        return Err(ApiError::Conflict(refusal));
-    }
+    let resolved = resolve::many(&state, &caller.0, &org, &body.providers).await?;
     let objects: Vec<Value> = resolved.iter().map(config_object).collect();
     Ok(Json(
         json!({ "organization_id": org, "providers": objects }),
@@ -603,24 +433,18 @@ pub(super) async fn gateway_tokens_create(
     caller: Caller,
     ApiJson(body): ApiJson<GatewayTokenCreate>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let org = parse_org(&body.organization_id)?;
-    caller.require(&org, &[Role::OrgAdmin])?;
-    let providers = body
-        .providers
-        .iter()
-        .map(|p| Provider::get(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let (token, view) = state
-        .vault
-        .create_gateway_token(
-            &org,
-            &body.name,
-            &providers,
-            body.rpm,
-            expires_at(body.expires_in_seconds)?,
-            &caller.actor(),
-        )
-        .await?;
+    let new = tokens::NewGatewayToken {
+        org: parse_org(&body.organization_id)?,
+        providers: body
+            .providers
+            .iter()
+            .map(|p| Provider::get(p))
+            .collect::<Result<Vec<_>, _>>()?,
+        rpm: body.rpm,
+        expires_at: expires_at(body.expires_in_seconds)?,
+        name: body.name,
+    };
+    let (token, view) = tokens::create_gateway(&state, &caller.0, new).await?;
     let mut v = json!(view);
     v["token"] = Value::String(token.expose_secret().to_owned());
     Ok((StatusCode::CREATED, Json(v)))
@@ -638,16 +462,9 @@ pub(super) async fn gateway_tokens_list(
     caller: Caller,
     Query(q): Query<OrgQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let org = match (q.organization_id.as_deref(), &caller.0.org) {
-        (Some(o), _) => Some(parse_org(o)?),
-        (None, own) => own.clone(),
-    };
-    match &org {
-        Some(o) => caller.require(o, &[Role::OrgAdmin, Role::Viewer])?,
-        None => caller.require_admin()?,
-    }
+    let org = q.organization_id.as_deref().map(parse_org).transpose()?;
     Ok(Json(json!(
-        state.vault.list_gateway_tokens(org.as_ref()).await?
+        tokens::list_gateway(&state, &caller.0, org.as_ref()).await?
     )))
 }
 
@@ -658,6 +475,6 @@ pub(super) async fn gateway_tokens_revoke(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(
-        crate::ops::revoke_gateway_token(&state, &caller, &id).await?
+        tokens::revoke_gateway(&state, &caller.0, &id).await?
     )))
 }

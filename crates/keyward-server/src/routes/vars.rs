@@ -7,13 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use keyward_core::var::VarView;
 use keyward_core::{OrgId, VarName};
-use keyward_store::{Role, VaultError};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::parse_org;
 use crate::auth::{ApiJson, Caller};
+use crate::ops::variables;
 use crate::{ApiError, AppState};
 
 /// A variable as responses show it: `value` is `***` when sensitive.
@@ -21,19 +21,9 @@ fn shown(view: &VarView) -> Value {
     json!(view.redacted())
 }
 
-/// The scope a request means: the organization named, else the caller's own; admins may
-/// omit it for global variables.
-fn scope(caller: &Caller, named: Option<&str>, roles: &[Role]) -> Result<Option<OrgId>, ApiError> {
-    let org = match (named, &caller.0.org) {
-        (Some(o), _) => Some(parse_org(o)?),
-        (None, Some(own)) => Some(own.clone()),
-        (None, None) => None,
-    };
-    match &org {
-        Some(o) => caller.require(o, roles)?,
-        None => caller.require_admin()?,
-    }
-    Ok(org)
+/// The organization a request names, if it names one.
+fn named(org: Option<&str>) -> Result<Option<OrgId>, ApiError> {
+    org.map(parse_org).transpose()
 }
 
 #[derive(Deserialize)]
@@ -61,28 +51,15 @@ pub(super) async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<VarCreate>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let org = scope(&caller, body.organization_id.as_deref(), &[Role::OrgAdmin])?;
-    let name = VarName::new(&body.name)?;
-    let exists = matches!(
-        state.vault.get_var(&name, org.as_ref(), false, &caller.actor()).await,
-        Ok(v) if v.view.org == org
-    );
-    if exists {
-        return Err(ApiError::Conflict(format!(
-            "variable '{name}' already exists; PUT /v1/config-variables/{name} changes it"
-        )));
-    }
-    let view = state
-        .vault
-        .set_var(
-            &name,
-            org.as_ref(),
-            &SecretString::from(body.value),
-            body.sensitive,
-            body.description.as_deref(),
-            &caller.actor(),
-        )
-        .await?;
+    let org = named(body.organization_id.as_deref())?;
+    let var = variables::VarWrite {
+        name: VarName::new(&body.name)?,
+        value: SecretString::from(body.value),
+        sensitive: body.sensitive,
+        description: body.description,
+    };
+    let on = variables::scope(&caller.0, org.as_ref());
+    let view = variables::write(&state, &caller.0, on, var, variables::Exists::No).await?;
     Ok((StatusCode::CREATED, Json(shown(&view))))
 }
 
@@ -97,39 +74,10 @@ pub(super) async fn list(
             "reveal applies to one variable: GET /v1/config-variables/{name}?reveal=true".into(),
         ));
     }
-    let org = scope(
-        &caller,
-        q.organization_id.as_deref(),
-        &[Role::OrgAdmin, Role::Viewer],
-    )?;
-    let vars = state.vault.list_vars(org.as_ref()).await?;
-    let vars: Vec<Value> = vars.iter().filter(|v| v.org == org).map(shown).collect();
-    Ok(Json(json!(vars)))
-}
-
-async fn load(
-    state: &AppState,
-    caller: &Caller,
-    name: &VarName,
-    org: Option<&OrgId>,
-    reveal: bool,
-) -> Result<keyward_store::VarValue, ApiError> {
-    let missing = || ApiError::NotFound(format!("variable '{name}' not found"));
-    let got = match state.vault.get_var(name, org, false, &caller.actor()).await {
-        Err(VaultError::NotFound(_)) => return Err(missing()),
-        other => other?,
-    };
-    // Exactly the scope asked for: an organization's token never reads a global variable.
-    if got.view.org.as_ref() != org {
-        return Err(missing());
-    }
-    if reveal && got.view.sensitive {
-        return Ok(state
-            .vault
-            .get_var(name, org, true, &caller.actor())
-            .await?);
-    }
-    Ok(got)
+    let org = named(q.organization_id.as_deref())?;
+    let on = variables::scope(&caller.0, org.as_ref());
+    let vars = variables::list(&state, &caller.0, on).await?;
+    Ok(Json(json!(vars.iter().map(shown).collect::<Vec<_>>())))
 }
 
 #[utoipa::path(get, path = "/v1/config-variables/{name}", tag = "config-variables", params(("name" = String, Path, description = "the variable's name"), ("organization_id" = Option<String>, Query, description = "the organization (default: the caller's)"), ("reveal" = Option<bool>, Query, description = "return a sensitive value (audited)")), responses((status = 200, description = "One variable", body = keyward_core::var::VarView)))]
@@ -139,14 +87,10 @@ pub(super) async fn get(
     Path(name): Path<String>,
     Query(q): Query<ScopeQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let roles: &[Role] = if q.reveal {
-        &[Role::OrgAdmin, Role::Resolver]
-    } else {
-        &[Role::OrgAdmin, Role::Viewer, Role::Resolver]
-    };
-    let org = scope(&caller, q.organization_id.as_deref(), roles)?;
+    let org = named(q.organization_id.as_deref())?;
     let name = VarName::new(&name)?;
-    let got = load(&state, &caller, &name, org.as_ref(), q.reveal).await?;
+    let on = variables::scope(&caller.0, org.as_ref());
+    let got = variables::read(&state, &caller.0, on, &name, q.reveal).await?;
     let mut v = shown(&got.view);
     if q.reveal
         && let Some(value) = &got.value
@@ -173,20 +117,15 @@ pub(super) async fn put(
     Path(name): Path<String>,
     ApiJson(body): ApiJson<VarPut>,
 ) -> Result<Json<Value>, ApiError> {
-    let org = scope(&caller, body.organization_id.as_deref(), &[Role::OrgAdmin])?;
-    let name = VarName::new(&name)?;
-    load(&state, &caller, &name, org.as_ref(), false).await?;
-    let view = state
-        .vault
-        .set_var(
-            &name,
-            org.as_ref(),
-            &SecretString::from(body.value),
-            body.sensitive,
-            body.description.as_deref(),
-            &caller.actor(),
-        )
-        .await?;
+    let org = named(body.organization_id.as_deref())?;
+    let var = variables::VarWrite {
+        name: VarName::new(&name)?,
+        value: SecretString::from(body.value),
+        sensitive: body.sensitive,
+        description: body.description,
+    };
+    let on = variables::scope(&caller.0, org.as_ref());
+    let view = variables::write(&state, &caller.0, on, var, variables::Exists::Yes).await?;
     Ok(Json(shown(&view)))
 }
 
@@ -197,13 +136,10 @@ pub(super) async fn delete(
     Path(name): Path<String>,
     Query(q): Query<ScopeQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let org = scope(&caller, q.organization_id.as_deref(), &[Role::OrgAdmin])?;
+    let org = named(q.organization_id.as_deref())?;
     let name = VarName::new(&name)?;
-    load(&state, &caller, &name, org.as_ref(), false).await?;
-    state
-        .vault
-        .delete_var(&name, org.as_ref(), &caller.actor())
-        .await?;
+    let on = variables::scope(&caller.0, org.as_ref());
+    variables::delete(&state, &caller.0, on, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,16 +16,26 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use keyward_core::Millis;
-use keyward_store::{Role, Session, VaultError};
+use keyward_store::{Session, VaultError};
 use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::access::{On, Op};
 
 mod chart;
 mod credentials;
-mod pages;
+mod event_rows;
+mod events;
+mod form;
+mod gateway;
+mod gateway_tokens;
+mod master_key;
+mod orgs;
 mod state;
+mod tokens;
+mod usage;
+mod variables;
 
 pub(crate) use state::ConsoleState;
 
@@ -40,7 +50,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .merge(credentials::router())
-        .merge(pages::router())
+        .merge(screens())
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
         .route("/ui/static/icon.svg", get(icon))
@@ -105,6 +115,32 @@ fn cross_site() -> Response {
     ))
 }
 
+/// Every screen but the credentials', one module each.
+fn screens() -> Router<AppState> {
+    Router::new()
+        .route("/ui/orgs", get(orgs::orgs).post(orgs::org_create))
+        .route("/ui/orgs/{org}/strategy", post(orgs::org_strategy))
+        .route("/ui/variables", get(variables::variables))
+        .route("/ui/variables/reveal", post(variables::variable_reveal))
+        .route(
+            "/ui/gateway-tokens",
+            get(gateway_tokens::gateway_tokens).post(gateway_tokens::gateway_token_create),
+        )
+        .route(
+            "/ui/gateway-tokens/{id}/revoke",
+            post(gateway_tokens::gateway_token_revoke),
+        )
+        .route("/ui/tokens", get(tokens::tokens).post(tokens::token_create))
+        .route("/ui/tokens/{id}/revoke", post(tokens::token_revoke))
+        .route("/ui/usage", get(usage::usage))
+        .route("/ui/events", get(events::events))
+        .route("/ui/events/verify", post(events::events_verify))
+        .route("/ui/master-key", get(master_key::master_key))
+        .route("/ui/master-key/rotate", post(master_key::master_key_rotate))
+        .route("/ui/gateway", get(gateway::gateway))
+        .route("/ui/gateway/reload", post(gateway::gateway_reload))
+}
+
 /// The signed-in user of a page; pages without one send the browser to the sign-in page.
 pub(crate) struct UiSession(pub(crate) Session);
 
@@ -116,7 +152,7 @@ impl FromRequestParts<AppState> for UiSession {
         let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
             return Err(Redirect::to("/ui/login").into_response());
         };
-        match state.vault.ui_session(&id).await {
+        match crate::auth::console::session(state, &id).await {
             Ok(Some(session)) => Ok(UiSession(session)),
             Ok(None) => Err(Redirect::to("/ui/login").into_response()),
             Err(e) => Err(failed(e)),
@@ -151,9 +187,7 @@ async fn login(
         .limiter
         .screened(
             Some(ip),
-            state
-                .vault
-                .create_ui_session(form.token.trim(), limits, &ip.to_string()),
+            crate::auth::console::sign_in(&state, form.token.trim(), limits, &ip.to_string()),
             |made| !matches!(made, Ok(Some(_))),
         )
         .await;
@@ -204,7 +238,7 @@ async fn login(
 
 async fn logout(State(state): State<AppState>, jar: CookieJar) -> Response {
     if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned())
-        && let Err(e) = state.vault.end_ui_session(&id).await
+        && let Err(e) = crate::auth::console::sign_out(&state, &id).await
     {
         return failed(e);
     }
@@ -252,8 +286,8 @@ impl Chrome {
         let p = &session.principal;
         Self {
             who: format!("{} ({})", p.name, p.role),
-            admin: p.role == Role::Admin,
-            writer: matches!(p.role, Role::Admin | Role::OrgAdmin),
+            admin: crate::ops::may(p, Op::CreateOrg, On::Unowned),
+            writer: crate::ops::credentials::may_add(p),
             section,
             notice: notice.and_then(notice_text),
         }
@@ -299,10 +333,10 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
     use crate::ApiError as E;
     let e = e.into();
     let (status, title, message) = match e {
-        E::BadRequest(m) => (StatusCode::BAD_REQUEST, "Not accepted", m),
+        E::BadRequest(_) | E::KeyFormat(_) => (StatusCode::BAD_REQUEST, "Not accepted", e.words()),
         E::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
         E::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
-        E::Conflict(m) => (StatusCode::CONFLICT, "Conflict", m),
+        E::Conflict(m) | E::AlreadyExists(m) | E::Stale(m) => (StatusCode::CONFLICT, "Conflict", m),
         E::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "Not accepted", m),
         E::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m),
         E::OutcomeUnknown { detail, .. } => {
@@ -344,17 +378,8 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
 pub(crate) async fn visible_orgs(
     state: &AppState,
     session: &UiSession,
-) -> Result<Vec<String>, VaultError> {
-    match &session.0.principal.org {
-        Some(own) => Ok(vec![own.to_string()]),
-        None => Ok(state
-            .vault
-            .list_orgs()
-            .await?
-            .into_iter()
-            .map(|o| o.id.to_string())
-            .collect()),
-    }
+) -> Result<Vec<String>, crate::ApiError> {
+    crate::ops::orgs::ids(state, &session.0.principal).await
 }
 
 /// A time for a table: how long ago, or "never" (the exact time is in [`when`]).
