@@ -6,102 +6,32 @@
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
-use keyward_server::{AppState, Role};
-use keyward_store::{Location, Vault, VaultOptions};
+use keyward_server::Role;
+use keyward_testkit::TestServer;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret as _;
 
 const CANARY: &str = "sk-proj-UICANARY0123456789abcdWXYZ";
 
-struct Console {
-    base: String,
-    vault: Vault,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn console() -> Console {
-    let dir = tempfile::tempdir().unwrap();
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[5; 32])],
-        "test",
-    )
-    .unwrap();
-    let vault = Vault::open(
-        &Location::in_data_dir(dir.path()),
-        keyring,
-        VaultOptions::default(),
-    )
-    .await
-    .unwrap();
+/// The test server, with organizations acme and globex and a credential in each.
+async fn console() -> TestServer {
+    let c = TestServer::start(|s| s).await;
     for org in ["acme", "globex"] {
         let org = OrgId::new(org).unwrap();
-        vault.create_org(&org, None, "test").await.unwrap();
-        let c = NewCredential::new(
+        c.vault.create_org(&org, None, "test").await.unwrap();
+        let cred = NewCredential::new(
             org.clone(),
             Provider::get("openai").unwrap(),
             CredentialName::new(&format!("{org}-prod")).unwrap(),
             Some(CANARY.into()),
         );
-        vault.add_credential(c, "test").await.unwrap();
+        c.vault.add_credential(cred, "test").await.unwrap();
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(keyward_server::serve(
-        listener,
-        AppState::new(vault.clone()),
-        std::future::pending(),
-    ));
-    Console {
-        base: format!("http://{addr}"),
-        vault,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
-        _dir: dir,
-    }
+    c
 }
 
-impl Console {
-    async fn token(&self, role: Role, org: Option<&str>) -> (String, String) {
-        let org = org.map(|o| OrgId::new(o).unwrap());
-        let (t, view) = self
-            .vault
-            .create_token(&format!("{role} person"), role, org.as_ref(), None, "test")
-            .await
-            .unwrap();
-        (t.expose_secret().to_owned(), view.id)
-    }
-
-    /// Signs in as a browser on this origin would; the response.
-    async fn sign_in(&self, token: &str) -> reqwest::Response {
-        self.client
-            .post(format!("{}/ui/login", self.base))
-            .header("sec-fetch-site", "same-origin")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={token}"))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn page(&self, path: &str, cookie: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .header("cookie", cookie)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
-/// The `name=value` of the session cookie a sign-in set, and its attributes.
 fn session_cookie(resp: &reqwest::Response) -> (String, String) {
-    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
-    let pair = set.split(';').next().unwrap().trim().to_owned();
-    (pair, set)
+    TestServer::session_cookie(resp)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,16 +200,8 @@ async fn bad_and_machine_tokens_cannot_sign_in_and_cross_site_forms_are_refused(
 const VAR_CANARY: &str = "UIVARCANARY-5f0e1d2c3b4a";
 
 /// A POST as a page of this origin would send it.
-async fn post(c: &Console, path: &str, cookie: &str, body: &str) -> reqwest::Response {
-    c.client
-        .post(format!("{}{path}", c.base))
-        .header("cookie", cookie)
-        .header("sec-fetch-site", "same-origin")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
+async fn post(c: &TestServer, path: &str, cookie: &str, body: &str) -> reqwest::Response {
+    c.post(path, cookie, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,10 +6,17 @@
 //!   (CI) makes the missing server a failure.
 //! - [`PgCluster`]: a PostgreSQL server of a test's own, to stop and start (fault tests).
 //! - [`contains`]: the canary scan.
+//! - [`TestVault`]: a vault on SQLite in a temporary directory, under a test master key.
+//! - [`TestServer`]: the server on 127.0.0.1 over a test vault, and a client for its API and
+//!   its console.
 
 mod cluster;
+mod server;
+mod vault;
 
 pub use cluster::PgCluster;
+pub use server::TestServer;
+pub use vault::{TEST_KEY_BYTES, TestVault, keyring};
 
 use sqlx::{AnyPool, AssertSqlSafe, Executor as _};
 

@@ -6,7 +6,7 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::form::NoticeQuery;
+use super::form::{OrgQuery, named_org};
 use super::{Chrome, UiSession, failed, when};
 use crate::{AppState, LoadTrigger, ops};
 
@@ -29,8 +29,18 @@ struct GatewayPage {
     serving_since: String,
 }
 
-async fn gateway_page(state: &AppState, session: &UiSession, notice: Option<&str>) -> Response {
-    let status = match ops::server::gateway_status(state, &session.0.principal, None).await {
+async fn gateway_page(
+    state: &AppState,
+    session: &UiSession,
+    org: Option<&str>,
+    notice: Option<&str>,
+) -> Response {
+    let org = match named_org(org) {
+        Ok(o) => o,
+        Err(e) => return failed(e),
+    };
+    let status = match ops::server::gateway_status(state, &session.0.principal, org.as_ref()).await
+    {
         Ok(s) => s,
         Err(e) => return failed(e),
     };
@@ -62,9 +72,9 @@ async fn gateway_page(state: &AppState, session: &UiSession, notice: Option<&str
 pub(super) async fn gateway(
     State(state): State<AppState>,
     session: UiSession,
-    Query(q): Query<NoticeQuery>,
+    Query(q): Query<OrgQuery>,
 ) -> Response {
-    gateway_page(&state, &session, q.notice.as_deref()).await
+    gateway_page(&state, &session, q.org.as_deref(), q.notice.as_deref()).await
 }
 
 pub(super) async fn gateway_reload(State(state): State<AppState>, session: UiSession) -> Response {
