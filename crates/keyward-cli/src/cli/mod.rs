@@ -1,0 +1,149 @@
+//! The command line, as clap types. Parsing only; `main.rs` runs the commands. The
+//! subcommands' types are in one module per group.
+
+mod import;
+mod keys_out;
+mod server;
+mod vault;
+
+pub(crate) use import::*;
+pub(crate) use keys_out::*;
+pub(crate) use server::*;
+pub(crate) use vault::*;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Keyward: a vault for LLM provider API keys.
+///
+/// Works on the local data directory (SQLite by default, or PostgreSQL with --database-url).
+/// Secrets are never taken as arguments: they come from standard input (a hidden prompt on a
+/// terminal) or from an environment variable you name.
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyward",
+    version,
+    propagate_version = true,
+    after_help = "Environment:
+  KEYWARD_MASTER_KEY_FILE   a file holding the master key (BASE64, or KID:BASE64[,KID:BASE64...])
+  KEYWARD_MASTER_KEY        the master key itself (base64; `keyward keygen` makes one)
+  KEYWARD_MASTER_KEYS       several keys, KID:BASE64,... (the first is primary)
+                            (none of these: a development key in the data directory, with a warning)
+  KEYWARD_DATA_DIR          the data directory (default ./keyward-data)
+  KEYWARD_DATABASE_URL      a PostgreSQL (or SQLite) URL instead of the data directory's SQLite file
+  KEYWARD_URL, KEYWARD_TOKEN  remote mode: commands ask this server, with this API token
+  KEYWARD_ADMIN_TOKEN       `serve`: the first admin token, instead of printing a new one
+  KEYWARD_ACTOR             who the audit log says ran a local command (default: your login name)
+  KEYWARD_LOG               log filter (default warn)"
+)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Data directory: the SQLite database and, without a configured master key, the
+    /// development key.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATA_DIR",
+        hide_env_values = true,
+        default_value = "keyward-data"
+    )]
+    pub(crate) data_dir: PathBuf,
+    /// Database URL (postgres://... or sqlite:...); overrides the SQLite file in --data-dir.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub(crate) database_url: Option<String>,
+    /// Refuse to run without a configured master key (no development key).
+    #[arg(long, global = true, env = "KEYWARD_PRODUCTION")]
+    pub(crate) production: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the Keyward server (admin API and gateway) until SIGINT or SIGTERM; SIGHUP reloads
+    /// the gateway's static targets.
+    Serve(ServeArgs),
+    /// Print a new random 256-bit master key (base64).
+    Keygen,
+    /// API tokens for the server.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// The gateway: reload its static targets, see its usage.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
+    /// Gateway tokens: what LLM clients send to the gateway instead of a provider key.
+    #[command(subcommand, name = "gateway-token")]
+    GatewayToken(GatewayTokenCommand),
+    /// Organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Provider credentials.
+    #[command(subcommand)]
+    Cred(CredCommand),
+    /// Config variables.
+    #[command(subcommand)]
+    Var(VarCommand),
+    /// Print an organization's key for a provider (audited).
+    Resolve(ResolveArgs),
+    /// Print the provider variables of an organization, for tooling that needs them once
+    /// (audited like a resolution).
+    Env(EnvArgs),
+    /// Run a command with the organization's provider variables and resolved `keyward://`
+    /// references in its environment, masking the secrets in its output.
+    Run(RunArgs),
+    /// Master keys: status and rotation.
+    #[command(subcommand, name = "master-key")]
+    MasterKey(MasterKeyCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Import keys from where they are today (.env files, the environment, LiteLLM, Open
+    /// Notebook, Fernet-encrypted rows). Prints the plan with --dry-run; a second import of the
+    /// same source changes nothing.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Write a consistent snapshot of the whole store to FILE while the server keeps running;
+    /// its secrets stay sealed under the master keys, exactly as stored.
+    Backup {
+        /// Where to write it: a file (created with mode 0600, or replaced when whole), or a
+        /// stream written directly (`-` for standard output, a FIFO, /dev/stdout).
+        file: std::path::PathBuf,
+        /// Back up a store that still holds legacy plain-text rows (they are in the file as
+        /// they are in the store: run `keyward reencrypt` first instead).
+        #[arg(long)]
+        include_plaintext: bool,
+    },
+    /// Restore a backup into an empty store (refused otherwise, unless --force), then verify
+    /// the audit chain and open every credential.
+    Restore {
+        /// The backup file (`-` for standard input).
+        file: std::path::PathBuf,
+        /// Replace what the store holds.
+        #[arg(long)]
+        force: bool,
+    },
+    /// The store itself: copy it to another database (the way from the embedded SQLite to
+    /// PostgreSQL).
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Seal every row an external migration wrote in plain text (`legacy_plaintext` in
+    /// listings), in batches, each audited; safe to stop and run again.
+    Reencrypt,
+    /// The providers Keyward knows.
+    Providers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
