@@ -1,0 +1,81 @@
+//! The upstream's answer as the client gets it: on our connection's protocol version, without
+//! hop-by-hop headers or the upstream's reason phrase, the key masked wherever it is quoted
+//! (and an error answer that cannot be checked for it withheld), naming what served it, and
+//! closed if it goes quiet for the idle timeout.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, Version, header};
+use axum::response::Response;
+use keyward_core::Provider;
+
+use super::answers::provider_error;
+use super::body;
+use super::candidates::{Served, Upstream};
+use super::headers::{mask_headers, masker, strip_hop_by_hop};
+
+/// `response`, which `up` gave, as the client gets it (`version`: our connection's).
+pub(super) fn relay(
+    response: axum::http::Response<hyper::body::Incoming>,
+    up: &Upstream<'_>,
+    provider: &Provider,
+    version: Version,
+    idle_timeout: Duration,
+) -> Response {
+    let status = response.status();
+    let (mut head, body) = response.into_parts();
+    // Our connection with the client has its own protocol version (an HTTP/1.0 upstream
+    // must not make the answer to an HTTP/1.1 client a 1.0 one, which closes connections).
+    head.version = version;
+    strip_hop_by_hop(&mut head.headers);
+    // A reason phrase of the upstream's own could quote the key; the client gets the
+    // canonical one.
+    head.extensions.remove::<hyper::ext::ReasonPhrase>();
+    // The client holds a gateway token, not the key: an upstream that quotes the key back
+    // (in a header, or an error's text) has it replaced by its hint.
+    if let Some(key) = up.key {
+        mask_headers(&mut head.headers, provider, key);
+    }
+    let (name, id) = match &up.served {
+        Served::Credential(id) => ("x-keyward-credential", id.as_str().to_owned()),
+        Served::Target(t) => ("x-keyward-target", t.id.clone()),
+        Served::Environment(var) => ("x-keyward-credential", format!("env:{var}")),
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        head.headers.insert(name, v);
+    }
+    let body = body::IdleTimeout::new(body, idle_timeout);
+    match up.key {
+        // Error answers are where providers quote what they were sent.
+        // An error answer compressed although none was asked for cannot be checked for
+        // the key: it is withheld.
+        Some(_)
+            if !status.is_success()
+                && head
+                    .headers
+                    .get_all(header::CONTENT_ENCODING)
+                    .iter()
+                    .flat_map(|e| e.as_bytes().split(|b| *b == b','))
+                    .any(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity")) =>
+        {
+            tracing::warn!(
+                provider = provider.id,
+                status = status.as_u16(),
+                "withholding a compressed error answer, which cannot be checked for the key"
+            );
+            provider_error(
+                provider,
+                status,
+                "the provider's error answer was compressed and could not be checked for the key, so it is withheld",
+            )
+        }
+        Some(key) if !status.is_success() => {
+            // The masked text has another length.
+            head.headers.remove(header::CONTENT_LENGTH);
+            let masked = body::Masked::new(body, masker(provider, key));
+            Response::from_parts(head, Body::new(masked))
+        }
+        _ => Response::from_parts(head, Body::new(body)),
+    }
+}

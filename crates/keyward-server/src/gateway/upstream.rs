@@ -1,0 +1,348 @@
+//! The request on its way upstream: sent to each candidate in turn until one answers, failing
+//! over to the next key on a refused or rate-limited key or on no connection, and counted
+//! against the gateway token.
+
+use axum::body::Body;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use keyward_core::{OrgId, Provider};
+use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject};
+
+use super::answers::{body_fault_answer, provider_error};
+use super::candidates::{Served, Upstream};
+use super::cooldown::KeyHealth;
+use super::headers::{auth_header, outgoing_headers};
+use super::relay::relay;
+use super::token::gateway_token;
+use super::{Gateway, MAX_BODY, body, guard, raw_tail};
+use crate::AppState;
+
+/// [`try_upstreams`], counted against the gateway token with the status its client gets.
+pub(super) async fn proxy(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    upstreams: Vec<Upstream<'_>>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    skip: usize,
+) -> Response {
+    let response = try_upstreams(state, provider, view, upstreams, parts, body, skip).await;
+    state.shared.gateway.usage.record(
+        UsageSubject::GatewayToken,
+        &view.id,
+        &view.org,
+        provider.id,
+        response.status().as_u16(),
+    );
+    response
+}
+
+/// Sends the request to each upstream in turn until one answers: on 401/403 the key is marked
+/// failing and the request goes once more to the next; on 429 the key cools down for
+/// Retry-After and the next is tried; when no connection can be made the next is tried.
+async fn try_upstreams(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    upstreams: Vec<Upstream<'_>>,
+    parts: axum::http::request::Parts,
+    body: Body,
+    skip: usize,
+) -> Response {
+    let gw = &state.shared.gateway;
+
+    // The request's headers, less connection-level ones and any key; the query, less `key=`.
+    let mut parts = parts;
+    // The path as the client sent it, percent-escapes and all, after the route's own segments
+    // (`gateway/{provider}` or `gateway/t/{target}`): decoding it would change what it means.
+    let path = raw_tail(parts.uri.path(), skip);
+    let presented = gateway_token(provider, &parts.headers, parts.uri.query()).map(str::to_owned);
+    let mut headers = outgoing_headers(std::mem::take(&mut parts.headers), presented.as_deref());
+    let query = outgoing_query(&parts.uri);
+    if presented.as_deref().is_some_and(|t| guard::holds(path, t)) {
+        return provider_error(
+            provider,
+            StatusCode::BAD_REQUEST,
+            "the request path holds the gateway token; send it only in the auth header",
+        );
+    }
+
+    let mut bodies = match RequestBody::new(body, upstreams.len()).await {
+        Ok(b) => b,
+        Err(fault) => return body_fault_answer(provider, fault),
+    };
+
+    let mut health = KeyHealth::new(state, provider, view);
+    let mut last: Option<Response> = None;
+    let total = upstreams.len();
+    for (i, up) in upstreams.into_iter().enumerate() {
+        let more = i + 1 < total;
+        let (subject, served_id) = up.served.usage_subject();
+        let url = upstream_url(up.base, path, &query);
+        // The last try takes the headers; earlier ones copy them.
+        let mut headers = if more {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
+        if let Some(key) = up.key {
+            let Ok((name, value)) = auth_header(provider, key) else {
+                tracing::warn!(
+                    provider = provider.id,
+                    served = served_id,
+                    "skipping a key that cannot be sent in a header (control characters?)"
+                );
+                continue;
+            };
+            headers.insert(name, value);
+        }
+        let body = bodies.next();
+        let Ok(mut upstream) = axum::http::Request::builder()
+            .method(parts.method.clone())
+            .uri(&url)
+            .body(body)
+        else {
+            return provider_error(
+                provider,
+                StatusCode::BAD_REQUEST,
+                "the request path does not make a valid URL",
+            );
+        };
+        *upstream.headers_mut() = headers;
+        let response = match gw
+            .send(upstream, provider, &view.org, (subject, served_id), more)
+            .await
+        {
+            Sent::Answered(r) => r,
+            Sent::Unreachable(answer) => {
+                last = Some(answer);
+                continue;
+            }
+            Sent::Final(answer) => return answer,
+        };
+        let status = response.status();
+        gw.usage
+            .record(subject, served_id, &view.org, provider.id, status.as_u16());
+        if let Served::Credential(id) = &up.served
+            && health.after_answer(id, status, response.headers(), more)
+        {
+            continue;
+        }
+        return relay(
+            response,
+            &up,
+            provider,
+            parts.version,
+            gw.options().idle_timeout,
+        );
+    }
+    last.unwrap_or_else(|| {
+        provider_error(
+            provider,
+            StatusCode::BAD_GATEWAY,
+            "no key of this organization could serve the request",
+        )
+    })
+}
+
+/// The client's query as it goes upstream: less `key=` and any parameter carrying a gateway
+/// token.
+fn outgoing_query(uri: &Uri) -> Vec<&str> {
+    uri.query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| {
+            !kv.is_empty() && !kv.starts_with("key=") && !guard::holds(kv, GATEWAY_TOKEN_PREFIX)
+        })
+        .collect()
+}
+
+/// Where a try goes: `path` under the upstream's `base`, with the query.
+fn upstream_url(base: &str, path: &str, query: &[&str]) -> String {
+    let mut url = join(base, path);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    url
+}
+
+/// The client's body for each try. It streams through when there is one key to try; with
+/// several, it is kept (bounded) so that it can be sent again to the next one.
+enum RequestBody {
+    Streamed(Option<Body>),
+    Kept(bytes::Bytes),
+}
+
+impl RequestBody {
+    /// The body for `tries` tries, or why it could not be read.
+    async fn new(body: Body, tries: usize) -> Result<Self, Option<body::BodyFault>> {
+        let streamed = body::client_body(body, MAX_BODY);
+        if tries > 1 {
+            match axum::body::to_bytes(streamed, usize::MAX).await {
+                Ok(b) => Ok(RequestBody::Kept(b)),
+                Err(e) => Err(body::body_fault(&e)),
+            }
+        } else {
+            Ok(RequestBody::Streamed(Some(streamed)))
+        }
+    }
+
+    /// The body for the next try (a streamed body goes once; an empty one after that).
+    fn next(&mut self) -> Body {
+        match self {
+            RequestBody::Kept(b) => Body::from(b.clone()),
+            RequestBody::Streamed(streamed) => streamed.take().unwrap_or_default(),
+        }
+    }
+}
+
+/// What came of one try.
+enum Sent {
+    /// The provider answered (whatever the status).
+    Answered(axum::http::Response<hyper::body::Incoming>),
+    /// No connection could be made: the next key may be tried, and this is the answer if none
+    /// is left.
+    Unreachable(Response),
+    /// The answer to give now: the client's body broke, or the request may have reached the
+    /// provider.
+    Final(Response),
+}
+
+impl Gateway {
+    /// Sends one try, waiting for the answer's headers at most the first-byte timeout; counts a
+    /// try that got no answer against what served it (`served`: its usage subject and id).
+    async fn send(
+        &self,
+        upstream: axum::http::Request<Body>,
+        provider: &'static Provider,
+        org: &OrgId,
+        served: (UsageSubject, &str),
+        more: bool,
+    ) -> Sent {
+        let (subject, served_id) = served;
+        let outcome = tokio::time::timeout(
+            self.options.first_byte_timeout,
+            self.client.request(upstream),
+        )
+        .await;
+        // Only a request that never reached the provider (no connection) goes on to the next
+        // key: one that may have been received is not sent twice (it could be generated, and
+        // billed, twice).
+        match outcome {
+            Ok(Ok(r)) => Sent::Answered(r),
+            Ok(Err(e)) if e.is_connect() => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "cannot connect to the provider");
+                self.usage.record(subject, served_id, org, provider.id, 0);
+                if more {
+                    self.count("failovers", provider.id, "unreachable");
+                }
+                Sent::Unreachable(provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider could not be reached",
+                ))
+            }
+            Ok(Err(e)) if body::body_fault(&e).is_some() => {
+                Sent::Final(body_fault_answer(provider, body::body_fault(&e)))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "the provider's answer failed");
+                self.usage.record(subject, served_id, org, provider.id, 0);
+                Sent::Final(provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider's answer failed",
+                ))
+            }
+            Err(_) => {
+                tracing::warn!(
+                    provider = provider.id,
+                    served = served_id,
+                    "upstream did not answer in time"
+                );
+                self.usage.record(subject, served_id, org, provider.id, 0);
+                Sent::Final(provider_error(
+                    provider,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the provider did not answer in time",
+                ))
+            }
+        }
+    }
+}
+
+/// `{base}/{path}`, without repeating what both hold: a credential's base URL usually ends in
+/// the API version (`https://api.openai.com/v1`, so that SDKs reading `OPENAI_BASE_URL` work),
+/// and an SDK pointed at `/gateway/openai/v1` sends `v1/chat/completions`. The longest run of
+/// path segments that ends the base and starts the path is written once.
+pub(crate) fn join(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let path = path.trim_start_matches('/');
+    let base_path_start = base
+        .find("://")
+        .and_then(|i| base[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(base.len());
+    let base_segments: Vec<&str> = base[base_path_start..]
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let path_segments: Vec<&str> = path.split('/').collect();
+    let overlap = (1..=base_segments.len().min(path_segments.len()))
+        .rev()
+        .find(|&n| base_segments[base_segments.len() - n..] == path_segments[..n])
+        .unwrap_or(0);
+    let rest = path_segments[overlap..].join("/");
+    if rest.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}/{rest}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join;
+
+    #[test]
+    fn joining_writes_a_shared_version_segment_once() {
+        let cases = [
+            (
+                "https://api.openai.com/v1",
+                "v1/chat/completions",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+            (
+                "https://api.openai.com/v1/",
+                "chat/completions",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+            (
+                "https://api.anthropic.com",
+                "v1/messages",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            (
+                "https://openrouter.ai/api/v1",
+                "v1/models",
+                "https://openrouter.ai/api/v1/models",
+            ),
+            (
+                "http://127.0.0.1:11434",
+                "v1/chat/completions",
+                "http://127.0.0.1:11434/v1/chat/completions",
+            ),
+            (
+                "https://x.openai.azure.com",
+                "openai/deployments/d/chat/completions",
+                "https://x.openai.azure.com/openai/deployments/d/chat/completions",
+            ),
+            ("https://h/a/b", "a/b/c", "https://h/a/b/c"),
+            ("https://h/v1", "v1", "https://h/v1"),
+        ];
+        for (base, path, want) in cases {
+            assert_eq!(join(base, path), want, "{base} + {path}");
+        }
+    }
+}
