@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
+use keyward_core::OrgId;
 use keyward_core::credential::FormatCheck;
-use keyward_core::{CredentialName, OrgId};
 use keyward_store::Vault;
 
 use crate::cli::{ImportArgs, ImportCommand};
@@ -18,19 +18,11 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
             common,
             vars,
         } => {
-            let pairs = keyward::dotenv::read_all(&files)?;
-            let first = &files[0];
-            let label = first.display().to_string();
-            let name = credential_name(vars.name.as_deref(), "dotenv")?;
-            let dir = first
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| std::path::Path::new("."));
             let rules = VarRules {
                 sensitive_by_name: vars.sensitive_vars,
                 only_providers: vars.only_providers,
             };
-            let read = import::from_variables(&pairs, &label, &name, dir, rules);
+            let read = import::dotenv::read(&files, vars.name.as_deref(), rules)?;
             let source = format!(
                 "dotenv:{}",
                 files
@@ -46,39 +38,7 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
             name,
             include_vars,
         } => {
-            // Only provider variables, and the others named: a process's environment holds
-            // PATH, HOME and the like, which are nobody's config.
-            let pairs: Vec<(String, String)> = std::env::vars()
-                .filter(|(k, _)| !k.starts_with("KEYWARD_"))
-                .collect();
-            let name = credential_name(name.as_deref(), "environment")?;
-            let mut read = import::from_variables(
-                &pairs,
-                "environment",
-                &name,
-                std::path::Path::new("."),
-                VarRules {
-                    sensitive_by_name: true,
-                    only_providers: false,
-                },
-            );
-            for own in include_vars
-                .iter()
-                .filter(|v| keyward_core::env::is_keyward_own(v))
-            {
-                read.skip(
-                    format!("environment: {own}"),
-                    "one of Keyward's own settings, which is never imported",
-                );
-            }
-            read.items.retain(|item| match item {
-                import::Item::Variable { name, .. } => {
-                    include_vars.iter().any(|v| v == name.as_str())
-                }
-                import::Item::Credential { .. } => true,
-            });
-            read.skipped
-                .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
+            let read = import::env::read(std::env::vars(), name.as_deref(), &include_vars)?;
             (read, "env".to_owned(), common)
         }
         ImportCommand::Litellm { file, common } => {
@@ -127,10 +87,6 @@ fn secret_from(var: &str) -> Result<zeroize::Zeroizing<String>> {
             "{var} is not set: export the key in it (its name is given with --key-env / --encryption-key-env)"
         ),
     }
-}
-
-fn credential_name(given: Option<&str>, default: &str) -> Result<CredentialName> {
-    Ok(CredentialName::new(given.unwrap_or(default))?)
 }
 
 async fn finish(

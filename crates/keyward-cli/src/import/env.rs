@@ -1,0 +1,148 @@
+//! This process's environment: provider variables, and the others only when named
+//! (`--include-var`). Keyward's own settings are never imported.
+
+use std::path::Path;
+
+use anyhow::Result;
+use keyward_core::CredentialName;
+
+use super::variables::from_variables;
+use super::{Item, Read, VarRules};
+
+/// Reads `vars` (the environment, `std::env::vars()`) into items named `name` (by default
+/// `environment`): the providers' variables, and of the others those in `include_vars`.
+pub(crate) fn read(
+    vars: impl IntoIterator<Item = (String, String)>,
+    name: Option<&str>,
+    include_vars: &[String],
+) -> Result<Read> {
+    // Only provider variables, and the others named: a process's environment holds
+    // PATH, HOME and the like, which are nobody's config.
+    let pairs: Vec<(String, String)> = vars
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("KEYWARD_"))
+        .collect();
+    let name = CredentialName::new(name.unwrap_or("environment"))?;
+    let mut read = from_variables(
+        &pairs,
+        "environment",
+        &name,
+        Path::new("."),
+        VarRules {
+            sensitive_by_name: true,
+            only_providers: false,
+        },
+    );
+    for own in include_vars
+        .iter()
+        .filter(|v| keyward_core::env::is_keyward_own(v))
+    {
+        read.skip(
+            format!("environment: {own}"),
+            "one of Keyward's own settings, which is never imported",
+        );
+    }
+    read.items.retain(|item| match item {
+        Item::Variable { name, .. } => include_vars.iter().any(|v| v == name.as_str()),
+        Item::Credential { .. } => true,
+    });
+    read.skipped
+        .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
+    Ok(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read;
+    use crate::import::Item;
+    use crate::import::testing::{CANARY, assert_quiet, credentials, errors, said};
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn named(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn variable_names(read: &crate::import::Read) -> Vec<&str> {
+        read.items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Variable { name, .. } => Some(name.as_str()),
+                Item::Credential { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_empty_environment_reads_nothing() {
+        let read = read(Vec::new(), None, &[]).expect("read");
+        assert!(read.items.is_empty() && read.skipped.is_empty());
+    }
+
+    #[test]
+    fn keywards_own_settings_are_never_read_even_when_named() {
+        let vars = env(&[
+            ("KEYWARD_MASTER_KEY", CANARY),
+            ("KEYWARD_URL", "http://127.0.0.1:1"),
+        ]);
+        let read = read(vars, None, &named(&["KEYWARD_MASTER_KEY"])).expect("read");
+        assert!(read.items.is_empty());
+        let said = said(&read);
+        assert!(
+            said.contains("environment: KEYWARD_MASTER_KEY: one of Keyward's own settings"),
+            "{said}"
+        );
+        assert_quiet(&said);
+    }
+
+    #[test]
+    fn other_variables_only_when_named() {
+        let vars = env(&[
+            ("PATH", "/usr/bin:/bin"),
+            ("HOME", "/home/someone"),
+            ("APP_MODE", "production"),
+            ("OPENAI_API_KEY", CANARY),
+        ]);
+        let read = read(vars, Some("ci"), &named(&["APP_MODE", "NOT_SET"])).expect("read");
+        assert_eq!(variable_names(&read), ["APP_MODE"]);
+        assert_eq!(
+            credentials(&read),
+            [("openai", "ci".to_owned(), Some(CANARY.to_owned()))]
+        );
+        assert!(read.skipped.is_empty());
+    }
+
+    #[test]
+    fn empty_values_are_not_worth_a_line() {
+        let vars = env(&[("EMPTY", ""), ("OPENAI_API_KEY", "   ")]);
+        let read = read(vars, None, &named(&["EMPTY"])).expect("read");
+        assert!(read.items.is_empty());
+        assert!(read.skipped.is_empty(), "{}", said(&read));
+    }
+
+    #[test]
+    fn lower_case_names_and_huge_values_are_taken_when_named() {
+        let huge = format!("{CANARY}{}", "y".repeat(1 << 20));
+        let vars = env(&[
+            ("lower_case", huge.as_str()),
+            ("HUGE", huge.as_str()),
+            ("NOT_NAMED", huge.as_str()),
+        ]);
+        let read = read(vars, None, &named(&["lower_case", "HUGE"])).expect("read");
+        assert_eq!(variable_names(&read), ["HUGE", "lower_case"]);
+        assert!(errors(&read).is_empty(), "{:?}", errors(&read));
+        assert_quiet(&said(&read));
+    }
+
+    #[test]
+    fn a_name_that_is_not_a_credential_name_is_refused_without_quoting_it() {
+        let e = read(Vec::new(), Some(CANARY), &[])
+            .map(|_| ())
+            .expect_err("refused");
+        assert_quiet(&format!("{e:#}"));
+    }
+}
