@@ -38,7 +38,7 @@ pub(crate) async fn run(vault: &Vault, cmd: ImportCommand, actor: &str) -> Resul
             name,
             include_vars,
         } => {
-            let read = import::env::read(std::env::vars(), name.as_deref(), &include_vars)?;
+            let read = import::env::read(std::env::vars_os(), name.as_deref(), &include_vars)?;
             (read, "env".to_owned(), common)
         }
         ImportCommand::Litellm { file, common } => {

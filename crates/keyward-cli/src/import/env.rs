@@ -1,6 +1,7 @@
 //! This process's environment: provider variables, and the others only when named
 //! (`--include-var`). Keyward's own settings are never imported.
 
+use std::ffi::OsString;
 use std::path::Path;
 
 use anyhow::Result;
@@ -9,19 +10,35 @@ use keyward_core::CredentialName;
 use super::variables::from_variables;
 use super::{Item, Read, VarRules};
 
-/// Reads `vars` (the environment, `std::env::vars()`) into items named `name` (by default
+/// Reads `vars` (the environment, `std::env::vars_os()`) into items named `name` (by default
 /// `environment`): the providers' variables, and of the others those in `include_vars`.
 pub(crate) fn read(
-    vars: impl IntoIterator<Item = (String, String)>,
+    vars: impl IntoIterator<Item = (OsString, OsString)>,
     name: Option<&str>,
     include_vars: &[String],
 ) -> Result<Read> {
     // Only provider variables, and the others named: a process's environment holds
-    // PATH, HOME and the like, which are nobody's config.
-    let pairs: Vec<(String, String)> = vars
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("KEYWARD_"))
-        .collect();
+    // PATH, HOME and the like, which are nobody's config, and what a shell exports that is
+    // no variable (`BASH_FUNC_f%%`) or is not text.
+    let wanted = |k: &str| {
+        include_vars.iter().any(|v| v == k)
+            || keyward_core::PROVIDERS
+                .iter()
+                .any(|p| p.secret_env.contains(&k) || p.base_url_env.contains(&k))
+    };
+    let mut pairs = Vec::new();
+    let mut not_text = Vec::new();
+    for (k, v) in vars {
+        let Ok(k) = k.into_string() else { continue };
+        if k.starts_with("KEYWARD_") || !(wanted(&k) || plain_name(&k)) {
+            continue;
+        }
+        match v.into_string() {
+            Ok(v) => pairs.push((k, v)),
+            Err(_) if wanted(&k) => not_text.push(k),
+            Err(_) => {}
+        }
+    }
     let name = CredentialName::new(name.unwrap_or("environment"))?;
     let mut read = from_variables(
         &pairs,
@@ -48,7 +65,19 @@ pub(crate) fn read(
     });
     read.skipped
         .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
+    for k in not_text {
+        read.skip(
+            format!("environment: {}", keyward_core::secret_like::shown_name(&k)),
+            "its value is not UTF-8 text, not imported",
+        );
+    }
     Ok(read)
+}
+
+/// Whether `k` is a variable name as shells make them (`[A-Za-z_][A-Za-z0-9_]*`).
+fn plain_name(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[cfg(test)]
@@ -57,10 +86,43 @@ mod tests {
     use crate::import::Item;
     use crate::import::testing::{CANARY, assert_quiet, credentials, errors, said};
 
-    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn env(vars: &[(&str, &str)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
         vars.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect()
+    }
+
+    #[test]
+    fn what_a_shell_exports_that_is_no_variable_or_no_text_fails_nothing() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let mut vars = env(&[
+            ("BASH_FUNC_greet%%", "() {  echo hi\n}"),
+            ("OPENAI_API_KEY", CANARY),
+        ]);
+        vars.push((
+            "LANG_BYTES".into(),
+            std::ffi::OsString::from_vec(vec![0xff, 0xfe]),
+        ));
+        vars.push((
+            "ANTHROPIC_API_KEY".into(),
+            std::ffi::OsString::from_vec(vec![b's', b'k', 0xff]),
+        ));
+        let read = read(vars, None, &[]).expect("read");
+        assert!(errors(&read).is_empty(), "{:?}", errors(&read));
+        assert_eq!(
+            credentials(&read),
+            [("openai", "environment".to_owned(), Some(CANARY.to_owned()))]
+        );
+        let said = said(&read);
+        assert!(
+            said.contains("environment: ANTHROPIC_API_KEY: its value is not UTF-8 text"),
+            "{said}"
+        );
+        assert!(
+            !said.contains("BASH_FUNC") && !said.contains("LANG_BYTES"),
+            "{said}"
+        );
+        assert_quiet(&said);
     }
 
     fn named(names: &[&str]) -> Vec<String> {

@@ -303,7 +303,12 @@ pub(crate) fn litellm(yaml: &str) -> Result<Read> {
                         Ok(v)
                     } else {
                         std::fs::read_to_string(v.trim())
-                            .map_err(|e| format!("vertex_credentials names {}: {e}", v.trim()))
+                            .map_err(|e| {
+                                format!(
+                                    "vertex_credentials is neither a JSON document nor a file that can be read ({}: {e})",
+                                    keyward_core::secret_like::shown(v.trim())
+                                )
+                            })
                     }
                 })
                 .transpose()
@@ -404,6 +409,17 @@ mod tests {
             Ok(_) => panic!("read"),
             Err(e) => format!("{e:#}"),
         }
+    }
+
+    #[test]
+    fn a_key_where_a_service_account_file_belongs_is_never_quoted() {
+        let yaml = format!(
+            "model_list:\n  - model_name: g\n    litellm_params:\n      model: vertex_ai/gemini-pro\n      vertex_project: p\n      vertex_location: us-central1\n      vertex_credentials: {CANARY}\n"
+        );
+        let read = litellm(&yaml).expect("read");
+        let errors = errors(&read);
+        assert!(!errors.is_empty(), "{}", said(&read));
+        assert_quiet(&said(&read));
     }
 
     #[test]

@@ -182,7 +182,8 @@ pub(crate) fn open_notebook(json: &str, keys: &OpenNotebookKeys) -> Result<Read>
             match std::fs::read_to_string(path) {
                 Ok(json) => secret = Some(SecretString::from(json)),
                 Err(e) => {
-                    read.fail(origin, format!("credentials_path {path}: {e}"));
+                    let shown = keyward_core::secret_like::shown(path);
+                    read.fail(origin, format!("credentials_path {shown}: {e}"));
                     continue;
                 }
             }

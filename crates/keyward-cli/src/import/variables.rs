@@ -1,6 +1,7 @@
 //! Environment variables (of a `.env` file, or of this process) into items: a provider's
 //! credential where the registry names the variable, a config variable otherwise.
 
+use keyward_core::secret_like::{shown, shown_name};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -65,7 +66,7 @@ pub(super) fn from_variables(
         } else {
             "a keyward:// reference (already in a vault), not imported"
         };
-        read.skip(format!("{label}: {k}"), why);
+        read.skip(format!("{label}: {}", shown_name(k)), why);
     }
     for provider in PROVIDERS {
         let first = |names: &[&str], left: &BTreeMap<&str, &str>| {
@@ -110,8 +111,9 @@ pub(super) fn from_variables(
                         read.fail(
                             format!("{label}: {var}"),
                             format!(
-                                "cannot read the service-account file {}: {e}",
-                                path.display()
+                                "cannot read the service-account file {}: {}",
+                                shown(&path.display().to_string()),
+                                e
                             ),
                         );
                         None
@@ -146,7 +148,7 @@ pub(super) fn from_variables(
         });
     }
     for (k, v) in left {
-        let origin = format!("{label}: {k}");
+        let origin = format!("{label}: {}", shown_name(k));
         if rules.only_providers {
             read.skip(origin, "not a provider's variable (--only-providers)");
             continue;

@@ -106,7 +106,12 @@ impl Gateway {
         let generation = state.vault.serving().token_generation();
         // When the check began: a change announced after that makes it stale.
         let started = Instant::now();
-        let found = state.vault.serving().authenticate_gateway(token).await?.map(Arc::new);
+        let found = state
+            .vault
+            .serving()
+            .authenticate_gateway(token)
+            .await?
+            .map(Arc::new);
         if state.vault.serving().token_generation() != generation {
             return Ok(found);
         }
