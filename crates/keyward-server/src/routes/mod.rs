@@ -250,7 +250,7 @@ struct GuideUpdate {
     skip_format_check: bool,
 }
 
-#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", request_body = GuideUpdate, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Rename, rotate the key or change the base URL", body = CredentialView)))]
+#[utoipa::path(put, path = "/api/provider-credentials/{credential_id}", tag = "provider-credentials", request_body = GuideUpdate, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Rename, rotate the key or change the base URL", body = CredentialView), (status = 422, description = "A new base URL without the key: moving a stored key takes the key again")))]
 async fn guide_update(
     State(state): State<AppState>,
     caller: Caller,

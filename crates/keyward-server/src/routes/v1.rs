@@ -135,7 +135,7 @@ pub(super) struct CredPatch {
     skip_format_check: bool,
 }
 
-#[utoipa::path(patch, path = "/api/v1/credentials/{credential_id}", tag = "credentials", request_body = CredPatch, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Change a credential (compare-and-set with if_version)", body = CredentialView)))]
+#[utoipa::path(patch, path = "/api/v1/credentials/{credential_id}", tag = "credentials", request_body = CredPatch, params(("credential_id" = String, Path, description = "a credential's id")), responses((status = 200, description = "Change a credential (compare-and-set with if_version)", body = CredentialView), (status = 422, description = "A new base URL or endpoint without the key: moving a stored key takes the key again")))]
 pub(super) async fn creds_patch(
     State(state): State<AppState>,
     caller: Caller,
