@@ -186,7 +186,7 @@ pub(crate) enum Denied {
 /// The proof that one caller may do one operation on one target: made by [`check`] only
 /// (its fields are private to this module), asked for by [`Guarded::with`]; it carries what
 /// it covers and who acts, so that the operation acts on that and audits that actor.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Grant {
     scope: Scope,
     actor: String,

@@ -1,10 +1,9 @@
-//! Authentication (`Authorization: Bearer TOKEN`) and authorization (role and organization).
+//! Authentication (`Authorization: Bearer TOKEN`); what a caller may do is `crate::access`'s.
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use keyward_core::OrgId;
-use keyward_store::{Principal, Role};
+use keyward_store::Principal;
 use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState};
@@ -17,34 +16,6 @@ impl Caller {
     /// What the audit log records.
     pub fn actor(&self) -> String {
         self.0.actor()
-    }
-
-    /// Passes if the caller may act on `org` with one of `roles` (admins always may). An
-    /// organization the caller cannot see at all is reported as not found, so that its
-    /// existence does not leak.
-    pub fn require(&self, org: &OrgId, roles: &[Role]) -> Result<(), ApiError> {
-        if !self.0.sees(org) {
-            return Err(ApiError::NotFound(format!(
-                "organization '{org}' not found"
-            )));
-        }
-        if self.0.role == Role::Admin || roles.contains(&self.0.role) {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "{} token may not do this",
-                self.0.role.a_name()
-            )))
-        }
-    }
-
-    /// Passes for admins only.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.0.role == Role::Admin {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("this needs an admin token".into()))
-        }
     }
 }
 

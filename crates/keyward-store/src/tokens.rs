@@ -98,11 +98,6 @@ impl Principal {
     pub fn actor(&self) -> String {
         format!("token:{}", self.token_id)
     }
-
-    /// Whether this principal may see objects of `org` at all.
-    pub fn sees(&self, org: &OrgId) -> bool {
-        self.role == Role::Admin || self.org.as_ref() == Some(org)
-    }
 }
 
 /// A token as listings show it: never the token, only its first characters.

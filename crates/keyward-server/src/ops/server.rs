@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use keyward_core::{Millis, OrgId};
-use keyward_store::{KeyStatus, Principal, Role, RotationProgress, RotationReport};
+use keyward_store::{KeyStatus, Principal, RotationProgress, RotationReport};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -80,8 +80,9 @@ pub(crate) async fn gateway_status(
     let org = grant.org();
     let gateway = &state.shared.gateway;
     let (loaded, mut last_load, serving_since) = gateway.targets_status();
-    // Why a load failed names the file and other organizations' targets and references.
-    if p.role != Role::Admin
+    // Why a load failed names the file and other organizations' targets and references: for
+    // whoever may reload it.
+    if !super::may(p, Op::ReloadGateway, On::Unowned)
         && let Some(load) = last_load.as_mut()
         && load.error.is_some()
     {
