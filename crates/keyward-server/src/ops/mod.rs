@@ -37,11 +37,12 @@ fn allow(
 
 /// Asks the policy about something of `on`, answering an unseen organization as "not found".
 fn allow_on(p: &Principal, op: Op, on: On<'_>) -> Result<Grant, ApiError> {
-    let named = match on {
-        On::Org(o) => Some(o.clone()),
-        On::Unowned | On::Everywhere => None,
-    };
-    allow(p, op, on, || unseen_org(named.as_ref()))
+    allow(p, op, on, || {
+        unseen_org(match on {
+            On::Org(o) => Some(o),
+            On::Unowned | On::Everywhere => None,
+        })
+    })
 }
 
 /// "Not found" for an organization the caller cannot see.
