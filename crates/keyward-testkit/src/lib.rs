@@ -6,17 +6,23 @@
 //!   (CI) makes the missing server a failure.
 //! - [`PgCluster`]: a PostgreSQL server of a test's own, to stop and start (fault tests).
 //! - [`contains`]: the canary scan.
-//! - [`TestVault`]: a vault on SQLite in a temporary directory, under a test master key.
+//! - [`keyring`], [`keyring_of`]: test master keys.
+//! - [`TestVault`]: a vault under the test master key, on SQLite in a temporary directory or
+//!   on PostgreSQL in a schema of its own.
 //! - [`TestServer`]: the server on 127.0.0.1 over a test vault, and a client for its API and
-//!   its console.
+//!   its console; [`spawn_server`] for a test that builds its own vault.
+//! - [`MockProvider`]: an LLM provider on 127.0.0.1 in the OpenAI, Anthropic, Gemini and Azure
+//!   shapes, recording what it received, scripted with [`Reply`], streaming.
 
 mod cluster;
+mod mock_provider;
 mod server;
 mod vault;
 
 pub use cluster::PgCluster;
-pub use server::TestServer;
-pub use vault::{TEST_KEY_BYTES, TestVault, keyring};
+pub use mock_provider::{MockBuilder, MockProvider, Received, Reply, Shape};
+pub use server::{TestServer, spawn_server};
+pub use vault::{TEST_KEY_BYTES, TestVault, keyring, keyring_of};
 
 use sqlx::{AnyPool, AssertSqlSafe, Executor as _};
 

@@ -1,6 +1,8 @@
 //! A test server: `keyward_server` on 127.0.0.1 over a [`TestVault`], and a client that speaks
 //! to it as the API's callers and the console's browsers do.
 
+use std::net::SocketAddr;
+
 use keyward_core::OrgId;
 use keyward_server::{AppState, Role};
 use keyward_store::Vault;
@@ -13,41 +15,77 @@ use crate::TestVault;
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Its address, for raw connections.
+    pub addr: SocketAddr,
     /// The vault it serves, for setting up and for looking behind the answers.
     pub vault: Vault,
     /// A client that does not follow redirects (the console answers forms with 303).
     pub client: reqwest::Client,
-    _vault: TestVault,
+    kept: TestVault,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl TestServer {
-    /// A server over a fresh vault, with `state` applied to its settings.
+    /// A server over a fresh vault (SQLite), with `state` applied to its settings.
     ///
     /// # Panics
     ///
     /// When it cannot be started: the test cannot go on.
     pub async fn start(state: impl FnOnce(AppState) -> AppState) -> Self {
-        let kept = TestVault::open().await;
-        let vault = kept.vault.clone();
-        #[allow(clippy::unwrap_used)]
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        #[allow(clippy::unwrap_used)]
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(keyward_server::serve(
+        Self::start_on(TestVault::open().await, state).await
+    }
+
+    /// A server over `vault` (on SQLite or PostgreSQL), with `state` applied to its settings.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started: the test cannot go on.
+    pub async fn start_on(vault: TestVault, state: impl FnOnce(AppState) -> AppState) -> Self {
+        // reqwest is built without a default TLS provider; the tests speak plain HTTP anyway.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = bind().await;
+        let addr = local_addr(&listener);
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(keyward_server::serve(
             listener,
-            state(AppState::new(vault.clone())),
-            std::future::pending(),
+            state(AppState::new(vault.vault.clone())),
+            async {
+                let _ = stop.await;
+            },
         ));
         TestServer {
             base: format!("http://{addr}"),
-            vault,
-            #[allow(clippy::unwrap_used)]
+            addr,
+            vault: vault.vault.clone(),
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
-                .unwrap(),
-            _vault: kept,
+                .unwrap_or_else(|e| panic!("a test client: {e}")),
+            kept: vault,
+            shutdown,
+            task,
         }
+    }
+
+    /// The test vault it serves (its files, its schema).
+    pub fn test_vault(&self) -> &TestVault {
+        &self.kept
+    }
+
+    /// Stops it as `keyward serve` stops (the requests in flight finished, the last usage
+    /// written), then closes its vault and drops its schema.
+    ///
+    /// # Panics
+    ///
+    /// When the server failed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.task
+            .await
+            .unwrap_or_else(|e| panic!("the test server's task: {e}"))
+            .unwrap_or_else(|e| panic!("the test server: {e}"));
+        self.kept.close().await;
     }
 
     /// A new API token with `role` (of `org`): the token and its id.
@@ -141,4 +179,34 @@ async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
     req.send()
         .await
         .unwrap_or_else(|e| panic!("the test server did not answer: {e}"))
+}
+
+/// Serves `state` on a free port of 127.0.0.1 until the test ends; its address. For a test
+/// that builds its own vault (or serves one vault twice); [`TestServer`] is the rest.
+///
+/// # Panics
+///
+/// When no port can be had.
+pub async fn spawn_server(state: AppState) -> SocketAddr {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let listener = bind().await;
+    let addr = local_addr(&listener);
+    tokio::spawn(keyward_server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn bind() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("a free port: {e}"))
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("the listener's address: {e}"))
 }
