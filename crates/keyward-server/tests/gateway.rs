@@ -1,148 +1,70 @@
-//! The gateway against a mock provider on 127.0.0.1 that speaks the OpenAI and Anthropic shapes.
+//! The gateway against the test kit's mock provider on 127.0.0.1 (OpenAI and Anthropic shapes,
+//! scripted answers, streams), and against a provider written byte by byte where HTTP itself
+//! is bent.
 
 // Helpers here panic on purpose: a failed step is a failed test.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, Millis, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_server::{AppState, GatewayOptions};
-use keyward_store::{Location, UsageSubject, Vault, VaultOptions};
+use keyward_store::{UsageSubject, Vault, VaultOptions};
+use keyward_testkit::{MockProvider, Received, Reply, TestVault, spawn_server as start};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, Notify};
 
 const OPENAI_KEY: &str = "sk-proj-UPSTREAMKEY-acme-0123456789";
 const GLOBEX_KEY: &str = "sk-proj-UPSTREAMKEY-globex-01234567";
 const ANTHROPIC_KEY: &str = "sk-ant-api03-UPSTREAMKEY-acme-01234";
 
-/// What the mock provider saw, and the lever that releases the second half of a stream.
-#[derive(Default)]
-struct Seen {
-    hits: AtomicUsize,
-    auth: Mutex<Vec<String>>,
-    release: Notify,
-}
-
-fn record(seen: &Seen, headers: &HeaderMap) -> String {
-    seen.hits.fetch_add(1, Ordering::SeqCst);
+/// The key headers a request carried, as `name: value` joined by `; `: exactly the one the
+/// provider takes, and no other, when the gateway swapped the token for the key.
+fn seen_auth(r: &Received) -> String {
     ["authorization", "x-api-key", "x-goog-api-key", "api-key"]
         .iter()
-        .filter_map(|h| {
-            headers
-                .get(*h)
-                .map(|v| format!("{h}: {}", v.to_str().unwrap()))
-        })
+        .filter_map(|h| r.header(h).map(|v| format!("{h}: {v}")))
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-async fn mock_provider() -> (SocketAddr, Arc<Seen>) {
-    use axum::routing::post;
-    let seen = Arc::new(Seen::default());
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|State(seen): State<Arc<Seen>>, headers: HeaderMap, body: String| async move {
-                let auth = record(&seen, &headers);
-                seen.auth.lock().await.push(auth.clone());
-                let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                if req["stream"] == true {
-                    // Two server-sent events; the second waits until the test has read the
-                    // first, which it could not if anything buffered the stream.
-                    let stream = async_stream(seen.clone());
-                    return (
-                        [("content-type", "text/event-stream")],
-                        Body::from_stream(stream),
-                    )
-                        .into_response();
-                }
-                let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
-                names.sort_unstable();
-                axum::Json(json!({
-                    "object": "chat.completion",
-                    "choices": [{"message": {"role": "assistant", "content": "hello"}}],
-                    "seen_auth": auth,
-                    "seen_model": req["model"],
-                    "seen_headers": names,
-                    "seen_content_length": headers.get("content-length").map(|v| v.to_str().unwrap().to_owned()),
-                }))
-                .into_response()
-            }),
-        )
-        .route(
-            "/v1/messages",
-            post(|State(seen): State<Arc<Seen>>, headers: HeaderMap| async move {
-                let auth = record(&seen, &headers);
-                axum::Json(json!({
-                    "type": "message",
-                    "seen_auth": auth,
-                    "seen_version": headers.get("anthropic-version").map(|v| v.to_str().unwrap().to_owned()),
-                }))
-            }),
-        )
-        .route(
-            "/v1/unauthorized",
-            post(|| async { (StatusCode::UNAUTHORIZED, axum::Json(json!({"error": "upstream says no"}))) }),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
-}
-
-fn async_stream(
-    seen: Arc<Seen>,
-) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    futures_util::stream::unfold(0u8, move |step| {
-        let seen = seen.clone();
-        async move {
-            match step {
-                0 => Some((Ok(bytes::Bytes::from("data: {\"delta\":\"hel\"}\n\n")), 1)),
-                1 => {
-                    seen.release.notified().await;
-                    Some((
-                        Ok(bytes::Bytes::from(
-                            "data: {\"delta\":\"lo\"}\n\ndata: [DONE]\n\n",
-                        )),
-                        2,
-                    ))
-                }
-                _ => None,
-            }
-        }
-    })
+/// Whether `needle` is anywhere in what the provider received: path, query, a header, the body.
+fn carries(r: &Received, needle: &str) -> bool {
+    let needle = needle.to_ascii_lowercase();
+    let has = |text: &[u8]| {
+        String::from_utf8_lossy(text)
+            .to_ascii_lowercase()
+            .contains(&needle)
+    };
+    has(r.path_and_query().as_bytes())
+        || r.headers
+            .iter()
+            .any(|(n, v)| has(n.as_str().as_bytes()) || has(v.as_bytes()))
+        || has(&r.body)
 }
 
 struct Setup {
     gateway: String,
     vault: Vault,
-    seen: Arc<Seen>,
+    mock: MockProvider,
     acme_token: String,
     globex_token: String,
-    _dir: tempfile::TempDir,
+    _vault: TestVault,
 }
 
 async fn setup() -> Setup {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, seen) = mock_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
+    let mock = MockProvider::start().await;
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let mut tokens = Vec::new();
     for (org, key) in [("acme", OPENAI_KEY), ("globex", GLOBEX_KEY)] {
         let org = OrgId::new(org).unwrap();
         vault.create_org(&org, None, "test").await.unwrap();
-        add_key(&vault, &org, "main", key, upstream, 100).await;
+        add_key(&vault, &org, "main", key, &mock.url(), 100).await;
         let (t, _) = vault
             .create_gateway_token(&org, "app", &[], None, None, "test")
             .await
@@ -155,18 +77,17 @@ async fn setup() -> Setup {
         CredentialName::new("main").unwrap(),
         Some(ANTHROPIC_KEY.into()),
     );
-    a.fields
-        .insert("base_url".into(), format!("http://{upstream}"));
+    a.fields.insert("base_url".into(), mock.url());
     vault.add_credential(a, "test").await.unwrap();
 
     let addr = start(AppState::new(vault.clone())).await;
     Setup {
         gateway: format!("http://{addr}/gateway"),
         vault,
-        seen,
+        mock,
         acme_token: tokens[0].clone(),
         globex_token: tokens[1].clone(),
-        _dir: dir,
+        _vault: kept,
     }
 }
 
@@ -188,13 +109,15 @@ async fn the_gateway_token_is_swapped_for_the_organizations_key() {
         assert_eq!(resp.status(), StatusCode::OK);
         assert!(resp.headers().contains_key("x-keyward-credential"));
         let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["seen_auth"], format!("authorization: Bearer {key}"));
-        assert_eq!(body["seen_model"], "gpt-4o-mini");
+        assert_eq!(body["object"], "chat.completion", "the provider's answer");
+        let seen = s.mock.last();
+        assert_eq!(seen_auth(&seen), format!("authorization: Bearer {key}"));
+        assert_eq!(seen.json()["model"], "gpt-4o-mini");
     }
     // Hop-by-hop headers (the fixed ones and those `Connection` names) stay behind; the
     // others pass, and the body keeps its length.
     let body = r#"{"model": "m"}"#;
-    let resp: Value = client()
+    let resp = client()
         .post(format!("{}/openai/v1/chat/completions", s.gateway))
         .bearer_auth(&s.acme_token)
         .header("connection", "keep-alive, x-hop")
@@ -208,16 +131,10 @@ async fn the_gateway_token_is_swapped_for_the_organizations_key() {
         .body(body)
         .send()
         .await
-        .unwrap()
-        .json()
-        .await
         .unwrap();
-    let seen: Vec<&str> = resp["seen_headers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let received = s.mock.last();
+    let seen = received.header_names();
     for gone in [
         "connection",
         "x-hop",
@@ -231,7 +148,11 @@ async fn the_gateway_token_is_swapped_for_the_organizations_key() {
     for kept in ["openai-organization", "content-type", "authorization"] {
         assert!(seen.contains(&kept), "{kept} dropped: {seen:?}");
     }
-    assert_eq!(resp["seen_content_length"], body.len().to_string());
+    assert_eq!(
+        received.header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    assert_eq!(&received.body[..], body.as_bytes());
     // Anthropic: the token comes as x-api-key, the key goes as x-api-key, other headers pass.
     let body: Value = client()
         .post(format!("{}/anthropic/v1/messages", s.gateway))
@@ -244,11 +165,14 @@ async fn the_gateway_token_is_swapped_for_the_organizations_key() {
         .json()
         .await
         .unwrap();
-    assert_eq!(body["seen_auth"], format!("x-api-key: {ANTHROPIC_KEY}"));
-    assert_eq!(body["seen_version"], "2023-06-01");
+    assert_eq!(body["type"], "message", "the provider's answer");
+    let seen = s.mock.last();
+    assert_eq!(seen.path, "/v1/messages");
+    assert_eq!(seen_auth(&seen), format!("x-api-key: {ANTHROPIC_KEY}"));
+    assert_eq!(seen.header("anthropic-version"), Some("2023-06-01"));
     // The upstream never saw a gateway token.
-    for auth in s.seen.auth.lock().await.iter() {
-        assert!(!auth.contains("kwg_"), "{auth}");
+    for r in s.mock.received() {
+        assert!(!carries(&r, "kwg_"), "{r:?}");
     }
 }
 
@@ -290,11 +214,7 @@ async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
         .await
         .unwrap();
     assert_eq!(body["error"]["type"], "authentication_error");
-    assert_eq!(
-        s.seen.hits.load(Ordering::SeqCst),
-        0,
-        "the upstream was contacted"
-    );
+    assert_eq!(s.mock.hits(), 0, "the upstream was contacted");
 
     // A token limited to OpenAI may not use Anthropic; a token over its rate is told to wait.
     let acme = OrgId::new("acme").unwrap();
@@ -330,6 +250,10 @@ async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
     }
     assert_eq!(statuses, [200, 200, 429]);
     // Upstream errors come back as they are.
+    s.mock.on_path(
+        "/v1/unauthorized",
+        Reply::status(401).json(json!({"error": "upstream says no"})),
+    );
     let resp = client()
         .post(format!("{}/openai/v1/unauthorized", s.gateway))
         .bearer_auth(&s.acme_token)
@@ -414,6 +338,15 @@ async fn bad_tokens_are_refused_in_the_providers_shape_without_contacting_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_sent_events_stream_through_unbuffered() {
     let s = setup().await;
+    // Two server-sent events; the second waits until the test has read the first, which it
+    // could not if anything buffered the stream.
+    s.mock.push(
+        Reply::sse([
+            "data: {\"delta\":\"hel\"}\n\n",
+            "data: {\"delta\":\"lo\"}\n\ndata: [DONE]\n\n",
+        ])
+        .hold_after(1),
+    );
     let resp = client()
         .post(format!("{}/openai/v1/chat/completions", s.gateway))
         .bearer_auth(&s.acme_token)
@@ -434,7 +367,8 @@ async fn server_sent_events_stream_through_unbuffered() {
         .unwrap()
         .unwrap();
     assert_eq!(&first[..], b"data: {\"delta\":\"hel\"}\n\n");
-    s.seen.release.notify_one();
+    assert_eq!(s.mock.last().json()["stream"], true);
+    s.mock.release();
     let mut rest = Vec::new();
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
@@ -488,8 +422,9 @@ async fn a_deactivated_key_gives_a_clear_error_and_a_revoked_token_stops() {
         .json()
         .await
         .unwrap();
+    assert_eq!(body["object"], "chat.completion", "the provider's answer");
     assert_eq!(
-        body["seen_auth"],
+        seen_auth(&s.mock.last()),
         format!("authorization: Bearer {GLOBEX_KEY}")
     );
     let id = s
@@ -512,45 +447,20 @@ async fn a_deactivated_key_gives_a_clear_error_and_a_revoked_token_stops() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// A provider that refuses one key, rate-limits another, and serves a third.
-async fn picky_provider() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    use axum::routing::post;
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(
-                |State(seen): State<Arc<Mutex<Vec<String>>>>, headers: HeaderMap| async move {
-                    let auth = headers["authorization"].to_str().unwrap().to_owned();
-                    seen.lock().await.push(auth.clone());
-                    match auth.as_str() {
-                        "Bearer sk-revoked-at-provider-000000" => {
-                            (StatusCode::UNAUTHORIZED, [("retry-after", "0")], "{}").into_response()
-                        }
-                        "Bearer sk-rate-limited-000000000000" => (
-                            StatusCode::TOO_MANY_REQUESTS,
-                            [("retry-after", "120")],
-                            "{}",
-                        )
-                            .into_response(),
-                        _ => axum::Json(json!({"served_by": auth})).into_response(),
-                    }
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, seen) = picky_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
+    // A provider that refuses one key, rate-limits another, and serves a third.
+    let mock = MockProvider::start().await;
+    mock.on_key(
+        "sk-revoked-at-provider-000000",
+        Reply::status(401).header("retry-after", "0"),
+    );
+    mock.on_key(
+        "sk-rate-limited-000000000000",
+        Reply::status(429).header("retry-after", "120"),
+    );
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let acme = OrgId::new("acme").unwrap();
     vault.create_org(&acme, None, "test").await.unwrap();
     let mut ids = Vec::new();
@@ -559,7 +469,7 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
         (2, "busy", "sk-rate-limited-000000000000"),
         (3, "good", "sk-good-key-0000000000000000"),
     ] {
-        ids.push(add_key(&vault, &acme, name, key, upstream, prio).await);
+        ids.push(add_key(&vault, &acme, name, key, &mock.url(), prio).await);
     }
     let (token, _) = vault
         .create_gateway_token(&acme, "app", &[], None, None, "test")
@@ -581,20 +491,39 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-keyward-credential"], ids[2].as_str());
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["served_by"], "Bearer sk-good-key-0000000000000000");
+    assert_eq!(body["object"], "chat.completion", "the provider's answer");
     assert_eq!(
-        seen.lock().await.len(),
+        mock.last().header("authorization"),
+        Some("Bearer sk-good-key-0000000000000000")
+    );
+    let tried: Vec<(String, Value)> = mock
+        .received()
+        .iter()
+        .map(|r| (r.header("authorization").unwrap().to_owned(), r.json()))
+        .collect();
+    assert_eq!(
+        tried.len(),
         3,
         "each key tried once, the body sent again each time"
     );
+    for (i, key) in [
+        "sk-revoked-at-provider-000000",
+        "sk-rate-limited-000000000000",
+        "sk-good-key-0000000000000000",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(tried[i].0, format!("Bearer {key}"));
+        assert_eq!(
+            tried[i].1["messages"][0]["content"], "hi",
+            "the body, again"
+        );
+    }
     // Second request: both set-aside keys are skipped; the good key answers at once.
     let resp = call().await;
     assert_eq!(resp.headers()["x-keyward-credential"], ids[2].as_str());
-    assert_eq!(
-        seen.lock().await.len(),
-        4,
-        "no retry of keys that are cooling down"
-    );
+    assert_eq!(mock.hits(), 4, "no retry of keys that are cooling down");
     // The status shows which keys serve and which are set aside, and until when; to the
     // organization's own viewer as to an admin, never to another organization's.
     let globex = OrgId::new("globex").unwrap();
@@ -669,28 +598,13 @@ async fn failing_and_rate_limited_keys_fail_over_and_cool_down() {
     );
 }
 
-async fn open_vault(dir: &std::path::Path) -> Vault {
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
-        "test",
-    )
-    .unwrap();
-    Vault::open(
-        &Location::in_data_dir(dir),
-        keyring,
-        VaultOptions::default(),
-    )
-    .await
-    .unwrap()
-}
-
-/// Adds an OpenAI key to `org`, pointed at the mock provider at `upstream`.
+/// Adds an OpenAI key to `org`, pointed at the provider at `upstream` (`http://HOST:PORT`).
 async fn add_key(
     vault: &Vault,
     org: &OrgId,
     name: &str,
     key: &str,
-    upstream: SocketAddr,
+    upstream: &str,
     priority: i64,
 ) -> keyward_core::CredentialId {
     let mut c = NewCredential::new(
@@ -700,8 +614,7 @@ async fn add_key(
         Some(key.into()),
     );
     c.priority = priority;
-    c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
+    c.fields.insert("base_url".into(), format!("{upstream}/v1"));
     vault.add_credential(c, "test").await.unwrap().id
 }
 
@@ -713,12 +626,12 @@ struct Acme {
     cred: keyward_core::CredentialId,
     token: String,
     token_id: String,
-    _dir: tempfile::TempDir,
+    _vault: TestVault,
 }
 
-async fn acme(upstream: SocketAddr) -> Acme {
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
+async fn acme(upstream: &str) -> Acme {
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let org = OrgId::new("acme").unwrap();
     vault.create_org(&org, None, "test").await.unwrap();
     let cred = add_key(&vault, &org, "main", OPENAI_KEY, upstream, 100).await;
@@ -732,79 +645,8 @@ async fn acme(upstream: SocketAddr) -> Acme {
         cred,
         token: token.expose_secret().to_owned(),
         token_id: view.id,
-        _dir: dir,
+        _vault: kept,
     }
-}
-
-/// Serves `state` on a free port; returns its address.
-async fn start(state: AppState) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(keyward_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    addr
-}
-
-/// A provider whose answers the test sets: 429 with Retry-After until told otherwise, a
-/// stall before the headers, or a stream that stops after its first event.
-#[derive(Default)]
-struct Moody {
-    rate_limited: std::sync::atomic::AtomicBool,
-    hits: AtomicUsize,
-    slow_hits: AtomicUsize,
-}
-
-async fn moody_provider() -> (SocketAddr, Arc<Moody>) {
-    use axum::routing::post;
-    let moody = Arc::new(Moody::default());
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|State(m): State<Arc<Moody>>, body: Body| async move {
-                // Read the whole body first, as a provider does before it answers; a request
-                // cut short is not one.
-                if axum::body::to_bytes(body, usize::MAX).await.is_err() {
-                    return StatusCode::BAD_REQUEST.into_response();
-                }
-                m.hits.fetch_add(1, Ordering::SeqCst);
-                if m.rate_limited.load(Ordering::SeqCst) {
-                    return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")], "{}")
-                        .into_response();
-                }
-                axum::Json(json!({"object": "chat.completion"})).into_response()
-            }),
-        )
-        .route(
-            "/v1/slow",
-            post(|State(m): State<Arc<Moody>>| async move {
-                m.slow_hits.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_secs(30)).await;
-                "too late"
-            }),
-        )
-        .route(
-            "/v1/stall",
-            post(|| async {
-                let first = futures_util::stream::once(async {
-                    Ok::<_, std::io::Error>(bytes::Bytes::from("data: {\"delta\":\"hel\"}\n\n"))
-                });
-                let never = futures_util::stream::pending();
-                (
-                    [("content-type", "text/event-stream")],
-                    Body::from_stream(futures_util::StreamExt::chain(first, never)),
-                )
-            }),
-        )
-        // Anything else: the path and query it was sent, as it was sent.
-        .fallback(|uri: axum::http::Uri| async move { uri.to_string() })
-        .with_state(moody.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, moody)
 }
 
 /// Polls `check` every 50 ms, for at most 10 s, until it gives `Some`.
@@ -824,16 +666,15 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, moody) = moody_provider().await;
+    let mock = MockProvider::start().await;
     let Acme {
         vault,
         org: acme,
         cred,
         token,
         token_id,
-        _dir,
-    } = acme(upstream).await;
+        _vault,
+    } = acme(&mock.url()).await;
     let state = AppState::new(vault.clone()).with_gateway(GatewayOptions {
         usage_flush_interval: Duration::from_millis(50),
         ..GatewayOptions::default()
@@ -850,15 +691,14 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
     };
 
     // Rate-limited: the only key cools down, and the client gets the provider's 429.
-    moody.rate_limited.store(true, Ordering::SeqCst);
+    mock.push(Reply::status(429).header("retry-after", "1"));
     assert_eq!(call().await.status(), StatusCode::TOO_MANY_REQUESTS);
     // The provider is happy again: the key, though cooling down, is the only one, so it is
     // tried, serves, and that is its recovery.
-    moody.rate_limited.store(false, Ordering::SeqCst);
     for _ in 0..3 {
         assert_eq!(call().await.status(), StatusCode::OK);
     }
-    assert_eq!(moody.hits.load(Ordering::SeqCst), 4);
+    assert_eq!(mock.hits(), 4);
 
     let recovered = eventually(|| async {
         let events = vault
@@ -916,11 +756,22 @@ async fn usage_is_written_in_batches_and_recoveries_are_audited_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_stalled_providers_are_cut_off_by_the_timeouts() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, _) = moody_provider().await;
+    let mock = MockProvider::start().await;
+    // A stall before the headers, and a stream that stops after its first event.
+    mock.on_path(
+        "/v1/slow",
+        Reply::ok().delay(Duration::from_secs(30)).text("too late"),
+    );
+    mock.on_path(
+        "/v1/stall",
+        Reply::sse(["data: {\"delta\":\"hel\"}\n\n"]).hold_after(1),
+    );
     let Acme {
-        vault, token, _dir, ..
-    } = acme(upstream).await;
+        vault,
+        token,
+        _vault,
+        ..
+    } = acme(&mock.url()).await;
     let addr = start(AppState::new(vault.clone()).with_gateway(GatewayOptions {
         first_byte_timeout: Duration::from_millis(300),
         idle_timeout: Duration::from_millis(300),
@@ -967,10 +818,10 @@ async fn slow_and_stalled_providers_are_cut_off_by_the_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_running_set() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, seen) = mock_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let acme = OrgId::new("acme").unwrap();
     let globex = OrgId::new("globex").unwrap();
     vault.create_org(&acme, None, "test").await.unwrap();
@@ -1012,7 +863,7 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .await
         .unwrap();
 
-    let file = dir.path().join("gateway.yaml");
+    let file = kept.dir.path().join("gateway.yaml");
     let write = |yaml: String| std::fs::write(&file, yaml).unwrap();
     write(format!(
         "org: acme\ntargets:\n  - id: openai-primary\n    provider: openai\n    base_url: http://{upstream}/v1\n    secret_key_ref: {{ store: OPENAI_PRIMARY }}\n  - id: claude\n    provider: anthropic\n    base_url: http://{upstream}\n    secret_key_ref: {{ store: ANTHROPIC_MAIN }}\n"
@@ -1044,8 +895,9 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-keyward-target"], "openai-primary");
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion", "the provider's answer");
     assert_eq!(
-        body["seen_auth"],
+        seen_auth(&mock.last()),
         format!("authorization: Bearer {OPENAI_KEY}")
     );
     let resp = client()
@@ -1057,11 +909,15 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         .await
         .unwrap();
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["seen_auth"], format!("x-api-key: {ANTHROPIC_KEY}"));
+    assert_eq!(body["type"], "message", "the provider's answer");
+    assert_eq!(
+        seen_auth(&mock.last()),
+        format!("x-api-key: {ANTHROPIC_KEY}")
+    );
 
     // Another organization's token: the target does not exist for it, and its own limit is
     // untouched. Without a token, a target that exists and one that does not look the same.
-    let hits = seen.hits.load(Ordering::SeqCst);
+    let hits = mock.hits();
     for _ in 0..2 {
         let resp = chat("claude", globex_token.expose_secret().to_owned())
             .await
@@ -1083,7 +939,7 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
     let (known, unknown) = (anonymous("claude").await, anonymous("nope").await);
     assert_eq!(known.0, StatusCode::UNAUTHORIZED);
     assert_eq!(known, unknown);
-    assert_eq!(seen.hits.load(Ordering::SeqCst), hits, "upstream untouched");
+    assert_eq!(mock.hits(), hits, "upstream untouched");
 
     // Reloads that fail name what is wrong, and change nothing.
     let reload = || async {
@@ -1318,17 +1174,16 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_organizations_strategy_picks_the_key() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, _) = picky_provider().await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
+    let mock = MockProvider::start().await;
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let acme = OrgId::new("acme").unwrap();
     vault.create_org(&acme, None, "test").await.unwrap();
     let mut ids = Vec::new();
     for (prio, name) in [(1, "first"), (2, "second")] {
         let key = format!("sk-good-{name}-0000000000000000");
         ids.push(
-            add_key(&vault, &acme, name, &key, upstream, prio)
+            add_key(&vault, &acme, name, &key, &mock.url(), prio)
                 .await
                 .to_string(),
         );
@@ -1374,45 +1229,21 @@ async fn the_organizations_strategy_picks_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_cancels_the_upstream_request() {
-    use axum::routing::post;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    /// Set when the provider's stream is dropped, which is what hyper does when the connection
-    /// it writes to goes away.
-    struct Dropped(Arc<std::sync::atomic::AtomicBool>);
-    impl Drop for Dropped {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = dropped.clone();
-    // An endless stream: one event every 20 ms, for as long as someone reads.
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        post(move || {
-            let guard = Dropped(flag.clone());
-            async move {
-                let events = futures_util::stream::unfold(guard, |guard| async move {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    Some((
-                        Ok::<_, std::io::Error>(bytes::Bytes::from("data: {\"delta\":\"x\"}\n\n")),
-                        guard,
-                    ))
-                });
-                (
-                    [("content-type", "text/event-stream")],
-                    Body::from_stream(events),
-                )
-            }
-        }),
+    // An endless stream: one event every 20 ms, for as long as someone reads. The mock counts
+    // the streams dropped before their end, which is what hyper does when the connection it
+    // writes to goes away.
+    let mock = MockProvider::start().await;
+    mock.push(
+        Reply::sse(["data: {\"delta\":\"x\"}\n\n"])
+            .pause(Duration::from_millis(20))
+            .forever(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
     let Acme {
-        vault, token, _dir, ..
-    } = acme(upstream).await;
+        vault,
+        token,
+        _vault,
+        ..
+    } = acme(&mock.url()).await;
     let addr = start(AppState::new(vault.clone())).await;
 
     let mut resp = client()
@@ -1425,16 +1256,22 @@ async fn a_client_that_hangs_up_cancels_the_upstream_request() {
     for _ in 0..3 {
         assert!(resp.chunk().await.unwrap().is_some());
     }
-    assert!(!dropped.load(Ordering::SeqCst), "streaming while read");
+    assert_eq!(mock.streams_dropped(), 0, "streaming while read");
     drop(resp);
-    eventually(|| async { dropped.load(Ordering::SeqCst).then_some(()) }).await;
+    eventually(|| async { (mock.streams_dropped() == 1).then_some(()) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodies_get_413() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, moody) = moody_provider().await;
-    let a = acme(upstream).await;
+    // A provider that takes a request to /v1/slow and goes quiet; it counts only requests it
+    // read whole (one cut short is not one).
+    let mock = MockProvider::start().await;
+    mock.on_path(
+        "/v1/slow",
+        Reply::ok().delay(Duration::from_secs(30)).text("too late"),
+    );
+    let upstream = mock.url();
+    let a = acme(&upstream).await;
     let addr = start(AppState::new(a.vault.clone()).with_gateway(GatewayOptions {
         first_byte_timeout: Duration::from_millis(300),
         ..GatewayOptions::default()
@@ -1486,7 +1323,7 @@ async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodi
         &a.org,
         "backup",
         "sk-proj-UPSTREAMKEY-backup-012345",
-        upstream,
+        &upstream,
         200,
     )
     .await;
@@ -1494,37 +1331,35 @@ async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodi
     // be generated, and billed, twice).
     let resp = post("slow", b"{}".to_vec()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(moody.slow_hits.load(Ordering::SeqCst), 1, "sent once");
+    assert_eq!(mock.hits_on("/v1/slow"), 1, "sent once");
     // Over the limit with two keys (the body is kept for failover): 413 as well.
     assert_eq!(
         too_large("chat/completions").await,
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_eq!(
-        moody.hits.load(Ordering::SeqCst),
+        mock.hits_on("/v1/chat/completions"),
         0,
         "nothing too big reached the provider"
     );
+    assert_eq!(mock.hits(), 1, "nothing too big reached the provider");
 
     // A key whose provider cannot be connected to: the request never left, so the next key
     // gets it.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = keyward_testkit::closed_addr();
     add_key(
         &a.vault,
         &a.org,
         "dead",
         "sk-proj-UPSTREAMKEY-dead-0123456",
-        closed,
+        &format!("http://{closed}"),
         0,
     )
     .await;
     let resp = post("chat/completions", b"{}".to_vec()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-keyward-credential"], a.cred.as_str());
-    assert_eq!(moody.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(mock.hits_on("/v1/chat/completions"), 1);
     let metrics = client()
         .get(format!("http://{addr}/metrics"))
         .send()
@@ -1543,9 +1378,8 @@ async fn a_request_the_provider_may_have_received_is_not_sent_again_and_big_bodi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_path_goes_upstream_as_the_client_wrote_it() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, _) = moody_provider().await;
-    let a = acme(upstream).await;
+    let mock = MockProvider::start().await;
+    let a = acme(&mock.url()).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let resp = client()
         .get(format!(
@@ -1558,7 +1392,10 @@ async fn the_path_goes_upstream_as_the_client_wrote_it() {
     assert_eq!(resp.status(), StatusCode::OK);
     // Escapes stay escapes; the token's `key=` is gone from the query. (An encoded `/`, `?` or
     // `#` is refused: see the table of hostile paths.)
-    assert_eq!(resp.text().await.unwrap(), "/v1/files/a%2Cb%20c?purpose=x");
+    assert_eq!(
+        mock.last().path_and_query(),
+        "/v1/files/a%2Cb%20c?purpose=x"
+    );
 
     // This server has no targets file: a reload says so rather than pretend.
     let (admin, _) = a
@@ -1585,14 +1422,13 @@ async fn the_path_goes_upstream_as_the_client_wrote_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_1_0_provider_does_not_downgrade_the_clients_connection() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     // A provider that speaks HTTP/1.0, as small servers and some proxies do.
     let upstream = raw_provider(|_| {
         "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
             .to_owned()
     })
     .await;
-    let a = acme(upstream).await;
+    let a = acme(&format!("http://{upstream}")).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let resp = client()
         .get(format!("http://{addr}/gateway/openai/v1/models"))
@@ -1603,58 +1439,6 @@ async fn an_http_1_0_provider_does_not_downgrade_the_clients_connection() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_eq!(resp.text().await.unwrap(), "{}");
-}
-
-/// A provider that answers every request by telling what it got: method, path and the key
-/// header (as a TRACE-answering server or a chatty proxy would), counting them. Under `/v1/quote`
-/// it answers 401 quoting the key in its text and a header, and under `/v1/quote-split` it
-/// streams that text with the key cut across two chunks.
-async fn echo_provider() -> (SocketAddr, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counted = hits.clone();
-    let app = axum::Router::new().fallback(
-        move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap| {
-            let hits = counted.clone();
-            async move {
-                hits.fetch_add(1, Ordering::SeqCst);
-                let auth = headers
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap().to_owned())
-                    .unwrap_or_default();
-                let key = auth.strip_prefix("Bearer ").unwrap_or("").to_owned();
-                let quote =
-                    format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {key}.\"}}}}");
-                match uri.path() {
-                    "/v1/quote" => (
-                        StatusCode::UNAUTHORIZED,
-                        [
-                            ("x-seen-auth", auth.clone()),
-                            ("www-authenticate", format!("Bearer realm=\"{key}\"")),
-                        ],
-                        quote,
-                    )
-                        .into_response(),
-                    "/v1/quote-split" => {
-                        let (a, b) = quote.split_at(quote.find(&key).unwrap() + 10);
-                        let (a, b) = (a.to_owned(), b.to_owned());
-                        let chunks = futures_util::stream::iter([
-                            Ok::<_, std::io::Error>(bytes::Bytes::from(a)),
-                            Ok(bytes::Bytes::from(b)),
-                        ]);
-                        (StatusCode::BAD_REQUEST, Body::from_stream(chunks)).into_response()
-                    }
-                    "/v1/ok-with-header" => {
-                        ([("x-echo", format!("got {auth}"))], "fine").into_response()
-                    }
-                    _ => format!("{method} {uri} {auth}").into_response(),
-                }
-            }
-        },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, hits)
 }
 
 /// Sends `head` (the request line and headers, without the blank line) and `body` as they
@@ -1684,9 +1468,8 @@ async fn raw_request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_token_reaches_only_the_providers_api_under_the_base_url() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, hits) = echo_provider().await;
-    let a = acme(upstream).await;
+    let mock = MockProvider::start().await;
+    let a = acme(&mock.url()).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let auth = format!("authorization: Bearer {}", a.token);
 
@@ -1728,11 +1511,7 @@ async fn a_gateway_token_reaches_only_the_providers_api_under_the_base_url() {
         assert!(!body.contains(OPENAI_KEY), "{method} {path}");
         assert!(body.contains("\"error\""), "provider-shaped: {body}");
     }
-    assert_eq!(
-        hits.load(Ordering::SeqCst),
-        0,
-        "a refused request reached the upstream"
-    );
+    assert_eq!(mock.hits(), 0, "a refused request reached the upstream");
 
     // The methods provider APIs use pass, and the upstream sees paths under its base URL.
     for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] {
@@ -1742,13 +1521,16 @@ async fn a_gateway_token_reaches_only_the_providers_api_under_the_base_url() {
             b"",
         )
         .await;
-        assert_eq!(status, 200, "{method}");
-        if method != "HEAD" {
-            assert!(
-                body.starts_with(&format!("{method} /v1/files/file-1/content ")),
-                "{body}"
-            );
-        }
+        assert_eq!(status, 200, "{method}: {body}");
+        let seen = mock.last();
+        assert_eq!(
+            (seen.method.as_str(), seen.path_and_query().as_str()),
+            (method, "/v1/files/file-1/content")
+        );
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {OPENAI_KEY}").as_str())
+        );
     }
     // The same checks guard static targets' routes (405 and 400 come before the target).
     for (head, want) in [
@@ -1758,14 +1540,33 @@ async fn a_gateway_token_reaches_only_the_providers_api_under_the_base_url() {
         let (status, _) = raw_request(addr, &format!("{head} HTTP/1.1\r\n{auth}"), b"").await;
         assert_eq!(status, want, "{head}");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 7);
+    assert_eq!(mock.hits(), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_the_upstream_quotes_reaches_the_client_masked() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, _) = echo_provider().await;
-    let a = acme(upstream).await;
+    // A provider that quotes the key it was sent: under `/v1/quote` a 401 with the key in its
+    // text and two headers, under `/v1/quote-split` that text streamed with the key cut across
+    // two chunks, and under `/v1/ok-with-header` a 200 echoing the key in a header.
+    let mock = MockProvider::start().await;
+    let quote =
+        format!("{{\"error\":{{\"message\":\"Incorrect API key provided: {OPENAI_KEY}.\"}}}}");
+    mock.on_path(
+        "/v1/quote",
+        Reply::status(401)
+            .header("x-seen-auth", format!("Bearer {OPENAI_KEY}"))
+            .header("www-authenticate", format!("Bearer realm=\"{OPENAI_KEY}\""))
+            .text(quote.clone()),
+    );
+    let (head, tail) = quote.split_at(quote.find(OPENAI_KEY).unwrap() + 10);
+    mock.on_path("/v1/quote-split", Reply::status(400).chunks([head, tail]));
+    mock.on_path(
+        "/v1/ok-with-header",
+        Reply::ok()
+            .header("x-echo", format!("got Bearer {OPENAI_KEY}"))
+            .text("fine"),
+    );
+    let a = acme(&mock.url()).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let hint = "sk-...6789";
     // The quoting answer is a 401, so the gateway sets the key aside; the next request finds it
@@ -1779,6 +1580,11 @@ async fn a_key_the_upstream_quotes_reaches_the_client_masked() {
             .unwrap();
         let headers = format!("{:?}", resp.headers());
         let body = resp.text().await.unwrap();
+        assert_eq!(
+            mock.last().header("authorization"),
+            Some(format!("Bearer {OPENAI_KEY}").as_str()),
+            "the key the provider quotes is the one it was sent"
+        );
         assert!(!headers.contains(OPENAI_KEY), "{path}: {headers}");
         assert!(!body.contains(OPENAI_KEY), "{path}: {body}");
         match path {
@@ -1800,9 +1606,9 @@ async fn a_key_the_upstream_quotes_reaches_the_client_masked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_or_oversized_request_body_is_the_clients_fault_with_any_number_of_keys() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, hits) = echo_provider().await;
-    let a = acme(upstream).await;
+    let mock = MockProvider::start().await;
+    let upstream = mock.url();
+    let a = acme(&upstream).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let post = |extra: &str| {
         format!(
@@ -1829,21 +1635,17 @@ async fn a_broken_or_oversized_request_body_is_the_clients_fault_with_any_number
                 &a.org,
                 "second",
                 "sk-proj-UPSTREAMKEY-second-01234",
-                upstream,
+                &upstream,
                 200,
             )
             .await;
         }
         for (header, body, want) in &cases {
-            let before = hits.load(Ordering::SeqCst);
+            let before = mock.hits();
             let (status, text) = raw_request(addr, &post(header), body).await;
             assert_eq!(status, *want, "{keys} key(s), {header}: {text}");
             if *want == 413 {
-                assert_eq!(
-                    hits.load(Ordering::SeqCst),
-                    before,
-                    "the upstream was contacted"
-                );
+                assert_eq!(mock.hits(), before, "the upstream was contacted");
             }
         }
     }
@@ -1851,9 +1653,8 @@ async fn a_broken_or_oversized_request_body_is_the_clients_fault_with_any_number
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authorization_needs_the_bearer_scheme_and_provider_headers_hold_the_token_alone() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, _) = echo_provider().await;
-    let a = acme(upstream).await;
+    let mock = MockProvider::start().await;
+    let a = acme(&mock.url()).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let t = &a.token;
     let cases = [
@@ -1945,8 +1746,7 @@ fn quoting_answer(head: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_overrides_or_tokens_forwarded()
  {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let a = acme(raw_provider(quoting_answer).await).await;
+    let a = acme(&format!("http://{}", raw_provider(quoting_answer).await)).await;
     let addr = start(AppState::new(a.vault.clone())).await;
     let auth = format!("authorization: Bearer {}", a.token);
     for path in ["reason", "gzip", "gzip-twice", "key-as-name"] {
@@ -2034,9 +1834,8 @@ async fn no_key_past_the_mask_in_a_status_line_or_a_compressed_error_and_no_over
 /// default, or the organization's own setting), and what the environment served says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_falls_back_to_its_environment_only_where_switched_on() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let (upstream, _) = mock_provider().await;
-    let dir = tempfile::tempdir().unwrap();
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
     let env: std::collections::HashMap<String, String> = [
         (
             "OPENAI_API_KEY".to_owned(),
@@ -2048,21 +1847,12 @@ async fn the_server_falls_back_to_its_environment_only_where_switched_on() {
         ),
     ]
     .into();
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[4; 32])],
-        "test",
-    )
-    .unwrap();
-    let vault = Vault::open(
-        &Location::in_data_dir(dir.path()),
-        keyring,
-        VaultOptions {
-            env: keyward_store::EnvSource::Map(Arc::new(env)),
-            ..VaultOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let kept = TestVault::open_with(VaultOptions {
+        env: keyward_store::EnvSource::Map(Arc::new(env)),
+        ..VaultOptions::default()
+    })
+    .await;
+    let vault = kept.vault.clone();
     let mut tokens = Vec::new();
     for name in ["acme", "globex"] {
         let org = OrgId::new(name).unwrap();
@@ -2122,8 +1912,9 @@ async fn the_server_falls_back_to_its_environment_only_where_switched_on() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-keyward-credential"], "env:OPENAI_API_KEY");
     let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion", "the provider's answer");
     assert_eq!(
-        body["seen_auth"],
+        seen_auth(&mock.last()),
         "authorization: Bearer sk-proj-FROMSERVERENV-0123456789"
     );
     let answer: Value = resolve(off, "acme").await.json().await.unwrap();
@@ -2214,21 +2005,13 @@ async fn the_server_falls_back_to_its_environment_only_where_switched_on() {
     );
 }
 
-/// Echoes the request's head as the body.
-fn head_echo(head: &str) -> String {
-    format!(
-        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\ncontent-type: text/plain\r\n\r\n{head}",
-        head.len()
-    )
-}
-
 /// ElevenLabs takes its key in `xi-api-key`, Deepgram as `Authorization: Token`: their SDKs
 /// send the gateway token the same way, and the provider gets its key the way it wants it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_with_their_own_key_headers_get_them() {
-    let upstream = raw_provider(head_echo).await;
-    let dir = tempfile::tempdir().unwrap();
-    let vault = open_vault(dir.path()).await;
+    let mock = MockProvider::start().await;
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let org = OrgId::new("acme").unwrap();
     vault.create_org(&org, None, "test").await.unwrap();
     for (provider, key) in [
@@ -2244,8 +2027,7 @@ async fn providers_with_their_own_key_headers_get_them() {
             CredentialName::new("main").unwrap(),
             Some(key.into()),
         );
-        c.fields
-            .insert("base_url".into(), format!("http://{upstream}"));
+        c.fields.insert("base_url".into(), mock.url());
         vault.add_credential(c, "test").await.unwrap();
     }
     let (token, _) = vault
@@ -2277,11 +2059,16 @@ async fn providers_with_their_own_key_headers_get_them() {
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
-        let head = resp.text().await.unwrap().to_ascii_lowercase();
-        assert!(head.contains(&want.to_ascii_lowercase()), "{path}: {head}");
+        let seen = mock.last();
+        let (name, value) = want.split_once(": ").unwrap();
         assert!(
-            !head.contains("kwg_"),
-            "the gateway token stays here: {head}"
+            seen.header(name)
+                .is_some_and(|v| v.eq_ignore_ascii_case(value)),
+            "{path}: {seen:?}"
+        );
+        assert!(
+            !carries(&seen, "kwg_"),
+            "the gateway token stays here: {seen:?}"
         );
     }
 }

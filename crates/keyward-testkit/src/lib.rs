@@ -21,7 +21,7 @@ mod vault;
 
 pub use cluster::PgCluster;
 pub use mock_provider::{MockBuilder, MockProvider, Received, Reply, Shape};
-pub use server::{TestServer, spawn_server};
+pub use server::{TestServer, closed_addr, spawn_server};
 pub use vault::{TEST_KEY_BYTES, TestVault, keyring, keyring_of};
 
 use sqlx::{AnyPool, AssertSqlSafe, Executor as _};

@@ -330,6 +330,8 @@ impl MockBuilder {
     ///
     /// When no port can be had.
     pub async fn start(self) -> MockProvider {
+        // The clients a test builds next (reqwest without a default TLS provider) need one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let inner = Arc::new(Inner {
             options: self,
             received: Mutex::default(),

@@ -210,3 +210,17 @@ fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
         .local_addr()
         .unwrap_or_else(|e| panic!("the listener's address: {e}"))
 }
+
+/// An address of 127.0.0.1 that nothing listens on (bound, noted, closed): a provider that
+/// cannot be reached.
+///
+/// # Panics
+///
+/// When no port can be had.
+pub fn closed_addr() -> SocketAddr {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("a free port: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("the listener's address: {e}"))
+}
