@@ -3,98 +3,49 @@
 // Helpers here panic on purpose: a failed step is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-
 use keyward_core::{Millis, OrgId};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_server::{AppState, Role};
-use keyward_store::{Location, Vault, VaultOptions};
-use keyward_testkit::{PgSchema, contains};
+use keyward_testkit::{TestServer, TestVault, contains};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 
 const CANARY: &str = "sk-proj-APICANARY0123456789abcdWXYZ";
 
-/// A running server and the means to call it.
+/// The test server, and every response body it gave (for the canary scan).
 struct Server {
-    base: String,
-    vault: Vault,
-    client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    _dir: Option<tempfile::TempDir>,
-    schema: Option<PgSchema>,
+    server: TestServer,
     /// Every response body, for the canary scan.
     seen: Vec<u8>,
 }
 
-impl Server {
-    async fn start(
-        location: Location,
-        dir: Option<tempfile::TempDir>,
-        schema: Option<PgSchema>,
-    ) -> Self {
-        Self::start_with(location, dir, schema, keyward_server::JwtKeys::default()).await
-    }
+impl std::ops::Deref for Server {
+    type Target = TestServer;
 
-    async fn start_with(
-        location: Location,
-        dir: Option<tempfile::TempDir>,
-        schema: Option<PgSchema>,
-        jwt: keyward_server::JwtKeys,
-    ) -> Self {
-        // reqwest is built without a default TLS provider; the tests speak plain HTTP anyway.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[3; 32])],
-            "test",
-        )
-        .unwrap();
-        let vault = Vault::open(&location, keyring, VaultOptions::default())
-            .await
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(vault.clone()).with_jwt_keys(jwt);
-        let task = tokio::spawn(async move {
-            keyward_server::serve(listener, state, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl Server {
+    async fn start(vault: TestVault, jwt: keyward_server::JwtKeys) -> Self {
         Self {
-            base: format!("http://{addr}"),
-            vault,
-            client: reqwest::Client::new(),
-            shutdown: Some(tx),
-            task,
-            _dir: dir,
-            schema,
+            server: TestServer::start_on(vault, |s| s.with_jwt_keys(jwt)).await,
             seen: Vec::new(),
         }
     }
 
     async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        Self::start(Location::in_data_dir(dir.path()), Some(dir), None).await
+        Self::start(TestVault::open().await, keyward_server::JwtKeys::default()).await
     }
 
     async fn postgres() -> Option<Self> {
-        let schema = PgSchema::create("kw_api").await?;
-        Some(Self::start(Location::Url(schema.url()), None, Some(schema)).await)
+        let vault = TestVault::postgres("kw_api").await?;
+        Some(Self::start(vault, keyward_server::JwtKeys::default()).await)
     }
 
     async fn token(&self, role: Role, org: Option<&str>) -> String {
-        let org = org.map(|o| OrgId::new(o).unwrap());
-        let (t, _) = self
-            .vault
-            .create_token(&format!("{role}-test"), role, org.as_ref(), None, "test")
-            .await
-            .unwrap();
-        t.expose_secret().to_owned()
+        self.server.token(role, org).await.0
     }
 
     /// Calls the API; returns status and JSON body (Null when there is none).
@@ -129,26 +80,11 @@ impl Server {
 
     /// Every stored byte: the SQLite files, or a text dump of the PostgreSQL schema's tables.
     async fn stored_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        match (&self._dir, &self.schema) {
-            (Some(dir), _) => {
-                for entry in std::fs::read_dir(dir.path()).unwrap() {
-                    out.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
-                }
-            }
-            (None, Some(schema)) => out = schema.dump().await,
-            (None, None) => {}
-        }
-        out
+        self.server.test_vault().stored_bytes().await
     }
 
-    async fn stop(mut self) {
-        let _ = self.shutdown.take().unwrap().send(());
-        self.task.await.unwrap();
-        self.vault.close().await;
-        if let Some(s) = self.schema {
-            s.drop_schema().await;
-        }
+    async fn stop(self) {
+        self.server.stop().await;
     }
 }
 
@@ -953,10 +889,7 @@ async fn v1_routes(mut s: Server) {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // A key test through the API: here against a port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = keyward_testkit::closed_addr();
     let (_, c) = s
         .call(
             M::POST,
@@ -1298,9 +1231,8 @@ fn jwt(kid: &str, secret: &str, alg: jsonwebtoken::Algorithm, claims: Value) -> 
 async fn hs256_jwts_are_accepted_with_rotating_keys_and_checked_strictly() {
     use Method as M;
     use jsonwebtoken::Algorithm::{HS256, HS512};
-    let dir = tempfile::tempdir().unwrap();
     let keys = keyward_server::JwtKeys::parse(&format!("k2:{JWT_K2},k1:{JWT_K1}")).unwrap();
-    let mut s = Server::start_with(Location::in_data_dir(dir.path()), Some(dir), None, keys).await;
+    let mut s = Server::start(TestVault::open().await, keys).await;
     let admin = s.token(Role::Admin, None).await;
     for org in ["acme", "globex"] {
         s.call(
@@ -1446,18 +1378,8 @@ async fn serves_https_with_a_given_certificate() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let tls = keyward_server::load_tls_config(&cert_path, &key_path).unwrap();
 
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[3; 32])],
-        "test",
-    )
-    .unwrap();
-    let vault = Vault::open(
-        &Location::in_data_dir(dir.path()),
-        keyring,
-        VaultOptions::default(),
-    )
-    .await
-    .unwrap();
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -10,16 +10,14 @@
 // Helpers here panic on purpose: a failed step is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyward_core::OrgId;
 use keyward_core::credential::NewCredential;
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_server::{AppState, GatewayOptions, Role};
 use keyward_store::{Location, Vault, VaultOptions};
-use keyward_testkit::PgCluster;
+use keyward_testkit::{MockProvider, PgCluster, keyring, spawn_server};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -39,15 +37,6 @@ struct Answer {
     body: String,
 }
 
-async fn mock_provider() -> SocketAddr {
-    let app = axum::Router::new()
-        .fallback(|| async { axum::Json(json!({"object": "chat.completion", "choices": []})) });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 struct Setup {
     base: String,
     vault: Vault,
@@ -56,18 +45,15 @@ struct Setup {
     admin: String,
     /// Used before every outage: checked, cached.
     warm: String,
+    /// The provider behind the gateway (stopped when dropped).
+    _upstream: MockProvider,
 }
 
 /// A replica's vault on the cluster, listening for the others' changes.
 async fn replica(cluster: &PgCluster) -> Vault {
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[9; 32])],
-        "test",
-    )
-    .unwrap();
     Vault::open(
         &Location::Url(cluster.url()),
-        keyring,
+        keyring(),
         VaultOptions {
             listen_for_changes: true,
             ..VaultOptions::default()
@@ -80,7 +66,7 @@ async fn replica(cluster: &PgCluster) -> Vault {
 async fn setup(cluster: &PgCluster) -> Setup {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let vault = replica(cluster).await;
-    let upstream = mock_provider().await;
+    let upstream = MockProvider::start().await;
     let org = OrgId::new("acme").unwrap();
     vault.create_org(&org, None, "test").await.unwrap();
     vault
@@ -95,7 +81,7 @@ async fn setup(cluster: &PgCluster) -> Setup {
         Some(KEY.into()),
     );
     c.fields
-        .insert("base_url".into(), format!("http://{upstream}/v1"));
+        .insert("base_url".into(), format!("{}/v1", upstream.url()));
     vault.add_credential(c, "test").await.unwrap();
     let (warm, _) = vault
         .create_gateway_token(&org, "warm", &[], None, None, "test")
@@ -105,24 +91,19 @@ async fn setup(cluster: &PgCluster) -> Setup {
         .create_token("admin", Role::Admin, None, None, "test")
         .await
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let state = AppState::new(vault.clone()).with_gateway(GatewayOptions {
         stale_for: STALE_FOR,
         usage_flush_interval: Duration::from_millis(200),
         ..GatewayOptions::default()
     });
-    tokio::spawn(keyward_server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let addr = spawn_server(state).await;
     Setup {
         base: format!("http://{addr}"),
         vault,
         replica,
         admin: admin.expose_secret().to_owned(),
         warm: warm.expose_secret().to_owned(),
+        _upstream: upstream,
     }
 }
 
