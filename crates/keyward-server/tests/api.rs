@@ -1024,52 +1024,6 @@ async fn foreign_tokens_see_nothing_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_unknown_routes() {
-    let mut s = Server::sqlite().await;
-    assert_eq!(
-        s.call(Method::GET, "/healthz", None, None).await.0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        s.call(Method::GET, "/readyz", None, None).await.0,
-        StatusCode::OK
-    );
-    let (st, problem) = s.call(Method::GET, "/nope", None, None).await;
-    assert_eq!(
-        (st, problem["status"].as_u64()),
-        (StatusCode::NOT_FOUND, Some(404))
-    );
-    // A method a route does not take: problem+json on every route, with Allow.
-    for (method, path) in [
-        (Method::PUT, "/api/openapi.json"),
-        (Method::DELETE, "/healthz"),
-        (Method::DELETE, "/api/v1/orgs"),
-        (Method::PUT, "/api/provider-credentials/create"),
-    ] {
-        let resp = s
-            .client
-            .request(method.clone(), format!("{}{path}", s.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            StatusCode::METHOD_NOT_ALLOWED,
-            "{method} {path}"
-        );
-        assert!(resp.headers().contains_key("allow"), "{method} {path}");
-        assert_eq!(
-            resp.headers()["content-type"],
-            "application/problem+json",
-            "{method} {path}"
-        );
-        let problem: Value = resp.json().await.unwrap();
-        assert_eq!(problem["status"], 405);
-    }
-    s.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guessing_tokens_slows_an_address_down_without_refusing_its_good_tokens() {
     let mut s = Server::sqlite().await;
     let admin = s.token(Role::Admin, None).await;
