@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
-use keyward_server::{AppState, Role};
-use keyward_store::{Location, Vault, VaultOptions};
+use keyward_server::Role;
+use keyward_testkit::TestServer;
 use secrecy::ExposeSecret as _;
 
 const CREDENTIALS: usize = 1_000;
@@ -25,25 +24,14 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(KeyId::new("k1").expect("kid"), &[5; 32])],
-            "bench",
-        )
-        .expect("keyring");
-        let vault = Vault::open(
-            &Location::in_data_dir(dir.path()),
-            keyring,
-            VaultOptions::default(),
-        )
-        .await
-        .expect("vault");
+        let server = TestServer::start(|s| s).await;
+        let vault = &server.vault;
         let acme = OrgId::new("acme").expect("org");
         vault.create_org(&acme, None, "bench").await.expect("org");
         let batch = (0..CREDENTIALS)
@@ -69,34 +57,11 @@ fn main() {
             .create_token("bench", Role::OrgAdmin, Some(&acme), None, "bench")
             .await
             .expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(keyward_server::serve(
-            listener,
-            AppState::new(vault.clone()),
-            std::future::pending(),
-        ));
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client");
-        let signed_in = client
-            .post(format!("http://{addr}/ui/login"))
-            .header("sec-fetch-site", "same-origin")
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("token={}", token.expose_secret()))
-            .send()
-            .await
-            .expect("sign in");
-        let cookie = signed_in.headers()["set-cookie"]
-            .to_str()
-            .expect("cookie")
-            .split(';')
-            .next()
-            .expect("pair")
-            .to_owned();
+        // Signed in as a browser on the console's origin would; a client that does not follow
+        // redirects.
+        let signed_in = server.sign_in(token.expose_secret()).await;
+        let (cookie, _) = TestServer::session_cookie(&signed_in);
+        let (addr, client) = (server.addr, &server.client);
         println!(
             "console, {CREDENTIALS} credentials in one organization, {requests} sequential requests per route"
         );

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
-use keyward_server::AppState;
-use keyward_store::{Location, Vault, VaultOptions};
+use keyward_testkit::{MockProvider, Reply, TestServer};
 use secrecy::ExposeSecret as _;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -78,40 +76,25 @@ fn main() {
         .collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    // The mock provider.
+    // The mock provider: one fixed answer, nothing recorded (the record would only grow).
     let upstream_rt = runtime("bench-upstream");
-    let upstream = upstream_rt.block_on(async {
-        let app = axum::Router::new().route(
+    let mock = upstream_rt.block_on(async {
+        let mock = MockProvider::builder().unrecorded().start().await;
+        mock.on_path(
             "/v1/chat/completions",
-            axum::routing::post(|| async { ([("content-type", "application/json")], BODY) }),
+            Reply::ok()
+                .header("content-type", "application/json")
+                .text(BODY),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move { axum::serve(listener, app).await.expect("mock") });
-        addr
+        mock
     });
+    let upstream = mock.addr();
 
     // The gateway, with one organization, its key and a gateway token.
-    let dir = tempfile::tempdir().expect("tempdir");
     let gateway_rt = runtime("bench-gateway");
-    let (gateway, token) = gateway_rt.block_on(async {
-        let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(
-                KeyId::new("k1").expect("kid"),
-                &[6; 32],
-            )],
-            "bench",
-        )
-        .expect("keyring");
-        let vault = Vault::open(
-            &Location::in_data_dir(dir.path()),
-            keyring,
-            VaultOptions::default(),
-        )
-        .await
-        .expect("vault");
+    let (server, token) = gateway_rt.block_on(async {
+        let server = TestServer::start(|s| s).await;
+        let vault = &server.vault;
         let acme = OrgId::new("acme").expect("org");
         vault.create_org(&acme, None, "bench").await.expect("org");
         let mut c = NewCredential::new(
@@ -127,17 +110,9 @@ fn main() {
             .create_gateway_token(&acme, "bench", &[], None, None, "bench")
             .await
             .expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(keyward_server::serve(
-            listener,
-            AppState::new(vault),
-            std::future::pending(),
-        ));
-        (addr, token.expose_secret().to_owned())
+        (server, token.expose_secret().to_owned())
     });
+    let gateway = server.addr;
 
     // The floor: forward every request to the provider as it came, nothing else.
     let floor_rt = runtime("bench-floor");

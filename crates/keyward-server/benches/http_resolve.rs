@@ -14,10 +14,8 @@ use std::time::{Duration, Instant};
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
-use keyward_server::{AppState, Role};
-use keyward_store::{Location, Vault, VaultOptions};
-use keyward_testkit::PgSchema;
+use keyward_server::Role;
+use keyward_testkit::{TestServer, TestVault};
 use secrecy::ExposeSecret as _;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -31,37 +29,21 @@ fn main() {
     let seconds = env_or("KEYWARD_BENCH_SECONDS", 5);
     let concurrency = env_or("KEYWARD_BENCH_CONCURRENCY", 16) as usize;
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().expect("tempdir");
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("server runtime");
-    let (addr, token, vault, acme, schema) = server_rt.block_on(async {
-        let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(
-                KeyId::new("k1").expect("kid"),
-                &[5; 32],
-            )],
-            "bench",
-        )
-        .expect("keyring");
+    let (server, token, acme) = server_rt.block_on(async {
         // PostgreSQL in a schema of its own, or SQLite in a temporary file.
-        let schema = match std::env::var("KEYWARD_BENCH_POSTGRES") {
-            Ok(_) => Some(
-                PgSchema::create("kw_bench")
-                    .await
-                    .expect("KEYWARD_TEST_DATABASE_URL"),
-            ),
-            Err(_) => None,
+        let vault = match std::env::var("KEYWARD_BENCH_POSTGRES") {
+            Ok(_) => TestVault::postgres("kw_bench")
+                .await
+                .expect("KEYWARD_TEST_DATABASE_URL"),
+            Err(_) => TestVault::open().await,
         };
-        let location = match &schema {
-            Some(schema) => Location::Url(schema.url()),
-            None => Location::in_data_dir(dir.path()),
-        };
-        let vault = Vault::open(&location, keyring, VaultOptions::default())
-            .await
-            .expect("vault");
+        let server = TestServer::start_on(vault, |s| s).await;
+        let vault = &server.vault;
         let acme = OrgId::new("acme").expect("org");
         vault.create_org(&acme, None, "bench").await.expect("org");
         vault
@@ -80,17 +62,9 @@ fn main() {
             .create_token("bench", Role::Resolver, Some(&acme), None, "bench")
             .await
             .expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(keyward_server::serve(
-            listener,
-            AppState::new(vault.clone()),
-            std::future::pending(),
-        ));
-        (addr, token.expose_secret().to_owned(), vault, acme, schema)
+        (server, token.expose_secret().to_owned(), acme)
     });
+    let (addr, vault) = (server.addr, server.vault.clone());
 
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -153,7 +127,6 @@ fn main() {
             sorted.len(),
         );
     }
-    if let Some(schema) = schema {
-        server_rt.block_on(schema.drop_schema());
-    }
+    // Stopped, its vault closed and its schema (on PostgreSQL) dropped.
+    server_rt.block_on(server.stop());
 }
