@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use keyward_core::credential::{FormatCheck, NewCredential};
 use keyward_core::resolve::ResolveRequest;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultOptions};
-use keyward_testkit::PgSchema;
+use keyward_testkit::{PgSchema, keyring};
 
 fn main() {
     let seconds: u64 = std::env::var("KEYWARD_BENCH_SECONDS")
@@ -36,15 +35,7 @@ fn main() {
             Some(schema) => Location::Url(schema.url()),
             None => Location::in_data_dir(dir.path()),
         };
-        let keyring = Keyring::new(
-            vec![MasterKey::from_bytes(
-                KeyId::new("k1").expect("kid"),
-                &[7; 32],
-            )],
-            "bench",
-        )
-        .expect("keyring");
-        let vault = Vault::open(&location, keyring, VaultOptions::default())
+        let vault = Vault::open(&location, keyring(), VaultOptions::default())
             .await
             .expect("open");
         let org = OrgId::new("acme").expect("org");

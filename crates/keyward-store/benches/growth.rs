@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use keyward_core::OrgId;
 use keyward_core::audit::{Category, EventFilter, NewEvent};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultOptions};
+use keyward_testkit::keyring;
 use secrecy::ExposeSecret as _;
 
 /// This process's resident memory and its peak since the last reset, in KiB.
@@ -35,17 +35,9 @@ fn reset_peak() {
 
 /// A SQLite vault in `dir`.
 async fn open(dir: &std::path::Path) -> Vault {
-    let keyring = Keyring::new(
-        vec![MasterKey::from_bytes(
-            KeyId::new("k1").expect("kid"),
-            &[7; 32],
-        )],
-        "bench",
-    )
-    .expect("keyring");
     Vault::open(
         &Location::in_data_dir(dir),
-        keyring,
+        keyring(),
         VaultOptions::default(),
     )
     .await

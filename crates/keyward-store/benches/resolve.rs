@@ -11,19 +11,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keyward_core::credential::{FormatCheck, NewCredential};
 use keyward_core::resolve::ResolveRequest;
 use keyward_core::{CredentialName, OrgId, PROVIDERS, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultOptions};
-
-fn keyring() -> Keyring {
-    Keyring::new(
-        vec![MasterKey::from_bytes(
-            KeyId::new("k1").expect("valid kid"),
-            &[7; 32],
-        )],
-        "bench",
-    )
-    .expect("one key")
-}
+use keyward_testkit::keyring;
 
 /// A store with 50 organizations, each with a key for every simple provider.
 async fn fill(location: &Location) {

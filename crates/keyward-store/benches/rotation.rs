@@ -6,23 +6,13 @@ use std::time::Instant;
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultOptions};
-
-fn ring(keys: &[(&str, u8)]) -> Keyring {
-    Keyring::new(
-        keys.iter()
-            .map(|(kid, b)| MasterKey::from_bytes(KeyId::new(kid).expect("valid kid"), &[*b; 32]))
-            .collect(),
-        "bench",
-    )
-    .expect("keys")
-}
+use keyward_testkit::keyring_of;
 
 async fn run(n: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = Location::in_data_dir(dir.path());
-    let vault = Vault::open(&location, ring(&[("k1", 1)]), VaultOptions::default())
+    let vault = Vault::open(&location, keyring_of(&[("k1", 1)]), VaultOptions::default())
         .await
         .expect("open");
     let orgs: Vec<OrgId> = (0..100)
@@ -53,7 +43,7 @@ async fn run(n: usize) {
 
     let vault = Vault::open(
         &location,
-        ring(&[("k2", 2), ("k1", 1)]),
+        keyring_of(&[("k2", 2), ("k1", 1)]),
         VaultOptions::default(),
     )
     .await

@@ -8,19 +8,8 @@ use std::time::Instant;
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultOptions};
-
-fn ring() -> Keyring {
-    Keyring::new(
-        vec![MasterKey::from_bytes(
-            KeyId::new("k1").expect("kid"),
-            &[1; 32],
-        )],
-        "bench",
-    )
-    .expect("keys")
-}
+use keyward_testkit::keyring;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -32,7 +21,7 @@ async fn main() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
     let dir = tempfile::tempdir().expect("tempdir");
     let source = Location::in_data_dir(dir.path());
-    let vault = Vault::open(&source, ring(), VaultOptions::default())
+    let vault = Vault::open(&source, keyring(), VaultOptions::default())
         .await
         .expect("open");
     let orgs: Vec<OrgId> = (0..100)
@@ -71,9 +60,13 @@ async fn main() {
         .await
         .expect("schema");
     let url = format!("{base}?options[search_path]={schema}");
-    let target = Vault::open(&Location::Url(url.clone()), ring(), VaultOptions::default())
-        .await
-        .expect("target");
+    let target = Vault::open(
+        &Location::Url(url.clone()),
+        keyring(),
+        VaultOptions::default(),
+    )
+    .await
+    .expect("target");
     let started = Instant::now();
     target
         .restore(std::io::Cursor::new(&snapshot), false)
@@ -82,7 +75,7 @@ async fn main() {
     let write = started.elapsed();
     target.close().await;
     let started = Instant::now();
-    let check = Vault::open(&Location::Url(url), ring(), VaultOptions::default())
+    let check = Vault::open(&Location::Url(url), keyring(), VaultOptions::default())
         .await
         .expect("check");
     let mut again = Vec::new();

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use keyward_core::credential::NewCredential;
 use keyward_core::{CredentialName, OrgId, Provider};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
 use keyward_store::{Location, Vault, VaultError, VaultOptions};
-use keyward_testkit::PgSchema;
+use keyward_testkit::{PgSchema, keyring};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Forwards 127.0.0.1:port to `upstream`; once `armed`, a client packet holding a simple query
@@ -71,13 +70,6 @@ async fn a_commit_cut_off_is_an_unknown_outcome_that_names_the_record() {
         url.split_once('@').unwrap().0,
         rest.replacen('?', "?sslmode=disable&", 1)
     );
-    let keyring = || {
-        Keyring::new(
-            vec![MasterKey::from_bytes(KeyId::new("k1").unwrap(), &[5; 32])],
-            "test",
-        )
-        .unwrap()
-    };
     let vault = Vault::open(&Location::Url(proxied), keyring(), VaultOptions::default())
         .await
         .unwrap();

@@ -16,9 +16,9 @@ use keyward_core::credential::{
 };
 use keyward_core::resolve::{ResolveRequest, Source, Strategy};
 use keyward_core::{CredentialName, OrgId, Provider, VarName};
-use keyward_crypto::{KeyId, Keyring, MasterKey};
+use keyward_crypto::Keyring;
 use keyward_store::{Backend, EnvSource, Location, Vault, VaultError, VaultOptions};
-use keyward_testkit::{PgSchema, contains};
+use keyward_testkit::{PgSchema, contains, keyring_of};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Executor, Row};
 
@@ -81,18 +81,9 @@ impl Db {
     }
 }
 
-fn ring(keys: &[(&str, u8)]) -> Keyring {
-    Keyring::new(
-        keys.iter()
-            .map(|(kid, b)| MasterKey::from_bytes(KeyId::new(kid).unwrap(), &[*b; 32]))
-            .collect(),
-        "test",
-    )
-    .unwrap()
-}
-
+/// The ring most tests open with; the rotation tests add `k2` to it.
 fn k1() -> Keyring {
-    ring(&[("k1", 1)])
+    keyring_of(&[("k1", 1)])
 }
 
 fn org(s: &str) -> OrgId {
@@ -828,7 +819,7 @@ async fn an_update_after_a_rotation_keeps_the_new_wrap(db: Db) {
         .await
         .unwrap();
     v.close().await;
-    let v = db.open(ring(&[("k2", 2), ("k1", 1)])).await;
+    let v = db.open(keyring_of(&[("k2", 2), ("k1", 1)])).await;
     let before = v.get_credential(&c.id).await.unwrap();
     let report = v.rotate_master_key(100, ACTOR, |_| {}).await.unwrap();
     assert_eq!((report.rewrapped, report.remaining), (2, 0));
@@ -859,7 +850,7 @@ async fn an_update_after_a_rotation_keeps_the_new_wrap(db: Db) {
     );
     assert_eq!(v.key_status().await.unwrap().pending_rotation(), 0);
     v.close().await;
-    let v = db.open(ring(&[("k2", 2)])).await;
+    let v = db.open(keyring_of(&[("k2", 2)])).await;
     assert_eq!(
         resolve_key(&v, &req("acme", "openai")).await.unwrap(),
         CANARY_OPENAI
@@ -944,7 +935,7 @@ async fn undecryptable_records_are_listed_and_skipped_never_fatal(db: Db) {
 
     // Opened with the wrong master key: every row is listed as undecryptable, start-up says
     // which key is missing, and audited writes are refused.
-    let wrong = db.open(ring(&[("other", 9)])).await;
+    let wrong = db.open(keyring_of(&[("other", 9)])).await;
     let list = wrong.list_credentials(None, None).await.unwrap();
     assert_eq!(list.len(), 3);
     assert!(
@@ -971,7 +962,7 @@ async fn undecryptable_records_are_listed_and_skipped_never_fatal(db: Db) {
     wrong.close().await;
 
     // Same kid, wrong bytes.
-    let same_kid = db.open(ring(&[("k1", 9)])).await;
+    let same_kid = db.open(keyring_of(&[("k1", 9)])).await;
     let warnings = same_kid.startup_warnings().await.unwrap();
     assert!(
         warnings.iter().any(|w| w.contains("does not open")),
@@ -1286,7 +1277,7 @@ async fn master_key_rotation_is_resumable_and_keeps_everything_readable(db: Db) 
     .unwrap();
     v.close().await;
 
-    let both = || ring(&[("k2", 2), ("k1", 1)]);
+    let both = || keyring_of(&[("k2", 2), ("k1", 1)]);
     let v = db.open(both()).await;
     let status = v.key_status().await.unwrap();
     assert_eq!(status.primary, "k2");
@@ -1339,7 +1330,7 @@ async fn master_key_rotation_is_resumable_and_keeps_everything_readable(db: Db) 
     v.close().await;
 
     // The old key can go now: everything opens with k2 alone, and the audit chain verifies.
-    let v = db.open(ring(&[("k2", 2)])).await;
+    let v = db.open(keyring_of(&[("k2", 2)])).await;
     assert!(v.startup_warnings().await.unwrap().is_empty());
     for (o, name, key) in &keys {
         let mut r = req(o, "openai");
@@ -2238,7 +2229,7 @@ async fn dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end(db: Db
 /// --limit 50`, shows variable creation, update and deletion, master-key rotation and failed
 /// key resolutions; the finer categories still pick out their own.
 async fn the_guides_secret_management_query_shows_every_secret_operation(db: Db) {
-    let v = db.open(ring(&[("k1", 1)])).await;
+    let v = db.open(keyring_of(&[("k1", 1)])).await;
     setup_orgs(&v).await;
     let name = VarName::new("OPENAI_API_KEY_V2").unwrap();
     for value in ["sk-proj-first-0000000000", "sk-proj-second-000000000"] {
@@ -2260,7 +2251,7 @@ async fn the_guides_secret_management_query_shows_every_secret_operation(db: Db)
     r.env_fallback = keyward_core::resolve::EnvFallback::Off;
     assert!(v.resolve(&r, ACTOR).await.is_err());
     v.close().await;
-    let v = db.open(ring(&[("k2", 2), ("k1", 1)])).await;
+    let v = db.open(keyring_of(&[("k2", 2), ("k1", 1)])).await;
     v.rotate_master_key(1000, ACTOR, |_| {}).await.unwrap();
     let shown: Vec<(String, String, String)> = v
         .list_events(&"category=secret_management".parse().unwrap(), 50)
