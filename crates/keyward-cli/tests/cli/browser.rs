@@ -10,7 +10,6 @@
 //! every page it renders is audited by axe-core and a critical or serious violation fails the
 //! test; with `KEYWARD_TEST_REQUIRE_BROWSER=1` the file must be there.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -18,6 +17,9 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use keyward_testkit::{MockProvider, Reply};
+
+use crate::gateway::Server;
 use crate::sandbox::Sandbox;
 
 /// The key planted through the console (its hint is `sk-...WXYZ`).
@@ -140,77 +142,28 @@ impl Drop for Browser {
     }
 }
 
-/// A `keyward serve` of the sandbox, on a port of its own.
-struct Server {
-    child: Child,
-    base: String,
-    admin: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(s: &mut Sandbox) -> Server {
+/// A `keyward serve` of the sandbox under a new master key, on a port of its own (stopped
+/// when dropped), and the admin token it printed.
+fn serve(s: &mut Sandbox) -> (Server, String) {
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    let mut child = s
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut admin = String::new();
-    let base = loop {
-        let line = lines.next().expect("serve printed its address").unwrap();
-        if line.starts_with("kwt_") {
-            admin = line.clone();
-        }
-        if let Some(addr) = line.strip_prefix("keyward listening on ") {
-            break addr.to_owned();
-        }
-    };
-    assert!(!admin.is_empty(), "serve printed an admin token");
-    // Keep reading: a server whose output goes nowhere stops (as `keyward` does into a closed
-    // pipe).
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base, admin }
+    let server = Server::start(s, &[], &[]);
+    let admin = server.admin.clone().expect("serve printed an admin token");
+    (server, admin)
 }
 
 /// A provider on 127.0.0.1 that knows one key, and a page of another site that posts a form
-/// to the console (a cross-site request forgery).
-async fn provider_and_attacker(console: &str, target: &str) -> String {
-    use axum::routing::get;
+/// to the console (a cross-site request forgery): the mock, and its address as another site
+/// than the console's 127.0.0.1.
+async fn provider_and_attacker(console: &str, target: &str) -> (MockProvider, String) {
     let form = format!(
         "<!doctype html><form id=f method=post action=\"{console}/ui/credentials/{target}/deactivate\"></form>\
          <script>document.getElementById('f').submit()</script>"
     );
-    let app = axum::Router::new()
-        .route(
-            "/v1/models",
-            get(|headers: axum::http::HeaderMap| async move {
-                let ok = headers.get("authorization").and_then(|v| v.to_str().ok())
-                    == Some(&format!("Bearer {CANARY}"));
-                if ok {
-                    (axum::http::StatusCode::OK, "{\"data\":[]}")
-                } else {
-                    (axum::http::StatusCode::UNAUTHORIZED, "{}")
-                }
-            }),
-        )
-        .route(
-            "/evil",
-            get(move || async move { axum::response::Html(form.clone()) }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    // Another site than the console's 127.0.0.1.
-    format!("http://localhost:{}", addr.port())
+    let mock = MockProvider::builder().key(CANARY).start().await;
+    mock.on_path("/evil", Reply::ok().html(form));
+    let site = format!("http://localhost:{}", mock.addr().port());
+    (mock, site)
 }
 
 /// The console as one person sees it: a browser, and the pages it has rendered.
@@ -424,7 +377,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         s.cleanup().await;
         return;
     };
-    let server = serve(&mut s);
+    let (server, admin) = serve(&mut s);
     s.ok(&["org", "create", "acme"]);
     s.ok(&["org", "create", "globex"]);
     s.ok_with(
@@ -449,7 +402,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         .to_owned();
     let mut me = Person {
         b: &browser,
-        base: server.base.clone(),
+        base: server.url.clone(),
         shots: std::env::var_os("KEYWARD_SCREENSHOT_DIR").map(PathBuf::from),
         pages: 0,
     };
@@ -458,7 +411,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     me.go("/ui/credentials").await;
     me.on("/ui/login").await;
     me.screenshot("login").await;
-    me.sign_in(&server.admin).await;
+    me.sign_in(&admin).await;
     assert!(me.body().await.contains("Provider Credentials"));
 
     // Add Provider Credential, as the guide shows: first a key in the wrong format.
@@ -479,7 +432,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(me.value("#credential-form input[name=org]").await, "acme");
-    let mock = provider_and_attacker(&server.base, "pending").await;
+    let (_provider, mock) = provider_and_attacker(&server.url, "pending").await;
     me.type_in("#name", "openai-prod").await;
     me.type_in("#api_key", "not-an-openai-key-at-all").await;
     me.type_in("#base_url", &format!("{mock}/v1")).await;
@@ -540,7 +493,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     let http = reqwest::Client::new();
     for _ in 0..3 {
         let resp = http
-            .get(format!("{}/gateway/openai/models", server.base))
+            .get(format!("{}/gateway/openai/models", server.url))
             .bearer_auth(&gateway_token)
             .send()
             .await
@@ -581,7 +534,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     me.submit("#confirm button.danger").await;
     assert_eq!(me.text(&format!("{token_row} .badge")).await, "revoked");
     let resp = http
-        .get(format!("{}/gateway/openai/models", server.base))
+        .get(format!("{}/gateway/openai/models", server.url))
         .bearer_auth(&gateway_token)
         .send()
         .await
@@ -670,7 +623,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     );
 
     // A form from another site is refused, and changes nothing.
-    let attack = provider_and_attacker(&server.base, &id).await;
+    let (_attacker, attack) = provider_and_attacker(&server.url, &id).await;
     me.c().goto(&format!("{attack}/evil")).await.unwrap();
     for _ in 0..100 {
         if me
@@ -679,7 +632,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
             .await
             .unwrap()
             .as_str()
-            .starts_with(&server.base)
+            .starts_with(&server.url)
         {
             break;
         }
@@ -758,7 +711,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         .value()
         .to_owned();
     let cookie = format!("kw_session={cookie}");
-    let url = format!("{}/ui/credentials", server.base);
+    let url = format!("{}/ui/credentials", server.url);
     assert_eq!(status_with_cookie(&url, &cookie).await, 200);
     me.sign_out().await;
     assert_eq!(status_with_cookie(&url, &cookie).await, 303);
@@ -793,14 +746,14 @@ async fn a_first_run_and_five_hundred_credentials_in_chromium() {
     let Some(browser) = Browser::start().await else {
         return;
     };
-    let server = serve(&mut s);
+    let (server, admin) = serve(&mut s);
     let mut me = Person {
         b: &browser,
-        base: server.base.clone(),
+        base: server.url.clone(),
         shots: std::env::var_os("KEYWARD_SCREENSHOT_DIR").map(PathBuf::from),
         pages: 0,
     };
-    me.sign_in(&server.admin).await;
+    me.sign_in(&admin).await;
     me.go("/ui/credentials/new").await;
     let page = me.body().await;
     assert!(page.contains("There is no organization yet"), "{page}");

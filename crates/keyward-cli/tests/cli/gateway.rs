@@ -3,76 +3,25 @@
 //! with SIGHUP and `keyward gateway reload`, and the OpenAI Python SDK pointed at the gateway.
 
 use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
+use keyward_testkit::MockProvider;
 use serde_json::{Value, json};
 
 use crate::sandbox::Sandbox;
 
-/// The `Authorization` headers the mock provider received.
-type Seen = Arc<Mutex<Vec<String>>>;
-
-/// An OpenAI-compatible provider: chat completions, streamed or not, in the shapes the
-/// official SDKs parse.
-async fn mock_openai() -> (SocketAddr, Seen) {
-    use axum::routing::post;
-    let seen: Seen = Arc::default();
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(
-                |State(seen): State<Seen>, headers: HeaderMap, body: String| async move {
-                    let auth = headers
-                        .get("authorization")
-                        .map(|v| v.to_str().unwrap().to_owned())
-                        .unwrap_or_default();
-                    seen.lock().unwrap().push(auth);
-                    let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                    let chunk = |delta: Value, finish: Value| {
-                        format!(
-                            "data: {}\n\n",
-                            json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
-                                   "model": req["model"], "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-                        )
-                    };
-                    if req["stream"] == true {
-                        let events = [
-                            chunk(json!({"role": "assistant", "content": "Hel"}), Value::Null),
-                            chunk(json!({"content": "lo"}), Value::Null),
-                            chunk(json!({}), json!("stop")),
-                            "data: [DONE]\n\n".to_owned(),
-                        ];
-                        let stream = futures_util::stream::iter(
-                            events.map(Ok::<_, std::io::Error>),
-                        );
-                        return ([("content-type", "text/event-stream")], Body::from_stream(stream))
-                            .into_response();
-                    }
-                    axum::Json(json!({
-                        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": req["model"],
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    }))
-                    .into_response()
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
+/// The `Authorization` header of the last request `mock` received.
+fn last_auth(mock: &MockProvider) -> String {
+    mock.last()
+        .header("authorization")
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A running `keyward serve`: its address, the admin token it printed (first start only), and
-/// everything it prints from then on.
+/// everything it prints from then on. The gateway, OpenAPI and browser suites start theirs so.
 pub(crate) struct Server {
     child: Child,
     pub(crate) url: String,
@@ -158,6 +107,14 @@ impl Server {
     }
 }
 
+/// A server the test did not stop (it failed, or had no use for the log) is killed.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `check` every 20 ms for at most 10 s; returns how long it took to come true.
 async fn within_10s(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
     let start = Instant::now();
@@ -221,7 +178,8 @@ async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
     };
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    let (upstream, seen) = mock_openai().await;
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
     // Cached keys would live an hour: only a notification can make a replica drop one.
     let long_cache = [("KEYWARD_CACHE_TTL", "1h")];
     let a = Server::start(&s, &[], &long_cache);
@@ -269,10 +227,7 @@ async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
     // Replica B serves the key (and now holds it in its cache).
     let (st, served, _) = chat(&b.url, "openai", &token).await;
     assert_eq!((st, served.as_deref()), (200, Some(id.as_str())));
-    assert_eq!(
-        seen.lock().unwrap().last().unwrap(),
-        "Bearer sk-proj-REPLICA-first-0123456789"
-    );
+    assert_eq!(last_auth(&mock), "Bearer sk-proj-REPLICA-first-0123456789");
 
     // Rotated through A: B sends the new key.
     let (st, body) = api(
@@ -286,7 +241,7 @@ async fn two_replicas_on_postgres_stop_using_a_changed_key_at_once() {
     assert_eq!(st, 200, "{body}");
     let took = within_10s("B sends the rotated key", async || {
         chat(&b.url, "openai", &token).await.0 == 200
-            && seen.lock().unwrap().last().unwrap() == "Bearer sk-proj-REPLICA-second-012345678"
+            && last_auth(&mock) == "Bearer sk-proj-REPLICA-second-012345678"
     })
     .await;
     eprintln!("rotation seen by the other replica after {took:?}");
@@ -369,7 +324,8 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
     let mut s = Sandbox::sqlite();
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    let (upstream, seen) = mock_openai().await;
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
     s.ok(&["org", "create", "acme"]);
     let token = s
         .ok(&["gateway-token", "create", "--org", "acme", "--name", "app"])
@@ -429,7 +385,7 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
     let (st, _, body) = chat(&server.url, "t/primary", &token).await;
     assert_eq!(st, 200, "{body}");
     assert_eq!(
-        seen.lock().unwrap().last().unwrap(),
+        last_auth(&mock),
         "Bearer sk-proj-TARGETKEY-0123456789abcdef"
     );
 
@@ -584,7 +540,8 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
     let mut s = Sandbox::sqlite();
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    let (upstream, seen) = mock_openai().await;
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
     let server = Server::start(&s, &[], &[]);
     let admin = server.admin.clone().unwrap();
     // From here on, the README's steps: the CLI talks to the server with the admin token.
@@ -646,8 +603,13 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
     };
     let out = sdk(&s, "0");
     assert_eq!(out, "completion: Hello\nstreamed: Hello\n");
+    let seen: Vec<String> = mock
+        .received()
+        .iter()
+        .map(|r| r.header("authorization").unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(
-        *seen.lock().unwrap(),
+        seen,
         [
             "Bearer sk-local-SDKKEY-0123456789",
             "Bearer sk-local-SDKKEY-0123456789"
@@ -699,53 +661,6 @@ async fn the_openai_python_sdk_works_through_the_gateway_as_the_readme_shows() {
     assert!(!log.contains("SDKKEY") && !log.contains(&gw));
 }
 
-/// An Anthropic-shaped provider: `/v1/messages`, plain and streamed (the SDK's event types).
-/// It answers only to the organization's key and an `anthropic-version` header.
-async fn mock_anthropic(key: &'static str) -> SocketAddr {
-    use axum::routing::post;
-    let app = axum::Router::new().route(
-        "/v1/messages",
-        post(move |headers: HeaderMap, body: String| async move {
-            let ok = headers.get("x-api-key").is_some_and(|v| v == key)
-                && headers.contains_key("anthropic-version")
-                && !headers.contains_key("authorization");
-            if !ok {
-                return (
-                    axum::http::StatusCode::UNAUTHORIZED,
-                    axum::Json(json!({"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})),
-                )
-                    .into_response();
-            }
-            let req: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-            let message = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": req["model"],
-                "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": 1, "output_tokens": 1}});
-            if req["stream"] == true {
-                let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-                let events = [
-                    event("message_start", json!({"type": "message_start", "message": message})),
-                    event("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-                    event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}})),
-                    event("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}})),
-                    event("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-                    event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}})),
-                    event("message_stop", json!({"type": "message_stop"})),
-                ];
-                let stream = futures_util::stream::iter(events.map(Ok::<_, std::io::Error>));
-                return ([("content-type", "text/event-stream")], Body::from_stream(stream)).into_response();
-            }
-            let mut full = message;
-            full["content"] = json!([{"type": "text", "text": "Hello"}]);
-            full["stop_reason"] = json!("end_turn");
-            axum::Json(full).into_response()
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
 const ANTHROPIC_SCRIPT: &str = r#"
 import os
 from anthropic import Anthropic
@@ -766,7 +681,10 @@ async fn the_anthropic_python_sdk_works_through_the_gateway() {
     let mut s = Sandbox::sqlite();
     let master = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), master);
-    let upstream = mock_anthropic(KEY).await;
+    // Anthropic's shape, plain and streamed (the SDK's event types); it answers only to the
+    // organization's key (and, as Anthropic does, only with an `anthropic-version` header).
+    let mock = MockProvider::builder().key(KEY).start().await;
+    let upstream = mock.addr();
     s.ok(&["org", "create", "acme"]);
     s.ok_with(
         &[
@@ -815,6 +733,15 @@ async fn the_anthropic_python_sdk_works_through_the_gateway() {
         String::from_utf8(out.stdout).unwrap(),
         "message: Hello\nstreamed: Hello\n"
     );
+    let received = mock.received();
+    assert_eq!(received.len(), 2, "a message and a stream");
+    for r in &received {
+        assert_eq!(r.key(), Some(KEY));
+        assert!(
+            r.header("authorization").is_none(),
+            "the key goes as x-api-key alone: {r:?}"
+        );
+    }
     let log = server.stop();
     assert!(!log.contains("SDKKEY") && !log.contains(&gw));
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use keyward_testkit::{MockProvider, Reply};
+
 use crate::sandbox::Sandbox;
 
 const OPENAI: &str = "sk-proj-RUNCANARY0123456789abcdWXYZ";
@@ -446,85 +448,33 @@ fn env_prints_dotenv_shell_and_json_and_is_audited() {
     );
 }
 
-/// A mock provider on 127.0.0.1: OpenAI-, Anthropic- and Gemini-style model listings that
-/// accept one key, and a rate-limited route.
-async fn mock_provider() -> (String, tokio::task::JoinHandle<()>) {
-    use axum::http::{HeaderMap, StatusCode};
-    use axum::routing::get;
-    const GOOD: &str = "sk-ant-api03-good-0123456789";
-    fn check(headers: &HeaderMap, name: &str, want: &str) -> StatusCode {
-        match headers.get(name).and_then(|v| v.to_str().ok()) {
-            Some(v) if v == want => StatusCode::OK,
-            Some(_) => StatusCode::UNAUTHORIZED,
-            None => StatusCode::FORBIDDEN,
-        }
-    }
-    let app = axum::Router::new()
-        .route(
-            "/openai/v1/models",
-            get(|h: HeaderMap| async move {
-                check(&h, "authorization", "Bearer sk-good-0123456789abcdef")
-            }),
-        )
-        .route(
-            "/anthropic/v1/models",
-            get(|h: HeaderMap| async move {
-                if h.get("anthropic-version").is_none() {
-                    return StatusCode::BAD_REQUEST;
-                }
-                check(&h, "x-api-key", GOOD)
-            }),
-        )
-        .route(
-            "/gemini/v1beta/models",
-            get(|h: HeaderMap| async move {
-                check(
-                    &h,
-                    "x-goog-api-key",
-                    "AIza-good-0123456789abcdefghijklmnopqrs",
-                )
-            }),
-        )
-        .route(
-            "/busy/v1/models",
-            get(|| async { StatusCode::TOO_MANY_REQUESTS }),
-        )
-        .route(
-            "/moved/v1/models",
-            get(|| async { (StatusCode::FOUND, [("location", "/stolen")]) }),
-        )
-        .route(
-            "/stolen",
-            get(|h: HeaderMap| async move {
-                // Reaching here with a key would mean a redirect was followed.
-                assert!(h.get("x-api-key").is_none() && h.get("authorization").is_none());
-                StatusCode::OK
-            }),
-        )
-        .route(
-            "/gemini400/v1beta/models",
-            get(|| async { StatusCode::BAD_REQUEST }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (format!("http://{addr}"), server)
+/// A mock provider on 127.0.0.1: OpenAI-, Anthropic- and Gemini-style model listings (each
+/// under a prefix of its own) that accept one key each, a rate-limited route, a redirect, and a
+/// Gemini-style 400.
+async fn mock_provider() -> MockProvider {
+    let mock = MockProvider::builder()
+        .key("sk-good-0123456789abcdef")
+        .key("sk-ant-api03-good-0123456789")
+        .key("AIza-good-0123456789abcdefghijklmnopqrs")
+        .start()
+        .await;
+    mock.on_path("/busy", Reply::status(429));
+    mock.on_path("/moved", Reply::status(302).header("location", "/stolen"));
+    mock.on_path("/stolen", Reply::ok());
+    mock.on_path("/gemini400", Reply::status(400));
+    mock
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
-    let (base, server) = mock_provider().await;
+    let mock = mock_provider().await;
+    let base = mock.url();
     let mut s = Sandbox::sqlite();
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
     s.ok(&["org", "create", "acme"]);
     // A port nothing listens on: bind, note, close.
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = keyward_testkit::closed_addr();
     let cases = [
         (
             "openai",
@@ -636,7 +586,39 @@ async fn cred_test_reports_ok_rejected_rate_limited_and_unreachable() {
         .collect();
     assert_eq!(outcomes.len(), 9);
     assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 3);
-    server.abort();
+    // Each test asked the listing its provider has, with the key where that provider takes it.
+    for (prefix, path, key) in [
+        ("/openai", "/openai/v1/models", "sk-good-0123456789abcdef"),
+        (
+            "/anthropic",
+            "/anthropic/v1/models",
+            "sk-ant-api03-good-0123456789",
+        ),
+        (
+            "/gemini",
+            "/gemini/v1beta/models",
+            "AIza-good-0123456789abcdefghijklmnopqrs",
+        ),
+    ] {
+        let asked = mock.received_on(prefix);
+        assert!(
+            asked.iter().all(|r| r.method == "GET" && r.path == path),
+            "{asked:?}"
+        );
+        assert!(
+            asked.iter().any(|r| r.key() == Some(key)),
+            "{prefix}: {asked:?}"
+        );
+    }
+    // A redirect was not followed: nothing with a key reached where it pointed.
+    assert!(
+        mock.received_on("/stolen").iter().all(|r| {
+            r.header("x-api-key").is_none()
+                && r.header("authorization").is_none()
+                && r.header("x-goog-api-key").is_none()
+        }),
+        "a key followed the redirect"
+    );
 }
 
 #[test]
