@@ -301,6 +301,7 @@ pub struct MockBuilder {
     keys: Vec<String>,
     unrecorded: bool,
     stream_pause: Duration,
+    addr: Option<SocketAddr>,
 }
 
 impl MockBuilder {
@@ -324,11 +325,19 @@ impl MockBuilder {
         self
     }
 
-    /// Starts the mock on a free port of 127.0.0.1, on the current runtime.
+    /// Listens on `addr` instead of a free port of 127.0.0.1 (a mock run as a program of its
+    /// own, for benchmarks of other processes).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.addr = Some(addr);
+        self
+    }
+
+    /// Starts the mock on a free port of 127.0.0.1 (or the address given to
+    /// [`MockBuilder::bind`]), on the current runtime.
     ///
     /// # Panics
     ///
-    /// When no port can be had.
+    /// When the address cannot be had.
     pub async fn start(self) -> MockProvider {
         // The clients a test builds next (reqwest without a default TLS provider) need one.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -345,9 +354,13 @@ impl MockBuilder {
         let app = axum::Router::new()
             .fallback(answer)
             .with_state(inner.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let addr = inner
+            .options
+            .addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(addr)
             .await
-            .unwrap_or_else(|e| panic!("the mock provider cannot bind: {e}"));
+            .unwrap_or_else(|e| panic!("the mock provider cannot bind {addr}: {e}"));
         let addr = listener
             .local_addr()
             .unwrap_or_else(|e| panic!("the mock provider has no address: {e}"));
