@@ -24,6 +24,11 @@ async fn status_and_json(resp: reqwest::Response) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Sends `req`; its status and JSON body (`Null` when there is none).
+async fn call(req: reqwest::RequestBuilder) -> (u16, Value) {
+    status_and_json(req.send().await.unwrap()).await
+}
+
 #[tokio::test]
 async fn it_answers_in_each_providers_shape_and_records_every_request() {
     let mock = MockProvider::start().await;
@@ -31,14 +36,11 @@ async fn it_answers_in_each_providers_shape_and_records_every_request() {
     let c = client();
 
     // OpenAI: a completion naming the model asked for, and a model list.
-    let (st, body) = status_and_json(
+    let (st, body) = call(
         c.post(format!("{url}/v1/chat/completions?trace=1"))
             .bearer_auth("sk-openai")
             .header("x-extra", "kept")
-            .json(&json!({"model": "gpt-x", "messages": []}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"model": "gpt-x", "messages": []})),
     )
     .await;
     assert_eq!(st, 200);
@@ -55,18 +57,15 @@ async fn it_answers_in_each_providers_shape_and_records_every_request() {
     assert_eq!(seen.json()["model"], "gpt-x");
     assert_eq!(seen.shape(), Shape::OpenAi);
     assert_eq!(seen.key(), Some("sk-openai"));
-    let (st, body) = status_and_json(c.get(format!("{url}/v1/models")).send().await.unwrap()).await;
+    let (st, body) = call(c.get(format!("{url}/v1/models"))).await;
     assert_eq!((st, body["object"].as_str()), (200, Some("list")));
 
     // Anthropic: a message; without `anthropic-version`, 400 in its shape.
-    let (st, body) = status_and_json(
+    let (st, body) = call(
         c.post(format!("{url}/v1/messages"))
             .header("x-api-key", "sk-ant")
             .header("anthropic-version", "2023-06-01")
-            .json(&json!({"model": "claude-y", "max_tokens": 1, "messages": []}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"model": "claude-y", "max_tokens": 1, "messages": []})),
     )
     .await;
     assert_eq!(st, 200);
@@ -75,26 +74,20 @@ async fn it_answers_in_each_providers_shape_and_records_every_request() {
         (&json!("message"), &json!("claude-y"), &json!("Hello"))
     );
     assert_eq!(mock.last().key(), Some("sk-ant"));
-    let (st, body) = status_and_json(
+    let (st, body) = call(
         c.get(format!("{url}/v1/models"))
-            .header("x-api-key", "sk-ant")
-            .send()
-            .await
-            .unwrap(),
+            .header("x-api-key", "sk-ant"),
     )
     .await;
     assert_eq!(st, 400);
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
     // Gemini: generateContent, the key in a header or the query.
-    let (st, body) = status_and_json(
+    let (st, body) = call(
         c.post(format!(
             "{url}/v1beta/models/gemini-z:generateContent?key=AIza-q"
         ))
-        .json(&json!({"contents": []}))
-        .send()
-        .await
-        .unwrap(),
+        .json(&json!({"contents": []})),
     )
     .await;
     assert_eq!(st, 200);
@@ -107,12 +100,9 @@ async fn it_answers_in_each_providers_shape_and_records_every_request() {
         (mock.last().shape(), mock.last().key()),
         (Shape::Gemini, Some("AIza-q"))
     );
-    let (st, body) = status_and_json(
+    let (st, body) = call(
         c.get(format!("{url}/v1beta/models"))
-            .header("x-goog-api-key", "AIza-h")
-            .send()
-            .await
-            .unwrap(),
+            .header("x-goog-api-key", "AIza-h"),
     )
     .await;
     assert_eq!(
@@ -122,13 +112,10 @@ async fn it_answers_in_each_providers_shape_and_records_every_request() {
 
     // Azure: the deployment's path with api-version; without it, 404 in its shape.
     let azure = format!("{url}/openai/deployments/dep-1/chat/completions");
-    let (st, body) = status_and_json(
+    let (st, body) = call(
         c.post(format!("{azure}?api-version=2024-10-21"))
             .header("api-key", "azure-key")
-            .json(&json!({"messages": []}))
-            .send()
-            .await
-            .unwrap(),
+            .json(&json!({"messages": []})),
     )
     .await;
     assert_eq!((st, body["model"].as_str()), (200, Some("dep-1")));
@@ -136,14 +123,7 @@ async fn it_answers_in_each_providers_shape_and_records_every_request() {
         (mock.last().shape(), mock.last().key()),
         (Shape::Azure, Some("azure-key"))
     );
-    let (st, body) = status_and_json(
-        c.post(&azure)
-            .header("api-key", "azure-key")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (st, body) = call(c.post(&azure).header("api-key", "azure-key")).await;
     assert_eq!((st, body["error"]["code"].as_str()), (404, Some("404")));
 
     // Anything else: 200 and an empty object, whatever the method.
@@ -237,25 +217,23 @@ async fn scripts_answer_in_order_by_path_and_by_key_and_keys_it_does_not_know_ge
         (401, "quoted".to_owned())
     );
     // The other shapes' refusals.
-    let resp = client()
-        .post(format!("{url}/v1/messages"))
-        .header("x-api-key", "sk-unknown")
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap();
-    let (st, body) = status_and_json(resp).await;
+    let (st, body) = call(
+        client()
+            .post(format!("{url}/v1/messages"))
+            .header("x-api-key", "sk-unknown")
+            .header("anthropic-version", "2023-06-01"),
+    )
+    .await;
     assert_eq!(
         (st, body["error"]["type"].as_str()),
         (401, Some("authentication_error"))
     );
-    let resp = client()
-        .get(format!("{url}/v1beta/models"))
-        .header("x-goog-api-key", "AIza-unknown")
-        .send()
-        .await
-        .unwrap();
-    let (st, body) = status_and_json(resp).await;
+    let (st, body) = call(
+        client()
+            .get(format!("{url}/v1beta/models"))
+            .header("x-goog-api-key", "AIza-unknown"),
+    )
+    .await;
     assert_eq!(
         (st, body["error"]["status"].as_str()),
         (401, Some("UNAUTHENTICATED"))
