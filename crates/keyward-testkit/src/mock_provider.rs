@@ -385,8 +385,9 @@ struct Inner {
     received: Mutex<Vec<Received>>,
     hits: AtomicUsize,
     plan: Mutex<VecDeque<Reply>>,
-    paths: Mutex<Vec<(String, Reply)>>,
-    keys: Mutex<Vec<(String, Reply)>>,
+    /// Shared, not copied per request: a bench's mock answers from here at full speed.
+    paths: Mutex<Vec<(String, Arc<Reply>)>>,
+    keys: Mutex<Vec<(String, Arc<Reply>)>>,
     release: Notify,
     streams_dropped: AtomicUsize,
 }
@@ -442,12 +443,12 @@ impl MockProvider {
 
     /// Every request to `path` or below it gets `reply` (the longest such path's, if several).
     pub fn on_path(&self, path: &str, reply: Reply) {
-        lock(&self.inner.paths).push((path.to_owned(), reply));
+        lock(&self.inner.paths).push((path.to_owned(), Arc::new(reply)));
     }
 
     /// Every request carrying `key` (where its API takes it) gets `reply`.
     pub fn on_key(&self, key: &str, reply: Reply) {
-        lock(&self.inner.keys).push((key.to_owned(), reply));
+        lock(&self.inner.keys).push((key.to_owned(), Arc::new(reply)));
     }
 
     /// Lets a stream held by [`Reply::hold_after`] go on (or the next one to reach its hold).
@@ -508,12 +509,12 @@ impl Drop for MockProvider {
 
 impl Inner {
     /// The scripted answer for `r`, if any: by path, by key, or the next in the plan.
-    fn scripted(&self, r: &Received) -> Option<Reply> {
+    fn scripted(&self, r: &Received) -> Option<Arc<Reply>> {
         let by_path = lock(&self.paths)
             .iter()
             .filter(|(p, _)| under(&r.path, p))
             .max_by_key(|(p, _)| p.len())
-            .map(|(_, reply)| reply.clone());
+            .map(|(_, reply)| Arc::clone(reply));
         if by_path.is_some() {
             return by_path;
         }
@@ -521,7 +522,7 @@ impl Inner {
             let by_key = lock(&self.keys)
                 .iter()
                 .find(|(k, _)| k == key)
-                .map(|(_, reply)| reply.clone());
+                .map(|(_, reply)| Arc::clone(reply));
             if by_key.is_some() {
                 return by_key;
             }
@@ -573,12 +574,15 @@ async fn answer(State(inner): State<Arc<Inner>>, req: Request) -> Response {
     if !inner.options.unrecorded {
         lock(&inner.received).push(received.clone());
     }
-    let reply = inner
-        .scripted(&received)
-        .or_else(|| inner.refusal(&received))
-        .or_else(|| lock(&inner.plan).pop_front())
-        .unwrap_or_else(|| Reply::ok().pause(inner.options.stream_pause));
-    send(reply, &received, &inner).await
+    let reply = inner.scripted(&received).unwrap_or_else(|| {
+        Arc::new(
+            inner
+                .refusal(&received)
+                .or_else(|| lock(&inner.plan).pop_front())
+                .unwrap_or_else(|| Reply::ok().pause(inner.options.stream_pause)),
+        )
+    });
+    send(&reply, &received, &inner).await
 }
 
 fn respond_plain(status: StatusCode, text: &'static str) -> Response {
@@ -587,13 +591,13 @@ fn respond_plain(status: StatusCode, text: &'static str) -> Response {
     resp
 }
 
-async fn send(reply: Reply, r: &Received, inner: &Arc<Inner>) -> Response {
+async fn send(reply: &Reply, r: &Received, inner: &Arc<Inner>) -> Response {
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
     let status = reply.status;
-    let (content_type, payload) = match reply.body {
-        Some(p) => (None, p),
+    let (content_type, payload) = match &reply.body {
+        Some(p) => (None, p.clone()),
         None if status.is_success() => {
             let (ct, p) = usual(r);
             (Some(ct), p)
@@ -630,11 +634,11 @@ async fn send(reply: Reply, r: &Received, inner: &Arc<Inner>) -> Response {
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     }
-    for (name, value) in reply.headers {
+    for (name, value) in &reply.headers {
         if name == header::CONTENT_TYPE {
-            resp.headers_mut().insert(name, value);
+            resp.headers_mut().insert(name, value.clone());
         } else {
-            resp.headers_mut().append(name, value);
+            resp.headers_mut().append(name, value.clone());
         }
     }
     resp
