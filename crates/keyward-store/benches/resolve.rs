@@ -14,7 +14,7 @@ use keyward_core::{CredentialName, OrgId, PROVIDERS, Provider};
 use keyward_store::{Location, Vault, VaultOptions};
 use keyward_testkit::keyring;
 
-/// A store with 50 organizations, each with a key for every simple provider.
+/// A store with 50 organizations, each with a key for every provider that needs no field.
 async fn fill(location: &Location) {
     let vault = Vault::open(location, keyring(), VaultOptions::default())
         .await
@@ -23,7 +23,10 @@ async fn fill(location: &Location) {
     for o in 0..50 {
         let org = OrgId::new(&format!("org-{o}")).expect("valid org");
         vault.create_org(&org, None, "bench").await.expect("org");
-        for p in PROVIDERS.iter().filter(|p| p.public_fields.is_empty()) {
+        for p in PROVIDERS
+            .iter()
+            .filter(|p| p.public_fields.iter().all(|f| !f.required))
+        {
             batch.push(NewCredential {
                 format_check: FormatCheck::Skip,
                 ..NewCredential::new(
