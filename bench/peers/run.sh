@@ -207,9 +207,9 @@ PY
 
 build_binaries() {
   if [[ -z "${KEYWARD_BIN:-}" ]]; then
-    log "building keyward (cargo build --release -p keyward --bin keyward)"
-    (cd "$REPO" && cargo build --release -p keyward --bin keyward)
-    KEYWARD_BIN="$REPO/target/release/keyward"
+    log "building keyward (cargo build --release -p keyward-cli --bin keyward)"
+    (cd "$REPO" && cargo build --release -p keyward-cli --bin keyward)
+    KEYWARD_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/keyward"
     KW_SOURCE="built by this run"
   else
     KW_SOURCE="KEYWARD_BIN=$KEYWARD_BIN"
@@ -217,7 +217,7 @@ build_binaries() {
   if [[ -z "${MOCK_BIN:-}" ]]; then
     log "building the mock upstream (cargo build --release -p keyward-server --example mock_provider)"
     (cd "$REPO" && cargo build --release -p keyward-server --example mock_provider)
-    MOCK_BIN="$REPO/target/release/examples/mock_provider"
+    MOCK_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/examples/mock_provider"
   fi
   [[ -x "$KEYWARD_BIN" ]] || die "KEYWARD_BIN is not an executable: $KEYWARD_BIN"
   [[ -x "$MOCK_BIN" ]] || die "MOCK_BIN is not an executable: $MOCK_BIN"

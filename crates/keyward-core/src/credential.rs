@@ -233,6 +233,9 @@ fn check_service_account(value: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
+/// The hint of a credential stored without a key (a local Ollama): there is nothing to mask.
+pub const NO_KEY_HINT: &str = "(no key)";
+
 /// The masked form of a secret, computed when it is written so that listing never decrypts:
 /// a recognisable prefix and the last four characters (`sk-...wxyz`). Shorter keys reveal less.
 pub fn key_hint(provider: &Provider, secret: &SecretString) -> String {

@@ -445,3 +445,74 @@ async fn every_operation_answers_alike_through_the_api_and_the_console() {
     );
     assert_eq!(table.len(), callers.len() * OPS.len() * 2);
 }
+
+/// Moving a stored key takes the key; a credential with no key (a local Ollama) has nothing to
+/// move, and clearing a base URL sends the key back to the provider's own address: both pass,
+/// through the API's `PATCH` and the admin guide's `PUT` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_stored_key_needs_the_key_to_move() {
+    let c = TestServer::start(|s| s).await;
+    let acme = OrgId::new("acme").unwrap();
+    c.vault.create_org(&acme, None, "test").await.unwrap();
+    let (admin, _) = c.token(Role::Admin, None).await;
+    let mut ollama = NewCredential::new(
+        acme.clone(),
+        Provider::get("ollama").unwrap(),
+        CredentialName::new("local").unwrap(),
+        None,
+    );
+    ollama
+        .fields
+        .insert("base_url".into(), "http://127.0.0.1:11434".into());
+    let ollama = c.vault.add_credential(ollama, "test").await.unwrap();
+    let openai = fixture(&c, "acme").await.credential;
+    let moved = |to: &str| json!({ "fields": { "base_url": to } });
+    let status = |r: Response| r.status().as_u16();
+    let patch = |id: String, body| {
+        let c = &c;
+        let admin = &admin;
+        async move {
+            c.api(
+                Method::PATCH,
+                &format!("/api/v1/credentials/{id}"),
+                admin,
+                Some(body),
+            )
+            .await
+        }
+    };
+    let put = |id: String, base: &'static str| {
+        let c = &c;
+        let admin = &admin;
+        async move {
+            c.api(
+                Method::PUT,
+                &format!("/api/provider-credentials/{id}"),
+                admin,
+                Some(json!({ "api_base": base })),
+            )
+            .await
+        }
+    };
+    let id = ollama.id.to_string();
+    assert_eq!(
+        status(patch(id.clone(), moved("http://127.0.0.1:11435")).await),
+        200
+    );
+    assert_eq!(status(put(id, "http://127.0.0.1:11436").await), 200);
+    assert_eq!(
+        status(patch(openai.clone(), moved("https://elsewhere.example/v1")).await),
+        422
+    );
+    assert_eq!(
+        status(put(openai.clone(), "https://elsewhere.example/v1").await),
+        422
+    );
+    assert_eq!(
+        status(patch(openai.clone(), moved("")).await),
+        200,
+        "cleared"
+    );
+    let with_key = json!({ "api_key": KEY, "fields": { "base_url": "https://proxy.example/v1" } });
+    assert_eq!(status(patch(openai, with_key).await), 200);
+}

@@ -176,8 +176,28 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
         None => EnvMap::new(),
     };
 
-    // Variables from env files (later files win), then references wherever they are.
-    let from_files = keyward::dotenv::read_all(&args.env_file)?;
+    // Variables from env files (later files win), then references wherever they are. No file
+    // hands the command Keyward's own secret settings, nor a master key under another name.
+    let mut from_files = keyward::dotenv::read_all(&args.env_file)?;
+    from_files.retain(|(name, value)| {
+        let own = keyward_core::env::WITHHELD.contains(&name.as_str());
+        let master_key = match keys {
+            Keys::Local(k) => k.vault().holds_master_key(value),
+            Keys::Remote(_) => false,
+        };
+        if own || master_key {
+            eprintln!(
+                "warning: the env file's {} is not handed to the command ({})",
+                keyward_core::secret_like::shown_name(name),
+                if own {
+                    "one of Keyward's own settings"
+                } else {
+                    "it holds Keyward's master key"
+                }
+            );
+        }
+        !(own || master_key)
+    });
     let in_files: std::collections::HashSet<&str> =
         from_files.iter().map(|(k, _)| k.as_str()).collect();
     let mut explicit = EnvMap::new();

@@ -53,6 +53,52 @@ mod tests {
         (dir, paths)
     }
 
+    #[test]
+    fn keywards_own_settings_in_a_file_are_never_imported() {
+        let (_dir, paths) = files(&[format!(
+            "KEYWARD_ADMIN_TOKEN=kwt_{CANARY}\nkeyward_token={CANARY}\nKEYWARD_DATABASE_URL=postgres://k:pw@db/k\nAPP_MODE=production\n"
+        )
+        .as_bytes()]);
+        let read = read(&paths, None, RULES).expect("read");
+        let names: Vec<String> = read
+            .items
+            .iter()
+            .map(|i| match i {
+                crate::import::Item::Variable { name, .. } => name.to_string(),
+                crate::import::Item::Credential { provider, .. } => provider.id.to_owned(),
+            })
+            .collect();
+        assert_eq!(names, ["APP_MODE"]);
+        let said = said(&read);
+        assert_eq!(
+            said.matches("one of Keyward's own settings, which is never imported")
+                .count(),
+            3,
+            "{said}"
+        );
+        assert_quiet(&said);
+    }
+
+    #[test]
+    fn a_key_where_a_base_url_belongs_is_not_printed_by_the_plan() {
+        let (_dir, paths) = files(&[format!(
+            "OPENAI_API_KEY=sk-proj-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\nOPENAI_BASE_URL={CANARY}\n"
+        )
+        .as_bytes()]);
+        let read = read(&paths, None, RULES).expect("read");
+        let described: Vec<String> = read
+            .items
+            .iter()
+            .map(|i| {
+                let (what, how, origin) = crate::import::plan::describe(i);
+                format!("{what} {how} {origin}")
+            })
+            .collect();
+        assert_eq!(described.len(), 1, "{described:?}");
+        assert!(described[0].contains("base_url=(a value that looks like a key, not shown)"));
+        assert_quiet(&described.join("\n"));
+    }
+
     /// The error of reading `contents`, as it is printed (with its causes).
     fn refusal(contents: &[u8]) -> String {
         let (_dir, paths) = files(&[contents]);

@@ -39,6 +39,22 @@ pub(crate) fn read(
             Err(_) => {}
         }
     }
+    // A key whose base URL could not be read is not imported either: without it, the key would
+    // be sent to the provider's own address instead of the one it was meant for.
+    let mut keyless = Vec::new();
+    for p in keyward_core::PROVIDERS.iter().filter(|p| {
+        p.base_url_env
+            .iter()
+            .any(|b| not_text.iter().any(|k| k == b))
+    }) {
+        pairs.retain(|(k, _)| {
+            let key = p.secret_env.contains(&k.as_str());
+            if key {
+                keyless.push(k.clone());
+            }
+            !key
+        });
+    }
     let name = CredentialName::new(name.unwrap_or("environment"))?;
     let mut read = from_variables(
         &pairs,
@@ -65,6 +81,12 @@ pub(crate) fn read(
     });
     read.skipped
         .retain(|s| !s.origin.starts_with("environment: ") || !s.why.starts_with("empty"));
+    for k in keyless {
+        read.skip(
+            format!("environment: {k}"),
+            "not imported: its provider's base URL is not UTF-8 text",
+        );
+    }
     for k in not_text {
         read.skip(
             format!("environment: {}", keyward_core::secret_like::shown_name(&k)),
@@ -106,6 +128,14 @@ mod tests {
         vars.push((
             "ANTHROPIC_API_KEY".into(),
             std::ffi::OsString::from_vec(vec![b's', b'k', 0xff]),
+        ));
+        vars.push((
+            "MISTRAL_API_KEY".into(),
+            std::ffi::OsString::from("a-mistral-key-0123456789abcdef"),
+        ));
+        vars.push((
+            "MISTRAL_BASE_URL".into(),
+            std::ffi::OsString::from_vec(b"https://proxy.example/\xff".to_vec()),
         ));
         let read = read(vars, None, &[]).expect("read");
         assert!(errors(&read).is_empty(), "{:?}", errors(&read));

@@ -191,7 +191,15 @@ pub(super) fn describe(item: &Item) -> (String, String, &str) {
                     ", {}",
                     fields
                         .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
+                        // A public field is no place for a key, and the vault refuses one;
+                        // the plan says so without printing it.
+                        .map(|(k, v)| {
+                            if keyward_core::secret_like::looks_like_secret(v) {
+                                format!("{k}=(a value that looks like a key, not shown)")
+                            } else {
+                                format!("{k}={v}")
+                            }
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 )

@@ -51,6 +51,16 @@ pub(super) fn from_variables(
     let mut read = Read::default();
     let mut left: BTreeMap<&str, &str> = BTreeMap::new();
     for (k, v) in vars {
+        // Keyward's own settings (its admin token, master keys, database URL) are never
+        // imported, from any file: stored as an organization's variable, they would hand the
+        // server to whoever may read that organization's variables.
+        if keyward_core::env::is_keyward_own(k) {
+            read.skip(
+                format!("{label}: {}", shown_name(k)),
+                "one of Keyward's own settings, which is never imported",
+            );
+            continue;
+        }
         left.insert(k.as_str(), v.as_str());
     }
     // Values that are not values: reported, never imported.

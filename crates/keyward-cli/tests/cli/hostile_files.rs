@@ -167,6 +167,28 @@ fn run_env_files_never_hand_keywards_own_variables_to_the_child() {
     );
     assert!(!out.contains("KEYWARD_MASTER_KEY"), "{out}");
     assert!(!out.contains("HOSTILEADMINCANARY"), "{out}");
+    // Nor with a file that names Keyward's settings itself, or holds the master key under
+    // another name: those lines are dropped, with a warning, and the rest is handed over.
+    let named = s.scratch().join("named.env");
+    std::fs::write(
+        &named,
+        format!(
+            "KEYWARD_TOKEN=kwt_HOSTILEFILECANARY\nKEYWARD_MASTER_KEY_FILE=/etc/keyward/master.key\nKEYWARD_DATABASE_URL=postgres://k:pw@db/k\nRENAMED={master}\nAPP_MODE=production\n"
+        ),
+    )
+    .unwrap();
+    let named = named.display().to_string();
+    let out = s.ok(&["run", "--env-file", &named, "--", "env"]);
+    assert!(out.contains("APP_MODE=production"), "{out}");
+    for gone in [
+        "KEYWARD_TOKEN=",
+        "KEYWARD_MASTER_KEY_FILE=",
+        "KEYWARD_DATABASE_URL=",
+        "RENAMED=",
+    ] {
+        assert!(!out.contains(gone), "{gone} reached the child: {out}");
+    }
+    assert!(!out.contains("HOSTILEFILECANARY"), "{out}");
     assert!(!String::from_utf8_lossy(&s.transcript).contains(&master));
 }
 

@@ -158,7 +158,7 @@ pub(crate) async fn update(
     access::key_move(
         &view.fields,
         &update.fields,
-        !view.key_hint.is_empty(),
+        view.key_hint != keyward_core::credential::NO_KEY_HINT,
         update.secret.is_some(),
     )
     .map_err(|denied| match denied {

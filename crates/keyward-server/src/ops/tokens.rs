@@ -147,21 +147,23 @@ pub(crate) async fn revoke_gateway(
         .await?)
 }
 
-/// Token names by actor (`token:ID`), so that pages show who acted by name: every token's for
-/// an admin, its organization's for whoever reads that organization's audit log (the names,
-/// never the tokens).
+/// Token names by actor (`token:ID`), so that pages show who acted by name: the names of the
+/// tokens `p` may list (every one for an admin, its organization's for an org_admin), and its
+/// own token's, which every caller knows (`whoami`); others stay `token:ID`, as in the API.
 pub(crate) async fn names(
     state: &AppState,
     p: &Principal,
 ) -> Result<std::collections::HashMap<String, String>, ApiError> {
-    let on = access::scope_of(p, None, On::Everywhere);
-    let Ok(grant) = access::check(p, Op::ReadEvents, on) else {
-        return Ok(Default::default());
-    };
-    Ok(vault(state, &grant)
-        .list_tokens(grant.org())
-        .await?
-        .into_iter()
-        .map(|t| (format!("token:{}", t.id), t.name))
-        .collect())
+    let mut names: std::collections::HashMap<String, String> =
+        match access::check(p, Op::ListTokens, access::scope_of(p, None, On::Everywhere)) {
+            Ok(grant) => vault(state, &grant)
+                .list_tokens(grant.org())
+                .await?
+                .into_iter()
+                .map(|t| (format!("token:{}", t.id), t.name))
+                .collect(),
+            Err(_) => Default::default(),
+        };
+    names.insert(p.actor(), p.name.clone());
+    Ok(names)
 }

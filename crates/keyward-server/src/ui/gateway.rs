@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::form::{OrgQuery, named_org};
 use super::{Chrome, UiSession, failed, when};
+use crate::access::{On, Op};
 use crate::{AppState, LoadTrigger, ops};
 
 struct TargetRow {
@@ -27,6 +28,8 @@ struct GatewayPage {
     last_load: String,
     last_error: Option<String>,
     serving_since: String,
+    /// Whether the session may reload the targets file.
+    reload: bool,
 }
 
 async fn gateway_page(
@@ -46,6 +49,7 @@ async fn gateway_page(
     };
     let (last, serving) = (status.last_load, status.serving_since);
     GatewayPage {
+        reload: ops::may(&session.0.principal, Op::ReloadGateway, On::Unowned),
         chrome: Chrome::new(&session.0, "gateway", notice),
         targets: status
             .targets

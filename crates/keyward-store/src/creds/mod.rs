@@ -17,7 +17,8 @@ pub use read::CredentialSort;
 use std::collections::BTreeMap;
 
 use keyward_core::credential::{
-    CredentialStatus, CredentialView, FormatCheck, Modality, key_hint, normalize_secret,
+    CredentialStatus, CredentialView, FormatCheck, Modality, NO_KEY_HINT, key_hint,
+    normalize_secret,
 };
 use keyward_core::provider::SecretKind;
 use keyward_core::{CredentialId, CredentialName, Millis, OrgId, Provider};
@@ -290,7 +291,7 @@ fn seal_secret(
         sealed_secret,
         key_hint: secret
             .as_ref()
-            .map_or_else(|| "(no key)".to_owned(), |s| key_hint(provider, s)),
+            .map_or_else(|| NO_KEY_HINT.to_owned(), |s| key_hint(provider, s)),
     })
 }
 
