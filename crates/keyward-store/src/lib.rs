@@ -45,7 +45,7 @@ pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
 pub use keys::{KeyStatus, KidCount, ReencryptReport, RotationProgress, RotationReport};
 pub use orgs::Organization;
 pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
-pub use sessions::{Session, SessionLimits};
+pub use sessions::{SESSIONS_PER_TOKEN, Session, SessionLimits};
 pub use tokens::{API_TOKEN_PREFIX, Principal, Role, TokenView};
 pub use usage::{HOUR_MS, Usage, UsageBucket, UsageDelta, UsageSubject};
 pub use vars::VarValue;

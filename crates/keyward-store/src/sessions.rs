@@ -52,6 +52,9 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The live console sessions one token keeps: a sign-in beyond them ends the oldest.
+pub const SESSIONS_PER_TOKEN: usize = 16;
+
 impl Vault {
     /// Signs in with an API token: a new session id (shown to the browser once, as its
     /// cookie) and the session, or `Ok(None)` for a token that is unknown, revoked or expired.
@@ -79,6 +82,24 @@ impl Vault {
         let now = Millis::now();
         let expires_at = Millis(now.0.saturating_add(millis(limits.max)));
         let mut tx = self.begin_write().await?;
+        // What sign-ins leave behind is bounded: ended sessions go (they were otherwise removed
+        // only when their id came back), and a token keeps its newest sessions only, so that
+        // a token signing in in a loop cannot grow the table.
+        sqlx::query(
+            "DELETE FROM ui_sessions WHERE expires_at <= $1 OR last_seen_at + idle_ms <= $1",
+        )
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM ui_sessions WHERE token_id = $1 AND hash NOT IN \
+             (SELECT hash FROM ui_sessions WHERE token_id = $1 \
+              ORDER BY created_at DESC, hash LIMIT {})",
+            SESSIONS_PER_TOKEN - 1
+        )))
+        .bind(&principal.token_id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO ui_sessions (hash, token_id, created_at, last_seen_at, idle_ms, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

@@ -2133,6 +2133,32 @@ async fn dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end(db: Db
             .await
             .is_err()
     );
+    // A token signing in in a loop keeps its newest sessions only: the oldest end.
+    let mut ids = Vec::new();
+    for _ in 0..keyward_store::SESSIONS_PER_TOKEN + 4 {
+        let (more, _) = v
+            .create_ui_session(viewer.expose_secret(), limits, "127.0.0.1")
+            .await
+            .unwrap()
+            .unwrap();
+        ids.push(more);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut live = 0;
+    for (i, s) in ids.iter().enumerate() {
+        let found = v.ui_session(s.expose_secret()).await.unwrap().is_some();
+        live += usize::from(found);
+        if i < 4 {
+            assert!(!found, "the oldest ended");
+        }
+    }
+    assert!(v.ui_session(id.expose_secret()).await.unwrap().is_none());
+    assert_eq!(live, keyward_store::SESSIONS_PER_TOKEN);
+    let (id, _) = v
+        .create_ui_session(viewer.expose_secret(), limits, "127.0.0.1")
+        .await
+        .unwrap()
+        .unwrap();
     // Sign-out ends it everywhere.
     v.end_ui_session(id.expose_secret()).await.unwrap();
     assert!(v.ui_session(id.expose_secret()).await.unwrap().is_none());
