@@ -516,3 +516,56 @@ async fn only_a_stored_key_needs_the_key_to_move() {
     let with_key = json!({ "api_key": KEY, "fields": { "base_url": "https://proxy.example/v1" } });
     assert_eq!(status(patch(openai, with_key).await), 200);
 }
+
+/// A listing of an organization that does not exist is "not found", for an admin as for anyone
+/// (the admin guide's listing said so; the others answered an empty list), on both surfaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_of_no_such_organization_is_not_found_for_admins_too() {
+    let c = TestServer::start(|s| s).await;
+    c.vault
+        .create_org(&OrgId::new("acme").unwrap(), None, "test")
+        .await
+        .unwrap();
+    let (admin, _) = c.token(Role::Admin, None).await;
+    let cookie = TestServer::session_cookie(&c.sign_in(&admin).await).0;
+    for (api, console) in [
+        (
+            "/api/v1/credentials?organization_id=nosuch",
+            "/ui/credentials?org=nosuch",
+        ),
+        (
+            "/api/v1/gateway-tokens?organization_id=nosuch",
+            "/ui/gateway-tokens?org=nosuch",
+        ),
+        (
+            "/api/v1/variables?organization_id=nosuch",
+            "/ui/variables?org=nosuch",
+        ),
+        ("/api/v1/events?filter=org=nosuch", "/ui/events?org=nosuch"),
+        ("/api/v1/orgs/nosuch/usage", "/ui/usage?org=nosuch"),
+        (
+            "/api/v1/gateway/status?org=nosuch",
+            "/ui/gateway?org=nosuch",
+        ),
+    ] {
+        let got = c.api(Method::GET, api, &admin, None).await;
+        assert_eq!(got.status(), StatusCode::NOT_FOUND, "{api}");
+        assert!(
+            got.text()
+                .await
+                .unwrap()
+                .contains("organization 'nosuch' not found")
+        );
+        assert_eq!(
+            c.page(console, &cookie).await.status(),
+            StatusCode::NOT_FOUND,
+            "{console}"
+        );
+        let known = api.replace("nosuch", "acme");
+        assert_eq!(
+            c.api(Method::GET, &known, &admin, None).await.status(),
+            StatusCode::OK,
+            "{known}"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use keyward_core::audit::{AuditEvent, EventFilter};
 use keyward_core::{Millis, OrgId};
 use keyward_store::{EventPage, Principal, Usage, UsageBucket, UsageSubject, VerifyReport};
 
-use super::{allow_on, vault};
+use super::{allow_on, listed, vault};
 use crate::access::{self, On, Op};
 use crate::{ApiError, AppState};
 
@@ -31,6 +31,7 @@ pub(crate) async fn events(
         Op::ReadEvents,
         access::scope_of(p, named.as_ref(), On::Everywhere),
     )?;
+    listed(state, &grant).await?;
     filter.org = grant.org().map(ToString::to_string);
     Ok(vault(state, &grant)
         .list_events_page(&filter, limit)
@@ -89,6 +90,7 @@ pub(crate) async fn usage(
     org: &OrgId,
 ) -> Result<Vec<Usage>, ApiError> {
     let grant = allow_on(p, Op::ReadUsage, On::Org(org))?;
+    listed(state, &grant).await?;
     Ok(vault(state, &grant).usage(org).await?)
 }
 

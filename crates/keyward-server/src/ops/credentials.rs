@@ -7,7 +7,7 @@ use keyward_core::credential::{CredentialUpdate, CredentialView, NewCredential};
 use keyward_core::{CredentialId, Millis, OrgId, Provider};
 use keyward_store::{CredentialSort, Principal, UsageSubject};
 
-use super::{allow_on, checked, lookup, vault};
+use super::{allow_on, checked, listed, lookup, vault};
 use crate::access::{self, On, Op};
 use crate::{ApiError, AppState};
 
@@ -44,6 +44,7 @@ pub(crate) async fn list(
         Op::ListCredentials,
         access::scope_of(p, listing.org.as_ref(), On::Everywhere),
     )?;
+    listed(state, &grant).await?;
     let (items, total) = vault(state, &grant)
         .find_credentials(
             grant.org(),

@@ -58,6 +58,15 @@ fn vault<'a>(state: &'a AppState, grant: &Grant) -> &'a Vault {
     state.vault.with(grant)
 }
 
+/// A listing of one organization answers "not found" for one that does not exist, to an admin
+/// as to everyone else (for whom another organization is unseen anyway).
+async fn listed(state: &AppState, grant: &Grant) -> Result<(), ApiError> {
+    if let Some(org) = grant.org() {
+        vault(state, grant).require_org(org).await?;
+    }
+    Ok(())
+}
+
 /// Refuses an id that looks like a key: a token pasted where its id belongs is not echoed,
 /// nor looked up.
 fn plain_id(what: &str, id: &str) -> Result<(), ApiError> {

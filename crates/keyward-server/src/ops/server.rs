@@ -8,7 +8,7 @@ use keyward_store::{KeyStatus, Principal, RotationProgress, RotationReport};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{allow_on, vault};
+use super::{allow_on, listed, vault};
 use crate::access::{self, On, Op};
 use crate::{
     ApiError, AppState, LoadRecord, LoadTrigger, TargetSummary, TargetsError, TargetsLoaded,
@@ -77,6 +77,7 @@ pub(crate) async fn gateway_status(
         Op::GatewayStatus,
         access::scope_of(p, org, On::Everywhere),
     )?;
+    listed(state, &grant).await?;
     let org = grant.org();
     let gateway = &state.shared.gateway;
     let (loaded, mut last_load, serving_since) = gateway.targets_status();

@@ -5,7 +5,7 @@ use keyward_core::{Millis, OrgId, Provider};
 use keyward_store::{GatewayTokenView, Principal, Role, TokenView};
 use secrecy::SecretString;
 
-use super::{allow, allow_on, checked, found, lookup, plain_id, vault};
+use super::{allow, allow_on, checked, found, listed, lookup, plain_id, vault};
 use crate::access::{self, On, Op};
 use crate::{ApiError, AppState};
 
@@ -81,6 +81,7 @@ pub(crate) async fn list_gateway(
         Op::ListGatewayTokens,
         access::scope_of(p, org, On::Everywhere),
     )?;
+    listed(state, &grant).await?;
     Ok(vault(state, &grant)
         .list_gateway_tokens(grant.org())
         .await?)

@@ -8,7 +8,7 @@ use keyward_core::{OrgId, VarName};
 use keyward_store::{Principal, VarValue, VaultError};
 use secrecy::SecretString;
 
-use super::{allow_on, vault};
+use super::{allow_on, listed, vault};
 use crate::access::{Grant, On, Op};
 use crate::{ApiError, AppState};
 
@@ -21,6 +21,7 @@ pub(crate) async fn list(
 ) -> Result<Vec<VarView>, ApiError> {
     let everywhere = matches!(on, On::Everywhere);
     let grant = allow_on(p, Op::ListVariables, on)?;
+    listed(state, &grant).await?;
     let vars = vault(state, &grant).list_vars(grant.org()).await?;
     Ok(vars
         .into_iter()
