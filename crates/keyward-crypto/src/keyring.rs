@@ -95,18 +95,7 @@ impl MasterKey {
     /// variable or a file) and is the only thing error messages say about it: neither the value
     /// nor the decoder's complaint (which can quote a byte of it) is ever echoed.
     pub fn from_base64(kid: KeyId, b64: &str, source: &str) -> Result<Self, CryptoError> {
-        let bytes = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| {
-            CryptoError::Config(format!(
-                "{source}: master key '{kid}' is not valid base64 (generate one with `keyward keygen`)"
-            ))
-        })?);
-        let array: &[u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
-            CryptoError::Config(format!(
-                "{source}: master key '{kid}' must decode to {KEY_LEN} bytes, got {} (generate one with `keyward keygen`)",
-                bytes.len()
-            ))
-        })?;
-        Ok(Self::from_bytes(kid, array))
+        Ok(KeyMaterial::from_base64(kid, b64, source)?.master_key())
     }
 
     /// This key's id.
@@ -120,6 +109,109 @@ pub fn generate_master_key_base64() -> Result<String, CryptoError> {
     let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
     fill_random(bytes.as_mut())?;
     Ok(STANDARD.encode(bytes.as_ref()))
+}
+
+/// A master key's bytes with its id, for the few places that must hand them on: to a KMS that
+/// wraps them (`keyward master-key adopt-kms`), or from one (a KMS unwraps them at start).
+/// Zeroized on drop; never printed.
+pub struct KeyMaterial {
+    kid: KeyId,
+    bytes: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyMaterial")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyMaterial {
+    /// A new random master key.
+    pub fn generate(kid: KeyId) -> Result<Self, CryptoError> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        fill_random(bytes.as_mut())?;
+        Ok(Self { kid, bytes })
+    }
+
+    /// A master key from bytes a KMS gave back; refuses any length but [`KEY_LEN`].
+    pub fn from_slice(kid: KeyId, bytes: &[u8]) -> Result<Self, CryptoError> {
+        let array: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
+            CryptoError::Config(format!(
+                "master key '{kid}' must be {KEY_LEN} bytes, got {}",
+                bytes.len()
+            ))
+        })?;
+        Ok(Self {
+            kid,
+            bytes: Zeroizing::new(array),
+        })
+    }
+
+    /// Decodes a base64 master key; errors name `source`, never the value.
+    pub fn from_base64(kid: KeyId, b64: &str, source: &str) -> Result<Self, CryptoError> {
+        let bytes = Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| {
+            CryptoError::Config(format!(
+                "{source}: master key '{kid}' is not valid base64 (generate one with `keyward keygen`)"
+            ))
+        })?);
+        let array: &[u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+            CryptoError::Config(format!(
+                "{source}: master key '{kid}' must decode to {KEY_LEN} bytes, got {} (generate one with `keyward keygen`)",
+                bytes.len()
+            ))
+        })?;
+        Ok(Self {
+            kid,
+            bytes: Zeroizing::new(*array),
+        })
+    }
+
+    /// Parses the `KEYWARD_MASTER_KEYS` form: `kid2:BASE64,kid1:BASE64`, the first primary.
+    pub fn parse_list(spec: &str, source: &str) -> Result<Vec<Self>, CryptoError> {
+        let mut keys = Vec::new();
+        for (i, item) in spec.split(',').enumerate() {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let Some((kid, b64)) = item.split_once(':') else {
+                return Err(CryptoError::Config(format!(
+                    "{source}: entry {} must have the form KID:BASE64",
+                    i + 1
+                )));
+            };
+            let kid = KeyId::new(kid.trim())
+                .map_err(|e| CryptoError::Config(format!("{source}: {e}")))?;
+            keys.push(Self::from_base64(kid, b64, source)?);
+        }
+        Ok(keys)
+    }
+
+    /// The key's id.
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+
+    /// The key's bytes, for a KMS to wrap.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.bytes
+    }
+
+    /// The `KID:BASE64` line a key file holds.
+    pub fn to_line(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "{}:{}",
+            self.kid,
+            STANDARD.encode(self.bytes.as_ref())
+        ))
+    }
+
+    /// The master key these bytes make.
+    pub fn master_key(&self) -> MasterKey {
+        MasterKey::from_bytes(self.kid.clone(), &self.bytes)
+    }
 }
 
 /// The configured master keys. The first is primary: it wraps every new data key. The others
@@ -232,23 +324,8 @@ impl Keyring {
 
     /// Parses the `KEYWARD_MASTER_KEYS` form: `kid2:BASE64,kid1:BASE64`, the first primary.
     pub fn parse_list(spec: &str, source: &str) -> Result<Self, CryptoError> {
-        let mut keys = Vec::new();
-        for (i, item) in spec.split(',').enumerate() {
-            let item = item.trim();
-            if item.is_empty() {
-                continue;
-            }
-            let Some((kid, b64)) = item.split_once(':') else {
-                return Err(CryptoError::Config(format!(
-                    "{source}: entry {} must have the form KID:BASE64",
-                    i + 1
-                )));
-            };
-            let kid = KeyId::new(kid.trim())
-                .map_err(|e| CryptoError::Config(format!("{source}: {e}")))?;
-            keys.push(MasterKey::from_base64(kid, b64, source)?);
-        }
-        Self::new(keys, source)
+        let keys = KeyMaterial::parse_list(spec, source)?;
+        Self::new(keys.iter().map(KeyMaterial::master_key).collect(), source)
     }
 
     /// The primary key's id: the one new data keys are wrapped under.

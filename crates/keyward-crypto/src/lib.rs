@@ -24,7 +24,7 @@ mod envelope;
 mod keyring;
 
 pub use envelope::{ChainKey, DataKey, FieldContext, SEALED_OVERHEAD};
-pub use keyring::{KeyId, Keyring, MasterKey, generate_master_key_base64};
+pub use keyring::{KeyId, KeyMaterial, Keyring, MasterKey, generate_master_key_base64};
 
 /// Format version written in front of every envelope this build produces.
 pub const FORMAT_VERSION: u8 = 1;
