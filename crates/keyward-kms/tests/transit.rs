@@ -1,5 +1,7 @@
 //! The Transit backend against a real OpenBao dev server on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)]
+
 use keyward_crypto::{KeyId, KeyMaterial};
 use keyward_kms::KmsError;
 use keyward_testkit::kms::{Bao, transit_policy};
