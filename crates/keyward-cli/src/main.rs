@@ -157,8 +157,64 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         data_dir: cli.global.data_dir.clone(),
         database_url: cli.global.database_url.clone(),
         production: cli.global.production,
+        kms: cli.global.kms.clone().filter(|k| !k.trim().is_empty()),
     };
-    let mut config = Config::load(&inputs)?;
+    if let Command::MasterKey(cli::MasterKeyCommand::AdoptKms) = &cli.command {
+        return adopt_kms(&inputs).await;
+    }
+    let config = Config::load(&inputs)?;
+    let location = config.location.clone();
+    let kms = config.kms().cloned();
+    match (&cli.command, &kms) {
+        (
+            Command::MasterKey(
+                cli::MasterKeyCommand::New { .. }
+                | cli::MasterKeyCommand::RewrapKms
+                | cli::MasterKeyCommand::LeaveKms { .. },
+            ),
+            None,
+        ) => bail!(
+            "this command works on master keys kept by a KMS: set KEYWARD_KMS (or --kms) to the KMS that keeps them"
+        ),
+        (
+            Command::MasterKey(cli::MasterKeyCommand::Rotate {
+                new_key_file: Some(_),
+                ..
+            }),
+            Some(_),
+        ) => bail!(
+            "KEYWARD_KMS is set: the KMS keeps the master keys, so a new one is not written to a file. Make it with `keyward master-key new`, then run `keyward master-key rotate`"
+        ),
+        _ => {}
+    }
+    // Copying stores opens both (and the copy again, to check it) with the source's keys.
+    if let Command::Store(cli::StoreCommand::Copy { from, to, force }) = &cli.command {
+        let keys = async || -> Result<keyward_crypto::Keyring> {
+            Ok(match &kms {
+                Some(kms) => {
+                    keyward::kms::keyring(kms.as_ref(), &commands::backup::location(from)).await?
+                }
+                None => Config::load(&inputs)?.keyring().await?,
+            })
+        };
+        return commands::backup::copy(
+            from,
+            to,
+            *force,
+            (keys().await?, keys().await?, keys().await?),
+        )
+        .await;
+    }
+    let mut keyring = match (&cli.command, &kms) {
+        // A server waits for its KMS (answering /readyz meanwhile); a command says why not.
+        (Command::Serve(args), Some(kms)) => {
+            serve::wait_for_keys(kms.as_ref(), &location, args).await?
+        }
+        _ => config
+            .keyring()
+            .await
+            .context("cannot open the master keys")?,
+    };
     // A rotation's primary key: a new one written to a file first, or one the operator vouches
     // for; otherwise the store refuses a primary key given only in the environment.
     match &cli.command {
@@ -168,21 +224,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ..
         }) => {
             let key = commands::master_key::new_key_file(path, kid.as_deref())?;
-            config.keyring = config.keyring.with_new_primary(key)?;
+            keyring = keyring.with_new_primary(key)?;
         }
         Command::MasterKey(cli::MasterKeyCommand::Rotate {
             danger_primary_key_saved_elsewhere: true,
             ..
-        }) => config.keyring = config.keyring.primary_kept_on_operators_word(),
+        }) => keyring = keyring.primary_kept_on_operators_word(),
         Command::Serve(args) if args.danger_primary_key_saved_elsewhere => {
-            config.keyring = config.keyring.primary_kept_on_operators_word();
+            keyring = keyring.primary_kept_on_operators_word();
         }
         _ => {}
-    }
-    // Copying stores opens both (and the copy again, to check it) with the configured keys.
-    if let Command::Store(cli::StoreCommand::Copy { from, to, force }) = &cli.command {
-        let keys = || Config::load(&inputs).map(|c| c.keyring);
-        return commands::backup::copy(from, to, *force, (keys()?, keys()?, keys()?)).await;
     }
     // One command, one task: a single connection is all it needs. The server keeps a pool.
     let options = match &cli.command {
@@ -197,7 +248,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ..VaultOptions::default()
         },
     };
-    let vault = Vault::open(&config.location, config.keyring, options)
+    let vault = Vault::open(&location, keyring, options)
         .await
         .context("cannot open the vault")?;
     for warning in vault.startup_warnings().await? {
@@ -206,7 +257,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let actor = actor();
     let code = match cli.command {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
-        Command::Serve(args) => serve::serve(vault.clone(), args).await?,
+        Command::Serve(args) => {
+            let keys_from = kms
+                .as_ref()
+                .map(|k| format!("unwrapped by the KMS ({}) at start", k.kind()));
+            serve::serve(vault.clone(), args, keys_from).await?
+        }
         Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
         Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
         Command::GatewayToken(cmd) => serve::gateway_token(&local(&vault, &actor), cmd).await?,
@@ -221,6 +277,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => {
             let keys = key_provider(&vault, &actor, !args.no_env_fallback);
             run::run(&run::Keys::Local(keys), args).await?
+        }
+        Command::MasterKey(
+            cmd @ (cli::MasterKeyCommand::New { .. }
+            | cli::MasterKeyCommand::RewrapKms
+            | cli::MasterKeyCommand::LeaveKms { .. }),
+        ) => {
+            let kms = kms.as_ref().context("KEYWARD_KMS is not set")?;
+            commands::master_key::kms_command(&vault, kms.as_ref(), cmd, &actor).await?
         }
         Command::MasterKey(cmd) => master_key(&local(&vault, &actor), cmd).await?,
         Command::Events(cmd) => events(&local(&vault, &actor), cmd).await?,
@@ -255,8 +319,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             vault.close().await;
             // The store's audit chain key is now the backup's: open it again to check it.
             let again = Vault::open(
-                &config.location,
-                Config::load(&inputs)?.keyring,
+                &location,
+                Config::load(&inputs)?.keyring().await?,
                 VaultOptions::default(),
             )
             .await
@@ -266,6 +330,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(code);
         }
     };
+    vault.close().await;
+    Ok(code)
+}
+
+/// `keyward master-key adopt-kms`: the vault opened with the keys given now, which the KMS
+/// then wraps and the store keeps.
+async fn adopt_kms(inputs: &ConfigInputs) -> Result<ExitCode> {
+    let spec = inputs.kms.as_deref().context(
+        "adopt-kms moves the master keys given now into a KMS: set KEYWARD_KMS (or --kms) to it",
+    )?;
+    let kms = keyward_kms::open(spec, &keyward_kms::process_env)?;
+    let given = keyward::config::given_keys(&inputs.data_dir, inputs.production)?;
+    let keyring = keyward_crypto::Keyring::new(
+        given
+            .keys
+            .iter()
+            .map(keyward_crypto::KeyMaterial::master_key)
+            .collect(),
+        &given.source,
+    )?;
+    let options = VaultOptions {
+        max_connections: Some(1),
+        ..VaultOptions::default()
+    };
+    let vault = Vault::open(&inputs.location()?, keyring, options)
+        .await
+        .context("cannot open the vault")?;
+    let code = commands::master_key::adopt_kms(&vault, kms.as_ref(), &given.keys, &actor()).await?;
     vault.close().await;
     Ok(code)
 }

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     secure_cookies: bool,
     /// The console's one-time form ids and its master-key rotation.
     console: ui::ConsoleState,
+    /// Where the master keys came from, for `/readyz` (`the KMS (transit) answered at start`).
+    keys_from: Option<String>,
 }
 
 impl AppState {
@@ -115,6 +117,18 @@ impl AppState {
     #[must_use]
     pub fn with_env_fallback(self, on: bool) -> Self {
         self.rebuilt(|s| s.env_fallback = on)
+    }
+
+    /// Says on `/readyz` where the master keys came from (a KMS that answered at start).
+    #[must_use]
+    pub fn with_keys_from(self, note: impl Into<String>) -> Self {
+        let note = note.into();
+        self.rebuilt(|s| s.keys_from = Some(note))
+    }
+
+    /// Where the master keys came from, if said.
+    pub(crate) fn keys_from(&self) -> Option<&str> {
+        self.shared.keys_from.as_deref()
     }
 
     /// How long console sessions live (default 30 minutes idle, 12 hours at most).
@@ -317,6 +331,51 @@ pub async fn serve(
     .await;
     writer.finish().await;
     served
+}
+
+/// Answers while the master keys are not open yet (the KMS that keeps them does not answer at
+/// start, and `keyward serve` retries): `/healthz` says the process is up; `/readyz` and every
+/// other route answer 503 with `why`, which the caller updates between attempts. Ends when
+/// `shutdown` resolves, and the real server takes the address.
+pub async fn serve_starting(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    why: Arc<std::sync::RwLock<String>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::response::IntoResponse as _;
+    let waiting = move || {
+        let why = why.read().map(|w| w.clone()).unwrap_or_default();
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "5")],
+            axum::Json(serde_json::json!({
+                "type": "about:blank",
+                "title": "starting",
+                "status": 503,
+                "detail": format!("Keyward is starting: {why}"),
+            })),
+        )
+            .into_response()
+    };
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .fallback(move || {
+            let waiting = waiting.clone();
+            async move { waiting() }
+        });
+    match tls {
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls)?, app.into_make_service())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(NoDelayListener(listener), app.into_make_service())
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// Like [`serve`], over TLS.

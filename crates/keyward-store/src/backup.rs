@@ -25,8 +25,9 @@ use crate::{Vault, VaultError};
 
 /// The tables a backup holds, in the order they are restored (what a row refers to first).
 /// Console sessions are not kept: after a restore, people sign in again.
-const TABLES: [&str; 10] = [
+const TABLES: [&str; 11] = [
     "organizations",
+    "master_keys",
     "vault_keys",
     "credentials",
     "config_vars",

@@ -101,6 +101,11 @@ fn migrator() -> Migrator {
             "audit checkpoint",
             include_str!("../migrations/0015_audit_checkpoint.sql"),
         ),
+        migration(
+            16,
+            "master keys",
+            include_str!("../migrations/0016_master_keys.sql"),
+        ),
     ])
 }
 

@@ -32,6 +32,11 @@ pub struct KidCount {
     pub variables: u64,
     /// Keys of the vault itself (the audit chain key).
     pub vault_keys: u64,
+    /// Where the key lives: `KMS transit:transit/keys/keyward-kek (version 2)` for a key the
+    /// store keeps wrapped by a KMS, `environment` for one given in `KEYWARD_MASTER_KEY(S)` or
+    /// its file; none when it is not configured.
+    #[serde(default)]
+    pub lives_in: Option<String>,
 }
 
 impl KidCount {
@@ -196,6 +201,14 @@ impl Vault {
                 }
             }
         }
+        for wrapped in self.master_keys().await? {
+            if let Some(entry) = by_kid.get_mut(&wrapped.kid) {
+                entry.lives_in = Some(match &wrapped.key_version {
+                    Some(v) => format!("KMS {}:{} (version {v})", wrapped.kms, wrapped.kms_key),
+                    None => format!("KMS {}:{}", wrapped.kms, wrapped.kms_key),
+                });
+            }
+        }
         let mut kids: Vec<KidCount> = by_kid.into_values().collect();
         kids.sort_by_key(|k| (!k.primary, !k.configured, k.kid.clone()));
         Ok(KeyStatus {
@@ -333,6 +346,11 @@ impl Vault {
             credentials: 0,
             variables: 0,
             vault_keys: 0,
+            lives_in: self
+                .inner
+                .keyring
+                .contains(kid)
+                .then(|| "environment".to_owned()),
         }
     }
 

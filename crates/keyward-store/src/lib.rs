@@ -10,6 +10,7 @@
 //! - `audit`: the append-only, HMAC-chained event log; every write of a secret appends its
 //!   event in the same transaction, so a write whose event cannot be stored does not happen.
 //! - `keys`: master-key status, start-up checks, and resumable rotation.
+//! - `masters`: master keys wrapped by a KMS, read before the vault opens.
 //!
 //! Every table and statement works on both databases; see `migrations/`.
 
@@ -23,6 +24,7 @@ mod db;
 mod gateway_tokens;
 mod health;
 mod keys;
+mod masters;
 mod orgs;
 mod resolve;
 mod sessions;
@@ -43,6 +45,7 @@ pub use creds::{CredentialSort, check_secret};
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
 pub use keys::{KeyStatus, KidCount, ReencryptReport, RotationProgress, RotationReport};
+pub use masters::{StoredKeys, StoredMasterKey, insert_first_master_key, read_master_keys};
 pub use orgs::Organization;
 pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
 pub use sessions::{SESSIONS_PER_TOKEN, Session, SessionLimits};

@@ -4,14 +4,18 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use keyward_crypto::{KeyId, Keyring, MasterKey, generate_master_key_base64};
+use std::sync::Arc;
+
+use keyward_crypto::{KeyId, KeyMaterial, Keyring, generate_master_key_base64};
+use keyward_kms::Kms;
 use keyward_store::Location;
 use zeroize::Zeroizing;
 
 use crate::Error;
 
-/// The raw inputs: where the data lives, and whether the development key is refused. Master
-/// keys are read from `KEYWARD_MASTER_KEYS`, `KEYWARD_MASTER_KEY` or `KEYWARD_MASTER_KEY_FILE`.
+/// The raw inputs: where the data lives, whether the development key is refused, and which KMS
+/// wraps the master keys. Master keys are read from `KEYWARD_MASTER_KEYS`, `KEYWARD_MASTER_KEY`
+/// or `KEYWARD_MASTER_KEY_FILE`, unless a KMS keeps them.
 #[derive(Debug, Clone)]
 pub struct ConfigInputs {
     /// The data directory (SQLite database, development key).
@@ -20,6 +24,9 @@ pub struct ConfigInputs {
     pub database_url: Option<String>,
     /// Refuse the development key.
     pub production: bool,
+    /// `KEYWARD_KMS`: the KMS that wraps the master keys (`transit:KEY`, `aws-kms:KEY`,
+    /// `pkcs11:...`); the keys then live in the store, wrapped, and nowhere else.
+    pub kms: Option<String>,
 }
 
 impl ConfigInputs {
@@ -34,7 +41,22 @@ impl ConfigInputs {
                 .filter(|u| !u.is_empty()),
             production: std::env::var("KEYWARD_PRODUCTION")
                 .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+            kms: keyward_kms::process_env("KEYWARD_KMS"),
         }
+    }
+}
+
+impl ConfigInputs {
+    /// Where the data lives (creating the data directory, private, for a SQLite file).
+    pub fn location(&self) -> Result<Location, Error> {
+        let location = match &self.database_url {
+            Some(url) if !url.is_empty() => Location::Url(url.clone()),
+            _ => Location::in_data_dir(&self.data_dir),
+        };
+        if matches!(location, Location::SqliteFile(_)) {
+            create_private_dir(&self.data_dir)?;
+        }
+        Ok(location)
     }
 }
 
@@ -43,8 +65,17 @@ impl ConfigInputs {
 pub struct Config {
     /// Where the vault's data lives.
     pub location: Location,
-    /// The master keys.
-    pub keyring: Keyring,
+    /// The master keys, or the KMS that unwraps them.
+    pub keys: MasterKeys,
+}
+
+/// Where the master keys come from.
+#[derive(Debug)]
+pub enum MasterKeys {
+    /// Given in the environment or a file, or the development key.
+    Given(Keyring),
+    /// Kept in the store, wrapped by this KMS: [`Config::keyring`] unwraps them.
+    Kms(Arc<dyn Kms>),
 }
 
 /// The key id of a key given by `KEYWARD_MASTER_KEY` or `KEYWARD_MASTER_KEY_FILE`.
@@ -54,18 +85,87 @@ const DEV_KID: &str = "dev";
 const DEV_KEY_FILE: &str = "master.key";
 
 impl Config {
-    /// Validates `inputs` and loads the master keys.
+    /// Validates `inputs` and loads the master keys (or opens the KMS, which unwraps them in
+    /// [`Config::keyring`]).
     pub fn load(inputs: &ConfigInputs) -> Result<Self, Error> {
-        let location = match &inputs.database_url {
-            Some(url) if !url.is_empty() => Location::Url(url.clone()),
-            _ => Location::in_data_dir(&inputs.data_dir),
-        };
-        if matches!(location, Location::SqliteFile(_)) {
-            create_private_dir(&inputs.data_dir)?;
+        let location = inputs.location()?;
+        if let Some(spec) = &inputs.kms {
+            if let Some(name) = GIVEN_KEY_VARIABLES.iter().find(|v| env(v).is_some()) {
+                return Err(config_err(format!(
+                    "KEYWARD_KMS and {name} are both set: with a KMS the master keys live in the \
+                     store, wrapped by it. To move the keys {name} gives into the KMS, run \
+                     `keyward master-key adopt-kms` with both set, then unset {name}"
+                )));
+            }
+            let kms = keyward_kms::open(spec, &keyward_kms::process_env)?;
+            return Ok(Self {
+                location,
+                keys: MasterKeys::Kms(kms),
+            });
         }
-        let keyring = load_keyring(&inputs.data_dir, inputs.production)?;
-        Ok(Self { location, keyring })
+        let keys = given_keys(&inputs.data_dir, inputs.production)?;
+        Ok(Self {
+            location,
+            keys: MasterKeys::Given(keys.into_keyring()?),
+        })
     }
+
+    /// The master keys: as given, or unwrapped by the KMS (one call per key; on a new store,
+    /// a first key is made and wrapped).
+    pub async fn keyring(self) -> Result<Keyring, Error> {
+        match self.keys {
+            MasterKeys::Given(keyring) => Ok(keyring),
+            MasterKeys::Kms(kms) => crate::kms::keyring(kms.as_ref(), &self.location).await,
+        }
+    }
+
+    /// The KMS, if one keeps the master keys.
+    pub fn kms(&self) -> Option<&Arc<dyn Kms>> {
+        match &self.keys {
+            MasterKeys::Kms(kms) => Some(kms),
+            MasterKeys::Given(_) => None,
+        }
+    }
+}
+
+/// The variables that give master keys directly.
+const GIVEN_KEY_VARIABLES: [&str; 3] = [
+    "KEYWARD_MASTER_KEYS",
+    "KEYWARD_MASTER_KEY",
+    "KEYWARD_MASTER_KEY_FILE",
+];
+
+/// Master keys given in the environment or a file, as bytes: for a keyring, or for a KMS to
+/// adopt (`keyward master-key adopt-kms`).
+#[derive(Debug)]
+pub struct GivenKeys {
+    /// The keys, primary first.
+    pub keys: Vec<KeyMaterial>,
+    /// Where they came from, for messages.
+    pub source: String,
+    /// Given only in a variable: nothing shows they are kept anywhere else.
+    pub only_in_environment: bool,
+}
+
+impl GivenKeys {
+    /// The keyring these keys make.
+    pub fn into_keyring(self) -> Result<Keyring, Error> {
+        let keyring = Keyring::new(
+            self.keys.iter().map(KeyMaterial::master_key).collect(),
+            &self.source,
+        )?;
+        Ok(if self.only_in_environment {
+            keyring.primary_only_in_environment()
+        } else {
+            keyring
+        })
+    }
+}
+
+/// The master keys given in `KEYWARD_MASTER_KEYS`, `KEYWARD_MASTER_KEY` or
+/// `KEYWARD_MASTER_KEY_FILE`, or the development key (refused with `production`).
+pub fn given_keys(data_dir: &Path, production: bool) -> Result<GivenKeys, Error> {
+    load_keys(data_dir, production)
 }
 
 fn config_err(msg: impl Into<String>) -> Error {
@@ -80,7 +180,7 @@ fn env(name: &str) -> Option<Zeroizing<String>> {
         .map(Zeroizing::new)
 }
 
-fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
+fn load_keys(data_dir: &Path, production: bool) -> Result<GivenKeys, Error> {
     let list = env("KEYWARD_MASTER_KEYS");
     let single = env("KEYWARD_MASTER_KEY");
     let file = env("KEYWARD_MASTER_KEY_FILE");
@@ -94,14 +194,21 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
         ));
     }
     let default_kid = || KeyId::new(SINGLE_KID);
+    let given = |keys: Vec<KeyMaterial>, source: &str, only_in_environment: bool| GivenKeys {
+        keys,
+        source: source.to_owned(),
+        only_in_environment,
+    };
     // Keys given in a variable are not shown to be kept anywhere else: a rotation refuses to
     // rewrap the vault under such a primary key without the operator's word.
     if let Some(list) = list {
-        return Ok(Keyring::parse_list(&list, "KEYWARD_MASTER_KEYS")?.primary_only_in_environment());
+        let source = "KEYWARD_MASTER_KEYS";
+        return Ok(given(KeyMaterial::parse_list(&list, source)?, source, true));
     }
     if let Some(b64) = single {
-        let key = MasterKey::from_base64(default_kid()?, &b64, "KEYWARD_MASTER_KEY")?;
-        return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY")?.primary_only_in_environment());
+        let source = "KEYWARD_MASTER_KEY";
+        let key = KeyMaterial::from_base64(default_kid()?, &b64, source)?;
+        return Ok(given(vec![key], source, true));
     }
     if let Some(path) = file {
         // A path is not secret; keep a plain copy for messages.
@@ -112,26 +219,31 @@ fn load_keyring(data_dir: &Path, production: bool) -> Result<Keyring, Error> {
             ))
         })?);
         warn_if_shared(Path::new(&path));
+        let source = "KEYWARD_MASTER_KEY_FILE";
         // A bare key (id `default`), or `KID:BASE64[,KID:BASE64...]` as `keyward master-key
         // rotate --new-key-file` writes it.
         if text.contains(':') {
-            return Ok(Keyring::parse_list(text.trim(), "KEYWARD_MASTER_KEY_FILE")?);
+            return Ok(given(
+                KeyMaterial::parse_list(text.trim(), source)?,
+                source,
+                false,
+            ));
         }
-        let key = MasterKey::from_base64(default_kid()?, &text, "KEYWARD_MASTER_KEY_FILE")?;
-        return Ok(Keyring::new(vec![key], "KEYWARD_MASTER_KEY_FILE")?);
+        let key = KeyMaterial::from_base64(default_kid()?, &text, source)?;
+        return Ok(given(vec![key], source, false));
     }
     if production {
         return Err(config_err(
-            "no master key configured: set KEYWARD_MASTER_KEYS, KEYWARD_MASTER_KEY or KEYWARD_MASTER_KEY_FILE \
-             (--production refuses the development key)",
+            "no master key configured: set KEYWARD_KMS, KEYWARD_MASTER_KEYS, KEYWARD_MASTER_KEY or \
+             KEYWARD_MASTER_KEY_FILE (--production refuses the development key)",
         ));
     }
-    dev_keyring(data_dir)
+    dev_keys(data_dir)
 }
 
 /// The development key: created on first use in the data directory, mode 0600, with a warning
 /// every time it is used (as Vault's dev mode does).
-fn dev_keyring(data_dir: &Path) -> Result<Keyring, Error> {
+fn dev_keys(data_dir: &Path) -> Result<GivenKeys, Error> {
     let path: PathBuf = data_dir.join(DEV_KEY_FILE);
     if !path.exists() {
         if data_dir.join("keyward.db").exists() {
@@ -159,8 +271,12 @@ fn dev_keyring(data_dir: &Path) -> Result<Keyring, Error> {
          your own: keyward master-key rotate --new-key-file PATH, then KEYWARD_MASTER_KEY_FILE=PATH."
     );
     let source = format!("development key file {}", path.display());
-    let key = MasterKey::from_base64(KeyId::new(DEV_KID)?, &text, &source)?;
-    Ok(Keyring::new(vec![key], &source)?)
+    let key = KeyMaterial::from_base64(KeyId::new(DEV_KID)?, &text, &source)?;
+    Ok(GivenKeys {
+        keys: vec![key],
+        source,
+        only_in_environment: false,
+    })
 }
 
 /// Warns when a key file can be read by anyone but its owner.

@@ -36,6 +36,7 @@
 pub mod config;
 pub mod dotenv;
 pub mod envmap;
+pub mod kms;
 pub use keyward_core::mask;
 pub mod reference;
 pub mod remote;
@@ -52,7 +53,7 @@ use keyward_core::{OrgId, Provider};
 use keyward_store::{Vault, VaultError, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
 
-pub use config::{Config, ConfigInputs};
+pub use config::{Config, ConfigInputs, GivenKeys, MasterKeys};
 pub use envmap::{EnvGuard, EnvMap};
 pub use keyward_core::resolve::Source;
 pub use reference::Reference;
@@ -74,6 +75,18 @@ pub enum Error {
     /// The vault refused or failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The KMS that keeps the master keys refused or could not be reached.
+    #[error(transparent)]
+    Kms(#[from] keyward_kms::KmsError),
+    /// The KMS would not unwrap one of the stored master keys.
+    #[error("cannot unwrap master key '{kid}': {source}")]
+    MasterKeyUnwrap {
+        /// The master key's id.
+        kid: String,
+        /// Why.
+        #[source]
+        source: keyward_kms::KmsError,
+    },
     /// A file operation failed (writing a key file for a child process).
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -83,6 +96,17 @@ pub enum Error {
     /// The Keyward server has no such thing (404): for a resolution, no active credential.
     #[error("server: {0}")]
     RemoteNotFound(String),
+}
+
+impl Error {
+    /// Whether trying again later may help: the KMS that keeps the master keys is away (not
+    /// refusing).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Kms(e) | Error::MasterKeyUnwrap { source: e, .. } => e.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 impl From<keyward_core::CoreError> for Error {
@@ -180,7 +204,9 @@ impl KeyProvider {
 
     /// Opens the vault of a validated configuration.
     pub async fn open(config: Config) -> Result<Self, Error> {
-        let vault = Vault::open(&config.location, config.keyring, VaultOptions::default()).await?;
+        let location = config.location.clone();
+        let keyring = config.keyring().await?;
+        let vault = Vault::open(&location, keyring, VaultOptions::default()).await?;
         for warning in vault.startup_warnings().await? {
             tracing::warn!("{warning}");
         }

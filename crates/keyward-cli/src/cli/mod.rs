@@ -26,6 +26,9 @@ use clap::{Args, Parser, Subcommand};
     version,
     propagate_version = true,
     after_help = "Environment:
+  KEYWARD_KMS               the KMS that keeps the master keys, wrapped, in the store (--kms):
+                            transit:KEY (OpenBao/Vault; VAULT_ADDR, VAULT_TOKEN or auth=approle),
+                            aws-kms:KEY (AWS_REGION, AWS_ACCESS_KEY_ID...), pkcs11:module=...,token=...,key=...
   KEYWARD_MASTER_KEY_FILE   a file holding the master key (BASE64, or KID:BASE64[,KID:BASE64...])
   KEYWARD_MASTER_KEY        the master key itself (base64; `keyward keygen` makes one)
   KEYWARD_MASTER_KEYS       several keys, KID:BASE64,... (the first is primary)
@@ -67,6 +70,9 @@ pub(crate) struct Global {
     /// Refuse to run without a configured master key (no development key).
     #[arg(long, global = true, env = "KEYWARD_PRODUCTION")]
     pub(crate) production: bool,
+    /// The KMS that keeps the master keys: transit:KEY, aws-kms:KEY, pkcs11:... (see below).
+    #[arg(long, global = true, env = "KEYWARD_KMS", hide_env_values = true)]
+    pub(crate) kms: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

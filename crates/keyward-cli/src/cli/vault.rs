@@ -259,6 +259,30 @@ pub(crate) enum MasterKeyCommand {
         #[arg(long)]
         danger_primary_key_saved_elsewhere: bool,
     },
+    /// With KEYWARD_KMS: make a new primary master key, wrapped by the KMS and stored wrapped.
+    /// Then run `keyward master-key rotate` to rewrap the data keys under it, and restart
+    /// servers so they use it.
+    New {
+        /// The new key's id; by default `k-` and today's date and time.
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// With KEYWARD_KMS: wrap every stored master key again under the KMS key's newest version
+    /// (after rotating the Transit key, or pointing the AWS KMS alias at a new key). The
+    /// master keys and the data stay as they are.
+    RewrapKms,
+    /// Move the master keys given now (KEYWARD_MASTER_KEY(S), KEYWARD_MASTER_KEY_FILE or the
+    /// development key) into the KMS named by KEYWARD_KMS: each is wrapped by it and stored
+    /// wrapped, under the same id. Afterwards unset the key variables and keep KEYWARD_KMS.
+    AdoptKms,
+    /// Leave the KMS: write the master keys it keeps to a new file (mode 0600), check it, and
+    /// stop keeping them in the store. Afterwards set KEYWARD_MASTER_KEY_FILE=PATH and unset
+    /// KEYWARD_KMS.
+    LeaveKms {
+        /// The file to write (it must not exist).
+        #[arg(long, value_name = "PATH")]
+        key_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -105,7 +105,7 @@ pub(crate) async fn verify(vault: &Vault, header: &BackupHeader) -> Result<ExitC
 
 /// A store named on the command line: a database URL, or a SQLite file (a path, or
 /// `sqlite:PATH`).
-fn location(s: &str) -> keyward_store::Location {
+pub(crate) fn location(s: &str) -> keyward_store::Location {
     if s.contains("://") {
         keyward_store::Location::Url(s.to_owned())
     } else {

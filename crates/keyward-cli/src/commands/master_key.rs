@@ -16,7 +16,14 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
             if json {
                 print_json(&status)?;
             } else {
-                let mut t = Table::new(["KID", "ROLE", "CREDENTIALS", "VARIABLES", "VAULT KEYS"]);
+                let mut t = Table::new([
+                    "KID",
+                    "ROLE",
+                    "LIVES IN",
+                    "CREDENTIALS",
+                    "VARIABLES",
+                    "VAULT KEYS",
+                ]);
                 for k in &status.kids {
                     let role = match (k.primary, k.configured) {
                         (true, _) => "primary",
@@ -26,6 +33,7 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
                     t.row([
                         k.kid.clone(),
                         role.into(),
+                        k.lives_in.clone().unwrap_or_else(|| "-".into()),
                         k.credentials.to_string(),
                         k.variables.to_string(),
                         k.vault_keys.to_string(),
@@ -35,6 +43,7 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
                     t.row([
                         "(plain text)".to_owned(),
                         "LEGACY".into(),
+                        "-".into(),
                         "-".into(),
                         "-".into(),
                         "-".into(),
@@ -110,6 +119,12 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
                 );
             }
         }
+        MasterKeyCommand::New { .. }
+        | MasterKeyCommand::RewrapKms
+        | MasterKeyCommand::AdoptKms
+        | MasterKeyCommand::LeaveKms { .. } => anyhow::bail!(
+            "the KMS commands of master-key run on the vault's machine, with KEYWARD_KMS set (unset KEYWARD_URL)"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -121,31 +136,42 @@ pub(crate) fn new_key_file(
     path: &std::path::Path,
     kid: Option<&str>,
 ) -> Result<keyward_crypto::MasterKey> {
+    let kid = match kid {
+        Some(k) => keyward_crypto::KeyId::new(k)?,
+        None => keyward::kms::new_kid()?,
+    };
+    let key = keyward_crypto::KeyMaterial::generate(kid)?;
+    write_key_file(path, std::slice::from_ref(&key))?;
+    Ok(key.master_key())
+}
+
+/// Writes `keys` to `path` as `KID:BASE64[,KID:BASE64...]` (the form KEYWARD_MASTER_KEY_FILE
+/// reads), creating it with mode 0600, syncing it and its directory, and reading it back.
+pub(crate) fn write_key_file(
+    path: &std::path::Path,
+    keys: &[keyward_crypto::KeyMaterial],
+) -> Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
 
-    let kid = match kid {
-        Some(k) => k.to_owned(),
-        None => {
-            let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-            format!("k-{}", now.trim_end_matches('Z').replace([':', 'T'], "-"))
+    let mut text = zeroize::Zeroizing::new(String::new());
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
         }
-    };
-    let kid = keyward_crypto::KeyId::new(&kid)?;
-    let b64 = zeroize::Zeroizing::new(keyward_crypto::generate_master_key_base64()?);
-    let line = zeroize::Zeroizing::new(format!("{kid}:{}\n", b64.as_str()));
+        text.push_str(&key.to_line());
+    }
+    text.push('\n');
     let shown = path.display();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| {
-            anyhow!("cannot create the new key file {shown}: {e} (it must not exist yet)")
-        })?;
-    file.write_all(line.as_bytes())
+        .map_err(|e| anyhow!("cannot create the key file {shown}: {e} (it must not exist yet)"))?;
+    file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|e| anyhow!("cannot write the new key file {shown}: {e}"))?;
+        .map_err(|e| anyhow!("cannot write the key file {shown}: {e}"))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
@@ -154,16 +180,91 @@ pub(crate) fn new_key_file(
     drop(file);
     let back = zeroize::Zeroizing::new(
         std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("cannot read back the new key file {shown}: {e}"))?,
+            .map_err(|e| anyhow!("cannot read back the key file {shown}: {e}"))?,
     );
-    if back.as_str() != line.as_str() {
-        anyhow::bail!(
-            "the new key file {shown} does not read back as written; nothing was rewrapped"
-        );
+    if back.as_str() != text.as_str() {
+        anyhow::bail!("the key file {shown} does not read back as written");
     }
-    Ok(keyward_crypto::MasterKey::from_base64(
-        kid,
-        b64.as_str(),
-        "the new key file",
-    )?)
+    Ok(())
+}
+
+fn kms_table(rows: &[keyward_store::StoredMasterKey]) {
+    let mut t = Table::new(["KID", "KMS KEY", "VERSION"]);
+    for r in rows {
+        t.row([
+            r.kid.clone(),
+            format!("{}:{}", r.kms, r.kms_key),
+            r.key_version.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.print();
+}
+
+/// The master-key commands that need the KMS: `new`, `rewrap-kms`, `leave-kms`
+/// (`adopt-kms` opens the vault with the given keys, see [`adopt_kms`]).
+pub(crate) async fn kms_command(
+    vault: &keyward_store::Vault,
+    kms: &dyn keyward_kms::Kms,
+    cmd: MasterKeyCommand,
+    actor: &str,
+) -> Result<ExitCode> {
+    match cmd {
+        MasterKeyCommand::New { kid } => {
+            let row = keyward::kms::new_primary(vault, kms, kid.as_deref(), actor).await?;
+            say!(
+                "new primary master key '{}', wrapped by {} (version {}). Run `keyward master-key rotate` \
+                 to rewrap the data keys under it, and restart servers so they use it.",
+                row.kid,
+                kms.describe(),
+                row.key_version.as_deref().unwrap_or("-")
+            );
+        }
+        MasterKeyCommand::RewrapKms => {
+            let rows = keyward::kms::rewrap_all(vault, kms, actor).await?;
+            kms_table(&rows);
+            say!(
+                "rewrapped {} master key(s) under {}",
+                rows.len(),
+                kms.describe()
+            );
+        }
+        MasterKeyCommand::LeaveKms { key_file } => {
+            let stored = vault.master_keys().await?;
+            if stored.is_empty() {
+                anyhow::bail!("this store keeps no master key in a KMS; nothing to leave");
+            }
+            let keys = keyward::kms::unwrap_all(kms, &stored).await?;
+            write_key_file(&key_file, &keys)?;
+            let kids: Vec<String> = stored.iter().map(|k| k.kid.clone()).collect();
+            vault.leave_kms(&kids, actor).await?;
+            say!(
+                "wrote {} master key(s) to {path} and stopped keeping them in the KMS. From now \
+                 on set KEYWARD_MASTER_KEY_FILE={path} and unset KEYWARD_KMS; keep a copy of \
+                 the file in your secret manager.",
+                keys.len(),
+                path = key_file.display()
+            );
+        }
+        other => anyhow::bail!("{other:?} does not use the KMS"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyward master-key adopt-kms`: wraps the keys given now with the KMS and stores them.
+pub(crate) async fn adopt_kms(
+    vault: &keyward_store::Vault,
+    kms: &dyn keyward_kms::Kms,
+    given: &[keyward_crypto::KeyMaterial],
+    actor: &str,
+) -> Result<ExitCode> {
+    let rows = keyward::kms::adopt(vault, kms, given, actor).await?;
+    kms_table(&rows);
+    say!(
+        "the KMS ({}) now keeps {} master key(s). Start Keyward with KEYWARD_KMS alone: unset \
+         KEYWARD_MASTER_KEY(S) and KEYWARD_MASTER_KEY_FILE, and remove the key file once a copy \
+         is in your secret manager.",
+        kms.describe(),
+        rows.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }

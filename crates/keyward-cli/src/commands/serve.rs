@@ -15,19 +15,22 @@ use crate::output::{Table, print_json, time};
 
 /// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
 /// `KEYWARD_ADMIN_TOKEN` if set, else a new one printed once.
-pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
+pub(crate) async fn serve(
+    vault: Vault,
+    args: ServeArgs,
+    keys_from: Option<String>,
+) -> Result<ExitCode> {
     // Configuration is checked before anything is written.
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(keyward_server::load_tls_config(cert, key).map_err(|e| anyhow!(e))?)
-        }
-        _ => None,
-    };
+    let tls = tls_config(&args)?;
     let jwt_keys = match std::env::var("KEYWARD_JWT_VERIFICATION_KEYS") {
         Ok(spec) if !spec.is_empty() => JwtKeys::parse(&spec).map_err(|e| anyhow!(e))?,
         _ => JwtKeys::default(),
     };
-    let state = AppState::new(vault.clone())
+    let mut state = AppState::new(vault.clone());
+    if let Some(note) = keys_from {
+        state = state.with_keys_from(note);
+    }
+    let state = state
         .with_jwt_keys(jwt_keys)
         .with_auth_failures_per_minute(args.auth_failures_per_minute)
         .with_env_fallback(args.env_fallback)
@@ -117,6 +120,76 @@ pub(crate) async fn serve(vault: Vault, args: ServeArgs) -> Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+fn tls_config(args: &ServeArgs) -> Result<Option<rustls::ServerConfig>> {
+    Ok(match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(keyward_server::load_tls_config(cert, key).map_err(|e| anyhow!(e))?)
+        }
+        _ => None,
+    })
+}
+
+/// The master keys the KMS keeps, for a server: while the KMS cannot be reached, tries again
+/// with growing pauses (1 s to 30 s) and answers on the listen address meanwhile (`/healthz`
+/// up, `/readyz` 503 saying why). A KMS that refuses (wrong token, no permission, disabled key)
+/// is not retried: the error says what is missing.
+pub(crate) async fn wait_for_keys(
+    kms: &dyn keyward_kms::Kms,
+    location: &keyward_store::Location,
+    args: &ServeArgs,
+) -> Result<keyward_crypto::Keyring> {
+    let first = match keyward::kms::keyring(kms, location).await {
+        Ok(keys) => return Ok(keys),
+        Err(e) if !e.is_transient() => {
+            return Err(anyhow!(e).context("cannot open the master keys"));
+        }
+        Err(e) => e,
+    };
+    let tls = tls_config(args)?.map(std::sync::Arc::new);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let why = std::sync::Arc::new(std::sync::RwLock::new(format!(
+        "waiting for the KMS: {first}"
+    )));
+    let (stop_waiting, stopped) = tokio::sync::oneshot::channel::<()>();
+    let answering = tokio::spawn(keyward_server::serve_starting(
+        listener,
+        tls,
+        why.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut stop = std::pin::pin!(shutdown()?);
+    let mut delay = std::time::Duration::from_secs(1);
+    let mut last = first;
+    let result = loop {
+        tracing::warn!(retry_in = ?delay, "the KMS that keeps the master keys cannot be reached; trying again: {last}");
+        eprintln!("waiting for the KMS (trying again in {delay:?}): {last}");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut stop => break Err(anyhow!("stopped while waiting for the KMS: {last}")),
+        }
+        match keyward::kms::keyring(kms, location).await {
+            Ok(keys) => break Ok(keys),
+            Err(e) if e.is_transient() => {
+                if let Ok(mut w) = why.write() {
+                    *w = format!("waiting for the KMS: {e}");
+                }
+                last = e;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            Err(e) => break Err(anyhow!(e).context("cannot open the master keys")),
+        }
+    };
+    let _ = stop_waiting.send(());
+    answering
+        .await
+        .map_err(|e| anyhow!("the starting listener failed: {e}"))??;
+    result
 }
 
 /// Registers SIGINT and SIGTERM handlers now; the future resolves when either arrives.

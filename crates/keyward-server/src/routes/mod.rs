@@ -174,7 +174,10 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "The store answers and the master keys open it")))]
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     match crate::ops::server::ready(&state).await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(()) => match state.keys_from() {
+            Some(note) => (StatusCode::OK, format!("ready\nmaster keys: {note}\n")).into_response(),
+            None => (StatusCode::OK, "ready\n").into_response(),
+        },
         Err(e) => e.into_response(),
     }
 }

@@ -1,0 +1,12 @@
+-- Master keys wrapped by a KMS or HSM (KEYWARD_KMS): the KMS's ciphertext of each key, never
+-- the key. Unwrapped once at start. The primary is the row promoted last.
+CREATE TABLE master_keys (
+    kid TEXT PRIMARY KEY,
+    kms TEXT NOT NULL,
+    kms_key TEXT NOT NULL,
+    key_version TEXT,
+    wrapped BYTEA NOT NULL,
+    primary_since BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    rewrapped_at BIGINT
+);
