@@ -11,12 +11,15 @@
 //! Backends, chosen by `KEYWARD_KMS` (see [`open`]):
 //!
 //! - `transit:` OpenBao or Vault Transit ([`transit`]), over plain HTTP on `reqwest`;
+//! - `pkcs11:` an AES key on a PKCS#11 token, an HSM or SoftHSM2 ([`pkcs11`]), through
+//!   `cryptoki` (the vendor's module is loaded at run time; AES-GCM `C_Encrypt`/`C_Decrypt`);
 //!
 //! [`vault::KvReader`] reads provider keys from Vault/OpenBao KV v2 for `secret_key_ref`.
 //!
-//! Nothing here logs or returns a secret: tokens, secret ids and unwrapped keys are `secrecy` or
-//! `zeroize` types, and every error names the KMS and the cause, never a credential.
+//! Nothing here logs or returns a secret: tokens, secret ids, PINs and unwrapped keys are
+//! `secrecy` or `zeroize` types, and every error names the KMS and the cause, never a credential.
 
+pub mod pkcs11;
 mod spec;
 pub mod transit;
 pub mod vault;
@@ -136,11 +139,12 @@ impl KmsError {
 }
 
 /// Opens the KMS `spec` names (`KEYWARD_KMS`), reading anything it does not say from `env`
-/// (`VAULT_ADDR`, `VAULT_TOKEN`, `AWS_REGION`, ...). Makes no call to the KMS yet.
+/// (`VAULT_ADDR`, `VAULT_TOKEN`, `KEYWARD_PKCS11_PIN`, `AWS_REGION`, ...). Makes no call to the KMS yet.
 pub fn open(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn Kms>, KmsError> {
     let spec = Spec::parse(spec)?;
     match spec.kind.as_str() {
         "transit" => Ok(Arc::new(transit::Transit::new(&spec, env)?)),
+        "pkcs11" => Ok(Arc::new(pkcs11::Pkcs11Kms::new(&spec, env)?)),
         other => Err(KmsError::Config(format!(
             "unknown KMS kind '{other}': use transit:, aws-kms: or pkcs11:"
         ))),
