@@ -11,6 +11,7 @@
 //! Backends, chosen by `KEYWARD_KMS` (see [`open`]):
 //!
 //! - `transit:` OpenBao or Vault Transit ([`transit`]), over plain HTTP on `reqwest`;
+//! - `aws-kms:` AWS KMS ([`aws`]), its JSON protocol signed with `aws-sigv4`, on `reqwest`;
 //! - `pkcs11:` an AES key on a PKCS#11 token, an HSM or SoftHSM2 ([`pkcs11`]), through
 //!   `cryptoki` (the vendor's module is loaded at run time; AES-GCM `C_Encrypt`/`C_Decrypt`);
 //!
@@ -19,6 +20,7 @@
 //! Nothing here logs or returns a secret: tokens, secret ids, PINs and unwrapped keys are
 //! `secrecy` or `zeroize` types, and every error names the KMS and the cause, never a credential.
 
+pub mod aws;
 pub mod pkcs11;
 mod spec;
 pub mod transit;
@@ -144,6 +146,7 @@ pub fn open(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn 
     let spec = Spec::parse(spec)?;
     match spec.kind.as_str() {
         "transit" => Ok(Arc::new(transit::Transit::new(&spec, env)?)),
+        "aws-kms" => Ok(Arc::new(aws::AwsKms::new(&spec, env)?)),
         "pkcs11" => Ok(Arc::new(pkcs11::Pkcs11Kms::new(&spec, env)?)),
         other => Err(KmsError::Config(format!(
             "unknown KMS kind '{other}': use transit:, aws-kms: or pkcs11:"

@@ -368,7 +368,7 @@ impl VaultClient {
 }
 
 /// A transport failure in a few words, with its causes (reqwest's own text is terse).
-fn describe_transport(e: &reqwest::Error) -> String {
+pub(crate) fn describe_transport(e: &reqwest::Error) -> String {
     use std::error::Error as _;
     let mut text = if e.is_timeout() {
         "timed out".to_owned()
