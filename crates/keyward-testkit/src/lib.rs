@@ -11,7 +11,8 @@
 //!   on PostgreSQL in a schema of its own.
 //! - [`TestServer`]: the server on 127.0.0.1 over a test vault, and a client for its API and
 //!   its console; [`spawn_server`] for a test that builds its own vault.
-//! - [`kms`]: real key-management servers (OpenBao, SoftHSM2) for the KMS suites.
+//! - [`kms`]: real key-management servers (OpenBao, moto as AWS KMS, SoftHSM2) for the KMS
+//!   suites.
 //! - [`MockProvider`]: an LLM provider on 127.0.0.1 in the OpenAI, Anthropic, Gemini and Azure
 //!   shapes, recording what it received, scripted with [`Reply`], streaming.
 

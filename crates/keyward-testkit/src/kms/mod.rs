@@ -1,14 +1,17 @@
 //! Real key-management servers for the KMS suites, each started by the test that needs it on
-//! free ports of 127.0.0.1 and stopped when dropped: an OpenBao dev server ([`Bao`]); and a
-//! SoftHSM2 token of its own for each PKCS#11 test, in a process of its own ([`SoftHsm`]).
+//! free ports of 127.0.0.1 and stopped when dropped: an OpenBao dev server ([`Bao`]), moto as
+//! AWS KMS, IAM and STS ([`Moto`]), and a SoftHSM2 token of its own for each PKCS#11 test, in a
+//! process of its own ([`SoftHsm`]).
 //!
 //! Without the tool the suite is skipped, unless `KEYWARD_TEST_REQUIRE_KMS=1` (CI) makes the
 //! missing tool a failure.
 
 mod bao;
+mod moto;
 mod softhsm;
 
 pub use bao::{Bao, transit_policy};
+pub use moto::{AccessKey, KmsKey, MOTO_ACCOUNT, MOTO_REGION, Moto};
 pub use softhsm::SoftHsm;
 
 use std::process::Child;
