@@ -693,7 +693,6 @@ struct EncryptRequest<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct DecryptRequest<'a> {
-    key_id: &'a str,
     ciphertext_blob: &'a str,
     #[serde(serialize_with = "context")]
     encryption_context: &'a Context<'a>,
@@ -765,6 +764,11 @@ impl Kms for AwsKms {
         })
     }
 
+    /// `Decrypt` names no key: KMS finds the one that wrapped the blob (a symmetric key's
+    /// ciphertext says which), so a store wrapped under the key an alias pointed at before it
+    /// moved still opens (the credentials need `kms:Decrypt` on that key) until `keyward
+    /// master-key rewrap-kms` moves it to the new one. The encryption context still binds it
+    /// to its key id.
     fn unwrap<'a>(
         &'a self,
         kid: &'a KeyId,
@@ -776,7 +780,6 @@ impl Kms for AwsKms {
                 .call_json(
                     Op::Decrypt,
                     &DecryptRequest {
-                        key_id: &self.key,
                         ciphertext_blob: &STANDARD.encode(blob),
                         encryption_context: &[(CONTEXT_NAME, &bound)],
                     },

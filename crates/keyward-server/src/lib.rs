@@ -88,6 +88,7 @@ impl AppState {
             env_fallback: self.shared.env_fallback,
             ui_sessions: self.shared.ui_sessions,
             secure_cookies: self.shared.secure_cookies,
+            keys_from: self.shared.keys_from.clone(),
             ..Shared::default()
         };
         change(&mut shared);

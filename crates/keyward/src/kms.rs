@@ -54,13 +54,13 @@ pub async fn unwrap_all(
             )));
         }
         let kid = KeyId::new(&row.kid)?;
-        let key =
-            kms.unwrap(&kid, &row.wrapped)
-                .await
-                .map_err(|source| Error::MasterKeyUnwrap {
-                    kid: row.kid.clone(),
-                    source,
-                })?;
+        let key = kms
+            .unwrap(&kid, &row.wrapped)
+            .await
+            .map_err(|cause| Error::MasterKeyUnwrap {
+                kid: row.kid.clone(),
+                cause,
+            })?;
         keys.push(key);
     }
     Ok(keys)

@@ -79,13 +79,12 @@ pub enum Error {
     #[error(transparent)]
     Kms(#[from] keyward_kms::KmsError),
     /// The KMS would not unwrap one of the stored master keys.
-    #[error("cannot unwrap master key '{kid}': {source}")]
+    #[error("cannot unwrap master key '{kid}': {cause}")]
     MasterKeyUnwrap {
         /// The master key's id.
         kid: String,
         /// Why.
-        #[source]
-        source: keyward_kms::KmsError,
+        cause: keyward_kms::KmsError,
     },
     /// A file operation failed (writing a key file for a child process).
     #[error(transparent)]
@@ -103,7 +102,7 @@ impl Error {
     /// refusing).
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Kms(e) | Error::MasterKeyUnwrap { source: e, .. } => e.is_transient(),
+            Error::Kms(e) | Error::MasterKeyUnwrap { cause: e, .. } => e.is_transient(),
             _ => false,
         }
     }

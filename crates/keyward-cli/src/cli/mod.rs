@@ -68,7 +68,12 @@ pub(crate) struct Global {
     )]
     pub(crate) database_url: Option<String>,
     /// Refuse to run without a configured master key (no development key).
-    #[arg(long, global = true, env = "KEYWARD_PRODUCTION")]
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_PRODUCTION",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub(crate) production: bool,
     /// The KMS that keeps the master keys: transit:KEY, aws-kms:KEY, pkcs11:... (see below).
     #[arg(long, global = true, env = "KEYWARD_KMS", hide_env_values = true)]

@@ -12,6 +12,7 @@ mod crash;
 mod gateway;
 mod hostile_files;
 mod import;
+mod kms;
 mod openapi;
 mod run;
 mod sandbox;

