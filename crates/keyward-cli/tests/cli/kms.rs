@@ -301,6 +301,7 @@ async fn serve_waits_for_the_kms_and_keeps_serving_without_it() {
     // The KMS comes up: the server makes its master key and becomes ready.
     let Some(mut bao) = Bao::start_at(port).await else {
         let _ = server.kill();
+        let _ = server.wait();
         return;
     };
     bao.transit_key(KEY).await;
