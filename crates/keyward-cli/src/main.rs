@@ -210,6 +210,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         (Command::Serve(args), Some(kms)) => {
             serve::wait_for_keys(kms.as_ref(), &location, args).await?
         }
+        // A restore opens the backup with the master keys it carries, once the KMS unwraps them.
+        (Command::Restore { file, .. }, Some(kms)) => match commands::backup::kms_keys_of(file)? {
+            Some(rows) => keyward_crypto::Keyring::new(
+                keyward::kms::unwrap_all(kms.as_ref(), &rows)
+                    .await?
+                    .iter()
+                    .map(keyward_crypto::KeyMaterial::master_key)
+                    .collect(),
+                "the backup's master keys",
+            )?,
+            None => config
+                .keyring()
+                .await
+                .context("cannot open the master keys")?,
+        },
         _ => config
             .keyring()
             .await

@@ -113,6 +113,61 @@ fn cell(row: &sqlx::any::AnyRow, i: usize) -> Result<Value, VaultError> {
     )))
 }
 
+/// The master keys a backup carries wrapped by a KMS, read before the restore (the KMS unwraps
+/// them into the keyring the restore opens the backup with). Empty for a store whose keys were
+/// given to it. Only these rows are read; the restore checks the whole file.
+pub fn master_keys_in_backup(
+    input: impl std::io::BufRead,
+) -> Result<Vec<crate::StoredMasterKey>, VaultError> {
+    let bad = |why: &str| VaultError::InvalidInput(format!("not a Keyward backup: {why}"));
+    let mut keys = Vec::new();
+    for line in input.lines() {
+        let line = line.map_err(|e| VaultError::Io(format!("cannot read the backup: {e}")))?;
+        if !line.contains(r#""master_keys""#) {
+            continue;
+        }
+        let Ok(Line { t, r }) = serde_json::from_str::<Line>(&line) else {
+            continue;
+        };
+        if t != "master_keys" {
+            continue;
+        }
+        let text =
+            |name: &str| -> Option<String> { r.get(name)?.get("s")?.as_str().map(str::to_owned) };
+        let int = |name: &str| -> Option<i64> { r.get(name)?.get("i")?.as_i64() };
+        let wrapped = match r.get("wrapped") {
+            Some(Value::Object(o)) => match (o.get("b"), o.get("s")) {
+                (Some(b), _) => b64()
+                    .decode(b.as_str().ok_or_else(|| bad("bad bytes"))?)
+                    .map_err(|_| bad("bad bytes"))?,
+                (_, Some(s)) => s
+                    .as_str()
+                    .ok_or_else(|| bad("bad text"))?
+                    .as_bytes()
+                    .to_vec(),
+                _ => return Err(bad("a master key without its wrapped form")),
+            },
+            _ => return Err(bad("a master key without its wrapped form")),
+        };
+        keys.push(crate::StoredMasterKey {
+            kid: text("kid").ok_or_else(|| bad("a master key without an id"))?,
+            kms: text("kms").ok_or_else(|| bad("a master key without its KMS"))?,
+            kms_key: text("kms_key").unwrap_or_default(),
+            key_version: text("key_version"),
+            wrapped,
+            primary_since: int("primary_since").unwrap_or(0),
+            created_at: int("created_at").unwrap_or(0),
+            rewrapped_at: int("rewrapped_at"),
+        });
+    }
+    keys.sort_by(|a, b| {
+        b.primary_since
+            .cmp(&a.primary_since)
+            .then(a.kid.cmp(&b.kid))
+    });
+    Ok(keys)
+}
+
 /// The longest line a backup may hold. Rows are a few KiB (a Vertex service account, sealed,
 /// is the largest); a longer line is not a backup, and reading it whole would take memory
 /// in proportion to whatever the file holds.

@@ -40,7 +40,7 @@ use keyward_crypto::{ChainKey, CryptoError, Keyring};
 use sqlx::AnyPool;
 
 pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
-pub use backup::BackupHeader;
+pub use backup::{BackupHeader, master_keys_in_backup};
 pub use creds::{CredentialSort, check_secret};
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};

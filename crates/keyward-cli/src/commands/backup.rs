@@ -78,6 +78,20 @@ pub(crate) async fn restore(vault: &Vault, file: &Path, force: bool) -> Result<B
     Ok(header)
 }
 
+/// The master keys a backup file carries wrapped by a KMS, if any (`None` for a backup of a
+/// store whose keys were given to it).
+pub(crate) fn kms_keys_of(file: &Path) -> Result<Option<Vec<keyward_store::StoredMasterKey>>> {
+    if file.as_os_str() == "-" {
+        bail!(
+            "KEYWARD_KMS is set: restore from a file, not standard input (the master keys the backup carries are read before the restore)"
+        );
+    }
+    let input =
+        std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let rows = keyward_store::master_keys_in_backup(std::io::BufReader::new(input))?;
+    Ok((!rows.is_empty()).then_some(rows))
+}
+
 /// After a restore: the audit chain verifies and every credential opens.
 pub(crate) async fn verify(vault: &Vault, header: &BackupHeader) -> Result<ExitCode> {
     let report = vault.verify_events().await?;

@@ -131,6 +131,22 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
     assert_eq!(st["kids"][0]["credentials"], 1, "{st}");
     resolves(&mut s);
 
+    // A backup carries the wrapped keys: it restores into a new store where the KMS answers.
+    let backup = s.scratch().join("backup.jsonl");
+    s.ok(&["backup", backup.to_str().unwrap()]);
+    let mut t = Sandbox::sqlite();
+    for name in [
+        "VAULT_ADDR",
+        "VAULT_TOKEN",
+        "KEYWARD_KMS",
+        "KEYWARD_PRODUCTION",
+    ] {
+        t.env.insert(name.into(), s.env[name].clone());
+    }
+    t.ok(&["restore", backup.to_str().unwrap()]);
+    resolves(&mut t);
+    assert_eq!(status(&mut t)["primary"], "k2");
+
     // The KMS refuses a revoked token: a clear error that names the permission, not the token.
     bao.revoke(&token).await;
     let err = s.fails(&["resolve", "--org", "acme", "--provider", "openai"], &[]);
