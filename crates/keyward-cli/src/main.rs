@@ -270,6 +270,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     let actor = actor();
+    let kms_credentials = inputs
+        .kms
+        .as_deref()
+        .map_or(&[][..], keyward_kms::credential_variables);
     let code = match cli.command {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
         Command::Serve(args) => {
@@ -287,11 +291,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resolve(args) => resolve(&vault, args, &actor).await?,
         Command::Env(args) => {
             let keys = key_provider(&vault, &actor, !args.no_env_fallback);
-            run::env(&run::Keys::Local(keys), args).await?
+            run::env(&run::Keys::Local(keys, kms_credentials), args).await?
         }
         Command::Run(args) => {
             let keys = key_provider(&vault, &actor, !args.no_env_fallback);
-            run::run(&run::Keys::Local(keys), args).await?
+            run::run(&run::Keys::Local(keys, kms_credentials), args).await?
         }
         Command::MasterKey(
             cmd @ (cli::MasterKeyCommand::New { .. }

@@ -165,7 +165,7 @@ pub fn is_keyward_own(name: &str) -> bool {
 
 /// Keyward's own settings that hold a secret or say where one is: never handed to a child
 /// process (`keyward run`), whatever the child is.
-pub const WITHHELD: [&str; 8] = [
+pub const WITHHELD: [&str; 9] = [
     "KEYWARD_MASTER_KEY",
     "KEYWARD_MASTER_KEYS",
     "KEYWARD_MASTER_KEY_FILE",
@@ -174,4 +174,5 @@ pub const WITHHELD: [&str; 8] = [
     "KEYWARD_ADMIN_TOKEN",
     "KEYWARD_JWT_VERIFICATION_KEYS",
     "KEYWARD_TLS_KEY",
+    "KEYWARD_PKCS11_PIN",
 ];

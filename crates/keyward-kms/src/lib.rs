@@ -154,6 +154,27 @@ pub fn open(spec: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Arc<dyn 
     }
 }
 
+/// The variables that hold the credentials a `KEYWARD_KMS` spec of this kind signs in with
+/// (whatever its settings): with them and the store, the master keys open. `keyward run`
+/// withholds them from its command.
+pub fn credential_variables(spec: &str) -> &'static [&'static str] {
+    match spec.trim().split_once(':').map(|(kind, _)| kind.trim()) {
+        Some("transit") => &[
+            "VAULT_TOKEN",
+            "BAO_TOKEN",
+            "VAULT_SECRET_ID",
+            "VAULT_ROLE_ID",
+        ],
+        Some("aws-kms") => &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ],
+        Some("pkcs11") => &["KEYWARD_PKCS11_PIN"],
+        _ => &[],
+    }
+}
+
 /// This process's environment, for [`open`]: unset and empty are the same.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -94,12 +94,13 @@ pub struct EventPage {
     pub next: Option<i64>,
 }
 
-/// Loads the chain key, creating it on first use. Returns `None` (and the vault refuses audited
-/// writes) when the stored key cannot be unwrapped with the configured master keys.
+/// Loads the chain key, creating it on first use (then `.1` is true: the store is new). Returns
+/// `None` (and the vault refuses audited writes) when the stored key cannot be unwrapped with
+/// the configured master keys.
 pub(crate) async fn load_or_create_chain_key(
     pool: &AnyPool,
     keyring: &Keyring,
-) -> Result<Option<ChainKey>, VaultError> {
+) -> Result<(Option<ChainKey>, bool), VaultError> {
     sqlx::query(
         "INSERT INTO audit_head (id, seq, link) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
     )
@@ -110,13 +111,14 @@ pub(crate) async fn load_or_create_chain_key(
         .bind(CHAIN_KEY_NAME)
         .fetch_optional(pool)
         .await?;
+    let mut created = false;
     let wrapped: Vec<u8> = match existing {
         Some(row) => row.try_get("wrapped")?,
         None => {
             let dek = DataKey::generate()?;
             let wrapped = keyring.wrap(&dek, CHAIN_KEY_RECORD)?;
             // Two processes may race to create it: the first insert wins, and both read it back.
-            sqlx::query(
+            created = sqlx::query(
                 "INSERT INTO vault_keys (name, kid, wrapped, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (name) DO NOTHING",
             )
@@ -125,7 +127,9 @@ pub(crate) async fn load_or_create_chain_key(
             .bind(wrapped)
             .bind(Millis::now().0)
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected()
+                == 1;
             sqlx::query("SELECT wrapped FROM vault_keys WHERE name = $1")
                 .bind(CHAIN_KEY_NAME)
                 .fetch_one(pool)
@@ -134,7 +138,7 @@ pub(crate) async fn load_or_create_chain_key(
         }
     };
     let Ok(dek) = keyring.unwrap(&wrapped, CHAIN_KEY_RECORD) else {
-        return Ok(None);
+        return Ok((None, created));
     };
     let chain = ChainKey::from_data_key(&dek);
     // A head without its MAC is a new log (or one from before the MAC existed): seal it now.
@@ -150,7 +154,7 @@ pub(crate) async fn load_or_create_chain_key(
             .execute(pool)
             .await?;
     }
-    Ok(Some(chain))
+    Ok((Some(chain), created))
 }
 
 /// The MAC of the chain's head. "audit-head" stands where a previous link would, and its length

@@ -262,7 +262,7 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let (pool, backend) =
             db::connect(location, options.max_connections, options.acquire_timeout).await?;
-        let chain = audit::load_or_create_chain_key(&pool, &keyring).await?;
+        let (chain, new_store) = audit::load_or_create_chain_key(&pool, &keyring).await?;
         let vault = Self {
             inner: Arc::new(Inner {
                 pool,
@@ -289,6 +289,11 @@ impl Vault {
             && let Location::Url(url) = location
         {
             changes::listen(&vault, url).await?;
+        }
+        if new_store {
+            // The log begins here: say where the master keys live, if a KMS keeps them (its
+            // first key was stored before there was a log to record it in).
+            vault.record_kms_keys_of_new_store().await?;
         }
         Ok(vault)
     }

@@ -111,8 +111,8 @@ pub async fn read_master_keys(location: &Location) -> Result<StoredKeys, VaultEr
 }
 
 /// Stores the first master key of a new store, unless another process stored one first; answers
-/// the keys stored (the winner's). Not audited: the audit log begins when the vault first opens,
-/// which records it.
+/// the keys stored (the winner's). The audit log begins when the vault first opens, which
+/// records it.
 pub async fn insert_first_master_key(
     location: &Location,
     key: &StoredMasterKey,
@@ -143,6 +143,33 @@ pub async fn insert_first_master_key(
 }
 
 impl Vault {
+    /// On a new store's first open: one `create_kms` event per master key a KMS keeps.
+    pub(crate) async fn record_kms_keys_of_new_store(&self) -> Result<(), VaultError> {
+        let events: Vec<NewEvent> = self
+            .master_keys()
+            .await?
+            .into_iter()
+            .map(|key| {
+                NewEvent::new(
+                    "keyward",
+                    Category::KeyManagement,
+                    "create_kms",
+                    format!("master_key:{}", key.kid),
+                )
+                .details(json!({
+                    "kms": key.kms,
+                    "kms_key": key.kms_key,
+                    "key_version": key.key_version,
+                    "first": true,
+                }))
+            })
+            .collect();
+        if events.is_empty() || self.inner.chain.is_none() {
+            return Ok(());
+        }
+        self.record_many(events).await
+    }
+
     /// The wrapped master keys, primary first.
     pub async fn master_keys(&self) -> Result<Vec<StoredMasterKey>, VaultError> {
         all(&self.inner.pool).await

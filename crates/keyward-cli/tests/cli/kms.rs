@@ -116,6 +116,27 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
         "{st}"
     );
     assert!(!s.data_dir().join("master.key").exists());
+    let made = s.ok(&["events", "list", "--filter", "action=create_kms"]);
+    assert!(made.contains(&format!("master_key:{first}")), "{made}");
+
+    // `keyward run`: the command gets the provider's key, never the token that opens them all,
+    // not even through an env file that names it.
+    let env_file = s.scratch().join("app.env");
+    std::fs::write(&env_file, format!("VAULT_TOKEN={token}\nGREETING=hello\n")).unwrap();
+    let out = s.ok(&[
+        "run",
+        "--org",
+        "acme",
+        "--provider",
+        "openai",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo token=${VAULT_TOKEN:-none} key=${OPENAI_API_KEY:+set} $GREETING",
+    ]);
+    assert_eq!(out.trim(), "token=none key=set hello");
 
     // A new Transit key version, and the stored key rewrapped under it.
     bao.rotate_transit_key(KEY).await;
