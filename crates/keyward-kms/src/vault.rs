@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::{KmsError, Spec};
 
 /// The settings a Vault connection reads from `KEYWARD_KMS` (or, for KV alone, from nothing).
-pub(crate) const SETTINGS: [&str; 10] = [
+pub(crate) const SETTINGS: [&str; 11] = [
     "address",
     "namespace",
     "ca_cert",
@@ -24,6 +24,7 @@ pub(crate) const SETTINGS: [&str; 10] = [
     "role_id",
     "role_id_file",
     "secret_id_file",
+    "jwt_file",
 ];
 const K8S_JWT: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
 
@@ -76,6 +77,8 @@ pub struct VaultClient {
 pub(crate) struct CallError {
     pub(crate) status: u16,
     pub(crate) detail: String,
+    /// The sign-in path, when it was the sign-in that failed.
+    pub(crate) sign_in: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -258,7 +261,13 @@ impl VaultClient {
         let login = |mount: &str, body: Value| {
             let path = format!("auth/{mount}/login");
             async move {
-                let answer = self.send(&path, Some(&body), None).await?;
+                let answer = self
+                    .send(&path, Some(&body), None)
+                    .await
+                    .map_err(|e| CallError {
+                        sign_in: Some(path.clone()),
+                        ..e
+                    })?;
                 answer
                     .pointer("/auth/client_token")
                     .and_then(Value::as_str)
@@ -266,12 +275,14 @@ impl VaultClient {
                     .ok_or(CallError {
                         status: 0,
                         detail: format!("the answer to {path} holds no token"),
+                        sign_in: None,
                     })
             }
         };
         let file_err = |e: KmsError| CallError {
             status: 0,
             detail: e.to_string(),
+            sign_in: None,
         };
         match &self.auth {
             Auth::Token(TokenSource::Given(t)) => Ok(t.clone()),
@@ -331,6 +342,7 @@ impl VaultClient {
                     CallError {
                         status: 0,
                         detail: "the token holds characters a header cannot carry".into(),
+                        sign_in: None,
                     }
                 })?;
             value.set_sensitive(true);
@@ -343,11 +355,13 @@ impl VaultClient {
             status: 0,
             // The URL holds no secret; the error says what failed (connect, timeout, TLS).
             detail: describe_transport(&e),
+            sign_in: None,
         })?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(|e| CallError {
             status: 0,
             detail: describe_transport(&e),
+            sign_in: None,
         })?;
         if (200..300).contains(&status) {
             if bytes.is_empty() {
@@ -356,6 +370,7 @@ impl VaultClient {
             return serde_json::from_slice(&bytes).map_err(|e| CallError {
                 status: 0,
                 detail: format!("the answer to {path} is not JSON: {e}"),
+                sign_in: None,
             });
         }
         let detail = serde_json::from_slice::<Errors>(&bytes)
@@ -363,7 +378,11 @@ impl VaultClient {
             .map(|e| e.errors.join("; ").replace('\n', " ").trim().to_owned())
             .filter(|e| !e.is_empty())
             .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(CallError { status, detail })
+        Err(CallError {
+            status,
+            detail,
+            sign_in: None,
+        })
     }
 }
 
@@ -391,6 +410,16 @@ impl CallError {
     /// capability on which path the call needs (for a refusal).
     pub(crate) fn into_kms(self, kms: String, needs: &str) -> KmsError {
         let detail = self.detail;
+        if let Some(path) = self.sign_in
+            && matches!(self.status, 400..=499)
+        {
+            return KmsError::Refused {
+                kms,
+                cause: format!(
+                    "the sign-in at {path} was refused ({detail}): check the role and the credentials it is given"
+                ),
+            };
+        }
         match self.status {
             0 | 429 | 500..=599 => KmsError::Unreachable { kms, cause: detail },
             401 | 403 => KmsError::Refused {

@@ -5,6 +5,7 @@
 use keyward_crypto::{KeyId, KeyMaterial};
 use keyward_kms::KmsError;
 use keyward_testkit::kms::{Bao, transit_policy};
+use serde_json::json;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
     let pairs: Vec<(String, String)> = pairs
@@ -159,4 +160,144 @@ fn configuration_errors_name_what_to_set() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("names of letters"), "{e}");
+}
+
+#[tokio::test]
+async fn speaks_tls_to_a_server_of_a_private_ca_and_works_in_a_namespace() {
+    let Some(bao) = Bao::start_tls().await else {
+        return;
+    };
+    let root = keyward_testkit::kms::ROOT_TOKEN;
+    let (status, body) = bao.root("sys/namespaces/team-a", Some(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let ns = Some("team-a");
+    let (status, _) = bao
+        .call_in(
+            ns,
+            root,
+            "POST",
+            "sys/mounts/transit",
+            Some(json!({"type": "transit"})),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = bao
+        .call_in(
+            ns,
+            root,
+            "POST",
+            "transit/keys/keyward-kek",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let ca = bao.ca_cert();
+    let env = env_of(&[("VAULT_ADDR", &bao.addr), ("VAULT_TOKEN", root)]);
+    let spec = format!(
+        "transit:keyward-kek,namespace=team-a,ca_cert={}",
+        ca.display()
+    );
+    let kms = keyward_kms::open(&spec, &env).unwrap();
+    let key = KeyMaterial::generate(kid("k1")).unwrap();
+    let wrapped = kms.wrap(&key).await.unwrap();
+    assert_eq!(
+        kms.unwrap(&kid("k1"), &wrapped.blob)
+            .await
+            .unwrap()
+            .expose(),
+        key.expose()
+    );
+    // Outside the namespace there is no such key.
+    let outside = keyward_kms::open(
+        &format!("transit:keyward-kek,ca_cert={}", ca.display()),
+        &env,
+    )
+    .unwrap();
+    assert!(outside.unwrap(&kid("k1"), &wrapped.blob).await.is_err());
+    // Without the CA the server's certificate is not trusted: a transport failure, named.
+    let untrusted = keyward_kms::open("transit:keyward-kek,namespace=team-a", &env).unwrap();
+    let err = untrusted.wrap(&key).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}
+
+/// The Kubernetes sign-in (`POST auth/<mount>/login {role, jwt}`), against OpenBao's JWT auth
+/// method mounted where Kubernetes auth would be: it takes the same request, and checks the
+/// token's signature against a key the test holds (a real Kubernetes API server is not here).
+#[tokio::test]
+async fn signs_in_with_a_service_account_token() {
+    let Some(bao) = Bao::start().await else {
+        return;
+    };
+    bao.transit_key("keyward-kek").await;
+    let _ = bao
+        .token_with_policy("keyward", &transit_policy("keyward-kek"))
+        .await;
+    let signer = rcgen::KeyPair::generate().unwrap();
+    let (status, _) = bao
+        .root("sys/auth/kubernetes", Some(json!({"type": "jwt"})))
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = bao
+        .root(
+            "auth/kubernetes/config",
+            Some(json!({"jwt_validation_pubkeys": [signer.public_key_pem()]})),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = bao
+        .root(
+            "auth/kubernetes/role/keyward",
+            Some(json!({
+                "role_type": "jwt",
+                "bound_audiences": ["keyward"],
+                "user_claim": "sub",
+                "bound_subject": "system:serviceaccount:llm:keyward",
+                "token_policies": ["keyward"],
+            })),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |sub: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &json!({"sub": sub, "aud": "keyward", "iat": now, "exp": now + 600}),
+            &jsonwebtoken::EncodingKey::from_ec_der(&signer.serialize_der()),
+        )
+        .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_file = dir.path().join("token");
+    let good = sign("system:serviceaccount:llm:keyward");
+    std::fs::write(&jwt_file, &good).unwrap();
+    let env = env_of(&[("VAULT_ADDR", &bao.addr)]);
+    let spec = format!(
+        "transit:keyward-kek,auth=kubernetes,role=keyward,jwt_file={}",
+        jwt_file.display()
+    );
+    let kms = keyward_kms::open(&spec, &env).unwrap();
+    let key = KeyMaterial::generate(kid("k1")).unwrap();
+    let wrapped = kms.wrap(&key).await.unwrap();
+    assert_eq!(
+        kms.unwrap(&kid("k1"), &wrapped.blob)
+            .await
+            .unwrap()
+            .expose(),
+        key.expose()
+    );
+    // Another service account's token is refused, and the error does not quote it.
+    let other = sign("system:serviceaccount:default:intruder");
+    std::fs::write(&jwt_file, &other).unwrap();
+    let kms = keyward_kms::open(&spec, &env).unwrap();
+    let err = kms.wrap(&key).await.unwrap_err();
+    assert!(matches!(err, KmsError::Refused { .. }), "{err}");
+    let err = err.to_string();
+    assert!(!err.contains(&other), "{err}");
+    assert!(
+        err.contains("sign-in at auth/kubernetes/login was refused"),
+        "{err}"
+    );
 }

