@@ -15,12 +15,16 @@
 //! - `pkcs11:` an AES key on a PKCS#11 token, an HSM or SoftHSM2 ([`pkcs11`]), through
 //!   `cryptoki` (the vendor's module is loaded at run time; AES-GCM `C_Encrypt`/`C_Decrypt`);
 //!
-//! [`vault::KvReader`] reads provider keys from Vault/OpenBao KV v2 for `secret_key_ref`.
+//! Beside the master keys, [`kv`] reads provider keys from OpenBao/Vault KV v2 over the same
+//! connection code ([`vault`]): a gateway target's `secret_key_ref: {vault: ...}` and
+//! `keyward run`'s `keyward://vault:...` references. Its errors are [`kv::KvError`], whose words
+//! are about a secret store rather than a KMS.
 //!
 //! Nothing here logs or returns a secret: tokens, secret ids, PINs and unwrapped keys are
 //! `secrecy` or `zeroize` types, and every error names the KMS and the cause, never a credential.
 
 pub mod aws;
+pub mod kv;
 pub mod pkcs11;
 mod spec;
 pub mod transit;

@@ -375,7 +375,13 @@ impl VaultClient {
         }
         let detail = serde_json::from_slice::<Errors>(&bytes)
             .ok()
-            .map(|e| e.errors.join("; ").replace('\n', " ").trim().to_owned())
+            .map(|e| {
+                e.errors
+                    .iter()
+                    .map(|e| one_line(e))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
             .filter(|e| !e.is_empty())
             .unwrap_or_else(|| format!("HTTP {status}"));
         Err(CallError {
@@ -383,6 +389,16 @@ impl VaultClient {
             detail,
             sign_in: None,
         })
+    }
+}
+
+/// One of the server's errors on one line, without the wrapping of a single error
+/// (`1 error occurred:\n\t* permission denied\n\n` is `permission denied`).
+fn one_line(error: &str) -> String {
+    let words = error.split_whitespace().collect::<Vec<_>>().join(" ");
+    match words.strip_prefix("1 error occurred: * ") {
+        Some(one) => one.to_owned(),
+        None => words,
     }
 }
 
@@ -424,9 +440,7 @@ impl CallError {
             0 | 429 | 500..=599 => KmsError::Unreachable { kms, cause: detail },
             401 | 403 => KmsError::Refused {
                 kms,
-                cause: format!(
-                    "{detail}: the token is not valid (expired or revoked), or its policy lacks {needs}"
-                ),
+                cause: refusal(&detail, needs),
             },
             404 => KmsError::Rejected {
                 kms,
@@ -437,58 +451,8 @@ impl CallError {
     }
 }
 
-/// Reads provider keys from a Vault or OpenBao KV v2 engine: `secret/data/providers#field`.
-#[derive(Debug)]
-pub struct KvReader {
-    client: VaultClient,
-}
-
-impl KvReader {
-    /// A reader of the server `VAULT_ADDR` names, signed in as `VAULT_TOKEN` (or as
-    /// `KEYWARD_KMS`'s settings say, when it is a `transit:` spec: one server, one sign-in).
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, KmsError> {
-        let spec = match env("KEYWARD_KMS").map(|s| Spec::parse(&s)).transpose()? {
-            Some(spec) if spec.kind == "transit" => spec,
-            _ => Spec::parse("vault:")?,
-        };
-        Ok(Self {
-            client: VaultClient::new(&spec, env)?,
-        })
-    }
-
-    /// The value of `field` in the KV v2 secret at `path` (`secret/data/providers`; a path
-    /// without `/data/` after its mount is read as `MOUNT/data/REST`).
-    pub async fn read(&self, path: &str, field: &str) -> Result<SecretString, KmsError> {
-        let path = path.trim_matches('/');
-        let api_path = match path.split_once('/') {
-            Some((_, rest)) if rest.starts_with("data/") => path.to_owned(),
-            Some((mount, rest)) => format!("{mount}/data/{rest}"),
-            None => {
-                return Err(KmsError::Config(format!(
-                    "vault reference '{path}': expected MOUNT/data/PATH#FIELD"
-                )));
-            }
-        };
-        let kms = format!("vault KV {api_path} at {}", self.client.address());
-        let answer = self
-            .client
-            .call(&api_path, None)
-            .await
-            .map_err(|e| match e.status {
-                404 => KmsError::Rejected {
-                    kms: kms.clone(),
-                    cause: "no secret at this path".into(),
-                },
-                _ => e.into_kms(kms.clone(), &format!("`read` on {api_path}")),
-            })?;
-        let value = answer
-            .pointer("/data/data")
-            .and_then(|d| d.get(field))
-            .and_then(Value::as_str)
-            .ok_or_else(|| KmsError::Rejected {
-                kms: kms.clone(),
-                cause: format!("the secret has no text field '{field}'"),
-            })?;
-        Ok(SecretString::from(value.to_owned()))
-    }
+/// Why the server refused a call: the token, or its policy (`needs` names the capability and the
+/// path, such as "`read` on secret/data/providers").
+pub(crate) fn refusal(detail: &str, needs: &str) -> String {
+    format!("{detail}: the token is not valid (expired or revoked), or its policy lacks {needs}")
 }
