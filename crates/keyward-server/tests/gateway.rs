@@ -978,7 +978,7 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         ),
         (
             "org: acme\ntargets:\n  - id: a\n    provider: openai\n    secret_key_ref: { store: OPENAI_PRIMARY, env: OPENAI_API_KEY }\n".to_owned(),
-            "exactly one of store: VAR and env: VAR",
+            "exactly one of store: VAR, env: VAR and vault: MOUNT/data/PATH#FIELD",
         ),
         (
             // A key pasted into the file by mistake is not echoed back.
@@ -2069,6 +2069,196 @@ async fn providers_with_their_own_key_headers_get_them() {
         assert!(
             !carries(&seen, "kwg_"),
             "the gateway token stays here: {seen:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_targets_read_keys_from_vault_kv_at_every_load_and_fail_naming_the_reference() {
+    let Some(bao) = keyward_testkit::kms::Bao::start().await else {
+        return;
+    };
+    const FIRST: &str = "sk-proj-KVCANARY-first-0123456789";
+    const SECOND: &str = "sk-proj-KVCANARY-second-012345678";
+    bao.kv_put("providers", json!({"openai_api_key": FIRST, "blank": ""}))
+        .await;
+    bao.kv_put("other", json!({"openai_api_key": FIRST})).await;
+    let token = bao
+        .token_with_policy(
+            "keyward-kv",
+            "path \"secret/data/providers\" { capabilities = [\"read\"] }\n\
+             path \"secret/data/absent\" { capabilities = [\"read\"] }\n",
+        )
+        .await;
+    let env: Vec<(String, String)> = vec![
+        ("VAULT_ADDR".into(), bao.addr.clone()),
+        ("VAULT_TOKEN".into(), token.clone()),
+    ];
+    let kv = keyward_kms::kv::LazyKvReader::new(move |name| {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    });
+
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
+    let acme = OrgId::new("acme").unwrap();
+    vault.create_org(&acme, None, "test").await.unwrap();
+    let (acme_token, _) = vault
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let (admin, _) = vault
+        .create_token("admin", keyward_server::Role::Admin, None, None, "test")
+        .await
+        .unwrap();
+    let file = kept.dir.path().join("gateway.yaml");
+    let target = |reference: &str| {
+        format!(
+            "org: acme\ntargets:\n  - id: openai-kv\n    provider: openai\n    base_url: http://{upstream}/v1\n    secret_key_ref: {reference}\n"
+        )
+    };
+    let good = target("{ vault: \"secret/data/providers#openai_api_key\" }");
+    std::fs::write(&file, &good).unwrap();
+    let state = AppState::new(vault.clone()).with_gateway(GatewayOptions {
+        targets_file: Some(file.clone()),
+        vault_kv: Arc::new(kv),
+        ..GatewayOptions::default()
+    });
+    let loaded = state
+        .reload_gateway_targets(keyward_server::LoadTrigger::Start, "serve:start")
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded.targets[0].reference.as_deref(),
+        Some("vault: secret/data/providers#openai_api_key")
+    );
+    let addr = start(state).await;
+    let chat = || {
+        client()
+            .post(format!(
+                "http://{addr}/gateway/t/openai-kv/v1/chat/completions"
+            ))
+            .bearer_auth(acme_token.expose_secret())
+            .json(&json!({"model": "gpt-x"}))
+            .send()
+    };
+    let reload = || async {
+        let resp = client()
+            .post(format!("http://{addr}/api/v1/gateway/reload"))
+            .bearer_auth(admin.expose_secret())
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap())
+    };
+    let served_with = |key: &str| {
+        let mock = &mock;
+        let key = key.to_owned();
+        async move {
+            let resp = chat().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(
+                seen_auth(&mock.last()),
+                format!("authorization: Bearer {key}")
+            );
+        }
+    };
+    served_with(FIRST).await;
+
+    // The key changes in Vault: the running target keeps the key it read until a reload.
+    bao.kv_put("providers", json!({"openai_api_key": SECOND, "blank": ""}))
+        .await;
+    served_with(FIRST).await;
+    let (st, body) = reload().await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    served_with(SECOND).await;
+
+    // References that cannot be read fail the reload naming them and why; the running target
+    // stays, and neither a key nor the token is in any message.
+    let no_kind = "secret_key_ref takes exactly one of store: VAR, env: VAR and vault:";
+    for (reference, says) in [
+        (
+            "{ vault: \"secret/data/providers#gemini_api_key\" }".to_owned(),
+            "target 'openai-kv': secret_key_ref vault secret/data/providers#gemini_api_key: the secret at secret/data/providers has no text field 'gemini_api_key'",
+        ),
+        (
+            "{ vault: \"secret/data/providers#blank\" }".to_owned(),
+            "secret_key_ref vault secret/data/providers#blank: the field 'blank' of the secret at secret/data/providers is empty",
+        ),
+        (
+            "{ vault: \"secret/absent#openai_api_key\" }".to_owned(),
+            "secret_key_ref vault secret/data/absent#openai_api_key: no secret at secret/data/absent",
+        ),
+        (
+            "{ vault: \"secret/data/other#openai_api_key\" }".to_owned(),
+            "secret_key_ref vault secret/data/other#openai_api_key: OpenBao/Vault at http://127.0.0.1",
+        ),
+        (
+            "{ vault: \"secret/data/other#openai_api_key\" }".to_owned(),
+            "refused: permission denied: the token is not valid (expired or revoked), or its policy lacks `read` on secret/data/other",
+        ),
+        (
+            "{ vault: \"secret/data/../../sys/raw#x\" }".to_owned(),
+            "secret_key_ref vault: not a Vault KV reference",
+        ),
+        (
+            format!("{{ vault: \"{FIRST}\" }}"),
+            "secret_key_ref vault: not a Vault reference (MOUNT/data/PATH#FIELD)",
+        ),
+        (
+            format!("{{ vault: \"secret/data/providers#{FIRST}\" }}"),
+            "secret_key_ref vault: not a Vault reference",
+        ),
+        (
+            "{ vault: \"secret/data/providers#openai_api_key\", env: OPENAI_API_KEY }".to_owned(),
+            no_kind,
+        ),
+    ] {
+        std::fs::write(&file, target(&reference)).unwrap();
+        let (st, body) = reload().await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{detail:?} should say {says:?}");
+        assert!(detail.contains("the previous targets stay"), "{detail}");
+        assert!(!detail.contains("KVCANARY"), "{detail}");
+        assert!(!detail.contains(&token), "{detail}");
+        served_with(SECOND).await;
+    }
+
+    // The token revoked: the good file no longer loads, and says why.
+    bao.revoke(&token).await;
+    std::fs::write(&file, &good).unwrap();
+    let (st, body) = reload().await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(
+            "target 'openai-kv': secret_key_ref vault secret/data/providers#openai_api_key: OpenBao/Vault at"
+        ) && detail.contains("the token is not valid (expired or revoked), or its policy lacks `read` on secret/data/providers"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("KVCANARY") && !detail.contains(&token),
+        "{detail}"
+    );
+    served_with(SECOND).await;
+
+    // The trail names the reference, never a key or the token.
+    let reloads = vault
+        .list_events(&"action=gateway_reload".parse().unwrap(), 100)
+        .await
+        .unwrap();
+    assert!(
+        reloads.iter().any(|e| e.details["targets"][0]["reference"]
+            == "vault: secret/data/providers#openai_api_key"),
+        "{reloads:?}"
+    );
+    for e in &reloads {
+        let text = e.details.to_string();
+        assert!(
+            !text.contains("KVCANARY") && !text.contains(&token),
+            "{text}"
         );
     }
 }

@@ -20,7 +20,8 @@
 //!   masking of the key on the upstream's answer.
 //! - `answers`: the gateway's own answers, in the provider's error shape.
 //!
-//! And beside the requests: `targets` (the static targets file) and `reload` (loading it),
+//! And beside the requests: `targets` (the static targets file), `key_ref` (its references to
+//! keys: a config variable, the environment, Vault KV) and `reload` (loading it),
 //! `usage` (the usage counters) and `metrics` (the gateway's other counters).
 
 mod answers;
@@ -29,6 +30,7 @@ mod candidates;
 mod cooldown;
 mod guard;
 mod headers;
+mod key_ref;
 mod metrics;
 mod relay;
 mod reload;
@@ -86,6 +88,10 @@ pub struct GatewayOptions {
     /// While the store is away, how long tokens and keys checked before are still served
     /// (zero: not at all). Tokens and keys never seen get a fast 503 meanwhile.
     pub stale_for: Duration,
+    /// Reads targets' `secret_key_ref: {vault: ...}` keys. The default is made from this
+    /// process's environment (`VAULT_ADDR` and `VAULT_TOKEN`, or `KEYWARD_KMS`'s `transit:`
+    /// settings) at the first such reference, and kept for later reloads.
+    pub vault_kv: Arc<keyward_kms::kv::LazyKvReader>,
 }
 
 impl Default for GatewayOptions {
@@ -97,6 +103,7 @@ impl Default for GatewayOptions {
             usage_flush_interval: Duration::from_secs(1),
             targets_file: None,
             stale_for: Duration::from_secs(300),
+            vault_kv: Arc::new(keyward_kms::kv::LazyKvReader::new(keyward_kms::process_env)),
         }
     }
 }

@@ -74,11 +74,13 @@ impl Gateway {
         };
         let _one_at_a_time = self.reloading.lock().await;
         let env = |name: &str| std::env::var(name).ok();
-        let outcome = Targets::load(&path, vault, &env).await.map(|loaded| {
-            let report = loaded.loaded();
-            *self.targets.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
-            report
-        });
+        let outcome = Targets::load(&path, vault, &env, &self.options.vault_kv)
+            .await
+            .map(|loaded| {
+                let report = loaded.loaded();
+                *self.targets.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+                report
+            });
         let (outcome_kind, details) = match &outcome {
             Ok(report) => {
                 self.count("reloads", "", "ok");

@@ -1,5 +1,6 @@
 //! Static targets: a YAML file of named upstreams, each with its provider, base URL and a
-//! reference to its key (a config variable of the vault, or an environment variable), served at
+//! reference to its key (a config variable of the vault, an environment variable, or a field of
+//! an OpenBao/Vault KV v2 secret: `key_ref`), served at
 //! `/gateway/t/{target_id}/{path...}`. For single-tenant setups that want fixed routes.
 //!
 //! ```yaml
@@ -8,7 +9,8 @@
 //!   - id: openai-primary
 //!     provider: openai
 //!     base_url: https://api.openai.com/v1
-//!     secret_key_ref: { store: OPENAI_API_KEY }   # or { env: OPENAI_API_KEY }
+//!     secret_key_ref: { store: OPENAI_API_KEY }   # or { env: OPENAI_API_KEY },
+//!                                                 # or { vault: "secret/data/providers#openai" }
 //! ```
 //!
 //! The shape Keeptrusts users already have is taken too: `pack:` (its name and version),
@@ -25,10 +27,13 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use keyward_core::provider::AuthStyle;
-use keyward_core::{OrgId, Provider, VarName};
+use keyward_core::{OrgId, Provider};
+use keyward_kms::kv::LazyKvReader;
 use keyward_store::Vault;
 use secrecy::SecretString;
 use serde::Deserialize;
+
+use super::key_ref::{KeyRefSpec, Sources};
 
 /// The file as written.
 #[derive(Debug, Deserialize)]
@@ -77,15 +82,6 @@ struct TargetSpec {
     model: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyRefSpec {
-    #[serde(default)]
-    store: Option<String>,
-    #[serde(default)]
-    env: Option<String>,
-}
-
 /// One loaded target.
 #[derive(Debug)]
 pub(crate) struct Target {
@@ -94,7 +90,8 @@ pub(crate) struct Target {
     pub(crate) org: OrgId,
     pub(crate) base_url: String,
     pub(crate) key: Option<SecretString>,
-    /// Where the key came from, by name only (`store: OPENAI_API_KEY_V2`, `env: X`).
+    /// Where the key came from, by name only (`store: OPENAI_API_KEY_V2`, `env: X`,
+    /// `vault: secret/data/providers#openai_api_key`).
     pub(crate) reference: Option<String>,
     /// The model it is meant for, if the file says.
     pub(crate) model: Option<String>,
@@ -119,7 +116,8 @@ pub struct TargetSummary {
     pub org: String,
     /// Base URL.
     pub base_url: String,
-    /// The reference its key was resolved from, by name (`store: VAR`, `env: VAR`).
+    /// The reference its key was resolved from, by name (`store: VAR`, `env: VAR`,
+    /// `vault: MOUNT/data/PATH#FIELD`).
     pub reference: Option<String>,
     /// The model the file names for it, if any.
     pub model: Option<String>,
@@ -159,7 +157,9 @@ impl Targets {
         path: &Path,
         vault: &Vault,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
+        kv: &LazyKvReader,
     ) -> Result<Self, TargetsError> {
+        let sources = Sources { vault, env, kv };
         let err = |message: String| TargetsError::Invalid {
             file: path.display().to_string(),
             message,
@@ -294,81 +294,18 @@ impl Targets {
                     "base_url is not an http(s) URL without query or fragment".into(),
                 ));
             }
-            let reference = spec
-                .secret_key_ref
-                .as_ref()
-                .map(|r| match (&r.store, &r.env) {
-                    (Some(name), None) => format!("store: {name}"),
-                    (None, Some(name)) => format!("env: {name}"),
-                    _ => String::new(),
-                });
-            let key = match (spec.secret_key_ref, provider.auth) {
-                (None, AuthStyle::None) => None,
+            let (key, reference) = match (&spec.secret_key_ref, provider.auth) {
+                (None, AuthStyle::None) => (None, None),
                 (None, _) => {
                     return Err(terr(format!(
-                        "secret_key_ref is required for {} (store: VAR or env: VAR)",
+                        "secret_key_ref is required for {} (store: VAR, env: VAR or vault: MOUNT/data/PATH#FIELD)",
                         provider.id
                     )));
                 }
-                (Some(r), _) => Some(match (r.store, r.env) {
-                    (Some(name), None) => {
-                        let var = VarName::new(&name)
-                            .ok()
-                            .filter(|_| !looks_like_a_key(&name))
-                            .ok_or_else(|| {
-                                terr(
-                                    "secret_key_ref store: not a variable name (A-Z, 0-9, _)"
-                                        .into(),
-                                )
-                            })?;
-                        let found = vault
-                            .get_var(&var, Some(&org), true, "gateway:config")
-                            .await
-                            .map_err(|e| match e {
-                                keyward_store::VaultError::NotFound(_) => terr(format!(
-                                    "secret_key_ref store {name}: no config variable {name} in organization '{org}' or global"
-                                )),
-                                other => terr(format!("secret_key_ref store {name}: {other}")),
-                            })?;
-                        found.value.ok_or_else(|| {
-                            terr(format!(
-                                "secret_key_ref store {name}: the variable has no value"
-                            ))
-                        })?
-                    }
-                    (None, Some(name)) => {
-                        let valid = !name.is_empty()
-                            && name.len() <= 128
-                            && !name.starts_with(|c: char| c.is_ascii_digit())
-                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                            && !looks_like_a_key(&name);
-                        if !valid {
-                            return Err(terr(
-                                "secret_key_ref env: not an environment variable name".into(),
-                            ));
-                        }
-                        // Keyward's own configuration (the master key above all) is nobody's
-                        // provider key.
-                        if keyward_core::env::is_keyward_own(&name) {
-                            return Err(terr(format!(
-                                "secret_key_ref env {name}: Keyward's own settings (KEYWARD_*) cannot be a target's key"
-                            )));
-                        }
-                        match env(&name) {
-                            Some(v) if !v.trim().is_empty() => SecretString::from(v),
-                            _ => {
-                                return Err(terr(format!(
-                                    "secret_key_ref env {name}: the environment variable {name} is not set"
-                                )));
-                            }
-                        }
-                    }
-                    _ => {
-                        return Err(terr(
-                            "secret_key_ref takes exactly one of store: VAR and env: VAR".into(),
-                        ));
-                    }
-                }),
+                (Some(r), _) => {
+                    let (key, reference) = r.resolve(&org, &sources).await.map_err(terr)?;
+                    (Some(key), Some(reference))
+                }
             };
             by_id.insert(
                 id.clone(),
@@ -419,7 +356,7 @@ impl Targets {
 /// Whether a name could be a key put in the wrong field: long, and mixing lowercase,
 /// uppercase and digits the way random keys do and names (`OPENAI_API_KEY`, `openai-primary`)
 /// do not.
-fn looks_like_a_key(name: &str) -> bool {
+pub(super) fn looks_like_a_key(name: &str) -> bool {
     name.len() >= 20
         && name.chars().any(|c| c.is_ascii_lowercase())
         && name.chars().any(|c| c.is_ascii_uppercase())
