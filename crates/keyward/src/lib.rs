@@ -45,11 +45,13 @@ pub mod remote;
 pub use keyward_probe as probe;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use keyward_core::credential::key_hint;
 use keyward_core::provider::SecretKind;
 use keyward_core::resolve::{EnvFallback, ResolveRequest, Resolved};
 use keyward_core::{OrgId, Provider};
+use keyward_kms::kv::LazyKvReader;
 use keyward_store::{Vault, VaultError, VaultOptions};
 use secrecy::{ExposeSecret as _, SecretString};
 
@@ -192,6 +194,7 @@ pub struct KeyProvider {
     vault: Vault,
     actor: String,
     env_fallback: EnvFallback,
+    vault_kv: Arc<LazyKvReader>,
 }
 
 impl KeyProvider {
@@ -218,7 +221,17 @@ impl KeyProvider {
             vault,
             actor: "lib".to_owned(),
             env_fallback: EnvFallback::Org { default: true },
+            vault_kv: Arc::new(LazyKvReader::new(keyward_kms::process_env)),
         }
+    }
+
+    /// Sets where `keyward://vault:` references are read (by default, the OpenBao/Vault server
+    /// of this process's `VAULT_ADDR` and `VAULT_TOKEN`, or of `KEYWARD_KMS`'s `transit:`
+    /// settings, made at the first such reference).
+    #[must_use]
+    pub fn with_vault_kv(mut self, kv: Arc<LazyKvReader>) -> Self {
+        self.vault_kv = kv;
+        self
     }
 
     /// Sets who the audit log says asked (default `lib`).
@@ -301,7 +314,7 @@ impl KeyProvider {
 
     /// Resolves a `keyward://` reference (audited like a resolution, or a reveal for a
     /// variable). References name the vault explicitly, so they never fall back to the
-    /// environment.
+    /// environment. A `vault:` reference is read from OpenBao/Vault (which audits it there).
     pub async fn resolve_reference(&self, reference: &Reference) -> Result<ReferenceValue, Error> {
         let fail = |e: &dyn std::fmt::Display| Error::Reference {
             reference: reference.to_string(),
@@ -340,6 +353,7 @@ impl KeyProvider {
                     .map_err(|e| fail(&e))?;
                 reference_value(&resolved, field.as_deref()).map_err(|e| fail(&e))
             }
+            Reference::Vault(kv) => reference::read_vault(&self.vault_kv, kv).await,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! machine needs only a `resolver` token, never the master key.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use keyward_core::resolve::{Resolved, Source};
 use keyward_core::{CredentialId, CredentialName, Provider};
+use keyward_kms::kv::LazyKvReader;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 
@@ -18,6 +20,8 @@ pub struct Remote {
     base: String,
     token: SecretString,
     client: reqwest::Client,
+    /// `keyward://vault:` references are read here, not through the server.
+    vault_kv: Arc<LazyKvReader>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -67,6 +71,7 @@ impl Remote {
             base: base.trim_end_matches('/').to_owned(),
             token,
             client,
+            vault_kv: Arc::new(LazyKvReader::new(keyward_kms::process_env)),
         })
     }
 
@@ -239,6 +244,9 @@ impl Remote {
                 crate::reference_value(&resolved, field.as_deref())
                     .map_err(|why| fail(remote_err(why)))
             }
+            // Read from this machine's OpenBao/Vault, as a local run would: the server is not
+            // asked.
+            Reference::Vault(kv) => crate::reference::read_vault(&self.vault_kv, kv).await,
         }
     }
 }
