@@ -497,6 +497,105 @@ async fn static_targets_start_checked_and_reload_on_sighup_and_on_request() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vault_target_is_read_with_the_servers_vault_settings_and_again_on_sighup() {
+    let Some(bao) = keyward_testkit::kms::Bao::start().await else {
+        return;
+    };
+    const FIRST: &str = "sk-proj-KVSERVECANARY-first-01234";
+    const SECOND: &str = "sk-proj-KVSERVECANARY-second-0123";
+    bao.kv_put("providers", json!({"openai_api_key": FIRST}))
+        .await;
+    let vault_token = bao
+        .token_with_policy(
+            "keyward-serve",
+            "path \"secret/data/providers\" { capabilities = [\"read\"] }\n",
+        )
+        .await;
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let mock = MockProvider::start().await;
+    let upstream = mock.addr();
+    s.ok(&["org", "create", "acme"]);
+    let token = s
+        .ok(&["gateway-token", "create", "--org", "acme", "--name", "app"])
+        .trim()
+        .to_owned();
+    let config = s.scratch().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "org: acme\ntargets:\n  - id: kv\n    provider: openai\n    base_url: http://{upstream}/v1\n    secret_key_ref: {{ vault: \"secret/data/providers#openai_api_key\" }}\n"
+        ),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+
+    // No Vault server in the environment: the start stops, naming the reference and the fix.
+    let err = s.fails(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-config",
+            &config_arg,
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("target 'kv': secret_key_ref vault secret/data/providers#openai_api_key: no Vault server: set VAULT_ADDR"),
+        "{err}"
+    );
+
+    let env = [
+        ("VAULT_ADDR", bao.addr.as_str()),
+        ("VAULT_TOKEN", vault_token.as_str()),
+    ];
+    let server = Server::start(&s, &["--gateway-config", &config_arg], &env);
+    let (st, _, body) = chat(&server.url, "t/kv", &token).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(last_auth(&mock), format!("Bearer {FIRST}"));
+
+    // A new key in Vault is served after SIGHUP.
+    bao.kv_put("providers", json!({"openai_api_key": SECOND}))
+        .await;
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    within_10s("SIGHUP reads the new key", async || {
+        chat(&server.url, "t/kv", &token).await.0 == 200
+            && last_auth(&mock) == format!("Bearer {SECOND}")
+    })
+    .await;
+    assert!(
+        server.said("gateway targets reloaded: kv (vault: secret/data/providers#openai_api_key)")
+    );
+
+    // The Vault token revoked: the reload fails saying why, and the running key stays.
+    bao.revoke(&vault_token).await;
+    server.signal(nix::sys::signal::Signal::SIGHUP);
+    within_10s("the failed reload is reported", async || {
+        server.said("gateway targets not reloaded")
+    })
+    .await;
+    let (st, _, _) = chat(&server.url, "t/kv", &token).await;
+    assert_eq!(st, 200, "the previous targets stay");
+    assert_eq!(last_auth(&mock), format!("Bearer {SECOND}"));
+
+    let log = server.stop();
+    assert!(
+        log.contains("secret_key_ref vault secret/data/providers#openai_api_key")
+            && log.contains("the token is not valid (expired or revoked), or its policy lacks `read` on secret/data/providers"),
+        "{log}"
+    );
+    let printed = String::from_utf8_lossy(&s.transcript);
+    for text in [log.as_str(), &printed] {
+        assert!(
+            !text.contains("KVSERVECANARY") && !text.contains(&vault_token),
+            "a key or the Vault token was printed"
+        );
+    }
+}
+
 /// Whether `python3` can import `module` (an official SDK). CI installs them (`pip install
 /// openai anthropic`) and sets `KEYWARD_TEST_REQUIRE_PYTHON_SDKS=1`, so that there a missing SDK
 /// is a failure, not a skip.

@@ -874,3 +874,104 @@ fn a_dotenv_file_from_keyward_env_runs_nothing_when_sourced() {
     assert!(err.contains("use --format shell or json"), "{err}");
     assert!(!marker.exists());
 }
+
+#[test]
+fn vault_references_are_read_from_openbao_before_the_command_starts() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(bao) = rt.block_on(keyward_testkit::kms::Bao::start()) else {
+        return;
+    };
+    const KV_KEY: &str = "sk-proj-KVRUNCANARY-0123456789abcd";
+    rt.block_on(bao.kv_put(
+        "providers",
+        serde_json::json!({"openai_api_key": KV_KEY, "anthropic_api_key": "sk-ant-KVRUNCANARY-2"}),
+    ));
+    let token = rt.block_on(bao.token_with_policy(
+        "keyward-run",
+        "path \"secret/data/providers\" { capabilities = [\"read\"] }\n",
+    ));
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    s.env.insert("VAULT_ADDR".into(), bao.addr.clone());
+    s.env.insert("VAULT_TOKEN".into(), token.clone());
+
+    // From an env file and from the environment, in either path form.
+    let env_file = s.scratch().join("app.env");
+    std::fs::write(
+        &env_file,
+        "OPENAI_API_KEY=keyward://vault:secret/data/providers#openai_api_key\nPLAIN=1\n",
+    )
+    .unwrap();
+    let file = env_file.display().to_string();
+    let check = format!(
+        "import os; e = os.environ; print(e['OPENAI_API_KEY'] == '{KV_KEY}', \
+         e['ANTHROPIC_API_KEY'] == 'sk-ant-KVRUNCANARY-2', e['PLAIN'])"
+    );
+    let out = s.ok_with(
+        &["run", "--env-file", &file, "--", "python3", "-c", &check],
+        "",
+        &[(
+            "ANTHROPIC_API_KEY",
+            "keyward://vault:secret/providers#anthropic_api_key",
+        )],
+    );
+    assert_eq!(out.trim(), "True True 1");
+    // Masked in the command's output like any reference to a secret.
+    let out = s.ok_with(
+        &[
+            "run",
+            "--env-file",
+            &file,
+            "--",
+            "sh",
+            "-c",
+            "echo $OPENAI_API_KEY",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(out.trim(), "***");
+
+    // References that cannot be read: nothing runs, and each is named with why.
+    std::fs::write(
+        &env_file,
+        "GOOD=keyward://vault:secret/data/providers#openai_api_key\n\
+         NO_FIELD=keyward://vault:secret/data/providers#gemini_api_key\n\
+         NO_PATH=keyward://vault:secret/data/absent#openai_api_key\n\
+         MALFORMED=keyward://vault:secret/data/providers\n",
+    )
+    .unwrap();
+    let marker = s.scratch().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let err = s.fails(&["run", "--env-file", &file, "--", "sh", "-c", &touch], &[]);
+    assert!(!marker.exists(), "the command ran despite a bad reference");
+    for says in [
+        "3 reference(s) could not be resolved",
+        "NO_FIELD: cannot resolve keyward://vault:secret/data/providers#gemini_api_key: the secret at secret/data/providers has no text field 'gemini_api_key'",
+        // The token may not read the path: the capability to grant is named.
+        "NO_PATH: cannot resolve keyward://vault:secret/data/absent#openai_api_key: OpenBao/Vault at",
+        "lacks `read` on secret/data/absent",
+        "MALFORMED: cannot resolve keyward://vault:secret/data/providers: not a Vault KV reference (no #FIELD)",
+    ] {
+        assert!(err.contains(says), "{err:?} should say {says:?}");
+    }
+
+    // A revoked token, and no server at all: refused before the command starts.
+    rt.block_on(bao.revoke(&token));
+    let err = s.fails(&["run", "--env-file", &file, "--", "sh", "-c", &touch], &[]);
+    assert!(
+        err.contains("GOOD: cannot resolve keyward://vault:secret/data/providers#openai_api_key")
+            && err.contains("the token is not valid (expired or revoked)"),
+        "{err}"
+    );
+    s.env.remove("VAULT_ADDR");
+    let err = s.fails(&["run", "--env-file", &file, "--", "sh", "-c", &touch], &[]);
+    assert!(err.contains("no Vault server: set VAULT_ADDR"), "{err}");
+    assert!(!marker.exists());
+    let printed = String::from_utf8_lossy(&s.transcript);
+    assert!(
+        !printed.contains("KVRUNCANARY") && !printed.contains(&token),
+        "{printed}"
+    );
+}
