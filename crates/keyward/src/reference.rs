@@ -12,9 +12,9 @@
 //! The first four read the Keyward vault (or the Keyward server in remote mode). A `vault:`
 //! reference reads OpenBao or Vault directly, from this process, whatever the mode: the server
 //! `VAULT_ADDR` names, signed in with `VAULT_TOKEN` (or as `KEYWARD_KMS`'s `transit:` settings
-//! say), one reader for all the references of a run ([`keyward_kms::kv`]). Its form follows
-//! the `vault:PATH#FIELD` habit of Vault injectors. It cannot be mistaken for an organization:
-//! an organization id never holds a `:`, so `keyward://vault/openai` stays organization
+//! say), one reader for all the references of a run ([`keyward_kms::kv`]). `vault:PATH#FIELD` is
+//! a shape other tools' Vault references have too. No organization can be shadowed by one: an
+//! organization id never holds a `:`, so `keyward://vault/openai` stays organization
 //! `vault`'s OpenAI key. `MOUNT/PATH#FIELD` (the CLI's path, without `data`) is read as
 //! `MOUNT/data/PATH#FIELD`.
 
