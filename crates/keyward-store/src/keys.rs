@@ -76,9 +76,16 @@ impl KeyStatus {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for k in self.kids.iter().filter(|k| !k.configured && k.total() > 0) {
+            let remedy = match &k.lives_in {
+                // The store keeps it wrapped by a KMS: the process was started without it.
+                Some(kms) => format!(
+                    "Keyward starts with KEYWARD_KMS set to the KMS that keeps it ({kms})"
+                ),
+                None => "it is added back to KEYWARD_MASTER_KEYS".to_owned(),
+            };
             out.push(format!(
                 "master key '{}' is not configured but wraps {} credential(s), {} variable(s) and {} vault key(s): \
-                 they cannot be decrypted until it is added back to KEYWARD_MASTER_KEYS",
+                 they cannot be decrypted until {remedy}",
                 k.kid, k.credentials, k.variables, k.vault_keys
             ));
         }

@@ -275,6 +275,19 @@ async fn keys_from_the_environment_are_adopted_by_the_kms_and_everything_stays_r
         assert!(events.contains("master_key:k1"), "{events}");
         let stored = s.stored_bytes().await;
         assert!(!contains(&stored, key.as_bytes()));
+        // Started with another key and without the KMS: it says where the missing key lives.
+        let other = s.ok(&["keygen"]).trim().to_owned();
+        let out = s.run_with(
+            &["cred", "list"],
+            "",
+            &[("KEYWARD_KMS", ""), ("KEYWARD_MASTER_KEYS", &format!("k9:{other}"))],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("master key 'k1' is not configured")
+                && err.contains("KEYWARD_KMS set to the KMS that keeps it (KMS transit:"),
+            "{err}"
+        );
         s.cleanup().await;
     }
 }
