@@ -169,6 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         (
             Command::MasterKey(
                 cli::MasterKeyCommand::New { .. }
+                | cli::MasterKeyCommand::Drop { .. }
                 | cli::MasterKeyCommand::RewrapKms
                 | cli::MasterKeyCommand::LeaveKms { .. },
             ),
@@ -212,18 +213,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         // A restore opens the backup with the master keys it carries, once the KMS unwraps them.
         (Command::Restore { file, .. }, Some(kms)) => match commands::backup::kms_keys_of(file)? {
-            Some(rows) => keyward_crypto::Keyring::new(
+            Some(rows) => keyward::kms::guarded(keyward_crypto::Keyring::new(
                 keyward::kms::unwrap_all(kms.as_ref(), &rows)
-                    .await?
+                    .await
+                    .context("cannot open the backup's master keys")?
                     .iter()
                     .map(keyward_crypto::KeyMaterial::master_key)
                     .collect(),
-                "the backup's master keys",
-            )?,
-            None => config
-                .keyring()
-                .await
-                .context("cannot open the master keys")?,
+                "KEYWARD_KMS",
+            )?),
+            // Nothing is made in the target for a backup the KMS does not keep the keys of.
+            None => bail!(
+                "restore refused; nothing was changed: this backup's master keys were given to its store, not kept by a KMS. Restore it without KEYWARD_KMS, with the keys it was taken under (KEYWARD_MASTER_KEY(S) or KEYWARD_MASTER_KEY_FILE), then move them into the KMS with `keyward master-key adopt-kms`"
+            ),
         },
         _ => config
             .keyring()
@@ -266,14 +268,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let vault = Vault::open(&location, keyring, options)
         .await
         .context("cannot open the vault")?;
-    for warning in vault.startup_warnings().await? {
-        tracing::warn!("{warning}");
+    // The master-key commands are the answer to these warnings (and `status` shows them all).
+    if !matches!(cli.command, Command::MasterKey(_)) {
+        for warning in vault.startup_warnings().await? {
+            tracing::warn!("{warning}");
+        }
     }
     let actor = actor();
-    let kms_credentials = inputs
-        .kms
-        .as_deref()
-        .map_or(&[][..], keyward_kms::credential_variables);
     let code = match cli.command {
         Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
         Command::Serve(args) => {
@@ -291,14 +292,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resolve(args) => resolve(&vault, args, &actor).await?,
         Command::Env(args) => {
             let keys = key_provider(&vault, &actor, !args.no_env_fallback);
-            run::env(&run::Keys::Local(keys, kms_credentials), args).await?
+            run::env(&run::Keys::Local(keys), args).await?
         }
         Command::Run(args) => {
             let keys = key_provider(&vault, &actor, !args.no_env_fallback);
-            run::run(&run::Keys::Local(keys, kms_credentials), args).await?
+            run::run(&run::Keys::Local(keys), args).await?
         }
         Command::MasterKey(
             cmd @ (cli::MasterKeyCommand::New { .. }
+            | cli::MasterKeyCommand::Drop { .. }
             | cli::MasterKeyCommand::RewrapKms
             | cli::MasterKeyCommand::LeaveKms { .. }),
         ) => {
@@ -359,6 +361,7 @@ async fn adopt_kms(inputs: &ConfigInputs) -> Result<ExitCode> {
     let spec = inputs.kms.as_deref().context(
         "adopt-kms moves the master keys given now into a KMS: set KEYWARD_KMS (or --kms) to it",
     )?;
+    keyward_core::env::withhold_kms_credentials(keyward_kms::credential_variables(spec));
     let kms = keyward_kms::open(spec, &keyward_kms::process_env)?;
     let given = keyward::config::given_keys(&inputs.data_dir, inputs.production)?;
     let keyring = keyward_crypto::Keyring::new(
@@ -369,6 +372,7 @@ async fn adopt_kms(inputs: &ConfigInputs) -> Result<ExitCode> {
             .collect(),
         &given.source,
     )?;
+    let keyring = keyward::kms::guarded(keyring);
     let options = VaultOptions {
         max_connections: Some(1),
         ..VaultOptions::default()
@@ -378,6 +382,17 @@ async fn adopt_kms(inputs: &ConfigInputs) -> Result<ExitCode> {
         .context("cannot open the vault")?;
     let code = commands::master_key::adopt_kms(&vault, kms.as_ref(), &given.keys, &actor()).await?;
     vault.close().await;
+    // The development key sits beside the data, which the KMS is there to prevent: the KMS has
+    // it now (adopt unwrapped it back before storing), so the file goes.
+    if let Some(path) = &given.dev_key_file {
+        std::fs::remove_file(path).with_context(|| {
+            format!("cannot remove the development key file {}", path.display())
+        })?;
+        say!(
+            "removed the development key file {}: the KMS keeps the key now",
+            path.display()
+        );
+    }
     Ok(code)
 }
 

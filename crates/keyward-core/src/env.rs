@@ -155,12 +155,36 @@ pub fn first_collision(resolved: &[Resolved]) -> Option<String> {
 }
 
 /// Whether a variable is one of Keyward's own settings (`KEYWARD_*`, in any case): the master
-/// keys, the database URL, the tokens. No file Keyward reads (an import source, an env file, a
-/// gateway target) may name one, and a child started by `keyward run` never inherits the
-/// secret ones ([`WITHHELD`]). The master key opens every organization's keys.
+/// keys, the database URL, the tokens; and, in a process whose master keys a KMS keeps, the
+/// variables that sign it in to that KMS ([`withhold_kms_credentials`]). No file Keyward reads
+/// (an import source, an env file, a gateway target) may name one, no resolution falls back to
+/// one, and a child started by `keyward run` never inherits the secret ones ([`WITHHELD`]).
+/// The master key opens every organization's keys; so does the KMS's credential.
 pub fn is_keyward_own(name: &str) -> bool {
     name.get(..8)
         .is_some_and(|p| p.eq_ignore_ascii_case("KEYWARD_"))
+        || kms_credentials()
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+}
+
+static KMS_CREDENTIALS: std::sync::OnceLock<&'static [&'static str]> = std::sync::OnceLock::new();
+
+/// Declares, once per process, the variables that sign it in to the KMS that keeps its master
+/// keys (`VAULT_TOKEN`, `AWS_SECRET_ACCESS_KEY`, ...): from then on they are Keyward's own
+/// ([`is_keyward_own`]), like `KEYWARD_*`. A later call changes nothing.
+pub fn withhold_kms_credentials(names: &'static [&'static str]) {
+    let _ = KMS_CREDENTIALS.set(names);
+}
+
+/// The variables [`withhold_kms_credentials`] declared (none if it was not called).
+pub fn kms_credentials() -> &'static [&'static str] {
+    KMS_CREDENTIALS.get().copied().unwrap_or(&[])
+}
+
+/// Whether `name` is never handed to a child process: [`WITHHELD`] and the KMS's credentials.
+pub fn is_withheld(name: &str) -> bool {
+    WITHHELD.contains(&name) || kms_credentials().contains(&name)
 }
 
 /// Keyward's own settings that hold a secret or say where one is: never handed to a child

@@ -216,13 +216,29 @@ impl KeyMaterial {
 
 /// The configured master keys. The first is primary: it wraps every new data key. The others
 /// only unwrap data keys that were wrapped under them, until a rotation rewraps those.
-#[derive(Debug)]
 pub struct Keyring {
     keys: Vec<MasterKey>,
     /// Whether the primary key is known to be kept somewhere that outlives this process (a
     /// file, a KMS). A key given only in an environment variable may exist nowhere else (a
     /// `$(keyward keygen)` in a subshell): rewrapping everything under it could lose the vault.
     primary_kept: bool,
+    /// Where the keys came from (`KEYWARD_KMS`, `KEYWARD_MASTER_KEY_FILE`, ...), for status.
+    source: String,
+    /// Other secrets that open the keys (the credentials of the KMS that keeps them): no
+    /// stored value may hold one either.
+    guarded: Vec<Zeroizing<String>>,
+}
+
+impl fmt::Debug for Keyring {
+    /// The key ids and where they came from; never a key or a guarded secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("keys", &self.keys)
+            .field("primary_kept", &self.primary_kept)
+            .field("source", &self.source)
+            .field("guarded", &self.guarded.len())
+            .finish()
+    }
 }
 
 impl Keyring {
@@ -244,7 +260,28 @@ impl Keyring {
         Ok(Self {
             keys,
             primary_kept: true,
+            source: source.to_owned(),
+            guarded: Vec::new(),
         })
+    }
+
+    /// Where these keys came from, as given to [`Keyring::new`].
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// This keyring, also guarding `secrets` (the credentials that unwrap it from a KMS):
+    /// [`Keyring::appears_in`] finds them in a text as it finds the keys. Values shorter than
+    /// 12 characters are not guarded (a PIN such as `1234` would match innocent text).
+    #[must_use]
+    pub fn guarding(mut self, secrets: impl IntoIterator<Item = Zeroizing<String>>) -> Self {
+        self.guarded.extend(
+            secrets
+                .into_iter()
+                .filter(|s| s.trim().len() >= 12)
+                .map(|s| Zeroizing::new(s.trim().to_owned())),
+        );
+        self
     }
 
     /// This keyring with its primary key marked as given only in the environment, not shown to
@@ -268,6 +305,9 @@ impl Keyring {
     /// enough is decoded and its fingerprint compared; the keys' bytes are not kept.
     pub fn appears_in(&self, text: &str) -> bool {
         use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+        if self.guarded.iter().any(|g| text.contains(g.as_str())) {
+            return true;
+        }
         use subtle::ConstantTimeEq as _;
         const ENCODED: usize = 43; // 32 bytes, unpadded
         let bytes = text.as_bytes();

@@ -64,10 +64,15 @@ impl Transit {
 
     async fn call(&self, op: &str, body: Value) -> Result<Value, KmsError> {
         let path = format!("{}/{op}/{}", self.mount, self.key);
-        self.client
-            .call(&path, Some(&body))
-            .await
-            .map_err(|e| e.into_kms(self.who(), &self.needs(op)))
+        self.client.call(&path, Some(&body)).await.map_err(|e| {
+            match e.into_kms(self.who(), &self.needs(op)) {
+                KmsError::Rejected { kms, cause } => KmsError::Rejected {
+                    kms,
+                    cause: explain(&cause),
+                },
+                other => other,
+            }
+        })
     }
 
     fn wrapped(&self, answer: &Value) -> Result<Wrapped, KmsError> {
@@ -105,6 +110,27 @@ impl Transit {
                 cause: "the stored wrapped key is not a Transit ciphertext".into(),
             })
     }
+}
+
+/// Transit's terse refusals, said in words an operator can act on (its own text kept).
+fn explain(cause: &str) -> String {
+    let plain = if cause.contains("message authentication failed") {
+        "the wrapped key does not open under this Transit key: it was wrapped for another key \
+         id, under another Transit key, or it is damaged"
+    } else if cause.contains("version is too new") || cause.contains("invalid key version") {
+        "the wrapped key names a Transit key version this key does not have: another server, or \
+         a key made again under the same name"
+    } else if cause.contains("too old") {
+        "the wrapped key's Transit key version is below the key's min_decryption_version: run \
+         `keyward master-key rewrap-kms` before raising it"
+    } else if cause.contains("soft-deleted") {
+        "the Transit key is soft-deleted (disabled): restore it"
+    } else if cause.contains("encryption key not found") {
+        "there is no such Transit key (deleted, or another name or mount)"
+    } else {
+        return cause.to_owned();
+    };
+    format!("{plain} ({cause})")
 }
 
 impl Kms for Transit {

@@ -561,9 +561,10 @@ async fn every_console_route_keeps_the_apis_roles_and_no_page_shows_a_key() {
         page.contains("Rotation to k1 done") && page.contains("0 remaining"),
         "{page}"
     );
-    // Where each key lives: these were given to the server, not kept by a KMS.
+    // Where each key lives: these were given to the server (the test's keyring), not kept by
+    // a KMS.
     assert!(
-        page.contains("<th>Lives in</th>") && page.contains("<td>environment</td>"),
+        page.contains("<th>Lives in</th>") && page.contains("<td>test</td>"),
         "{page}"
     );
     // The audit log's page does not verify the chain on load; an admin's press does, and a

@@ -32,9 +32,10 @@ pub struct KidCount {
     pub variables: u64,
     /// Keys of the vault itself (the audit chain key).
     pub vault_keys: u64,
-    /// Where the key lives: `KMS transit:transit/keys/keyward-kek (version 2)` for a key the
-    /// store keeps wrapped by a KMS, `environment` for one given in `KEYWARD_MASTER_KEY(S)` or
-    /// its file; none when it is not configured.
+    /// Where this process took the key from: `KMS transit:transit/keys/keyward-kek (version
+    /// 2)` for a key a KMS keeps, else the variable or file that gave it
+    /// (`KEYWARD_MASTER_KEY_FILE`, `development key file PATH`); none when it is not configured
+    /// (then, if a KMS keeps it, that KMS).
     #[serde(default)]
     pub lives_in: Option<String>,
 }
@@ -78,9 +79,9 @@ impl KeyStatus {
         for k in self.kids.iter().filter(|k| !k.configured && k.total() > 0) {
             let remedy = match &k.lives_in {
                 // The store keeps it wrapped by a KMS: the process was started without it.
-                Some(kms) => format!(
-                    "Keyward starts with KEYWARD_KMS set to the KMS that keeps it ({kms})"
-                ),
+                Some(kms) => {
+                    format!("Keyward starts with KEYWARD_KMS set to the KMS that keeps it ({kms})")
+                }
                 None => "it is added back to KEYWARD_MASTER_KEYS".to_owned(),
             };
             out.push(format!(
@@ -208,11 +209,17 @@ impl Vault {
                 }
             }
         }
+        let from_kms = keyring.source() == "KEYWARD_KMS";
         for wrapped in self.master_keys().await? {
             if let Some(entry) = by_kid.get_mut(&wrapped.kid) {
-                entry.lives_in = Some(match &wrapped.key_version {
+                let kms = match &wrapped.key_version {
                     Some(v) => format!("KMS {}:{} (version {v})", wrapped.kms, wrapped.kms_key),
                     None => format!("KMS {}:{}", wrapped.kms, wrapped.kms_key),
+                };
+                // Where this process took it from first; a KMS may keep a copy besides.
+                entry.lives_in = Some(match &entry.lives_in {
+                    Some(source) if !from_kms => format!("{source} (a {kms} keeps it too)"),
+                    _ => kms,
                 });
             }
         }
@@ -357,7 +364,7 @@ impl Vault {
                 .inner
                 .keyring
                 .contains(kid)
-                .then(|| "environment".to_owned()),
+                .then(|| self.inner.keyring.source().to_owned()),
         }
     }
 

@@ -257,6 +257,55 @@ impl Vault {
         self.commit(tx, "master key", kid).await
     }
 
+    /// Forgets one master key the KMS keeps (`keyward master-key drop`): refused for the primary
+    /// and for a key that still wraps anything (run `keyward master-key rotate` first).
+    pub async fn drop_master_key(&self, kid: &str, actor: &str) -> Result<(), VaultError> {
+        let keys = self.master_keys().await?;
+        match keys.iter().position(|k| k.kid == kid) {
+            None => return Err(VaultError::NotFound(format!("master key '{kid}'"))),
+            Some(0) => {
+                return Err(VaultError::InvalidInput(format!(
+                    "master key '{kid}' is the primary key; make another primary first \
+                     (`keyward master-key new`, then `keyward master-key rotate`)"
+                )));
+            }
+            Some(_) => {}
+        }
+        let mut tx = self.begin_write().await?;
+        let mut wraps = 0i64;
+        for table in ["credentials", "config_vars", "vault_keys"] {
+            let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) AS n FROM {table} WHERE kid = $1"
+            )))
+            .bind(kid)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            wraps += n;
+        }
+        if wraps > 0 {
+            return Err(VaultError::InvalidInput(format!(
+                "master key '{kid}' still wraps {wraps} record(s): run `keyward master-key \
+                 rotate` first, or they could not be opened again"
+            )));
+        }
+        sqlx::query("DELETE FROM master_keys WHERE kid = $1")
+            .bind(kid)
+            .execute(&mut *tx)
+            .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::KeyManagement,
+                "drop_kms",
+                format!("master_key:{kid}"),
+            ),
+        )
+        .await?;
+        self.commit(tx, "master key", kid).await
+    }
+
     /// Forgets the KMS-wrapped master keys (`keyward master-key leave-kms`, once they are
     /// written elsewhere): from now on the keys come from the environment. Answers how many.
     pub async fn leave_kms(&self, kids: &[String], actor: &str) -> Result<u64, VaultError> {

@@ -41,6 +41,8 @@ impl fmt::Debug for EnvSource {
 impl EnvSource {
     fn get(&self, name: &str) -> Option<String> {
         let v = match self {
+            // Never Keyward's own settings, nor the credentials of the KMS that keeps its keys.
+            EnvSource::Process if keyward_core::env::is_keyward_own(name) => None,
             EnvSource::Process => std::env::var(name).ok(),
             EnvSource::Map(m) => m.get(name).cloned(),
         };

@@ -90,6 +90,8 @@ impl Config {
     pub fn load(inputs: &ConfigInputs) -> Result<Self, Error> {
         let location = inputs.location()?;
         if let Some(spec) = &inputs.kms {
+            // From here on the KMS's credentials are Keyward's own, like KEYWARD_*.
+            keyward_core::env::withhold_kms_credentials(keyward_kms::credential_variables(spec));
             if let Some(name) = GIVEN_KEY_VARIABLES.iter().find(|v| env(v).is_some()) {
                 return Err(config_err(format!(
                     "KEYWARD_KMS and {name} are both set: with a KMS the master keys live in the \
@@ -98,6 +100,15 @@ impl Config {
                 )));
             }
             let kms = keyward_kms::open(spec, &keyward_kms::process_env)?;
+            let dev_key = inputs.data_dir.join(DEV_KEY_FILE);
+            if dev_key.exists() {
+                tracing::warn!(
+                    path = %dev_key.display(),
+                    "a development key file is in the data directory, though a KMS keeps the \
+                     master keys: anyone who can read the directory can open what it wrapped. \
+                     Delete it once `keyward master-key adopt-kms` has moved it into the KMS"
+                );
+            }
             return Ok(Self {
                 location,
                 keys: MasterKeys::Kms(kms),
@@ -145,6 +156,8 @@ pub struct GivenKeys {
     pub source: String,
     /// Given only in a variable: nothing shows they are kept anywhere else.
     pub only_in_environment: bool,
+    /// The development key's file, when these are the development key.
+    pub dev_key_file: Option<PathBuf>,
 }
 
 impl GivenKeys {
@@ -198,6 +211,7 @@ fn load_keys(data_dir: &Path, production: bool) -> Result<GivenKeys, Error> {
         keys,
         source: source.to_owned(),
         only_in_environment,
+        dev_key_file: None,
     };
     // Keys given in a variable are not shown to be kept anywhere else: a rotation refuses to
     // rewrap the vault under such a primary key without the operator's word.
@@ -276,6 +290,7 @@ fn dev_keys(data_dir: &Path) -> Result<GivenKeys, Error> {
         keys: vec![key],
         source,
         only_in_environment: false,
+        dev_key_file: Some(path),
     })
 }
 

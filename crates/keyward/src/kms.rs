@@ -89,10 +89,10 @@ pub async fn keyring(kms: &dyn Kms, location: &Location) -> Result<Keyring, Erro
         }
     }
     let keys = unwrap_all(kms, &stored.keys).await?;
-    let keyring = Keyring::new(
+    let keyring = guarded(Keyring::new(
         keys.iter().map(KeyMaterial::master_key).collect(),
         "KEYWARD_KMS",
-    )?;
+    )?);
     let missing: Vec<String> = stored
         .kids_in_use
         .iter()
@@ -106,6 +106,17 @@ pub async fn keyring(kms: &dyn Kms, location: &Location) -> Result<Keyring, Erro
         );
     }
     Ok(keyring)
+}
+
+/// `keyring`, also guarding the values of the variables that sign in to the KMS (declared by
+/// `keyward_core::env::withhold_kms_credentials`): no stored value may hold one.
+pub fn guarded(keyring: Keyring) -> Keyring {
+    keyring.guarding(
+        keyward_core::env::kms_credentials()
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .map(zeroize::Zeroizing::new),
+    )
 }
 
 fn quoted(kids: &[String]) -> String {
@@ -127,11 +138,25 @@ pub async fn new_primary(
     kid: Option<&str>,
     actor: &str,
 ) -> Result<StoredMasterKey, Error> {
+    let stored = vault.master_keys().await?;
+    let taken = |k: &KeyId| {
+        vault.keyring().contains(k.as_str()) || stored.iter().any(|s| s.kid == k.as_str())
+    };
     let kid = match kid {
         Some(k) => KeyId::new(k)?,
-        None => new_kid()?,
+        None => {
+            // Ids are made to the second: two within a second get a suffix.
+            let base = new_kid()?;
+            let mut kid = base.clone();
+            let mut n = 2;
+            while taken(&kid) {
+                kid = KeyId::new(&format!("{base}-{n}"))?;
+                n += 1;
+            }
+            kid
+        }
     };
-    if vault.keyring().contains(kid.as_str()) {
+    if taken(&kid) {
         return Err(Error::Config(format!(
             "master key id '{kid}' is in use; choose another"
         )));
@@ -167,21 +192,43 @@ pub async fn rewrap_all(
     Ok(vault.master_keys().await?)
 }
 
+/// What `adopt` did.
+#[derive(Debug)]
+pub struct Adopted {
+    /// The keys the store keeps now, primary first.
+    pub kept: Vec<StoredMasterKey>,
+    /// The ids adopted now.
+    pub adopted: Vec<String>,
+    /// The ids the KMS kept already (the same key).
+    pub already: Vec<String>,
+}
+
 /// Wraps the keys given in the environment with `kms` and stores them (same ids, same order):
 /// everything they wrap stays readable, and from the next start `KEYWARD_KMS` alone opens the
-/// vault. Keys the store keeps already are skipped.
+/// vault. A key the store keeps already is skipped if it is the same key, and refused if it is
+/// not (then nothing is stored).
 pub async fn adopt(
     vault: &Vault,
     kms: &dyn Kms,
     given: &[KeyMaterial],
     actor: &str,
-) -> Result<Vec<StoredMasterKey>, Error> {
+) -> Result<Adopted, Error> {
     let kept = vault.master_keys().await?;
     let now = keyward_core::Millis::now().0;
     let count = i64::try_from(given.len()).unwrap_or(0);
     let mut rows = Vec::new();
+    let mut already = Vec::new();
     for (i, key) in given.iter().enumerate() {
-        if kept.iter().any(|k| k.kid == key.kid().as_str()) {
+        if let Some(stored) = kept.iter().find(|k| k.kid == key.kid().as_str()) {
+            let theirs = unwrap_all(kms, std::slice::from_ref(stored)).await?;
+            if theirs.first().map(KeyMaterial::expose) != Some(key.expose()) {
+                return Err(Error::Config(format!(
+                    "the KMS keeps master key '{}' already, and the key given under that id is \
+                     another one; nothing was stored. Give the keys this store was made with",
+                    key.kid()
+                )));
+            }
+            already.push(key.kid().to_string());
             continue;
         }
         let mut row = wrap_for_store(kms, key).await?;
@@ -200,5 +247,9 @@ pub async fn adopt(
     if !rows.is_empty() {
         vault.add_master_keys(&rows, "adopt_kms", actor).await?;
     }
-    Ok(vault.master_keys().await?)
+    Ok(Adopted {
+        kept: vault.master_keys().await?,
+        adopted: rows.into_iter().map(|r| r.kid).collect(),
+        already,
+    })
 }

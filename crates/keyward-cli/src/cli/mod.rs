@@ -72,10 +72,12 @@ pub(crate) struct Global {
         long,
         global = true,
         env = "KEYWARD_PRODUCTION",
+        hide_env_values = true,
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub(crate) production: bool,
-    /// The KMS that keeps the master keys: transit:KEY, aws-kms:KEY, pkcs11:... (see below).
+    /// The KMS that keeps the master keys: transit:KEY, aws-kms:KEY, pkcs11:... (see the
+    /// Environment list of `keyward --help`, and the README).
     #[arg(long, global = true, env = "KEYWARD_KMS", hide_env_values = true)]
     pub(crate) kms: Option<String>,
 }

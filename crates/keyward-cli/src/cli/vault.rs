@@ -267,6 +267,12 @@ pub(crate) enum MasterKeyCommand {
         #[arg(long)]
         kid: Option<String>,
     },
+    /// With KEYWARD_KMS: forget a master key the KMS keeps that wraps nothing any more (after
+    /// `master-key rotate` moved everything to the primary). The primary is never dropped.
+    Drop {
+        /// The key id.
+        kid: String,
+    },
     /// With KEYWARD_KMS: wrap every stored master key again under the KMS key's newest version
     /// (after rotating the Transit key, or pointing the AWS KMS alias at a new key). The
     /// master keys and the data stay as they are.

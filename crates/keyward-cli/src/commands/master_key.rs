@@ -22,7 +22,7 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
                     "LIVES IN",
                     "CREDENTIALS",
                     "VARIABLES",
-                    "VAULT KEYS",
+                    "STORE KEYS",
                 ]);
                 for k in &status.kids {
                     let role = match (k.primary, k.configured) {
@@ -120,6 +120,7 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
             }
         }
         MasterKeyCommand::New { .. }
+        | MasterKeyCommand::Drop { .. }
         | MasterKeyCommand::RewrapKms
         | MasterKeyCommand::AdoptKms
         | MasterKeyCommand::LeaveKms { .. } => anyhow::bail!(
@@ -168,7 +169,12 @@ pub(crate) fn write_key_file(
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| anyhow!("cannot create the key file {shown}: {e} (it must not exist yet)"))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                anyhow!("cannot create the key file {shown}: it exists already (name a new file)")
+            }
+            _ => anyhow!("cannot create the key file {shown}: {e}"),
+        })?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| anyhow!("cannot write the key file {shown}: {e}"))?;
@@ -211,13 +217,21 @@ pub(crate) async fn kms_command(
     match cmd {
         MasterKeyCommand::New { kid } => {
             let row = keyward::kms::new_primary(vault, kms, kid.as_deref(), actor).await?;
+            let version = row
+                .key_version
+                .as_deref()
+                .map(|v| format!(" (version {v})"))
+                .unwrap_or_default();
             say!(
-                "new primary master key '{}', wrapped by {} (version {}). Run `keyward master-key rotate` \
-                 to rewrap the data keys under it, and restart servers so they use it.",
+                "new primary master key '{}', wrapped by {}{version}. Restart servers so they \
+                 use it, then run `keyward master-key rotate` to rewrap the data keys under it.",
                 row.kid,
                 kms.describe(),
-                row.key_version.as_deref().unwrap_or("-")
             );
+        }
+        MasterKeyCommand::Drop { kid } => {
+            vault.drop_master_key(&kid, actor).await?;
+            say!("dropped master key '{kid}': it wrapped nothing, and the KMS no longer keeps it");
         }
         MasterKeyCommand::RewrapKms => {
             let rows = keyward::kms::rewrap_all(vault, kms, actor).await?;
@@ -257,14 +271,20 @@ pub(crate) async fn adopt_kms(
     given: &[keyward_crypto::KeyMaterial],
     actor: &str,
 ) -> Result<ExitCode> {
-    let rows = keyward::kms::adopt(vault, kms, given, actor).await?;
-    kms_table(&rows);
+    let done = keyward::kms::adopt(vault, kms, given, actor).await?;
+    kms_table(&done.kept);
+    if !done.already.is_empty() {
+        say!(
+            "already kept by the KMS (the same key): {}",
+            done.already.join(", ")
+        );
+    }
     say!(
-        "the KMS ({}) now keeps {} master key(s). Start Keyward with KEYWARD_KMS alone: unset \
-         KEYWARD_MASTER_KEY(S) and KEYWARD_MASTER_KEY_FILE, and remove the key file once a copy \
-         is in your secret manager.",
+        "adopted {} master key(s); the KMS ({}) keeps {} in all. Start Keyward with KEYWARD_KMS \
+         alone: unset KEYWARD_MASTER_KEY(S) and KEYWARD_MASTER_KEY_FILE.",
+        done.adopted.len(),
         kms.describe(),
-        rows.len()
+        done.kept.len()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -21,9 +21,7 @@ use crate::cli::{EnvArgs, EnvFormat, RunArgs};
 
 /// Where keys come from: the local vault, or a Keyward server (`KEYWARD_URL`).
 pub(crate) enum Keys {
-    /// The local vault, and the variables that sign in to the KMS that keeps its master keys
-    /// (`keyward_kms::credential_variables`): withheld from the command.
-    Local(KeyProvider, &'static [&'static str]),
+    Local(KeyProvider),
     Remote(keyward::remote::Remote),
 }
 
@@ -31,7 +29,7 @@ impl Keys {
     async fn env_map(&self, org: &str, named: &[String], env_fallback: bool) -> Result<EnvMap> {
         match self {
             // The local provider was built with the fallback setting.
-            Keys::Local(keys, _) => org_env(keys, org, named).await,
+            Keys::Local(keys) => org_env(keys, org, named).await,
             // The server picks the providers when none are named; a named one it has no key
             // for falls back to this machine's environment.
             Keys::Remote(remote) => {
@@ -48,7 +46,7 @@ impl Keys {
         r: &Reference,
     ) -> Result<keyward::ReferenceValue, keyward::Error> {
         match self {
-            Keys::Local(keys, _) => keys.resolve_reference(r).await,
+            Keys::Local(keys) => keys.resolve_reference(r).await,
             Keys::Remote(remote) => remote.resolve_reference(r).await,
         }
     }
@@ -162,15 +160,6 @@ fn dotenv_value(v: &str) -> Option<String> {
     Some(out)
 }
 
-/// With the local vault's master keys in a KMS: the variables that sign in to it, which
-/// (with the store) open every key, so no command or env file gets them.
-fn kms_credentials(keys: &Keys) -> &'static [&'static str] {
-    match keys {
-        Keys::Local(_, withheld) => withheld,
-        Keys::Remote(_) => &[],
-    }
-}
-
 /// What the child gets besides the inherited environment, and what to mask.
 struct ChildEnv {
     vars: EnvMap,
@@ -190,12 +179,10 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
     // Variables from env files (later files win), then references wherever they are. No file
     // hands the command Keyward's own secret settings, nor a master key under another name.
     let mut from_files = keyward::dotenv::read_all(&args.env_file)?;
-    let kms_credentials = kms_credentials(keys);
     from_files.retain(|(name, value)| {
-        let own = keyward_core::env::WITHHELD.contains(&name.as_str())
-            || kms_credentials.contains(&name.as_str());
+        let own = keyward_core::env::is_withheld(name);
         let master_key = match keys {
-            Keys::Local(k, _) => k.vault().holds_master_key(value),
+            Keys::Local(k) => k.vault().holds_master_key(value),
             Keys::Remote(_) => false,
         };
         if own || master_key {
@@ -316,7 +303,7 @@ pub(crate) async fn run(keys: &Keys, args: RunArgs) -> Result<ExitCode> {
     for name in keyward_core::env::WITHHELD {
         cmd.env_remove(name);
     }
-    for name in kms_credentials(keys) {
+    for name in keyward_core::env::kms_credentials() {
         if std::env::var_os(name).is_some() {
             eprintln!(
                 "note: {name} is not handed to the command: it signs Keyward in to the KMS that keeps its master keys (KEYWARD_KMS)"

@@ -151,9 +151,13 @@ pub(crate) async fn wait_for_keys(
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let why = std::sync::Arc::new(std::sync::RwLock::new(format!(
-        "waiting for the KMS: {first}"
-    )));
+    // The answer is public: it says which kind of KMS and that it is away, nothing of where
+    // (the log says everything).
+    let waiting = format!(
+        "waiting for the KMS ({}), which cannot be reached; see the server's log",
+        kms.kind()
+    );
+    let why = std::sync::Arc::new(std::sync::RwLock::new(waiting));
     let (stop_waiting, stopped) = tokio::sync::oneshot::channel::<()>();
     let answering = tokio::spawn(keyward_server::serve_starting(
         listener,
@@ -168,7 +172,6 @@ pub(crate) async fn wait_for_keys(
     let mut last = first;
     let result = loop {
         tracing::warn!(retry_in = ?delay, "the KMS that keeps the master keys cannot be reached; trying again: {last}");
-        eprintln!("waiting for the KMS (trying again in {delay:?}): {last}");
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = &mut stop => break Err(anyhow!("stopped while waiting for the KMS: {last}")),
@@ -176,9 +179,6 @@ pub(crate) async fn wait_for_keys(
         match keyward::kms::keyring(kms, location).await {
             Ok(keys) => break Ok(keys),
             Err(e) if e.is_transient() => {
-                if let Ok(mut w) = why.write() {
-                    *w = format!("waiting for the KMS: {e}");
-                }
                 last = e;
                 delay = (delay * 2).min(std::time::Duration::from_secs(30));
             }

@@ -30,7 +30,7 @@ pub(crate) fn read(
     let mut not_text = Vec::new();
     for (k, v) in vars {
         let Ok(k) = k.into_string() else { continue };
-        if k.starts_with("KEYWARD_") || !(wanted(&k) || plain_name(&k)) {
+        if keyward_core::env::is_keyward_own(&k) || !(wanted(&k) || plain_name(&k)) {
             continue;
         }
         match v.into_string() {

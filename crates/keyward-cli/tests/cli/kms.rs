@@ -138,6 +138,47 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
     ]);
     assert_eq!(out.trim(), "token=none key=set hello");
 
+    // The token is Keyward's own, as KEYWARD_* is: no import file reads it, under its name or
+    // under another, and no value holding it is stored.
+    let litellm = s.scratch().join("litellm.yaml");
+    std::fs::write(
+        &litellm,
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/VAULT_TOKEN\n",
+    )
+    .unwrap();
+    let import = |s: &mut Sandbox, extra: &[(&str, &str)]| {
+        let out = s.run_with(
+            &[
+                "import",
+                "litellm",
+                litellm.to_str().unwrap(),
+                "--org",
+                "acme",
+            ],
+            "",
+            extra,
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let said = import(&mut s, &[]);
+    assert!(said.contains("Keyward's own"), "{said}");
+    std::fs::write(
+        &litellm,
+        "model_list:\n  - model_name: gpt\n    litellm_params:\n      model: openai/gpt-4o\n      api_key: os.environ/MY_COPY\n",
+    )
+    .unwrap();
+    let said = import(&mut s, &[("MY_COPY", &token)]);
+    assert!(said.contains("Keyward's own"), "{said}");
+    let list = s.json(&["cred", "list", "--org", "acme", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let out = s.run_with(&["var", "set", "COPY", "--org", "acme"], &token, &[]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&token));
+
     // A new Transit key version, and the stored key rewrapped under it.
     bao.rotate_transit_key(KEY).await;
     s.ok(&["master-key", "rewrap-kms"]);
@@ -146,10 +187,18 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
 
     // A new master key, made by Keyward and wrapped by the KMS; a rotation moves everything.
     s.ok(&["master-key", "new", "--kid", "k2"]);
+    let err = s.fails(&["master-key", "drop", &first], &[]);
+    assert!(err.contains("still wraps"), "{err}");
     s.ok(&["master-key", "rotate"]);
     let st = status(&mut s);
     assert_eq!(st["primary"], "k2", "{st}");
     assert_eq!(st["kids"][0]["credentials"], 1, "{st}");
+    resolves(&mut s);
+    // The old key wraps nothing now: it can go; the primary cannot.
+    let err = s.fails(&["master-key", "drop", "k2"], &[]);
+    assert!(err.contains("primary"), "{err}");
+    s.ok(&["master-key", "drop", &first]);
+    assert_eq!(kids(&status(&mut s)).len(), 1);
     resolves(&mut s);
 
     // A backup carries the wrapped keys: it restores into a new store where the KMS answers.
@@ -190,14 +239,16 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
         file.to_str().unwrap(),
     ]);
     let stored_keys = keys_of_file(&file);
-    assert_eq!(stored_keys.len(), 4, "k2 and {first}, raw and base64");
+    assert_eq!(stored_keys.len(), 2, "k2, raw and base64");
     s.env.remove("KEYWARD_KMS");
     s.env
         .insert("KEYWARD_MASTER_KEY_FILE".into(), file.display().to_string());
     resolves(&mut s);
     let st = status(&mut s);
     assert!(
-        kids(&st).iter().all(|(_, lives)| lives == "environment"),
+        kids(&st)
+            .iter()
+            .all(|(_, lives)| lives == "KEYWARD_MASTER_KEY_FILE"),
         "{st}"
     );
 
@@ -210,7 +261,13 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
         "--limit",
         "50",
     ]);
-    for action in ["create_kms", "rewrap_kms", "rotate", "leave_kms"] {
+    for action in [
+        "create_kms",
+        "rewrap_kms",
+        "rotate",
+        "drop_kms",
+        "leave_kms",
+    ] {
         assert!(events.contains(action), "{action} missing from:\n{events}");
     }
     // Neither the master keys nor the KMS's token are on disk, in the output or in the log.
@@ -280,7 +337,10 @@ async fn keys_from_the_environment_are_adopted_by_the_kms_and_everything_stays_r
         let out = s.run_with(
             &["cred", "list"],
             "",
-            &[("KEYWARD_KMS", ""), ("KEYWARD_MASTER_KEYS", &format!("k9:{other}"))],
+            &[
+                ("KEYWARD_KMS", ""),
+                ("KEYWARD_MASTER_KEYS", &format!("k9:{other}")),
+            ],
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -290,6 +350,41 @@ async fn keys_from_the_environment_are_adopted_by_the_kms_and_everything_stays_r
         );
         s.cleanup().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_key_is_adopted_and_leaves_the_data_directory() {
+    let Some(bao) = Bao::start().await else {
+        return;
+    };
+    bao.transit_key(KEY).await;
+    let token = bao.token_with_policy("keyward", &transit_policy(KEY)).await;
+    let mut s = Sandbox::sqlite();
+    add_canary(&mut s);
+    let dev_key = s.data_dir().join("master.key");
+    assert!(dev_key.exists());
+    s.env.insert("VAULT_ADDR".into(), bao.addr.clone());
+    s.env.insert("VAULT_TOKEN".into(), token);
+    s.env.insert("KEYWARD_KMS".into(), format!("transit:{KEY}"));
+    // Another key under the development key's id is not adopted in its place.
+    let out = s.ok(&["master-key", "adopt-kms"]);
+    assert!(out.contains("removed the development key file"), "{out}");
+    assert!(!dev_key.exists());
+    resolves(&mut s);
+    let other = s.ok(&["keygen"]).trim().to_owned();
+    let err = s.fails(
+        &["master-key", "adopt-kms"],
+        &[("KEYWARD_MASTER_KEYS", &format!("dev:{other}"))],
+    );
+    assert!(
+        err.contains("is another one") && err.contains("nothing was stored"),
+        "{err}"
+    );
+    // Two new keys within one second get ids of their own.
+    s.ok(&["master-key", "new"]);
+    s.ok(&["master-key", "new"]);
+    assert_eq!(kids(&status(&mut s)).len(), 3);
+    s.cleanup().await;
 }
 
 /// `keyward serve` started before its KMS: it answers `/readyz` 503 saying why and tries again;
@@ -341,8 +436,10 @@ async fn serve_waits_for_the_kms_and_keeps_serving_without_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(code, 503, "{body}");
+    assert!(body.contains("waiting for the KMS (transit)"), "{body}");
+    // The answer is public: nothing of where the KMS is.
     assert!(
-        body.contains("waiting for the KMS") && body.contains("cannot connect"),
+        !body.contains(&port.to_string()) && !body.contains("keyward-kek"),
         "{body}"
     );
     assert_eq!(get("/healthz").await.unwrap().0, 200);
@@ -421,7 +518,10 @@ async fn serve_waits_for_the_kms_and_keeps_serving_without_it() {
     };
     assert!(server.wait().unwrap().success());
     let log = log.join().unwrap();
-    assert!(log.contains("waiting for the KMS"), "{log}");
+    assert!(
+        log.contains("cannot be reached; trying again") && log.contains("cannot connect"),
+        "{log}"
+    );
     for text in [&log, &stdout] {
         assert!(
             !text.contains(ROOT_TOKEN) && !text.contains(CANARY),
@@ -454,6 +554,13 @@ async fn aws_kms_wraps_the_master_keys_and_a_moved_alias_is_followed_by_rewrap()
     resolves(&mut s);
     let st = status(&mut s);
     assert!(kids(&st)[0].1.contains("aws-kms"), "{st}");
+    // The AWS keys Keyward signs in to its KMS with are nobody's Bedrock key: no fallback to
+    // them, no import of them.
+    let err = s.fails(&["resolve", "--org", "acme", "--provider", "bedrock"], &[]);
+    assert!(!err.contains(&user.secret_access_key), "{err}");
+    let plan = s.run_with(&["import", "env", "--org", "acme", "--dry-run"], "", &[]);
+    let plan = String::from_utf8_lossy(&plan.stdout);
+    assert!(!plan.contains("bedrock"), "{plan}");
     assert!(kids(&st)[0].1.contains(&key.arn), "{st}");
     // The alias moves to a new KMS key: rewrap, and the new key is the one that opens it.
     let second = moto.create_key("keyward kek 2").await;
