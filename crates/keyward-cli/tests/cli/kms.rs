@@ -387,6 +387,19 @@ async fn the_development_key_is_adopted_and_leaves_the_data_directory() {
     s.cleanup().await;
 }
 
+/// A child killed when the test ends, even by a failed assertion (a server left running would
+/// outlive the test run).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `keyward serve` started before its KMS: it answers `/readyz` 503 saying why and tries again;
 /// once the KMS answers it serves, and it keeps serving when the KMS goes away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,12 +415,14 @@ async fn serve_waits_for_the_kms_and_keeps_serving_without_it() {
         "kwt_kms_admin_token_0123456789abcdefghijklmnop".into(),
     );
     let listen = keyward_testkit::closed_addr();
-    let mut server = s
-        .command(&["serve", "--listen", &listen.to_string()])
-        .env("KEYWARD_LOG", "debug")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Reaped(
+        s.command(&["serve", "--listen", &listen.to_string()])
+            .env("KEYWARD_LOG", "debug")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let server = &mut server.0;
     let mut stderr = server.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut log = String::new();
