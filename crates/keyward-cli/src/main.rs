@@ -169,7 +169,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         (
             Command::MasterKey(
                 cli::MasterKeyCommand::New { .. }
-                | cli::MasterKeyCommand::Drop { .. }
+                | cli::MasterKeyCommand::Retire { .. }
                 | cli::MasterKeyCommand::RewrapKms
                 | cli::MasterKeyCommand::LeaveKms { .. },
             ),
@@ -300,7 +300,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::MasterKey(
             cmd @ (cli::MasterKeyCommand::New { .. }
-            | cli::MasterKeyCommand::Drop { .. }
+            | cli::MasterKeyCommand::Retire { .. }
             | cli::MasterKeyCommand::RewrapKms
             | cli::MasterKeyCommand::LeaveKms { .. }),
         ) => {

@@ -1,5 +1,7 @@
 -- Master keys wrapped by a KMS or HSM (KEYWARD_KMS): the KMS's ciphertext of each key, never
--- the key. Unwrapped once at start. The primary is the row promoted last.
+-- the key. Unwrapped once at start. The primary is the row promoted last. A retired key
+-- (`keyward master-key retire`) is kept, still unwrapped at start, so that whatever a server
+-- started before the change wraps under it stays readable; it is no longer listed.
 CREATE TABLE master_keys (
     kid TEXT PRIMARY KEY,
     kms TEXT NOT NULL,
@@ -8,5 +10,6 @@ CREATE TABLE master_keys (
     wrapped BYTEA NOT NULL,
     primary_since BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
-    rewrapped_at BIGINT
+    rewrapped_at BIGINT,
+    retired_at BIGINT
 );

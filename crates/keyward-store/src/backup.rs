@@ -158,11 +158,14 @@ pub fn master_keys_in_backup(
             primary_since: int("primary_since").unwrap_or(0),
             created_at: int("created_at").unwrap_or(0),
             rewrapped_at: int("rewrapped_at"),
+            retired_at: int("retired_at"),
         });
     }
     keys.sort_by(|a, b| {
-        b.primary_since
-            .cmp(&a.primary_since)
+        a.retired_at
+            .is_some()
+            .cmp(&b.retired_at.is_some())
+            .then(b.primary_since.cmp(&a.primary_since))
             .then(a.kid.cmp(&b.kid))
     });
     Ok(keys)

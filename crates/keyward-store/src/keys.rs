@@ -210,7 +210,8 @@ impl Vault {
             }
         }
         let from_kms = keyring.source() == "KEYWARD_KMS";
-        for wrapped in self.master_keys().await? {
+        let stored = self.master_keys().await?;
+        for wrapped in &stored {
             if let Some(entry) = by_kid.get_mut(&wrapped.kid) {
                 let kms = match &wrapped.key_version {
                     Some(v) => format!("KMS {}:{} (version {v})", wrapped.kms, wrapped.kms_key),
@@ -223,6 +224,14 @@ impl Vault {
                 });
             }
         }
+        // A retired key is kept for what stale servers may still wrap under it; listed only
+        // while it wraps something.
+        by_kid.retain(|kid, count| {
+            count.total() > 0
+                || !stored
+                    .iter()
+                    .any(|s| &s.kid == kid && s.retired_at.is_some())
+        });
         let mut kids: Vec<KidCount> = by_kid.into_values().collect();
         kids.sort_by_key(|k| (!k.primary, !k.configured, k.kid.clone()));
         Ok(KeyStatus {

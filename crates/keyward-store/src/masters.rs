@@ -33,6 +33,9 @@ pub struct StoredMasterKey {
     pub created_at: i64,
     /// When it was last wrapped again (`keyward master-key rewrap-kms`).
     pub rewrapped_at: Option<i64>,
+    /// When it was retired (`keyward master-key retire`): kept and unwrapped, not listed.
+    #[serde(default)]
+    pub retired_at: Option<i64>,
 }
 
 /// What a store holds before it opens: its wrapped master keys (primary first) and whether it
@@ -47,8 +50,8 @@ pub struct StoredKeys {
     pub kids_in_use: Vec<String>,
 }
 
-const COLUMNS: &str =
-    "kid, kms, kms_key, key_version, wrapped, primary_since, created_at, rewrapped_at";
+const COLUMNS: &str = "kid, kms, kms_key, key_version, wrapped, primary_since, created_at, \
+                       rewrapped_at, retired_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredMasterKey, VaultError> {
     Ok(StoredMasterKey {
@@ -60,12 +63,14 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<StoredMasterKey, VaultError> {
         primary_since: row.try_get("primary_since")?,
         created_at: row.try_get("created_at")?,
         rewrapped_at: row.try_get("rewrapped_at")?,
+        retired_at: row.try_get("retired_at")?,
     })
 }
 
 async fn all(pool: &AnyPool) -> Result<Vec<StoredMasterKey>, VaultError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM master_keys ORDER BY primary_since DESC, kid"
+        "SELECT {COLUMNS} FROM master_keys \
+         ORDER BY CASE WHEN retired_at IS NULL THEN 0 ELSE 1 END, primary_since DESC, kid"
     )))
     .fetch_all(pool)
     .await?;
@@ -187,7 +192,7 @@ impl Vault {
         let mut tx = self.begin_write().await?;
         for key in keys {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO master_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)"
+                "INSERT INTO master_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)"
             )))
             .bind(&key.kid)
             .bind(&key.kms)
@@ -257,12 +262,19 @@ impl Vault {
         self.commit(tx, "master key", kid).await
     }
 
-    /// Forgets one master key the KMS keeps (`keyward master-key drop`): refused for the primary
-    /// and for a key that still wraps anything (run `keyward master-key rotate` first).
-    pub async fn drop_master_key(&self, kid: &str, actor: &str) -> Result<(), VaultError> {
+    /// Retires a master key the KMS keeps (`keyward master-key retire`): it is no longer listed,
+    /// but kept, and still unwrapped at start, so that what a server started before the change
+    /// wraps under it (a server keeps the keyring it started with) stays readable; a rotation
+    /// then moves it. Refused for the primary and for a key that wraps anything now.
+    pub async fn retire_master_key(&self, kid: &str, actor: &str) -> Result<(), VaultError> {
         let keys = self.master_keys().await?;
         match keys.iter().position(|k| k.kid == kid) {
             None => return Err(VaultError::NotFound(format!("master key '{kid}'"))),
+            Some(i) if keys[i].retired_at.is_some() => {
+                return Err(VaultError::InvalidInput(format!(
+                    "master key '{kid}' is retired already"
+                )));
+            }
             Some(0) => {
                 return Err(VaultError::InvalidInput(format!(
                     "master key '{kid}' is the primary key; make another primary first \
@@ -289,7 +301,8 @@ impl Vault {
                  rotate` first, or they could not be opened again"
             )));
         }
-        sqlx::query("DELETE FROM master_keys WHERE kid = $1")
+        sqlx::query("UPDATE master_keys SET retired_at = $1 WHERE kid = $2")
+            .bind(Millis::now().0)
             .bind(kid)
             .execute(&mut *tx)
             .await?;
@@ -298,7 +311,7 @@ impl Vault {
             NewEvent::new(
                 actor,
                 Category::KeyManagement,
-                "drop_kms",
+                "retire_kms",
                 format!("master_key:{kid}"),
             ),
         )

@@ -32,6 +32,7 @@ pub async fn wrap_for_store(kms: &dyn Kms, key: &KeyMaterial) -> Result<StoredMa
         primary_since: now,
         created_at: now,
         rewrapped_at: None,
+        retired_at: None,
     })
 }
 
@@ -139,8 +140,20 @@ pub async fn new_primary(
     actor: &str,
 ) -> Result<StoredMasterKey, Error> {
     let stored = vault.master_keys().await?;
+    // An id is taken while a key has it, retired or not, and while records name it (a key
+    // that was lost: a new key under its id would not open them, and would hide the loss).
+    let labelled: Vec<String> = vault
+        .key_status()
+        .await?
+        .kids
+        .into_iter()
+        .filter(|k| k.total() > 0)
+        .map(|k| k.kid)
+        .collect();
     let taken = |k: &KeyId| {
-        vault.keyring().contains(k.as_str()) || stored.iter().any(|s| s.kid == k.as_str())
+        vault.keyring().contains(k.as_str())
+            || stored.iter().any(|s| s.kid == k.as_str())
+            || labelled.iter().any(|l| l == k.as_str())
     };
     let kid = match kid {
         Some(k) => KeyId::new(k)?,

@@ -267,9 +267,11 @@ pub(crate) enum MasterKeyCommand {
         #[arg(long)]
         kid: Option<String>,
     },
-    /// With KEYWARD_KMS: forget a master key the KMS keeps that wraps nothing any more (after
-    /// `master-key rotate` moved everything to the primary). The primary is never dropped.
-    Drop {
+    /// With KEYWARD_KMS: retire a master key that wraps nothing any more (after `master-key
+    /// rotate` moved everything to the primary): it is no longer listed, but stays wrapped in
+    /// the store, so that what a server started before the change still wraps under it stays
+    /// readable (a later rotation moves it). The primary is never retired.
+    Retire {
         /// The key id.
         kid: String,
     },

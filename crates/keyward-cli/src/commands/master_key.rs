@@ -120,7 +120,7 @@ pub(crate) async fn master_key(backend: &Backend, cmd: MasterKeyCommand) -> Resu
             }
         }
         MasterKeyCommand::New { .. }
-        | MasterKeyCommand::Drop { .. }
+        | MasterKeyCommand::Retire { .. }
         | MasterKeyCommand::RewrapKms
         | MasterKeyCommand::AdoptKms
         | MasterKeyCommand::LeaveKms { .. } => anyhow::bail!(
@@ -229,9 +229,14 @@ pub(crate) async fn kms_command(
                 kms.describe(),
             );
         }
-        MasterKeyCommand::Drop { kid } => {
-            vault.drop_master_key(&kid, actor).await?;
-            say!("dropped master key '{kid}': it wrapped nothing, and the KMS no longer keeps it");
+        MasterKeyCommand::Retire { kid } => {
+            vault.retire_master_key(&kid, actor).await?;
+            say!(
+                "retired master key '{kid}': it wraps nothing and is no longer listed. It stays \
+                 wrapped in the store, so whatever a server started before the change still wraps \
+                 under it stays readable; restart servers, then `keyward master-key rotate` moves \
+                 anything that did"
+            );
         }
         MasterKeyCommand::RewrapKms => {
             let rows = keyward::kms::rewrap_all(vault, kms, actor).await?;

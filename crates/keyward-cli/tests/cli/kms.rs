@@ -187,7 +187,7 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
 
     // A new master key, made by Keyward and wrapped by the KMS; a rotation moves everything.
     s.ok(&["master-key", "new", "--kid", "k2"]);
-    let err = s.fails(&["master-key", "drop", &first], &[]);
+    let err = s.fails(&["master-key", "retire", &first], &[]);
     assert!(err.contains("still wraps"), "{err}");
     s.ok(&["master-key", "rotate"]);
     let st = status(&mut s);
@@ -195,9 +195,9 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
     assert_eq!(st["kids"][0]["credentials"], 1, "{st}");
     resolves(&mut s);
     // The old key wraps nothing now: it can go; the primary cannot.
-    let err = s.fails(&["master-key", "drop", "k2"], &[]);
+    let err = s.fails(&["master-key", "retire", "k2"], &[]);
     assert!(err.contains("primary"), "{err}");
-    s.ok(&["master-key", "drop", &first]);
+    s.ok(&["master-key", "retire", &first]);
     assert_eq!(kids(&status(&mut s)).len(), 1);
     resolves(&mut s);
 
@@ -239,7 +239,11 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
         file.to_str().unwrap(),
     ]);
     let stored_keys = keys_of_file(&file);
-    assert_eq!(stored_keys.len(), 2, "k2, raw and base64");
+    assert_eq!(
+        stored_keys.len(),
+        4,
+        "k2 and the retired {first}, raw and base64"
+    );
     s.env.remove("KEYWARD_KMS");
     s.env
         .insert("KEYWARD_MASTER_KEY_FILE".into(), file.display().to_string());
@@ -265,7 +269,7 @@ async fn transit_keeps_the_root_key_from_the_first_start_to_leaving() {
         "create_kms",
         "rewrap_kms",
         "rotate",
-        "drop_kms",
+        "retire_kms",
         "leave_kms",
     ] {
         assert!(events.contains(action), "{action} missing from:\n{events}");
@@ -385,6 +389,69 @@ async fn the_development_key_is_adopted_and_leaves_the_data_directory() {
     s.ok(&["master-key", "new"]);
     assert_eq!(kids(&status(&mut s)).len(), 3);
     s.cleanup().await;
+}
+
+/// A server started before `master-key new` keeps sealing under its old primary; retiring that
+/// key from the command line must not lose what the server writes afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_key_still_opens_what_a_server_started_before_wrote_under_it() {
+    let Some(bao) = Bao::start().await else {
+        return;
+    };
+    bao.transit_key(KEY).await;
+    let token = bao.token_with_policy("keyward", &transit_policy(KEY)).await;
+    let mut s = Sandbox::sqlite();
+    s.env.insert("VAULT_ADDR".into(), bao.addr.clone());
+    s.env.insert("VAULT_TOKEN".into(), token);
+    s.env.insert("KEYWARD_KMS".into(), format!("transit:{KEY}"));
+    let admin = "kwt_kms_admin_token_retire_0123456789abcdefghij";
+    s.env.insert("KEYWARD_ADMIN_TOKEN".into(), admin.into());
+    s.ok(&["org", "create", "acme"]);
+    let old = kids(&status(&mut s))[0].0.clone();
+    let listen = keyward_testkit::closed_addr();
+    let mut server = Reaped(
+        s.command(&["serve", "--listen", &listen.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = keyward_testkit::kms::client();
+    let base = format!("http://{listen}");
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "serve never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The command line moves on; the server does not know.
+    s.ok(&["master-key", "new", "--kid", "k2"]);
+    s.ok(&["master-key", "rotate"]);
+    s.ok(&["master-key", "retire", &old]);
+    let made = client
+        .post(format!("{base}/api/provider-credentials/create"))
+        .bearer_auth(admin)
+        .json(&serde_json::json!({"organization_id": "acme", "provider": "openai", "credential_name": "late", "api_key": CANARY}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let _ = server.0.kill();
+    let _ = server.0.wait();
+    // After the restart the record opens; status lists the retired key while it wraps it,
+    // and a rotation moves it.
+    resolves(&mut s);
+    let st = status(&mut s);
+    assert!(kids(&st).iter().any(|(k, _)| k == &old), "{st}");
+    s.ok(&["master-key", "rotate"]);
+    let st = status(&mut s);
+    assert_eq!(kids(&st).len(), 1, "{st}");
+    resolves(&mut s);
 }
 
 /// A child killed when the test ends, even by a failed assertion (a server left running would
