@@ -117,6 +117,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         _ => {}
     }
     // With KEYWARD_URL set, keys come from a server and no local vault is opened.
+    // Before anything reads the environment: with a KMS, the variables that sign in to it are
+    // Keyward's own (in remote mode too, where this machine's KEYWARD_KMS may still be set).
+    if let Some(spec) = cli.global.kms.as_deref().filter(|k| !k.trim().is_empty()) {
+        keyward_core::env::withhold_kms_credentials(keyward_kms::credential_variables(spec));
+    }
     if let Some(remote) = keyward::remote::Remote::from_env()? {
         let keys = run::Keys::Remote(remote.clone());
         let backend = Backend::Remote(remote.clone());
@@ -213,15 +218,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         // A restore opens the backup with the master keys it carries, once the KMS unwraps them.
         (Command::Restore { file, .. }, Some(kms)) => match commands::backup::kms_keys_of(file)? {
-            Some(rows) => keyward::kms::guarded(keyward_crypto::Keyring::new(
-                keyward::kms::unwrap_all(kms.as_ref(), &rows)
-                    .await
-                    .context("cannot open the backup's master keys")?
-                    .iter()
-                    .map(keyward_crypto::KeyMaterial::master_key)
-                    .collect(),
-                "KEYWARD_KMS",
-            )?),
+            Some(rows) => keyward::kms::guarded(
+                keyward_crypto::Keyring::new(
+                    keyward::kms::unwrap_all(kms.as_ref(), &rows)
+                        .await
+                        .context("cannot open the backup's master keys")?
+                        .iter()
+                        .map(keyward_crypto::KeyMaterial::master_key)
+                        .collect(),
+                    "KEYWARD_KMS",
+                )?,
+                kms.as_ref(),
+            ),
             // Nothing is made in the target for a backup the KMS does not keep the keys of.
             None => bail!(
                 "restore refused; nothing was changed: this backup's master keys were given to its store, not kept by a KMS. Restore it without KEYWARD_KMS, with the keys it was taken under (KEYWARD_MASTER_KEY(S) or KEYWARD_MASTER_KEY_FILE), then move them into the KMS with `keyward master-key adopt-kms`"
@@ -372,7 +380,7 @@ async fn adopt_kms(inputs: &ConfigInputs) -> Result<ExitCode> {
             .collect(),
         &given.source,
     )?;
-    let keyring = keyward::kms::guarded(keyring);
+    let keyring = keyward::kms::guarded(keyring, kms.as_ref());
     let options = VaultOptions {
         max_connections: Some(1),
         ..VaultOptions::default()

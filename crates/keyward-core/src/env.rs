@@ -189,7 +189,7 @@ pub fn is_withheld(name: &str) -> bool {
 
 /// Keyward's own settings that hold a secret or say where one is: never handed to a child
 /// process (`keyward run`), whatever the child is.
-pub const WITHHELD: [&str; 9] = [
+pub const WITHHELD: [&str; 10] = [
     "KEYWARD_MASTER_KEY",
     "KEYWARD_MASTER_KEYS",
     "KEYWARD_MASTER_KEY_FILE",
@@ -199,4 +199,6 @@ pub const WITHHELD: [&str; 9] = [
     "KEYWARD_JWT_VERIFICATION_KEYS",
     "KEYWARD_TLS_KEY",
     "KEYWARD_PKCS11_PIN",
+    // Not a secret, but it names the files that hold the KMS's credentials.
+    "KEYWARD_KMS",
 ];

@@ -736,6 +736,16 @@ impl Kms for AwsKms {
         self.key.clone()
     }
 
+    fn guarded_secrets(&self) -> Vec<Zeroizing<String>> {
+        let mut out = vec![Zeroizing::new(
+            self.credentials.secret_access_key().to_owned(),
+        )];
+        if let Some(token) = self.credentials.session_token() {
+            out.push(Zeroizing::new(token.to_owned()));
+        }
+        out
+    }
+
     fn location(&self) -> String {
         format!(
             "{} ({}, credentials from {})",

@@ -151,6 +151,16 @@ pub enum KvError {
         /// The field.
         field: String,
     },
+    /// The field holds what no key is: a NUL byte, or more than 64 KiB.
+    #[error("the field '{field}' of the secret at {path} is not usable as a key: {why}")]
+    Unusable {
+        /// The API path.
+        path: String,
+        /// The field.
+        field: String,
+        /// Why.
+        why: &'static str,
+    },
     /// The server answered something else (the path is not a KV v2 secret, say).
     #[error("{server} would not read {path}: {cause}")]
     Rejected {
@@ -269,6 +279,22 @@ impl KvReader {
             return Err(KvError::Empty {
                 path: r.path.clone(),
                 field: r.field.clone(),
+            });
+        }
+        // A key (a service-account JSON at most) is short text: no environment variable or
+        // header carries a NUL, and a huge value would fail later without naming this reference.
+        let why = if value.expose_secret().contains('\0') {
+            Some("it holds a NUL byte")
+        } else if value.expose_secret().len() > 64 * 1024 {
+            Some("it is longer than 64 KiB")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(KvError::Unusable {
+                path: r.path.clone(),
+                field: r.field.clone(),
+                why,
             });
         }
         Ok(value)

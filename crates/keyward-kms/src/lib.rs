@@ -90,6 +90,13 @@ pub trait Kms: Send + Sync + fmt::Debug {
         })
     }
 
+    /// The secrets this KMS signs in with (a token, whether given or read from a file; a secret
+    /// id; an AWS secret key; a PIN), for Keyward to refuse as a stored value: with the store,
+    /// they open every key. Read now (a token file is read again).
+    fn guarded_secrets(&self) -> Vec<zeroize::Zeroizing<String>> {
+        Vec::new()
+    }
+
     /// The backend and key in one line: `transit key 'keyward-kek' (mount transit) at
     /// http://127.0.0.1:8200`.
     fn describe(&self) -> String {

@@ -511,6 +511,13 @@ impl Kms for Pkcs11Kms {
         format!("'{}' on {}", self.inner.key, self.inner.token)
     }
 
+    fn guarded_secrets(&self) -> Vec<zeroize::Zeroizing<String>> {
+        use secrecy::ExposeSecret as _;
+        vec![zeroize::Zeroizing::new(
+            self.inner.pin.expose_secret().to_owned(),
+        )]
+    }
+
     fn location(&self) -> String {
         self.inner.module.display().to_string()
     }

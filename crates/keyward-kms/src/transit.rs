@@ -142,6 +142,10 @@ impl Kms for Transit {
         format!("{}/keys/{}", self.mount, self.key)
     }
 
+    fn guarded_secrets(&self) -> Vec<Zeroizing<String>> {
+        self.client.secrets()
+    }
+
     fn location(&self) -> String {
         format!(
             "{} ({} sign-in)",

@@ -226,6 +226,32 @@ impl VaultClient {
         &self.address
     }
 
+    /// The secrets Keyward signs in with (files read now), for [`crate::Kms::guarded_secrets`].
+    pub(crate) fn secrets(&self) -> Vec<Zeroizing<String>> {
+        let given = |s: &SecretString| Zeroizing::new(s.expose_secret().to_owned());
+        let file = |p: &std::path::Path| {
+            std::fs::read_to_string(p)
+                .ok()
+                .map(|t| Zeroizing::new(t.trim().to_owned()))
+        };
+        let mut out = Vec::new();
+        match &self.auth {
+            Auth::Token(TokenSource::Given(t)) => out.push(given(t)),
+            Auth::Token(TokenSource::File(p)) => out.extend(file(p)),
+            Auth::AppRole {
+                role_id, secret_id, ..
+            } => {
+                out.push(given(role_id));
+                match secret_id {
+                    SecretSource::Given(s) => out.push(given(s)),
+                    SecretSource::File(p) => out.extend(file(p)),
+                }
+            }
+            Auth::Kubernetes { jwt_file, .. } => out.extend(file(jwt_file)),
+        }
+        out
+    }
+
     /// How Keyward signs in, for messages.
     pub(crate) fn auth_name(&self) -> &'static str {
         match self.auth {

@@ -455,7 +455,14 @@ impl Vault {
 
     /// The provider's key from the vault's environment source.
     pub(crate) fn resolve_from_env(&self, provider: &'static Provider) -> Option<Resolved> {
-        keyward_core::resolve::from_environment(provider, &|name| self.inner.env.get(name))
+        // A copy of a master key or of the KMS's credential under a provider's name is not a
+        // provider key.
+        keyward_core::resolve::from_environment(provider, &|name| {
+            self.inner
+                .env
+                .get(name)
+                .filter(|v| !self.inner.keyring.appears_in(v))
+        })
     }
 }
 

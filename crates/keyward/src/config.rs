@@ -67,6 +67,9 @@ pub struct Config {
     pub location: Location,
     /// The master keys, or the KMS that unwraps them.
     pub keys: MasterKeys,
+    /// The development key's file, if these are the development key, and whether this start
+    /// made it.
+    dev_key: Option<(PathBuf, bool)>,
 }
 
 /// Where the master keys come from.
@@ -112,12 +115,15 @@ impl Config {
             return Ok(Self {
                 location,
                 keys: MasterKeys::Kms(kms),
+                dev_key: None,
             });
         }
         let keys = given_keys(&inputs.data_dir, inputs.production)?;
+        let dev_key = keys.dev_key_file.clone().map(|p| (p, keys.dev_key_made));
         Ok(Self {
             location,
             keys: MasterKeys::Given(keys.into_keyring()?),
+            dev_key,
         })
     }
 
@@ -125,7 +131,12 @@ impl Config {
     /// a first key is made and wrapped).
     pub async fn keyring(self) -> Result<Keyring, Error> {
         match self.keys {
-            MasterKeys::Given(keyring) => Ok(keyring),
+            MasterKeys::Given(keyring) => {
+                if let Some((path, made)) = &self.dev_key {
+                    refuse_dev_key_for_kms_store(&self.location, path, *made).await?;
+                }
+                Ok(keyring)
+            }
             MasterKeys::Kms(kms) => crate::kms::keyring(kms.as_ref(), &self.location).await,
         }
     }
@@ -146,6 +157,28 @@ const GIVEN_KEY_VARIABLES: [&str; 3] = [
     "KEYWARD_MASTER_KEY_FILE",
 ];
 
+/// A store whose master keys a KMS keeps is not opened with the development key (on
+/// PostgreSQL nothing else would stop it: the data directory holds no database to notice): the
+/// error says which KMS to name, and a development key made for this start is removed.
+async fn refuse_dev_key_for_kms_store(
+    location: &Location,
+    path: &Path,
+    made: bool,
+) -> Result<(), Error> {
+    let stored = keyward_store::read_master_keys(location).await?;
+    let Some(key) = stored.keys.first() else {
+        return Ok(());
+    };
+    if made {
+        let _ = std::fs::remove_file(path);
+    }
+    Err(config_err(format!(
+        "this store's master keys are kept by a KMS ({}:{}): set KEYWARD_KMS to it (no \
+         development key is used for such a store)",
+        key.kms, key.kms_key
+    )))
+}
+
 /// Master keys given in the environment or a file, as bytes: for a keyring, or for a KMS to
 /// adopt (`keyward master-key adopt-kms`).
 #[derive(Debug)]
@@ -158,6 +191,8 @@ pub struct GivenKeys {
     pub only_in_environment: bool,
     /// The development key's file, when these are the development key.
     pub dev_key_file: Option<PathBuf>,
+    /// Whether this start made that file.
+    pub dev_key_made: bool,
 }
 
 impl GivenKeys {
@@ -212,6 +247,7 @@ fn load_keys(data_dir: &Path, production: bool) -> Result<GivenKeys, Error> {
         source: source.to_owned(),
         only_in_environment,
         dev_key_file: None,
+        dev_key_made: false,
     };
     // Keys given in a variable are not shown to be kept anywhere else: a rotation refuses to
     // rewrap the vault under such a primary key without the operator's word.
@@ -259,12 +295,14 @@ fn load_keys(data_dir: &Path, production: bool) -> Result<GivenKeys, Error> {
 /// every time it is used (as Vault's dev mode does).
 fn dev_keys(data_dir: &Path) -> Result<GivenKeys, Error> {
     let path: PathBuf = data_dir.join(DEV_KEY_FILE);
-    if !path.exists() {
+    let made = !path.exists();
+    if made {
         if data_dir.join("keyward.db").exists() {
             // A new key would leave everything already stored undecryptable.
             return Err(config_err(format!(
                 "{} holds a vault but no development key ({DEV_KEY_FILE}): restore the key file, \
-                 or set KEYWARD_MASTER_KEY(S) to the key the vault was made with",
+                 set KEYWARD_MASTER_KEY(S) to the key the vault was made with, or, if a KMS keeps \
+                 its master keys, set KEYWARD_KMS to it",
                 data_dir.display()
             )));
         }
@@ -291,6 +329,7 @@ fn dev_keys(data_dir: &Path) -> Result<GivenKeys, Error> {
         source,
         only_in_environment: false,
         dev_key_file: Some(path),
+        dev_key_made: made,
     })
 }
 

@@ -90,10 +90,13 @@ pub async fn keyring(kms: &dyn Kms, location: &Location) -> Result<Keyring, Erro
         }
     }
     let keys = unwrap_all(kms, &stored.keys).await?;
-    let keyring = guarded(Keyring::new(
-        keys.iter().map(KeyMaterial::master_key).collect(),
-        "KEYWARD_KMS",
-    )?);
+    let keyring = guarded(
+        Keyring::new(
+            keys.iter().map(KeyMaterial::master_key).collect(),
+            "KEYWARD_KMS",
+        )?,
+        kms,
+    );
     let missing: Vec<String> = stored
         .kids_in_use
         .iter()
@@ -109,15 +112,18 @@ pub async fn keyring(kms: &dyn Kms, location: &Location) -> Result<Keyring, Erro
     Ok(keyring)
 }
 
-/// `keyring`, also guarding the values of the variables that sign in to the KMS (declared by
-/// `keyward_core::env::withhold_kms_credentials`): no stored value may hold one.
-pub fn guarded(keyring: Keyring) -> Keyring {
-    keyring.guarding(
-        keyward_core::env::kms_credentials()
-            .iter()
-            .filter_map(|name| std::env::var(name).ok())
-            .map(zeroize::Zeroizing::new),
-    )
+/// `keyring`, also guarding the secrets that sign in to the KMS: the values of the variables
+/// `keyward_core::env::withhold_kms_credentials` declared, and what `kms` signs in with (from
+/// files and settings too). No stored value may hold one.
+pub fn guarded(keyring: Keyring, kms: &dyn Kms) -> Keyring {
+    keyring
+        .guarding(
+            keyward_core::env::kms_credentials()
+                .iter()
+                .filter_map(|name| std::env::var(name).ok())
+                .map(zeroize::Zeroizing::new),
+        )
+        .guarding(kms.guarded_secrets())
 }
 
 fn quoted(kids: &[String]) -> String {

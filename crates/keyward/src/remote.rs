@@ -143,13 +143,18 @@ impl Remote {
     ) -> Result<Resolved, Error> {
         match self.resolve(org, provider.id, name).await {
             Err(Error::RemoteNotFound(why)) if env_fallback && name.is_none() => {
-                keyward_core::resolve::from_environment(provider, &|v| std::env::var(v).ok())
-                    .ok_or_else(|| {
-                        Error::RemoteNotFound(format!(
-                            "{why}; nor does this machine's environment have {}",
-                            provider.secret_env.join(" or ")
-                        ))
-                    })
+                keyward_core::resolve::from_environment(provider, &|v| {
+                    // Never Keyward's own settings, nor its KMS's credentials.
+                    std::env::var(v)
+                        .ok()
+                        .filter(|_| !keyward_core::env::is_keyward_own(v))
+                })
+                .ok_or_else(|| {
+                    Error::RemoteNotFound(format!(
+                        "{why}; nor does this machine's environment have {}",
+                        provider.secret_env.join(" or ")
+                    ))
+                })
             }
             other => other,
         }

@@ -160,6 +160,20 @@ fn dotenv_value(v: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether `value` holds a master key or a credential of the KMS that keeps them (with the
+/// local vault, as its keyring guards them; in remote mode, the KMS's variables' values).
+fn holds_own_secret(keys: &Keys, value: &str) -> bool {
+    match keys {
+        Keys::Local(k) => k.vault().holds_master_key(value),
+        Keys::Remote(_) => keyward_core::env::kms_credentials().iter().any(|name| {
+            std::env::var(name)
+                .ok()
+                .map(zeroize::Zeroizing::new)
+                .is_some_and(|own| own.trim().len() >= 12 && value.contains(own.trim()))
+        }),
+    }
+}
+
 /// What the child gets besides the inherited environment, and what to mask.
 struct ChildEnv {
     vars: EnvMap,
@@ -309,6 +323,20 @@ pub(crate) async fn run(keys: &Keys, args: RunArgs) -> Result<ExitCode> {
                 "note: {name} is not handed to the command: it signs Keyward in to the KMS that keeps its master keys (KEYWARD_KMS)"
             );
         }
+        cmd.env_remove(name);
+    }
+    // Nor a copy of one under another name (`MYCOPY=$VAULT_TOKEN`), nor of a master key.
+    for (name, value) in std::env::vars_os() {
+        let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+            continue;
+        };
+        if keyward_core::env::is_withheld(name) || !holds_own_secret(keys, value) {
+            continue;
+        }
+        eprintln!(
+            "note: {} is not handed to the command: it holds one of Keyward's own secrets",
+            keyward_core::secret_like::shown_name(name)
+        );
         cmd.env_remove(name);
     }
     // The guard owns the private key files (Vertex); dropping it, on every path below,

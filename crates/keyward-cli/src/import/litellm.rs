@@ -99,7 +99,7 @@ fn environ(var: &str) -> std::result::Result<String, String> {
     });
     if own {
         return Err(format!(
-            "os.environ/{shown} holds the value of one of Keyward's own settings (KEYWARD_*), \
+            "os.environ/{shown} holds the value of one of Keyward's own settings (KEYWARD_*, or its KMS's credentials), \
              which no import file may read"
         ));
     }

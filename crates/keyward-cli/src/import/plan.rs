@@ -79,7 +79,7 @@ pub(crate) async fn plan(
         if let Some(origin) = own_key {
             skipped.push(Skipped {
                 origin: origin.clone(),
-                why: "holds one of Keyward's own master keys, which is never stored".into(),
+                why: "holds one of Keyward's own master keys (or a credential of the KMS that keeps them), which is never stored".into(),
                 error: true,
             });
             continue;

@@ -352,6 +352,10 @@ async fn keys_from_the_environment_are_adopted_by_the_kms_and_everything_stays_r
                 && err.contains("KEYWARD_KMS set to the KMS that keeps it (KMS transit:"),
             "{err}"
         );
+        // Started with no key at all: no development key is made for a KMS's store.
+        let err = s.fails(&["cred", "list"], &[("KEYWARD_KMS", "")]);
+        assert!(err.contains("KEYWARD_KMS"), "{err}");
+        assert!(!s.data_dir().join("master.key").exists());
         s.cleanup().await;
     }
 }
@@ -452,6 +456,57 @@ async fn a_retired_key_still_opens_what_a_server_started_before_wrote_under_it()
     let st = status(&mut s);
     assert_eq!(kids(&st).len(), 1, "{st}");
     resolves(&mut s);
+}
+
+/// The KMS's credential is Keyward's own wherever it comes from (a token file, here) and under
+/// whatever name a copy of it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kms_credential_is_never_handed_on_or_stored_whatever_its_name() {
+    let Some(bao) = Bao::start().await else {
+        return;
+    };
+    bao.transit_key(KEY).await;
+    let token = bao.token_with_policy("keyward", &transit_policy(KEY)).await;
+    let mut s = Sandbox::sqlite();
+    let token_file = s.scratch().join("vault-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    s.env.insert("VAULT_ADDR".into(), bao.addr.clone());
+    s.env.insert(
+        "KEYWARD_KMS".into(),
+        format!("transit:{KEY},token_file={}", token_file.display()),
+    );
+    add_canary(&mut s);
+    // Not stored, under any name.
+    let out = s.run_with(
+        &["var", "set", "COPY", "--org", "acme", "--sensitive"],
+        &token,
+        &[],
+    );
+    assert!(!out.status.success());
+    // Not a provider key by way of the environment fallback.
+    let out = s.run_with(
+        &["resolve", "--org", "acme", "--provider", "mistral"],
+        "",
+        &[("MISTRAL_API_KEY", &token)],
+    );
+    assert!(!out.status.success());
+    // Not handed to a command: neither a copy nor KEYWARD_KMS, which names the file.
+    let out = s.ok_with(
+        &[
+            "run",
+            "--org",
+            "acme",
+            "--",
+            "sh",
+            "-c",
+            "echo copy=${MY_COPY:-none} kms=${KEYWARD_KMS:-none}",
+        ],
+        "",
+        &[("MY_COPY", &token)],
+    );
+    assert_eq!(out.trim(), "copy=none kms=none");
+    assert!(!contains(&s.transcript, token.as_bytes()));
+    assert!(!contains(&s.stored_bytes().await, token.as_bytes()));
 }
 
 /// A child killed when the test ends, even by a failed assertion (a server left running would
@@ -568,6 +623,26 @@ async fn serve_waits_for_the_kms_and_keeps_serving_without_it() {
     .await
     .unwrap();
     assert_eq!(made.status(), 201);
+
+    // A client in remote mode on this machine, where KEYWARD_KMS is set too: its command gets
+    // no KMS credential either.
+    let out = s.ok_with(
+        &[
+            "run",
+            "--org",
+            "acme",
+            "--",
+            "sh",
+            "-c",
+            "echo token=${VAULT_TOKEN:-none}",
+        ],
+        "",
+        &[
+            ("KEYWARD_URL", base.as_str()),
+            ("KEYWARD_TOKEN", admin.as_str()),
+        ],
+    );
+    assert_eq!(out.trim(), "token=none");
 
     // The KMS goes away: no request needs it.
     bao.stop();

@@ -99,6 +99,23 @@ impl KeyRefSpec {
         org: &OrgId,
         from: &Sources<'_>,
     ) -> Result<(SecretString, String), String> {
+        use secrecy::ExposeSecret as _;
+        let (key, name) = self.read(org, from).await?;
+        // Checked at load, not found by every request: a key goes in a header.
+        if key.expose_secret().chars().any(char::is_control) {
+            return Err(format!(
+                "secret_key_ref {}: the key holds a control character (a line break?), which no header can carry",
+                name.replacen(": ", " ", 1)
+            ));
+        }
+        Ok((key, name))
+    }
+
+    async fn read(
+        &self,
+        org: &OrgId,
+        from: &Sources<'_>,
+    ) -> Result<(SecretString, String), String> {
         match self.check()? {
             KeyRef::Store(var) => {
                 let found = from

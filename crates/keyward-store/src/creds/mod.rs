@@ -250,7 +250,7 @@ struct Sealed {
 pub(crate) fn refuse_master_key(keyring: &Keyring, value: &str) -> Result<(), VaultError> {
     if keyring.appears_in(value) {
         return Err(VaultError::InvalidInput(
-            "that value holds one of Keyward's own master keys, which is never stored".into(),
+            "that value holds one of Keyward's own master keys (or a credential of the KMS that keeps them), which is never stored".into(),
         ));
     }
     Ok(())
