@@ -171,7 +171,7 @@ pub(crate) fn write_key_file(
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => {
-                anyhow!("cannot create the key file {shown}: it exists already (name a new file)")
+                anyhow!("cannot create the key file {shown}: it exists already, and must not exist (name a new file)")
             }
             _ => anyhow!("cannot create the key file {shown}: {e}"),
         })?;
