@@ -121,6 +121,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     // Keyward's own (in remote mode too, where this machine's KEYWARD_KMS may still be set).
     if let Some(spec) = cli.global.kms.as_deref().filter(|k| !k.trim().is_empty()) {
         keyward_core::env::withhold_kms_credentials(keyward_kms::credential_variables(spec));
+        keyward_core::env::guard_values(keyward_kms::guarded_secrets_of(
+            spec,
+            &keyward_kms::process_env,
+        ));
     }
     if let Some(remote) = keyward::remote::Remote::from_env()? {
         let keys = run::Keys::Remote(remote.clone());

@@ -182,6 +182,29 @@ pub fn kms_credentials() -> &'static [&'static str] {
     KMS_CREDENTIALS.get().copied().unwrap_or(&[])
 }
 
+static GUARDED: std::sync::OnceLock<Vec<zeroize::Zeroizing<String>>> = std::sync::OnceLock::new();
+
+/// Declares, once per process, the secrets the KMS that keeps the master keys is signed in with
+/// (values of its variables, what its token or PIN files hold): [`holds_guarded`] finds them in
+/// a text, in remote mode too, where no keyring guards them. Values shorter than 12 characters
+/// are left out (they would match innocent text). A later call changes nothing.
+pub fn guard_values(values: Vec<zeroize::Zeroizing<String>>) {
+    let _ = GUARDED.set(
+        values
+            .into_iter()
+            .filter(|v| v.trim().len() >= 12)
+            .map(|v| zeroize::Zeroizing::new(v.trim().to_owned()))
+            .collect(),
+    );
+}
+
+/// Whether `text` holds one of the secrets [`guard_values`] declared.
+pub fn holds_guarded(text: &str) -> bool {
+    GUARDED
+        .get()
+        .is_some_and(|values| values.iter().any(|v| text.contains(v.as_str())))
+}
+
 /// Whether `name` is never handed to a child process: [`WITHHELD`] and the KMS's credentials.
 pub fn is_withheld(name: &str) -> bool {
     WITHHELD.contains(&name) || kms_credentials().contains(&name)

@@ -186,6 +186,38 @@ pub fn credential_variables(spec: &str) -> &'static [&'static str] {
     }
 }
 
+/// The secrets a `KEYWARD_KMS` spec signs in with, found without calling the KMS: the values
+/// of its [`credential_variables`], and what its settings name (a token file, a secret id
+/// file, an inline role id, a PIN file). For [`keyward_core`]'s guard, in remote mode too.
+pub fn guarded_secrets_of(
+    spec: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<zeroize::Zeroizing<String>> {
+    let mut out: Vec<zeroize::Zeroizing<String>> = credential_variables(spec)
+        .iter()
+        .filter_map(|name| env(name))
+        .map(zeroize::Zeroizing::new)
+        .collect();
+    match Spec::parse(spec) {
+        Ok(parsed) if parsed.kind == "pkcs11" => {
+            if let Some(pin) = parsed
+                .get("pin_file")
+                .and_then(|p| std::fs::read_to_string(p).ok())
+            {
+                out.push(zeroize::Zeroizing::new(pin));
+            }
+        }
+        // Transit and AWS KMS make no call when opened: ask them.
+        Ok(_) => {
+            if let Ok(kms) = open(spec, env) {
+                out.extend(kms.guarded_secrets());
+            }
+        }
+        Err(_) => {}
+    }
+    out
+}
+
 /// This process's environment, for [`open`]: unset and empty are the same.
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -134,6 +134,13 @@ impl Config {
             MasterKeys::Given(keyring) => {
                 if let Some((path, made)) = &self.dev_key {
                     refuse_dev_key_for_kms_store(&self.location, path, *made).await?;
+                    tracing::warn!(
+                        path = %path.display(),
+                        "no master key configured: using a DEVELOPMENT key stored beside the data. \
+                         Anyone who can read the data directory can decrypt it. For real use, move \
+                         to a key of your own: keyward master-key rotate --new-key-file PATH, then \
+                         KEYWARD_MASTER_KEY_FILE=PATH (or into a KMS: keyward master-key adopt-kms)."
+                    );
                 }
                 Ok(keyring)
             }
@@ -171,6 +178,10 @@ async fn refuse_dev_key_for_kms_store(
     };
     if made {
         let _ = std::fs::remove_file(path);
+        // And the directory, if this start made it for the key (it is empty then).
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
     Err(config_err(format!(
         "this store's master keys are kept by a KMS ({}:{}): set KEYWARD_KMS to it (no \
@@ -316,12 +327,6 @@ fn dev_keys(data_dir: &Path) -> Result<GivenKeys, Error> {
             path.display()
         ))
     })?);
-    tracing::warn!(
-        path = %path.display(),
-        "no master key configured: using a DEVELOPMENT key stored beside the data. \
-         Anyone who can read the data directory can decrypt it. For real use, move to a key of \
-         your own: keyward master-key rotate --new-key-file PATH, then KEYWARD_MASTER_KEY_FILE=PATH."
-    );
     let source = format!("development key file {}", path.display());
     let key = KeyMaterial::from_base64(KeyId::new(DEV_KID)?, &text, &source)?;
     Ok(GivenKeys {

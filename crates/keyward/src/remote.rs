@@ -145,9 +145,10 @@ impl Remote {
             Err(Error::RemoteNotFound(why)) if env_fallback && name.is_none() => {
                 keyward_core::resolve::from_environment(provider, &|v| {
                     // Never Keyward's own settings, nor its KMS's credentials.
-                    std::env::var(v)
-                        .ok()
-                        .filter(|_| !keyward_core::env::is_keyward_own(v))
+                    std::env::var(v).ok().filter(|value| {
+                        !keyward_core::env::is_keyward_own(v)
+                            && !keyward_core::env::holds_guarded(value)
+                    })
                 })
                 .ok_or_else(|| {
                     Error::RemoteNotFound(format!(

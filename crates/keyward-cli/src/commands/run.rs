@@ -163,15 +163,11 @@ fn dotenv_value(v: &str) -> Option<String> {
 /// Whether `value` holds a master key or a credential of the KMS that keeps them (with the
 /// local vault, as its keyring guards them; in remote mode, the KMS's variables' values).
 fn holds_own_secret(keys: &Keys, value: &str) -> bool {
-    match keys {
-        Keys::Local(k) => k.vault().holds_master_key(value),
-        Keys::Remote(_) => keyward_core::env::kms_credentials().iter().any(|name| {
-            std::env::var(name)
-                .ok()
-                .map(zeroize::Zeroizing::new)
-                .is_some_and(|own| own.trim().len() >= 12 && value.contains(own.trim()))
-        }),
-    }
+    keyward_core::env::holds_guarded(value)
+        || match keys {
+            Keys::Local(k) => k.vault().holds_master_key(value),
+            Keys::Remote(_) => false,
+        }
 }
 
 /// What the child gets besides the inherited environment, and what to mask.
@@ -195,10 +191,7 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
     let mut from_files = keyward::dotenv::read_all(&args.env_file)?;
     from_files.retain(|(name, value)| {
         let own = keyward_core::env::is_withheld(name);
-        let master_key = match keys {
-            Keys::Local(k) => k.vault().holds_master_key(value),
-            Keys::Remote(_) => false,
-        };
+        let master_key = holds_own_secret(keys, value);
         if own || master_key {
             eprintln!(
                 "warning: the env file's {} is not handed to the command ({})",
@@ -206,7 +199,7 @@ async fn child_env(keys: &Keys, args: &RunArgs) -> Result<ChildEnv> {
                 if own {
                     "one of Keyward's own settings"
                 } else {
-                    "it holds Keyward's master key"
+                    "it holds one of Keyward's own secrets"
                 }
             );
         }

@@ -643,6 +643,37 @@ async fn serve_waits_for_the_kms_and_keeps_serving_without_it() {
         ],
     );
     assert_eq!(out.trim(), "token=none");
+    // Nor through an env file under another name, nor as a provider key of its environment.
+    let env_file = s.scratch().join("remote.env");
+    std::fs::write(&env_file, format!("OTHER={ROOT_TOKEN}\nFOO=bar\n")).unwrap();
+    let remote = [
+        ("KEYWARD_URL", base.as_str()),
+        ("KEYWARD_TOKEN", admin.as_str()),
+        ("MISTRAL_API_KEY", ROOT_TOKEN),
+    ];
+    let out = s.ok_with(
+        &[
+            "run",
+            "--org",
+            "acme",
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            "echo other=${OTHER:-none} foo=$FOO",
+        ],
+        "",
+        &remote,
+    );
+    assert_eq!(out.trim(), "other=none foo=bar");
+    let out = s.run_with(
+        &["resolve", "--org", "acme", "--provider", "mistral"],
+        "",
+        &remote,
+    );
+    assert!(!out.status.success());
+    assert!(!contains(&out.stdout, ROOT_TOKEN.as_bytes()));
 
     // The KMS goes away: no request needs it.
     bao.stop();
