@@ -211,8 +211,48 @@ pub(crate) async fn connect(
         .connect(&url)
         .await
         .map_err(|e| VaultError::Connect(redact_url_error(&e)))?;
+    // sqlx locks migrations on PostgreSQL only: two first starts of SQLite at once would both
+    // create the tables, and one fail. A lock on a file beside the database takes them in turn.
+    let _turn = match sqlite_path(location) {
+        Some(db) if backend == Backend::Sqlite => Some(migration_lock(&db).await?),
+        _ => None,
+    };
     migrator().run(&pool).await?;
     Ok((pool, backend))
+}
+
+/// The file of a SQLite database, if it is one.
+fn sqlite_path(location: &Location) -> Option<std::path::PathBuf> {
+    match location {
+        Location::SqliteFile(path) => Some(path.clone()),
+        Location::Url(url) => {
+            let rest = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))?;
+            let path = rest.split('?').next().unwrap_or(rest);
+            (!path.is_empty() && path != ":memory:").then(|| path.into())
+        }
+    }
+}
+
+/// An exclusive lock on `DB.lock`, held until the returned file is dropped (the operating
+/// system releases it if the process dies).
+async fn migration_lock(db: &Path) -> Result<std::fs::File, VaultError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| VaultError::Io(format!("cannot lock the database for its migrations: {e}")))?
+    .map_err(|e| VaultError::Io(format!("cannot lock the database for its migrations: {e}")))
 }
 
 /// Connection errors may quote the URL, and a URL may hold a password: say only what failed.

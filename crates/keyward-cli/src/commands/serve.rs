@@ -70,17 +70,25 @@ pub(crate) async fn serve(
     } else {
         match operator_token {
             Some(token) => {
-                vault
+                let imported = vault
                     .import_token(
                         "admin (KEYWARD_ADMIN_TOKEN)",
                         Role::Admin,
                         None,
-                        &SecretString::from(token),
+                        &SecretString::from(token.clone()),
                         "serve:bootstrap",
                     )
-                    .await
-                    .context("KEYWARD_ADMIN_TOKEN")?;
-                say!("admin token taken from KEYWARD_ADMIN_TOKEN");
+                    .await;
+                match imported {
+                    Ok(_) => say!("admin token taken from KEYWARD_ADMIN_TOKEN"),
+                    // Another server's first start took the same token a moment earlier.
+                    Err(keyward_store::VaultError::AlreadyExists(_))
+                        if vault.authenticate(&token).await?.is_some() =>
+                    {
+                        say!("admin token taken from KEYWARD_ADMIN_TOKEN (by another start)");
+                    }
+                    Err(e) => return Err(anyhow!(e).context("KEYWARD_ADMIN_TOKEN")),
+                }
             }
             None => {
                 let (token, view) = vault

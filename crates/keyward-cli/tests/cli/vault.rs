@@ -786,3 +786,34 @@ async fn leaving_the_development_key_cannot_lose_the_vault() {
         &[],
     );
 }
+
+/// Several commands started at once on a data directory that does not exist yet all work: the
+/// first start's migrations are taken in turn (the outside test saw one of three fail with
+/// "table organizations already exists").
+#[test]
+fn first_starts_at_once_take_the_migrations_in_turn() {
+    for round in 0..4 {
+        let s = Sandbox::sqlite();
+        let key = format!(
+            "k1:{}",
+            keyward_crypto::generate_master_key_base64().unwrap()
+        );
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                s.command(&["org", "list"])
+                    .env("KEYWARD_MASTER_KEYS", &key)
+                    .stdin(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
