@@ -16,6 +16,7 @@ mod access;
 mod auth;
 mod error;
 mod gateway;
+pub mod identity;
 mod jwt;
 mod limits;
 mod metrics;

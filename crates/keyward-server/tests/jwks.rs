@@ -1,0 +1,246 @@
+//! An issuer's keys and the tokens it signs, against a JWKS served on 127.0.0.1: the classic
+//! attacks on JWT verification fail, and keys are fetched only from the configured place, at a
+//! bounded rate.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use keyward_server::identity::jwks::{Expect, Jwks, JwtRefused};
+use serde_json::{Value, json};
+
+const ISS: &str = "https://issuer.example";
+const AUD: &str = "keyward";
+
+struct Signer {
+    kid: String,
+    pair: rcgen::KeyPair,
+}
+
+impl Signer {
+    fn new(kid: &str) -> Self {
+        Self {
+            kid: kid.into(),
+            pair: rcgen::KeyPair::generate().unwrap(),
+        }
+    }
+
+    fn jwk(&self) -> Value {
+        let raw = self.pair.public_key_raw();
+        json!({"kty": "EC", "crv": "P-256", "kid": self.kid, "use": "sig", "alg": "ES256",
+               "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..65])})
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        encode(
+            &header,
+            claims,
+            &EncodingKey::from_ec_der(&self.pair.serialize_der()),
+        )
+        .unwrap()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> Value {
+    json!({"iss": ISS, "aud": AUD, "sub": "system:serviceaccount:acme:app",
+           "iat": now(), "exp": now() + 600})
+}
+
+fn expect() -> Expect {
+    Expect {
+        issuer: ISS.into(),
+        audience: AUD.into(),
+        leeway: 30,
+    }
+}
+
+/// A JWKS endpoint that serves what the test puts in it and counts its requests.
+struct Endpoint {
+    url: String,
+    set: Arc<Mutex<Value>>,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn endpoint(keys: Vec<Value>) -> Endpoint {
+    let set = Arc::new(Mutex::new(json!({ "keys": keys })));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (s, h) = (set.clone(), hits.clone());
+    let app = axum::Router::new().route(
+        "/jwks",
+        axum::routing::get(move || {
+            let (s, h) = (s.clone(), h.clone());
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                axum::Json(s.lock().unwrap().clone())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Endpoint {
+        url: format!("http://{addr}/jwks"),
+        set,
+        hits,
+    }
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_of_the_issuer_verifies_and_the_classic_attacks_fail() {
+    let signer = Signer::new("k1");
+    let ep = endpoint(vec![signer.jwk()]).await;
+    let jwks = Jwks::from_url(http(), &ep.url, Algorithm::ES256, Duration::from_secs(30));
+    let good = jwks
+        .verify(&signer.sign(&claims()), &expect())
+        .await
+        .unwrap();
+    assert_eq!(good["sub"], "system:serviceaccount:acme:app");
+
+    // alg: none, with no signature.
+    let header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let body = B64.encode(claims().to_string());
+    let none = jwks.verify(&format!("{header}.{body}."), &expect()).await;
+    assert!(matches!(none, Err(JwtRefused::Malformed(_))), "{none:?}");
+
+    // HS256 "signed" with the issuer's public key (algorithm confusion).
+    let public = serde_json::to_vec(&signer.jwk()).unwrap();
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("k1".into());
+    let confused = encode(&h, &claims(), &EncodingKey::from_secret(&public)).unwrap();
+    let refused = jwks.verify(&confused, &expect()).await;
+    assert!(
+        matches!(refused, Err(JwtRefused::Algorithm(_))),
+        "{refused:?}"
+    );
+
+    // Another issuer, another audience, expired, not yet valid, issued in the future.
+    let bad = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        change(&mut c);
+        signer.sign(&c)
+    };
+    for (what, token) in [
+        ("iss", bad(&|c| c["iss"] = json!("https://evil.example"))),
+        ("aud", bad(&|c| c["aud"] = json!("someone-else"))),
+        ("exp", bad(&|c| c["exp"] = json!(now() - 120))),
+        ("nbf", bad(&|c| c["nbf"] = json!(now() + 3600))),
+        ("iat", bad(&|c| c["iat"] = json!(now() + 3600))),
+        (
+            "no exp",
+            bad(&|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+    ] {
+        let r = jwks.verify(&token, &expect()).await;
+        assert!(matches!(r, Err(JwtRefused::Invalid(_))), "{what}: {r:?}");
+    }
+    // A tampered payload.
+    let token = signer.sign(&claims());
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let mut c = claims();
+    c["sub"] = json!("system:serviceaccount:kube-system:admin");
+    parts[1] = B64.encode(c.to_string());
+    let r = jwks.verify(&parts.join("."), &expect()).await;
+    assert!(matches!(r, Err(JwtRefused::Invalid(_))), "{r:?}");
+    assert_eq!(
+        ep.hits.load(Ordering::SeqCst),
+        1,
+        "one fetch served all of it"
+    );
+}
+
+#[tokio::test]
+async fn keys_come_only_from_the_configured_place_at_a_bounded_rate() {
+    let signer = Signer::new("k1");
+    let ep = endpoint(vec![signer.jwk()]).await;
+    let attacker = endpoint(vec![]).await;
+    let jwks = Jwks::from_url(http(), &ep.url, Algorithm::ES256, Duration::from_secs(30));
+    jwks.verify(&signer.sign(&claims()), &expect())
+        .await
+        .unwrap();
+
+    // A token naming a key URL of its own, signed by a key the issuer does not have.
+    let stranger = Signer::new("k-attacker");
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k-attacker".into());
+    h.jku = Some(attacker.url.clone());
+    let token = encode(
+        &h,
+        &claims(),
+        &EncodingKey::from_ec_der(&stranger.pair.serialize_der()),
+    )
+    .unwrap();
+    for _ in 0..5 {
+        let r = jwks.verify(&token, &expect()).await;
+        assert_eq!(r, Err(JwtRefused::UnknownKey));
+    }
+    assert_eq!(
+        attacker.hits.load(Ordering::SeqCst),
+        0,
+        "never the token's URL"
+    );
+    // The set was fetched a moment ago: none of the five unknown kids fetched it again (at
+    // most one fetch per interval, whatever tokens name).
+    assert_eq!(ep.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_found_by_one_refetch() {
+    let old = Signer::new("k1");
+    let ep = endpoint(vec![old.jwk()]).await;
+    let jwks = Jwks::from_url(http(), &ep.url, Algorithm::ES256, Duration::ZERO);
+    jwks.verify(&old.sign(&claims()), &expect()).await.unwrap();
+    let new = Signer::new("k2");
+    *ep.set.lock().unwrap() = json!({ "keys": [new.jwk()] });
+    jwks.verify(&new.sign(&claims()), &expect()).await.unwrap();
+    // The retired key is gone with the refetch.
+    let r = jwks.verify(&old.sign(&claims()), &expect()).await;
+    assert!(r.is_err());
+}
+
+#[tokio::test]
+async fn a_dead_key_endpoint_is_a_clear_refusal_and_a_symmetric_key_is_never_used() {
+    let dead = format!("http://{}/jwks", keyward_testkit::closed_addr());
+    let jwks = Jwks::from_url(http(), &dead, Algorithm::ES256, Duration::from_secs(30));
+    let signer = Signer::new("k1");
+    let r = jwks.verify(&signer.sign(&claims()), &expect()).await;
+    assert!(matches!(r, Err(JwtRefused::KeysUnavailable(_))), "{r:?}");
+
+    // A set that publishes an HMAC secret: no verifier takes it.
+    let secret = b"0123456789abcdef0123456789abcdef";
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(json!({"keys": [
+        {"kty": "oct", "kid": "h", "k": B64.encode(secret)}
+    ]}))
+    .unwrap();
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("h".into());
+    let token = encode(&h, &claims(), &EncodingKey::from_secret(secret)).unwrap();
+    let fixed = Jwks::fixed(&set, Algorithm::HS256);
+    assert_eq!(
+        fixed.verify(&token, &expect()).await,
+        Err(JwtRefused::UnknownKey)
+    );
+}
