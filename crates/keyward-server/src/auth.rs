@@ -35,7 +35,10 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(bearer);
         // While the store is away every answer would be a 503 after the pool's wait; give it
         // at once (a watcher notices when the store is back).
-        let is_jwt = |t: &str| !state.shared.jwt.is_empty() && t.matches('.').count() == 2;
+        let is_jwt = |t: &str| {
+            (!state.shared.jwt.is_empty() || !state.shared.workloads.is_empty())
+                && t.matches('.').count() == 2
+        };
         if token.is_some_and(|t| !is_jwt(t)) && !state.vault.serving().store_available() {
             return Err(ApiError::Unavailable(
                 crate::error::STORE_UNAVAILABLE.to_owned(),
@@ -50,7 +53,11 @@ impl FromRequestParts<AppState> for Caller {
                 async {
                     match token {
                         // A token with the shape of a JWT is checked as one, if keys are configured.
-                        Some(t) if is_jwt(t) => Ok(state.shared.jwt.verify(t)),
+                        // HS256 keys first, then the workload issuers' published keys.
+                        Some(t) if is_jwt(t) => Ok(match state.shared.jwt.verify(t) {
+                            Some(p) => Some(p),
+                            None => state.shared.workloads.authenticate(t).await,
+                        }),
                         // Everything else is looked up by its hash, whatever its prefix: operators
                         // bring their own admin token (`KEYWARD_ADMIN_TOKEN`, `openssl rand -hex 32`).
                         Some(t) => state.vault.serving().authenticate(t).await,

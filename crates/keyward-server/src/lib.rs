@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     limiter: limits::FailureLimiter,
     metrics: metrics::Metrics,
     jwt: Arc<JwtKeys>,
+    /// Workload identity: platform-signed JWTs mapped to a role and organization.
+    workloads: Arc<identity::workloads::Workloads>,
     gateway: Arc<gateway::Gateway>,
     /// Whether organizations without their own setting fall back to the server's environment
     /// (`--env-fallback`; off: a server must not hand its own keys to every organization).
@@ -84,6 +86,7 @@ impl AppState {
     fn rebuilt(self, change: impl FnOnce(&mut Shared)) -> Self {
         let mut shared = Shared {
             jwt: self.shared.jwt.clone(),
+            workloads: self.shared.workloads.clone(),
             gateway: self.shared.gateway.clone(),
             limiter: limits::FailureLimiter::new(self.shared.limiter.max_failures()),
             env_fallback: self.shared.env_fallback,
@@ -202,6 +205,13 @@ impl AppState {
     #[must_use]
     pub fn with_jwt_keys(self, keys: JwtKeys) -> Self {
         self.rebuilt(|s| s.jwt = Arc::new(keys))
+    }
+
+    /// Accepts platform-signed JWTs as bearers, mapped by these rules
+    /// (`KEYWARD_WORKLOAD_IDENTITY`).
+    #[must_use]
+    pub fn with_workloads(self, workloads: identity::workloads::Workloads) -> Self {
+        self.rebuilt(|s| s.workloads = Arc::new(workloads))
     }
 }
 

@@ -244,3 +244,106 @@ async fn a_dead_key_endpoint_is_a_clear_refusal_and_a_symmetric_key_is_never_use
         Err(JwtRefused::UnknownKey)
     );
 }
+
+/// A program in a Kubernetes-shaped environment resolves its organization's key with its
+/// projected service-account token, and no Keyward token anywhere; other namespaces, other
+/// audiences and other issuers are refused.
+#[tokio::test]
+async fn a_workload_token_resolves_its_organizations_key_and_nothing_else() {
+    use keyward_server::identity::workloads::Workloads;
+    use keyward_testkit::TestServer;
+    let signer = Signer::new("k1");
+    let ep = endpoint(vec![signer.jwk()]).await;
+    let rules = Workloads::parse(&format!(
+        "workloads:\n  - name: k8s\n    issuer: {ISS}\n    jwks_url: {}\n    algorithm: ES256\n    audience: {AUD}\n    match: {{ sub: \"system:serviceaccount:acme:*\" }}\n    role: resolver\n    org: acme\n",
+        ep.url
+    ))
+    .unwrap();
+    let server = TestServer::start(|s| s.with_workloads(rules)).await;
+    let (admin, _) = server.token(keyward_store::Role::Admin, None).await;
+    let made = server
+        .api(
+            reqwest::Method::POST,
+            "/api/v1/orgs",
+            &admin,
+            Some(json!({"id": "acme"})),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+    let made = server
+        .api(
+            reqwest::Method::POST,
+            "/api/provider-credentials/create",
+            &admin,
+            Some(json!({"organization_id": "acme", "provider": "openai", "credential_name": "prod", "api_key": "sk-proj-WORKLOADCANARY0123456789abcdefgh"})),
+        )
+        .await;
+    assert_eq!(made.status(), 201);
+
+    let token = signer.sign(&claims());
+    let who = server
+        .api(reqwest::Method::GET, "/api/v1/whoami", &token, None)
+        .await;
+    assert_eq!(who.status(), 200);
+    let who: Value = who.json().await.unwrap();
+    assert_eq!(who["role"], "resolver");
+    assert_eq!(who["org"], "acme");
+    let resolve = |token: String| {
+        let server = &server;
+        async move {
+            server
+                .api(
+                    reqwest::Method::POST,
+                    "/api/v1/resolve",
+                    &token,
+                    Some(json!({"organization_id": "acme", "provider": "openai"})),
+                )
+                .await
+        }
+    };
+    let got = resolve(token).await;
+    assert_eq!(got.status(), 200);
+    assert!(got.text().await.unwrap().contains("WORKLOADCANARY"));
+    // The audit log names the workload.
+    let events: Value = server
+        .api(
+            reqwest::Method::GET,
+            "/api/v1/events?filter=action%3Dresolve",
+            &admin,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        events
+            .to_string()
+            .contains("workload:k8s:system:serviceaccount:acme:app"),
+        "{events}"
+    );
+
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        change(&mut c);
+        signer.sign(&c)
+    };
+    for (what, token) in [
+        (
+            "another namespace",
+            with(&|c| c["sub"] = json!("system:serviceaccount:globex:app")),
+        ),
+        ("another audience", with(&|c| c["aud"] = json!("vault"))),
+        (
+            "another issuer",
+            with(&|c| c["iss"] = json!("https://evil.example")),
+        ),
+        ("expired", with(&|c| c["exp"] = json!(now() - 600))),
+    ] {
+        assert_eq!(resolve(token).await.status(), 401, "{what}");
+    }
+    // A token of the right shape signed by a stranger.
+    let stranger = Signer::new("k1");
+    assert_eq!(resolve(stranger.sign(&claims())).await.status(), 401);
+    server.stop().await;
+}

@@ -27,6 +27,13 @@ pub(crate) async fn serve(
         _ => JwtKeys::default(),
     };
     let mut state = AppState::new(vault.clone());
+    if let Ok(path) = std::env::var("KEYWARD_WORKLOAD_IDENTITY")
+        && !path.is_empty()
+    {
+        let workloads = keyward_server::identity::workloads::Workloads::load(path.as_ref())
+            .map_err(|e| anyhow!("KEYWARD_WORKLOAD_IDENTITY: {e}"))?;
+        state = state.with_workloads(workloads);
+    }
     if let Some(note) = keys_from {
         state = state.with_keys_from(note);
     }

@@ -4,3 +4,4 @@
 //! authentication yet.
 
 pub mod jwks;
+pub mod workloads;

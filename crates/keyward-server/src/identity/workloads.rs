@@ -1,0 +1,261 @@
+//! Workload identity: a program presents the JWT its platform gives it (a Kubernetes projected
+//! service-account token, a GitHub Actions OIDC token, any issuer with a JWKS) as its bearer,
+//! and the operator's rules map it to one role and organization. Nothing long-lived sits on the
+//! program's machine.
+//!
+//! `KEYWARD_WORKLOAD_IDENTITY` names a YAML file:
+//!
+//! ```yaml
+//! workloads:
+//!   - name: k8s-prod                 # the actor is workload:k8s-prod:<sub>
+//!     issuer: https://kubernetes.default.svc.cluster.local
+//!     jwks_url: https://k8s.example/openid/v1/jwks   # or jwks_file: /etc/keyward/k8s-jwks.json
+//!     algorithm: RS256               # fixed here, never taken from the token
+//!     audience: keyward              # required: a token made for another service is refused
+//!     match: { sub: "system:serviceaccount:acme:*" }   # exact, or a trailing *; all must hold
+//!     role: resolver
+//!     org: acme
+//! ```
+//!
+//! Rules are tried in order; the first whose issuer, audience and claims fit decides.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use keyward_core::OrgId;
+use keyward_store::{Principal, Role};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::jwks::{Expect, Jwks};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    workloads: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    issuer: String,
+    jwks_url: Option<String>,
+    jwks_file: Option<String>,
+    algorithm: String,
+    audience: String,
+    #[serde(default, rename = "match")]
+    claims: BTreeMap<String, String>,
+    role: String,
+    org: Option<String>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    expect: Expect,
+    jwks: Arc<Jwks>,
+    claims: BTreeMap<String, String>,
+    role: Role,
+    org: Option<OrgId>,
+}
+
+/// The configured workload rules.
+#[derive(Debug, Default)]
+pub struct Workloads {
+    rules: Vec<Rule>,
+}
+
+/// Whether `value` fits `pattern`: equal, or (a trailing `*`) starting with what precedes it.
+fn fits(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => pattern == value,
+    }
+}
+
+/// A claim as text to match: a string as it is, a number or boolean written out.
+fn claim_text(claims: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Workloads {
+    /// Reads the rules of a file (`KEYWARD_WORKLOAD_IDENTITY`). Errors name the rule and the
+    /// setting.
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text)
+    }
+
+    /// Parses the rules.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: File =
+            serde_yaml_ng::from_str(text).map_err(|e| format!("workload identity file: {e}"))?;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        // One key cache per (key source, algorithm), shared by the rules that name it.
+        let mut caches: Vec<((String, String), Arc<Jwks>)> = Vec::new();
+        let mut rules = Vec::new();
+        for spec in file.workloads {
+            let name = spec.name.clone();
+            let bad = |why: String| format!("workload {name}: {why}");
+            let alg: Algorithm = spec
+                .algorithm
+                .parse()
+                .map_err(|_| bad(format!("unknown algorithm {:?}", spec.algorithm)))?;
+            if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                return Err(bad(
+                    "an HMAC algorithm takes a shared secret, not an issuer's published keys (see KEYWARD_JWT_VERIFICATION_KEYS)".into(),
+                ));
+            }
+            let source = match (&spec.jwks_url, &spec.jwks_file) {
+                (Some(url), None) if url.starts_with("https://") || url.starts_with("http://") => {
+                    url.clone()
+                }
+                (None, Some(file)) => format!("file:{file}"),
+                _ => {
+                    return Err(bad(
+                        "give one of jwks_url (http or https) and jwks_file".into()
+                    ));
+                }
+            };
+            let key = (source.clone(), spec.algorithm.clone());
+            let jwks = match caches.iter().find(|(k, _)| *k == key) {
+                Some((_, jwks)) => jwks.clone(),
+                None => {
+                    let jwks = Arc::new(match source.strip_prefix("file:") {
+                        Some(file) => {
+                            let text = std::fs::read_to_string(file)
+                                .map_err(|e| bad(format!("cannot read {file}: {e}")))?;
+                            let set = serde_json::from_str(&text)
+                                .map_err(|_| bad(format!("{file} is not a JWK set")))?;
+                            Jwks::fixed(&set, alg)
+                        }
+                        None => Jwks::from_url(http.clone(), source, alg, Duration::from_secs(30)),
+                    });
+                    caches.push((key, jwks.clone()));
+                    jwks
+                }
+            };
+            let role: Role = spec
+                .role
+                .parse()
+                .map_err(|_| bad(format!("unknown role {:?}", spec.role)))?;
+            let org = match (role, spec.org.as_deref()) {
+                (Role::Admin, None) => None,
+                (Role::Admin, Some(_)) => {
+                    return Err(bad("an admin has no organization".into()));
+                }
+                (_, None) => return Err(bad("org is required for this role".into())),
+                (_, Some(o)) => Some(OrgId::new(o).map_err(|e| bad(e.to_string()))?),
+            };
+            if spec.audience.trim().is_empty() {
+                return Err(bad("audience is required".into()));
+            }
+            rules.push(Rule {
+                name: spec.name,
+                expect: Expect {
+                    issuer: spec.issuer,
+                    audience: spec.audience,
+                    leeway: 30,
+                },
+                jwks,
+                claims: spec.claims,
+                role,
+                org,
+            });
+        }
+        Ok(Self { rules })
+    }
+
+    /// Whether any rule is configured.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The principal a workload token stands for: verified against the keys of the rules
+    /// naming its issuer, then the first rule whose audience and claims fit. `None` when no
+    /// rule names the issuer, the token does not verify, or no rule fits.
+    pub async fn authenticate(&self, token: &str) -> Option<Principal> {
+        // The issuer, read before verifying, only to pick the rules (and their keys) to try.
+        let payload = token.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let unverified: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        let issuer = unverified.get("iss")?.as_str()?;
+        for rule in self.rules.iter().filter(|r| r.expect.issuer == issuer) {
+            let Ok(claims) = rule.jwks.verify(token, &rule.expect).await else {
+                continue;
+            };
+            let fits_all = rule.claims.iter().all(|(name, pattern)| {
+                claim_text(&claims, name).is_some_and(|value| fits(pattern, &value))
+            });
+            if !fits_all {
+                continue;
+            }
+            let sub = claim_text(&claims, "sub")?;
+            if sub.is_empty() || sub.len() > 200 {
+                return None;
+            }
+            return Some(Principal {
+                token_id: format!("workload:{}:{sub}", rule.name),
+                name: sub,
+                role: rule.role,
+                org: rule.org.clone(),
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn patterns_are_exact_or_a_trailing_star() {
+        assert!(fits(
+            "system:serviceaccount:acme:*",
+            "system:serviceaccount:acme:app"
+        ));
+        assert!(!fits(
+            "system:serviceaccount:acme:*",
+            "system:serviceaccount:acmex"
+        ));
+        assert!(fits("refs/heads/main", "refs/heads/main"));
+        assert!(!fits("refs/heads/main", "refs/heads/main2"));
+    }
+
+    #[test]
+    fn configuration_errors_name_the_rule_and_the_setting() {
+        let base = "workloads:\n  - name: k8s\n    issuer: https://i\n    jwks_url: https://i/jwks\n    audience: keyward\n    role: resolver\n";
+        let e =
+            Workloads::parse(&format!("{base}    algorithm: HS256\n    org: acme\n")).unwrap_err();
+        assert!(e.contains("workload k8s") && e.contains("HMAC"), "{e}");
+        let e = Workloads::parse(&format!("{base}    algorithm: RS256\n")).unwrap_err();
+        assert!(e.contains("org is required"), "{e}");
+        let e = Workloads::parse(&format!(
+            "{base}    algorithm: RS256\n    org: acme\n    colour: red\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let ok = Workloads::parse(&format!("{base}    algorithm: RS256\n    org: acme\n")).unwrap();
+        assert!(!ok.is_empty());
+    }
+}
