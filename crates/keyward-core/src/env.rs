@@ -212,12 +212,13 @@ pub fn is_withheld(name: &str) -> bool {
 
 /// Keyward's own settings that hold a secret or say where one is: never handed to a child
 /// process (`keyward run`), whatever the child is.
-pub const WITHHELD: [&str; 10] = [
+pub const WITHHELD: [&str; 11] = [
     "KEYWARD_MASTER_KEY",
     "KEYWARD_MASTER_KEYS",
     "KEYWARD_MASTER_KEY_FILE",
     "KEYWARD_DATABASE_URL",
     "KEYWARD_TOKEN",
+    "KEYWARD_TOKEN_FILE",
     "KEYWARD_ADMIN_TOKEN",
     "KEYWARD_JWT_VERIFICATION_KEYS",
     "KEYWARD_TLS_KEY",

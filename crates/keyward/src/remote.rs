@@ -19,6 +19,8 @@ use crate::{EnvMap, Error, ReferenceValue};
 pub struct Remote {
     base: String,
     token: SecretString,
+    /// `KEYWARD_TOKEN_FILE`: read again at every call (a platform's projected token rotates).
+    token_file: Option<std::path::PathBuf>,
     client: reqwest::Client,
     /// `keyward://vault:` references are read here, not through the server.
     vault_kv: Arc<LazyKvReader>,
@@ -37,17 +39,50 @@ fn remote_err(msg: impl Into<String>) -> Error {
 }
 
 impl Remote {
-    /// The server named by `KEYWARD_URL`, with `KEYWARD_TOKEN`; `None` when `KEYWARD_URL` is
-    /// unset (work on the local data directory).
+    /// The server named by `KEYWARD_URL`, with `KEYWARD_TOKEN`, or with the token in
+    /// `KEYWARD_TOKEN_FILE` (a workload's projected token, read again at every call since it
+    /// rotates); `None` when `KEYWARD_URL` is unset (work on the local data directory).
     pub fn from_env() -> Result<Option<Self>, Error> {
         let Some(url) = std::env::var("KEYWARD_URL").ok().filter(|u| !u.is_empty()) else {
             return Ok(None);
         };
-        let token = std::env::var("KEYWARD_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Config("KEYWARD_URL is set but KEYWARD_TOKEN is not".into()))?;
-        Self::new(&url, SecretString::from(token)).map(Some)
+        let set = |name: &str| std::env::var(name).ok().filter(|t| !t.is_empty());
+        match (set("KEYWARD_TOKEN"), set("KEYWARD_TOKEN_FILE")) {
+            (Some(_), Some(_)) => Err(Error::Config(
+                "set one of KEYWARD_TOKEN and KEYWARD_TOKEN_FILE".into(),
+            )),
+            (Some(token), None) => Self::new(&url, SecretString::from(token)).map(Some),
+            (None, Some(file)) => {
+                let mut remote = Self::new(&url, SecretString::from(String::new()))?;
+                remote.token_file = Some(file.into());
+                remote.bearer()?;
+                Ok(Some(remote))
+            }
+            (None, None) => Err(Error::Config(
+                "KEYWARD_URL is set but neither KEYWARD_TOKEN nor KEYWARD_TOKEN_FILE is".into(),
+            )),
+        }
+    }
+
+    /// The bearer for the next call: the token, or what its file holds now.
+    fn bearer(&self) -> Result<SecretString, Error> {
+        let Some(path) = &self.token_file else {
+            return Ok(self.token.clone());
+        };
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "KEYWARD_TOKEN_FILE: cannot read {}: {e}",
+                path.display()
+            ))
+        })?);
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(Error::Config(format!(
+                "KEYWARD_TOKEN_FILE: {} is empty",
+                path.display()
+            )));
+        }
+        Ok(SecretString::from(token.to_owned()))
     }
 
     /// A client of the server at `base` (`http://host:8080`).
@@ -70,6 +105,7 @@ impl Remote {
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             token,
+            token_file: None,
             client,
             vault_kv: Arc::new(LazyKvReader::new(keyward_kms::process_env)),
         })
@@ -82,10 +118,11 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Error> {
+        let bearer = self.bearer()?;
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(self.token.expose_secret());
+            .bearer_auth(bearer.expose_secret());
         if let Some(b) = body {
             req = req.json(&b);
         }

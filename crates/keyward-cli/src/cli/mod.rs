@@ -36,6 +36,8 @@ use clap::{Args, Parser, Subcommand};
   KEYWARD_DATA_DIR          the data directory (default ./keyward-data)
   KEYWARD_DATABASE_URL      a PostgreSQL (or SQLite) URL instead of the data directory's SQLite file
   KEYWARD_URL, KEYWARD_TOKEN  remote mode: commands ask this server, with this API token
+  KEYWARD_TOKEN_FILE        remote mode: a file holding the token, read at every call (a
+                            workload's projected token, which rotates)
   KEYWARD_ADMIN_TOKEN       `serve`: the first admin token, instead of printing a new one
   KEYWARD_ACTOR             who the audit log says ran a local command (default: your login name)
   KEYWARD_LOG               log filter (default warn)"

@@ -18,3 +18,4 @@ mod run;
 mod sandbox;
 mod serve;
 mod vault;
+mod workload;
