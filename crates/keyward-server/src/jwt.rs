@@ -89,7 +89,10 @@ impl JwtKeys {
             (Role::Admin, Some(_)) | (_, None) => return None,
             (_, Some(o)) => Some(OrgId::new(o).ok()?),
         };
-        if claims.sub.is_empty() || claims.sub.len() > 200 {
+        if claims.sub.is_empty()
+            || claims.sub.len() > 200
+            || claims.sub.chars().any(char::is_control)
+        {
             return None;
         }
         Some(Principal {

@@ -157,6 +157,18 @@ async fn a_token_of_the_issuer_verifies_and_the_classic_attacks_fail() {
         let r = jwks.verify(&token, &expect()).await;
         assert!(matches!(r, Err(JwtRefused::Invalid(_))), "{what}: {r:?}");
     }
+    // A critical header extension the verifier does not understand.
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k1".into());
+    let header = serde_json::to_value(&h).unwrap();
+    let mut header = header.as_object().unwrap().clone();
+    header.insert("crit".into(), json!(["exp-ext"]));
+    header.insert("exp-ext".into(), json!(1));
+    let good_token = signer.sign(&claims());
+    let mut parts: Vec<String> = good_token.split('.').map(str::to_owned).collect();
+    parts[0] = B64.encode(Value::Object(header).to_string());
+    let r = jwks.verify(&parts.join("."), &expect()).await;
+    assert!(matches!(r, Err(JwtRefused::Malformed(_))), "{r:?}");
     // A tampered payload.
     let token = signer.sign(&claims());
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
@@ -329,6 +341,10 @@ async fn a_workload_token_resolves_its_organizations_key_and_nothing_else() {
         signer.sign(&c)
     };
     for (what, token) in [
+        (
+            "a line break in the subject",
+            with(&|c| c["sub"] = json!("system:serviceaccount:acme:a\nINFO forged")),
+        ),
         (
             "another namespace",
             with(&|c| c["sub"] = json!("system:serviceaccount:globex:app")),

@@ -69,12 +69,35 @@ impl Remote {
         let Some(path) = &self.token_file else {
             return Ok(self.token.clone());
         };
-        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!(
-                "KEYWARD_TOKEN_FILE: cannot read {}: {e}",
-                path.display()
-            ))
-        })?);
+        // A token is a few KiB at most: read no more than 64 KiB (a path such as /dev/zero must
+        // not take the memory).
+        let text = {
+            use std::io::Read as _;
+            let fail = |e: std::io::Error| {
+                Error::Config(format!(
+                    "KEYWARD_TOKEN_FILE: cannot read {}: {e}",
+                    path.display()
+                ))
+            };
+            let mut bytes = zeroize::Zeroizing::new(Vec::new());
+            std::fs::File::open(path)
+                .map_err(fail)?
+                .take(64 * 1024 + 1)
+                .read_to_end(&mut bytes)
+                .map_err(fail)?;
+            if bytes.len() > 64 * 1024 {
+                return Err(Error::Config(format!(
+                    "KEYWARD_TOKEN_FILE: {} is larger than 64 KiB; it is not a token",
+                    path.display()
+                )));
+            }
+            zeroize::Zeroizing::new(String::from_utf8(bytes.to_vec()).map_err(|_| {
+                Error::Config(format!(
+                    "KEYWARD_TOKEN_FILE: {} is not text",
+                    path.display()
+                ))
+            })?)
+        };
         let token = text.trim();
         if token.is_empty() {
             return Err(Error::Config(format!(

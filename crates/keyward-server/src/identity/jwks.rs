@@ -16,6 +16,16 @@ use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Map, Value};
 
+/// The header of a JWT as JSON, for what `jsonwebtoken`'s header type does not keep.
+fn raw_header(token: &str) -> Option<Map<String, Value>> {
+    use base64::Engine as _;
+    let part = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The largest key set read (a real one is a few KiB).
 const MAX_JWKS_BYTES: usize = 64 * 1024;
 
@@ -217,6 +227,13 @@ impl Jwks {
     ) -> Result<Map<String, Value>, JwtRefused> {
         // `alg: none` is no `Algorithm`: it fails here.
         let header = decode_header(token).map_err(|e| JwtRefused::Malformed(e.to_string()))?;
+        // An extension the issuer marked critical must be understood (RFC 7515 §4.1.11); this
+        // verifier understands none.
+        if raw_header(token).is_some_and(|h| h.contains_key("crit")) {
+            return Err(JwtRefused::Malformed(
+                "a critical header extension (crit) that is not understood".into(),
+            ));
+        }
         if header.alg != self.alg {
             return Err(JwtRefused::Algorithm(format!("{:?}", header.alg)));
         }

@@ -209,7 +209,9 @@ impl Workloads {
                 continue;
             }
             let sub = claim_text(&claims, "sub")?;
-            if sub.is_empty() || sub.len() > 200 {
+            // The subject becomes the actor in the audit log: printable text only, or a
+            // token could write a line of its own into a listing.
+            if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
                 return None;
             }
             return Some(Principal {
