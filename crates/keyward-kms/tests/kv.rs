@@ -4,23 +4,11 @@
 
 use keyward_kms::kv::{KvError, KvReader, KvRef, LazyKvReader};
 use keyward_testkit::kms::Bao;
+use keyward_testkit::kms::env_of;
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 const CANARY: &str = "sk-proj-KVCANARY-0123456789abcdef";
-
-fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    move |name| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    }
-}
 
 fn kv(text: &str) -> KvRef {
     KvRef::parse(text).unwrap()

@@ -7,19 +7,7 @@
 use keyward_crypto::{KeyId, KeyMaterial};
 use keyward_kms::KmsError;
 use keyward_testkit::kms::SoftHsm;
-
-fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    move |name| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    }
-}
+use keyward_testkit::kms::env_of;
 
 fn kid(s: &str) -> KeyId {
     KeyId::new(s).unwrap()

@@ -17,6 +17,21 @@ pub use softhsm::SoftHsm;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// An environment of these variables only, for code that takes its settings through an
+/// `env` function (`keyward_kms::open`, the Vault KV reader).
+pub fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Send + Sync + use<> {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// An HTTP client for plain-HTTP test servers (with the process's TLS provider installed, which
 /// reqwest needs even for `http://`).
 pub fn client() -> reqwest::Client {
