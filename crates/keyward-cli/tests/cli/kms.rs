@@ -374,11 +374,11 @@ async fn the_development_key_is_adopted_and_leaves_the_data_directory() {
     s.env.insert("VAULT_ADDR".into(), bao.addr.clone());
     s.env.insert("VAULT_TOKEN".into(), token);
     s.env.insert("KEYWARD_KMS".into(), format!("transit:{KEY}"));
-    // Another key under the development key's id is not adopted in its place.
     let out = s.ok(&["master-key", "adopt-kms"]);
     assert!(out.contains("removed the development key file"), "{out}");
     assert!(!dev_key.exists());
     resolves(&mut s);
+    // Another key under the development key's id is not adopted in its place.
     let other = s.ok(&["keygen"]).trim().to_owned();
     let err = s.fails(
         &["master-key", "adopt-kms"],
