@@ -536,6 +536,58 @@ impl Backend {
         }
     }
 
+    pub(crate) async fn list_sessions(&self) -> Result<Vec<keyward_store::SessionView>> {
+        match self {
+            Backend::Local { vault, .. } => Ok(vault.list_ui_sessions().await?),
+            Backend::Remote(r) => from(r.call(Method::GET, "/api/v1/sessions", None).await?),
+        }
+    }
+
+    /// Ends a console session by its listed id; an error when there is none.
+    pub(crate) async fn end_session(&self, id: &str) -> Result<()> {
+        match self {
+            Backend::Local { vault, actor } => {
+                if !vault.end_ui_session_by_handle(id, actor).await? {
+                    bail!("no live session {id}");
+                }
+                Ok(())
+            }
+            Backend::Remote(r) => {
+                r.call(
+                    Method::DELETE,
+                    &format!("/api/v1/sessions/{}", encode(id)),
+                    None,
+                )
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Single sign-on as the server runs it, or (local) as the identity file configures it.
+    pub(crate) async fn sso_status(&self) -> Result<keyward_server::identity::oidc::SsoStatus> {
+        match self {
+            Backend::Local { .. } => {
+                let Some(path) =
+                    std::env::var_os("KEYWARD_IDENTITY_CONFIG").filter(|p| !p.is_empty())
+                else {
+                    bail!(
+                        "single sign-on is configured in the identity file: set KEYWARD_IDENTITY_CONFIG (or KEYWARD_URL, to ask a server)"
+                    );
+                };
+                let env = |name: &str| std::env::var(name).ok();
+                let path = std::path::PathBuf::from(path);
+                let identity = keyward_server::identity::Identity::load(&path, &env)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                match identity.sso {
+                    Some(sso) => Ok(sso.status(sso.token_sign_in().unwrap_or(true)).await),
+                    None => bail!("{} has no oidc: section", path.display()),
+                }
+            }
+            Backend::Remote(r) => from(r.call(Method::GET, "/api/v1/sso", None).await?),
+        }
+    }
+
     pub(crate) async fn revoke_token(&self, id: &str) -> Result<TokenView> {
         match self {
             Backend::Local { vault, actor } => Ok(vault.revoke_token(id, actor).await?),

@@ -145,6 +145,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::MasterKey(cmd) => master_key(&backend, cmd).await,
             Command::Events(cmd) => events(&backend, cmd).await,
             Command::Token(cmd) => serve::token(&backend, cmd).await,
+            Command::Session(cmd) => serve::session(&backend, cmd).await,
+            Command::Sso(cmd) => serve::sso(&backend, cmd).await,
             Command::GatewayToken(cmd) => serve::gateway_token(&backend, cmd).await,
             Command::Gateway(cmd) => serve::gateway(&backend, cmd).await,
             Command::Serve { .. } => bail!(
@@ -297,6 +299,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
         Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
+        Command::Session(cmd) => serve::session(&local(&vault, &actor), cmd).await?,
+        Command::Sso(cmd) => serve::sso(&local(&vault, &actor), cmd).await?,
         Command::GatewayToken(cmd) => serve::gateway_token(&local(&vault, &actor), cmd).await?,
         Command::Org(cmd) => org(&local(&vault, &actor), cmd).await?,
         Command::Cred(cmd) => cred(&local(&vault, &actor), cmd).await?,

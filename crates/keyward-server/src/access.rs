@@ -9,6 +9,9 @@
 //!
 //! The rules:
 //!
+//! - A caller holds one or more grants: a role, in one organization (or, for admins, in none).
+//!   A token or a workload holds one; a person signed in through single sign-on holds what
+//!   every matching rule gave them. An operation is allowed when any grant allows it.
 //! - An admin may do everything, everywhere. Every other role belongs to one organization and
 //!   does nothing outside it.
 //! - Something of an organization the caller does not belong to is *unseen*: answered as "not
@@ -83,6 +86,10 @@ pub(crate) enum Op {
     MasterKeyStatus,
     /// Rewrap every data key under the primary master key.
     RotateMasterKey,
+    /// List the console's sessions, of every token and person.
+    ListSessions,
+    /// End someone's console session.
+    EndSession,
 }
 
 #[cfg(test)]
@@ -115,6 +122,8 @@ impl Op {
             Op::ReloadGateway,
             Op::MasterKeyStatus,
             Op::RotateMasterKey,
+            Op::ListSessions,
+            Op::EndSession,
         ];
         all.extend(ROLES.iter().map(|r| Op::CreateToken(*r)));
         all
@@ -154,7 +163,9 @@ pub(crate) fn roles(op: Op) -> &'static [Role] {
         | Op::VerifyEvents
         | Op::ReloadGateway
         | Op::MasterKeyStatus
-        | Op::RotateMasterKey => &[],
+        | Op::RotateMasterKey
+        | Op::ListSessions
+        | Op::EndSession => &[],
     }
 }
 
@@ -218,18 +229,31 @@ impl Grant {
     }
 }
 
-/// Whether `p` may see anything of `org` at all.
-pub(crate) fn sees(p: &Principal, org: &OrgId) -> bool {
-    p.role == Role::Admin || p.org.as_ref() == Some(org)
+/// Whether `p` holds admin.
+fn is_admin(p: &Principal) -> bool {
+    p.holds(Role::Admin)
 }
 
-/// Decides whether `p` may do `op` on `on`.
+/// The roles `p` holds in `org`.
+fn roles_in<'a>(p: &'a Principal, org: &'a OrgId) -> impl Iterator<Item = Role> + 'a {
+    p.grants
+        .iter()
+        .filter(move |g| g.org.as_ref() == Some(org))
+        .map(|g| g.role)
+}
+
+/// Whether `p` may see anything of `org` at all.
+pub(crate) fn sees(p: &Principal, org: &OrgId) -> bool {
+    is_admin(p) || roles_in(p, org).next().is_some()
+}
+
+/// Decides whether `p` may do `op` on `on`: allowed when any of its grants allows it.
 pub(crate) fn check(p: &Principal, op: Op, on: On<'_>) -> Result<Grant, Denied> {
     let grant = |scope| Grant {
         scope,
         actor: p.actor(),
     };
-    if p.role == Role::Admin {
+    if is_admin(p) {
         return Ok(grant(match on {
             On::Org(o) => Scope::Org(o.clone()),
             On::Unowned => Scope::Unowned,
@@ -240,23 +264,35 @@ pub(crate) fn check(p: &Principal, op: Op, on: On<'_>) -> Result<Grant, Denied> 
     match on {
         On::Org(o) if !sees(p, o) => Err(Denied::Unseen),
         On::Org(_) if admin_only(op) => Err(needs_admin()),
-        On::Org(o) if roles(op).contains(&p.role) => Ok(grant(Scope::Org(o.clone()))),
-        On::Org(_) => Err(Denied::Forbidden(format!(
-            "{} token may not do this",
-            p.role.a_name()
-        ))),
+        On::Org(o) if roles_in(p, o).any(|r| roles(op).contains(&r)) => {
+            Ok(grant(Scope::Org(o.clone())))
+        }
+        On::Org(o) => {
+            let held: Vec<String> = roles_in(p, o).map(Role::a_name).collect();
+            let what = if p.person.is_some() { "" } else { " token" };
+            Err(Denied::Forbidden(format!(
+                "{}{what} may not do this",
+                held.join(" or ")
+            )))
+        }
         On::Unowned | On::Everywhere => Err(needs_admin()),
     }
 }
 
 /// The target of a listing or page that may name an organization: the one named, else the
-/// caller's own, else (admins) `unnamed` — every organization for most listings, the global
-/// scope for config variables.
+/// caller's own (for a caller with roles in several, the first its grants name), else
+/// (admins) `unnamed` — every organization for most listings, the global scope for config
+/// variables.
 pub(crate) fn scope_of<'a>(p: &'a Principal, named: Option<&'a OrgId>, unnamed: On<'a>) -> On<'a> {
-    match (named, &p.org) {
-        (Some(o), _) => On::Org(o),
-        (None, Some(own)) => On::Org(own),
-        (None, None) => unnamed,
+    if let Some(o) = named {
+        return On::Org(o);
+    }
+    if is_admin(p) {
+        return unnamed;
+    }
+    match p.grants.iter().find_map(|g| g.org.as_ref()) {
+        Some(own) => On::Org(own),
+        None => unnamed,
     }
 }
 
@@ -318,12 +354,12 @@ mod tests {
     use super::*;
 
     fn principal(role: Role, org: Option<&str>) -> Principal {
-        Principal {
-            token_id: "t1".into(),
-            name: "test".into(),
+        Principal::single(
+            "t1",
+            "test",
             role,
-            org: org.map(|o| OrgId::new(o).unwrap_or_else(|e| panic!("{e}"))),
-        }
+            org.map(|o| OrgId::new(o).unwrap_or_else(|e| panic!("{e}"))),
+        )
     }
 
     fn org(s: &str) -> OrgId {
@@ -364,7 +400,9 @@ mod tests {
             | Op::VerifyEvents
             | Op::ReloadGateway
             | Op::MasterKeyStatus
-            | Op::RotateMasterKey => false,
+            | Op::RotateMasterKey
+            | Op::ListSessions
+            | Op::EndSession => false,
         };
         if may {
             Ok(())
@@ -443,6 +481,80 @@ mod tests {
             check(&viewer, Op::ListCredentials, on).map(|_| ()),
             Err(Denied::Unseen)
         );
+    }
+
+    /// A person with several grants may do what any of them allows, and sees nothing of an
+    /// organization none of them names.
+    #[test]
+    fn several_grants_are_their_union() {
+        use keyward_store::RoleGrant;
+        let (acme, globex, initech) = (org("acme"), org("globex"), org("initech"));
+        let person = Principal {
+            token_id: "sso:x".into(),
+            name: "bob@example.test".into(),
+            grants: vec![
+                RoleGrant {
+                    role: Role::Viewer,
+                    org: Some(globex.clone()),
+                },
+                RoleGrant {
+                    role: Role::OrgAdmin,
+                    org: Some(acme.clone()),
+                },
+                RoleGrant {
+                    role: Role::Resolver,
+                    org: Some(globex.clone()),
+                },
+            ],
+            person: Some(keyward_store::Person {
+                issuer: "https://idp.test".into(),
+                subject: "bob".into(),
+                email: Some("bob@example.test".into()),
+            }),
+        };
+        for op in Op::all() {
+            let single =
+                |role, o: &str| check(&principal(role, Some(o)), op, On::Org(&org(o))).map(|_| ());
+            // In acme: exactly what an org_admin may do.
+            let got = check(&person, op, On::Org(&acme)).map(|_| ());
+            assert_eq!(
+                got.is_ok(),
+                single(Role::OrgAdmin, "acme").is_ok(),
+                "{op:?}"
+            );
+            // In globex: what a viewer or a resolver may do.
+            let got = check(&person, op, On::Org(&globex)).map(|_| ());
+            let either =
+                single(Role::Viewer, "globex").is_ok() || single(Role::Resolver, "globex").is_ok();
+            assert_eq!(got.is_ok(), either, "{op:?}");
+            if let Err(Denied::Forbidden(why)) = &got {
+                assert!(why.contains("a viewer or a resolver"), "{why}");
+            }
+            assert_eq!(
+                check(&person, op, On::Org(&initech)).map(|_| ()),
+                Err(Denied::Unseen)
+            );
+            for on in [On::Unowned, On::Everywhere] {
+                assert!(matches!(check(&person, op, on), Err(Denied::Forbidden(_))));
+            }
+        }
+        let g =
+            check(&person, Op::WriteCredential, On::Org(&acme)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(g.actor(), "bob@example.test (sso)");
+        // A page that names no organization shows the first the grants name.
+        assert!(matches!(scope_of(&person, None, On::Everywhere), On::Org(o) if *o == globex));
+        // An admin grant among others is admin everywhere.
+        let mut admin = person.clone();
+        admin.grants.push(RoleGrant {
+            role: Role::Admin,
+            org: None,
+        });
+        assert!(check(&admin, Op::RotateMasterKey, On::Unowned).is_ok());
+        assert!(check(&admin, Op::WriteCredential, On::Org(&initech)).is_ok());
+        assert!(matches!(
+            scope_of(&admin, None, On::Everywhere),
+            On::Everywhere
+        ));
     }
 
     #[test]

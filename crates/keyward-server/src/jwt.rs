@@ -95,11 +95,11 @@ impl JwtKeys {
         {
             return None;
         }
-        Some(Principal {
-            token_id: format!("jwt:{kid}:{}", claims.sub),
-            name: claims.sub,
+        Some(Principal::single(
+            format!("jwt:{kid}:{}", claims.sub),
+            claims.sub,
             role,
             org,
-        })
+        ))
     }
 }

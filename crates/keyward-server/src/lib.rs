@@ -58,6 +58,10 @@ pub(crate) struct Shared {
     jwt: Arc<JwtKeys>,
     /// Workload identity: platform-signed JWTs mapped to a role and organization.
     workloads: Arc<identity::workloads::Workloads>,
+    /// The console's single sign-on, if configured.
+    sso: Option<Arc<identity::oidc::Sso>>,
+    /// Whether the console takes API tokens at its sign-in page (the break-glass path).
+    token_sign_in: TokenSignIn,
     gateway: Arc<gateway::Gateway>,
     /// Whether organizations without their own setting fall back to the server's environment
     /// (`--env-fallback`; off: a server must not hand its own keys to every organization).
@@ -87,6 +91,8 @@ impl AppState {
         let mut shared = Shared {
             jwt: self.shared.jwt.clone(),
             workloads: self.shared.workloads.clone(),
+            sso: self.shared.sso.clone(),
+            token_sign_in: self.shared.token_sign_in,
             gateway: self.shared.gateway.clone(),
             limiter: limits::FailureLimiter::new(self.shared.limiter.max_failures()),
             env_fallback: self.shared.env_fallback,
@@ -213,6 +219,60 @@ impl AppState {
     pub fn with_workloads(self, workloads: identity::workloads::Workloads) -> Self {
         self.rebuilt(|s| s.workloads = Arc::new(workloads))
     }
+
+    /// Takes what the identity file configures (`KEYWARD_IDENTITY_CONFIG`): the console's
+    /// single sign-on and the workload rules.
+    #[must_use]
+    pub fn with_identity(self, identity: identity::Identity) -> Self {
+        self.rebuilt(|s| {
+            if let Some(sso) = identity.sso {
+                if let Some(on) = sso.token_sign_in()
+                    && s.token_sign_in == TokenSignIn::Default
+                {
+                    s.token_sign_in = if on {
+                        TokenSignIn::On
+                    } else {
+                        TokenSignIn::Off
+                    };
+                }
+                s.sso = Some(Arc::new(sso));
+            }
+            s.workloads = Arc::new(identity.workloads);
+        })
+    }
+
+    /// Whether the console's sign-in page takes API tokens (`--ui-token-sign-in on|off`; by
+    /// default it does, or as the identity file says).
+    #[must_use]
+    pub fn with_token_sign_in(self, on: bool) -> Self {
+        self.rebuilt(|s| {
+            s.token_sign_in = if on {
+                TokenSignIn::On
+            } else {
+                TokenSignIn::Off
+            }
+        })
+    }
+
+    /// Whether the console takes API tokens at sign-in.
+    pub(crate) fn token_sign_in(&self) -> bool {
+        self.shared.token_sign_in != TokenSignIn::Off
+    }
+
+    /// The console's single sign-on, if configured.
+    pub(crate) fn sso(&self) -> Option<&identity::oidc::Sso> {
+        self.shared.sso.as_deref()
+    }
+}
+
+/// Whether the console takes API tokens at sign-in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum TokenSignIn {
+    /// Not said: on, unless the identity file says otherwise.
+    #[default]
+    Default,
+    On,
+    Off,
 }
 
 /// The background task that writes gateway usage.

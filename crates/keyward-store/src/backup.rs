@@ -390,6 +390,9 @@ impl Vault {
         sqlx::query("DELETE FROM ui_sessions")
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM sso_logins")
+            .execute(&mut *tx)
+            .await?;
         // The verification checkpoint named the replaced log; the restored one is verified
         // whole below, and the next incremental check starts over.
         sqlx::query("DELETE FROM audit_checkpoint")

@@ -106,6 +106,7 @@ fn migrator() -> Migrator {
             "master keys",
             include_str!("../migrations/0016_master_keys.sql"),
         ),
+        migration(17, "sso", include_str!("../migrations/0017_sso.sql")),
     ])
 }
 

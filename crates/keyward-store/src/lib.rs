@@ -48,8 +48,10 @@ pub use keys::{KeyStatus, KidCount, ReencryptReport, RotationProgress, RotationR
 pub use masters::{StoredKeys, StoredMasterKey, insert_first_master_key, read_master_keys};
 pub use orgs::Organization;
 pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
-pub use sessions::{SESSIONS_PER_TOKEN, Session, SessionLimits};
-pub use tokens::{API_TOKEN_PREFIX, Principal, Role, TokenView};
+pub use sessions::{
+    SESSIONS_PER_TOKEN, SSO_LOGINS_KEPT, Session, SessionLimits, SessionView, SsoLogin,
+};
+pub use tokens::{API_TOKEN_PREFIX, Person, Principal, Role, RoleGrant, TokenView};
 pub use usage::{HOUR_MS, Usage, UsageBucket, UsageDelta, UsageSubject};
 pub use vars::VarValue;
 

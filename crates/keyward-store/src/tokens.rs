@@ -79,24 +79,96 @@ impl fmt::Display for Role {
     }
 }
 
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One role a caller holds: in one organization, or (admins) in none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Principal {
-    /// The token's id (what the audit log records).
-    pub token_id: String,
-    /// The token's name.
-    pub name: String,
-    /// Its role.
+pub struct RoleGrant {
+    /// The role.
     pub role: Role,
     /// Its organization; `None` for admins.
     pub org: Option<OrgId>,
 }
 
+/// A person signed in through single sign-on: who the identity provider says they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Person {
+    /// The identity provider (`iss`).
+    pub issuer: String,
+    /// Their subject there (`sub`).
+    pub subject: String,
+    /// Their email, when the provider gives one.
+    pub email: Option<String>,
+}
+
+/// An authenticated caller: an API token, a workload's token, or a person signed in through
+/// single sign-on. What it may do is the union of its grants (`keyward_server::access`
+/// decides, and nothing else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Principal {
+    /// The caller's id: a token's id, `workload:RULE:SUB`, `jwt:KID:SUB`, or for a person
+    /// `sso:` and a digest of issuer and subject.
+    pub token_id: String,
+    /// The token's name, the workload's subject, or the person's email.
+    pub name: String,
+    /// What it holds; never empty.
+    pub grants: Vec<RoleGrant>,
+    /// The person, for a single sign-on session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+}
+
 impl Principal {
-    /// The actor the audit log records.
+    /// A caller of one role (a token, a workload).
+    pub fn single(
+        token_id: impl Into<String>,
+        name: impl Into<String>,
+        role: Role,
+        org: Option<OrgId>,
+    ) -> Self {
+        Principal {
+            token_id: token_id.into(),
+            name: name.into(),
+            grants: vec![RoleGrant { role, org }],
+            person: None,
+        }
+    }
+
+    /// The actor the audit log records: `token:ID` for tokens and workloads, `EMAIL (sso)`
+    /// for a person (the issuer and subject go in the event's details).
     pub fn actor(&self) -> String {
-        format!("token:{}", self.token_id)
+        match &self.person {
+            Some(p) => format!("{} (sso)", p.email.as_deref().unwrap_or(&p.subject)),
+            None => format!("token:{}", self.token_id),
+        }
+    }
+
+    /// Whether it holds `role` anywhere.
+    pub fn holds(&self, role: Role) -> bool {
+        self.grants.iter().any(|g| g.role == role)
+    }
+
+    /// The one organization all its grants are in, if they are all in one (an admin grant is
+    /// in none): what a page that names no organization shows.
+    pub fn home_org(&self) -> Option<&OrgId> {
+        let first = self.grants.first()?.org.as_ref()?;
+        self.grants
+            .iter()
+            .all(|g| g.org.as_ref() == Some(first))
+            .then_some(first)
+    }
+
+    /// Its grants as people read them: `admin`, `org_admin of acme, viewer of globex`.
+    pub fn describe(&self) -> String {
+        self.grants
+            .iter()
+            .map(|g| match &g.org {
+                Some(o) => format!("{} of {o}", g.role),
+                None => g.role.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -388,12 +460,7 @@ impl Vault {
                 .execute(&self.inner.pool)
                 .await;
         }
-        let principal = Principal {
-            token_id: t.id,
-            name: t.name,
-            role: t.role,
-            org: t.org,
-        };
+        let principal = Principal::single(t.id, t.name, t.role, t.org);
         self.inner.principals.insert(
             digest,
             CheckedToken {

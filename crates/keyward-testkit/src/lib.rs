@@ -13,12 +13,14 @@
 //!   its console; [`spawn_server`] for a test that builds its own vault.
 //! - [`kms`]: real key-management servers (OpenBao, moto as AWS KMS, SoftHSM2) for the KMS
 //!   suites.
+//! - [`oidc`]: a real OpenID provider (`oidc-provider` on Node 22) for the OIDC suites.
 //! - [`MockProvider`]: an LLM provider on 127.0.0.1 in the OpenAI, Anthropic, Gemini and Azure
 //!   shapes, recording what it received, scripted with [`Reply`], streaming.
 
 mod cluster;
 pub mod kms;
 mod mock_provider;
+pub mod oidc;
 mod server;
 mod vault;
 

@@ -42,6 +42,19 @@ impl TestServer {
     ///
     /// When it cannot be started: the test cannot go on.
     pub async fn start_on(vault: TestVault, state: impl FnOnce(AppState) -> AppState) -> Self {
+        Self::start_at(vault, |s, _| state(s)).await
+    }
+
+    /// A server over `vault` whose settings need its own address (a redirect URL an identity
+    /// provider sends browsers back to): `state` is given the address it will listen on.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started: the test cannot go on.
+    pub async fn start_at(
+        vault: TestVault,
+        state: impl FnOnce(AppState, SocketAddr) -> AppState,
+    ) -> Self {
         // reqwest is built without a default TLS provider; the tests speak plain HTTP anyway.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let listener = bind().await;
@@ -49,7 +62,7 @@ impl TestServer {
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(keyward_server::serve(
             listener,
-            state(AppState::new(vault.vault.clone())),
+            state(AppState::new(vault.vault.clone()), addr),
             async {
                 let _ = stop.await;
             },

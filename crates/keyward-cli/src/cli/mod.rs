@@ -94,6 +94,12 @@ pub(crate) enum Command {
     /// API tokens for the server.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The console's sessions: list them, end one.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Single sign-on: whether it is configured and its identity provider answers.
+    #[command(subcommand)]
+    Sso(SsoCommand),
     /// The gateway: reload its static targets, see its usage.
     #[command(subcommand)]
     Gateway(GatewayCommand),

@@ -3,6 +3,36 @@
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// List the live console sessions, of tokens and of people signed in through single
+    /// sign-on (admins).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a console session by its listed id, everywhere at once (audited).
+    End {
+        /// The session's id, as listed.
+        id: String,
+    },
+}
+
+/// `keyward sso ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SsoCommand {
+    /// Whether single sign-on is configured and its identity provider answers: the issuer,
+    /// its signing keys, the rules. Against a server (`KEYWARD_URL`) what it runs with; here,
+    /// the identity file `KEYWARD_IDENTITY_CONFIG` names.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `keyward token ...`.
+#[derive(Debug, Subcommand)]
 pub(crate) enum TokenCommand {
     /// Create a token; it is printed once (with --json, in the field `token`).
     Create {
@@ -96,6 +126,15 @@ pub(crate) struct ServeArgs {
     /// The web console's sessions end this long after sign-in, whatever happens.
     #[arg(long, env = "KEYWARD_UI_SESSION_MAX", default_value = "12h", value_parser = positive_duration)]
     pub(crate) ui_session_max: std::time::Duration,
+    /// Whether the console's sign-in page takes API tokens: `on` or `off` (the break-glass
+    /// path beside single sign-on; by default on, unless the identity file says
+    /// `token_sign_in: false`).
+    #[arg(long, env = "KEYWARD_UI_TOKEN_SIGN_IN", value_parser = on_off)]
+    pub(crate) ui_token_sign_in: Option<bool>,
+    /// The identity file: the console's single sign-on (OpenID Connect) and the workload
+    /// identity rules (see the README, "Single sign-on" and "Workload identity").
+    #[arg(long, env = "KEYWARD_IDENTITY_CONFIG")]
+    pub(crate) identity_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,4 +212,13 @@ fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err("must be more than zero".into());
     }
     Ok(d)
+}
+
+/// `on` or `off` (also `true`/`false`).
+fn on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{s:?}: say on or off")),
+    }
 }

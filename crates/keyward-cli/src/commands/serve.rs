@@ -10,7 +10,9 @@ use keyward_store::Vault;
 use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::backend::Backend;
-use crate::cli::{GatewayCommand, GatewayTokenCommand, ServeArgs, TokenCommand};
+use crate::cli::{
+    GatewayCommand, GatewayTokenCommand, ServeArgs, SessionCommand, SsoCommand, TokenCommand,
+};
 use crate::output::{Table, print_json, time};
 
 /// Runs the server until SIGINT or SIGTERM. On first start, makes sure an admin token exists:
@@ -27,12 +29,28 @@ pub(crate) async fn serve(
         _ => JwtKeys::default(),
     };
     let mut state = AppState::new(vault.clone());
-    if let Ok(path) = std::env::var("KEYWARD_WORKLOAD_IDENTITY")
-        && !path.is_empty()
-    {
-        let workloads = keyward_server::identity::workloads::Workloads::load(path.as_ref())
-            .map_err(|e| anyhow!("KEYWARD_WORKLOAD_IDENTITY: {e}"))?;
-        state = state.with_workloads(workloads);
+    // The identity file (`KEYWARD_IDENTITY_CONFIG`); `KEYWARD_WORKLOAD_IDENTITY` is its
+    // earlier name, for a file of workload rules only.
+    let identity_file = args.identity_config.clone().or_else(|| {
+        std::env::var_os("KEYWARD_WORKLOAD_IDENTITY")
+            .filter(|p| !p.is_empty())
+            .map(Into::into)
+    });
+    if let Some(on) = args.ui_token_sign_in {
+        state = state.with_token_sign_in(on);
+    }
+    let mut sso = false;
+    if let Some(path) = identity_file {
+        let env = |name: &str| std::env::var(name).ok();
+        let identity = keyward_server::identity::Identity::load(&path, &env)
+            .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        sso = identity.sso.is_some();
+        state = state.with_identity(identity);
+    }
+    if args.ui_token_sign_in == Some(false) && !sso {
+        return Err(anyhow!(
+            "--ui-token-sign-in off leaves the console no way in: configure single sign-on (oidc: in KEYWARD_IDENTITY_CONFIG) first"
+        ));
     }
     if let Some(note) = keys_from {
         state = state.with_keys_from(note);
@@ -456,6 +474,95 @@ pub(crate) async fn token(backend: &Backend, cmd: TokenCommand) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `keyward session list|end`.
+pub(crate) async fn session(backend: &Backend, cmd: SessionCommand) -> Result<ExitCode> {
+    match cmd {
+        SessionCommand::List { json } => {
+            let sessions = backend.list_sessions().await?;
+            if json {
+                print_json(&sessions)?;
+            } else {
+                let mut t = Table::new(["ID", "WHO", "ROLES", "FROM", "SINCE", "ENDS"]);
+                for s in sessions {
+                    let roles = s
+                        .grants
+                        .iter()
+                        .map(|g| match &g.org {
+                            Some(o) => format!("{} of {o}", g.role),
+                            None => g.role.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    t.row([
+                        s.id,
+                        s.actor,
+                        roles,
+                        s.from.unwrap_or_else(|| "-".into()),
+                        time(s.created_at),
+                        time(s.ends_at),
+                    ]);
+                }
+                t.print();
+            }
+        }
+        SessionCommand::End { id } => {
+            backend.end_session(&id).await?;
+            say!("ended session {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyward sso status`.
+pub(crate) async fn sso(backend: &Backend, cmd: SsoCommand) -> Result<ExitCode> {
+    let SsoCommand::Status { json } = cmd;
+    let s = backend.sso_status().await?;
+    if json {
+        print_json(&s)?;
+        return Ok(if s.configured && s.reachable {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    if !s.configured {
+        say!(
+            "single sign-on: not configured (token sign-in {})",
+            on_off(s.token_sign_in)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    say!("issuer:          {}", shown(&s.issuer));
+    say!("client id:       {}", shown(&s.client_id));
+    say!("redirect url:    {}", shown(&s.redirect_url));
+    say!("id token algs:   {}", s.id_token_algs.join(", "));
+    say!("rules:           {}", s.rules);
+    say!("token sign-in:   {}", on_off(s.token_sign_in));
+    if s.reachable {
+        say!(
+            "provider:        answers; signing keys {}",
+            s.key_ids.join(", ")
+        );
+        say!(
+            "sign-out:        {}",
+            if s.logout_at_provider {
+                "here and at the provider"
+            } else {
+                "here only (the provider offers no end-session endpoint)"
+            }
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        say!("provider:        does not answer: {}", shown(&s.error));
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// The STATE column of a token listing: the one rule, from the token's own times (a server

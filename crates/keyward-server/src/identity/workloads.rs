@@ -17,7 +17,8 @@
 //!     org: acme
 //! ```
 //!
-//! Rules are tried in order; the first whose issuer, audience and claims fit decides.
+//! Every rule whose issuer, audience and claims fit adds its grant (the first one names the
+//! workload); none fits, the token is refused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use jsonwebtoken::Algorithm;
 use keyward_core::OrgId;
-use keyward_store::{Principal, Role};
+use keyward_store::{Principal, Role, RoleGrant};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -35,7 +36,11 @@ use super::jwks::{Expect, Jwks};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    #[serde(default)]
     workloads: Vec<RuleSpec>,
+    /// The console's sign-in, read by `super::oidc`.
+    #[serde(default, rename = "oidc")]
+    _oidc: Option<serde_yaml_ng::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,8 +193,9 @@ impl Workloads {
     }
 
     /// The principal a workload token stands for: verified against the keys of the rules
-    /// naming its issuer, then the first rule whose audience and claims fit. `None` when no
-    /// rule names the issuer, the token does not verify, or no rule fits.
+    /// naming its issuer, then every rule whose audience and claims fit adds its grant (the
+    /// first names it). `None` when no rule names the issuer, the token does not verify, or no
+    /// rule fits.
     pub async fn authenticate(&self, token: &str) -> Option<Principal> {
         // The issuer, read before verifying, only to pick the rules (and their keys) to try.
         let payload = token.split('.').nth(1)?;
@@ -198,6 +204,7 @@ impl Workloads {
             .ok()?;
         let unverified: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
         let issuer = unverified.get("iss")?.as_str()?;
+        let mut found: Option<Principal> = None;
         for rule in self.rules.iter().filter(|r| r.expect.issuer == issuer) {
             let Ok(claims) = rule.jwks.verify(token, &rule.expect).await else {
                 continue;
@@ -214,14 +221,24 @@ impl Workloads {
             if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
                 return None;
             }
-            return Some(Principal {
-                token_id: format!("workload:{}:{sub}", rule.name),
-                name: sub,
+            let grant = RoleGrant {
                 role: rule.role,
                 org: rule.org.clone(),
-            });
+            };
+            match &mut found {
+                Some(p) if !p.grants.contains(&grant) => p.grants.push(grant),
+                Some(_) => {}
+                None => {
+                    found = Some(Principal::single(
+                        format!("workload:{}:{sub}", rule.name),
+                        sub,
+                        rule.role,
+                        rule.org.clone(),
+                    ));
+                }
+            }
         }
-        None
+        found
     }
 }
 

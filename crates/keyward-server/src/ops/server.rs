@@ -159,3 +159,50 @@ pub(crate) async fn ready(state: &AppState) -> Result<(), ApiError> {
         }
     }
 }
+
+/// Every live console session, of tokens and people (admins).
+pub(crate) async fn list_sessions(
+    state: &AppState,
+    p: &Principal,
+) -> Result<Vec<keyward_store::SessionView>, ApiError> {
+    let grant = allow_on(p, Op::ListSessions, On::Unowned)?;
+    Ok(vault(state, &grant).list_ui_sessions().await?)
+}
+
+/// Ends a console session by its listed id (admins); audited.
+pub(crate) async fn end_session(state: &AppState, p: &Principal, id: &str) -> Result<(), ApiError> {
+    let grant = allow_on(p, Op::EndSession, On::Unowned)?;
+    super::plain_id("a session id", id)?;
+    if vault(state, &grant)
+        .end_ui_session_by_handle(id, grant.actor())
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!("no live session {id}")))
+    }
+}
+
+/// Whether single sign-on is configured and its provider answers (admins).
+pub(crate) async fn sso_status(
+    state: &AppState,
+    p: &Principal,
+) -> Result<crate::identity::oidc::SsoStatus, ApiError> {
+    allow_on(p, Op::ListSessions, On::Unowned)?;
+    Ok(match state.sso() {
+        Some(sso) => sso.status(state.token_sign_in()).await,
+        None => crate::identity::oidc::SsoStatus {
+            configured: false,
+            issuer: None,
+            client_id: None,
+            redirect_url: None,
+            id_token_algs: Vec::new(),
+            rules: 0,
+            reachable: false,
+            key_ids: Vec::new(),
+            logout_at_provider: false,
+            token_sign_in: state.token_sign_in(),
+            error: None,
+        },
+    })
+}

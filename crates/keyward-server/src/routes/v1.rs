@@ -296,6 +296,34 @@ pub(super) async fn master_key_rotate(
     )))
 }
 
+// ----- console sessions and single sign-on ------------------------------------------------
+
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", responses((status = 200, description = "Every live console session, of tokens and of people signed in through single sign-on (admin)", body = [keyward_store::SessionView])))]
+pub(super) async fn sessions_list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(server::list_sessions(&state, &caller.0).await?)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = String, Path, description = "The session's id, as listed")), responses((status = 204, description = "The session ended, everywhere (admin); audited")))]
+pub(super) async fn sessions_end(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    server::end_session(&state, &caller.0, &id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/sso", tag = "sessions", responses((status = 200, description = "Whether single sign-on is configured and its provider answers (admin)", body = crate::identity::oidc::SsoStatus)))]
+pub(super) async fn sso_status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(server::sso_status(&state, &caller.0).await?)))
+}
+
 // ----- the gateway -------------------------------------------------------------------------
 
 /// `POST /api/v1/gateway/reload`: loads the static targets file again; if it does not load,

@@ -61,7 +61,7 @@ pub(super) async fn events(
 ) -> Response {
     let p = &session.0.principal;
     let org = match named_org(q.org.as_deref()) {
-        Ok(o) => o.or_else(|| p.org.clone()),
+        Ok(o) => o.or_else(|| p.home_org().cloned()),
         Err(e) => return failed(e),
     };
     let text = |v: &Option<String>| v.as_deref().unwrap_or("").trim().to_owned();

@@ -32,6 +32,7 @@ mod gateway;
 mod gateway_tokens;
 mod master_key;
 mod orgs;
+mod sso;
 mod state;
 mod tokens;
 mod usage;
@@ -49,6 +50,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/", get(|| async { Redirect::to("/ui/credentials") }))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
+        .route("/ui/sso/login", get(sso::start))
+        .route("/ui/sso/callback", get(sso::callback))
         .merge(credentials::router())
         .merge(screens())
         .route("/ui/static/app.css", get(stylesheet))
@@ -164,10 +167,24 @@ impl FromRequestParts<AppState> for UiSession {
 #[template(path = "ui/login.html")]
 struct LoginPage {
     error: Option<String>,
+    /// The single sign-on button's words, when configured.
+    sso: Option<String>,
+    /// Whether the token form is offered.
+    token_sign_in: bool,
 }
 
-async fn login_page() -> LoginPage {
-    LoginPage { error: None }
+impl LoginPage {
+    fn of(state: &AppState, error: Option<String>) -> Self {
+        LoginPage {
+            error,
+            sso: state.sso().map(|s| s.display_name().to_owned()),
+            token_sign_in: state.token_sign_in(),
+        }
+    }
+}
+
+async fn login_page(State(state): State<AppState>) -> LoginPage {
+    LoginPage::of(&state, None)
 }
 
 #[derive(Deserialize)]
@@ -181,6 +198,16 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let ip = addr.0.ip();
+    if !state.token_sign_in() {
+        return (
+            StatusCode::FORBIDDEN,
+            LoginPage::of(
+                &state,
+                Some("Token sign-in is switched off on this server; use single sign-on.".into()),
+            ),
+        )
+            .into_response();
+    }
     let limits = state.shared.ui_sessions;
     let (made, over_limit) = state
         .shared
@@ -192,13 +219,7 @@ async fn login(
         )
         .await;
     let refused = |status: StatusCode, why: &str| {
-        (
-            status,
-            LoginPage {
-                error: Some(why.to_owned()),
-            },
-        )
-            .into_response()
+        (status, LoginPage::of(&state, Some(why.to_owned()))).into_response()
     };
     match made {
         Ok(Some((id, _))) => {
@@ -237,13 +258,35 @@ async fn login(
 }
 
 async fn logout(State(state): State<AppState>, jar: CookieJar) -> Response {
-    if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned())
-        && let Err(e) = crate::auth::console::sign_out(&state, &id).await
-    {
-        return failed(e);
+    let mut person = false;
+    if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned()) {
+        person = matches!(
+            crate::auth::console::session(&state, &id).await,
+            Ok(Some(s)) if s.principal.person.is_some()
+        );
+        if let Err(e) = crate::auth::console::sign_out(&state, &id).await {
+            return failed(e);
+        }
     }
     let gone = Cookie::build((COOKIE, "")).path("/ui").build();
-    (jar.remove(gone), Redirect::to("/ui/login")).into_response()
+    let jar = jar.remove(gone);
+    // A person signs out at the provider too, where it offers that (RP-initiated logout). A
+    // page that moves on, not a redirect: the console's forms may only go to itself.
+    if person
+        && let Some(sso) = state.sso()
+        && let Some(url) = sso.logout_url().await
+    {
+        return (
+            jar,
+            sso::MovingOn {
+                title: "Signed out",
+                said: "Signed out of Keyward. Taking you to your identity provider to sign out there too.",
+                to: url,
+            },
+        )
+            .into_response();
+    }
+    (jar, Redirect::to("/ui/login")).into_response()
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -285,7 +328,10 @@ impl Chrome {
     pub(crate) fn new(session: &Session, section: &'static str, notice: Option<&str>) -> Self {
         let p = &session.principal;
         Self {
-            who: format!("{} ({})", p.name, p.role),
+            who: match &p.person {
+                Some(_) => format!("{} ({}, sso)", p.name, p.describe()),
+                None => format!("{} ({})", p.name, p.describe()),
+            },
             admin: crate::ops::may(p, Op::CreateOrg, On::Unowned),
             writer: crate::ops::credentials::may_add(p),
             section,

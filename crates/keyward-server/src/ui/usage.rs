@@ -50,7 +50,7 @@ pub(super) async fn usage(
     };
     // One organization (the one asked for, else the session's own), or for an admin who picks
     // none, all of them.
-    let shown: Vec<OrgId> = match (&asked, &p.org) {
+    let shown: Vec<OrgId> = match (&asked, p.home_org()) {
         (Some(o), _) | (None, Some(o)) => vec![o.clone()],
         (None, None) => orgs.iter().filter_map(|o| OrgId::new(o).ok()).collect(),
     };
@@ -96,7 +96,7 @@ pub(super) async fn usage(
         chrome: Chrome::new(&session.0, "usage", q.notice.as_deref()),
         orgs,
         org: asked
-            .or_else(|| p.org.clone())
+            .or_else(|| p.home_org().cloned())
             .map(|o| o.to_string())
             .unwrap_or_default(),
         rows,

@@ -46,8 +46,8 @@ pub(super) async fn new_form(
         // No organization yet: the form says so, to whoever may add credentials at all.
         Err(_) if ops::credentials::may_add(p) => Ok(()),
         Err(_) => Err(ApiError::Forbidden(format!(
-            "{} token may not add credentials",
-            p.role.a_name()
+            "{} may not add credentials",
+            p.describe()
         ))),
     };
     if let Err(e) = may {
