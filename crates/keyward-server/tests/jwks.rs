@@ -363,3 +363,100 @@ async fn a_workload_token_resolves_its_organizations_key_and_nothing_else() {
     assert_eq!(resolve(stranger.sign(&claims())).await.status(), 401);
     server.stop().await;
 }
+
+/// At the gateway a workload's platform token stands in for a `kwg_` token: its rule names the
+/// organization, the providers and a rate; the upstream gets the organization's key, never the
+/// platform token; another organization's workload, an expired token or a wrong audience get
+/// nothing.
+#[tokio::test]
+async fn a_workload_token_uses_the_gateway_as_its_rule_allows() {
+    use keyward_server::identity::workloads::Workloads;
+    use keyward_testkit::{MockProvider, TestServer};
+    let signer = Signer::new("k1");
+    let ep = endpoint(vec![signer.jwk()]).await;
+    let mock = MockProvider::start().await;
+    let rules = Workloads::parse(&format!(
+        "workloads:\n  - name: acme-app\n    issuer: {ISS}\n    jwks_url: {}\n    algorithm: ES256\n    audience: {AUD}\n    match: {{ sub: \"system:serviceaccount:acme:*\" }}\n    gateway: {{ org: acme, providers: [openai], rpm: 3 }}\n",
+        ep.url
+    ))
+    .unwrap();
+    let server = TestServer::start(|s| s.with_workloads(rules)).await;
+    let (admin, _) = server.token(keyward_store::Role::Admin, None).await;
+    let key = "sk-proj-GATEWAYWORKLOAD0123456789abcdefgh";
+    for (path, body) in [
+        ("/api/v1/orgs", json!({"id": "acme"})),
+        (
+            "/api/v1/credentials",
+            json!({"organization_id": "acme", "provider": "openai", "name": "prod",
+                   "api_key": key, "fields": {"base_url": format!("{}/v1", mock.url())}}),
+        ),
+    ] {
+        let made = server
+            .api(reqwest::Method::POST, path, &admin, Some(body))
+            .await;
+        assert_eq!(made.status(), 201, "{path}");
+    }
+    let call = |token: String, provider: &'static str| {
+        let base = server.base.clone();
+        async move {
+            http()
+                .post(format!("{base}/gateway/{provider}/v1/chat/completions"))
+                .bearer_auth(token)
+                .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let token = signer.sign(&claims());
+    let ok = call(token.clone(), "openai").await;
+    assert_eq!(ok.status(), 200);
+    let seen = mock.last();
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {key}").as_str())
+    );
+    assert!(
+        !format!("{seen:?}").contains(&token),
+        "the platform token went upstream"
+    );
+    // Only the providers its rule names.
+    assert_ne!(call(token.clone(), "anthropic").await.status(), 200);
+    // Its rate: 3 a minute, the first call counted.
+    assert_eq!(call(token.clone(), "openai").await.status(), 200);
+    assert_eq!(call(token.clone(), "openai").await.status(), 200);
+    assert_eq!(call(token.clone(), "openai").await.status(), 429);
+    // At the API it has no role: the rule gives only the gateway.
+    let who = server
+        .api(reqwest::Method::GET, "/api/v1/whoami", &token, None)
+        .await;
+    assert_eq!(who.status(), 401);
+    let with = |change: &dyn Fn(&mut Value)| {
+        let mut c = claims();
+        change(&mut c);
+        signer.sign(&c)
+    };
+    for (what, bad) in [
+        (
+            "another namespace",
+            with(&|c| c["sub"] = json!("system:serviceaccount:globex:app")),
+        ),
+        (
+            "expired",
+            with(&|c| {
+                c["exp"] = json!(now() - 3600);
+                c["iat"] = json!(now() - 7200);
+            }),
+        ),
+        (
+            "another audience",
+            with(&|c| c["aud"] = json!("someone-else")),
+        ),
+        ("signed by another key", Signer::new("k1").sign(&claims())),
+    ] {
+        let r = call(bad, "openai").await;
+        assert_eq!(r.status(), 401, "{what}");
+    }
+    assert_eq!(mock.hits(), 3, "refused calls never reached the provider");
+    server.stop().await;
+}

@@ -29,13 +29,14 @@ pub(super) struct TokenCache {
     map: HashMap<String, (Arc<GatewayTokenView>, Instant)>,
 }
 
-/// The gateway token, from whichever header the client's SDK sends it in.
-/// `Authorization` takes the `Bearer` scheme (any case, as RFC 9110 has it); the providers' own
-/// headers hold the token alone.
+/// The gateway token, from whichever header the client's SDK sends it in: a `kwg_` token, or
+/// with `workloads` a workload's platform token (a JWT). `Authorization` takes the `Bearer`
+/// scheme (any case, as RFC 9110 has it); the providers' own headers hold the token alone.
 pub(super) fn gateway_token<'a>(
     provider: &Provider,
     headers: &'a HeaderMap,
     query: Option<&'a str>,
+    workloads: bool,
 ) -> Option<&'a str> {
     let from_header = |name: &HeaderName| {
         let value = headers.get(name)?.to_str().ok()?.trim();
@@ -55,7 +56,15 @@ pub(super) fn gateway_token<'a>(
         .filter_map(from_header)
         // Gemini's REST examples pass the key as `?key=`.
         .chain(query.and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key="))))
-        .find(|t| t.starts_with(GATEWAY_TOKEN_PREFIX))
+        .find(|t| t.starts_with(GATEWAY_TOKEN_PREFIX) || (workloads && is_jwt(t)))
+}
+
+/// Whether a presented token has a JWT's shape (three base64url parts, a JSON header).
+pub(super) fn is_jwt(t: &str) -> bool {
+    t.starts_with("eyJ")
+        && t.split('.').count() == 3
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl Gateway {
@@ -162,7 +171,20 @@ pub(super) async fn authenticate(
         .extensions
         .get::<axum::extract::ConnectInfo<crate::ClientAddr>>()
         .map(|c| c.0.0.ip());
-    let token = gateway_token(provider, &parts.headers, parts.uri.query());
+    let workloads = &state.shared.workloads;
+    let token = gateway_token(
+        provider,
+        &parts.headers,
+        parts.uri.query(),
+        workloads.serves_gateway(),
+    );
+    // A workload's platform token is checked against its issuer's keys (no store needed);
+    // what its rule allows stands in for a gateway token's settings.
+    if let Some(t) = token.filter(|t| is_jwt(t)) {
+        if let Some(view) = workloads.gateway_use(t).await {
+            return Ok(Arc::new(view));
+        }
+    }
     // A token already checked passes whatever its address has been up to.
     if let Some(view) = token.and_then(|t| state.shared.gateway.cached_token(state, t)) {
         return Ok(view);

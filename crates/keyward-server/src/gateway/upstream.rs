@@ -57,7 +57,13 @@ async fn try_upstreams(
     // The path as the client sent it, percent-escapes and all, after the route's own segments
     // (`gateway/{provider}` or `gateway/t/{target}`): decoding it would change what it means.
     let path = raw_tail(parts.uri.path(), skip);
-    let presented = gateway_token(provider, &parts.headers, parts.uri.query()).map(str::to_owned);
+    let presented = gateway_token(
+        provider,
+        &parts.headers,
+        parts.uri.query(),
+        state.shared.workloads.serves_gateway(),
+    )
+    .map(str::to_owned);
     let mut headers = outgoing_headers(std::mem::take(&mut parts.headers), presented.as_deref());
     let query = outgoing_query(&parts.uri);
     if presented.as_deref().is_some_and(|t| guard::holds(path, t)) {

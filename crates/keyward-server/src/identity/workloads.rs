@@ -13,8 +13,12 @@
 //!     algorithm: RS256               # fixed here, never taken from the token
 //!     audience: keyward              # required: a token made for another service is refused
 //!     match: { sub: "system:serviceaccount:acme:*" }   # exact, or a trailing *; all must hold
-//!     role: resolver
+//!     role: resolver                 # what it may do at the API
 //!     org: acme
+//!     gateway:                       # and/or: what it may do at the gateway, in place of kwg_
+//!       org: acme
+//!       providers: [openai]          # default: every provider
+//!       rpm: 60                      # requests a minute, per workload (sub)
 //! ```
 //!
 //! Every rule whose issuer, audience and claims fit adds its grant (the first one names the
@@ -54,8 +58,26 @@ struct RuleSpec {
     audience: String,
     #[serde(default, rename = "match")]
     claims: BTreeMap<String, String>,
-    role: String,
+    role: Option<String>,
     org: Option<String>,
+    gateway: Option<GatewaySpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewaySpec {
+    org: String,
+    #[serde(default)]
+    providers: Vec<String>,
+    rpm: Option<i64>,
+}
+
+/// What a workload may do at the gateway.
+#[derive(Debug)]
+struct GatewayUse {
+    org: OrgId,
+    providers: Vec<String>,
+    rpm: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -64,8 +86,8 @@ struct Rule {
     expect: Expect,
     jwks: Arc<Jwks>,
     claims: BTreeMap<String, String>,
-    role: Role,
-    org: Option<OrgId>,
+    grant: Option<RoleGrant>,
+    gateway: Option<GatewayUse>,
 }
 
 /// The configured workload rules.
@@ -74,13 +96,7 @@ pub struct Workloads {
     rules: Vec<Rule>,
 }
 
-/// Whether `value` fits `pattern`: equal, or (a trailing `*`) starting with what precedes it.
-fn fits(pattern: &str, value: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => value.starts_with(prefix),
-        None => pattern == value,
-    }
-}
+use super::rules::fits;
 
 /// A claim as text to match: a string as it is, a number or boolean written out.
 fn claim_text(claims: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
@@ -156,18 +172,50 @@ impl Workloads {
                     jwks
                 }
             };
-            let role: Role = spec
-                .role
-                .parse()
-                .map_err(|_| bad(format!("unknown role {:?}", spec.role)))?;
-            let org = match (role, spec.org.as_deref()) {
-                (Role::Admin, None) => None,
-                (Role::Admin, Some(_)) => {
-                    return Err(bad("an admin has no organization".into()));
+            let grant = match spec.role.as_deref() {
+                Some(role) => {
+                    let role: Role = role
+                        .parse()
+                        .map_err(|_| bad(format!("unknown role {role:?}")))?;
+                    let org = match (role, spec.org.as_deref()) {
+                        (Role::Admin, None) => None,
+                        (Role::Admin, Some(_)) => {
+                            return Err(bad("an admin has no organization".into()));
+                        }
+                        (_, None) => return Err(bad("org is required for this role".into())),
+                        (_, Some(o)) => Some(OrgId::new(o).map_err(|e| bad(e.to_string()))?),
+                    };
+                    Some(RoleGrant { role, org })
                 }
-                (_, None) => return Err(bad("org is required for this role".into())),
-                (_, Some(o)) => Some(OrgId::new(o).map_err(|e| bad(e.to_string()))?),
+                None if spec.org.is_some() => {
+                    return Err(bad(
+                        "org without a role: give role too (or gateway: { org })".into(),
+                    ));
+                }
+                None => None,
             };
+            let gateway = match spec.gateway {
+                Some(g) => {
+                    for p in &g.providers {
+                        keyward_core::Provider::get(p)
+                            .map_err(|_| bad(format!("gateway: unknown provider {p:?}")))?;
+                    }
+                    if g.rpm.is_some_and(|r| r < 1) {
+                        return Err(bad("gateway: rpm is at least 1".into()));
+                    }
+                    Some(GatewayUse {
+                        org: OrgId::new(&g.org).map_err(|e| bad(format!("gateway: {e}")))?,
+                        providers: g.providers,
+                        rpm: g.rpm,
+                    })
+                }
+                None => None,
+            };
+            if grant.is_none() && gateway.is_none() {
+                return Err(bad(
+                    "give role (the API) or gateway (the gateway), or both".into()
+                ));
+            }
             if spec.audience.trim().is_empty() {
                 return Err(bad("audience is required".into()));
             }
@@ -180,8 +228,8 @@ impl Workloads {
                 },
                 jwks,
                 claims: spec.claims,
-                role,
-                org,
+                grant,
+                gateway,
             });
         }
         Ok(Self { rules })
@@ -192,19 +240,26 @@ impl Workloads {
         self.rules.is_empty()
     }
 
-    /// The principal a workload token stands for: verified against the keys of the rules
-    /// naming its issuer, then every rule whose audience and claims fit adds its grant (the
-    /// first names it). `None` when no rule names the issuer, the token does not verify, or no
-    /// rule fits.
-    pub async fn authenticate(&self, token: &str) -> Option<Principal> {
+    /// The rules a workload token fits, with its verified claims and subject: verified against
+    /// the keys of the rules naming its issuer, then each rule's audience and claims.
+    async fn fitting(&self, token: &str) -> Vec<(&Rule, serde_json::Map<String, Value>, String)> {
+        let mut out = Vec::new();
         // The issuer, read before verifying, only to pick the rules (and their keys) to try.
-        let payload = token.split('.').nth(1)?;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .ok()?;
-        let unverified: serde_json::Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
-        let issuer = unverified.get("iss")?.as_str()?;
-        let mut found: Option<Principal> = None;
+        let Some(unverified) = token
+            .split('.')
+            .nth(1)
+            .and_then(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|b| serde_json::from_slice::<serde_json::Map<String, Value>>(&b).ok())
+        else {
+            return out;
+        };
+        let Some(issuer) = unverified.get("iss").and_then(Value::as_str) else {
+            return out;
+        };
         for rule in self.rules.iter().filter(|r| r.expect.issuer == issuer) {
             let Ok(claims) = rule.jwks.verify(token, &rule.expect).await else {
                 continue;
@@ -215,30 +270,73 @@ impl Workloads {
             if !fits_all {
                 continue;
             }
-            let sub = claim_text(&claims, "sub")?;
+            let Some(sub) = claim_text(&claims, "sub") else {
+                continue;
+            };
             // The subject becomes the actor in the audit log: printable text only, or a
             // token could write a line of its own into a listing.
             if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
-                return None;
+                continue;
             }
-            let grant = RoleGrant {
-                role: rule.role,
-                org: rule.org.clone(),
-            };
+            out.push((rule, claims, sub));
+        }
+        out
+    }
+
+    /// The principal a workload token stands for at the API: every fitting rule with a role
+    /// adds its grant (the first names the workload). `None` when none fits.
+    pub async fn authenticate(&self, token: &str) -> Option<Principal> {
+        let mut found: Option<Principal> = None;
+        for (rule, _, sub) in self.fitting(token).await {
+            let Some(grant) = &rule.grant else { continue };
             match &mut found {
-                Some(p) if !p.grants.contains(&grant) => p.grants.push(grant),
+                Some(p) if !p.grants.contains(grant) => p.grants.push(grant.clone()),
                 Some(_) => {}
                 None => {
                     found = Some(Principal::single(
                         format!("workload:{}:{sub}", rule.name),
                         sub,
-                        rule.role,
-                        rule.org.clone(),
+                        grant.role,
+                        grant.org.clone(),
                     ));
                 }
             }
         }
         found
+    }
+
+    /// Whether any rule lets workloads use the gateway.
+    pub fn serves_gateway(&self) -> bool {
+        self.rules.iter().any(|r| r.gateway.is_some())
+    }
+
+    /// What a workload token may do at the gateway, as a gateway token would: the first
+    /// fitting rule with `gateway:` decides (organization, providers, requests a minute, per
+    /// workload). It lives until the token's `exp`.
+    pub async fn gateway_use(&self, token: &str) -> Option<keyward_store::GatewayTokenView> {
+        for (rule, claims, sub) in self.fitting(token).await {
+            let Some(g) = &rule.gateway else { continue };
+            let now = keyward_core::Millis::now();
+            let exp = claims
+                .get("exp")
+                .and_then(Value::as_i64)
+                .map(|s| keyward_core::Millis(s.saturating_mul(1000)));
+            return Some(keyward_store::GatewayTokenView {
+                id: format!("workload:{}:{sub}", rule.name),
+                org: g.org.clone(),
+                name: sub,
+                prefix: String::new(),
+                providers: g.providers.clone(),
+                rpm: g.rpm,
+                created_at: now,
+                created_by: format!("workload rule {}", rule.name),
+                expires_at: exp,
+                revoked_at: None,
+                last_used_at: None,
+                state: keyward_core::token::TokenState::Active,
+            });
+        }
+        None
     }
 }
 

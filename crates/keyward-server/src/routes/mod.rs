@@ -185,9 +185,38 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, description = "The caller: token id, role, organization", body = keyward_store::Principal)))]
+/// The caller, as `/api/v1/whoami` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct WhoAmI {
+    /// The token's id (`workload:RULE:SUB` for a workload, `jwt:KID:SUB` for a signed JWT).
+    token_id: String,
+    /// The token's name, or the workload's subject.
+    name: String,
+    /// What the audit log records as the actor.
+    actor: String,
+    /// The role, when the caller holds one (a token always does).
+    role: Option<keyward_store::Role>,
+    /// Its organization (none for an admin, or for a caller of several roles).
+    org: Option<OrgId>,
+    /// Every role the caller holds, and where.
+    grants: Vec<keyward_store::RoleGrant>,
+}
+
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, description = "The caller: token id, role, organization (and every grant it holds)", body = WhoAmI)))]
 async fn whoami(caller: Caller) -> Json<Value> {
-    Json(json!(caller.0))
+    let p = caller.0;
+    let single = match p.grants.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    };
+    Json(json!(WhoAmI {
+        actor: p.actor(),
+        role: single.as_ref().map(|g| g.role),
+        org: single.and_then(|g| g.org),
+        token_id: p.token_id,
+        name: p.name,
+        grants: p.grants,
+    }))
 }
 
 pub(super) fn parse_org(s: &str) -> Result<OrgId, ApiError> {
