@@ -306,7 +306,7 @@ pub fn app(state: AppState) -> Router {
         )
         // The web console: pages, not an API, so not in the OpenAPI document either. A person
         // who opens the server's address expects it.
-        .merge(ui::router())
+        .merge(ui::router(&state))
         .route(
             "/",
             axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }),

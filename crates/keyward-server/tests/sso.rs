@@ -234,6 +234,9 @@ async fn a_person_signs_in_by_group_acts_as_themselves_and_loses_rights_with_the
         .find(|e| e.action == "create" && e.target.starts_with("credential:"))
         .unwrap_or_else(|| panic!("{events:#?}"));
     assert_eq!(made.actor, "bob@example.test (sso)");
+    // Every event a person causes names their issuer and subject, not only the sign-in.
+    assert_eq!(made.details["sso"]["subject"], "bob", "{:?}", made.details);
+    assert_eq!(made.details["sso"]["issuer"], s.provider.issuer.as_str());
     let signin = events
         .iter()
         .find(|e| e.action == "ui_sign_in" && e.actor == "bob@example.test (sso)")

@@ -14,6 +14,7 @@
 //!
 //! Every table and statement works on both databases; see `migrations/`.
 
+mod actor;
 mod audit;
 mod backup;
 mod cache;
@@ -39,6 +40,7 @@ use keyward_core::resolve::NotFound;
 use keyward_crypto::{ChainKey, CryptoError, Keyring};
 use sqlx::AnyPool;
 
+pub use actor::as_person;
 pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
 pub use backup::{BackupHeader, master_keys_in_backup};
 pub use creds::{CredentialSort, check_secret};

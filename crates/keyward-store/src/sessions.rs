@@ -153,7 +153,7 @@ impl Vault {
         why: &str,
     ) -> Result<(), VaultError> {
         let actor = match person {
-            Some(p) => format!("{} (sso)", p.email.as_deref().unwrap_or(&p.subject)),
+            Some(p) => crate::actor::person_actor(p),
             None => format!("anonymous:{from}"),
         };
         self.record(

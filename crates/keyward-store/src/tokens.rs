@@ -139,7 +139,7 @@ impl Principal {
     /// for a person (the issuer and subject go in the event's details).
     pub fn actor(&self) -> String {
         match &self.person {
-            Some(p) => format!("{} (sso)", p.email.as_deref().unwrap_or(&p.subject)),
+            Some(p) => crate::actor::person_actor(p),
             None => format!("token:{}", self.token_id),
         }
     }

@@ -44,7 +44,7 @@ pub(crate) use state::ConsoleState;
 const COOKIE: &str = "kw_session";
 
 /// The console's routes, under `/ui`.
-pub(crate) fn router() -> Router<AppState> {
+pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/credentials") }))
         .route("/ui/", get(|| async { Redirect::to("/ui/credentials") }))
@@ -57,9 +57,47 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/ui/static/app.css", get(stylesheet))
         .route("/ui/static/app.js", get(script))
         .route("/ui/static/icon.svg", get(icon))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            with_session,
+        ))
         .layer(axum::middleware::from_fn(same_origin_writes))
         .layer(axum::middleware::map_response(hardened))
 }
+
+/// Looks the session of a request up once, for its page ([`UiSession`] takes it from here),
+/// and runs a person's request as them: the audit events it writes carry their issuer and
+/// subject (`keyward_store::as_person`).
+async fn with_session(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // The stylesheet, script and icon need no session (and no lookup per file).
+    if request.uri().path().starts_with("/ui/static/") {
+        return next.run(request).await;
+    }
+    let jar = CookieJar::from_headers(request.headers());
+    let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
+        return next.run(request).await;
+    };
+    match crate::auth::console::session(&state, &id).await {
+        Ok(Some(session)) => {
+            let person = session.principal.person.clone();
+            request.extensions_mut().insert(Found(session));
+            match person {
+                Some(p) => keyward_store::as_person(p, next.run(request)).await,
+                None => next.run(request).await,
+            }
+        }
+        Ok(None) => next.run(request).await,
+        Err(e) => failed(e),
+    }
+}
+
+/// The session [`with_session`] found.
+#[derive(Clone)]
+struct Found(Session);
 
 /// Refuses every state-changing request that does not come from the console's own pages.
 async fn same_origin_writes(
@@ -151,6 +189,9 @@ impl FromRequestParts<AppState> for UiSession {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if let Some(Found(session)) = parts.extensions.remove::<Found>() {
+            return Ok(UiSession(session));
+        }
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
             return Err(Redirect::to("/ui/login").into_response());

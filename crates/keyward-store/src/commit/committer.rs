@@ -42,10 +42,11 @@ impl Vault {
     /// returns once they are durable. If they cannot be written, the caller hands nothing out.
     pub(crate) async fn record_all(
         &self,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
         touched: Vec<String>,
     ) -> Result<(), VaultError> {
         self.chain()?;
+        events.iter_mut().for_each(crate::actor::tag);
         let (done, answer) = oneshot::channel();
         self.submit(Job {
             events,

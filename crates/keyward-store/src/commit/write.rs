@@ -56,7 +56,8 @@ impl std::ops::DerefMut for WriteTx {
 
 impl WriteTx {
     /// Stages `event`, to be appended to the chain with the write at the batch's commit.
-    pub(crate) fn stage(&mut self, event: NewEvent) {
+    pub(crate) fn stage(&mut self, mut event: NewEvent) {
+        crate::actor::tag(&mut event);
         self.events.push(event);
     }
 }
