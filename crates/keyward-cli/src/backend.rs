@@ -580,7 +580,16 @@ impl Backend {
                 let identity = keyward_server::identity::Identity::load(&path, &env)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
                 match identity.sso {
-                    Some(sso) => Ok(sso.status(sso.token_sign_in().unwrap_or(true)).await),
+                    Some(sso) => {
+                        // As `serve` would decide: its flag's variable, else the file.
+                        let token_sign_in =
+                            match std::env::var("KEYWARD_UI_TOKEN_SIGN_IN").as_deref() {
+                                Ok("off" | "false") => false,
+                                Ok("on" | "true") => true,
+                                _ => sso.token_sign_in().unwrap_or(true),
+                            };
+                        Ok(sso.status(token_sign_in).await)
+                    }
                     None => bail!("{} has no oidc: section", path.display()),
                 }
             }

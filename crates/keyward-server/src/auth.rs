@@ -139,10 +139,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// Console sessions: the console's sign-in with a token, its session cookie looked up, and
 /// sign-out. (What a session may do is `crate::access`'s, as for any caller.)
 pub(crate) mod console {
-    use keyward_store::{Session, SessionLimits, VaultError};
+    use keyward_store::{Person, RoleGrant, Session, SessionLimits, VaultError};
     use secrecy::SecretString;
 
     use crate::AppState;
+    use crate::identity::oidc::{Sso, SsoError};
 
     /// Signs in with `token` from `from`: a new session and its cookie value, or `None` for a
     /// token that does not authenticate (audited).
@@ -167,5 +168,57 @@ pub(crate) mod console {
     /// Ends a session.
     pub(crate) async fn sign_out(state: &AppState, id: &str) -> Result<(), VaultError> {
         state.vault.serving().end_ui_session(id).await
+    }
+
+    /// Starts a single sign-on: the provider's URL and the state to bind to the browser.
+    pub(crate) async fn sso_begin(
+        state: &AppState,
+        sso: &Sso,
+        return_to: &str,
+    ) -> Result<(String, String), SsoError> {
+        sso.begin(state.vault.serving(), return_to).await
+    }
+
+    /// Finishes a single sign-on at its callback: the person, their grants, where to go.
+    pub(crate) async fn sso_finish(
+        state: &AppState,
+        sso: &Sso,
+        code: &str,
+        login_state: &str,
+        iss: Option<&str>,
+    ) -> Result<(Person, Vec<RoleGrant>, String), SsoError> {
+        sso.finish(state.vault.serving(), code, login_state, iss)
+            .await
+    }
+
+    /// A session for a person the rules let in.
+    pub(crate) async fn sso_sign_in(
+        state: &AppState,
+        person: Person,
+        grants: Vec<RoleGrant>,
+        from: &str,
+    ) -> Result<(SecretString, Session), VaultError> {
+        state
+            .vault
+            .serving()
+            .create_sso_session(person, grants, state.shared.ui_sessions, from)
+            .await
+    }
+
+    /// Audits a refused single sign-on (a failed write is only logged: the refusal stands).
+    pub(crate) async fn sso_refused(
+        state: &AppState,
+        person: Option<&Person>,
+        from: &str,
+        why: &str,
+    ) {
+        if let Err(e) = state
+            .vault
+            .serving()
+            .record_sso_refusal(person, from, why)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot audit a refused single sign-on");
+        }
     }
 }

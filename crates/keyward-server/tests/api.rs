@@ -550,7 +550,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     | "/api/v1/master-key/rotate"
                     | "/api/v1/gateway/reload",
                 )
-                | ("GET", "/api/v1/master-key/status") => {
+                | ("GET", "/api/v1/master-key/status" | "/api/v1/sessions" | "/api/v1/sso")
+                | ("DELETE", "/api/v1/sessions/{id}") => {
                     assert_eq!(st, StatusCode::FORBIDDEN, "{path}")
                 }
                 _ => assert_eq!(st, StatusCode::NOT_FOUND, "{role} {method} {path}: {text}"),

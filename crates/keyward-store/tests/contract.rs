@@ -1633,7 +1633,133 @@ contract!(
     a_rare_audit_filter_reads_a_bounded_window_and_gives_a_cursor,
     one_organizations_audit_reads_cannot_take_anothers_turn,
     the_chain_is_verified_onward_from_a_sealed_checkpoint,
+    a_persons_session_keeps_its_grants_lists_and_ends_and_a_sign_in_state_works_once,
 );
+
+/// A person's session (single sign-on) holds what the rules gave at sign-in, is listed beside
+/// token sessions with a handle that is not its id, and ends by that handle (audited); a sign-in
+/// under way is taken once, and an unknown state gives nothing.
+async fn a_persons_session_keeps_its_grants_lists_and_ends_and_a_sign_in_state_works_once(db: Db) {
+    use keyward_store::{Person, Role, RoleGrant, SessionLimits};
+    use std::time::Duration;
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    let bob = Person {
+        issuer: "https://idp.test".into(),
+        subject: "bob".into(),
+        email: Some("bob@example.test".into()),
+    };
+    let grants = vec![
+        RoleGrant {
+            role: Role::OrgAdmin,
+            org: Some(org("acme")),
+        },
+        RoleGrant {
+            role: Role::Viewer,
+            org: Some(org("globex")),
+        },
+    ];
+    assert!(
+        v.create_sso_session(
+            bob.clone(),
+            Vec::new(),
+            SessionLimits::default(),
+            "10.0.0.1"
+        )
+        .await
+        .is_err(),
+        "no session without a grant"
+    );
+    let (id, session) = v
+        .create_sso_session(
+            bob.clone(),
+            grants.clone(),
+            SessionLimits::default(),
+            "10.0.0.1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.principal.actor(), "bob@example.test (sso)");
+    let found = v.ui_session(id.expose_secret()).await.unwrap().unwrap();
+    assert_eq!(found.principal.grants, grants);
+    assert_eq!(found.principal.person.as_ref(), Some(&bob));
+    // Beside a token's session.
+    let (admin, _) = v
+        .create_token("admin", Role::Admin, None, None, ACTOR)
+        .await
+        .unwrap();
+    let (token_session, _) = v
+        .create_ui_session(admin.expose_secret(), SessionLimits::default(), "10.0.0.2")
+        .await
+        .unwrap()
+        .unwrap();
+    let listed = v.list_ui_sessions().await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let person = listed.iter().find(|s| s.kind == "sso").unwrap();
+    assert_eq!(person.actor, "bob@example.test (sso)");
+    assert_eq!(person.grants, grants);
+    assert_eq!(person.from.as_deref(), Some("10.0.0.1"));
+    assert_eq!(person.issuer.as_deref(), Some("https://idp.test"));
+    assert!(!id.expose_secret().contains(&person.id));
+    // Ended by its handle, as an admin: gone everywhere; the token's session stays.
+    assert!(
+        !v.end_ui_session_by_handle("0123456789abcdef", "token:admin")
+            .await
+            .unwrap()
+    );
+    assert!(
+        v.end_ui_session_by_handle(&person.id, "token:admin")
+            .await
+            .unwrap()
+    );
+    assert!(v.ui_session(id.expose_secret()).await.unwrap().is_none());
+    assert!(
+        v.ui_session(token_session.expose_secret())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        !v.end_ui_session_by_handle(&person.id, "token:admin")
+            .await
+            .unwrap()
+    );
+    let events = v
+        .list_events(&"action=ui_session_end".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, "token:admin");
+    // A sign-in under way works once; a lapsed one not at all.
+    v.begin_sso_login(
+        "state-1",
+        "nonce-1",
+        "verifier-1",
+        "/ui/usage",
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    let taken = v.take_sso_login("state-1").await.unwrap().unwrap();
+    assert_eq!(
+        (taken.nonce.as_str(), taken.return_to.as_str()),
+        ("nonce-1", "/ui/usage")
+    );
+    assert_eq!(taken.verifier.expose_secret(), "verifier-1");
+    assert!(v.take_sso_login("state-1").await.unwrap().is_none());
+    assert!(v.take_sso_login("never-issued").await.unwrap().is_none());
+    v.begin_sso_login("state-2", "n", "v", "/ui/", Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(v.take_sso_login("state-2").await.unwrap().is_none());
+    assert!(
+        !contains(&everything_stored(&db, &v).await, "state-1"),
+        "only a state's hash is stored"
+    );
+    v.close().await;
+    db.cleanup().await;
+}
 
 /// The console's verification reads only what is new since the last verified checkpoint, a
 /// bounded number of events per call, finds an edit among them, and refuses a checkpoint that
@@ -2113,9 +2239,10 @@ async fn dashboard_sessions_end_on_sign_out_idle_age_and_their_tokens_end(db: Db
         .unwrap()
         .unwrap();
     assert!(id.expose_secret().starts_with("kws_") && id.expose_secret().len() > 40);
-    assert_eq!(session.principal.role, Role::Viewer);
+    assert_eq!(session.principal.grants.len(), 1);
+    assert_eq!(session.principal.grants[0].role, Role::Viewer);
     let found = v.ui_session(id.expose_secret()).await.unwrap().unwrap();
-    assert_eq!(found.principal.org, Some(org("acme")));
+    assert_eq!(found.principal.grants[0].org, Some(org("acme")));
     assert!(
         !contains(&everything_stored(&db, &v).await, id.expose_secret()),
         "only the session id's hash is stored"

@@ -39,6 +39,9 @@ use clap::{Args, Parser, Subcommand};
   KEYWARD_TOKEN_FILE        remote mode: a file holding the token, read at every call (a
                             workload's projected token, which rotates)
   KEYWARD_ADMIN_TOKEN       `serve`: the first admin token, instead of printing a new one
+  KEYWARD_IDENTITY_CONFIG   `serve`, `sso status`: the identity file (console single sign-on with
+                            OpenID Connect, workload identity rules)
+  KEYWARD_UI_TOKEN_SIGN_IN  `serve`: on or off, whether the console also takes API tokens
   KEYWARD_ACTOR             who the audit log says ran a local command (default: your login name)
   KEYWARD_LOG               log filter (default warn)"
 )]

@@ -31,11 +31,17 @@ pub(crate) async fn serve(
     let mut state = AppState::new(vault.clone());
     // The identity file (`KEYWARD_IDENTITY_CONFIG`); `KEYWARD_WORKLOAD_IDENTITY` is its
     // earlier name, for a file of workload rules only.
-    let identity_file = args.identity_config.clone().or_else(|| {
-        std::env::var_os("KEYWARD_WORKLOAD_IDENTITY")
-            .filter(|p| !p.is_empty())
-            .map(Into::into)
-    });
+    let older = std::env::var_os("KEYWARD_WORKLOAD_IDENTITY")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    if let (Some(file), Some(old)) = (&args.identity_config, &older)
+        && file != old
+    {
+        return Err(anyhow!(
+            "KEYWARD_IDENTITY_CONFIG and KEYWARD_WORKLOAD_IDENTITY name different files; KEYWARD_WORKLOAD_IDENTITY is the older name of the same setting: keep one"
+        ));
+    }
+    let identity_file = args.identity_config.clone().or(older);
     if let Some(on) = args.ui_token_sign_in {
         state = state.with_token_sign_in(on);
     }
@@ -143,7 +149,14 @@ pub(crate) async fn serve(
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     say!("keyward listening on {scheme}://{local}");
-    say!("web console: {scheme}://{local}/ui/ (sign in with an API token)");
+    say!(
+        "web console: {scheme}://{local}/ui/ ({})",
+        match (sso, args.ui_token_sign_in != Some(false)) {
+            (true, true) => "sign in with single sign-on, or an API token",
+            (true, false) => "sign in with single sign-on",
+            (false, _) => "sign in with an API token",
+        }
+    );
     tracing::info!(%local, scheme, "listening");
     match tls {
         Some(config) => {

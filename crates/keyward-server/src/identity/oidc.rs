@@ -306,6 +306,11 @@ impl Sso {
         })
     }
 
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        self.issuer.as_str()
+    }
+
     /// What the sign-in button says.
     pub fn display_name(&self) -> &str {
         &self.display_name
@@ -314,12 +319,6 @@ impl Sso {
     /// Whether the file says about token sign-in (`None`: it does not).
     pub fn token_sign_in(&self) -> Option<bool> {
         self.token_sign_in
-    }
-
-    /// The issuer's origin (`https://idp.example`), which the console's forms may go to (its
-    /// sign-out redirects there).
-    pub fn issuer_origin(&self) -> String {
-        self.issuer.url().origin().ascii_serialization()
     }
 
     /// The discovery document and keys, fetched when missing or old.
@@ -524,7 +523,11 @@ impl Sso {
         let all = payload(&id_token.to_string())
             .ok_or_else(|| SsoError::Invalid("the ID token's claims cannot be read".into()))?;
         let subject = claims.subject().as_str().to_owned();
-        let email = claims.email().map(|e| e.as_str().to_owned());
+        // An email the provider says it has not verified names nobody: the subject does.
+        let email = claims
+            .email()
+            .filter(|_| claims.email_verified() != Some(false))
+            .map(|e| e.as_str().to_owned());
         if subject.is_empty()
             || subject.len() > 255
             || subject.chars().any(char::is_control)
@@ -573,9 +576,10 @@ impl Sso {
     }
 
     /// Where sign-out sends the browser: the provider's end-session endpoint with our client id
-    /// and where to come back, when the provider offers one (known after a sign-in).
+    /// and where to come back, when the provider offers one (discovered now if this replica has
+    /// not yet; a provider that does not answer means sign-out here only).
     pub async fn logout_url(&self) -> Option<String> {
-        let d = self.discovered.lock().await.clone()?;
+        let d = self.discovered().await.ok()?;
         let end: EndSessionUrl = d.meta.additional_metadata().end_session_endpoint.clone()?;
         let mut request = LogoutRequest::from(end).set_client_id(self.client_id.clone());
         if let Some(back) = &self.post_logout {

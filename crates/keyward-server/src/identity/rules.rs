@@ -170,6 +170,11 @@ impl Rules {
                     "unknown role {role:?}; use admin, org_admin, viewer or resolver"
                 ))
             })?;
+            if role == Role::Resolver {
+                return Err(bad(
+                    "resolver is for programs, not people signing in to the console (see workloads:)".into(),
+                ));
+            }
             let org = match (role, org, from_claim) {
                 (Role::Admin, None, None) => OrgOf::None,
                 (Role::Admin, _, _) => return Err(bad("an admin has no organization".into())),
@@ -346,6 +351,10 @@ mod tests {
                 "not empty, not `*` alone",
             ),
             ("- when: { groups: a }\n  grant: root\n", "unknown role"),
+            (
+                "- when: { groups: a }\n  grant: { role: resolver, org: acme }\n",
+                "resolver is for programs",
+            ),
             (
                 "- when: { groups: a }\n  grant: { role: admin, org: acme }\n",
                 "an admin has no organization",

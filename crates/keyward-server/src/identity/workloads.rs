@@ -3,7 +3,7 @@
 //! and the operator's rules map it to one role and organization. Nothing long-lived sits on the
 //! program's machine.
 //!
-//! `KEYWARD_WORKLOAD_IDENTITY` names a YAML file:
+//! The `workloads:` section of the identity file (`KEYWARD_IDENTITY_CONFIG`):
 //!
 //! ```yaml
 //! workloads:
@@ -109,14 +109,6 @@ fn claim_text(claims: &serde_json::Map<String, Value>, name: &str) -> Option<Str
 }
 
 impl Workloads {
-    /// Reads the rules of a file (`KEYWARD_WORKLOAD_IDENTITY`). Errors name the rule and the
-    /// setting.
-    pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::parse(&text)
-    }
-
     /// Parses the rules.
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: File =
@@ -215,6 +207,15 @@ impl Workloads {
                 return Err(bad(
                     "give role (the API) or gateway (the gateway), or both".into()
                 ));
+            }
+            if let Some((claim, _)) = spec
+                .claims
+                .iter()
+                .find(|(_, p)| p.is_empty() || p.as_str() == "*")
+            {
+                return Err(bad(format!(
+                    "match {claim}: a pattern must name something (not empty, not `*` alone)"
+                )));
             }
             if spec.audience.trim().is_empty() {
                 return Err(bad("audience is required".into()));

@@ -32,6 +32,7 @@ mod gateway;
 mod gateway_tokens;
 mod master_key;
 mod orgs;
+mod sessions;
 mod sso;
 mod state;
 mod tokens;
@@ -178,6 +179,8 @@ fn screens() -> Router<AppState> {
         .route("/ui/events/verify", post(events::events_verify))
         .route("/ui/master-key", get(master_key::master_key))
         .route("/ui/master-key/rotate", post(master_key::master_key_rotate))
+        .route("/ui/sessions", get(sessions::sessions))
+        .route("/ui/sessions/{id}/end", post(sessions::session_end))
         .route("/ui/gateway", get(gateway::gateway))
         .route("/ui/gateway/reload", post(gateway::gateway_reload))
 }
@@ -400,6 +403,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "chain_ok" => "The audit chain verifies, up to the newest event.",
         "chain_broken" => "The audit chain does NOT verify.",
         "revoked_gateway" => "Gateway token revoked: it stops working at once.",
+        "session_ended" => "Session ended: it is signed out everywhere.",
         "reload_failed" => {
             "The targets file did not load; the previous targets stay in use (why is below)."
         }

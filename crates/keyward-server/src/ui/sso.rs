@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::{COOKIE, LoginPage, failed};
 use crate::AppState;
+use crate::auth::console;
 use crate::identity::oidc::{SsoError, safe_return_to};
 
 /// The cookie of a sign-in under way.
@@ -63,7 +64,7 @@ pub(super) async fn start(State(state): State<AppState>, Query(q): Query<Start>)
     // Each start keeps a row until its callback or for five minutes; the store keeps the
     // newest `SSO_LOGINS_KEPT`, so a flood of starts cannot grow it without bound.
     let return_to = safe_return_to(q.return_to.as_deref());
-    match sso.begin(state.vault.serving(), &return_to).await {
+    match console::sso_begin(&state, sso, &return_to).await {
         Ok((url, login_state)) => {
             let cookie = Cookie::build((LOGIN_COOKIE, login_state))
                 .path("/ui/sso")
@@ -129,19 +130,13 @@ pub(super) async fn callback(
     };
     let ip = addr.0.ip();
     let from = ip.to_string();
-    let vault = state.vault.serving();
     // The sign-in must be this browser's own: its cookie names the same state.
     let browser_state = jar.get(LOGIN_COOKIE).map(|c| c.value().to_owned());
     let gone = Cookie::build((LOGIN_COOKIE, "")).path("/ui/sso").build();
     let jar = jar.remove(gone);
     let refuse = async |person: Option<&keyward_store::Person>, e: SsoError| {
         state.shared.limiter.failed(ip);
-        if let Err(err) = vault
-            .record_sso_refusal(person, &from, &e.to_string())
-            .await
-        {
-            tracing::warn!(error = %err, "cannot audit a refused single sign-on");
-        }
+        console::sso_refused(&state, person, &from, &e.to_string()).await;
         sso_failed(&state, e)
     };
     if let Some(error) = q.error.as_deref() {
@@ -165,7 +160,7 @@ pub(super) async fn callback(
         return (jar, refuse(None, SsoError::UnknownState).await).into_response();
     }
     let (person, grants, return_to) =
-        match sso.finish(vault, code, login_state, q.iss.as_deref()).await {
+        match console::sso_finish(&state, sso, code, login_state, q.iss.as_deref()).await {
             Ok(found) => found,
             Err(SsoError::NoRule(person, who)) => {
                 let e = SsoError::NoRule(person.clone(), who);
@@ -173,9 +168,7 @@ pub(super) async fn callback(
             }
             Err(e) => return (jar, refuse(None, e).await).into_response(),
         };
-    let made = vault
-        .create_sso_session(person, grants, state.shared.ui_sessions, &from)
-        .await;
+    let made = console::sso_sign_in(&state, person, grants, &from).await;
     match made {
         Ok((id, _)) => {
             let cookie = Cookie::build((COOKIE, id.expose_secret().to_owned()))
