@@ -460,3 +460,52 @@ async fn a_workload_token_uses_the_gateway_as_its_rule_allows() {
     assert_eq!(mock.hits(), 3, "refused calls never reached the provider");
     server.stop().await;
 }
+
+/// GitHub Actions-shaped tokens: the rule matches the repository (by id and name) and the
+/// branch; another branch, a fork's repository, or a token for another audience get nothing.
+#[tokio::test]
+async fn a_github_actions_token_is_matched_on_repository_and_ref() {
+    use keyward_server::identity::workloads::Workloads;
+    const GH: &str = "https://token.actions.githubusercontent.com";
+    let signer = Signer::new("gh1");
+    let ep = endpoint(vec![signer.jwk()]).await;
+    let rules = Workloads::parse(&format!(
+        "workloads:\n  - name: github\n    issuer: {GH}\n    jwks_url: {}\n    algorithm: ES256\n    audience: https://keyward.example.com\n    match: {{ repository_id: \"123456\", repository: acme/app, ref: refs/heads/main }}\n    role: resolver\n    org: acme\n",
+        ep.url
+    ))
+    .unwrap();
+    let token = |change: &dyn Fn(&mut Value)| {
+        let mut c = json!({
+            "iss": GH, "aud": "https://keyward.example.com",
+            "sub": "repo:acme/app:ref:refs/heads/main", "repository": "acme/app",
+            "repository_id": "123456", "repository_owner": "acme", "repository_owner_id": "42",
+            "ref": "refs/heads/main", "workflow": "deploy", "event_name": "push",
+            "iat": now(), "nbf": now(), "exp": now() + 300
+        });
+        change(&mut c);
+        signer.sign(&c)
+    };
+    let p = rules.authenticate(&token(&|_| {})).await.unwrap();
+    assert_eq!(
+        p.token_id,
+        "workload:github:repo:acme/app:ref:refs/heads/main"
+    );
+    assert_eq!(p.grants[0].role, keyward_store::Role::Resolver);
+    for (what, change) in [
+        (
+            "another branch",
+            &(|c: &mut Value| c["ref"] = json!("refs/heads/feature")) as &dyn Fn(&mut Value),
+        ),
+        ("a fork with the same name", &|c: &mut Value| {
+            c["repository_id"] = json!("999")
+        }),
+        ("another audience", &|c: &mut Value| {
+            c["aud"] = json!("https://other.example")
+        }),
+        ("not yet valid", &|c: &mut Value| {
+            c["nbf"] = json!(now() + 600)
+        }),
+    ] {
+        assert!(rules.authenticate(&token(change)).await.is_none(), "{what}");
+    }
+}

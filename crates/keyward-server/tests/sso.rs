@@ -613,3 +613,296 @@ async fn a_dead_or_silent_provider_fails_sign_in_fast_and_nothing_else() {
         c.stop().await;
     }
 }
+
+/// A provider of the test's own (discovery, keys, a token endpoint) that answers the code
+/// exchange with whatever ID token the test made: the classic attacks on ID tokens, each
+/// refused at the callback, and a well-made token accepted.
+mod forged_id_tokens {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    struct Key {
+        kid: String,
+        pair: rcgen::KeyPair,
+    }
+
+    impl Key {
+        fn new(kid: &str) -> Self {
+            Key {
+                kid: kid.into(),
+                pair: rcgen::KeyPair::generate().unwrap(),
+            }
+        }
+        fn jwk(&self) -> Value {
+            let raw = self.pair.public_key_raw();
+            json!({"kty": "EC", "crv": "P-256", "kid": self.kid, "use": "sig", "alg": "ES256",
+                   "x": B64.encode(&raw[1..33]), "y": B64.encode(&raw[33..65])})
+        }
+        fn sign(&self, claims: &Value, extra: impl FnOnce(&mut Header)) -> String {
+            let mut header = Header::new(Algorithm::ES256);
+            header.kid = Some(self.kid.clone());
+            extra(&mut header);
+            jsonwebtoken::encode(
+                &header,
+                claims,
+                &EncodingKey::from_ec_der(&self.pair.serialize_der()),
+            )
+            .unwrap()
+        }
+    }
+
+    fn now() -> i64 {
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+        )
+        .unwrap()
+    }
+
+    /// The fake provider: its issuer, the ID token its token endpoint gives next, and the hits
+    /// of its key set and of an attacker's URL.
+    struct Fake {
+        issuer: String,
+        next: Arc<Mutex<String>>,
+        jwks_hits: Arc<AtomicUsize>,
+        evil_hits: Arc<AtomicUsize>,
+    }
+
+    async fn fake(key: &Key) -> Fake {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
+        let next = Arc::new(Mutex::new(String::new()));
+        let (jwks_hits, evil_hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let discovery = json!({
+            "issuer": issuer, "authorization_endpoint": format!("{issuer}/auth"),
+            "token_endpoint": format!("{issuer}/token"), "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"], "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"]
+        });
+        let jwks = json!({"keys": [key.jwk()]});
+        let (n, jh, eh) = (next.clone(), jwks_hits.clone(), evil_hits.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || {
+                    let d = discovery.clone();
+                    async move { axum::Json(d) }
+                }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || {
+                    jh.fetch_add(1, Ordering::SeqCst);
+                    let j = jwks.clone();
+                    async move { axum::Json(j) }
+                }),
+            )
+            .route(
+                "/evil",
+                axum::routing::get(move || {
+                    eh.fetch_add(1, Ordering::SeqCst);
+                    async { axum::Json(json!({"keys": []})) }
+                }),
+            )
+            .route(
+                "/token",
+                axum::routing::post(move || {
+                    let t = n.lock().unwrap().clone();
+                    async move {
+                        axum::Json(
+                            json!({"access_token": "at", "token_type": "Bearer", "id_token": t}),
+                        )
+                    }
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Fake {
+            issuer,
+            next,
+            jwks_hits,
+            evil_hits,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_classic_attack_on_the_id_token_is_refused() {
+        let key = Key::new("k1");
+        let f = fake(&key).await;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "client-secret").unwrap();
+        let issuer = f.issuer.clone();
+        let c = TestServer::start_at(TestVault::open().await, |state, addr| {
+            let yaml = format!(
+                "oidc:\n  issuer: {issuer}\n  client_id: keyward\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  id_token_algs: [ES256]\n  rules:\n    - when: {{ groups: admins }}\n      grant: admin\n",
+                secret.display()
+            );
+            state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .await;
+        // One sign-in: start it, make the provider's next ID token from its nonce, call back.
+        let attempt = |make: Box<dyn Fn(&str) -> String + Send>| {
+            let c = &c;
+            let f = &f;
+            async move {
+                let resp = c
+                    .client
+                    .get(format!("{}/ui/sso/login", c.base))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+                let (cookie, _) = set_cookie(&resp, "kw_sso").unwrap();
+                let to = resp.headers()[LOCATION].to_str().unwrap().to_owned();
+                *f.next.lock().unwrap() = make(&param(&to, "nonce"));
+                let back = format!(
+                    "{}/ui/sso/callback?code=any&state={}",
+                    c.base,
+                    param(&to, "state")
+                );
+                c.client
+                    .get(back)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let iss = f.issuer.clone();
+        let claims = move |nonce: &str| {
+            json!({"iss": iss, "aud": "keyward", "sub": "mallory", "email": "m@example.test",
+                   "groups": ["admins"], "nonce": nonce, "iat": now(), "exp": now() + 300})
+        };
+        // The well-made token works: the rest differ from it in one thing each.
+        let good = {
+            let claims = claims.clone();
+            let key = Key {
+                kid: key.kid.clone(),
+                pair: rcgen::KeyPair::from_pem(&key.pair.serialize_pem()).unwrap(),
+            };
+            attempt(Box::new(move |n| key.sign(&claims(n), |_| {}))).await
+        };
+        assert_eq!(good.status(), StatusCode::OK, "{:?}", good.text().await);
+        let public_jwk = key.jwk().to_string();
+        let public_sec1 = key.pair.public_key_raw().to_vec();
+        let with = |change: fn(&mut Value)| {
+            let claims = claims.clone();
+            let pem = key.pair.serialize_pem();
+            let kid = key.kid.clone();
+            Box::new(move |n: &str| {
+                let mut c = claims(n);
+                change(&mut c);
+                Key {
+                    kid: kid.clone(),
+                    pair: rcgen::KeyPair::from_pem(&pem).unwrap(),
+                }
+                .sign(&c, |_| {})
+            }) as Box<dyn Fn(&str) -> String + Send>
+        };
+        let unsigned = {
+            let claims = claims.clone();
+            Box::new(move |n: &str| {
+                format!(
+                    "{}.{}.",
+                    B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+                    B64.encode(claims(n).to_string())
+                )
+            }) as Box<dyn Fn(&str) -> String + Send>
+        };
+        let hs256_with = |secret: Vec<u8>| {
+            let claims = claims.clone();
+            Box::new(move |n: &str| {
+                let mut h = Header::new(Algorithm::HS256);
+                h.kid = Some("k1".into());
+                jsonwebtoken::encode(&h, &claims(n), &EncodingKey::from_secret(&secret)).unwrap()
+            }) as Box<dyn Fn(&str) -> String + Send>
+        };
+        let other_key = {
+            let claims = claims.clone();
+            Box::new(move |n: &str| Key::new("k1").sign(&claims(n), |_| {}))
+                as Box<dyn Fn(&str) -> String + Send>
+        };
+        let evil = format!("{}/evil", f.issuer);
+        let chosen_keys = {
+            let claims = claims.clone();
+            let pem = key.pair.serialize_pem();
+            Box::new(move |n: &str| {
+                Key {
+                    kid: "attacker-kid".into(),
+                    pair: rcgen::KeyPair::from_pem(&pem).unwrap(),
+                }
+                .sign(&claims(n), |h| h.jku = Some(evil.clone()))
+            }) as Box<dyn Fn(&str) -> String + Send>
+        };
+        let attacks: Vec<(&str, Box<dyn Fn(&str) -> String + Send>)> = vec![
+            ("alg none", unsigned),
+            (
+                "HS256 with the public JWK as the secret",
+                hs256_with(public_jwk.into_bytes()),
+            ),
+            ("HS256 with the public key's bytes", hs256_with(public_sec1)),
+            (
+                "another issuer",
+                with(|c| c["iss"] = json!("https://evil.test")),
+            ),
+            (
+                "another audience",
+                with(|c| c["aud"] = json!("someone-else")),
+            ),
+            (
+                "a second, untrusted audience",
+                with(|c| c["aud"] = json!(["keyward", "other"])),
+            ),
+            (
+                "issued to another client (azp)",
+                with(|c| c["azp"] = json!("other-client")),
+            ),
+            ("expired", with(|c| c["exp"] = json!(now() - 3600))),
+            (
+                "issued in the future",
+                with(|c| c["iat"] = json!(now() + 3600)),
+            ),
+            ("issued long ago", with(|c| c["iat"] = json!(now() - 7200))),
+            ("another nonce", with(|c| c["nonce"] = json!("not-the-one"))),
+            (
+                "no nonce",
+                with(|c| {
+                    c.as_object_mut().unwrap().remove("nonce");
+                }),
+            ),
+            ("signed by another key under the right kid", other_key),
+            ("an unknown kid with a jku of the attacker's", chosen_keys),
+        ];
+        for (what, make) in attacks {
+            // The key set may be fetched again at most once a second: let each attack have
+            // its chance to make it fetch.
+            tokio::time::sleep(keyward_server::identity::oidc::SSO_REFETCH_EVERY).await;
+            let resp = attempt(make).await;
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{what}");
+            assert!(set_cookie(&resp, "kw_session").is_none(), "{what}");
+            let html = resp.text().await.unwrap();
+            assert!(html.contains("did not check out"), "{what}: {html}");
+        }
+        assert_eq!(
+            f.evil_hits.load(Ordering::SeqCst),
+            0,
+            "a URL of the token's was fetched"
+        );
+        // Discovery's keys, and once more for the unknown kids (rate-bounded), never per token.
+        assert!(
+            f.jwks_hits.load(Ordering::SeqCst) <= 4,
+            "{}",
+            f.jwks_hits.load(Ordering::SeqCst)
+        );
+        c.stop().await;
+    }
+}
