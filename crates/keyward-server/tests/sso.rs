@@ -658,6 +658,9 @@ mod forged_id_tokens {
         }
     }
 
+    /// Makes the provider's next ID token from the sign-in's nonce.
+    type MakeToken = Box<dyn Fn(&str) -> String + Send>;
+
     fn now() -> i64 {
         i64::try_from(
             std::time::SystemTime::now()
@@ -750,7 +753,7 @@ mod forged_id_tokens {
         })
         .await;
         // One sign-in: start it, make the provider's next ID token from its nonce, call back.
-        let attempt = |make: Box<dyn Fn(&str) -> String + Send>| {
+        let attempt = |make: MakeToken| {
             let c = &c;
             let f = &f;
             async move {
@@ -806,7 +809,7 @@ mod forged_id_tokens {
                     pair: rcgen::KeyPair::from_pem(&pem).unwrap(),
                 }
                 .sign(&c, |_| {})
-            }) as Box<dyn Fn(&str) -> String + Send>
+            }) as MakeToken
         };
         let unsigned = {
             let claims = claims.clone();
@@ -816,7 +819,7 @@ mod forged_id_tokens {
                     B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
                     B64.encode(claims(n).to_string())
                 )
-            }) as Box<dyn Fn(&str) -> String + Send>
+            }) as MakeToken
         };
         let hs256_with = |secret: Vec<u8>| {
             let claims = claims.clone();
@@ -824,12 +827,11 @@ mod forged_id_tokens {
                 let mut h = Header::new(Algorithm::HS256);
                 h.kid = Some("k1".into());
                 jsonwebtoken::encode(&h, &claims(n), &EncodingKey::from_secret(&secret)).unwrap()
-            }) as Box<dyn Fn(&str) -> String + Send>
+            }) as MakeToken
         };
         let other_key = {
             let claims = claims.clone();
-            Box::new(move |n: &str| Key::new("k1").sign(&claims(n), |_| {}))
-                as Box<dyn Fn(&str) -> String + Send>
+            Box::new(move |n: &str| Key::new("k1").sign(&claims(n), |_| {})) as MakeToken
         };
         let evil = format!("{}/evil", f.issuer);
         let chosen_keys = {
@@ -841,9 +843,9 @@ mod forged_id_tokens {
                     pair: rcgen::KeyPair::from_pem(&pem).unwrap(),
                 }
                 .sign(&claims(n), |h| h.jku = Some(evil.clone()))
-            }) as Box<dyn Fn(&str) -> String + Send>
+            }) as MakeToken
         };
-        let attacks: Vec<(&str, Box<dyn Fn(&str) -> String + Send>)> = vec![
+        let attacks: Vec<(&str, MakeToken)> = vec![
             ("alg none", unsigned),
             (
                 "HS256 with the public JWK as the secret",

@@ -180,10 +180,10 @@ pub(super) async fn authenticate(
     );
     // A workload's platform token is checked against its issuer's keys (no store needed);
     // what its rule allows stands in for a gateway token's settings.
-    if let Some(t) = token.filter(|t| is_jwt(t)) {
-        if let Some(view) = workloads.gateway_use(t).await {
-            return Ok(Arc::new(view));
-        }
+    if let Some(t) = token.filter(|t| is_jwt(t))
+        && let Some(view) = workloads.gateway_use(t).await
+    {
+        return Ok(Arc::new(view));
     }
     // A token already checked passes whatever its address has been up to.
     if let Some(view) = token.and_then(|t| state.shared.gateway.cached_token(state, t)) {
