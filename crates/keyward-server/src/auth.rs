@@ -175,8 +175,9 @@ pub(crate) mod console {
         state: &AppState,
         sso: &Sso,
         return_to: &str,
+        ask_again: bool,
     ) -> Result<(String, String), SsoError> {
-        sso.begin(state.vault.serving(), return_to).await
+        sso.begin(state.vault.serving(), return_to, ask_again).await
     }
 
     /// Finishes a single sign-on at its callback: the person, their grants, where to go.

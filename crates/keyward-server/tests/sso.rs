@@ -339,10 +339,28 @@ async fn a_person_signs_in_by_group_acts_as_themselves_and_loses_rights_with_the
         c.page("/ui/master-key", &dave).await.status(),
         StatusCode::FORBIDDEN
     );
-    // carol matches no rule.
-    assert_eq!(
-        sign_in(&s, "carol", None).await.response.status(),
-        StatusCode::FORBIDDEN
+    // carol matches no rule; the page lets her try another account (the provider is asked to
+    // sign in again rather than reuse her session there).
+    let carol = sign_in(&s, "carol", None).await.response;
+    assert_eq!(carol.status(), StatusCode::FORBIDDEN);
+    assert!(
+        carol
+            .text()
+            .await
+            .unwrap()
+            .contains("/ui/sso/login?prompt=login")
+    );
+    let again = c
+        .client
+        .get(format!("{}/ui/sso/login?prompt=login", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        again.headers()[LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("prompt=login")
     );
 
     // Signing out ends the session here and sends the browser to the provider's end-session

@@ -10,6 +10,7 @@
 //! every page it renders is audited by axe-core and a critical or serious violation fails the
 //! test; with `KEYWARD_TEST_REQUIRE_BROWSER=1` the file must be there.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -77,16 +78,37 @@ fn axe_source() -> Option<String> {
     .clone()
 }
 
+/// axe-core's audit of the page `c` shows (WCAG 2 A and AA rules), when `KEYWARD_TEST_AXE`
+/// names it: no critical or serious violation.
+pub(crate) async fn accessible(c: &Client) {
+    let Some(axe) = axe_source() else { return };
+    c.execute(&axe, vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'critical' || v.impact === 'serious')
+                 .map(v => v.impact + ' ' + v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let url = c.current_url().await.unwrap();
+    assert_eq!(found, json!([]), "axe-core on {}", url.path());
+}
+
 /// A Chromium under WebDriver; the driver process ends with it.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
     /// `None` means "skip": no browser here, and none required.
-    async fn start() -> Option<Self> {
+    pub(crate) async fn start() -> Option<Self> {
         let (Some(chromium), Some(driver)) = (on_path("chromium"), on_path("chromedriver")) else {
             assert!(
                 std::env::var("KEYWARD_TEST_REQUIRE_BROWSER").as_deref() != Ok("1"),
@@ -101,8 +123,11 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
+        // A process group of its own, which the Chromium it starts joins: dropping the
+        // browser ends them all.
         let driver = Command::new(driver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -135,8 +160,15 @@ impl Browser {
     }
 }
 
+/// Killing chromedriver alone would leave its Chromium running: the whole group goes.
 impl Drop for Browser {
     fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.driver.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -216,26 +248,9 @@ impl Person<'_> {
         assert_eq!(wide, json!([]), "{path} overflows at this width");
     }
 
-    /// axe-core's audit of the page shown (WCAG 2 A and AA rules): no critical or serious
-    /// violation.
+    /// axe-core's audit of the page shown: no critical or serious violation.
     async fn accessible(&self) {
-        let Some(axe) = axe_source() else { return };
-        self.c().execute(&axe, vec![]).await.unwrap();
-        let found = self
-            .c()
-            .execute_async(
-                "const done = arguments[arguments.length - 1];
-                 axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
-                   .then(r => done(r.violations
-                     .filter(v => v.impact === 'critical' || v.impact === 'serious')
-                     .map(v => v.impact + ' ' + v.id + ': ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
-                   .catch(e => done(['axe failed: ' + e]));",
-                vec![],
-            )
-            .await
-            .unwrap();
-        let url = self.c().current_url().await.unwrap();
-        assert_eq!(found, json!([]), "axe-core on {}", url.path());
+        accessible(self.c()).await;
     }
 
     async fn text(&self, css: &str) -> String {
@@ -357,7 +372,7 @@ impl Person<'_> {
 }
 
 /// A GET with a cookie, outside the browser; the status (redirects not followed).
-async fn status_with_cookie(url: &str, cookie: &str) -> u16 {
+pub(crate) async fn status_with_cookie(url: &str, cookie: &str) -> u16 {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -674,6 +689,7 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         "/ui/usage",
         "/ui/events",
         "/ui/master-key",
+        "/ui/sessions",
         "/ui/gateway",
     ] {
         me.go(path).await;

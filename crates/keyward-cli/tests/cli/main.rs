@@ -17,5 +17,7 @@ mod openapi;
 mod run;
 mod sandbox;
 mod serve;
+mod sso;
+mod sso_browser;
 mod vault;
 mod workload;

@@ -407,10 +407,13 @@ impl Sso {
     /// Starts a sign-in: the provider's authorization URL to send the browser to, and the
     /// `state` the browser's sign-in cookie binds it to. The nonce and PKCE verifier stay in
     /// the store.
+    /// With `ask_again`, the provider is asked to sign the person in again even if it has a
+    /// session (`prompt=login`): after a refusal, to let them sign in as someone else.
     pub async fn begin(
         &self,
         vault: &Vault,
         return_to: &str,
+        ask_again: bool,
     ) -> Result<(String, String), SsoError> {
         let d = self.discovered().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -424,6 +427,9 @@ impl Sso {
             .set_pkce_challenge(challenge);
         for scope in self.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
+        }
+        if ask_again {
+            request = request.add_prompt(openidconnect::core::CoreAuthPrompt::Login);
         }
         let (url, state, nonce) = request.url();
         vault

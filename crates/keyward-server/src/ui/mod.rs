@@ -213,6 +213,8 @@ struct LoginPage {
     error: Option<String>,
     /// The single sign-on button's words, when configured.
     sso: Option<String>,
+    /// Whether the button asks the provider to sign in again (after a refusal).
+    sso_again: bool,
     /// Whether the token form is offered.
     token_sign_in: bool,
 }
@@ -222,6 +224,7 @@ impl LoginPage {
         LoginPage {
             error,
             sso: state.sso().map(|s| s.display_name().to_owned()),
+            sso_again: false,
             token_sign_in: state.token_sign_in(),
         }
     }

@@ -17,7 +17,6 @@ struct SessionRow {
     roles: String,
     from: String,
     created: String,
-    last_seen: String,
     ends: String,
 }
 
@@ -61,7 +60,6 @@ pub(super) async fn sessions(
                 id: s.id,
                 from: s.from.unwrap_or_default(),
                 created: when(Some(s.created_at)),
-                last_seen: when(Some(s.last_seen_at)),
                 ends: when(Some(s.ends_at)),
             })
             .collect(),

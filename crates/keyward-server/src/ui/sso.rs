@@ -37,6 +37,8 @@ pub(super) struct MovingOn {
 #[derive(Deserialize)]
 pub(super) struct Start {
     return_to: Option<String>,
+    /// `login`: the provider signs the person in again (another account after a refusal).
+    prompt: Option<String>,
 }
 
 /// The sign-in page again, with why.
@@ -46,6 +48,9 @@ fn refused(state: &AppState, status: StatusCode, why: String) -> Response {
         LoginPage {
             error: Some(why),
             sso: state.sso().map(|s| s.display_name().to_owned()),
+            // After a refusal the provider may still hold the refused account's session: the
+            // next try asks it to sign in again, so another account can be used.
+            sso_again: true,
             token_sign_in: state.token_sign_in(),
         },
     )
@@ -64,7 +69,8 @@ pub(super) async fn start(State(state): State<AppState>, Query(q): Query<Start>)
     // Each start keeps a row until its callback or for five minutes; the store keeps the
     // newest `SSO_LOGINS_KEPT`, so a flood of starts cannot grow it without bound.
     let return_to = safe_return_to(q.return_to.as_deref());
-    match console::sso_begin(&state, sso, &return_to).await {
+    let ask_again = q.prompt.as_deref() == Some("login");
+    match console::sso_begin(&state, sso, &return_to, ask_again).await {
         Ok((url, login_state)) => {
             let cookie = Cookie::build((LOGIN_COOKIE, login_state))
                 .path("/ui/sso")
