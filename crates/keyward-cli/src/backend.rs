@@ -564,37 +564,37 @@ impl Backend {
         }
     }
 
-    /// Single sign-on as the server runs it, or (local) as the identity file configures it.
+    /// Single sign-on as the server runs it.
     pub(crate) async fn sso_status(&self) -> Result<keyward_server::identity::oidc::SsoStatus> {
         match self {
-            Backend::Local { .. } => {
-                let Some(path) =
-                    std::env::var_os("KEYWARD_IDENTITY_CONFIG").filter(|p| !p.is_empty())
-                else {
-                    bail!(
-                        "single sign-on is configured in the identity file: set KEYWARD_IDENTITY_CONFIG (or KEYWARD_URL, to ask a server)"
-                    );
-                };
-                let env = |name: &str| std::env::var(name).ok();
-                let path = std::path::PathBuf::from(path);
-                let identity = keyward_server::identity::Identity::load(&path, &env)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-                match identity.sso {
-                    Some(sso) => {
-                        // As `serve` would decide: its flag's variable, else the file.
-                        let token_sign_in =
-                            match std::env::var("KEYWARD_UI_TOKEN_SIGN_IN").as_deref() {
-                                Ok("off" | "false") => false,
-                                Ok("on" | "true") => true,
-                                _ => sso.token_sign_in().unwrap_or(true),
-                            };
-                        Ok(sso.status(token_sign_in).await)
-                    }
-                    None => bail!("{} has no oidc: section", path.display()),
-                }
-            }
+            Backend::Local { .. } => Self::sso_status_here().await,
             Backend::Remote(r) => from(r.call(Method::GET, "/api/v1/sso", None).await?),
         }
+    }
+
+    /// Single sign-on as the identity file here (`KEYWARD_IDENTITY_CONFIG`) configures it, its
+    /// provider asked now; no vault is opened.
+    pub(crate) async fn sso_status_here() -> Result<keyward_server::identity::oidc::SsoStatus> {
+        let Some(path) = std::env::var_os("KEYWARD_IDENTITY_CONFIG").filter(|p| !p.is_empty())
+        else {
+            bail!(
+                "single sign-on is configured in the identity file: set KEYWARD_IDENTITY_CONFIG (or KEYWARD_URL, to ask a server)"
+            );
+        };
+        let env = |name: &str| std::env::var(name).ok();
+        let path = std::path::PathBuf::from(path);
+        let identity = keyward_server::identity::Identity::load(&path, &env)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let Some(sso) = identity.sso else {
+            bail!("{} has no oidc: section", path.display());
+        };
+        // As `serve` would decide: its flag's variable, else the file.
+        let token_sign_in = match std::env::var("KEYWARD_UI_TOKEN_SIGN_IN").as_deref() {
+            Ok("off" | "false") => false,
+            Ok("on" | "true") => true,
+            _ => sso.token_sign_in().unwrap_or(true),
+        };
+        Ok(sso.status(token_sign_in).await)
     }
 
     pub(crate) async fn revoke_token(&self, id: &str) -> Result<TokenView> {

@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Events(cmd) => events(&backend, cmd).await,
             Command::Token(cmd) => serve::token(&backend, cmd).await,
             Command::Session(cmd) => serve::session(&backend, cmd).await,
-            Command::Sso(cmd) => serve::sso(&backend, cmd).await,
+            Command::Sso(cmd) => serve::sso(Some(&backend), cmd).await,
             Command::GatewayToken(cmd) => serve::gateway_token(&backend, cmd).await,
             Command::Gateway(cmd) => serve::gateway(&backend, cmd).await,
             Command::Serve { .. } => bail!(
@@ -163,6 +163,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ),
             Command::Keygen | Command::Providers { .. } => Ok(ExitCode::SUCCESS),
         };
+    }
+    // `sso status` here reads the identity file and asks its provider: no vault is opened
+    // (nor made).
+    if let Command::Sso(cmd) = cli.command {
+        return serve::sso(None, cmd).await;
     }
     let inputs = ConfigInputs {
         data_dir: cli.global.data_dir.clone(),
@@ -300,7 +305,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
         Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
         Command::Session(cmd) => serve::session(&local(&vault, &actor), cmd).await?,
-        Command::Sso(cmd) => serve::sso(&local(&vault, &actor), cmd).await?,
+        // Answered above, before the vault is opened.
+        Command::Sso(cmd) => serve::sso(None, cmd).await?,
         Command::GatewayToken(cmd) => serve::gateway_token(&local(&vault, &actor), cmd).await?,
         Command::Org(cmd) => org(&local(&vault, &actor), cmd).await?,
         Command::Cred(cmd) => cred(&local(&vault, &actor), cmd).await?,

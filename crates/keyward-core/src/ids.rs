@@ -135,6 +135,18 @@ impl CredentialName {
     const RULE: &'static str = "use 1 to 100 printable characters without leading or trailing spaces (no control, invisible or text-direction characters)";
 }
 
+/// Whether `s` is text a listing can show as it is: not empty, at most `max_len` bytes, no
+/// control character and nothing that hides or reorders text ([`hides_or_reorders_text`]).
+/// For names that come from outside (an identity provider's subject or email) and become an
+/// audit log's actor.
+pub fn is_plain_text(s: &str, max_len: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max_len
+        && !s
+            .chars()
+            .any(|c| c.is_control() || hides_or_reorders_text(c))
+}
+
 /// Characters that reorder how text is displayed (U+061C, U+200E, U+200F, U+202A to U+202E,
 /// U+2066 to U+2069), are invisible (U+200B, U+2060, U+FEFF) or break lines (U+2028, U+2029):
 /// in a name they make a listing show something other than what is stored.

@@ -260,7 +260,12 @@ pub(crate) fn check(p: &Principal, op: Op, on: On<'_>) -> Result<Grant, Denied> 
             On::Everywhere => Scope::Everywhere,
         }));
     }
-    let needs_admin = || Denied::Forbidden("this needs an admin token".into());
+    let needs_admin = || {
+        Denied::Forbidden(match p.person {
+            Some(_) => "this needs the admin role".into(),
+            None => "this needs an admin token".into(),
+        })
+    };
     match on {
         On::Org(o) if !sees(p, o) => Err(Denied::Unseen),
         On::Org(_) if admin_only(op) => Err(needs_admin()),

@@ -192,6 +192,28 @@ pub(crate) mod console {
             .await
     }
 
+    /// The grants among `grants` whose organization exists (an admin's names none).
+    pub(crate) async fn existing_orgs(
+        state: &AppState,
+        grants: Vec<RoleGrant>,
+    ) -> Result<Vec<RoleGrant>, VaultError> {
+        let mut kept = Vec::with_capacity(grants.len());
+        for g in grants {
+            let exists = match &g.org {
+                None => true,
+                Some(o) => match state.vault.serving().require_org(o).await {
+                    Ok(()) => true,
+                    Err(VaultError::NotFound(_)) => false,
+                    Err(e) => return Err(e),
+                },
+            };
+            if exists {
+                kept.push(g);
+            }
+        }
+        Ok(kept)
+    }
+
     /// A session for a person the rules let in.
     pub(crate) async fn sso_sign_in(
         state: &AppState,

@@ -89,10 +89,7 @@ impl JwtKeys {
             (Role::Admin, Some(_)) | (_, None) => return None,
             (_, Some(o)) => Some(OrgId::new(o).ok()?),
         };
-        if claims.sub.is_empty()
-            || claims.sub.len() > 200
-            || claims.sub.chars().any(char::is_control)
-        {
+        if !keyward_core::ids::is_plain_text(&claims.sub, 200) {
             return None;
         }
         Some(Principal::single(

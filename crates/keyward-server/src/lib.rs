@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     sso: Option<Arc<identity::oidc::Sso>>,
     /// Whether the console takes API tokens at its sign-in page (the break-glass path).
     token_sign_in: TokenSignIn,
+    /// Single sign-ons started per address.
+    sso_starts: limits::SsoStarts,
     gateway: Arc<gateway::Gateway>,
     /// Whether organizations without their own setting fall back to the server's environment
     /// (`--env-fallback`; off: a server must not hand its own keys to every organization).

@@ -47,6 +47,20 @@ impl Default for FailureLimiter {
     }
 }
 
+/// Single sign-ons started per address and minute, beyond which `/ui/sso/login` answers 429:
+/// each start keeps a row in the store until its callback, and no person starts this many.
+pub(crate) const SSO_STARTS_PER_MINUTE: u32 = 60;
+
+/// Counts the single sign-ons each address starts ([`SSO_STARTS_PER_MINUTE`]).
+#[derive(Debug)]
+pub(crate) struct SsoStarts(pub(crate) FailureLimiter);
+
+impl Default for SsoStarts {
+    fn default() -> Self {
+        Self(FailureLimiter::new(SSO_STARTS_PER_MINUTE))
+    }
+}
+
 /// What an address counts as: itself, or for IPv6 its /64.
 fn bucket(ip: IpAddr) -> IpAddr {
     match ip {
@@ -76,7 +90,7 @@ impl FailureLimiter {
     }
 
     /// `Some(seconds)` to wait when `ip` has failed too often in the current window.
-    fn blocked(&self, ip: IpAddr) -> Option<u64> {
+    pub(crate) fn blocked(&self, ip: IpAddr) -> Option<u64> {
         // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let (start, count) = *seen.by_address.get(&bucket(ip))?;

@@ -505,6 +505,10 @@ async fn a_github_actions_token_is_matched_on_repository_and_ref() {
         ("not yet valid", &|c: &mut Value| {
             c["nbf"] = json!(now() + 600)
         }),
+        // A subject that would read backwards in the audit log (U+202E).
+        ("a right-to-left override in sub", &|c: &mut Value| {
+            c["sub"] = json!("repo:acme/app:ref:refs/heads/main\u{202e}nimda")
+        }),
     ] {
         assert!(rules.authenticate(&token(change)).await.is_none(), "{what}");
     }

@@ -501,6 +501,85 @@ async fn forged_and_mismatched_callbacks_and_off_site_return_to_fail() {
     s.server.stop().await;
 }
 
+/// Mistakes in the identity file stop the start, with the setting named; a client secret
+/// variable that is one of Keyward's own secrets is refused (it would be sent to the provider).
+#[test]
+fn identity_file_mistakes_are_refused() {
+    let base = "oidc:\n  issuer: https://idp.example\n  client_id: k\n  redirect_url: https://k.example/ui/sso/callback\n  rules:\n    - when: { groups: a }\n      grant: admin\n";
+    let env = |name: &str| Some(format!("value-of-{name}"));
+    for (extra, says) in [
+        (
+            "  client_secret_env: KEYWARD_MASTER_KEY\n",
+            "a secret of Keyward's own",
+        ),
+        (
+            "  client_secret_env: KEYWARD_ADMIN_TOKEN\n",
+            "a secret of Keyward's own",
+        ),
+        (
+            "  client_secret_env: AWS_SECRET_ACCESS_KEY\n",
+            "a secret of Keyward's own",
+        ),
+        ("  client_secret: inline\n", "unknown field `client_secret`"),
+        (
+            "  client_secret_env: S\n  id_token_algs: [HS256]\n",
+            "HS256 is not accepted",
+        ),
+        (
+            "  client_secret_env: S\n  id_token_algs: [none]\n",
+            "none is not accepted",
+        ),
+        (
+            "  client_secret_env: S\n  scopes: [email]\n",
+            "scopes must include openid",
+        ),
+    ] {
+        let text = format!("{base}{extra}");
+        let e = Identity::parse(&text, &env).unwrap_err();
+        assert!(e.contains(says), "{extra}: {e}");
+        assert!(!e.contains("value-of-"), "{e}");
+    }
+    assert!(Identity::parse(&format!("{base}  client_secret_env: S\n"), &env).is_ok());
+    let e = Identity::parse(&format!("{base}  client_secret_env: S\n"), &|_| None).unwrap_err();
+    assert!(e.contains("S, which is not set"), "{e}");
+}
+
+/// An address that keeps sending callbacks that fail is answered 429 after its allowance,
+/// and the audit log gets an event for each failure within it only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_forged_callbacks_is_slowed_and_not_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s");
+    std::fs::write(&secret, "x").unwrap();
+    let c = TestServer::start_at(TestVault::open().await, |state, addr| {
+        let yaml = format!(
+            "oidc:\n  issuer: http://127.0.0.1:9\n  client_id: k\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  rules:\n    - when: {{ groups: a }}\n      grant: admin\n",
+            secret.display()
+        );
+        state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let resp = c
+            .client
+            .get(format!("{}/ui/sso/callback?error=x{i}", c.base))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses[0], 401);
+    assert_eq!(statuses[39], 429, "{statuses:?}");
+    let events = c
+        .vault
+        .list_events(&"action=ui_sign_in".parse().unwrap(), 1000)
+        .await
+        .unwrap();
+    assert!(events.len() <= 10, "{} events", events.len());
+    c.stop().await;
+}
+
 /// With `token_sign_in: false` the console's token form is gone and a posted token is
 /// refused, even an admin's; the API still takes tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -767,7 +846,11 @@ mod forged_id_tokens {
                 "oidc:\n  issuer: {issuer}\n  client_id: keyward\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  id_token_algs: [ES256]\n  rules:\n    - when: {{ groups: admins }}\n      grant: admin\n",
                 secret.display()
             );
-            state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+            // Every attack is a failed sign-in from this address: more than the default
+            // allowance of a minute.
+            state
+                .with_auth_failures_per_minute(100)
+                .with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
         })
         .await;
         // One sign-in: start it, make the provider's next ID token from its nonce, call back.
@@ -923,6 +1006,63 @@ mod forged_id_tokens {
             "{}",
             f.jwks_hits.load(Ordering::SeqCst)
         );
+        c.stop().await;
+    }
+
+    /// A claim that names an organization gives a role there only if it exists: a person whose
+    /// only grant names one that does not is refused, not let in with nothing to see.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_organization_named_by_a_claim_must_exist() {
+        let key = Key::new("k1");
+        let f = fake(&key).await;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("s");
+        std::fs::write(&secret, "client-secret").unwrap();
+        let issuer = f.issuer.clone();
+        let vault = TestVault::open().await;
+        vault
+            .vault
+            .create_org(&keyward_core::OrgId::new("acme").unwrap(), None, "test")
+            .await
+            .unwrap();
+        let c = TestServer::start_at(vault, |state, addr| {
+            let yaml = format!(
+                "oidc:\n  issuer: {issuer}\n  client_id: keyward\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  id_token_algs: [ES256]\n  rules:\n    - when: {{ claim_present: keyward_org }}\n      grant: {{ role: viewer, org_from_claim: keyward_org }}\n",
+                secret.display()
+            );
+            state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+        })
+        .await;
+        for (org, want) in [("nope", StatusCode::FORBIDDEN), ("acme", StatusCode::OK)] {
+            let resp = c
+                .client
+                .get(format!("{}/ui/sso/login", c.base))
+                .send()
+                .await
+                .unwrap();
+            let (cookie, _) = set_cookie(&resp, "kw_sso").unwrap();
+            let to = resp.headers()[LOCATION].to_str().unwrap().to_owned();
+            let claims = json!({"iss": f.issuer, "aud": "keyward", "sub": "u2",
+                "keyward_org": org, "nonce": param(&to, "nonce"), "iat": now(), "exp": now() + 300});
+            *f.next.lock().unwrap() = key.sign(&claims, |_| {});
+            let back = format!(
+                "{}/ui/sso/callback?code=c&state={}",
+                c.base,
+                param(&to, "state")
+            );
+            let resp = c
+                .client
+                .get(back)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), want, "{org}");
+            assert_eq!(
+                set_cookie(&resp, "kw_session").is_some(),
+                want == StatusCode::OK
+            );
+        }
         c.stop().await;
     }
 }

@@ -529,9 +529,13 @@ pub(crate) async fn session(backend: &Backend, cmd: SessionCommand) -> Result<Ex
 }
 
 /// `keyward sso status`.
-pub(crate) async fn sso(backend: &Backend, cmd: SsoCommand) -> Result<ExitCode> {
+/// With a server (`backend`), what it runs with; without one, the identity file here.
+pub(crate) async fn sso(backend: Option<&Backend>, cmd: SsoCommand) -> Result<ExitCode> {
     let SsoCommand::Status { json } = cmd;
-    let s = backend.sso_status().await?;
+    let s = match backend {
+        Some(b) => b.sso_status().await?,
+        None => Backend::sso_status_here().await?,
+    };
     if json {
         print_json(&s)?;
         return Ok(if s.configured && s.reachable {

@@ -117,8 +117,14 @@ pub struct Sso {
     rules: Rules,
     http: reqwest::Client,
     discovered: tokio::sync::Mutex<Option<Arc<Discovered>>>,
-    last_error: std::sync::Mutex<Option<String>>,
+    /// The last failed discovery, and when: within [`RETRY_AFTER`] the next sign-in fails at
+    /// once instead of waiting on the provider again (so a provider that takes no notice
+    /// does not line sign-ins up behind each other).
+    last_error: std::sync::Mutex<Option<(Instant, String)>>,
 }
+
+/// A provider that did not answer discovery is asked again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Sso {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -212,8 +218,12 @@ pub fn safe_return_to(return_to: Option<&str>) -> String {
     match return_to {
         Some(r)
             if r.starts_with("/ui/")
-                && !r.starts_with("//")
+                && !r.contains("//")
                 && !r.contains('\\')
+                && !r.contains("..")
+                && !r.to_ascii_lowercase().contains("%2e")
+                && !r.to_ascii_lowercase().contains("%2f")
+                && !r.to_ascii_lowercase().contains("%5c")
                 && !r.chars().any(char::is_control)
                 && r.len() <= 1024 =>
         {
@@ -238,6 +248,18 @@ impl Sso {
                 .map_err(|e| bad(format!("cannot read client_secret_file {file}: {e}")))?
                 .trim_end_matches(['\n', '\r'])
                 .to_owned(),
+            // Keyward's own secrets and a KMS's credentials are never a client secret: it is
+            // sent to the provider at every sign-in.
+            (None, Some(name))
+                if keyward_core::env::is_withheld(name)
+                    || ["AWS_", "VAULT_", "BAO_"]
+                        .iter()
+                        .any(|p| name.starts_with(p)) =>
+            {
+                return Err(bad(format!(
+                    "client_secret_env names {name}, a secret of Keyward's own or of its KMS: it would be sent to the identity provider; give the client secret a variable of its own"
+                )));
+            }
             (None, Some(name)) => env(name)
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| bad(format!("client_secret_env names {name}, which is not set")))?,
@@ -323,11 +345,24 @@ impl Sso {
 
     /// The discovery document and keys, fetched when missing or old.
     async fn discovered(&self) -> Result<Arc<Discovered>, SsoError> {
+        let failed_lately = || {
+            self.last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .filter(|(at, _)| at.elapsed() < RETRY_AFTER)
+        };
         let mut slot = self.discovered.lock().await;
         if let Some(d) = slot.as_ref()
             && d.at.elapsed() < DISCOVERY_LIFETIME
         {
             return Ok(d.clone());
+        }
+        if let Some((_, why)) = failed_lately() {
+            if let Some(d) = slot.as_ref() {
+                return Ok(d.clone());
+            }
+            return Err(SsoError::Unreachable(self.issuer.to_string(), why));
         }
         let http = |req| call(self.http.clone(), req);
         let found = ProviderMetadataWithLogout::discover_async(self.issuer.clone(), &http).await;
@@ -338,7 +373,8 @@ impl Sso {
                 *self
                     .last_error
                     .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why.clone());
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((Instant::now(), why.clone()));
                 // A provider that was reachable before keeps serving with what it gave.
                 if let Some(d) = slot.as_ref() {
                     return Ok(d.clone());
@@ -492,9 +528,12 @@ impl Sso {
                 RequestTokenError::Request(e) => {
                     SsoError::Unreachable(self.issuer.to_string(), e.to_string())
                 }
-                RequestTokenError::Parse(_, _) => {
-                    SsoError::Invalid("the token endpoint's answer is not a token response".into())
-                }
+                // Where the answer did not fit (a path of field names; never the answer
+                // itself, which holds tokens): e.g. `email_verified` sent as a string.
+                RequestTokenError::Parse(e, _) => SsoError::Invalid(format!(
+                    "the token endpoint's answer cannot be read at `{}` (standard claims must have their standard types, e.g. email_verified a boolean)",
+                    e.path()
+                )),
                 RequestTokenError::Other(e) => SsoError::Invalid(e),
             })?;
         let id_token = response
@@ -534,12 +573,12 @@ impl Sso {
             .email()
             .filter(|_| claims.email_verified() != Some(false))
             .map(|e| e.as_str().to_owned());
-        if subject.is_empty()
-            || subject.len() > 255
-            || subject.chars().any(char::is_control)
-            || email.as_deref().is_some_and(|e| {
-                e.len() > 320 || e.chars().any(char::is_control) || !e.contains('@')
-            })
+        // Both become the audit log's actor: text a listing shows as it is (no control
+        // character, nothing that reorders or hides text).
+        if !keyward_core::ids::is_plain_text(&subject, 255)
+            || email
+                .as_deref()
+                .is_some_and(|e| !keyward_core::ids::is_plain_text(e, 320) || !e.contains('@'))
         {
             return Err(SsoError::Invalid(
                 "the subject or email is not printable text".into(),
@@ -602,7 +641,8 @@ impl Sso {
                 .last_error
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
+                .clone()
+                .map(|(_, why)| why),
             Err(e) => Some(e.to_string()),
         };
         let (key_ids, logout) = match &found {

@@ -145,6 +145,14 @@ impl Rules {
                         "{name}: a pattern must name something (not empty, not `*` alone)"
                     )));
                 }
+                if let Some(p) = patterns
+                    .iter()
+                    .find(|p| p.trim_end_matches('*').contains('*'))
+                {
+                    return Err(bad(format!(
+                        "{name}: {p:?}: `*` may only end a pattern (a prefix); it matches nothing elsewhere"
+                    )));
+                }
                 when.push(match name.as_str() {
                     "email_domain" if patterns.len() == 1 => {
                         Condition::EmailDomain(patterns.remove(0).to_ascii_lowercase())
@@ -349,6 +357,10 @@ mod tests {
             (
                 "- when: { groups: '*' }\n  grant: admin\n",
                 "not empty, not `*` alone",
+            ),
+            (
+                "- when: { email: '*@example.com' }\n  grant: admin\n",
+                "may only end a pattern",
             ),
             ("- when: { groups: a }\n  grant: root\n", "unknown role"),
             (

@@ -217,6 +217,15 @@ impl Workloads {
                     "match {claim}: a pattern must name something (not empty, not `*` alone)"
                 )));
             }
+            if let Some((claim, p)) = spec
+                .claims
+                .iter()
+                .find(|(_, p)| p.trim_end_matches('*').contains('*'))
+            {
+                return Err(bad(format!(
+                    "match {claim}: {p:?}: `*` may only end a pattern (a prefix)"
+                )));
+            }
             if spec.audience.trim().is_empty() {
                 return Err(bad("audience is required".into()));
             }
@@ -276,7 +285,7 @@ impl Workloads {
             };
             // The subject becomes the actor in the audit log: printable text only, or a
             // token could write a line of its own into a listing.
-            if sub.is_empty() || sub.len() > 200 || sub.chars().any(char::is_control) {
+            if !keyward_core::ids::is_plain_text(&sub, 200) {
                 continue;
             }
             out.push((rule, claims, sub));

@@ -58,7 +58,11 @@ fn refused(state: &AppState, status: StatusCode, why: String) -> Response {
 }
 
 /// `GET /ui/sso/login`: a sign-in begins at the provider.
-pub(super) async fn start(State(state): State<AppState>, Query(q): Query<Start>) -> Response {
+pub(super) async fn start(
+    State(state): State<AppState>,
+    ConnectInfo(addr): ConnectInfo<crate::ClientAddr>,
+    Query(q): Query<Start>,
+) -> Response {
     let Some(sso) = state.sso() else {
         return refused(
             &state,
@@ -67,7 +71,15 @@ pub(super) async fn start(State(state): State<AppState>, Query(q): Query<Start>)
         );
     };
     // Each start keeps a row until its callback or for five minutes; the store keeps the
-    // newest `SSO_LOGINS_KEPT`, so a flood of starts cannot grow it without bound.
+    // newest `SSO_LOGINS_KEPT`, so a flood of starts cannot grow it without bound, and an
+    // address starts at most `SSO_STARTS_PER_MINUTE`.
+    if !state.shared.sso_starts.0.failed(addr.0.ip()) {
+        return refused(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many sign-ins started from this address; wait a minute.".into(),
+        );
+    }
     let return_to = safe_return_to(q.return_to.as_deref());
     let ask_again = q.prompt.as_deref() == Some("login");
     match console::sso_begin(&state, sso, &return_to, ask_again).await {
@@ -140,9 +152,23 @@ pub(super) async fn callback(
     let browser_state = jar.get(LOGIN_COOKIE).map(|c| c.value().to_owned());
     let gone = Cookie::build((LOGIN_COOKIE, "")).path("/ui/sso").build();
     let jar = jar.remove(gone);
+    // An address that keeps failing here is answered 429 at once, and not audited again: a
+    // burst of forged callbacks must not flood the trail (as for guessed tokens).
+    if state.shared.limiter.blocked(ip).is_some() {
+        return (
+            jar,
+            refused(
+                &state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins from this address; wait a minute.".into(),
+            ),
+        )
+            .into_response();
+    }
     let refuse = async |person: Option<&keyward_store::Person>, e: SsoError| {
-        state.shared.limiter.failed(ip);
-        console::sso_refused(&state, person, &from, &e.to_string()).await;
+        if state.shared.limiter.failed(ip) {
+            console::sso_refused(&state, person, &from, &e.to_string()).await;
+        }
         sso_failed(&state, e)
     };
     if let Some(error) = q.error.as_deref() {
@@ -174,6 +200,20 @@ pub(super) async fn callback(
             }
             Err(e) => return (jar, refuse(None, e).await).into_response(),
         };
+    // A grant in an organization that does not exist gives nothing (and would give it,
+    // silently, once someone made one of that name).
+    let grants = match console::existing_orgs(&state, grants).await {
+        Ok(g) => g,
+        Err(e) => return (jar, failed(e)).into_response(),
+    };
+    if grants.is_empty() {
+        let who = person
+            .email
+            .clone()
+            .unwrap_or_else(|| person.subject.clone());
+        let e = SsoError::NoRule(Box::new(person.clone()), who);
+        return (jar, refuse(Some(&person), e).await).into_response();
+    }
     let made = console::sso_sign_in(&state, person, grants, &from).await;
     match made {
         Ok((id, _)) => {
