@@ -89,6 +89,16 @@ pub struct RoleGrant {
     pub org: Option<OrgId>,
 }
 
+impl fmt::Display for RoleGrant {
+    /// `admin`, `viewer of acme`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.org {
+            Some(o) => write!(f, "{} of {o}", self.role),
+            None => write!(f, "{}", self.role),
+        }
+    }
+}
+
 /// A person signed in through single sign-on: who the identity provider says they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -163,10 +173,7 @@ impl Principal {
     pub fn describe(&self) -> String {
         self.grants
             .iter()
-            .map(|g| match &g.org {
-                Some(o) => format!("{} of {o}", g.role),
-                None => g.role.to_string(),
-            })
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     }

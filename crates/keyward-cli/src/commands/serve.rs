@@ -502,10 +502,7 @@ pub(crate) async fn session(backend: &Backend, cmd: SessionCommand) -> Result<Ex
                     let roles = s
                         .grants
                         .iter()
-                        .map(|g| match &g.org {
-                            Some(o) => format!("{} of {o}", g.role),
-                            None => g.role.to_string(),
-                        })
+                        .map(ToString::to_string)
                         .collect::<Vec<_>>()
                         .join(", ");
                     t.row([

@@ -26,6 +26,20 @@ pub mod workloads;
 
 use serde::Deserialize;
 
+/// The HTTP client of every fetch from an identity provider or a workload issuer (discovery,
+/// keys, the code exchange): short timeouts (2 s to connect, 5 s in all), so a slow or dead
+/// provider fails a sign-in fast, and no redirects, so a provider's answer cannot send Keyward
+/// elsewhere.
+pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
 /// What the identity file configures.
 #[derive(Debug, Default)]
 pub struct Identity {

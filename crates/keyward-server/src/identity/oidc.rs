@@ -302,13 +302,7 @@ impl Sso {
         if rules.is_empty() {
             return Err(bad("rules is empty: nobody could sign in".into()));
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| bad(format!("cannot build an HTTP client: {e}")))?;
+        let http = super::http_client().map_err(bad)?;
         Ok(Sso {
             issuer,
             client_id: ClientId::new(spec.client_id),

@@ -113,13 +113,7 @@ impl Workloads {
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: File =
             serde_yaml_ng::from_str(text).map_err(|e| format!("workload identity file: {e}"))?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        let http = super::http_client()?;
         // One key cache per (key source, algorithm), shared by the rules that name it.
         let mut caches: Vec<((String, String), Arc<Jwks>)> = Vec::new();
         let mut rules = Vec::new();

@@ -44,6 +44,16 @@ pub(crate) use state::ConsoleState;
 /// The session cookie's name.
 const COOKIE: &str = "kw_session";
 
+/// The cookie of a new session: `HttpOnly`, `SameSite=Strict`, on `/ui`, `Secure` over TLS.
+fn session_cookie(state: &AppState, id: &secrecy::SecretString) -> Cookie<'static> {
+    Cookie::build((COOKIE, id.expose_secret().to_owned()))
+        .path("/ui")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.shared.secure_cookies)
+        .build()
+}
+
 /// The console's routes, under `/ui`.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
     Router::new()
@@ -270,12 +280,7 @@ async fn login(
     };
     match made {
         Ok(Some((id, _))) => {
-            let cookie = Cookie::build((COOKIE, id.expose_secret().to_owned()))
-                .path("/ui")
-                .http_only(true)
-                .same_site(SameSite::Strict)
-                .secure(state.shared.secure_cookies)
-                .build();
+            let cookie = session_cookie(&state, &id);
             (
                 CookieJar::new().add(cookie),
                 Redirect::to("/ui/credentials"),

@@ -50,10 +50,7 @@ pub(super) async fn sessions(
                 roles: s
                     .grants
                     .iter()
-                    .map(|g| match &g.org {
-                        Some(o) => format!("{} of {o}", g.role),
-                        None => g.role.to_string(),
-                    })
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", "),
                 who: s.actor,

@@ -14,10 +14,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::CookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
-use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
-use super::{COOKIE, LoginPage, failed};
+use super::{LoginPage, failed};
 use crate::AppState;
 use crate::auth::console;
 use crate::identity::oidc::{SsoError, safe_return_to};
@@ -217,12 +216,7 @@ pub(super) async fn callback(
     let made = console::sso_sign_in(&state, person, grants, &from).await;
     match made {
         Ok((id, _)) => {
-            let cookie = Cookie::build((COOKIE, id.expose_secret().to_owned()))
-                .path("/ui")
-                .http_only(true)
-                .same_site(SameSite::Strict)
-                .secure(state.shared.secure_cookies)
-                .build();
+            let cookie = super::session_cookie(&state, &id);
             // A page, not a redirect: the browser sends a Strict cookie on the next request
             // only if that request does not continue the provider's cross-site redirect.
             (
