@@ -520,6 +520,10 @@ fn identity_file_mistakes_are_refused() {
             "  client_secret_env: AWS_SECRET_ACCESS_KEY\n",
             "a secret of Keyward's own",
         ),
+        (
+            "  client_secret_env: OPENAI_API_KEY\n",
+            "of an LLM provider",
+        ),
         ("  client_secret: inline\n", "unknown field `client_secret`"),
         (
             "  client_secret_env: S\n  id_token_algs: [HS256]\n",
@@ -981,6 +985,10 @@ mod forged_id_tokens {
                 with(|c| {
                     c.as_object_mut().unwrap().remove("nonce");
                 }),
+            ),
+            (
+                "email_verified as text (a claim of another type)",
+                with(|c| c["email_verified"] = json!("true")),
             ),
             ("signed by another key under the right kid", other_key),
             ("an unknown kid with a jku of the attacker's", chosen_keys),

@@ -248,16 +248,20 @@ impl Sso {
                 .map_err(|e| bad(format!("cannot read client_secret_file {file}: {e}")))?
                 .trim_end_matches(['\n', '\r'])
                 .to_owned(),
-            // Keyward's own secrets and a KMS's credentials are never a client secret: it is
-            // sent to the provider at every sign-in.
+            // Keyward's own secrets, a KMS's credentials and the LLM providers' keys (the
+            // server's environment fallback) are never a client secret: it is sent to the
+            // identity provider at every sign-in.
             (None, Some(name))
                 if keyward_core::env::is_withheld(name)
                     || ["AWS_", "VAULT_", "BAO_"]
                         .iter()
-                        .any(|p| name.starts_with(p)) =>
+                        .any(|p| name.starts_with(p))
+                    || keyward_core::PROVIDERS
+                        .iter()
+                        .any(|p| p.secret_env.contains(&name.as_str())) =>
             {
                 return Err(bad(format!(
-                    "client_secret_env names {name}, a secret of Keyward's own or of its KMS: it would be sent to the identity provider; give the client secret a variable of its own"
+                    "client_secret_env names {name}, a secret of Keyward's own, of its KMS or of an LLM provider: it would be sent to the identity provider; give the client secret a variable of its own"
                 )));
             }
             (None, Some(name)) => env(name)
@@ -524,10 +528,13 @@ impl Sso {
                 }
                 // Where the answer did not fit (a path of field names; never the answer
                 // itself, which holds tokens): e.g. `email_verified` sent as a string.
-                RequestTokenError::Parse(e, _) => SsoError::Invalid(format!(
-                    "the token endpoint's answer cannot be read at `{}` (standard claims must have their standard types, e.g. email_verified a boolean)",
-                    e.path()
-                )),
+                RequestTokenError::Parse(e, _) => SsoError::Invalid(match e.path().to_string() {
+                    path if path != "." => {
+                        format!("the token endpoint's answer cannot be read at `{path}`")
+                    }
+                    // Inside the ID token: its claims are read after decoding, so no path.
+                    _ => "the token endpoint's answer or its ID token cannot be read: a standard claim of another type than the standard's (email_verified sent as text, say)".into(),
+                }),
                 RequestTokenError::Other(e) => SsoError::Invalid(e),
             })?;
         let id_token = response
