@@ -85,6 +85,30 @@ async fn setup() -> Option<Setup> {
     })
 }
 
+/// A server whose identity file has `oidc:` with `issuer`, client `keyward` (its secret in a
+/// file), its own callback, and `extra` (rules, algorithms, switches); over `vault`, with
+/// `more` applied to its settings. The directory holding the secret lives as long as the
+/// second value.
+async fn server_for(
+    issuer: &str,
+    extra: &str,
+    vault: TestVault,
+    more: impl FnOnce(keyward_server::AppState) -> keyward_server::AppState,
+) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s");
+    std::fs::write(&secret, "client-secret").unwrap();
+    let c = TestServer::start_at(vault, |state, addr| {
+        let yaml = format!(
+            "oidc:\n  issuer: {issuer}\n  client_id: keyward\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n{extra}",
+            secret.display()
+        );
+        more(state).with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
+    })
+    .await;
+    (c, dir)
+}
+
 /// The value of the cookie `name` a response sets, and its attributes.
 fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<(String, String)> {
     resp.headers()
@@ -552,16 +576,12 @@ fn identity_file_mistakes_are_refused() {
 /// and the audit log gets an event for each failure within it only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_forged_callbacks_is_slowed_and_not_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("s");
-    std::fs::write(&secret, "x").unwrap();
-    let c = TestServer::start_at(TestVault::open().await, |state, addr| {
-        let yaml = format!(
-            "oidc:\n  issuer: http://127.0.0.1:9\n  client_id: k\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  rules:\n    - when: {{ groups: a }}\n      grant: admin\n",
-            secret.display()
-        );
-        state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
-    })
+    let (c, _dir) = server_for(
+        "http://127.0.0.1:9",
+        "  rules:\n    - when: { groups: a }\n      grant: admin\n",
+        TestVault::open().await,
+        |s| s,
+    )
     .await;
     let mut statuses = Vec::new();
     for i in 0..40 {
@@ -588,16 +608,12 @@ async fn a_flood_of_forged_callbacks_is_slowed_and_not_audited() {
 /// refused, even an admin's; the API still takes tokens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_sign_in_switched_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("s");
-    std::fs::write(&secret, "x").unwrap();
-    let c = TestServer::start_at(TestVault::open().await, |state, addr| {
-        let yaml = format!(
-            "oidc:\n  issuer: http://127.0.0.1:9\n  client_id: k\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  token_sign_in: false\n  rules:\n    - when: {{ groups: a }}\n      grant: admin\n",
-            secret.display()
-        );
-        state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
-    })
+    let (c, _dir) = server_for(
+        "http://127.0.0.1:9",
+        "  token_sign_in: false\n  rules:\n    - when: { groups: a }\n      grant: admin\n",
+        TestVault::open().await,
+        |s| s,
+    )
     .await;
     let (admin, _) = c.token(Role::Admin, None).await;
     let html = c
@@ -673,16 +689,12 @@ async fn a_dead_or_silent_provider_fails_sign_in_fast_and_nothing_else() {
         }
     });
     for issuer in [format!("http://{dead}"), format!("http://{silent_addr}")] {
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("s");
-        std::fs::write(&secret, "x").unwrap();
-        let c = TestServer::start_at(TestVault::open().await, |state, addr| {
-            let yaml = format!(
-                "oidc:\n  issuer: {issuer}\n  client_id: k\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  rules:\n    - when: {{ groups: a }}\n      grant: admin\n",
-                secret.display()
-            );
-            state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
-        })
+        let (c, _dir) = server_for(
+            &issuer,
+            "  rules:\n    - when: { groups: a }\n      grant: admin\n",
+            TestVault::open().await,
+            |s| s,
+        )
         .await;
         // A client that gives up long after the server's own bound (5 s): a server that waited
         // on the provider without one fails the test here.
@@ -841,21 +853,14 @@ mod forged_id_tokens {
     async fn every_classic_attack_on_the_id_token_is_refused() {
         let key = Key::new("k1");
         let f = fake(&key).await;
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("s");
-        std::fs::write(&secret, "client-secret").unwrap();
-        let issuer = f.issuer.clone();
-        let c = TestServer::start_at(TestVault::open().await, |state, addr| {
-            let yaml = format!(
-                "oidc:\n  issuer: {issuer}\n  client_id: keyward\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  id_token_algs: [ES256]\n  rules:\n    - when: {{ groups: admins }}\n      grant: admin\n",
-                secret.display()
-            );
-            // Every attack is a failed sign-in from this address: more than the default
-            // allowance of a minute.
-            state
-                .with_auth_failures_per_minute(100)
-                .with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
-        })
+        // Every attack is a failed sign-in from this address: more than the default allowance
+        // of a minute.
+        let (c, _dir) = server_for(
+            &f.issuer,
+            "  id_token_algs: [ES256]\n  rules:\n    - when: { groups: admins }\n      grant: admin\n",
+            TestVault::open().await,
+            |s| s.with_auth_failures_per_minute(100),
+        )
         .await;
         // One sign-in: start it, make the provider's next ID token from its nonce, call back.
         let attempt = |make: MakeToken| {
@@ -1023,23 +1028,18 @@ mod forged_id_tokens {
     async fn an_organization_named_by_a_claim_must_exist() {
         let key = Key::new("k1");
         let f = fake(&key).await;
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("s");
-        std::fs::write(&secret, "client-secret").unwrap();
-        let issuer = f.issuer.clone();
         let vault = TestVault::open().await;
         vault
             .vault
             .create_org(&keyward_core::OrgId::new("acme").unwrap(), None, "test")
             .await
             .unwrap();
-        let c = TestServer::start_at(vault, |state, addr| {
-            let yaml = format!(
-                "oidc:\n  issuer: {issuer}\n  client_id: keyward\n  client_secret_file: {}\n  redirect_url: http://{addr}/ui/sso/callback\n  id_token_algs: [ES256]\n  rules:\n    - when: {{ claim_present: keyward_org }}\n      grant: {{ role: viewer, org_from_claim: keyward_org }}\n",
-                secret.display()
-            );
-            state.with_identity(Identity::parse(&yaml, &|_| None).unwrap_or_else(|e| panic!("{e}")))
-        })
+        let (c, _dir) = server_for(
+            &f.issuer,
+            "  id_token_algs: [ES256]\n  rules:\n    - when: { claim_present: keyward_org }\n      grant: { role: viewer, org_from_claim: keyward_org }\n",
+            vault,
+            |s| s,
+        )
         .await;
         for (org, want) in [("nope", StatusCode::FORBIDDEN), ("acme", StatusCode::OK)] {
             let resp = c
