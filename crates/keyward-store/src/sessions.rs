@@ -338,6 +338,16 @@ impl Vault {
     /// Every live console session, newest first (ended ones are left out): what an admin
     /// lists to end one.
     pub async fn list_ui_sessions(&self) -> Result<Vec<SessionView>, VaultError> {
+        Ok(self
+            .live_ui_sessions()
+            .await?
+            .into_iter()
+            .map(|(_, view)| view)
+            .collect())
+    }
+
+    /// The live sessions, each with its stored hash (which their handle is the start of).
+    async fn live_ui_sessions(&self) -> Result<Vec<(Vec<u8>, SessionView)>, VaultError> {
         let now = Millis::now().0;
         let rows = sqlx::query(
             "SELECT s.hash, s.token_id, s.created_at, s.last_seen_at, s.idle_ms, s.expires_at, \
@@ -392,17 +402,21 @@ impl Vault {
                     (format!("token:{token_id}"), "token", vec![grant], None)
                 }
             };
-            out.push(SessionView {
-                id: session_handle(&hash),
-                actor,
-                kind: kind.to_owned(),
-                grants,
-                issuer,
-                from: row.try_get("from_addr")?,
-                created_at: Millis(row.try_get("created_at")?),
-                last_seen_at: Millis(last_seen),
-                ends_at: Millis(expires_at.min(last_seen.saturating_add(idle))),
-            });
+            let id = session_handle(&hash);
+            out.push((
+                hash,
+                SessionView {
+                    id,
+                    actor,
+                    kind: kind.to_owned(),
+                    grants,
+                    issuer,
+                    from: row.try_get("from_addr")?,
+                    created_at: Millis(row.try_get("created_at")?),
+                    last_seen_at: Millis(last_seen),
+                    ends_at: Millis(expires_at.min(last_seen.saturating_add(idle))),
+                },
+            ));
         }
         Ok(out)
     }
@@ -417,22 +431,13 @@ impl Vault {
         if handle.len() != 16 || !handle.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(false);
         }
-        let live = self.list_ui_sessions().await?;
-        let Some(found) = live.into_iter().find(|s| s.id.eq_ignore_ascii_case(handle)) else {
+        let live = self.live_ui_sessions().await?;
+        let Some((hash, found)) = live
+            .into_iter()
+            .find(|(_, s)| s.id.eq_ignore_ascii_case(handle))
+        else {
             return Ok(false);
         };
-        // The handle is the first 8 bytes of the stored hash: find the row it names.
-        let rows = sqlx::query("SELECT hash FROM ui_sessions")
-            .fetch_all(&self.inner.pool)
-            .await?;
-        let mut hash = None;
-        for row in rows {
-            let h: Vec<u8> = row.try_get("hash")?;
-            if session_handle(&h) == found.id {
-                hash = Some(h);
-            }
-        }
-        let Some(hash) = hash else { return Ok(false) };
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM ui_sessions WHERE hash = $1")
             .bind(&hash)
