@@ -309,13 +309,14 @@ async fn login(
     }
 }
 
-async fn logout(State(state): State<AppState>, jar: CookieJar) -> Response {
-    let mut person = false;
+async fn logout(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    found: Option<axum::Extension<Found>>,
+) -> Response {
+    // The session `with_session` found for this request: whether a person signs out.
+    let person = found.is_some_and(|f| f.0.0.principal.person.is_some());
     if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned()) {
-        person = matches!(
-            crate::auth::console::session(&state, &id).await,
-            Ok(Some(s)) if s.principal.person.is_some()
-        );
         if let Err(e) = crate::auth::console::sign_out(&state, &id).await {
             return failed(e);
         }
