@@ -316,10 +316,10 @@ async fn logout(
 ) -> Response {
     // The session `with_session` found for this request: whether a person signs out.
     let person = found.is_some_and(|f| f.0.0.principal.person.is_some());
-    if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned()) {
-        if let Err(e) = crate::auth::console::sign_out(&state, &id).await {
-            return failed(e);
-        }
+    if let Some(id) = jar.get(COOKIE).map(|c| c.value().to_owned())
+        && let Err(e) = crate::auth::console::sign_out(&state, &id).await
+    {
+        return failed(e);
     }
     let gone = Cookie::build((COOKIE, "")).path("/ui").build();
     let jar = jar.remove(gone);
