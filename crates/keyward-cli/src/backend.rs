@@ -699,6 +699,93 @@ impl Backend {
         }
     }
 
+    /// An organization's spend over a span (`from`, `to`: as the API takes them).
+    pub(crate) async fn spend(
+        &self,
+        org: &OrgId,
+        by: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<Value> {
+        match self {
+            Backend::Local { vault, .. } => {
+                let now = keyward_core::Millis::now();
+                let instant =
+                    |s: &str| keyward_server::parse_instant(s, now).map_err(anyhow::Error::msg);
+                let from = instant(from)?;
+                let to = to
+                    .map(instant)
+                    .transpose()?
+                    .unwrap_or(keyward_core::Millis(now.0 + 1));
+                let dims = match by {
+                    "total" => vec![],
+                    b => vec![keyward_store::SpendDim::parse(b).ok_or_else(|| {
+                        anyhow::anyhow!("--by is one of model, credential, token, day, total")
+                    })?],
+                };
+                let q = keyward_store::SpendQuery {
+                    from,
+                    to,
+                    by: dims,
+                    only: None,
+                };
+                let rows = vault.spend(org, &q).await?;
+                let mut total = keyward_store::SpendRow::default();
+                for r in &rows {
+                    total.add(r);
+                }
+                Ok(json!({
+                    "org": org, "from": from, "to": to, "group_by": by, "currency": "USD",
+                    "rows": if by == "total" { vec![] } else { rows }, "total": total,
+                }))
+            }
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/api/v1/orgs/{org}/spend{}",
+                    query(&[("from", Some(from)), ("to", to), ("group_by", Some(by))])
+                );
+                Ok(r.call(Method::GET, &path, None).await?)
+            }
+        }
+    }
+
+    /// The prices spend is reckoned at.
+    pub(crate) async fn prices(&self) -> Result<Vec<keyward_core::prices::ModelPrice>> {
+        match self {
+            Backend::Local { vault, .. } => {
+                let mut all: std::collections::BTreeMap<(String, String), _> =
+                    keyward_core::prices::shipped()
+                        .into_iter()
+                        .chain(vault.model_prices().await?)
+                        .map(|m| ((m.provider.clone(), m.model.clone()), m))
+                        .collect();
+                Ok(std::mem::take(&mut all).into_values().collect())
+            }
+            Backend::Remote(r) => {
+                from(r.call(Method::GET, "/api/v1/prices", None).await?["prices"].clone())
+            }
+        }
+    }
+
+    /// Imports prices; how many were stored.
+    pub(crate) async fn import_prices(
+        &self,
+        prices: &[keyward_core::prices::ModelPrice],
+        replace: bool,
+        source: &str,
+    ) -> Result<usize> {
+        match self {
+            Backend::Local { vault, actor } => {
+                Ok(vault.import_prices(prices, replace, source, actor).await?)
+            }
+            Backend::Remote(r) => {
+                let body = json!({ "prices": prices, "replace": replace, "source": source });
+                let v = r.call(Method::POST, "/api/v1/prices", Some(body)).await?;
+                Ok(from(v["imported"].clone())?)
+            }
+        }
+    }
+
     pub(crate) async fn revoke_gateway_token(&self, id: &str) -> Result<GatewayTokenView> {
         match self {
             Backend::Local { vault, actor } => Ok(vault.revoke_gateway_token(id, actor).await?),

@@ -24,7 +24,7 @@ use crate::commands::org::org;
 use crate::commands::providers::providers;
 use crate::commands::resolve::{resolve, resolve_remote};
 use crate::commands::var::var;
-use crate::commands::{run, serve};
+use crate::commands::{run, serve, spend};
 use keyward::{Config, ConfigInputs};
 
 fn main() -> ExitCode {
@@ -149,6 +149,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Sso(cmd) => serve::sso(Some(&backend), cmd).await,
             Command::GatewayToken(cmd) => serve::gateway_token(&backend, cmd).await,
             Command::Gateway(cmd) => serve::gateway(&backend, cmd).await,
+            Command::Spend(args) => spend::spend(&backend, args).await,
+            Command::Prices(cmd) => spend::prices(&backend, cmd).await,
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
@@ -303,6 +305,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             serve::serve(vault.clone(), args, keys_from).await?
         }
         Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
+        Command::Spend(args) => spend::spend(&local(&vault, &actor), args).await?,
+        Command::Prices(cmd) => spend::prices(&local(&vault, &actor), cmd).await?,
         Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
         Command::Session(cmd) => serve::session(&local(&vault, &actor), cmd).await?,
         // Answered above, before the vault is opened.

@@ -19,6 +19,7 @@ pub mod credential;
 pub mod env;
 pub mod ids;
 pub mod mask;
+pub mod prices;
 pub mod provider;
 pub mod resolve;
 pub mod secret_like;

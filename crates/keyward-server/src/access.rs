@@ -76,8 +76,12 @@ pub(crate) enum Op {
     ReadEvents,
     /// Verify the audit chain.
     VerifyEvents,
-    /// Read gateway usage.
+    /// Read gateway usage and spend.
     ReadUsage,
+    /// Read the prices spend is reckoned at.
+    ListPrices,
+    /// Import prices (for every organization).
+    ImportPrices,
     /// Read what the gateway serves (targets, credentials set aside).
     GatewayStatus,
     /// Reload the gateway's targets file.
@@ -118,6 +122,8 @@ impl Op {
             Op::ReadEvents,
             Op::VerifyEvents,
             Op::ReadUsage,
+            Op::ListPrices,
+            Op::ImportPrices,
             Op::GatewayStatus,
             Op::ReloadGateway,
             Op::MasterKeyStatus,
@@ -138,7 +144,7 @@ pub(crate) const ROLES: [Role; 4] = [Role::Admin, Role::OrgAdmin, Role::Viewer, 
 pub(crate) fn roles(op: Op) -> &'static [Role] {
     use Role::{OrgAdmin, Resolver, Viewer};
     match op {
-        Op::ListOrgs => &[OrgAdmin, Viewer, Resolver],
+        Op::ListOrgs | Op::ListPrices => &[OrgAdmin, Viewer, Resolver],
         Op::ListCredentials | Op::ReadCredential => &[OrgAdmin, Viewer],
         Op::ListVariables => &[OrgAdmin, Viewer],
         Op::ReadVariable => &[OrgAdmin, Viewer, Resolver],
@@ -165,7 +171,8 @@ pub(crate) fn roles(op: Op) -> &'static [Role] {
         | Op::MasterKeyStatus
         | Op::RotateMasterKey
         | Op::ListSessions
-        | Op::EndSession => &[],
+        | Op::EndSession
+        | Op::ImportPrices => &[],
     }
 }
 
@@ -381,7 +388,7 @@ mod tests {
             return Err(Denied::Unseen);
         }
         let may = match op {
-            Op::ListOrgs => true,
+            Op::ListOrgs | Op::ListPrices => true,
             Op::ListCredentials
             | Op::ReadCredential
             | Op::ListVariables
@@ -407,7 +414,8 @@ mod tests {
             | Op::MasterKeyStatus
             | Op::RotateMasterKey
             | Op::ListSessions
-            | Op::EndSession => false,
+            | Op::EndSession
+            | Op::ImportPrices => false,
         };
         if may {
             Ok(())

@@ -22,6 +22,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
+pub use ops::spend::parse_instant;
 mod routes;
 mod tls;
 mod ui;
@@ -50,6 +51,9 @@ pub struct AppState {
     vault: access::Guarded,
     shared: Arc<Shared>,
 }
+
+/// How often a server looks whether the operator's prices changed.
+const PRICES_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -173,13 +177,28 @@ impl AppState {
     /// Writes the gateway usage counted since the last flush; kept for the next one if the
     /// vault cannot take it now.
     pub async fn flush_usage(&self) {
-        let batch = self.shared.gateway.usage.take();
-        if batch.is_empty() {
+        let usage = &self.shared.gateway.usage;
+        let batch = usage.take();
+        let spend = usage.take_spend();
+        if batch.is_empty() && spend.is_empty() {
             return;
         }
-        if let Err(e) = self.vault.serving().record_usage(&batch).await {
+        if let Err(e) = self.vault.serving().record_usage(&batch, &spend).await {
             tracing::warn!(error = %e, "cannot write gateway usage; it is kept for the next try");
-            self.shared.gateway.usage.restore(batch);
+            usage.restore(batch);
+            usage.restore_spend(spend);
+        }
+    }
+
+    /// Reads the operator's prices again if another process (or this one) changed them.
+    pub async fn refresh_prices(&self, force: bool) {
+        if let Err(e) = self
+            .shared
+            .gateway
+            .refresh_prices(self.vault.serving(), force)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot read the operator's prices; the ones read before stay in use");
         }
     }
 
@@ -198,9 +217,14 @@ impl AppState {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // The operator's prices are read at start and looked at again every
+            // PRICES_EVERY (an import through another replica shows within that).
+            let mut prices = tokio::time::interval(PRICES_EVERY);
+            prices.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => state.flush_usage().await,
+                    _ = prices.tick() => state.refresh_prices(false).await,
                     _ = &mut stopped => break,
                 }
             }

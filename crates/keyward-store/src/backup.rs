@@ -25,7 +25,7 @@ use crate::{Vault, VaultError};
 
 /// The tables a backup holds, in the order they are restored (what a row refers to first).
 /// Console sessions are not kept: after a restore, people sign in again.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 13] = [
     "organizations",
     "master_keys",
     "vault_keys",
@@ -35,6 +35,8 @@ const TABLES: [&str; 11] = [
     "gateway_tokens",
     "gateway_usage",
     "usage_hourly",
+    "spend_hourly",
+    "model_prices",
     "audit_events",
     "audit_head",
 ];

@@ -107,6 +107,7 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0016_master_keys.sql"),
         ),
         migration(17, "sso", include_str!("../migrations/0017_sso.sql")),
+        migration(18, "spend", include_str!("../migrations/0018_spend.sql")),
     ])
 }
 

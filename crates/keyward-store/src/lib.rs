@@ -29,6 +29,7 @@ mod masters;
 mod orgs;
 mod resolve;
 mod sessions;
+mod spend;
 mod tokens;
 mod usage;
 mod vars;
@@ -53,6 +54,7 @@ pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidate
 pub use sessions::{
     SESSIONS_PER_TOKEN, SSO_LOGINS_KEPT, Session, SessionLimits, SessionView, SsoLogin,
 };
+pub use spend::{SpendDelta, SpendDim, SpendQuery, SpendRow};
 pub use tokens::{API_TOKEN_PREFIX, Person, Principal, Role, RoleGrant, TokenView};
 pub use usage::{HOUR_MS, Usage, UsageBucket, UsageDelta, UsageSubject};
 pub use vars::VarValue;

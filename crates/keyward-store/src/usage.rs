@@ -37,7 +37,7 @@ impl UsageSubject {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "credential" => Some(UsageSubject::Credential),
             "gateway_token" => Some(UsageSubject::GatewayToken),
@@ -111,11 +111,15 @@ fn count(n: i64) -> u64 {
 }
 
 impl Vault {
-    /// Adds a batch of counts to the stored totals, in one transaction. Rows are written in
-    /// one fixed order, so that replicas writing overlapping batches on PostgreSQL wait for
-    /// each other instead of deadlocking.
-    pub async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), VaultError> {
-        if batch.is_empty() {
+    /// Adds a batch of counts and spend to the stored totals, in one transaction. Rows are
+    /// written in one fixed order, so that replicas writing overlapping batches on PostgreSQL
+    /// wait for each other instead of deadlocking.
+    pub async fn record_usage(
+        &self,
+        batch: &[UsageDelta],
+        spend: &[crate::SpendDelta],
+    ) -> Result<(), VaultError> {
+        if batch.is_empty() && spend.is_empty() {
             return Ok(());
         }
         let mut batch: Vec<&UsageDelta> = batch.iter().collect();
@@ -192,6 +196,7 @@ impl Vault {
             .execute(&mut *tx)
             .await?;
         }
+        self.record_spend(&mut tx, spend).await?;
         self.commit(tx, "usage counts", "batch").await?;
         Ok(())
     }

@@ -25,7 +25,7 @@ mod server;
 mod vault;
 
 pub use cluster::PgCluster;
-pub use mock_provider::{MockBuilder, MockProvider, Received, Reply, Shape};
+pub use mock_provider::{MockBuilder, MockProvider, MockUsage, Received, Reply, Shape};
 pub use server::{TestServer, closed_addr, spawn_server};
 pub use vault::{TEST_KEY_BYTES, TestVault, keyring, keyring_of};
 

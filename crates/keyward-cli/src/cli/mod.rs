@@ -4,11 +4,13 @@
 mod import;
 mod keys_out;
 mod server;
+mod spend;
 mod vault;
 
 pub(crate) use import::*;
 pub(crate) use keys_out::*;
 pub(crate) use server::*;
+pub(crate) use spend::*;
 pub(crate) use vault::*;
 
 use std::path::PathBuf;
@@ -106,6 +108,12 @@ pub(crate) enum Command {
     /// The gateway: reload its static targets, see its usage.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Spend: tokens and cost the gateway's answers reported, by model, credential, gateway
+    /// token or day.
+    Spend(SpendArgs),
+    /// The prices spend is reckoned at: list them, import LiteLLM's price file.
+    #[command(subcommand)]
+    Prices(PricesCommand),
     /// Gateway tokens: what LLM clients send to the gateway instead of a provider key.
     #[command(subcommand, name = "gateway-token")]
     GatewayToken(GatewayTokenCommand),

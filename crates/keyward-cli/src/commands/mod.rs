@@ -12,4 +12,5 @@ pub(crate) mod providers;
 pub(crate) mod resolve;
 pub(crate) mod run;
 pub(crate) mod serve;
+pub(crate) mod spend;
 pub(crate) mod var;

@@ -31,6 +31,7 @@ mod cooldown;
 mod guard;
 mod headers;
 mod key_ref;
+mod meter;
 mod metrics;
 mod relay;
 mod reload;
@@ -92,6 +93,10 @@ pub struct GatewayOptions {
     /// process's environment (`VAULT_ADDR` and `VAULT_TOKEN`, or `KEYWARD_KMS`'s `transit:`
     /// settings) at the first such reference, and kept for later reloads.
     pub vault_kv: Arc<keyward_kms::kv::LazyKvReader>,
+    /// Whether `/metrics` names organizations in its spend counters (off: `/metrics` is open
+    /// to anyone who reaches the server, and one organization's spend is none of another's
+    /// business).
+    pub metrics_by_org: bool,
 }
 
 impl Default for GatewayOptions {
@@ -104,9 +109,13 @@ impl Default for GatewayOptions {
             targets_file: None,
             stale_for: Duration::from_secs(300),
             vault_kv: Arc::new(keyward_kms::kv::LazyKvReader::new(keyward_kms::process_env)),
+            metrics_by_org: false,
         }
     }
 }
+
+/// The operator's prices' count and latest import, to tell whether to read them again.
+type PricesVersion = (i64, i64);
 
 /// The gateway's shared parts: the upstream client, the token cache, the rate counters, the
 /// health of credentials, the static targets and the counters.
@@ -126,6 +135,9 @@ pub(crate) struct Gateway {
     env_served: Mutex<HashMap<(keyward_core::OrgId, &'static str), Instant>>,
     reloading: tokio::sync::Mutex<()>,
     pub(crate) usage: UsageCounter,
+    /// What tokens cost: the shipped prices with the operator's on top, and the version of
+    /// the operator's (their count and latest import) they were read at.
+    prices: RwLock<(Arc<keyward_core::prices::Prices>, Option<PricesVersion>)>,
     /// (metric, provider, reason) counts.
     events: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
 }
@@ -173,12 +185,47 @@ impl Gateway {
             env_served: Mutex::default(),
             reloading: tokio::sync::Mutex::new(()),
             usage: UsageCounter::default(),
+            prices: RwLock::new((
+                Arc::new(keyward_core::prices::Prices::new(
+                    keyward_core::prices::shipped(),
+                )),
+                None,
+            )),
             events: Mutex::default(),
         }
     }
 
     pub(crate) fn options(&self) -> &GatewayOptions {
         &self.options
+    }
+
+    /// The price table answers are priced with.
+    pub(crate) fn prices(&self) -> Arc<keyward_core::prices::Prices> {
+        self.prices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// Reads the operator's prices again if they changed since they were last read (`force`:
+    /// whatever their version says).
+    pub(crate) async fn refresh_prices(
+        &self,
+        vault: &keyward_store::Vault,
+        force: bool,
+    ) -> Result<(), keyward_store::VaultError> {
+        let version = vault.prices_version().await?;
+        let current = self.prices.read().unwrap_or_else(|p| p.into_inner()).1;
+        if !force && current == Some(version) {
+            return Ok(());
+        }
+        let mine = vault.model_prices().await?;
+        let table = keyward_core::prices::Prices::new(
+            keyward_core::prices::shipped().into_iter().chain(mine),
+        );
+        *self.prices.write().unwrap_or_else(|p| p.into_inner()) = (Arc::new(table), Some(version));
+        Ok(())
     }
 }
 

@@ -5,15 +5,30 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{HeaderValue, Version, header};
-use axum::response::Response;
-use keyward_core::Provider;
+use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Version, header};
+use axum::response::Response;
+use keyward_core::provider::AuthStyle;
+use keyward_core::{OrgId, Provider};
+
+use super::Gateway;
 use super::answers::provider_error;
 use super::body;
 use super::candidates::{Served, Upstream};
 use super::headers::{mask_headers, masker, strip_hop_by_hop};
+use super::meter::{Format, Meter, Metered};
+use super::usage::Answer;
+
+/// Who is billed for an answer: the gateway token's organization and id, for a request whose
+/// answer reports tokens (a POST; listing models costs nothing).
+pub(super) struct Bill {
+    pub(super) gateway: Arc<Gateway>,
+    pub(super) org: OrgId,
+    pub(super) token: String,
+    pub(super) method: Method,
+}
 
 /// `response`, which `up` gave, as the client gets it (`version`: our connection's).
 pub(super) fn relay(
@@ -22,6 +37,7 @@ pub(super) fn relay(
     provider: &Provider,
     version: Version,
     idle_timeout: Duration,
+    bill: Bill,
 ) -> Response {
     let status = response.status();
     let (mut head, body) = response.into_parts();
@@ -75,6 +91,31 @@ pub(super) fn relay(
             head.headers.remove(header::CONTENT_LENGTH);
             let masked = body::Masked::new(body, masker(provider, key));
             Response::from_parts(head, Body::new(masked))
+        }
+        _ if status.is_success() && bill.method == Method::POST => {
+            let format = match head.headers.get(header::CONTENT_TYPE) {
+                Some(t) if t.as_bytes().starts_with(b"text/event-stream") => Format::Events,
+                _ => Format::Json,
+            };
+            let meter = Meter::new(format, provider.auth == AuthStyle::XApiKey);
+            let (kind, id) = up.served.usage_subject();
+            let served_id = id.to_owned();
+            let provider_id = provider.id;
+            let metered = Metered::new(body, meter, move |reading, _ended| {
+                let gw = &bill.gateway;
+                gw.usage.spent(
+                    Answer {
+                        org: &bill.org,
+                        token: &bill.token,
+                        served: (kind, &served_id),
+                        provider: provider_id,
+                        reading,
+                    },
+                    &gw.prices(),
+                    gw.options().metrics_by_org,
+                );
+            });
+            Response::from_parts(head, Body::new(metered))
         }
         _ => Response::from_parts(head, Body::new(body)),
     }

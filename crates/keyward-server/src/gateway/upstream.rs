@@ -12,7 +12,7 @@ use super::answers::{body_fault_answer, provider_error};
 use super::candidates::{Served, Upstream};
 use super::cooldown::KeyHealth;
 use super::headers::{auth_header, outgoing_headers};
-use super::relay::relay;
+use super::relay::{Bill, relay};
 use super::token::gateway_token;
 use super::{Gateway, MAX_BODY, body, guard, raw_tail};
 use crate::AppState;
@@ -135,12 +135,19 @@ async fn try_upstreams(
         {
             continue;
         }
+        let bill = Bill {
+            gateway: gw.clone(),
+            org: view.org.clone(),
+            token: view.id.clone(),
+            method: parts.method.clone(),
+        };
         return relay(
             response,
             &up,
             provider,
             parts.version,
             gw.options().idle_timeout,
+            bill,
         );
     }
     last.unwrap_or_else(|| {

@@ -5,8 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use keyward_core::prices::{Prices, Tokens};
 use keyward_core::{Millis, OrgId};
-use keyward_store::{UsageDelta, UsageSubject};
+use keyward_store::{HOUR_MS, SpendDelta, UsageDelta, UsageSubject};
+
+use super::meter::Reading;
 
 /// What a batch that could not be written may grow to before counts are dropped (with a
 /// warning): bounded memory beats an unbounded backlog while the database is away.
@@ -49,6 +52,31 @@ pub(crate) struct UsageCounter {
     /// since `/metrics` is open to anyone who can reach the server, and one organization's
     /// ids are none of another's business.
     totals: Mutex<BTreeMap<(UsageSubject, &'static str, u16), u64>>,
+    /// Spend not yet written, by (organization, subject, id, provider, model, hour).
+    spend: Mutex<HashMap<SpendKey, SpendDelta>>,
+    /// Spend since this process started, for `/metrics`, by (organization when asked for,
+    /// provider, model as priced or `other`).
+    spend_totals: Mutex<BTreeMap<(String, &'static str, String), SpendTotal>>,
+}
+
+type SpendKey = (OrgId, UsageSubject, String, &'static str, String, i64);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct SpendTotal {
+    requests: u64,
+    tokens: Tokens,
+    cost_micros: u64,
+}
+
+/// One answer's spend, for [`UsageCounter::spent`].
+pub(crate) struct Answer<'a> {
+    pub(crate) org: &'a OrgId,
+    /// The gateway token (or workload) that asked.
+    pub(crate) token: &'a str,
+    /// What answered.
+    pub(crate) served: (UsageSubject, &'a str),
+    pub(crate) provider: &'static str,
+    pub(crate) reading: Reading,
 }
 
 impl UsageCounter {
@@ -149,6 +177,164 @@ impl UsageCounter {
         }
     }
 
+    /// Counts one answer's tokens and cost against its gateway token and what served it
+    /// (priced by `prices`; `by_org`: `/metrics` names its organization). Its cost, if known.
+    pub(crate) fn spent(&self, answer: Answer<'_>, prices: &Prices, by_org: bool) -> Option<u64> {
+        let model = answer.reading.model.unwrap_or_default();
+        let priced = answer
+            .reading
+            .tokens
+            .and_then(|t| Some((t, prices.lookup(answer.provider, &model)?)));
+        let cost = priced.as_ref().map(|(t, (_, price))| price.cost_micros(t));
+        let now = Millis::now().0;
+        let delta = SpendDelta {
+            org: answer.org.clone(),
+            subject: UsageSubject::GatewayToken,
+            id: answer.token.to_owned(),
+            provider: answer.provider,
+            model: model.clone(),
+            hour: now - now.rem_euclid(HOUR_MS),
+            requests: 1,
+            unmetered: u64::from(answer.reading.tokens.is_none()),
+            unpriced: u64::from(answer.reading.tokens.is_some() && cost.is_none()),
+            tokens: answer.reading.tokens.unwrap_or_default(),
+            cost_micros: cost.unwrap_or(0),
+        };
+        {
+            // Bounded labels: a model's name as the price table has it, or `other`.
+            let label = priced.map_or_else(|| "other".to_owned(), |(_, (name, _))| name.to_owned());
+            let org = if by_org {
+                answer.org.as_str().to_owned()
+            } else {
+                String::new()
+            };
+            let mut totals = self.spend_totals.lock().unwrap_or_else(|p| p.into_inner());
+            let t = totals.entry((org, answer.provider, label)).or_default();
+            t.requests += 1;
+            t.tokens.add(&delta.tokens);
+            t.cost_micros = t.cost_micros.saturating_add(delta.cost_micros);
+        }
+        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        let (served_kind, served_id) = answer.served;
+        for (subject, id) in [
+            (UsageSubject::GatewayToken, answer.token),
+            (served_kind, served_id),
+        ] {
+            let key = (
+                delta.org.clone(),
+                subject,
+                id.to_owned(),
+                answer.provider,
+                model.clone(),
+                delta.hour,
+            );
+            let full = spend.len() >= MAX_PENDING_IDS;
+            match spend.get_mut(&key) {
+                Some(d) => d.add(&delta),
+                None if full => {
+                    tracing::warn!(
+                        "spend dropped: too much unwritten while the database is unavailable"
+                    );
+                }
+                None => {
+                    spend.insert(
+                        key,
+                        SpendDelta {
+                            subject,
+                            id: id.to_owned(),
+                            ..delta.clone()
+                        },
+                    );
+                }
+            }
+        }
+        cost
+    }
+
+    /// Takes the spend not yet written.
+    pub(crate) fn take_spend(&self) -> Vec<SpendDelta> {
+        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        spend.drain().map(|(_, d)| d).collect()
+    }
+
+    /// Puts back spend that could not be written, to go with the next batch.
+    pub(crate) fn restore_spend(&self, batch: Vec<SpendDelta>) {
+        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        for d in batch {
+            let key = (
+                d.org.clone(),
+                d.subject,
+                d.id.clone(),
+                d.provider,
+                d.model.clone(),
+                d.hour,
+            );
+            let full = spend.len() >= MAX_PENDING_IDS;
+            match spend.get_mut(&key) {
+                Some(mine) => mine.add(&d),
+                None if !full => {
+                    spend.insert(key, d);
+                }
+                None => tracing::warn!(
+                    "spend dropped: too much unwritten while the database is unavailable"
+                ),
+            }
+        }
+    }
+
+    /// `keyward_gateway_tokens_total` and `keyward_gateway_cost_micros_total` by provider and
+    /// model (as priced, or `other`), and organization when the server was asked to name it.
+    fn render_spend(&self, out: &mut String) {
+        let totals = self.spend_totals.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# HELP keyward_gateway_answers_total Gateway answers metered for spend, by provider and model (as priced, or other).\n");
+        out.push_str("# TYPE keyward_gateway_answers_total counter\n");
+        let labels = |org: &str, provider: &str, model: &str| {
+            let org = if org.is_empty() {
+                String::new()
+            } else {
+                format!("org=\"{org}\",")
+            };
+            format!(
+                "{org}provider=\"{provider}\",model=\"{}\"",
+                model.replace(['"', '\\', '\n'], "_")
+            )
+        };
+        for ((org, provider, model), t) in totals.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_gateway_answers_total{{{}}} {}",
+                labels(org, provider, model),
+                t.requests
+            );
+        }
+        out.push_str("# HELP keyward_gateway_tokens_total Tokens the providers reported, by provider, model and kind (input: all input, cached ones included; cached: read from the prompt cache; cache_write; output).\n");
+        out.push_str("# TYPE keyward_gateway_tokens_total counter\n");
+        for ((org, provider, model), t) in totals.iter() {
+            for (kind, n) in [
+                ("input", t.tokens.input),
+                ("output", t.tokens.output),
+                ("cached", t.tokens.cache_read),
+                ("cache_write", t.tokens.cache_write),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "keyward_gateway_tokens_total{{{},kind=\"{kind}\"}} {n}",
+                    labels(org, provider, model)
+                );
+            }
+        }
+        out.push_str("# HELP keyward_gateway_cost_micros_total What priced answers cost, in micro-dollars, by provider and model.\n");
+        out.push_str("# TYPE keyward_gateway_cost_micros_total counter\n");
+        for ((org, provider, model), t) in totals.iter() {
+            let _ = writeln!(
+                out,
+                "keyward_gateway_cost_micros_total{{{}}} {}",
+                labels(org, provider, model),
+                t.cost_micros
+            );
+        }
+    }
+
     /// `keyward_gateway_requests_total` by kind (credential: each upstream attempt; gateway
     /// token: each request, with the status its client got; target), provider and status.
     pub(crate) fn render(&self, out: &mut String) {
@@ -162,5 +348,7 @@ impl UsageCounter {
                 subject.as_str()
             );
         }
+        drop(totals);
+        self.render_spend(out);
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod credentials;
 pub(crate) mod orgs;
 pub(crate) mod resolve;
 pub(crate) mod server;
+pub(crate) mod spend;
 pub(crate) mod tokens;
 pub(crate) mod variables;
 

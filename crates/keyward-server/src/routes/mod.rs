@@ -1,6 +1,7 @@
 //! The routes: health, the "Provider Credentials" admin guide, config variables, and
 //! Keyward's own `/api/v1`.
 
+mod spend;
 mod v1;
 mod vars;
 
@@ -73,6 +74,14 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::gateway_reload))
         .routes(routes!(v1::gateway_status))
         .routes(routes!(v1::usage))
+        .routes(routes!(spend::spend))
+        .routes(routes!(spend::prices_list))
+        // A price import may be LiteLLM's whole file.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(spend::prices_import))
+                .layer(DefaultBodyLimit::max(spend::PRICES_BODY_LIMIT)),
+        )
         .routes(routes!(resolve))
         .routes(routes!(v1::env))
         .routes(routes!(events))

@@ -39,7 +39,7 @@ mod shapes;
 
 pub use received::Received;
 pub use reply::Reply;
-pub use shapes::Shape;
+pub use shapes::{MockUsage, Shape};
 
 use reply::Payload;
 use shapes::{error_body, error_bytes, usual};
@@ -51,6 +51,7 @@ pub struct MockBuilder {
     unrecorded: bool,
     stream_pause: Duration,
     addr: Option<SocketAddr>,
+    usage: MockUsage,
 }
 
 impl MockBuilder {
@@ -71,6 +72,12 @@ impl MockBuilder {
     /// Waits this long between two events of the usual streamed answers.
     pub fn stream_pause(mut self, pause: Duration) -> Self {
         self.stream_pause = pause;
+        self
+    }
+
+    /// Reports these tokens in its usual answers (by default 1 in, 1 out).
+    pub fn usage(mut self, usage: MockUsage) -> Self {
+        self.usage = usage;
         self
     }
 
@@ -348,7 +355,7 @@ async fn send(reply: &Reply, r: &Received, inner: &Arc<Inner>) -> Response {
     let (content_type, payload) = match &reply.body {
         Some(p) => (None, p.clone()),
         None if status.is_success() => {
-            let (ct, p) = usual(r);
+            let (ct, p) = usual(r, &inner.options.usage);
             (Some(ct), p)
         }
         None if status.is_redirection() || status.is_informational() => {

@@ -53,8 +53,58 @@ impl Shape {
     }
 }
 
+/// The tokens the mock's usual answers report, in each provider's own fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockUsage {
+    /// Every input token (cached ones included).
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Of the input, those read from the prompt cache.
+    pub cached: u64,
+}
+
+impl Default for MockUsage {
+    fn default() -> Self {
+        Self {
+            input: 1,
+            output: 1,
+            cached: 0,
+        }
+    }
+}
+
+impl MockUsage {
+    fn openai(&self) -> Value {
+        json!({"prompt_tokens": self.input, "completion_tokens": self.output,
+               "total_tokens": self.input + self.output,
+               "prompt_tokens_details": {"cached_tokens": self.cached}})
+    }
+
+    fn responses(&self) -> Value {
+        json!({"input_tokens": self.input, "input_tokens_details": {"cached_tokens": self.cached},
+               "output_tokens": self.output, "output_tokens_details": {"reasoning_tokens": 0},
+               "total_tokens": self.input + self.output})
+    }
+
+    /// Anthropic's: `input_tokens` leaves the cached ones out.
+    fn anthropic(&self, output: u64) -> Value {
+        json!({"input_tokens": self.input - self.cached, "cache_creation_input_tokens": 0,
+               "cache_read_input_tokens": self.cached, "output_tokens": output})
+    }
+
+    fn gemini(&self, output: u64) -> Value {
+        let mut v = json!({"promptTokenCount": self.input, "candidatesTokenCount": output,
+                           "totalTokenCount": self.input + output});
+        if self.cached > 0 {
+            v["cachedContentTokenCount"] = json!(self.cached);
+        }
+        v
+    }
+}
+
 /// The provider's usual answer to `r`: its content type and body.
-pub(super) fn usual(r: &Received) -> (&'static str, Payload) {
+pub(super) fn usual(r: &Received, usage: &MockUsage) -> (&'static str, Payload) {
     const JSON: &str = "application/json";
     const SSE: &str = "text/event-stream";
     let path = r.path.as_str();
@@ -72,9 +122,60 @@ pub(super) fn usual(r: &Received) -> (&'static str, Payload) {
         Shape::OpenAi | Shape::Azure if path.ends_with("/chat/completions") => {
             let model = model_of(&req, path, "gpt-4o-mini");
             if stream {
-                events(openai_events(&model))
+                let mut chunks = openai_events(&model);
+                // Asked for, the usage comes in a chunk of its own before the end.
+                if req["stream_options"]["include_usage"] == true {
+                    let last = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0,
+                                      "model": model, "choices": [], "usage": usage.openai()});
+                    chunks.insert(chunks.len() - 1, format!("data: {last}\n\n"));
+                }
+                events(chunks)
             } else {
-                whole(openai_completion(&model))
+                let mut full = openai_completion(&model);
+                full["usage"] = usage.openai();
+                whole(full)
+            }
+        }
+        Shape::OpenAi | Shape::Azure if path.ends_with("/embeddings") => whole(json!({
+            "object": "list",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5, 0.125]}],
+            "model": model_of(&req, path, "text-embedding-3-small"),
+            "usage": {"prompt_tokens": usage.input, "total_tokens": usage.input},
+        })),
+        Shape::OpenAi | Shape::Azure if path.ends_with("/responses") => {
+            let model = model_of(&req, path, "gpt-4.1");
+            let response = |status: &str, usage: Value, text: &str| {
+                json!({
+                    "id": "resp_1", "object": "response", "created_at": 0, "status": status,
+                    "model": model, "output": if text.is_empty() { json!([]) } else { json!([{
+                        "type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}]) },
+                    "parallel_tool_calls": true, "tool_choice": "auto", "tools": [],
+                    "usage": usage,
+                })
+            };
+            if stream {
+                let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+                events(vec![
+                    event(
+                        "response.created",
+                        json!({"type": "response.created", "sequence_number": 0,
+                        "response": response("in_progress", Value::Null, "")}),
+                    ),
+                    event(
+                        "response.output_text.delta",
+                        json!({"type": "response.output_text.delta",
+                        "sequence_number": 1, "item_id": "msg_1", "output_index": 0, "content_index": 0,
+                        "delta": "Hello", "logprobs": []}),
+                    ),
+                    event(
+                        "response.completed",
+                        json!({"type": "response.completed", "sequence_number": 2,
+                        "response": response("completed", usage.responses(), "Hello")}),
+                    ),
+                ])
+            } else {
+                whole(response("completed", usage.responses(), "Hello"))
             }
         }
         Shape::OpenAi | Shape::Azure if path.ends_with("/models") => whole(json!({
@@ -84,9 +185,9 @@ pub(super) fn usual(r: &Received) -> (&'static str, Payload) {
         Shape::Anthropic if path.ends_with("/messages") => {
             let model = model_of(&req, path, "claude-x");
             if stream {
-                events(anthropic_events(&model))
+                events(anthropic_events(&model, usage))
             } else {
-                let mut full = anthropic_message(&model);
+                let mut full = anthropic_message(&model, usage.anthropic(usage.output));
                 full["content"] = json!([{"type": "text", "text": "Hello"}]);
                 full["stop_reason"] = json!("end_turn");
                 whole(full)
@@ -98,7 +199,7 @@ pub(super) fn usual(r: &Received) -> (&'static str, Payload) {
             "has_more": false, "first_id": "claude-x", "last_id": "claude-x",
         })),
         Shape::Gemini if path.contains(":streamGenerateContent") => {
-            let parts = gemini_parts();
+            let parts = gemini_parts(&model_of(&req, path, "gemini-x"), usage);
             let sse = r
                 .query
                 .as_deref()
@@ -112,7 +213,7 @@ pub(super) fn usual(r: &Received) -> (&'static str, Payload) {
         Shape::Gemini if path.contains(":generateContent") => whole(json!({
             "candidates": [{"content": {"parts": [{"text": "Hello"}], "role": "model"},
                             "finishReason": "STOP", "index": 0}],
-            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
+            "usageMetadata": usage.gemini(usage.output),
             "modelVersion": model_of(&req, path, "gemini-x"),
         })),
         Shape::Gemini if path.ends_with("/models") => whole(json!({
@@ -164,14 +265,14 @@ fn openai_events(model: &str) -> Vec<String> {
     ]
 }
 
-fn anthropic_message(model: &str) -> Value {
+fn anthropic_message(model: &str, usage: Value) -> Value {
     json!({"id": "msg_1", "type": "message", "role": "assistant", "model": model,
            "content": [], "stop_reason": null, "stop_sequence": null,
-           "usage": {"input_tokens": 1, "output_tokens": 1}})
+           "usage": usage})
 }
 
 /// The Messages API's event types, "Hel" and "lo" as two text deltas.
-fn anthropic_events(model: &str) -> Vec<String> {
+fn anthropic_events(model: &str, usage: &MockUsage) -> Vec<String> {
     let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
     let delta = |text: &str| {
         event(
@@ -182,7 +283,7 @@ fn anthropic_events(model: &str) -> Vec<String> {
     vec![
         event(
             "message_start",
-            json!({"type": "message_start", "message": anthropic_message(model)}),
+            json!({"type": "message_start", "message": anthropic_message(model, usage.anthropic(1))}),
         ),
         event(
             "content_block_start",
@@ -196,22 +297,26 @@ fn anthropic_events(model: &str) -> Vec<String> {
         ),
         event(
             "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}}),
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": usage.output}}),
         ),
         event("message_stop", json!({"type": "message_stop"})),
     ]
 }
 
-fn gemini_parts() -> Vec<Value> {
-    let part = |text: &str, finish: Option<&str>| {
+/// Two chunks, each with the usage so far (Gemini counts cumulatively).
+fn gemini_parts(model: &str, usage: &MockUsage) -> Vec<Value> {
+    let part = |text: &str, finish: Option<&str>, output: u64| {
         let mut candidate =
             json!({"content": {"parts": [{"text": text}], "role": "model"}, "index": 0});
         if let Some(f) = finish {
             candidate["finishReason"] = json!(f);
         }
-        json!({"candidates": [candidate]})
+        json!({"candidates": [candidate], "usageMetadata": usage.gemini(output), "modelVersion": model})
     };
-    vec![part("Hel", None), part("lo", Some("STOP"))]
+    vec![
+        part("Hel", None, usage.output.min(1)),
+        part("lo", Some("STOP"), usage.output),
+    ]
 }
 
 /// An error in `shape`'s form for `status`, saying `message`.

@@ -1,0 +1,598 @@
+//! Tokens and model read from the provider's answer as it passes to the client, without holding
+//! back a byte: a JSON answer's `usage` (OpenAI's chat completions, completions, embeddings
+//! and Responses API, Azure's, Anthropic's) or `usageMetadata` (Gemini), and a streamed
+//! answer's events (OpenAI's final chunk, the Responses API's `response.completed`,
+//! Anthropic's `message_start` and `message_delta`, Gemini's chunks).
+//!
+//! A JSON answer is not parsed whole: its first [`HEAD`] bytes and last [`TAIL`] bytes are
+//! kept (all of it when it is small), and the `model` and `usage` keys are found in them, so
+//! that a large answer (embeddings of a long list) costs bounded memory. A raw `"` is always
+//! the edge of a JSON string (a quote inside one is escaped), so a `"usage"` followed by `:`
+//! is a key, whatever the answer's text holds. A streamed answer is read line by line, each
+//! `data:` line on its own.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use keyward_core::prices::Tokens;
+use serde_json::Value;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The start of a JSON answer kept (where `model` usually is).
+const HEAD: usize = 8 * 1024;
+/// The end of a JSON answer kept (where `usage` is).
+const TAIL: usize = 64 * 1024;
+/// The longest event line read; longer ones pass unread.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// What an answer said about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// The model that answered, as the answer names it.
+    pub(crate) model: Option<String>,
+    /// The tokens it reported; `None`: it reported none.
+    pub(crate) tokens: Option<Tokens>,
+}
+
+/// A usage object's counts as reported, each kept until a later event gives it again.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    input: Option<u64>,
+    output: Option<u64>,
+    cache_read: Option<u64>,
+    cache_write: Option<u64>,
+    /// Anthropic's shape: its `input_tokens` leaves out the cached ones.
+    input_excludes_cache: bool,
+}
+
+impl Counts {
+    fn merge(&mut self, later: Counts) {
+        self.input = later.input.or(self.input);
+        self.output = later.output.or(self.output);
+        self.cache_read = later.cache_read.or(self.cache_read);
+        self.cache_write = later.cache_write.or(self.cache_write);
+        self.input_excludes_cache |= later.input_excludes_cache;
+    }
+
+    fn tokens(&self) -> Option<Tokens> {
+        if self.input.is_none() && self.output.is_none() {
+            return None;
+        }
+        let cache_read = self.cache_read.unwrap_or(0);
+        let cache_write = self.cache_write.unwrap_or(0);
+        let mut input = self.input.unwrap_or(0);
+        if self.input_excludes_cache {
+            input = input.saturating_add(cache_read).saturating_add(cache_write);
+        }
+        Some(Tokens {
+            input,
+            output: self.output.unwrap_or(0),
+            cache_read: cache_read.min(input),
+            cache_write,
+        })
+    }
+}
+
+fn n(v: &Value, key: &str) -> Option<u64> {
+    v.get(key).and_then(Value::as_u64)
+}
+
+/// The counts of a `usage` object (OpenAI's, Azure's, the Responses API's, Anthropic's).
+fn usage_counts(usage: &Value, anthropic: bool) -> Option<Counts> {
+    if !usage.is_object() {
+        return None;
+    }
+    let anthropic = anthropic
+        || usage.get("cache_read_input_tokens").is_some()
+        || usage.get("cache_creation_input_tokens").is_some();
+    let details = |key: &str| usage.get(key).and_then(|d| n(d, "cached_tokens"));
+    Some(Counts {
+        input: n(usage, "prompt_tokens").or_else(|| n(usage, "input_tokens")),
+        output: n(usage, "completion_tokens").or_else(|| n(usage, "output_tokens")),
+        cache_read: n(usage, "cache_read_input_tokens")
+            .or_else(|| details("prompt_tokens_details"))
+            .or_else(|| details("input_tokens_details")),
+        cache_write: n(usage, "cache_creation_input_tokens"),
+        input_excludes_cache: anthropic,
+    })
+}
+
+/// The counts of Gemini's `usageMetadata` (its prompt count holds the cached part; thinking
+/// is billed as output).
+fn gemini_counts(meta: &Value) -> Option<Counts> {
+    if !meta.is_object() {
+        return None;
+    }
+    let output = match (
+        n(meta, "candidatesTokenCount"),
+        n(meta, "thoughtsTokenCount"),
+    ) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    let input = match (
+        n(meta, "promptTokenCount"),
+        n(meta, "toolUsePromptTokenCount"),
+    ) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    Some(Counts {
+        input,
+        output,
+        cache_read: n(meta, "cachedContentTokenCount"),
+        cache_write: None,
+        input_excludes_cache: false,
+    })
+}
+
+/// Where each key `name` (quoted) followed by `:` starts its value in `text`.
+fn values_of<'a>(text: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    let finder = memchr::memmem::find_iter(text, name);
+    finder.filter_map(move |at| {
+        // An escaped quote is inside a string, not a key.
+        if at > 0 && text[at - 1] == b'\\' {
+            return None;
+        }
+        let mut i = at + name.len();
+        while i < text.len() && text[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        (text.get(i) == Some(&b':')).then_some(i + 1)
+    })
+}
+
+/// The JSON value starting at `at` (after whitespace), if it is complete there.
+fn value_at(text: &[u8], at: usize) -> Option<Value> {
+    let mut values = serde_json::Deserializer::from_slice(&text[at..]).into_iter::<Value>();
+    values.next()?.ok()
+}
+
+/// What one piece of answer (a JSON answer's kept text, or one event) says.
+#[derive(Debug, Default)]
+struct Scan {
+    counts: Option<Counts>,
+    model: Option<String>,
+}
+
+/// Reads `text` for usage (the last `usage` or `usageMetadata` holding counts) and the model
+/// (the first `model` or `modelVersion` naming one; `last_model`: the last instead).
+fn scan(text: &[u8], anthropic: bool, last_model: bool) -> Scan {
+    let mut out = Scan::default();
+    for (key, gemini) in [
+        (&b"\"usage\""[..], false),
+        (&b"\"usageMetadata\""[..], true),
+    ] {
+        let found: Vec<usize> = values_of(text, key).collect();
+        for at in found.into_iter().rev() {
+            let counts = value_at(text, at).and_then(|v| {
+                if gemini {
+                    gemini_counts(&v)
+                } else {
+                    usage_counts(&v, anthropic)
+                }
+            });
+            if let Some(c) = counts {
+                out.counts = Some(c);
+                break;
+            }
+        }
+        if out.counts.is_some() {
+            break;
+        }
+    }
+    for key in [&b"\"model\""[..], &b"\"modelVersion\""[..]] {
+        let mut names = values_of(text, key)
+            .filter_map(|at| value_at(text, at)?.as_str().map(str::to_owned))
+            .filter(|m| is_model_name(m));
+        let name = if last_model {
+            names.last()
+        } else {
+            names.next()
+        };
+        if name.is_some() {
+            out.model = name;
+            break;
+        }
+    }
+    out
+}
+
+/// A model name worth keeping: short, printable, no controls or bidi overrides.
+pub(crate) fn is_model_name(m: &str) -> bool {
+    !m.is_empty() && keyward_core::ids::is_plain_text(m, 200)
+}
+
+/// How the answer's body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// One JSON document (or Gemini's JSON array of chunks).
+    Json,
+    /// Server-sent events.
+    Events,
+}
+
+/// Reads an answer's bytes as they pass.
+#[derive(Debug)]
+pub(crate) struct Meter {
+    format: Format,
+    anthropic: bool,
+    /// JSON: the first bytes; events: the line being read.
+    head: Vec<u8>,
+    /// JSON: the last bytes seen after the head (a ring would save a copy; this is cut back
+    /// to `TAIL` when it doubles).
+    tail: Vec<u8>,
+    /// Whether JSON bytes were dropped between head and tail.
+    gap: bool,
+    /// Events: the line being read is too long and is skipped to its end.
+    skipping: bool,
+    counts: Option<Counts>,
+    model: Option<String>,
+}
+
+impl Meter {
+    /// A meter of an answer in `format`; `anthropic`: usage in Anthropic's shape.
+    pub(crate) fn new(format: Format, anthropic: bool) -> Self {
+        Self {
+            format,
+            anthropic,
+            head: Vec::new(),
+            tail: Vec::new(),
+            gap: false,
+            skipping: false,
+            counts: None,
+            model: None,
+        }
+    }
+
+    /// Reads the next bytes.
+    pub(crate) fn feed(&mut self, data: &[u8]) {
+        match self.format {
+            Format::Json => self.feed_json(data),
+            Format::Events => self.feed_events(data),
+        }
+    }
+
+    fn feed_json(&mut self, mut data: &[u8]) {
+        if self.head.len() < HEAD {
+            let take = (HEAD - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        if data.is_empty() {
+            return;
+        }
+        self.tail.extend_from_slice(data);
+        if self.tail.len() > 2 * TAIL {
+            let cut = self.tail.len() - TAIL;
+            self.tail.drain(..cut);
+            self.gap = true;
+        }
+    }
+
+    fn feed_events(&mut self, data: &[u8]) {
+        let mut rest = data;
+        while let Some(end) = memchr::memchr(b'\n', rest) {
+            let line = &rest[..end];
+            if self.skipping {
+                self.skipping = false;
+            } else if self.head.is_empty() {
+                self.event_line(line);
+            } else {
+                let mut whole = std::mem::take(&mut self.head);
+                whole.extend_from_slice(line);
+                self.event_line(&whole);
+            }
+            rest = &rest[end + 1..];
+        }
+        if self.skipping || rest.is_empty() {
+            return;
+        }
+        if self.head.len() + rest.len() > MAX_LINE {
+            self.head.clear();
+            self.skipping = true;
+        } else {
+            self.head.extend_from_slice(rest);
+        }
+    }
+
+    fn event_line(&mut self, line: &[u8]) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        // Most events carry neither; only those that name one are parsed.
+        if memchr::memmem::find(data, b"\"usage").is_none()
+            && memchr::memmem::find(data, b"\"model").is_none()
+        {
+            return;
+        }
+        let found = scan(data, self.anthropic, false);
+        self.take(found);
+    }
+
+    fn take(&mut self, found: Scan) {
+        if let Some(c) = found.counts {
+            match &mut self.counts {
+                Some(mine) => mine.merge(c),
+                None => self.counts = Some(c),
+            }
+        }
+        if self.model.is_none() {
+            self.model = found.model;
+        }
+    }
+
+    /// What the whole answer said.
+    pub(crate) fn finish(mut self) -> Reading {
+        match self.format {
+            Format::Json => {
+                let found = if self.gap {
+                    // Usage from the end; the model from the start, or else the end (an
+                    // embeddings answer names it after its data).
+                    let mut from_tail = scan(&self.tail, self.anthropic, true);
+                    let from_head = scan(&self.head, self.anthropic, false);
+                    from_tail.model = from_head.model.or(from_tail.model);
+                    from_tail
+                } else {
+                    let mut whole = std::mem::take(&mut self.head);
+                    whole.extend_from_slice(&self.tail);
+                    scan(&whole, self.anthropic, false)
+                };
+                self.take(found);
+            }
+            Format::Events => {
+                // A last line without its newline.
+                if !self.head.is_empty() && !self.skipping {
+                    let line = std::mem::take(&mut self.head);
+                    self.event_line(&line);
+                }
+            }
+        }
+        Reading {
+            model: self.model,
+            tokens: self.counts.and_then(|c| c.tokens()),
+        }
+    }
+}
+
+/// An answer's body that tells `done` what it read, once, when the body ends, fails or is
+/// dropped (a client that went away mid-stream); every frame passes on as it came.
+pub(crate) struct Metered<B> {
+    inner: B,
+    meter: Option<Meter>,
+    done: Option<Box<dyn FnOnce(Reading, bool) + Send + Sync>>,
+}
+
+impl<B> Metered<B> {
+    /// `done` gets the reading and whether the body reached its end.
+    pub(crate) fn new(
+        inner: B,
+        meter: Meter,
+        done: impl FnOnce(Reading, bool) + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            meter: Some(meter),
+            done: Some(Box::new(done)),
+        }
+    }
+
+    fn end(&mut self, complete: bool) {
+        if let (Some(meter), Some(done)) = (self.meter.take(), self.done.take()) {
+            done(meter.finish(), complete);
+        }
+    }
+}
+
+impl<B> Drop for Metered<B> {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(meter)) = (frame.data_ref(), this.meter.as_mut()) {
+                    meter.feed(data);
+                }
+            }
+            Poll::Ready(None) => this.end(true),
+            Poll::Ready(Some(Err(_))) => this.end(false),
+            Poll::Pending => {}
+        }
+        polled.map(|f| f.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(format: Format, anthropic: bool, chunks: &[&[u8]]) -> Reading {
+        let mut m = Meter::new(format, anthropic);
+        for c in chunks {
+            m.feed(c);
+        }
+        m.finish()
+    }
+
+    /// The same text fed whole and one byte at a time reads the same.
+    fn read_both_ways(format: Format, anthropic: bool, text: &str) -> Reading {
+        let whole = read(format, anthropic, &[text.as_bytes()]);
+        let bytes: Vec<&[u8]> = text.as_bytes().chunks(1).collect();
+        assert_eq!(read(format, anthropic, &bytes), whole, "{text}");
+        whole
+    }
+
+    fn tokens(input: u64, output: u64, cache_read: u64, cache_write: u64) -> Option<Tokens> {
+        Some(Tokens {
+            input,
+            output,
+            cache_read,
+            cache_write,
+        })
+    }
+
+    #[test]
+    fn openai_chat_completion() {
+        let r = read_both_ways(
+            Format::Json,
+            false,
+            r#"{"id":"c","object":"chat.completion","model":"gpt-4o-mini-2024-07-18",
+               "choices":[{"message":{"content":"say \"usage\": {\"prompt_tokens\": 999} \"model\": \"x\""}}],
+               "usage":{"prompt_tokens":1200,"completion_tokens":345,"total_tokens":1545,
+                        "prompt_tokens_details":{"cached_tokens":1024}}}"#,
+        );
+        assert_eq!(r.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        assert_eq!(r.tokens, tokens(1200, 345, 1024, 0));
+    }
+
+    #[test]
+    fn openai_stream_with_its_usage_chunk() {
+        let text = "data: {\"id\":\"c\",\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+                    data: {\"id\":\"c\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
+                    data: [DONE]\n\n";
+        let r = read_both_ways(Format::Events, false, text);
+        assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(r.tokens, tokens(9, 2, 0, 0));
+    }
+
+    #[test]
+    fn a_stream_without_usage_reports_none() {
+        let text = "data: {\"model\":\"gpt-4o\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+        let r = read_both_ways(Format::Events, false, text);
+        assert_eq!(r.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(r.tokens, None);
+    }
+
+    #[test]
+    fn responses_api_answer_and_stream() {
+        let whole = r#"{"id":"resp_1","object":"response","model":"gpt-4.1","output":[],
+            "usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":40},"output_tokens":7,"total_tokens":107}}"#;
+        assert_eq!(
+            read_both_ways(Format::Json, false, whole).tokens,
+            tokens(100, 7, 40, 0)
+        );
+        let stream = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-4.1\",\"usage\":null}}\n\n\
+                      event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
+                      event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"model\":\"gpt-4.1\",\"usage\":{\"input_tokens\":100,\"output_tokens\":7}}}\n\n";
+        let r = read_both_ways(Format::Events, false, stream);
+        assert_eq!(r.model.as_deref(), Some("gpt-4.1"));
+        assert_eq!(r.tokens, tokens(100, 7, 0, 0));
+    }
+
+    #[test]
+    fn anthropic_message_counts_cache_reads_and_writes_as_input() {
+        let whole = r#"{"id":"msg","type":"message","model":"claude-sonnet-4-20250514","content":[{"type":"text","text":"Hi"}],
+            "usage":{"input_tokens":10,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"output_tokens":50}}"#;
+        let r = read_both_ways(Format::Json, true, whole);
+        assert_eq!(r.model.as_deref(), Some("claude-sonnet-4-20250514"));
+        assert_eq!(r.tokens, tokens(3210, 50, 3000, 200));
+    }
+
+    #[test]
+    fn anthropic_stream_takes_input_from_the_start_and_output_from_the_last_delta() {
+        let text = "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":5,\"cache_creation_input_tokens\":0,\"output_tokens\":1}}}\r\n\r\n\
+                    event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\r\n\r\n\
+                    event: message_delta\r\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\r\n\r\n\
+                    event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
+        let r = read_both_ways(Format::Events, true, text);
+        assert_eq!(r.model.as_deref(), Some("claude-x"));
+        assert_eq!(r.tokens, tokens(30, 15, 5, 0));
+    }
+
+    #[test]
+    fn gemini_answer_array_and_events() {
+        let whole = r#"{"candidates":[{"content":{"parts":[{"text":"Hi"}]}}],
+            "usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":3,"thoughtsTokenCount":4,"cachedContentTokenCount":8,"totalTokenCount":19},
+            "modelVersion":"gemini-2.5-flash"}"#;
+        let r = read_both_ways(Format::Json, false, whole);
+        assert_eq!(r.model.as_deref(), Some("gemini-2.5-flash"));
+        assert_eq!(r.tokens, tokens(12, 7, 8, 0));
+        // streamGenerateContent without alt=sse: an array whose chunks count cumulatively.
+        let array = r#"[{"candidates":[],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":1},"modelVersion":"gemini-x"},
+                        {"candidates":[],"usageMetadata":{"promptTokenCount":12,"candidatesTokenCount":6},"modelVersion":"gemini-x"}]"#;
+        assert_eq!(
+            read_both_ways(Format::Json, false, array).tokens,
+            tokens(12, 6, 0, 0)
+        );
+        let events = "data: {\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":1},\"modelVersion\":\"gemini-x\"}\r\n\r\n\
+                      data: {\"usageMetadata\":{\"promptTokenCount\":12,\"candidatesTokenCount\":6},\"modelVersion\":\"gemini-x\"}\r\n\r\n";
+        let r = read_both_ways(Format::Events, false, events);
+        assert_eq!(
+            (r.model.as_deref(), r.tokens),
+            (Some("gemini-x"), tokens(12, 6, 0, 0))
+        );
+    }
+
+    #[test]
+    fn a_large_embeddings_answer_is_read_from_its_ends() {
+        let vector = vec!["0.0123456"; 200_000].join(",");
+        let text = format!(
+            r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[{vector}]}}],
+               "model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#
+        );
+        let chunks: Vec<&[u8]> = text.as_bytes().chunks(16 * 1024).collect();
+        let mut m = Meter::new(Format::Json, false);
+        for c in &chunks {
+            m.feed(c);
+        }
+        assert!(m.head.len() + m.tail.len() <= HEAD + 2 * TAIL);
+        let r = m.finish();
+        assert_eq!(r.model.as_deref(), Some("text-embedding-3-small"));
+        assert_eq!(r.tokens, tokens(8, 0, 0, 0));
+    }
+
+    #[test]
+    fn an_answer_without_usage_or_with_a_hostile_model_name_reports_neither() {
+        let r = read_both_ways(Format::Json, false, r#"{"object":"list","data":[]}"#);
+        assert_eq!(r, Reading::default());
+        let r = read_both_ways(
+            Format::Json,
+            false,
+            "{\"model\":\"gpt\\u202e-4o\",\"usage\":{\"prompt_tokens\":1}}",
+        );
+        assert_eq!(r.model, None);
+        assert_eq!(r.tokens, tokens(1, 0, 0, 0));
+    }
+
+    #[test]
+    fn an_overlong_event_line_is_skipped_not_kept() {
+        let mut m = Meter::new(Format::Events, false);
+        m.feed(b"data: {\"model\":\"a\",");
+        m.feed(&vec![b'x'; MAX_LINE + 10]);
+        assert!(m.head.is_empty());
+        m.feed(b"\"usage\":{\"prompt_tokens\":1}}\n\ndata: {\"model\":\"b\",\"usage\":{\"prompt_tokens\":2}}\n\n");
+        let r = m.finish();
+        assert_eq!(
+            (r.model.as_deref(), r.tokens),
+            (Some("b"), tokens(2, 0, 0, 0))
+        );
+    }
+}
