@@ -80,6 +80,8 @@ pub(crate) enum Op {
     ReadUsage,
     /// Read the prices spend is reckoned at.
     ListPrices,
+    /// Set or delete a budget or limit.
+    WriteBudget,
     /// Import prices (for every organization).
     ImportPrices,
     /// Read what the gateway serves (targets, credentials set aside).
@@ -123,6 +125,7 @@ impl Op {
             Op::VerifyEvents,
             Op::ReadUsage,
             Op::ListPrices,
+            Op::WriteBudget,
             Op::ImportPrices,
             Op::GatewayStatus,
             Op::ReloadGateway,
@@ -161,7 +164,8 @@ pub(crate) fn roles(op: Op) -> &'static [Role] {
         | Op::ListTokens
         | Op::RevokeToken
         | Op::CreateGatewayToken
-        | Op::RevokeGatewayToken => &[OrgAdmin],
+        | Op::RevokeGatewayToken
+        | Op::WriteBudget => &[OrgAdmin],
         Op::CreateToken(role) if role != Role::Admin => &[OrgAdmin],
         Op::CreateToken(_)
         | Op::CreateOrg
@@ -405,7 +409,8 @@ mod tests {
             | Op::ListTokens
             | Op::RevokeToken
             | Op::CreateGatewayToken
-            | Op::RevokeGatewayToken => role == Role::OrgAdmin,
+            | Op::RevokeGatewayToken
+            | Op::WriteBudget => role == Role::OrgAdmin,
             Op::CreateToken(made) => role == Role::OrgAdmin && made != Role::Admin,
             Op::CreateOrg
             | Op::SetEnvFallback

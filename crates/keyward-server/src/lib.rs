@@ -22,7 +22,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
-pub use ops::spend::parse_instant;
+pub use ops::spend::{parse_instant, parse_usd};
 mod routes;
 mod tls;
 mod ui;
@@ -190,6 +190,38 @@ impl AppState {
         }
     }
 
+    /// Reports this replica's spending of every budget it holds a lease of, and sends the
+    /// alerts that crossed.
+    pub async fn report_budgets(&self) {
+        let alerts = self
+            .shared
+            .gateway
+            .budgets
+            .report_all(self.vault.serving())
+            .await;
+        gateway::send_alerts(alerts);
+    }
+
+    /// Reads what the gateway needs before it serves: the operator's prices and the budgets
+    /// (until the budgets are read, budgeted requests get 503 rather than going unbudgeted).
+    async fn load_at_start(&self) {
+        self.refresh_prices(true).await;
+        self.reload_budgets().await;
+    }
+
+    /// Reads the budgets' definitions again.
+    pub async fn reload_budgets(&self) {
+        if let Err(e) = self
+            .shared
+            .gateway
+            .budgets
+            .reload(self.vault.serving())
+            .await
+        {
+            tracing::warn!(error = %e, "cannot read the budgets; the ones read before stay in use");
+        }
+    }
+
     /// Reads the operator's prices again if another process (or this one) changed them.
     pub async fn refresh_prices(&self, force: bool) {
         if let Err(e) = self
@@ -221,13 +253,22 @@ impl AppState {
             // PRICES_EVERY (an import through another replica shows within that).
             let mut prices = tokio::time::interval(PRICES_EVERY);
             prices.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Budgets are read at start and every DEFS_EVERY; this replica's spending is
+            // reported with each flush.
+            let mut budgets = tokio::time::interval(gateway::budgets::DEFS_EVERY);
+            budgets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => state.flush_usage().await,
+                    _ = tick.tick() => {
+                        state.flush_usage().await;
+                        state.report_budgets().await;
+                    }
                     _ = prices.tick() => state.refresh_prices(false).await,
+                    _ = budgets.tick() => state.reload_budgets().await,
                     _ = &mut stopped => break,
                 }
             }
+            state.report_budgets().await;
             state.flush_usage().await;
         });
         UsageWriter { stop, task }
@@ -419,6 +460,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.load_at_start().await;
     let writer = state.spawn_usage_writer();
     let listener = NoDelayListener(listener);
     let served = axum::serve(
@@ -485,6 +527,7 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     // Served over TLS: the console's cookie goes over TLS only.
     let state = state.rebuilt(|s| s.secure_cookies = true);
+    state.load_at_start().await;
     let writer = state.spawn_usage_writer();
     let served = axum::serve(
         TlsListener::new(listener, tls)?,

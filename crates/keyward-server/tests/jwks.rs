@@ -409,6 +409,8 @@ async fn a_workload_token_uses_the_gateway_as_its_rule_allows() {
         }
     };
     let token = signer.sign(&claims());
+    // The rate below counts one calendar minute.
+    keyward_testkit::room_in_this_minute(Duration::from_secs(20)).await;
     let ok = call(token.clone(), "openai").await;
     assert_eq!(ok.status(), 200);
     let seen = mock.last();

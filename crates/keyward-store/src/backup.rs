@@ -25,7 +25,7 @@ use crate::{Vault, VaultError};
 
 /// The tables a backup holds, in the order they are restored (what a row refers to first).
 /// Console sessions are not kept: after a restore, people sign in again.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 15] = [
     "organizations",
     "master_keys",
     "vault_keys",
@@ -37,6 +37,8 @@ const TABLES: [&str; 13] = [
     "usage_hourly",
     "spend_hourly",
     "model_prices",
+    "budgets",
+    "budget_periods",
     "audit_events",
     "audit_head",
 ];

@@ -108,6 +108,11 @@ fn migrator() -> Migrator {
         ),
         migration(17, "sso", include_str!("../migrations/0017_sso.sql")),
         migration(18, "spend", include_str!("../migrations/0018_spend.sql")),
+        migration(
+            19,
+            "budgets",
+            include_str!("../migrations/0019_budgets.sql"),
+        ),
     ])
 }
 

@@ -34,6 +34,12 @@ pub struct GatewayTokenView {
     pub providers: Vec<String>,
     /// Requests per minute it may make; `None` for no limit.
     pub rpm: Option<i64>,
+    /// Tokens per minute it may use (input and output); `None` for no limit.
+    #[serde(default)]
+    pub tpm: Option<i64>,
+    /// Models it may ask for: names, or patterns with `*`; empty means any.
+    #[serde(default)]
+    pub models: Vec<String>,
     /// Creation time.
     pub created_at: Millis,
     /// Who created it.
@@ -53,9 +59,50 @@ impl GatewayTokenView {
     pub fn allows(&self, provider: &Provider) -> bool {
         self.providers.is_empty() || self.providers.iter().any(|p| p == provider.id)
     }
+
+    /// Whether it may ask for `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|p| glob(p, model))
+    }
 }
 
-const COLUMNS: &str = "id, org, name, prefix, providers, rpm, created_at, created_by, expires_at, revoked_at, last_used_at";
+/// Whether `text` matches `pattern`, where `*` stands for any run of characters (and nothing
+/// else is special): `gpt-4o*`, `claude-*-4*`, `*`.
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Checks a model allow-list: names or patterns of printable characters.
+pub(crate) fn check_models(models: &[String]) -> Result<(), VaultError> {
+    if models.len() > 100
+        || models
+            .iter()
+            .any(|m| !keyward_core::ids::is_plain_text(m, 200) || m.contains(','))
+    {
+        return Err(VaultError::InvalidInput(
+            "a model allow-list has at most 100 names or patterns (`*` for any run of characters), of printable characters without commas".into(),
+        ));
+    }
+    Ok(())
+}
+
+const COLUMNS: &str = "id, org, name, prefix, providers, rpm, tpm, models, created_at, created_by, expires_at, revoked_at, last_used_at";
 
 fn view(row: &AnyRow) -> Result<GatewayTokenView, VaultError> {
     let org: String = row.try_get("org")?;
@@ -73,6 +120,13 @@ fn view(row: &AnyRow) -> Result<GatewayTokenView, VaultError> {
             .map(str::to_owned)
             .collect(),
         rpm: row.try_get("rpm")?,
+        tpm: row.try_get("tpm")?,
+        models: row
+            .try_get::<String, _>("models")?
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
         created_at: Millis(row.try_get("created_at")?),
         created_by: row.try_get("created_by")?,
         expires_at,
@@ -171,6 +225,56 @@ impl Vault {
         rows.iter().map(view).collect()
     }
 
+    /// Changes what a gateway token may do: the models it may ask for (`Some(vec![])`: any),
+    /// its requests and tokens per minute (`Some(None)`: no limit). Audited.
+    pub async fn update_gateway_token(
+        &self,
+        id: &str,
+        models: Option<Vec<String>>,
+        rpm: Option<Option<i64>>,
+        tpm: Option<Option<i64>>,
+        actor: &str,
+    ) -> Result<GatewayTokenView, VaultError> {
+        let current = self.get_gateway_token(id).await?;
+        if let Some(m) = &models {
+            check_models(m)?;
+        }
+        for (what, v) in [("rpm", rpm.flatten()), ("tpm", tpm.flatten())] {
+            if v.is_some_and(|r| !(1..=1_000_000_000).contains(&r)) {
+                return Err(VaultError::InvalidInput(format!(
+                    "{what} must be between 1 and 1000000000"
+                )));
+            }
+        }
+        let models = models.unwrap_or_else(|| current.models.clone());
+        let rpm = rpm.unwrap_or(current.rpm);
+        let tpm = tpm.unwrap_or(current.tpm);
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE gateway_tokens SET models = $1, rpm = $2, tpm = $3 WHERE id = $4")
+            .bind(models.join(","))
+            .bind(rpm)
+            .bind(tpm)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        self.append_event(
+            &mut tx,
+            NewEvent::new(
+                actor,
+                Category::SecretManagement,
+                "update",
+                format!("gateway_token:{id}"),
+            )
+            .org(Some(current.org.as_str()))
+            .details(json!({ "name": current.name, "models": models, "rpm": rpm, "tpm": tpm })),
+        )
+        .await?;
+        self.commit(tx, "gateway token", id).await?;
+        // Checked tokens are cached with what they may do: look them up again.
+        self.changed(Change::TokenRevoked).await;
+        self.get_gateway_token(id).await
+    }
+
     /// Revokes a gateway token.
     pub async fn revoke_gateway_token(
         &self,
@@ -220,5 +324,28 @@ impl Vault {
             return Ok(None);
         }
         Ok(Some(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob;
+
+    #[test]
+    fn model_patterns() {
+        for (p, t, want) in [
+            ("gpt-4o", "gpt-4o", true),
+            ("gpt-4o", "gpt-4o-mini", false),
+            ("gpt-4o*", "gpt-4o-mini", true),
+            ("gpt-4o*", "gpt-4", false),
+            ("*", "anything", true),
+            ("claude-*-4*", "claude-sonnet-4-20250514", true),
+            ("claude-*-4*", "claude-3-haiku", false),
+            ("*mini", "gpt-4o-mini", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+        ] {
+            assert_eq!(glob(p, t), want, "{p} ~ {t}");
+        }
     }
 }

@@ -17,6 +17,7 @@
 mod actor;
 mod audit;
 mod backup;
+mod budgets;
 mod cache;
 mod changes;
 mod commit;
@@ -44,6 +45,9 @@ use sqlx::AnyPool;
 pub use actor::as_person;
 pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
 pub use backup::{BackupHeader, master_keys_in_backup};
+pub use budgets::{
+    Budget, BudgetScope, LEASE_TTL_MS, LeaseGrant, LeaseReport, Metric, NewBudget, Period,
+};
 pub use creds::{CredentialSort, check_secret};
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};

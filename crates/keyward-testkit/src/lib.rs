@@ -86,11 +86,23 @@ impl PgSchema {
             .expect("KEYWARD_TEST_DATABASE_URL must point at a running PostgreSQL")
     }
 
+    /// Runs `sql` on the server; a deadlock (servers of the test still writing in the schema
+    /// being dropped) is tried again, up to five times.
     async fn execute(&self, sql: &str) {
         let pool = self.admin_pool().await;
-        pool.execute(AssertSqlSafe(sql.to_owned()))
-            .await
-            .expect("schema statement");
+        let mut tries = 0;
+        loop {
+            match pool.execute(AssertSqlSafe(sql.to_owned())).await {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("40P01") && tries < 5 =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("schema statement: {e:?}"),
+            }
+        }
         pool.close().await;
     }
 
@@ -135,4 +147,19 @@ impl PgSchema {
 /// Whether `needle` occurs anywhere in `hay`.
 pub fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Waits, if need be, until at least `room` is left in the current calendar minute (UTC): the
+/// gateway's per-minute limits count calendar minutes, and a test that counts on one minute
+/// must not straddle two.
+pub async fn room_in_this_minute(room: std::time::Duration) {
+    let now = keyward_core::Millis::now().0;
+    let left = 60_000 - now.rem_euclid(60_000);
+    let room = i64::try_from(room.as_millis()).unwrap_or(60_000);
+    if left < room {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            u64::try_from(left + 50).unwrap_or(0),
+        ))
+        .await;
+    }
 }

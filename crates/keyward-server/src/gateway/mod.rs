@@ -24,8 +24,10 @@
 //! keys: a config variable, the environment, Vault KV) and `reload` (loading it),
 //! `usage` (the usage counters) and `metrics` (the gateway's other counters).
 
+mod allowance;
 mod answers;
 mod body;
+pub(crate) mod budgets;
 mod candidates;
 mod cooldown;
 mod guard;
@@ -54,6 +56,7 @@ use keyward_core::{CredentialId, PROVIDERS, Provider};
 use serde_json::json;
 
 use crate::AppState;
+pub(crate) use allowance::send_alerts;
 use answers::provider_error;
 use candidates::{Served, Upstream};
 use cooldown::Trouble;
@@ -123,7 +126,8 @@ pub(crate) struct Gateway {
     client: HttpsClient,
     options: GatewayOptions,
     tokens: Mutex<TokenCache>,
-    windows: Mutex<HashMap<String, (Instant, i64)>>,
+    /// Budgets and limits, held across replicas by leases.
+    pub(crate) budgets: budgets::Budgets,
     /// Credentials set aside until the instant given; an entry stays after it expires until the
     /// credential serves a request again, which is then recorded as its recovery.
     cooling: Mutex<HashMap<CredentialId, (Instant, Trouble)>>,
@@ -178,7 +182,7 @@ impl Gateway {
             client,
             options,
             tokens: Mutex::default(),
-            windows: Mutex::default(),
+            budgets: budgets::Budgets::default(),
             cooling: Mutex::default(),
             targets: RwLock::default(),
             last_load: Mutex::default(),
@@ -260,6 +264,10 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     if let Some(r) = refusal(&state, provider, &view) {
         return r;
     }
+    let (body, ticket) = match allowed(&state, provider, &view, &parts, body, 2).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
 
     // The organization's keys, in its strategy's order, from the resolution cache; keys
     // cooling down go last.
@@ -269,7 +277,31 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     };
     let mut upstreams = candidates::upstreams(&state, provider, &view, &candidates);
     state.shared.gateway.order_by_health(&mut upstreams);
-    proxy(&state, provider, &view, upstreams, parts, body, 2).await
+    proxy(&state, provider, &view, upstreams, parts, body, 2, ticket).await
+}
+
+/// What must hold before any provider is contacted, past the token's own provider allow-list:
+/// the model its allow-list names, and room in every budget and limit the request falls
+/// under. The body, read if the model had to be looked for in it, and the request's holds.
+async fn allowed(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &keyward_store::GatewayTokenView,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    skip: usize,
+) -> Result<(Body, budgets::Ticket), Response> {
+    let path = raw_tail(parts.uri.path(), skip);
+    let body = allowance::check_model(provider, view, &parts.method, path, body).await?;
+    let mut ticket = budgets::Ticket::default();
+    let Some(limits) = state.shared.gateway.budgets.for_token(view) else {
+        return Err(answers::store_unavailable(
+            provider,
+            "the gateway has not read its budgets yet: its store is unavailable",
+        ));
+    };
+    allowance::admit(state, provider, view, &limits, &mut ticket).await?;
+    Ok((body, ticket))
 }
 
 /// `ANY /gateway/t/{target}/{*path}`: a static target of the config file.
@@ -308,12 +340,26 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
     if let Some(r) = refusal(&state, provider, &view) {
         return r;
     }
+    let (body, ticket) = match allowed(&state, provider, &view, &parts, body, 3).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let upstream = Upstream {
         base: &target.base_url,
         key: target.key.as_ref(),
         served: Served::Target(&target),
     };
-    proxy(&state, provider, &view, vec![upstream], parts, body, 3).await
+    proxy(
+        &state,
+        provider,
+        &view,
+        vec![upstream],
+        parts,
+        body,
+        3,
+        ticket,
+    )
+    .await
 }
 
 /// `path` without its leading slash and its first `skip` segments.

@@ -28,6 +28,8 @@ pub(super) struct Bill {
     pub(super) org: OrgId,
     pub(super) token: String,
     pub(super) method: Method,
+    /// What the request holds of its budgets, settled with what the answer cost.
+    pub(super) ticket: super::budgets::Ticket,
 }
 
 /// `response`, which `up` gave, as the client gets it (`version`: our connection's).
@@ -102,11 +104,18 @@ pub(super) fn relay(
             let served_id = id.to_owned();
             let provider_id = provider.id;
             let metered = Metered::new(body, meter, move |reading, _ended| {
-                let gw = &bill.gateway;
-                gw.usage.spent(
+                let Bill {
+                    gateway: gw,
+                    org,
+                    token,
+                    ticket,
+                    ..
+                } = bill;
+                let tokens = reading.tokens.map(|t| t.input.saturating_add(t.output));
+                let cost = gw.usage.spent(
                     Answer {
-                        org: &bill.org,
-                        token: &bill.token,
+                        org: &org,
+                        token: &token,
                         served: (kind, &served_id),
                         provider: provider_id,
                         reading,
@@ -114,6 +123,7 @@ pub(super) fn relay(
                     &gw.prices(),
                     gw.options().metrics_by_org,
                 );
+                ticket.settle(cost, tokens);
             });
             Response::from_parts(head, Body::new(metered))
         }

@@ -1,6 +1,6 @@
 //! The gateway token: found in whichever header the client's SDK sends it in, checked through
 //! an in-process cache (or, while the store is away, a staler one), failures slowed down per
-//! address, then the token's provider allow-list and per-minute limit.
+//! address, then the token's provider allow-list.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,20 +142,6 @@ impl Gateway {
         }
         Ok(found)
     }
-
-    /// Counts a request against the token's per-minute limit; false when over it.
-    fn within_rate(&self, token: &GatewayTokenView) -> bool {
-        let Some(rpm) = token.rpm else { return true };
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = windows
-            .entry(token.id.clone())
-            .or_insert((Instant::now(), 0));
-        if entry.0.elapsed() >= Duration::from_secs(60) {
-            *entry = (Instant::now(), 0);
-        }
-        entry.1 += 1;
-        entry.1 <= rpm
-    }
 }
 /// Checks the client's gateway token: its view, or the answer to give (in `provider`'s shape).
 /// An address that keeps presenting bad tokens is slowed down like one guessing API tokens
@@ -283,33 +269,22 @@ pub(super) async fn authenticate(
     Err(provider_error(provider, StatusCode::UNAUTHORIZED, why))
 }
 
-/// Whether the token's request may go to `provider`: its provider allow-list, then its
-/// per-minute window (counted only here, once the request is one it may make). `Some` is the
-/// refusal to answer with.
+/// Whether the token's request may go to `provider` (its provider allow-list; its per-minute
+/// limits are budgets, `allowance`). `Some` is the refusal to answer with.
 pub(super) fn refusal(
     state: &AppState,
     provider: &'static Provider,
     view: &GatewayTokenView,
 ) -> Option<Response> {
     let gw = &state.shared.gateway;
-    let refused = if !view.allows(provider) {
-        provider_error(
-            provider,
-            StatusCode::FORBIDDEN,
-            &format!("this gateway token may not use {}", provider.id),
-        )
-    } else if !gw.within_rate(view) {
-        let mut r = provider_error(
-            provider,
-            StatusCode::TOO_MANY_REQUESTS,
-            "this gateway token's requests-per-minute limit is reached",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-        r
-    } else {
+    if view.allows(provider) {
         return None;
-    };
+    }
+    let refused = provider_error(
+        provider,
+        StatusCode::FORBIDDEN,
+        &format!("this gateway token may not use {}", provider.id),
+    );
     gw.usage.record(
         UsageSubject::GatewayToken,
         &view.id,

@@ -8,7 +8,9 @@ use axum::response::Response;
 use keyward_core::{OrgId, Provider};
 use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject};
 
+use super::allowance;
 use super::answers::{body_fault_answer, provider_error};
+use super::budgets::Ticket;
 use super::candidates::{Served, Upstream};
 use super::cooldown::KeyHealth;
 use super::headers::{auth_header, outgoing_headers};
@@ -18,6 +20,7 @@ use super::{Gateway, MAX_BODY, body, guard, raw_tail};
 use crate::AppState;
 
 /// [`try_upstreams`], counted against the gateway token with the status its client gets.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn proxy(
     state: &AppState,
     provider: &'static Provider,
@@ -26,8 +29,9 @@ pub(super) async fn proxy(
     parts: axum::http::request::Parts,
     body: Body,
     skip: usize,
+    ticket: Ticket,
 ) -> Response {
-    let response = try_upstreams(state, provider, view, upstreams, parts, body, skip).await;
+    let response = try_upstreams(state, provider, view, upstreams, parts, body, skip, ticket).await;
     state.shared.gateway.usage.record(
         UsageSubject::GatewayToken,
         &view.id,
@@ -40,7 +44,9 @@ pub(super) async fn proxy(
 
 /// Sends the request to each upstream in turn until one answers: on 401/403 the key is marked
 /// failing and the request goes once more to the next; on 429 the key cools down for
-/// Retry-After and the next is tried; when no connection can be made the next is tried.
+/// Retry-After and the next is tried; when no connection can be made the next is tried. A
+/// credential whose own budget is spent is passed over.
+#[allow(clippy::too_many_arguments)]
 async fn try_upstreams(
     state: &AppState,
     provider: &'static Provider,
@@ -49,6 +55,7 @@ async fn try_upstreams(
     parts: axum::http::request::Parts,
     body: Body,
     skip: usize,
+    mut ticket: Ticket,
 ) -> Response {
     let gw = &state.shared.gateway;
 
@@ -85,6 +92,17 @@ async fn try_upstreams(
     for (i, up) in upstreams.into_iter().enumerate() {
         let more = i + 1 < total;
         let (subject, served_id) = up.served.usage_subject();
+        // The credential's own budget, held for this try only.
+        let mut try_ticket = Ticket::default();
+        if let Served::Credential(id) = &up.served {
+            let limits = gw.budgets.for_credential(id.as_str());
+            if let Err(refused) =
+                allowance::admit(state, provider, view, &limits, &mut try_ticket).await
+            {
+                last = Some(refused);
+                continue;
+            }
+        }
         let url = upstream_url(up.base, path, &query);
         // The last try takes the headers; earlier ones copy them.
         let mut headers = if more {
@@ -135,11 +153,13 @@ async fn try_upstreams(
         {
             continue;
         }
+        ticket.absorb(try_ticket);
         let bill = Bill {
             gateway: gw.clone(),
             org: view.org.clone(),
             token: view.id.clone(),
             method: parts.method.clone(),
+            ticket,
         };
         return relay(
             response,

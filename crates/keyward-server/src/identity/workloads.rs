@@ -332,6 +332,8 @@ impl Workloads {
                 prefix: String::new(),
                 providers: g.providers.clone(),
                 rpm: g.rpm,
+                tpm: None,
+                models: Vec::new(),
                 created_at: now,
                 created_by: format!("workload rule {}", rule.name),
                 expires_at: exp,

@@ -122,3 +122,126 @@ mod tests {
         assert!(parse_instant("", now).is_err());
     }
 }
+
+/// A budget with its current period's spending.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct BudgetStatus {
+    /// The budget.
+    #[serde(flatten)]
+    pub(crate) budget: keyward_store::Budget,
+    /// When the current period started, in milliseconds since the epoch.
+    pub(crate) period_start: Millis,
+    /// When it starts again (`None`: never).
+    pub(crate) resets_at: Option<Millis>,
+    /// Spent in the current period, as the replicas last reported it (within about a second).
+    pub(crate) spent: u64,
+    /// What is left of the limit.
+    pub(crate) remaining: u64,
+    /// `spent` as a percentage of the limit.
+    pub(crate) percent: u64,
+}
+
+/// An organization's budgets and limits, with what their current periods spent.
+pub(crate) async fn budgets(
+    state: &AppState,
+    p: &Principal,
+    org: &OrgId,
+) -> Result<Vec<BudgetStatus>, ApiError> {
+    let grant = allow_on(p, Op::ReadUsage, On::Org(org))?;
+    listed(state, &grant).await?;
+    let list = vault(state, &grant).list_budgets(Some(org)).await?;
+    let now = Millis::now();
+    let keys: Vec<(String, i64)> = list
+        .iter()
+        .map(|b| (b.id.clone(), b.period.start(now)))
+        .collect();
+    let spent = vault(state, &grant).budget_spent(&keys).await?;
+    Ok(list
+        .into_iter()
+        .map(|b| {
+            let start = b.period.start(now);
+            let s = spent.get(&b.id).copied().unwrap_or(0);
+            BudgetStatus {
+                period_start: Millis(start),
+                resets_at: b.period.end(start).map(Millis),
+                spent: s,
+                remaining: b.amount.saturating_sub(s),
+                percent: u64::try_from(u128::from(s) * 100 / u128::from(b.amount.max(1)))
+                    .unwrap_or(u64::MAX),
+                budget: b,
+            }
+        })
+        .collect())
+}
+
+/// Sets a budget or limit (org_admin of its organization, or admin), and applies it at once on
+/// this server (within `DEFS_EVERY` on the others).
+pub(crate) async fn set_budget(
+    state: &AppState,
+    p: &Principal,
+    new: &keyward_store::NewBudget,
+) -> Result<keyward_store::Budget, ApiError> {
+    let grant = allow_on(p, Op::WriteBudget, On::Org(&new.org))?;
+    let b = vault(state, &grant).set_budget(new, grant.actor()).await?;
+    state.reload_budgets().await;
+    Ok(b)
+}
+
+/// Deletes one of an organization's budgets.
+pub(crate) async fn delete_budget(
+    state: &AppState,
+    p: &Principal,
+    org: &OrgId,
+    id: &str,
+) -> Result<keyward_store::Budget, ApiError> {
+    let grant = allow_on(p, Op::WriteBudget, On::Org(org))?;
+    super::plain_id("budget id", id)?;
+    let b = vault(state, &grant).get_budget(id).await;
+    match b {
+        Ok(b) if b.org == *org => {}
+        Ok(_) | Err(keyward_store::VaultError::NotFound(_)) => {
+            return Err(ApiError::NotFound(format!("budget {id} not found")));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let b = vault(state, &grant)
+        .delete_budget(id, grant.actor())
+        .await?;
+    state.reload_budgets().await;
+    Ok(b)
+}
+
+/// Dollars as micro-dollars: `5`, `5.25`, `0.000001` (at most six decimals).
+pub fn parse_usd(s: &str) -> Result<u64, String> {
+    let s = s.trim().trim_start_matches('$');
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || (!frac.is_empty() && !digits(frac)) || frac.len() > 6 {
+        return Err(format!(
+            "{} is not an amount of dollars (like 5 or 12.50, at most six decimals)",
+            keyward_core::secret_like::shown(s)
+        ));
+    }
+    let whole: u64 = whole.parse().map_err(|_| "too many dollars".to_owned())?;
+    let frac: u64 = format!("{frac:0<6}").parse().unwrap_or(0);
+    whole
+        .checked_mul(1_000_000)
+        .and_then(|w| w.checked_add(frac))
+        .ok_or_else(|| "too many dollars".to_owned())
+}
+
+#[cfg(test)]
+mod usd_tests {
+    use super::parse_usd;
+
+    #[test]
+    fn dollars_as_micro_dollars() {
+        assert_eq!(parse_usd("5"), Ok(5_000_000));
+        assert_eq!(parse_usd("$12.50"), Ok(12_500_000));
+        assert_eq!(parse_usd("0.000001"), Ok(1));
+        assert!(parse_usd("1.0000001").is_err());
+        assert!(parse_usd("-1").is_err());
+        assert!(parse_usd("1e3").is_err());
+        assert!(parse_usd("").is_err());
+    }
+}

@@ -129,6 +129,29 @@ pub(crate) async fn create_gateway(
         .await?)
 }
 
+/// Changes what a gateway token may do (its models, requests and tokens per minute): by an
+/// admin, or its organization's org_admin.
+pub(crate) async fn update_gateway(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    models: Option<Vec<String>>,
+    rpm: Option<Option<i64>>,
+    tpm: Option<Option<i64>>,
+) -> Result<GatewayTokenView, ApiError> {
+    plain_id("gateway token id", id)?;
+    let (token, grant) = checked(
+        p,
+        Op::CreateGatewayToken,
+        lookup(state).get_gateway_token(id).await,
+        |t: &GatewayTokenView| &t.org,
+        || ApiError::NotFound(format!("gateway token {id} not found")),
+    )?;
+    Ok(vault(state, &grant)
+        .update_gateway_token(&token.id, models, rpm, tpm, grant.actor())
+        .await?)
+}
+
 /// Revokes a gateway token: by an admin, or its organization's org_admin.
 pub(crate) async fn revoke_gateway(
     state: &AppState,

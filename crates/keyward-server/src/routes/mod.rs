@@ -64,7 +64,10 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::tokens_list, v1::tokens_create))
         .routes(routes!(v1::tokens_revoke))
         .routes(routes!(v1::gateway_tokens_list, v1::gateway_tokens_create))
-        .routes(routes!(v1::gateway_tokens_revoke))
+        .routes(routes!(
+            v1::gateway_tokens_revoke,
+            v1::gateway_tokens_update
+        ))
         .routes(routes!(v1::master_key_status))
         .routes(routes!(v1::master_key_rotate))
         .routes(routes!(v1::sessions_list))
@@ -76,6 +79,8 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::usage))
         .routes(routes!(spend::spend))
         .routes(routes!(spend::prices_list))
+        .routes(routes!(spend::budgets_list, spend::budgets_set))
+        .routes(routes!(spend::budgets_delete))
         // A price import may be LiteLLM's whole file.
         .merge(
             OpenApiRouter::new()

@@ -180,3 +180,136 @@ pub(super) async fn prices_import(
     let imported = spend::import_prices(&state, &caller.0, &prices, body.replace, source).await?;
     Ok(Json(PricesImported { imported, skipped }))
 }
+
+/// An organization's budgets and limits.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct BudgetsAnswer {
+    /// Each with what its current period spent.
+    budgets: Vec<spend::BudgetStatus>,
+}
+
+/// `GET /api/v1/orgs/{org}/budgets`: the organization's budgets and limits, with what their
+/// current periods spent (as the replicas last reported, within about a second).
+#[utoipa::path(get, path = "/api/v1/orgs/{organization_id}/budgets", tag = "gateway", params(("organization_id" = String, Path, description = "an organization's slug")), responses((status = 200, description = "Budgets and limits", body = BudgetsAnswer)))]
+pub(super) async fn budgets_list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+) -> Result<Json<BudgetsAnswer>, ApiError> {
+    let org = parse_org(&org)?;
+    Ok(Json(BudgetsAnswer {
+        budgets: spend::budgets(&state, &caller.0, &org).await?,
+    }))
+}
+
+/// A budget or limit to set. Money (`limit_usd`) is budgeted by `day`, `week`, `month` (the
+/// default) or `none`; `rpm` and `tpm` are limits per calendar minute. Give one of the three.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetSet {
+    /// What it caps: `org` (the default), `gateway_token` or `credential`.
+    #[serde(default)]
+    scope: Option<keyward_store::BudgetScope>,
+    /// The gateway token's or credential's id.
+    #[serde(default)]
+    id: Option<String>,
+    /// A budget in dollars (a number or a string such as "5.00").
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    limit_usd: Option<serde_json::Value>,
+    /// Its period: `day`, `week`, `month` or `none`.
+    #[serde(default)]
+    period: Option<String>,
+    /// Requests per minute.
+    #[serde(default)]
+    rpm: Option<u64>,
+    /// Tokens (input and output) per minute.
+    #[serde(default)]
+    tpm: Option<u64>,
+    /// Percentages of a budget at which an alert goes out (default 50, 80, 100).
+    #[serde(default)]
+    alerts: Option<Vec<u8>>,
+    /// Where alerts are POSTed as JSON.
+    #[serde(default)]
+    webhook: Option<String>,
+}
+
+/// `POST /api/v1/orgs/{org}/budgets`: sets a budget or limit (replacing the one of the same
+/// scope, kind and period). Org admins of the organization, and admins. Audited.
+#[utoipa::path(post, path = "/api/v1/orgs/{organization_id}/budgets", tag = "gateway", params(("organization_id" = String, Path, description = "an organization's slug")), request_body = BudgetSet, responses((status = 200, description = "The budget as set", body = keyward_store::Budget)))]
+pub(super) async fn budgets_set(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(org): Path<String>,
+    ApiJson(body): ApiJson<BudgetSet>,
+) -> Result<Json<keyward_store::Budget>, ApiError> {
+    use keyward_store::{BudgetScope, Metric, Period};
+    let org = parse_org(&org)?;
+    let scope = body.scope.unwrap_or(BudgetScope::Org);
+    let scope_id = match (scope, body.id) {
+        (BudgetScope::Org, _) => String::new(),
+        (_, Some(id)) => id,
+        (_, None) => {
+            return Err(ApiError::BadRequest(
+                "a gateway token's or credential's budget needs its `id`".into(),
+            ));
+        }
+    };
+    let (metric, amount, period) = match (body.limit_usd, body.rpm, body.tpm) {
+        (Some(usd), None, None) => {
+            let text = match usd {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            let micros = spend::parse_usd(&text).map_err(ApiError::BadRequest)?;
+            let period = match body.period.as_deref() {
+                None => Period::Month,
+                Some(p) => Period::parse(p)
+                    .filter(|p| *p != Period::Minute)
+                    .ok_or_else(|| {
+                        ApiError::BadRequest("period is day, week, month or none".into())
+                    })?,
+            };
+            (Metric::Usd, micros, period)
+        }
+        (None, Some(rpm), None) => (Metric::Requests, rpm, Period::Minute),
+        (None, None, Some(tpm)) => (Metric::Tokens, tpm, Period::Minute),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give one of limit_usd, rpm and tpm".into(),
+            ));
+        }
+    };
+    let alerts = body.alerts.unwrap_or_else(|| {
+        if metric == Metric::Usd {
+            vec![50, 80, 100]
+        } else {
+            Vec::new()
+        }
+    });
+    let new = keyward_store::NewBudget {
+        org,
+        scope,
+        scope_id,
+        metric,
+        period,
+        amount,
+        alerts,
+        webhook: body.webhook,
+    };
+    Ok(Json(spend::set_budget(&state, &caller.0, &new).await?))
+}
+
+/// `DELETE /api/v1/orgs/{org}/budgets/{budget_id}`: removes a budget or limit. Audited.
+#[utoipa::path(delete, path = "/api/v1/orgs/{organization_id}/budgets/{budget_id}", tag = "gateway", params(("organization_id" = String, Path, description = "an organization's slug"), ("budget_id" = String, Path, description = "a budget's id")), responses((status = 200, description = "Removed", body = keyward_store::Budget)))]
+pub(super) async fn budgets_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((org, id)): Path<(String, String)>,
+) -> Result<Json<keyward_store::Budget>, ApiError> {
+    let org = parse_org(&org)?;
+    Ok(Json(
+        spend::delete_budget(&state, &caller.0, &org, &id).await?,
+    ))
+}

@@ -451,8 +451,46 @@ pub(super) struct GatewayTokenCreate {
     providers: Vec<String>,
     /// Requests per minute; absent for no limit.
     rpm: Option<i64>,
+    /// Tokens per minute (input and output); absent for no limit.
+    tpm: Option<i64>,
+    /// Models it may ask for: names, or patterns with `*`; empty for any.
+    #[serde(default)]
+    models: Vec<String>,
     /// Lifetime in seconds.
     expires_in_seconds: Option<i64>,
+}
+
+/// What to change of a gateway token; what is absent stays.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GatewayTokenUpdate {
+    /// Models it may ask for (names, or patterns with `*`); empty for any.
+    models: Option<Vec<String>>,
+    /// Requests per minute; `null` for no limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    rpm: Option<Option<i64>>,
+    /// Tokens per minute; `null` for no limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    tpm: Option<Option<i64>>,
+}
+
+/// A field given (even as `null`) is `Some`; an absent one, thanks to `default`, `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+#[utoipa::path(patch, path = "/api/v1/gateway-tokens/{token_id}", tag = "gateway-tokens", params(("token_id" = String, Path, description = "a gateway token's id")), request_body = GatewayTokenUpdate, responses((status = 200, description = "What it may do now", body = keyward_store::GatewayTokenView)))]
+pub(super) async fn gateway_tokens_update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<GatewayTokenUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(
+        tokens::update_gateway(&state, &caller.0, &id, body.models, body.rpm, body.tpm).await?
+    )))
 }
 
 #[utoipa::path(post, path = "/api/v1/gateway-tokens", tag = "gateway-tokens", request_body = GatewayTokenCreate, responses((status = 201, description = "The new gateway token, shown once in `token`", body = crate::openapi::GatewayTokenCreated)))]
@@ -472,7 +510,18 @@ pub(super) async fn gateway_tokens_create(
         expires_at: expires_at(body.expires_in_seconds)?,
         name: body.name,
     };
-    let (token, view) = tokens::create_gateway(&state, &caller.0, new).await?;
+    let (token, mut view) = tokens::create_gateway(&state, &caller.0, new).await?;
+    if !body.models.is_empty() || body.tpm.is_some() {
+        view = tokens::update_gateway(
+            &state,
+            &caller.0,
+            &view.id,
+            Some(body.models),
+            None,
+            Some(body.tpm),
+        )
+        .await?;
+    }
     let mut v = json!(view);
     v["token"] = Value::String(token.expose_secret().to_owned());
     Ok((StatusCode::CREATED, Json(v)))

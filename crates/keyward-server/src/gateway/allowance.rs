@@ -1,0 +1,197 @@
+//! What a gateway token's request may still do once the token checks out: ask for the models
+//! its allow-list names, and fit in every budget and limit it falls under. Both are decided
+//! before any provider is contacted, and refused in the provider's own error shape.
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyward_core::Provider;
+use keyward_core::provider::AuthStyle;
+use keyward_store::{GatewayTokenView, UsageSubject};
+use serde_json::json;
+
+use super::answers::{body_fault_answer, provider_error, store_unavailable};
+use super::budgets::{Alert, Limit, Stop, Ticket};
+use super::{MAX_BODY, body};
+use crate::AppState;
+
+/// The model a request names in its path: Gemini's and Vertex's `models/M:generateContent`,
+/// Azure's `deployments/D/...`.
+pub(super) fn model_in_path(path: &str) -> Option<&str> {
+    let (_, rest) = path
+        .split_once("models/")
+        .or_else(|| path.split_once("deployments/"))?;
+    let name = rest.split([':', '/', '?']).next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// The `model` of a JSON body.
+pub(super) fn model_in_body(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<Named>(body).ok()?.model
+}
+
+/// Reads the client's body (at most the gateway's limit) to look into it.
+pub(super) async fn read_body(provider: &Provider, body: Body) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body::client_body(body, MAX_BODY), usize::MAX)
+        .await
+        .map_err(|e| body_fault_answer(provider, body::body_fault(&e)))
+}
+
+/// Refuses a request for a model the token's allow-list does not name; `body` is read (and
+/// handed back) only when the path does not name the model.
+pub(super) async fn check_model(
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    method: &Method,
+    path: &str,
+    body: Body,
+) -> Result<Body, Response> {
+    if view.models.is_empty() {
+        return Ok(body);
+    }
+    let (model, body) = match model_in_path(path) {
+        Some(m) => (Some(m.to_owned()), body),
+        None if method == Method::POST => {
+            let bytes = read_body(provider, body).await?;
+            (model_in_body(&bytes), Body::from(bytes))
+        }
+        // Listing models and the like name none and cost nothing.
+        None => return Ok(body),
+    };
+    match model {
+        Some(m) if view.allows_model(&m) => Ok(body),
+        Some(m) => Err(provider_error(
+            provider,
+            StatusCode::FORBIDDEN,
+            &format!(
+                "this gateway token may not use the model {}; it may use: {}",
+                keyward_core::secret_like::shown(&m),
+                view.models.join(", ")
+            ),
+        )),
+        None => Err(provider_error(
+            provider,
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "this gateway token may use only some models ({}), and the request names none",
+                view.models.join(", ")
+            ),
+        )),
+    }
+}
+
+/// Lets the request through every budget and limit in `limits`, or answers why not: 429 in the
+/// provider's shape, naming the budget and when it resets (a spent budget also says
+/// `x-should-retry: false`: the SDKs would only retry into the same refusal), or 503 when the
+/// store cannot be asked for more allowance.
+pub(super) async fn admit(
+    state: &AppState,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    limits: &[std::sync::Arc<Limit>],
+    ticket: &mut Ticket,
+) -> Result<(), Response> {
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let gw = &state.shared.gateway;
+    let mut alerts = Vec::new();
+    let admitted = gw
+        .budgets
+        .admit(state.vault.serving(), limits, ticket, &mut alerts)
+        .await;
+    send_alerts(alerts);
+    let refused = match admitted {
+        Ok(()) => return Ok(()),
+        Err(Stop::Unavailable) => store_unavailable(
+            provider,
+            "the gateway cannot check this request's budget while its store is unavailable",
+        ),
+        Err(Stop::Refused(why)) => {
+            let mut r = provider_error(provider, StatusCode::TOO_MANY_REQUESTS, &why.message);
+            if why.permanent && !matches!(provider.auth, AuthStyle::XApiKey | AuthStyle::GoogApiKey)
+            {
+                // OpenAI's own word for money that has run out.
+                let body = json!({ "error": {
+                    "message": keyward_core::secret_like::scrub(&why.message),
+                    "type": "insufficient_quota",
+                    "code": "budget_exceeded",
+                } });
+                r = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            }
+            if let Some(secs) = why.retry_after
+                && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+            {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            if why.permanent {
+                r.headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            r
+        }
+    };
+    gw.usage.record(
+        UsageSubject::GatewayToken,
+        &view.id,
+        &view.org,
+        provider.id,
+        refused.status().as_u16(),
+    );
+    Err(refused)
+}
+
+/// Sends each alert's webhook (the audit event is already written, with the report that
+/// crossed it): a POST of JSON, given 10 seconds, its answer ignored.
+pub(crate) fn send_alerts(alerts: Vec<Alert>) {
+    let mut posts = Vec::new();
+    for a in alerts {
+        tracing::info!(budget = %a.limit.id, percent = a.percent, "budget alert");
+        let Some(url) = a.limit.webhook.clone() else {
+            continue;
+        };
+        let resets_at = a.limit.period.end(a.period_start);
+        let body = json!({
+            "event": "budget_alert",
+            "budget_id": a.limit.id,
+            "org": a.limit.org,
+            "whose": a.limit.whose,
+            "metric": a.limit.metric,
+            "period": a.limit.period,
+            "percent": a.percent,
+            "spent": a.spent,
+            "limit": a.limit.amount,
+            "period_start": a.period_start,
+            "resets_at": resets_at,
+        });
+        posts.push((url, body));
+    }
+    if posts.is_empty() {
+        return;
+    }
+    // One after another, lowest percentage first.
+    tokio::spawn(async move {
+        let client = match crate::identity::http_client() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "budget alerts' webhooks cannot be sent");
+                return;
+            }
+        };
+        for (url, body) in posts {
+            let sent = client
+                .post(&url)
+                .timeout(std::time::Duration::from_secs(10))
+                .json(&body)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(error = %e, "a budget alert's webhook failed");
+            }
+        }
+    });
+}
