@@ -749,6 +749,134 @@ impl Backend {
         }
     }
 
+    /// Changes what a gateway token may do.
+    pub(crate) async fn update_gateway_token(
+        &self,
+        id: &str,
+        models: Option<Vec<String>>,
+        rpm: Option<Option<i64>>,
+        tpm: Option<Option<i64>>,
+    ) -> Result<GatewayTokenView> {
+        match self {
+            Backend::Local { vault, actor } => Ok(vault
+                .update_gateway_token(id, models, rpm, tpm, actor)
+                .await?),
+            Backend::Remote(r) => {
+                let mut body = serde_json::Map::new();
+                if let Some(m) = models {
+                    body.insert("models".into(), json!(m));
+                }
+                if let Some(n) = rpm {
+                    body.insert("rpm".into(), json!(n));
+                }
+                if let Some(n) = tpm {
+                    body.insert("tpm".into(), json!(n));
+                }
+                from(
+                    r.call(
+                        Method::PATCH,
+                        &format!("/api/v1/gateway-tokens/{}", encode(id)),
+                        Some(Value::Object(body)),
+                    )
+                    .await?,
+                )
+            }
+        }
+    }
+
+    /// An organization's budgets with their current periods' spending (as the API answers).
+    pub(crate) async fn budgets(&self, org: &OrgId) -> Result<Value> {
+        match self {
+            Backend::Local { vault, .. } => {
+                let list = vault.list_budgets(Some(org)).await?;
+                let now = keyward_core::Millis::now();
+                let keys: Vec<(String, i64)> = list
+                    .iter()
+                    .map(|b| (b.id.clone(), b.period.start(now)))
+                    .collect();
+                let spent = vault.budget_spent(&keys).await?;
+                let rows: Vec<Value> = list
+                    .into_iter()
+                    .map(|b| {
+                        let start = b.period.start(now);
+                        let s = spent.get(&b.id).copied().unwrap_or(0);
+                        let mut v = json!(b);
+                        v["period_start"] = json!(start);
+                        v["resets_at"] = json!(b.period.end(start));
+                        v["spent"] = json!(s);
+                        v["remaining"] = json!(b.amount.saturating_sub(s));
+                        v["percent"] = json!(u128::from(s) * 100 / u128::from(b.amount.max(1)));
+                        v
+                    })
+                    .collect();
+                Ok(json!({ "budgets": rows }))
+            }
+            Backend::Remote(r) => Ok(r
+                .call(Method::GET, &format!("/api/v1/orgs/{org}/budgets"), None)
+                .await?),
+        }
+    }
+
+    /// Sets a budget or limit.
+    pub(crate) async fn set_budget(
+        &self,
+        b: &keyward_store::NewBudget,
+    ) -> Result<keyward_store::Budget> {
+        use keyward_store::{BudgetScope, Metric};
+        match self {
+            Backend::Local { vault, actor } => Ok(vault.set_budget(b, actor).await?),
+            Backend::Remote(r) => {
+                let mut body =
+                    json!({ "scope": b.scope, "alerts": b.alerts, "webhook": b.webhook });
+                if b.scope != BudgetScope::Org {
+                    body["id"] = json!(b.scope_id);
+                }
+                match b.metric {
+                    Metric::Usd => {
+                        body["limit_usd"] =
+                            json!(keyward_core::prices::usd(b.amount).trim_start_matches('$'));
+                        body["period"] = json!(b.period.as_str());
+                    }
+                    Metric::Requests => body["rpm"] = json!(b.amount),
+                    Metric::Tokens => body["tpm"] = json!(b.amount),
+                }
+                from(
+                    r.call(
+                        Method::POST,
+                        &format!("/api/v1/orgs/{}/budgets", b.org),
+                        Some(body),
+                    )
+                    .await?,
+                )
+            }
+        }
+    }
+
+    /// Removes a budget.
+    pub(crate) async fn delete_budget(
+        &self,
+        org: &OrgId,
+        id: &str,
+    ) -> Result<keyward_store::Budget> {
+        match self {
+            Backend::Local { vault, actor } => {
+                let b = vault.get_budget(id).await?;
+                if b.org != *org {
+                    bail!("budget {id} not found");
+                }
+                Ok(vault.delete_budget(id, actor).await?)
+            }
+            Backend::Remote(r) => from(
+                r.call(
+                    Method::DELETE,
+                    &format!("/api/v1/orgs/{org}/budgets/{}", encode(id)),
+                    None,
+                )
+                .await?,
+            ),
+        }
+    }
+
     /// The prices spend is reckoned at.
     pub(crate) async fn prices(&self) -> Result<Vec<keyward_core::prices::ModelPrice>> {
         match self {

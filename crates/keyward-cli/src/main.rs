@@ -151,6 +151,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Gateway(cmd) => serve::gateway(&backend, cmd).await,
             Command::Spend(args) => spend::spend(&backend, args).await,
             Command::Prices(cmd) => spend::prices(&backend, cmd).await,
+            Command::Budget(cmd) => spend::budget(&backend, cmd).await,
             Command::Serve { .. } => bail!(
                 "KEYWARD_URL is set: `serve` runs a server on this machine's vault; unset KEYWARD_URL"
             ),
@@ -307,6 +308,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
         Command::Spend(args) => spend::spend(&local(&vault, &actor), args).await?,
         Command::Prices(cmd) => spend::prices(&local(&vault, &actor), cmd).await?,
+        Command::Budget(cmd) => spend::budget(&local(&vault, &actor), cmd).await?,
         Command::Token(cmd) => serve::token(&local(&vault, &actor), cmd).await?,
         Command::Session(cmd) => serve::session(&local(&vault, &actor), cmd).await?,
         // Answered above, before the vault is opened.

@@ -514,7 +514,14 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 (M::PATCH, "/api/v1/orgs/{organization_id}") => {
                     Some(json!({"strategy": "round_robin"}))
                 }
+                (M::PATCH, "/api/v1/gateway-tokens/{token_id}") => {
+                    Some(json!({"rpm": 1, "models": ["x"]}))
+                }
                 (M::PATCH, _) => Some(json!({"api_key": "sk-proj-HIJACK0123456789abcdef"})),
+                (M::POST, "/api/v1/orgs/{organization_id}/budgets") => {
+                    Some(json!({"limit_usd": "0.01"}))
+                }
+                (M::POST, "/api/v1/prices") => Some(json!({"prices": []})),
                 _ => None,
             };
             let (st, value) = s
@@ -522,7 +529,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                 .await;
             let text = value.to_string();
             match (method.as_str(), path) {
-                (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/whoami") => {
+                (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/whoami")
+                | ("GET", "/api/v1/prices") => {
                     assert_eq!(st, StatusCode::OK)
                 }
                 (
@@ -548,7 +556,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     "/api/v1/orgs"
                     | "/api/v1/events/verify"
                     | "/api/v1/master-key/rotate"
-                    | "/api/v1/gateway/reload",
+                    | "/api/v1/gateway/reload"
+                    | "/api/v1/prices",
                 )
                 | ("GET", "/api/v1/master-key/status" | "/api/v1/sessions" | "/api/v1/sso")
                 | ("DELETE", "/api/v1/sessions/{id}") => {

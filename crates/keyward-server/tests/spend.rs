@@ -84,10 +84,12 @@ fn cases() -> Vec<Case> {
         Case {
             provider: "openai",
             path: "v1/chat/completions",
+            // Streamed without asking for usage: the gateway asks, and hides the chunk it
+            // brings.
             body: streamed,
             model: "gpt-4o-mini",
-            metered: false,
-            cost: 0,
+            metered: true,
+            cost: mini,
         },
         Case {
             provider: "openai",
@@ -250,6 +252,15 @@ async fn every_providers_answer_is_metered_and_reaches_the_client_unchanged() {
             case.provider,
             case.path
         );
+        if case.body["stream"] == true
+            && case.provider == "openai"
+            && case.path.ends_with("completions")
+        {
+            // What the gateway sent (the mock's last request was the direct one).
+            let received = mock.received();
+            let asked = &received[received.len() - 2];
+            assert_eq!(asked.json()["stream_options"]["include_usage"], true);
+        }
         let row = want.entry(case.model).or_default();
         row.requests += 1;
         if case.metered {
@@ -325,7 +336,7 @@ async fn every_providers_answer_is_metered_and_reaches_the_client_unchanged() {
         "{metrics}"
     );
     assert!(metrics.contains(
-        "keyward_gateway_tokens_total{provider=\"openai\",model=\"gpt-4o-mini\",kind=\"input\"} 2400"
+        "keyward_gateway_tokens_total{provider=\"openai\",model=\"gpt-4o-mini\",kind=\"input\"} 3600"
     ));
     assert!(!metrics.contains("acme"));
 }

@@ -114,6 +114,10 @@ pub(crate) enum Command {
     /// The prices spend is reckoned at: list them, import LiteLLM's price file.
     #[command(subcommand)]
     Prices(PricesCommand),
+    /// Budgets and limits: dollars per period, requests and tokens per minute, for an
+    /// organization, a gateway token or a credential; held across replicas.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
     /// Gateway tokens: what LLM clients send to the gateway instead of a provider key.
     #[command(subcommand, name = "gateway-token")]
     GatewayToken(GatewayTokenCommand),

@@ -185,6 +185,29 @@ pub(crate) enum GatewayTokenCommand {
         /// Requests per minute it may make.
         #[arg(long)]
         rpm: Option<i64>,
+        /// Tokens (input and output) per minute it may use.
+        #[arg(long)]
+        tpm: Option<i64>,
+        /// Only these models (names, or patterns with `*`: gpt-4o*,claude-*).
+        #[arg(long, value_delimiter = ',')]
+        models: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change what a gateway token may do: its models, requests and tokens per minute.
+    Update {
+        /// The token's id.
+        id: String,
+        /// Only these models (names, or patterns with `*`); "any" for all.
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Requests per minute, or "none".
+        #[arg(long)]
+        rpm: Option<String>,
+        /// Tokens per minute, or "none".
+        #[arg(long)]
+        tpm: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

@@ -56,3 +56,61 @@ pub(crate) enum PricesCommand {
         json: bool,
     },
 }
+
+/// `keyward budget ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum BudgetCommand {
+    /// An organization's budgets and limits, with what their current periods spent.
+    List {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a budget (dollars per day, week, month or in all) or a limit (requests or tokens
+    /// per minute) for an organization, one of its gateway tokens or one of its credentials;
+    /// it replaces the one of the same kind. Requests past it are refused before any provider
+    /// is contacted.
+    Set {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// Only this gateway token's requests (its id).
+        #[arg(long, conflicts_with = "credential")]
+        token: Option<String>,
+        /// Only what this credential answers (its id).
+        #[arg(long)]
+        credential: Option<String>,
+        /// A budget in dollars, e.g. 5 or 12.50.
+        #[arg(long, required_unless_present_any = ["rpm", "tpm"], conflicts_with_all = ["rpm", "tpm"])]
+        usd: Option<String>,
+        /// The budget's period: day, week, month or none.
+        #[arg(long, default_value = "month", value_parser = ["day", "week", "month", "none"])]
+        period: String,
+        /// Requests per minute.
+        #[arg(long, conflicts_with = "tpm")]
+        rpm: Option<u64>,
+        /// Tokens (input and output) per minute.
+        #[arg(long)]
+        tpm: Option<u64>,
+        /// Percentages of a budget at which an alert goes out (audited; POSTed to --webhook).
+        #[arg(long, value_delimiter = ',', default_value = "50,80,100")]
+        alert: Vec<u8>,
+        /// Where alerts are POSTed as JSON.
+        #[arg(long)]
+        webhook: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a budget or limit by its id.
+    Delete {
+        /// Organization slug.
+        #[arg(long)]
+        org: String,
+        /// The budget's id, as listed.
+        id: String,
+    },
+}

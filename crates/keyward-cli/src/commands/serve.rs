@@ -609,11 +609,13 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
             providers,
             expires_in,
             rpm,
+            tpm,
+            models,
             json,
         } => {
             let org = OrgId::new(&org)?;
             let providers = keyward::parse_providers(&providers)?;
-            let (token, view) = backend
+            let (token, mut view) = backend
                 .create_gateway_token(
                     &org,
                     &name,
@@ -622,6 +624,11 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
                     expires_in_seconds(expires_in.as_deref())?,
                 )
                 .await?;
+            if !models.is_empty() || tpm.is_some() {
+                view = backend
+                    .update_gateway_token(&view.id, Some(models), None, Some(tpm))
+                    .await?;
+            }
             if json {
                 let mut v = serde_json::to_value(&view)?;
                 v["token"] = serde_json::Value::String(token.expose_secret().to_owned());
@@ -631,6 +638,51 @@ pub(crate) async fn gateway_token(backend: &Backend, cmd: GatewayTokenCommand) -
                 eprintln!(
                     "created gateway token '{}' for {} (id {}); it is shown only now",
                     view.name, view.org, view.id
+                );
+            }
+        }
+        GatewayTokenCommand::Update {
+            id,
+            models,
+            rpm,
+            tpm,
+            json,
+        } => {
+            let per_minute = |v: Option<String>| -> Result<Option<Option<i64>>> {
+                v.map(|v| match v.as_str() {
+                    "none" => Ok(None),
+                    n => n
+                        .parse::<i64>()
+                        .map(Some)
+                        .map_err(|_| anyhow::anyhow!("{n:?} is not a number (or none)")),
+                })
+                .transpose()
+            };
+            let models = models.map(|m| {
+                if m.len() == 1 && m[0] == "any" {
+                    Vec::new()
+                } else {
+                    m
+                }
+            });
+            let view = backend
+                .update_gateway_token(&id, models, per_minute(rpm)?, per_minute(tpm)?)
+                .await?;
+            if json {
+                print_json(&view)?;
+            } else {
+                eprintln!(
+                    "gateway token '{}' may use {}; {} requests and {} tokens a minute",
+                    view.name,
+                    if view.models.is_empty() {
+                        "any model".to_owned()
+                    } else {
+                        view.models.join(", ")
+                    },
+                    view.rpm
+                        .map_or_else(|| "any number of".to_owned(), |n| n.to_string()),
+                    view.tpm
+                        .map_or_else(|| "any number of".to_owned(), |n| n.to_string()),
                 );
             }
         }

@@ -9,7 +9,7 @@ use keyward_core::prices::{csv_record, usd};
 use keyward_store::SpendRow;
 
 use crate::backend::Backend;
-use crate::cli::{PricesCommand, SpendArgs};
+use crate::cli::{BudgetCommand, PricesCommand, SpendArgs};
 use crate::output::{Table, print_json, time};
 
 /// What a row is, in the group asked for.
@@ -196,6 +196,111 @@ pub(crate) async fn prices(backend: &Backend, cmd: PricesCommand) -> Result<Exit
                     parsed.skipped
                 ));
             }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keyward budget ...`.
+pub(crate) async fn budget(backend: &Backend, cmd: BudgetCommand) -> Result<ExitCode> {
+    use keyward_store::{BudgetScope, Metric, NewBudget, Period};
+    match cmd {
+        BudgetCommand::List { org, json } => {
+            let org = OrgId::new(&org)?;
+            let answer = backend.budgets(&org).await?;
+            if json {
+                print_json(&answer)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = Table::new(["ID", "FOR", "LIMIT", "SPENT", "USED", "RESETS"]);
+            for b in answer["budgets"].as_array().into_iter().flatten() {
+                let amount = b["amount"].as_u64().unwrap_or(0);
+                let spent = b["spent"].as_u64().unwrap_or(0);
+                let (limit, spent) = match b["metric"].as_str() {
+                    Some("usd") => (
+                        format!("{} a {}", usd(amount), b["period"].as_str().unwrap_or("")),
+                        usd(spent),
+                    ),
+                    Some("requests") => (format!("{amount} requests a minute"), spent.to_string()),
+                    _ => (format!("{amount} tokens a minute"), spent.to_string()),
+                };
+                let whose = match b["scope"].as_str() {
+                    Some("gateway_token") => {
+                        format!("gateway token {}", b["scope_id"].as_str().unwrap_or(""))
+                    }
+                    Some("credential") => {
+                        format!("credential {}", b["scope_id"].as_str().unwrap_or(""))
+                    }
+                    _ => "the organization".to_owned(),
+                };
+                let resets = b["resets_at"]
+                    .as_i64()
+                    .map_or_else(|| "never".to_owned(), |t| time(keyward_core::Millis(t)));
+                t.row([
+                    b["id"].as_str().unwrap_or("").to_owned(),
+                    whose,
+                    limit.replace("a none", "in all"),
+                    spent,
+                    format!("{}%", b["percent"].as_u64().unwrap_or(0)),
+                    resets,
+                ]);
+            }
+            t.print();
+        }
+        BudgetCommand::Set {
+            org,
+            token,
+            credential,
+            usd: dollars,
+            period,
+            rpm,
+            tpm,
+            alert,
+            webhook,
+            json,
+        } => {
+            let org = OrgId::new(&org)?;
+            let (scope, scope_id) = match (token, credential) {
+                (Some(t), _) => (BudgetScope::GatewayToken, t),
+                (None, Some(c)) => (BudgetScope::Credential, c),
+                (None, None) => (BudgetScope::Org, String::new()),
+            };
+            let (metric, amount, period) = match (dollars, rpm, tpm) {
+                (Some(d), _, _) => (
+                    Metric::Usd,
+                    keyward_server::parse_usd(&d).map_err(anyhow::Error::msg)?,
+                    Period::parse(&period).unwrap_or(Period::Month),
+                ),
+                (None, Some(n), _) => (Metric::Requests, n, Period::Minute),
+                (None, None, Some(n)) => (Metric::Tokens, n, Period::Minute),
+                (None, None, None) => anyhow::bail!("give --usd, --rpm or --tpm"),
+            };
+            let b = backend
+                .set_budget(&NewBudget {
+                    org,
+                    scope,
+                    scope_id,
+                    metric,
+                    period,
+                    amount,
+                    alerts: if metric == Metric::Usd {
+                        alert
+                    } else {
+                        Vec::new()
+                    },
+                    webhook,
+                })
+                .await?;
+            if json {
+                print_json(&b)?;
+            } else {
+                eprintln!("budget {} set", b.id);
+            }
+        }
+        BudgetCommand::Delete { org, id } => {
+            let org = OrgId::new(&org)?;
+            let b = backend.delete_budget(&org, &id).await?;
+            eprintln!("budget {} removed", b.id);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -34,6 +34,38 @@ pub(super) fn model_in_body(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<Named>(body).ok()?.model
 }
 
+/// Whether the gateway asks the provider for a streamed answer's usage: OpenAI's and Azure
+/// OpenAI's chat completions and completions, which report it only when asked
+/// (`stream_options.include_usage`). Other OpenAI-compatible servers may refuse the option,
+/// and are left as they are.
+pub(super) fn asks_for_usage(provider: &Provider, method: &Method, path: &str) -> bool {
+    matches!(provider.id, "openai" | "azure_openai")
+        && method == Method::POST
+        && path.ends_with("completions")
+}
+
+/// A streaming request's body with `stream_options.include_usage` set, when it streams without
+/// asking for it; `None` when it is left as it came.
+pub(super) fn with_usage_asked(body: &[u8]) -> Option<Vec<u8>> {
+    if memchr::memmem::find(body, b"\"stream\"").is_none() {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if v.get("stream") != Some(&serde_json::Value::Bool(true))
+        || v.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true))
+    {
+        return None;
+    }
+    let options = v
+        .as_object_mut()?
+        .entry("stream_options")
+        .or_insert(json!({}));
+    options
+        .as_object_mut()?
+        .insert("include_usage".into(), json!(true));
+    serde_json::to_vec(&v).ok()
+}
+
 /// Reads the client's body (at most the gateway's limit) to look into it.
 pub(super) async fn read_body(provider: &Provider, body: Body) -> Result<Bytes, Response> {
     axum::body::to_bytes(body::client_body(body, MAX_BODY), usize::MAX)

@@ -596,3 +596,152 @@ mod tests {
         );
     }
 }
+
+/// A streamed chat completion whose request the gateway asked for usage on: the client gets
+/// the events it would have had without that, the usage chunk (`"choices":[]` with `usage`)
+/// left out and the `"usage":null` the provider adds to the other chunks taken back out. The
+/// events pass whole, as soon as each is complete.
+pub(crate) struct HideUsageChunk<B> {
+    inner: B,
+    /// The start of an event not complete yet.
+    partial: Vec<u8>,
+    done: bool,
+}
+
+impl<B> HideUsageChunk<B> {
+    pub(crate) fn new(inner: B) -> Self {
+        Self {
+            inner,
+            partial: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+/// Whether an event is the usage chunk the gateway asked for.
+fn is_usage_chunk(event: &[u8]) -> bool {
+    let Some(start) = memchr::memmem::find(event, b"data:") else {
+        return false;
+    };
+    let data = &event[start + 5..];
+    memchr::memmem::find(data, b"\"choices\":[]").is_some()
+        && memchr::memmem::find(data, b"\"usage\":{").is_some()
+}
+
+/// `event` without the `,"usage":null` the request for usage added.
+fn without_null_usage(event: &[u8], out: &mut Vec<u8>) {
+    let mut rest = event;
+    while let Some(i) = memchr::memmem::find(rest, b",\"usage\":null") {
+        out.extend_from_slice(&rest[..i]);
+        rest = &rest[i + b",\"usage\":null".len()..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// The end of the first complete event in `buf` (past its blank line), if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<B> Body for HideUsageChunk<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(None) => {
+                    this.done = true;
+                    if this.partial.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    let rest = std::mem::take(&mut this.partial);
+                    let mut out = Vec::with_capacity(rest.len());
+                    if !is_usage_chunk(&rest) {
+                        without_null_usage(&rest, &mut out);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let data = match frame.into_data() {
+                        Ok(d) => d,
+                        Err(other) => return Poll::Ready(Some(Ok(other))),
+                    };
+                    this.partial.extend_from_slice(&data);
+                    let mut out = Vec::with_capacity(this.partial.len());
+                    let mut taken = 0;
+                    while let Some(end) = event_end(&this.partial[taken..]) {
+                        let event = &this.partial[taken..taken + end];
+                        if !is_usage_chunk(event) {
+                            without_null_usage(event, &mut out);
+                        }
+                        taken += end;
+                    }
+                    this.partial.drain(..taken);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod hide_tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    async fn through(chunks: Vec<&'static str>) -> String {
+        let stream = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(Frame::data(Bytes::from(c)))),
+        );
+        let body = http_body_util::StreamBody::new(stream);
+        let hidden = HideUsageChunk::new(body);
+        let bytes = hidden.collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_usage_chunk_and_null_usages_are_taken_out_whatever_the_framing() {
+        let stream = "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+                      data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2}}\n\n\
+                      data: [DONE]\n\n";
+        let want = "data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(through(vec![stream]).await, want);
+        let bytes: Vec<&'static str> = (0..stream.len()).map(|i| &stream[i..=i]).collect();
+        assert_eq!(through(bytes).await, want);
+        // A content that quotes `"usage":null` is a string: its quotes are escaped.
+        let quoted =
+            "data: {\"choices\":[{\"delta\":{\"content\":\"say ,\\\"usage\\\":null\"}}]}\n\n";
+        assert_eq!(through(vec![quoted]).await, quoted);
+    }
+}

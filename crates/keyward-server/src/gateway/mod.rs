@@ -264,7 +264,8 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     if let Some(r) = refusal(&state, provider, &view) {
         return r;
     }
-    let (body, ticket) = match allowed(&state, provider, &view, &parts, body, 2).await {
+    let mut parts = parts;
+    let (body, admitted) = match allowed(&state, provider, &view, &mut parts, body, 2).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -277,22 +278,46 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     };
     let mut upstreams = candidates::upstreams(&state, provider, &view, &candidates);
     state.shared.gateway.order_by_health(&mut upstreams);
-    proxy(&state, provider, &view, upstreams, parts, body, 2, ticket).await
+    proxy(&state, provider, &view, upstreams, parts, body, 2, admitted).await
+}
+
+/// What a request let through carries to its answer.
+pub(super) struct Admitted {
+    /// Its holds on budgets and limits.
+    pub(super) ticket: budgets::Ticket,
+    /// The gateway asked for the stream's usage, and hides the chunk that brings it.
+    pub(super) hide_usage_chunk: bool,
 }
 
 /// What must hold before any provider is contacted, past the token's own provider allow-list:
 /// the model its allow-list names, and room in every budget and limit the request falls
-/// under. The body, read if the model had to be looked for in it, and the request's holds.
+/// under. The body (read if the model had to be looked for in it, or to ask for a stream's
+/// usage), and what the request carries on.
 async fn allowed(
     state: &AppState,
     provider: &'static Provider,
     view: &keyward_store::GatewayTokenView,
-    parts: &axum::http::request::Parts,
+    parts: &mut axum::http::request::Parts,
     body: Body,
     skip: usize,
-) -> Result<(Body, budgets::Ticket), Response> {
+) -> Result<(Body, Admitted), Response> {
     let path = raw_tail(parts.uri.path(), skip);
-    let body = allowance::check_model(provider, view, &parts.method, path, body).await?;
+    let mut body = allowance::check_model(provider, view, &parts.method, path, body).await?;
+    let mut hide_usage_chunk = false;
+    if allowance::asks_for_usage(provider, &parts.method, path) {
+        let bytes = allowance::read_body(provider, body).await?;
+        body = match allowance::with_usage_asked(&bytes) {
+            Some(asked) => {
+                hide_usage_chunk = true;
+                parts.headers.remove(axum::http::header::TRANSFER_ENCODING);
+                parts
+                    .headers
+                    .insert(axum::http::header::CONTENT_LENGTH, asked.len().into());
+                Body::from(asked)
+            }
+            None => Body::from(bytes),
+        };
+    }
     let mut ticket = budgets::Ticket::default();
     let Some(limits) = state.shared.gateway.budgets.for_token(view) else {
         return Err(answers::store_unavailable(
@@ -301,7 +326,13 @@ async fn allowed(
         ));
     };
     allowance::admit(state, provider, view, &limits, &mut ticket).await?;
-    Ok((body, ticket))
+    Ok((
+        body,
+        Admitted {
+            ticket,
+            hide_usage_chunk,
+        },
+    ))
 }
 
 /// `ANY /gateway/t/{target}/{*path}`: a static target of the config file.
@@ -340,7 +371,8 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
     if let Some(r) = refusal(&state, provider, &view) {
         return r;
     }
-    let (body, ticket) = match allowed(&state, provider, &view, &parts, body, 3).await {
+    let mut parts = parts;
+    let (body, admitted) = match allowed(&state, provider, &view, &mut parts, body, 3).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -357,7 +389,7 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
         parts,
         body,
         3,
-        ticket,
+        admitted,
     )
     .await
 }

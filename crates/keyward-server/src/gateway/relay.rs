@@ -18,7 +18,7 @@ use super::answers::provider_error;
 use super::body;
 use super::candidates::{Served, Upstream};
 use super::headers::{mask_headers, masker, strip_hop_by_hop};
-use super::meter::{Format, Meter, Metered};
+use super::meter::{Format, HideUsageChunk, Meter, Metered};
 use super::usage::Answer;
 
 /// Who is billed for an answer: the gateway token's organization and id, for a request whose
@@ -30,6 +30,8 @@ pub(super) struct Bill {
     pub(super) method: Method,
     /// What the request holds of its budgets, settled with what the answer cost.
     pub(super) ticket: super::budgets::Ticket,
+    /// The gateway asked for the stream's usage: the chunk that brings it is not the client's.
+    pub(super) hide_usage_chunk: bool,
 }
 
 /// `response`, which `up` gave, as the client gets it (`version`: our connection's).
@@ -100,6 +102,7 @@ pub(super) fn relay(
                 _ => Format::Json,
             };
             let meter = Meter::new(format, provider.auth == AuthStyle::XApiKey);
+            let hide = bill.hide_usage_chunk && format == Format::Events;
             let (kind, id) = up.served.usage_subject();
             let served_id = id.to_owned();
             let provider_id = provider.id;
@@ -125,6 +128,10 @@ pub(super) fn relay(
                 );
                 ticket.settle(cost, tokens);
             });
+            if hide {
+                head.headers.remove(header::CONTENT_LENGTH);
+                return Response::from_parts(head, Body::new(HideUsageChunk::new(metered)));
+            }
             Response::from_parts(head, Body::new(metered))
         }
         _ => Response::from_parts(head, Body::new(body)),

@@ -16,7 +16,7 @@ use super::cooldown::KeyHealth;
 use super::headers::{auth_header, outgoing_headers};
 use super::relay::{Bill, relay};
 use super::token::gateway_token;
-use super::{Gateway, MAX_BODY, body, guard, raw_tail};
+use super::{Admitted, Gateway, MAX_BODY, body, guard, raw_tail};
 use crate::AppState;
 
 /// [`try_upstreams`], counted against the gateway token with the status its client gets.
@@ -29,9 +29,12 @@ pub(super) async fn proxy(
     parts: axum::http::request::Parts,
     body: Body,
     skip: usize,
-    ticket: Ticket,
+    admitted: Admitted,
 ) -> Response {
-    let response = try_upstreams(state, provider, view, upstreams, parts, body, skip, ticket).await;
+    let response = try_upstreams(
+        state, provider, view, upstreams, parts, body, skip, admitted,
+    )
+    .await;
     state.shared.gateway.usage.record(
         UsageSubject::GatewayToken,
         &view.id,
@@ -55,8 +58,12 @@ async fn try_upstreams(
     parts: axum::http::request::Parts,
     body: Body,
     skip: usize,
-    mut ticket: Ticket,
+    admitted: Admitted,
 ) -> Response {
+    let Admitted {
+        mut ticket,
+        hide_usage_chunk,
+    } = admitted;
     let gw = &state.shared.gateway;
 
     // The request's headers, less connection-level ones and any key; the query, less `key=`.
@@ -160,6 +167,7 @@ async fn try_upstreams(
             token: view.id.clone(),
             method: parts.method.clone(),
             ticket,
+            hide_usage_chunk,
         };
         return relay(
             response,
