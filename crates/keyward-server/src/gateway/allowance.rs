@@ -47,9 +47,8 @@ pub(super) fn asks_for_usage(provider: &Provider, method: &Method, path: &str) -
 /// A streaming request's body with `stream_options.include_usage` set, when it streams without
 /// asking for it; `None` when it is left as it came.
 pub(super) fn with_usage_asked(body: &[u8]) -> Option<Vec<u8>> {
-    if memchr::memmem::find(body, b"\"stream\"").is_none() {
-        return None;
-    }
+    // Most bodies do not stream: no need to parse them.
+    memchr::memmem::find(body, b"\"stream\"")?;
     let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
     if v.get("stream") != Some(&serde_json::Value::Bool(true))
         || v.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true))
