@@ -790,10 +790,8 @@ impl Backend {
             Backend::Local { vault, .. } => {
                 let list = vault.list_budgets(Some(org)).await?;
                 let now = keyward_core::Millis::now();
-                let keys: Vec<(String, i64)> = list
-                    .iter()
-                    .map(|b| (b.id.clone(), b.period.start(now)))
-                    .collect();
+                let keys: Vec<(&keyward_store::Budget, i64)> =
+                    list.iter().map(|b| (b, b.period.start(now))).collect();
                 let spent = vault.budget_spent(&keys).await?;
                 let rows: Vec<Value> = list
                     .into_iter()

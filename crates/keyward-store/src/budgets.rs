@@ -182,6 +182,19 @@ pub struct Budget {
     pub created_by: String,
 }
 
+impl Budget {
+    /// What a budget of money counts (`None` for requests and tokens).
+    pub fn basis(&self) -> Option<Basis<'_>> {
+        (self.metric == Metric::Usd).then(|| Basis {
+            org: self.org.as_str(),
+            only: match self.scope {
+                BudgetScope::Org => None,
+                scope => Some((scope, self.scope_id.as_str())),
+            },
+        })
+    }
+}
+
 /// A budget to set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewBudget {
@@ -223,6 +236,29 @@ pub struct LeaseReport<'a> {
     pub alerts: &'a [u8],
     /// The budget's organization, for its alerts' audit events.
     pub org: Option<&'a str>,
+    /// For a budget of money: what it counts, so that a period's first report starts from
+    /// what that spent so far this period (a budget set mid-month counts the month).
+    pub basis: Option<Basis<'a>>,
+}
+
+/// What a budget of money counts, in the spend kept by the hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Basis<'a> {
+    /// The organization.
+    pub org: &'a str,
+    /// Its gateway token's or credential's spend, or (`None`) the organization's.
+    pub only: Option<(BudgetScope, &'a str)>,
+}
+
+impl Basis<'_> {
+    /// The filter on `spend_hourly` (binds `$3`, `$4`, `$5`) and its values.
+    fn filter(&self) -> (&'static str, &str, &str) {
+        match self.only {
+            None => ("gateway_token", self.org, ""),
+            Some((BudgetScope::GatewayToken, id)) => ("gateway_token", self.org, id),
+            Some((_, id)) => ("credential", self.org, id),
+        }
+    }
 }
 
 /// What a report got back.
@@ -462,25 +498,41 @@ impl Vault {
     }
 
     /// What each budget's current period has spent, by budget id (as the replicas last
-    /// reported: within about a second).
+    /// reported: within about a second; a budget of money no replica reported on yet, what its
+    /// basis spent this period).
     pub async fn budget_spent(
         &self,
-        ids: &[(String, i64)],
+        budgets: &[(&Budget, i64)],
     ) -> Result<std::collections::HashMap<String, u64>, VaultError> {
         let mut out = std::collections::HashMap::new();
-        for (id, start) in ids {
+        for (b, start) in budgets {
             let row = sqlx::query(
                 "SELECT spent FROM budget_periods WHERE budget_id = $1 AND period_start = $2",
             )
-            .bind(id)
+            .bind(&b.id)
             .bind(*start)
             .fetch_optional(&self.inner.pool)
             .await?;
-            let spent = match row {
-                Some(r) => u64::try_from(r.try_get::<i64, _>("spent")?).unwrap_or(0),
-                None => 0,
+            let spent = match (row, b.basis()) {
+                (Some(r), _) => u64::try_from(r.try_get::<i64, _>("spent")?).unwrap_or(0),
+                (None, Some(basis)) => {
+                    let (kind, org, id) = basis.filter();
+                    let n: i64 = sqlx::query(
+                        "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM spend_hourly \
+                         WHERE subject_kind = $1 AND org = $2 AND ($3 = '' OR subject_id = $3) AND hour >= $4",
+                    )
+                    .bind(kind)
+                    .bind(org)
+                    .bind(id)
+                    .bind(*start)
+                    .fetch_one(&self.inner.pool)
+                    .await?
+                    .try_get("n")?;
+                    u64::try_from(n).unwrap_or(0)
+                }
+                (None, None) => 0,
             };
-            out.insert(id.clone(), spent);
+            out.insert(b.id.clone(), spent);
         }
         Ok(out)
     }
@@ -493,12 +545,19 @@ impl Vault {
     pub async fn report_lease(&self, r: &LeaseReport<'_>) -> Result<LeaseGrant, VaultError> {
         let now = Millis::now().0;
         let mut tx = self.inner.pool.begin().await?;
+        // A period's first report starts from what its basis spent so far this period.
+        let (kind, org, id) = r.basis.as_ref().map_or(("", "", ""), Basis::filter);
         sqlx::query(
-            "INSERT INTO budget_periods (budget_id, period_start, spent, alerted) VALUES ($1, $2, 0, 0) \
+            "INSERT INTO budget_periods (budget_id, period_start, spent, alerted) \
+             SELECT $1, $2, CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT), 0 FROM spend_hourly \
+             WHERE subject_kind = $3 AND org = $4 AND ($5 = '' OR subject_id = $5) AND hour >= $2 \
              ON CONFLICT (budget_id, period_start) DO NOTHING",
         )
         .bind(r.budget_id)
         .bind(r.period_start)
+        .bind(kind)
+        .bind(org)
+        .bind(id)
         .execute(&mut *tx)
         .await?;
         let lock = if self.inner.backend == Backend::Postgres {

@@ -46,7 +46,7 @@ pub use actor::as_person;
 pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
 pub use backup::{BackupHeader, master_keys_in_backup};
 pub use budgets::{
-    Budget, BudgetScope, LEASE_TTL_MS, LeaseGrant, LeaseReport, Metric, NewBudget, Period,
+    Basis, Budget, BudgetScope, LEASE_TTL_MS, LeaseGrant, LeaseReport, Metric, NewBudget, Period,
 };
 pub use creds::{CredentialSort, check_secret};
 pub use db::{Backend, Location};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use keyward_testkit::{MockProvider, Reply};
+use keyward_testkit::{MockProvider, MockUsage, Reply};
 
 use crate::gateway::Server;
 use crate::sandbox::Sandbox;
@@ -192,7 +192,16 @@ async fn provider_and_attacker(console: &str, target: &str) -> (MockProvider, St
         "<!doctype html><form id=f method=post action=\"{console}/ui/credentials/{target}/deactivate\"></form>\
          <script>document.getElementById('f').submit()</script>"
     );
-    let mock = MockProvider::builder().key(CANARY).start().await;
+    // Answers report enough tokens that their cost shows in the console's spend charts.
+    let mock = MockProvider::builder()
+        .key(CANARY)
+        .usage(MockUsage {
+            input: 120_000,
+            output: 30_000,
+            cached: 20_000,
+        })
+        .start()
+        .await;
     mock.on_path("/evil", Reply::ok().html(form));
     let site = format!("http://localhost:{}", mock.addr().port());
     (mock, site)
@@ -348,6 +357,15 @@ impl Person<'_> {
         if let Some(dir) = &self.shots {
             std::fs::create_dir_all(dir).unwrap();
             let png = self.c().screenshot().await.unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+        }
+    }
+
+    /// A screenshot of one element (`css`), when screenshots are kept.
+    async fn screenshot_of(&self, css: &str, name: &str) {
+        if let Some(dir) = &self.shots {
+            let el = self.c().find(Locator::Css(css)).await.unwrap();
+            let png = el.screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
         }
     }
@@ -519,11 +537,30 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
             id.as_str()
         );
     }
+    // Two chat completions (at $0.0345 each), and a budget of $1 a month for acme.
+    for _ in 0..2 {
+        let resp = http
+            .post(format!("{}/gateway/openai/v1/chat/completions", server.url))
+            .bearer_auth(&gateway_token)
+            .json(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let set = http
+        .post(format!("{}/api/v1/orgs/acme/budgets", server.url))
+        .bearer_auth(&admin)
+        .json(&json!({"limit_usd": "1.00", "period": "month"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200, "{}", set.text().await.unwrap());
     let mut usage = String::new();
     for _ in 0..100 {
         me.go("/ui/usage?org=acme").await;
         usage = me.body().await;
-        if usage.contains("openai-prod") {
+        if usage.contains("openai-prod") && usage.contains("$0.069000") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -533,7 +570,58 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
         "{usage}"
     );
     assert!(me.exists("svg rect.ok").await);
+    // Spend: this month's cost by model against the budget's line, tokens by day, the table.
+    assert!(me.exists("#spend svg rect.s0").await, "the spend chart");
+    assert!(
+        me.exists("#spend svg line.budget").await,
+        "the budget's line"
+    );
+    assert!(
+        usage.contains("of the monthly budget of $1.00 used (6%)"),
+        "{usage}"
+    );
+    assert!(
+        usage.contains("gpt-4o-mini") && usage.contains("$0.069000"),
+        "{usage}"
+    );
     me.screenshot("usage").await;
+    me.screenshot_of("#spend", "spend").await;
+    // The table sorts by a column's link, and downloads as CSV.
+    me.click("#spend th[aria-sort] a[href*='sort=requests']")
+        .await;
+    assert_eq!(
+        me.c()
+            .find(Locator::Css("#spend th[aria-sort=descending]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "REQUESTS ↓"
+    );
+    let csv_href = me
+        .c()
+        .find(Locator::Css("#spend a[download]"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let cookie = me.c().get_named_cookie("kw_session").await.unwrap();
+    let csv = http
+        .get(format!("{}{csv_href}", server.url))
+        .header("cookie", format!("kw_session={}", cookie.value()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let csv = csv.text().await.unwrap();
+    assert!(
+        csv.starts_with("day,provider,model,requests,")
+            && csv.contains(",openai,gpt-4o-mini,2,240000,60000,40000,0,0.069000,0,0"),
+        "{csv}"
+    );
     me.go(&format!("/ui/credentials/{id}")).await;
     assert!(me.exists("svg rect.ok").await, "the credential's own chart");
     // Revoking asks first; cancelling keeps the token, confirming ends it at once.

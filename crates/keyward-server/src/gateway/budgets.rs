@@ -49,6 +49,8 @@ pub(crate) struct Limit {
     pub(crate) webhook: Option<String>,
     /// Whose it is, for messages: "gateway token 'app'", "organization 'acme'".
     pub(crate) whose: String,
+    /// What a budget of money counts: its scope and the gateway token's or credential's id.
+    pub(crate) scope: Option<(BudgetScope, String)>,
 }
 
 impl Limit {
@@ -62,6 +64,7 @@ impl Limit {
             alerts: b.alerts.clone(),
             webhook: b.webhook.clone(),
             whose,
+            scope: Some((b.scope, b.scope_id.clone())),
         }
     }
 
@@ -375,6 +378,7 @@ impl Budgets {
                     alerts: Vec::new(),
                     webhook: None,
                     whose: format!("gateway token '{}'", view.name),
+                    scope: None,
                 }));
             }
         }
@@ -497,6 +501,13 @@ impl Budgets {
                 want,
                 alerts: &cell.limit.alerts,
                 org: Some(cell.limit.org.as_str()),
+                basis: match (&cell.limit.scope, cell.limit.metric) {
+                    (Some((scope, id)), Metric::Usd) => Some(keyward_store::Basis {
+                        org: cell.limit.org.as_str(),
+                        only: (*scope != BudgetScope::Org).then_some((*scope, id.as_str())),
+                    }),
+                    _ => None,
+                },
             })
             .await?;
         let mut l = cell.ledger.lock().unwrap_or_else(|p| p.into_inner());

@@ -715,6 +715,7 @@ where
 
 #[cfg(test)]
 mod hide_tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use http_body_util::BodyExt as _;
 

@@ -151,10 +151,8 @@ pub(crate) async fn budgets(
     listed(state, &grant).await?;
     let list = vault(state, &grant).list_budgets(Some(org)).await?;
     let now = Millis::now();
-    let keys: Vec<(String, i64)> = list
-        .iter()
-        .map(|b| (b.id.clone(), b.period.start(now)))
-        .collect();
+    let keys: Vec<(&keyward_store::Budget, i64)> =
+        list.iter().map(|b| (b, b.period.start(now))).collect();
     let spent = vault(state, &grant).budget_spent(&keys).await?;
     Ok(list
         .into_iter()

@@ -33,6 +33,7 @@ mod gateway_tokens;
 mod master_key;
 mod orgs;
 mod sessions;
+mod spend;
 mod sso;
 mod state;
 mod tokens;
@@ -185,6 +186,7 @@ fn screens() -> Router<AppState> {
         .route("/ui/tokens", get(tokens::tokens).post(tokens::token_create))
         .route("/ui/tokens/{id}/revoke", post(tokens::token_revoke))
         .route("/ui/usage", get(usage::usage))
+        .route("/ui/usage/spend.csv", get(spend::csv))
         .route("/ui/events", get(events::events))
         .route("/ui/events/verify", post(events::events_verify))
         .route("/ui/master-key", get(master_key::master_key))

@@ -9,7 +9,8 @@ use keyward_core::{Millis, OrgId};
 use keyward_store::{HOUR_MS, UsageSubject};
 
 use super::chart::{Chart, chart};
-use super::form::{OrgQuery, named_org};
+use super::form::named_org;
+use super::spend::{Sort, SpendView};
 use super::{Chrome, UiSession, failed, when};
 use crate::{AppState, ops};
 
@@ -32,12 +33,23 @@ struct UsagePage {
     orgs: Vec<String>,
     org: String,
     rows: Vec<UsageRow>,
+    /// The organization's spend, when one is shown.
+    spend: Option<SpendView>,
+}
+
+/// `?org=`, `?notice=` and the spend table's sort.
+#[derive(serde::Deserialize)]
+pub(super) struct UsageQuery {
+    org: Option<String>,
+    notice: Option<String>,
+    #[serde(flatten)]
+    sort: Sort,
 }
 
 pub(super) async fn usage(
     State(state): State<AppState>,
     session: UiSession,
-    Query(q): Query<OrgQuery>,
+    Query(q): Query<UsageQuery>,
 ) -> Response {
     let p = &session.0.principal;
     let asked = match named_org(q.org.as_deref()) {
@@ -92,8 +104,19 @@ pub(super) async fn usage(
             week: chart("Last 7 days", &buckets, now, 7, 24),
         });
     }
+    let spend = match shown.as_slice() {
+        [org] if asked.is_some() || p.home_org().is_some() => {
+            let page = format!("/ui/usage?org={org}");
+            match super::spend::view(&state, &session, org, None, &page, &q.sort).await {
+                Ok(v) => Some(v),
+                Err(e) => return failed(e),
+            }
+        }
+        _ => None,
+    };
     UsagePage {
         chrome: Chrome::new(&session.0, "usage", q.notice.as_deref()),
+        spend,
         orgs,
         org: asked
             .or_else(|| p.home_org().cloned())

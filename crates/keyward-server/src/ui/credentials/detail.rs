@@ -46,11 +46,14 @@ struct DetailPage {
     events: Vec<EventRow>,
     day: Chart,
     week: Chart,
+    spend: crate::ui::spend::SpendView,
 }
 
 #[derive(Deserialize)]
 pub(super) struct DetailQuery {
     notice: Option<String>,
+    #[serde(flatten)]
+    sort: crate::ui::spend::Sort,
 }
 
 pub(super) async fn detail(
@@ -83,7 +86,22 @@ pub(super) async fn detail(
         Err(e) => return failed(e),
     };
     let (status, badge) = badge(&view);
+    let page = format!("/ui/credentials/{}", view.id);
+    let spend = match crate::ui::spend::view(
+        &state,
+        &session,
+        &view.org,
+        Some((UsageSubject::Credential, view.id.to_string())),
+        &page,
+        &q.sort,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return failed(e),
+    };
     DetailPage {
+        spend,
         chrome: Chrome::new(&session.0, "credentials", q.notice.as_deref()),
         id: view.id.to_string(),
         name: view.name.to_string(),
