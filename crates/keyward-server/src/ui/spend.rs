@@ -73,6 +73,7 @@ const CLASSES: [&str; SERIES + 1] = ["s0", "s1", "s2", "s3", "s4", "s5"];
 
 /// `values` (per day start and series) drawn as bars over `days`, stacked in `series` order;
 /// `cumulative`: each day shows the running total; `line`: a level to draw across.
+#[allow(clippy::too_many_arguments)]
 fn stacked(
     title: String,
     unit: &'static str,
