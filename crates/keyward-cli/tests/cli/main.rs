@@ -17,6 +17,7 @@ mod openapi;
 mod run;
 mod sandbox;
 mod serve;
+mod spend;
 mod sso;
 mod sso_browser;
 mod vault;
