@@ -398,3 +398,67 @@ async fn three_replicas_hold_one_budget_and_one_rate_limit() {
     assert_eq!(ok, 30, "30 a minute across three replicas");
     kept.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_the_database_spends_no_more_than_its_lease() {
+    let Some(cluster) = keyward_testkit::PgCluster::start() else {
+        return;
+    };
+    let mock = MockProvider::builder()
+        .usage(USAGE)
+        .unrecorded()
+        .start()
+        .await;
+    let vault = Vault::open(
+        &keyward_store::Location::Url(cluster.url()),
+        keyward_testkit::keyring(),
+        keyward_store::VaultOptions::default(),
+    )
+    .await
+    .unwrap();
+    let org = OrgId::new("acme").unwrap();
+    vault.create_org(&org, None, "test").await.unwrap();
+    add_openai(&vault, &org, mock.url()).await;
+    let (token, _) = vault
+        .create_gateway_token(&org, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let token = token.expose_secret().to_owned();
+    // $10: a replica asks for a twentieth ($0.50) or four answers ($0.18), whichever is more.
+    vault
+        .set_budget(&budget(&org, BudgetScope::Org, "", 10_000_000), "test")
+        .await
+        .unwrap();
+    let addr = spawn_server(AppState::new(vault.clone())).await;
+    // Two answers: the token and the key are cached, the replica holds a lease.
+    for _ in 0..2 {
+        assert_eq!(ask(addr, &token, &chat(false)).await.status(), 200);
+    }
+    let reported = Duration::from_millis(1500);
+    tokio::time::sleep(reported).await;
+    cluster.pg_stop();
+    // The database is away: the replica spends what it holds, then answers 503.
+    let mut served = 0u64;
+    let mut last = 0;
+    for _ in 0..40 {
+        let r = ask(addr, &token, &chat(false)).await;
+        last = r.status().as_u16();
+        match last {
+            200 => served += 1,
+            _ => break,
+        }
+    }
+    assert_eq!(last, 503, "past its lease the replica cannot ask for more");
+    // At most the $0.50 lease held at the last report, plus one answer let through while some
+    // was left.
+    assert!(
+        served * COST <= 500_000 + COST,
+        "{served} answers (${}) spent while the database was away",
+        served * COST
+    );
+    assert!(
+        served >= 1,
+        "what was leased is spent while the database is away"
+    );
+    cluster.pg_start();
+}

@@ -82,18 +82,33 @@ async fn a_five_dollar_budget_on_a_gateway_token_holds_against_the_openai_sdk() 
     let mock = MockProvider::builder().usage(USAGE).start().await;
     let server = Server::start(&s, &[], &[]);
     s.env.insert("KEYWARD_URL".into(), server.url.clone());
-    s.env.insert("KEYWARD_TOKEN".into(), server.admin.clone().unwrap());
+    s.env
+        .insert("KEYWARD_TOKEN".into(), server.admin.clone().unwrap());
     s.ok(&["org", "create", "acme"]);
     s.ok_with(
         &[
-            "cred", "add", "--org", "acme", "--provider", "openai", "--name", "prod",
-            "--base-url", &format!("{}/v1", mock.url()),
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            "openai",
+            "--name",
+            "prod",
+            "--base-url",
+            &format!("{}/v1", mock.url()),
         ],
         "sk-proj-SPENDSDKKEY-0123456789abcdef\n",
         &[],
     );
     let made: Value = serde_json::from_str(&s.ok(&[
-        "gateway-token", "create", "--org", "acme", "--name", "app", "--json",
+        "gateway-token",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "app",
+        "--json",
     ]))
     .unwrap();
     let token = made["token"].as_str().unwrap().to_owned();
@@ -102,7 +117,10 @@ async fn a_five_dollar_budget_on_a_gateway_token_holds_against_the_openai_sdk() 
         "budget", "set", "--org", "acme", "--token", &id, "--usd", "5", "--period", "month",
     ]);
     let listed = s.ok(&["budget", "list", "--org", "acme"]);
-    assert!(listed.contains("$5.000000 a month") && listed.contains(&id), "{listed}");
+    assert!(
+        listed.contains("$5.000000 a month") && listed.contains(&id),
+        "{listed}"
+    );
 
     let gateway = format!("{}/gateway/openai/v1", server.url);
     let env = [("GATEWAY", gateway.as_str()), ("GW_TOKEN", token.as_str())];
@@ -136,7 +154,11 @@ async fn a_five_dollar_budget_on_a_gateway_token_holds_against_the_openai_sdk() 
         error.starts_with("error: RateLimitError 429 the monthly budget of gateway token 'app' ($5.000000) is spent; it resets at 20"),
         "{out}"
     );
-    assert_eq!(mock.hits(), hits + 1, "the refused stream never reached the provider");
+    assert_eq!(
+        mock.hits(),
+        hits + 1,
+        "the refused stream never reached the provider"
+    );
     spend_counts(&mut s, 3).await;
     let listed: Value =
         serde_json::from_str(&s.ok(&["budget", "list", "--org", "acme", "--json"])).unwrap();
@@ -190,7 +212,8 @@ async fn the_anthropic_and_google_sdks_are_metered_streamed_or_not() {
     let mock = MockProvider::builder().usage(usage).start().await;
     let server = Server::start(&s, &[], &[]);
     s.env.insert("KEYWARD_URL".into(), server.url.clone());
-    s.env.insert("KEYWARD_TOKEN".into(), server.admin.clone().unwrap());
+    s.env
+        .insert("KEYWARD_TOKEN".into(), server.admin.clone().unwrap());
     s.ok(&["org", "create", "acme"]);
     for (provider, key) in [
         ("anthropic", "sk-ant-api03-SPENDSDKKEY-0123456789abcdef"),
@@ -198,8 +221,16 @@ async fn the_anthropic_and_google_sdks_are_metered_streamed_or_not() {
     ] {
         s.ok_with(
             &[
-                "cred", "add", "--org", "acme", "--provider", provider, "--name", provider,
-                "--base-url", &mock.url(),
+                "cred",
+                "add",
+                "--org",
+                "acme",
+                "--provider",
+                provider,
+                "--name",
+                provider,
+                "--base-url",
+                &mock.url(),
             ],
             &format!("{key}\n"),
             &[],
@@ -225,14 +256,24 @@ async fn the_anthropic_and_google_sdks_are_metered_streamed_or_not() {
     let claude = row("claude-sonnet-4-20250514");
     // Anthropic's input leaves out what was read from the cache; Keyward counts all input.
     assert_eq!(
-        (claude["requests"].as_u64(), claude["input_tokens"].as_u64(), claude["cached_tokens"].as_u64(), claude["output_tokens"].as_u64()),
+        (
+            claude["requests"].as_u64(),
+            claude["input_tokens"].as_u64(),
+            claude["cached_tokens"].as_u64(),
+            claude["output_tokens"].as_u64()
+        ),
         (Some(2), Some(6000), Some(2000), Some(1000))
     );
     // claude-sonnet-4: 2000 at $3/M, 1000 read at $0.30/M, 500 out at $15/M, twice.
     assert_eq!(claude["cost_micros"], 2 * (6000 + 300 + 7500));
     let flash = row("gemini-2.5-flash");
     assert_eq!(
-        (flash["requests"].as_u64(), flash["input_tokens"].as_u64(), flash["cached_tokens"].as_u64(), flash["output_tokens"].as_u64()),
+        (
+            flash["requests"].as_u64(),
+            flash["input_tokens"].as_u64(),
+            flash["cached_tokens"].as_u64(),
+            flash["output_tokens"].as_u64()
+        ),
         (Some(2), Some(6000), Some(2000), Some(1000))
     );
     // gemini-2.5-flash: 2000 at $0.30/M, 1000 cached at $0.075/M, 500 out at $2.50/M.
