@@ -276,10 +276,11 @@ pub fn shipped() -> Vec<ModelPrice> {
         .unwrap_or_default()
 }
 
-/// A price table: the shipped prices with the operator's on top.
+/// A price table: the shipped prices with the operator's on top; by provider, then model
+/// (looked up by `&str`, so a lookup allocates nothing).
 #[derive(Debug, Clone, Default)]
 pub struct Prices {
-    by_model: HashMap<(String, String), Price>,
+    by_model: HashMap<String, HashMap<String, Price>>,
 }
 
 /// Where a provider's models may be priced under another provider's name: Azure OpenAI and
@@ -296,21 +297,25 @@ fn also_priced_as(provider: &str) -> &'static [&'static str] {
 impl Prices {
     /// A table of `prices`, later entries replacing earlier ones of the same model.
     pub fn new(prices: impl IntoIterator<Item = ModelPrice>) -> Self {
-        let by_model = prices
-            .into_iter()
-            .map(|p| ((p.provider.clone(), p.model.clone()), p.price()))
-            .collect();
+        let mut by_model: HashMap<String, HashMap<String, Price>> = HashMap::new();
+        for p in prices {
+            let price = p.price();
+            by_model
+                .entry(p.provider)
+                .or_default()
+                .insert(p.model, price);
+        }
         Self { by_model }
     }
 
     /// How many models are priced.
     pub fn len(&self) -> usize {
-        self.by_model.len()
+        self.by_model.values().map(HashMap::len).sum()
     }
 
     /// Whether no model is priced.
     pub fn is_empty(&self) -> bool {
-        self.by_model.is_empty()
+        self.len() == 0
     }
 
     /// The price of `model` at `provider`, and the name it is priced under: the name as given,
@@ -320,11 +325,11 @@ impl Prices {
         let trimmed = model.strip_prefix("models/").unwrap_or(model);
         let undated = without_date(trimmed);
         for p in std::iter::once(provider).chain(also_priced_as(provider).iter().copied()) {
+            let Some(models) = self.by_model.get(p) else {
+                continue;
+            };
             for name in [model, trimmed, undated] {
-                if let Some(((_, m), price)) = self
-                    .by_model
-                    .get_key_value(&(p.to_owned(), name.to_owned()))
-                {
+                if let Some((m, price)) = models.get_key_value(name) {
                     return Some((m.as_str(), *price));
                 }
             }

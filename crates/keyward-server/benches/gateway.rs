@@ -5,7 +5,9 @@
 //! process. Prints requests/s and p50/p99 for each, the latency added over direct, and the CPU
 //! time per request of the floor and of Keyward (from their threads' own CPU clocks), for each
 //! load: one request in flight (what a proxy adds to a request) and 16 in flight (the machine
-//! saturated: throughput, and latency that is mostly queueing).
+//! saturated: throughput, and latency that is mostly queueing). The answers report their usage,
+//! which Keyward reads and prices as they pass (spend is always on); a second gateway token
+//! has a monthly budget and a per-minute limit too (both held by leases).
 //!
 //! ```sh
 //! cargo bench -p keyward-server --bench gateway            # 5 s per side, 1 then 16 in flight
@@ -64,7 +66,7 @@ fn thread_cpu(name: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-const BODY: &str = r#"{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"hello"}}]}"#;
+const BODY: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hello"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":0}}}"#;
 
 fn main() {
     let seconds = env_or("KEYWARD_BENCH_SECONDS", 5);
@@ -92,9 +94,10 @@ fn main() {
 
     // The gateway, with one organization, its key and a gateway token.
     let gateway_rt = runtime("bench-gateway");
-    let (server, token) = gateway_rt.block_on(async {
-        let server = TestServer::start(|s| s).await;
-        let vault = &server.vault;
+    let (server, token, budgeted) = gateway_rt.block_on(async {
+        // Set up before the server starts, which reads the budgets then.
+        let kept = keyward_testkit::TestVault::open().await;
+        let vault = &kept.vault.clone();
         let acme = OrgId::new("acme").expect("org");
         vault.create_org(&acme, None, "bench").await.expect("org");
         let mut c = NewCredential::new(
@@ -110,7 +113,37 @@ fn main() {
             .create_gateway_token(&acme, "bench", &[], None, None, "bench")
             .await
             .expect("token");
-        (server, token.expose_secret().to_owned())
+        // A token under a budget ($1M a month, never reached) and a per-minute limit.
+        let (budgeted, view) = vault
+            .create_gateway_token(&acme, "budgeted", &[], None, None, "bench")
+            .await
+            .expect("token");
+        vault
+            .update_gateway_token(&view.id, None, Some(Some(1_000_000_000)), None, "bench")
+            .await
+            .expect("its limit");
+        vault
+            .set_budget(
+                &keyward_store::NewBudget {
+                    org: acme.clone(),
+                    scope: keyward_store::BudgetScope::GatewayToken,
+                    scope_id: view.id.clone(),
+                    metric: keyward_store::Metric::Usd,
+                    period: keyward_store::Period::Month,
+                    amount: 1_000_000_000_000,
+                    alerts: vec![],
+                    webhook: None,
+                },
+                "bench",
+            )
+            .await
+            .expect("budget");
+        let server = TestServer::start_on(kept, |s| s).await;
+        (
+            server,
+            token.expose_secret().to_owned(),
+            budgeted.expose_secret().to_owned(),
+        )
     });
     let gateway = server.addr;
 
@@ -206,6 +239,7 @@ fn main() {
         let _ = run(direct_url.clone(), "sk-bench".into(), concurrency);
         let _ = run(floor_url.clone(), "sk-bench".into(), concurrency);
         let _ = run(gateway_url.clone(), token.clone(), concurrency);
+        let _ = run(gateway_url.clone(), budgeted.clone(), concurrency);
         let direct = run(direct_url.clone(), "sk-bench".into(), concurrency);
         let (floor_v, floor_cpu) = measured(
             &floor_url,
@@ -214,11 +248,13 @@ fn main() {
             "bench-floor",
         );
         let (through, keyward_cpu) = measured(&gateway_url, &token, concurrency, "bench-gateway");
+        let (held, held_cpu) = measured(&gateway_url, &budgeted, concurrency, "bench-gateway");
         println!("{concurrency} in flight:");
         for (label, v) in [
             ("direct", &direct),
             ("floor (bare proxy)", &floor_v),
             ("Keyward gateway", &through),
+            ("Keyward, budgeted", &held),
         ] {
             println!(
                 "{label:>20}: {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us ({} requests, {seconds} s)",
@@ -228,7 +264,11 @@ fn main() {
                 v.len()
             );
         }
-        for (label, v) in [("floor", &floor_v), ("Keyward", &through)] {
+        for (label, v) in [
+            ("floor", &floor_v),
+            ("Keyward", &through),
+            ("Keyward, budgeted", &held),
+        ] {
             println!(
                 "{label:>20}: added over direct p50 {:.1} us, p99 {:.1} us; throughput {:.0}% of direct",
                 pct(v, 0.5) - pct(&direct, 0.5),
@@ -237,8 +277,9 @@ fn main() {
             );
         }
         println!(
-            "    CPU per request: floor {floor_cpu:.1} us, Keyward {keyward_cpu:.1} us ({:.2}x the floor)",
-            keyward_cpu / floor_cpu.max(f64::MIN_POSITIVE)
+            "    CPU per request: floor {floor_cpu:.1} us, Keyward {keyward_cpu:.1} us ({:.2}x the floor), budgeted {held_cpu:.1} us ({:.2}x)",
+            keyward_cpu / floor_cpu.max(f64::MIN_POSITIVE),
+            held_cpu / floor_cpu.max(f64::MIN_POSITIVE)
         );
     }
 }

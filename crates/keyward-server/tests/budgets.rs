@@ -34,6 +34,22 @@ async fn add_openai(vault: &Vault, org: &OrgId, base: String) -> keyward_core::C
     vault.add_credential(c, "test").await.unwrap().id
 }
 
+/// Organization acme on `vault`, with an OpenAI key pointed at `mock` and a gateway token
+/// `app`: the credential's id, the token and its id.
+async fn acme(
+    vault: &Vault,
+    mock: &MockProvider,
+) -> (OrgId, keyward_core::CredentialId, String, String) {
+    let org = OrgId::new("acme").unwrap();
+    vault.create_org(&org, None, "test").await.unwrap();
+    let cred = add_openai(vault, &org, mock.url()).await;
+    let (token, view) = vault
+        .create_gateway_token(&org, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    (org, cred, token.expose_secret().to_owned(), view.id)
+}
+
 fn chat(stream: bool) -> Value {
     let mut body = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
     if stream {
@@ -91,18 +107,11 @@ async fn a_spent_budget_refuses_before_the_provider_saying_which_and_when_it_res
     let mock = MockProvider::builder().usage(USAGE).start().await;
     let kept = TestVault::open().await;
     let vault = kept.vault.clone();
-    let org = OrgId::new("acme").unwrap();
-    vault.create_org(&org, None, "test").await.unwrap();
-    add_openai(&vault, &org, mock.url()).await;
-    let (token, view) = vault
-        .create_gateway_token(&org, "app", &[], None, None, "test")
-        .await
-        .unwrap();
-    let token = token.expose_secret().to_owned();
+    let (org, _, token, token_id) = acme(&vault, &mock).await;
     let (hook, alerts) = webhook().await;
     // $0.10: three answers of $0.045 spend it (the third goes past it, being let through
     // while some was left).
-    let mut b = budget(&org, BudgetScope::GatewayToken, &view.id, 100_000);
+    let mut b = budget(&org, BudgetScope::GatewayToken, &token_id, 100_000);
     b.webhook = Some(hook);
     vault.set_budget(&b, "test").await.unwrap();
     let addr = spawn_server(AppState::new(vault.clone())).await;
@@ -188,14 +197,7 @@ async fn a_budget_reached_mid_stream_lets_the_stream_finish_and_refuses_the_next
         .await;
     let kept = TestVault::open().await;
     let vault = kept.vault.clone();
-    let org = OrgId::new("acme").unwrap();
-    vault.create_org(&org, None, "test").await.unwrap();
-    add_openai(&vault, &org, mock.url()).await;
-    let (token, _) = vault
-        .create_gateway_token(&org, "app", &[], None, None, "test")
-        .await
-        .unwrap();
-    let token = token.expose_secret().to_owned();
+    let (org, _, token, _) = acme(&vault, &mock).await;
     // Less than one answer: the first stream goes through, and spends it.
     vault
         .set_budget(&budget(&org, BudgetScope::Org, "", 10_000), "test")
@@ -228,16 +230,10 @@ async fn a_model_allow_list_and_a_credentials_budget_are_checked_before_the_prov
     let mock = MockProvider::builder().usage(USAGE).start().await;
     let kept = TestVault::open().await;
     let vault = kept.vault.clone();
-    let org = OrgId::new("acme").unwrap();
-    vault.create_org(&org, None, "test").await.unwrap();
-    let cred = add_openai(&vault, &org, mock.url()).await;
-    let (token, view) = vault
-        .create_gateway_token(&org, "app", &[], None, None, "test")
-        .await
-        .unwrap();
+    let (org, cred, token, token_id) = acme(&vault, &mock).await;
     vault
         .update_gateway_token(
-            &view.id,
+            &token_id,
             Some(vec!["gpt-4o".into(), "claude-*".into()]),
             None,
             None,
@@ -245,7 +241,6 @@ async fn a_model_allow_list_and_a_credentials_budget_are_checked_before_the_prov
         )
         .await
         .unwrap();
-    let token = token.expose_secret().to_owned();
     let addr = spawn_server(AppState::new(vault.clone())).await;
 
     let mut other = chat(false);
@@ -312,14 +307,7 @@ async fn three_replicas_hold_one_budget_and_one_rate_limit() {
         .start()
         .await;
     let vault = kept.vault.clone();
-    let org = OrgId::new("acme").unwrap();
-    vault.create_org(&org, None, "test").await.unwrap();
-    add_openai(&vault, &org, mock.url()).await;
-    let (token, _) = vault
-        .create_gateway_token(&org, "app", &[], None, None, "test")
-        .await
-        .unwrap();
-    let token = token.expose_secret().to_owned();
+    let (org, _, token, _) = acme(&vault, &mock).await;
     // $1 for the organization: 22 answers of $0.045 leave $0.01, which one more may take.
     vault
         .set_budget(&budget(&org, BudgetScope::Org, "", 1_000_000), "test")
@@ -416,14 +404,7 @@ async fn a_replica_that_loses_the_database_spends_no_more_than_its_lease() {
     )
     .await
     .unwrap();
-    let org = OrgId::new("acme").unwrap();
-    vault.create_org(&org, None, "test").await.unwrap();
-    add_openai(&vault, &org, mock.url()).await;
-    let (token, _) = vault
-        .create_gateway_token(&org, "app", &[], None, None, "test")
-        .await
-        .unwrap();
-    let token = token.expose_secret().to_owned();
+    let (org, _, token, _) = acme(&vault, &mock).await;
     // $10: a replica asks for a twentieth ($0.50) or four answers ($0.18), whichever is more.
     vault
         .set_budget(&budget(&org, BudgetScope::Org, "", 10_000_000), "test")

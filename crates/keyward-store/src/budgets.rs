@@ -173,8 +173,13 @@ pub struct Budget {
     pub amount: u64,
     /// Percentages at which an alert is sent (an audit event; a POST to `webhook` if set).
     pub alerts: Vec<u8>,
-    /// Where alerts are POSTed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Where alerts are POSTed: shown as its origin only (a webhook's path is often its
+    /// secret, as Slack's are).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "origin_only"
+    )]
     pub webhook: Option<String>,
     /// Creation time.
     pub created_at: Millis,
@@ -310,6 +315,25 @@ fn budget(row: &AnyRow) -> Result<Budget, VaultError> {
     })
 }
 
+/// A URL as its scheme and host, the rest elided.
+fn origin_only<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => {
+            let after = u.find("://").map_or(0, |i| i + 3);
+            let end = u[after..]
+                .find(['/', '?', '#'])
+                .map_or(u.len(), |i| after + i);
+            let shown = if end < u.len() {
+                format!("{}/…", &u[..end])
+            } else {
+                u.clone()
+            };
+            s.serialize_some(&shown)
+        }
+        None => s.serialize_none(),
+    }
+}
+
 fn scope_str(s: BudgetScope) -> &'static str {
     match s {
         BudgetScope::Org => "org",
@@ -381,7 +405,8 @@ impl Vault {
                     "a webhook is an http:// or https:// URL".into(),
                 ));
             }
-            keyward_core::secret_like::check_public("webhook URL", url)?;
+            // No provider key goes out as a webhook.
+            self.refuse_own_keys([url.as_str()])?;
         }
         let mut alerts = b.alerts.clone();
         alerts.sort_unstable();

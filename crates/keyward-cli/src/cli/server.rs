@@ -112,6 +112,11 @@ pub(crate) struct ServeArgs {
     /// it checked before (0s: not at all); tokens and keys it never saw get a fast 503.
     #[arg(long, env = "KEYWARD_GATEWAY_SERVE_STALE_FOR", default_value = "5m", value_parser = humantime::parse_duration)]
     pub(crate) gateway_serve_stale_for: std::time::Duration,
+    /// Name organizations in `/metrics`' spend counters (off by default: `/metrics` is open
+    /// to anyone who reaches the server, and one organization's spend is none of another's
+    /// business; turn it on where only your Prometheus reaches `/metrics`).
+    #[arg(long, env = "KEYWARD_METRICS_BY_ORG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    pub(crate) metrics_by_org: bool,
     /// Longest wait for a database connection before a request is answered with 503
     /// (default: 2s on PostgreSQL, 10s on SQLite).
     #[arg(long, env = "KEYWARD_DB_ACQUIRE_TIMEOUT", value_parser = positive_duration)]

@@ -75,6 +75,7 @@ pub(crate) async fn serve(
             idle_timeout: args.gateway_idle_timeout,
             targets_file: args.gateway_config.clone(),
             stale_for: args.gateway_serve_stale_for,
+            metrics_by_org: args.metrics_by_org,
             ..GatewayOptions::default()
         });
     if args.gateway_config.is_some() {

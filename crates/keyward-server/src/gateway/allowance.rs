@@ -48,7 +48,9 @@ pub(super) fn asks_for_usage(provider: &Provider, method: &Method, path: &str) -
 /// asking for it; `None` when it is left as it came.
 pub(super) fn with_usage_asked(body: &[u8]) -> Option<Vec<u8>> {
     // Most bodies do not stream: no need to parse them.
-    memchr::memmem::find(body, b"\"stream\"")?;
+    static STREAM: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"stream\""));
+    STREAM.find(body)?;
     let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
     if v.get("stream") != Some(&serde_json::Value::Bool(true))
         || v.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true))

@@ -12,13 +12,36 @@
 //! `data:` line on its own.
 
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use keyward_core::prices::Tokens;
+use memchr::memmem::Finder;
 use serde_json::Value;
 
+/// Searchers built once: building one costs more than most of the searches it makes.
+macro_rules! finders {
+    ($($name:ident = $needle:expr;)*) => {
+        $(static $name: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new($needle));)*
+    };
+}
+
+finders! {
+    USAGE_KEY = b"\"usage\"";
+    USAGE_METADATA_KEY = b"\"usageMetadata\"";
+    MODEL_KEY = b"\"model\"";
+    MODEL_VERSION_KEY = b"\"modelVersion\"";
+    USAGE_PREFIX = b"\"usage";
+    MODEL_PREFIX = b"\"model";
+    DATA = b"data:";
+    NO_CHOICES = b"\"choices\":[]";
+    USAGE_OBJECT = b"\"usage\":{";
+    NULL_USAGE = b",\"usage\":null";
+    BLANK_LINE = b"\n\n";
+    BLANK_CRLF = b"\r\n\r\n";
+}
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The start of a JSON answer kept (where `model` usually is).
@@ -129,15 +152,16 @@ fn gemini_counts(meta: &Value) -> Option<Counts> {
     })
 }
 
-/// Where each key `name` (quoted) followed by `:` starts its value in `text`.
-fn values_of<'a>(text: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    let finder = memchr::memmem::find_iter(text, name);
-    finder.filter_map(move |at| {
+/// Where each key `name` (quoted; `finder` finds it) followed by `:` starts its value in
+/// `text`.
+fn values_of<'a>(text: &'a [u8], finder: &'a Finder<'static>) -> impl Iterator<Item = usize> + 'a {
+    let len = finder.needle().len();
+    finder.find_iter(text).filter_map(move |at| {
         // An escaped quote is inside a string, not a key.
         if at > 0 && text[at - 1] == b'\\' {
             return None;
         }
-        let mut i = at + name.len();
+        let mut i = at + len;
         while i < text.len() && text[i].is_ascii_whitespace() {
             i += 1;
         }
@@ -162,10 +186,7 @@ struct Scan {
 /// (the first `model` or `modelVersion` naming one; `last_model`: the last instead).
 fn scan(text: &[u8], anthropic: bool, last_model: bool) -> Scan {
     let mut out = Scan::default();
-    for (key, gemini) in [
-        (&b"\"usage\""[..], false),
-        (&b"\"usageMetadata\""[..], true),
-    ] {
+    for (key, gemini) in [(&*USAGE_KEY, false), (&*USAGE_METADATA_KEY, true)] {
         let found: Vec<usize> = values_of(text, key).collect();
         for at in found.into_iter().rev() {
             let counts = value_at(text, at).and_then(|v| {
@@ -184,7 +205,7 @@ fn scan(text: &[u8], anthropic: bool, last_model: bool) -> Scan {
             break;
         }
     }
-    for key in [&b"\"model\""[..], &b"\"modelVersion\""[..]] {
+    for key in [&*MODEL_KEY, &*MODEL_VERSION_KEY] {
         let mut names = values_of(text, key)
             .filter_map(|at| value_at(text, at)?.as_str().map(str::to_owned))
             .filter(|m| is_model_name(m));
@@ -305,9 +326,7 @@ impl Meter {
             return;
         };
         // Most events carry neither; only those that name one are parsed.
-        if memchr::memmem::find(data, b"\"usage").is_none()
-            && memchr::memmem::find(data, b"\"model").is_none()
-        {
+        if USAGE_PREFIX.find(data).is_none() && MODEL_PREFIX.find(data).is_none() {
             return;
         }
         let found = scan(data, self.anthropic, false);
@@ -620,28 +639,27 @@ impl<B> HideUsageChunk<B> {
 
 /// Whether an event is the usage chunk the gateway asked for.
 fn is_usage_chunk(event: &[u8]) -> bool {
-    let Some(start) = memchr::memmem::find(event, b"data:") else {
+    let Some(start) = DATA.find(event) else {
         return false;
     };
     let data = &event[start + 5..];
-    memchr::memmem::find(data, b"\"choices\":[]").is_some()
-        && memchr::memmem::find(data, b"\"usage\":{").is_some()
+    NO_CHOICES.find(data).is_some() && USAGE_OBJECT.find(data).is_some()
 }
 
 /// `event` without the `,"usage":null` the request for usage added.
 fn without_null_usage(event: &[u8], out: &mut Vec<u8>) {
     let mut rest = event;
-    while let Some(i) = memchr::memmem::find(rest, b",\"usage\":null") {
+    while let Some(i) = NULL_USAGE.find(rest) {
         out.extend_from_slice(&rest[..i]);
-        rest = &rest[i + b",\"usage\":null".len()..];
+        rest = &rest[i + NULL_USAGE.needle().len()..];
     }
     out.extend_from_slice(rest);
 }
 
 /// The end of the first complete event in `buf` (past its blank line), if any.
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(buf, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(buf, b"\r\n\r\n").map(|i| i + 4);
+    let lf = BLANK_LINE.find(buf).map(|i| i + 2);
+    let crlf = BLANK_CRLF.find(buf).map(|i| i + 4);
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
