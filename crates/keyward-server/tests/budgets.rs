@@ -112,8 +112,16 @@ async fn a_spent_budget_refuses_before_the_provider_saying_which_and_when_it_res
     // $0.10: three answers of $0.045 spend it (the third goes past it, being let through
     // while some was left).
     let mut b = budget(&org, BudgetScope::GatewayToken, &token_id, 100_000);
-    b.webhook = Some(hook);
-    vault.set_budget(&b, "test").await.unwrap();
+    // A webhook with a user and password is refused; one's path is shown as its origin only.
+    b.webhook = Some(hook.replace("http://", "http://user:S3cret@"));
+    assert!(vault.set_budget(&b, "test").await.is_err());
+    b.webhook = Some(hook.clone());
+    let set = vault.set_budget(&b, "test").await.unwrap();
+    let shown = serde_json::to_value(&set).unwrap();
+    assert_eq!(
+        shown["webhook"],
+        format!("{}/…", hook.trim_end_matches("/hook"))
+    );
     let addr = spawn_server(AppState::new(vault.clone())).await;
 
     let mut served = 0;
@@ -253,6 +261,30 @@ async fn a_model_allow_list_and_a_credentials_budget_are_checked_before_the_prov
         "this gateway token may not use the model \"o1\"; it may use: gpt-4o, claude-*"
     );
     assert_eq!(mock.hits(), 0);
+    // Only Gemini's, Vertex's and Azure's paths name a model: OpenAI's is the body's, whatever
+    // its path holds.
+    let sneaked = reqwest::Client::new()
+        .post(format!(
+            "http://{addr}/gateway/openai/v1/chat/completions;models/gpt-4o"
+        ))
+        .bearer_auth(&token)
+        .json(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sneaked.status(), 403);
+    assert_eq!(mock.hits(), 0);
+    // A key pasted as a model pattern is refused, not listed to viewers.
+    let pasted = vault
+        .update_gateway_token(
+            &token_id,
+            Some(vec!["sk-proj-PASTEDKEY0123456789abcdefXYZ1".into()]),
+            None,
+            None,
+            "test",
+        )
+        .await;
+    assert!(pasted.is_err());
     assert_eq!(ask(addr, &token, &chat(false)).await.status(), 200);
 
     // The credential's own budget: spent, the organization has no other key to try.
@@ -442,4 +474,78 @@ async fn a_replica_that_loses_the_database_spends_no_more_than_its_lease() {
         "what was leased is spent while the database is away"
     );
     cluster.pg_start();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_budget_applies_at_once_and_a_first_burst_cannot_overspend_it() {
+    let mock = MockProvider::builder().usage(USAGE).start().await;
+    // Slow answers: a burst's requests are all in flight at once.
+    mock.on_path(
+        "/v1/chat/completions",
+        keyward_testkit::Reply::ok().delay(Duration::from_millis(300)),
+    );
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
+    let (org, _, token, token_id) = acme(&vault, &mock).await;
+    let state = AppState::new(vault.clone());
+    let addr = spawn_server(state.clone()).await;
+    // $0.10 new, and ten at once: no answer's cost has been seen, so the first goes alone
+    // and the others are let through against what it cost. Three answers cover $0.10.
+    vault
+        .set_budget(
+            &budget(&org, BudgetScope::GatewayToken, &token_id, 100_000),
+            "test",
+        )
+        .await
+        .unwrap();
+    state.reload_budgets().await;
+    let burst: Vec<_> = (0..10)
+        .map(|_| {
+            let token = token.clone();
+            tokio::spawn(async move { ask(addr, &token, &chat(false)).await.status().as_u16() })
+        })
+        .collect();
+    let mut served = 0;
+    for b in burst {
+        if b.await.unwrap() == 200 {
+            served += 1;
+        }
+    }
+    assert!(
+        served * COST <= 100_000 + COST,
+        "{served} answers of a first burst spent {} of 100000",
+        served * COST
+    );
+    assert!(served >= 2, "{served}");
+
+    // Raised while spent: the next request goes through at once.
+    let mut raised = budget(&org, BudgetScope::GatewayToken, &token_id, 1_000_000_000);
+    raised.alerts = vec![];
+    vault.set_budget(&raised, "test").await.unwrap();
+    state.reload_budgets().await;
+    assert_eq!(ask(addr, &token, &chat(false)).await.status(), 200);
+    // "stream" spelled with an escape is "stream" to every JSON parser: its usage is asked for
+    // and counted too.
+    let raw = reqwest::Client::new()
+        .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"model": "gpt-4o", "messages": [], "str\u0065am": true}"#)
+        .send()
+        .await
+        .unwrap();
+    let _ = raw.text().await;
+    let asked = mock.last();
+    assert_eq!(asked.json()["stream_options"]["include_usage"], true);
+
+    // Lowered under what was spent while the replica holds a large lease: refused at once.
+    vault
+        .set_budget(
+            &budget(&org, BudgetScope::GatewayToken, &token_id, 50_000),
+            "test",
+        )
+        .await
+        .unwrap();
+    state.reload_budgets().await;
+    assert_eq!(ask(addr, &token, &chat(false)).await.status(), 429);
 }

@@ -396,16 +396,36 @@ impl Vault {
             ));
         }
         if let Some(url) = &b.webhook {
+            let after = url.find("://").map_or(0, |i| i + 3);
+            let authority = &url[after..][..url[after..]
+                .find(['/', '?', '#'])
+                .unwrap_or(url.len() - after)];
             let ok = (url.starts_with("https://") || url.starts_with("http://"))
                 && url.len() <= 2000
                 && keyward_core::ids::is_plain_text(url, 2000)
-                && !url.contains(char::is_whitespace);
+                && !url.contains(char::is_whitespace)
+                && !authority.is_empty()
+                && !authority.contains('@');
             if !ok {
                 return Err(VaultError::InvalidInput(
-                    "a webhook is an http:// or https:// URL".into(),
+                    "a webhook is an http:// or https:// URL, without a user or password".into(),
                 ));
             }
-            // No provider key goes out as a webhook.
+            // No provider key or Keyward token goes out as (part of) a webhook. (A webhook's
+            // own secret, Slack's random path, is the URL's business: it is shown as the
+            // origin only.)
+            let key_like = |part: &str| {
+                keyward_core::secret_like::looks_like_secret(part)
+                    && (part.starts_with("kwt_")
+                        || part.starts_with("kwg_")
+                        || part.starts_with("kws_")
+                        || keyward_core::PROVIDERS
+                            .iter()
+                            .any(|p| p.key_prefixes.iter().any(|k| part.starts_with(k))))
+            };
+            if url.split(['/', '?', '&', '=', '#', ':', '@']).any(key_like) {
+                return Err(keyward_core::secret_like::refused("webhook URL").into());
+            }
             self.refuse_own_keys([url.as_str()])?;
         }
         let mut alerts = b.alerts.clone();
@@ -622,10 +642,31 @@ impl Vault {
         .await?
         .try_get("n")?;
         let others = u64::try_from(others).unwrap_or(0);
-        let spent = spent_before.saturating_add(r.used);
+        let mut spent = spent_before.saturating_add(r.used);
+        // What the basis's hourly spend says was spent is a floor: spending no report counted
+        // (a replica that had not read the budget yet, a report lost with its replica) is
+        // counted once it is written there, about a second after its answer.
+        if let Some(basis) = &r.basis {
+            let (kind, org, id) = basis.filter();
+            let written: i64 = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) AS n FROM spend_hourly \
+                 WHERE subject_kind = $1 AND org = $2 AND ($3 = '' OR subject_id = $3) AND hour >= $4",
+            )
+            .bind(kind)
+            .bind(org)
+            .bind(id)
+            .bind(r.period_start)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            spent = spent.max(u64::try_from(written).unwrap_or(0));
+        }
         // What was used came out of the reporter's lease (all of it, and more if it spent
-        // past it: that is already in `spent`).
-        let mut held = held_before.saturating_sub(r.used);
+        // past it: that is already in `spent`); and no lease is more than what is left (the
+        // limit may have been lowered).
+        let mut held = held_before
+            .saturating_sub(r.used)
+            .min(r.limit.saturating_sub(spent).saturating_sub(others));
         let mut free = r
             .limit
             .saturating_sub(spent)

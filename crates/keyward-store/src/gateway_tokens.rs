@@ -93,11 +93,14 @@ pub(crate) fn check_models(models: &[String]) -> Result<(), VaultError> {
     if models.len() > 100
         || models
             .iter()
-            .any(|m| !keyward_core::ids::is_plain_text(m, 200) || m.contains(','))
+            .any(|m| !keyward_core::ids::is_plain_text(m, 200) || m.contains(',') || m.trim() != m)
     {
         return Err(VaultError::InvalidInput(
-            "a model allow-list has at most 100 names or patterns (`*` for any run of characters), of printable characters without commas".into(),
+            "a model allow-list has at most 100 names or patterns (`*` for any run of characters), of printable characters without commas or surrounding spaces".into(),
         ));
+    }
+    for m in models {
+        keyward_core::secret_like::check_public("model pattern", m)?;
     }
     Ok(())
 }

@@ -441,6 +441,7 @@ impl Vault {
                     keyward_core::secret_like::shown(&p.provider)
                 )));
             }
+            keyward_core::secret_like::check_public("model name", &p.model)?;
         }
         let mut tx = self.begin_write().await?;
         if replace {

@@ -15,14 +15,30 @@ use super::budgets::{Alert, Limit, Stop, Ticket};
 use super::{MAX_BODY, body};
 use crate::AppState;
 
-/// The model a request names in its path: Gemini's and Vertex's `models/M:generateContent`,
-/// Azure's `deployments/D/...`.
-pub(super) fn model_in_path(path: &str) -> Option<&str> {
-    let (_, rest) = path
-        .split_once("models/")
-        .or_else(|| path.split_once("deployments/"))?;
-    let name = rest.split([':', '/', '?']).next()?;
-    (!name.is_empty()).then_some(name)
+/// The model a request names in its path, for the providers that name it there: Gemini's and
+/// Vertex's `.../models/M:generateContent` (a whole segment, before its action), Azure
+/// OpenAI's `.../deployments/D/...`. Every other provider's model is the body's.
+pub(super) fn model_in_path(provider: &Provider, path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let found = match provider.id {
+        "gemini" | "vertex" => segments
+            .windows(2)
+            .rev()
+            .find(|w| w[0] == "models")
+            .and_then(|w| w[1].split_once(':').map(|(m, _)| m)),
+        "azure_openai" => segments
+            .windows(2)
+            .rev()
+            .find(|w| w[0] == "deployments")
+            .map(|w| w[1]),
+        _ => None,
+    }?;
+    // A segment as written: decoded, so that an escape cannot hide the name it spells.
+    let name = percent_encoding::percent_decode_str(found)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    (!name.is_empty() && !name.contains([';', ':'])).then_some(name)
 }
 
 /// The `model` of a JSON body.
@@ -47,10 +63,13 @@ pub(super) fn asks_for_usage(provider: &Provider, method: &Method, path: &str) -
 /// A streaming request's body with `stream_options.include_usage` set, when it streams without
 /// asking for it; `None` when it is left as it came.
 pub(super) fn with_usage_asked(body: &[u8]) -> Option<Vec<u8>> {
-    // Most bodies do not stream: no need to parse them.
+    // Most bodies do not stream: no need to parse them (unless they escape characters, which
+    // could spell "stream").
     static STREAM: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"stream\""));
-    STREAM.find(body)?;
+    if STREAM.find(body).is_none() && memchr::memchr(b'\\', body).is_none() {
+        return None;
+    }
     let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
     if v.get("stream") != Some(&serde_json::Value::Bool(true))
         || v.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true))
@@ -86,8 +105,8 @@ pub(super) async fn check_model(
     if view.models.is_empty() {
         return Ok(body);
     }
-    let (model, body) = match model_in_path(path) {
-        Some(m) => (Some(m.to_owned()), body),
+    let (model, body) = match model_in_path(provider, path) {
+        Some(m) => (Some(m), body),
         None if method == Method::POST => {
             let bytes = read_body(provider, body).await?;
             (model_in_body(&bytes), Body::from(bytes))
@@ -223,7 +242,8 @@ pub(crate) fn send_alerts(alerts: Vec<Alert>) {
                 .send()
                 .await;
             if let Err(e) = sent {
-                tracing::warn!(error = %e, "a budget alert's webhook failed");
+                // Without the URL, whose path and query may be its secret.
+                tracing::warn!(error = %e.without_url(), "a budget alert's webhook failed");
             }
         }
     });

@@ -19,6 +19,7 @@
 //! request takes its one unit before it is sent.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,14 @@ pub(crate) struct Limit {
 }
 
 impl Limit {
+    /// Whether `other` says the same (a budget changed is read again with another amount).
+    fn same_as(&self, other: &Limit) -> bool {
+        self.amount == other.amount
+            && self.alerts == other.alerts
+            && self.webhook == other.webhook
+            && self.whose == other.whose
+    }
+
     fn from_budget(b: &Budget, whose: String) -> Self {
         Self {
             id: b.id.clone(),
@@ -154,8 +163,6 @@ struct Ledger {
     /// Spent since the last report.
     used: u64,
     in_flight: u64,
-    /// The costliest answer seen.
-    estimate: u64,
     /// What no replica held, as of the last report.
     free: u64,
     /// The period's spending, as of the last report.
@@ -171,15 +178,24 @@ struct Ledger {
 /// One limit's current period on this replica.
 #[derive(Debug)]
 pub(crate) struct Cell {
-    limit: Arc<Limit>,
+    /// The limit as last read (a change replaces it, and the lease is reported on at once).
+    limit: Mutex<Arc<Limit>>,
     period_start: i64,
     ledger: Mutex<Ledger>,
+    /// The costliest answer seen under this limit, in any period: kept by `Budgets` across
+    /// cells, so that a new period or a pause does not forget it.
+    estimate: Arc<AtomicU64>,
     /// One report at a time.
     refill: tokio::sync::Mutex<()>,
+    /// Woken when a request's answer ends (requests waiting for a first cost to be seen).
+    settled: tokio::sync::Notify,
 }
 
 enum Take {
     Taken,
+    /// No answer's cost has been seen yet under this limit and one is in flight: wait for it,
+    /// since what the others may cost cannot be reserved.
+    Wait,
     /// Nothing left here, and the last report found none anywhere.
     Spent,
     /// Report and ask for more.
@@ -187,21 +203,30 @@ enum Take {
 }
 
 impl Cell {
+    fn limit(&self) -> Arc<Limit> {
+        self.limit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn take(&self, now: Instant) -> Take {
+        let metric = self.limit().metric;
+        let estimate = self.estimate.load(Ordering::Relaxed);
         let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
         l.last_used = now;
         if l.usable_until.is_none_or(|until| now >= until) {
             return Take::Refill;
         }
         let left = i128::from(l.held) - i128::from(l.used);
-        let room = match self.limit.metric {
+        if metric != Metric::Requests && estimate == 0 && l.in_flight > 0 && left > 0 {
+            return Take::Wait;
+        }
+        let room = match metric {
             Metric::Requests => left >= 1,
             Metric::Usd | Metric::Tokens => {
-                left - i128::from(l.in_flight) * i128::from(l.estimate) > 0
+                left - i128::from(l.in_flight) * i128::from(estimate) > 0
             }
         };
         if room {
-            match self.limit.metric {
+            match metric {
                 Metric::Requests => l.used += 1,
                 Metric::Usd | Metric::Tokens => l.in_flight += 1,
             }
@@ -220,14 +245,17 @@ impl Cell {
     /// Ends a request's hold: what its answer cost (`None`: unknown, so as much as the
     /// costliest seen; a request that got no answer costs nothing).
     fn settle(&self, cost: Option<u64>) {
-        if self.limit.metric == Metric::Requests {
+        if self.limit().metric == Metric::Requests {
             return;
         }
-        let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        l.in_flight = l.in_flight.saturating_sub(1);
-        let cost = cost.unwrap_or(l.estimate);
-        l.used = l.used.saturating_add(cost);
-        l.estimate = l.estimate.max(cost);
+        {
+            let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            l.in_flight = l.in_flight.saturating_sub(1);
+            let cost = cost.unwrap_or_else(|| self.estimate.load(Ordering::Relaxed));
+            l.used = l.used.saturating_add(cost);
+            self.estimate.fetch_max(cost, Ordering::Relaxed);
+        }
+        self.settled.notify_waiters();
     }
 }
 
@@ -245,7 +273,7 @@ impl Ticket {
     pub(crate) fn settle(mut self, cost: Option<u64>, tokens: Option<u64>) {
         self.settled = true;
         for cell in self.holds.drain(..) {
-            match cell.limit.metric {
+            match cell.limit().metric {
                 Metric::Usd => cell.settle(cost),
                 Metric::Tokens => cell.settle(tokens),
                 Metric::Requests => {}
@@ -285,6 +313,8 @@ pub(crate) struct Budgets {
     /// `None` until read once.
     defs: RwLock<Option<Arc<Defs>>>,
     cells: Mutex<HashMap<(String, i64), Arc<Cell>>>,
+    /// The costliest answer seen, per limit.
+    estimates: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 
 impl Default for Budgets {
@@ -293,6 +323,7 @@ impl Default for Budgets {
             holder: holder_id(),
             defs: RwLock::default(),
             cells: Mutex::default(),
+            estimates: Mutex::default(),
         }
     }
 }
@@ -394,18 +425,21 @@ impl Budgets {
 
     fn cell(&self, limit: &Arc<Limit>, now: Millis) -> Arc<Cell> {
         let start = limit.period.start(now);
+        let estimate = {
+            let mut estimates = self.estimates.lock().unwrap_or_else(|p| p.into_inner());
+            estimates.entry(limit.id.clone()).or_default().clone()
+        };
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        cells
+        let cell = cells
             .entry((limit.id.clone(), start))
             .or_insert_with(|| {
                 Arc::new(Cell {
-                    limit: limit.clone(),
+                    limit: Mutex::new(limit.clone()),
                     period_start: start,
                     ledger: Mutex::new(Ledger {
                         held: 0,
                         used: 0,
                         in_flight: 0,
-                        estimate: 0,
                         free: 0,
                         spent: 0,
                         usable_until: None,
@@ -413,10 +447,29 @@ impl Budgets {
                         last_used: Instant::now(),
                         waiting: 0,
                     }),
+                    estimate,
                     refill: tokio::sync::Mutex::new(()),
+                    settled: tokio::sync::Notify::new(),
                 })
             })
-            .clone()
+            .clone();
+        drop(cells);
+        // A changed limit (an amount raised or lowered) applies at once: the lease held under
+        // the old one is reported on before anything more is spent.
+        let changed = {
+            let mut current = cell.limit.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = !current.same_as(limit);
+            if changed {
+                *current = limit.clone();
+            }
+            changed
+        };
+        if changed {
+            let mut l = cell.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            l.usable_until = None;
+            l.reported_at = None;
+        }
+        cell
     }
 
     /// Lets a request through `limits`, adding its holds to `ticket`; or says why not. Only a
@@ -434,6 +487,7 @@ impl Budgets {
             // Reports this request made itself (a report another request made while this one
             // waited is taken as it is, and counts not).
             let mut reports = 0;
+            let mut waits = 0;
             loop {
                 match cell.take(Instant::now()) {
                     Take::Taken => {
@@ -442,6 +496,16 @@ impl Budgets {
                     }
                     Take::Spent => {
                         return Err(Stop::Refused(limit.refusal(cell.period_start)));
+                    }
+                    Take::Wait => {
+                        // Until the answer in flight ends (a minute at most, if it streams).
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(1), cell.settled.notified())
+                                .await;
+                        waits += 1;
+                        if waits > 60 {
+                            return Err(Stop::Refused(limit.refusal(cell.period_start)));
+                        }
                     }
                     Take::Refill if reports >= 3 => {
                         return Err(Stop::Refused(limit.refusal(cell.period_start)));
@@ -481,29 +545,30 @@ impl Budgets {
         cell: &Arc<Cell>,
         give_back: bool,
     ) -> Result<Vec<Alert>, VaultError> {
+        let limit = cell.limit();
         let (used, want) = {
             let l = cell.ledger.lock().unwrap_or_else(|p| p.into_inner());
             let want = if give_back {
                 0
             } else {
-                cell.limit.want(l.estimate, l.waiting)
+                limit.want(cell.estimate.load(Ordering::Relaxed), l.waiting)
             };
             (l.used, want)
         };
         let asked = Instant::now();
         let grant = vault
             .report_lease(&LeaseReport {
-                budget_id: &cell.limit.id,
+                budget_id: &limit.id,
                 period_start: cell.period_start,
                 holder: &self.holder,
-                limit: cell.limit.amount,
+                limit: limit.amount,
                 used,
                 want,
-                alerts: &cell.limit.alerts,
-                org: Some(cell.limit.org.as_str()),
-                basis: match (&cell.limit.scope, cell.limit.metric) {
+                alerts: &limit.alerts,
+                org: Some(limit.org.as_str()),
+                basis: match (&limit.scope, limit.metric) {
                     (Some((scope, id)), Metric::Usd) => Some(keyward_store::Basis {
-                        org: cell.limit.org.as_str(),
+                        org: limit.org.as_str(),
                         only: (*scope != BudgetScope::Org).then_some((*scope, id.as_str())),
                     }),
                     _ => None,
@@ -521,7 +586,7 @@ impl Budgets {
             .alerts
             .into_iter()
             .map(|percent| Alert {
-                limit: cell.limit.clone(),
+                limit: limit.clone(),
                 percent,
                 spent: grant.spent,
                 period_start: cell.period_start,
@@ -554,7 +619,7 @@ impl Budgets {
                     l.held,
                 )
             };
-            let past = cell.limit.period.start(current) != cell.period_start;
+            let past = cell.limit().period.start(current) != cell.period_start;
             let forget = in_flight == 0 && (idle || past);
             if used == 0 && !lapsing && !forget {
                 continue;
@@ -572,7 +637,7 @@ impl Budgets {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, budget = %cell.limit.id, "cannot report a budget's spending; it is kept for the next try");
+                    tracing::warn!(error = %e, budget = %cell.limit().id, "cannot report a budget's spending; it is kept for the next try");
                 }
             }
         }
@@ -581,7 +646,7 @@ impl Budgets {
 
     fn forget(&self, cell: &Arc<Cell>) {
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (cell.limit.id.clone(), cell.period_start);
+        let key = (cell.limit().id.clone(), cell.period_start);
         if cells.get(&key).is_some_and(|c| Arc::ptr_eq(c, cell)) {
             cells.remove(&key);
         }

@@ -36,9 +36,6 @@ finders! {
     USAGE_PREFIX = b"\"usage";
     MODEL_PREFIX = b"\"model";
     DATA = b"data:";
-    NO_CHOICES = b"\"choices\":[]";
-    USAGE_OBJECT = b"\"usage\":{";
-    NULL_USAGE = b",\"usage\":null";
     BLANK_LINE = b"\n\n";
     BLANK_CRLF = b"\r\n\r\n";
 }
@@ -637,23 +634,63 @@ impl<B> HideUsageChunk<B> {
     }
 }
 
-/// Whether an event is the usage chunk the gateway asked for.
+/// Whether an event is the usage chunk the gateway asked for: its data a JSON object whose
+/// `choices` is empty and whose `usage` is an object (however the provider spaces it).
 fn is_usage_chunk(event: &[u8]) -> bool {
     let Some(start) = DATA.find(event) else {
         return false;
     };
     let data = &event[start + 5..];
-    NO_CHOICES.find(data).is_some() && USAGE_OBJECT.find(data).is_some()
+    if USAGE_PREFIX.find(data).is_none() {
+        return false;
+    }
+    let end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    let Ok(v) = serde_json::from_slice::<Value>(data[..end].trim_ascii()) else {
+        return false;
+    };
+    v.get("choices")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+        && v.get("usage").is_some_and(Value::is_object)
 }
 
-/// `event` without the `,"usage":null` the request for usage added.
+/// `event` without the `"usage": null` members the request for usage added (with the comma
+/// before each, however spaced; a `"usage"` inside a string has its quotes escaped, and is
+/// not one).
 fn without_null_usage(event: &[u8], out: &mut Vec<u8>) {
-    let mut rest = event;
-    while let Some(i) = NULL_USAGE.find(rest) {
-        out.extend_from_slice(&rest[..i]);
-        rest = &rest[i + NULL_USAGE.needle().len()..];
+    let mut copied = 0;
+    for at in USAGE_KEY.find_iter(event) {
+        if at < copied || (at > 0 && event[at - 1] == b'\\') {
+            continue;
+        }
+        let mut i = at + USAGE_KEY.needle().len();
+        let skip = |mut i: usize| {
+            while i < event.len() && event[i].is_ascii_whitespace() {
+                i += 1;
+            }
+            i
+        };
+        i = skip(i);
+        if event.get(i) != Some(&b':') {
+            continue;
+        }
+        i = skip(i + 1);
+        if !event[i..].starts_with(b"null") {
+            continue;
+        }
+        let end = i + 4;
+        // The comma before the key, past any spaces.
+        let mut comma = at;
+        while comma > copied && event[comma - 1].is_ascii_whitespace() {
+            comma -= 1;
+        }
+        if comma == copied || event[comma - 1] != b',' {
+            continue;
+        }
+        out.extend_from_slice(&event[copied..comma - 1]);
+        copied = end;
     }
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&event[copied..]);
 }
 
 /// The end of the first complete event in `buf` (past its blank line), if any.

@@ -180,6 +180,11 @@ pub(crate) async fn set_budget(
     new: &keyward_store::NewBudget,
 ) -> Result<keyward_store::Budget, ApiError> {
     let grant = allow_on(p, Op::WriteBudget, On::Org(&new.org))?;
+    // A webhook makes the server send requests where it says: admins only.
+    if new.webhook.is_some() {
+        allow_on(p, Op::SetEnvFallback, On::Org(&new.org))
+            .map_err(|_| ApiError::Forbidden("a budget's webhook needs an admin token".into()))?;
+    }
     let b = vault(state, &grant).set_budget(new, grant.actor()).await?;
     state.reload_budgets().await;
     Ok(b)
@@ -211,7 +216,8 @@ pub(crate) async fn delete_budget(
 
 /// Dollars as micro-dollars: `5`, `5.25`, `0.000001` (at most six decimals).
 pub fn parse_usd(s: &str) -> Result<u64, String> {
-    let s = s.trim().trim_start_matches('$');
+    let s = s.trim();
+    let s = s.strip_prefix('$').unwrap_or(s);
     let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
     let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
     if !digits(whole) || (!frac.is_empty() && !digits(frac)) || frac.len() > 6 {
@@ -241,5 +247,6 @@ mod usd_tests {
         assert!(parse_usd("-1").is_err());
         assert!(parse_usd("1e3").is_err());
         assert!(parse_usd("").is_err());
+        assert!(parse_usd("$$5").is_err());
     }
 }

@@ -273,6 +273,13 @@ pub(super) async fn budgets_set(
             };
             (Metric::Usd, micros, period)
         }
+        (None, Some(_), None) | (None, None, Some(_))
+            if body.period.as_deref().is_some_and(|p| p != "minute") =>
+        {
+            return Err(ApiError::BadRequest(
+                "rpm and tpm count per minute: give no other period".into(),
+            ));
+        }
         (None, Some(rpm), None) => (Metric::Requests, rpm, Period::Minute),
         (None, None, Some(tpm)) => (Metric::Tokens, tpm, Period::Minute),
         _ => {
