@@ -268,8 +268,13 @@ impl AppState {
                     _ = &mut stopped => break,
                 }
             }
-            state.report_budgets().await;
             state.flush_usage().await;
+            state
+                .shared
+                .gateway
+                .budgets
+                .give_back_all(state.vault.serving())
+                .await;
         });
         UsageWriter { stop, task }
     }

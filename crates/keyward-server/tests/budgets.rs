@@ -417,7 +417,10 @@ async fn three_replicas_hold_one_budget_and_one_rate_limit() {
     eprintln!("rpm: {ok} of 60 let through");
     // Never more than the limit. A burst may leave a little of it unused in one replica's
     // lease while another refuses (it comes back at the next report): most of it is used.
-    assert!(ok <= 30, "{ok} let through: more than 30 a minute across three replicas");
+    assert!(
+        ok <= 30,
+        "{ok} let through: more than 30 a minute across three replicas"
+    );
     assert!(ok >= 20, "only {ok} of 30 let through");
     kept.close().await;
 }
@@ -551,4 +554,32 @@ async fn a_changed_budget_applies_at_once_and_a_first_burst_cannot_overspend_it(
         .unwrap();
     state.reload_budgets().await;
     assert_eq!(ask(addr, &token, &chat(false)).await.status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_at_once_within_a_budget_all_go_through() {
+    let mock = MockProvider::builder().usage(USAGE).start().await;
+    mock.on_path(
+        "/v1/chat/completions",
+        keyward_testkit::Reply::ok().delay(Duration::from_millis(300)),
+    );
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
+    let (org, _, token, _) = acme(&vault, &mock).await;
+    // $1, and twelve at once after one answer: $0.585 in all, well within it.
+    vault
+        .set_budget(&budget(&org, BudgetScope::Org, "", 1_000_000), "test")
+        .await
+        .unwrap();
+    let addr = spawn_server(AppState::new(vault.clone())).await;
+    assert_eq!(ask(addr, &token, &chat(false)).await.status(), 200);
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let token = token.clone();
+            tokio::spawn(async move { ask(addr, &token, &chat(false)).await.status().as_u16() })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 200);
+    }
 }

@@ -380,9 +380,9 @@ impl Vault {
                 c.id.to_string()
             }
         };
-        if b.amount == 0 || b.amount > i64::MAX as u64 / 4 {
+        if b.amount == 0 || b.amount > 1_000_000_000_000_000 {
             return Err(VaultError::InvalidInput(
-                "a budget's limit must be above zero".into(),
+                "a budget's limit is above zero and at most a billion dollars (10^15 micro-dollars), requests or tokens".into(),
             ));
         }
         if b.alerts.len() > 10 || b.alerts.iter().any(|p| !(1..=100).contains(p)) {

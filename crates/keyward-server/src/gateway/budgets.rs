@@ -78,16 +78,39 @@ impl Limit {
     }
 
     /// The allowance a replica asks to hold: a twentieth of the limit, at least four of the
-    /// costliest answers seen, and enough for the requests waiting for it.
-    fn want(&self, estimate: u64, waiting: u64) -> u64 {
+    /// costliest answers seen, and enough for the requests in flight (what they may cost is
+    /// still held) and those waiting for it, with one to spare.
+    fn want(&self, estimate: u64, in_flight: u64, waiting: u64) -> u64 {
         let unit = match self.metric {
             Metric::Requests => 1,
             Metric::Usd | Metric::Tokens => estimate,
         };
+        let needed = match self.metric {
+            Metric::Requests => waiting + 1,
+            Metric::Usd | Metric::Tokens => in_flight + waiting + 1,
+        };
         (self.amount / 20)
             .max(estimate.saturating_mul(4))
-            .max(unit.saturating_mul(waiting + 1))
+            .max(unit.saturating_mul(needed))
             .clamp(1, self.amount.max(1))
+    }
+
+    /// Why a request is refused while the limit has room that other requests hold: busy, to
+    /// be retried shortly.
+    fn busy(&self) -> Refusal {
+        Refusal {
+            message: format!(
+                "what is left of the {} of {} is held by requests under way; try again in a second",
+                match self.metric {
+                    Metric::Usd => "budget",
+                    Metric::Requests => "requests a minute",
+                    Metric::Tokens => "tokens a minute",
+                },
+                self.whose
+            ),
+            retry_after: Some(1),
+            permanent: false,
+        }
     }
 
     /// Why a request is refused, and in how many seconds the period starts again. (What this
@@ -508,7 +531,11 @@ impl Budgets {
                         }
                     }
                     Take::Refill if reports >= 3 => {
-                        return Err(Stop::Refused(limit.refusal(cell.period_start)));
+                        return Err(Stop::Refused(if cell.free_known() == Some(0) {
+                            limit.refusal(cell.period_start)
+                        } else {
+                            limit.busy()
+                        }));
                     }
                     Take::Refill => {
                         let waited_from = Instant::now();
@@ -551,7 +578,11 @@ impl Budgets {
             let want = if give_back {
                 0
             } else {
-                limit.want(cell.estimate.load(Ordering::Relaxed), l.waiting)
+                limit.want(
+                    cell.estimate.load(Ordering::Relaxed),
+                    l.in_flight,
+                    l.waiting,
+                )
             };
             (l.used, want)
         };
@@ -644,6 +675,24 @@ impl Budgets {
         alerts
     }
 
+    /// Reports every cell and gives its lease back (the process is stopping): another
+    /// replica, or this one started again, may have it at once.
+    pub(crate) async fn give_back_all(&self, vault: &Vault) {
+        let cells: Vec<Arc<Cell>> = self
+            .cells
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for cell in cells {
+            let _turn = cell.refill.lock().await;
+            if let Err(e) = self.report(vault, &cell, true).await {
+                tracing::warn!(error = %e, budget = %cell.limit().id, "cannot give a budget's lease back; it lapses in a minute");
+            }
+        }
+    }
+
     fn forget(&self, cell: &Arc<Cell>) {
         let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
         let key = (cell.limit().id.clone(), cell.period_start);
@@ -675,6 +724,12 @@ impl Drop for Waiting<'_> {
 }
 
 impl Cell {
+    /// What no replica held at the last report, if there was one.
+    fn free_known(&self) -> Option<u64> {
+        let l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        l.reported_at.map(|_| l.free)
+    }
+
     /// Whether a report was made since `at`.
     fn reported_since(&self, at: Instant) -> bool {
         let l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
