@@ -585,3 +585,47 @@ async fn requests_at_once_within_a_budget_all_go_through() {
         assert_eq!(b.await.unwrap(), 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_refused_by_one_limit_uses_up_none_of_the_others() {
+    let mock = MockProvider::builder().usage(USAGE).start().await;
+    let kept = TestVault::open().await;
+    let vault = kept.vault.clone();
+    let (org, _, token, token_id) = acme(&vault, &mock).await;
+    // The organization: 4 requests a minute. The token: 1000 tokens a minute, which one
+    // answer (12 000 tokens) spends.
+    let mut rpm = budget(&org, BudgetScope::Org, "", 4);
+    rpm.metric = Metric::Requests;
+    rpm.period = Period::Minute;
+    rpm.alerts = vec![];
+    vault.set_budget(&rpm, "test").await.unwrap();
+    vault
+        .update_gateway_token(&token_id, None, None, Some(Some(1000)), "test")
+        .await
+        .unwrap();
+    let (other, _) = vault
+        .create_gateway_token(&org, "other", &[], None, None, "test")
+        .await
+        .unwrap();
+    let addr = spawn_server(AppState::new(vault.clone())).await;
+    keyward_testkit::room_in_this_minute(Duration::from_secs(20)).await;
+    assert_eq!(ask(addr, &token, &chat(false)).await.status(), 200);
+    // Refused by the token's tpm: these take nothing of the organization's 4 a minute.
+    for _ in 0..5 {
+        assert_eq!(ask(addr, &token, &chat(false)).await.status(), 429);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            ask(addr, other.expose_secret(), &chat(false))
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        ask(addr, other.expose_secret(), &chat(false))
+            .await
+            .status(),
+        429
+    );
+}

@@ -504,6 +504,25 @@ impl Budgets {
         ticket: &mut Ticket,
         alerts: &mut Vec<Alert>,
     ) -> Result<(), Stop> {
+        let held_before = ticket.holds.len();
+        let admitted = self.admit_all(vault, limits, ticket, alerts).await;
+        if admitted.is_err() {
+            // Refused by one limit: what the others granted goes back (the request never
+            // reaches a provider, so it is no request a minute, and costs nothing).
+            for cell in ticket.holds.drain(held_before..) {
+                cell.refund();
+            }
+        }
+        admitted
+    }
+
+    async fn admit_all(
+        &self,
+        vault: &Vault,
+        limits: &[Arc<Limit>],
+        ticket: &mut Ticket,
+        alerts: &mut Vec<Alert>,
+    ) -> Result<(), Stop> {
         let now = Millis::now();
         for limit in limits {
             let cell = self.cell(limit, now);
@@ -724,6 +743,16 @@ impl Drop for Waiting<'_> {
 }
 
 impl Cell {
+    /// Gives back what a request took that never went out.
+    fn refund(&self) {
+        if self.limit().metric == Metric::Requests {
+            let mut l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+            l.used = l.used.saturating_sub(1);
+        } else {
+            self.settle(Some(0));
+        }
+    }
+
     /// What no replica held at the last report, if there was one.
     fn free_known(&self) -> Option<u64> {
         let l = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
