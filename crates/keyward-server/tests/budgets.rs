@@ -69,6 +69,21 @@ async fn ask(addr: std::net::SocketAddr, token: &str, body: &Value) -> reqwest::
         .unwrap()
 }
 
+/// `n` chat completions sent at once; their statuses.
+async fn burst(addr: std::net::SocketAddr, token: &str, n: usize) -> Vec<u16> {
+    let sent: Vec<_> = (0..n)
+        .map(|_| {
+            let token = token.to_owned();
+            tokio::spawn(async move { ask(addr, &token, &chat(false)).await.status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::with_capacity(n);
+    for s in sent {
+        statuses.push(s.await.unwrap());
+    }
+    statuses
+}
+
 /// A listener on 127.0.0.1 that keeps the JSON bodies POSTed to it.
 async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -507,18 +522,11 @@ async fn a_changed_budget_applies_at_once_and_a_first_burst_cannot_overspend_it(
         .await
         .unwrap();
     state.reload_budgets().await;
-    let burst: Vec<_> = (0..10)
-        .map(|_| {
-            let token = token.clone();
-            tokio::spawn(async move { ask(addr, &token, &chat(false)).await.status().as_u16() })
-        })
-        .collect();
-    let mut served = 0;
-    for b in burst {
-        if b.await.unwrap() == 200 {
-            served += 1;
-        }
-    }
+    let served = burst(addr, &token, 10)
+        .await
+        .iter()
+        .filter(|s| **s == 200)
+        .count() as u64;
     assert!(
         served * COST <= 100_000 + COST,
         "{served} answers of a first burst spent {} of 100000",
@@ -575,15 +583,7 @@ async fn requests_at_once_within_a_budget_all_go_through() {
         .unwrap();
     let addr = spawn_server(AppState::new(vault.clone())).await;
     assert_eq!(ask(addr, &token, &chat(false)).await.status(), 200);
-    let burst: Vec<_> = (0..12)
-        .map(|_| {
-            let token = token.clone();
-            tokio::spawn(async move { ask(addr, &token, &chat(false)).await.status().as_u16() })
-        })
-        .collect();
-    for b in burst {
-        assert_eq!(b.await.unwrap(), 200);
-    }
+    assert_eq!(burst(addr, &token, 12).await, vec![200; 12]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,30 +134,53 @@ pub(crate) fn client_body(body: axum::body::Body, limit: usize) -> axum::body::B
     )
 }
 
-/// An upstream's answer with the key it was sent masked: an error body that quotes the key
-/// (`"Incorrect API key provided: sk-..."`) reaches the client with the key's hint instead.
-/// The masker holds back only a tail that could still become the key, so streaming is kept.
-pub(crate) struct Masked<B> {
+/// What rewrites a body's bytes as they pass: it may hold back a tail that the next bytes could
+/// change, and gives it out at the end.
+pub(crate) trait Rewrite {
+    /// Reads `data`, writing to `out` what may go out now.
+    fn push(&mut self, data: &[u8], out: &mut Vec<u8>);
+    /// The body has ended: writes what was held back.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// The key's masker: an error body that quotes the key (`"Incorrect API key provided:
+/// sk-..."`) reaches the client with the key's hint instead; only a tail that could still
+/// become the key is held back, so streaming is kept.
+impl Rewrite for keyward_core::mask::Masker {
+    fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        keyward_core::mask::Masker::push(self, data, out);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        keyward_core::mask::Masker::finish(self, out);
+    }
+}
+
+/// A body rewritten as it passes by `R` (the key masked, a usage chunk taken out). What `R`
+/// held back goes out when the body ends, or before its trailers (which are then dropped if
+/// there was any: a rewritten answer's text matters more to the client than its trailers).
+pub(crate) struct Rewritten<B, R> {
     inner: B,
-    masker: keyward_core::mask::Masker,
-    /// What the masker had held back is out (the upstream's body has ended).
+    rewrite: R,
+    /// What was held back is out (the upstream's body has ended).
     flushed: bool,
 }
 
-impl<B> Masked<B> {
-    pub(crate) fn new(inner: B, masker: keyward_core::mask::Masker) -> Self {
+impl<B, R> Rewritten<B, R> {
+    pub(crate) fn new(inner: B, rewrite: R) -> Self {
         Self {
             inner,
-            masker,
+            rewrite,
             flushed: false,
         }
     }
 }
 
-impl<B> Body for Masked<B>
+impl<B, R> Body for Rewritten<B, R>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
+    R: Rewrite + Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -178,7 +201,7 @@ where
                 Poll::Ready(None) => {
                     this.flushed = true;
                     let mut out = Vec::new();
-                    this.masker.finish(&mut out);
+                    this.rewrite.finish(&mut out);
                     if out.is_empty() {
                         return Poll::Ready(None);
                     }
@@ -188,18 +211,15 @@ where
             match frame.into_data() {
                 Ok(data) => {
                     let mut out = Vec::with_capacity(data.len());
-                    this.masker.push(&data, &mut out);
-                    // Everything may be held back (a tail that could be the key): ask again.
+                    this.rewrite.push(&data, &mut out);
+                    // Everything may be held back: ask again.
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
                     }
                 }
-                // Trailers end the body, so what was held back goes out now; when there is
-                // some, the trailers are dropped (an answer being masked is an error answer,
-                // and its masked text matters more to the client than its trailers).
                 Err(trailers) => {
                     let mut out = Vec::new();
-                    this.masker.finish(&mut out);
+                    this.rewrite.finish(&mut out);
                     this.flushed = true;
                     if out.is_empty() {
                         return Poll::Ready(Some(Ok(trailers)));
@@ -215,7 +235,7 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        // Masking changes the length.
+        // Rewriting changes the length.
         SizeHint::default()
     }
 }

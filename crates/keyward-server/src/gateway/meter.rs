@@ -613,23 +613,34 @@ mod tests {
     }
 }
 
-/// A streamed chat completion whose request the gateway asked for usage on: the client gets
-/// the events it would have had without that, the usage chunk (`"choices":[]` with `usage`)
-/// left out and the `"usage":null` the provider adds to the other chunks taken back out. The
-/// events pass whole, as soon as each is complete.
-pub(crate) struct HideUsageChunk<B> {
-    inner: B,
+/// A streamed chat completion whose request the gateway asked for usage on, rewritten
+/// (`body::Rewritten`) into the events the client would have had without that: the usage
+/// chunk (`"choices":[]` with `usage`) left out and the `"usage":null` the provider adds to the
+/// other chunks taken back out. Events pass whole, as soon as each is complete.
+#[derive(Debug, Default)]
+pub(crate) struct HideUsageChunk {
     /// The start of an event not complete yet.
     partial: Vec<u8>,
-    done: bool,
 }
 
-impl<B> HideUsageChunk<B> {
-    pub(crate) fn new(inner: B) -> Self {
-        Self {
-            inner,
-            partial: Vec::new(),
-            done: false,
+impl super::body::Rewrite for HideUsageChunk {
+    fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        self.partial.extend_from_slice(data);
+        let mut taken = 0;
+        while let Some(end) = event_end(&self.partial[taken..]) {
+            let event = &self.partial[taken..taken + end];
+            if !is_usage_chunk(event) {
+                without_null_usage(event, out);
+            }
+            taken += end;
+        }
+        self.partial.drain(..taken);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let rest = std::mem::take(&mut self.partial);
+        if !is_usage_chunk(&rest) {
+            without_null_usage(&rest, out);
         }
     }
 }
@@ -703,71 +714,6 @@ fn event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-impl<B> Body for HideUsageChunk<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(None) => {
-                    this.done = true;
-                    if this.partial.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    let rest = std::mem::take(&mut this.partial);
-                    let mut out = Vec::with_capacity(rest.len());
-                    if !is_usage_chunk(&rest) {
-                        without_null_usage(&rest, &mut out);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    let data = match frame.into_data() {
-                        Ok(d) => d,
-                        Err(other) => return Poll::Ready(Some(Ok(other))),
-                    };
-                    this.partial.extend_from_slice(&data);
-                    let mut out = Vec::with_capacity(this.partial.len());
-                    let mut taken = 0;
-                    while let Some(end) = event_end(&this.partial[taken..]) {
-                        let event = &this.partial[taken..taken + end];
-                        if !is_usage_chunk(event) {
-                            without_null_usage(event, &mut out);
-                        }
-                        taken += end;
-                    }
-                    this.partial.drain(..taken);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))));
-                    }
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
 #[cfg(test)]
 mod hide_tests {
     #![allow(clippy::unwrap_used)]
@@ -781,7 +727,7 @@ mod hide_tests {
                 .map(|c| Ok::<_, std::io::Error>(Frame::data(Bytes::from(c)))),
         );
         let body = http_body_util::StreamBody::new(stream);
-        let hidden = HideUsageChunk::new(body);
+        let hidden = crate::gateway::body::Rewritten::new(body, HideUsageChunk::default());
         let bytes = hidden.collect().await.unwrap().to_bytes();
         String::from_utf8(bytes.to_vec()).unwrap()
     }

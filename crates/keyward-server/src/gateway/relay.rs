@@ -93,7 +93,7 @@ pub(super) fn relay(
         Some(key) if !status.is_success() => {
             // The masked text has another length.
             head.headers.remove(header::CONTENT_LENGTH);
-            let masked = body::Masked::new(body, masker(provider, key));
+            let masked = body::Rewritten::new(body, masker(provider, key));
             Response::from_parts(head, Body::new(masked))
         }
         _ if status.is_success() && bill.method == Method::POST => {
@@ -130,7 +130,10 @@ pub(super) fn relay(
             });
             if hide {
                 head.headers.remove(header::CONTENT_LENGTH);
-                return Response::from_parts(head, Body::new(HideUsageChunk::new(metered)));
+                return Response::from_parts(
+                    head,
+                    Body::new(body::Rewritten::new(metered, HideUsageChunk::default())),
+                );
             }
             Response::from_parts(head, Body::new(metered))
         }
