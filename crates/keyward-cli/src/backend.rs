@@ -296,6 +296,46 @@ impl Backend {
         }
     }
 
+    /// The models a credential's key reaches, by name (audited).
+    pub(crate) async fn discover_models(
+        &self,
+        id: &CredentialId,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        match self {
+            Backend::Local { vault, actor } => {
+                let (view, secret) = vault.open_credential(id).await?;
+                let provider = Provider::get(&view.provider)?;
+                let found = keyward::probe::discover_models(
+                    provider,
+                    &view.fields,
+                    secret.as_ref(),
+                    timeout,
+                )
+                .await;
+                let said = found.as_ref().map(Vec::len).map_err(ToString::to_string);
+                vault
+                    .record_discovery(
+                        &view,
+                        said.as_ref().map(|n| *n).map_err(String::as_str),
+                        actor,
+                    )
+                    .await?;
+                found.map_err(|why| {
+                    anyhow::anyhow!("{} did not list the models: {why}", provider.display_name)
+                })
+            }
+            Backend::Remote(r) => {
+                let path = format!(
+                    "/api/v1/credentials/{id}/discover?timeout_seconds={}",
+                    timeout.as_secs()
+                );
+                let v = r.call(Method::POST, &path, None).await?;
+                Ok(serde_json::from_value(v["models"].clone())?)
+            }
+        }
+    }
+
     pub(crate) async fn set_var(
         &self,
         name: &VarName,

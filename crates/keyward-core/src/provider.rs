@@ -174,11 +174,12 @@ pub static PROVIDERS: &[Provider] = &[
         secret_env: &["GOOGLE_API_KEY", "GEMINI_API_KEY"],
         default_base_url: Some("https://generativelanguage.googleapis.com"),
         // google-genai: GOOGLE_GEMINI_BASE_URL; LiteLLM: GEMINI_API_BASE; Esperanto:
-        // GEMINI_API_BASE_URL.
+        // GEMINI_API_BASE_URL; Open Notebook's provisioning: GOOGLE_API_BASE.
         base_url_env: &[
             "GOOGLE_GEMINI_BASE_URL",
             "GEMINI_API_BASE",
             "GEMINI_API_BASE_URL",
+            "GOOGLE_API_BASE",
         ],
         // An API key means the Gemini API, whatever the shell says.
         fixed_env: &[("GOOGLE_GENAI_USE_VERTEXAI", "false")],
@@ -270,7 +271,8 @@ pub static PROVIDERS: &[Provider] = &[
         display_name: "Mistral AI",
         secret_env: &["MISTRAL_API_KEY"],
         default_base_url: Some("https://api.mistral.ai/v1"),
-        base_url_env: &["MISTRAL_BASE_URL"],
+        // Open Notebook (and LiteLLM) read MISTRAL_API_BASE.
+        base_url_env: &["MISTRAL_BASE_URL", "MISTRAL_API_BASE"],
         ..BASE
     },
     Provider {
@@ -487,6 +489,23 @@ pub static PROVIDERS: &[Provider] = &[
         default_base_url: Some("https://api.novita.ai/openai"),
         base_url_env: &["NOVITA_BASE_URL", "NOVITA_API_BASE"],
         ..BASE
+    },
+    Provider {
+        id: "ppq",
+        display_name: "PayPerQ",
+        secret_env: &["PPQ_API_KEY"],
+        default_base_url: Some("https://api.ppq.ai/v1"),
+        base_url_env: &["PPQ_API_BASE", "PPQ_BASE_URL"],
+        ..BASE
+    },
+    Provider {
+        // Open Notebook's oMLX: an OpenAI-compatible server for Apple silicon, run locally.
+        id: "omlx",
+        display_name: "oMLX",
+        secret_env: &["OMLX_API_KEY"],
+        default_base_url: Some("http://127.0.0.1:11435/v1"),
+        base_url_env: &["OMLX_API_BASE"],
+        ..LOCAL
     },
     Provider {
         id: "openai_compatible",

@@ -236,3 +236,93 @@ fn every_variable_the_registry_declares_is_set() {
         }
     }
 }
+
+/// Open Notebook's key provider (`open_notebook/ai/key_provider.py`): for each provider of its
+/// `PROVIDER_CONFIG`, the variable it sets from the key and the `{PROVIDER}_API_BASE` it sets
+/// from a base URL; Keyward sets them all, so its code runs unchanged on Keyward's variables.
+#[test]
+fn every_variable_open_notebooks_provisioning_sets_is_set() {
+    const SIMPLE: &[(&str, &str)] = &[
+        ("openai", "OPENAI_API_KEY"),
+        ("anthropic", "ANTHROPIC_API_KEY"),
+        ("google", "GOOGLE_API_KEY"),
+        ("groq", "GROQ_API_KEY"),
+        ("mistral", "MISTRAL_API_KEY"),
+        ("deepseek", "DEEPSEEK_API_KEY"),
+        ("xai", "XAI_API_KEY"),
+        ("openrouter", "OPENROUTER_API_KEY"),
+        ("voyage", "VOYAGE_API_KEY"),
+        ("elevenlabs", "ELEVENLABS_API_KEY"),
+        ("deepgram", "DEEPGRAM_API_KEY"),
+        ("omlx", "OMLX_API_KEY"),
+        ("dashscope", "DASHSCOPE_API_KEY"),
+        ("minimax", "MINIMAX_API_KEY"),
+        ("novita", "NOVITA_API_KEY"),
+        ("ppq", "PPQ_API_KEY"),
+        ("cohere", "COHERE_API_KEY"),
+    ];
+    for (provider, key_var) in SIMPLE {
+        let e = env(&resolved(
+            provider,
+            Some("k-0123456789abcdefghij0123456789abcdefghij"),
+            &[("base_url", "http://127.0.0.1:9/v1")],
+        ));
+        assert_eq!(e.get(*key_var).map(|v| v.0), Some("secret"), "{provider}");
+        let base_var = format!("{}_API_BASE", provider.to_ascii_uppercase());
+        assert_eq!(
+            e.get(&base_var),
+            Some(&pair("plain", "http://127.0.0.1:9/v1")),
+            "{provider}: {base_var}"
+        );
+    }
+    // Ollama's "key" is its base URL.
+    let e = env(&resolved("ollama", None, &[("base_url", "http://o:11434")]));
+    assert_eq!(e["OLLAMA_API_BASE"], pair("plain", "http://o:11434"));
+    // Azure: the key, the version, the endpoint and the per-modality endpoints.
+    let fields = [
+        ("endpoint", "https://a.openai.azure.com"),
+        ("api_version", "2024-10-21"),
+        ("endpoint_llm", "https://l"),
+        ("endpoint_embedding", "https://e"),
+        ("endpoint_stt", "https://s"),
+        ("endpoint_tts", "https://t"),
+    ];
+    let e = env(&resolved("azure", Some("k"), &fields));
+    for var in [
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_API_VERSION",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_ENDPOINT_LLM",
+        "AZURE_OPENAI_ENDPOINT_EMBEDDING",
+        "AZURE_OPENAI_ENDPOINT_STT",
+        "AZURE_OPENAI_ENDPOINT_TTS",
+    ] {
+        assert!(e.contains_key(var), "azure: {var}");
+    }
+    // Vertex: project, location and the credentials file.
+    let e = env(&resolved(
+        "vertex",
+        Some("{}"),
+        &[("project", "p"), ("location", "l")],
+    ));
+    for var in [
+        "VERTEX_PROJECT",
+        "VERTEX_LOCATION",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ] {
+        assert!(e.contains_key(var), "vertex: {var}");
+    }
+    // The compatible ones, with the prefix `keyward import open-notebook` gives them.
+    for (provider, prefix) in [
+        ("openai_compatible", "OPENAI_COMPATIBLE"),
+        ("anthropic_compatible", "ANTHROPIC_COMPATIBLE"),
+    ] {
+        let e = env(&resolved(
+            provider,
+            Some("k"),
+            &[("base_url", "http://c/v1"), ("env_prefix", prefix)],
+        ));
+        assert!(e.contains_key(&format!("{prefix}_API_KEY")), "{provider}");
+        assert!(e.contains_key(&format!("{prefix}_BASE_URL")), "{provider}");
+    }
+}

@@ -1,5 +1,5 @@
-//! Key tests: one cheap authenticated request to the provider, through the credential's base
-//! URL, to tell whether the key works.
+//! Key tests and model discovery: one authenticated request to the provider, through the
+//! credential's base URL, to tell whether the key works, or which models it reaches.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -53,11 +53,21 @@ enum Header {
 
 const BEARER: Header = Header::Key("authorization", "Bearer ");
 
-/// The request a key test makes: URL and headers.
+/// What a request is for: a key test asks for the cheapest authenticated answer, discovery for
+/// the model list (mostly the same endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Test,
+    Models,
+}
+
+/// The request a key test or a discovery makes: URL and headers.
 fn probe_request(
     provider: &Provider,
     fields: &BTreeMap<String, String>,
+    purpose: Purpose,
 ) -> Result<(String, Vec<Header>), TestOutcome> {
+    let models = purpose == Purpose::Models;
     let base = || {
         fields
             .get("base_url")
@@ -85,27 +95,37 @@ fn probe_request(
         }
         ("cohere", _) => (format!("{}/v1/models", base()?), vec![BEARER]),
         // OpenRouter's model list is public; this endpoint describes the key, so needs it.
-        ("openrouter", _) => (format!("{}/key", base()?), vec![BEARER]),
+        ("openrouter", _) if !models => (format!("{}/key", base()?), vec![BEARER]),
+        // PayPerQ lists its chat models only, unless asked for all.
+        ("ppq", _) if models => (format!("{}/models?type=all", base()?), vec![BEARER]),
         ("ollama", _) => (format!("{}/api/tags", base()?), vec![BEARER]),
         (_, AuthStyle::XApiKey) => (
-            format!("{}/v1/models", base()?),
+            format!(
+                "{}/v1/models{}",
+                base()?,
+                if models { "?limit=1000" } else { "" }
+            ),
             vec![
                 Header::Key("x-api-key", ""),
                 Header::Fixed("anthropic-version", "2023-06-01"),
             ],
         ),
         (_, AuthStyle::GoogApiKey) => (
-            format!("{}/v1beta/models", base()?),
+            format!(
+                "{}/v1beta/models{}",
+                base()?,
+                if models { "?pageSize=1000" } else { "" }
+            ),
             vec![Header::Key("x-goog-api-key", "")],
         ),
-        // ElevenLabs: the key's own account.
+        // ElevenLabs: the key's own account, or its models.
         (_, AuthStyle::XiApiKey) => (
-            format!("{}/v1/user", base()?),
+            format!("{}/v1/{}", base()?, if models { "models" } else { "user" }),
             vec![Header::Key("xi-api-key", "")],
         ),
-        // Deepgram: the key's projects.
+        // Deepgram: the key's projects, or its models.
         (_, AuthStyle::Token) => (
-            format!("{}/projects", base()?),
+            format!("{}/{}", base()?, if models { "models" } else { "projects" }),
             vec![Header::Key("authorization", "Token ")],
         ),
         (_, AuthStyle::Bearer) => (format!("{}/models", base()?), vec![BEARER]),
@@ -134,22 +154,105 @@ pub async fn test_key(
     secret: Option<&SecretString>,
     timeout: Duration,
 ) -> TestOutcome {
-    let (url, headers) = match probe_request(provider, fields) {
-        Ok(r) => r,
-        Err(outcome) => return outcome,
+    match send(provider, fields, secret, timeout, Purpose::Test).await {
+        Ok(_) => TestOutcome::Ok,
+        Err(outcome) => outcome,
+    }
+}
+
+/// The most of a model list that is read (OpenRouter's, the longest, is about 1 MiB).
+const MODEL_LIST_LIMIT: usize = 8 << 20;
+
+/// Lists the models a key reaches, by name, sorted: the same request as [`test_key`] (the
+/// provider's model list; PayPerQ's of every type, Anthropic's and Gemini's first 1000), read
+/// up to 8 MiB. A name that holds the key (an upstream that echoes it) is left out. When the
+/// list cannot be had, what a key test would have said.
+pub async fn discover_models(
+    provider: &Provider,
+    fields: &BTreeMap<String, String>,
+    secret: Option<&SecretString>,
+    timeout: Duration,
+) -> Result<Vec<String>, TestOutcome> {
+    let mut resp = send(provider, fields, secret, timeout, Purpose::Models).await?;
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= MODEL_LIST_LIMIT => {
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Some(_)) => {
+                return Err(TestOutcome::Unreachable(format!(
+                    "the model list is larger than {} MiB",
+                    MODEL_LIST_LIMIT >> 20
+                )));
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(TestOutcome::Unreachable(format!(
+                    "the model list broke off: {}",
+                    e.without_url()
+                )));
+            }
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| TestOutcome::Unreachable("the model list is not JSON".to_owned()))?;
+    let key = secret.map_or("", |s| s.expose_secret());
+    let mut names: Vec<String> = model_names(&value)
+        .into_iter()
+        .map(|n| n.strip_prefix("models/").unwrap_or(n))
+        .filter(|n| {
+            !n.is_empty()
+                && n.len() <= 256
+                && !n.chars().any(char::is_control)
+                && (key.len() < 8 || !n.contains(key))
+        })
+        .map(keyward_core::secret_like::scrub)
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// The names in a model list, in the shapes providers answer: OpenAI's `data[].id`,
+/// Gemini's, Cohere's and Ollama's `models[].name`, ElevenLabs' top-level `[].model_id`,
+/// Deepgram's `stt[]`/`tts[]` `.canonical_name`.
+fn model_names(value: &serde_json::Value) -> Vec<&str> {
+    const LISTS: [&str; 4] = ["data", "models", "stt", "tts"];
+    const NAMES: [&str; 5] = ["id", "model_id", "name", "model", "canonical_name"];
+    let items = match value {
+        serde_json::Value::Array(items) => items.iter().collect::<Vec<_>>(),
+        _ => LISTS
+            .iter()
+            .filter_map(|l| value.get(l)?.as_array())
+            .flatten()
+            .collect(),
     };
+    items
+        .into_iter()
+        .filter_map(|item| NAMES.iter().find_map(|n| item.get(n)?.as_str()))
+        .collect()
+}
+
+/// Sends the request of `purpose`: the answer when it is a success, else what it means for
+/// the key.
+async fn send(
+    provider: &Provider,
+    fields: &BTreeMap<String, String>,
+    secret: Option<&SecretString>,
+    timeout: Duration,
+    purpose: Purpose,
+) -> Result<reqwest::Response, TestOutcome> {
+    let (url, headers) = probe_request(provider, fields, purpose)?;
     // Several crates may race to install a process-wide default; any of them will do.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Never follow a redirect: custom key headers (x-api-key, x-goog-api-key, api-key) would
     // go along to whatever host it names.
-    let client = match reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-    {
-        Ok(c) => c,
-        Err(e) => return TestOutcome::Unreachable(format!("cannot build an HTTP client: {e}")),
-    };
+        .map_err(|e| TestOutcome::Unreachable(format!("cannot build an HTTP client: {e}")))?;
     let mut req = client.get(&url);
     let key = secret.map_or("", |s| s.expose_secret());
     for header in headers {
@@ -160,7 +263,9 @@ pub async fn test_key(
             Header::Key(name, prefix) => (name, format!("{prefix}{key}")),
         };
         let Ok(mut value) = reqwest::header::HeaderValue::from_str(&value) else {
-            return TestOutcome::Unreachable("the key is not a valid header value".into());
+            return Err(TestOutcome::Unreachable(
+                "the key is not a valid header value".into(),
+            ));
         };
         // Marked sensitive so that no debug output of the request shows it.
         value.set_sensitive(true);
@@ -169,8 +274,8 @@ pub async fn test_key(
     match req.send().await {
         Ok(resp) => {
             let status = resp.status();
-            match status.as_u16() {
-                200..=299 => TestOutcome::Ok,
+            Err(match status.as_u16() {
+                200..=299 => return Ok(resp),
                 401 | 403 => TestOutcome::Rejected(status.as_u16()),
                 // Gemini answers an invalid key with 400 API_KEY_INVALID.
                 400 if provider.auth == AuthStyle::GoogApiKey => {
@@ -182,11 +287,11 @@ pub async fn test_key(
                     status.as_u16()
                 )),
                 code => TestOutcome::Unreachable(format!("HTTP {code} from {url}")),
-            }
+            })
         }
-        Err(e) if e.is_timeout() => {
-            TestOutcome::Unreachable(format!("no answer from {url} within {timeout:?}"))
-        }
+        Err(e) if e.is_timeout() => Err(TestOutcome::Unreachable(format!(
+            "no answer from {url} within {timeout:?}"
+        ))),
         Err(e) => {
             let e = e.without_url();
             let mut why = e.to_string();
@@ -195,7 +300,7 @@ pub async fn test_key(
                 why = format!("{why}: {s}");
                 source = s.source();
             }
-            TestOutcome::Unreachable(format!("{url}: {why}"))
+            Err(TestOutcome::Unreachable(format!("{url}: {why}")))
         }
     }
 }

@@ -48,7 +48,7 @@ pub(crate) enum Op {
     ReadCredential,
     /// Create, change, activate, deactivate or delete a credential.
     WriteCredential,
-    /// Test a credential's key against its provider.
+    /// Test a credential's key against its provider, or list the models it reaches.
     TestCredential,
     /// List config variables (sensitive values redacted).
     ListVariables,
@@ -80,6 +80,10 @@ pub(crate) enum Op {
     ReadUsage,
     /// Read the prices spend is reckoned at.
     ListPrices,
+    /// Read the provider registry (ids, names, the variables each sets).
+    ListProviders,
+    /// See which providers the server's own environment could serve (variable names only).
+    ReadServerEnv,
     /// Set or delete a budget or limit.
     WriteBudget,
     /// Import prices (for every organization).
@@ -125,6 +129,8 @@ impl Op {
             Op::VerifyEvents,
             Op::ReadUsage,
             Op::ListPrices,
+            Op::ListProviders,
+            Op::ReadServerEnv,
             Op::WriteBudget,
             Op::ImportPrices,
             Op::GatewayStatus,
@@ -147,7 +153,7 @@ pub(crate) const ROLES: [Role; 4] = [Role::Admin, Role::OrgAdmin, Role::Viewer, 
 pub(crate) fn roles(op: Op) -> &'static [Role] {
     use Role::{OrgAdmin, Resolver, Viewer};
     match op {
-        Op::ListOrgs | Op::ListPrices => &[OrgAdmin, Viewer, Resolver],
+        Op::ListOrgs | Op::ListPrices | Op::ListProviders => &[OrgAdmin, Viewer, Resolver],
         Op::ListCredentials | Op::ReadCredential => &[OrgAdmin, Viewer],
         Op::ListVariables => &[OrgAdmin, Viewer],
         Op::ReadVariable => &[OrgAdmin, Viewer, Resolver],
@@ -176,7 +182,8 @@ pub(crate) fn roles(op: Op) -> &'static [Role] {
         | Op::RotateMasterKey
         | Op::ListSessions
         | Op::EndSession
-        | Op::ImportPrices => &[],
+        | Op::ImportPrices
+        | Op::ReadServerEnv => &[],
     }
 }
 
@@ -392,7 +399,7 @@ mod tests {
             return Err(Denied::Unseen);
         }
         let may = match op {
-            Op::ListOrgs | Op::ListPrices => true,
+            Op::ListOrgs | Op::ListPrices | Op::ListProviders => true,
             Op::ListCredentials
             | Op::ReadCredential
             | Op::ListVariables
@@ -420,7 +427,8 @@ mod tests {
             | Op::RotateMasterKey
             | Op::ListSessions
             | Op::EndSession
-            | Op::ImportPrices => false,
+            | Op::ImportPrices
+            | Op::ReadServerEnv => false,
         };
         if may {
             Ok(())

@@ -17,6 +17,14 @@ pub enum ApiError {
     Forbidden(String),
     /// 404: no such thing (also for things of another organization: existence does not leak).
     NotFound(String),
+    /// 404: the organization has no key for the provider (and no fallback answered); the
+    /// answer says so with `"code": "no_credential"`, so that a client can fall back to its own
+    /// environment without mistaking a wrong organization for it.
+    NoCredential(String),
+    /// 424: the provider, asked on the caller's behalf (model discovery), refused or did not
+    /// answer; the message says which. Not a 5xx: Keyward itself is fine, and so was the
+    /// request; what it depends on failed.
+    Upstream(String),
     /// 409: it exists already, or changed meanwhile, or cannot be opened.
     Conflict(String),
     /// 409: a thing of that name exists already.
@@ -80,6 +88,8 @@ impl ApiError {
             ApiError::BadRequest(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
+            | ApiError::NoCredential(m)
+            | ApiError::Upstream(m)
             | ApiError::Conflict(m)
             | ApiError::AlreadyExists(m)
             | ApiError::Stale(m)
@@ -95,7 +105,8 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::KeyFormat(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoCredential(_) => StatusCode::NOT_FOUND,
+            ApiError::Upstream(_) => StatusCode::FAILED_DEPENDENCY,
             ApiError::Conflict(_) | ApiError::AlreadyExists(_) | ApiError::Stale(_) => {
                 StatusCode::CONFLICT
             }
@@ -117,9 +128,8 @@ impl From<VaultError> for ApiError {
             VaultError::KeyFormat(m) => ApiError::KeyFormat(m),
             VaultError::AlreadyExists(_) => ApiError::AlreadyExists(e.to_string()),
             VaultError::Conflict { .. } => ApiError::Stale(e.to_string()),
-            VaultError::NotFound(_) | VaultError::NoCredential(_) => {
-                ApiError::NotFound(e.to_string())
-            }
+            VaultError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            VaultError::NoCredential(_) => ApiError::NoCredential(e.to_string()),
             VaultError::Undecryptable(_) => ApiError::Conflict(e.to_string()),
             VaultError::AuditUnavailable(_) => ApiError::Unavailable(e.to_string()),
             VaultError::Busy(m) => ApiError::Busy(m),
@@ -152,19 +162,17 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown { .. } => Some(5),
             _ => None,
         };
-        let unknown_id = match &self {
-            ApiError::OutcomeUnknown { id, .. } => Some(id.clone()),
-            _ => None,
+        let extensions = match &self {
+            ApiError::OutcomeUnknown { id, .. } => json!({ "outcome": "unknown", "id": id }),
+            ApiError::NoCredential(_) => json!({ "code": "no_credential" }),
+            _ => json!({}),
         };
         if let ApiError::Internal(real) = &self {
             // Vault errors never hold secrets; still, the client gets no internals.
             tracing::error!(error = %real, "internal error");
         }
         let detail = self.words();
-        let mut response = match unknown_id {
-            None => problem(status, &detail),
-            Some(id) => problem_with(status, &detail, json!({ "outcome": "unknown", "id": id })),
-        };
+        let mut response = problem_with(status, &detail, extensions);
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

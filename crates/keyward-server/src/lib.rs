@@ -154,6 +154,12 @@ impl AppState {
         self.rebuilt(|s| s.ui_sessions = limits)
     }
 
+    /// Whether resolutions fall back to the server's environment where an organization says
+    /// nothing (`--env-fallback`).
+    pub(crate) fn env_fallback_default(&self) -> bool {
+        self.shared.env_fallback
+    }
+
     /// The environment-fallback rule of this server's resolutions.
     pub(crate) fn env_fallback(&self) -> keyward_core::resolve::EnvFallback {
         keyward_core::resolve::EnvFallback::Org {

@@ -30,6 +30,9 @@ pub(crate) struct Problem {
     pub(crate) outcome: Option<String>,
     /// The record such a write was about, to look up before retrying.
     pub(crate) id: Option<String>,
+    /// `no_credential` on a 404 that means the organization has no key for the provider (a
+    /// client may fall back to its own environment), as opposed to no such organization.
+    pub(crate) code: Option<String>,
 }
 
 /// A page of credentials.
@@ -68,9 +71,124 @@ pub(crate) struct ConfigObject {
     pub(crate) credential_id: Option<String>,
     /// Its name.
     pub(crate) credential_name: Option<String>,
+    /// What may be shown of the key (`sk-...abcd`); `null` when there is none.
+    pub(crate) key_hint: Option<String>,
+    /// The variables this credential becomes, in order: exactly what `keyward run` sets.
+    pub(crate) env: Option<Vec<EnvEntry>>,
+    /// How long the answer may be kept, in milliseconds: as long as the server keeps its own
+    /// (0: not at all).
+    pub(crate) cache_ttl_ms: Option<u64>,
     /// Other public fields.
     #[serde(flatten)]
     pub(crate) fields: BTreeMap<String, String>,
+}
+
+/// One variable of a resolution.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EnvEntry {
+    /// The variable's name.
+    pub(crate) name: String,
+    /// Its value, when it is public (a base URL, an endpoint).
+    pub(crate) value: Option<String>,
+    /// Whether it takes the key (`api_key` of the same object).
+    pub(crate) secret: Option<bool>,
+    /// Whether it takes the path of a private file holding the key (Vertex's
+    /// `GOOGLE_APPLICATION_CREDENTIALS`).
+    pub(crate) file: Option<bool>,
+}
+
+/// One provider of the registry.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProviderEntry {
+    /// Its id.
+    pub(crate) id: &'static str,
+    /// Its name for people.
+    pub(crate) display_name: &'static str,
+    /// Other ids it is known by (Open Notebook's `google`, `azure`).
+    pub(crate) aliases: Vec<&'static str>,
+    /// What its secret is: `api_key`, `service_account_json`, `aws_secret_access_key`, or
+    /// `optional` (a local server that needs none).
+    pub(crate) secret: String,
+    /// The variables holding the key, in the order the environment fallback reads them.
+    pub(crate) secret_env: Vec<&'static str>,
+    /// The variables holding the base URL.
+    pub(crate) base_url_env: Vec<&'static str>,
+    /// Where requests go when the credential names no base URL.
+    pub(crate) default_base_url: Option<&'static str>,
+    /// Whether a credential must name its base URL.
+    pub(crate) needs_base_url: bool,
+    /// The public fields it takes besides `base_url`, each with its variables.
+    pub(crate) public_fields: Vec<ProviderField>,
+    /// Variables set to a fixed value, as `[name, value]`.
+    pub(crate) fixed_env: Vec<[&'static str; 2]>,
+    /// How its API takes the key: `bearer`, `x_api_key`, `goog_api_key`, ...
+    pub(crate) auth: String,
+}
+
+/// A public field of a provider.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProviderField {
+    /// Its name (`endpoint`, `api_version`, ...).
+    pub(crate) name: &'static str,
+    /// The variables it sets.
+    pub(crate) env: Vec<&'static str>,
+    /// Whether a credential must have it.
+    pub(crate) required: bool,
+}
+
+impl From<&'static keyward_core::Provider> for ProviderEntry {
+    fn from(p: &'static keyward_core::Provider) -> Self {
+        let word = |v: serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        Self {
+            id: p.id,
+            display_name: p.display_name,
+            aliases: p.aliases.to_vec(),
+            secret: word(serde_json::json!(p.secret)),
+            secret_env: p.secret_env.to_vec(),
+            base_url_env: p.base_url_env.to_vec(),
+            default_base_url: p.default_base_url,
+            needs_base_url: p.needs_base_url,
+            public_fields: p
+                .public_fields
+                .iter()
+                .map(|f| ProviderField {
+                    name: f.name,
+                    env: f.env.to_vec(),
+                    required: f.required,
+                })
+                .collect(),
+            fixed_env: p.fixed_env.iter().map(|(k, v)| [*k, *v]).collect(),
+            auth: word(serde_json::json!(p.auth)),
+        }
+    }
+}
+
+/// The provider registry.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProviderList {
+    /// Every provider, in display order.
+    pub(crate) items: Vec<ProviderEntry>,
+}
+
+/// Which providers the server's own environment could serve.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EnvStatusAnswer {
+    /// Whether resolutions fall back to the server's environment unless an organization says
+    /// otherwise (`--env-fallback`).
+    pub(crate) env_fallback_default: bool,
+    /// One entry a provider, in display order.
+    pub(crate) providers: Vec<crate::ops::providers::EnvStatus>,
+}
+
+/// The models a credential's key reaches.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DiscoveredModels {
+    /// The credential.
+    pub(crate) credential_id: String,
+    /// Its provider.
+    pub(crate) provider: String,
+    /// The models, by name, sorted.
+    pub(crate) models: Vec<String>,
 }
 
 /// The config objects of an organization's providers.
@@ -179,7 +297,10 @@ const ERRORS: [(&str, &str); 8] = [
     ),
     ("401", "No valid bearer token"),
     ("403", "The token's role may not do this"),
-    ("404", "No such thing (or one of another organization)"),
+    (
+        "404",
+        "No such thing (or one of another organization); `code` is `no_credential` when the organization has no key for the provider",
+    ),
     (
         "409",
         "It exists already, changed meanwhile, or cannot be decrypted",

@@ -530,7 +530,7 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
             let text = value.to_string();
             match (method.as_str(), path) {
                 (_, "/healthz" | "/readyz" | "/metrics" | "/api/v1/whoami")
-                | ("GET", "/api/v1/prices") => {
+                | ("GET", "/api/v1/prices" | "/api/v1/providers") => {
                     assert_eq!(st, StatusCode::OK)
                 }
                 (
@@ -559,7 +559,13 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     | "/api/v1/gateway/reload"
                     | "/api/v1/prices",
                 )
-                | ("GET", "/api/v1/master-key/status" | "/api/v1/sessions" | "/api/v1/sso")
+                | (
+                    "GET",
+                    "/api/v1/master-key/status"
+                    | "/api/v1/sessions"
+                    | "/api/v1/sso"
+                    | "/api/v1/env-status",
+                )
                 | ("DELETE", "/api/v1/sessions/{id}") => {
                     assert_eq!(st, StatusCode::FORBIDDEN, "{path}")
                 }

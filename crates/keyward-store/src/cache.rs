@@ -196,7 +196,6 @@ impl ResolveCache {
             .cloned()
     }
 
-    /// The generation to pass to [`ResolveCache::insert`]; read it before loading.
     /// How long an entry is used before it is read again; zero when caching is off.
     pub(crate) fn ttl(&self) -> Duration {
         if self.capacity == 0 {
@@ -206,6 +205,7 @@ impl ResolveCache {
         }
     }
 
+    /// The generation to pass to [`ResolveCache::insert`]; read it before loading.
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }

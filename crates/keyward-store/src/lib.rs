@@ -328,6 +328,12 @@ impl Vault {
         self.inner.cache.fresh_after()
     }
 
+    /// How long a resolution this vault answers may be kept before it is read again (zero
+    /// when it keeps none): the bound a client's own cache of its answers keeps to.
+    pub fn cache_ttl(&self) -> std::time::Duration {
+        self.inner.cache.ttl()
+    }
+
     /// Which database this vault runs on.
     pub fn backend(&self) -> Backend {
         self.inner.backend

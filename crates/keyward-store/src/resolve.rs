@@ -453,6 +453,22 @@ impl Vault {
         Ok(entry)
     }
 
+    /// For each provider of the registry, the variable of the vault's environment source that
+    /// would answer its resolution (whether or not an organization lets it), or `None`. Names
+    /// only: no value leaves.
+    pub fn env_status(&self) -> Vec<(&'static Provider, Option<String>)> {
+        keyward_core::PROVIDERS
+            .iter()
+            .map(|p| {
+                let variable = self.resolve_from_env(p).map(|r| match r.source {
+                    Source::Environment { variable } => variable,
+                    Source::Vault { .. } => String::new(),
+                });
+                (p, variable)
+            })
+            .collect()
+    }
+
     /// The provider's key from the vault's environment source.
     pub(crate) fn resolve_from_env(&self, provider: &'static Provider) -> Option<Resolved> {
         // A copy of a master key or of the KMS's credential under a provider's name is not a

@@ -323,8 +323,11 @@ fn resolved_from(obj: &Value) -> Result<Resolved, Error> {
     let provider = Provider::get(obj["provider"].as_str().ok_or_else(bad)?)?;
     let mut fields = BTreeMap::new();
     for (k, v) in obj.as_object().ok_or_else(bad)? {
-        if let ("provider" | "api_key" | "credential_id" | "credential_name" | "source", _) =
-            (k.as_str(), v)
+        // What describes the answer, not the credential: its source, the key's hint.
+        if let (
+            "provider" | "api_key" | "credential_id" | "credential_name" | "source" | "key_hint",
+            _,
+        ) = (k.as_str(), v)
         {
             continue;
         }

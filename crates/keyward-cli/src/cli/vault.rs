@@ -176,6 +176,18 @@ pub(crate) enum CredCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List the models a key reaches: the provider's model list, through the credential's
+    /// base URL (audited as `discover`).
+    Models {
+        /// Credential id.
+        id: String,
+        /// Seconds to wait for the provider.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -312,6 +312,19 @@ pub(crate) async fn cred(backend: &Backend, cmd: CredCommand) -> Result<ExitCode
                 return Ok(ExitCode::FAILURE);
             }
         }
+        CredCommand::Models { id, timeout, json } => {
+            let id = CredentialId::new(&id)?;
+            let models = backend
+                .discover_models(&id, std::time::Duration::from_secs(timeout))
+                .await?;
+            if json {
+                print_json(&models)?;
+            } else {
+                for m in &models {
+                    say!("{m}");
+                }
+            }
+        }
         CredCommand::Delete { id, yes } => {
             let id = CredentialId::new(&id)?;
             let view = backend.get_credential(&id).await?;

@@ -162,6 +162,12 @@ pub(crate) fn open_notebook(json: &str, keys: &OpenNotebookKeys) -> Result<Read>
         {
             fields.insert("endpoint".to_owned(), base);
         }
+        // Open Notebook's key provider sets `OPENAI_COMPATIBLE_API_KEY` and `_BASE_URL` (and the
+        // `ANTHROPIC_COMPATIBLE_` ones) for these; the prefix keeps them, where Keyward's default
+        // would be the SDK's own `OPENAI_API_KEY`.
+        if provider.is_compatible() {
+            fields.insert("env_prefix".to_owned(), provider.id.to_ascii_uppercase());
+        }
         let unknown: Vec<String> = fields
             .keys()
             .filter(|k| *k != "base_url" && !provider.takes_public_field(k))
@@ -362,5 +368,28 @@ mod tests {
             "{said}"
         );
         assert_quiet(&said);
+    }
+
+    #[test]
+    fn compatible_rows_keep_open_notebooks_variables() {
+        let read = rows(json!([
+            { "name": "local", "provider": "openai_compatible", "base_url": "http://127.0.0.1:1/v1" },
+            { "name": "claude", "provider": "anthropic-compatible", "base_url": "http://127.0.0.1:2" },
+        ]));
+        let prefixes: Vec<Option<String>> = read
+            .items
+            .iter()
+            .map(|item| match item {
+                crate::import::Item::Credential { fields, .. } => fields.get("env_prefix").cloned(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            prefixes,
+            [
+                Some("OPENAI_COMPATIBLE".to_owned()),
+                Some("ANTHROPIC_COMPATIBLE".to_owned())
+            ]
+        );
     }
 }

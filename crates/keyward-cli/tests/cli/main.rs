@@ -14,6 +14,7 @@ mod hostile_files;
 mod import;
 mod kms;
 mod openapi;
+mod python_client;
 mod run;
 mod sandbox;
 mod serve;

@@ -1,4 +1,5 @@
-//! Credentials: list, read, create, change, activate, deactivate, delete, test.
+//! Credentials: list, read, create, change, activate, deactivate, delete, test, and the models
+//! a key reaches.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -212,6 +213,41 @@ pub(crate) async fn test(
         )
         .await?;
     Ok((outcome, view))
+}
+
+/// The models a credential's key reaches, by name (the provider's model list, through the
+/// credential's base URL, as the key test asks); audited as `discover`. A provider that
+/// refuses, or cannot be reached, is a 424 (failed dependency) that says which.
+pub(crate) async fn discover(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+    timeout: Duration,
+) -> Result<(CredentialView, Vec<String>), ApiError> {
+    let (view, grant) = get(state, p, id, Op::TestCredential).await?;
+    let vault = vault(state, &grant);
+    let (view, secret) = vault.open_credential(&view.id).await?;
+    let provider = Provider::get(&view.provider)?;
+    let found =
+        keyward_probe::discover_models(provider, &view.fields, secret.as_ref(), timeout).await;
+    let said = found.as_ref().map(Vec::len).map_err(ToString::to_string);
+    vault
+        .record_discovery(
+            &view,
+            said.as_ref().map(|n| *n).map_err(String::as_str),
+            grant.actor(),
+        )
+        .await?;
+    match found {
+        Ok(models) => Ok((view, models)),
+        Err(why @ keyward_probe::TestOutcome::Unsupported(_)) => Err(ApiError::Unprocessable(
+            format!("cannot list the models: {why}"),
+        )),
+        Err(why) => Err(ApiError::Upstream(format!(
+            "{} did not list the models: {why}",
+            provider.display_name
+        ))),
+    }
 }
 
 /// Whether `p` may add credentials somewhere (for the console's Add button and form).

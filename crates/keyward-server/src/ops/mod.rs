@@ -11,6 +11,7 @@
 pub(crate) mod audit;
 pub(crate) mod credentials;
 pub(crate) mod orgs;
+pub(crate) mod providers;
 pub(crate) mod resolve;
 pub(crate) mod server;
 pub(crate) mod spend;

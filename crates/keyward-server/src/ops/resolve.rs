@@ -2,27 +2,33 @@
 //! (what `keyward run` asks a server for), and the External Secrets Operator's lookup.
 
 use keyward_core::credential::CredentialStatus;
+use keyward_core::credential::{Modality, key_hint};
+use keyward_core::env::{EnvValue, provider_env};
 use keyward_core::resolve::{ResolveRequest, Resolved};
 use keyward_core::{CredentialName, OrgId, Provider, VarName};
 use keyward_store::{Principal, VaultError};
 use secrecy::SecretString;
+use serde_json::{Value, json};
 
 use super::{allow_on, vault};
 use crate::access::{On, Op};
 use crate::{ApiError, AppState};
 
-/// Resolves `provider`'s key for `org` (the credential `name`, if given), falling back to the
-/// server's environment only where the server and the organization allow.
+/// Resolves `provider`'s key for `org` (the credential `name`, and one usable for `modality`,
+/// if given), falling back to the server's environment only where the server and the
+/// organization allow.
 pub(crate) async fn one(
     state: &AppState,
     p: &Principal,
     org: &OrgId,
     provider: &str,
     name: Option<&str>,
+    modality: Option<&str>,
 ) -> Result<Resolved, ApiError> {
     let grant = allow_on(p, Op::Resolve, On::Org(org))?;
     let mut req = ResolveRequest::new(org.clone(), Provider::get(provider)?);
     req.name = name.map(CredentialName::new).transpose()?;
+    req.modality = modality.map(str::parse::<Modality>).transpose()?;
     // The server's own environment belongs to the operator: only where it allows.
     req.env_fallback = state.env_fallback();
     Ok(vault(state, &grant).resolve(&req, grant.actor()).await?)
@@ -72,6 +78,32 @@ pub(crate) async fn many(
         return Err(ApiError::Conflict(refusal));
     }
     Ok(resolved)
+}
+
+/// A resolution as `/resolve` and `/env` answer it: the config object, with what may be shown
+/// of the key (`key_hint`), the variables it becomes (`env`: what `keyward run` would set, a
+/// secret one by reference to `api_key` rather than a second copy) and how long a client may
+/// keep it (`cache_ttl_ms`: as long as the server keeps its own).
+pub(crate) fn answer(state: &AppState, resolved: &Resolved) -> Value {
+    let env: Vec<Value> = provider_env(resolved)
+        .into_iter()
+        .map(|var| match var.value {
+            EnvValue::Plain(value) => json!({ "name": var.name, "value": value }),
+            EnvValue::Secret(_) => json!({ "name": var.name, "secret": true }),
+            EnvValue::SecretFile(_) => json!({ "name": var.name, "secret": true, "file": true }),
+        })
+        .collect();
+    let mut object = resolved.config_object();
+    object["key_hint"] = json!(
+        resolved
+            .secret
+            .as_ref()
+            .map(|s| key_hint(resolved.provider, s))
+    );
+    object["env"] = Value::Array(env);
+    let ttl = state.vault.serving().cache_ttl();
+    object["cache_ttl_ms"] = json!(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+    object
 }
 
 /// What the External Secrets Operator's lookup found.

@@ -61,6 +61,9 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::creds_activate))
         .routes(routes!(v1::creds_deactivate))
         .routes(routes!(v1::creds_test))
+        .routes(routes!(v1::creds_discover))
+        .routes(routes!(v1::providers))
+        .routes(routes!(v1::env_status))
         .routes(routes!(v1::tokens_list, v1::tokens_create))
         .routes(routes!(v1::tokens_revoke))
         .routes(routes!(v1::gateway_tokens_list, v1::gateway_tokens_create))
@@ -441,8 +444,12 @@ async fn orgs_patch(
 #[serde(deny_unknown_fields)]
 struct ResolveBody {
     organization_id: String,
+    /// A provider id, or Open Notebook's name for it (`google`, `azure`).
     provider: String,
     credential_name: Option<String>,
+    /// Only a credential usable for this (`chat`, `embeddings`, ...; Open Notebook's
+    /// `language`, `embedding`, ... too).
+    modality: Option<String>,
 }
 
 /// The provider config object: the key and the fields a client needs.
@@ -459,9 +466,10 @@ async fn resolve(
         &org,
         &body.provider,
         body.credential_name.as_deref(),
+        body.modality.as_deref(),
     )
     .await?;
-    Ok(Json(v1::config_object(&resolved)))
+    Ok(Json(crate::ops::resolve::answer(&state, &resolved)))
 }
 
 #[derive(Deserialize)]

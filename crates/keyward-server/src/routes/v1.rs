@@ -225,6 +225,52 @@ pub(super) async fn creds_test(
     ))
 }
 
+/// Lists the models a credential's key reaches: the provider's model list, through the
+/// credential's base URL (the key test's request), by name; audited as `discover`.
+#[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/discover", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id"), ("timeout_seconds" = Option<u64>, Query, description = "how long to wait for the provider (default 10, at most 60)")), responses((status = 200, description = "The models the key reaches, by name (audited)", body = crate::openapi::DiscoveredModels), (status = 422, description = "The provider's models cannot be listed with a plain request (Vertex, Bedrock)", body = crate::openapi::Problem, content_type = "application/problem+json"), (status = 424, description = "The provider refused the key or did not answer; `detail` says which", body = crate::openapi::Problem, content_type = "application/problem+json")))]
+pub(super) async fn creds_discover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<TestQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let timeout = std::time::Duration::from_secs(q.timeout_seconds.unwrap_or(10).clamp(1, 60));
+    let (view, models) = credentials::discover(&state, &caller.0, &id, timeout).await?;
+    Ok(Json(json!(crate::openapi::DiscoveredModels {
+        credential_id: view.id.to_string(),
+        provider: view.provider.clone(),
+        models,
+    })))
+}
+
+// ----- providers ---------------------------------------------------------------------------
+
+/// The provider registry: each provider's id, names, and the variables its credential sets
+/// (what a client needs to set the same ones as `keyward run`, and to fall back to its own
+/// environment the same way). Any role.
+#[utoipa::path(get, path = "/api/v1/providers", tag = "resolution", responses((status = 200, description = "Every provider Keyward knows, in display order", body = crate::openapi::ProviderList)))]
+pub(super) async fn providers(caller: Caller) -> Result<Json<Value>, ApiError> {
+    let items: Vec<crate::openapi::ProviderEntry> = crate::ops::providers::registry(&caller.0)?
+        .iter()
+        .map(Into::into)
+        .collect();
+    Ok(Json(json!(crate::openapi::ProviderList { items })))
+}
+
+/// Which providers the server's own environment could serve, and under which variable: names
+/// only. Admins only.
+#[utoipa::path(get, path = "/api/v1/env-status", tag = "resolution", responses((status = 200, description = "For each provider, whether the server's environment holds its key (admin)", body = crate::openapi::EnvStatusAnswer)))]
+pub(super) async fn env_status(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let providers = crate::ops::providers::env_status(&state, &caller.0)?;
+    Ok(Json(json!(crate::openapi::EnvStatusAnswer {
+        env_fallback_default: state.env_fallback_default(),
+        providers,
+    })))
+}
+
 // ----- API tokens -------------------------------------------------------------------------
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -433,7 +479,10 @@ pub(super) async fn env(
 ) -> Result<Json<Value>, ApiError> {
     let org = parse_org(&body.organization_id)?;
     let resolved = resolve::many(&state, &caller.0, &org, &body.providers).await?;
-    let objects: Vec<Value> = resolved.iter().map(config_object).collect();
+    let objects: Vec<Value> = resolved
+        .iter()
+        .map(|r| resolve::answer(&state, r))
+        .collect();
     Ok(Json(
         json!({ "organization_id": org, "providers": objects }),
     ))

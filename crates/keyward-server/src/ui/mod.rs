@@ -437,7 +437,12 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
     let (status, title, message) = match e {
         E::BadRequest(_) | E::KeyFormat(_) => (StatusCode::BAD_REQUEST, "Not accepted", e.words()),
         E::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
-        E::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
+        E::NotFound(m) | E::NoCredential(m) => (StatusCode::NOT_FOUND, "Not found", m),
+        E::Upstream(m) => (
+            StatusCode::FAILED_DEPENDENCY,
+            "The provider did not answer",
+            m,
+        ),
         E::Conflict(m) | E::AlreadyExists(m) | E::Stale(m) => (StatusCode::CONFLICT, "Conflict", m),
         E::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, "Not accepted", m),
         E::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "Unavailable", m),

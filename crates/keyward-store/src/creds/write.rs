@@ -218,6 +218,36 @@ impl Vault {
         self.get_credential(id).await
     }
 
+    /// Records that a credential's key was used to list the models it reaches (`discover`):
+    /// how many, or why there are none. Nothing of the credential changes.
+    pub async fn record_discovery(
+        &self,
+        view: &CredentialView,
+        found: Result<usize, &str>,
+        actor: &str,
+    ) -> Result<(), VaultError> {
+        let (outcome, result) = match found {
+            Ok(n) => (Outcome::Success, format!("{n} models")),
+            Err(why) => (Outcome::Failure, why.to_owned()),
+        };
+        self.record(
+            NewEvent::new(
+                actor,
+                Category::SecretAccess,
+                "discover",
+                format!("credential:{}", view.id),
+            )
+            .org(Some(view.org.as_str()))
+            .outcome(outcome)
+            .details(json!({
+                "provider": view.provider,
+                "name": view.name,
+                "result": result,
+            })),
+        )
+        .await
+    }
+
     /// Activates or deactivates a credential.
     pub async fn set_credential_active(
         &self,

@@ -1,4 +1,5 @@
-//! The row actions: Activate, Deactivate, Test, and Delete behind a confirmation page.
+//! The row actions: Activate, Deactivate, Test, Models (the models the key reaches), and
+//! Delete behind a confirmation page.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -52,6 +53,49 @@ pub(super) async fn test(
         "/ui/credentials/{}?notice=tested",
         encode(view.id.as_str())
     ))
+    .into_response()
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "ui/credential_models.html")]
+struct ModelsPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    org: String,
+    provider: String,
+    /// The models, or why there are none to show.
+    models: Result<Vec<String>, String>,
+}
+
+/// Asks the provider for the models the key reaches (audited) and shows them; a provider that
+/// refuses or does not answer is said on the same page.
+pub(super) async fn models(
+    State(state): State<AppState>,
+    session: UiSession,
+    Path(id): Path<String>,
+) -> Response {
+    let view = match credential(&state, &session, &id, Op::TestCredential).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let timeout = std::time::Duration::from_secs(10);
+    let models = match ops::credentials::discover(&state, &session.0.principal, &id, timeout).await
+    {
+        Ok((_, models)) => Ok(models),
+        Err(e @ (crate::ApiError::Upstream(_) | crate::ApiError::Unprocessable(_))) => {
+            Err(e.words())
+        }
+        Err(e) => return failed(e),
+    };
+    ModelsPage {
+        chrome: Chrome::new(&session.0, "credentials", None),
+        id: view.id.to_string(),
+        name: view.name.to_string(),
+        org: view.org.to_string(),
+        provider: display_name(&view.provider),
+        models,
+    }
     .into_response()
 }
 

@@ -1,6 +1,6 @@
 //! Provider Credentials, screen by screen as the admin guide shows them: the filtered table
 //! (`list`), Add and Edit (`form` is the form's model, `edit` its handlers, compare-and-set),
-//! Activate / Deactivate, Test and Delete behind a confirmation (`actions`), and a
+//! Activate / Deactivate, Test, Models and Delete behind a confirmation (`actions`), and a
 //! credential's own page (`detail`). Every action is an operation of `crate::ops::credentials`,
 //! audited with the session's token as actor.
 
@@ -30,6 +30,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/ui/credentials/{id}/activate", post(actions::activate))
         .route("/ui/credentials/{id}/deactivate", post(actions::deactivate))
         .route("/ui/credentials/{id}/test", post(actions::test))
+        .route("/ui/credentials/{id}/models", post(actions::models))
         .route(
             "/ui/credentials/{id}/delete",
             get(actions::confirm_delete).post(actions::delete),

@@ -1,0 +1,385 @@
+"""What the sync and async providers share: the requests, the answers, the cache and the rules.
+
+Every operation is written once, here, as a generator (a "flow"): it yields each HTTP call it
+needs as a :class:`Call`, and is sent back the parsed JSON answer, or has the call's
+:class:`~keyward.errors.KeywardError` thrown into it. :class:`~keyward.KeyProvider` drives a flow
+with ``httpx.Client``, :class:`~keyward.AsyncKeyProvider` with ``httpx.AsyncClient``; they do the
+I/O and nothing else (httpx's own ``Auth.auth_flow`` works the same way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import logging
+import os
+import time
+from collections.abc import Generator, Hashable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from ._config import Settings
+from ._files import private_file
+from ._models import ProviderConfig, ProviderInfo
+from ._secret import SecretStr
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    KeywardConnectionError,
+    KeywardError,
+    NoKeyError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnavailableError,
+)
+
+__version__ = "0.1.0"
+
+_log = logging.getLogger("keyward")
+
+T = TypeVar("T")
+V = TypeVar("V")
+Json = dict[str, Any]
+Flow = Generator["Call", Json, T]
+"""An operation: yields calls, is sent their answers, returns its result."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to Keyward's API."""
+
+    method: str
+    path: str
+    body: Json | None = None
+
+
+class TtlCache(Generic[V]):
+    """Values kept until a deadline on the monotonic clock, and no longer."""
+
+    def __init__(self) -> None:
+        self._items: dict[Hashable, tuple[float, V]] = {}
+
+    def get(self, key: Hashable) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if time.monotonic() >= item[0]:
+            self._items.pop(key, None)
+            return None
+        return item[1]
+
+    def put(self, key: Hashable, value: V, ttl_ms: int | None) -> None:
+        """Keeps ``value`` for ``ttl_ms`` milliseconds; nothing when ``ttl_ms`` is absent or 0."""
+        if ttl_ms:
+            self._items[key] = (time.monotonic() + ttl_ms / 1000.0, value)
+
+
+class Core:
+    """The state one provider keeps, and the translation between calls and HTTP."""
+
+    def __init__(
+        self,
+        url: str | None,
+        token: str | None,
+        token_file: str | None,
+        org: str | None,
+        timeout: float,
+        cache: bool,
+        env_fallback: bool,
+    ) -> None:
+        self.settings = Settings.load(url, token, token_file, org, timeout)
+        self.org: str | None = self.settings.org
+        self.env_fallback = env_fallback
+        self.resolved: TtlCache[ProviderConfig] | None = TtlCache() if cache else None
+        self.env_answers: TtlCache[tuple[ProviderConfig, ...]] | None = (
+            TtlCache() if cache else None
+        )
+        self.registry: tuple[ProviderInfo, ...] | None = None
+
+    def describe(self, cls: str) -> str:
+        """The providers' ``repr``: the address and organization, never the token."""
+        return f"{cls}(url={self.settings.url!r}, org={self.org!r})"
+
+    def request(self, call: Call) -> dict[str, Any]:
+        """The keyword arguments of ``httpx.Client.request`` for ``call`` (the token read now)."""
+        headers = {
+            "Authorization": f"Bearer {self.settings.bearer()}",
+            "Accept": "application/json",
+            "User-Agent": f"keyward-python/{__version__}",
+        }
+        return {
+            "method": call.method,
+            "url": self.settings.url + call.path,
+            "headers": headers,
+            "json": call.body,
+        }
+
+    def unreachable(self, call: Call, error: httpx.RequestError) -> KeywardError:
+        """The error for a call that got no answer (the message names no token)."""
+        reason = str(error) or type(error).__name__
+        if isinstance(error, httpx.TimeoutException):
+            reason = f"no answer within {self.settings.timeout:g} s ({type(error).__name__})"
+        _log.debug("%s %s: no answer (%s)", call.method, call.path, type(error).__name__)
+        with contextlib.suppress(RuntimeError):  # raised when there was no request yet
+            reason = _redact(reason, error.request)
+        return KeywardConnectionError(f"cannot reach Keyward at {self.settings.url}: {reason}")
+
+    def answer(self, call: Call, response: httpx.Response) -> Json:
+        """The JSON object ``response`` carries, or the error it stands for."""
+        _log.debug("%s %s -> %d", call.method, call.path, response.status_code)
+        if 300 <= response.status_code < 400:
+            raise KeywardError(
+                "Keyward answered with a redirect, which is not followed (the token must not "
+                "go elsewhere); set KEYWARD_URL to the server's final address",
+                response.status_code,
+            )
+        if response.status_code >= 400:
+            raise self._error(response)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise KeywardError(
+                f"{call.method} {call.path}: the answer is not a JSON object",
+                response.status_code,
+            )
+        return body
+
+    def _error(self, response: httpx.Response) -> KeywardError:
+        try:
+            problem = response.json()
+        except ValueError:
+            problem = None
+        if not isinstance(problem, dict):
+            problem = {}
+        status = response.status_code
+        detail = problem.get("detail")
+        if not isinstance(detail, str) or not detail:
+            detail = response.reason_phrase or "error"
+        detail = _redact(detail, response.request)
+        if status in (429, 503):
+            retry_after = _retry_after(response.headers.get("retry-after"))
+            cls = RateLimitedError if status == 429 else UnavailableError
+            return cls(detail, status, problem, retry_after)
+        if status == 404 and problem.get("code") == "no_credential":
+            return NoKeyError(detail, status, problem)
+        kinds = {
+            400: BadRequestError,
+            401: AuthenticationError,
+            403: PermissionDeniedError,
+            404: NotFoundError,
+            422: BadRequestError,
+        }
+        return kinds.get(status, KeywardError)(detail, status, problem)
+
+
+def _redact(text: str, request: httpx.Request) -> str:
+    """``text`` without the bearer token ``request`` carried, should anything quote it back (the
+    server never does; a proxy in front of it might)."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return text.replace(token, "***") if scheme == "Bearer" and token else text
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds: a number, or an HTTP date from now."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _is_unknown_provider(error: BadRequestError) -> bool:
+    return error.detail.lower().startswith("unknown provider")
+
+
+def _ttl(obj: Json) -> int | None:
+    ttl = obj.get("cache_ttl_ms")
+    return ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else None
+
+
+def variables(config: ProviderConfig) -> dict[str, str]:
+    """The variables ``config`` sets, from its ``env`` list: public values as they are, the key
+    where an entry is secret, and for ``file`` entries the path of a private file holding it."""
+    out: dict[str, str] = {}
+    for var in config.env:
+        if var.secret or var.file:
+            if config.api_key is None:
+                continue
+            secret = config.api_key.get_secret_value()
+            out[var.name] = private_file(secret) if var.file else secret
+        elif var.value is not None:
+            out[var.name] = var.value
+    return out
+
+
+def merged(configs: tuple[ProviderConfig, ...]) -> dict[str, str]:
+    """The variables of several configs together (the server refuses sets that collide)."""
+    out: dict[str, str] = {}
+    for config in configs:
+        out.update(variables(config))
+    return out
+
+
+# ----- flows --------------------------------------------------------------------------------
+
+
+def organization(core: Core) -> Flow[str]:
+    """The organization: the configured one, else the token's own, asked once."""
+    if core.org is None:
+        me = yield Call("GET", "/api/v1/whoami")
+        org = me.get("org")
+        if not isinstance(org, str) or not org:
+            raise ConfigurationError(
+                "this token belongs to no single organization (it is an admin's, or has several "
+                "grants): set KEYWARD_ORG or pass org="
+            )
+        core.org = org
+    return core.org
+
+
+def resolve(
+    core: Core, provider: str, name: str | None, modality: str | None
+) -> Flow[ProviderConfig]:
+    """``POST /api/v1/resolve``, through the cache."""
+    org = yield from organization(core)
+    key = (org, provider, name, modality)
+    if core.resolved is not None:
+        hit = core.resolved.get(key)
+        if hit is not None:
+            _log.debug("resolve %s: from the cache", provider)
+            return hit
+    body: Json = {"organization_id": org, "provider": provider}
+    if name is not None:
+        body["credential_name"] = name
+    if modality is not None:
+        body["modality"] = modality
+    answer = yield Call("POST", "/api/v1/resolve", body)
+    config = ProviderConfig.from_json(answer)
+    if core.resolved is not None:
+        core.resolved.put(key, config, _ttl(answer))
+    return config
+
+
+def env_configs(core: Core, providers: list[str] | None) -> Flow[tuple[ProviderConfig, ...]]:
+    """``POST /api/v1/env`` (every provider with an active credential when ``providers`` is
+    empty), through the cache, kept as long as the shortest-lived of its answers."""
+    org = yield from organization(core)
+    wanted = list(providers or [])
+    key = (org, tuple(wanted))
+    if core.env_answers is not None:
+        hit = core.env_answers.get(key)
+        if hit is not None:
+            _log.debug("env: from the cache")
+            return hit
+    answer = yield Call("POST", "/api/v1/env", {"organization_id": org, "providers": wanted})
+    items = answer.get("providers")
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise KeywardError("the server's /api/v1/env answer has no `providers` list")
+    configs = tuple(ProviderConfig.from_json(item) for item in items)
+    if core.env_answers is not None and items:
+        ttls = [_ttl(item) for item in items]
+        if all(ttls):
+            core.env_answers.put(key, configs, min(t for t in ttls if t))
+    return configs
+
+
+def registry(core: Core) -> Flow[tuple[ProviderInfo, ...]]:
+    """``GET /api/v1/providers``, asked once for the provider's lifetime."""
+    if core.registry is None:
+        answer = yield Call("GET", "/api/v1/providers")
+        items = answer.get("items")
+        if not isinstance(items, list):
+            raise KeywardError("the server's /api/v1/providers answer has no `items` list")
+        core.registry = tuple(ProviderInfo.from_json(i) for i in items if isinstance(i, dict))
+    return core.registry
+
+
+def env_mapping(core: Core, providers: list[str] | None) -> Flow[dict[str, str]]:
+    """The variables of the organization's providers, for a subprocess's environment."""
+    configs = yield from env_configs(core, providers)
+    return merged(configs)
+
+
+def get_api_key(core: Core, provider: str) -> Flow[SecretStr | None]:
+    """The key Keyward resolves; without one, the first of the provider's variables set here."""
+    try:
+        config: ProviderConfig | None = yield from resolve(core, provider, None, None)
+    except NoKeyError:
+        config = None
+    except BadRequestError as e:
+        if _is_unknown_provider(e):
+            return None
+        raise
+    if config is not None and config.api_key is not None:
+        return config.api_key
+    if not core.env_fallback:
+        return None
+    infos = yield from registry(core)
+    for info in infos:
+        # Vertex's variable names a file, not the key: no fallback for it (nor in Open Notebook).
+        if info.answers_to(provider) and info.secret != "service_account_json":
+            for name in info.secret_env:
+                value = os.environ.get(name)
+                if value:
+                    _log.debug("%s: key taken from this process's %s", provider, name)
+                    return SecretStr(value)
+    return None
+
+
+def provision(core: Core, provider: str) -> Flow[bool]:
+    """Sets the provider's variables in ``os.environ``; False (nothing changed) without a key."""
+    try:
+        config = yield from resolve(core, provider, None, None)
+    except NoKeyError:
+        _log.debug("%s: no key in Keyward; environment left as it was", provider)
+        return False
+    except BadRequestError as e:
+        if _is_unknown_provider(e):
+            _log.debug("%s: not a provider Keyward knows", provider)
+            return False
+        raise
+    values = variables(config)
+    os.environ.update(values)
+    _log.debug("%s: set %s", provider, ", ".join(values) or "nothing")
+    return True
+
+
+def provision_all(core: Core) -> Flow[dict[str, bool]]:
+    """Sets the variables of every provider the organization has a key for; says, for every
+    provider of the registry and each of its aliases, whether it was set from Keyward."""
+    infos = yield from registry(core)
+    configs = yield from env_configs(core, None)
+    values = merged(configs)
+    os.environ.update(values)
+    _log.debug("set %s", ", ".join(values) or "nothing")
+    served = {config.provider for config in configs}
+    results: dict[str, bool] = {}
+    for info in infos:
+        results[info.id] = info.id in served
+        for alias in info.aliases:
+            results.setdefault(alias, results[info.id])
+    for provider in served:
+        results.setdefault(provider, True)
+    return results
+
+
+def discover(core: Core, credential_id: str) -> Flow[list[str]]:
+    """``POST /api/v1/credentials/{id}/discover``: the model names the provider lists."""
+    answer = yield Call("POST", f"/api/v1/credentials/{quote(credential_id, safe='')}/discover")
+    models = answer.get("models")
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise KeywardError("the server's discover answer has no `models` list")
+    return list(models)

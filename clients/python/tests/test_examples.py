@@ -1,0 +1,63 @@
+"""The examples, run as programs are: a fresh process with only Keyward's settings, the real
+OpenAI SDK, and the mock provider behind Keyward. They need ``openai`` (the ``test`` extra);
+without it they fail."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ANSWER, Keyward
+
+PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def run_example(name: str, keyward: Keyward, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/"),
+        "PYTHONPATH": str(PACKAGE / "src"),
+        "KEYWARD_URL": keyward.url,
+        **env,
+    }
+    out = subprocess.run(
+        [sys.executable, str(PACKAGE / "examples" / name)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    keyward.assert_clean(out.stdout, f"{name}'s output")
+    keyward.assert_clean(out.stderr, f"{name}'s errors")
+    assert out.returncode == 0, f"{name} failed:\n{out.stdout}\n{out.stderr}"
+    return out
+
+
+def test_openai_sdk_is_installed() -> None:
+    import openai
+
+    assert openai.__version__
+
+
+def test_open_notebook_style(keyward: Keyward) -> None:
+    calls = len(keyward.upstream.calls)
+    out = run_example("open_notebook_style.py", keyward, KEYWARD_TOKEN=keyward.resolver)
+    lines = out.stdout.splitlines()
+    assert lines[0] == ANSWER
+    assert ("POST", "/v1/chat/completions", True) in keyward.upstream.calls[calls:]
+    azure = next(line for line in lines if line.startswith("azure: set "))
+    assert "AZURE_OPENAI_API_KEY" in azure and "AZURE_OPENAI_ENDPOINT" in azure
+    assert "  AZURE_OPENAI_ENDPOINT=https://acme-eu.openai.azure.com" in lines
+    assert "  OPENAI_API_VERSION=2024-10-21" in lines
+    vertex = next(line for line in lines if line.startswith("vertex: set "))
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in vertex and "VERTEX_PROJECT" in vertex
+
+
+def test_gateway_openai(keyward: Keyward) -> None:
+    calls = len(keyward.upstream.calls)
+    out = run_example("gateway_openai.py", keyward, KEYWARD_GATEWAY_TOKEN=keyward.gateway)
+    assert out.stdout.strip() == ANSWER
+    # The gateway put the organization's key in place of the gateway token.
+    assert ("POST", "/v1/chat/completions", True) in keyward.upstream.calls[calls:]

@@ -1,0 +1,158 @@
+"""No key and no token in exceptions, reprs or log records; the Vertex file's lifetime;
+``SecretStr`` with and without pydantic."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Keyward
+
+import keyward
+from keyward import KeyProvider, KeywardError, RateLimitedError, SecretStr, UnavailableError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def test_debug_logs_hold_no_secret(
+    keyward: Keyward, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="keyward")
+    with KeyProvider(keyward.url, keyward.resolver, cache=False) as kp:
+        kp.resolve("openai")
+        kp.provision_provider_keys("azure")
+        kp.provision_provider_keys("vertex")
+        kp.provision_all_keys()
+        kp.env()
+        kp.get_api_key("openai")
+        kp.provision_provider_keys("anthropic")
+    monkeypatch.setenv("KEYWARD_URL", keyward.url)
+    monkeypatch.setenv("KEYWARD_TOKEN", keyward.resolver)
+    asyncio.run(keyward_functions())
+    assert caplog.records, "the package logs at debug level"
+    for record in caplog.records:
+        assert record.name.startswith("keyward")
+        keyward.assert_clean(record.getMessage(), "a log record")
+        keyward.assert_clean(repr(record.args), "a log record's arguments")
+
+
+async def keyward_functions() -> None:
+    await keyward.provision_provider_keys("openai")
+    await keyward.provision_all_keys()
+    await keyward.get_api_key("azure")
+
+
+def test_errors_from_answers_hold_no_secret(keyward: Keyward) -> None:
+    failures: list[KeywardError] = []
+    with KeyProvider(keyward.url, keyward.resolver) as kp:
+        for call in (
+            lambda: kp.resolve("openai", name="missing"),
+            lambda: kp.resolve("no-such-provider"),
+            lambda: kp.discover_models(keyward.openai_credential),
+        ):
+            with pytest.raises(KeywardError) as caught:
+                call()
+            failures.append(caught.value)
+    for error in failures:
+        assert error.status is not None and str(error.status) in str(error)
+        keyward.assert_clean(f"{error} {error!r} {error.detail} {error.problem}", "an error")
+
+
+def test_config_repr_shows_the_hint_only(keyward: Keyward) -> None:
+    with KeyProvider(keyward.url, keyward.resolver) as kp:
+        configs = [kp.resolve(p) for p in ("openai", "azure", "vertex")]
+    for config in configs:
+        keyward.assert_clean(
+            repr(config) + str(config) + repr(config.api_key) + str(config.api_key),
+            "a config's repr",
+        )
+
+
+def test_secret_str() -> None:
+    secret = SecretStr("sk-hidden-value")
+    assert secret.get_secret_value() == "sk-hidden-value"
+    assert repr(secret) == "SecretStr('**********')"
+    assert str(secret) == "**********"
+    assert secret == SecretStr("sk-hidden-value") and secret != SecretStr("other")
+    assert hash(secret) == hash(SecretStr("sk-hidden-value"))
+    assert len(secret) == len("sk-hidden-value") and bool(secret)
+
+
+def test_secret_str_without_pydantic() -> None:
+    """The package's own SecretStr, when pydantic cannot be imported."""
+    script = textwrap.dedent("""
+        import sys
+        sys.modules["pydantic"] = None  # import pydantic now fails
+        from keyward import SecretStr
+        assert SecretStr.__module__ == "keyward._secret", SecretStr.__module__
+        s = SecretStr("sk-hidden-value")
+        assert s.get_secret_value() == "sk-hidden-value"
+        assert repr(s) == "SecretStr('**********')" and str(s) == "**********"
+        assert s == SecretStr("sk-hidden-value") and s != SecretStr("x") and s != "sk-hidden-value"
+        assert hash(s) == hash(SecretStr("sk-hidden-value"))
+        assert len(s) == 15 and bool(s) and not SecretStr("")
+        print("ok")
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_credential_files_are_removed_at_exit(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os, stat
+        from keyward._files import private_file
+        path = private_file('{"type": "service_account"}')
+        assert private_file('{"type": "service_account"}') == path
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        print(path)
+    """)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": SRC, "XDG_RUNTIME_DIR": str(runtime)},
+    )
+    assert out.returncode == 0, out.stderr
+    path = Path(out.stdout.strip())
+    assert path.parent.parent == runtime  # under XDG_RUNTIME_DIR
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_a_proxy_quoting_the_token_back_does_not_put_it_in_the_error() -> None:
+    """What stands between the client and Keyward may echo the request; the error does not."""
+    token = "kwt_" + "q" * 40
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        echoed = request.headers["authorization"]
+        if request.url.path.endswith("/env"):
+            return httpx.Response(429, headers={"retry-after": "7"}, json={"detail": "slow down"})
+        return httpx.Response(503, json={"detail": f"upstream refused {echoed}"})
+
+    with KeyProvider(
+        "http://keyward.test", token, org="acme", transport=httpx.MockTransport(proxy)
+    ) as kp:
+        with pytest.raises(UnavailableError) as unavailable:
+            kp.resolve("openai")
+        with pytest.raises(RateLimitedError) as limited:
+            kp.env()
+    assert token not in str(unavailable.value) and token not in repr(unavailable.value)
+    assert unavailable.value.retry_after is None and unavailable.value.status == 503
+    assert limited.value.retry_after == 7.0 and limited.value.status == 429
