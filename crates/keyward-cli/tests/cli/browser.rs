@@ -500,6 +500,12 @@ async fn walk_the_admin_guide(mut s: Sandbox) {
     me.on(&format!("/ui/credentials/{id}")).await;
     assert_eq!(me.text(".test-result strong").await, "ok");
     me.screenshot("credential").await;
+    // Models: the provider's own list, through the credential's base URL.
+    me.submit("form[action$='/models'] button").await;
+    me.on(&format!("/ui/credentials/{id}/models")).await;
+    assert!(me.text("ul.models").await.contains("gpt-4o-mini"));
+    assert!(!me.body().await.contains(CANARY));
+    me.screenshot("credential-models").await;
 
     // A gateway token made in the console, shown once with the SDK snippet; requests through
     // the gateway then show which key served them, and a chart.
