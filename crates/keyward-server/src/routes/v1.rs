@@ -211,6 +211,13 @@ pub(super) struct TestQuery {
     timeout_seconds: Option<u64>,
 }
 
+impl TestQuery {
+    /// How long to wait for the provider: 10 s unless asked, 1 to 60 s.
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_seconds.unwrap_or(10).clamp(1, 60))
+    }
+}
+
 #[utoipa::path(post, path = "/api/v1/credentials/{credential_id}/test", tag = "credentials", params(("credential_id" = String, Path, description = "a credential's id"), ("timeout_seconds" = Option<u64>, Query, description = "how long to wait for the provider (default 10, at most 60)")), responses((status = 200, description = "The outcome, stored on the credential and audited", body = crate::openapi::KeyTest)))]
 pub(super) async fn creds_test(
     State(state): State<AppState>,
@@ -218,8 +225,7 @@ pub(super) async fn creds_test(
     Path(id): Path<String>,
     Query(q): Query<TestQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let timeout = std::time::Duration::from_secs(q.timeout_seconds.unwrap_or(10).clamp(1, 60));
-    let (outcome, view) = credentials::test(&state, &caller.0, &id, timeout).await?;
+    let (outcome, view) = credentials::test(&state, &caller.0, &id, q.timeout()).await?;
     Ok(Json(
         json!({ "ok": outcome.is_ok(), "result": outcome.to_string(), "credential": view }),
     ))
@@ -234,8 +240,7 @@ pub(super) async fn creds_discover(
     Path(id): Path<String>,
     Query(q): Query<TestQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let timeout = std::time::Duration::from_secs(q.timeout_seconds.unwrap_or(10).clamp(1, 60));
-    let (view, models) = credentials::discover(&state, &caller.0, &id, timeout).await?;
+    let (view, models) = credentials::discover(&state, &caller.0, &id, q.timeout()).await?;
     Ok(Json(json!(crate::openapi::DiscoveredModels {
         credential_id: view.id.to_string(),
         provider: view.provider.clone(),
