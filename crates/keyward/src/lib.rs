@@ -94,9 +94,15 @@ pub enum Error {
     /// The Keyward server refused or could not be reached.
     #[error("server: {0}")]
     Remote(String),
-    /// The Keyward server has no such thing (404): for a resolution, no active credential.
+    /// The Keyward server has no such thing (404): no such organization, or one the token
+    /// does not see.
     #[error("server: {0}")]
     RemoteNotFound(String),
+    /// The organization has no active credential for the provider (404 `no_credential`): the
+    /// one answer the environment fallback follows, so that a wrong organization or token is
+    /// never taken for "use this machine's keys".
+    #[error("server: {0}")]
+    RemoteNoKey(String),
 }
 
 impl Error {

@@ -155,6 +155,7 @@ impl Remote {
             .map_err(|e| remote_err(format!("cannot reach {}: {}", self.base, e.without_url())))?;
         let status = resp.status();
         let value: Value = resp.json().await.unwrap_or(Value::Null);
+        let no_key = value["code"] == "no_credential";
         if status.is_success() {
             Ok(value)
         } else {
@@ -166,10 +167,10 @@ impl Remote {
                 "(to store it anyway: --no-format-check)",
             );
             let message = format!("{detail} ({status})");
-            Err(if status == reqwest::StatusCode::NOT_FOUND {
-                Error::RemoteNotFound(message)
-            } else {
-                remote_err(message)
+            Err(match status {
+                reqwest::StatusCode::NOT_FOUND if no_key => Error::RemoteNoKey(message),
+                reqwest::StatusCode::NOT_FOUND => Error::RemoteNotFound(message),
+                _ => remote_err(message),
             })
         }
     }
@@ -202,7 +203,7 @@ impl Remote {
         env_fallback: bool,
     ) -> Result<Resolved, Error> {
         match self.resolve(org, provider.id, name).await {
-            Err(Error::RemoteNotFound(why)) if env_fallback && name.is_none() => {
+            Err(Error::RemoteNoKey(why)) if env_fallback && name.is_none() => {
                 keyward_core::resolve::from_environment(provider, &|v| {
                     // Never Keyward's own settings, nor its KMS's credentials.
                     std::env::var(v).ok().filter(|value| {
@@ -211,7 +212,7 @@ impl Remote {
                     })
                 })
                 .ok_or_else(|| {
-                    Error::RemoteNotFound(format!(
+                    Error::RemoteNoKey(format!(
                         "{why}; nor does this machine's environment have {}",
                         provider.secret_env.join(" or ")
                     ))
@@ -231,7 +232,7 @@ impl Remote {
         env_fallback: bool,
     ) -> Result<EnvMap, Error> {
         match self.env_map_many(org, providers).await {
-            Err(Error::RemoteNotFound(_)) if env_fallback && !providers.is_empty() => {
+            Err(Error::RemoteNoKey(_)) if env_fallback && !providers.is_empty() => {
                 let mut map = EnvMap::new();
                 for p in providers {
                     map.extend_resolved(&self.resolve_or_env(org, p, None, true).await?)?;
@@ -268,7 +269,7 @@ impl Remote {
         let fail = |e: Error| Error::Reference {
             reference: reference.to_string(),
             why: match e {
-                Error::Remote(m) | Error::RemoteNotFound(m) => m,
+                Error::Remote(m) | Error::RemoteNotFound(m) | Error::RemoteNoKey(m) => m,
                 other => other.to_string(),
             },
         };

@@ -254,6 +254,16 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // An organization the token does not see (a typo, another tenant's) is no "no key": the
+    // machine's own key is not taken for it.
+    for org in ["acme-typo", "globex"] {
+        let out = with_shell_key(&["resolve", "--org", org, "--provider", "anthropic"]);
+        assert!(!out.status.success(), "{org}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("MYSHELLKEY"),
+            "{org}: fell back to the shell's key"
+        );
+    }
     let out = with_shell_key(&[
         "resolve",
         "--org",
