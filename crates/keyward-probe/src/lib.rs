@@ -165,8 +165,9 @@ const MODEL_LIST_LIMIT: usize = 8 << 20;
 
 /// Lists the models a key reaches, by name, sorted: the same request as [`test_key`] (the
 /// provider's model list; PayPerQ's of every type, Anthropic's and Gemini's first 1000), read
-/// up to 8 MiB. A name that holds the key (an upstream that echoes it) is left out. When the
-/// list cannot be had, what a key test would have said.
+/// up to 8 MiB. A name that holds the key (an upstream that echoes it, however spaced or
+/// cased), or characters that hide or reorder text, is left out; one that looks like a key is
+/// masked. When the list cannot be had, what a key test would have said.
 pub async fn discover_models(
     provider: &Provider,
     fields: &BTreeMap<String, String>,
@@ -187,6 +188,11 @@ pub async fn discover_models(
                 )));
             }
             Ok(None) => break,
+            Err(e) if e.is_timeout() => {
+                return Err(TestOutcome::Unreachable(format!(
+                    "no whole model list within {timeout:?}"
+                )));
+            }
             Err(e) => {
                 return Err(TestOutcome::Unreachable(format!(
                     "the model list broke off: {}",
@@ -197,15 +203,24 @@ pub async fn discover_models(
     }
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|_| TestOutcome::Unreachable("the model list is not JSON".to_owned()))?;
-    let key = secret.map_or("", |s| s.expose_secret());
+    // The key as a name would hold it however spaced, cased or punctuated.
+    let letters = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    };
+    let key = letters(secret.map_or("", |s| s.expose_secret()));
     let mut names: Vec<String> = model_names(&value)
         .into_iter()
         .map(|n| n.strip_prefix("models/").unwrap_or(n))
         .filter(|n| {
             !n.is_empty()
                 && n.len() <= 256
-                && !n.chars().any(char::is_control)
-                && (key.len() < 8 || !n.contains(key))
+                && !n
+                    .chars()
+                    .any(|c| c.is_control() || keyward_core::ids::hides_or_reorders_text(c))
+                && (key.len() < 8 || !letters(n).contains(&key))
         })
         .map(keyward_core::secret_like::scrub)
         .collect();

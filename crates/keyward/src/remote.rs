@@ -79,6 +79,14 @@ impl Remote {
                     path.display()
                 ))
             };
+            // A FIFO or a device would block or never end: only a regular file (a platform's
+            // projected token is a link to one) is read.
+            if !std::fs::metadata(path).map_err(fail)?.is_file() {
+                return Err(Error::Config(format!(
+                    "KEYWARD_TOKEN_FILE: {} is not a regular file",
+                    path.display()
+                )));
+            }
             let mut bytes = zeroize::Zeroizing::new(Vec::new());
             std::fs::File::open(path)
                 .map_err(fail)?

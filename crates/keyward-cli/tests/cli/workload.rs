@@ -118,6 +118,30 @@ fn a_program_resolves_with_its_projected_token_and_no_keyward_token() {
     )
     .unwrap();
     assert!(remote(&mut s).status.success());
+    // A FIFO where the token should be is refused at once, not waited on.
+    let fifo = s.scratch().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = s.run_with(
+        &["resolve", "--org", "acme", "--provider", "openai"],
+        "",
+        &[
+            ("KEYWARD_URL", &format!("http://{listen}")),
+            ("KEYWARD_TOKEN_FILE", fifo.to_str().unwrap()),
+            ("KEYWARD_MASTER_KEY", ""),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = server.kill();
     let mut err = String::new();
     let _ = server.stderr.take().unwrap().read_to_string(&mut err);
