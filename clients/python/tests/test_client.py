@@ -4,7 +4,11 @@ cache, discovery, settings and errors."""
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
+import json
 import os
+import pickle
 import socket
 import threading
 import time
@@ -305,3 +309,79 @@ def test_redirects_are_not_followed(keyward: Keyward) -> None:
     assert caught.value.status == 307
     assert seen == ["/api/v1/resolve"]
     assert len(keyward.upstream.calls) == calls
+
+
+def test_a_fifo_token_file_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A FIFO would block the read until something writes to it; it is refused at once."""
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def call() -> None:
+        with KeyProvider("http://127.0.0.1:9", token_file=str(fifo), org="acme", timeout=2) as kp:
+            try:
+                kp.resolve("openai")
+            except BaseException as e:
+                outcome.append(e)
+
+    thread = threading.Thread(target=call, daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(3)
+    blocked = thread.is_alive()
+    if blocked:  # a writer that goes away at once: the blocked read ends (empty), the test fails
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(3)
+    assert not blocked, "reading the token file blocked"
+    assert time.monotonic() - started < 1
+    assert len(outcome) == 1 and isinstance(outcome[0], ConfigurationError)
+    assert "is not a regular file" in str(outcome[0])
+    with KeyProvider("http://127.0.0.1:9", token_file=str(tmp_path), org="acme") as kp:
+        with pytest.raises(ConfigurationError, match="is not a regular file"):
+            kp.resolve("openai")  # a directory
+
+
+def test_a_token_file_behind_symlinks_is_read(tmp_path: Path) -> None:
+    """A Kubernetes projected token: ``token`` -> ``..data/token``, ``..data`` -> a dated
+    directory holding the regular file."""
+    dated = tmp_path / "..2024_06_01_12_00_00.123"
+    dated.mkdir()
+    (dated / "token").write_text("kwt_projected_token_value\n")
+    (tmp_path / "..data").symlink_to(dated.name)
+    (tmp_path / "token").symlink_to("..data/token")
+    bearers: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        bearers.append(request.headers["authorization"])
+        return httpx.Response(200, json={"items": []})
+
+    with KeyProvider(
+        "http://keyward.test",
+        token_file=str(tmp_path / "token"),
+        org="acme",
+        transport=httpx.MockTransport(server),
+    ) as kp:
+        assert kp.providers() == []
+    assert bearers == ["Bearer kwt_projected_token_value"]
+
+
+def test_a_provider_config_can_be_copied_pickled_and_turned_into_a_dict(keyward: Keyward) -> None:
+    with KeyProvider(keyward.url, keyward.resolver) as kp:
+        config = kp.resolve("azure")
+    copies = [copy.deepcopy(config), copy.copy(config), pickle.loads(pickle.dumps(config))]
+    for other in copies:
+        assert other == config
+        assert other.api_key is not None
+        assert other.api_key.get_secret_value() == keyward.azure_key
+        assert dict(other.fields) == dict(config.fields)
+        assert other.fields["endpoint"] == "https://acme-eu.openai.azure.com"
+        assert repr(other) == repr(config)
+        keyward.assert_clean(repr(other) + str(other) + repr(other.fields), "a copy's repr")
+        with pytest.raises(TypeError):
+            other.fields["endpoint"] = "https://elsewhere.example"  # type: ignore[index]
+    as_dict = dataclasses.asdict(config)
+    assert as_dict["fields"]["api_version"] == "2024-10-21"
+    assert as_dict["env"][0]["name"] == config.env[0].name
+    keyward.assert_clean(repr(as_dict) + str(as_dict), "asdict's repr")
+    assert hash(copies[0]) == hash(config)
+    assert dict(config.fields) == dict(json.loads(json.dumps(dict(config.fields))))

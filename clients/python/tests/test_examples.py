@@ -5,6 +5,7 @@ without it they fail."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,23 @@ def test_gateway_openai(keyward: Keyward) -> None:
     assert out.stdout.strip() == ANSWER
     # The gateway put the organization's key in place of the gateway token.
     assert ("POST", "/v1/chat/completions", True) in keyward.upstream.calls[calls:]
+
+
+def test_tokens_are_made_before_keyward_url_is_set() -> None:
+    """`keyward token create` run after `export KEYWARD_URL=...` is a remote client without a
+    token: it fails and leaves the variable empty. The docs make the token first, into a shell
+    variable, and export it with KEYWARD_URL on the next line."""
+    readme = (PACKAGE / "README.md").read_text().splitlines()
+    example = (PACKAGE / "examples" / "gateway_openai.py").read_text().splitlines()
+    for where, lines, command, variable in (
+        ("README", readme, "keyward token create --role resolver", "KEYWARD_TOKEN"),
+        ("README", readme, "keyward gateway-token create", "KEYWARD_GATEWAY_TOKEN"),
+        ("gateway_openai.py", example, "keyward gateway-token create", "KEYWARD_GATEWAY_TOKEN"),
+    ):
+        made = [i for i, line in enumerate(lines) if f"$({command}" in line]
+        assert len(made) == 1, f"{where}: {command}"
+        shell_variable = re.match(r"\s*([A-Z_]+)=\$\(keyward ", lines[made[0]])
+        assert shell_variable, f"{where}: {lines[made[0]].strip()}"
+        export = lines[made[0] + 1].split()
+        assert export[:2] == ["export", export[1]] and export[1].startswith("KEYWARD_URL="), where
+        assert f"{variable}=${shell_variable.group(1)}" in export, f"{where}: {export}"

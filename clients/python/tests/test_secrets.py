@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -156,3 +158,101 @@ def test_a_proxy_quoting_the_token_back_does_not_put_it_in_the_error() -> None:
     assert token not in str(unavailable.value) and token not in repr(unavailable.value)
     assert unavailable.value.retry_after is None and unavailable.value.status == 503
     assert limited.value.retry_after == 7.0 and limited.value.status == 429
+
+
+SIGNALLED = textwrap.dedent("""
+    import os, signal, sys, time
+    import keyward
+    from keyward._files import private_file
+    # As a program normally starts, whatever this test runs under (nohup, a background job).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if sys.argv[1] == "own":
+        def handler(signum, frame):
+            keyward.remove_private_files()
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, handler)
+    path = private_file('{"type": "service_account"}')
+    if sys.argv[1] == "own":
+        assert signal.getsignal(signal.SIGTERM) is handler, "the program's handler was replaced"
+    else:
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    print(path, flush=True)
+    time.sleep(10)
+""")
+
+
+@pytest.mark.parametrize(
+    ("handlers", "signum", "returncode"),
+    [
+        ("default", signal.SIGTERM, -signal.SIGTERM),
+        ("default", signal.SIGHUP, -signal.SIGHUP),
+        ("default", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt: atexit runs
+        ("own", signal.SIGTERM, 3),  # the program's handler calls remove_private_files()
+    ],
+    ids=["SIGTERM", "SIGHUP", "SIGINT", "own-SIGTERM-handler"],
+)
+def test_credential_files_are_removed_when_the_process_is_signalled(
+    tmp_path: Path, handlers: str, signum: int, returncode: int
+) -> None:
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED, handlers],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC, "XDG_RUNTIME_DIR": str(runtime)},
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 10)
+        assert ready, "the child did not write its file"
+        path = Path(proc.stdout.readline().strip())
+        assert path.is_file() and path.parent.parent == runtime, proc.stderr
+        proc.send_signal(signum)
+        assert proc.wait(timeout=5) == returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=5)
+    assert not path.exists() and not path.parent.exists()
+    assert list(runtime.iterdir()) == []
+
+
+def test_remove_private_files(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os
+        import keyward
+        from keyward._files import private_file
+        path = private_file('{"type": "service_account"}')
+        keyward.remove_private_files()
+        assert not os.path.exists(path) and not os.path.exists(os.path.dirname(path))
+        keyward.remove_private_files()  # nothing left: nothing to do
+        again = private_file('{"type": "service_account"}')
+        assert os.path.isfile(again) and os.path.dirname(again) != os.path.dirname(path)
+        print(again)
+    """)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": SRC, "XDG_RUNTIME_DIR": str(runtime)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert not Path(out.stdout.strip()).exists()  # the second one went at exit
+    assert list(runtime.iterdir()) == []
+
+
+def test_key_hints_look_as_the_readme_shows(keyward: Keyward) -> None:
+    with KeyProvider(keyward.url, keyward.resolver) as kp:
+        openai, azure = kp.resolve("openai"), kp.resolve("azure")
+    assert openai.key_hint == "sk-..." + keyward.openai_key[-4:]
+    assert azure.key_hint == keyward.azure_key[:3] + "..." + keyward.azure_key[-4:]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "ProviderConfig(provider='azure_openai', key_hint='abc...wxyz'," in readme
+    assert "abcd...wxyz" not in readme

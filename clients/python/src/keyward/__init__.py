@@ -14,6 +14,7 @@ for subprocesses, ``discover_models``).
 from ._async import AsyncKeyProvider
 from ._client import __version__
 from ._default import get_api_key, provision_all_keys, provision_provider_keys
+from ._files import remove_private_files
 from ._models import EnvVar, ProviderConfig, ProviderInfo, PublicField
 from ._secret import SecretStr
 from ._sync import KeyProvider
@@ -52,4 +53,5 @@ __all__ = [
     "get_api_key",
     "provision_all_keys",
     "provision_provider_keys",
+    "remove_private_files",
 ]

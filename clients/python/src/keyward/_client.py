@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import inspect
+import json
 import logging
 import os
+import re
 import time
-from collections.abc import Generator, Hashable
+from collections.abc import Generator, Hashable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
@@ -105,33 +109,117 @@ class Core:
         """The providers' ``repr``: the address and organization, never the token."""
         return f"{cls}(url={self.settings.url!r}, org={self.org!r})"
 
-    def request(self, call: Call) -> dict[str, Any]:
-        """The keyword arguments of ``httpx.Client.request`` for ``call`` (the token read now)."""
+    def exchange(self, call: Call) -> Exchange:
+        """A new exchange for ``call``: its deadline starts now."""
+        return Exchange(self, call)
+
+
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""The largest answer read (Keyward's biggest, the provider registry, is some tens of KiB)."""
+
+_deadline: ContextVar[float | None] = ContextVar("keyward_deadline", default=None)
+"""The monotonic deadline of the call this thread (or task) is making, for :func:`_capped`."""
+
+
+class Exchange:
+    """One call on the wire: the request, its deadline, and the answer as it arrives.
+
+    ``timeout`` bounds the whole call. httpx's own timeouts are per read (a server that sends a
+    byte every second would never trip them), so:
+
+    * each request gets httpx timeouts (connect, pool, write, read) of the time left;
+    * every read of a connection the client opens is capped to the time left: the connection's
+      network stream is wrapped when it is made (httpcore's ``trace`` extension, see
+      :func:`trace`) and again when an answer names it (the ``network_stream`` extension);
+    * the body is streamed and the deadline checked as each chunk arrives, as is its size.
+
+    A driver (sync or async) makes the HTTP calls, and only them::
+
+        exchange = core.exchange(call)
+        with deadline_of(exchange):
+            with client.stream(**exchange.request(trace)) as response:
+                exchange.begin(response)
+                for chunk in response.iter_bytes():
+                    exchange.feed(chunk)
+        return exchange.answer(response)
+
+    turning any ``httpx.RequestError`` into ``exchange.unreachable(error)``.
+    """
+
+    def __init__(self, core: Core, call: Call) -> None:
+        self.core = core
+        self.call = call
+        self.deadline = time.monotonic() + core.settings.timeout
+        self.body = bytearray()
+
+    def left(self) -> float:
+        """Seconds left before the deadline; raises when there are none."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.too_slow()
+        return left
+
+    def request(self, trace: Any) -> dict[str, Any]:
+        """The keyword arguments of ``httpx.Client.stream`` (the token read now)."""
         headers = {
-            "Authorization": f"Bearer {self.settings.bearer()}",
+            "Authorization": f"Bearer {self.core.settings.bearer()}",
             "Accept": "application/json",
+            "Accept-Encoding": "identity",  # what is counted is what arrives
             "User-Agent": f"keyward-python/{__version__}",
         }
         return {
-            "method": call.method,
-            "url": self.settings.url + call.path,
+            "method": self.call.method,
+            "url": self.core.settings.url + self.call.path,
             "headers": headers,
-            "json": call.body,
+            "json": self.call.body,
+            "timeout": httpx.Timeout(self.left()),
+            "extensions": {"trace": trace},
         }
 
-    def unreachable(self, call: Call, error: httpx.RequestError) -> KeywardError:
-        """The error for a call that got no answer (the message names no token)."""
-        reason = str(error) or type(error).__name__
+    def begin(self, response: httpx.Response) -> None:
+        """The answer's status and headers have arrived (in time?); its body is next."""
+        _log.debug("%s %s -> %d", self.call.method, self.call.path, response.status_code)
+        self.left()
+        _cap_reads(response.extensions.get("network_stream"))
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
+            raise self.too_large(response)
+
+    def feed(self, chunk: bytes) -> None:
+        """One more piece of the body."""
+        self.body += chunk
+        if len(self.body) > MAX_ANSWER_BYTES:
+            raise self.too_large(None)
+        self.left()
+
+    def too_slow(self) -> KeywardConnectionError:
+        _log.debug("%s %s: no whole answer in time", self.call.method, self.call.path)
+        return KeywardConnectionError(
+            f"no whole answer from Keyward at {self.core.settings.url} within "
+            f"{self.core.settings.timeout:g} s"
+        )
+
+    def too_large(self, response: httpx.Response | None) -> KeywardError:
+        _log.debug("%s %s: answer over the size limit", self.call.method, self.call.path)
+        return KeywardError(
+            f"{self.call.method} {self.call.path}: the answer is larger than "
+            f"{MAX_ANSWER_BYTES // (1024 * 1024)} MiB, larger than any Keyward sends",
+            None if response is None else response.status_code,
+        )
+
+    def unreachable(self, error: httpx.RequestError) -> KeywardError:
+        """The error for a call that got no (whole) answer; the message names no token."""
         if isinstance(error, httpx.TimeoutException):
-            reason = f"no answer within {self.settings.timeout:g} s ({type(error).__name__})"
-        _log.debug("%s %s: no answer (%s)", call.method, call.path, type(error).__name__)
+            return self.too_slow()
+        reason = str(error) or type(error).__name__
+        _log.debug("%s %s: no answer (%s)", self.call.method, self.call.path, type(error).__name__)
         with contextlib.suppress(RuntimeError):  # raised when there was no request yet
             reason = _redact(reason, error.request)
-        return KeywardConnectionError(f"cannot reach Keyward at {self.settings.url}: {reason}")
+        return KeywardConnectionError(f"cannot reach Keyward at {self.core.settings.url}: {reason}")
 
-    def answer(self, call: Call, response: httpx.Response) -> Json:
-        """The JSON object ``response`` carries, or the error it stands for."""
-        _log.debug("%s %s -> %d", call.method, call.path, response.status_code)
+    def answer(self, response: httpx.Response) -> Json:
+        """The JSON object the answer carries, or the error it stands for."""
+        call = self.call
         if 300 <= response.status_code < 400:
             raise KeywardError(
                 "Keyward answered with a redirect, which is not followed (the token must not "
@@ -140,10 +228,7 @@ class Core:
             )
         if response.status_code >= 400:
             raise self._error(response)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = self._json()
         if not isinstance(body, dict):
             raise KeywardError(
                 f"{call.method} {call.path}: the answer is not a JSON object",
@@ -151,18 +236,24 @@ class Core:
             )
         return body
 
-    def _error(self, response: httpx.Response) -> KeywardError:
+    def _json(self) -> object:
         try:
-            problem = response.json()
-        except ValueError:
+            return json.loads(bytes(self.body))
+        except (ValueError, RecursionError):
+            return None
+
+    def _error(self, response: httpx.Response) -> KeywardError:
+        problem = self._json()
+        try:
+            problem = _redact_all(problem, response.request)
+        except RecursionError:
             problem = None
         if not isinstance(problem, dict):
             problem = {}
         status = response.status_code
         detail = problem.get("detail")
         if not isinstance(detail, str) or not detail:
-            detail = response.reason_phrase or "error"
-        detail = _redact(detail, response.request)
+            detail = _redact(response.reason_phrase or "error", response.request)
         if status in (429, 503):
             retry_after = _retry_after(response.headers.get("retry-after"))
             cls = RateLimitedError if status == 429 else UnavailableError
@@ -179,11 +270,94 @@ class Core:
         return kinds.get(status, KeywardError)(detail, status, problem)
 
 
-def _redact(text: str, request: httpx.Request) -> str:
-    """``text`` without the bearer token ``request`` carried, should anything quote it back (the
-    server never does; a proxy in front of it might)."""
+@contextlib.contextmanager
+def deadline_of(exchange: Exchange) -> Generator[None, None, None]:
+    """Makes ``exchange``'s deadline the one capped reads obey, in this thread or task."""
+    token = _deadline.set(exchange.deadline)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def trace(name: str, info: Mapping[str, Any]) -> None:
+    """httpcore's ``trace`` extension, for ``httpx.Client``: caps the reads of every connection
+    made (its plain and its TLS stream) to the deadline of the call reading."""
+    if name.endswith(
+        (".connect_tcp.complete", ".connect_unix_socket.complete", ".start_tls.complete")
+    ):
+        _cap_reads(info.get("return_value"))
+
+
+async def atrace(name: str, info: Mapping[str, Any]) -> None:
+    """:func:`trace`, for ``httpx.AsyncClient`` (which awaits its trace callback)."""
+    trace(name, info)
+
+
+def _capped(timeout: float | None) -> float | None:
+    """A read's timeout, no longer than the time left to the current call (if one is running:
+    a connection may be used by another client, without a deadline)."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)  # past the deadline: time out at once
+    return left if timeout is None else min(timeout, left)
+
+
+def _cap_reads(stream: Any) -> None:
+    """Wraps ``stream.read(max_bytes, timeout)`` (an httpcore network stream) so that no read
+    waits past the current call's deadline; once per stream, and only where it can."""
+    read = getattr(stream, "read", None)
+    if read is None or getattr(stream, "_keyward_capped", False):
+        return
+    if inspect.iscoroutinefunction(read):
+
+        async def capped_async(max_bytes: int, timeout: float | None = None) -> bytes:
+            data: bytes = await read(max_bytes, _capped(timeout))
+            return data
+
+        wrapper: Any = capped_async
+    else:
+
+        def capped(max_bytes: int, timeout: float | None = None) -> bytes:
+            data: bytes = read(max_bytes, _capped(timeout))
+            return data
+
+        wrapper = capped
+    with contextlib.suppress(AttributeError, TypeError):  # a stream that takes no attributes
+        stream.read = wrapper
+        stream._keyward_capped = True
+
+
+def _token_pattern(request: httpx.Request) -> re.Pattern[str] | None:
+    """The bearer token ``request`` carried, to find in any case; None without one."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return text.replace(token, "***") if scheme == "Bearer" and token else text
+    return re.compile(re.escape(token), re.IGNORECASE) if scheme == "Bearer" and token else None
+
+
+def _redact(text: str, request: httpx.Request) -> str:
+    """``text`` without the bearer token ``request`` carried, in any case, should anything quote
+    it back (the server never does; a proxy in front of it might)."""
+    pattern = _token_pattern(request)
+    return text if pattern is None else pattern.sub("***", text)
+
+
+def _redact_all(value: object, request: httpx.Request) -> object:
+    """``value`` (parsed JSON) with the bearer token taken out of every string in it, keys too."""
+    pattern = _token_pattern(request)
+    if pattern is None:
+        return value
+
+    def clean(item: object) -> object:
+        if isinstance(item, str):
+            return pattern.sub("***", item)
+        if isinstance(item, dict):
+            return {clean(k): clean(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [clean(v) for v in item]
+        return item
+
+    return clean(value)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -210,9 +384,71 @@ def _ttl(obj: Json) -> int | None:
     return ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else None
 
 
+_VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
+
+UNSAFE_VARIABLES = frozenset(
+    {
+        # the shell, and where programs are looked for
+        "PATH", "HOME", "SHELL", "IFS", "ENV", "BASH_ENV", "CDPATH", "PS4", "PROMPT_COMMAND",
+        # where this package (and everything else) writes its files
+        "TMPDIR", "XDG_RUNTIME_DIR",
+        # interpreters' and runtimes' start-up options and search paths
+        "NODE_OPTIONS", "NODE_PATH", "RUBYOPT", "RUBYLIB", "PERLLIB",
+        "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "GCONV_PATH", "LOCPATH", "HOSTALIASES",
+        # TLS: trusted certificates, configuration, key logs
+        "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS",
+        "NODE_TLS_REJECT_UNAUTHORIZED", "OPENSSL_CONF", "OPENSSL_MODULES", "OPENSSL_ENGINES",
+        "SSLKEYLOGFILE",
+        # where requests go
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY",
+    }
+)  # fmt: skip
+"""Variables a Keyward answer may never set: they change how programs load or run, where they
+connect, or whom they trust (compared without regard to case)."""
+
+UNSAFE_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "KEYWARD_", "SSL_CERT_", "BASH_FUNC_")
+"""Families of such variables: the dynamic loaders', Python's, Perl's, this package's own."""
+
+
+def variable_name_problem(name: str) -> str | None:
+    """Why the server's answer may not set variable ``name``; None when it may.
+
+    A provider's variables are upper-case names (``OPENAI_API_KEY``, ``AZURE_OPENAI_ENDPOINT``);
+    anything else from the server is refused before the environment is touched.
+    """
+    if not _VARIABLE_NAME.match(name):
+        return "is not an upper-case variable name ([A-Z][A-Z0-9_]*)"
+    upper = name.upper()
+    if upper in UNSAFE_VARIABLES or upper.startswith(UNSAFE_PREFIXES):
+        return "changes how programs load or run, and no provider's key or setting goes there"
+    return None
+
+
+def check_variables(configs: tuple[ProviderConfig, ...]) -> None:
+    """Raises :class:`KeywardError`, naming the variable (never its value), when any of
+    ``configs`` would set a variable it must not, or one that cannot be set; else nothing."""
+    for config in configs:
+        for var in config.env:
+            shown = repr(var.name[:80])
+            problem = variable_name_problem(var.name)
+            if problem is not None:
+                raise KeywardError(
+                    f"the server's answer for {config.provider!r} sets the variable {shown}, "
+                    f"which {problem}; nothing was changed"
+                )
+            value = config.api_key.get_secret_value() if var.secret and config.api_key else None
+            if not var.file and "\0" in (var.value or value or ""):
+                raise KeywardError(
+                    f"the server's answer for {config.provider!r} gives the variable {shown} a "
+                    "value with a NUL character, which no environment can hold; nothing was changed"
+                )
+
+
 def variables(config: ProviderConfig) -> dict[str, str]:
     """The variables ``config`` sets, from its ``env`` list: public values as they are, the key
-    where an entry is secret, and for ``file`` entries the path of a private file holding it."""
+    where an entry is secret, and for ``file`` entries the path of a private file holding it.
+    Every name is checked (:func:`check_variables`) before anything is written."""
+    check_variables((config,))
     out: dict[str, str] = {}
     for var in config.env:
         if var.secret or var.file:
@@ -226,7 +462,9 @@ def variables(config: ProviderConfig) -> dict[str, str]:
 
 
 def merged(configs: tuple[ProviderConfig, ...]) -> dict[str, str]:
-    """The variables of several configs together (the server refuses sets that collide)."""
+    """The variables of several configs together (the server refuses sets that collide), all
+    of them checked before any is worked out."""
+    check_variables(configs)
     out: dict[str, str] = {}
     for config in configs:
         out.update(variables(config))

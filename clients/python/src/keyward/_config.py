@@ -7,6 +7,7 @@ Arguments win; what is not given comes from ``KEYWARD_URL``, ``KEYWARD_TOKEN``,
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -78,8 +79,7 @@ class Settings:
         assert self.token_file is not None
         where = f"the token file {self.token_file!r} (KEYWARD_TOKEN_FILE)"
         try:
-            with open(self.token_file, "rb") as f:
-                data = f.read(MAX_TOKEN_FILE_BYTES + 1)
+            data = _read_regular_file(self.token_file, MAX_TOKEN_FILE_BYTES + 1, where)
         except OSError as e:
             raise ConfigurationError(
                 f"cannot read {where}: {e.strerror or type(e).__name__}"
@@ -92,6 +92,31 @@ class Settings:
             raise ConfigurationError(f"{where} is not UTF-8 text") from None
         _check_token(token, where)
         return token
+
+
+def _read_regular_file(path: str, limit: int, where: str) -> bytes:
+    """At most ``limit`` bytes of ``path``, which must be a regular file once links are followed
+    (a platform's projected token is a link to one): a FIFO or a device would block the read, or
+    never end. Checked before opening, and again on what was opened (opened non-blocking, so
+    that a FIFO put in its place meanwhile cannot hold the open either)."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise ConfigurationError(f"{where} is not a regular file")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigurationError(f"{where} is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = os.read(fd, limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _check_url(url: str) -> str:

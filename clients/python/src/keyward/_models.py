@@ -6,15 +6,14 @@ types the API documents and raise :class:`~keyward.errors.KeywardError` otherwis
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from ._secret import SecretStr
 from .errors import KeywardError
 
-__all__ = ["EnvVar", "ProviderConfig", "ProviderInfo", "PublicField"]
+__all__ = ["EnvVar", "FrozenFields", "ProviderConfig", "ProviderInfo", "PublicField"]
 
 # Members of a config object that are not public fields of the credential.
 _NOT_FIELDS = frozenset(
@@ -29,6 +28,45 @@ _NOT_FIELDS = frozenset(
         "cache_ttl_ms",
     }
 )
+
+
+class FrozenFields(Mapping[str, str]):
+    """A read-only mapping of a credential's public fields: it can be read like a dict, hashed,
+    copied (``copy.deepcopy``, ``dataclasses.asdict``) and pickled, and not changed."""
+
+    __slots__ = ("_items",)
+    _items: dict[str, str]
+
+    def __init__(self, items: Mapping[str, str] | None = None) -> None:
+        object.__setattr__(self, "_items", dict(items or {}))
+
+    def __getitem__(self, name: str) -> str:
+        value: str = self._items[name]
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self.items()) == dict(other.items())
+
+    def __repr__(self) -> str:
+        return f"FrozenFields({self._items!r})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __reduce__(self) -> tuple[type[FrozenFields], tuple[dict[str, str]]]:
+        return (type(self), (dict(self._items),))
 
 
 @dataclass(frozen=True)
@@ -69,7 +107,7 @@ class ProviderConfig:
     credential_name: str | None = None
     source: str | None = None
     """``vault``, or ``env:VARIABLE`` when the server's own environment answered."""
-    fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    fields: Mapping[str, str] = field(default_factory=FrozenFields, hash=False)
     """Every public field of the credential (read-only), including those above."""
     env: tuple[EnvVar, ...] = ()
     """Exactly the variables this credential sets, in order."""
@@ -119,7 +157,7 @@ class ProviderConfig:
             credential_id=_text(obj, "credential_id"),
             credential_name=_text(obj, "credential_name"),
             source=_text(obj, "source"),
-            fields=MappingProxyType(fields),
+            fields=FrozenFields(fields),
             env=tuple(_env_var(item, provider) for item in raw_env),
         )
 

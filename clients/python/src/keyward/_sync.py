@@ -27,7 +27,7 @@ class KeyProvider:
         token_file: a file holding the token instead, read again at every call
             (default ``KEYWARD_TOKEN_FILE``); not with ``token``.
         org: the organization (default ``KEYWARD_ORG``, else the token's own, asked once).
-        timeout: seconds to wait for the server.
+        timeout: seconds a call may take in all (connecting, the headers, the body).
         cache: keep resolutions for as long as the server's own cache does (``cache_ttl_ms``).
         env_fallback: let :meth:`get_api_key` fall back to this process's environment.
         transport: an httpx transport to send requests through (for tests and proxies).
@@ -126,9 +126,14 @@ class KeyProvider:
             return result
 
     def _send(self, call: Call) -> Json:
-        request = self._core.request(call)
+        """One call: the answer's JSON object, within the deadline and the size limit."""
+        exchange = self._core.exchange(call)
         try:
-            response = self._http.request(**request)
+            request = exchange.request(flows.trace)
+            with flows.deadline_of(exchange), self._http.stream(**request) as response:
+                exchange.begin(response)
+                for chunk in response.iter_bytes():
+                    exchange.feed(chunk)
         except httpx.RequestError as e:
-            raise self._core.unreachable(call, e) from None
-        return self._core.answer(call, response)
+            raise exchange.unreachable(e) from None
+        return exchange.answer(response)
