@@ -166,8 +166,7 @@ const MODEL_LIST_LIMIT: usize = 8 << 20;
 /// Lists the models a key reaches, by name, sorted: the same request as [`test_key`] (the
 /// provider's model list; PayPerQ's of every type, Anthropic's and Gemini's first 1000), read
 /// up to 8 MiB. A name that holds the key (an upstream that echoes it, however spaced or
-/// cased), or characters that hide or reorder text, is left out; one that looks like a key is
-/// masked. When the list cannot be had, what a key test would have said.
+/// cased), or anything but printable ASCII, is left out; one that looks like a key is masked. When the list cannot be had, what a key test would have said.
 pub async fn discover_models(
     provider: &Provider,
     fields: &BTreeMap<String, String>,
@@ -214,12 +213,13 @@ pub async fn discover_models(
     let mut names: Vec<String> = model_names(&value)
         .into_iter()
         .map(|n| n.strip_prefix("models/").unwrap_or(n))
+        // Model names are printable ASCII (`gpt-4o`, `llama3:8b`, `accounts/x/models/y`): any
+        // other character may disguise a key (full-width letters, tag characters) or make a
+        // name look like another (joiners, variation selectors, text direction).
         .filter(|n| {
             !n.is_empty()
                 && n.len() <= 256
-                && !n
-                    .chars()
-                    .any(|c| c.is_control() || keyward_core::ids::hides_or_reorders_text(c))
+                && n.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
                 && (key.len() < 8 || !letters(n).contains(&key))
         })
         .map(keyward_core::secret_like::scrub)

@@ -332,14 +332,21 @@ async fn the_servers_environment_status_is_for_admins_and_names_variables_only()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_lists_the_models_a_key_reaches_and_is_audited() {
     let mock = MockProvider::builder().key(OPENAI_KEY).start().await;
-    // An upstream that echoes the key among its models, as it is or spaced out and upper
-    // case: those names are left out, as is one that reverses how text shows.
+    // An upstream that echoes the key among its models, as it is, spaced out and upper case,
+    // or in full-width letters: those names are left out, as are ones that reverse how text
+    // shows or hide a joiner.
     let spaced = |k: &str| k.chars().map(|c| format!("{c} ")).collect::<String>();
+    let full_width = |k: &str| {
+        k.chars()
+            .map(|c| char::from_u32(c as u32 + 0xFEE0).unwrap_or(c))
+            .collect::<String>()
+    };
     mock.on_path(
         "/v1/models",
         Reply::ok().json(json!({"object": "list", "data": [
             {"id": "gpt-4o-mini"}, {"id": "gpt-4o"}, {"id": format!("echo-{OPENAI_KEY}")}, {"id": "gpt-4o"},
-            {"id": spaced(&OPENAI_KEY.to_uppercase())}, {"id": "\u{202E}4o-tpg"}
+            {"id": spaced(&OPENAI_KEY.to_uppercase())}, {"id": "\u{202E}4o-tpg"},
+            {"id": full_width(OPENAI_KEY)}, {"id": "gpt-4o\u{200D}"}
         ]})),
     );
     let s = server().await;

@@ -14,6 +14,10 @@ use serde_json::{Value, json};
 use crate::reference::Reference;
 use crate::{EnvMap, Error, ReferenceValue};
 
+/// The most of an answer the client reads: the largest Keyward sends (a full audit page, a
+/// price list) is a few MiB.
+const ANSWER_LIMIT: usize = 16 << 20;
+
 /// A client of a Keyward server.
 #[derive(Clone)]
 pub struct Remote {
@@ -162,7 +166,7 @@ impl Remote {
             .await
             .map_err(|e| remote_err(format!("cannot reach {}: {}", self.base, e.without_url())))?;
         let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        let value: Value = serde_json::from_slice(&self.body(resp).await?).unwrap_or(Value::Null);
         let no_key = value["code"] == "no_credential";
         if status.is_success() {
             Ok(value)
@@ -181,6 +185,27 @@ impl Remote {
                 _ => remote_err(message),
             })
         }
+    }
+
+    /// An answer's body, read up to [`ANSWER_LIMIT`]: a server (or whatever answers at its
+    /// address) cannot make the command hold more.
+    async fn body(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, Error> {
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| remote_err(format!("{} broke off: {}", self.base, e.without_url())))?
+        {
+            if body.len() + chunk.len() > ANSWER_LIMIT {
+                return Err(remote_err(format!(
+                    "{} answered with more than {} MiB, more than any Keyward answer",
+                    self.base,
+                    ANSWER_LIMIT >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     /// Resolves a provider's key (the server audits it).

@@ -504,3 +504,26 @@ async fn an_expired_token_is_expired_in_the_cli_listings() {
         .unwrap();
     assert_eq!(lapsed["state"], "expired", "{lapsed}");
 }
+
+/// Whatever answers at `KEYWARD_URL` cannot make the command hold more than any Keyward answer
+/// (16 MiB): a 40 MiB answer is refused, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_answer_is_refused_not_held() {
+    let mock = keyward_testkit::MockProvider::start().await;
+    mock.on_path(
+        "/huge",
+        keyward_testkit::Reply::ok().body(vec![b' '; 40 << 20]),
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["resolve", "--org", "acme", "--provider", "openai"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KEYWARD_URL", format!("{}/huge", mock.url()))
+        .env("KEYWARD_TOKEN", "kwt_0123456789abcdef0123456789abcdef")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("more than 16 MiB"), "{err}");
+}
