@@ -3,8 +3,10 @@
 Open Notebook provisions a provider's variables, then builds the model, whose SDK reads them
 (Esperanto underneath reads OPENAI_API_KEY and OPENAI_BASE_URL, as the OpenAI SDK does here).
 
-    export KEYWARD_URL=http://127.0.0.1:8080
-    export KEYWARD_TOKEN=kwt_...    # keyward token create --role resolver --org acme --name app
+    # on the server's machine, before KEYWARD_URL is set (the CLI then uses its local data
+    # directory; with KEYWARD_URL set it would be a remote client needing a token itself)
+    RESOLVER=$(keyward token create --role resolver --org acme --name app)
+    export KEYWARD_URL=http://127.0.0.1:8080 KEYWARD_TOKEN=$RESOLVER
     python3 examples/open_notebook_style.py
 
 The key is never printed: only the model's answer, and the names of the variables set.

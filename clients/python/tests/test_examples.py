@@ -70,10 +70,17 @@ def test_tokens_are_made_before_keyward_url_is_set() -> None:
     variable, and export it with KEYWARD_URL on the next line."""
     readme = (PACKAGE / "README.md").read_text().splitlines()
     example = (PACKAGE / "examples" / "gateway_openai.py").read_text().splitlines()
+    notebook = (PACKAGE / "examples" / "open_notebook_style.py").read_text().splitlines()
     for where, lines, command, variable in (
         ("README", readme, "keyward token create --role resolver", "KEYWARD_TOKEN"),
         ("README", readme, "keyward gateway-token create", "KEYWARD_GATEWAY_TOKEN"),
         ("gateway_openai.py", example, "keyward gateway-token create", "KEYWARD_GATEWAY_TOKEN"),
+        (
+            "open_notebook_style.py",
+            notebook,
+            "keyward token create --role resolver",
+            "KEYWARD_TOKEN",
+        ),
     ):
         made = [i for i, line in enumerate(lines) if f"$({command}" in line]
         assert len(made) == 1, f"{where}: {command}"
@@ -82,3 +89,15 @@ def test_tokens_are_made_before_keyward_url_is_set() -> None:
         export = lines[made[0] + 1].split()
         assert export[:2] == ["export", export[1]] and export[1].startswith("KEYWARD_URL="), where
         assert f"{variable}=${shell_variable.group(1)}" in export, f"{where}: {export}"
+
+
+def test_timeout_is_documented_as_each_requests_deadline() -> None:
+    """``timeout`` bounds each request to the server; a method may make several."""
+    from keyward import AsyncKeyProvider, KeyProvider
+
+    readme = " ".join((PACKAGE / "README.md").read_text().split())
+    for doc in (KeyProvider.__doc__ or "", AsyncKeyProvider.__doc__ or "", readme):
+        text = " ".join(doc.split())
+        assert "may take in all" not in text and "each call to the server" not in text
+        assert "each request to the server" in text
+        assert "get_api_key" in text and "provision_all_keys" in text

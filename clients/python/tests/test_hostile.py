@@ -6,21 +6,27 @@ seconds, so that a client that does not stop it cannot hang the suite either."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import socket
 import threading
 import time
+import tracemalloc
+import types
+import zlib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import Keyward
 
 import keyward
 from keyward import AsyncKeyProvider, KeyProvider, KeywardConnectionError, KeywardError
-from keyward._client import MAX_ANSWER_BYTES, variable_name_problem
+from keyward._client import MAX_ANSWER_BYTES, registry_variables, variable_name_problem
 
 TOKEN = "kwt_" + "secretq" * 6  # lower case, so that its upper-case echo differs
 
@@ -34,6 +40,19 @@ def _resolve(mode: str, url: str, timeout: float = 10.0) -> Any:
     async def run() -> Any:
         async with AsyncKeyProvider(url, TOKEN, org="acme", timeout=timeout) as kp:
             return await kp.resolve("openai")
+
+    return asyncio.run(run())
+
+
+def _providers(mode: str, url: str, timeout: float = 10.0) -> Any:
+    """``providers()`` with the sync or the async client."""
+    if mode == "sync":
+        with KeyProvider(url, TOKEN, org="acme", timeout=timeout) as kp:
+            return kp.providers()
+
+    async def run() -> Any:
+        async with AsyncKeyProvider(url, TOKEN, org="acme", timeout=timeout) as kp:
+            return await kp.providers()
 
     return asyncio.run(run())
 
@@ -182,8 +201,183 @@ def test_answers_over_8_mib_are_refused(
     assert type(caught.value) is KeywardError
     assert "larger than any Keyward sends" in str(caught.value)
     assert MAX_ANSWER_BYTES == 8 * 1024 * 1024 and "8 MiB" in str(caught.value)
+    assert caught.value.status == 200, "the answer's status, with a Content-Length or without"
     time.sleep(0.2)  # the server notices the client is gone
     assert server.sent < 30 * 1024 * 1024, "the client read on past the limit"
+
+
+def _encoded(encoding: str, body: bytes, wait: float) -> Callable[[socket.socket, RawServer], None]:
+    """A 200 answer with ``Content-Encoding: encoding``: the headers at once, the body (of
+    ``Content-Length`` bytes) ``wait`` seconds later."""
+
+    def answer(conn: socket.socket, server: RawServer) -> None:
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: "
+            + encoding.encode()
+            + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        time.sleep(wait)
+        conn.sendall(body)
+        server.sent += len(body)
+
+    return answer
+
+
+EMPTY_REGISTRY = b'{"items": []}'
+ENCODED = {
+    "gzip": gzip.compress(EMPTY_REGISTRY),
+    "gzip, gzip": gzip.compress(gzip.compress(EMPTY_REGISTRY)),
+    "deflate": zlib.compress(EMPTY_REGISTRY),
+    "GZIP": gzip.compress(EMPTY_REGISTRY),
+    "x-unknown": EMPTY_REGISTRY,
+    "": EMPTY_REGISTRY,
+}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("encoding", list(ENCODED), ids=repr)
+def test_encoded_answers_are_refused_before_their_body(
+    raw_server: Callable[..., RawServer], mode: str, encoding: str
+) -> None:
+    """Keyward never compresses, and the client asks for ``identity``; httpx would inflate a
+    gzip answer anyway, after the size check. Any Content-Encoding but ``identity`` is refused
+    as the headers arrive: the body, sent 2 s later, is never waited for."""
+    server = raw_server(_encoded(encoding, ENCODED[encoding], wait=2))
+    started = time.monotonic()
+    with pytest.raises(KeywardError) as caught:
+        _providers(mode, server.url)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"refused after {elapsed:.2f} s: the body was waited for"
+    assert type(caught.value) is KeywardError
+    assert caught.value.status == 200
+    assert "Content-Encoding" in str(caught.value)
+    _assert_no_token(str(caught.value), repr(caught.value))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("encoding", ["identity", "Identity"])
+def test_identity_is_no_encoding(
+    raw_server: Callable[..., RawServer], mode: str, encoding: str
+) -> None:
+    server = raw_server(_encoded(encoding, EMPTY_REGISTRY, wait=0))
+    assert _providers(mode, server.url) == []
+
+
+_bomb: list[bytes] = []
+
+
+def _double_gzip_bomb() -> bytes:
+    """273 bytes that inflate, twice, to a JSON string of 64 MiB (made once)."""
+    if not _bomb:
+        inner = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+        block = b" " * (1024 * 1024)
+        once = inner.compress(b'"') + b"".join(inner.compress(block) for _ in range(64))
+        _bomb.append(gzip.compress(once + inner.compress(b'"') + inner.flush(), 9))
+    return _bomb[0]
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_gzip_bomb_is_never_inflated(raw_server: Callable[..., RawServer], mode: str) -> None:
+    """``Content-Encoding: gzip, gzip``: a few hundred bytes on the wire, 64 MiB once inflated
+    (the outside test's 1.8 KB one took the process to 2 GB). Nothing is inflated: the call
+    allocates no more than a few MiB."""
+    body = _double_gzip_bomb()
+    assert len(body) < 4096
+    server = raw_server(_encoded("gzip, gzip", body, wait=0))
+    tracemalloc.start()
+    try:
+        with pytest.raises(KeywardError) as caught:
+            _providers(mode, server.url)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"{peak / 2**20:.0f} MiB allocated"
+    assert "Content-Encoding" in str(caught.value) and caught.value.status == 200
+
+
+# ----- what an exception keeps: no chain back to the request ---------------------------------
+
+
+def _strings_reachable(root: object) -> Iterator[str]:
+    """Every string (and bytes, as Latin-1) reachable from ``root``: an exception's ``args``,
+    ``__cause__`` and ``__context__``, containers, and every object's attributes (an httpx
+    error's request, its headers). Tracebacks are not followed: their frames hold the client,
+    which holds the token by design."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack and len(seen) < 200_000:
+        obj = stack.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            yield obj
+        elif isinstance(obj, (bytes, bytearray, memoryview)):
+            yield bytes(obj).decode("latin-1")
+        elif isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, (type, types.ModuleType, types.TracebackType, types.FrameType)) or (
+            callable(obj) and not isinstance(obj, BaseException)
+        ):
+            continue
+        else:
+            if isinstance(obj, BaseException):
+                stack.extend([obj.args, obj.__cause__, obj.__context__])
+            stack.append(getattr(obj, "__dict__", None))
+            for name in getattr(type(obj), "__slots__", ()):
+                stack.append(getattr(obj, name, None))
+
+
+def _stalled(conn: socket.socket, server: RawServer) -> None:
+    time.sleep(3)
+
+
+def _unauthorized(conn: socket.socket, server: RawServer) -> None:
+    body = b'{"detail": "invalid token", "status": 401}'
+    conn.sendall(
+        b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/problem+json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("case", ["refused", "stalled", "401"])
+def test_no_exception_chain_leads_back_to_the_token(
+    raw_server: Callable[..., RawServer], mode: str, case: str
+) -> None:
+    """``raise ... from None`` hides the httpx error from tracebacks, not from
+    ``e.__context__``, whose request still carries the Authorization header: the package's
+    errors are raised after the ``except`` block, and nothing reachable from either link of the
+    chain holds the token."""
+    if case == "refused":
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed once the block ends
+    else:
+        url = raw_server(_stalled if case == "stalled" else _unauthorized).url
+    with pytest.raises(KeywardError) as caught:
+        _resolve(mode, url, timeout=0.5)
+    error = caught.value
+    assert error.status == (401 if case == "401" else None)
+    for link in ("__context__", "__cause__"):
+        for text in _strings_reachable(getattr(error, link)):
+            assert TOKEN.lower() not in text.lower(), f"the token is reachable from {link}"
+    assert error.__context__ is None and error.__cause__ is None
+
+
+def test_a_token_file_that_is_not_utf8_leaves_no_chain_to_its_bytes(tmp_path: Path) -> None:
+    """The decoding error would keep the file's bytes (the token) in ``e.__context__``."""
+    token_file = tmp_path / "token"
+    token_file.write_bytes(TOKEN.encode() + b"\xff")
+    with KeyProvider("http://127.0.0.1:9", token_file=str(token_file), org="acme") as kp:
+        with pytest.raises(keyward.ConfigurationError, match="not UTF-8") as caught:
+            kp.resolve("openai")
+    for link in ("__context__", "__cause__"):
+        for text in _strings_reachable(getattr(caught.value, link)):
+            assert TOKEN.lower() not in text.lower(), f"the token is reachable from {link}"
 
 
 # ----- a fake Keyward, answering what it is told --------------------------------------------
@@ -310,24 +504,52 @@ BAD_NAMES = [
 ]
 
 
+# What the outside test had a hostile answer set: with them, a later `git status` ran a command.
+EVIL = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "core.fsmonitor",
+    "GIT_CONFIG_VALUE_0": "touch /tmp/evil; false",
+    "GIT_SSH_COMMAND": "touch /tmp/evil",
+    "LESSOPEN": "|touch /tmp/evil; echo %s",
+    "GLIBC_TUNABLES": "glibc.malloc.check=3",
+    "PIP_INDEX_URL": "http://127.0.0.1:9/tmp/evil/",
+}
+
+
 def _environment_untouched(before: dict[str, str]) -> None:
     assert dict(os.environ) == before
     assert "/tmp/evil" not in "".join(os.environ.values())
 
 
+@pytest.fixture
+def registry_answer(keyward: Keyward) -> Any:
+    """The real server's ``GET /api/v1/providers`` answer, for a fake to serve."""
+    return keyward.api("GET", "/api/v1/providers", token=keyward.resolver)
+
+
 @pytest.mark.parametrize(
     "names",
-    [["LD_PRELOAD", "PYTHONSTARTUP", "BAD=NAME"], ["BAD=NAME"], ["http_proxy"], ["KEYWARD_URL"]],
+    [
+        ["LD_PRELOAD", "PYTHONSTARTUP", "BAD=NAME"],
+        ["BAD=NAME"],
+        ["http_proxy"],
+        ["KEYWARD_URL"],
+        ["GIT_CONFIG_COUNT", "GIT_CONFIG_KEY_0", "GIT_CONFIG_VALUE_0"],
+        ["GIT_SSH_COMMAND"],
+        ["LESSOPEN"],
+        ["GLIBC_TUNABLES"],
+        ["PIP_INDEX_URL"],
+    ],
 )
 def test_variables_the_server_names_are_checked_before_anything_changes(
-    fake: FakeKeyward, monkeypatch: pytest.MonkeyPatch, names: list[str]
+    fake: FakeKeyward, monkeypatch: pytest.MonkeyPatch, registry_answer: Any, names: list[str]
 ) -> None:
     """A hostile answer sets nothing (not its good variables either, nor the credential file)
     and raises a KeywardError naming the variable, never a bare ValueError halfway through."""
-    hostile = GOOD + [{"name": name, "value": "/tmp/evil.so"} for name in names]
+    hostile = GOOD + [{"name": name, "value": EVIL.get(name, "/tmp/evil.so")} for name in names]
     fake.answers["/api/v1/resolve"] = (200, _config(hostile), None)
     fake.answers["/api/v1/env"] = (200, {"providers": [_config(hostile)]}, None)
-    fake.answers["/api/v1/providers"] = (200, {"items": [{"id": "openai"}]}, None)
+    fake.answers["/api/v1/providers"] = (200, registry_answer, None)
     monkeypatch.setenv("KEYWARD_URL", fake.url)
     monkeypatch.setenv("KEYWARD_TOKEN", TOKEN)
     monkeypatch.setenv("KEYWARD_ORG", "acme")
@@ -353,21 +575,58 @@ def test_variables_the_server_names_are_checked_before_anything_changes(
         assert "/tmp/evil" not in str(error) and "canary" not in str(error)
 
 
-@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
-def test_names_that_change_how_programs_run_are_refused(name: str) -> None:
-    assert variable_name_problem(name) is not None
+@pytest.mark.parametrize("name", BAD_NAMES + list(EVIL), ids=repr)
+def test_names_that_change_how_programs_run_are_refused_even_if_registered(name: str) -> None:
+    """The deny list is a second guard: a registry naming one of them does not let it through."""
+    assert variable_name_problem(name, frozenset([name])) is not None
 
 
-@pytest.mark.parametrize(
-    "name", ["OPENAI_API_KEY", "AWS_REGION", "GOOGLE_APPLICATION_CREDENTIALS", "LOCAL_API_KEY"]
-)
-def test_provider_variable_names_are_allowed(name: str) -> None:
-    assert variable_name_problem(name) is None
+def test_only_the_registrys_variables_and_compatible_ones_are_allowed(keyward: Keyward) -> None:
+    """An allow list: what Keyward's registry names, and what a compatible credential's
+    ``env_prefix`` makes (``LOCALAI_API_KEY``, ``LOCALAI_BASE_URL``, ``LOCALAI_API_BASE``);
+    nothing else, and never a name of the deny list."""
+    with KeyProvider(keyward.url, keyward.resolver) as kp:
+        registered = registry_variables(kp.providers())
+    assert {"OPENAI_API_KEY", "AWS_REGION", "GOOGLE_APPLICATION_CREDENTIALS"} <= registered
+    for name in ("LOCALAI_API_KEY", "LOCALAI_BASE_URL", "LOCALAI_API_BASE", "LOCAL_API_KEY"):
+        assert name not in registered
+        assert variable_name_problem(name, registered) is None, name
+    for name in EVIL:
+        assert name not in registered
+        problem = variable_name_problem(name, registered)
+        assert problem is not None and "registry" in problem, name
+    for name in ("PYTHON_API_KEY", "LD_BASE_URL", "KEYWARD_API_BASE", "localai_api_key"):
+        assert variable_name_problem(name, registered) is not None, name
+    for name in ("AWS_REGION", "OPENAI_API_KEY_2", "API_KEY", "_API_KEY", "X_API_KEYS"):
+        assert variable_name_problem(name, frozenset()) is not None, name
+
+
+def test_the_registry_is_asked_once_per_client(keyward: Keyward) -> None:
+    """Checking the names costs one registry request for the client's lifetime; resolutions
+    are still cached."""
+    requests: list[str] = []
+
+    class Noting(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            requests.append(request.url.path)
+            return super().handle_request(request)
+
+    with KeyProvider(keyward.url, keyward.resolver, transport=Noting()) as kp:
+        assert kp.provision_provider_keys("openai") is True
+        assert kp.provision_provider_keys("azure") is True
+        assert kp.provision_provider_keys("openai") is True
+        assert kp.env()["OPENAI_API_KEY"] == keyward.openai_key
+        assert kp.provision_all_keys()["vertex"] is True
+        assert kp.provision_provider_keys("anthropic") is False
+    assert requests.count("/api/v1/providers") == 1
+    assert requests.count("/api/v1/resolve") == 3  # openai, azure, anthropic
+    assert requests.count("/api/v1/env") == 1
 
 
 def test_a_value_with_a_nul_is_refused_not_a_value_error(
-    fake: FakeKeyward, monkeypatch: pytest.MonkeyPatch
+    fake: FakeKeyward, registry_answer: Any
 ) -> None:
+    fake.answers["/api/v1/providers"] = (200, registry_answer, None)
     fake.answers["/api/v1/resolve"] = (
         200,
         _config([*GOOD, {"name": "OPENAI_ORG_ID", "value": "org\x00/tmp/evil"}]),
@@ -393,8 +652,9 @@ def test_every_variable_of_keywards_registry_is_allowed(keyward: Keyward) -> Non
         every = kp.env()
         names.update(every)
         names.update(var.name for p in ("openai", "azure", "vertex") for var in kp.resolve(p).env)
+        registered = registry_variables(kp.providers())
     assert (
         len(names) > 50 and "OPENAI_API_KEY" in names and "GOOGLE_APPLICATION_CREDENTIALS" in names
     )
-    refused = {name: variable_name_problem(name) for name in names if variable_name_problem(name)}
-    assert refused == {}
+    refused = {name: variable_name_problem(name, registered) for name in names}
+    assert {name: problem for name, problem in refused.items() if problem} == {}

@@ -256,3 +256,40 @@ def test_key_hints_look_as_the_readme_shows(keyward: Keyward) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "ProviderConfig(provider='azure_openai', key_hint='abc...wxyz'," in readme
     assert "abcd...wxyz" not in readme
+
+
+def test_a_file_first_written_from_another_thread_gets_no_signal_handler(tmp_path: Path) -> None:
+    """Python sets signal handlers from the main thread only: a file first written from another
+    thread leaves SIGTERM's default in place (and so dies with it on SIGTERM). The README says
+    so, and what to do about it."""
+    script = textwrap.dedent("""
+        import signal, threading
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from keyward._files import private_file
+        paths = []
+        thread = threading.Thread(target=lambda: paths.append(private_file("{}")))
+        thread.start()
+        thread.join()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        private_file("{}")  # already written: the main thread installs nothing either
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        private_file('{"other": 1}')  # a new file, from the main thread: now it does
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        print("ok")
+    """)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": SRC, "XDG_RUNTIME_DIR": str(runtime)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert list(runtime.iterdir()) == []
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## The one file") :]
+    section = " ".join(section[: section.index("\n## ", 1)].split())
+    assert "between Python bytecodes" in section
+    assert "from a thread other than the main one" in section

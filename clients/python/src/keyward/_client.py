@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Generator, Hashable, Mapping
+from collections.abc import Collection, Generator, Hashable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -104,6 +104,8 @@ class Core:
             TtlCache() if cache else None
         )
         self.registry: tuple[ProviderInfo, ...] | None = None
+        self.registered: frozenset[str] | None = None
+        """Every variable the registry names (:func:`registry_variables`), once it is known."""
 
     def describe(self, cls: str) -> str:
         """The providers' ``repr``: the address and organization, never the token."""
@@ -124,8 +126,9 @@ _deadline: ContextVar[float | None] = ContextVar("keyward_deadline", default=Non
 class Exchange:
     """One call on the wire: the request, its deadline, and the answer as it arrives.
 
-    ``timeout`` bounds the whole call. httpx's own timeouts are per read (a server that sends a
-    byte every second would never trip them), so:
+    ``timeout`` bounds the whole request (one call to the server; a method may make several,
+    each with its own deadline). httpx's own timeouts are per read (a server that sends a byte
+    every second would never trip them), so:
 
     * each request gets httpx timeouts (connect, pool, write, read) of the time left;
     * every read of a connection the client opens is capped to the time left: the connection's
@@ -133,17 +136,30 @@ class Exchange:
       :func:`trace`) and again when an answer names it (the ``network_stream`` extension);
     * the body is streamed and the deadline checked as each chunk arrives, as is its size.
 
+    The body is read as it arrives on the wire (``iter_raw``): httpx would inflate a gzip answer
+    whatever the request asked for, and a few hundred bytes may inflate to gigabytes before any
+    size is checked. Keyward never encodes its answers, so one with a ``Content-Encoding`` other
+    than ``identity`` is refused as its headers arrive. (A transport that hands over a body it has
+    read already, such as ``httpx.MockTransport``, is fed ``response.content`` instead.)
+
     A driver (sync or async) makes the HTTP calls, and only them::
 
         exchange = core.exchange(call)
-        with deadline_of(exchange):
-            with client.stream(**exchange.request(trace)) as response:
-                exchange.begin(response)
-                for chunk in response.iter_bytes():
-                    exchange.feed(chunk)
+        try:
+            with deadline_of(exchange):
+                with client.stream(**exchange.request(trace)) as response:
+                    exchange.begin(response)
+                    for chunk in response.iter_raw():
+                        exchange.feed(chunk)
+        except httpx.RequestError as error:
+            failure = exchange.unreachable(error)
+        if failure is not None:
+            raise failure  # out of the except block: not chained to httpx's error
         return exchange.answer(response)
 
-    turning any ``httpx.RequestError`` into ``exchange.unreachable(error)``.
+    The package's error is raised after the ``except`` block, never in it: raised there, it
+    would keep httpx's error as its ``__context__`` (``from None`` only hides it from
+    tracebacks), and that error's request carries the bearer token.
     """
 
     def __init__(self, core: Core, call: Call) -> None:
@@ -151,6 +167,8 @@ class Exchange:
         self.call = call
         self.deadline = time.monotonic() + core.settings.timeout
         self.body = bytearray()
+        self.status: int | None = None
+        """The answer's HTTP status, once its headers have arrived."""
 
     def left(self) -> float:
         """Seconds left before the deadline; raises when there are none."""
@@ -179,17 +197,21 @@ class Exchange:
     def begin(self, response: httpx.Response) -> None:
         """The answer's status and headers have arrived (in time?); its body is next."""
         _log.debug("%s %s -> %d", self.call.method, self.call.path, response.status_code)
+        self.status = response.status_code
         self.left()
         _cap_reads(response.extensions.get("network_stream"))
+        codings = response.headers.get_list("content-encoding", split_commas=True)
+        if any(coding.strip().lower() != "identity" for coding in codings):
+            raise self.encoded(response)
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_ANSWER_BYTES:
-            raise self.too_large(response)
+            raise self.too_large()
 
     def feed(self, chunk: bytes) -> None:
-        """One more piece of the body."""
+        """One more piece of the body, as it came on the wire."""
         self.body += chunk
         if len(self.body) > MAX_ANSWER_BYTES:
-            raise self.too_large(None)
+            raise self.too_large()
         self.left()
 
     def too_slow(self) -> KeywardConnectionError:
@@ -199,12 +221,21 @@ class Exchange:
             f"{self.core.settings.timeout:g} s"
         )
 
-    def too_large(self, response: httpx.Response | None) -> KeywardError:
+    def too_large(self) -> KeywardError:
         _log.debug("%s %s: answer over the size limit", self.call.method, self.call.path)
         return KeywardError(
             f"{self.call.method} {self.call.path}: the answer is larger than "
             f"{MAX_ANSWER_BYTES // (1024 * 1024)} MiB, larger than any Keyward sends",
-            None if response is None else response.status_code,
+            self.status,
+        )
+
+    def encoded(self, response: httpx.Response) -> KeywardError:
+        _log.debug("%s %s: an encoded answer", self.call.method, self.call.path)
+        shown = _redact(response.headers.get("content-encoding", ""), response.request)
+        return KeywardError(
+            f"{self.call.method} {self.call.path}: the answer is encoded (Content-Encoding: "
+            f"{shown[:40]!r}), which Keyward never does; refused unread",
+            self.status,
         )
 
     def unreachable(self, error: httpx.RequestError) -> KeywardError:
@@ -386,6 +417,10 @@ def _ttl(obj: Json) -> int | None:
 
 _VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 
+_COMPATIBLE_VARIABLE = re.compile(r"[A-Z][A-Z0-9_]*_(?:API_KEY|BASE_URL|API_BASE)\Z")
+"""The variables a compatible provider's ``env_prefix`` makes (``LOCALAI_API_KEY``,
+``LOCALAI_BASE_URL``, ``LOCALAI_API_BASE``): the registry cannot list them."""
+
 UNSAFE_VARIABLES = frozenset(
     {
         # the shell, and where programs are looked for
@@ -401,36 +436,60 @@ UNSAFE_VARIABLES = frozenset(
         "SSLKEYLOGFILE",
         # where requests go
         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "FTP_PROXY",
+        # commands other programs run for you, the C library's tuning
+        "LESSOPEN", "LESSCLOSE", "GLIBC_TUNABLES",
     }
 )  # fmt: skip
 """Variables a Keyward answer may never set: they change how programs load or run, where they
 connect, or whom they trust (compared without regard to case)."""
 
-UNSAFE_PREFIXES = ("LD_", "DYLD_", "PYTHON", "PERL5", "KEYWARD_", "SSL_CERT_", "BASH_FUNC_")
-"""Families of such variables: the dynamic loaders', Python's, Perl's, this package's own."""
+UNSAFE_PREFIXES = (
+    "LD_", "DYLD_", "PYTHON", "PERL5", "KEYWARD_", "SSL_CERT_", "BASH_FUNC_", "GIT_", "PIP_",
+)  # fmt: skip
+"""Families of such variables: the dynamic loaders', Python's, Perl's, this package's own, git's
+(``GIT_CONFIG_*`` runs commands at a later ``git status``), pip's."""
 
 
-def variable_name_problem(name: str) -> str | None:
+def registry_variables(infos: Iterable[ProviderInfo]) -> frozenset[str]:
+    """Every variable Keyward's registry names: each provider's ``secret_env``,
+    ``base_url_env``, its public fields' ``env`` and its ``fixed_env``."""
+    names: set[str] = set()
+    for info in infos:
+        names.update(info.secret_env, info.base_url_env)
+        names.update(name for public in info.public_fields for name in public.env)
+        names.update(name for name, _ in info.fixed_env)
+    return frozenset(names)
+
+
+def variable_name_problem(name: str, registered: Collection[str]) -> str | None:
     """Why the server's answer may not set variable ``name``; None when it may.
 
-    A provider's variables are upper-case names (``OPENAI_API_KEY``, ``AZURE_OPENAI_ENDPOINT``);
-    anything else from the server is refused before the environment is touched.
+    An allow list: ``name`` must be one of ``registered`` (the variables of Keyward's registry,
+    :func:`registry_variables`) or have the shape of a compatible provider's
+    (``PREFIX_API_KEY``, ``PREFIX_BASE_URL``, ``PREFIX_API_BASE``); and, either way, not be one
+    that changes how programs load or run (:data:`UNSAFE_VARIABLES`, :data:`UNSAFE_PREFIXES`).
     """
     if not _VARIABLE_NAME.match(name):
         return "is not an upper-case variable name ([A-Z][A-Z0-9_]*)"
+    if name not in registered and not _COMPATIBLE_VARIABLE.match(name):
+        return (
+            "is neither a variable of Keyward's provider registry nor a compatible provider's "
+            "(PREFIX_API_KEY, PREFIX_BASE_URL, PREFIX_API_BASE)"
+        )
     upper = name.upper()
     if upper in UNSAFE_VARIABLES or upper.startswith(UNSAFE_PREFIXES):
         return "changes how programs load or run, and no provider's key or setting goes there"
     return None
 
 
-def check_variables(configs: tuple[ProviderConfig, ...]) -> None:
+def check_variables(configs: tuple[ProviderConfig, ...], registered: Collection[str]) -> None:
     """Raises :class:`KeywardError`, naming the variable (never its value), when any of
-    ``configs`` would set a variable it must not, or one that cannot be set; else nothing."""
+    ``configs`` would set a variable it must not (see :func:`variable_name_problem`), or one
+    that cannot be set; else nothing."""
     for config in configs:
         for var in config.env:
             shown = repr(var.name[:80])
-            problem = variable_name_problem(var.name)
+            problem = variable_name_problem(var.name, registered)
             if problem is not None:
                 raise KeywardError(
                     f"the server's answer for {config.provider!r} sets the variable {shown}, "
@@ -444,11 +503,11 @@ def check_variables(configs: tuple[ProviderConfig, ...]) -> None:
                 )
 
 
-def variables(config: ProviderConfig) -> dict[str, str]:
+def variables(config: ProviderConfig, registered: Collection[str]) -> dict[str, str]:
     """The variables ``config`` sets, from its ``env`` list: public values as they are, the key
     where an entry is secret, and for ``file`` entries the path of a private file holding it.
     Every name is checked (:func:`check_variables`) before anything is written."""
-    check_variables((config,))
+    check_variables((config,), registered)
     out: dict[str, str] = {}
     for var in config.env:
         if var.secret or var.file:
@@ -461,13 +520,13 @@ def variables(config: ProviderConfig) -> dict[str, str]:
     return out
 
 
-def merged(configs: tuple[ProviderConfig, ...]) -> dict[str, str]:
+def merged(configs: tuple[ProviderConfig, ...], registered: Collection[str]) -> dict[str, str]:
     """The variables of several configs together (the server refuses sets that collide), all
     of them checked before any is worked out."""
-    check_variables(configs)
+    check_variables(configs, registered)
     out: dict[str, str] = {}
     for config in configs:
-        out.update(variables(config))
+        out.update(variables(config, registered))
     return out
 
 
@@ -542,13 +601,25 @@ def registry(core: Core) -> Flow[tuple[ProviderInfo, ...]]:
         if not isinstance(items, list):
             raise KeywardError("the server's /api/v1/providers answer has no `items` list")
         core.registry = tuple(ProviderInfo.from_json(i) for i in items if isinstance(i, dict))
+        core.registered = registry_variables(core.registry)
     return core.registry
+
+
+def checked_variables(core: Core, configs: tuple[ProviderConfig, ...]) -> Flow[dict[str, str]]:
+    """The variables ``configs`` set, every name checked first against the registry's (asked
+    once per provider, and only when there is a name to check)."""
+    registered: Collection[str] = ()
+    if any(config.env for config in configs):
+        yield from registry(core)
+        assert core.registered is not None
+        registered = core.registered
+    return merged(configs, registered)
 
 
 def env_mapping(core: Core, providers: list[str] | None) -> Flow[dict[str, str]]:
     """The variables of the organization's providers, for a subprocess's environment."""
     configs = yield from env_configs(core, providers)
-    return merged(configs)
+    return (yield from checked_variables(core, configs))
 
 
 def get_api_key(core: Core, provider: str) -> Flow[SecretStr | None]:
@@ -589,7 +660,7 @@ def provision(core: Core, provider: str) -> Flow[bool]:
             _log.debug("%s: not a provider Keyward knows", provider)
             return False
         raise
-    values = variables(config)
+    values = yield from checked_variables(core, (config,))
     os.environ.update(values)
     _log.debug("%s: set %s", provider, ", ".join(values) or "nothing")
     return True
@@ -600,7 +671,7 @@ def provision_all(core: Core) -> Flow[dict[str, bool]]:
     provider of the registry and each of its aliases, whether it was set from Keyward."""
     infos = yield from registry(core)
     configs = yield from env_configs(core, None)
-    values = merged(configs)
+    values = yield from checked_variables(core, configs)
     os.environ.update(values)
     _log.debug("set %s", ", ".join(values) or "nothing")
     served = {config.provider for config in configs}

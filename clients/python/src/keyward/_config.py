@@ -6,6 +6,7 @@ Arguments win; what is not given comes from ``KEYWARD_URL``, ``KEYWARD_TOKEN``,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -78,18 +79,23 @@ class Settings:
             return self.token
         assert self.token_file is not None
         where = f"the token file {self.token_file!r} (KEYWARD_TOKEN_FILE)"
+        # Each error is raised after its except block, so that it keeps no __context__ (the
+        # decoding error would hold the file's bytes: the token).
+        data: bytes | None = None
+        reason = ""
         try:
             data = _read_regular_file(self.token_file, MAX_TOKEN_FILE_BYTES + 1, where)
         except OSError as e:
-            raise ConfigurationError(
-                f"cannot read {where}: {e.strerror or type(e).__name__}"
-            ) from None
+            reason = e.strerror or type(e).__name__
+        if data is None:
+            raise ConfigurationError(f"cannot read {where}: {reason}")
         if len(data) > MAX_TOKEN_FILE_BYTES:
             raise ConfigurationError(f"{where} is larger than 64 KiB")
-        try:
+        token: str | None = None
+        with contextlib.suppress(UnicodeDecodeError):
             token = data.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"{where} is not UTF-8 text") from None
+        if token is None:
+            raise ConfigurationError(f"{where} is not UTF-8 text")
         _check_token(token, where)
         return token
 

@@ -27,7 +27,12 @@ class KeyProvider:
         token_file: a file holding the token instead, read again at every call
             (default ``KEYWARD_TOKEN_FILE``); not with ``token``.
         org: the organization (default ``KEYWARD_ORG``, else the token's own, asked once).
-        timeout: seconds a call may take in all (connecting, the headers, the body).
+        timeout: the deadline, in seconds, of each request to the server (connecting, the
+            headers, the whole body), not of a method call: a method may make several
+            requests, each given the whole ``timeout``. ``get_api_key``,
+            ``provision_provider_keys``, ``provision_all_keys`` and ``env`` may also ask
+            the provider registry (once per provider object), and the first call asks
+            ``/api/v1/whoami`` when no organization is given.
         cache: keep resolutions for as long as the server's own cache does (``cache_ttl_ms``).
         env_fallback: let :meth:`get_api_key` fall back to this process's environment.
         transport: an httpx transport to send requests through (for tests and proxies).
@@ -116,11 +121,14 @@ class KeyProvider:
             call = next(flow)
             while True:
                 try:
-                    answer = self._send(call)
+                    answer: Json | KeywardError = self._send(call)
                 except KeywardError as e:
-                    call = flow.throw(e)
-                else:
-                    call = flow.send(answer)
+                    answer = e
+                # Out of the except block: what the flow raises next is not chained to it.
+                if isinstance(answer, KeywardError):
+                    call = flow.throw(answer)
+                    continue
+                call = flow.send(answer)
         except StopIteration as done:
             result: T = done.value
             return result
@@ -128,12 +136,20 @@ class KeyProvider:
     def _send(self, call: Call) -> Json:
         """One call: the answer's JSON object, within the deadline and the size limit."""
         exchange = self._core.exchange(call)
+        failure: KeywardError | None = None
         try:
             request = exchange.request(flows.trace)
             with flows.deadline_of(exchange), self._http.stream(**request) as response:
                 exchange.begin(response)
-                for chunk in response.iter_bytes():
-                    exchange.feed(chunk)
+                if response.is_stream_consumed:  # read by the transport (httpx.MockTransport)
+                    exchange.feed(response.content)
+                else:
+                    for chunk in response.iter_raw():  # as sent: never inflated
+                        exchange.feed(chunk)
         except httpx.RequestError as e:
-            raise exchange.unreachable(e) from None
+            failure = exchange.unreachable(e)
+        if failure is not None:
+            # Raised out of the except block, so that it keeps no __context__: httpx's error
+            # holds the request, and the request the bearer token.
+            raise failure
         return exchange.answer(response)
