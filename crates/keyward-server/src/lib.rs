@@ -263,8 +263,17 @@ impl AppState {
             // reported with each flush.
             let mut budgets = tokio::time::interval(gateway::budgets::DEFS_EVERY);
             budgets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Keys other replicas set aside, or saw recover.
+            let mut notes = state.vault.serving().key_notes();
+            let mut notes_open = true;
             loop {
                 tokio::select! {
+                    note = notes.recv(), if notes_open => match note {
+                        Ok(note) => state.shared.gateway.heard(note),
+                        // Some were missed: the provider tells this replica itself.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => notes_open = false,
+                    },
                     _ = tick.tick() => {
                         state.flush_usage().await;
                         state.report_budgets().await;

@@ -2262,3 +2262,125 @@ async fn static_targets_read_keys_from_vault_kv_at_every_load_and_fail_naming_th
         );
     }
 }
+
+/// Two replicas on one PostgreSQL: a key one of them sets aside after a 429 is set aside by
+/// the other within moments (the change channel carries it), so the other does not try it
+/// again; both show it in their status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_one_replica_sets_aside_is_set_aside_by_the_others() {
+    let Some(kept) = TestVault::postgres("kw_cool").await else {
+        return;
+    };
+    let mock = MockProvider::start().await;
+    mock.on_key(
+        "sk-rate-limited-000000000000",
+        Reply::status(429).header("retry-after", "120"),
+    );
+    let url = kept.schema.as_ref().unwrap().url();
+    let replica = || async {
+        Vault::open(
+            &keyward_store::Location::Url(url.clone()),
+            keyward_testkit::keyring(),
+            VaultOptions {
+                listen_for_changes: true,
+                ..VaultOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b) = (replica().await, replica().await);
+    let acme = OrgId::new("acme").unwrap();
+    a.create_org(&acme, None, "test").await.unwrap();
+    let busy = add_key(
+        &a,
+        &acme,
+        "busy",
+        "sk-rate-limited-000000000000",
+        &mock.url(),
+        1,
+    )
+    .await;
+    let good = add_key(
+        &a,
+        &acme,
+        "good",
+        "sk-good-key-0000000000000000",
+        &mock.url(),
+        2,
+    )
+    .await;
+    let (token, _) = a
+        .create_gateway_token(&acme, "app", &[], None, None, "test")
+        .await
+        .unwrap();
+    let (admin, _) = a
+        .create_token("t", keyward_server::Role::Admin, None, None, "test")
+        .await
+        .unwrap();
+    let (addr_a, addr_b) = (
+        start(AppState::new(a.clone())).await,
+        start(AppState::new(b.clone())).await,
+    );
+    let call = |addr: SocketAddr| {
+        let token = token.expose_secret().to_owned();
+        async move {
+            client()
+                .post(format!("http://{addr}/gateway/openai/v1/chat/completions"))
+                .bearer_auth(token)
+                .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let set_aside = |addr: SocketAddr| {
+        let admin = admin.expose_secret().to_owned();
+        async move {
+            let status: Value = client()
+                .get(format!("http://{addr}/api/v1/gateway/status"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            status["providers"][0]["set_aside"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap().to_owned(),
+                        c["reason"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Replica B serves first: the busy key is rate-limited, B sets it aside and fails over.
+    assert_eq!(
+        call(addr_b).await.headers()["x-keyward-credential"],
+        good.as_str()
+    );
+    assert_eq!(
+        mock.hits(),
+        2,
+        "B tried the busy key, which B then set aside"
+    );
+    // Replica A never asked the provider about the busy key: it knows because B told it.
+    let expected = vec![(busy.to_string(), "rate_limited".to_owned())];
+    let heard = eventually(|| async {
+        let seen = set_aside(addr_a).await;
+        (seen == expected).then_some(seen)
+    })
+    .await;
+    assert_eq!(heard, expected);
+    assert_eq!(set_aside(addr_b).await, expected);
+    let resp = call(addr_a).await;
+    assert_eq!(resp.headers()["x-keyward-credential"], good.as_str());
+    assert_eq!(mock.hits(), 3, "A did not try the key B set aside");
+    drop((a, b));
+    kept.close().await;
+}

@@ -12,6 +12,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use keyward_core::CredentialId;
 use sqlx::postgres::PgListener;
 
 use crate::{Backend, Inner, Vault, VaultError};
@@ -99,7 +100,80 @@ impl Change {
     }
 }
 
+/// What one replica tells the others about a key's health (the gateway's cooldowns). It is
+/// no write: nothing in the database changes, so it is announced on the same channel rather
+/// than committed, and lost when no replica listens. It names a credential, never a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyNote {
+    /// The provider refused or rate-limited the key: set it aside until `until_ms` (Unix
+    /// milliseconds); `why` is the gateway's word for it (`failing`, `rate_limited`).
+    SetAside {
+        credential: CredentialId,
+        why: String,
+        until_ms: i64,
+    },
+    /// The key served again.
+    Recovered { credential: CredentialId },
+}
+
+impl KeyNote {
+    fn encode(&self) -> String {
+        match self {
+            Self::SetAside {
+                credential,
+                why,
+                until_ms,
+            } => format!("aside:{credential}:{why}:{until_ms}"),
+            Self::Recovered { credential } => format!("recovered:{credential}"),
+        }
+    }
+
+    /// The note a notification carries, if it is one.
+    fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.split(':');
+        let note = match (parts.next()?, parts.next()?, parts.next(), parts.next()) {
+            ("aside", id, Some(why), Some(until))
+                if !why.is_empty() && why.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+            {
+                Self::SetAside {
+                    credential: CredentialId::new(id).ok()?,
+                    why: why.to_owned(),
+                    until_ms: until.parse().ok()?,
+                }
+            }
+            ("recovered", id, None, None) => Self::Recovered {
+                credential: CredentialId::new(id).ok()?,
+            },
+            _ => return None,
+        };
+        parts.next().is_none().then_some(note)
+    }
+}
+
 impl Vault {
+    /// Tells the other replicas (on PostgreSQL, those listening) about a key's health; nothing
+    /// on SQLite, which one process serves. Failing to announce is logged: the others then
+    /// find out from the provider themselves.
+    pub async fn announce(&self, note: &KeyNote) {
+        if self.inner.backend == Backend::Postgres {
+            let payload = format!("{} {}", self.inner.instance, note.encode());
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(&self.inner.pool)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot tell other replicas about a key");
+            }
+        }
+    }
+
+    /// What the other replicas announce about keys ([`Vault::announce`]), as they arrive
+    /// (when this vault listens for changes).
+    pub fn key_notes(&self) -> tokio::sync::broadcast::Receiver<KeyNote> {
+        self.inner.notes.subscribe()
+    }
+
     /// Called after every committed write that changes what resolution, the gateway or the
     /// token checks serve, with what it changed.
     pub(crate) async fn changed(&self, change: Change) {
@@ -150,7 +224,13 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
             match received {
                 Ok(Some(n)) => {
                     let (from, what) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
-                    if from != inner.instance {
+                    if from == inner.instance {
+                        continue;
+                    }
+                    if let Some(note) = KeyNote::decode(what) {
+                        // Nobody subscribed (no gateway) is no error.
+                        let _ = inner.notes.send(note);
+                    } else {
                         tracing::debug!(change = what, "a change made elsewhere");
                         Change::decode(what).apply(&inner);
                     }
@@ -195,4 +275,34 @@ pub(crate) async fn listen(vault: &Vault, url: &str) -> Result<(), VaultError> {
     });
     let _ = vault.inner.listener.set(task.abort_handle());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Change, KeyNote};
+    use keyward_core::CredentialId;
+
+    #[test]
+    fn key_notes_round_trip_and_nothing_else_reads_as_one() {
+        let id = CredentialId::new("01a24eaf-c864-71d2-b285-49d7f4d5eab4").expect("an id");
+        for note in [
+            KeyNote::SetAside {
+                credential: id.clone(),
+                why: "rate_limited".into(),
+                until_ms: 1_765_000_000_000,
+            },
+            KeyNote::Recovered { credential: id },
+        ] {
+            assert_eq!(KeyNote::decode(&note.encode()), Some(note));
+        }
+        for other in [
+            Change::keys("acme", Some("openai"), true).encode(),
+            "tokens".to_owned(),
+            "aside:x:Bad Why:1".to_owned(),
+            "aside:01a24eaf-c864-71d2-b285-49d7f4d5eab4:failing:soon".to_owned(),
+            "recovered:01a24eaf-c864-71d2-b285-49d7f4d5eab4:extra".to_owned(),
+        ] {
+            assert_eq!(KeyNote::decode(&other), None, "{other}");
+        }
+    }
 }

@@ -48,6 +48,7 @@ pub use backup::{BackupHeader, master_keys_in_backup};
 pub use budgets::{
     Basis, Budget, BudgetScope, LEASE_TTL_MS, LeaseGrant, LeaseReport, Metric, NewBudget, Period,
 };
+pub use changes::KeyNote;
 pub use creds::{CredentialSort, check_secret};
 pub use db::{Backend, Location};
 pub use gateway_tokens::{GATEWAY_TOKEN_PREFIX, GatewayTokenView};
@@ -234,6 +235,8 @@ struct Inner {
     instance: String,
     /// The task listening for other processes' changes, if any.
     listener: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// What other replicas announce about keys, for this process's gateway.
+    notes: tokio::sync::broadcast::Sender<changes::KeyNote>,
     /// Whether the database is known to be away, and whether a task is watching for its return.
     health: health::Health,
     /// The lanes audit-log listings run in, so that one organization's reads cannot take
@@ -287,6 +290,7 @@ impl Vault {
                 principals: tokens::PrincipalCache::default(),
                 instance: new_id(),
                 listener: std::sync::OnceLock::new(),
+                notes: tokio::sync::broadcast::channel(256).0,
                 health: health::Health::default(),
                 audit_lanes: audit::Lanes::new(options.max_connections.unwrap_or(match backend {
                     Backend::Sqlite => 8,

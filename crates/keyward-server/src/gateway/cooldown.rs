@@ -1,12 +1,14 @@
 //! Keys set aside: refused by the provider (401/403) or rate-limited (429), tried last until
-//! they have cooled down, and recorded as recovered when they serve again.
+//! they have cooled down, and recorded as recovered when they serve again. Replicas tell each
+//! other (`keyward_store::KeyNote`, on the channel the caches use), so that a key one of them
+//! set aside is set aside by all within milliseconds, not found out again by each.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use keyward_core::audit::Outcome;
 use keyward_core::{CredentialId, Provider};
-use keyward_store::GatewayTokenView;
+use keyward_store::{GatewayTokenView, KeyNote};
 use serde_json::json;
 
 use super::Gateway;
@@ -32,6 +34,22 @@ impl Trouble {
             Trouble::RateLimited => "rate_limited",
         }
     }
+
+    fn parse(word: &str) -> Option<Self> {
+        match word {
+            "failing" => Some(Trouble::Failing),
+            "rate_limited" => Some(Trouble::RateLimited),
+            _ => None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock replicas share (an `Instant` is this
+/// process's own).
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl Gateway {
@@ -58,6 +76,29 @@ impl Gateway {
         let now = Instant::now();
         let before = cooling.insert(credential.clone(), (now + wait, why));
         !matches!(before, Some((until, was)) if until > now && was == why)
+    }
+
+    /// Takes in what another replica announced: a key it set aside is set aside here until the
+    /// same time (its clock and this one's agree to within their skew); a key that served
+    /// there again is tried in turn here too.
+    pub(crate) fn heard(&self, note: KeyNote) {
+        match note {
+            KeyNote::SetAside {
+                credential,
+                why,
+                until_ms,
+            } => {
+                let left = until_ms.saturating_sub(unix_ms());
+                if let (Some(why), Ok(left @ 1..)) = (Trouble::parse(&why), u64::try_from(left)) {
+                    // Never longer than this replica would itself (an hour, for a 429).
+                    let wait = Duration::from_millis(left).min(Duration::from_secs(3600));
+                    self.cool_down(&credential, wait, why);
+                }
+            }
+            KeyNote::Recovered { credential } => {
+                self.recovered(&credential);
+            }
+        }
     }
 
     /// Whether a credential that just served had been set aside: if so, it has recovered.
@@ -141,6 +182,13 @@ impl<'a> KeyHealth<'a> {
         if let Some((why, wait)) = trouble {
             if gw.cool_down(id, wait, why) {
                 gw.count("cooldowns", provider.id, why.as_str());
+                let until_ms =
+                    unix_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX));
+                self.announce(KeyNote::SetAside {
+                    credential: id.clone(),
+                    why: why.as_str().to_owned(),
+                    until_ms,
+                });
                 let action = match why {
                     Trouble::RateLimited => "gateway_cooldown",
                     Trouble::Failing => "gateway_key_failing",
@@ -161,6 +209,9 @@ impl<'a> KeyHealth<'a> {
             && let Some(was) = gw.recovered(id)
         {
             gw.count("recoveries", provider.id, was.as_str());
+            self.announce(KeyNote::Recovered {
+                credential: id.clone(),
+            });
             self.audit(
                 id.clone(),
                 "gateway_key_recovered",
@@ -169,6 +220,12 @@ impl<'a> KeyHealth<'a> {
             );
         }
         false
+    }
+
+    /// Tells the other replicas, beside the request, not in its way.
+    fn announce(&self, note: KeyNote) {
+        let vault = self.state.vault.serving().clone();
+        tokio::spawn(async move { vault.announce(&note).await });
     }
 
     /// Audits an event about a key beside the request, not in its way (on SQLite it would
