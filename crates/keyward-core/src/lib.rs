@@ -60,6 +60,9 @@ pub enum CoreError {
     /// message says what was expected, and each surface adds how to skip it.
     #[error("{0}")]
     KeyFormat(String),
+    /// A provider id (or alias) the registry does not hold; the message lists those it does.
+    #[error("{0}")]
+    UnknownProvider(String),
 }
 
 /// A point in time: milliseconds since the Unix epoch, as stored.

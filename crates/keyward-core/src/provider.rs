@@ -535,7 +535,7 @@ impl Provider {
             .iter()
             .find(|p| p.id == wanted || p.aliases.contains(&wanted.as_str()));
         found.ok_or_else(|| {
-            CoreError::InvalidInput(format!(
+            CoreError::UnknownProvider(format!(
                 "unknown provider {}; known providers: {}",
                 crate::secret_like::shown(id),
                 PROVIDERS

@@ -33,6 +33,9 @@ pub enum ApiError {
     Stale(String),
     /// 400: a key that does not look like the provider's (it may be stored anyway).
     KeyFormat(String),
+    /// 400: a provider the registry does not hold; `"code": "unknown_provider"`, so that a
+    /// client can tell it from any other refusal (Open Notebook's key provider answers False).
+    UnknownProvider(String),
     /// 422: the request was understood but what it asks for cannot be done (a gateway config
     /// that does not load); the message says why.
     Unprocessable(String),
@@ -63,6 +66,7 @@ impl ApiError {
     pub(crate) fn form_words(&self) -> Option<&str> {
         match self {
             ApiError::BadRequest(m)
+            | ApiError::UnknownProvider(m)
             | ApiError::Conflict(m)
             | ApiError::AlreadyExists(m)
             | ApiError::Stale(m)
@@ -86,6 +90,7 @@ impl ApiError {
                 format!("{m} (to store it anyway, send \"skip_format_check\": true)")
             }
             ApiError::BadRequest(m)
+            | ApiError::UnknownProvider(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::NoCredential(m)
@@ -102,7 +107,9 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::KeyFormat(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::KeyFormat(_) | ApiError::UnknownProvider(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoCredential(_) => StatusCode::NOT_FOUND,
@@ -149,7 +156,10 @@ impl From<VaultError> for ApiError {
 
 impl From<keyward_core::CoreError> for ApiError {
     fn from(e: keyward_core::CoreError) -> Self {
-        ApiError::BadRequest(e.to_string())
+        match e {
+            keyward_core::CoreError::UnknownProvider(m) => ApiError::UnknownProvider(m),
+            other => ApiError::BadRequest(other.to_string()),
+        }
     }
 }
 
@@ -165,6 +175,7 @@ impl IntoResponse for ApiError {
         let extensions = match &self {
             ApiError::OutcomeUnknown { id, .. } => json!({ "outcome": "unknown", "id": id }),
             ApiError::NoCredential(_) => json!({ "code": "no_credential" }),
+            ApiError::UnknownProvider(_) => json!({ "code": "unknown_provider" }),
             _ => json!({}),
         };
         if let ApiError::Internal(real) = &self {

@@ -31,7 +31,8 @@ pub(crate) struct Problem {
     /// The record such a write was about, to look up before retrying.
     pub(crate) id: Option<String>,
     /// `no_credential` on a 404 that means the organization has no key for the provider (a
-    /// client may fall back to its own environment), as opposed to no such organization.
+    /// client may fall back to its own environment), as opposed to no such organization;
+    /// `unknown_provider` on a 400 for a provider Keyward does not know.
     pub(crate) code: Option<String>,
 }
 

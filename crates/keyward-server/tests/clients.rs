@@ -264,6 +264,26 @@ async fn no_key_is_told_apart_from_no_organization_and_the_registry_is_open_to_e
         assert_eq!(st, 404);
         assert!(p.get("code").is_none(), "{p}");
     }
+    // A provider Keyward does not know: a 400 that says so, in words and in its code.
+    let (st, p, _) = call(
+        &s,
+        Method::POST,
+        "/api/v1/resolve",
+        &resolver,
+        Some(body("acme", "openia")),
+    )
+    .await;
+    assert_eq!(
+        (st, p["code"].as_str()),
+        (400, Some("unknown_provider")),
+        "{p}"
+    );
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown provider")
+    );
     // The server's environment holds an OpenAI key, but its fallback is off: no key, and the
     // server's own key never leaves (`call` checks every answer).
     let (st, p, _) = call(

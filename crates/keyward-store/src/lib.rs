@@ -161,9 +161,9 @@ impl VaultError {
 impl From<CoreError> for VaultError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::InvalidInput(m) | CoreError::LooksLikeSecret(m) => {
-                VaultError::InvalidInput(m)
-            }
+            CoreError::InvalidInput(m)
+            | CoreError::LooksLikeSecret(m)
+            | CoreError::UnknownProvider(m) => VaultError::InvalidInput(m),
             CoreError::KeyFormat(m) => VaultError::KeyFormat(m),
         }
     }

@@ -407,6 +407,11 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _is_unknown_provider(error: BadRequestError) -> bool:
+    """Whether the server refused the provider as one it does not know (its ``code``; the
+    words, from a server older than the code)."""
+    code = error.problem.get("code")
+    if code is not None:
+        return bool(code == "unknown_provider")
     return error.detail.lower().startswith("unknown provider")
 
 

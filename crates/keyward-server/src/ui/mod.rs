@@ -435,7 +435,9 @@ pub(crate) fn failed(e: impl Into<crate::ApiError>) -> Response {
     use crate::ApiError as E;
     let e = e.into();
     let (status, title, message) = match e {
-        E::BadRequest(_) | E::KeyFormat(_) => (StatusCode::BAD_REQUEST, "Not accepted", e.words()),
+        E::BadRequest(_) | E::KeyFormat(_) | E::UnknownProvider(_) => {
+            (StatusCode::BAD_REQUEST, "Not accepted", e.words())
+        }
         E::Forbidden(m) => (StatusCode::FORBIDDEN, "Not allowed", m),
         E::NotFound(m) | E::NoCredential(m) => (StatusCode::NOT_FOUND, "Not found", m),
         E::Upstream(m) => (
