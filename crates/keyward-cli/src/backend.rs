@@ -313,14 +313,7 @@ impl Backend {
                     timeout,
                 )
                 .await;
-                let said = found.as_ref().map(Vec::len).map_err(ToString::to_string);
-                vault
-                    .record_discovery(
-                        &view,
-                        said.as_ref().map(|n| *n).map_err(String::as_str),
-                        actor,
-                    )
-                    .await?;
+                vault.record_discovery(&view, &found, actor).await?;
                 found.map_err(|why| {
                     anyhow::anyhow!("{} did not list the models: {why}", provider.display_name)
                 })

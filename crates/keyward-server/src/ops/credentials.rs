@@ -230,14 +230,7 @@ pub(crate) async fn discover(
     let provider = Provider::get(&view.provider)?;
     let found =
         keyward_probe::discover_models(provider, &view.fields, secret.as_ref(), timeout).await;
-    let said = found.as_ref().map(Vec::len).map_err(ToString::to_string);
-    vault
-        .record_discovery(
-            &view,
-            said.as_ref().map(|n| *n).map_err(String::as_str),
-            grant.actor(),
-        )
-        .await?;
+    vault.record_discovery(&view, &found, grant.actor()).await?;
     match found {
         Ok(models) => Ok((view, models)),
         Err(why @ keyward_probe::TestOutcome::Unsupported(_)) => Err(ApiError::Unprocessable(

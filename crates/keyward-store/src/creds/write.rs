@@ -223,12 +223,12 @@ impl Vault {
     pub async fn record_discovery(
         &self,
         view: &CredentialView,
-        found: Result<usize, &str>,
+        found: &Result<Vec<String>, impl std::fmt::Display>,
         actor: &str,
     ) -> Result<(), VaultError> {
         let (outcome, result) = match found {
-            Ok(n) => (Outcome::Success, format!("{n} models")),
-            Err(why) => (Outcome::Failure, why.to_owned()),
+            Ok(models) => (Outcome::Success, format!("{} models", models.len())),
+            Err(why) => (Outcome::Failure, why.to_string()),
         };
         self.record(
             NewEvent::new(
