@@ -362,22 +362,34 @@ async fn three_replicas_hold_one_budget_and_one_rate_limit() {
         .unwrap();
     let addrs = replicas(&kept).await;
 
-    // Twelve clients, four on each replica, each until refused three times running.
+    // Twelve clients, four on each replica, each until told three times running that the
+    // budget is spent (`x-should-retry: false`), as an SDK would; a refusal that may pass on
+    // retry (another replica holds the allowance for now) is retried, ten times running at most.
     let mut clients = Vec::new();
     for i in 0..12 {
         let addr = addrs[i % 3];
         let token = token.clone();
         clients.push(tokio::spawn(async move {
-            let (mut served, mut refused_running) = (0u64, 0);
+            let (mut served, mut spent_running, mut busy_running) = (0u64, 0, 0);
             for _ in 0..100 {
-                match ask(addr, &token, &chat(false)).await.status().as_u16() {
+                let resp = ask(addr, &token, &chat(false)).await;
+                match resp.status().as_u16() {
                     200 => {
                         served += 1;
-                        refused_running = 0;
+                        (spent_running, busy_running) = (0, 0);
                     }
                     429 => {
-                        refused_running += 1;
-                        if refused_running == 3 {
+                        let spent = resp
+                            .headers()
+                            .get("x-should-retry")
+                            .is_some_and(|v| v == "false");
+                        let running = if spent {
+                            &mut spent_running
+                        } else {
+                            &mut busy_running
+                        };
+                        *running += 1;
+                        if spent_running == 3 || busy_running == 10 {
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(300)).await;
