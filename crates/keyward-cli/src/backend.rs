@@ -273,9 +273,14 @@ impl Backend {
             Backend::Local { vault, actor } => {
                 let (view, secret) = vault.open_credential(id).await?;
                 let provider = Provider::get(&view.provider)?;
-                let outcome =
-                    keyward::probe::test_key(provider, &view.fields, secret.as_ref(), timeout)
-                        .await;
+                let outcome = keyward::probe::test_key(
+                    provider,
+                    &view.fields,
+                    secret.as_ref(),
+                    timeout,
+                    &token_endpoints(),
+                )
+                .await;
                 let view = vault
                     .record_key_test(id, outcome.is_ok(), &outcome.to_string(), actor)
                     .await?;
@@ -311,6 +316,7 @@ impl Backend {
                     &view.fields,
                     secret.as_ref(),
                     timeout,
+                    &token_endpoints(),
                 )
                 .await;
                 vault.record_discovery(&view, &found, actor).await?;
@@ -958,4 +964,24 @@ impl Backend {
             ),
         }
     }
+}
+
+/// Where a local key test gets Vertex AI's and Entra ID's access tokens: the settings
+/// `keyward serve` reads (`KEYWARD_GOOGLE_TOKEN_URL`, `KEYWARD_ENTRA_AUTHORITY`), else Google's
+/// and Microsoft's public endpoints.
+fn token_endpoints() -> keyward::probe::cloud::TokenEndpoints {
+    let mut endpoints = keyward::probe::cloud::TokenEndpoints::default();
+    let set = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().trim_end_matches('/').to_owned())
+            .filter(|v| v.starts_with("https://") || v.starts_with("http://"))
+    };
+    if let Some(url) = set("KEYWARD_GOOGLE_TOKEN_URL") {
+        endpoints.google = url;
+    }
+    if let Some(url) = set("KEYWARD_ENTRA_AUTHORITY") {
+        endpoints.entra = url;
+    }
+    endpoints
 }

@@ -476,6 +476,37 @@ pub fn check_public_fields(
                 "field {name:?} must be letters, digits, '-' and '_' (it goes into the base URL)"
             )));
         }
+        // These go into a host name or a token endpoint's path.
+        if matches!(name.as_str(), "region" | "location")
+            && !value.is_empty()
+            && !crate::provider::is_cloud_region(value)
+        {
+            return Err(CoreError::InvalidInput(format!(
+                "field {name:?} must be a region's name, such as us-east-1 or europe-west4"
+            )));
+        }
+        if matches!(name.as_str(), "tenant_id" | "client_id")
+            && !value.is_empty()
+            && (value.len() > 253
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                || value.starts_with(['.', '-']))
+        {
+            return Err(CoreError::InvalidInput(format!(
+                "field {name:?} must be an Entra ID {} (a GUID{})",
+                if name == "tenant_id" {
+                    "tenant"
+                } else {
+                    "application (client) id"
+                },
+                if name == "tenant_id" {
+                    ", or the tenant's domain"
+                } else {
+                    ""
+                }
+            )));
+        }
         if (name == "base_url" || name == "endpoint" || name.starts_with("endpoint_"))
             && !value.is_empty()
             && !(value.starts_with("https://") || value.starts_with("http://"))
@@ -515,6 +546,12 @@ pub fn check_required_fields(
         .collect();
     if provider.needs_base_url && absent("base_url") {
         missing.insert(0, "base_url");
+    }
+    // A service principal is named whole or not at all.
+    if let Some(p) = provider.principal
+        && provider.names_principal(fields)
+    {
+        missing.extend(p.fields.iter().copied().filter(|f| absent(f)));
     }
     if missing.is_empty() {
         Ok(())

@@ -50,7 +50,13 @@ pub fn key_and_base_url_vars(
         };
     }
     let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
-    (owned(provider.secret_env), owned(provider.base_url_env))
+    // A service principal's secret is not an API key: it goes where identity libraries
+    // read it (AZURE_CLIENT_SECRET), beside the principal's fields.
+    let secret_env = match provider.principal {
+        Some(p) if provider.names_principal(fields) => p.secret_env,
+        _ => provider.secret_env,
+    };
+    (owned(secret_env), owned(provider.base_url_env))
 }
 
 /// The variables for one resolved credential, in a stable order: the secret, the base URL,

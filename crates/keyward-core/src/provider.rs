@@ -94,6 +94,19 @@ pub struct Provider {
     pub needs_base_url: bool,
     /// How the upstream expects the key.
     pub auth: AuthStyle,
+    /// A service principal a credential may hold instead of a key (Azure's Entra ID app).
+    pub principal: Option<Principal>,
+}
+
+/// A service principal: a credential that names one (its `client_id` field is set) holds the
+/// principal's secret instead of an API key, and the gateway exchanges it for an access token.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Principal {
+    /// The fields that name the principal; all or none are set.
+    pub fields: &'static [&'static str],
+    /// The variables the secret is given in when the credential names a principal (the SDKs'
+    /// identity libraries read them), instead of [`Provider::secret_env`].
+    pub secret_env: &'static [&'static str],
 }
 
 const fn field(name: &'static str, env: &'static [&'static str], required: bool) -> PublicField {
@@ -120,7 +133,26 @@ const BASE: Provider = Provider {
     fixed_env: &[],
     needs_base_url: false,
     auth: AuthStyle::Bearer,
+    principal: None,
 };
+
+/// The Vertex AI location a credential without one is served in (LiteLLM's and the Vertex
+/// SDK's default).
+pub const VERTEX_DEFAULT_LOCATION: &str = "us-central1";
+
+/// Whether `name` is a cloud region or location as AWS and Google Cloud write them
+/// (`us-east-1`, `us-gov-west-1`, `europe-west4`, `global`): lower-case letters and digits in
+/// `-`-separated words. It goes into a host name, so nothing else is taken.
+pub fn is_cloud_region(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.split('-').all(|w| {
+            !w.is_empty()
+                && w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
 
 /// The shortest key any provider issues is longer than this; shorter is a placeholder.
 const MIN_KEY_LEN: usize = 20;
@@ -217,8 +249,16 @@ pub static PROVIDERS: &[Provider] = &[
             ),
             field("endpoint_stt", &["AZURE_OPENAI_ENDPOINT_STT"], false),
             field("endpoint_tts", &["AZURE_OPENAI_ENDPOINT_TTS"], false),
+            // An Entra ID app (service principal) instead of an api-key: azure-identity's
+            // EnvironmentCredential reads these, and AZURE_CLIENT_SECRET.
+            field("tenant_id", &["AZURE_TENANT_ID"], false),
+            field("client_id", &["AZURE_CLIENT_ID"], false),
         ],
         auth: AuthStyle::ApiKeyHeader,
+        principal: Some(Principal {
+            fields: &["tenant_id", "client_id"],
+            secret_env: &["AZURE_CLIENT_SECRET"],
+        }),
         ..BASE
     },
     Provider {
@@ -583,6 +623,44 @@ impl Provider {
             url.replace_range(start..=end, &value);
         }
         Some(url)
+    }
+
+    /// Where the gateway sends requests when the credential names no base URL: the default
+    /// base URL with the fields filled in, or for the clouds whose host is the region's
+    /// (Vertex AI's `location`, Bedrock's `region`) that host. `None` when a field it needs is
+    /// missing or is not a region's name.
+    pub fn upstream_base_url(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Option<String> {
+        match self.auth {
+            AuthStyle::ServiceAccount => {
+                let location = fields
+                    .get("location")
+                    .filter(|l| !l.is_empty())
+                    .map_or(VERTEX_DEFAULT_LOCATION, String::as_str);
+                is_cloud_region(location).then(|| match location {
+                    "global" => "https://aiplatform.googleapis.com".to_owned(),
+                    "us" | "eu" => format!("https://aiplatform.{location}.rep.googleapis.com"),
+                    _ => format!("https://{location}-aiplatform.googleapis.com"),
+                })
+            }
+            AuthStyle::AwsSigV4 => {
+                let region = fields.get("region")?;
+                is_cloud_region(region)
+                    .then(|| format!("https://bedrock-runtime.{region}.amazonaws.com"))
+            }
+            _ => self.default_base_url_for(fields),
+        }
+    }
+
+    /// Whether a credential with these fields names a service principal instead of a key.
+    pub fn names_principal(&self, fields: &std::collections::BTreeMap<String, String>) -> bool {
+        self.principal.is_some_and(|p| {
+            p.fields
+                .iter()
+                .any(|f| fields.get(*f).is_some_and(|v| !v.is_empty()))
+        })
     }
 
     /// The display name with its indefinite article, for messages: "an OpenAI", "a Groq",

@@ -225,16 +225,74 @@ fn every_variable_the_registry_declares_is_set() {
         let mut fields: Vec<(&str, &str)> = p.public_fields.iter().map(|f| (f.name, "v")).collect();
         fields.retain(|(name, _)| *name != "env_prefix");
         fields.push(("base_url", "http://127.0.0.1:1"));
-        let e = env(&resolved(p.id, Some("secret"), &fields));
-        let declared = p
-            .secret_env
+        // With a service principal named, the secret is the principal's; without, a key.
+        let principal = p.principal.map_or(&[][..], |p| p.fields);
+        let with_key: Vec<(&str, &str)> = fields
             .iter()
-            .chain(p.base_url_env)
-            .chain(p.public_fields.iter().flat_map(|f| f.env.iter()));
+            .copied()
+            .filter(|(n, _)| !principal.contains(n))
+            .collect();
+        let e = env(&resolved(p.id, Some("secret"), &with_key));
+        let declared = p.secret_env.iter().chain(p.base_url_env).chain(
+            p.public_fields
+                .iter()
+                .filter(|f| !principal.contains(&f.name))
+                .flat_map(|f| f.env.iter()),
+        );
         for var in declared {
             assert!(e.contains_key(*var), "{}: {var} not set", p.id);
         }
+        if let Some(pr) = p.principal {
+            let e = env(&resolved(p.id, Some("secret"), &fields));
+            for var in pr.secret_env.iter().chain(
+                p.public_fields
+                    .iter()
+                    .filter(|f| pr.fields.contains(&f.name))
+                    .flat_map(|f| f.env.iter()),
+            ) {
+                assert!(e.contains_key(*var), "{}: {var} not set", p.id);
+            }
+            for var in p.secret_env {
+                assert!(
+                    !e.contains_key(*var),
+                    "{}: a principal's secret is not an API key, yet {var} is set",
+                    p.id
+                );
+            }
+        }
     }
+}
+
+/// An Azure OpenAI credential holding an Entra ID app gives the variables azure-identity's
+/// EnvironmentCredential reads, and no api-key variable.
+#[test]
+fn an_entra_id_app_is_given_as_azure_identity_reads_it() {
+    let e = env(&resolved(
+        "azure_openai",
+        Some("client-secret-value"),
+        &[
+            ("endpoint", "https://acme.openai.azure.com"),
+            ("tenant_id", "8f1c2c7e-0000-4000-8000-000000000001"),
+            ("client_id", "0b5e8c3a-0000-4000-8000-000000000002"),
+        ],
+    ));
+    assert_eq!(
+        e["AZURE_CLIENT_SECRET"],
+        pair("secret", "client-secret-value")
+    );
+    assert_eq!(
+        e["AZURE_TENANT_ID"],
+        pair("plain", "8f1c2c7e-0000-4000-8000-000000000001")
+    );
+    assert_eq!(
+        e["AZURE_CLIENT_ID"],
+        pair("plain", "0b5e8c3a-0000-4000-8000-000000000002")
+    );
+    assert_eq!(
+        e["AZURE_OPENAI_ENDPOINT"],
+        pair("plain", "https://acme.openai.azure.com")
+    );
+    assert!(!e.contains_key("AZURE_OPENAI_API_KEY") && !e.contains_key("AZURE_API_KEY"));
 }
 
 /// Open Notebook's key provider (`open_notebook/ai/key_provider.py`): for each provider of its

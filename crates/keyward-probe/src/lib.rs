@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+pub mod cloud;
+
 use keyward_core::Provider;
 use keyward_core::provider::AuthStyle;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -65,6 +67,7 @@ enum Purpose {
 fn probe_request(
     provider: &Provider,
     fields: &BTreeMap<String, String>,
+    secret: Option<&SecretString>,
     purpose: Purpose,
 ) -> Result<(String, Vec<Header>), TestOutcome> {
     let models = purpose == Purpose::Models;
@@ -78,6 +81,77 @@ fn probe_request(
             .ok_or(TestOutcome::Unsupported("the credential has no base URL"))
     };
     Ok(match (provider.id, provider.auth) {
+        // An access token (Vertex, Entra ID) or a signature (Bedrock) is added by `send`.
+        (_, AuthStyle::ServiceAccount) => {
+            let base = fields
+                .get("base_url")
+                .filter(|b| !b.is_empty())
+                .cloned()
+                .or_else(|| provider.upstream_base_url(fields))
+                .ok_or(TestOutcome::Unsupported(
+                    "the credential's location is not a Google Cloud location",
+                ))?;
+            let base = base.trim_end_matches('/');
+            if models {
+                (
+                    format!("{base}/v1beta1/publishers/google/models"),
+                    Vec::new(),
+                )
+            } else {
+                // The project's own models: a 200 proves the token, the project and the
+                // account's access to Vertex AI in it.
+                let location = fields.get("location").filter(|l| !l.is_empty()).map_or(
+                    keyward_core::provider::VERTEX_DEFAULT_LOCATION,
+                    String::as_str,
+                );
+                let project = fields.get("project").filter(|p| !p.is_empty());
+                let project = match project {
+                    Some(p) => p.clone(),
+                    None => service_account_project(secret).ok_or(TestOutcome::Unsupported(
+                        "the credential names no project, nor does its service account",
+                    ))?,
+                };
+                if !project
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+                {
+                    return Err(TestOutcome::Unsupported("the project is not a project id"));
+                }
+                (
+                    format!("{base}/v1/projects/{project}/locations/{location}/models"),
+                    Vec::new(),
+                )
+            }
+        }
+        (_, AuthStyle::AwsSigV4) => {
+            // Bedrock's control plane lists the foundation models the key may use.
+            let base = match fields.get("base_url").filter(|b| !b.is_empty()) {
+                Some(b) => b.trim_end_matches('/').to_owned(),
+                None => {
+                    let region = fields
+                        .get("region")
+                        .filter(|r| keyward_core::provider::is_cloud_region(r))
+                        .ok_or(TestOutcome::Unsupported("the credential has no region"))?;
+                    format!("https://bedrock.{region}.amazonaws.com")
+                }
+            };
+            (format!("{base}/foundation-models"), Vec::new())
+        }
+        ("azure_openai", _) if provider.names_principal(fields) => {
+            let endpoint = fields
+                .get("endpoint")
+                .ok_or(TestOutcome::Unsupported("the credential has no endpoint"))?;
+            let version = fields
+                .get("api_version")
+                .map_or("2024-10-21", String::as_str);
+            (
+                format!(
+                    "{}/openai/models?api-version={version}",
+                    endpoint.trim_end_matches('/')
+                ),
+                Vec::new(),
+            )
+        }
         ("azure_openai", _) => {
             let endpoint = fields
                 .get("endpoint")
@@ -129,16 +203,6 @@ fn probe_request(
             vec![Header::Key("authorization", "Token ")],
         ),
         (_, AuthStyle::Bearer) => (format!("{}/models", base()?), vec![BEARER]),
-        (_, AuthStyle::ServiceAccount) => {
-            return Err(TestOutcome::Unsupported(
-                "Vertex keys need an OAuth token exchange; test them with gcloud",
-            ));
-        }
-        (_, AuthStyle::AwsSigV4) => {
-            return Err(TestOutcome::Unsupported(
-                "Bedrock keys need AWS request signing; test them with the AWS CLI",
-            ));
-        }
         (_, AuthStyle::ApiKeyHeader | AuthStyle::None) => {
             (format!("{}/models", base()?), Vec::new())
         }
@@ -153,8 +217,9 @@ pub async fn test_key(
     fields: &BTreeMap<String, String>,
     secret: Option<&SecretString>,
     timeout: Duration,
+    endpoints: &cloud::TokenEndpoints,
 ) -> TestOutcome {
-    match send(provider, fields, secret, timeout, Purpose::Test).await {
+    match send(provider, fields, secret, timeout, endpoints, Purpose::Test).await {
         Ok(_) => TestOutcome::Ok,
         Err(outcome) => outcome,
     }
@@ -172,8 +237,17 @@ pub async fn discover_models(
     fields: &BTreeMap<String, String>,
     secret: Option<&SecretString>,
     timeout: Duration,
+    endpoints: &cloud::TokenEndpoints,
 ) -> Result<Vec<String>, TestOutcome> {
-    let mut resp = send(provider, fields, secret, timeout, Purpose::Models).await?;
+    let mut resp = send(
+        provider,
+        fields,
+        secret,
+        timeout,
+        endpoints,
+        Purpose::Models,
+    )
+    .await?;
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
@@ -212,7 +286,14 @@ pub async fn discover_models(
     let key = letters(secret.map_or("", |s| s.expose_secret()));
     let mut names: Vec<String> = model_names(&value)
         .into_iter()
-        .map(|n| n.strip_prefix("models/").unwrap_or(n))
+        .map(|n| {
+            // Vertex AI's `publishers/google/models/gemini-2.0-flash`, Gemini's `models/...`.
+            let n = match n.strip_prefix("publishers/") {
+                Some(rest) => rest.split_once('/').map_or(rest, |(_, r)| r),
+                None => n,
+            };
+            n.strip_prefix("models/").unwrap_or(n)
+        })
         // Model names are printable ASCII (`gpt-4o`, `llama3:8b`, `accounts/x/models/y`): any
         // other character may disguise a key (full-width letters, tag characters) or make a
         // name look like another (joiners, variation selectors, text direction).
@@ -229,12 +310,110 @@ pub async fn discover_models(
     Ok(names)
 }
 
+/// The headers that authenticate a test of a credential that is exchanged or signed (none for
+/// a plain key, which the request's own headers carry).
+async fn cloud_auth(
+    provider: &Provider,
+    fields: &BTreeMap<String, String>,
+    secret: &SecretString,
+    url: &str,
+    client: &reqwest::Client,
+    endpoints: &cloud::TokenEndpoints,
+) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>, TestOutcome> {
+    use reqwest::header::AUTHORIZATION;
+    let field = |n: &str| fields.get(n).map(String::as_str).filter(|v| !v.is_empty());
+    let token = match provider.auth {
+        AuthStyle::ServiceAccount => {
+            cloud::ServiceAccount::parse(secret)
+                .map_err(grant_outcome)?
+                .access_token(client, endpoints)
+                .await
+                .map_err(grant_outcome)?
+                .token
+        }
+        AuthStyle::AwsSigV4 => {
+            let (Some(access_key_id), Some(region)) = (field("access_key_id"), field("region"))
+            else {
+                // A Bedrock API key.
+                return Ok(vec![(AUTHORIZATION, bearer(secret.expose_secret())?)]);
+            };
+            let key = cloud::AwsKey {
+                access_key_id,
+                secret,
+                session_token: None,
+                region,
+            };
+            return key
+                .sign(
+                    "bedrock",
+                    "GET",
+                    url,
+                    &[],
+                    b"",
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|_| TestOutcome::Unreachable("the request cannot be signed".into()));
+        }
+        _ if provider.names_principal(fields) => {
+            cloud::EntraApp {
+                tenant: field("tenant_id").unwrap_or(""),
+                client_id: field("client_id").unwrap_or(""),
+                secret,
+            }
+            .access_token(client, endpoints)
+            .await
+            .map_err(grant_outcome)?
+            .token
+        }
+        _ => return Ok(Vec::new()),
+    };
+    Ok(vec![(AUTHORIZATION, bearer(token.expose_secret())?)])
+}
+
+fn bearer(token: &str) -> Result<reqwest::header::HeaderValue, TestOutcome> {
+    let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| TestOutcome::Unreachable("the key is not a valid header value".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A token endpoint's refusal is the credential's; any other failure leaves it untested.
+fn grant_outcome(e: cloud::GrantError) -> TestOutcome {
+    match e {
+        cloud::GrantError::Refused { status, .. } => TestOutcome::Rejected(status),
+        other => TestOutcome::Unreachable(other.to_string()),
+    }
+}
+
+/// The `project_id` of a service-account JSON.
+fn service_account_project(secret: Option<&SecretString>) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(secret?.expose_secret())
+        .ok()?
+        .get("project_id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// The names in a model list, in the shapes providers answer: OpenAI's `data[].id`,
 /// Gemini's, Cohere's and Ollama's `models[].name`, ElevenLabs' top-level `[].model_id`,
 /// Deepgram's `stt[]`/`tts[]` `.canonical_name`.
 fn model_names(value: &serde_json::Value) -> Vec<&str> {
-    const LISTS: [&str; 4] = ["data", "models", "stt", "tts"];
-    const NAMES: [&str; 5] = ["id", "model_id", "name", "model", "canonical_name"];
+    const LISTS: [&str; 6] = [
+        "data",
+        "models",
+        "stt",
+        "tts",
+        "modelSummaries",
+        "publisherModels",
+    ];
+    const NAMES: [&str; 6] = [
+        "id",
+        "model_id",
+        "modelId",
+        "name",
+        "model",
+        "canonical_name",
+    ];
     let items = match value {
         serde_json::Value::Array(items) => items.iter().collect::<Vec<_>>(),
         _ => LISTS
@@ -256,9 +435,10 @@ async fn send(
     fields: &BTreeMap<String, String>,
     secret: Option<&SecretString>,
     timeout: Duration,
+    endpoints: &cloud::TokenEndpoints,
     purpose: Purpose,
 ) -> Result<reqwest::Response, TestOutcome> {
-    let (url, headers) = probe_request(provider, fields, purpose)?;
+    let (url, headers) = probe_request(provider, fields, secret, purpose)?;
     // Several crates may race to install a process-wide default; any of them will do.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Never follow a redirect: custom key headers (x-api-key, x-goog-api-key, api-key) would
@@ -269,6 +449,11 @@ async fn send(
         .build()
         .map_err(|e| TestOutcome::Unreachable(format!("cannot build an HTTP client: {e}")))?;
     let mut req = client.get(&url);
+    if let Some(secret) = secret {
+        for (name, value) in cloud_auth(provider, fields, secret, &url, &client, endpoints).await? {
+            req = req.header(name, value);
+        }
+    }
     let key = secret.map_or("", |s| s.expose_secret());
     for header in headers {
         let (name, value) = match header {

@@ -27,7 +27,8 @@ pub(crate) struct Live {
     pub(crate) name: CredentialName,
     pub(crate) modalities: Vec<Modality>,
     pub(crate) fields: BTreeMap<String, String>,
-    /// The provider's default base URL, filled from the fields (`{account_id}`).
+    /// Where the gateway sends requests without a base URL of the credential's own
+    /// ([`Provider::upstream_base_url`]).
     pub(crate) default_base_url: Option<String>,
     pub(crate) priority: i64,
     pub(crate) weight: i64,
@@ -57,7 +58,7 @@ impl Live {
             crate::VaultError::InvalidInput(format!("credential {id} has malformed fields"))
         })?;
         Ok(Self {
-            default_base_url: provider.default_base_url_for(&fields),
+            default_base_url: provider.upstream_base_url(&fields),
             fields,
             id: CredentialId::from_stored(&id)?,
             org: org.clone(),

@@ -81,6 +81,8 @@ pub struct GatewayCandidate<'a> {
     pub base_url: Option<&'a str>,
     /// The key.
     pub secret: Option<&'a SecretString>,
+    /// Its public fields (the region, project, tenant a signed or exchanged key needs).
+    pub fields: &'a std::collections::BTreeMap<String, String>,
 }
 
 impl GatewayCandidate<'_> {
@@ -120,6 +122,7 @@ impl GatewayCandidates {
                     .or_else(|| r.fields.get("endpoint"))
                     .map(String::as_str),
                 secret: r.secret.as_ref(),
+                fields: &r.fields,
             })
         });
         self.order
@@ -136,6 +139,7 @@ impl GatewayCandidates {
                         .map(String::as_str)
                         .or(live.default_base_url.as_deref()),
                     secret,
+                    fields: &live.fields,
                 })
             })
             .chain(from_env)

@@ -117,6 +117,15 @@ pub(crate) struct ServeArgs {
     /// business; turn it on where only your Prometheus reaches `/metrics`).
     #[arg(long, env = "KEYWARD_METRICS_BY_ORG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub(crate) metrics_by_org: bool,
+    /// Where the gateway exchanges Vertex AI service accounts for access tokens (Google's
+    /// endpoint; a private one, e.g. Private Service Connect's, where that is the way out).
+    /// A service-account file's own `token_uri` is never used.
+    #[arg(long, env = "KEYWARD_GOOGLE_TOKEN_URL", default_value = keyward_probe::cloud::GOOGLE_TOKEN_URL, value_parser = http_url)]
+    pub(crate) google_token_url: String,
+    /// The Entra ID authority Azure OpenAI service principals get tokens from
+    /// (`https://login.microsoftonline.us` for Azure Government, ...).
+    #[arg(long, env = "KEYWARD_ENTRA_AUTHORITY", default_value = keyward_probe::cloud::ENTRA_AUTHORITY, value_parser = http_url)]
+    pub(crate) entra_authority: String,
     /// Longest wait for a database connection before a request is answered with 503
     /// (default: 2s on PostgreSQL, 10s on SQLite).
     #[arg(long, env = "KEYWARD_DB_ACQUIRE_TIMEOUT", value_parser = positive_duration)]
@@ -248,5 +257,17 @@ fn on_off(s: &str) -> Result<bool, String> {
         "on" | "true" => Ok(true),
         "off" | "false" => Ok(false),
         _ => Err(format!("{s:?}: say on or off")),
+    }
+}
+
+/// An http(s) URL without query or fragment.
+fn http_url(s: &str) -> Result<String, String> {
+    let ok = (s.starts_with("https://") || s.starts_with("http://"))
+        && !s.contains(['?', '#', ' '])
+        && reqwest::Url::parse(s).is_ok_and(|u| u.host().is_some());
+    if ok {
+        Ok(s.trim_end_matches('/').to_owned())
+    } else {
+        Err("must be an http(s) URL without query or fragment".into())
     }
 }

@@ -76,6 +76,10 @@ pub(crate) async fn serve(
             targets_file: args.gateway_config.clone(),
             stale_for: args.gateway_serve_stale_for,
             metrics_by_org: args.metrics_by_org,
+            token_endpoints: keyward_probe::cloud::TokenEndpoints {
+                google: args.google_token_url.clone(),
+                entra: args.entra_authority.clone(),
+            },
             ..GatewayOptions::default()
         });
     if args.gateway_config.is_some() {

@@ -26,7 +26,23 @@ pub(super) fn provider_error(provider: &Provider, status: StatusCode, message: &
                 _ => "api_error",
             }, "message": message },
         }),
-        AuthStyle::GoogApiKey => json!({
+        // Bedrock (rest-json): botocore reads the code from `x-amzn-ErrorType`, the text
+        // from `message`.
+        AuthStyle::AwsSigV4 => {
+            let code = match status.as_u16() {
+                401 | 403 => "AccessDeniedException",
+                404 => "ResourceNotFoundException",
+                429 => "ThrottlingException",
+                400 | 405 | 413 => "ValidationException",
+                503 => "ServiceUnavailableException",
+                _ => "InternalServerException",
+            };
+            let mut r = (status, axum::Json(json!({ "message": message }))).into_response();
+            r.headers_mut()
+                .insert("x-amzn-errortype", HeaderValue::from_static(code));
+            return r;
+        }
+        AuthStyle::GoogApiKey | AuthStyle::ServiceAccount => json!({
             "error": { "code": status.as_u16(), "message": message, "status": match status.as_u16() {
                 400 | 413 => "INVALID_ARGUMENT",
                 401 => "UNAUTHENTICATED",
@@ -60,7 +76,13 @@ pub(super) fn provider_error(provider: &Provider, status: StatusCode, message: &
 pub(super) fn no_key(provider: &Provider, missing: &keyward_core::resolve::NotFound) -> Response {
     let message = format!("Keyward gateway: {missing}");
     let mut r = provider_error(provider, StatusCode::FORBIDDEN, &message);
-    if !matches!(provider.auth, AuthStyle::XApiKey | AuthStyle::GoogApiKey) {
+    if !matches!(
+        provider.auth,
+        AuthStyle::XApiKey
+            | AuthStyle::GoogApiKey
+            | AuthStyle::ServiceAccount
+            | AuthStyle::AwsSigV4
+    ) {
         // OpenAI's shape has a machine-readable code; say what this is.
         let body = json!({ "error": {
             "message": keyward_core::secret_like::scrub(&message),

@@ -31,6 +31,8 @@ pub(super) struct Upstream<'a> {
     pub(super) served: Served<'a>,
     pub(super) base: &'a str,
     pub(super) key: Option<&'a SecretString>,
+    /// The credential's public fields (none for a static target).
+    pub(super) fields: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 impl<'a> Served<'a> {
@@ -103,6 +105,7 @@ pub(super) fn upstreams<'a>(
                 },
                 base: c.base_url?,
                 key: c.secret,
+                fields: Some(c.fields),
             })
         })
         .collect();

@@ -90,6 +90,39 @@ fn dots(segment: &[u8]) -> bool {
     normal == "." || normal == ".."
 }
 
+/// [`path_is_safe`] for Bedrock, whose SDKs write a model id holding `/` (an inference
+/// profile's ARN) as one segment with `%2F` in it: in the segment after `model/`, and only
+/// there, an encoded `/` is taken, and each part it separates must be safe on its own.
+pub(crate) fn bedrock_path_is_safe(path: &str) -> bool {
+    let mut after_model = false;
+    path.split('/').all(|segment| {
+        let model = std::mem::replace(&mut after_model, segment == "model");
+        if model {
+            segment
+                .split("%2F")
+                .flat_map(|p| p.split("%2f"))
+                .all(|part| !part.is_empty() && segment_is_safe(part))
+        } else {
+            segment_is_safe(segment)
+        }
+    })
+}
+
+/// Bedrock runtime's operations the gateway forwards (all `POST model/{modelId}/{operation}`).
+const BEDROCK_OPERATIONS: [&str; 5] = [
+    "invoke",
+    "invoke-with-response-stream",
+    "converse",
+    "converse-stream",
+    "count-tokens",
+];
+
+/// Whether `path` is `model/{modelId}/{operation}` with one of [`BEDROCK_OPERATIONS`].
+pub(crate) fn is_bedrock_operation(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    matches!(segments.as_slice(), ["model", id, op] if !id.is_empty() && BEDROCK_OPERATIONS.contains(op))
+}
+
 fn segment_is_safe(raw: &str) -> bool {
     // The common segment (`chat`, `completions`, `gpt-4o-mini`) holds nothing to look into.
     if !raw.bytes().any(|b| {
@@ -122,7 +155,40 @@ fn segment_is_safe(raw: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::path_is_safe;
+    use super::{bedrock_path_is_safe, is_bedrock_operation, path_is_safe};
+
+    #[test]
+    fn bedrock_model_ids_may_hold_an_encoded_slash_and_nothing_else_may() {
+        let cases = [
+            (
+                "model/anthropic.claude-3-haiku-20240307-v1%3A0/converse",
+                true,
+            ),
+            (
+                "model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-3-haiku-20240307-v1%3A0/converse-stream",
+                true,
+            ),
+            ("model/a%2F..%2Fb/converse", false),
+            ("model/a%2F%2e%2e%2Fb/converse", false),
+            ("model/%2F/converse", false),
+            ("model/a%2Fb%252e%252e/converse", true),
+            ("model/a%2F%252e%252e/converse", false),
+            ("model/a/converse%2Fx", false),
+            ("x%2Fy/model/a/converse", false),
+            ("model/a%5Cb/converse", false),
+        ];
+        for (path, safe) in cases {
+            assert_eq!(bedrock_path_is_safe(path), safe, "{path}");
+        }
+        assert!(is_bedrock_operation("model/m/converse-stream"));
+        assert!(is_bedrock_operation("model/m%2Fx/invoke"));
+        assert!(!is_bedrock_operation("model/m/converse/x"));
+        assert!(!is_bedrock_operation("model//converse"));
+        assert!(!is_bedrock_operation("foundation-models"));
+        assert!(!is_bedrock_operation(
+            "model/m/invoke-with-bidirectional-stream"
+        ));
+    }
 
     #[test]
     fn paths_that_could_leave_the_base_url_are_refused() {

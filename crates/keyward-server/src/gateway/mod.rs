@@ -29,6 +29,7 @@ mod answers;
 mod body;
 pub(crate) mod budgets;
 mod candidates;
+mod cloud;
 mod cooldown;
 mod guard;
 mod headers;
@@ -61,7 +62,7 @@ use answers::provider_error;
 use candidates::{Served, Upstream};
 use cooldown::Trouble;
 pub use reload::{LoadRecord, LoadTrigger};
-use screen::{screen, unsupported};
+use screen::screen;
 use targets::Targets;
 pub use targets::{TargetSummary, TargetsError, TargetsLoaded};
 use token::{TokenCache, authenticate, refusal};
@@ -100,6 +101,9 @@ pub struct GatewayOptions {
     /// to anyone who reaches the server, and one organization's spend is none of another's
     /// business).
     pub metrics_by_org: bool,
+    /// Where Vertex AI's and Entra ID's access tokens are asked for (Google's and
+    /// Microsoft's public endpoints by default): the server's setting, never a credential's.
+    pub token_endpoints: keyward_probe::cloud::TokenEndpoints,
 }
 
 impl Default for GatewayOptions {
@@ -113,6 +117,7 @@ impl Default for GatewayOptions {
             stale_for: Duration::from_secs(300),
             vault_kv: Arc::new(keyward_kms::kv::LazyKvReader::new(keyward_kms::process_env)),
             metrics_by_org: false,
+            token_endpoints: keyward_probe::cloud::TokenEndpoints::default(),
         }
     }
 }
@@ -139,6 +144,8 @@ pub(crate) struct Gateway {
     env_served: Mutex<HashMap<(keyward_core::OrgId, &'static str), Instant>>,
     reloading: tokio::sync::Mutex<()>,
     pub(crate) usage: UsageCounter,
+    /// Access tokens minted from service accounts and Entra ID apps.
+    access: cloud::AccessTokens,
     /// What tokens cost: the shipped prices with the operator's on top, and the version of
     /// the operator's (their count and latest import) they were read at.
     prices: RwLock<(Arc<keyward_core::prices::Prices>, Option<PricesVersion>)>,
@@ -180,6 +187,7 @@ impl Gateway {
                 .build(https);
         Self {
             client,
+            access: cloud::AccessTokens::new(options.token_endpoints.clone()),
             options,
             tokens: Mutex::default(),
             budgets: budgets::Budgets::default(),
@@ -250,9 +258,6 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
         )
             .into_response();
     };
-    if let Some(r) = unsupported(provider) {
-        return r;
-    }
     let (parts, body) = req.into_parts();
     if let Some(r) = screen(provider, &parts, 2) {
         return r;
@@ -379,6 +384,7 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
     let upstream = Upstream {
         base: &target.base_url,
         key: target.key.as_ref(),
+        fields: None,
         served: Served::Target(&target),
     };
     proxy(

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, Method, Version, header};
 use axum::response::Response;
 use keyward_core::provider::AuthStyle;
 use keyward_core::{OrgId, Provider};
+use secrecy::SecretString;
 
 use super::Gateway;
 use super::answers::provider_error;
@@ -34,10 +35,12 @@ pub(super) struct Bill {
     pub(super) hide_usage_chunk: bool,
 }
 
-/// `response`, which `up` gave, as the client gets it (`version`: our connection's).
+/// `response`, which `up` gave, as the client gets it (`version`: our connection's; `sent`:
+/// the secret the request carried, masked wherever the answer quotes it).
 pub(super) fn relay(
     response: axum::http::Response<hyper::body::Incoming>,
     up: &Upstream<'_>,
+    sent: Option<&SecretString>,
     provider: &Provider,
     version: Version,
     idle_timeout: Duration,
@@ -54,7 +57,7 @@ pub(super) fn relay(
     head.extensions.remove::<hyper::ext::ReasonPhrase>();
     // The client holds a gateway token, not the key: an upstream that quotes the key back
     // (in a header, or an error's text) has it replaced by its hint.
-    if let Some(key) = up.key {
+    if let Some(key) = sent {
         mask_headers(&mut head.headers, provider, key);
     }
     let (name, id) = match &up.served {
@@ -66,7 +69,7 @@ pub(super) fn relay(
         head.headers.insert(name, v);
     }
     let body = body::IdleTimeout::new(body, idle_timeout);
-    match up.key {
+    match sent {
         // Error answers are where providers quote what they were sent.
         // An error answer compressed although none was asked for cannot be checked for
         // the key: it is withheld.

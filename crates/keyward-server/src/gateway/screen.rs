@@ -1,6 +1,6 @@
-//! What is refused before the token is looked up: providers whose requests need signing,
-//! methods no provider API is asked, paths that could leave the base URL, declared bodies over
-//! the limit.
+//! What is refused before the token is looked up: methods no provider API is asked, paths
+//! that could leave the base URL (or, for Bedrock, that are not one of its runtime's
+//! operations), declared bodies over the limit.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -9,24 +9,6 @@ use keyward_core::provider::AuthStyle;
 
 use super::answers::{provider_error, too_large};
 use super::{MAX_BODY, guard, raw_tail};
-
-/// Refuses providers whose requests need signing, which the gateway does not do.
-pub(super) fn unsupported(provider: &Provider) -> Option<Response> {
-    matches!(
-        provider.auth,
-        AuthStyle::ServiceAccount | AuthStyle::AwsSigV4
-    )
-    .then(|| {
-        provider_error(
-            provider,
-            StatusCode::NOT_IMPLEMENTED,
-            &format!(
-                "the gateway does not sign requests for {}; use `keyward run` to give its SDK the credentials",
-                provider.id
-            ),
-        )
-    })
-}
 
 /// Refuses, before anything else, what no provider API is asked: a method outside
 /// [`guard::METHODS`] (405), a path that could leave the base URL (400), and a declared body
@@ -46,7 +28,23 @@ pub(super) fn screen(
             .insert(header::ALLOW, HeaderValue::from_static(guard::ALLOW));
         return Some(r);
     }
-    if !guard::path_is_safe(raw_tail(parts.uri.path(), skip)) {
+    let path = raw_tail(parts.uri.path(), skip);
+    if provider.auth == AuthStyle::AwsSigV4 {
+        if !guard::bedrock_path_is_safe(path) {
+            return Some(provider_error(
+                provider,
+                StatusCode::BAD_REQUEST,
+                guard::PATH_REFUSED,
+            ));
+        }
+        if parts.method != axum::http::Method::POST || !guard::is_bedrock_operation(path) {
+            return Some(provider_error(
+                provider,
+                StatusCode::NOT_FOUND,
+                "the gateway serves Bedrock's runtime operations: POST model/{modelId}/ invoke, invoke-with-response-stream, converse, converse-stream or count-tokens",
+            ));
+        }
+    } else if !guard::path_is_safe(path) {
         return Some(provider_error(
             provider,
             StatusCode::BAD_REQUEST,

@@ -3,8 +3,9 @@
 //! against the gateway token.
 
 use axum::body::Body;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
+use keyward_core::provider::AuthStyle;
 use keyward_core::{OrgId, Provider};
 use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject};
 
@@ -12,8 +13,9 @@ use super::allowance;
 use super::answers::{body_fault_answer, provider_error};
 use super::budgets::Ticket;
 use super::candidates::{Served, Upstream};
+use super::cloud::{self, Unauthorized};
 use super::cooldown::KeyHealth;
-use super::headers::{auth_header, outgoing_headers};
+use super::headers::outgoing_headers;
 use super::relay::{Bill, relay};
 use super::token::gateway_token;
 use super::{Admitted, Gateway, MAX_BODY, body, guard, raw_tail};
@@ -88,7 +90,9 @@ async fn try_upstreams(
         );
     }
 
-    let mut bodies = match RequestBody::new(body, upstreams.len()).await {
+    // SigV4 signs the body's digest, so a Bedrock body is read whole before it is sent.
+    let keep = upstreams.len() > 1 || provider.auth == AuthStyle::AwsSigV4;
+    let mut bodies = match RequestBody::new(body, keep).await {
         Ok(b) => b,
         Err(fault) => return body_fault_answer(provider, fault),
     };
@@ -110,6 +114,22 @@ async fn try_upstreams(
                 continue;
             }
         }
+        // Vertex AI's paths name the credential's project and location.
+        let vertex;
+        let path = if provider.auth == AuthStyle::ServiceAccount {
+            let Some((project, location)) = cloud::vertex_scope(up.fields, up.key) else {
+                tracing::warn!(
+                    provider = provider.id,
+                    served = served_id,
+                    "skipping a Vertex AI credential without a project (or with a location that is not one)"
+                );
+                continue;
+            };
+            vertex = cloud::vertex_path(path, &project, &location);
+            vertex.as_str()
+        } else {
+            path
+        };
         let url = upstream_url(up.base, path, &query);
         // The last try takes the headers; earlier ones copy them.
         let mut headers = if more {
@@ -117,15 +137,55 @@ async fn try_upstreams(
         } else {
             std::mem::take(&mut headers)
         };
-        if let Some(key) = up.key {
-            let Ok((name, value)) = auth_header(provider, key) else {
+        let this_try = cloud::Try {
+            provider,
+            key: up.key,
+            fields: up.fields,
+            method: &parts.method,
+            url: &url,
+            headers: &headers,
+            body: bodies.kept(),
+        };
+        let authorized = match gw.access.authorize(&this_try).await {
+            Ok(a) => a,
+            Err(Unauthorized::Unusable(why)) => {
                 tracing::warn!(
                     provider = provider.id,
                     served = served_id,
-                    "skipping a key that cannot be sent in a header (control characters?)"
+                    why,
+                    "skipping a credential that cannot authenticate a request"
                 );
                 continue;
-            };
+            }
+            Err(Unauthorized::Refused(e)) => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "the token endpoint refused a credential");
+                gw.usage
+                    .record(subject, served_id, &view.org, provider.id, 401);
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::UNAUTHORIZED,
+                    "the provider's token endpoint refused this organization's credential",
+                ));
+                if let Served::Credential(id) = &up.served
+                    && !health.after_answer(id, StatusCode::UNAUTHORIZED, &HeaderMap::new(), more)
+                {
+                    break;
+                }
+                continue;
+            }
+            Err(Unauthorized::Unreachable(e)) => {
+                tracing::warn!(provider = provider.id, served = served_id, error = %e, "no access token");
+                gw.usage
+                    .record(subject, served_id, &view.org, provider.id, 0);
+                last = Some(provider_error(
+                    provider,
+                    StatusCode::BAD_GATEWAY,
+                    "the provider's token endpoint could not be reached",
+                ));
+                continue;
+            }
+        };
+        for (name, value) in authorized.headers {
             headers.insert(name, value);
         }
         let body = bodies.next();
@@ -155,6 +215,17 @@ async fn try_upstreams(
         let status = response.status();
         gw.usage
             .record(subject, served_id, &view.org, provider.id, status.as_u16());
+        if matches!(status.as_u16(), 401 | 403) {
+            gw.access.refused(&cloud::Try {
+                provider,
+                key: up.key,
+                fields: up.fields,
+                method: &parts.method,
+                url: &url,
+                headers: &HeaderMap::new(),
+                body: None,
+            });
+        }
         if let Served::Credential(id) = &up.served
             && health.after_answer(id, status, response.headers(), more)
         {
@@ -172,6 +243,7 @@ async fn try_upstreams(
         return relay(
             response,
             &up,
+            authorized.sent.as_ref(),
             provider,
             parts.version,
             gw.options().idle_timeout,
@@ -217,16 +289,25 @@ enum RequestBody {
 }
 
 impl RequestBody {
-    /// The body for `tries` tries, or why it could not be read.
-    async fn new(body: Body, tries: usize) -> Result<Self, Option<body::BodyFault>> {
+    /// The body, kept whole (`keep`: for several tries, or to be signed) or streamed through;
+    /// or why it could not be read.
+    async fn new(body: Body, keep: bool) -> Result<Self, Option<body::BodyFault>> {
         let streamed = body::client_body(body, MAX_BODY);
-        if tries > 1 {
+        if keep {
             match axum::body::to_bytes(streamed, usize::MAX).await {
                 Ok(b) => Ok(RequestBody::Kept(b)),
                 Err(e) => Err(body::body_fault(&e)),
             }
         } else {
             Ok(RequestBody::Streamed(Some(streamed)))
+        }
+    }
+
+    /// The whole body, when it is kept.
+    fn kept(&self) -> Option<&[u8]> {
+        match self {
+            RequestBody::Kept(b) => Some(b),
+            RequestBody::Streamed(_) => None,
         }
     }
 

@@ -203,7 +203,9 @@ pub(crate) async fn test(
     let vault = vault(state, &grant);
     let (view, secret) = vault.open_credential(&view.id).await?;
     let provider = Provider::get(&view.provider)?;
-    let outcome = keyward_probe::test_key(provider, &view.fields, secret.as_ref(), timeout).await;
+    let endpoints = &state.shared.gateway.options().token_endpoints;
+    let outcome =
+        keyward_probe::test_key(provider, &view.fields, secret.as_ref(), timeout, endpoints).await;
     let view = vault
         .record_key_test(
             &view.id,
@@ -228,8 +230,10 @@ pub(crate) async fn discover(
     let vault = vault(state, &grant);
     let (view, secret) = vault.open_credential(&view.id).await?;
     let provider = Provider::get(&view.provider)?;
+    let endpoints = &state.shared.gateway.options().token_endpoints;
     let found =
-        keyward_probe::discover_models(provider, &view.fields, secret.as_ref(), timeout).await;
+        keyward_probe::discover_models(provider, &view.fields, secret.as_ref(), timeout, endpoints)
+            .await;
     vault.record_discovery(&view, &found, grant.actor()).await?;
     match found {
         Ok(models) => Ok((view, models)),
