@@ -230,6 +230,30 @@ fn check_service_account(value: &str) -> Result<(), CoreError> {
             "the service-account JSON must have \"type\": \"service_account\"".into(),
         ));
     }
+    // Keyward sends its assertions to Google's token endpoint whatever the file says, and a
+    // file naming another would fail elsewhere as it does here; another universe (a sovereign
+    // cloud) has other endpoints, which Keyward does not know.
+    if let Some(uri) = obj.get("token_uri")
+        && !matches!(
+            uri.as_str(),
+            Some(
+                "https://oauth2.googleapis.com/token"
+                    | "https://accounts.google.com/o/oauth2/token"
+            )
+        )
+    {
+        return Err(CoreError::InvalidInput(
+            "the service-account JSON names a token_uri other than Google's (https://oauth2.googleapis.com/token); Keyward exchanges keys only there".into(),
+        ));
+    }
+    if obj
+        .get("universe_domain")
+        .is_some_and(|u| u.as_str() != Some("googleapis.com"))
+    {
+        return Err(CoreError::InvalidInput(
+            "the service-account JSON is for a universe other than googleapis.com, which Keyward does not serve".into(),
+        ));
+    }
     Ok(())
 }
 

@@ -127,7 +127,7 @@ async fn within_10s(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duratio
     panic!("{what}: not within 10 s");
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))

@@ -8,6 +8,7 @@
 
 mod backup;
 mod browser;
+mod cloud;
 mod crash;
 mod gateway;
 mod hostile_files;

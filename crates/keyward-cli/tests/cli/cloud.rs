@@ -1,0 +1,487 @@
+//! The clouds through the gateway, with their own SDKs: google-genai (`vertexai=True`) on a
+//! Vertex AI service account, the openai SDK's `AzureOpenAI` on an Entra ID app, boto3's
+//! `bedrock-runtime` (with `AWS_BEARER_TOKEN_BEDROCK` set to a gateway token) on an AWS access
+//! key. Upstream is `keyward-testkit/cloud/mock_cloud.py`, which checks what Keyward sends
+//! with implementations that are not Keyward's: google-auth verifies the JWT assertions,
+//! botocore's signer each SigV4 signature.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::gateway::{Server, client, python_sdk_available};
+use crate::sandbox::Sandbox;
+
+const AWS_ACCESS_KEY_ID: &str = "AKIAKEYWARDTEST0001";
+const AWS_SECRET: &str = "AWSCANARYsecretKEY/0123456789abcdefghijkl";
+const ENTRA_TENANT: &str = "8f1c2c7e-1111-4000-8000-000000000001";
+const ENTRA_CLIENT: &str = "0b5e8c3a-2222-4000-8000-000000000002";
+const ENTRA_SECRET: &str = "ENTRACANARY~secret.0123456789abcdef";
+const SA_EMAIL: &str = "gateway@acme-ml.iam.gserviceaccount.com";
+
+/// The mock clouds, as a child process.
+struct MockCloud {
+    child: Child,
+    url: String,
+}
+
+impl MockCloud {
+    fn start(dir: &std::path::Path, config: &Value) -> Self {
+        let path = dir.join("mock-cloud.json");
+        std::fs::write(&path, config.to_string()).unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../keyward-testkit/cloud/mock_cloud.py"
+        );
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("the mock printed its port");
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// What it saw, of one kind.
+    async fn seen(&self, kind: &str) -> Vec<Value> {
+        let log: Vec<Value> = client()
+            .get(format!("{}/_log", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        log.into_iter().filter(|e| e["kind"] == kind).collect()
+    }
+}
+
+impl Drop for MockCloud {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh RSA service-account key (PKCS#8, as Google issues them) and its public key, made
+/// with `cryptography`.
+fn service_account(dir: &std::path::Path) -> (String, String) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            r#"
+import json, sys
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+print(json.dumps({"private": private, "public": public}))
+"#,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sa = json!({
+        "type": "service_account",
+        "project_id": "acme-ml",
+        "private_key_id": "kid-1",
+        "private_key": keys["private"],
+        "client_email": SA_EMAIL,
+        "client_id": "1",
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "universe_domain": "googleapis.com",
+    });
+    (sa.to_string(), keys["public"].as_str().unwrap().to_owned())
+}
+
+/// Runs a Python script with `env`; its standard output.
+fn python(s: &Sandbox, script: &str, env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script]).current_dir(s.scratch());
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "GOOGLE_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_CLOUD_PROJECT",
+        "GOOGLE_CLOUD_LOCATION",
+        "GOOGLE_GENAI_USE_VERTEXAI",
+        "AZURE_OPENAI_API_KEY",
+        "OPENAI_API_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+const GENAI_SCRIPT: &str = r#"
+import os
+from google import genai
+from google.oauth2.credentials import Credentials
+base = os.environ["GATEWAY"]
+express = genai.Client(vertexai=True, api_key=os.environ["GW_TOKEN"], http_options={"base_url": base})
+r = express.models.generate_content(model="gemini-2.0-flash", contents="Say hello")
+print("express:", r.text)
+print("streamed:", "".join(c.text for c in express.models.generate_content_stream(model="gemini-2.0-flash", contents="Say hello")))
+# The project form, as code that runs on Vertex with a token: the gateway puts the
+# credential's project and location in place of whatever the client names.
+project = genai.Client(vertexai=True, project="someone-elses", location="europe-west4",
+                       credentials=Credentials(token=os.environ["GW_TOKEN"]), http_options={"base_url": base})
+print("project:", project.models.generate_content(model="gemini-2.0-flash", contents="Say hello").text)
+"#;
+
+const GENAI_CONCURRENT: &str = r#"
+import os, concurrent.futures
+from google import genai
+c = genai.Client(vertexai=True, api_key=os.environ["GW_TOKEN"], http_options={"base_url": os.environ["GATEWAY"]})
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    texts = list(pool.map(lambda _: c.models.generate_content(model="gemini-2.0-flash", contents="hi").text, range(8)))
+print(sorted(set(texts)))
+"#;
+
+const AZURE_SCRIPT: &str = r#"
+import os
+from openai import AzureOpenAI, APIStatusError
+client = AzureOpenAI(azure_endpoint=os.environ["GATEWAY"], api_key=os.environ["GW_TOKEN"],
+                     api_version="2024-10-21", max_retries=0)
+try:
+    r = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    print("azure:", r.choices[0].message.content)
+except APIStatusError as e:
+    print("error:", e.status_code)
+"#;
+
+const BOTO3_SCRIPT: &str = r#"
+import base64, json, os
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+rt = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=os.environ["GATEWAY"],
+                  config=Config(retries={"max_attempts": 1}))
+messages = [{"role": "user", "content": [{"text": "Say hello"}]}]
+try:
+    r = rt.converse(modelId="anthropic.claude-3-haiku-20240307-v1:0", messages=messages)
+except ClientError as e:
+    print("error:", e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
+    raise SystemExit(0)
+print("converse:", r["output"]["message"]["content"][0]["text"], r["usage"]["totalTokens"])
+arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-haiku-20240307-v1:0"
+events = rt.converse_stream(modelId=arn, messages=messages)["stream"]
+text = "".join(e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e)
+print("converse-stream:", text)
+body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]})
+r = rt.invoke_model(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=body)
+print("invoke:", json.loads(r["body"].read())["content"][0]["text"])
+r = rt.invoke_model_with_response_stream(modelId="anthropic.claude-3-haiku-20240307-v1:0", body=body)
+kinds = [json.loads(e["chunk"]["bytes"])["type"] for e in r["body"]]
+print("invoke-stream:", kinds)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
+    for module in ["google.genai", "openai", "boto3", "cryptography"] {
+        if !python_sdk_available(module) {
+            return;
+        }
+    }
+    let mut s = Sandbox::sqlite();
+    let master = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), master);
+    let (sa_json, sa_public) = service_account(&s.scratch());
+    let mock = MockCloud::start(
+        &s.scratch(),
+        &json!({
+            "sa_public_pem": sa_public,
+            "sa_email": SA_EMAIL,
+            "project": "acme-ml",
+            "location": "us-central1",
+            "token_lifetime": 301,
+            "entra": { "tenant": ENTRA_TENANT, "client_id": ENTRA_CLIENT, "secret": ENTRA_SECRET },
+            "aws": { "access_key_id": AWS_ACCESS_KEY_ID, "secret": AWS_SECRET, "region": "us-east-1" },
+        }),
+    );
+    let google_token_url = format!("{}/google/token", mock.url);
+    let entra_authority = format!("{}/entra", mock.url);
+    let server = Server::start(
+        &s,
+        &[],
+        &[
+            ("KEYWARD_GOOGLE_TOKEN_URL", google_token_url.as_str()),
+            ("KEYWARD_ENTRA_AUTHORITY", entra_authority.as_str()),
+        ],
+    );
+    s.env.insert("KEYWARD_URL".into(), server.url.clone());
+    s.env
+        .insert("KEYWARD_TOKEN".into(), server.admin.clone().unwrap());
+    s.ok(&["org", "create", "acme"]);
+    let add = |s: &mut Sandbox, provider: &str, name: &str, secret: &str, sets: &[&str]| {
+        let mut args = vec![
+            "cred",
+            "add",
+            "--org",
+            "acme",
+            "--provider",
+            provider,
+            "--name",
+            name,
+            "--api-key-env",
+            "SECRET",
+            "--json",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out: Value =
+            serde_json::from_str(&s.ok_with(&args, "", &[("SECRET", secret)])).unwrap();
+        out["id"].as_str().unwrap().to_owned()
+    };
+    let base = format!("base_url={}", mock.url);
+    let endpoint = format!("endpoint={}", mock.url);
+    let vertex = add(
+        &mut s,
+        "vertex",
+        "ml",
+        &sa_json,
+        &[&base, "location=us-central1"],
+    );
+    let azure = add(
+        &mut s,
+        "azure_openai",
+        "entra",
+        ENTRA_SECRET,
+        &[
+            &endpoint,
+            &format!("tenant_id={ENTRA_TENANT}"),
+            &format!("client_id={ENTRA_CLIENT}"),
+        ],
+    );
+    let bedrock = add(
+        &mut s,
+        "bedrock",
+        "aws",
+        AWS_SECRET,
+        &[
+            &base,
+            &format!("access_key_id={AWS_ACCESS_KEY_ID}"),
+            "region=us-east-1",
+        ],
+    );
+    let gw = s
+        .ok(&["gateway-token", "create", "--org", "acme", "--name", "apps"])
+        .trim()
+        .to_owned();
+
+    // Vertex AI: google-genai, express and project forms, plain and streamed.
+    let gateway = format!("{}/gateway/vertex", server.url);
+    let out = python(
+        &s,
+        GENAI_SCRIPT,
+        &[("GATEWAY", &gateway), ("GW_TOKEN", &gw)],
+    );
+    assert_eq!(
+        out,
+        "express: Hello from Vertex\nstreamed: Hello from Vertex\nproject: Hello from Vertex\n"
+    );
+    let grants = mock.seen("google_token").await;
+    assert_eq!(
+        grants.len(),
+        1,
+        "one token served three requests: {grants:?}"
+    );
+    assert!(grants.iter().all(|g| g["ok"] == true), "{grants:?}");
+    let calls = mock.seen("vertex").await;
+    assert_eq!(calls.len(), 3);
+    for call in &calls {
+        assert_eq!(call["ok"], true, "{call}");
+        assert!(
+            call["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("/v1beta1/projects/acme-ml/locations/us-central1/publishers/google/models/gemini-2.0-flash:"),
+            "{call}"
+        );
+        assert!(!call["headers"].to_string().contains(&gw), "{call}");
+    }
+
+    // The token lives one second past the refresh margin: after it, eight requests at once
+    // get one new token between them.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = python(
+        &s,
+        GENAI_CONCURRENT,
+        &[("GATEWAY", &gateway), ("GW_TOKEN", &gw)],
+    );
+    assert_eq!(out.trim(), "['Hello from Vertex']");
+    let grants = mock.seen("google_token").await;
+    assert_eq!(
+        grants.len(),
+        2,
+        "one refresh for eight concurrent requests: {grants:?}"
+    );
+
+    // Azure OpenAI with an Entra ID app: the client keeps `api_key=` (its gateway token).
+    let gateway = format!("{}/gateway/azure_openai", server.url);
+    let out = python(
+        &s,
+        AZURE_SCRIPT,
+        &[("GATEWAY", &gateway), ("GW_TOKEN", &gw)],
+    );
+    assert_eq!(out, "azure: Hello from Azure\n");
+    let grants = mock.seen("entra_token").await;
+    assert_eq!(grants.len(), 1, "{grants:?}");
+    assert!(grants[0]["ok"] == true);
+    let calls = mock.seen("azure").await;
+    assert!(calls.len() == 1 && calls[0]["ok"] == true, "{calls:?}");
+
+    // Bedrock with boto3's bearer token: every request signed, as botocore checks.
+    let gateway = format!("{}/gateway/bedrock", server.url);
+    let out = python(
+        &s,
+        BOTO3_SCRIPT,
+        &[("GATEWAY", &gateway), ("AWS_BEARER_TOKEN_BEDROCK", &gw)],
+    );
+    assert_eq!(
+        out,
+        "converse: Hello from Bedrock 5\n\
+         converse-stream: Hello from Bedrock\n\
+         invoke: Hello from Claude on Bedrock\n\
+         invoke-stream: ['content_block_delta', 'message_stop']\n"
+    );
+    let calls = mock.seen("bedrock").await;
+    assert_eq!(calls.len(), 4);
+    for call in &calls {
+        assert_eq!(call["ok"], true, "{call}");
+        assert!(
+            call["headers"]["authorization"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("AWS4-HMAC-SHA256 Credential={AWS_ACCESS_KEY_ID}/"))
+        );
+    }
+    assert!(
+        calls[1]["path"]
+            .as_str()
+            .unwrap()
+            .contains("inference-profile%2Fus.anthropic"),
+        "the ARN's slash went upstream encoded, as signed: {}",
+        calls[1]["path"]
+    );
+
+    // `cred test` and discovery, for each.
+    for (id, models) in [
+        (&vertex, "gemini-2.0-flash"),
+        (&azure, "gpt-4o-mini"),
+        (&bedrock, "anthropic.claude-3-haiku-20240307-v1:0"),
+    ] {
+        let tested: Value = serde_json::from_str(&s.ok(&["cred", "test", id, "--json"])).unwrap();
+        assert_eq!(tested["last_test_result"], "ok", "{id}: {tested}");
+        let listed = s.ok(&["cred", "models", id]);
+        assert!(listed.contains(models), "{id}: {listed}");
+    }
+
+    // A wrong secret: Bedrock refuses the signature, Entra ID the client; the SDKs get a
+    // refusal in their own shape, and the key is set aside.
+    s.ok_with(
+        &[
+            "cred",
+            "update",
+            &bedrock,
+            "--rotate-key",
+            "--api-key-env",
+            "SECRET",
+        ],
+        "",
+        &[("SECRET", "AWSCANARYwrongKEY/0123456789abcdefghijklmn")],
+    );
+    let out = python(
+        &s,
+        BOTO3_SCRIPT,
+        &[
+            ("GATEWAY", &format!("{}/gateway/bedrock", server.url)),
+            ("AWS_BEARER_TOKEN_BEDROCK", &gw),
+        ],
+    );
+    assert_eq!(out.trim(), "error: InvalidSignatureException 403");
+    s.ok_with(
+        &[
+            "cred",
+            "update",
+            &azure,
+            "--rotate-key",
+            "--api-key-env",
+            "SECRET",
+        ],
+        "",
+        &[("SECRET", "ENTRACANARY~wrong.0123456789abcdef")],
+    );
+    let out = python(
+        &s,
+        AZURE_SCRIPT,
+        &[
+            ("GATEWAY", &format!("{}/gateway/azure_openai", server.url)),
+            ("GW_TOKEN", &gw),
+        ],
+    );
+    assert_eq!(out.trim(), "error: 401");
+    let status: Value = serde_json::from_str(&s.ok(&["gateway", "status", "--json"])).unwrap();
+    let aside = status.to_string();
+    assert!(
+        aside.contains(&bedrock) && aside.contains(&azure),
+        "{aside}"
+    );
+
+    // Nothing secret anywhere: not in the log, the audit trail, nor the answers the SDKs
+    // printed.
+    let audit = s.ok(&["events", "list", "--limit", "500", "--json"]);
+    let log = server.stop();
+    let private_key_line = sa_json.split("\\n").nth(3).unwrap().to_owned();
+    for (what, text) in [("log", &log), ("audit", &audit)] {
+        for secret in [
+            AWS_SECRET,
+            "AWSCANARYwrongKEY",
+            ENTRA_SECRET,
+            "ENTRACANARY",
+            private_key_line.as_str(),
+            "ya29.mock",
+            "entra.mock",
+            gw.as_str(),
+        ] {
+            assert!(!text.contains(secret), "the {what} holds {secret}");
+        }
+    }
+}
