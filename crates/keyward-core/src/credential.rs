@@ -155,6 +155,9 @@ pub fn normalize_secret(
         check_service_account(value)?;
         return Ok(SecretString::from(value));
     }
+    if provider.secret == SecretKind::AwsSecretAccessKey && value.starts_with('{') {
+        return temporary_aws_credentials(value);
+    }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(CoreError::InvalidInput(format!(
             "the {} contains whitespace or control characters; paste the key alone",
@@ -202,6 +205,67 @@ fn secret_label(provider: &Provider) -> &'static str {
         SecretKind::AwsSecretAccessKey => "AWS secret access key",
         SecretKind::ApiKey | SecretKind::Optional => "API key",
     }
+}
+
+/// A Bedrock credential's secret, opened: the secret access key, and the session token of
+/// temporary credentials.
+#[derive(Debug)]
+pub struct AwsSecret {
+    /// The secret access key (or, for a credential without an access key id, a Bedrock API
+    /// key).
+    pub secret_access_key: SecretString,
+    /// The session token of temporary credentials.
+    pub session_token: Option<SecretString>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TemporaryAwsCredentials {
+    #[serde(alias = "SecretAccessKey")]
+    secret_access_key: String,
+    #[serde(
+        alias = "SessionToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    session_token: Option<String>,
+}
+
+impl AwsSecret {
+    /// A stored Bedrock secret: a secret access key as it is, or temporary credentials as
+    /// [`normalize_secret`] stores them (`{"secret_access_key": ..., "session_token": ...}`).
+    pub fn open(secret: &SecretString) -> Self {
+        let value = secret.expose_secret();
+        if value.starts_with('{')
+            && let Ok(t) = serde_json::from_str::<TemporaryAwsCredentials>(value)
+        {
+            return Self {
+                secret_access_key: SecretString::from(t.secret_access_key),
+                session_token: t.session_token.map(SecretString::from),
+            };
+        }
+        Self {
+            secret_access_key: secret.clone(),
+            session_token: None,
+        }
+    }
+}
+
+/// Temporary AWS credentials given as JSON: `aws configure export-credentials`' (and
+/// `aws sts`' `Credentials`: `SecretAccessKey`, `SessionToken`), or the stored form; kept as
+/// the stored form. The access key id stays a field of its own (it is public).
+fn temporary_aws_credentials(value: &str) -> Result<SecretString, CoreError> {
+    let refused = || {
+        CoreError::InvalidInput(
+            "AWS credentials given as JSON need SecretAccessKey (and SessionToken, for temporary ones), as `aws configure export-credentials` prints them".into(),
+        )
+    };
+    let t: TemporaryAwsCredentials = serde_json::from_str(value).map_err(|_| refused())?;
+    let clean = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !clean(&t.secret_access_key) || t.session_token.as_deref().is_some_and(|s| !clean(s)) {
+        return Err(refused());
+    }
+    let stored = serde_json::to_string(&t).map_err(|_| refused())?;
+    Ok(SecretString::from(stored))
 }
 
 /// The fields a Google service-account key file has.
@@ -270,6 +334,15 @@ pub fn key_hint(provider: &Provider, secret: &SecretString) -> String {
             .ok()
             .and_then(|v| v.get("client_email")?.as_str().map(str::to_owned))
             .map_or_else(|| "service account".to_owned(), |e| format!("sa:{e}"));
+    }
+    if provider.secret == SecretKind::AwsSecretAccessKey && value.starts_with('{') {
+        let opened = AwsSecret::open(secret);
+        let hint = key_hint(provider, &opened.secret_access_key);
+        return if opened.session_token.is_some() {
+            format!("{hint} (temporary)")
+        } else {
+            hint
+        };
     }
     let chars: Vec<char> = value.chars().collect();
     let n = chars.len();

@@ -54,6 +54,12 @@ pub fn key_and_base_url_vars(
     // read it (AZURE_CLIENT_SECRET), beside the principal's fields.
     let secret_env = match provider.principal {
         Some(p) if provider.names_principal(fields) => p.secret_env,
+        // A Bedrock credential without an access key id holds a Bedrock API key.
+        _ if provider.secret == SecretKind::AwsSecretAccessKey
+            && fields.get("access_key_id").is_none_or(|v| v.is_empty()) =>
+        {
+            &[crate::provider::BEDROCK_API_KEY_ENV]
+        }
         _ => provider.secret_env,
     };
     (owned(secret_env), owned(provider.base_url_env))
@@ -76,6 +82,13 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
         match (&resolved.secret, provider.secret) {
             (Some(secret), SecretKind::ServiceAccountJson) => {
                 push(var, EnvValue::SecretFile(secret.clone()));
+            }
+            (Some(secret), SecretKind::AwsSecretAccessKey) => {
+                let opened = crate::credential::AwsSecret::open(secret);
+                push(var, EnvValue::Secret(opened.secret_access_key));
+                if let Some(token) = opened.session_token {
+                    push("AWS_SESSION_TOKEN", EnvValue::Secret(token));
+                }
             }
             (Some(secret), _) => push(var, EnvValue::Secret(secret.clone())),
             // Resolved from Keyward's own environment: the key file's path passes through.

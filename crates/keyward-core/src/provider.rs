@@ -136,6 +136,10 @@ const BASE: Provider = Provider {
     principal: None,
 };
 
+/// The variable a Bedrock API key is given in (boto3 1.39 and the AWS SDKs read it); a Bedrock
+/// credential without an access key id holds such a key.
+pub const BEDROCK_API_KEY_ENV: &str = "AWS_BEARER_TOKEN_BEDROCK";
+
 /// The Vertex AI location a credential without one is served in (LiteLLM's and the Vertex
 /// SDK's default).
 pub const VERTEX_DEFAULT_LOCATION: &str = "us-central1";
@@ -377,7 +381,8 @@ pub static PROVIDERS: &[Provider] = &[
         secret_field: "secret_access_key",
         secret_env: &["AWS_SECRET_ACCESS_KEY"],
         public_fields: &[
-            field("access_key_id", &["AWS_ACCESS_KEY_ID"], true),
+            // Without one, the secret is a Bedrock API key (sent as a bearer token).
+            field("access_key_id", &["AWS_ACCESS_KEY_ID"], false),
             field("region", &["AWS_REGION", "AWS_DEFAULT_REGION"], true),
         ],
         auth: AuthStyle::AwsSigV4,

@@ -187,6 +187,68 @@ fn bedrock_gets_the_three_aws_variables() {
     assert_eq!(e["AWS_DEFAULT_REGION"], pair("plain", "eu-west-1"));
 }
 
+/// Temporary credentials, pasted as `aws configure export-credentials` prints them, are stored
+/// in one form and given as the SDKs read them; a credential without an access key id holds a
+/// Bedrock API key, given in AWS_BEARER_TOKEN_BEDROCK.
+#[test]
+fn bedrock_temporary_credentials_and_api_keys() {
+    let bedrock = Provider::get("bedrock").unwrap();
+    let pasted = SecretString::from(
+        r#" {"Version": 1, "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "tmp/Secret+Key", "SessionToken": "IQoJb3JpZ2luX2VjEXAMPLE==", "Expiration": "2026-12-07T12:00:00Z"} "#,
+    );
+    let stored = keyward_core::credential::normalize_secret(
+        bedrock,
+        &pasted,
+        keyward_core::credential::FormatCheck::Enforce,
+    )
+    .unwrap();
+    assert_eq!(
+        stored.expose_secret(),
+        r#"{"secret_access_key":"tmp/Secret+Key","session_token":"IQoJb3JpZ2luX2VjEXAMPLE=="}"#
+    );
+    let hint = keyward_core::credential::key_hint(bedrock, &stored);
+    assert!(
+        hint.ends_with("(temporary)") && !hint.contains("Secret+Key"),
+        "{hint}"
+    );
+    let e = env(&resolved(
+        "bedrock",
+        Some(stored.expose_secret()),
+        &[("access_key_id", "ASIAEXAMPLE"), ("region", "us-east-1")],
+    ));
+    assert_eq!(e["AWS_SECRET_ACCESS_KEY"], pair("secret", "tmp/Secret+Key"));
+    assert_eq!(
+        e["AWS_SESSION_TOKEN"],
+        pair("secret", "IQoJb3JpZ2luX2VjEXAMPLE==")
+    );
+    for refused in [
+        r#"{"SessionToken": "x"}"#,
+        r#"{"SecretAccessKey": "a b"}"#,
+        "{",
+    ] {
+        assert!(
+            keyward_core::credential::normalize_secret(
+                bedrock,
+                &SecretString::from(refused),
+                keyward_core::credential::FormatCheck::Enforce,
+            )
+            .is_err(),
+            "{refused}"
+        );
+    }
+
+    let e = env(&resolved(
+        "bedrock",
+        Some("ABSKQmVkcm9ja0FQSUtleS1leGFtcGxl"),
+        &[("region", "us-east-1")],
+    ));
+    assert_eq!(
+        e["AWS_BEARER_TOKEN_BEDROCK"],
+        pair("secret", "ABSKQmVkcm9ja0FQSUtleS1leGFtcGxl")
+    );
+    assert!(!e.contains_key("AWS_SECRET_ACCESS_KEY") && !e.contains_key("AWS_ACCESS_KEY_ID"));
+}
+
 #[test]
 fn compatible_providers_use_the_chosen_prefix_or_their_sdks() {
     let e = env(&resolved(

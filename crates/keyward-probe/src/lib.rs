@@ -337,10 +337,11 @@ async fn cloud_auth(
                 // A Bedrock API key.
                 return Ok(vec![(AUTHORIZATION, bearer(secret.expose_secret())?)]);
             };
+            let opened = keyward_core::credential::AwsSecret::open(secret);
             let key = cloud::AwsKey {
                 access_key_id,
-                secret,
-                session_token: None,
+                secret: &opened.secret_access_key,
+                session_token: opened.session_token.as_ref(),
                 region,
             };
             return key

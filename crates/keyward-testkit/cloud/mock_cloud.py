@@ -62,7 +62,6 @@ def event(kind, body):
 
 def sigv4_ok(method, raw_path, headers, body):
     """Whether the request's SigV4 signature is the one botocore computes, and why not."""
-    aws = CONFIG["aws"]
     auth = headers.get("authorization", "")
     if not auth.startswith("AWS4-HMAC-SHA256 "):
         return False, "no SigV4 authorization"
@@ -70,7 +69,10 @@ def sigv4_ok(method, raw_path, headers, body):
     ak, date, region, service, term = f["Credential"].split("/")
     signed = f["SignedHeaders"].split(";")
     amz_date = headers.get("x-amz-date", "")
-    if (ak, region, service, term) != (aws["access_key_id"], aws["region"], "bedrock", "aws4_request"):
+    aws = next((k for k in CONFIG["aws"]["keys"] if k["access_key_id"] == ak), None)
+    if aws is None:
+        return False, f"unknown access key {ak}"
+    if (region, service, term) != (CONFIG["aws"]["region"], "bedrock", "aws4_request"):
         return False, f"wrong scope {ak}/{region}/{service}"
     if date != amz_date[:8] or not {"host", "x-amz-date"} <= set(signed):
         return False, "date or signed headers"
@@ -85,7 +87,7 @@ def sigv4_ok(method, raw_path, headers, body):
     req = AWSRequest(method=method, url="http://" + headers["host"] + raw_path,
                      headers={h: headers[h] for h in signed}, data=body)
     req.context["timestamp"] = amz_date
-    s = SigV4Auth(Credentials(aws["access_key_id"], aws["secret"], token), "bedrock", aws["region"])
+    s = SigV4Auth(Credentials(aws["access_key_id"], aws["secret"], token), "bedrock", region)
     want = s.signature(s.string_to_sign(req, s.canonical_request(req)), req)
     return hmac.compare_digest(want, f["Signature"]), "signature mismatch"
 
@@ -222,10 +224,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                          "usage": {"prompt_tokens": 3, "completion_tokens": 3, "total_tokens": 6}})
 
     def bedrock(self, path, h, body):
-        ok, why = sigv4_ok(self.command, self.path, h, body)
-        if CONFIG["aws"].get("api_key"):  # a Bedrock API key instead
-            ok = h.get("authorization") == "Bearer " + CONFIG["aws"]["api_key"]
-            why = "not the API key"
+        if h.get("authorization", "").startswith("Bearer "):  # a Bedrock API key
+            ok = h["authorization"][len("Bearer "):] in CONFIG["aws"]["api_keys"]
+            why = "not a Bedrock API key"
+        else:
+            ok, why = sigv4_ok(self.command, self.path, h, body)
         self.note("bedrock", ok, "" if ok else why)
         if not ok:
             return self.reply(403, {"message": "The request signature we calculated does not match the signature you provided."},

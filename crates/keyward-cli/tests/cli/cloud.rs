@@ -16,6 +16,10 @@ use crate::sandbox::Sandbox;
 
 const AWS_ACCESS_KEY_ID: &str = "AKIAKEYWARDTEST0001";
 const AWS_SECRET: &str = "AWSCANARYsecretKEY/0123456789abcdefghijkl";
+const AWS_TEMP_KEY_ID: &str = "ASIAKEYWARDTEST0002";
+const AWS_TEMP_SECRET: &str = "AWSCANARYtempSECRET/0123456789abcdefghijk";
+const AWS_SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjCANARYsessionTOKEN0123456789abcdef==";
+const BEDROCK_API_KEY: &str = "ABSKCANARYQmVkcm9ja0FQSUtleS0xMjM0NTY3ODkwYWJjZGVm";
 const ENTRA_TENANT: &str = "8f1c2c7e-1111-4000-8000-000000000001";
 const ENTRA_CLIENT: &str = "0b5e8c3a-2222-4000-8000-000000000002";
 const ENTRA_SECRET: &str = "ENTRACANARY~secret.0123456789abcdef";
@@ -232,7 +236,14 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             "location": "us-central1",
             "token_lifetime": 301,
             "entra": { "tenant": ENTRA_TENANT, "client_id": ENTRA_CLIENT, "secret": ENTRA_SECRET },
-            "aws": { "access_key_id": AWS_ACCESS_KEY_ID, "secret": AWS_SECRET, "region": "us-east-1" },
+            "aws": {
+                "region": "us-east-1",
+                "keys": [
+                    { "access_key_id": AWS_ACCESS_KEY_ID, "secret": AWS_SECRET },
+                    { "access_key_id": AWS_TEMP_KEY_ID, "secret": AWS_TEMP_SECRET, "session_token": AWS_SESSION_TOKEN },
+                ],
+                "api_keys": [BEDROCK_API_KEY],
+            },
         }),
     );
     let google_token_url = format!("{}/google/token", mock.url);
@@ -402,6 +413,94 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         calls[1]["path"]
     );
 
+    // Temporary credentials (pasted as `aws configure export-credentials` prints them) and a
+    // Bedrock API key, each in an organization of its own.
+    let temporary = json!({
+        "Version": 1, "AccessKeyId": AWS_TEMP_KEY_ID, "SecretAccessKey": AWS_TEMP_SECRET,
+        "SessionToken": AWS_SESSION_TOKEN, "Expiration": "2099-01-01T00:00:00Z",
+    })
+    .to_string();
+    for (org, secret, sets) in [
+        (
+            "temp",
+            temporary.as_str(),
+            vec![format!("access_key_id={AWS_TEMP_KEY_ID}")],
+        ),
+        ("apikey", BEDROCK_API_KEY, vec![]),
+    ] {
+        s.ok(&["org", "create", org]);
+        let mut args = vec![
+            "cred",
+            "add",
+            "--org",
+            org,
+            "--provider",
+            "bedrock",
+            "--name",
+            "aws",
+            "--api-key-env",
+            "SECRET",
+            "--set",
+            &base,
+            "--set",
+            "region=us-east-1",
+        ];
+        for set in &sets {
+            args.extend(["--set", set.as_str()]);
+        }
+        s.ok_with(&args, "", &[("SECRET", secret)]);
+        let token = s
+            .ok(&["gateway-token", "create", "--org", org, "--name", "apps"])
+            .trim()
+            .to_owned();
+        let out = python(
+            &s,
+            BOTO3_SCRIPT,
+            &[("GATEWAY", &gateway), ("AWS_BEARER_TOKEN_BEDROCK", &token)],
+        );
+        assert!(
+            out.starts_with("converse: Hello from Bedrock 5\n"),
+            "{org}: {out}"
+        );
+    }
+    let calls = mock.seen("bedrock").await;
+    assert_eq!(calls.len(), 12, "{calls:?}");
+    assert!(calls.iter().all(|c| c["ok"] == true), "{calls:?}");
+    assert!(
+        calls[4..8]
+            .iter()
+            .all(|c| c["headers"]["x-amz-security-token"] == AWS_SESSION_TOKEN)
+    );
+    assert!(
+        calls[8..]
+            .iter()
+            .all(|c| c["headers"]["authorization"] == format!("Bearer {BEDROCK_API_KEY}"))
+    );
+
+    // The answers were metered: Vertex's usageMetadata, Azure's usage, Bedrock's camelCase
+    // usage and its event-stream metadata (the model from the path, which Bedrock's answers
+    // do not name).
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for provider in ["vertex", "azure_openai", "bedrock"] {
+        let input: u64 = metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("keyward_gateway_tokens_total{")
+                    && l.contains(&format!("provider=\"{provider}\""))
+                    && l.contains("kind=\"input\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(input > 0, "{provider}: no input tokens metered\n{metrics}");
+    }
+
     // `cred test` and discovery, for each.
     for (id, models) in [
         (&vertex, "gemini-2.0-flash"),
@@ -473,6 +572,9 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
     for (what, text) in [("log", &log), ("audit", &audit)] {
         for secret in [
             AWS_SECRET,
+            AWS_TEMP_SECRET,
+            AWS_SESSION_TOKEN,
+            BEDROCK_API_KEY,
             "AWSCANARYwrongKEY",
             ENTRA_SECRET,
             "ENTRACANARY",

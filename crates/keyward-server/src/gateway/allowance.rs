@@ -17,7 +17,8 @@ use crate::AppState;
 
 /// The model a request names in its path, for the providers that name it there: Gemini's and
 /// Vertex's `.../models/M:generateContent` (a whole segment, before its action), Azure
-/// OpenAI's `.../deployments/D/...`. Every other provider's model is the body's.
+/// OpenAI's `.../deployments/D/...`, Bedrock's `model/{modelId}/...` (whose ids hold `:`, and
+/// `/` when they are ARNs). Every other provider's model is the body's.
 pub(super) fn model_in_path(provider: &Provider, path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
     let found = match provider.id {
@@ -31,6 +32,17 @@ pub(super) fn model_in_path(provider: &Provider, path: &str) -> Option<String> {
             .rev()
             .find(|w| w[0] == "deployments")
             .map(|w| w[1]),
+        "bedrock" => {
+            let id = segments
+                .windows(2)
+                .find(|w| w[0] == "model")
+                .map(|w| w[1])?;
+            let name = percent_encoding::percent_decode_str(id)
+                .decode_utf8()
+                .ok()?
+                .into_owned();
+            return (!name.is_empty() && !name.contains(';')).then_some(name);
+        }
         _ => None,
     }?;
     // A segment as written: decoded, so that an escape cannot hide the name it spells.

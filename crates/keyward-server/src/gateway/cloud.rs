@@ -263,10 +263,11 @@ fn sign_aws(
         .filter(|(n, _)| SIGNED.contains(&n.as_str()) || n.as_str().starts_with("x-amz-"))
         .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
         .collect();
+    let opened = keyward_core::credential::AwsSecret::open(secret);
     let key = AwsKey {
         access_key_id,
-        secret,
-        session_token: None,
+        secret: &opened.secret_access_key,
+        session_token: opened.session_token.as_ref(),
         region,
     };
     let headers = key
@@ -279,9 +280,10 @@ fn sign_aws(
             SystemTime::now(),
         )
         .map_err(|_| Unauthorized::Unusable("the request cannot be signed".into()))?;
+    // The secret key never leaves: a signature does. A session token goes as it is.
     Ok(Authorized {
         headers,
-        sent: None,
+        sent: opened.session_token,
     })
 }
 

@@ -9,7 +9,9 @@
 //! that a large answer (embeddings of a long list) costs bounded memory. A raw `"` is always
 //! the edge of a JSON string (a quote inside one is escaped), so a `"usage"` followed by `:`
 //! is a key, whatever the answer's text holds. A streamed answer is read line by line, each
-//! `data:` line on its own.
+//! `data:` line on its own. Bedrock's streams are AWS event-stream frames, each payload read
+//! on its own (ConverseStream's `metadata` event; InvokeModelWithResponseStream's chunks, whose
+//! `bytes` are the model's own events, base64-encoded).
 
 use std::pin::Pin;
 use std::sync::LazyLock;
@@ -31,11 +33,13 @@ macro_rules! finders {
 finders! {
     USAGE_KEY = b"\"usage\"";
     USAGE_METADATA_KEY = b"\"usageMetadata\"";
+    INVOCATION_METRICS_KEY = b"\"amazon-bedrock-invocationMetrics\"";
     MODEL_KEY = b"\"model\"";
     MODEL_VERSION_KEY = b"\"modelVersion\"";
     USAGE_PREFIX = b"\"usage";
     MODEL_PREFIX = b"\"model";
     DATA = b"data:";
+    INVOKE_CHUNK_BYTES = b"\"bytes\"";
     BLANK_LINE = b"\n\n";
     BLANK_CRLF = b"\r\n\r\n";
 }
@@ -100,10 +104,21 @@ fn n(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
 
-/// The counts of a `usage` object (OpenAI's, Azure's, the Responses API's, Anthropic's).
+/// The counts of a `usage` object (OpenAI's, Azure's, the Responses API's, Anthropic's,
+/// Bedrock Converse's).
 fn usage_counts(usage: &Value, anthropic: bool) -> Option<Counts> {
     if !usage.is_object() {
         return None;
+    }
+    // Bedrock's Converse: camelCase, input without the cached part.
+    if usage.get("inputTokens").is_some() || usage.get("outputTokens").is_some() {
+        return Some(Counts {
+            input: n(usage, "inputTokens"),
+            output: n(usage, "outputTokens"),
+            cache_read: n(usage, "cacheReadInputTokens"),
+            cache_write: n(usage, "cacheWriteInputTokens"),
+            input_excludes_cache: true,
+        });
     }
     let anthropic = anthropic
         || usage.get("cache_read_input_tokens").is_some()
@@ -183,15 +198,24 @@ struct Scan {
 /// (the first `model` or `modelVersion` naming one; `last_model`: the last instead).
 fn scan(text: &[u8], anthropic: bool, last_model: bool) -> Scan {
     let mut out = Scan::default();
-    for (key, gemini) in [(&*USAGE_KEY, false), (&*USAGE_METADATA_KEY, true)] {
+    for (key, shape) in [
+        (&*USAGE_KEY, Shape::Usage),
+        (&*USAGE_METADATA_KEY, Shape::Gemini),
+        (&*INVOCATION_METRICS_KEY, Shape::Bedrock),
+    ] {
         let found: Vec<usize> = values_of(text, key).collect();
         for at in found.into_iter().rev() {
-            let counts = value_at(text, at).and_then(|v| {
-                if gemini {
-                    gemini_counts(&v)
-                } else {
-                    usage_counts(&v, anthropic)
-                }
+            let counts = value_at(text, at).and_then(|v| match shape {
+                Shape::Gemini => gemini_counts(&v),
+                Shape::Usage => usage_counts(&v, anthropic),
+                // The total Bedrock gives at the end of an InvokeModel stream.
+                Shape::Bedrock => v.is_object().then(|| Counts {
+                    input: n(&v, "inputTokenCount"),
+                    output: n(&v, "outputTokenCount"),
+                    cache_read: n(&v, "cacheReadInputTokenCount"),
+                    cache_write: n(&v, "cacheWriteInputTokenCount"),
+                    input_excludes_cache: true,
+                }),
             });
             if let Some(c) = counts {
                 out.counts = Some(c);
@@ -219,6 +243,14 @@ fn scan(text: &[u8], anthropic: bool, last_model: bool) -> Scan {
     out
 }
 
+/// Where a usage object was found.
+#[derive(Clone, Copy)]
+enum Shape {
+    Usage,
+    Gemini,
+    Bedrock,
+}
+
 /// A model name worth keeping: short, printable, no controls or bidi overrides.
 pub(crate) fn is_model_name(m: &str) -> bool {
     !m.is_empty() && keyward_core::ids::is_plain_text(m, 200)
@@ -231,6 +263,8 @@ pub(crate) enum Format {
     Json,
     /// Server-sent events.
     Events,
+    /// AWS event-stream frames (Bedrock's streams).
+    EventStream,
 }
 
 /// Reads an answer's bytes as they pass.
@@ -247,6 +281,10 @@ pub(crate) struct Meter {
     gap: bool,
     /// Events: the line being read is too long and is skipped to its end.
     skipping: bool,
+    /// Event-stream frames: what is left of a frame too long to read.
+    frame_skip: usize,
+    /// Event-stream frames: the answer is not framed as it said, and is not read further.
+    unframed: bool,
     counts: Option<Counts>,
     model: Option<String>,
 }
@@ -261,6 +299,8 @@ impl Meter {
             tail: Vec::new(),
             gap: false,
             skipping: false,
+            frame_skip: 0,
+            unframed: false,
             counts: None,
             model: None,
         }
@@ -271,6 +311,7 @@ impl Meter {
         match self.format {
             Format::Json => self.feed_json(data),
             Format::Events => self.feed_events(data),
+            Format::EventStream => self.feed_frames(data),
         }
     }
 
@@ -317,6 +358,72 @@ impl Meter {
         }
     }
 
+    /// AWS event-stream frames: `u32 total | u32 headers | u32 crc | headers | payload |
+    /// u32 crc`, big-endian. A frame is kept until it is whole; one longer than [`MAX_LINE`]
+    /// passes unread, and a stream that is not framed so is not read further.
+    fn feed_frames(&mut self, mut data: &[u8]) {
+        while !data.is_empty() && !self.unframed {
+            if self.frame_skip > 0 {
+                let n = self.frame_skip.min(data.len());
+                self.frame_skip -= n;
+                data = &data[n..];
+                continue;
+            }
+            if self.head.len() < 12 {
+                let take = (12 - self.head.len()).min(data.len());
+                self.head.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.head.len() < 12 {
+                    return;
+                }
+            }
+            let total = u32::from_be_bytes([self.head[0], self.head[1], self.head[2], self.head[3]])
+                as usize;
+            let headers =
+                u32::from_be_bytes([self.head[4], self.head[5], self.head[6], self.head[7]])
+                    as usize;
+            if total < 16 || headers > total - 16 {
+                self.head.clear();
+                self.unframed = true;
+                return;
+            }
+            if total > MAX_LINE {
+                self.frame_skip = total - self.head.len();
+                self.head.clear();
+                continue;
+            }
+            let take = (total - self.head.len()).min(data.len());
+            self.head.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.head.len() == total {
+                let frame = std::mem::take(&mut self.head);
+                self.frame(&frame);
+            }
+        }
+    }
+
+    /// One whole frame: its payload read for usage.
+    fn frame(&mut self, frame: &[u8]) {
+        let headers = u32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as usize;
+        let Some(payload) = frame.get(12 + headers..frame.len() - 4) else {
+            return;
+        };
+        if let Some(found) = INVOKE_CHUNK_BYTES.find(payload).and_then(|_| {
+            // InvokeModelWithResponseStream: `{"bytes": "<base64 of the model's event>"}`.
+            let v: Value = serde_json::from_slice(payload).ok()?;
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(v.get("bytes")?.as_str()?)
+                .ok()
+        }) {
+            let inner = scan(&found, true, false);
+            self.take(inner);
+        } else if USAGE_PREFIX.find(payload).is_some() {
+            let found = scan(payload, self.anthropic, false);
+            self.take(found);
+        }
+    }
+
     fn event_line(&mut self, line: &[u8]) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(data) = line.strip_prefix(b"data:") else {
@@ -360,6 +467,7 @@ impl Meter {
                 };
                 self.take(found);
             }
+            Format::EventStream => {}
             Format::Events => {
                 // A last line without its newline.
                 if !self.head.is_empty() && !self.skipping {
@@ -473,6 +581,78 @@ mod tests {
             cache_read,
             cache_write,
         })
+    }
+
+    /// An AWS event-stream frame (the CRCs are not checked by the meter; zeros here).
+    fn frame(event: &str, payload: &str) -> Vec<u8> {
+        let mut headers = Vec::new();
+        for (k, v) in [(":event-type", event), (":message-type", "event")] {
+            headers.push(k.len() as u8);
+            headers.extend_from_slice(k.as_bytes());
+            headers.push(7);
+            headers.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            headers.extend_from_slice(v.as_bytes());
+        }
+        let total = 12 + headers.len() + payload.len() + 4;
+        let mut out = Vec::new();
+        out.extend_from_slice(&(total as u32).to_be_bytes());
+        out.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.extend_from_slice(&headers);
+        out.extend_from_slice(payload.as_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out
+    }
+
+    #[test]
+    fn bedrock_converse_and_its_streams() {
+        let whole = r#"{"output":{"message":{"role":"assistant","content":[{"text":"Hi \"usage\": {\"inputTokens\": 999}"}]}},
+            "stopReason":"end_turn","usage":{"inputTokens":12,"outputTokens":5,"totalTokens":17,"cacheReadInputTokens":100}}"#;
+        assert_eq!(
+            read_both_ways(Format::Json, false, whole).tokens,
+            tokens(112, 5, 100, 0)
+        );
+        let mut stream = frame("messageStart", r#"{"role":"assistant"}"#);
+        stream.extend(frame(
+            "contentBlockDelta",
+            r#"{"contentBlockIndex":0,"delta":{"text":"\"usage\":{\"inputTokens\":1}"}}"#,
+        ));
+        stream.extend(frame(
+            "metadata",
+            r#"{"usage":{"inputTokens":12,"outputTokens":5,"totalTokens":17},"metrics":{"latencyMs":9}}"#,
+        ));
+        let whole = read(Format::EventStream, false, &[&stream]);
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(read(Format::EventStream, false, &bytes), whole);
+        assert_eq!(whole.tokens, tokens(12, 5, 0, 0));
+
+        // InvokeModelWithResponseStream: the model's own events, base64 in `bytes`.
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut stream = frame(
+            "chunk",
+            &format!(
+                r#"{{"bytes":"{}"}}"#,
+                b64(
+                    r#"{"type":"message_start","message":{"model":"claude-3-haiku","usage":{"input_tokens":7,"output_tokens":1}}}"#
+                )
+            ),
+        );
+        stream.extend(frame(
+            "chunk",
+            &format!(
+                r#"{{"bytes":"{}"}}"#,
+                b64(r#"{"type":"message_stop","amazon-bedrock-invocationMetrics":{"inputTokenCount":7,"outputTokenCount":4}}"#)
+            ),
+        ));
+        let r = read(Format::EventStream, false, &[&stream]);
+        assert_eq!(r.tokens, tokens(7, 4, 0, 0));
+        assert_eq!(r.model.as_deref(), Some("claude-3-haiku"));
+        // Not framed after all: nothing read, nothing broken.
+        assert_eq!(
+            read(Format::EventStream, false, &[b"{\"usage\":{}}"]).tokens,
+            None
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub(super) struct Bill {
     pub(super) ticket: super::budgets::Ticket,
     /// The gateway asked for the stream's usage: the chunk that brings it is not the client's.
     pub(super) hide_usage_chunk: bool,
+    /// The model the request named, for answers that do not name theirs (Bedrock's).
+    pub(super) model: Option<String>,
 }
 
 /// `response`, which `up` gave, as the client gets it (`version`: our connection's; `sent`:
@@ -102,6 +104,12 @@ pub(super) fn relay(
         _ if status.is_success() && bill.method == Method::POST => {
             let format = match head.headers.get(header::CONTENT_TYPE) {
                 Some(t) if t.as_bytes().starts_with(b"text/event-stream") => Format::Events,
+                Some(t)
+                    if t.as_bytes()
+                        .starts_with(b"application/vnd.amazon.eventstream") =>
+                {
+                    Format::EventStream
+                }
                 _ => Format::Json,
             };
             let meter = Meter::new(format, provider.auth == AuthStyle::XApiKey);
@@ -109,7 +117,10 @@ pub(super) fn relay(
             let (kind, id) = up.served.usage_subject();
             let served_id = id.to_owned();
             let provider_id = provider.id;
-            let metered = Metered::new(body, meter, move |reading, _ended| {
+            let metered = Metered::new(body, meter, move |mut reading, _ended| {
+                if reading.model.is_none() {
+                    reading.model = bill.model.clone();
+                }
                 let Bill {
                     gateway: gw,
                     org,

@@ -239,6 +239,10 @@ async fn try_upstreams(
             method: parts.method.clone(),
             ticket,
             hide_usage_chunk,
+            // Bedrock's answers do not name their model; its path does.
+            model: (provider.auth == AuthStyle::AwsSigV4)
+                .then(|| bedrock_model(path))
+                .flatten(),
         };
         return relay(
             response,
@@ -257,6 +261,15 @@ async fn try_upstreams(
             "no key of this organization could serve the request",
         )
     })
+}
+
+/// The model id of a Bedrock path (`model/{modelId}/converse`), decoded.
+fn bedrock_model(path: &str) -> Option<String> {
+    let id = path.strip_prefix("model/")?.split('/').next()?;
+    let id = percent_encoding::percent_decode_str(id)
+        .decode_utf8()
+        .ok()?;
+    super::meter::is_model_name(&id).then(|| id.into_owned())
 }
 
 /// The client's query as it goes upstream: less `key=` and any parameter carrying a gateway
