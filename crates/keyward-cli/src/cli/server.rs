@@ -117,6 +117,13 @@ pub(crate) struct ServeArgs {
     /// business; turn it on where only your Prometheus reaches `/metrics`).
     #[arg(long, env = "KEYWARD_METRICS_BY_ORG", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     pub(crate) metrics_by_org: bool,
+    /// How long a realtime (WebSocket) session through the gateway may pass no message
+    /// either way before both sides are closed (1001).
+    #[arg(long, env = "KEYWARD_GATEWAY_REALTIME_IDLE_TIMEOUT", default_value = "5m", value_parser = positive_duration)]
+    pub(crate) gateway_realtime_idle_timeout: std::time::Duration,
+    /// How long a realtime session through the gateway may last.
+    #[arg(long, env = "KEYWARD_GATEWAY_REALTIME_MAX_DURATION", default_value = "60m", value_parser = positive_duration)]
+    pub(crate) gateway_realtime_max_duration: std::time::Duration,
     /// Where the gateway exchanges Vertex AI service accounts for access tokens (Google's
     /// endpoint; a private one, e.g. Private Service Connect's, where that is the way out).
     /// A service-account file's own `token_uri` is never used.

@@ -76,6 +76,8 @@ pub(crate) async fn serve(
             targets_file: args.gateway_config.clone(),
             stale_for: args.gateway_serve_stale_for,
             metrics_by_org: args.metrics_by_org,
+            realtime_idle_timeout: args.gateway_realtime_idle_timeout,
+            realtime_max_duration: args.gateway_realtime_max_duration,
             token_endpoints: keyward_probe::cloud::TokenEndpoints {
                 google: args.google_token_url.clone(),
                 entra: args.entra_authority.clone(),

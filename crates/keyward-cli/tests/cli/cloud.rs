@@ -25,19 +25,20 @@ const ENTRA_CLIENT: &str = "0b5e8c3a-2222-4000-8000-000000000002";
 const ENTRA_SECRET: &str = "ENTRACANARY~secret.0123456789abcdef";
 const SA_EMAIL: &str = "gateway@acme-ml.iam.gserviceaccount.com";
 
-/// The mock clouds, as a child process.
-struct MockCloud {
+/// A mock of `keyward-testkit/cloud/`, as a child process.
+pub(crate) struct MockCloud {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl MockCloud {
-    fn start(dir: &std::path::Path, config: &Value) -> Self {
-        let path = dir.join("mock-cloud.json");
+    /// Starts `script` (`mock_cloud.py`, `mock_realtime.py`) with `config`.
+    pub(crate) fn start(dir: &std::path::Path, script: &str, config: &Value) -> Self {
+        let path = dir.join(format!("{script}.json"));
         std::fs::write(&path, config.to_string()).unwrap();
-        let script = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../keyward-testkit/cloud/mock_cloud.py"
+        let script = format!(
+            "{}/../keyward-testkit/cloud/{script}",
+            env!("CARGO_MANIFEST_DIR")
         );
         let mut child = Command::new("python3")
             .arg(script)
@@ -58,7 +59,7 @@ impl MockCloud {
     }
 
     /// What it saw, of one kind.
-    async fn seen(&self, kind: &str) -> Vec<Value> {
+    pub(crate) async fn seen(&self, kind: &str) -> Vec<Value> {
         let log: Vec<Value> = client()
             .get(format!("{}/_log", self.url))
             .send()
@@ -119,7 +120,7 @@ print(json.dumps({"private": private, "public": public}))
 }
 
 /// Runs a Python script with `env`; its standard output.
-fn python(s: &Sandbox, script: &str, env: &[(&str, &str)]) -> String {
+pub(crate) fn python(s: &Sandbox, script: &str, env: &[(&str, &str)]) -> String {
     let mut cmd = Command::new("python3");
     cmd.args(["-c", script]).current_dir(s.scratch());
     for var in [
@@ -229,6 +230,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
     let (sa_json, sa_public) = service_account(&s.scratch());
     let mock = MockCloud::start(
         &s.scratch(),
+        "mock_cloud.py",
         &json!({
             "sa_public_pem": sa_public,
             "sa_email": SA_EMAIL,

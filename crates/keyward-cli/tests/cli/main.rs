@@ -16,6 +16,7 @@ mod import;
 mod kms;
 mod openapi;
 mod python_client;
+mod realtime;
 mod run;
 mod sandbox;
 mod serve;

@@ -340,6 +340,7 @@ pub(super) fn vertex_scope(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::vertex_path;
 

@@ -19,6 +19,9 @@
 //! - `body`: the client's body (limited, its faults told apart), the idle timeout and the
 //!   masking of the key on the upstream's answer.
 //! - `answers`: the gateway's own answers, in the provider's error shape.
+//! - `cloud`: credentials exchanged for access tokens (Vertex AI, Entra ID) or signing each
+//!   request (Bedrock's SigV4), and Vertex's paths.
+//! - `realtime`: WebSocket sessions on the realtime routes, pumped both ways.
 //!
 //! And beside the requests: `targets` (the static targets file), `key_ref` (its references to
 //! keys: a config variable, the environment, Vault KV) and `reload` (loading it),
@@ -36,6 +39,7 @@ mod headers;
 mod key_ref;
 mod meter;
 mod metrics;
+mod realtime;
 mod relay;
 mod reload;
 mod screen;
@@ -101,6 +105,10 @@ pub struct GatewayOptions {
     /// to anyone who reaches the server, and one organization's spend is none of another's
     /// business).
     pub metrics_by_org: bool,
+    /// How long a realtime (WebSocket) session may pass no message either way.
+    pub realtime_idle_timeout: Duration,
+    /// How long a realtime session may last.
+    pub realtime_max_duration: Duration,
     /// Where Vertex AI's and Entra ID's access tokens are asked for (Google's and
     /// Microsoft's public endpoints by default): the server's setting, never a credential's.
     pub token_endpoints: keyward_probe::cloud::TokenEndpoints,
@@ -118,6 +126,8 @@ impl Default for GatewayOptions {
             vault_kv: Arc::new(keyward_kms::kv::LazyKvReader::new(keyward_kms::process_env)),
             metrics_by_org: false,
             token_endpoints: keyward_probe::cloud::TokenEndpoints::default(),
+            realtime_idle_timeout: Duration::from_secs(300),
+            realtime_max_duration: Duration::from_secs(3600),
         }
     }
 }
@@ -259,6 +269,9 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
             .into_response();
     };
     let (parts, body) = req.into_parts();
+    if parts.method == axum::http::Method::GET && realtime::is_upgrade(&parts) {
+        return realtime::forward(&state, provider, parts, 2).await;
+    }
     if let Some(r) = screen(provider, &parts, 2) {
         return r;
     }
