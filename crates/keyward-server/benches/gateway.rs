@@ -7,7 +7,9 @@
 //! load: one request in flight (what a proxy adds to a request) and 16 in flight (the machine
 //! saturated: throughput, and latency that is mostly queueing). The answers report their usage,
 //! which Keyward reads and prices as they pass (spend is always on); a second gateway token
-//! has a monthly budget and a per-minute limit too (both held by leases).
+//! has a monthly budget and a per-minute limit too (both held by leases). And the clouds'
+//! paths, same mock: Vertex AI (a service account's access token, cached), Azure OpenAI on an
+//! Entra ID app (likewise) and Bedrock (the body read whole and signed with SigV4 each time).
 //!
 //! ```sh
 //! cargo bench -p keyward-server --bench gateway            # 5 s per side, 1 then 16 in flight
@@ -82,18 +84,35 @@ fn main() {
     let upstream_rt = runtime("bench-upstream");
     let mock = upstream_rt.block_on(async {
         let mock = MockProvider::builder().unrecorded().start().await;
-        mock.on_path(
+        for path in [
             "/v1/chat/completions",
-            Reply::ok()
-                .header("content-type", "application/json")
-                .text(BODY),
-        );
+            "/openai/deployments/gpt-4o/chat/completions",
+            "/v1beta1/projects/acme-ml/locations/us-central1/publishers/google/models",
+            "/model/amazon.titan-text-express-v1/converse",
+        ] {
+            mock.on_path(
+                path,
+                Reply::ok()
+                    .header("content-type", "application/json")
+                    .text(BODY),
+            );
+        }
+        // The token endpoints (each asked once: the tokens live an hour).
+        for path in ["/google/token", "/entra"] {
+            mock.on_path(
+                path,
+                Reply::ok()
+                    .header("content-type", "application/json")
+                    .text(r#"{"access_token":"bench-access-token","expires_in":3600,"token_type":"Bearer"}"#),
+            );
+        }
         mock
     });
     let upstream = mock.addr();
 
     // The gateway, with one organization, its key and a gateway token.
     let gateway_rt = runtime("bench-gateway");
+    let mut clouds = Vec::new();
     let (server, token, budgeted) = gateway_rt.block_on(async {
         // Set up before the server starts, which reads the budgets then.
         let kept = keyward_testkit::TestVault::open().await;
@@ -138,7 +157,67 @@ fn main() {
             )
             .await
             .expect("budget");
-        let server = TestServer::start_on(kept, |s| s).await;
+        // The clouds, each in an organization of its own.
+        for (org, provider, secret, fields) in [
+            (
+                "vertex",
+                "vertex",
+                service_account(),
+                vec![
+                    ("base_url", format!("http://{upstream}")),
+                    ("project", "acme-ml".into()),
+                ],
+            ),
+            (
+                "entra",
+                "azure_openai",
+                "entra-bench-client-secret".to_owned(),
+                vec![
+                    ("endpoint", format!("http://{upstream}")),
+                    ("tenant_id", "bench-tenant".into()),
+                    ("client_id", "bench-client".into()),
+                ],
+            ),
+            (
+                "bedrock",
+                "bedrock",
+                "bench/Secret+Access+Key0123456789abcdefgh".to_owned(),
+                vec![
+                    ("base_url", format!("http://{upstream}")),
+                    ("access_key_id", "AKIABENCH00000000001".into()),
+                    ("region", "us-east-1".into()),
+                ],
+            ),
+        ] {
+            let id = OrgId::new(org).expect("org");
+            vault.create_org(&id, None, "bench").await.expect("org");
+            let mut c = NewCredential::new(
+                id.clone(),
+                Provider::get(provider).expect("provider"),
+                CredentialName::new("main").expect("name"),
+                Some(secret.into()),
+            );
+            for (k, v) in fields {
+                c.fields.insert(k.into(), v);
+            }
+            vault.add_credential(c, "bench").await.expect("credential");
+            let (t, _) = vault
+                .create_gateway_token(&id, "bench", &[], None, None, "bench")
+                .await
+                .expect("token");
+            clouds.push(t.expose_secret().to_owned());
+        }
+        let endpoints = keyward_probe::cloud::TokenEndpoints {
+            google: format!("http://{upstream}/google/token"),
+            entra: format!("http://{upstream}/entra"),
+        };
+        let server = TestServer::start_on(kept, |s| {
+            s.with_gateway(keyward_server::GatewayOptions {
+                token_endpoints: endpoints,
+                ..Default::default()
+            })
+        })
+        .await;
         (
             server,
             token.expose_secret().to_owned(),
@@ -224,6 +303,24 @@ fn main() {
     let direct_url = format!("http://{upstream}/v1/chat/completions");
     let floor_url = format!("http://{floor}/v1/chat/completions");
     let gateway_url = format!("http://{gateway}/gateway/openai/v1/chat/completions");
+    let cloud_urls = [
+        (
+            "Keyward, Vertex AI",
+            format!(
+                "http://{gateway}/gateway/vertex/v1beta1/publishers/google/models/gemini-2.0-flash:generateContent"
+            ),
+        ),
+        (
+            "Keyward, Entra ID",
+            format!(
+                "http://{gateway}/gateway/azure_openai/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+            ),
+        ),
+        (
+            "Keyward, Bedrock",
+            format!("http://{gateway}/gateway/bedrock/model/amazon.titan-text-express-v1/converse"),
+        ),
+    ];
     let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
     let rate = |v: &[Duration]| v.len() as f64 / seconds as f64;
     // A run and the CPU time the proxy's thread spent on it, per request.
@@ -240,6 +337,9 @@ fn main() {
         let _ = run(floor_url.clone(), "sk-bench".into(), concurrency);
         let _ = run(gateway_url.clone(), token.clone(), concurrency);
         let _ = run(gateway_url.clone(), budgeted.clone(), concurrency);
+        for ((_, url), token) in cloud_urls.iter().zip(&clouds) {
+            let _ = run(url.clone(), token.clone(), concurrency);
+        }
         let direct = run(direct_url.clone(), "sk-bench".into(), concurrency);
         let (floor_v, floor_cpu) = measured(
             &floor_url,
@@ -249,13 +349,23 @@ fn main() {
         );
         let (through, keyward_cpu) = measured(&gateway_url, &token, concurrency, "bench-gateway");
         let (held, held_cpu) = measured(&gateway_url, &budgeted, concurrency, "bench-gateway");
+        let cloud_runs: Vec<(&str, Vec<Duration>, f64)> = cloud_urls
+            .iter()
+            .zip(&clouds)
+            .map(|((label, url), token)| {
+                let (v, cpu) = measured(url, token, concurrency, "bench-gateway");
+                (*label, v, cpu)
+            })
+            .collect();
         println!("{concurrency} in flight:");
-        for (label, v) in [
+        let mut rows = vec![
             ("direct", &direct),
             ("floor (bare proxy)", &floor_v),
             ("Keyward gateway", &through),
             ("Keyward, budgeted", &held),
-        ] {
+        ];
+        rows.extend(cloud_runs.iter().map(|(l, v, _)| (*l, v)));
+        for (label, v) in rows {
             println!(
                 "{label:>20}: {:>8.0} req/s, p50 {:>7.1} us, p99 {:>7.1} us ({} requests, {seconds} s)",
                 rate(v),
@@ -264,11 +374,13 @@ fn main() {
                 v.len()
             );
         }
-        for (label, v) in [
+        let mut rows = vec![
             ("floor", &floor_v),
             ("Keyward", &through),
             ("Keyward, budgeted", &held),
-        ] {
+        ];
+        rows.extend(cloud_runs.iter().map(|(l, v, _)| (*l, v)));
+        for (label, v) in rows {
             println!(
                 "{label:>20}: added over direct p50 {:.1} us, p99 {:.1} us; throughput {:.0}% of direct",
                 pct(v, 0.5) - pct(&direct, 0.5),
@@ -281,5 +393,35 @@ fn main() {
             keyward_cpu / floor_cpu.max(f64::MIN_POSITIVE),
             held_cpu / floor_cpu.max(f64::MIN_POSITIVE)
         );
+        for (label, _, cpu) in &cloud_runs {
+            println!(
+                "    CPU per request, {label}: {cpu:.1} us ({:.2}x the floor)",
+                cpu / floor_cpu.max(f64::MIN_POSITIVE)
+            );
+        }
     }
+}
+
+/// A throwaway service account with a fresh RSA key (PKCS#8, as Google issues them), made by
+/// `openssl`.
+fn service_account() -> String {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl genpkey");
+    assert!(out.status.success(), "openssl genpkey failed");
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "acme-ml",
+        "private_key_id": "bench",
+        "private_key": String::from_utf8(out.stdout).expect("PEM"),
+        "client_email": "bench@acme-ml.iam.gserviceaccount.com",
+    })
+    .to_string()
 }
