@@ -197,6 +197,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/v1/projects/") and path.endswith("/models"):
             self.note("vertex", path == f"/v1/projects/{CONFIG['project']}/locations/{CONFIG['location']}/models")
             return self.reply(200, {})
+        if "/models/echo:" in path:  # a provider quoting what it was sent
+            self.note("vertex", True, "echo")
+            return self.reply(400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
+                                              "message": "bad request from " + h["authorization"]}})
         want = f"/v1beta1/projects/{CONFIG['project']}/locations/{CONFIG['location']}/publishers/google/models/"
         if not path.startswith(want):
             self.note("vertex", False, "another project or location")
@@ -218,6 +222,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(401, {"error": {"code": "401", "message": "Access denied due to invalid subscription key or wrong API endpoint."}})
         if path == "/openai/models":
             return self.reply(200, {"data": [{"id": "gpt-4o"}, {"id": "gpt-4o-mini"}]})
+        if "/deployments/echo/" in path:
+            return self.reply(400, {"error": {"code": "400", "message": "you sent " + h["authorization"]}},
+                              {"content-type": "application/json", "x-echo": h["authorization"]})
         self.reply(200, {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
                          "choices": [{"index": 0, "finish_reason": "stop",
                                       "message": {"role": "assistant", "content": "Hello from Azure"}}],
@@ -236,6 +243,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/foundation-models":
             return self.reply(200, {"modelSummaries": [{"modelId": "anthropic.claude-3-haiku-20240307-v1:0"},
                                                        {"modelId": "amazon.titan-text-express-v1"}]})
+        if path.startswith("/model/echo/"):
+            return self.reply(400, {"message": "token " + h.get("x-amz-security-token", "")},
+                              {"content-type": "application/json", "x-amzn-errortype": "ValidationException"})
         op = path.rsplit("/", 1)[1]
         usage = {"inputTokens": 3, "outputTokens": 2, "totalTokens": 5}
         if op == "converse":

@@ -28,7 +28,9 @@ fn variables(cell: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Every variable a full credential of `p` (all fields set, default prefix) becomes.
+/// Every variable a credential of `p` can become (default prefix): with all fields set, with
+/// a key instead of a service principal, a Bedrock API key instead of an access key, and
+/// temporary AWS credentials.
 fn mapped(p: &'static Provider) -> BTreeSet<String> {
     let mut fields: Vec<(String, String)> = p
         .public_fields
@@ -37,16 +39,36 @@ fn mapped(p: &'static Provider) -> BTreeSet<String> {
         .map(|f| (f.name.to_owned(), "v".to_owned()))
         .collect();
     fields.push(("base_url".into(), "http://127.0.0.1:1".into()));
-    let r = Resolved {
-        provider: p,
-        source: Source::Vault {
-            id: CredentialId::new("x").unwrap(),
-            name: CredentialName::new("x").unwrap(),
-        },
-        secret: Some(SecretString::from("k")),
-        fields: fields.into_iter().collect(),
-    };
-    provider_env(&r).into_iter().map(|v| v.name).collect()
+    let principal = p.principal.map_or(&[][..], |p| p.fields);
+    let variants = [
+        fields.clone(),
+        fields
+            .iter()
+            .filter(|(n, _)| !principal.contains(&n.as_str()))
+            .cloned()
+            .collect(),
+        fields
+            .iter()
+            .filter(|(n, _)| n != "access_key_id")
+            .cloned()
+            .collect(),
+    ];
+    let mut out = BTreeSet::new();
+    for fields in variants {
+        for secret in ["k", r#"{"secret_access_key":"k","session_token":"t"}"#] {
+            let r = Resolved {
+                provider: p,
+                source: Source::Vault {
+                    id: CredentialId::new("x").unwrap(),
+                    name: CredentialName::new("x").unwrap(),
+                },
+                secret: Some(SecretString::from(secret)),
+                fields: fields.iter().cloned().collect(),
+            };
+            out.extend(provider_env(&r).into_iter().map(|v| v.name));
+        }
+    }
+    out
 }
 
 #[test]

@@ -422,6 +422,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         "SessionToken": AWS_SESSION_TOKEN, "Expiration": "2099-01-01T00:00:00Z",
     })
     .to_string();
+    let mut org_tokens = std::collections::HashMap::new();
     for (org, secret, sets) in [
         (
             "temp",
@@ -464,6 +465,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             out.starts_with("converse: Hello from Bedrock 5\n"),
             "{org}: {out}"
         );
+        org_tokens.insert(org, token);
     }
     let calls = mock.seen("bedrock").await;
     assert_eq!(calls.len(), 12, "{calls:?}");
@@ -478,6 +480,106 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             .iter()
             .all(|c| c["headers"]["authorization"] == format!("Bearer {BEDROCK_API_KEY}"))
     );
+
+    // Hostile requests on the new routes: out of Bedrock's runtime, out of the base path,
+    // methods no API uses, bodies over the limit; and providers quoting what they were sent
+    // (an access token, a session token), masked.
+    let http = client();
+    let send = |method: &str, path: &str, token: &str, body: Vec<u8>| {
+        let req = http
+            .request(method.parse().unwrap(), format!("{}{path}", server.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = format!("{:?}", r.headers());
+            (status, headers, r.text().await.unwrap())
+        }
+    };
+    let temp_token = org_tokens["temp"].clone();
+    let cases: [(&str, &str, &str, u16); 10] = [
+        (
+            "POST",
+            "/gateway/bedrock/model/a%2F..%2Fb/converse",
+            &gw,
+            400,
+        ),
+        (
+            "POST",
+            "/gateway/bedrock/model/m/converse%2F..%2F..%2Fx",
+            &gw,
+            400,
+        ),
+        ("POST", "/gateway/bedrock/x%2Fy/model/m/converse", &gw, 400),
+        ("GET", "/gateway/bedrock/model/m/converse", &gw, 404),
+        ("POST", "/gateway/bedrock/foundation-models", &gw, 404),
+        (
+            "TRACE",
+            "/gateway/vertex/v1beta1/publishers/google/models",
+            &gw,
+            405,
+        ),
+        (
+            "POST",
+            "/gateway/vertex/v1beta1/publishers/..%5c..%5cx:generateContent",
+            &gw,
+            400,
+        ),
+        (
+            "POST",
+            "/gateway/vertex/v1beta1/publishers/google/models/echo:generateContent",
+            &gw,
+            400,
+        ),
+        (
+            "POST",
+            "/gateway/bedrock/model/echo/converse",
+            &temp_token,
+            400,
+        ),
+        (
+            "POST",
+            "/gateway/azure_openai/openai/deployments/echo/chat/completions?api-version=2024-10-21",
+            &gw,
+            400,
+        ),
+    ];
+    for (method, path, token, want) in cases {
+        let (status, headers, body) = send(method, path, token, b"{}".to_vec()).await;
+        assert_eq!(status, want, "{method} {path}: {body}");
+        for secret in [
+            "ya29.mock",
+            "entra.mock",
+            AWS_SESSION_TOKEN,
+            AWS_SECRET,
+            "kwg_",
+        ] {
+            assert!(
+                !body.contains(secret) && !headers.contains(secret),
+                "{path}: {body}"
+            );
+        }
+    }
+    // A declared body over the limit is refused before it is read (the bytes are not sent).
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = server.url.trim_start_matches("http://").to_owned();
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /gateway/bedrock/model/m/converse HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {gw}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            11 << 20
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
 
     // The answers were metered: Vertex's usageMetadata, Azure's usage, Bedrock's camelCase
     // usage and its event-stream metadata (the model from the path, which Bedrock's answers

@@ -259,6 +259,28 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
         ],
     );
     assert_eq!(bad.trim(), "refused: 401");
+    // An upgrade anywhere but a realtime route is refused before anything is looked up.
+    for path in [
+        "openai/v1/chat/completions",
+        "anthropic/v1/realtime",
+        "openai/v1/realtime/../models",
+    ] {
+        let out = raw(
+            &s,
+            &[
+                ("KIND", "openai"),
+                ("URL", &format!("{ws}/gateway/{path}")),
+                (
+                    "HEADERS",
+                    &json!({ "Authorization": format!("Bearer {gw}") }).to_string(),
+                ),
+            ],
+        );
+        assert!(
+            out.trim() == "refused: 404" || out.trim() == "refused: 400",
+            "{path}: {out}"
+        );
+    }
     s.ok(&["org", "create", "beta"]);
     s.ok_with(
         &[
