@@ -152,7 +152,9 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
     let protocols = json!([
         "realtime",
         format!("openai-insecure-api-key.{gw}"),
-        "openai-beta.realtime-v1"
+        "openai-beta.realtime-v1",
+        // The token again, in a subprotocol of the client's own making: not forwarded either.
+        format!("carrier.{gw}")
     ])
     .to_string();
     let out = raw(

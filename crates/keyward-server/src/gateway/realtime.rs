@@ -181,9 +181,17 @@ pub(super) async fn forward(
             !p.starts_with(KEY_PROTOCOL)
                 && !p.starts_with("openai-organization.")
                 && !p.starts_with("openai-project.")
+                && !guard::holds(p, keyward_store::GATEWAY_TOKEN_PREFIX)
         })
         .collect();
-    let beta = parts.headers.get("openai-beta").cloned();
+    let beta = parts
+        .headers
+        .get("openai-beta")
+        .filter(|v| {
+            v.to_str()
+                .is_ok_and(|v| !guard::holds(v, keyward_store::GATEWAY_TOKEN_PREFIX))
+        })
+        .cloned();
 
     let gw = &state.shared.gateway;
     let mut health = KeyHealth::new(state, provider, &view);
