@@ -29,10 +29,11 @@ use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest as _};
 use super::answers::provider_error;
 use super::budgets::Ticket;
 use super::candidates::{self, Served};
-use super::cloud::{self, Unauthorized};
+use super::cloud;
 use super::cooldown::KeyHealth;
 use super::meter::{Format, Meter};
 use super::token::{authenticate, refusal};
+use super::upstream::{Skip, unauthorized};
 use super::usage::Answer;
 use super::{allowance, guard, raw_tail};
 use crate::AppState;
@@ -213,23 +214,16 @@ pub(super) async fn forward(
         };
         let authorized = match gw.access.authorize(&this_try).await {
             Ok(a) => a,
-            Err(Unauthorized::Unusable(why)) => {
-                tracing::warn!(
-                    provider = provider.id,
-                    served = served_id,
-                    why,
-                    "skipping a credential that cannot authenticate a session"
-                );
-                continue;
-            }
-            Err(Unauthorized::Refused(_) | Unauthorized::Unreachable(_)) => {
-                last = Some(provider_error(
-                    provider,
-                    StatusCode::BAD_GATEWAY,
-                    "the provider's token endpoint did not give a token for this organization's credential",
-                ));
-                continue;
-            }
+            Err(e) => match unauthorized(gw, provider, &view, &mut health, up, e, more) {
+                Skip::Next(answer) => {
+                    last = answer.or(last);
+                    continue;
+                }
+                Skip::Stop(answer) => {
+                    last = Some(answer);
+                    break;
+                }
+            },
         };
         for (name, value) in authorized.headers {
             headers.insert(name, value);

@@ -148,42 +148,16 @@ async fn try_upstreams(
         };
         let authorized = match gw.access.authorize(&this_try).await {
             Ok(a) => a,
-            Err(Unauthorized::Unusable(why)) => {
-                tracing::warn!(
-                    provider = provider.id,
-                    served = served_id,
-                    why,
-                    "skipping a credential that cannot authenticate a request"
-                );
-                continue;
-            }
-            Err(Unauthorized::Refused(e)) => {
-                tracing::warn!(provider = provider.id, served = served_id, error = %e, "the token endpoint refused a credential");
-                gw.usage
-                    .record(subject, served_id, &view.org, provider.id, 401);
-                last = Some(provider_error(
-                    provider,
-                    StatusCode::UNAUTHORIZED,
-                    "the provider's token endpoint refused this organization's credential",
-                ));
-                if let Served::Credential(id) = &up.served
-                    && !health.after_answer(id, StatusCode::UNAUTHORIZED, &HeaderMap::new(), more)
-                {
+            Err(e) => match unauthorized(gw, provider, view, &mut health, &up, e, more) {
+                Skip::Next(answer) => {
+                    last = answer.or(last);
+                    continue;
+                }
+                Skip::Stop(answer) => {
+                    last = Some(answer);
                     break;
                 }
-                continue;
-            }
-            Err(Unauthorized::Unreachable(e)) => {
-                tracing::warn!(provider = provider.id, served = served_id, error = %e, "no access token");
-                gw.usage
-                    .record(subject, served_id, &view.org, provider.id, 0);
-                last = Some(provider_error(
-                    provider,
-                    StatusCode::BAD_GATEWAY,
-                    "the provider's token endpoint could not be reached",
-                ));
-                continue;
-            }
+            },
         };
         for (name, value) in authorized.headers {
             headers.insert(name, value);
@@ -270,6 +244,74 @@ fn bedrock_model(path: &str) -> Option<String> {
         .decode_utf8()
         .ok()?;
     super::meter::is_model_name(&id).then(|| id.into_owned())
+}
+
+/// Where a try that could not be authenticated leaves the request.
+pub(super) enum Skip {
+    /// On to the next key; the answer to give if there is none.
+    Next(Option<Response>),
+    /// No further: this is the answer.
+    Stop(Response),
+}
+
+/// What comes of a try whose credential could not be authenticated: one that cannot be used
+/// as stored is passed over (logged); one the token endpoint refused counts as a key the
+/// provider refused (set aside, and the request goes once more to the next); an endpoint that
+/// cannot be reached, as a provider that cannot be.
+pub(super) fn unauthorized(
+    gw: &Gateway,
+    provider: &'static Provider,
+    view: &GatewayTokenView,
+    health: &mut KeyHealth<'_>,
+    up: &Upstream<'_>,
+    why: Unauthorized,
+    more: bool,
+) -> Skip {
+    let (subject, served_id) = up.served.usage_subject();
+    match why {
+        Unauthorized::Unusable(why) => {
+            tracing::warn!(
+                provider = provider.id,
+                served = served_id,
+                why,
+                "skipping a credential that cannot authenticate a request"
+            );
+            Skip::Next(None)
+        }
+        Unauthorized::Refused(e) => {
+            tracing::warn!(provider = provider.id, served = served_id, error = %e, "the token endpoint refused a credential");
+            gw.usage
+                .record(subject, served_id, &view.org, provider.id, 401);
+            let answer = provider_error(
+                provider,
+                StatusCode::UNAUTHORIZED,
+                "the provider's token endpoint refused this organization's credential",
+            );
+            match &up.served {
+                Served::Credential(id)
+                    if health.after_answer(
+                        id,
+                        StatusCode::UNAUTHORIZED,
+                        &HeaderMap::new(),
+                        more,
+                    ) =>
+                {
+                    Skip::Next(Some(answer))
+                }
+                _ => Skip::Stop(answer),
+            }
+        }
+        Unauthorized::Unreachable(e) => {
+            tracing::warn!(provider = provider.id, served = served_id, error = %e, "no access token");
+            gw.usage
+                .record(subject, served_id, &view.org, provider.id, 0);
+            Skip::Next(Some(provider_error(
+                provider,
+                StatusCode::BAD_GATEWAY,
+                "the provider's token endpoint could not be reached",
+            )))
+        }
+    }
 }
 
 /// The client's query as it goes upstream: less `key=` and any parameter carrying a gateway
