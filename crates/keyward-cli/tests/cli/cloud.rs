@@ -79,6 +79,18 @@ impl Drop for MockCloud {
     }
 }
 
+/// The server's `/metrics`.
+pub(crate) async fn metrics(server: &str) -> String {
+    client()
+        .get(format!("{server}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A fresh RSA service-account key (PKCS#8, as Google issues them) and its public key, made
 /// with `cryptography`.
 fn service_account(dir: &std::path::Path) -> (String, String) {
@@ -584,14 +596,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
     // The answers were metered: Vertex's usageMetadata, Azure's usage, Bedrock's camelCase
     // usage and its event-stream metadata (the model from the path, which Bedrock's answers
     // do not name).
-    let metrics = client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&server.url).await;
     for provider in ["vertex", "azure_openai", "bedrock"] {
         let input: u64 = metrics
             .lines()

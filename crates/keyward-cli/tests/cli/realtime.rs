@@ -4,10 +4,10 @@
 //! which checks the key each handshake carries. Sessions are cut by either side, and by the
 //! gateway's idle bound.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cloud::{MockCloud, python};
-use crate::gateway::{Server, client, python_sdk_available};
+use crate::gateway::{Server, python_sdk_available};
 use crate::sandbox::Sandbox;
 
 const OPENAI_KEY: &str = "sk-REALTIMECANARY-openai-0123456789abcdef";
@@ -331,22 +331,14 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
     );
 
     // Every handshake the provider saw carried the organization's key, never a gateway token.
-    let log: Vec<Value> = client()
-        .get(format!("{}/_log", mock.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let handshakes: Vec<&Value> = log.iter().filter(|e| e["kind"] == "handshake").collect();
-    assert_eq!(handshakes.len(), 7, "{log:?}");
+    let handshakes = mock.seen("handshake").await;
+    assert_eq!(handshakes.len(), 7, "{handshakes:?}");
     for (i, h) in handshakes.iter().enumerate() {
         assert_eq!(h["ok"], i < 6, "{h}");
         let text = h.to_string();
         assert!(!text.contains("kwg_"), "{text}");
     }
-    let sessions: Vec<&Value> = log.iter().filter(|e| e["kind"] == "session").collect();
+    let sessions = mock.seen("session").await;
     assert_eq!(
         sessions[2]["closed"],
         json!([4001, "done by client"]),
@@ -360,14 +352,7 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
         events.contains("\"ended_by\":\"client\"") || events.contains("\"ended_by\": \"client\""),
         "{events}"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = crate::cloud::metrics(&server.url).await;
     assert!(
         metrics
             .lines()
