@@ -511,7 +511,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         }
     };
     let temp_token = org_tokens["temp"].clone();
-    let cases: [(&str, &str, &str, u16); 10] = [
+    let cases: [(&str, &str, &str, u16); 11] = [
         (
             "POST",
             "/gateway/bedrock/model/a%2F..%2Fb/converse",
@@ -557,6 +557,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             &gw,
             400,
         ),
+        ("GET", "/gateway/vertex/v1/operations", &gw, 404),
     ];
     for (method, path, token, want) in cases {
         let (status, headers, body) = send(method, path, token, b"{}".to_vec()).await;
@@ -574,6 +575,17 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             );
         }
     }
+    // A path naming another project goes to the credential's.
+    send(
+        "GET",
+        "/gateway/vertex/v1/projects/someone-else/locations",
+        &gw,
+        Vec::new(),
+    )
+    .await;
+    let last = mock.seen("vertex").await.pop().unwrap();
+    assert_eq!(last["path"], "/v1/projects/acme-ml/locations", "{last}");
+
     // A declared body over the limit is refused before it is read (the bytes are not sent).
     {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

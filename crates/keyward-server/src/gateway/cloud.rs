@@ -290,22 +290,38 @@ fn sign_aws(
 /// The path of a Vertex AI request for a credential of `project` and `location`: the
 /// project-less form google-genai sends with an API key (`v1beta1/publishers/google/models/M:
 /// generateContent`) gets the credential's `projects/{p}/locations/{l}/` in front, and a path
-/// naming a project and location has them replaced by the credential's, so a token is only
-/// ever used inside its own project. Listing the publisher's models stays as it is.
+/// naming a project (and a location) has them replaced by the credential's, so a token is
+/// only ever used inside its own project. Listing the publisher's models, or reading one,
+/// stays as it is. Any other path is none of Vertex AI's (`screen` refuses it first).
 pub(super) fn vertex_path(path: &str, project: &str, location: &str) -> String {
-    let mut segments: Vec<&str> = path.split('/').collect();
-    let scope = format!("projects/{project}/locations/{location}");
+    let segments: Vec<&str> = path.split('/').collect();
     let version = segments.first().copied().unwrap_or("");
-    match segments.get(1..3) {
-        Some(["projects", _]) if segments.get(3) == Some(&"locations") && segments.len() > 4 => {
-            segments.splice(1..5, [scope.as_str()]);
-            segments.join("/")
+    // A segment's name replaced, any `:method` after it kept.
+    let named = |segment: &str, name: &str| match segment.split_once(':') {
+        Some((_, method)) => format!("{name}:{method}"),
+        None => name.to_owned(),
+    };
+    match segments.get(1).copied() {
+        Some("projects") => {
+            let mut out: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
+            if let Some(p) = out.get_mut(2) {
+                *p = named(segments[2], project);
+            }
+            if segments.get(3) == Some(&"locations")
+                && let Some(l) = out.get_mut(4)
+            {
+                *l = named(segments[4], location);
+            }
+            out.join("/")
         }
         // A model's method (`models/M:generateContent`), not the list nor one model's card.
-        Some(["publishers", _])
+        Some("publishers")
             if segments.len() >= 5 && segments.last().is_some_and(|s| s.contains(':')) =>
         {
-            format!("{version}/{scope}/{}", segments[1..].join("/"))
+            format!(
+                "{version}/projects/{project}/locations/{location}/{}",
+                segments[1..].join("/")
+            )
         }
         _ => path.to_owned(),
     }
@@ -366,6 +382,12 @@ mod tests {
             (
                 "v1/projects/x/locations/y/endpoints/e1:predict",
                 "v1/projects/p1/locations/us-central1/endpoints/e1:predict",
+            ),
+            ("v1/projects/other/locations", "v1/projects/p1/locations"),
+            ("v1/projects/other", "v1/projects/p1"),
+            (
+                "v1/projects/other:getIamPolicy",
+                "v1/projects/p1:getIamPolicy",
             ),
         ];
         for (path, want) in cases {

@@ -108,6 +108,16 @@ pub(crate) fn bedrock_path_is_safe(path: &str) -> bool {
     })
 }
 
+/// Whether `path` is one of Vertex AI's the gateway forwards: `{version}/projects/...` (the
+/// credential's project is put in) or `{version}/publishers/...` (Google's models).
+pub(crate) fn is_vertex_path(path: &str) -> bool {
+    let mut segments = path.split('/');
+    let version = segments.next().unwrap_or("");
+    version.starts_with("v1")
+        && version.len() <= 8
+        && matches!(segments.next(), Some("projects" | "publishers"))
+}
+
 /// Bedrock runtime's operations the gateway forwards (all `POST model/{modelId}/{operation}`).
 const BEDROCK_OPERATIONS: [&str; 5] = [
     "invoke",

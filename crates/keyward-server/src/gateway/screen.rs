@@ -50,6 +50,12 @@ pub(super) fn screen(
             StatusCode::BAD_REQUEST,
             guard::PATH_REFUSED,
         ));
+    } else if provider.auth == AuthStyle::ServiceAccount && !guard::is_vertex_path(path) {
+        return Some(provider_error(
+            provider,
+            StatusCode::NOT_FOUND,
+            "the gateway serves Vertex AI's v1*/projects/... and v1*/publishers/... paths",
+        ));
     }
     let declared = parts
         .headers
