@@ -250,6 +250,49 @@ impl AwsSecret {
     }
 }
 
+/// The fields a secret brings with it: temporary AWS credentials (JSON) name their access key
+/// id, which becomes the credential's `access_key_id` (or must be the one it already has). A
+/// Bedrock credential without an access key id holds a Bedrock API key, which AWS credentials
+/// must never be taken for (it would be sent as it is).
+pub fn fields_from_secret(
+    provider: &Provider,
+    raw: &SecretString,
+    fields: &mut BTreeMap<String, String>,
+) -> Result<(), CoreError> {
+    let value = raw.expose_secret().trim();
+    if provider.secret != SecretKind::AwsSecretAccessKey || !value.starts_with('{') {
+        return Ok(());
+    }
+    let id = serde_json::from_str::<serde_json::Value>(value)
+        .ok()
+        .and_then(|v| {
+            v.get("AccessKeyId")
+                .or_else(|| v.get("access_key_id"))?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .filter(|id| !id.is_empty());
+    let field = fields.get("access_key_id").filter(|f| !f.is_empty());
+    match (id, field) {
+        (Some(id), Some(field)) if &id != field => Err(CoreError::InvalidInput(
+            "the access_key_id field is not the AccessKeyId of the credentials given; leave the field out, it is taken from them".into(),
+        )),
+        (Some(id), None) => {
+            if !id.bytes().all(|b| b.is_ascii_alphanumeric()) || id.len() > 128 {
+                return Err(CoreError::InvalidInput(
+                    "the credentials' AccessKeyId is not an AWS access key id".into(),
+                ));
+            }
+            fields.insert("access_key_id".to_owned(), id);
+            Ok(())
+        }
+        (None, None) => Err(CoreError::InvalidInput(
+            "temporary AWS credentials need their access key id: give them with AccessKeyId, as `aws configure export-credentials` prints them, or --set access_key_id=...".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Temporary AWS credentials given as JSON: `aws configure export-credentials`' (and
 /// `aws sts`' `Credentials`: `SecretAccessKey`, `SessionToken`), or the stored form; kept as
 /// the stored form. The access key id stays a field of its own (it is public).
@@ -274,7 +317,11 @@ const SERVICE_ACCOUNT_FIELDS: [&str; 4] = ["type", "project_id", "private_key", 
 fn check_service_account(value: &str) -> Result<(), CoreError> {
     // serde_json's errors quote positions, never content, so the cause is safe to keep out.
     let doc: serde_json::Value = serde_json::from_str(value).map_err(|_| {
-        CoreError::InvalidInput("the service-account JSON is not valid JSON".into())
+        CoreError::InvalidInput(if value.starts_with('{') {
+            "the service-account JSON is not valid JSON".into()
+        } else {
+            "the service-account JSON is not JSON: give the key file's content (e.g. `< key.json`), not its path".into()
+        })
     })?;
     let obj = doc.as_object().ok_or_else(|| {
         CoreError::InvalidInput("the service-account JSON must be an object".into())
@@ -591,18 +638,28 @@ pub fn check_public_fields(
                 || value.starts_with(['.', '-']))
         {
             return Err(CoreError::InvalidInput(format!(
-                "field {name:?} must be an Entra ID {} (a GUID{})",
+                "field {name:?} must be letters, digits, '-' and '.' ({})",
                 if name == "tenant_id" {
-                    "tenant"
+                    "an Entra ID tenant's id or domain"
                 } else {
-                    "application (client) id"
-                },
-                if name == "tenant_id" {
-                    ", or the tenant's domain"
-                } else {
-                    ""
+                    "an Entra ID application's client id"
                 }
             )));
+        }
+        // A Google Cloud project id (`acme-ml`, or a domain-scoped `example.com:acme`): it
+        // goes into Vertex AI's paths.
+        if name == "project"
+            && provider.auth == crate::provider::AuthStyle::ServiceAccount
+            && !value.is_empty()
+            && !(value.len() <= 100
+                && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && value.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':')
+                }))
+        {
+            return Err(CoreError::InvalidInput(
+                "field \"project\" must be a Google Cloud project id (lower-case letters, digits and '-', e.g. acme-ml)".into(),
+            ));
         }
         if (name == "base_url" || name == "endpoint" || name.starts_with("endpoint_"))
             && !value.is_empty()

@@ -1,7 +1,7 @@
 //! The environment variables a resolved credential becomes, for `keyward run`, `keyward env`
 //! and the library's `Command` helper. Pure: writing the Vertex key file is the caller's job.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::provider::{Provider, SecretKind};
 use crate::resolve::Resolved;
@@ -83,6 +83,10 @@ pub fn provider_env(resolved: &Resolved) -> Vec<EnvVar> {
             (Some(secret), SecretKind::ServiceAccountJson) => {
                 push(var, EnvValue::SecretFile(secret.clone()));
             }
+            // AWS credentials are never a Bedrock API key (a record without its access key id).
+            (Some(secret), SecretKind::AwsSecretAccessKey)
+                if var == crate::provider::BEDROCK_API_KEY_ENV
+                    && secret.expose_secret().starts_with('{') => {}
             (Some(secret), SecretKind::AwsSecretAccessKey) => {
                 let opened = crate::credential::AwsSecret::open(secret);
                 push(var, EnvValue::Secret(opened.secret_access_key));

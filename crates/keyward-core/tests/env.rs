@@ -206,6 +206,23 @@ fn bedrock_temporary_credentials_and_api_keys() {
         stored.expose_secret(),
         r#"{"secret_access_key":"tmp/Secret+Key","session_token":"IQoJb3JpZ2luX2VjEXAMPLE=="}"#
     );
+    // The access key id comes with them; a different one, or none at all, is refused (AWS
+    // credentials must never pass for a Bedrock API key).
+    let mut fields = std::collections::BTreeMap::new();
+    keyward_core::credential::fields_from_secret(bedrock, &pasted, &mut fields).unwrap();
+    assert_eq!(fields["access_key_id"], "ASIAEXAMPLE");
+    let mut other =
+        std::collections::BTreeMap::from([("access_key_id".to_owned(), "AKIAOTHER".to_owned())]);
+    assert!(keyward_core::credential::fields_from_secret(bedrock, &pasted, &mut other).is_err());
+    let without_id = SecretString::from(r#"{"SecretAccessKey": "s", "SessionToken": "t"}"#);
+    assert!(
+        keyward_core::credential::fields_from_secret(
+            bedrock,
+            &without_id,
+            &mut std::collections::BTreeMap::new()
+        )
+        .is_err()
+    );
     let hint = keyward_core::credential::key_hint(bedrock, &stored);
     assert!(
         hint.ends_with("(temporary)") && !hint.contains("Secret+Key"),

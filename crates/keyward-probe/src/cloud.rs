@@ -69,7 +69,7 @@ pub enum GrantError {
         code: Option<String>,
     },
     /// No usable answer.
-    #[error("the token endpoint could not be reached: {0}")]
+    #[error("the token endpoint gave no token: {0}")]
     Unreachable(String),
 }
 
@@ -262,13 +262,15 @@ async fn post_form(
     let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
         GrantError::Unreachable("the token endpoint's answer has no access_token".into())
     })?;
-    let seconds = match &answer.expires_in {
-        Some(serde_json::Value::Number(n)) => n.as_u64(),
+    let seconds: i64 = match &answer.expires_in {
+        Some(serde_json::Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     }
     // An endpoint that says nothing: an hour, what both issue.
     .unwrap_or(3600);
+    // Already expired (or nonsense): used for this request only.
+    let seconds = u64::try_from(seconds).unwrap_or(0).min(24 * 3600);
     if answer.access_token.is_empty() || answer.access_token.bytes().any(|b| !b.is_ascii_graphic())
     {
         return Err(GrantError::Unreachable(

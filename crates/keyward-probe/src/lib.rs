@@ -334,7 +334,12 @@ async fn cloud_auth(
         AuthStyle::AwsSigV4 => {
             let (Some(access_key_id), Some(region)) = (field("access_key_id"), field("region"))
             else {
-                // A Bedrock API key.
+                // A Bedrock API key; AWS credentials without their access key id are not one.
+                if secret.expose_secret().starts_with('{') {
+                    return Err(TestOutcome::Unsupported(
+                        "temporary AWS credentials need their access key id (the access_key_id field)",
+                    ));
+                }
                 return Ok(vec![(AUTHORIZATION, bearer(secret.expose_secret())?)]);
             };
             let opened = keyward_core::credential::AwsSecret::open(secret);

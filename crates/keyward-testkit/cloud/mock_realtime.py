@@ -75,6 +75,9 @@ async def openai(ws, session):
             await ws.send(json.dumps({"type": "error", "event_id": "e9",
                                       "error": {"type": "invalid_request_error", "message": f"you sent {key}"}}))
             continue
+        if message == "echo-key-binary":
+            await ws.send(f"binary: you sent {key}".encode())
+            continue
         if message == "close-me":
             await ws.close(4000, "done by provider")
             return
@@ -96,10 +99,11 @@ def path_is_azure(path):
 
 async def gemini(ws, session):
     async for message in ws:
-        session["messages"].append(message if isinstance(message, str) else "<binary>")
+        session["messages"].append(message if isinstance(message, str) else message.decode(errors="replace"))
         event = json.loads(message)
         if "setup" in event:
-            await ws.send(json.dumps({"setupComplete": {}}))
+            # Gemini Live answers in binary frames; this one quotes the key.
+            await ws.send(json.dumps({"setupComplete": {}, "note": "key " + CONFIG["gemini_key"]}).encode())
         elif "clientContent" in event:
             await ws.send(json.dumps({"serverContent": {"modelTurn": {"parts": [{"text": "Hello from Live"}]},
                                                         "turnComplete": True},

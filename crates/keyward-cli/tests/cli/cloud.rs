@@ -79,6 +79,35 @@ impl Drop for MockCloud {
     }
 }
 
+/// Adds a credential to `org` (its secret from the environment); its id.
+fn add_to(
+    s: &mut Sandbox,
+    org: &str,
+    provider: &str,
+    name: &str,
+    secret: &str,
+    sets: &[&str],
+) -> String {
+    let mut args = vec![
+        "cred",
+        "add",
+        "--org",
+        org,
+        "--provider",
+        provider,
+        "--name",
+        name,
+        "--api-key-env",
+        "SECRET",
+        "--json",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out: Value = serde_json::from_str(&s.ok_with(&args, "", &[("SECRET", secret)])).unwrap();
+    out["id"].as_str().unwrap().to_owned()
+}
+
 /// The server's `/metrics`.
 pub(crate) async fn metrics(server: &str) -> String {
     client()
@@ -191,6 +220,21 @@ with concurrent.futures.ThreadPoolExecutor(8) as pool:
 print(sorted(set(texts)))
 "#;
 
+const GENAI_CONCURRENT_FAILING: &str = r#"
+import os, concurrent.futures
+from google import genai
+from google.genai import errors
+c = genai.Client(vertexai=True, api_key=os.environ["GW_TOKEN"], http_options={"base_url": os.environ["GATEWAY"]})
+def one(_):
+    try:
+        c.models.generate_content(model="gemini-2.0-flash", contents="hi")
+        return "ok"
+    except errors.APIError as e:
+        return str(e.code)
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    print(sorted(set(pool.map(one, range(8)))))
+"#;
+
 const AZURE_SCRIPT: &str = r#"
 import os
 from openai import AzureOpenAI, APIStatusError
@@ -275,25 +319,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         .insert("KEYWARD_TOKEN".into(), server.admin.clone().unwrap());
     s.ok(&["org", "create", "acme"]);
     let add = |s: &mut Sandbox, provider: &str, name: &str, secret: &str, sets: &[&str]| {
-        let mut args = vec![
-            "cred",
-            "add",
-            "--org",
-            "acme",
-            "--provider",
-            provider,
-            "--name",
-            name,
-            "--api-key-env",
-            "SECRET",
-            "--json",
-        ];
-        for set in sets {
-            args.extend(["--set", set]);
-        }
-        let out: Value =
-            serde_json::from_str(&s.ok_with(&args, "", &[("SECRET", secret)])).unwrap();
-        out["id"].as_str().unwrap().to_owned()
+        add_to(s, "acme", provider, name, secret, sets)
     };
     let base = format!("base_url={}", mock.url);
     let endpoint = format!("endpoint={}", mock.url);
@@ -379,6 +405,33 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         "one refresh for eight concurrent requests: {grants:?}"
     );
 
+    // A service account whose key the token endpoint refuses: eight requests at once ask it
+    // once between them, and get the refusal.
+    let (other_key, _) = service_account(&s.scratch());
+    s.ok(&["org", "create", "badsa"]);
+    add_to(&mut s, "badsa", "vertex", "ml", &other_key, &[&base]);
+    let bad_gw = s
+        .ok(&[
+            "gateway-token",
+            "create",
+            "--org",
+            "badsa",
+            "--name",
+            "apps",
+        ])
+        .trim()
+        .to_owned();
+    let before = mock.seen("google_token").await.len();
+    let out = python(
+        &s,
+        GENAI_CONCURRENT_FAILING,
+        &[("GATEWAY", &gateway), ("GW_TOKEN", &bad_gw)],
+    );
+    assert_eq!(out.trim(), "['401']");
+    let grants = mock.seen("google_token").await;
+    assert_eq!(grants.len(), before + 1, "{grants:?}");
+    assert_eq!(grants.last().unwrap()["ok"], false);
+
     // Azure OpenAI with an Entra ID app: the client keeps `api_key=` (its gateway token).
     let gateway = format!("{}/gateway/azure_openai", server.url);
     let out = python(
@@ -439,7 +492,8 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         (
             "temp",
             temporary.as_str(),
-            vec![format!("access_key_id={AWS_TEMP_KEY_ID}")],
+            // The access key id comes with the credentials.
+            Vec::<String>::new(),
         ),
         ("apikey", BEDROCK_API_KEY, vec![]),
     ] {
@@ -479,6 +533,31 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         );
         org_tokens.insert(org, token);
     }
+    // Temporary credentials without their access key id are not taken (they would pass for
+    // a Bedrock API key and go upstream as they are).
+    let refused = s.fails(
+        &[
+            "cred",
+            "add",
+            "--org",
+            "apikey",
+            "--provider",
+            "bedrock",
+            "--name",
+            "no-id",
+            "--api-key-env",
+            "SECRET",
+            "--set",
+            "region=us-east-1",
+        ],
+        &[(
+            "SECRET",
+            &json!({ "SecretAccessKey": AWS_TEMP_SECRET, "SessionToken": AWS_SESSION_TOKEN })
+                .to_string(),
+        )],
+    );
+    assert!(refused.contains("need their access key id"), "{refused}");
+    assert!(!refused.contains(AWS_TEMP_SECRET));
     let calls = mock.seen("bedrock").await;
     assert_eq!(calls.len(), 12, "{calls:?}");
     assert!(calls.iter().all(|c| c["ok"] == true), "{calls:?}");
@@ -511,7 +590,7 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
         }
     };
     let temp_token = org_tokens["temp"].clone();
-    let cases: [(&str, &str, &str, u16); 11] = [
+    let cases: [(&str, &str, &str, u16); 14] = [
         (
             "POST",
             "/gateway/bedrock/model/a%2F..%2Fb/converse",
@@ -558,6 +637,25 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             400,
         ),
         ("GET", "/gateway/vertex/v1/operations", &gw, 404),
+        // Vertex AI's control plane is not lent out: inference calls only.
+        (
+            "GET",
+            "/gateway/vertex/v1/projects/someone-else/locations",
+            &gw,
+            404,
+        ),
+        (
+            "DELETE",
+            "/gateway/vertex/v1/projects/acme-ml/locations/us-central1/endpoints/1",
+            &gw,
+            404,
+        ),
+        (
+            "POST",
+            "/gateway/vertex/v1/projects/acme-ml/locations/us-central1/endpoints/1:deployModel",
+            &gw,
+            404,
+        ),
     ];
     for (method, path, token, want) in cases {
         let (status, headers, body) = send(method, path, token, b"{}".to_vec()).await;
@@ -575,17 +673,6 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             );
         }
     }
-    // A path naming another project goes to the credential's.
-    send(
-        "GET",
-        "/gateway/vertex/v1/projects/someone-else/locations",
-        &gw,
-        Vec::new(),
-    )
-    .await;
-    let last = mock.seen("vertex").await.pop().unwrap();
-    assert_eq!(last["path"], "/v1/projects/acme-ml/locations", "{last}");
-
     // A declared body over the limit is refused before it is read (the bytes are not sent).
     {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -50,9 +50,10 @@ async def main():
             if kind == "openai":
                 print("first:", json.loads(await ws.recv())["type"])
             for m in sends:
-                await ws.send(m)
+                await ws.send(m[2:].encode() if m.startswith("b:") else m)
                 if m != "close-me":
-                    print("got:", await ws.recv())
+                    got = await ws.recv()
+                    print("got:", got.decode() if isinstance(got, bytes) else got)
             if kind == "wait":
                 await ws.recv()
             if kind == "client-close":
@@ -163,7 +164,10 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
             ("KIND", "openai"),
             ("URL", &url),
             ("PROTOCOLS", &protocols),
-            ("SENDS", &json!(["echo-key", "close-me"]).to_string()),
+            (
+                "SENDS",
+                &json!(["echo-key", "echo-key-binary", "close-me"]).to_string(),
+            ),
         ],
     );
     assert!(
@@ -171,7 +175,9 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
         "{out}"
     );
     assert!(
-        !out.contains(OPENAI_KEY) && out.contains("sk-...cdef"),
+        !out.contains(OPENAI_KEY)
+            && out.contains("sk-...cdef")
+            && out.contains("got: binary: you sent sk-...cdef"),
         "{out}"
     );
     // The provider's close, passed on with its code and reason.
@@ -244,7 +250,9 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
         ],
     );
     assert!(
-        out.contains("got: {\"setupComplete\": {}}") && out.contains("Hello from Live"),
+        out.contains("got: {\"setupComplete\": {}, \"note\": \"key AIza...bcde\"}")
+            && out.contains("Hello from Live")
+            && !out.contains(GEMINI_KEY),
         "{out}"
     );
 
@@ -343,6 +351,97 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
         sessions[2]["closed"],
         json!([4001, "done by client"]),
         "{sessions:?}"
+    );
+
+    // A token limited to some models: the URL must name one of them, once; a Gemini session
+    // must begin with a setup naming one, and has only one; what the provider reads is what
+    // was checked.
+    let limited = s
+        .ok(&[
+            "gateway-token",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "limited",
+            "--models",
+            "gpt-realtime,gemini-live-2.5-flash",
+        ])
+        .trim()
+        .to_owned();
+    let bearer = json!({ "Authorization": format!("Bearer {limited}") }).to_string();
+    for (query, want) in [
+        (
+            "?model=gpt-realtime",
+            "protocol: None\nfirst: session.created\nclosed: 4000 done by provider\n",
+        ),
+        ("?model=gpt-4o-realtime", "refused: 403\n"),
+        (
+            "?model=gpt-realtime&model=gpt-4o-realtime",
+            "refused: 400\n",
+        ),
+        ("", "refused: 400\n"),
+    ] {
+        let out = raw(
+            &s,
+            &[
+                ("KIND", "openai"),
+                ("URL", &format!("{ws}/gateway/openai/v1/realtime{query}")),
+                ("HEADERS", &bearer),
+                ("SENDS", &json!(["close-me"]).to_string()),
+            ],
+        );
+        assert_eq!(out, want, "{query}");
+    }
+    let live_url = format!("{ws}/gateway/gemini/{live}?key={limited}");
+    let setup = |model: &str| json!({"setup": {"model": model}}).to_string();
+    let turn = json!({"clientContent": {"turns": [], "turnComplete": true}}).to_string();
+    let refused = "closed: 1008 this gateway token may not use that model (or the session did not name it first)\n";
+    for sends in [
+        json!([setup("models/gemini-2.5-pro")]),
+        json!([format!("b:{}", setup("models/gemini-2.5-pro"))]),
+        json!([turn]),
+        json!([
+            r#"{"setup":{"model":"models/gemini-live-2.5-flash","model":"models/gemini-2.5-pro"}}"#
+        ]),
+    ] {
+        let out = raw(
+            &s,
+            &[
+                ("KIND", "gemini"),
+                ("URL", &live_url),
+                ("SENDS", &sends.to_string()),
+            ],
+        );
+        assert!(out.ends_with(refused), "{sends}: {out}");
+        assert!(!out.contains("got:"), "{sends}: {out}");
+    }
+    // An allowed setup (its model given twice, the allowed one last), then a second setup.
+    let out = raw(
+        &s,
+        &[
+            ("KIND", "gemini"),
+            ("URL", &live_url),
+            (
+                "SENDS",
+                &json!([
+                    r#"{"setup":{"model":"models/gemini-2.5-pro","model":"models/gemini-live-2.5-flash"}}"#,
+                    setup("models/gemini-2.5-pro"),
+                ])
+                .to_string(),
+            ),
+        ],
+    );
+    assert!(
+        out.contains("got: {\"setupComplete\"") && out.ends_with(refused),
+        "{out}"
+    );
+    let sessions = mock.seen("session").await;
+    let last = sessions.last().unwrap();
+    assert_eq!(
+        last["messages"],
+        json!([r#"{"setup":{"model":"models/gemini-live-2.5-flash"}}"#]),
+        "the provider read the model that was checked, once: {last}"
     );
 
     // Opening and closing are audited, and usage counted.

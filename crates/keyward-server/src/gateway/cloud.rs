@@ -38,10 +38,18 @@ pub(super) struct AccessTokens {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 
-struct Cached {
-    token: SecretString,
-    refresh_at: Instant,
+enum Cached {
+    Token {
+        token: SecretString,
+        refresh_at: Instant,
+    },
+    /// The last fetch failed: requests until `until` get the same failure instead of asking
+    /// again (one after another, each waiting for the endpoint).
+    Failed { error: GrantError, until: Instant },
 }
+
+/// How long a failed token fetch is answered from memory.
+const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 impl AccessTokens {
     pub(super) fn new(endpoints: TokenEndpoints) -> Self {
@@ -65,8 +73,11 @@ impl AccessTokens {
         if map.len() > PRUNE_ABOVE && !map.contains_key(&key) {
             let now = Instant::now();
             map.retain(|_, slot| {
-                slot.try_lock()
-                    .map_or(true, |c| c.as_ref().is_some_and(|c| c.refresh_at > now))
+                slot.try_lock().map_or(true, |c| match c.as_ref() {
+                    Some(Cached::Token { refresh_at, .. }) => *refresh_at > now,
+                    Some(Cached::Failed { until, .. }) => *until > now,
+                    None => false,
+                })
             });
         }
         map.entry(key).or_default().clone()
@@ -77,24 +88,36 @@ impl AccessTokens {
     async fn token(&self, grant: &Grant<'_>) -> Result<SecretString, GrantError> {
         let slot = self.slot(grant.cache_key());
         let mut cached = slot.lock().await;
-        if let Some(c) = cached.as_ref()
-            && c.refresh_at > Instant::now()
-        {
-            return Ok(c.token.clone());
+        let now = Instant::now();
+        match cached.as_ref() {
+            Some(Cached::Token { token, refresh_at }) if *refresh_at > now => {
+                return Ok(token.clone());
+            }
+            Some(Cached::Failed { error, until }) if *until > now => return Err(error.clone()),
+            _ => {}
         }
         let fetched = match grant {
-            Grant::Google(sa) => {
-                ServiceAccount::parse(sa)?
-                    .access_token(&self.client, &self.endpoints)
-                    .await?
+            Grant::Google(sa) => match ServiceAccount::parse(sa) {
+                Ok(sa) => sa.access_token(&self.client, &self.endpoints).await,
+                Err(e) => Err(e),
+            },
+            Grant::Entra(app) => app.access_token(&self.client, &self.endpoints).await,
+        };
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(error) => {
+                *cached = Some(Cached::Failed {
+                    error: error.clone(),
+                    until: Instant::now() + FAILURE_HOLD,
+                });
+                return Err(error);
             }
-            Grant::Entra(app) => app.access_token(&self.client, &self.endpoints).await?,
         };
         let fresh_for = match fetched.lifetime.saturating_sub(REFRESH_MARGIN) {
             Duration::ZERO => fetched.lifetime / 2,
             d => d,
         };
-        *cached = Some(Cached {
+        *cached = Some(Cached::Token {
             token: fetched.token.clone(),
             refresh_at: Instant::now() + fresh_for,
         });
@@ -224,7 +247,13 @@ impl AccessTokens {
         {
             return sign_aws(t, key, access_key_id, region);
         }
-        // A Bedrock API key, and every provider's plain key.
+        // A Bedrock API key, and every provider's plain key. AWS credentials whose access key
+        // id is missing are not a Bedrock API key: they are never sent as they are.
+        if t.provider.auth == AuthStyle::AwsSigV4 && key.expose_secret().starts_with('{') {
+            return Err(Unauthorized::Unusable(
+                "temporary AWS credentials without their access key id".into(),
+            ));
+        }
         let (name, value) = if t.provider.auth == AuthStyle::AwsSigV4 {
             let mut v = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
                 .map_err(|_| Unauthorized::Unusable("the key cannot be sent in a header".into()))?;
@@ -240,7 +269,8 @@ impl AccessTokens {
         })
     }
 
-    /// Drops the access token `t` was sent with, after the provider refused it.
+    /// Drops the access token `t` was sent with, after the provider said it is not valid
+    /// (401; a 403 is about what the token may do, not the token).
     pub(super) fn refused(&self, t: &Try<'_>) {
         if let Some(grant) = t.grant() {
             self.forget(&grant);

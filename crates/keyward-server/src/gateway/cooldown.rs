@@ -124,6 +124,12 @@ impl Gateway {
     }
 }
 
+/// Whether a 401/403 of `provider` says its key is refused.
+fn refuses_key(provider: &Provider, status: StatusCode) -> bool {
+    status == StatusCode::UNAUTHORIZED
+        || provider.auth != keyward_core::provider::AuthStyle::ServiceAccount
+}
+
 /// What one request's answers say about the keys that gave them: a key refused (401/403, the
 /// first time in the request) or rate-limited (429) is set aside, and one set aside that serves
 /// again has recovered. Both are counted and audited.
@@ -162,7 +168,9 @@ impl<'a> KeyHealth<'a> {
         let gw = &self.state.shared.gateway;
         let provider = self.provider;
         let trouble = match status.as_u16() {
-            401 | 403 if !self.retried_auth => {
+            // Vertex AI answers 403 about one resource (a model not enabled, a project's
+            // policy), not about the credential: only a 401 sets its key aside.
+            401 | 403 if !self.retried_auth && refuses_key(provider, status) => {
                 self.retried_auth = true;
                 Some((Trouble::Failing, FAILING_COOLDOWN))
             }

@@ -108,14 +108,51 @@ pub(crate) fn bedrock_path_is_safe(path: &str) -> bool {
     })
 }
 
-/// Whether `path` is one of Vertex AI's the gateway forwards: `{version}/projects/...` (the
-/// credential's project is put in) or `{version}/publishers/...` (Google's models).
-pub(crate) fn is_vertex_path(path: &str) -> bool {
-    let mut segments = path.split('/');
-    let version = segments.next().unwrap_or("");
-    version.starts_with("v1")
-        && version.len() <= 8
-        && matches!(segments.next(), Some("projects" | "publishers"))
+/// Vertex AI's inference methods (`.../models/M:{method}`, `.../endpoints/E:{method}`).
+const VERTEX_METHODS: [&str; 11] = [
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "computeTokens",
+    "embedContent",
+    "predict",
+    "rawPredict",
+    "streamRawPredict",
+    "streamingPredict",
+    "serverStreamingPredict",
+    "directPredict",
+];
+
+/// Whether `method` on `path` is one of Vertex AI's inference calls, which are all the
+/// gateway forwards (a service account may hold far more, and its token must not be lent for
+/// the rest: deploying, deleting, tuning): a model's or an endpoint's inference method (POST
+/// `{version}/[projects/P/locations/L/]publishers/X/models/M:generateContent`,
+/// `.../endpoints/E:predict`), the OpenAI-compatible endpoint's chat completions, and reading
+/// the publishers' models (GET).
+pub(crate) fn is_vertex_operation(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').collect();
+    let Some((version, rest)) = segments.split_first() else {
+        return false;
+    };
+    if !(version.starts_with("v1") && version.len() <= 8) {
+        return false;
+    }
+    // `projects/P/locations/L/` in front is the credential's (the gateway puts it in).
+    let rest = match rest {
+        ["projects", _, "locations", _, rest @ ..] => rest,
+        ["projects", ..] => return false,
+        rest => rest,
+    };
+    match (method, rest) {
+        (&Method::GET, ["publishers", _, "models"] | ["publishers", _, "models", _]) => {
+            !rest.last().is_some_and(|s| s.contains(':'))
+        }
+        (&Method::POST, ["publishers", _, "models", call] | ["endpoints", call]) => call
+            .split_once(':')
+            .is_some_and(|(name, m)| !name.is_empty() && VERTEX_METHODS.contains(&m)),
+        (&Method::POST, ["endpoints", "openapi", "chat", "completions"]) => true,
+        _ => false,
+    }
 }
 
 /// Bedrock runtime's operations the gateway forwards (all `POST model/{modelId}/{operation}`).
@@ -164,8 +201,9 @@ fn segment_is_safe(raw: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{bedrock_path_is_safe, is_bedrock_operation, path_is_safe};
+    use super::{bedrock_path_is_safe, is_bedrock_operation, is_vertex_operation, path_is_safe};
 
     #[test]
     fn bedrock_model_ids_may_hold_an_encoded_slash_and_nothing_else_may() {
@@ -189,6 +227,68 @@ mod tests {
         ];
         for (path, safe) in cases {
             assert_eq!(bedrock_path_is_safe(path), safe, "{path}");
+        }
+        let vertex = [
+            (
+                "POST",
+                "v1beta1/publishers/google/models/gemini-2.0-flash:generateContent",
+                true,
+            ),
+            (
+                "POST",
+                "v1/projects/p/locations/l/publishers/google/models/g:streamGenerateContent",
+                true,
+            ),
+            (
+                "POST",
+                "v1/projects/p/locations/l/publishers/anthropic/models/c:rawPredict",
+                true,
+            ),
+            (
+                "POST",
+                "v1/projects/p/locations/l/endpoints/123:predict",
+                true,
+            ),
+            (
+                "POST",
+                "v1/projects/p/locations/l/endpoints/openapi/chat/completions",
+                true,
+            ),
+            ("GET", "v1beta1/publishers/google/models", true),
+            (
+                "GET",
+                "v1beta1/publishers/google/models/gemini-2.0-flash",
+                true,
+            ),
+            ("DELETE", "v1/projects/p/locations/l/endpoints/123", false),
+            (
+                "POST",
+                "v1/projects/p/locations/l/endpoints/123:deployModel",
+                false,
+            ),
+            ("POST", "v1/projects/p/locations/l/customJobs", false),
+            ("PATCH", "v1/projects/p/locations/l/models/m", false),
+            ("GET", "v1/projects/p/locations", false),
+            ("POST", "v1/projects/p:getIamPolicy", false),
+            ("GET", "v1beta1/projects/p/cacheConfig", false),
+            ("POST", "v1/publishers/google/models/g:deploy", false),
+            (
+                "POST",
+                "v2/publishers/google/models/g:generateContent",
+                false,
+            ),
+            (
+                "GET",
+                "v1/publishers/google/models/g:generateContent",
+                false,
+            ),
+        ];
+        for (method, path, ok) in vertex {
+            assert_eq!(
+                is_vertex_operation(&method.parse().unwrap(), path),
+                ok,
+                "{method} {path}"
+            );
         }
         assert!(is_bedrock_operation("model/m/converse-stream"));
         assert!(is_bedrock_operation("model/m%2Fx/invoke"));

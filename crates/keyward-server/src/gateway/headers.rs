@@ -91,10 +91,52 @@ pub(super) fn outgoing_headers(mut headers: HeaderMap, presented: Option<&str>) 
     headers
 }
 
-/// What replaces `key` with its hint.
+/// `key` as it is, and as an answer may quote it when it holds characters JSON or URLs
+/// escape (AWS secrets and session tokens hold `/` and `+`): JSON's `\/`, and percent-encoded
+/// as encoders do it (unreserved characters kept, `/` kept or not, hex digits in either case).
+fn quoted_forms(key: &SecretString) -> Vec<zeroize::Zeroizing<Vec<u8>>> {
+    let raw = key.expose_secret();
+    let mut forms = vec![zeroize::Zeroizing::new(raw.as_bytes().to_vec())];
+    if raw.contains('/') {
+        forms.push(zeroize::Zeroizing::new(
+            raw.replace('/', "\\/").into_bytes(),
+        ));
+    }
+    for keep_slash in [false, true] {
+        for upper in [true, false] {
+            let mut encoded = zeroize::Zeroizing::new(String::with_capacity(raw.len() * 3));
+            for b in raw.bytes() {
+                if b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'_' | b'.' | b'~')
+                    || (keep_slash && b == b'/')
+                {
+                    encoded.push(char::from(b));
+                } else {
+                    let hex = if upper {
+                        b"0123456789ABCDEF"
+                    } else {
+                        b"0123456789abcdef"
+                    };
+                    encoded.push('%');
+                    encoded.push(char::from(hex[usize::from(b >> 4)]));
+                    encoded.push(char::from(hex[usize::from(b & 15)]));
+                }
+            }
+            if encoded.as_str() != raw && !forms.iter().any(|f| f.as_slice() == encoded.as_bytes())
+            {
+                forms.push(zeroize::Zeroizing::new(encoded.as_bytes().to_vec()));
+            }
+        }
+    }
+    forms
+}
+
+/// What replaces `key`, in every form an answer may quote it in ([`quoted_forms`]), with its
+/// hint.
 pub(super) fn masker(provider: &Provider, key: &SecretString) -> keyward_core::mask::Masker {
     let hint = keyward_core::credential::key_hint(provider, key);
-    keyward_core::mask::Masker::new([(key.expose_secret().as_bytes(), hint.as_str())])
+    let forms = quoted_forms(key);
+    keyward_core::mask::Masker::new(forms.iter().map(|f| (f.as_slice(), hint.as_str())))
 }
 
 /// Replaces `key` with its hint in every header value that holds it (the masker is built only
@@ -124,7 +166,14 @@ pub(super) fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &S
             continue;
         }
         let finder = finder.get_or_insert_with(|| memchr::memmem::Finder::new(secret.as_bytes()));
-        if finder.find(value.as_bytes()).is_none() {
+        // The key escaped (`%2F`, `\/`) is looked for only in values holding an escape.
+        let escaped = || {
+            memchr::memchr2(b'%', b'\\', value.as_bytes()).is_some()
+                && quoted_forms(key)
+                    .iter()
+                    .any(|f| memchr::memmem::find(value.as_bytes(), f).is_some())
+        };
+        if finder.find(value.as_bytes()).is_none() && !escaped() {
             continue;
         }
         let masker = masker_once.get_or_insert_with(|| masker(provider, key));

@@ -67,17 +67,22 @@ fn is_realtime_route(provider: &Provider, path: &str) -> bool {
     }
 }
 
-/// The model a realtime request names: OpenAI's `?model=`, Azure's `?deployment=` (or its
-/// GA route's `?model=`).
-fn model_in_query(query: Option<&str>) -> Option<String> {
-    query?.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        matches!(k, "model" | "deployment").then(|| {
-            percent_encoding::percent_decode_str(&v.replace('+', " "))
-                .decode_utf8_lossy()
-                .into_owned()
+/// The models a realtime request names: OpenAI's `?model=`, Azure's `?deployment=` (or its
+/// GA route's `?model=`), every one of them.
+fn models_in_query(query: Option<&str>) -> Vec<String> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            let k = percent_encoding::percent_decode_str(k).decode_utf8_lossy();
+            matches!(k.as_ref(), "model" | "deployment").then(|| {
+                percent_encoding::percent_decode_str(&v.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
         })
-    })
+        .collect()
 }
 
 /// A connection to the provider: TCP, or TLS over it.
@@ -133,18 +138,37 @@ pub(super) async fn forward(
     if let Some(r) = refusal(state, provider, &view) {
         return r;
     }
-    let model = model_in_query(parts.uri.query());
-    if let Some(m) = &model
-        && !view.allows_model(m)
-    {
+    // The model is named once (a second `model=` could be the one the provider reads), and
+    // a token limited to some models must name it: Gemini's in its first message, the others'
+    // in the URL.
+    let models = models_in_query(parts.uri.query());
+    if models.len() > 1 {
         return provider_error(
             provider,
-            StatusCode::FORBIDDEN,
-            &format!(
-                "this gateway token may not use the model {}",
-                keyward_core::secret_like::shown(m)
-            ),
+            StatusCode::BAD_REQUEST,
+            "name the model once (model= or deployment=)",
         );
+    }
+    let model = models.into_iter().next();
+    match &model {
+        Some(m) if !view.allows_model(m) => {
+            return provider_error(
+                provider,
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "this gateway token may not use the model {}",
+                    keyward_core::secret_like::shown(m)
+                ),
+            );
+        }
+        None if !view.models.is_empty() && provider.id != "gemini" => {
+            return provider_error(
+                provider,
+                StatusCode::BAD_REQUEST,
+                "this gateway token is limited to some models: name the model (model= or deployment=)",
+            );
+        }
+        _ => {}
     }
     let mut ticket = Ticket::default();
     let Some(limits) = state.shared.gateway.budgets.for_token(&view) else {
@@ -321,6 +345,7 @@ pub(super) async fn forward(
             model,
             ticket,
             allowed_models: (!view.models.is_empty()).then(|| view.clone()),
+            setup_done: false,
         };
         return upgrade.on_upgrade(move |client| session.pump(client, socket));
     }
@@ -435,6 +460,8 @@ struct Session {
     /// The token, when it limits models: a Gemini Live session names its model in its first
     /// message.
     allowed_models: Option<std::sync::Arc<GatewayTokenView>>,
+    /// Whether a Gemini session's setup has been seen (and checked).
+    setup_done: bool,
 }
 
 /// How a session ended.
@@ -481,62 +508,84 @@ impl Session {
         let mut last_seen = Instant::now();
         let mut usage: Option<Tokens> = None;
         let mut counted = (0u64, 0u64);
-        let mut first_client_message = true;
         let ended = loop {
             let idle = tokio::time::sleep_until((last_seen + options.realtime_idle_timeout).into());
             tokio::select! {
                 m = from_client.next() => {
-                    last_seen = Instant::now();
-                    let Some(Ok(m)) = m else {
-                        let _ = to_provider.send(close(1001, "the client went away")).await;
-                        break Ended::Broken;
-                    };
-                    counted.0 += 1;
-                    if first_client_message && let ws::Message::Text(t) = &m {
-                        first_client_message = false;
-                        if !self.setup_allowed(t.as_str()) {
-                            let _ = to_client.send(ws::Message::Close(Some(ws::CloseFrame {
-                                code: 1008,
-                                reason: "this gateway token may not use that model".into(),
-                            }))).await;
-                            let _ = to_provider.send(close(1000, "")).await;
-                            break Ended::Refused;
+                    let m = match m {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            let (code, why) = read_failure(&e.to_string(), "the client's message");
+                            let _ = to_client.send(client_close(code, &why)).await;
+                            let _ = to_provider.send(close(1001, "the client went away")).await;
+                            break Ended::Broken;
                         }
-                    }
+                        None => {
+                            let _ = to_provider.send(close(1001, "the client went away")).await;
+                            break Ended::Broken;
+                        }
+                    };
                     let out = match m {
-                        ws::Message::Text(t) => tungstenite::Message::Text(t.as_str().into()),
-                        ws::Message::Binary(b) => tungstenite::Message::Binary(b),
-                        // Each side answers its own pings.
+                        ws::Message::Text(t) => match self.screened(t.as_bytes()) {
+                            Ok(Some(canonical)) => tungstenite::Message::Text(canonical.into()),
+                            Ok(None) => tungstenite::Message::Text(t.as_str().into()),
+                            Err(()) => break self.refuse_model(&mut to_client, &mut to_provider).await,
+                        },
+                        ws::Message::Binary(b) => match self.screened(&b) {
+                            Ok(Some(canonical)) => tungstenite::Message::Binary(canonical.into()),
+                            Ok(None) => tungstenite::Message::Binary(b),
+                            Err(()) => break self.refuse_model(&mut to_client, &mut to_provider).await,
+                        },
+                        // Each side answers its own pings; they do not keep a session alive.
                         ws::Message::Ping(_) | ws::Message::Pong(_) => continue,
                         ws::Message::Close(frame) => {
                             let code = frame.as_ref().map_or(1000, |f| sendable(f.code));
-                            let reason = frame.map(|f| f.reason.as_str().to_owned()).unwrap_or_default();
+                            // A reason that carries a gateway token stays here.
+                            let reason = frame
+                                .map(|f| f.reason.as_str().to_owned())
+                                .filter(|r| !guard::holds(r, keyward_store::GATEWAY_TOKEN_PREFIX))
+                                .unwrap_or_default();
                             let _ = to_provider.send(close(code, &reason)).await;
                             break Ended::Client(code);
                         }
                     };
+                    last_seen = Instant::now();
+                    counted.0 += 1;
                     if to_provider.send(out).await.is_err() {
                         let _ = to_client.send(client_close(1011, "the provider's connection failed")).await;
                         break Ended::Broken;
                     }
                 }
                 m = from_provider.next() => {
-                    last_seen = Instant::now();
-                    let Some(Ok(m)) = m else {
-                        let _ = to_client.send(client_close(1011, "the provider's connection was lost")).await;
-                        break Ended::Broken;
+                    let m = match m {
+                        Some(Ok(m)) => m,
+                        Some(Err(e)) => {
+                            let (code, why) = read_failure(&e.to_string(), "the provider's message");
+                            let _ = to_client.send(client_close(code, &why)).await;
+                            break Ended::Broken;
+                        }
+                        None => {
+                            let _ = to_client.send(client_close(1011, "the provider's connection was lost")).await;
+                            break Ended::Broken;
+                        }
                     };
-                    counted.1 += 1;
+                    // What the provider sends is masked and read for usage, text or binary
+                    // (Gemini Live sends its JSON as binary frames).
                     let out = match m {
                         tungstenite::Message::Text(t) => {
-                            let text = t.as_str();
-                            self.read_usage(text, &mut usage);
-                            match self.masker.as_ref().and_then(|m| m.mask_whole(text.as_bytes())) {
+                            self.read_usage(t.as_bytes(), &mut usage);
+                            match self.masker.as_ref().and_then(|m| m.mask_whole(t.as_bytes())) {
                                 Some(masked) => ws::Message::Text(String::from_utf8_lossy(&masked).into_owned().into()),
-                                None => ws::Message::Text(text.into()),
+                                None => ws::Message::Text(t.as_str().into()),
                             }
                         }
-                        tungstenite::Message::Binary(b) => ws::Message::Binary(b),
+                        tungstenite::Message::Binary(b) => {
+                            self.read_usage(&b, &mut usage);
+                            match self.masker.as_ref().and_then(|m| m.mask_whole(&b)) {
+                                Some(masked) => ws::Message::Binary(masked.into()),
+                                None => ws::Message::Binary(b),
+                            }
+                        }
                         tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_) => continue,
                         tungstenite::Message::Close(frame) => {
                             let code = frame.as_ref().map_or(1000, |f| sendable(f.code.into()));
@@ -547,6 +596,8 @@ impl Session {
                             break Ended::Provider(code);
                         }
                     };
+                    last_seen = Instant::now();
+                    counted.1 += 1;
                     if to_client.send(out).await.is_err() {
                         let _ = to_provider.send(close(1001, "the client went away")).await;
                         break Ended::Broken;
@@ -605,31 +656,82 @@ impl Session {
         std::mem::take(&mut self.ticket).settle(cost, tokens);
     }
 
-    /// Whether a Gemini Live session's first message (`setup.model`) names a model the token
-    /// may use (any other first message passes: OpenAI's sessions named theirs in the URL).
-    fn setup_allowed(&self, text: &str) -> bool {
-        let Some(view) = &self.allowed_models else {
-            return true;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
-            return true;
-        };
-        match v.pointer("/setup/model").and_then(|m| m.as_str()) {
-            Some(m) => {
-                let name = m.rsplit("models/").next().unwrap_or(m);
-                view.allows_model(name)
+    /// A client's message, checked against the token's model allow-list: a message that names
+    /// a model (Gemini's `setup.model`, OpenAI's `session.model`) must name an allowed one, and
+    /// goes on as the gateway read it (`Some`: re-serialized, so that a key given twice, or
+    /// escaped, cannot make the provider read another model than the one checked). A Gemini
+    /// session must begin with its setup, and has one. `Err`: refused.
+    fn screened(&mut self, message: &[u8]) -> Result<Option<String>, ()> {
+        let Some(view) = self.allowed_models.clone() else {
+            if self.provider.id == "gemini" && self.model.is_none() {
+                // Only to name the session's model in its usage.
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(message)
+                    && let Some(m) = v.pointer("/setup/model").and_then(|m| m.as_str())
+                {
+                    self.model = Some(m.rsplit("models/").next().unwrap_or(m).to_owned());
+                }
             }
-            None => true,
+            return Ok(None);
+        };
+        let gemini = self.provider.id == "gemini";
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(message) else {
+            // Not JSON: the provider cannot read a model in it either; before Gemini's setup,
+            // nothing else is let through.
+            return if gemini && !self.setup_done {
+                Err(())
+            } else {
+                Ok(None)
+            };
+        };
+        let named = v
+            .pointer("/setup/model")
+            .or_else(|| v.pointer("/session/model"));
+        let has_setup = v.get("setup").is_some();
+        if gemini && (has_setup == self.setup_done) {
+            // A message before the setup, or a second setup.
+            return Err(());
+        }
+        match named {
+            None if has_setup => Err(()),
+            None => Ok(None),
+            Some(m) => {
+                let m = m.as_str().ok_or(())?;
+                let name = m.rsplit("models/").next().unwrap_or(m);
+                if !view.allows_model(name) {
+                    return Err(());
+                }
+                if has_setup {
+                    self.setup_done = true;
+                    self.model = Some(name.to_owned());
+                }
+                serde_json::to_string(&v).map(Some).map_err(|_| ())
+            }
         }
     }
 
+    /// Closes both sides of a session whose client asked for a model its token may not use.
+    async fn refuse_model<C, P>(&self, to_client: &mut C, to_provider: &mut P) -> Ended
+    where
+        C: futures_util::Sink<ws::Message> + Unpin,
+        P: futures_util::Sink<tungstenite::Message> + Unpin,
+    {
+        let _ = to_client
+            .send(client_close(
+                1008,
+                "this gateway token may not use that model (or the session did not name it first)",
+            ))
+            .await;
+        let _ = to_provider.send(close(1000, "")).await;
+        Ended::Refused
+    }
+
     /// Adds what a provider's message reports to the session's usage.
-    fn read_usage(&mut self, text: &str, usage: &mut Option<Tokens>) {
-        if !text.contains("\"usage") {
+    fn read_usage(&mut self, text: &[u8], usage: &mut Option<Tokens>) {
+        if memchr::memmem::find(text, b"\"usage").is_none() {
             return;
         }
         let mut meter = Meter::new(Format::Json, false);
-        meter.feed(text.as_bytes());
+        meter.feed(text);
         let reading = meter.finish();
         if self.model.is_none() {
             self.model = reading.model;
@@ -682,6 +784,19 @@ impl Session {
     }
 }
 
+/// The close to send when a side's message could not be read: 1009 for one over the size
+/// limit, 1002 otherwise.
+fn read_failure(error: &str, whose: &str) -> (u16, String) {
+    if error.contains("too long") || error.contains("Space limit") {
+        (
+            1009,
+            format!("{whose} was larger than {} MiB", MAX_MESSAGE >> 20),
+        )
+    } else {
+        (1002, format!("{whose} could not be read"))
+    }
+}
+
 fn close(code: u16, reason: &str) -> tungstenite::Message {
     tungstenite::Message::Close(Some(tungstenite::protocol::CloseFrame {
         code: code.into(),
@@ -720,13 +835,14 @@ mod tests {
         ));
         assert!(!is_realtime_route(get("anthropic"), "v1/realtime"));
         assert_eq!(
-            model_in_query(Some("model=gpt-realtime&x=1")).as_deref(),
-            Some("gpt-realtime")
+            models_in_query(Some("model=gpt-realtime&x=1")),
+            ["gpt-realtime"]
         );
         assert_eq!(
-            model_in_query(Some("api-version=2025-04-01-preview&deployment=rt%2Dmini")).as_deref(),
-            Some("rt-mini")
+            models_in_query(Some("api-version=2025-04-01-preview&deployment=rt%2Dmini")),
+            ["rt-mini"]
         );
+        assert_eq!(models_in_query(Some("model=a&%6dodel=b")), ["a", "b"]);
         assert_eq!(
             ws_url("https://api.openai.com/v1", "v1/realtime", &["model=m"]),
             "wss://api.openai.com/v1/realtime?model=m"

@@ -50,11 +50,13 @@ pub(super) fn screen(
             StatusCode::BAD_REQUEST,
             guard::PATH_REFUSED,
         ));
-    } else if provider.auth == AuthStyle::ServiceAccount && !guard::is_vertex_path(path) {
+    } else if provider.auth == AuthStyle::ServiceAccount
+        && !guard::is_vertex_operation(&parts.method, path)
+    {
         return Some(provider_error(
             provider,
             StatusCode::NOT_FOUND,
-            "the gateway serves Vertex AI's v1*/projects/... and v1*/publishers/... paths",
+            "the gateway serves Vertex AI's inference calls (POST .../models/M:generateContent and the like, .../endpoints/E:predict) and lists Google's models; nothing else",
         ));
     }
     let declared = parts

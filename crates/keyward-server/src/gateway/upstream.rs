@@ -189,7 +189,7 @@ async fn try_upstreams(
         let status = response.status();
         gw.usage
             .record(subject, served_id, &view.org, provider.id, status.as_u16());
-        if matches!(status.as_u16(), 401 | 403) {
+        if status == StatusCode::UNAUTHORIZED {
             gw.access.refused(&cloud::Try {
                 provider,
                 key: up.key,
@@ -308,7 +308,7 @@ pub(super) fn unauthorized(
             Skip::Next(Some(provider_error(
                 provider,
                 StatusCode::BAD_GATEWAY,
-                "the provider's token endpoint could not be reached",
+                "the provider's token endpoint did not give a token",
             )))
         }
     }

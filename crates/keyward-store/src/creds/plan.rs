@@ -99,6 +99,9 @@ pub(super) fn plan(
             fields.insert(k, v);
         }
     }
+    if let Some(raw) = &update.secret {
+        keyward_core::credential::fields_from_secret(provider, raw, &mut fields)?;
+    }
     check_required_fields(provider, &fields)?;
     if let Some(w) = update.weight {
         check_weight(w)?;

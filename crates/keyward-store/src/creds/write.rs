@@ -4,7 +4,7 @@
 use keyward_core::audit::{Category, NewEvent, Outcome};
 use keyward_core::credential::{
     CredentialUpdate, CredentialView, NewCredential, base_url_as_endpoint, check_public_fields,
-    check_required_fields,
+    check_required_fields, fields_from_secret,
 };
 use keyward_core::{CredentialId, Millis};
 use secrecy::SecretString;
@@ -82,6 +82,10 @@ impl Vault {
         new.fields.retain(|_, v| !v.is_empty());
         base_url_as_endpoint(provider, &mut new.fields);
         check_public_fields(provider, &new.fields)?;
+        if let Some(raw) = &new.secret {
+            fields_from_secret(provider, raw, &mut new.fields)?;
+            check_public_fields(provider, &new.fields)?;
+        }
         self.refuse_own_keys(
             new.fields
                 .values()
