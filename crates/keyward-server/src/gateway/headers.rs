@@ -225,3 +225,34 @@ pub(super) fn auth_header(
     value.set_sensitive(true);
     Ok((name, value))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A secret holding `/` and `+` (an AWS session token) quoted back JSON-escaped or
+    /// percent-encoded, in a body or a header, is masked as it is.
+    #[test]
+    fn a_key_is_masked_in_the_forms_answers_quote_it_in() {
+        let provider = Provider::get("bedrock").unwrap();
+        let key = SecretString::from("IQoJb3Jp/Z2lu+X2VjEXAMPLE/token==");
+        let m = masker(provider, &key);
+        for quoted in [
+            "IQoJb3Jp/Z2lu+X2VjEXAMPLE/token==",
+            r"IQoJb3Jp\/Z2lu+X2VjEXAMPLE\/token==",
+            "IQoJb3Jp%2FZ2lu%2BX2VjEXAMPLE%2Ftoken%3D%3D",
+            "IQoJb3Jp%2fZ2lu%2bX2VjEXAMPLE%2ftoken%3d%3d",
+            "IQoJb3Jp/Z2lu%2BX2VjEXAMPLE/token%3D%3D",
+        ] {
+            let body = format!(r#"{{"message":"token {quoted} refused"}}"#);
+            let masked = String::from_utf8(m.mask_whole(body.as_bytes()).unwrap()).unwrap();
+            assert!(!masked.contains("EXAMPLE"), "{quoted}: {masked}");
+            let mut headers = HeaderMap::new();
+            headers.insert("x-echo", HeaderValue::from_str(&body).unwrap());
+            mask_headers(&mut headers, provider, &key);
+            let value = headers["x-echo"].to_str().unwrap();
+            assert!(!value.contains("EXAMPLE"), "{quoted}: {value}");
+        }
+    }
+}
