@@ -252,6 +252,9 @@ impl AppState {
             .usage_flush_interval
             .max(std::time::Duration::from_millis(1));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        // Keys other replicas set aside, or saw recover: subscribed before the server
+        // answers anything (in the task, a note that came before its first poll was lost).
+        let mut notes = state.vault.serving().key_notes();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -263,8 +266,6 @@ impl AppState {
             // reported with each flush.
             let mut budgets = tokio::time::interval(gateway::budgets::DEFS_EVERY);
             budgets.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // Keys other replicas set aside, or saw recover.
-            let mut notes = state.vault.serving().key_notes();
             let mut notes_open = true;
             loop {
                 tokio::select! {

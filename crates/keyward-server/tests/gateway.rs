@@ -2359,6 +2359,10 @@ async fn a_key_one_replica_sets_aside_is_set_aside_by_the_others() {
                 .collect::<Vec<_>>()
         }
     };
+    // Both replicas are up (a replica that starts later than a note misses it, and finds out
+    // from the provider itself).
+    assert_eq!(set_aside(addr_a).await, []);
+    assert_eq!(set_aside(addr_b).await, []);
     // Replica B serves first: the busy key is rate-limited, B sets it aside and fails over.
     assert_eq!(
         call(addr_b).await.headers()["x-keyward-credential"],
