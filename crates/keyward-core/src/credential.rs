@@ -646,6 +646,28 @@ pub fn check_public_fields(
                 }
             )));
         }
+        // The client credentials grant needs the app's own tenant, not a multi-tenant alias.
+        if name == "tenant_id"
+            && matches!(
+                value.to_ascii_lowercase().as_str(),
+                "common" | "organizations" | "consumers"
+            )
+        {
+            return Err(CoreError::InvalidInput(
+                "field \"tenant_id\" must be the app's own tenant (its id or domain), not common, organizations or consumers".into(),
+            ));
+        }
+        // An AWS access key id (`AKIA...`, `ASIA...`): it goes into every signature.
+        if name == "access_key_id"
+            && !value.is_empty()
+            && !(value.len() >= 16
+                && value.len() <= 128
+                && value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+        {
+            return Err(CoreError::InvalidInput(
+                "field \"access_key_id\" must be an AWS access key id (upper-case letters and digits, such as AKIA...)".into(),
+            ));
+        }
         // A Google Cloud project id (`acme-ml`, or a domain-scoped `example.com:acme`): it
         // goes into Vertex AI's paths.
         if name == "project"
