@@ -662,7 +662,9 @@ pub fn check_public_fields(
             && !value.is_empty()
             && !(value.len() >= 16
                 && value.len() <= 128
-                && value.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()))
         {
             return Err(CoreError::InvalidInput(
                 "field \"access_key_id\" must be an AWS access key id (upper-case letters and digits, such as AKIA...)".into(),

@@ -69,7 +69,10 @@ impl FromRequestParts<AppState> for Caller {
             .await;
         let principal = principal?;
         match principal {
-            Some(p) => Ok(Caller(p)),
+            Some(p) => {
+                crate::request_log::note_caller(&parts.extensions, p.actor(), None);
+                Ok(Caller(p))
+            }
             None => {
                 let why = if token.is_some() {
                     "unknown, revoked or expired token"

@@ -22,6 +22,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod ops;
+mod request_log;
 pub use ops::spend::{parse_instant, parse_usd};
 mod routes;
 mod tls;
@@ -412,6 +413,7 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
+        .layer(axum::middleware::from_fn(request_log::track))
         .with_state(state)
 }
 

@@ -42,7 +42,7 @@ use keyward_core::resolve::NotFound;
 use keyward_crypto::{ChainKey, CryptoError, Keyring};
 use sqlx::AnyPool;
 
-pub use actor::as_person;
+pub use actor::{as_person, for_request};
 pub use audit::{EventPage, SCAN_BUDGET, VerifyReport};
 pub use backup::{BackupHeader, master_keys_in_backup};
 pub use budgets::{

@@ -45,7 +45,8 @@ use clap::{Args, Parser, Subcommand};
                             OpenID Connect, workload identity rules)
   KEYWARD_UI_TOKEN_SIGN_IN  `serve`: on or off, whether the console also takes API tokens
   KEYWARD_ACTOR             who the audit log says ran a local command (default: your login name)
-  KEYWARD_LOG               log filter (default warn)"
+  KEYWARD_LOG               log filter (default warn; `serve` also logs keyward::access at info)
+  KEYWARD_LOG_FORMAT        text or json (JSON lines)"
 )]
 pub(crate) struct Cli {
     #[command(flatten)]
@@ -54,8 +55,26 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// For people: one line an event.
+    Text,
+    /// JSON lines, for log collectors: `timestamp`, `level`, `target`, `fields`.
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct Global {
+    /// How log lines (standard error) are written: text, or JSON lines for a collector.
+    #[arg(
+        long,
+        global = true,
+        env = "KEYWARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub(crate) log_format: LogFormat,
     /// Data directory: the SQLite database and, without a configured master key, the
     /// development key.
     #[arg(

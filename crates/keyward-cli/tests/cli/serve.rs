@@ -527,3 +527,155 @@ async fn an_oversized_answer_is_refused_not_held() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("more than 16 MiB"), "{err}");
 }
+
+/// `--log-format json`: every line the server logs, at the most talkative level, under load
+/// and on errors, is a JSON object; each request has one access line with its route template
+/// (never the path as sent, nor its query), status, caller and request id; the id a client
+/// sends comes back and lands in the audit event; no key or token is in any line.
+#[test]
+fn json_logs_parse_line_by_line_and_carry_request_ids() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let mut server = s
+        .command(&["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("KEYWARD_LOG", "trace")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = server.stderr.take().unwrap();
+    let log_reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    assert!(next().starts_with("admin token (shown once"));
+    let admin = next();
+    let _id = next();
+    let addr = next()
+        .strip_prefix("keyward listening on http://")
+        .unwrap()
+        .to_owned();
+
+    // A request id the client chose, on a write: back on the answer, in the audit event.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = r#"{"id":"acme"}"#;
+    write!(
+        stream,
+        "POST /api/v1/orgs HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin}\r\n\
+         X-Request-Id: deploy-42.a_b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-request-id: deploy-42.a_b\r\n"),
+        "{answer}"
+    );
+    // Load and errors: a canary key in a bearer, a canary in the path and the query, a
+    // gateway token that does not exist, a request id shaped like a key (replaced).
+    let canary = "sk-proj-LOGCANARY0123456789abcdefghijklmn";
+    for _ in 0..20 {
+        let (status, _) = http(&addr, "GET", "/api/v1/orgs", &admin, "");
+        assert_eq!(status, 200);
+    }
+    let (status, _) = http(&addr, "GET", "/api/v1/orgs", canary, "");
+    assert_eq!(status, 401);
+    let (status, _) = http(
+        &addr,
+        "GET",
+        &format!("/api/v1/orgs/{canary}?key={canary}"),
+        &admin,
+        "",
+    );
+    assert!(status >= 400);
+    let (status, _) = http(
+        &addr,
+        "POST",
+        "/gateway/openai/v1/chat/completions",
+        "kwg_LOGCANARYnotatoken0123456789abcdef",
+        "{}",
+    );
+    assert_eq!(status, 401);
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Request-Id: {canary}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(!answer.contains(canary), "{answer}");
+
+    let events = s.json(&["events", "list", "--limit", "50", "--json"]);
+    let created = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "create" && e["target"] == "org:acme")
+        .unwrap();
+    assert_eq!(
+        created["details"]["request_id"], "deploy-42.a_b",
+        "{created}"
+    );
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success());
+    let log = log_reader.join().unwrap();
+    let mut access = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+        if v["target"] == "keyward::access" {
+            access.push(v["fields"].clone());
+        }
+    }
+    for secret in [canary, "LOGCANARY", admin.as_str()] {
+        assert!(!log.contains(secret), "the log holds {secret}");
+    }
+    let create = access
+        .iter()
+        .find(|a| a["request_id"] == "deploy-42.a_b")
+        .expect("the write's access line");
+    assert_eq!(create["method"], "POST");
+    assert_eq!(create["route"], "/api/v1/orgs");
+    assert_eq!(create["status"], 201);
+    assert!(create["caller"].as_str().unwrap().starts_with("token:"));
+    assert!(create["duration_ms"].as_f64().is_some());
+    assert!(access.len() >= 24, "{}", access.len());
+    assert!(
+        access
+            .iter()
+            .any(|a| a["route"] == "/api/v1/orgs/{organization_id}" && a["status"].as_u64() >= Some(400)),
+        "the path's template, not the path: {access:?}"
+    );
+    assert!(
+        access
+            .iter()
+            .any(|a| a["route"] == "/gateway/{provider}/{*path}" && a["status"] == 401)
+    );
+    assert!(
+        access
+            .iter()
+            .all(|a| a["request_id"].as_str().is_some_and(|id| !id.is_empty())),
+        "{access:?}"
+    );
+}

@@ -279,6 +279,7 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
         Ok(v) => v,
         Err(r) => return r,
     };
+    token::note_caller(&parts, &view);
     if let Some(r) = refusal(&state, provider, &view) {
         return r;
     }
@@ -374,6 +375,7 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
         Ok(v) => v,
         Err(r) => return r,
     };
+    token::note_caller(&parts, &view);
     // Another organization's target does not exist, as far as this token can tell.
     let Some(target) = target.filter(|t| t.org == view.org) else {
         return provider_error(

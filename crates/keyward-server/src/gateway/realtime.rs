@@ -135,6 +135,7 @@ pub(super) async fn forward(
         Ok(v) => v,
         Err(r) => return r,
     };
+    super::token::note_caller(&parts, &view);
     if let Some(r) = refusal(state, provider, &view) {
         return r;
     }

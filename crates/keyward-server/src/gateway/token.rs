@@ -59,6 +59,15 @@ pub(super) fn gateway_token<'a>(
         .find(|t| t.starts_with(GATEWAY_TOKEN_PREFIX) || (workloads && is_jwt(t)))
 }
 
+/// Notes the gateway token as the request's caller, for its access line.
+pub(super) fn note_caller(parts: &axum::http::request::Parts, view: &GatewayTokenView) {
+    crate::request_log::note_caller(
+        &parts.extensions,
+        format!("gateway_token:{}", view.id),
+        Some(view.org.as_str()),
+    );
+}
+
 /// Whether a presented token has a JWT's shape (three base64url parts, a JSON header).
 pub(super) fn is_jwt(t: &str) -> bool {
     t.starts_with("eyJ")
