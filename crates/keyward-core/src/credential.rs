@@ -220,10 +220,11 @@ pub struct AwsSecret {
 
 #[derive(Serialize, Deserialize)]
 struct TemporaryAwsCredentials {
-    #[serde(alias = "SecretAccessKey")]
+    #[serde(alias = "SecretAccessKey", alias = "secretAccessKey")]
     secret_access_key: String,
     #[serde(
         alias = "SessionToken",
+        alias = "sessionToken",
         default,
         skip_serializing_if = "Option::is_none"
     )]
@@ -250,6 +251,40 @@ impl AwsSecret {
     }
 }
 
+/// Whether `id` is a Google Cloud project id: 6 to 30 lower-case letters, digits and `-`,
+/// starting with a letter and not ending with `-`; or such an id after a domain and `:`
+/// (`example.com:acme-ml`).
+fn is_gcp_project(id: &str) -> bool {
+    let (domain, name) = match id.split_once(':') {
+        Some((d, n)) => (Some(d), n),
+        None => (None, id),
+    };
+    let name_ok = (6..=30).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let domain_ok = domain.is_none_or(|d| {
+        d.contains('.')
+            && !d.starts_with(['.', '-'])
+            && !d.ends_with(['.', '-'])
+            && d.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
+    });
+    name_ok && domain_ok
+}
+
+/// Temporary AWS credentials as the AWS tools print them: `aws configure export-credentials`
+/// (top level) or `aws sts ...` (under `Credentials`).
+fn aws_credentials_object(value: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_json::from_str(value).ok()?;
+    match v.get("Credentials") {
+        Some(inner) if inner.is_object() => Some(inner.clone()),
+        _ => Some(v),
+    }
+}
+
 /// The fields a secret brings with it: temporary AWS credentials (JSON) name their access key
 /// id, which becomes the credential's `access_key_id` (or must be the one it already has). A
 /// Bedrock credential without an access key id holds a Bedrock API key, which AWS credentials
@@ -263,11 +298,11 @@ pub fn fields_from_secret(
     if provider.secret != SecretKind::AwsSecretAccessKey || !value.starts_with('{') {
         return Ok(());
     }
-    let id = serde_json::from_str::<serde_json::Value>(value)
-        .ok()
+    let id = aws_credentials_object(value)
         .and_then(|v| {
-            v.get("AccessKeyId")
-                .or_else(|| v.get("access_key_id"))?
+            ["AccessKeyId", "accessKeyId", "access_key_id"]
+                .iter()
+                .find_map(|k| v.get(*k))?
                 .as_str()
                 .map(str::to_owned)
         })
@@ -302,7 +337,9 @@ fn temporary_aws_credentials(value: &str) -> Result<SecretString, CoreError> {
             "AWS credentials given as JSON need SecretAccessKey (and SessionToken, for temporary ones), as `aws configure export-credentials` prints them".into(),
         )
     };
-    let t: TemporaryAwsCredentials = serde_json::from_str(value).map_err(|_| refused())?;
+    let t: TemporaryAwsCredentials = aws_credentials_object(value)
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(refused)?;
     let clean = |s: &str| !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control());
     if !clean(&t.secret_access_key) || t.session_token.as_deref().is_some_and(|s| !clean(s)) {
         return Err(refused());
@@ -675,11 +712,7 @@ pub fn check_public_fields(
         if name == "project"
             && provider.auth == crate::provider::AuthStyle::ServiceAccount
             && !value.is_empty()
-            && !(value.len() <= 100
-                && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && value.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b':')
-                }))
+            && !is_gcp_project(value)
         {
             return Err(CoreError::InvalidInput(
                 "field \"project\" must be a Google Cloud project id (lower-case letters, digits and '-', e.g. acme-ml)".into(),

@@ -417,3 +417,35 @@ fn open_notebooks_providers_and_modality_names_are_accepted() {
         "only an identifier goes in"
     );
 }
+
+/// A Vertex AI credential's project goes into its requests' paths: a project id (or a
+/// domain-scoped one) only.
+#[test]
+fn vertex_projects_are_project_ids() {
+    let vertex = keyward_core::Provider::get("vertex").unwrap();
+    let check = |p: &str| {
+        let fields = std::collections::BTreeMap::from([("project".to_owned(), p.to_owned())]);
+        keyward_core::credential::check_public_fields(vertex, &fields).is_ok()
+    };
+    for good in ["acme-ml", "my-project-123456", "example.com:acme-ml"] {
+        assert!(check(good), "{good}");
+    }
+    for bad in [
+        "a",
+        "proj-",
+        "evil.com",
+        "proj-a:x",
+        "x.com:y:z",
+        "a?x=1#frag",
+        "Acme-ML",
+        "a/b-cdef",
+        "1project",
+    ] {
+        assert!(!check(bad), "{bad}");
+    }
+    // Another provider's `project` (OpenAI's `proj_...`) is not a Google project.
+    let openai = keyward_core::Provider::get("openai").unwrap();
+    let fields =
+        std::collections::BTreeMap::from([("project".to_owned(), "proj_Abc123".to_owned())]);
+    assert!(keyward_core::credential::check_public_fields(openai, &fields).is_ok());
+}

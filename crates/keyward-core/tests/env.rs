@@ -223,6 +223,23 @@ fn bedrock_temporary_credentials_and_api_keys() {
         )
         .is_err()
     );
+    // `aws sts ...` prints them under `Credentials`; some tools in camelCase.
+    for shape in [
+        r#"{"Credentials": {"AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "tmp/Secret+Key", "SessionToken": "IQoJb3JpZ2luX2VjEXAMPLE==", "Expiration": "2026-12-07T12:00:00Z"}, "AssumedRoleUser": {}}"#,
+        r#"{"accessKeyId": "ASIAEXAMPLE", "secretAccessKey": "tmp/Secret+Key", "sessionToken": "IQoJb3JpZ2luX2VjEXAMPLE=="}"#,
+    ] {
+        let shape = SecretString::from(shape);
+        let mut fields = std::collections::BTreeMap::new();
+        keyward_core::credential::fields_from_secret(bedrock, &shape, &mut fields).unwrap();
+        assert_eq!(fields["access_key_id"], "ASIAEXAMPLE");
+        let same = keyward_core::credential::normalize_secret(
+            bedrock,
+            &shape,
+            keyward_core::credential::FormatCheck::Enforce,
+        )
+        .unwrap();
+        assert_eq!(same.expose_secret(), stored.expose_secret());
+    }
     let hint = keyward_core::credential::key_hint(bedrock, &stored);
     assert!(
         hint.ends_with("(temporary)") && !hint.contains("Secret+Key"),

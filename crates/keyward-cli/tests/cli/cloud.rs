@@ -673,6 +673,51 @@ async fn vertex_entra_and_bedrock_serve_their_sdks_through_the_gateway() {
             );
         }
     }
+    // A token limited to a model: a Vertex endpoint serves what is deployed on it, whatever the
+    // body names, so it is refused unless the token names the endpoint.
+    let limited = s
+        .ok(&[
+            "gateway-token",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "limited",
+            "--models",
+            "gemini-2.0-flash",
+        ])
+        .trim()
+        .to_owned();
+    let (status, _, body) = send(
+        "POST",
+        "/gateway/vertex/v1/projects/acme-ml/locations/us-central1/endpoints/123:predict",
+        &limited,
+        br#"{"model":"gemini-2.0-flash","instances":[]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    // The project billed is the credential's: a client's x-goog-user-project and userProject
+    // stay behind.
+    let r = http
+        .post(format!(
+            "{}/gateway/vertex/v1beta1/publishers/google/models/gemini-2.0-flash:generateContent?userProject=other&%75serProject=other",
+            server.url
+        ))
+        .bearer_auth(&limited)
+        .header("x-goog-user-project", "other")
+        .header("content-type", "application/json")
+        .body(r#"{"contents":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let last = mock.seen("vertex").await.pop().unwrap();
+    assert!(
+        !last["path"].as_str().unwrap().contains("serProject")
+            && last["headers"].get("x-goog-user-project").is_none(),
+        "{last}"
+    );
+
     // A declared body over the limit is refused before it is read (the bytes are not sent).
     {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -393,6 +393,24 @@ async fn realtime_sessions_pass_through_the_gateway_with_the_organizations_key()
         );
         assert_eq!(out, want, "{query}");
     }
+    // A session that asks for a transcription model the token may not use is closed.
+    let out = raw(
+        &s,
+        &[
+            ("KIND", "openai"),
+            ("URL", &format!("{ws}/gateway/openai/v1/realtime?model=gpt-realtime")),
+            ("HEADERS", &bearer),
+            (
+                "SENDS",
+                &json!([json!({"type": "session.update", "session": {"input_audio_transcription": {"model": "whisper-1"}}}).to_string()])
+                    .to_string(),
+            ),
+        ],
+    );
+    assert!(
+        out.starts_with("protocol: None\nfirst: session.created\nclosed: 1008"),
+        "{out}"
+    );
     let live_url = format!("{ws}/gateway/gemini/{live}?key={limited}");
     let setup = |model: &str| json!({"setup": {"model": model}}).to_string();
     let turn = json!({"clientContent": {"turns": [], "turnComplete": true}}).to_string();

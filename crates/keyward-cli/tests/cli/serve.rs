@@ -664,7 +664,8 @@ fn json_logs_parse_line_by_line_and_carry_request_ids() {
     assert!(
         access
             .iter()
-            .any(|a| a["route"] == "/api/v1/orgs/{organization_id}" && a["status"].as_u64() >= Some(400)),
+            .any(|a| a["route"] == "/api/v1/orgs/{organization_id}"
+                && a["status"].as_u64() >= Some(400)),
         "the path's template, not the path: {access:?}"
     );
     assert!(

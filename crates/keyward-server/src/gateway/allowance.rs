@@ -18,9 +18,18 @@ use crate::AppState;
 /// The model a request names in its path, for the providers that name it there: Gemini's and
 /// Vertex's `.../models/M:generateContent` (a whole segment, before its action), Azure
 /// OpenAI's `.../deployments/D/...`, Bedrock's `model/{modelId}/...` (whose ids hold `:`, and
-/// `/` when they are ARNs). Every other provider's model is the body's.
+/// `/` when they are ARNs). A Vertex AI endpoint serves whatever is deployed on it, whatever
+/// the body says: its model is `endpoints/{id}` (a token limited to models must name it so),
+/// except the OpenAI-compatible `endpoints/openapi`, whose model is the body's. Every other
+/// provider's model is the body's.
 pub(super) fn model_in_path(provider: &Provider, path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').collect();
+    if provider.id == "vertex"
+        && let Some(w) = segments.windows(2).find(|w| w[0] == "endpoints")
+    {
+        let id = w[1].split_once(':').map_or(w[1], |(id, _)| id);
+        return (id != "openapi").then(|| format!("endpoints/{id}"));
+    }
     let found = match provider.id {
         "gemini" | "vertex" => segments
             .windows(2)
@@ -126,8 +135,15 @@ pub(super) async fn check_model(
         // Listing models and the like name none and cost nothing.
         None => return Ok(body),
     };
+    // Vertex AI's OpenAI-compatible route names models with their publisher
+    // (`google/gemini-2.0-flash`), which the allow-list may name without it.
+    let allowed = |m: &str| {
+        view.allows_model(m)
+            || (provider.id == "vertex"
+                && m.split_once('/').is_some_and(|(_, n)| view.allows_model(n)))
+    };
     match model {
-        Some(m) if view.allows_model(&m) => Ok(body),
+        Some(m) if allowed(&m) => Ok(body),
         Some(m) => Err(provider_error(
             provider,
             StatusCode::FORBIDDEN,

@@ -106,6 +106,8 @@ impl AccessTokens {
         let fetched = match fetched {
             Ok(f) => f,
             Err(error) => {
+                // Logged once a fetch; requests answered from the memory of it are not.
+                tracing::warn!(error = %error, "no access token");
                 *cached = Some(Cached::Failed {
                     error: error.clone(),
                     until: Instant::now() + FAILURE_HOLD,

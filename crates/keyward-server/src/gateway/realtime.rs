@@ -563,6 +563,7 @@ impl Session {
                         Some(Err(e)) => {
                             let (code, why) = read_failure(&e.to_string(), "the provider's message");
                             let _ = to_client.send(client_close(code, &why)).await;
+                            let _ = to_provider.send(close(code, "")).await;
                             break Ended::Broken;
                         }
                         None => {
@@ -684,30 +685,38 @@ impl Session {
                 Ok(None)
             };
         };
-        let named = v
-            .pointer("/setup/model")
-            .or_else(|| v.pointer("/session/model"));
+        // Every place a message names a model: Gemini's setup, OpenAI's session and its
+        // transcription model (beta and GA shapes).
+        const MODELS: [&str; 4] = [
+            "/setup/model",
+            "/session/model",
+            "/session/input_audio_transcription/model",
+            "/session/audio/input/transcription/model",
+        ];
+        let named: Vec<&serde_json::Value> = MODELS.iter().filter_map(|p| v.pointer(p)).collect();
         let has_setup = v.get("setup").is_some();
         if gemini && (has_setup == self.setup_done) {
             // A message before the setup, or a second setup.
             return Err(());
         }
-        match named {
-            None if has_setup => Err(()),
-            None => Ok(None),
-            Some(m) => {
-                let m = m.as_str().ok_or(())?;
-                let name = m.rsplit("models/").next().unwrap_or(m);
-                if !view.allows_model(name) {
-                    return Err(());
-                }
-                if has_setup {
-                    self.setup_done = true;
-                    self.model = Some(name.to_owned());
-                }
-                serde_json::to_string(&v).map(Some).map_err(|_| ())
+        if has_setup && v.pointer("/setup/model").is_none() {
+            return Err(());
+        }
+        if named.is_empty() {
+            return Ok(None);
+        }
+        for m in named {
+            let m = m.as_str().ok_or(())?;
+            let name = m.rsplit("models/").next().unwrap_or(m);
+            if !view.allows_model(name) {
+                return Err(());
             }
         }
+        if has_setup && let Some(m) = v.pointer("/setup/model").and_then(|m| m.as_str()) {
+            self.setup_done = true;
+            self.model = Some(m.rsplit("models/").next().unwrap_or(m).to_owned());
+        }
+        serde_json::to_string(&v).map(Some).map_err(|_| ())
     }
 
     /// Closes both sides of a session whose client asked for a model its token may not use.

@@ -81,7 +81,16 @@ async fn try_upstreams(
     )
     .map(str::to_owned);
     let mut headers = outgoing_headers(std::mem::take(&mut parts.headers), presented.as_deref());
-    let query = outgoing_query(&parts.uri);
+    let mut query = outgoing_query(&parts.uri);
+    if provider.auth == AuthStyle::ServiceAccount {
+        // Google reads these as the project billed and charged quota: the credential's
+        // project is, not one the client names.
+        headers.remove("x-goog-user-project");
+        query.retain(|kv| {
+            let name = kv.split_once('=').map_or(*kv, |(k, _)| k);
+            percent_encoding::percent_decode_str(name).decode_utf8_lossy() != "userProject"
+        });
+    }
     if presented.as_deref().is_some_and(|t| guard::holds(path, t)) {
         return provider_error(
             provider,
@@ -279,7 +288,7 @@ pub(super) fn unauthorized(
             Skip::Next(None)
         }
         Unauthorized::Refused(e) => {
-            tracing::warn!(provider = provider.id, served = served_id, error = %e, "the token endpoint refused a credential");
+            tracing::debug!(provider = provider.id, served = served_id, error = %e, "the token endpoint refused a credential");
             gw.usage
                 .record(subject, served_id, &view.org, provider.id, 401);
             let answer = provider_error(
@@ -302,7 +311,7 @@ pub(super) fn unauthorized(
             }
         }
         Unauthorized::Unreachable(e) => {
-            tracing::warn!(provider = provider.id, served = served_id, error = %e, "no access token");
+            tracing::debug!(provider = provider.id, served = served_id, error = %e, "no access token");
             gw.usage
                 .record(subject, served_id, &view.org, provider.id, 0);
             Skip::Next(Some(provider_error(
