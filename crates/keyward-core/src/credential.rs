@@ -251,15 +251,16 @@ impl AwsSecret {
     }
 }
 
-/// Whether `id` is a Google Cloud project id: 6 to 30 lower-case letters, digits and `-`,
-/// starting with a letter and not ending with `-`; or such an id after a domain and `:`
+/// Whether `id` is a Google Cloud project id: lower-case letters, digits and `-`, starting
+/// with a letter and not ending with `-` (Google makes them 6 to 30 long; shorter ones are
+/// taken, as tests and imports name them); or such an id after a domain and `:`
 /// (`example.com:acme-ml`).
 fn is_gcp_project(id: &str) -> bool {
     let (domain, name) = match id.split_once(':') {
         Some((d, n)) => (Some(d), n),
         None => (None, id),
     };
-    let name_ok = (6..=30).contains(&name.len())
+    let name_ok = (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')
         && name
