@@ -137,21 +137,6 @@ fn probe_request(
             };
             (format!("{base}/foundation-models"), Vec::new())
         }
-        ("azure_openai", _) if provider.names_principal(fields) => {
-            let endpoint = fields
-                .get("endpoint")
-                .ok_or(TestOutcome::Unsupported("the credential has no endpoint"))?;
-            let version = fields
-                .get("api_version")
-                .map_or("2024-10-21", String::as_str);
-            (
-                format!(
-                    "{}/openai/models?api-version={version}",
-                    endpoint.trim_end_matches('/')
-                ),
-                Vec::new(),
-            )
-        }
         ("azure_openai", _) => {
             let endpoint = fields
                 .get("endpoint")
@@ -164,7 +149,12 @@ fn probe_request(
                     "{}/openai/models?api-version={version}",
                     endpoint.trim_end_matches('/')
                 ),
-                vec![Header::Key("api-key", "")],
+                // An Entra ID app's token is added by `send`; a key goes as `api-key`.
+                if provider.names_principal(fields) {
+                    Vec::new()
+                } else {
+                    vec![Header::Key("api-key", "")]
+                },
             )
         }
         ("cohere", _) => (format!("{}/v1/models", base()?), vec![BEARER]),

@@ -28,14 +28,20 @@ fn http(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, 
     (status, body)
 }
 
-#[test]
-fn serve_prints_an_admin_token_once_and_stops_gracefully() {
-    let mut s = Sandbox::sqlite();
-    let key = s.ok(&["keygen"]).trim().to_owned();
-    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    // The most talkative logging there is: no line of it may hold a key.
+/// `keyward serve` on a free port with `extra` arguments, logging at trace level: the
+/// process, the thread collecting its log (standard error), and its standard output's lines.
+fn talkative_serve(
+    s: &Sandbox,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    std::thread::JoinHandle<String>,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
     let mut server = s
-        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .command(&args)
         .env("KEYWARD_LOG", "trace")
         .stdin(Stdio::null())
         .spawn()
@@ -46,7 +52,17 @@ fn serve_prints_an_admin_token_once_and_stops_gracefully() {
         let _ = stderr.read_to_string(&mut log);
         log
     });
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    (server, log_reader, lines)
+}
+
+#[test]
+fn serve_prints_an_admin_token_once_and_stops_gracefully() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    // The most talkative logging there is: no line of it may hold a key.
+    let (mut server, log_reader, mut lines) = talkative_serve(&s, &[]);
     let mut next = || lines.next().unwrap().unwrap();
     assert!(next().starts_with("admin token (shown once"));
     let admin = next();
@@ -537,19 +553,7 @@ fn json_logs_parse_line_by_line_and_carry_request_ids() {
     let mut s = Sandbox::sqlite();
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    let mut server = s
-        .command(&["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("KEYWARD_LOG", "trace")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stderr = server.stderr.take().unwrap();
-    let log_reader = std::thread::spawn(move || {
-        let mut log = String::new();
-        let _ = stderr.read_to_string(&mut log);
-        log
-    });
-    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let (mut server, log_reader, mut lines) = talkative_serve(&s, &["--log-format", "json"]);
     let mut next = || lines.next().unwrap().unwrap();
     assert!(next().starts_with("admin token (shown once"));
     let admin = next();
