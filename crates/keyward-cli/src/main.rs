@@ -129,6 +129,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             providers(json)?;
             return Ok(ExitCode::SUCCESS);
         }
+        // Made from the argument definitions themselves: they cannot drift from them.
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "keyward",
+                &mut out,
+            );
+            output::write_out(format_args!("{}", String::from_utf8_lossy(&out)));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut out)?;
+            output::write_out(format_args!("{}", String::from_utf8_lossy(&out)));
+            return Ok(ExitCode::SUCCESS);
+        }
         _ => {}
     }
     // With KEYWARD_URL set, keys come from a server and no local vault is opened.
@@ -179,7 +197,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Command::Import(_) => bail!(
                 "KEYWARD_URL is set: `import` writes into this machine's vault (KEYWARD_DATA_DIR or KEYWARD_DATABASE_URL); unset KEYWARD_URL"
             ),
-            Command::Keygen | Command::Providers { .. } => Ok(ExitCode::SUCCESS),
+            Command::Keygen
+            | Command::Providers { .. }
+            | Command::Completions { .. }
+            | Command::Man => Ok(ExitCode::SUCCESS),
         };
     }
     // `sso status` here reads the identity file and asks its provider: no vault is opened
@@ -313,7 +334,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
     let actor = actor();
     let code = match cli.command {
-        Command::Keygen | Command::Providers { .. } => ExitCode::SUCCESS,
+        Command::Keygen
+        | Command::Providers { .. }
+        | Command::Completions { .. }
+        | Command::Man => ExitCode::SUCCESS,
         Command::Serve(args) => {
             let keys_from = kms
                 .as_ref()

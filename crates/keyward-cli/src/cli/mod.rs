@@ -115,6 +115,15 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Print a new random 256-bit master key (base64).
     Keygen,
+    /// Print the shell completion script: `keyward completions bash >
+    /// /usr/share/bash-completion/completions/keyward` (zsh: `_keyward` in a directory of
+    /// `$fpath`; fish: `~/.config/fish/completions/keyward.fish`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `keyward man > /usr/share/man/man1/keyward.1`.
+    Man,
     /// API tokens for the server.
     #[command(subcommand)]
     Token(TokenCommand),

@@ -13,6 +13,7 @@ mod crash;
 mod gateway;
 mod hostile_files;
 mod import;
+mod install;
 mod kms;
 mod openapi;
 mod python_client;
