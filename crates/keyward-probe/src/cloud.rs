@@ -73,6 +73,15 @@ pub enum GrantError {
     Unreachable(String),
 }
 
+/// The `project_id` of a service-account JSON (without reading its key).
+pub fn service_account_project(json: &SecretString) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(json.expose_secret())
+        .ok()?
+        .get("project_id")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// A Google service account's key, ready to sign assertions.
 pub struct ServiceAccount {
     client_email: String,

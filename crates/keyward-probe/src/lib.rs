@@ -107,9 +107,11 @@ fn probe_request(
                 let project = fields.get("project").filter(|p| !p.is_empty());
                 let project = match project {
                     Some(p) => p.clone(),
-                    None => service_account_project(secret).ok_or(TestOutcome::Unsupported(
-                        "the credential names no project, nor does its service account",
-                    ))?,
+                    None => secret.and_then(cloud::service_account_project).ok_or(
+                        TestOutcome::Unsupported(
+                            "the credential names no project, nor does its service account",
+                        ),
+                    )?,
                 };
                 if !project
                     .bytes()
@@ -379,15 +381,6 @@ fn grant_outcome(e: cloud::GrantError) -> TestOutcome {
         cloud::GrantError::Refused { status, .. } => TestOutcome::Rejected(status),
         other => TestOutcome::Unreachable(other.to_string()),
     }
-}
-
-/// The `project_id` of a service-account JSON.
-fn service_account_project(secret: Option<&SecretString>) -> Option<String> {
-    serde_json::from_str::<serde_json::Value>(secret?.expose_secret())
-        .ok()?
-        .get("project_id")?
-        .as_str()
-        .map(str::to_owned)
 }
 
 /// The names in a model list, in the shapes providers answer: OpenAI's `data[].id`,

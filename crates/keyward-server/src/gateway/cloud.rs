@@ -366,13 +366,9 @@ pub(super) fn vertex_scope(
     key: Option<&SecretString>,
 ) -> Option<(String, String)> {
     let field = |n: &str| fields.and_then(|f| f.get(n)).filter(|v| !v.is_empty());
-    let project = field("project").cloned().or_else(|| {
-        serde_json::from_str::<serde_json::Value>(key?.expose_secret())
-            .ok()?
-            .get("project_id")?
-            .as_str()
-            .map(str::to_owned)
-    })?;
+    let project = field("project")
+        .cloned()
+        .or_else(|| keyward_probe::cloud::service_account_project(key?))?;
     let location = field("location").map_or(
         keyward_core::provider::VERTEX_DEFAULT_LOCATION.to_owned(),
         Clone::clone,

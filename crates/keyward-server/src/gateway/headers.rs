@@ -161,19 +161,19 @@ pub(super) fn mask_headers(headers: &mut HeaderMap, provider: &Provider, key: &S
     // then no searcher is built at all.
     let mut finder = None;
     let mut masker_once = None;
+    let mut forms = None;
     for value in headers.values_mut() {
         if value.len() < secret.len() {
             continue;
         }
         let finder = finder.get_or_insert_with(|| memchr::memmem::Finder::new(secret.as_bytes()));
         // The key escaped (`%2F`, `\/`) is looked for only in values holding an escape.
-        let escaped = || {
-            memchr::memchr2(b'%', b'\\', value.as_bytes()).is_some()
-                && quoted_forms(key)
-                    .iter()
-                    .any(|f| memchr::memmem::find(value.as_bytes(), f).is_some())
-        };
-        if finder.find(value.as_bytes()).is_none() && !escaped() {
+        let escaped = memchr::memchr2(b'%', b'\\', value.as_bytes()).is_some()
+            && forms
+                .get_or_insert_with(|| quoted_forms(key))
+                .iter()
+                .any(|f| memchr::memmem::find(value.as_bytes(), f).is_some());
+        if finder.find(value.as_bytes()).is_none() && !escaped {
             continue;
         }
         let masker = masker_once.get_or_insert_with(|| masker(provider, key));
