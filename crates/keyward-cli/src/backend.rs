@@ -508,6 +508,32 @@ impl Backend {
         }
     }
 
+    /// Prunes the audit log on the store itself: there is no API route for it.
+    pub(crate) async fn prune_events(
+        &self,
+        older_than: Option<std::time::Duration>,
+    ) -> Result<keyward_store::PruneReport> {
+        let Backend::Local { vault, actor } = self else {
+            anyhow::bail!(
+                "keyward events prune works on the store itself (no API route deletes events): run it where the store is, with its KEYWARD_DATABASE_URL and master keys, without KEYWARD_URL"
+            );
+        };
+        let age = match older_than {
+            Some(age) => i64::try_from(age.as_millis()).unwrap_or(i64::MAX),
+            None => {
+                let policy = vault.audit_policy().await?.map(|s| s.policy);
+                match policy.and_then(|p| p.retention_days) {
+                    Some(days) => i64::from(days) * 86_400_000,
+                    None => anyhow::bail!(
+                        "the audit policy sets no retention_days: say how old with --older-than (e.g. 365d)"
+                    ),
+                }
+            }
+        };
+        let before = keyward_core::Millis(keyward_core::Millis::now().0.saturating_sub(age));
+        Ok(vault.prune_events(before, actor).await?)
+    }
+
     pub(crate) async fn key_status(&self) -> Result<KeyStatus> {
         match self {
             Backend::Local { vault, .. } => Ok(vault.key_status().await?),
@@ -704,7 +730,9 @@ impl Backend {
             ),
             Backend::Remote(r) => {
                 let v = r.call(Method::POST, "/api/v1/gateway/reload", None).await?;
-                from(json!({ "targets": v["resolved"], "ignored": v["ignored"] }))
+                from(
+                    json!({ "targets": v["resolved"], "ignored": v["ignored"], "audit_policy": v["audit_policy"] }),
+                )
             }
         }
     }

@@ -13,6 +13,7 @@
 //! same transaction; a token of one organization gets 404 for anything of another.
 
 mod access;
+mod audit_sink;
 mod auth;
 mod error;
 mod gateway;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use axum::Router;
 use keyward_store::Vault;
 
+pub use audit_sink::{SIGNATURE_HEADER, SinkSettings, SinkSpec, SinkStatus};
 pub use auth::Caller;
 pub use error::ApiError;
 pub use gateway::{
@@ -52,6 +54,9 @@ pub struct AppState {
     vault: access::Guarded,
     shared: Arc<Shared>,
 }
+
+/// How often a server prunes the audit events past the policy's retention.
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// How often a server looks whether the operator's prices changed.
 const PRICES_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
@@ -81,6 +86,8 @@ pub(crate) struct Shared {
     console: ui::ConsoleState,
     /// Where the master keys came from, for `/readyz` (`the KMS (transit) answered at start`).
     keys_from: Option<String>,
+    /// Where the audit trail is shipped.
+    sinks: Arc<audit_sink::Sinks>,
 }
 
 impl AppState {
@@ -106,6 +113,7 @@ impl AppState {
             ui_sessions: self.shared.ui_sessions,
             secure_cookies: self.shared.secure_cookies,
             keys_from: self.shared.keys_from.clone(),
+            sinks: self.shared.sinks.clone(),
             ..Shared::default()
         };
         change(&mut shared);
@@ -135,6 +143,12 @@ impl AppState {
     #[must_use]
     pub fn with_env_fallback(self, on: bool) -> Self {
         self.rebuilt(|s| s.env_fallback = on)
+    }
+
+    /// Ships the audit trail to these sinks (checked with [`SinkSettings::check`] first).
+    #[must_use]
+    pub fn with_audit_sinks(self, settings: SinkSettings) -> Self {
+        self.rebuilt(|s| s.sinks = Arc::new(audit_sink::Sinks::new(settings)))
     }
 
     /// Says on `/readyz` where the master keys came from (a KMS that answered at start).
@@ -214,6 +228,35 @@ impl AppState {
     async fn load_at_start(&self) {
         self.refresh_prices(true).await;
         self.reload_budgets().await;
+        self.shared
+            .gateway
+            .apply_audit_policy(self.vault.serving(), "serve:start")
+            .await;
+    }
+
+    /// Prunes the events the audit policy's retention lets go (none without one).
+    async fn apply_retention(&self) {
+        let Some(days) = self.shared.gateway.audit_policy().retention_days else {
+            return;
+        };
+        let before =
+            keyward_core::Millis(keyward_core::Millis::now().0 - i64::from(days) * 86_400_000);
+        match self
+            .vault
+            .serving()
+            .prune_events(before, "serve:retention")
+            .await
+        {
+            Ok(r) if r.removed > 0 => {
+                tracing::info!(
+                    removed = r.removed,
+                    through_seq = r.through_seq,
+                    "audit events past their retention pruned"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot prune the audit log"),
+        }
     }
 
     /// Reads the budgets' definitions again.
@@ -278,6 +321,7 @@ impl AppState {
                     },
                     _ = tick.tick() => {
                         state.flush_usage().await;
+                        state.shared.gateway.flush_request_events(state.vault.serving()).await;
                         state.report_budgets().await;
                     }
                     _ = prices.tick() => state.refresh_prices(false).await,
@@ -289,11 +333,40 @@ impl AppState {
             state
                 .shared
                 .gateway
+                .flush_request_events(state.vault.serving())
+                .await;
+            state
+                .shared
+                .gateway
                 .budgets
                 .give_back_all(state.vault.serving())
                 .await;
         });
-        UsageWriter { stop, task }
+        let (sinks_stop, sinks_stopped) = tokio::sync::watch::channel(false);
+        let mut others = self
+            .shared
+            .sinks
+            .spawn(self.vault.serving(), &sinks_stopped);
+        // The retention policy's prune: a minute after start, then every RETENTION_EVERY, in a
+        // task of its own (a large prune must not hold up the usage writes).
+        let state = self.clone();
+        let mut stopped = sinks_stopped;
+        others.push(tokio::spawn(async move {
+            let mut delay = std::time::Duration::from_secs(60);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => state.apply_retention().await,
+                    _ = stopped.changed() => break,
+                }
+                delay = RETENTION_EVERY;
+            }
+        }));
+        UsageWriter {
+            stop,
+            task,
+            sinks_stop,
+            others,
+        }
     }
 
     /// Also accepts HS256 JWTs signed with these keys.
@@ -368,13 +441,21 @@ enum TokenSignIn {
 struct UsageWriter {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    /// Stops the audit sinks' shippers and the retention task.
+    sinks_stop: tokio::sync::watch::Sender<bool>,
+    others: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl UsageWriter {
-    /// Stops it after a last write.
+    /// Stops it after a last write (the audit events it writes are shipped by the next start:
+    /// the sinks' cursors are in the store).
     async fn finish(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
+        let _ = self.sinks_stop.send(true);
+        for task in self.others {
+            let _ = task.await;
+        }
     }
 }
 
@@ -413,7 +494,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .layer(axum::middleware::from_fn(request_log::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_log::track,
+        ))
         .with_state(state)
 }
 

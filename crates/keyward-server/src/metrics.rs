@@ -149,6 +149,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> String {
         stats.committed_operations
     );
     state.shared.gateway.render_metrics(&mut out);
+    state.shared.sinks.render_metrics(&mut out);
     if let Ok(events) = state.vault.serving().audit_event_count().await {
         out.push_str("# HELP keyward_audit_events_total Events in the audit log.\n");
         out.push_str("# TYPE keyward_audit_events_total counter\n");

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -57,7 +57,11 @@ fn offered(req: &Request) -> Option<String> {
 
 /// Middleware: the request's id (taken or made), its audit events tagged with it, the answer
 /// carrying it, and one access line.
-pub(crate) async fn track(mut req: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(state): State<crate::AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = offered(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let seen = Seen::default();
     req.extensions_mut().insert(seen.clone());
@@ -66,19 +70,39 @@ pub(crate) async fn track(mut req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = req.method().clone();
+    // Under the audit policy's log_all_access, a gateway request is an audit event.
+    let gateway = &state.shared.gateway;
+    let path = (route.starts_with("/gateway/") && gateway.logs_all_access())
+        .then(|| req.uri().path().to_owned());
     let start = Instant::now();
     let mut response = keyward_store::for_request(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);
     }
     let (caller, org) = seen.take();
+    let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+    if let Some(path) = path {
+        let served = ["x-keyward-credential", "x-keyward-target"]
+            .into_iter()
+            .find_map(|h| Some((h, response.headers().get(h)?.to_str().ok()?)));
+        gateway.audit_request(&crate::gateway::audit_policy::RequestSeen {
+            request_id: &id,
+            method: method.as_str(),
+            path: &path,
+            status: response.status().as_u16(),
+            duration_ms,
+            caller: caller.as_deref(),
+            org: org.as_deref(),
+            served,
+        });
+    }
     tracing::info!(
         target: "keyward::access",
         request_id = %id,
         method = %method,
         route,
         status = response.status().as_u16(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        duration_ms,
         caller = caller.as_deref().unwrap_or("-"),
         org = org.as_deref().unwrap_or("-"),
         "request"

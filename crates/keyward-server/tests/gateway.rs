@@ -1091,12 +1091,20 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
     // The shape Keeptrusts users already have: `pack:`, `providers: { targets: }`, `model`,
     // and sections Keyward does not implement, reported by name.
     write(format!(
-        "pack:\n  name: secret-management-providers-2\n  version: 1.0.0\n  enabled: true\nproviders:\n  targets:\n    - id: openai-primary\n      provider: openai\n      model: gpt-4o-mini\n      org: acme\n      base_url: http://{upstream}\n      secret_key_ref:\n        store: OPENAI_PRIMARY\npolicies:\n  chain:\n    - audit-logger\npolicy:\n  audit-logger:\n    immutable: true\n    retention_days: 365\n"
+        "pack:\n  name: secret-management-providers-2\n  version: 1.0.0\n  enabled: true\nproviders:\n  targets:\n    - id: openai-primary\n      provider: openai\n      model: gpt-4o-mini\n      org: acme\n      base_url: http://{upstream}\n      secret_key_ref:\n        store: OPENAI_PRIMARY\npolicies:\n  chain:\n    - audit-logger\n    - pii-redactor\npolicy:\n  audit-logger:\n    immutable: true\n    retention_days: 365\n"
     ));
     let (st, body) = reload().await;
     assert_eq!(st, StatusCode::OK, "{body}");
     assert_eq!(body["targets"], json!(["openai-primary"]));
-    assert_eq!(body["ignored"], json!(["policies", "policy"]));
+    // The audit-logger policy is Keyward's audit policy; another policy is ignored, by name.
+    assert_eq!(body["ignored"], json!(["policies.chain: pii-redactor"]));
+    assert_eq!(
+        body["audit_policy"],
+        json!({ "retention_days": 365, "immutable": true, "log_all_access": false })
+    );
+    let stored = vault.audit_policy().await.unwrap().unwrap();
+    assert_eq!(stored.policy.retention_days, Some(365));
+    assert!(stored.policy.immutable);
     assert_eq!(body["resolved"][0]["reference"], "store: OPENAI_PRIMARY");
     assert_eq!(body["resolved"][0]["model"], "gpt-4o-mini");
     let resp = chat("openai-primary", acme_token.expose_secret().to_owned())
@@ -1117,7 +1125,10 @@ async fn static_targets_serve_fixed_routes_and_reload_without_dropping_the_runni
         "store: OPENAI_PRIMARY"
     );
     assert_eq!(reloads[0].details["by"], "api");
-    assert_eq!(reloads[0].details["ignored"], json!(["policies", "policy"]));
+    assert_eq!(
+        reloads[0].details["ignored"],
+        json!(["policies.chain: pii-redactor"])
+    );
     assert!(
         reloads
             .iter()

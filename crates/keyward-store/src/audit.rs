@@ -13,7 +13,7 @@ use crate::{Vault, VaultError};
 pub(crate) const CHAIN_KEY_NAME: &str = "audit_chain";
 /// The record id the chain key's wrap is bound to.
 pub(crate) const CHAIN_KEY_RECORD: &str = "vault_key:audit_chain";
-const GENESIS: [u8; 32] = [0; 32];
+pub(crate) const GENESIS: [u8; 32] = [0; 32];
 
 /// How many events one listing reads back at most before it answers with what it found and a
 /// cursor to continue: a filter that matches rarely (an actor that is nobody) must not read
@@ -164,7 +164,7 @@ pub(crate) fn head_mac(chain: &ChainKey, seq: i64, link: &[u8]) -> [u8; 32] {
 }
 
 /// What `events verify` found.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyReport {
     /// Events checked.
@@ -178,6 +178,10 @@ pub struct VerifyReport {
     /// from (events up to it were not read again).
     #[serde(default)]
     pub from_seq: i64,
+    /// Events up to this one were pruned (by the retention policy): the chain is proved from
+    /// the sealed record of where it then began. 0: nothing was pruned.
+    #[serde(default)]
+    pub pruned_through: i64,
 }
 
 impl VerifyReport {
@@ -374,14 +378,17 @@ impl Vault {
             Ok(head) => head,
             Err(report) => return Ok(report),
         };
+        let (base_seq, base_link) = match self.base(chain).await? {
+            Ok(base) => base.unwrap_or((0, GENESIS.to_vec())),
+            Err(problem) => return Ok(broken(head_seq, problem)),
+        };
         let mut report = VerifyReport {
-            checked: 0,
             head_seq,
-            problem: None,
-            from_seq: 0,
+            pruned_through: base_seq,
+            ..VerifyReport::default()
         };
         let end = self
-            .verify_range(chain, 0, GENESIS.to_vec(), head_seq, &mut report)
+            .verify_range(chain, base_seq, base_link, head_seq, &mut report)
             .await?;
         if report.problem.is_none() {
             check_end(&mut report, end, head_seq, &head_link);
@@ -400,18 +407,23 @@ impl Vault {
             Ok(head) => head,
             Err(report) => return Ok(report),
         };
+        let (base_seq, base_link) = match self.base(chain).await? {
+            Ok(base) => base.unwrap_or((0, GENESIS.to_vec())),
+            Err(problem) => return Ok(broken(head_seq, problem)),
+        };
+        // From the checkpoint, or from where a prune left the chain if that is further.
         let (from, prev) = match self.checkpoint(chain).await? {
-            Ok(Some((seq, link, _))) => (seq, link),
-            Ok(None) => (0, GENESIS.to_vec()),
+            Ok(Some((seq, link, _))) if seq > base_seq => (seq, link),
+            Ok(_) => (base_seq, base_link),
             Err(report) => return Ok(report),
         };
         let mut report = VerifyReport {
-            checked: 0,
             head_seq,
-            problem: None,
             from_seq: from,
+            pruned_through: base_seq,
+            ..VerifyReport::default()
         };
-        if from > 0 {
+        if from > base_seq {
             // The chain continues from the event the checkpoint names, as it was then.
             let at: Option<Vec<u8>> = sqlx::query("SELECT link FROM audit_events WHERE seq = $1")
                 .bind(from)
@@ -477,15 +489,10 @@ impl Vault {
         if head_ok {
             return Ok(Ok((head_seq, head_link)));
         }
-        Ok(Err(VerifyReport {
-            checked: 0,
+        Ok(Err(broken(
             head_seq,
-            problem: Some((
-                head_seq,
-                "the head of the log was altered (events removed from its end?)".into(),
-            )),
-            from_seq: 0,
-        }))
+            "the head of the log was altered (events removed from its end?)".into(),
+        )))
     }
 
     /// The checkpoint (sequence number, link, when), `None` before the first; a report when
@@ -506,10 +513,8 @@ impl Vault {
         let mac: Vec<u8> = row.try_get("mac")?;
         if !chain.verify(CHECKPOINT, &checkpoint_payload(seq, &link, at), &mac) {
             return Ok(Err(VerifyReport {
-                checked: 0,
-                head_seq: seq,
-                problem: Some((seq, "the verification checkpoint was altered".into())),
                 from_seq: seq,
+                ..broken(seq, "the verification checkpoint was altered".into())
             }));
         }
         Ok(Ok(Some((seq, link, Millis(at)))))
@@ -541,7 +546,7 @@ impl Vault {
     /// Checks events `from + 1 ..= to` against `prev` (the link of event `from`), a thousand
     /// at a time so memory stays flat, counting them in `report` and noting the first problem
     /// there. Returns the last event checked and its link.
-    async fn verify_range(
+    pub(crate) async fn verify_range(
         &self,
         chain: &ChainKey,
         from: i64,
@@ -595,6 +600,15 @@ impl Vault {
     }
 }
 
+/// A report of a problem found before any event was read.
+fn broken(head_seq: i64, problem: String) -> VerifyReport {
+    VerifyReport {
+        head_seq,
+        problem: Some((head_seq, problem)),
+        ..VerifyReport::default()
+    }
+}
+
 /// The domain of the checkpoint's MAC: differs from a link's and from the head's.
 const CHECKPOINT: &[u8] = b"audit-checkpoint";
 
@@ -628,7 +642,7 @@ fn stored_payload(row: &AnyRow, seq: i64, details: &str) -> Result<Vec<u8>, Vaul
     Ok(event.payload(details))
 }
 
-fn event_from_row(row: &AnyRow) -> Result<AuditEvent, VaultError> {
+pub(crate) fn event_from_row(row: &AnyRow) -> Result<AuditEvent, VaultError> {
     let details: String = row.try_get("details")?;
     Ok(AuditEvent {
         details: serde_json::from_str(&details).map_err(|_| bad_event("details"))?,

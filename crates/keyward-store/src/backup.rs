@@ -25,7 +25,7 @@ use crate::{Vault, VaultError};
 
 /// The tables a backup holds, in the order they are restored (what a row refers to first).
 /// Console sessions are not kept: after a restore, people sign in again.
-const TABLES: [&str; 15] = [
+const TABLES: [&str; 17] = [
     "organizations",
     "master_keys",
     "vault_keys",
@@ -41,6 +41,8 @@ const TABLES: [&str; 15] = [
     "budget_periods",
     "audit_events",
     "audit_head",
+    "audit_base",
+    "audit_policy",
 ];
 
 /// The tables that make a store "not empty" for a restore.

@@ -113,6 +113,11 @@ fn migrator() -> Migrator {
             "budgets",
             include_str!("../migrations/0019_budgets.sql"),
         ),
+        migration(
+            20,
+            "audit operations",
+            include_str!("../migrations/0020_audit_operations.sql"),
+        ),
     ])
 }
 

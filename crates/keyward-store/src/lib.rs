@@ -29,6 +29,7 @@ mod keys;
 mod masters;
 mod orgs;
 mod resolve;
+mod retention;
 mod sessions;
 mod spend;
 mod tokens;
@@ -56,6 +57,7 @@ pub use keys::{KeyStatus, KidCount, ReencryptReport, RotationProgress, RotationR
 pub use masters::{StoredKeys, StoredMasterKey, insert_first_master_key, read_master_keys};
 pub use orgs::Organization;
 pub use resolve::{CandidateSource, EnvSource, GatewayCandidate, GatewayCandidates};
+pub use retention::{AuditPolicy, PruneReport, ShippedEvent, SinkCursor, StoredPolicy};
 pub use sessions::{
     SESSIONS_PER_TOKEN, SSO_LOGINS_KEPT, Session, SessionLimits, SessionView, SsoLogin,
 };

@@ -1633,6 +1633,7 @@ contract!(
     a_rare_audit_filter_reads_a_bounded_window_and_gives_a_cursor,
     one_organizations_audit_reads_cannot_take_anothers_turn,
     the_chain_is_verified_onward_from_a_sealed_checkpoint,
+    pruned_events_leave_a_chain_that_still_proves_itself,
     a_persons_session_keeps_its_grants_lists_and_ends_and_a_sign_in_state_works_once,
 );
 
@@ -2548,4 +2549,201 @@ async fn listings_page_in_sql_and_resolution_opens_only_what_it_hands_out(db: Db
         .unwrap();
     let first = c.iter().next().unwrap();
     assert_eq!(first.credential(), Some(&ids[1]));
+}
+
+/// Retention: a prune removes the old events and seals where the chain now begins; what is left
+/// verifies, and an edit on either side of the verification checkpoint, a removal beyond the
+/// base, or a base moved by hand is caught. A broken chain is not pruned (that would erase the
+/// evidence); an immutable policy refuses a prune inside its retention; a sink's undelivered
+/// events are kept.
+async fn pruned_events_leave_a_chain_that_still_proves_itself(db: Db) {
+    use keyward_core::Millis;
+    use keyward_store::AuditPolicy;
+    let v = db.open(k1()).await;
+    setup_orgs(&v).await;
+    fill_log(&v, "acme", 200, "token:old").await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let cutoff = Millis::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    fill_log(&v, "acme", 100, "token:new").await;
+    let old_through = cutoff_seq(&v, cutoff).await;
+    assert!(old_through >= 200, "{old_through}");
+
+    // A tampered old event: the prune refuses, and removes nothing.
+    let action = |seq: i64, to: &'static str| {
+        let pool = v.pool().clone();
+        async move {
+            sqlx::query("UPDATE audit_events SET action = $1 WHERE seq = $2")
+                .bind(to)
+                .bind(seq)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    action(50, "nothing").await;
+    let refused = v.prune_events(cutoff, "cli:ops").await.unwrap_err();
+    assert!(
+        refused.to_string().contains("broken at event 50"),
+        "{refused}"
+    );
+    assert_eq!(
+        count_events(&v).await,
+        v.audit_event_count().await.unwrap() as usize
+    );
+    action(50, "resolve").await;
+
+    // A sink that has delivered only so far keeps the rest.
+    let lease = std::time::Duration::from_secs(30);
+    assert_eq!(
+        v.claim_sink("file:///siem", "me", lease, 0).await.unwrap(),
+        Some(0)
+    );
+    assert!(v.advance_sink("file:///siem", "me", 0, 120).await.unwrap());
+    let held = v.prune_events(cutoff, "cli:ops").await.unwrap();
+    assert_eq!(held.through_seq, 120);
+    assert_eq!(held.removed, 120);
+    assert_eq!(held.kept_for_sink.as_deref(), Some("file:///siem"));
+    assert!(v.verify_events().await.unwrap().ok());
+    // Once it has delivered, the rest goes.
+    let head = v.audit_event_count().await.unwrap();
+    assert!(
+        v.advance_sink("file:///siem", "me", 120, head)
+            .await
+            .unwrap()
+    );
+    let pruned = v.prune_events(cutoff, "cli:ops").await.unwrap();
+    assert_eq!(pruned.through_seq, old_through);
+    assert_eq!(pruned.removed as i64, old_through - 120);
+    assert_eq!(pruned.kept_for_sink, None);
+    let events = v
+        .list_events(&"action=audit_prune".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2, "each prune is audited");
+    assert_eq!(events[0].details["through_seq"], old_through);
+
+    // What is left proves itself.
+    let report = v.verify_events().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.pruned_through, old_through);
+    let head = v.audit_event_count().await.unwrap();
+    assert_eq!(report.checked as i64, head - old_through);
+    let onward = v.verify_new_events(100_000).await.unwrap();
+    assert!(onward.ok(), "{onward:?}");
+    assert_eq!(onward.from_seq, old_through);
+
+    // Edits before the verification checkpoint (the first event after the base) and after it.
+    fill_log(&v, "acme", 20, "token:later").await;
+    for seq in [old_through + 1, head + 5] {
+        action(seq, "nothing").await;
+        let found = v.verify_events().await.unwrap();
+        assert_eq!(found.problem.map(|p| p.0), Some(seq));
+        action(seq, "resolve").await;
+    }
+    assert!(v.verify_events().await.unwrap().ok());
+
+    // Events removed past the base, without the key: found missing.
+    let first: (i64, Vec<u8>) = {
+        let row = sqlx::query("SELECT seq, link FROM audit_events WHERE seq = $1")
+            .bind(old_through + 1)
+            .fetch_one(v.pool())
+            .await
+            .unwrap();
+        (row.get("seq"), row.get("link"))
+    };
+    sqlx::query("DELETE FROM audit_events WHERE seq = $1")
+        .bind(first.0)
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let missing = v.verify_events().await.unwrap();
+    assert!(
+        missing
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.0 == first.0 && p.1.contains("missing")),
+        "{missing:?}"
+    );
+    // ... and the base moved forward over them by hand does not hold.
+    sqlx::query("UPDATE audit_base SET seq = seq + 1, link = $1")
+        .bind(first.1)
+        .execute(v.pool())
+        .await
+        .unwrap();
+    let moved = v.verify_events().await.unwrap();
+    assert!(
+        moved
+            .problem
+            .as_ref()
+            .is_some_and(|p| p.1.contains("record of pruned events was altered")),
+        "{moved:?}"
+    );
+    assert!(!v.verify_new_events(100).await.unwrap().ok());
+
+    // An immutable policy refuses a prune inside its retention, and without one any prune.
+    let immutable = AuditPolicy {
+        retention_days: Some(365),
+        immutable: true,
+        log_all_access: false,
+    };
+    assert!(
+        v.set_audit_policy(immutable, "test", "serve:start")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !v.set_audit_policy(immutable, "test", "serve:start")
+            .await
+            .unwrap(),
+        "unchanged: not written again"
+    );
+    let early = v.prune_events(Millis::now(), "cli:ops").await.unwrap_err();
+    assert!(
+        early
+            .to_string()
+            .contains("immutable with a retention of 365 days"),
+        "{early}"
+    );
+    let forever = AuditPolicy {
+        retention_days: None,
+        ..immutable
+    };
+    v.set_audit_policy(forever, "test", "serve:start")
+        .await
+        .unwrap();
+    let never = v.prune_events(Millis(0), "cli:ops").await.unwrap_err();
+    assert!(
+        never.to_string().contains("no event may be pruned"),
+        "{never}"
+    );
+    let stored = v.audit_policy().await.unwrap().unwrap();
+    assert_eq!(stored.policy, forever);
+    let changes = v
+        .list_events(&"action=audit_policy_set".parse().unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].details["was"]["retention_days"], 365);
+    v.close().await;
+    db.cleanup().await;
+}
+
+/// The last event written before `t`.
+async fn cutoff_seq(v: &Vault, t: keyward_core::Millis) -> i64 {
+    sqlx::query("SELECT MAX(seq) AS s FROM audit_events WHERE at < $1")
+        .bind(t.0)
+        .fetch_one(v.pool())
+        .await
+        .unwrap()
+        .get("s")
+}
+
+async fn count_events(v: &Vault) -> usize {
+    let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_events")
+        .fetch_one(v.pool())
+        .await
+        .unwrap()
+        .get("n");
+    n as usize
 }

@@ -156,6 +156,35 @@ pub(crate) struct ServeArgs {
     /// identity rules (see the README, "Single sign-on" and "Workload identity").
     #[arg(long, env = "KEYWARD_IDENTITY_CONFIG")]
     pub(crate) identity_config: Option<std::path::PathBuf>,
+    /// Ship the audit trail, every event after it is committed, in order, to SINK (repeat the
+    /// flag; comma-separated in the variable): `syslog+tcp://HOST:PORT` (RFC 5424),
+    /// `syslog+unix:///dev/log`, `https://URL` (JSON lines, signed with the HMAC key) or
+    /// `file:///PATH` (JSON lines). Where each sink got to is kept in the store.
+    // Parsed at start, not by the argument parser, whose errors quote the value (a URL's
+    // password with it).
+    #[arg(
+        long = "audit-sink",
+        env = "KEYWARD_AUDIT_SINKS",
+        value_delimiter = ','
+    )]
+    pub(crate) audit_sinks: Vec<String>,
+    /// The file holding the key HTTP audit sinks sign with (HMAC-SHA256 over `t.body`, in
+    /// the `keyward-signature` header); KEYWARD_AUDIT_SINK_HMAC_KEY holds the key itself instead.
+    #[arg(long, env = "KEYWARD_AUDIT_SINK_HMAC_KEY_FILE")]
+    pub(crate) audit_sink_hmac_key_file: Option<std::path::PathBuf>,
+    /// Audit events older than this many days may be pruned: the server prunes them every 6
+    /// hours, keeping the chain's proof (the gateway config's `audit-logger` policy may set a
+    /// longer one; the longer wins).
+    #[arg(long, env = "KEYWARD_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) audit_retention_days: Option<u32>,
+    /// No audit event is pruned before its retention (without a retention, none ever is), by
+    /// this server or by `keyward events prune`.
+    #[arg(long, env = "KEYWARD_AUDIT_IMMUTABLE")]
+    pub(crate) audit_immutable: bool,
+    /// Every gateway request is an audit event (by default a key's use is counted, and only
+    /// what happens to keys is audited).
+    #[arg(long, env = "KEYWARD_AUDIT_LOG_ALL_ACCESS")]
+    pub(crate) audit_log_all_access: bool,
 }
 
 #[derive(Debug, Subcommand)]

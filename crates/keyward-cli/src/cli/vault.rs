@@ -319,8 +319,21 @@ pub(crate) enum EventsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check the HMAC chain of the whole log.
+    /// Check the HMAC chain of the whole log (from where the last prune left it).
     Verify {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the audit events older than the retention the servers run with (or than
+    /// --older-than), keeping the chain's proof: what is left still verifies. Refused inside
+    /// an immutable policy's retention; events a sink has not delivered yet are kept. Works on
+    /// the store itself (no API route deletes events).
+    Prune {
+        /// Remove events older than this (`90d`, `1y`); by default the audit policy's
+        /// retention_days.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
         /// Print JSON.
         #[arg(long)]
         json: bool,

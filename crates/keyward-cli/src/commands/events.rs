@@ -46,11 +46,32 @@ pub(crate) async fn events(backend: &Backend, cmd: EventsCommand) -> Result<Exit
                     "audit chain BROKEN at event {seq}: {problem} ({} event(s) verified before it)",
                     report.checked
                 );
+            } else if report.pruned_through > 0 {
+                say!(
+                    "audit chain intact: {} event(s) verified (events up to {} were pruned; the chain is proved from the sealed record of where it then began)",
+                    report.checked,
+                    report.pruned_through
+                );
             } else {
                 say!("audit chain intact: {} event(s) verified", report.checked);
             }
             if !report.ok() {
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        EventsCommand::Prune { older_than, json } => {
+            let report = backend.prune_events(older_than).await?;
+            if json {
+                print_json(&report)?;
+            } else {
+                say!(
+                    "{} event(s) removed; the log now begins after event {}",
+                    report.removed,
+                    report.through_seq
+                );
+                if let Some(sink) = &report.kept_for_sink {
+                    say!("(older events are kept until the audit sink {sink} has taken them)");
+                }
             }
         }
     }

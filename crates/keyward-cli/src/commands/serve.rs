@@ -61,7 +61,19 @@ pub(crate) async fn serve(
     if let Some(note) = keys_from {
         state = state.with_keys_from(note);
     }
+    let sinks = keyward_server::SinkSettings {
+        sinks: args
+            .audit_sinks
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.parse())
+            .collect::<Result<_, String>>()
+            .map_err(|e| anyhow!(e))?,
+        hmac_key: sink_key(&args)?,
+    };
+    sinks.check().map_err(|e| anyhow!(e))?;
     let state = state
+        .with_audit_sinks(sinks)
         .with_jwt_keys(jwt_keys)
         .with_auth_failures_per_minute(args.auth_failures_per_minute)
         .with_env_fallback(args.env_fallback)
@@ -81,6 +93,11 @@ pub(crate) async fn serve(
             token_endpoints: keyward_probe::cloud::TokenEndpoints {
                 google: args.google_token_url.clone(),
                 entra: args.entra_authority.clone(),
+            },
+            audit_policy: keyward_store::AuditPolicy {
+                retention_days: args.audit_retention_days,
+                immutable: args.audit_immutable,
+                log_all_access: args.audit_log_all_access,
             },
             ..GatewayOptions::default()
         });
@@ -173,6 +190,33 @@ pub(crate) async fn serve(
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP audit sinks' signing key: the file's bytes (a trailing newline dropped), or
+/// KEYWARD_AUDIT_SINK_HMAC_KEY's; both set is ambiguous.
+fn sink_key(args: &ServeArgs) -> Result<Option<secrecy::SecretBox<Vec<u8>>>> {
+    let inline = std::env::var("KEYWARD_AUDIT_SINK_HMAC_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let key = match (&args.audit_sink_hmac_key_file, inline) {
+        (Some(_), Some(_)) => {
+            return Err(anyhow!(
+                "both KEYWARD_AUDIT_SINK_HMAC_KEY and an HMAC key file are set: keep one"
+            ));
+        }
+        (Some(path), None) => {
+            let mut bytes = std::fs::read(path).with_context(|| {
+                format!("cannot read the audit sinks' HMAC key {}", path.display())
+            })?;
+            while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                bytes.pop();
+            }
+            Some(bytes)
+        }
+        (None, Some(k)) => Some(k.into_bytes()),
+        (None, None) => None,
+    };
+    Ok(key.map(|k| secrecy::SecretBox::new(Box::new(k))))
 }
 
 fn tls_config(args: &ServeArgs) -> Result<Option<rustls::ServerConfig>> {
@@ -348,6 +392,38 @@ fn print_status(status: &serde_json::Value) {
             ]);
         }
         t.print();
+    }
+    let policy = &status["audit_policy"];
+    if policy.is_object() {
+        say!(
+            "audit policy: retention {}, {}, {}",
+            policy["retention_days"]
+                .as_u64()
+                .map_or_else(|| "none".to_owned(), |d| format!("{d} days")),
+            if policy["immutable"] == true {
+                "immutable"
+            } else {
+                "not immutable"
+            },
+            if policy["log_all_access"] == true {
+                "every gateway request audited"
+            } else {
+                "gateway requests counted"
+            }
+        );
+    }
+    for sink in list(&status["audit_sinks"]) {
+        let state = match (sink["shipping"] == true, sink["last_error"].as_str()) {
+            (_, Some(e)) => format!("FAILING: {e}"),
+            (true, None) => "shipping".to_owned(),
+            (false, None) => "shipped by another replica".to_owned(),
+        };
+        say!(
+            "audit sink {}: delivered through event {}, {} behind, {state}",
+            text(&sink["name"]),
+            sink["delivered_seq"],
+            sink["lag"]
+        );
     }
     let ignored: Vec<String> = list(&status["ignored"]).iter().map(text).collect();
     if !ignored.is_empty() {

@@ -6,6 +6,7 @@
 // Helpers here panic on purpose: a failed step is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod audit_sinks;
 mod backup;
 mod browser;
 mod cloud;

@@ -60,5 +60,10 @@ impl Gateway {
             "# HELP keyward_gateway_targets Static targets loaded.\n# TYPE keyward_gateway_targets gauge\nkeyward_gateway_targets {targets}"
         );
         self.usage.render(out);
+        let _ = writeln!(
+            out,
+            "# HELP keyward_gateway_request_events_dropped_total Audit events of gateway requests (log_all_access) dropped because the store stayed away.\n# TYPE keyward_gateway_request_events_dropped_total counter\nkeyward_gateway_request_events_dropped_total {}",
+            self.request_events_dropped()
+        );
     }
 }

@@ -29,6 +29,7 @@
 
 mod allowance;
 mod answers;
+pub(crate) mod audit_policy;
 mod body;
 pub(crate) mod budgets;
 mod candidates;
@@ -112,6 +113,9 @@ pub struct GatewayOptions {
     /// Where Vertex AI's and Entra ID's access tokens are asked for (Google's and
     /// Microsoft's public endpoints by default): the server's setting, never a credential's.
     pub token_endpoints: keyward_probe::cloud::TokenEndpoints,
+    /// The audit-logger policy of the server's own settings (`--audit-*`); the targets file's
+    /// adds to it (the stricter of the two is in force).
+    pub audit_policy: keyward_store::AuditPolicy,
 }
 
 impl Default for GatewayOptions {
@@ -128,6 +132,7 @@ impl Default for GatewayOptions {
             token_endpoints: keyward_probe::cloud::TokenEndpoints::default(),
             realtime_idle_timeout: Duration::from_secs(300),
             realtime_max_duration: Duration::from_secs(3600),
+            audit_policy: keyward_store::AuditPolicy::default(),
         }
     }
 }
@@ -161,6 +166,8 @@ pub(crate) struct Gateway {
     prices: RwLock<(Arc<keyward_core::prices::Prices>, Option<PricesVersion>)>,
     /// (metric, provider, reason) counts.
     events: Mutex<BTreeMap<(&'static str, &'static str, &'static str), u64>>,
+    /// The audit-logger policy in force, and the request events it asks for.
+    audit: audit_policy::PolicyState,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -214,6 +221,7 @@ impl Gateway {
                 None,
             )),
             events: Mutex::default(),
+            audit: audit_policy::PolicyState::default(),
         }
     }
 

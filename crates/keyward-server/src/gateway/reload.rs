@@ -129,6 +129,9 @@ impl Gateway {
         if let Err(e) = vault.record(event).await {
             tracing::warn!(error = %e, "cannot audit a gateway reload");
         }
+        if outcome.is_ok() {
+            self.apply_audit_policy(vault, actor).await;
+        }
         outcome
     }
 

@@ -14,9 +14,10 @@
 //! ```
 //!
 //! The shape Keeptrusts users already have is taken too: `pack:` (its name and version),
-//! `providers: { targets: [...] }` with the same target fields (and `model`), beside sections
-//! Keyward does not implement (`policies:`, `policy:`), which are reported as ignored, by name,
-//! at every load. Such a file usually names no organization: with one organization in the vault
+//! `providers: { targets: [...] }` with the same target fields (and `model`), and its
+//! `policies: { chain: [...] }` with `policy: { NAME: {...} }`: the `audit-logger` policy
+//! (`immutable`, `retention_days`, `log_all_access`) is Keyward's audit policy; other policies and
+//! other sections are reported as ignored, by name, at every load. Such a file usually names no organization: with one organization in the vault
 //! it is that one, otherwise `org:` must be added.
 //!
 //! Every reference is resolved when the file is loaded, so a missing one fails the start or the
@@ -29,7 +30,7 @@ use std::path::Path;
 use keyward_core::provider::AuthStyle;
 use keyward_core::{OrgId, Provider};
 use keyward_kms::kv::LazyKvReader;
-use keyward_store::Vault;
+use keyward_store::{AuditPolicy, Vault};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -54,6 +55,95 @@ struct PackFile {
     org: Option<String>,
     #[serde(default)]
     providers: Option<PackProviders>,
+    #[serde(default)]
+    policies: Option<serde_yaml_ng::Mapping>,
+    #[serde(default)]
+    policy: Option<serde_yaml_ng::Mapping>,
+}
+
+/// The `audit-logger` policy as the pack writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditLoggerSpec {
+    #[serde(default)]
+    immutable: bool,
+    #[serde(default)]
+    retention_days: Option<u32>,
+    #[serde(default)]
+    log_all_access: bool,
+}
+
+/// The policy Keyward implements, by its pack name.
+const AUDIT_LOGGER: &str = "audit-logger";
+
+/// The pack's policy chain: the audit-logger policy if the chain runs it, and the names of what
+/// else the chain or the `policy:` section names (ignored).
+fn pack_policies(
+    policies: Option<serde_yaml_ng::Mapping>,
+    policy: Option<serde_yaml_ng::Mapping>,
+) -> Result<(Option<AuditPolicy>, Vec<String>), String> {
+    let mut ignored = Vec::new();
+    let mut chain: Vec<String> = Vec::new();
+    for (k, v) in policies.unwrap_or_default() {
+        let key = k.as_str().unwrap_or_default();
+        if key != "chain" {
+            ignored.push(format!("policies.{}", shown_name(key)));
+            continue;
+        }
+        let names = v
+            .as_sequence()
+            .ok_or("policies.chain must be a list of policy names")?;
+        for n in names {
+            chain.push(
+                n.as_str()
+                    .ok_or("policies.chain must be a list of policy names")?
+                    .to_owned(),
+            );
+        }
+    }
+    let mut audit = None;
+    for name in &chain {
+        if name != AUDIT_LOGGER {
+            ignored.push(format!("policies.chain: {}", shown_name(name)));
+        }
+    }
+    for (k, v) in policy.unwrap_or_default() {
+        let name = k.as_str().unwrap_or_default();
+        if name != AUDIT_LOGGER {
+            ignored.push(format!("policy.{}", shown_name(name)));
+            continue;
+        }
+        if !chain.iter().any(|c| c == AUDIT_LOGGER) {
+            ignored.push(format!("policy.{AUDIT_LOGGER} (not in policies.chain)"));
+            continue;
+        }
+        let spec: AuditLoggerSpec = serde_yaml_ng::from_value(v)
+            .map_err(|e| format!("policy.{AUDIT_LOGGER}: {}", describe_yaml_error(&e)))?;
+        if spec.retention_days == Some(0) {
+            return Err(format!(
+                "policy.{AUDIT_LOGGER}: retention_days must be 1 or more"
+            ));
+        }
+        audit = Some(AuditPolicy {
+            retention_days: spec.retention_days,
+            immutable: spec.immutable,
+            log_all_access: spec.log_all_access,
+        });
+    }
+    // In the chain without settings: on, with the defaults.
+    if audit.is_none() && chain.iter().any(|c| c == AUDIT_LOGGER) {
+        audit = Some(AuditPolicy::default());
+    }
+    Ok((audit, ignored))
+}
+
+/// A section's name as reports show it: a name that could be a pasted key is not shown.
+fn shown_name(name: &str) -> String {
+    if name.len() <= 64 && !looks_like_a_key(name) {
+        name.to_owned()
+    } else {
+        "(a name that is not shown)".to_owned()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +154,7 @@ struct PackProviders {
 }
 
 /// Top-level sections of the Keeptrusts shape that Keyward reads.
-const PACK_SECTIONS: [&str; 3] = ["pack", "org", "providers"];
+const PACK_SECTIONS: [&str; 5] = ["pack", "org", "providers", "policies", "policy"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +193,8 @@ pub(crate) struct Targets {
     pub(crate) by_id: HashMap<String, std::sync::Arc<Target>>,
     /// Top-level sections of the file that Keyward does not implement, by name.
     pub(crate) ignored: Vec<String>,
+    /// The pack's `audit-logger` policy, if its chain runs one.
+    pub(crate) audit_policy: Option<AuditPolicy>,
 }
 
 /// A target as status and audit show it: never its key.
@@ -130,6 +222,9 @@ pub struct TargetsLoaded {
     pub targets: Vec<TargetSummary>,
     /// Sections of the file Keyward does not implement and ignored, by name.
     pub ignored: Vec<String>,
+    /// The file's `audit-logger` policy (the pack's `policy: audit-logger:`), if its chain
+    /// runs one.
+    pub audit_policy: Option<AuditPolicy>,
 }
 
 /// Why targets were not loaded; a message names the file, the target and the reference, never
@@ -191,27 +286,24 @@ impl Targets {
             })
             .unwrap_or_default();
         let is_pack = sections.iter().any(|k| k == "pack" || k == "providers");
-        let (file, ignored) = if is_pack {
+        let (file, ignored, audit_policy) = if is_pack {
             let pack: PackFile = serde_yaml_ng::from_value(doc).map_err(yaml_err)?;
-            let ignored: Vec<String> = sections
+            let mut ignored: Vec<String> = sections
                 .into_iter()
                 .filter(|k| !PACK_SECTIONS.contains(&k.as_str()))
-                .map(|k| {
-                    if k.len() <= 64 && !looks_like_a_key(&k) {
-                        k
-                    } else {
-                        "(a section whose name is not shown)".to_owned()
-                    }
-                })
+                .map(|k| shown_name(&k))
                 .collect();
+            let (audit_policy, other_policies) =
+                pack_policies(pack.policies, pack.policy).map_err(err)?;
+            ignored.extend(other_policies);
             let file = File {
                 org: pack.org,
                 targets: pack.providers.map(|p| p.targets).unwrap_or_default(),
             };
-            (file, ignored)
+            (file, ignored, audit_policy)
         } else {
             let file: File = serde_yaml_ng::from_value(doc).map_err(yaml_err)?;
-            (file, Vec::new())
+            (file, Vec::new(), None)
         };
         // A file without an organization (Keeptrusts' shape has none) is the only one's.
         let only_org = if file.org.is_none() && file.targets.iter().any(|t| t.org.is_none()) {
@@ -322,7 +414,11 @@ impl Targets {
                 }),
             );
         }
-        Ok(Self { by_id, ignored })
+        Ok(Self {
+            by_id,
+            ignored,
+            audit_policy,
+        })
     }
 
     /// What status and audit show of the set, in id order.
@@ -342,6 +438,7 @@ impl Targets {
                 })
                 .collect(),
             ignored: self.ignored.clone(),
+            audit_policy: self.audit_policy,
         }
     }
 

@@ -31,10 +31,15 @@ use serde::Deserialize;
 /// provider fails a sign-in fast, and no redirects, so a provider's answer cannot send Keyward
 /// elsewhere.
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
+    http_client_with(std::time::Duration::from_secs(5))
+}
+
+/// The same client with another overall timeout (the audit sinks' deliveries).
+pub(crate) fn http_client_with(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(2))
-        .timeout(std::time::Duration::from_secs(5))
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| format!("cannot build an HTTP client: {e}"))

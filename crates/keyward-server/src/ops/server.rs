@@ -62,6 +62,10 @@ pub(crate) struct GatewayStatus {
     pub(crate) serving_since: Option<LoadRecord>,
     /// Per organization and provider: the active credentials, and those set aside.
     pub(crate) providers: Vec<Value>,
+    /// The audit-logger policy in force.
+    pub(crate) audit_policy: keyward_store::AuditPolicy,
+    /// The audit sinks and how far behind they are (for admins).
+    pub(crate) audit_sinks: Vec<crate::SinkStatus>,
 }
 
 /// The static targets, their last load, and per organization and provider the active
@@ -117,7 +121,21 @@ pub(crate) async fn gateway_status(
             None => entry.0.push(named),
         }
     }
+    // Sinks name the operator's systems: for whoever may reload the gateway.
+    let audit_sinks = if super::may(p, Op::ReloadGateway, On::Unowned) {
+        state
+            .shared
+            .sinks
+            .states
+            .iter()
+            .map(|s| s.status())
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(GatewayStatus {
+        audit_policy: gateway.audit_policy(),
+        audit_sinks,
         targets_file: gateway.options().targets_file.is_some(),
         targets,
         ignored: loaded.ignored,

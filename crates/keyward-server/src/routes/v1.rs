@@ -398,6 +398,7 @@ pub(super) async fn gateway_reload(
             "targets": loaded.targets.iter().map(|t| &t.id).collect::<Vec<_>>(),
             "resolved": loaded.targets,
             "ignored": loaded.ignored,
+            "audit_policy": loaded.audit_policy,
         }))),
         Err(e) => Err(ApiError::Unprocessable(format!(
             "{e}; the previous targets stay in use"
