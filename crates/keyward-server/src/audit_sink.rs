@@ -353,7 +353,11 @@ impl Shipper {
                 _ = stop.changed() => {}
             }
         }
-        self.state.shipping.store(false, Ordering::Relaxed);
+        if self.state.shipping.swap(false, Ordering::Relaxed)
+            && let Err(e) = self.vault.release_sink(&name, &holder).await
+        {
+            tracing::debug!(sink = %name, error = %e, "cannot give up the sink's lease; it lapses");
+        }
     }
 
     async fn step(

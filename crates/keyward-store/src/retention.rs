@@ -445,6 +445,17 @@ impl Vault {
             == 1)
     }
 
+    /// Gives up `holder`'s lease of sink `name` (a server stopping): another replica, or this
+    /// one started again, takes the sink over at once instead of when the lease lapses.
+    pub async fn release_sink(&self, name: &str, holder: &str) -> Result<(), VaultError> {
+        sqlx::query("UPDATE audit_sinks SET lease_until = 0 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Every sink's cursor, by name.
     pub async fn sink_cursors(&self) -> Result<Vec<SinkCursor>, VaultError> {
         sqlx::query("SELECT name, seq, holder, updated_at FROM audit_sinks ORDER BY name")

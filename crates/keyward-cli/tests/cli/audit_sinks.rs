@@ -25,14 +25,22 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A real rsyslogd on 127.0.0.1:`port` (imtcp), writing each message's parsed RFC 5424 parts
+/// A real rsyslogd listening where `input` says, writing each message's parsed RFC 5424 parts
 /// to `out`: facility|severity|app-name|msgid|structured-data|msg.
 struct Rsyslog {
     child: Child,
 }
 
+/// Where rsyslog listens.
+enum Input<'a> {
+    /// imtcp on 127.0.0.1.
+    Tcp(u16),
+    /// imuxsock on a socket of its own (not /dev/log), without its rate limit.
+    Unix(&'a Path),
+}
+
 impl Rsyslog {
-    fn start(dir: &Path, port: u16, out: &Path) -> Option<Self> {
+    fn start(dir: &Path, input: Input<'_>, out: &Path) -> Option<Self> {
         let Ok(rsyslogd) = which("rsyslogd") else {
             assert!(
                 std::env::var("KEYWARD_TEST_REQUIRE_RSYSLOG").as_deref() != Ok("1"),
@@ -48,13 +56,21 @@ impl Rsyslog {
             &conf,
             format!(
                 r#"global(workDirectory="{work}")
-module(load="imtcp")
+{input}
 template(name="parts" type="string" string="%syslogfacility%|%syslogseverity%|%app-name%|%msgid%|%structured-data%|%msg%\n")
-input(type="imtcp" address="127.0.0.1" port="{port}")
 *.* action(type="omfile" file="{out}" template="parts")
 "#,
                 work = work.display(),
-                out = out.display()
+                out = out.display(),
+                input = match &input {
+                    Input::Tcp(port) => format!(
+                        "module(load=\"imtcp\")\ninput(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\")"
+                    ),
+                    Input::Unix(path) => format!(
+                        "module(load=\"imuxsock\" SysSock.Use=\"off\")\ninput(type=\"imuxsock\" Socket=\"{}\" RateLimit.Interval=\"0\" UseSpecialParser=\"off\" ParseHostname=\"on\")",
+                        path.display()
+                    ),
+                }
             ),
         )
         .unwrap();
@@ -69,7 +85,11 @@ input(type="imtcp" address="127.0.0.1" port="{port}")
             .spawn()
             .unwrap();
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let listening = || match &input {
+            Input::Tcp(port) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
+            Input::Unix(path) => path.exists(),
+        };
+        while !listening() {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
                 "rsyslogd did not listen"
@@ -211,7 +231,7 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     let mode = dir.join("mode");
     let syslog_port = free_port();
     let http_port = free_port();
-    let Some(rsyslog) = Rsyslog::start(&dir, syslog_port, &syslog_out) else {
+    let Some(rsyslog) = Rsyslog::start(&dir, Input::Tcp(syslog_port), &syslog_out) else {
         return;
     };
     // The HTTP receiver refuses everything at first.
@@ -298,7 +318,7 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
     std::thread::sleep(Duration::from_secs(2));
     // Back: rsyslog on its port, the receiver taking batches.
-    let rsyslog = Rsyslog::start(&dir, syslog_port, &syslog_out).unwrap();
+    let rsyslog = Rsyslog::start(&dir, Input::Tcp(syslog_port), &syslog_out).unwrap();
     std::fs::write(&mode, "ok").unwrap();
     let mut http = receiver(http_port, &http_out, &mode);
     s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
@@ -355,6 +375,54 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     let _ = http.wait();
 }
 
+/// Through a Unix socket, as to /dev/log (rsyslog's imuxsock takes RFC 5424 with
+/// `UseSpecialParser="off"`): more events than rsyslog's default burst (200), all
+/// there, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_rsyslog_through_a_unix_socket() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let dir = s.scratch();
+    let socket = dir.join("log.sock");
+    let out = dir.join("syslog.txt");
+    let Some(rsyslog) = Rsyslog::start(&dir, Input::Unix(&socket), &out) else {
+        return;
+    };
+    s.ok(&["org", "create", "acme"]);
+    let token = s
+        .ok(&["gateway-token", "create", "--org", "acme", "--name", "app"])
+        .trim()
+        .to_owned();
+    let spec = format!("syslog+unix://{}", socket.display());
+    let server = Server::start(&s, &["--audit-sink", &spec, "--audit-log-all-access"], &[]);
+    // Each request is an event (the organization has no key: each is refused, and audited).
+    let client = crate::gateway::client();
+    for _ in 0..300 {
+        let resp = client
+            .get(format!("{}/gateway/openai/v1/models", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error());
+    }
+    wait_for("the requests' events", 10, || head(&mut s) > 300);
+    let last = head(&mut s);
+    assert!(last > 300);
+    wait_for("rsyslog takes every event", 30, || {
+        received(&out, syslog_seq)
+            .iter()
+            .max()
+            .copied()
+            .unwrap_or(0)
+            >= last
+    });
+    assert_complete_in_order("unix", &received(&out, syslog_seq), last);
+    server.stop();
+    rsyslog.stop();
+}
+
 #[test]
 fn an_http_sink_without_a_signing_key_or_with_a_password_is_refused_at_start() {
     let mut s = Sandbox::sqlite();
@@ -383,4 +451,231 @@ fn an_http_sink_without_a_signing_key_or_with_a_password_is_refused_at_start() {
     );
     assert!(err.contains("user or password is refused"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// The seed's pack, as the Keeptrusts guide writes it, with its audit-logger policy: every
+/// gateway request is an audit event (its request id in the details), an early prune is
+/// refused while the policy is immutable, and no API route deletes events. Another server's
+/// settings (not immutable, 30 days) replace it, audited; then a prune goes through and what
+/// is left verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packs_audit_logger_policy_audits_every_request_and_guards_the_log() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let mock = keyward_testkit::MockProvider::start().await;
+    let upstream = mock.addr();
+    s.ok(&["org", "create", "acme"]);
+    let token = s
+        .ok(&["gateway-token", "create", "--org", "acme", "--name", "app"])
+        .trim()
+        .to_owned();
+    let config = s.scratch().join("pack.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "pack:\n  name: secret-management-providers-1\n  version: 1.0.0\n  enabled: true\n\
+             providers:\n  targets:\n    - id: openai\n      provider: openai\n      base_url: http://{upstream}/v1\n      secret_key_ref:\n        env: OPENAI_API_KEY\n\
+             policies:\n  chain:\n    - audit-logger\n\
+             policy:\n  audit-logger:\n    immutable: true\n    retention_days: 365\n    log_all_access: true\n"
+        ),
+    )
+    .unwrap();
+    let config_arg = config.display().to_string();
+    let env = [("OPENAI_API_KEY", CANARY)];
+    let server = Server::start(&s, &["--gateway-config", &config_arg], &env);
+    assert!(
+        !server_said_ignored(&server),
+        "the audit-logger policy is no longer ignored"
+    );
+    let admin = server.admin.clone().unwrap();
+    let client = crate::gateway::client();
+    let chat = |bearer: String| {
+        client
+            .post(format!(
+                "{}/gateway/t/openai/v1/chat/completions",
+                server.url
+            ))
+            .bearer_auth(bearer)
+            .header("x-request-id", "req-from-the-app-1")
+            .json(
+                &serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .send()
+    };
+    for _ in 0..3 {
+        let resp = chat(token.clone()).await.unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let refused = chat("kwg_not-a-token".into()).await.unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let mut requests = Vec::new();
+    wait_for("four request events", 10, || {
+        requests = s
+            .json(&[
+                "events",
+                "list",
+                "--filter",
+                "action=gateway_request",
+                "--json",
+            ])
+            .as_array()
+            .unwrap()
+            .clone();
+        requests.len() >= 4
+    });
+    assert_eq!(requests.len(), 4);
+    let served: Vec<&Value> = requests
+        .iter()
+        .filter(|e| e["outcome"] == "success")
+        .collect();
+    assert_eq!(served.len(), 3);
+    for e in &served {
+        assert_eq!(e["target"], "target:openai");
+        assert_eq!(e["org"], "acme");
+        assert!(
+            e["actor"].as_str().unwrap().starts_with("gateway_token:"),
+            "{e}"
+        );
+        assert_eq!(e["details"]["request_id"], "req-from-the-app-1");
+        assert_eq!(e["details"]["status"], 200);
+        assert_eq!(e["category"], "secret_access");
+    }
+    let failed = requests.iter().find(|e| e["outcome"] == "failure").unwrap();
+    assert_eq!(failed["details"]["status"], 401);
+    assert_eq!(failed["actor"], "anonymous");
+
+    // The policy is the store's: `events prune` keeps it.
+    let early = s.fails(&["events", "prune", "--older-than", "1s"], &[]);
+    assert!(
+        early.contains("immutable with a retention of 365 days"),
+        "{early}"
+    );
+    let by_policy = s.ok(&["events", "prune"]);
+    assert!(by_policy.contains("0 event(s) removed"), "{by_policy}");
+    let remote = [
+        ("KEYWARD_URL", server.url.as_str()),
+        ("KEYWARD_TOKEN", admin.as_str()),
+    ];
+    let status = s.ok_with(&["gateway", "status"], "", &remote);
+    assert!(
+        status
+            .contains("audit policy: retention 365 days, immutable, every gateway request audited"),
+        "{status}"
+    );
+    let over_api = s.fails(&["events", "prune", "--older-than", "400d"], &remote);
+    assert!(
+        over_api.contains("no API route deletes events"),
+        "{over_api}"
+    );
+    // No route of the API deletes (or otherwise changes) events.
+    let doc: Value = client
+        .get(format!("{}/api/openapi.json", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path.contains("events") {
+            for method in ["delete", "put", "patch"] {
+                assert!(item.get(method).is_none(), "{method} {path}");
+            }
+        }
+    }
+    let printed = server.stop();
+    assert!(!printed.contains(CANARY));
+
+    // Other settings, not immutable: the store's policy follows the server's, audited.
+    let server = Server::start(&s, &["--audit-retention-days", "30"], &[]);
+    let changes = s.json(&[
+        "events",
+        "list",
+        "--filter",
+        "action=audit_policy_set",
+        "--json",
+    ]);
+    assert_eq!(changes[0]["details"]["policy"]["immutable"], false);
+    assert_eq!(changes[0]["details"]["was"]["immutable"], true);
+    let pruned = s.json(&["events", "prune", "--older-than", "0s", "--json"]);
+    assert!(pruned["removed"].as_u64().unwrap() > 10, "{pruned}");
+    let verified = s.ok(&["events", "verify"]);
+    assert!(
+        verified.contains("audit chain intact") && verified.contains("were pruned"),
+        "{verified}"
+    );
+    server.stop();
+    let transcript = String::from_utf8_lossy(&s.transcript).into_owned();
+    assert!(!transcript.contains(CANARY));
+}
+
+fn server_said_ignored(server: &Server) -> bool {
+    server.printed().iter().any(|l| l.contains("ignored"))
+}
+
+/// Two replicas on one PostgreSQL database with the same sink: one ships, the other stands by,
+/// and takes over when the first stops; every event arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_ship_each_event_once_and_hand_the_sink_over() {
+    let Some(mut s) = Sandbox::postgres().await else {
+        return;
+    };
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let out = s.scratch().join("audit.jsonl");
+    let spec = format!("file://{}", out.display());
+    let args = ["--audit-sink", spec.as_str()];
+    let a = Server::start(&s, &args, &[]);
+    let b = Server::start(&s, &args, &[]);
+    s.ok(&["org", "create", "acme"]);
+    for i in 0..5 {
+        s.ok_with(&["var", "set", &format!("V{i}"), "--org", "acme"], "v", &[]);
+    }
+    let first = head(&mut s);
+    wait_for("the file takes every event", 20, || {
+        received(&out, json_seq).iter().max().copied().unwrap_or(0) >= first
+    });
+    let admin = a.admin.clone().unwrap();
+    let shipping = |server: &Server| {
+        let status = s_status(&server.url, &admin);
+        status.contains("shipping") && !status.contains("shipped by another replica")
+    };
+    assert!(
+        shipping(&a) != shipping(&b),
+        "one replica ships, the other stands by"
+    );
+    let (holder, other) = if shipping(&a) { (a, b) } else { (b, a) };
+    holder.stop();
+    for i in 5..10 {
+        s.ok_with(&["var", "set", &format!("V{i}"), "--org", "acme"], "v", &[]);
+    }
+    let last = head(&mut s);
+    wait_for("the other replica takes over", 30, || {
+        received(&out, json_seq).iter().max().copied().unwrap_or(0) >= last
+    });
+    let got = received(&out, json_seq);
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "each event once, in order"
+    );
+    other.stop();
+}
+
+fn s_status(url: &str, admin: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["gateway", "status"])
+        .env_clear()
+        .env("KEYWARD_URL", url)
+        .env("KEYWARD_TOKEN", admin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }

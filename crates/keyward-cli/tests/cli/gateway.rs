@@ -81,6 +81,11 @@ impl Server {
         }
     }
 
+    /// Every line it printed so far.
+    pub(crate) fn printed(&self) -> Vec<String> {
+        self.printed.lock().unwrap().clone()
+    }
+
     /// Whether it printed a line containing `text`.
     fn said(&self, text: &str) -> bool {
         self.printed
