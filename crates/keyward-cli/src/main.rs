@@ -50,22 +50,53 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KEYWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    match cli.global.log_format {
-        cli::LogFormat::Text => tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal())
-            .without_time()
-            .with_env_filter(filter)
-            .init(),
-        // One JSON object a line, with its time and target: what collectors parse.
-        cli::LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_current_span(false)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .init(),
+    // Traces (OpenTelemetry, OTLP/HTTP) when a server is given an endpoint; made before the
+    // runtime, since the exporter's client runs on a thread of its own.
+    let telemetry = if matches!(cli.command, Command::Serve { .. }) {
+        match keyward_server::Telemetry::from_env() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {}", keyward_core::secret_like::scrub(&e));
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+        let logs: Boxed = match cli.global.log_format {
+            cli::LogFormat::Text => tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(std::io::stderr().is_terminal())
+                .without_time()
+                .with_filter(filter)
+                .boxed(),
+            // One JSON object a line, with its time and target: what collectors parse.
+            cli::LogFormat::Json => tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_filter(filter)
+                .boxed(),
+        };
+        // The spans traces are made of: Keyward's own, at info.
+        let mut layers = vec![logs];
+        layers.extend(telemetry.as_ref().map(|t| {
+            t.layer()
+                .with_filter(
+                    tracing_subscriber::filter::Targets::new()
+                        .with_target("keyward_server", tracing::Level::INFO)
+                        .with_target("keyward_store", tracing::Level::INFO),
+                )
+                .boxed()
+        }));
+        tracing_subscriber::registry().with(layers).init();
     }
     // The server wants both cores; a one-shot command is best served by one thread.
     let mut builder = if matches!(cli.command, Command::Serve { .. }) {
@@ -80,7 +111,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    drop(runtime);
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             // Errors may name what was given (an organization, a variable); nothing that looks

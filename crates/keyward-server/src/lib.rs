@@ -26,6 +26,7 @@ mod ops;
 mod request_log;
 pub use ops::spend::{parse_instant, parse_usd};
 mod routes;
+mod telemetry;
 mod tls;
 mod ui;
 
@@ -44,6 +45,7 @@ pub use gateway::{
 };
 pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
+pub use telemetry::Telemetry;
 pub use tls::{TlsListener, load_tls_config};
 
 /// What every handler shares. Cloned for every request (axum's `State`), so it is two

@@ -15,6 +15,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument as _;
 
 /// The header both ways.
 pub(crate) const HEADER: &str = "x-request-id";
@@ -74,8 +75,26 @@ pub(crate) async fn track(
     let gateway = &state.shared.gateway;
     let path = (route.starts_with("/gateway/") && gateway.logs_all_access())
         .then(|| req.uri().path().to_owned());
+    // The request's span (a trace's server span; a `traceparent` makes it a child): disabled,
+    // and so free, unless traces are on.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        keyward.request_id = %id,
+    );
+    crate::telemetry::adopt_parent(&span, req.headers());
     let start = Instant::now();
-    let mut response = keyward_store::for_request(id.clone(), next.run(req)).await;
+    let mut response = keyward_store::for_request(id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await;
+    span.record(
+        "http.response.status_code",
+        i64::from(response.status().as_u16()),
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);
     }

@@ -246,6 +246,7 @@ impl Vault {
     /// indexes answer (organization, target) reads only what it returns; any other reads back
     /// at most [`SCAN_BUDGET`] events and answers what it found there. Listings take turns
     /// per organization ([`Lanes`]); one that waits too long is [`VaultError::Busy`].
+    #[tracing::instrument(name = "store.list_events", level = "info", skip_all)]
     pub async fn list_events_page(
         &self,
         filter: &EventFilter,

@@ -311,6 +311,7 @@ impl Vault {
     }
 
     /// Checks a gateway token: `None` when unknown, revoked or expired.
+    #[tracing::instrument(name = "store.authenticate_gateway", level = "info", skip_all)]
     pub async fn authenticate_gateway(
         &self,
         token: &str,

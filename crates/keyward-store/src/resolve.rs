@@ -176,6 +176,7 @@ impl Vault {
     ///
     /// While the store is away, keys read less than `stale_for` ago are served as they were;
     /// anything older, or never read, is [`VaultError::Unavailable`] at once.
+    #[tracing::instrument(name = "store.gateway_candidates", level = "info", skip_all)]
     pub async fn gateway_candidates(
         &self,
         org: &OrgId,
@@ -240,6 +241,7 @@ impl Vault {
 
     /// Resolves a credential and records the resolution (success or failure) in the audit log;
     /// if the event cannot be written, nothing is handed out.
+    #[tracing::instrument(name = "store.resolve", level = "info", skip_all)]
     pub async fn resolve(&self, req: &ResolveRequest, actor: &str) -> Result<Resolved, VaultError> {
         let mut results = self.resolve_many(std::slice::from_ref(req), actor).await?;
         results
@@ -250,6 +252,7 @@ impl Vault {
     /// Resolves several requests and records them all in one transaction (one commit, where
     /// `keyward run` would otherwise pay one per provider). The outer error means the events
     /// could not be written and nothing is handed out; the inner results are per request.
+    #[tracing::instrument(name = "store.resolve_many", level = "info", skip_all)]
     pub async fn resolve_many(
         &self,
         reqs: &[ResolveRequest],

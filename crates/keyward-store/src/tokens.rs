@@ -438,6 +438,7 @@ impl Vault {
     /// live, as long as nothing was written since: a revocation through this process (or,
     /// listening on PostgreSQL, through another) takes effect at once, one made by another
     /// process on SQLite within that time, as a deactivated key does.
+    #[tracing::instrument(name = "store.authenticate", level = "info", skip_all)]
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, VaultError> {
         let digest = token_hash(token);
         if let Some(p) = self.inner.principals.get(&digest, &self.inner.cache) {

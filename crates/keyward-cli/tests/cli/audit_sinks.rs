@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::gateway::Server;
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Reaped, Sandbox};
 
 const CANARY: &str = "sk-proj-AUDITSINKCANARY0000000000000000000000000000";
 const HMAC_KEY: &str = "an-hmac-key-of-the-receiver-0123456789";
@@ -125,7 +125,7 @@ fn which(name: &str) -> Result<PathBuf, ()> {
 }
 
 /// The Python receiver on `port`.
-fn receiver(port: u16, out: &Path, mode: &Path) -> Child {
+fn receiver(port: u16, out: &Path, mode: &Path) -> Reaped {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keyward-testkit/audit/receiver.py");
     let mut child = Command::new("python3")
         .arg(script)
@@ -144,7 +144,7 @@ fn receiver(port: u16, out: &Path, mode: &Path) -> Child {
         .read_line(&mut ready)
         .unwrap();
     assert_eq!(ready.trim(), "ready");
-    child
+    Reaped(child)
 }
 
 /// The sequence numbers in the order a sink received them.
@@ -236,7 +236,7 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     };
     // The HTTP receiver refuses everything at first.
     std::fs::write(&mode, "fail").unwrap();
-    let mut http = receiver(http_port, &http_out, &mode);
+    let http = receiver(http_port, &http_out, &mode);
 
     let tcp = format!("syslog+tcp://127.0.0.1:{syslog_port}");
     let url = format!("http://127.0.0.1:{http_port}/ingest?token=not-shown");
@@ -308,8 +308,7 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     // Keyward restarts; meanwhile rsyslog stops and the receiver is gone altogether.
     server.stop();
     rsyslog.stop();
-    http.kill().unwrap();
-    http.wait().unwrap();
+    drop(http);
     for _ in 0..3 {
         s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
     }
@@ -320,7 +319,7 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     // Back: rsyslog on its port, the receiver taking batches.
     let rsyslog = Rsyslog::start(&dir, Input::Tcp(syslog_port), &syslog_out).unwrap();
     std::fs::write(&mode, "ok").unwrap();
-    let mut http = receiver(http_port, &http_out, &mode);
+    let _http = receiver(http_port, &http_out, &mode);
     s.ok(&["resolve", "--org", "acme", "--provider", "openai"]);
     let last = head(&mut s);
     assert!(last > first_head + 4);
@@ -371,8 +370,6 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
     let printed = server.stop();
     assert!(!printed.contains(CANARY) && !printed.contains(HMAC_KEY));
     rsyslog.stop();
-    let _ = http.kill();
-    let _ = http.wait();
 }
 
 /// Through a Unix socket, as to /dev/log (rsyslog's imuxsock takes RFC 5424 with

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use keyward_testkit::kms::{Bao, Moto, ROOT_TOKEN, SoftHsm, transit_policy};
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{Reaped, Sandbox};
 
 const CANARY: &str = "sk-proj-KMSCANARY0123456789abcdefghij";
 const KEY: &str = "keyward-kek";
@@ -507,19 +507,6 @@ async fn the_kms_credential_is_never_handed_on_or_stored_whatever_its_name() {
     assert_eq!(out.trim(), "copy=none kms=none");
     assert!(!contains(&s.transcript, token.as_bytes()));
     assert!(!contains(&s.stored_bytes().await, token.as_bytes()));
-}
-
-/// A child killed when the test ends, even by a failed assertion (a server left running would
-/// outlive the test run).
-struct Reaped(std::process::Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// `keyward serve` started before its KMS: it answers `/readyz` 503 saying why and tries again;

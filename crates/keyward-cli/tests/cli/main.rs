@@ -25,5 +25,6 @@ mod serve;
 mod spend;
 mod sso;
 mod sso_browser;
+mod traces;
 mod vault;
 mod workload;

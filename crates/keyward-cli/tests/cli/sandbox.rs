@@ -139,3 +139,16 @@ impl Sandbox {
         self.dir.path().to_path_buf()
     }
 }
+
+/// A child killed when the test ends, even by a failed assertion (a server or receiver left
+/// running would outlive the test run, and hold what the run holds).
+pub(crate) struct Reaped(pub(crate) std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

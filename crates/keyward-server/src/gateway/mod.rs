@@ -27,6 +27,8 @@
 //! keys: a config variable, the environment, Vault KV) and `reload` (loading it),
 //! `usage` (the usage counters) and `metrics` (the gateway's other counters).
 
+use tracing::Instrument as _;
+
 mod allowance;
 mod answers;
 pub(crate) mod audit_policy;
@@ -283,7 +285,13 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
     if let Some(r) = screen(provider, &parts, 2) {
         return r;
     }
-    let view = match authenticate(&state, provider, &parts).await {
+    let view = match authenticate(&state, provider, &parts)
+        .instrument(tracing::info_span!(
+            "gateway.token",
+            keyward.provider = provider.id
+        ))
+        .await
+    {
         Ok(v) => v,
         Err(r) => return r,
     };
@@ -299,7 +307,14 @@ pub(crate) async fn forward(State(state): State<AppState>, req: Request) -> Resp
 
     // The organization's keys, in its strategy's order, from the resolution cache; keys
     // cooling down go last.
-    let candidates = match candidates::lookup(&state, provider, &view).await {
+    let candidates = match candidates::lookup(&state, provider, &view)
+        .instrument(tracing::info_span!(
+            "gateway.resolve",
+            keyward.provider = provider.id,
+            keyward.org = %view.org
+        ))
+        .await
+    {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -379,7 +394,13 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
     if let Some(r) = screen(shape, &parts, 3) {
         return r;
     }
-    let view = match authenticate(&state, shape, &parts).await {
+    let view = match authenticate(&state, shape, &parts)
+        .instrument(tracing::info_span!(
+            "gateway.token",
+            keyward.target = %keyward_core::secret_like::shown(&target_id)
+        ))
+        .await
+    {
         Ok(v) => v,
         Err(r) => return r,
     };

@@ -8,6 +8,7 @@ use axum::response::Response;
 use keyward_core::provider::AuthStyle;
 use keyward_core::{OrgId, Provider};
 use keyward_store::{GATEWAY_TOKEN_PREFIX, GatewayTokenView, UsageSubject};
+use tracing::Instrument as _;
 
 use super::allowance;
 use super::answers::{body_fault_answer, provider_error};
@@ -112,6 +113,17 @@ async fn try_upstreams(
     for (i, up) in upstreams.into_iter().enumerate() {
         let more = i + 1 < total;
         let (subject, served_id) = up.served.usage_subject();
+        // One span per attempt: which key (by id), what came of it.
+        let attempt = tracing::info_span!(
+            "gateway.upstream",
+            otel.kind = "client",
+            keyward.provider = provider.id,
+            keyward.attempt = i64::try_from(i + 1).unwrap_or(i64::MAX),
+            keyward.served = served_id,
+            http.request.method = %parts.method,
+            http.response.status_code = tracing::field::Empty,
+            keyward.outcome = tracing::field::Empty,
+        );
         // The credential's own budget, held for this try only.
         let mut try_ticket = Ticket::default();
         if let Served::Credential(id) = &up.served {
@@ -183,19 +195,26 @@ async fn try_upstreams(
                 "the request path does not make a valid URL",
             );
         };
+        crate::telemetry::propagate(&attempt, &mut headers);
         *upstream.headers_mut() = headers;
         let response = match gw
             .send(upstream, provider, &view.org, (subject, served_id), more)
+            .instrument(attempt.clone())
             .await
         {
             Sent::Answered(r) => r,
             Sent::Unreachable(answer) => {
+                attempt.record("keyward.outcome", "unreachable");
                 last = Some(answer);
                 continue;
             }
-            Sent::Final(answer) => return answer,
+            Sent::Final(answer) => {
+                attempt.record("keyward.outcome", "failed");
+                return answer;
+            }
         };
         let status = response.status();
+        attempt.record("http.response.status_code", i64::from(status.as_u16()));
         gw.usage
             .record(subject, served_id, &view.org, provider.id, status.as_u16());
         if status == StatusCode::UNAUTHORIZED {
@@ -212,8 +231,10 @@ async fn try_upstreams(
         if let Served::Credential(id) = &up.served
             && health.after_answer(id, status, response.headers(), more)
         {
+            attempt.record("keyward.outcome", "failover");
             continue;
         }
+        attempt.record("keyward.outcome", "answered");
         ticket.absorb(try_ticket);
         let bill = Bill {
             gateway: gw.clone(),

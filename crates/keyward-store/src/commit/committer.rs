@@ -152,6 +152,7 @@ impl Vault {
 
     /// Commits one batch. The first result is for the writes in the turn's transaction (an
     /// error if that transaction broke), the second for everything committed.
+    #[tracing::instrument(name = "store.commit", level = "info", skip_all, fields(keyward.writes = jobs.len(), keyward.events = jobs.iter().map(|j| j.events.len()).sum::<usize>()))]
     async fn commit_batch(
         &self,
         turn: &mut Turn,

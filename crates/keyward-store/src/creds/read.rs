@@ -50,6 +50,7 @@ impl Vault {
     /// One page of [`Vault::list_credentials`] (`limit` rows after `offset`, in the same
     /// order) and the number of rows in all: paged in SQL, so only the rows returned are read
     /// and opened.
+    #[tracing::instrument(name = "store.list_credentials", level = "info", skip_all)]
     pub async fn list_credentials_page(
         &self,
         org: Option<&OrgId>,
