@@ -10,6 +10,8 @@
 //! has a monthly budget and a per-minute limit too (both held by leases). And the clouds'
 //! paths, same mock: Vertex AI (a service account's access token, cached), Azure OpenAI on an
 //! Entra ID app (likewise) and Bedrock (the body read whole and signed with SigV4 each time).
+//! Last, the gateway with OpenTelemetry traces off (a server's logging as shipped: warnings and
+//! the access line) and on (every span exported over OTLP/HTTP to the mock), same run.
 //!
 //! ```sh
 //! cargo bench -p keyward-server --bench gateway            # 5 s per side, 1 then 16 in flight
@@ -79,6 +81,27 @@ fn main() {
         .filter(|&c| c > 0)
         .collect();
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Logging as `keyward serve` ships it (to nowhere), and a slot for the traces' layer with
+    // its filter (a filter cannot be added later, only changed: it starts enabling nothing).
+    type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+    let (traces_slot, traces) = tracing_subscriber::reload::Layer::new(None::<Boxed>);
+    let (traces_filter, traced) =
+        tracing_subscriber::reload::Layer::new(tracing_subscriber::filter::Targets::new());
+    {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::registry()
+            .with(traces_slot.with_filter(traces_filter))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::sink)
+                    .with_filter(tracing_subscriber::EnvFilter::new(
+                        "warn,keyward::access=info",
+                    )),
+            )
+            .init();
+    }
 
     // The mock provider: one fixed answer, nothing recorded (the record would only grow).
     let upstream_rt = runtime("bench-upstream");
@@ -97,6 +120,8 @@ fn main() {
                     .text(BODY),
             );
         }
+        // Where the traces go when they are on.
+        mock.on_path("/v1/traces", Reply::ok());
         // The token endpoints (each asked once: the tokens live an hour).
         for path in ["/google/token", "/entra"] {
             mock.on_path(
@@ -331,7 +356,8 @@ fn main() {
         let per = cpu.as_secs_f64() * 1e6 / v.len().max(1) as f64;
         (v, per)
     };
-    for concurrency in loads {
+    let mut traces_off = Vec::new();
+    for &concurrency in &loads {
         // Warm every path (connections, caches), then measure each in turn.
         let _ = run(direct_url.clone(), "sk-bench".into(), concurrency);
         let _ = run(floor_url.clone(), "sk-bench".into(), concurrency);
@@ -348,6 +374,7 @@ fn main() {
             "bench-floor",
         );
         let (through, keyward_cpu) = measured(&gateway_url, &token, concurrency, "bench-gateway");
+        traces_off.push((concurrency, through.clone(), keyward_cpu));
         let (held, held_cpu) = measured(&gateway_url, &budgeted, concurrency, "bench-gateway");
         let cloud_runs: Vec<(&str, Vec<Duration>, f64)> = cloud_urls
             .iter()
@@ -400,6 +427,35 @@ fn main() {
             );
         }
     }
+
+    // Traces on: the OTLP exporter (its client on a thread of its own) sending to the mock.
+    let telemetry =
+        keyward_server::Telemetry::with_endpoint(&format!("http://{upstream}")).expect("telemetry");
+    traces
+        .modify(|slot| *slot = Some(Box::new(telemetry.layer())))
+        .expect("the traces' layer");
+    traced
+        .modify(|filter| {
+            *filter = tracing_subscriber::filter::Targets::new()
+                .with_target("keyward_server", tracing::Level::INFO)
+                .with_target("keyward_store", tracing::Level::INFO);
+        })
+        .expect("the traces' filter");
+    println!("OpenTelemetry traces off and on (same run, the gateway above):");
+    for (concurrency, off, off_cpu) in traces_off {
+        let _ = run(gateway_url.clone(), token.clone(), concurrency);
+        let (on, on_cpu) = measured(&gateway_url, &token, concurrency, "bench-gateway");
+        println!(
+            "    {concurrency} in flight: off {:.0} req/s, p50 {:.1} us, CPU {off_cpu:.1} us/req; on {:.0} req/s, p50 {:.1} us, CPU {on_cpu:.1} us/req ({:+.1} us a request)",
+            rate(&off),
+            pct(&off, 0.5),
+            rate(&on),
+            pct(&on, 0.5),
+            on_cpu - off_cpu
+        );
+    }
+    drop(load_rt);
+    telemetry.shutdown();
 }
 
 /// A throwaway service account with a fresh RSA key (PKCS#8, as Google issues them), made by
