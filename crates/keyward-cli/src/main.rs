@@ -213,6 +213,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ),
             Command::MasterKey(cmd) => master_key(&backend, cmd).await,
             Command::Events(cmd) => events(&backend, cmd).await,
+            Command::Doctor(args) => commands::doctor::remote(&remote, &args).await,
             Command::Token(cmd) => serve::token(&backend, cmd).await,
             Command::Session(cmd) => serve::session(&backend, cmd).await,
             Command::Sso(cmd) => serve::sso(Some(&backend), cmd).await,
@@ -379,6 +380,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 .as_ref()
                 .map(|k| format!("unwrapped by the KMS ({}) at start", k.kind()));
             serve::serve(vault.clone(), args, keys_from).await?
+        }
+        Command::Doctor(args) => {
+            let data_dir = match &location {
+                keyward_store::Location::SqliteFile(file) => file.parent().map(Into::into),
+                keyward_store::Location::Url(_) => None,
+            };
+            let keys_from = match &kms {
+                Some(k) => Some(format!(
+                    "kept in the store, wrapped by the KMS ({})",
+                    k.kind()
+                )),
+                None => [
+                    "KEYWARD_MASTER_KEYS",
+                    "KEYWARD_MASTER_KEY",
+                    "KEYWARD_MASTER_KEY_FILE",
+                ]
+                .into_iter()
+                .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+                .map(|v| format!("given by {v}")),
+            };
+            commands::doctor::local(&vault, &args, data_dir, keys_from).await?
         }
         Command::Gateway(cmd) => serve::gateway(&local(&vault, &actor), cmd).await?,
         Command::Spend(args) => spend::spend(&local(&vault, &actor), args).await?,

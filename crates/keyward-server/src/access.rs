@@ -100,6 +100,8 @@ pub(crate) enum Op {
     ListSessions,
     /// End someone's console session.
     EndSession,
+    /// Examine the deployment (`keyward doctor`).
+    Doctor,
 }
 
 #[cfg(test)]
@@ -139,6 +141,7 @@ impl Op {
             Op::RotateMasterKey,
             Op::ListSessions,
             Op::EndSession,
+            Op::Doctor,
         ];
         all.extend(ROLES.iter().map(|r| Op::CreateToken(*r)));
         all
@@ -183,7 +186,8 @@ pub(crate) fn roles(op: Op) -> &'static [Role] {
         | Op::ListSessions
         | Op::EndSession
         | Op::ImportPrices
-        | Op::ReadServerEnv => &[],
+        | Op::ReadServerEnv
+        | Op::Doctor => &[],
     }
 }
 
@@ -428,7 +432,8 @@ mod tests {
             | Op::ListSessions
             | Op::EndSession
             | Op::ImportPrices
-            | Op::ReadServerEnv => false,
+            | Op::ReadServerEnv
+            | Op::Doctor => false,
         };
         if may {
             Ok(())

@@ -15,6 +15,7 @@
 mod access;
 mod audit_sink;
 mod auth;
+pub mod doctor;
 mod error;
 mod gateway;
 pub mod identity;
@@ -42,6 +43,7 @@ pub use auth::Caller;
 pub use error::ApiError;
 pub use gateway::{
     GatewayOptions, LoadRecord, LoadTrigger, TargetSummary, TargetsError, TargetsLoaded,
+    check_targets_file,
 };
 pub use jwt::JwtKeys;
 pub use keyward_store::{Principal, Role};
@@ -90,6 +92,8 @@ pub(crate) struct Shared {
     keys_from: Option<String>,
     /// Where the audit trail is shipped.
     sinks: Arc<audit_sink::Sinks>,
+    /// What the doctor is told about this server beside its store.
+    deployment: Arc<doctor::Deployment>,
 }
 
 impl AppState {
@@ -116,6 +120,7 @@ impl AppState {
             secure_cookies: self.shared.secure_cookies,
             keys_from: self.shared.keys_from.clone(),
             sinks: self.shared.sinks.clone(),
+            deployment: self.shared.deployment.clone(),
             ..Shared::default()
         };
         change(&mut shared);
@@ -151,6 +156,13 @@ impl AppState {
     #[must_use]
     pub fn with_audit_sinks(self, settings: SinkSettings) -> Self {
         self.rebuilt(|s| s.sinks = Arc::new(audit_sink::Sinks::new(settings)))
+    }
+
+    /// Tells `/api/v1/doctor` about the deployment beside the store (its data directory, user,
+    /// listen certificate; the targets' state it reads itself).
+    #[must_use]
+    pub fn with_deployment(self, deployment: doctor::Deployment) -> Self {
+        self.rebuilt(|s| s.deployment = Arc::new(deployment))
     }
 
     /// Says on `/readyz` where the master keys came from (a KMS that answered at start).

@@ -18,6 +18,11 @@ pub enum Backend {
     Postgres,
 }
 
+/// The last migration this build knows.
+pub(crate) fn known_migration() -> i64 {
+    migrator().iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 /// The migrations, embedded in the binary. Each file serves both databases.
 fn migrator() -> Migrator {
     let migration = |version, description: &'static str, sql: &'static str| {
@@ -171,6 +176,26 @@ pub(crate) async fn connect(
                     ))
                 })?;
             }
+            // A new database file is made private (0600) before SQLite opens it: SQLite gives
+            // its WAL and shared-memory files the database file's mode.
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(VaultError::Io(format!(
+                            "cannot create the database {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+            }
             let path = path.to_str().ok_or_else(|| {
                 VaultError::Io(format!("data path {} is not valid UTF-8", path.display()))
             })?;
@@ -254,10 +279,12 @@ async fn migration_lock(db: &Path) -> Result<std::fs::File, VaultError> {
     name.push(".lock");
     let path = std::path::PathBuf::from(name);
     tokio::task::spawn_blocking(move || {
+        use std::os::unix::fs::OpenOptionsExt as _;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)?;
         file.lock()?;
         Ok::<_, std::io::Error>(file)

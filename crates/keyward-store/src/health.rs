@@ -9,6 +9,8 @@ use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sqlx::Row as _;
+
 use crate::{Inner, Vault, VaultError};
 
 /// How often the watcher asks the database whether it is back.
@@ -83,5 +85,34 @@ impl Vault {
                 Err(e)
             }
         }
+    }
+}
+
+impl Vault {
+    /// The schema's version: the last migration applied to the database, and the last this
+    /// build knows.
+    pub async fn schema_version(&self) -> Result<(i64, i64), VaultError> {
+        let applied: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM _sqlx_migrations")
+            .fetch_one(&self.inner.pool)
+            .await?
+            .try_get("v")?;
+        Ok((applied.unwrap_or(0), crate::db::known_migration()))
+    }
+
+    /// How far the database's clock is from this process's (its time minus ours, in
+    /// milliseconds, the round trip's half taken off); `None` on SQLite, which has no clock of
+    /// its own.
+    pub async fn clock_skew_ms(&self) -> Result<Option<i64>, VaultError> {
+        if self.inner.backend != crate::Backend::Postgres {
+            return Ok(None);
+        }
+        let before = keyward_core::Millis::now().0;
+        let theirs: i64 =
+            sqlx::query("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) AS t")
+                .fetch_one(&self.inner.pool)
+                .await?
+                .try_get("t")?;
+        let after = keyward_core::Millis::now().0;
+        Ok(Some(theirs - (before + after) / 2))
     }
 }

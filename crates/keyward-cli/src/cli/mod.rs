@@ -108,6 +108,19 @@ pub(crate) struct Global {
     pub(crate) kms: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct DoctorArgs {
+    /// The server's listen certificate, to check its expiry.
+    #[arg(long, env = "KEYWARD_TLS_CERT")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The server's static targets file, to check that every reference still resolves.
+    #[arg(long, env = "KEYWARD_GATEWAY_CONFIG")]
+    pub(crate) gateway_config: Option<std::path::PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Run the Keyward server (admin API and gateway) until SIGINT or SIGTERM; SIGHUP reloads
@@ -115,6 +128,12 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Print a new random 256-bit master key (base64).
     Keygen,
+    /// Examine this deployment and say what is wrong, each with its fix: where the master keys
+    /// come from, whether every record opens, the database and its schema, the data
+    /// directory's owner and modes, the admin token, the TLS certificate's expiry, clock skew
+    /// against the database, audit sinks behind, the static targets. With KEYWARD_URL, the
+    /// server's own view (admin token). Exits 1 when something fails.
+    Doctor(DoctorArgs),
     /// Print the shell completion script: `keyward completions bash >
     /// /usr/share/bash-completion/completions/keyward` (zsh: `_keyward` in a directory of
     /// `$fpath`; fish: `~/.config/fish/completions/keyward.fish`).

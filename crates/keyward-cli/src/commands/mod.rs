@@ -3,6 +3,7 @@
 
 pub(crate) mod backup;
 pub(crate) mod cred;
+pub(crate) mod doctor;
 pub(crate) mod events;
 pub(crate) mod import;
 pub(crate) mod master_key;

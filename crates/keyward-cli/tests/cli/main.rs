@@ -11,6 +11,7 @@ mod backup;
 mod browser;
 mod cloud;
 mod crash;
+mod doctor;
 mod gateway;
 mod hostile_files;
 mod import;

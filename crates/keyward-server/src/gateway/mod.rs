@@ -71,7 +71,7 @@ use cooldown::Trouble;
 pub use reload::{LoadRecord, LoadTrigger};
 use screen::screen;
 use targets::Targets;
-pub use targets::{TargetSummary, TargetsError, TargetsLoaded};
+pub use targets::{TargetSummary, TargetsError, TargetsLoaded, check_targets_file};
 use token::{TokenCache, authenticate, refusal};
 use upstream::proxy;
 pub(crate) use usage::UsageCounter;

@@ -246,6 +246,15 @@ pub enum TargetsError {
     },
 }
 
+/// Loads `path` as a server would, without serving it: how many targets, or why it does not
+/// load (`keyward doctor`). Its references are read as at a load (a `store:` one is an audited
+/// reveal).
+pub async fn check_targets_file(path: &Path, vault: &Vault) -> Result<usize, TargetsError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let kv = LazyKvReader::new(keyward_kms::process_env);
+    Ok(Targets::load(path, vault, &env, &kv).await?.by_id.len())
+}
+
 impl Targets {
     /// Reads, checks and resolves every target of `path`.
     pub(crate) async fn load(

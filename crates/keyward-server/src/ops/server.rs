@@ -150,6 +150,34 @@ pub(crate) async fn gateway_status(
     })
 }
 
+/// The doctor's findings about this server (admins only).
+pub(crate) async fn doctor(
+    state: &AppState,
+    p: &Principal,
+) -> Result<crate::doctor::Report, ApiError> {
+    let grant = allow_on(p, Op::Doctor, On::Unowned)?;
+    let gateway = &state.shared.gateway;
+    let d = &state.shared.deployment;
+    let targets = gateway.options().targets_file.as_ref().map(|_| {
+        let (loaded, last, _) = gateway.targets_status();
+        match last.and_then(|l| l.error) {
+            Some(e) => Err(e),
+            None => Ok(loaded.targets.len()),
+        }
+    });
+    let deployment = crate::doctor::Deployment {
+        data_dir: d.data_dir.clone(),
+        uid: d.uid,
+        tls_cert: d.tls_cert.clone(),
+        keys_from: d
+            .keys_from
+            .clone()
+            .or_else(|| state.keys_from().map(str::to_owned)),
+        targets,
+    };
+    Ok(crate::doctor::examine(vault(state, &grant), &deployment).await)
+}
+
 /// Whether the server can serve: the master keys open the vault and the store answers within a
 /// second, whatever the database does (the driver's words go to the log, not to the prober).
 /// Not an admin operation: anyone may ask.

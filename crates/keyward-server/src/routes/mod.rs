@@ -79,6 +79,7 @@ pub(crate) fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(v1::eso_secret))
         .routes(routes!(v1::gateway_reload))
         .routes(routes!(v1::gateway_status))
+        .routes(routes!(v1::doctor))
         .routes(routes!(v1::usage))
         .routes(routes!(spend::spend))
         .routes(routes!(spend::prices_list))

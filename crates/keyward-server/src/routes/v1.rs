@@ -430,6 +430,15 @@ pub(super) async fn gateway_status(
     )))
 }
 
+/// `GET /api/v1/doctor`: what is wrong with this deployment, each finding with its fix (admins).
+#[utoipa::path(get, path = "/api/v1/doctor", tag = "ops", responses((status = 200, description = "The doctor's findings (admin)", body = crate::doctor::Report)))]
+pub(super) async fn doctor(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<crate::doctor::Report>, ApiError> {
+    Ok(Json(server::doctor(&state, &caller.0).await?))
+}
+
 /// `GET /api/v1/orgs/{org}/usage`: gateway usage of the organization's credentials, gateway
 /// tokens and static targets (written every second or so; the latest requests may not show
 /// yet).
