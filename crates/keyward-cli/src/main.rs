@@ -379,7 +379,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let keys_from = kms
                 .as_ref()
                 .map(|k| format!("unwrapped by the KMS ({}) at start", k.kind()));
-            serve::serve(vault.clone(), args, keys_from).await?
+            let data_dir = match &location {
+                keyward_store::Location::SqliteFile(file) => file.parent().map(Into::into),
+                keyward_store::Location::Url(_) => None,
+            };
+            serve::serve(vault.clone(), args, keys_from, data_dir).await?
         }
         Command::Doctor(args) => {
             let data_dir = match &location {
@@ -391,14 +395,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "kept in the store, wrapped by the KMS ({})",
                     k.kind()
                 )),
-                None => [
-                    "KEYWARD_MASTER_KEYS",
-                    "KEYWARD_MASTER_KEY",
-                    "KEYWARD_MASTER_KEY_FILE",
-                ]
-                .into_iter()
-                .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
-                .map(|v| format!("given by {v}")),
+                None => commands::doctor::keys_given(),
             };
             commands::doctor::local(&vault, &args, data_dir, keys_from).await?
         }

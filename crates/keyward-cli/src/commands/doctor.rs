@@ -8,6 +8,18 @@ use keyward_server::doctor::{Deployment, Report, Verdict};
 use crate::cli::DoctorArgs;
 use crate::output::print_json;
 
+/// Which variable gave the master keys (`given by KEYWARD_MASTER_KEYS`), if one did.
+pub(crate) fn keys_given() -> Option<String> {
+    [
+        "KEYWARD_MASTER_KEYS",
+        "KEYWARD_MASTER_KEY",
+        "KEYWARD_MASTER_KEY_FILE",
+    ]
+    .into_iter()
+    .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    .map(|v| format!("given by {v}"))
+}
+
 /// Examines the store this machine opens (and the files the server would read).
 pub(crate) async fn local(
     vault: &keyward_store::Vault,

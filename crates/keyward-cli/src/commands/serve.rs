@@ -21,6 +21,7 @@ pub(crate) async fn serve(
     vault: Vault,
     args: ServeArgs,
     keys_from: Option<String>,
+    data_dir: Option<std::path::PathBuf>,
 ) -> Result<ExitCode> {
     // Configuration is checked before anything is written.
     let tls = tls_config(&args)?;
@@ -58,6 +59,15 @@ pub(crate) async fn serve(
             "--ui-token-sign-in off leaves the console no way in: configure single sign-on (oidc: in KEYWARD_IDENTITY_CONFIG) first"
         ));
     }
+    state = state.with_deployment(keyward_server::doctor::Deployment {
+        data_dir,
+        uid: Some(nix::unistd::getuid().as_raw()),
+        tls_cert: args.tls_cert.clone(),
+        keys_from: keys_from
+            .clone()
+            .or_else(crate::commands::doctor::keys_given),
+        targets: None,
+    });
     if let Some(note) = keys_from {
         state = state.with_keys_from(note);
     }
