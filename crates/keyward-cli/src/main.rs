@@ -165,6 +165,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             providers(json)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::Healthcheck { listen } => return commands::serve::healthcheck(listen).await,
         // Made from the argument definitions themselves: they cannot drift from them.
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -236,6 +237,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ),
             Command::Keygen
             | Command::Providers { .. }
+            | Command::Healthcheck { .. }
             | Command::Completions { .. }
             | Command::Man => Ok(ExitCode::SUCCESS),
         };
@@ -373,6 +375,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let code = match cli.command {
         Command::Keygen
         | Command::Providers { .. }
+        | Command::Healthcheck { .. }
         | Command::Completions { .. }
         | Command::Man => ExitCode::SUCCESS,
         Command::Serve(args) => {

@@ -128,6 +128,13 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Print a new random 256-bit master key (base64).
     Keygen,
+    /// Ask a server on this machine whether it is up (`GET /healthz`): exit 0 if it answers
+    /// 200 within 5 seconds, 1 otherwise. For container health checks (the image has no curl).
+    Healthcheck {
+        /// The address the server listens on (a wildcard address is asked on loopback).
+        #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Examine this deployment and say what is wrong, each with its fix: where the master keys
     /// come from, whether every record opens, the database and its schema, the data
     /// directory's owner and modes, the admin token, the TLS certificate's expiry, clock skew

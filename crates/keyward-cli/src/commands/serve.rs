@@ -229,6 +229,33 @@ fn sink_key(args: &ServeArgs) -> Result<Option<secrecy::SecretBox<Vec<u8>>>> {
     Ok(key.map(|k| secrecy::SecretBox::new(Box::new(k))))
 }
 
+/// `keyward healthcheck`: 0 if the server at `listen` answers `/healthz` with 200 in time.
+pub(crate) async fn healthcheck(listen: SocketAddr) -> Result<ExitCode> {
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    match client.get(format!("http://{addr}/healthz")).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(ExitCode::SUCCESS),
+        Ok(r) => {
+            eprintln!("unhealthy: http://{addr}/healthz answered {}", r.status());
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("unhealthy: http://{addr}/healthz: {}", e.without_url());
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn tls_config(args: &ServeArgs) -> Result<Option<rustls::ServerConfig>> {
     Ok(match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

