@@ -246,6 +246,8 @@ pub(crate) struct TargetsReloaded {
     pub(crate) resolved: Vec<crate::TargetSummary>,
     /// Sections of the file Keyward does not implement, ignored, by name.
     pub(crate) ignored: Vec<String>,
+    /// The file's `audit-logger` policy, if its `policies.chain` runs one.
+    pub(crate) audit_policy: Option<keyward_store::AuditPolicy>,
 }
 
 /// A credential in the gateway status.
@@ -285,6 +287,10 @@ pub(crate) struct GatewayStatus {
     /// The load the targets being served come from (the last that succeeded).
     pub(crate) serving_since: Option<crate::LoadRecord>,
     pub(crate) providers: Vec<StatusProvider>,
+    /// The audit-logger policy in force.
+    pub(crate) audit_policy: keyward_store::AuditPolicy,
+    /// The audit sinks and how far behind they are (admins; empty for others).
+    pub(crate) audit_sinks: Vec<crate::SinkStatus>,
 }
 
 /// Routes anyone may call: no token.
