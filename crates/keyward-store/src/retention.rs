@@ -151,7 +151,8 @@ impl Vault {
         actor: &str,
     ) -> Result<bool, VaultError> {
         let before = self.audit_policy().await?;
-        if before.as_ref().map(|s| s.policy) == Some(policy) {
+        // Unchanged, or the default on a store that never had one: nothing to record.
+        if before.as_ref().map_or(AuditPolicy::default(), |s| s.policy) == policy {
             return Ok(false);
         }
         let mut tx = self.begin_write().await?;

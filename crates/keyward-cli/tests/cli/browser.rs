@@ -175,11 +175,16 @@ impl Drop for Browser {
 }
 
 /// A `keyward serve` of the sandbox under a new master key, on a port of its own (stopped
-/// when dropped), and the admin token it printed.
+/// when dropped), and the admin token it printed. It runs an audit policy, as production
+/// does: its events (the policy set, each gateway request) are on the pages walked.
 fn serve(s: &mut Sandbox) -> (Server, String) {
     let key = s.ok(&["keygen"]).trim().to_owned();
     s.env.insert("KEYWARD_MASTER_KEY".into(), key);
-    let server = Server::start(s, &[], &[]);
+    let server = Server::start(
+        s,
+        &["--audit-retention-days", "365", "--audit-log-all-access"],
+        &[],
+    );
     let admin = server.admin.clone().expect("serve printed an admin token");
     (server, admin)
 }

@@ -188,6 +188,23 @@ pub(crate) async fn names(
                 .collect(),
             Err(_) => Default::default(),
         };
+    // Gateway tokens act in the gateway's events (a request audited under the policy's
+    // log_all_access, a key set aside): by name too, where the caller may list them.
+    if let Ok(grant) = access::check(
+        p,
+        Op::ListGatewayTokens,
+        access::scope_of(p, None, On::Everywhere),
+    ) {
+        for t in vault(state, &grant)
+            .list_gateway_tokens(grant.org())
+            .await?
+        {
+            names.insert(
+                format!("gateway_token:{}", t.id),
+                format!("{} (gateway)", t.name),
+            );
+        }
+    }
     names.insert(p.actor(), p.name.clone());
     Ok(names)
 }
