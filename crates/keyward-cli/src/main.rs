@@ -111,6 +111,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json_logs = matches!(cli.global.log_format, cli::LogFormat::Json);
     let result = runtime.block_on(run(cli));
     drop(runtime);
     if let Some(t) = telemetry {
@@ -127,10 +128,16 @@ fn main() -> ExitCode {
                 }
                 _ => "",
             };
-            eprintln!(
-                "error: {}{hint}",
+            let message = format!(
+                "{}{hint}",
                 keyward_core::secret_like::scrub(&format!("{e:#}"))
             );
+            // Under --log-format json every line of standard error is a JSON object.
+            if json_logs {
+                tracing::error!("{message}");
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -165,7 +172,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             providers(json)?;
             return Ok(ExitCode::SUCCESS);
         }
-        Command::Healthcheck { listen } => return commands::serve::healthcheck(listen).await,
+        Command::Healthcheck { listen, tls_cert } => {
+            return commands::serve::healthcheck(listen, tls_cert.is_some()).await;
+        }
         // Made from the argument definitions themselves: they cannot drift from them.
         Command::Completions { shell } => {
             let mut out = Vec::new();
@@ -348,6 +357,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             keyring = keyring.primary_kept_on_operators_word();
         }
         _ => {}
+    }
+    // The doctor examines a store; it does not make one where there is none.
+    if let (Command::Doctor(_), keyward_store::Location::SqliteFile(file)) =
+        (&cli.command, &location)
+        && !file.exists()
+    {
+        bail!(
+            "there is no store at {}: set KEYWARD_DATA_DIR (or KEYWARD_DATABASE_URL) to the server's",
+            file.display()
+        );
     }
     // One command, one task: a single connection is all it needs. The server keeps a pool.
     let options = match &cli.command {

@@ -31,6 +31,9 @@ const POLL: Duration = Duration::from_millis(250);
 const LEASE: Duration = Duration::from_secs(30);
 /// Renewed this often (a third of the lease).
 const RENEW: Duration = Duration::from_secs(10);
+/// How often a replica that does not hold a sink looks whether it may take it (and how far it
+/// got).
+const STANDBY: Duration = Duration::from_secs(2);
 /// The longest pause between two tries of a failing sink.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long one delivery may take.
@@ -73,53 +76,71 @@ impl std::str::FromStr for SinkSpec {
     type Err = String;
 
     /// `syslog+tcp://HOST:PORT`, `syslog+unix:///PATH`, `http(s)://...`, `file:///PATH`.
+    /// A refusal never quotes the spec: it may hold a password, a token or a pasted key.
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let shown = || keyward_core::secret_like::shown(s);
-        let absolute = |rest: &str| {
+        // Only an HTTP sink may have a query (it stays out of the sink's name); a user or
+        // password is refused everywhere (it would show in the process list).
+        let credentials = |rest: &str| {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            authority.contains('@')
+        };
+        let refused_credentials = || {
+            "an audit sink with a user or password is refused (it would show in the process list); HTTP sinks are authenticated by the HMAC signature".to_owned()
+        };
+        let local = |rest: &str, scheme: &str| {
+            if credentials(rest) {
+                return Err(refused_credentials());
+            }
+            if rest.contains(['?', '#', '\0']) {
+                return Err(format!(
+                    "a {scheme} audit sink is a path: no query or fragment ({scheme}:///PATH)"
+                ));
+            }
             let path = PathBuf::from(rest);
-            if path.is_absolute() && !rest.contains('\0') {
+            if path.is_absolute() {
                 Ok(path)
             } else {
-                Err(format!("audit sink {}: the path must be absolute", shown()))
+                Err(format!(
+                    "a {scheme} audit sink's path must be absolute ({scheme}:///PATH)"
+                ))
             }
         };
         if let Some(rest) = s.strip_prefix("syslog+tcp://") {
+            if credentials(rest) {
+                return Err(refused_credentials());
+            }
             let rest = rest.trim_end_matches('/');
             let ok = rest
                 .rsplit_once(':')
                 .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok || rest.contains(['/', '@', '?', '#']) {
-                return Err(format!(
-                    "audit sink {}: expected syslog+tcp://HOST:PORT",
-                    shown()
-                ));
+                return Err("a syslog+tcp audit sink is syslog+tcp://HOST:PORT".into());
             }
             return Ok(SinkSpec::SyslogTcp(rest.to_owned()));
         }
         if let Some(rest) = s.strip_prefix("syslog+unix://") {
-            return absolute(rest).map(SinkSpec::SyslogUnix);
+            return local(rest, "syslog+unix").map(SinkSpec::SyslogUnix);
         }
         if let Some(rest) = s.strip_prefix("file://") {
-            return absolute(rest).map(SinkSpec::File);
+            return local(rest, "file").map(SinkSpec::File);
         }
         if s.starts_with("http://") || s.starts_with("https://") {
-            let url =
-                reqwest::Url::parse(s).map_err(|_| format!("audit sink {}: not a URL", shown()))?;
+            let Ok(url) = reqwest::Url::parse(s) else {
+                return Err("an HTTP audit sink is not a URL".into());
+            };
             if !url.username().is_empty() || url.password().is_some() {
-                return Err(
-                    "audit sink: a URL with a user or password is refused (it would show in the process list); the HMAC signature authenticates Keyward".into(),
-                );
+                return Err(refused_credentials());
             }
             if url.host().is_none() || url.fragment().is_some() {
-                return Err(format!("audit sink {}: not an http(s) URL", shown()));
+                return Err("an HTTP audit sink is http(s)://HOST/PATH (no fragment)".into());
             }
             return Ok(SinkSpec::Http(url));
         }
-        Err(format!(
-            "audit sink {}: use syslog+tcp://HOST:PORT, syslog+unix:///PATH, https://URL or file:///PATH",
-            shown()
-        ))
+        Err(
+            "an audit sink is syslog+tcp://HOST:PORT, syslog+unix:///PATH, https://URL or file:///PATH"
+                .into(),
+        )
     }
 }
 
@@ -165,6 +186,8 @@ pub(crate) struct SinkState {
     /// Why the last delivery failed, if the last one did (no secret: sinks' errors name the
     /// sink and the transport's error).
     last_error: std::sync::Mutex<Option<String>>,
+    /// The process holding the sink, when not this one.
+    held_by: std::sync::Mutex<Option<String>>,
 }
 
 /// A sink as status shows it.
@@ -176,9 +199,12 @@ pub struct SinkStatus {
     pub delivered_seq: i64,
     /// Events committed and not delivered yet.
     pub lag: i64,
-    /// Whether this replica ships to it (else another does, and `delivered_seq` is as this
-    /// one last read it).
+    /// Whether this replica ships to it (else another holds it: a replica, or a process that
+    /// stopped without giving it up, whose lease lapses within 30 s; `delivered_seq` is as
+    /// this one last read it).
     pub shipping: bool,
+    /// Which process holds the sink, when this one does not.
+    pub held_by: Option<String>,
     /// When it last took a batch from this replica (ms since the epoch).
     pub last_success: Option<Millis>,
     /// Why the last delivery failed, while it is failing.
@@ -196,6 +222,7 @@ impl SinkState {
             sent: AtomicU64::new(0),
             last_success: AtomicI64::new(0),
             last_error: std::sync::Mutex::new(None),
+            held_by: std::sync::Mutex::new(None),
         }
     }
 
@@ -207,6 +234,11 @@ impl SinkState {
             delivered_seq: delivered,
             lag: (self.head.load(Ordering::Relaxed) - delivered).max(0),
             shipping: self.shipping.load(Ordering::Relaxed),
+            held_by: self
+                .held_by
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             last_success: (success > 0).then_some(Millis(success)),
             last_error: self
                 .last_error
@@ -334,7 +366,7 @@ impl Shipper {
                     Duration::ZERO
                 }
                 Ok(Step::Idle) => POLL,
-                Ok(Step::Standby) => RENEW,
+                Ok(Step::Standby) => STANDBY,
                 Err(why) => {
                     self.state.failed(why);
                     // The connection may be the problem: the next try opens a new one.
@@ -380,15 +412,18 @@ impl Shipper {
         self.state.head.store(head, Ordering::Relaxed);
         let Some(at) = *cursor else {
             self.state.shipping.store(false, Ordering::Relaxed);
-            // Another replica ships; show how far it got.
+            // Another process holds it; show how far it got.
             if let Ok(all) = self.vault.sink_cursors().await
                 && let Some(c) = all.iter().find(|c| c.name == name)
             {
                 self.state.delivered.store(c.seq, Ordering::Relaxed);
+                *self.state.held_by.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(c.holder.clone());
             }
             return Ok(Step::Standby);
         };
         self.state.shipping.store(true, Ordering::Relaxed);
+        *self.state.held_by.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.state.delivered.store(at, Ordering::Relaxed);
         if head <= at {
             return Ok(Step::Idle);
@@ -675,12 +710,18 @@ mod tests {
         for bad in [
             "syslog+tcp://host",
             "syslog+tcp://host:99999",
+            "syslog+tcp://bob:SECRETPW@127.0.0.1:514",
+            "syslog+tcp://127.0.0.1:514?token=SECRETTOKEN",
             "file://relative/path",
-            "https://user:pw@siem.example/",
-            "ftp://x",
+            "file://user:SECRETPW@/tmp/x",
+            "file:///tmp/x.jsonl?token=SECRETTOKEN",
+            "syslog+unix:///dev/log?token=SECRETTOKEN",
+            "https://user:SECRETPW@siem.example/",
+            "http://127.0.0.1/ingest#SECRETFRAG",
+            "ftp://SECRETHOST",
         ] {
             let err = bad.parse::<SinkSpec>().unwrap_err();
-            assert!(!err.contains("pw@"), "{err}");
+            assert!(!err.contains("SECRET"), "{bad}: {err}");
         }
     }
 

@@ -62,6 +62,11 @@ pub struct Deployment {
     pub keys_from: Option<String>,
     /// The static targets: `Ok(count)` loaded, `Err(why)` not; `None` without a targets file.
     pub targets: Option<Result<usize, String>>,
+    /// The file the master keys were read from (`KEYWARD_MASTER_KEY_FILE`), to check who may
+    /// read it (the development key's file is in the data directory, checked with it).
+    pub key_file: Option<PathBuf>,
+    /// The audit sinks as this server ships to them (empty: judged by their cursors alone).
+    pub sinks: Vec<crate::SinkStatus>,
 }
 
 /// How long before a certificate's end the doctor starts to warn.
@@ -84,6 +89,9 @@ fn found(check: &str, verdict: Verdict, detail: String, fix: Option<&str>) -> Fi
 pub async fn examine(vault: &Vault, d: &Deployment) -> Report {
     let mut out = Vec::new();
     master_keys(vault, d.keys_from.as_deref(), &mut out).await;
+    if let Some(file) = &d.key_file {
+        out.push(key_file(file));
+    }
     records(vault, &mut out).await;
     database(vault, &mut out).await;
     if let Some(dir) = &d.data_dir {
@@ -126,7 +134,7 @@ pub async fn examine(vault: &Vault, d: &Deployment) -> Report {
         ),
         Err(e) => found("clock", Verdict::Warn, format!("cannot tell: {e}"), None),
     });
-    sinks(vault, &mut out).await;
+    sinks(vault, &d.sinks, &mut out).await;
     match &d.targets {
         None => {}
         Some(Ok(n)) => out.push(found(
@@ -146,11 +154,15 @@ pub async fn examine(vault: &Vault, d: &Deployment) -> Report {
         Ok(r) if r.ok() => found(
             "audit_chain",
             Verdict::Ok,
-            format!(
-                "the audit chain holds (events {} to {} checked now)",
-                r.from_seq + 1,
-                r.head_seq
-            ),
+            if r.checked == 0 {
+                format!("the audit chain holds (verified through event {})", r.head_seq)
+            } else {
+                format!(
+                    "the audit chain holds (events {} to {} checked now)",
+                    r.from_seq + 1,
+                    r.head_seq
+                )
+            },
             None,
         ),
         Ok(r) => found(
@@ -348,8 +360,40 @@ fn data_dir(dir: &Path, uid: Option<u32>) -> Finding {
             "data_dir",
             Verdict::Fail,
             format!("{}: {}", dir.display(), problems.join("; ")),
-            Some("chown -R THE_USER DIR && chmod 700 DIR && chmod 600 DIR/*"),
+            Some(
+                "make it the user's the server runs as, private: chown -R THAT_USER DIR && chmod 700 DIR && chmod 600 DIR/* (under systemd's DynamicUser the directory is /var/lib/private/keyward: ask the running server, KEYWARD_URL=... keyward doctor)",
+            ),
         )
+    }
+}
+
+fn key_file(path: &Path) -> Finding {
+    use std::os::unix::fs::MetadataExt as _;
+    match std::fs::metadata(path) {
+        Ok(m) if m.mode() & 0o077 != 0 => found(
+            "master_key_file",
+            Verdict::Fail,
+            format!(
+                "{} has mode {:o}: others on this machine may read the master key",
+                path.display(),
+                m.mode() & 0o777
+            ),
+            Some(
+                "chmod 600 THE_FILE (under systemd, hand it in with LoadCredential=, as dist/keyward.service does)",
+            ),
+        ),
+        Ok(_) => found(
+            "master_key_file",
+            Verdict::Ok,
+            format!("{} is readable by its owner only", path.display()),
+            None,
+        ),
+        Err(e) => found(
+            "master_key_file",
+            Verdict::Warn,
+            format!("{} cannot be examined: {e}", path.display()),
+            None,
+        ),
     }
 }
 
@@ -357,6 +401,14 @@ fn certificate(path: &Path, now: Millis) -> Finding {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     use x509_cert::der::Decode as _;
+    if let Err(e) = std::fs::metadata(path) {
+        return found(
+            "tls_certificate",
+            Verdict::Fail,
+            format!("{} cannot be read: {e}", path.display()),
+            Some("point --tls-cert (KEYWARD_TLS_CERT) at the PEM chain, leaf first"),
+        );
+    }
     let first = CertificateDer::pem_file_iter(path)
         .ok()
         .and_then(|mut certs| certs.next())
@@ -404,7 +456,7 @@ fn certificate(path: &Path, now: Millis) -> Finding {
     }
 }
 
-async fn sinks(vault: &Vault, out: &mut Vec<Finding>) {
+async fn sinks(vault: &Vault, live: &[crate::SinkStatus], out: &mut Vec<Finding>) {
     let (Ok(cursors), Ok(head)) = (vault.sink_cursors().await, vault.audit_event_count().await)
     else {
         return;
@@ -413,7 +465,18 @@ async fn sinks(vault: &Vault, out: &mut Vec<Finding>) {
     for c in cursors {
         let lag = head - c.seq;
         let still = now - c.updated_at.0;
-        out.push(if lag > 0 && still > SINK_STUCK_MS {
+        let failing = live
+            .iter()
+            .find(|s| s.name == c.name)
+            .and_then(|s| s.last_error.clone());
+        out.push(if let Some(why) = failing {
+            found(
+                "audit_sinks",
+                Verdict::Warn,
+                format!("{} is failing ({why}), {lag} event(s) behind", c.name),
+                Some("bring the receiver back or fix what it refuses: the sink retries, from where it stopped"),
+            )
+        } else if lag > 0 && still > SINK_STUCK_MS {
             found(
                 "audit_sinks",
                 Verdict::Warn,

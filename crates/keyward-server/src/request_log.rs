@@ -104,16 +104,21 @@ pub(crate) async fn track(
         let served = ["x-keyward-credential", "x-keyward-target"]
             .into_iter()
             .find_map(|h| Some((h, response.headers().get(h)?.to_str().ok()?)));
-        gateway.audit_request(&crate::gateway::audit_policy::RequestSeen {
-            request_id: &id,
-            method: method.as_str(),
-            path: &path,
-            status: response.status().as_u16(),
-            duration_ms,
-            caller: caller.as_deref(),
-            org: org.as_deref(),
-            served,
-        });
+        gateway
+            .audit_request(
+                state.vault.serving(),
+                &crate::gateway::audit_policy::RequestSeen {
+                    request_id: &id,
+                    method: method.as_str(),
+                    path: &path,
+                    status: response.status().as_u16(),
+                    duration_ms,
+                    caller: caller.as_deref(),
+                    org: org.as_deref(),
+                    served,
+                },
+            )
+            .await;
     }
     tracing::info!(
         target: "keyward::access",

@@ -145,4 +145,11 @@ pub(crate) fn propagate(span: &tracing::Span, headers: &mut axum::http::HeaderMa
         &span.context(),
         &mut opentelemetry_http::HeaderInjector(headers),
     );
+    // An empty trace state is no header at all.
+    if headers
+        .get("tracestate")
+        .is_some_and(|v| v.as_bytes().is_empty())
+    {
+        headers.remove("tracestate");
+    }
 }

@@ -143,17 +143,34 @@ impl Vault {
     }
 
     /// Records the policy the server runs with (at start and at every reload), audited when it
-    /// changes; true if it did.
+    /// changes, and answers the policy in force. An immutable policy in the store only
+    /// tightens: it stays immutable, and its retention never shortens (without one, events are
+    /// kept for ever), whatever is asked; `log_all_access` follows what is asked.
     pub async fn set_audit_policy(
         &self,
-        policy: AuditPolicy,
+        asked: AuditPolicy,
         source: &str,
         actor: &str,
-    ) -> Result<bool, VaultError> {
+    ) -> Result<AuditPolicy, VaultError> {
         let before = self.audit_policy().await?;
+        let was = before.as_ref().map_or(AuditPolicy::default(), |s| s.policy);
+        let policy = if was.immutable {
+            AuditPolicy {
+                immutable: true,
+                retention_days: match (was.retention_days, asked.retention_days) {
+                    (None, _) => None,
+                    (Some(w), Some(a)) => Some(w.max(a)),
+                    (Some(_), None) if asked.immutable => None,
+                    (Some(w), None) => Some(w),
+                },
+                log_all_access: asked.log_all_access,
+            }
+        } else {
+            asked
+        };
         // Unchanged, or the default on a store that never had one: nothing to record.
-        if before.as_ref().map_or(AuditPolicy::default(), |s| s.policy) == policy {
-            return Ok(false);
+        if was == policy {
+            return Ok(policy);
         }
         let mut tx = self.begin_write().await?;
         sqlx::query(
@@ -180,13 +197,14 @@ impl Vault {
             )
             .details(json!({
                 "policy": policy,
+                "asked": (policy != asked).then_some(asked),
                 "was": before.map(|s| s.policy),
                 "source": source,
             })),
         )
         .await?;
         self.commit(tx, "the audit policy", "audit_log").await?;
-        Ok(true)
+        Ok(policy)
     }
 
     /// Removes the events older than `before`, as far as the stored policy allows (an

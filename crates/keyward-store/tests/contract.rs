@@ -2687,17 +2687,21 @@ async fn pruned_events_leave_a_chain_that_still_proves_itself(db: Db) {
         immutable: true,
         log_all_access: false,
     };
-    assert!(
-        v.set_audit_policy(immutable, "test", "serve:start")
+    let events = async || {
+        v.list_events(&"action=audit_policy_set".parse().unwrap(), 10)
             .await
             .unwrap()
-    );
-    assert!(
-        !v.set_audit_policy(immutable, "test", "serve:start")
+    };
+    assert_eq!(
+        v.set_audit_policy(immutable, "test", "serve:start")
             .await
             .unwrap(),
-        "unchanged: not written again"
+        immutable
     );
+    v.set_audit_policy(immutable, "test", "serve:start")
+        .await
+        .unwrap();
+    assert_eq!(events().await.len(), 1, "unchanged: not written again");
     let early = v.prune_events(Millis::now(), "cli:ops").await.unwrap_err();
     assert!(
         early
@@ -2705,13 +2709,52 @@ async fn pruned_events_leave_a_chain_that_still_proves_itself(db: Db) {
             .contains("immutable with a retention of 365 days"),
         "{early}"
     );
+    // Once immutable, only tighter: a mutable one-day policy leaves it as it is (log_all_access
+    // follows what is asked), a longer retention is taken.
+    let loose = AuditPolicy {
+        retention_days: Some(1),
+        immutable: false,
+        log_all_access: true,
+    };
+    let kept = v
+        .set_audit_policy(loose, "test", "serve:reload")
+        .await
+        .unwrap();
+    assert_eq!(
+        kept,
+        AuditPolicy {
+            log_all_access: true,
+            ..immutable
+        }
+    );
+    assert!(v.prune_events(Millis::now(), "cli:ops").await.is_err());
+    let longer = AuditPolicy {
+        retention_days: Some(400),
+        ..immutable
+    };
+    assert_eq!(
+        v.set_audit_policy(longer, "test", "serve:reload")
+            .await
+            .unwrap(),
+        longer
+    );
     let forever = AuditPolicy {
         retention_days: None,
         ..immutable
     };
-    v.set_audit_policy(forever, "test", "serve:start")
-        .await
-        .unwrap();
+    assert_eq!(
+        v.set_audit_policy(forever, "test", "serve:start")
+            .await
+            .unwrap(),
+        forever
+    );
+    // For ever stays for ever.
+    assert_eq!(
+        v.set_audit_policy(immutable, "test", "serve:start")
+            .await
+            .unwrap(),
+        forever
+    );
     let never = v.prune_events(Millis(0), "cli:ops").await.unwrap_err();
     assert!(
         never.to_string().contains("no event may be pruned"),
@@ -2719,12 +2762,10 @@ async fn pruned_events_leave_a_chain_that_still_proves_itself(db: Db) {
     );
     let stored = v.audit_policy().await.unwrap().unwrap();
     assert_eq!(stored.policy, forever);
-    let changes = v
-        .list_events(&"action=audit_policy_set".parse().unwrap(), 10)
-        .await
-        .unwrap();
-    assert_eq!(changes.len(), 2);
-    assert_eq!(changes[0].details["was"]["retention_days"], 365);
+    let changes = events().await;
+    assert_eq!(changes.len(), 4);
+    assert_eq!(changes[0].details["was"]["retention_days"], 400);
+    assert_eq!(changes[2].details["asked"]["immutable"], false);
     v.close().await;
     db.cleanup().await;
 }

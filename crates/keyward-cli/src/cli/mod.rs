@@ -134,6 +134,9 @@ pub(crate) enum Command {
         /// The address the server listens on (a wildcard address is asked on loopback).
         #[arg(long, env = "KEYWARD_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        /// The server's certificate (the server serves TLS): asked over https.
+        #[arg(long, env = "KEYWARD_TLS_CERT")]
+        tls_cert: Option<std::path::PathBuf>,
     },
     /// Examine this deployment and say what is wrong, each with its fix: where the master keys
     /// come from, whether every record opens, the database and its schema, the data

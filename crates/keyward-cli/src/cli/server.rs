@@ -178,11 +178,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "KEYWARD_AUDIT_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) audit_retention_days: Option<u32>,
     /// No audit event is pruned before its retention (without a retention, none ever is), by
-    /// this server or by `keyward events prune`.
+    /// this server or by `keyward events prune`; once the store holds an immutable policy, it
+    /// only tightens (a later setting that is not immutable, or shorter, leaves it as it is).
     #[arg(long, env = "KEYWARD_AUDIT_IMMUTABLE")]
     pub(crate) audit_immutable: bool,
-    /// Every gateway request is an audit event (by default a key's use is counted, and only
-    /// what happens to keys is audited).
+    /// Every request of a gateway token is an audit event, committed before its answer leaves
+    /// (by default a key's use is counted, and only what happens to keys is audited).
     #[arg(long, env = "KEYWARD_AUDIT_LOG_ALL_ACCESS")]
     pub(crate) audit_log_all_access: bool,
 }

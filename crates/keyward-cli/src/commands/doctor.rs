@@ -20,6 +20,13 @@ pub(crate) fn keys_given() -> Option<String> {
     .map(|v| format!("given by {v}"))
 }
 
+/// The file the master keys come from, if a file: `KEYWARD_MASTER_KEY_FILE`.
+pub(crate) fn key_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("KEYWARD_MASTER_KEY_FILE")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
 /// Examines the store this machine opens (and the files the server would read).
 pub(crate) async fn local(
     vault: &keyward_store::Vault,
@@ -41,6 +48,8 @@ pub(crate) async fn local(
         tls_cert: args.tls_cert.clone(),
         keys_from,
         targets,
+        key_file: key_file(),
+        sinks: Vec::new(),
     };
     print(
         &keyward_server::doctor::examine(vault, &deployment).await,

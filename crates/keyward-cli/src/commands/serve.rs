@@ -67,6 +67,8 @@ pub(crate) async fn serve(
             .clone()
             .or_else(crate::commands::doctor::keys_given),
         targets: None,
+        key_file: crate::commands::doctor::key_file(),
+        sinks: Vec::new(),
     });
     if let Some(note) = keys_from {
         state = state.with_keys_from(note);
@@ -229,8 +231,10 @@ fn sink_key(args: &ServeArgs) -> Result<Option<secrecy::SecretBox<Vec<u8>>>> {
     Ok(key.map(|k| secrecy::SecretBox::new(Box::new(k))))
 }
 
-/// `keyward healthcheck`: 0 if the server at `listen` answers `/healthz` with 200 in time.
-pub(crate) async fn healthcheck(listen: SocketAddr) -> Result<ExitCode> {
+/// `keyward healthcheck`: 0 if the server at `listen` answers `/healthz` with 200 in time
+/// (over TLS when it serves TLS; its certificate is not checked: this is the machine's own
+/// server on loopback, and nothing secret is sent).
+pub(crate) async fn healthcheck(listen: SocketAddr, tls: bool) -> Result<ExitCode> {
     let mut addr = listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
@@ -242,15 +246,17 @@ pub(crate) async fn healthcheck(listen: SocketAddr) -> Result<ExitCode> {
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(5))
         .redirect(reqwest::redirect::Policy::none())
+        .tls_danger_accept_invalid_certs(tls)
         .build()?;
-    match client.get(format!("http://{addr}/healthz")).send().await {
+    let url = format!("{}://{addr}/healthz", if tls { "https" } else { "http" });
+    match client.get(&url).send().await {
         Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(ExitCode::SUCCESS),
         Ok(r) => {
-            eprintln!("unhealthy: http://{addr}/healthz answered {}", r.status());
+            eprintln!("unhealthy: {url} answered {}", r.status());
             Ok(ExitCode::FAILURE)
         }
         Err(e) => {
-            eprintln!("unhealthy: http://{addr}/healthz: {}", e.without_url());
+            eprintln!("unhealthy: {url}: {}", e.without_url());
             Ok(ExitCode::FAILURE)
         }
     }
@@ -377,9 +383,10 @@ fn say_loaded(what: &str, loaded: &keyward_server::TargetsLoaded) {
         .collect();
     say!("{what}: {}", targets.join(", "));
     if !loaded.ignored.is_empty() {
-        eprintln!(
-            "note: the gateway config's sections {} are not implemented by Keyward and were ignored",
-            loaded.ignored.join(", ")
+        // Through the log (a JSON line under --log-format json), like every other warning.
+        tracing::warn!(
+            sections = %loaded.ignored.join(", "),
+            "the gateway config's sections are not implemented by Keyward and were ignored"
         );
     }
 }
@@ -453,7 +460,10 @@ fn print_status(status: &serde_json::Value) {
         let state = match (sink["shipping"] == true, sink["last_error"].as_str()) {
             (_, Some(e)) => format!("FAILING: {e}"),
             (true, None) => "shipping".to_owned(),
-            (false, None) => "shipped by another replica".to_owned(),
+            (false, None) => format!(
+                "held by process {} (another replica, or one that stopped without giving it up: its lease lapses within 30 s)",
+                sink["held_by"].as_str().unwrap_or("?")
+            ),
         };
         say!(
             "audit sink {}: delivered through event {}, {} behind, {state}",

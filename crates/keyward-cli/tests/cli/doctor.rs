@@ -190,6 +190,42 @@ async fn the_doctor_names_what_is_wrong_and_how_to_fix_it() {
         "{refused}"
     );
     server.stop();
+
+    // A master key file others may read fails, with its fix.
+    let key = s.env.remove("KEYWARD_MASTER_KEY").unwrap();
+    let key_file = s.scratch().join("master.key");
+    std::fs::write(&key_file, &key).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let key_path = key_file.display().to_string();
+    let out = s.run_with(
+        &["doctor", "--json"],
+        "",
+        &[("KEYWARD_MASTER_KEY_FILE", key_path.as_str())],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict(&report, "master_key_file"), "fail", "{report}");
+    assert!(
+        findings(&report, "master_key_file")[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("chmod 600")
+    );
+    // No store where it is pointed: said, and none is made.
+    let nowhere = s.scratch().join("nowhere");
+    let nowhere_arg = nowhere.display().to_string();
+    let err = s.fails(
+        &["doctor"],
+        &[
+            ("KEYWARD_DATA_DIR", nowhere_arg.as_str()),
+            ("KEYWARD_MASTER_KEY_FILE", key_path.as_str()),
+        ],
+    );
+    assert!(err.contains("there is no store"), "{err}");
+    assert!(!nowhere.join("keyward.db").exists());
     let transcript = String::from_utf8_lossy(&s.transcript).into_owned();
     assert!(!transcript.contains("DOCTORCANARY"));
 }

@@ -191,4 +191,19 @@ fn the_healthcheck_command_tells_a_live_server_from_none() {
     server.stop();
     let refused = s.fails(&["healthcheck", "--listen", &addr], &[]);
     assert!(refused.contains("unhealthy"), "{refused}");
+
+    // A server that serves TLS (its own certificate) is asked over https.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_file, key_file) = (s.scratch().join("cert.pem"), s.scratch().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let (cert_arg, key_arg) = (
+        cert_file.display().to_string(),
+        key_file.display().to_string(),
+    );
+    let server =
+        crate::gateway::Server::start(&s, &["--tls-cert", &cert_arg, "--tls-key", &key_arg], &[]);
+    let addr = server.url.trim_start_matches("https://").to_owned();
+    s.ok(&["healthcheck", "--listen", &addr, "--tls-cert", &cert_arg]);
+    server.stop();
 }

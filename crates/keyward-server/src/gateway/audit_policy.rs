@@ -3,9 +3,13 @@
 //! the store (so that `keyward events prune` keeps it too) and, with `log_all_access`, an audit
 //! event for every gateway request.
 //!
-//! The request's event is written with the next usage flush (a second at most), in one batch
-//! with the others: the answer never waits for it. While the store is away they are kept (up
-//! to [`MAX_KEPT`]) for the next flush.
+//! A request's event is committed before its answer leaves (group commit shares the flush
+//! with every other request and operation in flight), so an answered request is an audited
+//! one, whatever happens to the process next. While the store is away the answer goes out and
+//! the event is kept (up to [`MAX_KEPT`], counted beyond) for the next usage flush. Only
+//! requests of a gateway token are events: a request without a valid token is audited as a
+//! failed authentication, at most as often as the failure limiter lets an address try, so that
+//! nobody without a token can fill an immutable log.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,11 +56,7 @@ impl Gateway {
     /// records it in the store (audited when it changed).
     pub(crate) async fn apply_audit_policy(&self, vault: &Vault, actor: &str) {
         let file = self.targets().audit_policy;
-        let policy = self.options.audit_policy.and(file.unwrap_or_default());
-        *self.audit.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
-        self.audit
-            .log_all
-            .store(policy.log_all_access, Ordering::Relaxed);
+        let asked = self.options.audit_policy.and(file.unwrap_or_default());
         let source = match (file, &self.options.targets_file) {
             (Some(_), Some(path)) => format!(
                 "keyward serve settings and the gateway config {}",
@@ -64,13 +64,23 @@ impl Gateway {
             ),
             _ => "keyward serve settings".to_owned(),
         };
-        match vault.set_audit_policy(policy, &source, actor).await {
-            Ok(true) => {
-                tracing::info!(?policy, %source, "audit policy in force");
+        // An immutable policy in the store only tightens: what it keeps stays kept.
+        let policy = match vault.set_audit_policy(asked, &source, actor).await {
+            Ok(in_force) => {
+                if in_force != asked {
+                    tracing::warn!(asked = ?asked, in_force = ?in_force, "the stored audit policy is immutable: a shorter retention or a mutable policy is not taken");
+                }
+                in_force
             }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot record the audit policy in the store"),
-        }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record the audit policy in the store");
+                asked
+            }
+        };
+        *self.audit.policy.lock().unwrap_or_else(|p| p.into_inner()) = policy;
+        self.audit
+            .log_all
+            .store(policy.log_all_access, Ordering::Relaxed);
     }
 
     /// Whether every gateway request is audited.
@@ -78,8 +88,13 @@ impl Gateway {
         self.audit.log_all.load(Ordering::Relaxed)
     }
 
-    /// Queues the audit event of one gateway request (under `log_all_access`).
-    pub(crate) fn audit_request(&self, r: &RequestSeen<'_>) {
+    /// Writes the audit event of one gateway token's request (under `log_all_access`) before
+    /// its answer goes; kept for the next flush if the store cannot take it now. A request
+    /// without a gateway token writes nothing here.
+    pub(crate) async fn audit_request(&self, vault: &Vault, r: &RequestSeen<'_>) {
+        let Some(caller) = r.caller else {
+            return;
+        };
         // `/gateway/{provider}/...` or `/gateway/t/{target}/...`: the provider or target, not
         // the rest of the path (no query, ever).
         let mut parts = r.path.trim_start_matches("/gateway/").split('/');
@@ -104,25 +119,24 @@ impl Gateway {
             Some((_, id)) => format!("credential:{id}"),
             None => format!("{via}:{name}"),
         };
-        let event = NewEvent::new(
-            r.caller.unwrap_or("anonymous"),
-            Category::SecretAccess,
-            "gateway_request",
-            target,
-        )
-        .org(r.org)
-        .outcome(if r.status < 400 {
-            Outcome::Success
-        } else {
-            Outcome::Failure
-        })
-        .details(json!({
-            via: name,
-            "method": r.method,
-            "status": r.status,
-            "duration_ms": (r.duration_ms * 1000.0).round() / 1000.0,
-            "request_id": r.request_id,
-        }));
+        let event = NewEvent::new(caller, Category::SecretAccess, "gateway_request", target)
+            .org(r.org)
+            .outcome(if r.status < 400 {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            })
+            .details(json!({
+                via: name,
+                "method": r.method,
+                "status": r.status,
+                "duration_ms": (r.duration_ms * 1000.0).round() / 1000.0,
+                "request_id": r.request_id,
+            }));
+        let Err(e) = vault.record(event.clone()).await else {
+            return;
+        };
+        tracing::warn!(error = %e, "cannot write a gateway request's audit event; it is kept for the next try");
         let mut pending = self.audit.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.len() >= MAX_KEPT {
             self.audit.dropped.fetch_add(1, Ordering::Relaxed);

@@ -397,7 +397,11 @@ pub(crate) async fn forward_target(State(state): State<AppState>, req: Request) 
     let view = match authenticate(&state, shape, &parts)
         .instrument(tracing::info_span!(
             "gateway.token",
-            keyward.target = %keyward_core::secret_like::shown(&target_id)
+            keyward.target = if targets.by_id.contains_key(&target_id) {
+                target_id.as_str()
+            } else {
+                "(unknown)"
+            }
         ))
         .await
     {

@@ -294,7 +294,9 @@ impl Targets {
                     .collect()
             })
             .unwrap_or_default();
-        let is_pack = sections.iter().any(|k| k == "pack" || k == "providers");
+        let is_pack = sections
+            .iter()
+            .any(|k| matches!(k.as_str(), "pack" | "providers" | "policies" | "policy"));
         let (file, ignored, audit_policy) = if is_pack {
             let pack: PackFile = serde_yaml_ng::from_value(doc).map_err(yaml_err)?;
             let mut ignored: Vec<String> = sections

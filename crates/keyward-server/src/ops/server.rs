@@ -174,6 +174,14 @@ pub(crate) async fn doctor(
             .clone()
             .or_else(|| state.keys_from().map(str::to_owned)),
         targets,
+        key_file: d.key_file.clone(),
+        sinks: state
+            .shared
+            .sinks
+            .states
+            .iter()
+            .map(|s| s.status())
+            .collect(),
     };
     Ok(crate::doctor::examine(vault(state, &grant), &deployment).await)
 }
