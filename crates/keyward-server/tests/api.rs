@@ -564,7 +564,8 @@ async fn foreign_tokens_see_nothing(mut s: Server) {
                     "/api/v1/master-key/status"
                     | "/api/v1/sessions"
                     | "/api/v1/sso"
-                    | "/api/v1/env-status",
+                    | "/api/v1/env-status"
+                    | "/api/v1/doctor",
                 )
                 | ("DELETE", "/api/v1/sessions/{id}") => {
                     assert_eq!(st, StatusCode::FORBIDDEN, "{path}")
