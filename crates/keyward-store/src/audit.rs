@@ -502,23 +502,13 @@ impl Vault {
         &self,
         chain: &ChainKey,
     ) -> Result<Result<Option<(i64, Vec<u8>, Millis)>, VerifyReport>, VaultError> {
-        let Some(row) = sqlx::query("SELECT seq, link, at, mac FROM audit_checkpoint WHERE id = 1")
-            .fetch_optional(&self.inner.pool)
-            .await?
-        else {
-            return Ok(Ok(None));
-        };
-        let seq: i64 = row.try_get("seq")?;
-        let link: Vec<u8> = row.try_get("link")?;
-        let at: i64 = row.try_get("at")?;
-        let mac: Vec<u8> = row.try_get("mac")?;
-        if !chain.verify(CHECKPOINT, &checkpoint_payload(seq, &link, at), &mac) {
-            return Ok(Err(VerifyReport {
+        Ok(match CHECKPOINT.read(&self.inner.pool, chain).await? {
+            Ok(mark) => Ok(mark),
+            Err(seq) => Err(VerifyReport {
                 from_seq: seq,
                 ..broken(seq, "the verification checkpoint was altered".into())
-            }));
-        }
-        Ok(Ok(Some((seq, link, Millis(at)))))
+            }),
+        })
     }
 
     async fn set_checkpoint(
@@ -527,21 +517,8 @@ impl Vault {
         seq: i64,
         link: &[u8],
     ) -> Result<(), VaultError> {
-        let at = Millis::now().0;
-        let mac = chain.link(CHECKPOINT, &checkpoint_payload(seq, link, at));
         // Only forward: two verifications racing leave the further one.
-        sqlx::query(
-            "INSERT INTO audit_checkpoint (id, seq, link, at, mac) VALUES (1, $1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, link = excluded.link, \
-             at = excluded.at, mac = excluded.mac WHERE audit_checkpoint.seq < excluded.seq",
-        )
-        .bind(seq)
-        .bind(link.to_vec())
-        .bind(at)
-        .bind(mac.to_vec())
-        .execute(&self.inner.pool)
-        .await?;
-        Ok(())
+        CHECKPOINT.write(&self.inner.pool, chain, seq, link).await
     }
 
     /// Checks events `from + 1 ..= to` against `prev` (the link of event `from`), a thousand
@@ -610,11 +587,88 @@ fn broken(head_seq: i64, problem: String) -> VerifyReport {
     }
 }
 
-/// The domain of the checkpoint's MAC: differs from a link's and from the head's.
-const CHECKPOINT: &[u8] = b"audit-checkpoint";
+/// A point of the chain kept in a one-row table: an event's sequence number and link and when
+/// it was marked, sealed with an HMAC under the chain key in a domain of its own (which differs
+/// from a link's and the head's), so that it cannot be moved without the key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    table: &'static str,
+    domain: &'static [u8],
+}
 
-fn checkpoint_payload(seq: i64, link: &[u8], at: i64) -> Vec<u8> {
-    [&seq.to_be_bytes()[..], link, &at.to_be_bytes()[..]].concat()
+/// How far the chain was verified (the console verifies onward from it).
+const CHECKPOINT: Mark = Mark {
+    table: "audit_checkpoint",
+    domain: b"audit-checkpoint",
+};
+
+/// Where the chain begins once old events are pruned.
+pub(crate) const BASE: Mark = Mark {
+    table: "audit_base",
+    domain: b"audit-base",
+};
+
+impl Mark {
+    fn payload(seq: i64, link: &[u8], at: i64) -> Vec<u8> {
+        [&seq.to_be_bytes()[..], link, &at.to_be_bytes()[..]].concat()
+    }
+
+    /// The mark (sequence number, link, when), `None` before the first; `Err(seq)` when its
+    /// seal does not hold.
+    pub(crate) async fn read<'e, E>(
+        self,
+        db: E,
+        chain: &ChainKey,
+    ) -> Result<Result<Option<(i64, Vec<u8>, Millis)>, i64>, VaultError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let Some(row) = sqlx::query(AssertSqlSafe(format!(
+            "SELECT seq, link, at, mac FROM {} WHERE id = 1",
+            self.table
+        )))
+        .fetch_optional(db)
+        .await?
+        else {
+            return Ok(Ok(None));
+        };
+        let seq: i64 = row.try_get("seq")?;
+        let link: Vec<u8> = row.try_get("link")?;
+        let at: i64 = row.try_get("at")?;
+        let mac: Vec<u8> = row.try_get("mac")?;
+        if !chain.verify(self.domain, &Self::payload(seq, &link, at), &mac) {
+            return Ok(Err(seq));
+        }
+        Ok(Ok(Some((seq, link, Millis(at)))))
+    }
+
+    /// Moves the mark to event `seq` (whose link is `link`), sealed now; never back.
+    pub(crate) async fn write<'e, E>(
+        self,
+        db: E,
+        chain: &ChainKey,
+        seq: i64,
+        link: &[u8],
+    ) -> Result<(), VaultError>
+    where
+        E: sqlx::Executor<'e, Database = sqlx::Any>,
+    {
+        let at = Millis::now().0;
+        let mac = chain.link(self.domain, &Self::payload(seq, link, at));
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {t} (id, seq, link, at, mac) VALUES (1, $1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, link = excluded.link, \
+             at = excluded.at, mac = excluded.mac WHERE {t}.seq < excluded.seq",
+            t = self.table
+        )))
+        .bind(seq)
+        .bind(link.to_vec())
+        .bind(at)
+        .bind(mac.to_vec())
+        .execute(db)
+        .await?;
+        Ok(())
+    }
 }
 
 /// After the last event: the log must end where its head says.

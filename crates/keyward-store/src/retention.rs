@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::Row;
 
-use crate::audit::GENESIS;
+use crate::audit::{BASE, GENESIS};
 use crate::{Vault, VaultError};
 
 /// A day, in milliseconds.
@@ -27,9 +27,6 @@ const PRUNE_CHUNK: i64 = 10_000;
 /// A sink whose cursor has not moved for this long is taken as removed from every server's
 /// configuration: it no longer holds back a prune.
 const SINK_FORGOTTEN_AFTER_MS: i64 = 7 * DAY_MS;
-
-/// The domain of the base record's MAC: differs from a link's, the head's and the checkpoint's.
-const BASE: &[u8] = b"audit-base";
 
 /// The audit-logger policy (the seed's `policy: audit-logger:` and `keyward serve`'s
 /// `--audit-*` settings).
@@ -274,21 +271,9 @@ impl Vault {
                 )));
             }
             debug_assert_eq!(last, through);
-            let at = Millis::now().0;
-            let mac = chain.link(BASE, &base_payload(through, &link, at));
             let mut tx = self.begin_write().await?;
             // Only forward: two prunes racing leave the further one.
-            sqlx::query(
-                "INSERT INTO audit_base (id, seq, link, at, mac) VALUES (1, $1, $2, $3, $4) \
-                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, link = excluded.link, \
-                 at = excluded.at, mac = excluded.mac WHERE audit_base.seq < excluded.seq",
-            )
-            .bind(through)
-            .bind(link)
-            .bind(at)
-            .bind(mac.to_vec())
-            .execute(&mut *tx)
-            .await?;
+            BASE.write(&mut *tx, chain, through, &link).await?;
             self.append_event(
                 &mut tx,
                 NewEvent::new(
@@ -350,23 +335,13 @@ impl Vault {
         &self,
         chain: &ChainKey,
     ) -> Result<Result<Option<(i64, Vec<u8>)>, String>, VaultError> {
-        let Some(row) = sqlx::query("SELECT seq, link, at, mac FROM audit_base WHERE id = 1")
-            .fetch_optional(&self.inner.pool)
-            .await?
-        else {
-            return Ok(Ok(None));
-        };
-        let seq: i64 = row.try_get("seq")?;
-        let link: Vec<u8> = row.try_get("link")?;
-        let at: i64 = row.try_get("at")?;
-        let mac: Vec<u8> = row.try_get("mac")?;
-        if !chain.verify(BASE, &base_payload(seq, &link, at), &mac) {
-            return Ok(Err(
+        Ok(match BASE.read(&self.inner.pool, chain).await? {
+            Ok(mark) => Ok(mark.map(|(seq, link, _)| (seq, link))),
+            Err(_) => Err(
                 "the record of pruned events was altered (events removed without the chain key?)"
                     .into(),
-            ));
-        }
-        Ok(Ok(Some((seq, link))))
+            ),
+        })
     }
 
     /// Up to `limit` events after `after`, oldest first, with their links: what a sink ships
@@ -496,10 +471,6 @@ impl Vault {
     pub fn instance_id(&self) -> &str {
         &self.inner.instance
     }
-}
-
-fn base_payload(seq: i64, link: &[u8], at: i64) -> Vec<u8> {
-    [&seq.to_be_bytes()[..], link, &at.to_be_bytes()[..]].concat()
 }
 
 /// A time as RFC 3339 UTC, for messages and details.
