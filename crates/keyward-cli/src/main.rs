@@ -56,7 +56,20 @@ fn main() -> ExitCode {
         match keyward_server::Telemetry::from_env() {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("error: {}", keyward_core::secret_like::scrub(&e));
+                // Before the log is set up: a JSON line by hand when JSON was asked for.
+                let message = keyward_core::secret_like::scrub(&e);
+                if matches!(cli.global.log_format, cli::LogFormat::Json) {
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({
+                            "level": "ERROR",
+                            "target": "keyward",
+                            "fields": { "message": message },
+                        })
+                    );
+                } else {
+                    eprintln!("error: {message}");
+                }
                 return ExitCode::FAILURE;
             }
         }
@@ -265,6 +278,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::MasterKey(cli::MasterKeyCommand::AdoptKms) = &cli.command {
         return adopt_kms(&inputs).await;
     }
+    // The doctor examines a store; it makes none (nor its directory, nor a development key)
+    // where there is none.
+    if matches!(cli.command, Command::Doctor(_))
+        && inputs.database_url.as_deref().is_none_or(str::is_empty)
+    {
+        let file = keyward_store::Location::in_data_dir(&inputs.data_dir);
+        if let keyward_store::Location::SqliteFile(file) = file
+            && !file.exists()
+        {
+            bail!(
+                "there is no store at {}: set KEYWARD_DATA_DIR (or KEYWARD_DATABASE_URL) to the server's",
+                file.display()
+            );
+        }
+    }
     let config = Config::load(&inputs)?;
     let location = config.location.clone();
     let kms = config.kms().cloned();
@@ -357,16 +385,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             keyring = keyring.primary_kept_on_operators_word();
         }
         _ => {}
-    }
-    // The doctor examines a store; it does not make one where there is none.
-    if let (Command::Doctor(_), keyward_store::Location::SqliteFile(file)) =
-        (&cli.command, &location)
-        && !file.exists()
-    {
-        bail!(
-            "there is no store at {}: set KEYWARD_DATA_DIR (or KEYWARD_DATABASE_URL) to the server's",
-            file.display()
-        );
     }
     // One command, one task: a single connection is all it needs. The server keeps a pool.
     let options = match &cli.command {

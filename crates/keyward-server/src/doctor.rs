@@ -465,11 +465,20 @@ async fn sinks(vault: &Vault, live: &[crate::SinkStatus], out: &mut Vec<Finding>
     for c in cursors {
         let lag = head - c.seq;
         let still = now - c.updated_at.0;
-        let failing = live
-            .iter()
-            .find(|s| s.name == c.name)
-            .and_then(|s| s.last_error.clone());
-        out.push(if let Some(why) = failing {
+        let mine = live.iter().find(|s| s.name == c.name);
+        let failing = mine.and_then(|s| s.last_error.clone());
+        out.push(if !live.is_empty() && mine.is_none() && lag > 0 {
+            // A server knows its own sinks: this one is another replica's, or left over.
+            found(
+                "audit_sinks",
+                Verdict::Warn,
+                format!(
+                    "{} is {lag} event(s) behind and this server does not ship to it",
+                    c.name
+                ),
+                Some("if no replica ships to it any more, it holds back prunes until 7 days after it last moved; otherwise ask the replica that does"),
+            )
+        } else if let Some(why) = failing {
             found(
                 "audit_sinks",
                 Verdict::Warn,

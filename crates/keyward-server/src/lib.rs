@@ -242,10 +242,13 @@ impl AppState {
     async fn load_at_start(&self) {
         self.refresh_prices(true).await;
         self.reload_budgets().await;
-        self.shared
-            .gateway
-            .apply_audit_policy(self.vault.serving(), "serve:start")
-            .await;
+        // With a targets file, its load at start put the policy in force already.
+        if self.shared.gateway.options().targets_file.is_none() {
+            self.shared
+                .gateway
+                .apply_audit_policy(self.vault.serving(), "serve:start")
+                .await;
+        }
     }
 
     /// Prunes the events the audit policy's retention lets go (none without one).

@@ -246,7 +246,9 @@ pub(crate) struct TargetsReloaded {
     pub(crate) resolved: Vec<crate::TargetSummary>,
     /// Sections of the file Keyward does not implement, ignored, by name.
     pub(crate) ignored: Vec<String>,
-    /// The file's `audit-logger` policy, if its `policies.chain` runs one.
+    /// The audit policy in force after the load, if the file has an `audit-logger` policy
+    /// (the stricter of it and the server's settings; an immutable one in the store only
+    /// tightens).
     pub(crate) audit_policy: Option<keyward_store::AuditPolicy>,
 }
 

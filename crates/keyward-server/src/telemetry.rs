@@ -86,9 +86,10 @@ impl Telemetry {
             use opentelemetry_otlp::WithExportConfig as _;
             exporter = exporter.with_endpoint(endpoint);
         }
-        let exporter = exporter
-            .build()
-            .map_err(|e| format!("cannot set up the OTLP exporter: {e}"))?;
+        // The exporter's message quotes the endpoint, which may hold a user and password.
+        let exporter = exporter.build().map_err(|_| {
+            "cannot set up the OTLP exporter: check OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT), a URL such as http://collector:4318, and OTEL_EXPORTER_OTLP_HEADERS".to_owned()
+        })?;
         let mut resource = opentelemetry_sdk::Resource::builder();
         if var("OTEL_SERVICE_NAME").is_none() {
             resource = resource.with_service_name("keyward");

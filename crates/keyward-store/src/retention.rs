@@ -141,8 +141,8 @@ impl Vault {
 
     /// Records the policy the server runs with (at start and at every reload), audited when it
     /// changes, and answers the policy in force. An immutable policy in the store only
-    /// tightens: it stays immutable, and its retention never shortens (without one, events are
-    /// kept for ever), whatever is asked; `log_all_access` follows what is asked.
+    /// tightens: it stays immutable, its retention never shortens (without one, events are kept
+    /// for ever) and `log_all_access`, once on, stays on, whatever is asked.
     pub async fn set_audit_policy(
         &self,
         asked: AuditPolicy,
@@ -160,7 +160,7 @@ impl Vault {
                     (Some(_), None) if asked.immutable => None,
                     (Some(w), None) => Some(w),
                 },
-                log_all_access: asked.log_all_access,
+                log_all_access: was.log_all_access || asked.log_all_access,
             }
         } else {
             asked

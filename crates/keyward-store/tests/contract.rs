@@ -2728,6 +2728,7 @@ async fn pruned_events_leave_a_chain_that_still_proves_itself(db: Db) {
         }
     );
     assert!(v.prune_events(Millis::now(), "cli:ops").await.is_err());
+    // log_all_access, once on, stays on too.
     let longer = AuditPolicy {
         retention_days: Some(400),
         ..immutable
@@ -2736,10 +2737,14 @@ async fn pruned_events_leave_a_chain_that_still_proves_itself(db: Db) {
         v.set_audit_policy(longer, "test", "serve:reload")
             .await
             .unwrap(),
-        longer
+        AuditPolicy {
+            log_all_access: true,
+            ..longer
+        }
     );
     let forever = AuditPolicy {
         retention_days: None,
+        log_all_access: true,
         ..immutable
     };
     assert_eq!(

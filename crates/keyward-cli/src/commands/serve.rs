@@ -117,7 +117,7 @@ pub(crate) async fn serve(
         let loaded = state
             .reload_gateway_targets(LoadTrigger::Start, "serve:start")
             .await?;
-        say_loaded("gateway targets", &loaded);
+        say_loaded("gateway targets", &loaded, false);
     }
     let listen: SocketAddr = args.listen;
     let operator_token = std::env::var("KEYWARD_ADMIN_TOKEN")
@@ -355,24 +355,25 @@ fn reload_on_hangup(state: &AppState, has_targets: bool) -> Result<()> {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             if !has_targets {
-                eprintln!("SIGHUP ignored: no --gateway-config to reload");
+                tracing::warn!("SIGHUP ignored: no --gateway-config to reload");
                 continue;
             }
-            match state
+            // The reload logs what it took, ignored or refused itself.
+            if let Ok(loaded) = state
                 .reload_gateway_targets(LoadTrigger::Sighup, "serve:sighup")
                 .await
             {
-                Ok(loaded) => say_loaded("gateway targets reloaded", &loaded),
-                Err(e) => eprintln!("gateway targets not reloaded (the previous ones stay): {e}"),
+                say_loaded("gateway targets reloaded", &loaded, false);
             }
         }
     });
     Ok(())
 }
 
-/// One line per load: the targets with the references they resolved (names only), and the
-/// sections of the file that were ignored.
-fn say_loaded(what: &str, loaded: &keyward_server::TargetsLoaded) {
+/// One line per load: the targets with the references they resolved (names only); for a
+/// person at the CLI (`tell`), the sections of the file that were ignored and the audit policy
+/// in force (a server logs those itself).
+fn say_loaded(what: &str, loaded: &keyward_server::TargetsLoaded, tell: bool) {
     let targets: Vec<String> = loaded
         .targets
         .iter()
@@ -381,12 +382,35 @@ fn say_loaded(what: &str, loaded: &keyward_server::TargetsLoaded) {
             None => t.id.clone(),
         })
         .collect();
-    say!("{what}: {}", targets.join(", "));
+    if targets.is_empty() {
+        say!("{what}: none");
+    } else {
+        say!("{what}: {}", targets.join(", "));
+    }
+    if !tell {
+        return;
+    }
     if !loaded.ignored.is_empty() {
-        // Through the log (a JSON line under --log-format json), like every other warning.
-        tracing::warn!(
-            sections = %loaded.ignored.join(", "),
-            "the gateway config's sections are not implemented by Keyward and were ignored"
+        eprintln!(
+            "note: the gateway config's sections {} are not implemented by Keyward and were ignored",
+            loaded.ignored.join(", ")
+        );
+    }
+    if let Some(p) = loaded.audit_policy {
+        say!(
+            "audit policy in force: retention {}, {}, {}",
+            p.retention_days
+                .map_or_else(|| "none".to_owned(), |d| format!("{d} days")),
+            if p.immutable {
+                "immutable"
+            } else {
+                "not immutable"
+            },
+            if p.log_all_access {
+                "every gateway request audited"
+            } else {
+                "gateway requests counted"
+            }
         );
     }
 }
@@ -511,7 +535,11 @@ fn print_status(status: &serde_json::Value) {
 pub(crate) async fn gateway(backend: &Backend, cmd: GatewayCommand) -> Result<ExitCode> {
     match cmd {
         GatewayCommand::Reload => {
-            say_loaded("gateway targets reloaded", &backend.reload_gateway().await?);
+            say_loaded(
+                "gateway targets reloaded",
+                &backend.reload_gateway().await?,
+                true,
+            );
         }
         GatewayCommand::Status { org, json } => {
             let org = org.as_deref().map(OrgId::new).transpose()?;

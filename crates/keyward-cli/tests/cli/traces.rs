@@ -224,4 +224,19 @@ fn a_grpc_protocol_is_refused_at_start() {
         ],
     );
     assert!(err.contains("http/protobuf only"), "{err}");
+    // An endpoint that does not parse is refused without being quoted (it may hold a
+    // password), and under --log-format json as a JSON line.
+    let err = s.fails(
+        &["serve", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://user:pwSECRET@[bad")],
+    );
+    assert!(!err.contains("pwSECRET"), "{err}");
+    let line: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "{line}"
+    );
 }

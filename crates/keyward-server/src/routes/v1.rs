@@ -398,7 +398,11 @@ pub(super) async fn gateway_reload(
             "targets": loaded.targets.iter().map(|t| &t.id).collect::<Vec<_>>(),
             "resolved": loaded.targets,
             "ignored": loaded.ignored,
-            "audit_policy": loaded.audit_policy,
+            // The policy in force after the load (an immutable one in the store only tightens),
+            // when the file has one.
+            "audit_policy": loaded
+                .audit_policy
+                .map(|_| state.shared.gateway.audit_policy()),
         }))),
         Err(e) => Err(ApiError::Unprocessable(format!(
             "{e}; the previous targets stay in use"
