@@ -292,14 +292,7 @@ async fn every_event_reaches_rsyslog_an_http_receiver_and_a_file_through_outages
         "{text}"
     );
     let admin = server.admin.clone().unwrap();
-    let status = s.ok_with(
-        &["gateway", "status"],
-        "",
-        &[
-            ("KEYWARD_URL", server.url.as_str()),
-            ("KEYWARD_TOKEN", admin.as_str()),
-        ],
-    );
+    let status = gateway_status(&mut s, &server, &admin);
     assert!(
         status.contains("FAILING: the receiver answered 503"),
         "{status}"
@@ -604,14 +597,7 @@ async fn the_packs_audit_logger_policy_audits_every_request_and_guards_the_log()
         "--json",
     ]);
     assert_eq!(changes.as_array().unwrap().len(), 1, "{changes}");
-    let status = s.ok_with(
-        &["gateway", "status"],
-        "",
-        &[
-            ("KEYWARD_URL", server.url.as_str()),
-            ("KEYWARD_TOKEN", admin.as_str()),
-        ],
-    );
+    let status = gateway_status(&mut s, &server, &admin);
     assert!(
         status
             .contains("audit policy: retention 365 days, immutable, every gateway request audited"),
@@ -693,6 +679,18 @@ async fn two_replicas_ship_each_event_once_and_hand_the_sink_over() {
         "each event once, in order"
     );
     other.stop();
+}
+
+/// `keyward gateway status` against `server`, as `admin`.
+fn gateway_status(s: &mut Sandbox, server: &Server, admin: &str) -> String {
+    s.ok_with(
+        &["gateway", "status"],
+        "",
+        &[
+            ("KEYWARD_URL", server.url.as_str()),
+            ("KEYWARD_TOKEN", admin),
+        ],
+    )
 }
 
 fn s_status(url: &str, admin: &str) -> String {
