@@ -374,7 +374,7 @@ impl Shipper {
                     let pause = backoff;
                     // Jittered, so that replicas do not retry in step.
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    pause + Duration::from_millis(fastrand_ms(pause))
+                    pause + Duration::from_millis(jitter_ms(pause))
                 }
             };
             if pause.is_zero() {
@@ -469,7 +469,7 @@ enum Step {
 }
 
 /// Up to a quarter of `pause`, in milliseconds.
-fn fastrand_ms(pause: Duration) -> u64 {
+fn jitter_ms(pause: Duration) -> u64 {
     let quarter = u64::try_from(pause.as_millis() / 4).unwrap_or(0);
     if quarter == 0 {
         0
